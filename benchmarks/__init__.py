@@ -1,0 +1,1 @@
+"""Benchmarks for einsgrad: ``python -m benchmarks.core`` measures the compiler core."""

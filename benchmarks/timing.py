@@ -1,0 +1,36 @@
+"""Median wall-clock timing of several functions, interleaved round-robin in one process."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Mapping
+
+
+def medians(functions: Mapping[str, Callable[[], object]], repeats: int = 7,
+            warmup: int = 1, min_seconds: float = 0.0) -> dict[str, float]:
+    """Median seconds per call of each function.
+
+    Each function is warmed up, then all are run in turn, ``repeats`` rounds, so that load on
+    a shared machine falls on all of them alike. A round of a fast function loops until it has
+    run at least ``min_seconds`` and counts as the mean of its calls.
+    """
+    loops = {}
+    for name, fn in functions.items():
+        for _ in range(warmup):
+            fn()
+        count, start = 0, time.perf_counter()
+        while True:
+            fn()
+            count += 1
+            if time.perf_counter() - start >= min_seconds:
+                break
+        loops[name] = count
+    samples: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, fn in functions.items():
+            start = time.perf_counter()
+            for _ in range(loops[name]):
+                fn()
+            samples[name].append((time.perf_counter() - start) / loops[name])
+    return {name: statistics.median(values) for name, values in samples.items()}

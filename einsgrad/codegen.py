@@ -1,0 +1,113 @@
+"""Plan -> Python source that needs numpy alone.
+
+The source is built only from value names the planner made (``x0``, ``t3``, ``dx1``),
+integers, and the bound spec of each step in a comment; no user text reaches it. einsgrad runs
+this very source, so the code a user reads is the code that runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .plan import Einsum2, Layout, Matmul, Multiply, Plan, Step, Unary
+
+HELPERS = '''\
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+
+def _diagonal(x, axes):
+    """A read-only view of x with the axes of each group in `axes` merged into their diagonal."""
+    return as_strided(x, shape=tuple(x.shape[g[0]] for g in axes),
+                      strides=tuple(sum(x.strides[i] for i in g) for g in axes), writeable=False)
+
+
+def _place(z, shape, axes):
+    """Zeros of `shape` with z written on the diagonal that `axes` describes."""
+    out = np.zeros(shape, dtype=z.dtype)
+    view = as_strided(out, shape=tuple(shape[g[0]] for g in axes),
+                      strides=tuple(sum(out.strides[i] for i in g) for g in axes))
+    view[...] = z
+    return out
+'''
+
+
+def _layout(expr: str, layout: Layout) -> str:
+    if layout.perm is not None:
+        expr += f".transpose({_tuple(layout.perm)})"
+    if layout.shape is not None:
+        expr += f".reshape({_tuple(layout.shape)})"
+    if layout.swap:
+        expr += ".swapaxes(-1, -2)"
+    return expr
+
+
+def _tuple(values) -> str:
+    values = tuple(int(v) for v in values)
+    return repr(values)
+
+
+def expression(step: Step) -> str:
+    """The right-hand side of one step."""
+    op = step.operation
+    if isinstance(op, Unary):
+        expr = step.args[0]
+        if op.diagonal is not None:
+            expr = f"_diagonal({expr}, {op.diagonal!r})"
+        if op.sum_axes:
+            expr += f".sum(axis={_tuple(op.sum_axes)})"
+        if op.perm is not None:
+            expr += f".transpose({_tuple(op.perm)})"
+        if op.reshape is not None:
+            expr = f"np.reshape({expr}, {_tuple(op.reshape)})"
+        if op.broadcast is not None:
+            expr = f"np.broadcast_to({expr}, {_tuple(op.broadcast)})"
+        if op.place is not None:
+            expr = f"_place({expr}, {_tuple(op.shape)}, {op.place!r})"
+    elif isinstance(op, Matmul):
+        a, b = step.args
+        expr = f"np.matmul({_layout(a, op.a)}, {_layout(b, op.b)})"
+        if op.shape is not None:
+            expr += f".reshape({_tuple(op.shape)})"
+    elif isinstance(op, Multiply):
+        a, b = step.args
+        expr = f"np.multiply({_layout(a, op.a)}, {_layout(b, op.b)})"
+    else:
+        assert isinstance(op, Einsum2) and op.subscripts.replace(",", "").replace("->", "").isalpha()
+        expr = f"np.einsum({op.subscripts!r}, {step.args[0]}, {step.args[1]})"
+    if step.perm is not None:
+        expr += f".transpose({_tuple(step.perm)})"
+    return expr
+
+
+def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None = None) -> str:
+    """One Python function for ``plan``; ``finish`` maps a returned value to (copy, dtype):
+    copy it (it may alias an argument), cast it (its operand has a narrower dtype)."""
+    finish = finish or {}
+    lines = [f"def {name}({', '.join(plan.args)}):"]
+    width = max([len(f"    {s.target} = {expression(s)}") for s in plan.steps] + [0])
+    for step in plan.steps:
+        code = f"    {step.target} = {expression(step)}"
+        comment = f"# {step.spec:<14} {step.flops:>12,} flops  -> {step.shape}"
+        lines.append(f"{code:<{width}}  {comment}")
+    results = []
+    for value in plan.returns:
+        copy, dtype = finish.get(value, (False, None))
+        expr = value
+        if dtype is not None:
+            dtype = np.dtype(dtype)
+            assert dtype.kind in "biufc"
+            expr = f"{expr}.real" if dtype.kind != "c" else expr
+            expr = f"np.asarray({expr}, dtype=np.{dtype.name})"
+        elif copy:
+            expr = f"np.array({expr})"
+        results.append(expr)
+    lines.append(f"    return ({', '.join(results)},)")
+    return "\n".join(lines) + "\n"
+
+
+def load(source: str) -> dict:
+    """Executes generated source (helpers included) and returns its namespace."""
+    namespace: dict = {}
+    exec(compile(HELPERS + "\n\n" + source, "<einsgrad>", "exec"), namespace)
+    return namespace

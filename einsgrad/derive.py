@@ -1,0 +1,68 @@
+"""Spec, wrt -> the backward spec. Pure symbols: no shapes, no arrays.
+
+Write the forward in the extended notation as one sum over every label ``a``:
+
+    Y[y] = Σ_a  Π_t δ(y_t, a(O_t))  Π_m X_m[a(L_m)]
+
+(``O`` the output labels, ``L_m`` the labels of operand ``m``). Differentiating by
+``X_k[x]`` turns the factor ``X_k[a(L_k)]`` into ``Π_t δ(a(L_k,t), x_t)``, and contracting
+with the cotangent ``G[y]`` removes the output deltas:
+
+    dX_k[x] = Σ_a  G[a(O)]  Π_{m≠k} X_m[a(L_m)]  Π_t δ(a(L_k,t), x_t)
+
+which is again an einsum in the same notation: operands ``O, L_m (m ≠ k)``, output ``L_k``.
+So the rule is a permutation of terms, and three phenomena fall out of it by themselves; the
+functions below name them, for explanations and tests.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from .errors import EinsumSpecError
+from .spec import ELLIPSIS, Labels, Spec
+
+
+def check_wrt(spec: Spec, wrt) -> int:
+    """``wrt`` as a valid operand index (negative counts from the end)."""
+    n = len(spec.inputs)
+    if not hasattr(wrt, "__index__") or isinstance(wrt, bool):
+        raise EinsumSpecError(f"wrt must be an operand index, got {wrt!r}")
+    k = wrt.__index__()
+    if not -n <= k < n:
+        raise EinsumSpecError(f"wrt={k} is out of range: the spec {str(spec)!r} has {n} operand(s)")
+    return k % n
+
+
+def backward(spec: Spec, wrt: int) -> Spec:
+    """The spec of ``dL/dX_wrt``: operands ``(G, X_m for m != wrt)``, output ``L_wrt``.
+
+    Example: ``Y_ij = Σ_k X_ik W_jk`` ("ik,jk->ij") gives ``dW_jk = Σ_i G_ij X_ik``
+    ("ij,ik->jk"), that is ``dW = Gᵀ X``.
+    """
+    k = check_wrt(spec, wrt)
+    others = spec.inputs[:k] + spec.inputs[k + 1:]
+    return Spec.of((spec.output,) + others, spec.inputs[k])
+
+
+def surviving_deltas(spec: Spec, wrt: int) -> Labels:
+    """Labels repeated in operand ``wrt``: ``∂X_ii/∂X_pq = δ_ip δ_iq`` leaves a Kronecker delta
+    that nothing contracts, so the gradient is zero off that diagonal ("ii->i" gives "i->ii")."""
+    counts = Counter(spec.inputs[check_wrt(spec, wrt)])
+    return tuple(label for label, count in counts.items() if count > 1 and label != ELLIPSIS)
+
+
+def broadcast_labels(spec: Spec, wrt: int) -> Labels:
+    """Labels only operand ``wrt`` has: the forward sums them away, so the gradient is constant
+    along them, a broadcast of the rest ("ij->i" gives "i->ij")."""
+    k = check_wrt(spec, wrt)
+    elsewhere = {l for m, term in enumerate(spec.inputs) if m != k for l in term} | set(spec.output)
+    return tuple(dict.fromkeys(l for l in spec.inputs[k] if l not in elsewhere))
+
+
+def summed_cotangent_labels(spec: Spec, wrt: int) -> Labels:
+    """Labels of the output that operand ``wrt`` lacks: the forward broadcast ``X_wrt`` (or
+    contracted it against another operand) along them, so the gradient sums ``G`` over them
+    ("j->ij" gives "ij->j", the bias gradient ``db_j = Σ_i G_ij``)."""
+    own = set(spec.inputs[check_wrt(spec, wrt)])
+    return tuple(dict.fromkeys(l for l in spec.output if l not in own))

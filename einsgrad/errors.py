@@ -1,0 +1,30 @@
+"""The one exception einsgrad raises for bad input."""
+
+from __future__ import annotations
+
+
+class EinsumSpecError(ValueError):
+    """A spec, an operand's shape or an argument is wrong.
+
+    The message says what is wrong; when the problem sits in the spec text, the text is
+    repeated under it with a caret at the offending column.
+
+    Attributes:
+        reason: what is wrong, in one sentence.
+        spec: the spec text the caret points into, or None.
+        column: the column of the caret in ``spec``, or None.
+    """
+
+    def __init__(self, reason: str, spec: str | None = None, column: int | None = None):
+        self.reason = reason
+        self.spec = spec
+        self.column = column
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        if self.spec is None:
+            return self.reason
+        text = f"{self.reason}\n    {self.spec}"
+        if self.column is not None:
+            text += "\n    " + " " * self.column + "^"
+        return text

@@ -1,0 +1,444 @@
+"""Bound spec -> :class:`Plan`: named steps, each lowered onto numpy primitives, with costs.
+
+The forward is a contraction tree whose order opt_einsum finds (the only place that imports
+it). Reverse mode walks that tree backward: each step's backward is the step's own derived
+spec (:func:`einsgrad.derive.backward`), contracted with the cotangent and its sibling, so
+all gradients together cost twice the forward's FLOPs. Only steps that lead to a requested
+value are kept.
+
+Every step is lowered here, once per shape signature, to one of four operations:
+
+* :class:`Unary`: one operand's diagonal, sums, transposition, broadcast and diagonal placement;
+* :class:`Matmul`: a pairwise contraction as one (batched) GEMM: labels in both operands and the
+  output are the batch, labels in both operands only are contracted;
+* :class:`Multiply`: a pairwise step with nothing to contract (outer or Hadamard product);
+* :class:`Einsum2`: a batched dot product (no free label on either side), memory-bound.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Union
+
+import opt_einsum
+
+from . import derive
+from .shapes import BoundSpec
+from .spec import Spec
+
+Labels = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Unary:
+    """``x -> y`` for one operand, as a chain of numpy operations, each skipped when None.
+
+    Attributes:
+        diagonal: for each distinct input label, the input axes it occupies (a strided view).
+        sum_axes: axes summed after the diagonal.
+        perm: transposition of the remaining axes into output order.
+        reshape: drops summed axes of size 1 and adds one for each label only the output has.
+        broadcast: the shape to broadcast to, where a label only the output has is not size 1.
+        place: for each distinct output label, the output axes it fills; values go on that
+            diagonal of a zero array (a label repeated in the output).
+        shape: the output shape.
+    """
+
+    diagonal: tuple[tuple[int, ...], ...] | None
+    sum_axes: tuple[int, ...]
+    perm: tuple[int, ...] | None
+    reshape: tuple[int, ...] | None
+    broadcast: tuple[int, ...] | None
+    place: tuple[tuple[int, ...], ...] | None
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one side of a matmul is read: transpose, reshape to (batch,) rows, cols, swap last two.
+
+    ``swap`` means the operand is stored as (cols, rows) already, so BLAS reads it transposed
+    instead of copying it.
+    """
+
+    perm: tuple[int, ...] | None
+    shape: tuple[int, ...] | None
+    swap: bool
+
+
+@dataclass(frozen=True)
+class Matmul:
+    """A pairwise contraction as one (batched) GEMM, then a reshape to ``shape`` (None: none)."""
+
+    a: Layout
+    b: Layout
+    shape: tuple[int, ...] | None
+
+
+@dataclass(frozen=True)
+class Multiply:
+    """A pairwise step with no contracted label: broadcast multiplication."""
+
+    a: Layout
+    b: Layout
+
+
+@dataclass(frozen=True)
+class Einsum2:
+    """A pairwise step with no free label on either side (batched dot): numpy's own einsum."""
+
+    subscripts: str
+
+
+Operation = Union[Unary, Matmul, Multiply, Einsum2]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of a plan: ``target = operation(*args)``, then ``.transpose(perm)``.
+
+    Attributes:
+        target: name of the value computed (``t3``, ``dx0``...).
+        args: names of the values it reads.
+        spec: the step as an einsum over the bound labels, e.g. ``"ij,jk->ik"``.
+        operation: how it is computed.
+        perm: final transposition into the requested label order, or None.
+        labels: labels of the result, in storage order.
+        shape: shape of the result.
+        flops: floating point operations (2 per multiply-add).
+        fresh: the result owns its memory (it is not a view of an argument).
+    """
+
+    target: str
+    args: tuple[str, ...]
+    spec: str
+    operation: Operation
+    perm: tuple[int, ...] | None
+    labels: Labels
+    shape: tuple[int, ...]
+    flops: int
+    fresh: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A straight-line program: arguments, steps, returned values."""
+
+    args: tuple[str, ...]
+    steps: tuple[Step, ...]
+    returns: tuple[str, ...]
+
+    @property
+    def flops(self) -> int:
+        return sum(step.flops for step in self.steps)
+
+    def fresh(self, name: str) -> bool:
+        """Whether a returned value owns its memory (else the caller must copy it)."""
+        for step in self.steps:
+            if step.target == name:
+                return step.fresh
+        return False  # an argument returned as it is
+
+
+@dataclass(frozen=True)
+class Record:
+    """A forward step as the reverse pass needs it: its inputs' and output's labels."""
+
+    target: str
+    args: tuple[str, ...]
+    spec: Spec
+
+
+class _Builder:
+    """Accumulates steps; knows every value's labels. Used once per plan."""
+
+    def __init__(self, bound: BoundSpec, optimize, memory_limit):
+        self.size = bound.size_of
+        self.optimize = optimize
+        self.memory_limit = memory_limit
+        self.labels: dict[str, Labels] = {}
+        self.fresh: dict[str, bool] = {}
+        self.steps: list[Step] = []
+        self.count = 0
+
+    def name(self, prefix: str) -> str:
+        self.count += 1
+        return f"{prefix}{self.count - 1}"
+
+    def argument(self, name: str, labels: Labels) -> str:
+        self.labels[name] = labels
+        self.fresh[name] = False
+        return name
+
+    def _add(self, target, args, spec, operation, perm, labels, flops, fresh) -> str:
+        shape = tuple(self.size[l] for l in labels)
+        self.steps.append(Step(target, args, str(spec), operation, perm, labels, shape, flops, fresh))
+        self.labels[target] = labels
+        self.fresh[target] = fresh
+        return target
+
+    def unary(self, target: str, arg: str, out: Labels) -> str:
+        """``arg -> out`` for any extended unary spec."""
+        x = self.labels[arg]
+        size = self.size
+        distinct = tuple(dict.fromkeys(x))
+        diagonal = None
+        if len(distinct) != len(x):
+            diagonal = tuple(tuple(i for i, l in enumerate(x) if l == u) for u in distinct)
+        out_distinct = tuple(dict.fromkeys(out))
+        # Summing a size-1 axis away, or broadcasting to size 1, is a reshape: a view.
+        sum_axes = tuple(i for i, l in enumerate(distinct) if l not in out_distinct and size[l] != 1)
+        rest = [l for l in distinct if l in out_distinct or size[l] == 1]
+        kept = [l for l in out_distinct if l in rest]
+        if [l for l in rest if l in out_distinct] == kept:
+            perm, order = None, rest  # in order already, but for size-1 axes the reshape drops
+        else:
+            order = kept + [l for l in rest if l not in out_distinct]
+            perm = tuple(rest.index(l) for l in order)
+        ones = tuple(size[l] if l in rest else 1 for l in out_distinct)
+        reshape = None if ones == tuple(size[l] for l in order) else ones
+        full = tuple(size[l] for l in out_distinct)
+        broadcast = None if ones == full else full
+        place = None
+        if len(out_distinct) != len(out):
+            place = tuple(tuple(i for i, l in enumerate(out) if l == u) for u in out_distinct)
+        shape = tuple(size[l] for l in out)
+        fresh = bool(sum_axes) or place is not None or (
+            self.fresh[arg] and diagonal is None and broadcast is None)
+        flops = math.prod(size[l] for l in set(x) | set(out))
+        return self._add(target, (arg,), Spec.of((x,), out),
+                         Unary(diagonal, sum_axes, perm, reshape, broadcast, place, shape),
+                         None, tuple(out), flops, fresh)
+
+    def binary(self, target: str, a_name: str, b_name: str, out: Labels, exact: bool) -> str:
+        """A pairwise contraction; the result is in ``out`` order if ``exact``, else in the
+        order the GEMM produces (batch, then a's free labels, then b's)."""
+        a, b, size = self.labels[a_name], self.labels[b_name], self.size
+        assert len(set(a)) == len(a) and len(set(b)) == len(b) and len(set(out)) == len(out)
+        assert set(out) <= set(a) | set(b)
+        assert all(l in b or l in out for l in a) and all(l in a or l in out for l in b)
+        big = a if math.prod(size[l] for l in a) >= math.prod(size[l] for l in b) else b
+        batch = [l for l in big if l in a and l in b and l in out]
+        contracted = [l for l in big if l in a and l in b and l not in out]
+        free_a = [l for l in a if l not in b]
+        free_b = [l for l in b if l not in a]
+        natural = tuple(batch + free_a + free_b)
+        prod = lambda labels: math.prod(size[l] for l in labels)  # noqa: E731
+        shape = tuple(size[l] for l in natural)
+        if not contracted:
+            ones_a, ones_b = (1,) * len(free_b), (1,) * len(free_a)
+            operation: Operation = Multiply(
+                _reshaped(a, batch + free_a, tuple(size[l] for l in batch + free_a) + ones_a, size),
+                _reshaped(b, batch + free_b,
+                          tuple(size[l] for l in batch) + ones_b + tuple(size[l] for l in free_b), size))
+            flops = prod(natural)
+        elif not free_a and not free_b and len(set(a) | set(b)) <= 52:
+            letters = {l: chr(97 + i) if i < 26 else chr(39 + i) for i, l in enumerate(dict.fromkeys(a + b))}
+            spell = lambda labels: "".join(letters[l] for l in labels)  # noqa: E731
+            operation = Einsum2(f"{spell(a)},{spell(b)}->{spell(natural)}")
+            flops = 2 * prod(natural) * prod(contracted)
+        else:
+            lay_a = _layout(a, batch, free_a, contracted, size)
+            lay_b = _layout(b, batch, contracted, free_b, size)
+            made = (prod(batch),) * bool(batch) + (prod(free_a), prod(free_b))
+            operation = Matmul(lay_a, lay_b, None if made == shape else shape)
+            flops = 2 * prod(natural) * prod(contracted)
+        labels, perm = natural, None
+        if exact and natural != tuple(out):
+            labels, perm = tuple(out), _perm(natural, out)
+        return self._add(target, (a_name, b_name), Spec.of((a, b), out), operation, perm, labels,
+                         flops, True)
+
+    def step(self, target: str, args: tuple[str, ...], out: Labels, exact: bool) -> str:
+        """A unary or pairwise step; pairwise needs distinct labels, else a unary fixes them."""
+        if len(args) == 1:
+            return self.unary(target, args[0], out)
+        if exact and len(set(out)) != len(out):
+            core = self.binary(self.name("t"), *args, tuple(dict.fromkeys(out)), False)
+            return self.unary(target, core, out)
+        return self.binary(target, *args, out, exact)
+
+    def contract(self, args: list[str], out: Labels, target: str, records: list[Record]) -> str:
+        """The forward tree of an einsum over ``args`` into ``target`` with labels ``out``.
+
+        Operands first drop what only they have (diagonals, labels summed alone), opt_einsum
+        orders the pairwise contractions, and a last unary step does what only the output
+        has (broadcast, diagonal placement, label order).
+        """
+        if len(args) == 1:
+            self.unary(target, args[0], out)
+            records.append(Record(target, (args[0],), Spec.of((self.labels[args[0]],), out)))
+            return target
+        wanted = set(out)
+        operands = []
+        for i, arg in enumerate(args):
+            labels = self.labels[arg]
+            elsewhere = wanted.union(*(self.labels[a] for j, a in enumerate(args) if j != i))
+            keep = tuple(dict.fromkeys(l for l in labels if l in elsewhere))
+            if keep != labels:
+                reduced = self.unary(self.name("t"), arg, keep)
+                records.append(Record(reduced, (arg,), Spec.of((labels,), keep)))
+                arg = reduced
+            operands.append(arg)
+        core = tuple(dict.fromkeys(l for l in out if any(l in self.labels[a] for a in operands)))
+        for contraction in self.path([set(self.labels[a]) for a in operands], set(core)):
+            picked = [operands.pop(i) for i in sorted(contraction, reverse=True)]
+            while len(picked) > 1:
+                a_name, b_name = picked.pop(), picked.pop()
+                last = not operands and not picked
+                if last and core == tuple(out):
+                    name, keep, exact = target, tuple(out), True
+                else:
+                    others = wanted.union(*(self.labels[x] for x in operands + picked))
+                    name, exact = self.name("t"), False
+                    keep = tuple(l for l in dict.fromkeys(self.labels[a_name] + self.labels[b_name])
+                                 if l in others)
+                spec = Spec.of((self.labels[a_name], self.labels[b_name]), keep)
+                name = self.binary(name, a_name, b_name, keep, exact)
+                records.append(Record(name, (a_name, b_name), Spec.of(spec.inputs, self.labels[name])))
+                picked.append(name)
+            operands.append(picked[0])
+        (root,) = operands
+        if root != target:
+            self.unary(target, root, out)
+            records.append(Record(target, (root,), Spec.of((self.labels[root],), out)))
+        return target
+
+    def path(self, inputs: list[set], output: set) -> list[tuple[int, ...]]:
+        if len(inputs) <= 2:
+            return [tuple(range(len(inputs)))]
+        if isinstance(self.optimize, str):
+            find = opt_einsum.paths.get_path_fn(self.optimize)
+        else:
+            find = self.optimize
+        return list(find(inputs, output, self.size, self.memory_limit))
+
+    def reverse(self, records: list[Record], cotangent: str, leaves: dict[str, Labels]) -> dict:
+        """Walks ``records`` backward from ``cotangent``; returns {leaf name: its gradient}.
+
+        A step's gradient with respect to its argument ``p`` is the step's own derived spec,
+        whose operands are the cotangent of the step and the step's other arguments.
+        Branches that lead to none of ``leaves`` are skipped.
+        """
+        leads = set(leaves)
+        for record in records:
+            if leads.intersection(record.args):
+                leads.add(record.target)
+        grads = {records[-1].target: cotangent}
+        for record in reversed(records):
+            if record.target not in grads:
+                continue
+            for p, arg in enumerate(record.args):
+                if arg not in leads:
+                    continue
+                spec = derive.backward(record.spec, p)
+                args = (grads[record.target],) + record.args[:p] + record.args[p + 1:]
+                assert sorted(spec.inputs[0]) == sorted(self.labels[args[0]])
+                exact = arg in leaves
+                target = "d" + arg if exact else self.name("dt")
+                grads[arg] = self.step(target, args, spec.output, exact)
+        return {leaf: grads[leaf] for leaf in leaves}
+
+
+def _perm(labels, order) -> tuple[int, ...] | None:
+    perm = tuple(labels.index(l) for l in order)
+    return None if perm == tuple(range(len(labels))) else perm
+
+
+def _reshaped(labels: Labels, order, shape, size, swap=False) -> Layout:
+    """Transposes ``labels`` into ``order`` and reshapes to ``shape``; skips what is a no-op."""
+    perm = _perm(labels, order)
+    if perm is None and tuple(shape) == tuple(size[l] for l in labels):
+        shape = None
+    return Layout(perm, shape, swap)
+
+
+def _layout(labels: Labels, batch, rows, cols, size) -> Layout:
+    """Reads an operand as (batch, rows, cols) for matmul, without a copy where it can: an
+    operand stored as (batch, cols, rows) is read transposed by BLAS (``swap``)."""
+    dims = lambda ls: math.prod(size[l] for l in ls)  # noqa: E731
+    lead = (dims(batch),) if batch else ()
+    if tuple(labels) == tuple(batch + cols + rows) and rows and cols:
+        return _reshaped(labels, labels, lead + (dims(cols), dims(rows)), size, True)
+    return _reshaped(labels, batch + rows + cols, lead + (dims(rows), dims(cols)), size)
+
+
+def _prune(steps: list[Step], returns: tuple[str, ...]) -> tuple[Step, ...]:
+    """Keeps only the steps whose result is needed for ``returns``."""
+    needed, kept = set(returns), []
+    for step in reversed(steps):
+        if step.target in needed:
+            kept.append(step)
+            needed.update(step.args)
+    return tuple(reversed(kept))
+
+
+def _inputs(builder: _Builder, bound: BoundSpec) -> list[str]:
+    return [builder.argument(f"x{i}", term) for i, term in enumerate(bound.spec.inputs)]
+
+
+def forward_plan(bound: BoundSpec, optimize="auto", memory_limit=None) -> Plan:
+    """The forward contraction ``y = einsum(x0, x1, ...)``."""
+    builder = _Builder(bound, optimize, memory_limit)
+    args = _inputs(builder, bound)
+    builder.contract(args, bound.spec.output, "y", [])
+    return Plan(tuple(args), _prune(builder.steps, ("y",)), ("y",))
+
+
+def vjp_plan(bound: BoundSpec, wrt: tuple[int, ...], optimize="auto", memory_limit=None) -> Plan:
+    """Gradients of the operands in ``wrt`` from ``g`` and the operands, in one shot.
+
+    Reverse mode over the forward tree, or, when it costs fewer FLOPs, one direct contraction
+    per requested gradient (typical when one gradient of many operands is wanted).
+    """
+    tree = _tree_vjp(bound, wrt, optimize, memory_limit)
+    if len(wrt) == len(bound.spec.inputs) and len(wrt) > 2:
+        return tree
+    direct = _direct_vjp(bound, wrt, optimize, memory_limit)
+    return direct if direct.flops < tree.flops else tree
+
+
+def _tree_vjp(bound, wrt, optimize, memory_limit) -> Plan:
+    builder = _Builder(bound, optimize, memory_limit)
+    args = _inputs(builder, bound)
+    records: list[Record] = []
+    builder.contract(args, bound.spec.output, "y", records)
+    builder.argument("g", bound.spec.output)
+    grads = builder.reverse(records, "g", {args[k]: bound.spec.inputs[k] for k in wrt})
+    returns = tuple(grads[args[k]] for k in wrt)
+    return Plan(("g",) + tuple(args), _prune(builder.steps, returns), returns)
+
+
+def _direct_vjp(bound, wrt, optimize, memory_limit) -> Plan:
+    builder = _Builder(bound, optimize, memory_limit)
+    args = _inputs(builder, bound)
+    builder.argument("g", bound.spec.output)
+    returns = []
+    for k in wrt:
+        others = args[:k] + args[k + 1:]
+        returns.append(builder.contract(["g"] + others, bound.spec.inputs[k], f"dx{k}", []))
+    return Plan(("g",) + tuple(args), tuple(builder.steps), tuple(returns))
+
+
+def pullback_plans(bound: BoundSpec, wrt: tuple[int, ...], optimize="auto",
+                   memory_limit=None) -> tuple[Plan, Plan]:
+    """A forward that also returns what the backward needs, and that backward.
+
+    The first plan returns ``y`` followed by the saved values; the second takes ``g`` and the
+    saved values and returns the gradients in ``wrt`` order. Only the values the backward reads
+    are saved.
+    """
+    builder = _Builder(bound, optimize, memory_limit)
+    args = _inputs(builder, bound)
+    records: list[Record] = []
+    builder.contract(args, bound.spec.output, "y", records)
+    forward_count = len(builder.steps)
+    builder.argument("g", bound.spec.output)
+    grads = builder.reverse(records, "g", {args[k]: bound.spec.inputs[k] for k in wrt})
+    returns = tuple(grads[args[k]] for k in wrt)
+    backward = _prune(builder.steps[forward_count:], returns)
+    made = {step.target for step in backward}
+    saved = tuple(dict.fromkeys(a for step in backward for a in step.args if a not in made and a != "g"))
+    forward = Plan(tuple(args), _prune(builder.steps[:forward_count], ("y",) + saved), ("y",) + saved)
+    return forward, Plan(("g",) + saved, backward, returns)

@@ -1,0 +1,151 @@
+"""Spec + shapes -> :class:`BoundSpec`: every dimension has its own plain label and one size.
+
+Binding removes the two things that make einsum gradients subtle, so that the symbolic rule in
+:mod:`einsgrad.derive` covers them with no special case:
+
+* an ellipsis becomes fresh labels, one per batch dimension, right-aligned across operands;
+* a dimension of size 1 that numpy broadcasts against a larger size of the same label becomes a
+  fresh label of size 1 that only its operand has: the forward sums it (a squeeze) and the
+  backward broadcasts back to it, which is exactly the sum over the broadcast dimension.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from .errors import EinsumSpecError
+from .spec import ELLIPSIS, Spec
+
+
+@dataclass(frozen=True)
+class BoundSpec:
+    """A spec whose labels are plain symbols with one size each, bound to operand shapes."""
+
+    spec: Spec
+    sizes: tuple[tuple[str, int], ...]
+
+    @property
+    def size_of(self) -> dict[str, int]:
+        return dict(self.sizes)
+
+    @property
+    def input_shapes(self) -> tuple[tuple[int, ...], ...]:
+        size = self.size_of
+        return tuple(tuple(size[l] for l in term) for term in self.spec.inputs)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        size = self.size_of
+        return tuple(size[l] for l in self.spec.output)
+
+
+def _fresh_labels(taken):
+    """Unused letters first (readable generated code), then symbols beyond Latin-1."""
+    for char in string.ascii_letters:
+        if char not in taken:
+            yield char
+    code = 0x100
+    while True:
+        yield chr(code)
+        code += 1
+
+
+def bind(spec: Spec, shapes: Sequence[Sequence[int]], sizes: Mapping | None = None) -> BoundSpec:
+    """Binds ``spec`` to operand shapes; raises :class:`EinsumSpecError` naming the operand.
+
+    Args:
+        spec: a parsed spec.
+        shapes: one shape per operand.
+        sizes: validated sizes of labels (and of ``"..."``) that only the output has.
+    """
+    sizes = dict(sizes or {})
+    if len(shapes) != len(spec.inputs):
+        raise spec.error(
+            f"the spec names {len(spec.inputs)} operand(s) but {len(shapes)} were given", None,
+            len(spec.output))
+    fresh = _fresh_labels(set(spec.labels))
+
+    # Expand the ellipsis into batch labels, right-aligned like numpy broadcasting.
+    ellipsis_ranks = []
+    for i, (term, shape) in enumerate(zip(spec.inputs, shapes)):
+        named = len(term) - (ELLIPSIS in term)
+        if ELLIPSIS in term and len(shape) < named:
+            raise spec.error(
+                f"operand {i} has {len(shape)} dimension(s) but its subscripts "
+                f"{''.join(term)!r} name at least {named}", i)
+        if ELLIPSIS not in term and len(shape) != named:
+            raise spec.error(
+                f"operand {i} has {len(shape)} dimension(s) but its subscripts "
+                f"{''.join(term)!r} name {named}", i)
+        if ELLIPSIS in term:
+            ellipsis_ranks.append(len(shape) - named)
+    out_batch = sizes.pop(ELLIPSIS, None)
+    rank = max(ellipsis_ranks + [len(out_batch or ())])
+    batch = tuple(next(fresh) for _ in range(rank))
+
+    def expand(term, ndim_batch):
+        labels = []
+        for label in term:
+            labels.extend(batch[rank - ndim_batch:] if label == ELLIPSIS else (label,))
+        return labels
+
+    terms = [expand(term, len(shape) - len(term) + 1) for term, shape in zip(spec.inputs, shapes)]
+    output = expand(spec.output, rank)
+    if out_batch is not None and ELLIPSIS in spec.output:
+        sizes.update(zip(batch[rank - len(out_batch):], out_batch))
+
+    # One size per label: equal within an operand, equal or 1 across operands (broadcast).
+    size_of: dict[str, int] = {}
+    where: dict[str, int] = {}
+    for i, (term, shape) in enumerate(zip(terms, shapes)):
+        own: dict[str, int] = {}
+        for position, (label, size) in enumerate(zip(term, shape)):
+            size = int(size)
+            if own.setdefault(label, size) != size:
+                raise _located(spec, i, label, position,
+                               f"label {label!r} repeats in operand {i} with sizes {own[label]} "
+                               f"and {size}; a repeated label takes a diagonal, which needs equal sizes")
+            if size == 1:
+                size_of.setdefault(label, 1)
+                continue
+            known = size_of.get(label, 1)
+            if known not in (1, size):
+                raise _located(spec, i, label, position,
+                               f"label {_name(label, batch)} has size {known} in operand {where[label]} "
+                               f"but {size} in operand {i}")
+            size_of[label] = size
+            where.setdefault(label, i)
+    for label, size in sizes.items():
+        if label in size_of and size_of[label] != size:
+            raise EinsumSpecError(
+                f"sizes[{label!r}] = {size} but the operands give label {label!r} size {size_of[label]}")
+        size_of[label] = size
+
+    # A size-1 dimension broadcast against a larger one gets a label of its own.
+    bound_terms = []
+    for term, shape in zip(terms, shapes):
+        renamed: dict[str, str] = {}
+        bound = []
+        for label, size in zip(term, shape):
+            if size == 1 and size_of[label] != 1:
+                if label not in renamed:
+                    renamed[label] = next(fresh)
+                    size_of[renamed[label]] = 1
+                label = renamed[label]
+            bound.append(label)
+        bound_terms.append(tuple(bound))
+    return BoundSpec(Spec.of(bound_terms, output), tuple(size_of.items()))
+
+
+def _name(label: str, batch: tuple[str, ...]) -> str:
+    return f"'...' (batch dimension {batch.index(label)})" if label in batch else repr(label)
+
+
+def _located(spec: Spec, operand: int, label: str, position: int, reason: str):
+    """Points at the label's column, or at the ellipsis for a batch dimension."""
+    term = spec.inputs[operand]
+    if label in term:
+        return spec.error(reason, operand, term.index(label))
+    return spec.error(reason, operand, term.index(ELLIPSIS) if ELLIPSIS in term else 0)
