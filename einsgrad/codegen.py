@@ -102,7 +102,7 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
         elif copy:
             expr = f"np.array({expr})"
         results.append(expr)
-    lines.append(f"    return ({', '.join(results)},)")
+    lines.append(f"    return ({''.join(r + ', ' for r in results).rstrip()})")
     return "\n".join(lines) + "\n"
 
 

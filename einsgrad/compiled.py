@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -12,7 +12,12 @@ from .errors import EinsumSpecError
 from .shapes import bind
 from .spec import Spec, normalize_sizes, parse
 
-_OPTIMIZERS = {True: "auto", False: "greedy"}
+
+class Program(NamedTuple):
+    """Generated code for one mode and signature, and the function it defines."""
+
+    source: str
+    function: Callable
 
 
 class Einsum:
@@ -26,7 +31,7 @@ class Einsum:
         optimize: an opt_einsum path optimizer name (``"auto"``, ``"greedy"``, ``"optimal"``,
             ``"dp"``, ...) or a ``PathOptimizer`` instance.
         memory_limit: the largest intermediate, in elements, the path may create.
-        cache_size: how many shape signatures to keep compiled code for.
+        cache_size: how many shape signatures to keep compiled code for (at least 1).
 
     Example:
         >>> lin = Einsum("ik,jk->ij")
@@ -39,19 +44,17 @@ class Einsum:
                  memory_limit: int | None = None, cache_size: int = 128):
         self.spec: Spec = parse(spec, sizes)
         self.sizes = normalize_sizes(self.spec, sizes)
-        self.optimize = _OPTIMIZERS.get(optimize, optimize) if isinstance(optimize, bool) else optimize
-        if not (isinstance(self.optimize, str) or callable(self.optimize)):
-            raise EinsumSpecError(
-                f"optimize must be an opt_einsum optimizer name or PathOptimizer, got {optimize!r}")
-        if memory_limit is not None and (not hasattr(memory_limit, "__index__") or memory_limit < 1):
+        self.optimize = plan.check_optimizer(optimize)
+        if memory_limit is not None and not _is_count(memory_limit, 1):
             raise EinsumSpecError(f"memory_limit must be a positive integer, got {memory_limit!r}")
         self.memory_limit = memory_limit
+        if not _is_count(cache_size, 1):
+            raise EinsumSpecError(f"cache_size must be a positive integer, got {cache_size!r}")
         self._program = functools.lru_cache(maxsize=cache_size)(self._build)
         self._bound = functools.lru_cache(maxsize=cache_size)(self._bind)
-        self.shapes = None
-        self._latest = None  # the shapes most recently compiled, for source()
-        if shapes is not None:
-            self.shapes = tuple(tuple(int(d) for d in s) for s in shapes)
+        self._latest = None  # the signature last compiled, for source()
+        self.shapes = None if shapes is None else _check_shapes(shapes, len(self.spec.inputs))
+        if self.shapes is not None:
             self._bound(self.shapes)
 
     def __repr__(self) -> str:
@@ -95,16 +98,15 @@ class Einsum:
         """
         arrays = _arrays(operands)
         indices, single = self._wrt(wrt)
-        forward, backward = self._run("pullback", arrays, indices)
+        forward = self._run("forward-saving", arrays, indices)
         y, *saved = forward(*arrays)
-        shape, dtypes = y.shape, tuple(a.dtype for a in arrays)
 
         def pullback(cotangent):
             g = _cotangent(cotangent)
-            if g.shape != shape:
-                raise EinsumSpecError(f"the cotangent has shape {g.shape} but the output has {shape}")
+            if g.shape != y.shape:
+                raise EinsumSpecError(f"the cotangent has shape {g.shape} but the output has {y.shape}")
+            backward = self._run("pullback", arrays, indices, g)
             results = backward(g, *saved)
-            results = tuple(_cast(r, dt) for r, dt in zip(results, (dtypes[k] for k in indices)))
             return results[0] if single else results
 
         return y, pullback
@@ -112,31 +114,37 @@ class Einsum:
     # -- inspection ----------------------------------------------------------------------
 
     def source(self, *shapes) -> str:
-        """The generated Python of the forward and of the backward of every operand.
+        """The generated Python of the forward and of the all-operands vjp: the code that runs.
 
         Shapes come from the arguments, else from ``compile(..., shapes=)``, else from the
-        last call.
+        last call (whose dtypes are used too; float64 otherwise).
         """
-        shapes = tuple(tuple(s) for s in shapes) or self.shapes or self._latest
+        if shapes:
+            shapes = _check_shapes(shapes, len(self.spec.inputs))
+        else:
+            shapes = self.shapes or (self._latest[0] if self._latest else None)
         if shapes is None:
             raise EinsumSpecError("source() needs shapes: pass them, compile with shapes=, or call once")
-        bound = self._bound(shapes)
-        every = tuple(range(len(self.spec.inputs)))
+        if self._latest and self._latest[0] == shapes:
+            dtypes = self._latest[1]
+        else:
+            dtypes = (np.dtype(np.float64),) * len(shapes)
+        out = self._bound(shapes).output_shape
+        every = tuple(range(len(shapes)))
+        forward = self._program(("forward", shapes, dtypes, None))
+        vjp = self._program(("vjp", (out,) + shapes, (np.result_type(*dtypes),) + dtypes, every))
         header = f"# einsgrad: {self.spec}  shapes {', '.join(map(str, shapes))}\n"
-        return "\n\n".join([
-            codegen.HELPERS.rstrip() + "\n\n\n" + header + codegen.render(
-                plan.forward_plan(bound, self.optimize, self.memory_limit), "forward"),
-            codegen.render(plan.vjp_plan(bound, every, self.optimize, self.memory_limit), "vjp"),
-        ])
+        return f"{codegen.HELPERS}\n\n{header}{forward.source}\n\n{vjp.source}"
 
     # -- internals -----------------------------------------------------------------------
 
     def _wrt(self, wrt):
-        n = len(self.spec.inputs)
         if wrt is None:
-            return tuple(range(n)), False
-        if hasattr(wrt, "__index__") and not isinstance(wrt, bool):
+            return tuple(range(len(self.spec.inputs))), False
+        if isinstance(wrt, (int, np.integer)) and not isinstance(wrt, bool):
             return (derive.check_wrt(self.spec, wrt),), True
+        if isinstance(wrt, np.ndarray) and wrt.ndim == 1:
+            wrt = wrt.tolist()
         try:
             indices = tuple(derive.check_wrt(self.spec, k) for k in wrt)
         except TypeError:
@@ -146,52 +154,76 @@ class Einsum:
         return indices, False
 
     def _bind(self, shapes):
-        bound = bind(self.spec, shapes, dict(self.sizes))
-        self._latest = shapes
-        return bound
+        return bind(self.spec, shapes, dict(self.sizes))
 
-    def _run(self, mode, arrays, wrt):
+    def _run(self, mode, arrays, wrt, cotangent=None):
         key = (mode, tuple(a.shape for a in arrays), tuple(a.dtype for a in arrays), wrt)
-        return self._program(key)
+        if cotangent is not None:
+            key += (cotangent.dtype,)
+        return self._program(key).function
 
-    def _build(self, key):
-        mode, shapes, dtypes, wrt = key
-        if mode == "vjp":
-            g_shape, shapes = shapes[0], shapes[1:]
-        bound = self._bound(shapes)
+    def _build(self, key) -> Program:
+        mode, shapes, dtypes, wrt = key[:4]
+        operand_dtypes = dtypes[1:] if mode == "vjp" else dtypes
+        bound = self._bound(shapes[1:] if mode == "vjp" else shapes)
+        self._latest = (bound.input_shapes, operand_dtypes)
+        opts = (self.optimize, self.memory_limit)
         if mode == "forward":
-            forward = plan.forward_plan(bound, self.optimize, self.memory_limit)
+            program = plan.forward_plan(bound, *opts)
             out = np.result_type(*dtypes)
-            finish = {"y": (_needs_copy(forward, "y", bound.output_shape),
-                            None if out.kind in "fc" else out)}
-            return _load(forward, "forward", finish)
+            return _load(program, "forward", {"y": (_needs_copy(program, "y", bound.output_shape),
+                                                    None if out.kind in "fc" else out)})
+        if mode == "forward-saving":
+            program = plan.pullback_plans(bound, wrt, *opts)[0]
+            return _load(program, "forward", {"y": (_needs_copy(program, "y", bound.output_shape), None)})
         if mode == "vjp":
-            if g_shape != bound.output_shape:
+            if shapes[0] != bound.output_shape:
                 raise EinsumSpecError(
-                    f"the cotangent has shape {g_shape} but the output of {str(self.spec)!r} has "
+                    f"the cotangent has shape {shapes[0]} but the output of {str(self.spec)!r} has "
                     f"shape {bound.output_shape}")
-            vjp = plan.vjp_plan(bound, wrt, self.optimize, self.memory_limit)
-            computed = np.result_type(*dtypes)
-            finish = {}
-            for k, name in zip(wrt, vjp.returns):
-                shape = bound.input_shapes[k]
-                target = dtypes[1 + k]
-                cast = target if target.kind in "fc" and target != computed else None
-                finish[name] = (_needs_copy(vjp, name, shape), cast)
-            return _load(vjp, "vjp", finish)
-        forward, backward = plan.pullback_plans(bound, wrt, self.optimize, self.memory_limit)
-        finish_y = {"y": (_needs_copy(forward, "y", bound.output_shape), None)}
-        finish = {name: (_needs_copy(backward, name, bound.input_shapes[k]), None)
-                  for k, name in zip(wrt, backward.returns)}
-        return _load(forward, "forward", finish_y), _load(backward, "pullback", finish)
+            program, cotangent_dtype = plan.vjp_plan(bound, wrt, *opts), dtypes[0]
+        else:
+            program, cotangent_dtype = plan.pullback_plans(bound, wrt, *opts)[1], key[4]
+        return _load(program, mode, _finish(program, bound, wrt, cotangent_dtype, operand_dtypes))
+
+
+def _finish(program: plan.Plan, bound, wrt, cotangent_dtype, dtypes) -> dict:
+    """What each returned gradient needs: a copy (it may alias an argument), a cast (to its
+    operand's dtype, when G and the other operands make a different one)."""
+    finish = {}
+    for k, name in zip(wrt, program.returns):
+        target = dtypes[k]
+        computed = np.result_type(cotangent_dtype, *dtypes[:k], *dtypes[k + 1:])
+        cast = target if target.kind in "fc" and target != computed else None
+        finish[name] = (_needs_copy(program, name, bound.input_shapes[k]), cast)
+    return finish
 
 
 def _needs_copy(program: plan.Plan, name: str, shape) -> bool:
     return not program.fresh(name) or shape == ()
 
 
-def _load(program: plan.Plan, name: str, finish):
-    return codegen.load(codegen.render(program, name, finish))[name]
+def _load(program: plan.Plan, name: str, finish) -> Program:
+    source = codegen.render(program, name, finish)
+    return Program(source, codegen.load(source)[name])
+
+
+def _is_count(value, least: int) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= least
+
+
+def _check_shapes(shapes, count: int) -> tuple[tuple[int, ...], ...]:
+    """``shapes=`` as a tuple of tuples of non-negative ints, one per operand."""
+    try:
+        checked = tuple(tuple(d for d in s) for s in shapes)
+    except TypeError:
+        raise EinsumSpecError(f"shapes must be one shape (a sequence of sizes) per operand, got {shapes!r}") from None
+    for i, shape in enumerate(checked):
+        if not all(_is_count(d, 0) for d in shape):
+            raise EinsumSpecError(f"shape {i} must hold non-negative integers, got {shape!r}")
+    if len(checked) != count:
+        raise EinsumSpecError(f"the spec names {count} operand(s) but {len(checked)} shapes were given")
+    return tuple(tuple(int(d) for d in s) for s in checked)
 
 
 def _arrays(operands) -> tuple[np.ndarray, ...]:
@@ -207,9 +239,3 @@ def _cotangent(g) -> np.ndarray:
     if g.dtype.kind not in "biufc":
         raise EinsumSpecError(f"the cotangent has dtype {g.dtype}, which is not numeric")
     return g
-
-
-def _cast(result, dtype):
-    if dtype.kind not in "fc" or result.dtype == dtype:
-        return result
-    return np.asarray(result.real if dtype.kind != "c" else result, dtype=dtype)

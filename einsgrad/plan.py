@@ -24,6 +24,7 @@ from typing import Union
 import opt_einsum
 
 from . import derive
+from .errors import EinsumSpecError
 from .shapes import BoundSpec
 from .spec import Spec
 
@@ -339,6 +340,23 @@ class _Builder:
                 target = "d" + arg if exact else self.name("dt")
                 grads[arg] = self.step(target, args, spec.output, exact)
         return {leaf: grads[leaf] for leaf in leaves}
+
+
+def check_optimizer(optimize):
+    """An opt_einsum path optimizer: a known name or a callable; bools mean auto / greedy."""
+    if isinstance(optimize, bool):
+        return "auto" if optimize else "greedy"
+    if isinstance(optimize, str):
+        try:
+            opt_einsum.paths.get_path_fn(optimize)
+        except KeyError:
+            raise EinsumSpecError(
+                f"optimize={optimize!r} is not an opt_einsum path optimizer; try 'auto', "
+                "'greedy', 'optimal', 'dp' or 'branch-2'") from None
+        return optimize
+    if callable(optimize):
+        return optimize
+    raise EinsumSpecError(f"optimize must be an opt_einsum optimizer name or PathOptimizer, got {optimize!r}")
 
 
 def _perm(labels, order) -> tuple[int, ...] | None:
