@@ -98,7 +98,7 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
             dtype = np.dtype(dtype)
             assert dtype.kind in "biufc"
             expr = f"{expr}.real" if dtype.kind != "c" else expr
-            expr = f"np.asarray({expr}, dtype=np.{dtype.name})"
+            expr = f"np.array({expr}, dtype=np.{dtype.name})"  # a copy: .real is a view
         elif copy:
             expr = f"np.array({expr})"
         results.append(expr)

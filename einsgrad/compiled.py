@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+from dataclasses import dataclass
 from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -18,6 +20,40 @@ class Program(NamedTuple):
 
     source: str
     function: Callable
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What a contraction and its gradients cost for one shape signature.
+
+    FLOPs count 2 per multiply-add; sizes are in elements.
+
+    Attributes:
+        forward: FLOPs of the forward path.
+        pullback: FLOPs of all gradients after a stored forward (reverse mode: 2x forward).
+        vjp: FLOPs of all gradients in one shot (forward minus its last step, plus pullback).
+        separate: FLOPs of all gradients as one contraction per operand.
+        largest: the largest intermediate of the forward, in elements.
+        saved: elements the forward keeps for the pullback, besides the operands.
+        path: the forward's steps as einsum specs over the bound labels.
+    """
+
+    forward: int
+    pullback: int
+    vjp: int
+    separate: int
+    largest: int
+    saved: int
+    path: tuple[str, ...]
+
+    def __str__(self) -> str:
+        rows = [("forward", self.forward), ("pullback", self.pullback), ("vjp (one shot)", self.vjp),
+                ("per-operand", self.separate)]
+        lines = [f"{name:<15} {flops:>16,} flops  {flops / max(self.forward, 1):5.2f}x forward"
+                 for name, flops in rows]
+        lines.append(f"largest intermediate {self.largest:,} elements; kept for the pullback "
+                     f"{self.saved:,} elements; path {' | '.join(self.path)}")
+        return "\n".join(lines)
 
 
 class Einsum:
@@ -135,6 +171,22 @@ class Einsum:
         vjp = self._program(("vjp", (out,) + shapes, (np.result_type(*dtypes),) + dtypes, every))
         header = f"# einsgrad: {self.spec}  shapes {', '.join(map(str, shapes))}\n"
         return f"{codegen.HELPERS}\n\n{header}{forward.source}\n\n{vjp.source}"
+
+    def costs(self, *shapes) -> Costs:
+        """FLOPs and memory of forward and backward for these shapes (see :class:`Costs`)."""
+        shapes = _check_shapes(shapes, len(self.spec.inputs)) if shapes else self.shapes
+        if shapes is None:
+            raise EinsumSpecError("costs() needs shapes: pass them or compile with shapes=")
+        bound = self._bound(shapes)
+        every = tuple(range(len(shapes)))
+        opts = (self.optimize, self.memory_limit)
+        forward = plan.forward_plan(bound, *opts)
+        saving, pullback = plan.pullback_plans(bound, every, *opts)
+        separate = sum(plan.vjp_plan(bound, (k,), *opts).flops for k in every)
+        kept = {name for name in saving.returns[1:] if not name.startswith("x")}
+        saved = sum(math.prod(s.shape) for s in saving.steps if s.target in kept)
+        return Costs(forward.flops, pullback.flops, plan.vjp_plan(bound, every, *opts).flops,
+                     separate, forward.largest, saved, tuple(s.spec for s in forward.steps))
 
     # -- internals -----------------------------------------------------------------------
 

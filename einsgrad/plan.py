@@ -134,6 +134,11 @@ class Plan:
     def flops(self) -> int:
         return sum(step.flops for step in self.steps)
 
+    @property
+    def largest(self) -> int:
+        """Elements of the largest value a step creates."""
+        return max([math.prod(step.shape) for step in self.steps if step.fresh] + [0])
+
     def fresh(self, name: str) -> bool:
         """Whether a returned value owns its memory (else the caller must copy it)."""
         for step in self.steps:
@@ -313,7 +318,11 @@ class _Builder:
             find = opt_einsum.paths.get_path_fn(self.optimize)
         else:
             find = self.optimize
-        return list(find(inputs, output, self.size, self.memory_limit))
+        try:
+            return list(find(inputs, output, self.size, self.memory_limit))
+        except RuntimeError as error:  # opt_einsum's word for "nothing fits memory_limit"
+            raise EinsumSpecError(f"no contraction path fits memory_limit={self.memory_limit}: "
+                                  f"{error}") from None
 
     def reverse(self, records: list[Record], cotangent: str, leaves: dict[str, Labels]) -> dict:
         """Walks ``records`` backward from ``cotangent``; returns {leaf name: its gradient}.
