@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .plan import Einsum2, Layout, Matmul, Multiply, Plan, Step, Unary
+from .plan import Copy, Einsum2, Layout, Matmul, Multiply, Plan, Step, Unary
 
 HELPERS = '''\
 import numpy as np
@@ -64,6 +64,8 @@ def expression(step: Step) -> str:
             expr = f"np.broadcast_to({expr}, {_tuple(op.broadcast)})"
         if op.place is not None:
             expr = f"_place({expr}, {_tuple(op.shape)}, {op.place!r})"
+    elif isinstance(op, Copy):
+        expr = f"np.ascontiguousarray({step.args[0]}.transpose({_tuple(op.perm)}))"
     elif isinstance(op, Matmul):
         a, b = step.args
         expr = f"np.matmul({_layout(a, op.a)}, {_layout(b, op.b)})"

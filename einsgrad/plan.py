@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Union
+from typing import NamedTuple, Union
 
 import opt_einsum
 
@@ -86,13 +86,20 @@ class Multiply:
 
 
 @dataclass(frozen=True)
+class Copy:
+    """A transposed copy, stored contiguously, that GEMMs then read without copying."""
+
+    perm: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Einsum2:
     """A pairwise step with no free label on either side (batched dot): numpy's own einsum."""
 
     subscripts: str
 
 
-Operation = Union[Unary, Matmul, Multiply, Einsum2]
+Operation = Union[Unary, Matmul, Multiply, Einsum2, Copy]
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,7 @@ class _Builder:
         self.labels: dict[str, Labels] = {}
         self.fresh: dict[str, bool] = {}
         self.steps: list[Step] = []
+        self.copies: dict[str, list[str]] = {}  # value -> its transposed copies
         self.count = 0
 
     def name(self, prefix: str) -> str:
@@ -245,8 +253,10 @@ class _Builder:
             operation = Einsum2(f"{spell(a)},{spell(b)}->{spell(natural)}")
             flops = 2 * prod(natural) * prod(contracted)
         else:
-            lay_a = _layout(a, batch, free_a, contracted, size)
-            lay_b = _layout(b, batch, contracted, free_b, size)
+            a_name, b_name, lay_a, lay_b, batch, free_a, free_b = self._gemm_operands(
+                a_name, b_name, set(batch), set(contracted))
+            natural = tuple(batch + free_a + free_b)
+            shape = tuple(size[l] for l in natural)
             made = (prod(batch),) * bool(batch) + (prod(free_a), prod(free_b))
             operation = Matmul(lay_a, lay_b, None if made == shape else shape)
             flops = 2 * prod(natural) * prod(contracted)
@@ -255,6 +265,62 @@ class _Builder:
             labels, perm = tuple(out), _perm(natural, out)
         return self._add(target, (a_name, b_name), Spec.of((a, b), out), operation, perm, labels,
                          flops, True)
+
+    def _gemm_operands(self, a_name: str, b_name: str, batch: set, contracted: set):
+        """Chooses how both sides of a GEMM are read: as stored, or from a transposed copy.
+
+        An operand whose labels do not fall into (batch, rows, cols) blocks needs a copy. Copies
+        are steps of their own, remembered per value, so that later steps (the backward, above
+        all) read them too, transposed by BLAS where their blocks come swapped.
+        """
+        a_labels, b_labels = self.labels[a_name], self.labels[b_name]
+        free_a = {l for l in a_labels if l not in contracted and l not in batch}
+        free_b = {l for l in b_labels if l not in contracted and l not in batch}
+        reads_a = [(n, _blocks(self.labels[n], batch, free_a, contracted))
+                   for n in (a_name, *self.copies.get(a_name, ()))]
+        reads_b = [(n, _blocks(self.labels[n], batch, contracted, free_b))
+                   for n in (b_name, *self.copies.get(b_name, ()))]
+        reads_a = [(n, r) for n, r in reads_a if r]
+        reads_b = [(n, r) for n, r in reads_b if r]
+        pair = next(((ra, rb) for ra in reads_a for rb in reads_b
+                     if ra[1].batch == rb[1].batch and ra[1].cols == rb[1].rows), None)
+        if pair is None:
+            size_a = math.prod(self.size[l] for l in a_labels)
+            size_b = math.prod(self.size[l] for l in b_labels)
+            if reads_a and (not reads_b or size_b <= size_a):
+                ra = reads_a[0]
+                order = ra[1].batch + ra[1].cols + tuple(l for l in b_labels if l in free_b)
+                rb = self._copy(b_name, order, batch, contracted, free_b)
+            else:
+                if reads_b:
+                    rb = reads_b[0]
+                else:
+                    order = tuple(l for l in a_labels if l in batch) + \
+                        tuple(l for l in a_labels if l in contracted) + tuple(l for l in b_labels if l in free_b)
+                    rb = self._copy(b_name, order, batch, contracted, free_b)
+                order = rb[1].batch + tuple(l for l in a_labels if l in free_a) + rb[1].rows
+                ra = self._copy(a_name, order, batch, free_a, contracted)
+            pair = (ra, rb)
+        (a_name, ba), (b_name, bb) = pair
+        return (a_name, b_name, self._read(a_name, ba), self._read(b_name, bb),
+                list(ba.batch), list(ba.rows), list(bb.cols))
+
+    def _copy(self, name: str, order: Labels, batch, rows, cols):
+        """A contiguous transposed copy of ``name`` with labels in ``order``, as a step."""
+        labels = self.labels[name]
+        target = self._add(self.name("t"), (name,), Spec.of((labels,), order),
+                           Copy(tuple(labels.index(l) for l in order)), None, tuple(order), 0, True)
+        self.copies.setdefault(name, []).append(target)
+        return target, _blocks(tuple(order), batch, rows, cols)
+
+    def _read(self, name: str, blocks: "Blocks") -> Layout:
+        dims = lambda ls: math.prod(self.size[l] for l in ls)  # noqa: E731
+        lead = (dims(blocks.batch),) if blocks.batch else ()
+        first, second = (blocks.cols, blocks.rows) if blocks.swap else (blocks.rows, blocks.cols)
+        shape = lead + (dims(first), dims(second))
+        if shape == tuple(self.size[l] for l in self.labels[name]):
+            shape = None
+        return Layout(None, shape, blocks.swap)
 
     def step(self, target: str, args: tuple[str, ...], out: Labels, exact: bool) -> str:
         """A unary or pairwise step; pairwise needs distinct labels, else a unary fixes them."""
@@ -368,6 +434,30 @@ def check_optimizer(optimize):
     raise EinsumSpecError(f"optimize must be an opt_einsum optimizer name or PathOptimizer, got {optimize!r}")
 
 
+class Blocks(NamedTuple):
+    """An operand's labels read as (batch, rows, cols) blocks; ``swap``: stored (cols, rows)."""
+
+    batch: Labels
+    rows: Labels
+    cols: Labels
+    swap: bool
+
+
+def _blocks(order: Labels, batch: set, rows: set, cols: set) -> Blocks | None:
+    """How ``order`` reads as (batch, rows, cols) without a copy, or None if it cannot."""
+    nb = len(batch)
+    if set(order[:nb]) != batch:
+        return None
+    rest = order[nb:]
+    nr = len(rows)
+    if set(rest[:nr]) == rows:
+        return Blocks(order[:nb], rest[:nr], rest[nr:], False)
+    nc = len(cols)
+    if set(rest[:nc]) == cols:
+        return Blocks(order[:nb], rest[nc:], rest[:nc], True)
+    return None
+
+
 def _perm(labels, order) -> tuple[int, ...] | None:
     perm = tuple(labels.index(l) for l in order)
     return None if perm == tuple(range(len(labels))) else perm
@@ -379,16 +469,6 @@ def _reshaped(labels: Labels, order, shape, size, swap=False) -> Layout:
     if perm is None and tuple(shape) == tuple(size[l] for l in labels):
         shape = None
     return Layout(perm, shape, swap)
-
-
-def _layout(labels: Labels, batch, rows, cols, size) -> Layout:
-    """Reads an operand as (batch, rows, cols) for matmul, without a copy where it can: an
-    operand stored as (batch, cols, rows) is read transposed by BLAS (``swap``)."""
-    dims = lambda ls: math.prod(size[l] for l in ls)  # noqa: E731
-    lead = (dims(batch),) if batch else ()
-    if tuple(labels) == tuple(batch + cols + rows) and rows and cols:
-        return _reshaped(labels, labels, lead + (dims(cols), dims(rows)), size, True)
-    return _reshaped(labels, batch + rows + cols, lead + (dims(rows), dims(cols)), size)
 
 
 def _prune(steps: list[Step], returns: tuple[str, ...]) -> tuple[Step, ...]:
