@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Callable, Mapping, NamedTuple, Sequence
@@ -36,6 +37,7 @@ class Costs:
         largest: the largest intermediate of the forward, in elements.
         saved: elements the forward keeps for the pullback, besides the operands.
         path: the forward's steps as einsum specs over the bound labels.
+        slices: (label, chunk size) of each label sliced to honour ``memory_limit``.
     """
 
     forward: int
@@ -45,6 +47,7 @@ class Costs:
     largest: int
     saved: int
     path: tuple[str, ...]
+    slices: tuple[tuple[str, int], ...] = ()
 
     def __str__(self) -> str:
         rows = [("forward", self.forward), ("pullback", self.pullback), ("vjp (one shot)", self.vjp),
@@ -53,6 +56,8 @@ class Costs:
                  for name, flops in rows]
         lines.append(f"largest intermediate {self.largest:,} elements; kept for the pullback "
                      f"{self.saved:,} elements; path {' | '.join(self.path)}")
+        if self.slices:
+            lines.append("sliced: " + ", ".join(f"{l} in chunks of {c}" for l, c in self.slices))
         return "\n".join(lines)
 
 
@@ -88,6 +93,7 @@ class Einsum:
             raise EinsumSpecError(f"cache_size must be a positive integer, got {cache_size!r}")
         self._program = functools.lru_cache(maxsize=cache_size)(self._build)
         self._bound = functools.lru_cache(maxsize=cache_size)(self._bind)
+        self._slicing = functools.lru_cache(maxsize=cache_size)(self._slice_plan)
         self._latest = None  # the signature last compiled, for source()
         self.shapes = None if shapes is None else _check_shapes(shapes, len(self.spec.inputs))
         if self.shapes is not None:
@@ -106,6 +112,8 @@ class Einsum:
     def __call__(self, *operands):
         """The forward: the same values as ``numpy.einsum``."""
         arrays = _arrays(operands)
+        if self.memory_limit is not None and self._cuts(arrays):
+            return self._sliced(arrays, None, None)[0]
         return self._run("forward", arrays, None)(*arrays)[0]
 
     def vjp(self, cotangent, *operands, wrt=None):
@@ -123,26 +131,37 @@ class Einsum:
         arrays = _arrays(operands)
         g = _cotangent(cotangent)
         indices, single = self._wrt(wrt)
-        results = self._run("vjp", (g,) + arrays, indices)(g, *arrays)
+        if self.memory_limit is not None and self._cuts(arrays):
+            results = self._sliced(arrays, g, indices)
+        else:
+            results = self._run("vjp", (g,) + arrays, indices)(g, *arrays)
         return results[0] if single else results
 
-    def value_and_pullback(self, *operands, wrt=None):
+    def value_and_pullback(self, *operands, wrt=None, recompute: bool = False):
         """The forward value and a function ``pullback(G)`` returning the gradients.
 
-        The forward keeps only what the backward reads (intermediates and operands), so that
-        the pullback costs twice the forward's FLOPs. Do not modify the operands in between.
+        By default the forward keeps what the backward reads (intermediates and operands), so
+        that the pullback costs twice the forward's FLOPs. With ``recompute=True`` (or when
+        ``memory_limit`` makes the contraction run in slices) only the operands are kept and
+        the pullback recomputes the intermediates: less memory, one more forward's FLOPs.
+        Do not modify the operands before calling the pullback.
         """
         arrays = _arrays(operands)
         indices, single = self._wrt(wrt)
-        forward = self._run("forward-saving", arrays, indices)
-        y, *saved = forward(*arrays)
+        if recompute or self.memory_limit is not None and self._cuts(arrays):
+            y = self(*arrays)
+
+            def pullback(cotangent):
+                return self.vjp(cotangent, *arrays, wrt=indices[0] if single else indices)
+
+            return y, pullback
+        y, *saved = self._run("forward-saving", arrays, indices)(*arrays)
 
         def pullback(cotangent):
             g = _cotangent(cotangent)
             if g.shape != y.shape:
                 raise EinsumSpecError(f"the cotangent has shape {g.shape} but the output has {y.shape}")
-            backward = self._run("pullback", arrays, indices, g)
-            results = backward(g, *saved)
+            results = self._run("pullback", arrays, indices, g)(g, *saved)
             return results[0] if single else results
 
         return y, pullback
@@ -185,8 +204,9 @@ class Einsum:
         separate = sum(plan.vjp_plan(bound, (k,), *opts).flops for k in every)
         kept = {name for name in saving.returns[1:] if not name.startswith("x")}
         saved = sum(math.prod(s.shape) for s in saving.steps if s.target in kept)
+        slices = () if self.memory_limit is None else self._slicing(shapes)
         return Costs(forward.flops, pullback.flops, plan.vjp_plan(bound, every, *opts).flops,
-                     separate, forward.largest, saved, tuple(s.spec for s in forward.steps))
+                     separate, forward.largest, saved, tuple(s.spec for s in forward.steps), slices)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -204,6 +224,43 @@ class Einsum:
         if len(set(indices)) != len(indices):
             raise EinsumSpecError(f"wrt names an operand twice: {list(wrt)!r}")
         return indices, False
+
+    def _cuts(self, arrays) -> tuple[tuple[str, int], ...]:
+        return self._slicing(tuple(a.shape for a in arrays))
+
+    def _slice_plan(self, shapes):
+        return plan.slicing(self._bound(shapes), self.memory_limit, self.optimize)
+
+    def _sliced(self, arrays, g, wrt) -> tuple:
+        """The forward (``g`` None) or the vjp, chunk by chunk along the sliced labels.
+
+        Each chunk is the same contraction on slices of the operands, so it runs the code
+        compiled for the chunk's shapes; results along a sliced label are written by pieces,
+        and sums over it accumulate.
+        """
+        bound = self._bound(tuple(a.shape for a in arrays))
+        if g is not None and g.shape != bound.output_shape:
+            raise EinsumSpecError(f"the cotangent has shape {g.shape} but the output of "
+                                  f"{str(self.spec)!r} has shape {bound.output_shape}")
+        cuts = self._cuts(arrays)
+        size = bound.size_of
+        totals: list = [None] * (1 if g is None else len(wrt))
+        for starts in itertools.product(*(range(0, size[l], c) for l, c in cuts)):
+            window = {l: slice(i, i + c) for (l, c), i in zip(cuts, starts)}
+            take = lambda labels: tuple(window.get(l, slice(None)) for l in labels)  # noqa: E731
+            parts = tuple(a[take(labels)] for a, labels in zip(arrays, bound.spec.inputs))
+            if g is None:
+                results = self._run("forward", parts, None)(*parts)
+                where = [(bound.output_shape, bound.spec.output)]
+            else:
+                g_part = g[take(bound.spec.output)]
+                results = self._run("vjp", (g_part,) + parts, wrt)(g_part, *parts)
+                where = [(bound.input_shapes[k], bound.spec.inputs[k]) for k in wrt]
+            for j, (result, (shape, labels)) in enumerate(zip(results, where)):
+                if totals[j] is None:
+                    totals[j] = np.zeros(shape, dtype=result.dtype)
+                totals[j][take(labels)] += result
+        return tuple(totals)
 
     def _bind(self, shapes):
         return bind(self.spec, shapes, dict(self.sizes))

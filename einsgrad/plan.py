@@ -146,6 +146,11 @@ class Plan:
         """Elements of the largest value a step creates."""
         return max([math.prod(step.shape) for step in self.steps if step.fresh] + [0])
 
+    def largest_intermediate(self) -> Step | None:
+        """The step creating the largest value that is not returned."""
+        made = [s for s in self.steps if s.fresh and s.target not in self.returns]
+        return max(made, key=lambda s: math.prod(s.shape), default=None)
+
     def fresh(self, name: str) -> bool:
         """Whether a returned value owns its memory (else the caller must copy it)."""
         for step in self.steps:
@@ -378,17 +383,20 @@ class _Builder:
         return target
 
     def path(self, inputs: list[set], output: set) -> list[tuple[int, ...]]:
+        """opt_einsum's pairwise order. Under ``memory_limit`` its optimizers may give up and
+        leave one many-operand contraction (no intermediates, but no BLAS either); then the
+        unconstrained path is taken, and slicing (:func:`slicing`) bounds the memory."""
         if len(inputs) <= 2:
             return [tuple(range(len(inputs)))]
-        if isinstance(self.optimize, str):
-            find = opt_einsum.paths.get_path_fn(self.optimize)
-        else:
-            find = self.optimize
-        try:
-            return list(find(inputs, output, self.size, self.memory_limit))
-        except RuntimeError as error:  # opt_einsum's word for "nothing fits memory_limit"
-            raise EinsumSpecError(f"no contraction path fits memory_limit={self.memory_limit}: "
-                                  f"{error}") from None
+        find = opt_einsum.paths.get_path_fn(self.optimize) if isinstance(self.optimize, str) else self.optimize
+        if self.memory_limit is not None:
+            try:
+                path = list(find(inputs, output, self.size, self.memory_limit))
+                if all(len(step) <= 2 for step in path):
+                    return path
+            except RuntimeError:  # opt_einsum's "no contraction found for memory_limit"
+                pass
+        return list(find(inputs, output, self.size, None))
 
     def reverse(self, records: list[Record], cotangent: str, leaves: dict[str, Labels]) -> dict:
         """Walks ``records`` backward from ``cotangent``; returns {leaf name: its gradient}.
@@ -526,6 +534,32 @@ def _direct_vjp(bound, wrt, optimize, memory_limit) -> Plan:
         others = args[:k] + args[k + 1:]
         returns.append(builder.contract(["g"] + others, bound.spec.inputs[k], f"dx{k}", []))
     return Plan(("g",) + tuple(args), tuple(builder.steps), tuple(returns))
+
+
+def slicing(bound: BoundSpec, memory_limit: int, optimize="auto") -> tuple[tuple[str, int], ...]:
+    """Labels to slice, and their chunk sizes, so that no intermediate of the forward or of
+    the backward holds more than ``memory_limit`` elements.
+
+    The contraction then runs chunk by chunk: outputs along a sliced label are written by
+    pieces, sums over it accumulate. The label cut is the largest one of the largest
+    intermediate, halved until everything fits (cotengra's idea, in its simplest form).
+    """
+    sizes = bound.size_of
+    sliceable = {l for term in bound.spec.inputs for l in term}
+    chunks: dict[str, int] = {}
+    every = tuple(range(len(bound.spec.inputs)))
+    while True:
+        step = vjp_plan(BoundSpec(bound.spec, tuple(sizes.items())), every, optimize,
+                        memory_limit).largest_intermediate()
+        if step is None or math.prod(step.shape) <= memory_limit:
+            return tuple(chunks.items())
+        labels = [l for l in step.labels if l in sliceable and sizes[l] > 1]
+        if not labels:
+            raise EinsumSpecError(
+                f"memory_limit={memory_limit} is too small: the step {step.spec} needs "
+                f"{math.prod(step.shape)} elements even when every label is sliced to size 1")
+        label = max(labels, key=lambda l: sizes[l])
+        sizes[label] = chunks[label] = -(-sizes[label] // 2)
 
 
 def pullback_plans(bound: BoundSpec, wrt: tuple[int, ...], optimize="auto",
