@@ -88,10 +88,15 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
     finish = finish or {}
     lines = [f"def {name}({', '.join(plan.args)}):"]
     width = max([len(f"    {s.target} = {expression(s)}") for s in plan.steps] + [0])
-    for step in plan.steps:
+    last_use = {name: i for i, step in enumerate(plan.steps) for name in step.args}
+    for i, step in enumerate(plan.steps):
         code = f"    {step.target} = {expression(step)}"
         comment = f"# {step.spec:<14} {step.flops:>12,} flops  -> {step.shape}"
         lines.append(f"{code:<{width}}  {comment}")
+        done = [a for a in dict.fromkeys(step.args)
+                if last_use[a] == i and a not in plan.args and a not in plan.returns]
+        if done:  # free intermediates as soon as nothing reads them: the peak memory drops
+            lines.append(f"    del {', '.join(done)}")
     results = []
     for value in plan.returns:
         copy, dtype = finish.get(value, (False, None))
