@@ -32,14 +32,19 @@ def _place(z, shape, axes):
 '''
 
 
-def _layout(expr: str, layout: Layout) -> str:
+def _layout(expr: str, layout: Layout, ndim: int) -> str:
     if layout.perm is not None:
-        expr += f".transpose({_tuple(layout.perm)})"
+        expr += _transpose(layout.perm)
     if layout.shape is not None:
         expr += f".reshape({_tuple(layout.shape)})"
+        ndim = len(layout.shape)
     if layout.swap:
-        expr += ".swapaxes(-1, -2)"
+        expr += ".T" if ndim == 2 else ".swapaxes(-1, -2)"
     return expr
+
+
+def _transpose(perm) -> str:
+    return ".T" if tuple(perm) == (1, 0) else f".transpose({_tuple(perm)})"
 
 
 def _tuple(values) -> str:
@@ -47,8 +52,8 @@ def _tuple(values) -> str:
     return repr(values)
 
 
-def expression(step: Step) -> str:
-    """The right-hand side of one step."""
+def expression(step: Step, ndims: dict[str, int]) -> str:
+    """The right-hand side of one step; ``ndims`` gives the rank of every value it reads."""
     op = step.operation
     if isinstance(op, Unary):
         expr = step.args[0]
@@ -57,7 +62,7 @@ def expression(step: Step) -> str:
         if op.sum_axes:
             expr += f".sum(axis={_tuple(op.sum_axes)})"
         if op.perm is not None:
-            expr += f".transpose({_tuple(op.perm)})"
+            expr += _transpose(op.perm)
         if op.reshape is not None:
             expr = f"np.reshape({expr}, {_tuple(op.reshape)})"
         if op.broadcast is not None:
@@ -68,17 +73,17 @@ def expression(step: Step) -> str:
         expr = f"np.ascontiguousarray({step.args[0]}.transpose({_tuple(op.perm)}))"
     elif isinstance(op, Matmul):
         a, b = step.args
-        expr = f"np.matmul({_layout(a, op.a)}, {_layout(b, op.b)})"
+        expr = f"({_layout(a, op.a, ndims[a])} @ {_layout(b, op.b, ndims[b])})"
         if op.shape is not None:
             expr += f".reshape({_tuple(op.shape)})"
     elif isinstance(op, Multiply):
         a, b = step.args
-        expr = f"np.multiply({_layout(a, op.a)}, {_layout(b, op.b)})"
+        expr = f"np.multiply({_layout(a, op.a, ndims[a])}, {_layout(b, op.b, ndims[b])})"
     else:
         assert isinstance(op, Einsum2) and op.subscripts.replace(",", "").replace("->", "").isalpha()
         expr = f"np.einsum({op.subscripts!r}, {step.args[0]}, {step.args[1]})"
     if step.perm is not None:
-        expr += f".transpose({_tuple(step.perm)})"
+        expr += _transpose(step.perm)
     return expr
 
 
@@ -86,11 +91,13 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
     """One Python function for ``plan``; ``finish`` maps a returned value to (copy, dtype):
     copy it (it may alias an argument), cast it (its operand has a narrower dtype)."""
     finish = finish or {}
-    lines = [f"def {name}({', '.join(plan.args)}):"]
-    width = max([len(f"    {s.target} = {expression(s)}") for s in plan.steps] + [0])
+    ndims = dict(zip(plan.args, plan.arg_ranks))
+    ndims.update((step.target, len(step.shape)) for step in plan.steps)
+    codes = [f"    {step.target} = {expression(step, ndims)}" for step in plan.steps]
+    width = max(map(len, codes), default=0)
     last_use = {name: i for i, step in enumerate(plan.steps) for name in step.args}
-    for i, step in enumerate(plan.steps):
-        code = f"    {step.target} = {expression(step)}"
+    lines = [f"def {name}({', '.join(plan.args)}):"]
+    for i, (step, code) in enumerate(zip(plan.steps, codes)):
         comment = f"# {step.spec:<14} {step.flops:>12,} flops  -> {step.shape}"
         lines.append(f"{code:<{width}}  {comment}")
         done = [a for a in dict.fromkeys(step.args)

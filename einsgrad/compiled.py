@@ -95,6 +95,7 @@ class Einsum:
         self._bound = functools.lru_cache(maxsize=cache_size)(self._bind)
         self._slicing = functools.lru_cache(maxsize=cache_size)(self._slice_plan)
         self._latest = None  # the signature last compiled, for source()
+        self._every = tuple(range(len(self.spec.inputs)))
         self.shapes = None if shapes is None else _check_shapes(shapes, len(self.spec.inputs))
         if self.shapes is not None:
             self._bound(self.shapes)
@@ -210,9 +211,10 @@ class Einsum:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _wrt(self, wrt):
+    def _wrt(self, wrt) -> tuple[tuple[int, ...], bool]:
+        """``wrt`` as operand indices, and whether one array (not a tuple) is returned."""
         if wrt is None:
-            return tuple(range(len(self.spec.inputs))), False
+            return self._every, False
         if isinstance(wrt, (int, np.integer)) and not isinstance(wrt, bool):
             return (derive.check_wrt(self.spec, wrt),), True
         if isinstance(wrt, np.ndarray) and wrt.ndim == 1:
@@ -266,13 +268,14 @@ class Einsum:
         return bind(self.spec, shapes, dict(self.sizes))
 
     def _run(self, mode, arrays, wrt, cotangent=None):
-        key = (mode, tuple(a.shape for a in arrays), tuple(a.dtype for a in arrays), wrt)
+        key = (mode, tuple([a.shape for a in arrays]), tuple([a.dtype for a in arrays]), wrt)
         if cotangent is not None:
             key += (cotangent.dtype,)
         return self._program(key).function
 
     def _build(self, key) -> Program:
         mode, shapes, dtypes, wrt = key[:4]
+        _check_dtypes(mode, dtypes + key[4:])
         operand_dtypes = dtypes[1:] if mode == "vjp" else dtypes
         bound = self._bound(shapes[1:] if mode == "vjp" else shapes)
         self._latest = (bound.input_shapes, operand_dtypes)
@@ -336,15 +339,20 @@ def _check_shapes(shapes, count: int) -> tuple[tuple[int, ...], ...]:
 
 
 def _arrays(operands) -> tuple[np.ndarray, ...]:
-    arrays = tuple(a if type(a) is np.ndarray else np.asarray(a) for a in operands)
-    for i, a in enumerate(arrays):
-        if a.dtype.kind not in "biufc":
-            raise EinsumSpecError(f"operand {i} has dtype {a.dtype}, which is not numeric")
-    return arrays
+    """Operands as arrays; their dtypes are checked once per signature, in ``_build``."""
+    return tuple(a if type(a) is np.ndarray else np.asarray(a) for a in operands)
 
 
 def _cotangent(g) -> np.ndarray:
-    g = g if type(g) is np.ndarray else np.asarray(g)
-    if g.dtype.kind not in "biufc":
-        raise EinsumSpecError(f"the cotangent has dtype {g.dtype}, which is not numeric")
-    return g
+    return g if type(g) is np.ndarray else np.asarray(g)
+
+
+def _check_dtypes(mode: str, dtypes) -> None:
+    names = [f"operand {i}" for i in range(len(dtypes))]
+    if mode == "vjp":  # the cotangent comes first
+        names = ["the cotangent"] + names[:-1]
+    elif mode == "pullback":  # its dtype comes last
+        names[-1] = "the cotangent"
+    for name, dtype in zip(names, dtypes):
+        if dtype.kind not in "biufc":
+            raise EinsumSpecError(f"{name} has dtype {dtype}, which is not numeric")

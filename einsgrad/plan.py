@@ -131,9 +131,10 @@ class Step:
 
 @dataclass(frozen=True)
 class Plan:
-    """A straight-line program: arguments, steps, returned values."""
+    """A straight-line program: arguments (and their ranks), steps, returned values."""
 
     args: tuple[str, ...]
+    arg_ranks: tuple[int, ...]
     steps: tuple[Step, ...]
     returns: tuple[str, ...]
 
@@ -184,6 +185,10 @@ class _Builder:
     def name(self, prefix: str) -> str:
         self.count += 1
         return f"{prefix}{self.count - 1}"
+
+    def plan(self, args, steps, returns) -> "Plan":
+        args = tuple(args)
+        return Plan(args, tuple(len(self.labels[a]) for a in args), tuple(steps), tuple(returns))
 
     def argument(self, name: str, labels: Labels) -> str:
         self.labels[name] = labels
@@ -498,7 +503,7 @@ def forward_plan(bound: BoundSpec, optimize="auto", memory_limit=None) -> Plan:
     builder = _Builder(bound, optimize, memory_limit)
     args = _inputs(builder, bound)
     builder.contract(args, bound.spec.output, "y", [])
-    return Plan(tuple(args), _prune(builder.steps, ("y",)), ("y",))
+    return builder.plan(args, _prune(builder.steps, ("y",)), ("y",))
 
 
 def vjp_plan(bound: BoundSpec, wrt: tuple[int, ...], optimize="auto", memory_limit=None) -> Plan:
@@ -522,7 +527,7 @@ def _tree_vjp(bound, wrt, optimize, memory_limit) -> Plan:
     builder.argument("g", bound.spec.output)
     grads = builder.reverse(records, "g", {args[k]: bound.spec.inputs[k] for k in wrt})
     returns = tuple(grads[args[k]] for k in wrt)
-    return Plan(("g",) + tuple(args), _prune(builder.steps, returns), returns)
+    return builder.plan(("g", *args), _prune(builder.steps, returns), returns)
 
 
 def _direct_vjp(bound, wrt, optimize, memory_limit) -> Plan:
@@ -533,7 +538,7 @@ def _direct_vjp(bound, wrt, optimize, memory_limit) -> Plan:
     for k in wrt:
         others = args[:k] + args[k + 1:]
         returns.append(builder.contract(["g"] + others, bound.spec.inputs[k], f"dx{k}", []))
-    return Plan(("g",) + tuple(args), tuple(builder.steps), tuple(returns))
+    return builder.plan(("g", *args), builder.steps, returns)
 
 
 def slicing(bound: BoundSpec, memory_limit: int, optimize="auto") -> tuple[tuple[str, int], ...]:
@@ -581,5 +586,5 @@ def pullback_plans(bound: BoundSpec, wrt: tuple[int, ...], optimize="auto",
     backward = _prune(builder.steps[forward_count:], returns)
     made = {step.target for step in backward}
     saved = tuple(dict.fromkeys(a for step in backward for a in step.args if a not in made and a != "g"))
-    forward = Plan(tuple(args), _prune(builder.steps[:forward_count], ("y",) + saved), ("y",) + saved)
-    return forward, Plan(("g",) + saved, backward, returns)
+    forward = builder.plan(args, _prune(builder.steps[:forward_count], ("y",) + saved), ("y",) + saved)
+    return forward, builder.plan(("g", *saved), backward, returns)
