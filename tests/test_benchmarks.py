@@ -1,0 +1,149 @@
+"""The benchmark runner's structure on a tiny suite (no timings are asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import einsgrad
+
+from benchmarks import __main__ as cli  # noqa: E402
+from benchmarks import report, runner  # noqa: E402
+from benchmarks.cases import Case, suite  # noqa: E402
+from benchmarks.limits import Peaks  # noqa: E402
+from benchmarks.systems import SYSTEMS, Kernels, Problem, System, numpy_gradients  # noqa: E402
+
+PEAKS = Peaks({"float64": 1e10, "float32": 2e10}, 1e10, (1e9, 1e8), 64, 1 << 20)
+CASES = [Case("small linear", "ik,jk->ij", ((3, 4), (5, 4))),
+         Case("small diag", "ii,i->i", ((4, 4), (4,))),
+         Case("tiny overhead", "ab,bc->ac", ((2, 2), (2, 2)), overhead=True)]
+
+
+def _raises(problem):
+    raise RuntimeError("boom")
+
+
+def _wrong(problem):
+    right = numpy_gradients(problem)
+    return Kernels(right.forward, lambda: [2 * g for g in right.oneshot()])
+
+
+FAKES = [System("ghost", _raises, requires=("no_such_module_for_einsgrad_tests",)),
+         System("boom", _raises), System("liar", _wrong)]
+BUILTIN = [s for s in SYSTEMS if s.name in ("einsgrad", "numpy", "numpy-opt", "opt_einsum")]
+
+
+@pytest.fixture(scope="module")
+def results():
+    return runner.run(CASES, ["float64", "float32"], BUILTIN + FAKES, PEAKS,
+                      runner.Settings(repeats=2, round_seconds=0.001, max_load=1.0))
+
+
+def test_every_row_has_every_installed_system_and_mode(results):
+    assert len(results.rows) == len(CASES) * 2
+    for row in results.rows:
+        assert set(row.cells) == {"einsgrad", "numpy", "numpy-opt", "opt_einsum", "boom", "liar"}
+        assert all(set(modes) == set(runner.MODES) for modes in row.cells.values())
+        einsgrad = row.cells["einsgrad"]["oneshot"]
+        assert einsgrad.status == "ok" and einsgrad.seconds > 0
+        assert row.cells["numpy"]["pullback"].status == "n/a"
+        assert (row.limit is None) == row.case.overhead
+        assert len(row.loads) == 1 and row.load == row.loads[0]
+
+
+def test_a_missing_system_is_skipped(results):
+    assert results.skipped == {"ghost": "not installed"}
+    assert "ghost (not installed)" in report.table(results)
+
+
+def test_a_raising_system_shows_its_error_and_the_run_goes_on(results):
+    for row in results.rows:
+        assert {c.status for c in row.cells["boom"].values()} == {"error"}
+        assert "RuntimeError: boom" in row.cells["boom"]["forward"].note
+    assert "ERROR" in report.table(results)
+
+
+def test_wrong_gradients_are_flagged_and_not_timed(results):
+    for row in results.rows:
+        liar = row.cells["liar"]
+        assert liar["oneshot"].status == "wrong" and liar["oneshot"].seconds is None
+        assert liar["forward"].status == "ok" and liar["forward"].seconds > 0
+
+
+def test_json_has_the_machine_versions_peaks_and_cells(results, tmp_path):
+    path = tmp_path / "results.json"
+    report.write_json(str(path), results, {"cpu": "test"}, {"numpy": np.__version__})
+    doc = json.loads(path.read_text())
+    assert {"machine", "versions", "peaks", "settings", "systems", "skipped", "rows"} <= set(doc)
+    assert doc["settings"]["repeats"] == 2
+    assert doc["peaks"]["gemm_flops_per_s"] == {"float64": 1e10, "float32": 2e10}
+    row = doc["rows"][0]
+    assert {"case", "spec", "shapes", "dtype", "load", "loads", "modes"} <= set(row)
+    mode = row["modes"]["oneshot"]
+    assert {"flops", "bytes", "limit_seconds", "bound", "cells"} <= set(mode)
+    assert set(mode["cells"]["einsgrad"]) == {"status", "seconds", "note", "vs_einsgrad", "vs_limit"}
+    assert mode["cells"]["einsgrad"]["vs_einsgrad"] == 1.0
+
+
+def test_machine_description_names_the_tuning_variables():
+    from benchmarks.limits import machine
+
+    described = machine()
+    assert {"cpu", "cores", "blas", "env"} <= set(described)
+    assert "OMP_WAIT_POLICY" in described["env"] and "OPENBLAS_CORETYPE" in described["env"]
+
+
+def test_traffic_reads_diagonals_and_writes_dense_gradients():
+    from benchmarks.limits import traffic
+
+    assert traffic("ii->", [(4, 4)], (), 8) == (8 * (4 + 1), 8 * (1 + 16))
+    assert traffic("ij,jk->ik", [(2, 3), (3, 4)], (2, 4), 4) == (4 * (6 + 12 + 8), 4 * (8 + 18 + 18))
+
+
+def test_a_loaded_row_is_run_again():
+    settings = runner.Settings(repeats=1, round_seconds=0.0, max_load=-1.0)
+    row = runner.run(CASES[:1], ["float64"], BUILTIN[:1], PEAKS, settings).rows[0]
+    if row.load is not None:  # /proc/stat is there
+        assert len(row.loads) == 3 and row.load == min(row.loads)
+
+
+def test_plot_is_written(results, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "plot.png"
+    report.plot(str(path), results)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("spec, shapes", [
+    ("ii->", [(4, 4)]), ("ij->i", [(3, 4)]), ("ii,i->i", [(3, 3), (3,)]), ("iij,j->i", [(3, 3, 2), (2,)]),
+    ("...ij,...jk->...ik", [(3, 1, 2, 4), (1, 2, 4, 5)]), ("...ij,jk->...ik", [(2, 3, 4), (4, 5)]),
+])
+def test_reference_gradients_match_einsgrad_in_the_extended_notation(spec, shapes):
+    rng = np.random.default_rng(0)
+    ops = tuple(rng.standard_normal(s) for s in shapes)
+    g = np.asarray(rng.standard_normal(np.einsum(spec, *ops).shape))
+    for optimize in (False, True):
+        got = numpy_gradients(Problem(spec, ops, g), optimize).oneshot()
+        for mine, theirs in zip(got, einsgrad.compile(spec).vjp(g, *ops)):
+            np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_suite_has_every_case_in_both_sizes():
+    full, quick = suite(), suite(quick=True)
+    assert [c.spec for c in full] == [c.spec for c in quick] and len(full) == 16
+    assert sum(c.overhead for c in full) == 2
+
+
+def test_quick_cli_on_one_tiny_case(tmp_path, capsys):
+    path = tmp_path / "cli.json"
+    assert cli.main(["--quick", "--cases", "tiny linear", "--dtypes", "float64",
+                     "--systems", "numpy-opt,opt_einsum", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "tiny linear" in out and "opt_einsum" in out
+    doc = json.loads(path.read_text())
+    assert [r["case"] for r in doc["rows"]] == ["tiny linear"]
+    assert set(doc["rows"][0]["modes"]["forward"]["cells"]) == {"einsgrad", "numpy-opt", "opt_einsum"}
