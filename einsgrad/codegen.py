@@ -65,6 +65,8 @@ def expression(step: Step, ndims: dict[str, int]) -> str:
             expr += _transpose(op.perm)
         if op.reshape is not None:
             expr = f"np.reshape({expr}, {_tuple(op.reshape)})"
+        if op.own:
+            expr = f"np.array({expr})"
         if op.broadcast is not None:
             expr = f"np.broadcast_to({expr}, {_tuple(op.broadcast)})"
         if op.place is not None:

@@ -44,6 +44,7 @@ class Unary:
         place: for each distinct output label, the output axes it fills; values go on that
             diagonal of a zero array (a label repeated in the output).
         shape: the output shape.
+        own: copy the (small) data before broadcasting it, so the view aliases no argument.
     """
 
     diagonal: tuple[tuple[int, ...], ...] | None
@@ -53,6 +54,7 @@ class Unary:
     broadcast: tuple[int, ...] | None
     place: tuple[tuple[int, ...], ...] | None
     shape: tuple[int, ...]
+    own: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,8 @@ class Step:
         labels: labels of the result, in storage order.
         shape: shape of the result.
         flops: floating point operations (2 per multiply-add).
-        fresh: the result owns its memory (it is not a view of an argument).
+        fresh: the result shares no memory with an argument (it may be a read-only
+            broadcast view of memory it owns).
     """
 
     target: str
@@ -228,11 +231,14 @@ class _Builder:
         if len(out_distinct) != len(out):
             place = tuple(tuple(i for i, l in enumerate(out) if l == u) for u in out_distinct)
         shape = tuple(size[l] for l in out)
-        fresh = bool(sum_axes) or place is not None or (
-            self.fresh[arg] and diagonal is None and broadcast is None)
+        # A pure broadcast stays a read-only view; of an argument, it views a small copy,
+        # so that no result shares memory with what the caller passed.
+        own = broadcast is not None and place is None and not sum_axes and not self.fresh[arg]
+        fresh = bool(sum_axes) or place is not None or own or (
+            self.fresh[arg] and (diagonal is None or broadcast is not None))
         flops = math.prod(size[l] for l in set(x) | set(out))
         return self._add(target, (arg,), Spec.of((x,), out),
-                         Unary(diagonal, sum_axes, perm, reshape, broadcast, place, shape),
+                         Unary(diagonal, sum_axes, perm, reshape, broadcast, place, shape, own),
                          None, tuple(out), flops, fresh)
 
     def binary(self, target: str, a_name: str, b_name: str, out: Labels, exact: bool) -> str:
