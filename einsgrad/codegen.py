@@ -16,12 +16,6 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 
-def _diagonal(x, axes):
-    """A read-only view of x with the axes of each group in `axes` merged into their diagonal."""
-    return as_strided(x, shape=tuple(x.shape[g[0]] for g in axes),
-                      strides=tuple(sum(x.strides[i] for i in g) for g in axes), writeable=False)
-
-
 def _place(z, shape, axes):
     """Zeros of `shape` with z written on the diagonal that `axes` describes."""
     out = np.zeros(shape, dtype=z.dtype)
@@ -57,8 +51,8 @@ def expression(step: Step, ndims: dict[str, int]) -> str:
     op = step.operation
     if isinstance(op, Unary):
         expr = step.args[0]
-        if op.diagonal is not None:
-            expr = f"_diagonal({expr}, {op.diagonal!r})"
+        for axis1, axis2 in op.diagonal or ():
+            expr += f".diagonal(0, {int(axis1)}, {int(axis2)})"
         if op.sum_axes:
             expr += f".sum(axis={_tuple(op.sum_axes)})"
         if op.perm is not None:

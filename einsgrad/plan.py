@@ -36,7 +36,7 @@ class Unary:
     """``x -> y`` for one operand, as a chain of numpy operations, each skipped when None.
 
     Attributes:
-        diagonal: for each distinct input label, the input axes it occupies (a strided view).
+        diagonal: pairs of axes merged in turn by ``ndarray.diagonal`` (a repeated label).
         sum_axes: axes summed after the diagonal.
         perm: transposition of the remaining axes into output order.
         reshape: drops summed axes of size 1 and adds one for each label only the output has.
@@ -47,7 +47,7 @@ class Unary:
         own: copy the (small) data before broadcasting it, so the view aliases no argument.
     """
 
-    diagonal: tuple[tuple[int, ...], ...] | None
+    diagonal: tuple[tuple[int, int], ...] | None
     sum_axes: tuple[int, ...]
     perm: tuple[int, ...] | None
     reshape: tuple[int, ...] | None
@@ -209,10 +209,16 @@ class _Builder:
         """``arg -> out`` for any extended unary spec."""
         x = self.labels[arg]
         size = self.size
-        distinct = tuple(dict.fromkeys(x))
-        diagonal = None
-        if len(distinct) != len(x):
-            diagonal = tuple(tuple(i for i, l in enumerate(x) if l == u) for u in distinct)
+        # Each repeated label is merged pairwise by ndarray.diagonal, which moves it last.
+        distinct, pairs = list(x), []
+        for label in dict.fromkeys(x):
+            while distinct.count(label) > 1:
+                p = distinct.index(label)
+                q = distinct.index(label, p + 1)
+                pairs.append((p, q))
+                distinct = [l for i, l in enumerate(distinct) if i not in (p, q)] + [label]
+        diagonal = tuple(pairs) or None
+        distinct = tuple(distinct)
         out_distinct = tuple(dict.fromkeys(out))
         # Summing a size-1 axis away, or broadcasting to size 1, is a reshape: a view.
         sum_axes = tuple(i for i, l in enumerate(distinct) if l not in out_distinct and size[l] != 1)
