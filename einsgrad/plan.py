@@ -242,7 +242,9 @@ class _Builder:
         own = broadcast is not None and place is None and not sum_axes and not self.fresh[arg]
         fresh = bool(sum_axes) or place is not None or own or (
             self.fresh[arg] and (diagonal is None or broadcast is not None))
-        flops = math.prod(size[l] for l in set(x) | set(out))
+        # Views (diagonal, transpose, reshape, broadcast) cost nothing; sums read, places write.
+        flops = (math.prod(size[l] for l in distinct) if sum_axes else 0) + (
+            math.prod(size[l] for l in out_distinct) if place is not None else 0)
         return self._add(target, (arg,), Spec.of((x,), out),
                          Unary(diagonal, sum_axes, perm, reshape, broadcast, place, shape, own),
                          None, tuple(out), flops, fresh)
