@@ -101,10 +101,10 @@ def bind(spec: Spec, shapes: Sequence[Sequence[int]], sizes: Mapping | None = No
     where: dict[str, int] = {}
     for i, (term, shape) in enumerate(zip(terms, shapes)):
         own: dict[str, int] = {}
-        for position, (label, size) in enumerate(zip(term, shape)):
+        for label, size in zip(term, shape):
             size = int(size)
             if own.setdefault(label, size) != size:
-                raise _located(spec, i, label, position,
+                raise _located(spec, i, label,
                                f"label {label!r} repeats in operand {i} with sizes {own[label]} "
                                f"and {size}; a repeated label takes a diagonal, which needs equal sizes")
             if size == 1:
@@ -112,7 +112,7 @@ def bind(spec: Spec, shapes: Sequence[Sequence[int]], sizes: Mapping | None = No
                 continue
             known = size_of.get(label, 1)
             if known not in (1, size):
-                raise _located(spec, i, label, position,
+                raise _located(spec, i, label,
                                f"label {_name(label, batch)} has size {known} in operand {where[label]} "
                                f"but {size} in operand {i}")
             size_of[label] = size
@@ -143,7 +143,7 @@ def _name(label: str, batch: tuple[str, ...]) -> str:
     return f"'...' (batch dimension {batch.index(label)})" if label in batch else repr(label)
 
 
-def _located(spec: Spec, operand: int, label: str, position: int, reason: str):
+def _located(spec: Spec, operand: int, label: str, reason: str):
     """Points at the label's column, or at the ellipsis for a batch dimension."""
     term = spec.inputs[operand]
     if label in term:
