@@ -277,37 +277,51 @@ class _Builder:
             operation = Einsum2(f"{spell(a)},{spell(b)}->{spell(natural)}")
             flops = 2 * prod(natural) * prod(contracted)
         else:
-            a_name, b_name, lay_a, lay_b, batch, free_a, free_b = self._gemm_operands(
-                a_name, b_name, set(batch), set(contracted))
-            natural = tuple(batch + free_a + free_b)
+            first, second, lay_a, lay_b, batch, rows, cols = self._gemm_operands(
+                a_name, b_name, set(batch), set(contracted), tuple(out) if exact else None)
+            if first != a_name and first not in self.copies.get(a_name, ()):
+                a, b = b, a  # the roles were swapped: show the step as the GEMM runs it
+            a_name, b_name = first, second
+            natural = tuple(batch + rows + cols)
             shape = tuple(size[l] for l in natural)
-            made = (prod(batch),) * bool(batch) + (prod(free_a), prod(free_b))
+            made = (prod(batch),) * bool(batch) + (prod(rows), prod(cols))
             operation = Matmul(lay_a, lay_b, None if made == shape else shape)
             flops = 2 * prod(natural) * prod(contracted)
         labels, perm = natural, None
         if exact and natural != tuple(out):
             labels, perm = tuple(out), _perm(natural, out)
-        return self._add(target, (a_name, b_name), Spec.of((a, b), out), operation, perm, labels,
+        return self._add(target, (a_name, b_name), Spec.of((a, b), labels), operation, perm, labels,
                          flops, True)
 
-    def _gemm_operands(self, a_name: str, b_name: str, batch: set, contracted: set):
-        """Chooses how both sides of a GEMM are read: as stored, or from a transposed copy.
+    def _gemm_operands(self, a_name: str, b_name: str, batch: set, contracted: set, out=None):
+        """Chooses how both sides of a GEMM are read: as stored, or from a transposed copy,
+        and which operand goes first (the result is (batch, its free labels, the other's)).
 
-        An operand whose labels do not fall into (batch, rows, cols) blocks needs a copy. Copies
-        are steps of their own, remembered per value, so that later steps (the backward, above
-        all) read them too, transposed by BLAS where their blocks come swapped.
+        Of the ways to read both operands as stored, the one that reads the least data
+        transposed wins (BLAS kernels read a large transposed operand slower), counting a
+        result that must then be transposed into ``out`` as read transposed. An operand whose
+        labels do not fall into (batch, rows, cols) blocks needs a copy. Copies are steps of
+        their own, remembered per value, so that later steps (the backward, above all) read
+        them too, transposed by BLAS where their blocks come swapped.
         """
+        free = [(pair, (a_name, b_name)) for pair in self._stored_reads(a_name, b_name, batch, contracted)]
+        free += [(pair, (b_name, a_name)) for pair in self._stored_reads(b_name, a_name, batch, contracted)]
+        if free:
+            elements = lambda labels: math.prod(self.size[l] for l in labels)  # noqa: E731
+
+            def transposed(choice):
+                (_, ra), (_, rb) = choice[0]
+                late = out is not None and ra.batch + ra.rows + rb.cols != out
+                return sum(elements(self.labels[n]) for n, r in choice[0] if r.swap) + (elements(out) if late else 0)
+
+            pair, (a_name, b_name) = min(free, key=transposed)
+        else:
+            pair = None
         a_labels, b_labels = self.labels[a_name], self.labels[b_name]
         free_a = {l for l in a_labels if l not in contracted and l not in batch}
         free_b = {l for l in b_labels if l not in contracted and l not in batch}
-        reads_a = [(n, _blocks(self.labels[n], batch, free_a, contracted))
-                   for n in (a_name, *self.copies.get(a_name, ()))]
-        reads_b = [(n, _blocks(self.labels[n], batch, contracted, free_b))
-                   for n in (b_name, *self.copies.get(b_name, ()))]
-        reads_a = [(n, r) for n, r in reads_a if r]
-        reads_b = [(n, r) for n, r in reads_b if r]
-        pair = next(((ra, rb) for ra in reads_a for rb in reads_b
-                     if ra[1].batch == rb[1].batch and ra[1].cols == rb[1].rows), None)
+        reads_a = self._reads(a_name, batch, free_a, contracted)
+        reads_b = self._reads(b_name, batch, contracted, free_b)
         if pair is None:
             size_a = math.prod(self.size[l] for l in a_labels)
             size_b = math.prod(self.size[l] for l in b_labels)
@@ -328,6 +342,20 @@ class _Builder:
         (a_name, ba), (b_name, bb) = pair
         return (a_name, b_name, self._read(a_name, ba), self._read(b_name, bb),
                 list(ba.batch), list(ba.rows), list(bb.cols))
+
+    def _reads(self, name: str, batch: set, rows: set, cols: set) -> list:
+        """(value, blocks) for ``name`` and its copies that read as (batch, rows, cols)."""
+        reads = [(n, _blocks(self.labels[n], batch, rows, cols)) for n in (name, *self.copies.get(name, ()))]
+        return [(n, r) for n, r in reads if r]
+
+    def _stored_reads(self, a_name: str, b_name: str, batch: set, contracted: set) -> list:
+        """Every way to read ``a_name`` (rows: its free labels) and ``b_name`` (rows: the
+        contracted labels) as stored, with batch and contracted labels in the same order."""
+        free_a = {l for l in self.labels[a_name] if l not in contracted and l not in batch}
+        free_b = {l for l in self.labels[b_name] if l not in contracted and l not in batch}
+        return [(ra, rb) for ra in self._reads(a_name, batch, free_a, contracted)
+                for rb in self._reads(b_name, batch, contracted, free_b)
+                if ra[1].batch == rb[1].batch and ra[1].cols == rb[1].rows]
 
     def _copy(self, name: str, order: Labels, batch, rows, cols):
         """A contiguous transposed copy of ``name`` with labels in ``order``, as a step."""
