@@ -13,9 +13,10 @@ from typing import Mapping
 from . import derive
 from .compiled import Einsum
 from .errors import EinsumSpecError
-from .spec import parse
+from .shapes import bind
+from .spec import normalize_sizes, parse
 
-__all__ = ["Einsum", "EinsumSpecError", "compile", "einsum", "grad_spec", "vjp"]
+__all__ = ["Einsum", "EinsumSpecError", "compile", "einsum", "grad_spec", "jacobian_spec", "vjp"]
 __version__ = "0.1.0"
 
 
@@ -26,6 +27,23 @@ def grad_spec(spec: str, wrt: int, sizes: Mapping[str, int] | None = None) -> st
     (a broadcast) and ``"ii->i"`` gives ``"i->ii"`` (values on the diagonal).
     """
     return str(derive.backward(parse(spec, sizes), wrt))
+
+
+def jacobian_spec(spec: str, wrt: int, shapes=None, sizes: Mapping[str, int] | None = None) -> str:
+    """The full Jacobian ``∂Y/∂X_wrt`` in the extended notation: the other operands, and the
+    output's labels followed by operand ``wrt``'s (a label in both is a Kronecker delta).
+
+    >>> jacobian_spec("ik,jk->ij", wrt=1)      # ∂Y_ij/∂W_pq = X_iq δ_jp
+    'ik->ijjk'
+
+    With ``shapes``, the spec is bound first: batch dimensions of ``...`` and size-1
+    broadcasts get labels of their own (needed when both the output and the operand hold ``...``).
+    """
+    parsed = parse(spec, sizes)
+    if shapes is not None:
+        from .compiled import _check_shapes
+        parsed = bind(parsed, _check_shapes(shapes, len(parsed.inputs)), dict(normalize_sizes(parsed, sizes))).spec
+    return str(derive.jacobian(parsed, wrt))
 
 
 def compile(spec: str, shapes=None, *, sizes=None, optimize="auto", memory_limit=None,

@@ -66,3 +66,23 @@ def summed_cotangent_labels(spec: Spec, wrt: int) -> Labels:
     ("j->ij" gives "ij->j", the bias gradient ``db_j = Σ_i G_ij``)."""
     own = set(spec.inputs[check_wrt(spec, wrt)])
     return tuple(dict.fromkeys(l for l in spec.output if l not in own))
+
+
+def jacobian(spec: Spec, wrt: int) -> Spec:
+    """The full Jacobian ``∂Y/∂X_wrt`` as a spec: the other operands, output ``O + L_wrt``.
+
+    ``∂Y[y]/∂X_k[x]`` is the forward with the factor ``X_k[L_k]`` replaced by deltas that tie
+    ``x`` to ``L_k``; writing ``x`` with the labels ``L_k`` themselves makes each such delta a
+    label repeated in the output (or a broadcast, for a label only ``X_k`` has). Example:
+    ``"ik,jk->ij"``, wrt 1 gives ``"ik->ijjk"``: ``∂Y_ij/∂W_pq = X_iq δ_jp``. A one-operand
+    forward has no other operand: its Jacobian spec takes the scalar 1 as its one operand.
+    The vjp is this Jacobian contracted with ``G`` over the output's labels.
+    """
+    k = check_wrt(spec, wrt)
+    others = spec.inputs[:k] + spec.inputs[k + 1:]
+    output = spec.output + spec.inputs[k]
+    if output.count(ELLIPSIS) > 1:
+        raise spec.error("the Jacobian of a spec whose output and operand both hold '...' needs "
+                         "the batch dimensions named: give shapes=, or write them as letters",
+                         k, spec.inputs[k].index(ELLIPSIS))
+    return Spec.of(others or ((),), output)
