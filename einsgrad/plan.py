@@ -323,25 +323,37 @@ class _Builder:
         reads_a = self._reads(a_name, batch, free_a, contracted)
         reads_b = self._reads(b_name, batch, contracted, free_b)
         if pair is None:
-            size_a = math.prod(self.size[l] for l in a_labels)
-            size_b = math.prod(self.size[l] for l in b_labels)
-            if reads_a and (not reads_b or size_b <= size_a):
-                ra = reads_a[0]
-                order = ra[1].batch + ra[1].cols + tuple(l for l in b_labels if l in free_b)
-                rb = self._copy(b_name, order, batch, contracted, free_b)
-            else:
-                if reads_b:
-                    rb = reads_b[0]
-                else:
-                    order = tuple(l for l in a_labels if l in batch) + \
-                        tuple(l for l in a_labels if l in contracted) + tuple(l for l in b_labels if l in free_b)
-                    rb = self._copy(b_name, order, batch, contracted, free_b)
-                order = rb[1].batch + tuple(l for l in a_labels if l in free_a) + rb[1].rows
-                ra = self._copy(a_name, order, batch, free_a, contracted)
-            pair = (ra, rb)
+            pair = self._copied_reads(a_name, b_name, batch, contracted, free_a, free_b, reads_a, reads_b)
         (a_name, ba), (b_name, bb) = pair
         return (a_name, b_name, self._read(a_name, ba), self._read(b_name, bb),
                 list(ba.batch), list(ba.rows), list(bb.cols))
+
+    def _copied_reads(self, a_name, b_name, batch, contracted, free_a, free_b, reads_a, reads_b):
+        """Reads of both GEMM operands when they cannot both be read as stored.
+
+        The larger operand is read as stored if it can be, else copied in the order cheapest
+        to transpose (:func:`_cheap_order`); the smaller one is read as stored if its batch
+        and contracted labels then come in the same order, else copied to match.
+        """
+        elements = lambda name: math.prod(self.size[l] for l in self.labels[name])  # noqa: E731
+        a_larger = elements(a_name) >= elements(b_name)
+        if a_larger:
+            ra = reads_a[0] if reads_a else self._copy(
+                a_name, _cheap_order(self.labels[a_name], batch, free_a, contracted), batch, free_a, contracted)
+            batch_order, summed = ra[1].batch, ra[1].cols
+            matching = [r for r in reads_b if r[1].batch == batch_order and r[1].rows == summed]
+            rb = matching[0] if matching else self._copy(
+                b_name, _matching_order(self.labels[b_name], batch_order, summed, free_b),
+                batch, contracted, free_b)
+        else:
+            rb = reads_b[0] if reads_b else self._copy(
+                b_name, _cheap_order(self.labels[b_name], batch, contracted, free_b), batch, contracted, free_b)
+            batch_order, summed = rb[1].batch, rb[1].rows
+            matching = [r for r in reads_a if r[1].batch == batch_order and r[1].cols == summed]
+            ra = matching[0] if matching else self._copy(
+                a_name, _matching_order(self.labels[a_name], batch_order, summed, free_a),
+                batch, free_a, contracted)
+        return ra, rb
 
     def _reads(self, name: str, batch: set, rows: set, cols: set) -> list:
         """(value, blocks) for ``name`` and its copies that read as (batch, rows, cols)."""
@@ -511,6 +523,23 @@ def _blocks(order: Labels, batch: set, rows: set, cols: set) -> Blocks | None:
     if set(rest[:nc]) == cols:
         return Blocks(order[:nb], rest[nc:], rest[:nc], True)
     return None
+
+
+def _cheap_order(labels: Labels, batch: set, first: set, second: set) -> Labels:
+    """A copy order of ``labels`` that reads as (batch, first, second) blocks, up to swapping
+    the last two, each block in stored order. The block holding the innermost stored label
+    goes last: a transposing copy that keeps the innermost axis innermost moves contiguous
+    runs, and runs several times faster than one that moves it outward."""
+    keep = lambda group: tuple(l for l in labels if l in group)  # noqa: E731
+    head, one, two = keep(batch), keep(first), keep(second)
+    return head + (two + one if labels[-1] in one else one + two)
+
+
+def _matching_order(labels: Labels, batch_order: Labels, summed: Labels, free: set) -> Labels:
+    """A copy order of ``labels`` whose batch and contracted labels follow another operand's
+    (``batch_order``, ``summed``); free labels keep their stored order, innermost block last."""
+    own = tuple(l for l in labels if l in free)
+    return batch_order + (summed + own if labels[-1] in free else own + summed)
 
 
 def _perm(labels, order) -> tuple[int, ...] | None:
