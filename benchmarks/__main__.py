@@ -18,7 +18,7 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
-from benchmarks import limits, report, runner  # noqa: E402
+from benchmarks import limits, report, runner, targets  # noqa: E402
 from benchmarks.cases import suite  # noqa: E402
 from benchmarks.systems import SYSTEMS, versions  # noqa: E402
 
@@ -71,6 +71,8 @@ def main(argv=None) -> int:
                                max_call_seconds=0.02 if args.quick else 0.5)
     results = runner.run(cases, dtypes, systems, peaks, settings, progress=_progress)
     print(report.table(results))
+    print()
+    print(targets.report(report.document(results, limits.machine(), versions())))
     print(f"# wall time {time.perf_counter() - start:.1f} s")
     if args.json:
         report.write_json(args.json, results, limits.machine(), versions())

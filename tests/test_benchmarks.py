@@ -147,3 +147,41 @@ def test_quick_cli_on_one_tiny_case(tmp_path, capsys):
     doc = json.loads(path.read_text())
     assert [r["case"] for r in doc["rows"]] == ["tiny linear"]
     assert set(doc["rows"][0]["modes"]["forward"]["cells"]) == {"einsgrad", "numpy-opt", "opt_einsum"}
+
+
+def _row(case, spec, cells, limit=0.010, bound="flops", flops=(100, 250, 200), overhead=False):
+    """A results-document row whose three modes share ``limit``; ``cells`` maps a system to
+    its (forward, oneshot, pullback) seconds."""
+    modes = {}
+    for i, mode in enumerate(("forward", "oneshot", "pullback")):
+        modes[mode] = {"flops": flops[i], "bytes": 0, "limit_seconds": limit, "bound": bound,
+                       "cells": {n: {"status": "ok", "seconds": t[i]} for n, t in cells.items()}}
+    return {"case": case, "spec": spec, "dtype": "float64", "overhead": overhead, "modes": modes}
+
+
+def test_targets_are_judged_from_one_runs_figures():
+    from benchmarks import targets
+
+    doc = {"rows": [
+        # one-shot 0.030 s against a peer's 0.020 s: 1.5x the peer, 3x the limit: missed.
+        _row("chain", "ab,bc->ac", {"einsgrad": (0.010, 0.030, 0.021), "jax": (0.1, 0.020, 0.1),
+                                   "opt_einsum": (0.1, 0.090, 0.1)}),
+        # slower than a peer, but within 1.1x of the limit: met by the alternative.
+        _row("matmul", "ab,bc->ac", {"einsgrad": (0.006, 0.0105, 0.011), "jax": (0.1, 0.010, 0.1)}),
+        _row("tiny linear", "ik,jk->ij", {"einsgrad": (1e-6, 8e-6, 7e-6), "jax": (1, 2e-5, 1),
+                                          "torch": (1, 5e-6, 1)}, limit=None, overhead=True),
+    ]}
+    found = {(v.target, v.where): v for v in targets.verdicts(doc)}
+    chain = found[("one-shot x fastest (or x limit)", "chain float64")]
+    assert chain.value == pytest.approx(1.5) and chain.met is False
+    assert found[("pullback x own forward", "chain float64")].met is True          # 2.1x
+    flop_ratio = found[("one-shot/forward over FLOP ratio", "chain float64")]
+    assert flop_ratio.value == pytest.approx(3.0 / 2.5) and flop_ratio.met is False
+    lead = found[("lead over per-operand", "chain float64")]
+    assert lead.value == pytest.approx(3.0) and lead.met is True
+    assert found[("one-shot x fastest (or x limit)", "matmul float64")].met is True
+    assert found[("3x3 vjp, microseconds", "tiny linear float64")].value == pytest.approx(8.0)
+    assert found[("3x3 vjp x jax", "tiny linear float64")].met is True
+    assert found[("3x3 vjp x torch", "tiny linear float64")].met is False
+    text = targets.report(doc)
+    assert "MISSED" in text and text.splitlines()[0] == f"# targets: {sum(v.met is True for v in found.values())} of {len(found)} met"
