@@ -13,10 +13,12 @@ from typing import Mapping
 from . import derive
 from .compiled import Einsum
 from .errors import EinsumSpecError
+from .program import Program, program
 from .shapes import bind
 from .spec import normalize_sizes, parse
 
-__all__ = ["Einsum", "EinsumSpecError", "compile", "einsum", "grad_spec", "jacobian_spec", "vjp"]
+__all__ = ["Einsum", "EinsumSpecError", "Program", "compile", "einsum", "grad_spec", "jacobian_spec",
+           "program", "vjp"]
 __version__ = "0.1.0"
 
 

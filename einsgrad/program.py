@@ -1,0 +1,673 @@
+"""Index-notation programs: sums of products of named tensors, differentiated to any order.
+
+A program is one assignment in Einstein notation::
+
+    Y[i,j] = X[i,k] * W[j,k] + b[j]
+
+Indices on the left are kept, every other index of a term is summed over that term, and a term
+that lacks a left index is broadcast along it (``b[j]`` above). A term is an optional numeric
+coefficient times a product of named tensors; the builtin ``delta[p,q]`` is the Kronecker delta.
+Written as one formula, with ``O`` the output indices and ``L_T`` the indices of term ``T``::
+
+    Y[O] = Σ_T  c_T  Σ_{L_T \\ O}  Π_{F ∈ T}  F[L_F]
+
+Everything here is symbolic and frozen: :class:`Factor`, :class:`Term` and :class:`Program`
+are values, derivation returns new programs, and evaluation maps each product to one einsum
+compiled by :func:`einsgrad.compile`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import string
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import cached_property
+from typing import Iterator
+
+import numpy as np
+
+from .compiled import Einsum
+from .errors import EinsumSpecError
+
+DELTA = "delta"
+"""The name of the builtin Kronecker delta factor, ``delta[p,q]``."""
+
+_ALPHABET = "ijklmnopqrstuvwxyzabcdefgh"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_TOKEN = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+                    r"|(?P<punct>[\[\],*+\-=])")
+_LETTERS = string.ascii_letters
+_MAX_ARRANGEMENTS = 720
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One tensor in a product: ``name[indices]`` (no indices: a scalar tensor)."""
+
+    name: str
+    indices: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return self.name + (f"[{','.join(self.indices)}]" if self.indices else "")
+
+    def renamed(self, mapping) -> "Factor":
+        return Factor(self.name, tuple(mapping.get(i, i) for i in self.indices))
+
+
+@dataclass(frozen=True)
+class Term:
+    """``coefficient * Π factors``; no factors is the constant ``coefficient``."""
+
+    coefficient: Fraction
+    factors: tuple[Factor, ...]
+
+    def renamed(self, mapping) -> "Term":
+        return Term(self.coefficient, tuple(f.renamed(mapping) for f in self.factors))
+
+    def indices(self) -> tuple[str, ...]:
+        """Distinct indices in order of first appearance."""
+        return tuple(dict.fromkeys(i for f in self.factors for i in f.indices))
+
+
+@dataclass(frozen=True)
+class Program:
+    """``output_name[output_indices] = Σ terms``, in canonical form (see :func:`program`).
+
+    ``witnesses`` are factors that print nowhere: tensors whose axes give the sizes of output
+    indices that no term has (the gradient of ``f = x[i] * y[j]`` by ``x`` is ``g[i] = y[j]``,
+    and ``i`` has the size of ``x``). They take no part in equality.
+    """
+
+    output_name: str
+    output_indices: tuple[str, ...]
+    terms: tuple[Term, ...]
+    witnesses: tuple[Factor, ...] = field(default=(), compare=False, repr=False)
+
+    def __str__(self) -> str:
+        left = str(Factor(self.output_name, self.output_indices))
+        if not self.terms:
+            return f"{left} = 0"
+        parts = []
+        for n, term in enumerate(self.terms):
+            negative = term.coefficient < 0
+            body = _term_text(abs(term.coefficient), term.factors)
+            if n == 0:
+                parts.append(("-" if negative else "") + body)
+            else:
+                parts.append((" - " if negative else " + ") + body)
+        return f"{left} = {''.join(parts)}"
+
+    def __repr__(self) -> str:
+        return f"einsgrad.program({str(self)!r})"
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The tensors the program reads, in order of first appearance (``delta`` excluded)."""
+        return tuple(dict.fromkeys(f.name for t in self.terms for f in t.factors if f.name != DELTA))
+
+    # -- derivation ----------------------------------------------------------------------
+
+    def grad(self, name: str, *, out: str | None = None, indices=None) -> "Program":
+        """The gradient of a scalar loss by tensor ``name``, as a program.
+
+        ``dX[x] = Σ_T Σ_{p: F_p = X} c_T dY[O] Π_{q≠p} F_q Π_t δ(x_t, L_{p,t})``: the sum over
+        every occurrence of ``X`` of the other factors times the cotangent ``dY``. For a scalar
+        output the cotangent is 1 and the result is named ``g``; otherwise the cotangent is an
+        input named ``d`` + the output's name and the result is ``d`` + ``name``. The result's
+        indices are those of the first occurrence of ``name`` (``indices=`` chooses them).
+        """
+        xs = self._wrt_indices(name, (), indices)
+        scalar = not self.output_indices
+        out = out or ("g" if scalar else "d" + name)
+        inner = {o: f"#o{t}" for t, o in enumerate(self.output_indices)}
+        cotangent = ()
+        if not scalar:
+            cotangent = (Factor("d" + self.output_name, tuple(inner.values())),)
+            self._check_new_name(cotangent[0].name, "the cotangent")
+        self._check_new_name(out, "the result")
+        terms = [Term(t.coefficient, cotangent + t.factors)
+                 for t in _occurrence_terms(self, name, xs, inner)]
+        return _build(out, xs, terms, (Factor(name, xs),))
+
+    def jacobian(self, name: str, *, out: str = "J") -> "Program":
+        """``J[O, x] = ∂Y[O]/∂X[x]``: the output's indices, then fresh ones for ``name``.
+
+        Each occurrence of ``X`` is replaced by Kronecker deltas tying it to ``x``; deltas on a
+        summed index are contracted, the others stay (``∂X[i]/∂X[j] = delta[i,j]``).
+        """
+        xs = self._wrt_indices(name, self.output_indices, None)
+        self._check_new_name(out, "the result")
+        terms = _occurrence_terms(self, name, xs, {})
+        return _build(out, self.output_indices + xs, terms,
+                      _size_witnesses(self) + (Factor(name, xs),))
+
+    def hessian(self, name: str, other: str | None = None, *, out: str = "H") -> "Program":
+        """``H[x, z] = ∂²f/∂X[x]∂Z[z]`` of a scalar program (``Z`` is ``other``, default ``X``).
+
+        The Jacobian of :meth:`grad`: ``q = program("f = x[i] * A[i,j] * x[j]")`` gives
+        ``q.hessian("x")`` = ``H[i,j] = A[i,j] + A[j,i]``.
+        """
+        self._require_scalar("hessian")
+        return self.grad(name, out="#g").jacobian(other or name, out=out)
+
+    def hvp(self, name: str, v: str = "v", *, out: str = "Hv") -> "Program":
+        """The Hessian-vector product ``Hv[x] = Σ_z H[x,z] v[z]`` without forming ``H``.
+
+        It is the gradient of the scalar ``Σ_x g[x] v[x]`` (``g`` the gradient by ``name``),
+        so each term is a product of the inputs with ``v``, contracted along an optimized path.
+        ``v`` is a new input with the shape of ``name``.
+        """
+        self._require_scalar("hvp")
+        if not isinstance(v, str) or not _IDENTIFIER.match(v) or v == DELTA:
+            raise EinsumSpecError(f"the vector's name must be an identifier, got {v!r}")
+        self._check_new_name(v, "the vector")
+        g = self.grad(name, out="#g")
+        directional = _build("#s", (), [Term(t.coefficient, t.factors + (Factor(v, g.output_indices),))
+                                        for t in g.terms], ())
+        if name not in directional.inputs:
+            return _build(out, g.output_indices, [], (Factor(name, g.output_indices),))
+        return directional.grad(name, out=out, indices=g.output_indices)
+
+    # -- evaluation ----------------------------------------------------------------------
+
+    def __call__(self, **arrays):
+        """Evaluates the program: ``prog(X=..., W=..., b=...)``.
+
+        Each distinct product is one einsum compiled by :func:`einsgrad.compile` (products
+        equal up to index renaming run once); keywords the program does not read are ignored.
+        A scalar output is returned as a numpy scalar.
+        """
+        return self._plan.run(self, arrays)
+
+    @cached_property
+    def _plan(self) -> "_Plan":
+        return _Plan.of(self)
+
+    # -- checks --------------------------------------------------------------------------
+
+    def _wrt_indices(self, name, taken, indices) -> tuple[str, ...]:
+        if not isinstance(name, str) or name == DELTA or name not in self.inputs:
+            raise EinsumSpecError(
+                f"cannot differentiate by {name!r}: it is not a tensor of the program; its "
+                f"tensors are {', '.join(self.inputs) or 'none'}", str(self))
+        first = next(f for t in self.terms for f in t.factors if f.name == name)
+        if indices is not None:
+            return tuple(indices)
+        return _fresh(first.indices, set(taken))
+
+    def _check_new_name(self, name, what):
+        if name in self.inputs:
+            raise EinsumSpecError(f"{what} would be named {name!r}, which the program already uses; "
+                                  f"rename that tensor or choose another name", str(self))
+
+    def _require_scalar(self, what):
+        if self.output_indices:
+            raise EinsumSpecError(f"{what} needs a scalar program, but the output "
+                                  f"{self.output_name} has indices", str(self))
+
+
+def program(text: str) -> Program:
+    """Parses ``OUT[i,...] = term (+|- term)*`` into a canonical :class:`Program`.
+
+    A term is an optional number (``2*``, ``0.5*``, a leading ``-``) and tensors joined by
+    ``*``; names and indices are identifiers, a scalar has no brackets. Like terms are merged and
+    indices renamed canonically (output ``i, j, k, ...`` in order, then summed indices by first
+    appearance), so programs differing only by index names are equal and print the same.
+
+    >>> print(program("Y[b,o] = X[b,f] * W[o,f] + bias[o]"))
+    Y[i,j] = X[i,k] * W[j,k] + bias[j]
+    """
+    if not isinstance(text, str):
+        raise EinsumSpecError(f"a program is a string, got {type(text).__name__}")
+    return _Parser(text).program()
+
+
+# -- the parser --------------------------------------------------------------------------
+
+
+class _Parser:
+    """Recursive descent over the tokens; every error points at a column of the text."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.tokens = list(_tokens(text))
+        self.at = 0
+        self.ranks: dict[str, tuple[int, int]] = {}
+
+    def error(self, reason, column) -> EinsumSpecError:
+        return EinsumSpecError(reason, self.text, column)
+
+    def peek(self) -> tuple[str, str, int]:
+        return self.tokens[self.at] if self.at < len(self.tokens) else ("end", "", len(self.text))
+
+    def take(self, kind, what) -> tuple[str, str, int]:
+        token = self.peek()
+        if token[0] != kind and token[1] != kind:
+            found = "the end of the program" if token[0] == "end" else repr(token[1])
+            raise self.error(f"expected {what}, found {found}", token[2])
+        self.at += 1
+        return token
+
+    def program(self) -> Program:
+        _, name, col = self.take("name", "the output tensor's name")
+        if name == DELTA:
+            raise self.error("the output cannot be named 'delta', the builtin Kronecker delta", col)
+        out, out_cols = self.indices()
+        for n, index in enumerate(out):
+            if index in out[:n]:
+                raise self.error(f"index {index!r} is repeated on the left: each output index "
+                                 f"names one axis", out_cols[n])
+        self.take("=", "'=' after the output")
+        terms, sign = [], Fraction(1)
+        if self.peek()[1] in "+-" and self.peek()[0] == "punct":
+            sign = Fraction(-1 if self.take("punct", "")[1] == "-" else 1)
+        while True:
+            terms.append(self.term(sign, name))
+            kind, value, col = self.peek()
+            if kind == "end":
+                break
+            if value not in ("+", "-"):
+                raise self.error(f"expected '*', '+', '-' or the end, found {value!r}", col)
+            self.at += 1
+            sign = Fraction(-1 if value == "-" else 1)
+        terms = [t for t, _ in terms]
+        self.check_sizes_known(name, out, out_cols, terms)
+        output = _fresh((), set(), len(out))
+        canonical = [_internal(t, set(out)).renamed(dict(zip(out, output))) for t in terms]
+        return _build(name, output, canonical, ())
+
+    def indices(self) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        if self.peek()[1] != "[":
+            return (), ()
+        _, _, open_col = self.take("[", "'['")
+        if self.peek()[1] == "]":
+            raise self.error("empty brackets: a scalar is written without them", open_col)
+        names, cols = [], []
+        while True:
+            _, index, col = self.take("name", "an index name")
+            names.append(index)
+            cols.append(col)
+            if self.peek()[1] == "]":
+                self.at += 1
+                return tuple(names), tuple(cols)
+            self.take(",", "',' or ']'")
+
+    def term(self, sign: Fraction, output: str) -> tuple[Term, list[int]]:
+        coefficient, factors, cols = sign, [], []
+        while True:
+            kind, value, col = self.peek()
+            if kind == "number":
+                self.at += 1
+                coefficient *= Fraction(value)
+            elif kind == "name":
+                self.at += 1
+                if value == output:
+                    raise self.error(f"the output {value!r} is used on the right: a program "
+                                     f"is not recursive", col)
+                indices, index_cols = self.indices()
+                self.check_rank(value, len(indices), col)
+                factors.append(Factor(value, indices))
+                cols.append(col)
+            else:
+                found = "the end of the program" if kind == "end" else repr(value)
+                raise self.error(f"expected a term (a number or a tensor), found {found}", col)
+            if self.peek()[1] != "*":
+                return Term(coefficient, tuple(factors)), cols
+            self.at += 1
+
+    def check_rank(self, name, rank, col):
+        if name == DELTA and rank != 2:
+            raise self.error(f"the Kronecker delta takes two indices, delta[p,q], not {rank}", col)
+        first = self.ranks.setdefault(name, (rank, col))
+        if first[0] != rank:
+            raise self.error(f"tensor {name!r} has {rank} index(es) here but {first[0]} at "
+                             f"column {first[1]}: a tensor has one rank", col)
+
+    def check_sizes_known(self, name, out, out_cols, terms):
+        """Every index must get its size from a tensor: an output index from some term, a
+        summed index from its own term (through deltas, possibly)."""
+        for index, col in zip(out, out_cols):
+            if not any(index in f.indices for t in terms for f in t.factors if f.name != DELTA):
+                raise self.error(f"output index {index!r} appears in no tensor on the right, so "
+                                 f"its size is unknown", col)
+        for term in terms:
+            sized = set(out) | {i for f in term.factors if f.name != DELTA for i in f.indices}
+            classes = _delta_classes(term.factors)
+            for index in term.indices():
+                if not classes.get(index, {index}) & sized:
+                    raise self.error(f"index {index!r} appears only in deltas and is summed, so "
+                                     f"its size is unknown", len(self.text))
+
+
+def _tokens(text: str) -> Iterator[tuple[str, str, int]]:
+    col = 0
+    while col < len(text):
+        if text[col].isspace():
+            col += 1
+            continue
+        match = _TOKEN.match(text, col)
+        if match is None:
+            raise EinsumSpecError(f"character {text[col]!r} is not allowed in a program: names are "
+                                  f"identifiers, numbers are decimals, operators are * + - =",
+                                  text, col)
+        kind = match.lastgroup
+        yield kind, match.group(), col
+        col = match.end()
+
+
+def _delta_classes(factors) -> dict[str, set[str]]:
+    """Index -> the set of indices that deltas tie it to (itself included)."""
+    classes: dict[str, set[str]] = {}
+    for f in factors:
+        if f.name == DELTA:
+            merged = classes.get(f.indices[0], {f.indices[0]}) | classes.get(f.indices[1], {f.indices[1]})
+            for index in merged:
+                classes[index] = merged
+    return classes
+
+
+# -- canonical form ----------------------------------------------------------------------
+
+
+def _fresh(preferred, taken: set, count: int | None = None) -> tuple[str, ...]:
+    """Distinct names: each preferred name unless already taken or used, else the first free
+    canonical letter (``i, j, ..., h``, then ``i1, j1, ...``)."""
+    wanted = list(preferred) if count is None else [None] * count
+    chosen: list[str] = []
+    avoid = set(taken) | {p for p in wanted if p is not None}
+    for name in wanted:
+        if name is not None and name not in taken and name not in chosen:
+            chosen.append(name)
+        else:
+            chosen.append(next(c for c in _canonical_names() if c not in avoid and c not in chosen))
+    return tuple(chosen)
+
+
+def _canonical_names() -> Iterator[str]:
+    yield from _ALPHABET
+    for n in itertools.count(1):
+        for c in _ALPHABET:
+            yield f"{c}{n}"
+
+
+def _internal(term: Term, free: set) -> Term:
+    """Summed indices renamed to ``#n``, names no user index can have."""
+    return term.renamed({i: f"#s{n}" for n, i in enumerate(x for x in term.indices() if x not in free)})
+
+
+def _occurrence_terms(prog: Program, name: str, xs, rename_output) -> list[Term]:
+    """``Σ_T Σ_{p: F_p = X} c_T Π_{q≠p} F_q Π_t δ(x_t, L_{p,t})``, with the output indices
+    renamed by ``rename_output`` (to sum them against a cotangent)."""
+    out = []
+    for term in prog.terms:
+        term = _internal(term, set(prog.output_indices)).renamed(rename_output)
+        for p, f in enumerate(term.factors):
+            if f.name == name:
+                deltas = tuple(Factor(DELTA, (x, l)) for x, l in zip(xs, f.indices))
+                out.append(Term(term.coefficient, term.factors[:p] + term.factors[p + 1:] + deltas))
+    return out
+
+
+def _size_witnesses(prog: Program) -> tuple[Factor, ...]:
+    """For each output index, a tensor axis that has its size (other indices blanked)."""
+    return _witnesses(prog.output_indices, prog.terms, prog.witnesses)
+
+
+def _witnesses(output, terms, known=()) -> tuple[Factor, ...]:
+    found = list(known)
+    candidates = [f for t in terms for f in t.factors if f.name != DELTA] + list(known)
+    for index in output:
+        f = next((f for f in candidates if index in f.indices), None)
+        if f is not None and not any(index in w.indices for w in found):
+            found.append(Factor(f.name, tuple(i if i == index else "" for i in f.indices)))
+    return tuple(found)
+
+
+def _build(name, output, terms, witnesses) -> Program:
+    """The canonical program; the witnesses keep the sizes of output indices that the
+    simplified terms may no longer have (cancelled terms, contracted tensors)."""
+    output = tuple(output)
+    return Program(name, output, _simplify(output, terms), _witnesses(output, terms, witnesses))
+
+
+def _simplify(output, terms) -> tuple[Term, ...]:
+    """Deltas contracted, summed indices renamed canonically, like terms merged, zeros dropped."""
+    merged: dict[tuple, Term] = {}
+    for term in terms:
+        factors = _contract_deltas(term.factors, output)
+        factors = _rename_summed(factors, output)
+        key = _like_key(factors, output)
+        if key in merged:
+            merged[key] = Term(merged[key].coefficient + term.coefficient, merged[key].factors)
+        else:
+            merged[key] = Term(term.coefficient, factors)
+    return tuple(t for t in merged.values() if t.coefficient != 0)
+
+
+def _contract_deltas(factors, output) -> tuple[Factor, ...]:
+    """``Σ_q δ(p,q) F[..q..] = F[..p..]``: a delta with a summed index renames it away.
+
+    A delta ``δ(p,p)`` is 1 when ``p`` is kept or appears elsewhere; the deltas left tie two
+    output indices, written in output order.
+    """
+    factors = list(factors)
+    free = set(output)
+    changed = True
+    while changed:
+        changed = False
+        for n, f in enumerate(factors):
+            if f.name != DELTA:
+                continue
+            p, q = f.indices
+            rest = factors[:n] + factors[n + 1:]
+            if p == q:
+                if p in free or any(p in g.indices for g in rest):
+                    factors, changed = rest, True
+                    break
+                continue
+            if q in free and p in free:
+                continue
+            old, new = (q, p) if q not in free else (p, q)
+            factors, changed = [g.renamed({old: new}) for g in rest], True
+            break
+    position = {o: n for n, o in enumerate(output)}
+    return tuple(Factor(DELTA, tuple(sorted(f.indices, key=lambda i: position.get(i, -1))))
+                 if f.name == DELTA else f for f in factors)
+
+
+def _rename_summed(factors, output) -> tuple[Factor, ...]:
+    """Summed indices named by first appearance with the first canonical names not kept."""
+    free = set(output)
+    names = (c for c in _canonical_names() if c not in free)
+    mapping = {i: next(names) for i in dict.fromkeys(i for f in factors for i in f.indices) if i not in free}
+    return tuple(f.renamed(mapping) for f in factors)
+
+
+def _like_key(factors, output) -> tuple:
+    """A key equal for products equal up to the order of factors and the names of summed
+    indices: the least spelling over orders of same-named factors."""
+    position = {o: n for n, o in enumerate(output)}
+    groups = [list(g) for _, g in itertools.groupby(sorted(factors, key=lambda f: f.name),
+                                                    key=lambda f: f.name)]
+    if math.prod(math.factorial(len(g)) for g in groups) > _MAX_ARRANGEMENTS:
+        arrangements = [tuple(groups)]
+    else:
+        arrangements = itertools.product(*(itertools.permutations(g) for g in groups))
+    best = None
+    for arrangement in arrangements:
+        seen: dict[str, int] = {}
+        key = tuple((f.name, tuple((0, position[i]) if i in position else (1, seen.setdefault(i, len(seen)))
+                                   for i in f.indices))
+                    for group in arrangement for f in group)
+        best = key if best is None or key < best else best
+    return best
+
+
+def _number(value: Fraction) -> str:
+    """A terminating decimal, exactly (coefficients are sums and products of decimals)."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    digits = next(n for n in range(1, 64) if 10 ** n % value.denominator == 0)
+    scaled = abs(value.numerator) * 10 ** digits // value.denominator
+    text = str(scaled).rjust(digits + 1, "0")
+    return ("-" if value < 0 else "") + (text[:-digits] + "." + text[-digits:]).rstrip("0")
+
+
+def _term_text(magnitude: Fraction, factors) -> str:
+    body = " * ".join(map(str, factors))
+    if not factors:
+        return _number(magnitude)
+    return body if magnitude == 1 else f"{_number(magnitude)} * {body}"
+
+
+# -- evaluation --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Product:
+    """One einsum over the tensors ``names``, kept letters in alphabetical order."""
+
+    names: tuple[str, ...]
+    spec: str
+    einsum: Einsum | None = field(compare=False)
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """How one term adds its product into the output.
+
+    ``coefficient * P`` is transposed by ``order`` (axes of ``P``), given new axes where
+    ``broadcast`` is set, and added to the view of the output whose axes are the distinct
+    delta classes ``view`` (an einsum diagonal view when two output indices are tied).
+    """
+
+    coefficient: Fraction
+    product: int
+    order: tuple[int, ...]
+    shape_of_view: tuple[bool, ...]
+    view: str | None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The evaluation of a program: its distinct products and where each term adds them."""
+
+    products: tuple[_Product, ...]
+    placements: tuple[_Placement, ...]
+    sized_by: tuple[tuple[str, str, int, int | None], ...]
+
+    @classmethod
+    def of(cls, prog: Program) -> "_Plan":
+        products: dict[tuple, int] = {}
+        placements, sized_by = [], []
+        output = prog.output_indices
+        for n, term in enumerate(prog.terms):
+            rep = {}
+            for index, group in _delta_classes(term.factors).items():
+                rep[index] = min(group, key=lambda i: output.index(i) if i in output else len(output))
+            operands = [f.renamed(rep) for f in term.factors if f.name != DELTA]
+            used = list(dict.fromkeys(i for f in operands for i in f.indices))
+            if len(used) > len(_LETTERS):
+                raise EinsumSpecError(f"term {n + 1} has {len(used)} distinct indices; an einsum "
+                                      f"holds at most {len(_LETTERS)}", str(prog))
+            letter = dict(zip(used, _LETTERS))
+            classes = list(dict.fromkeys(rep.get(o, o) for o in output))
+            kept = [i for i in used if i in classes]
+            spec = ",".join("".join(letter[i] for i in f.indices) for f in operands)
+            spec += "->" + "".join(letter[i] for i in kept)
+            names = tuple(f.name for f in operands)
+            key = (names, spec)
+            if key not in products:
+                products[key] = len(products)
+            view = None
+            if len(classes) < len(output):
+                label = {c: _LETTERS[k] for k, c in enumerate(classes)}
+                view = "".join(label[rep.get(o, o)] for o in output) + "->" + "".join(label.values())
+            order = tuple(kept.index(c) for c in classes if c in kept)
+            placements.append(_Placement(term.coefficient, products[key], order,
+                                         tuple(c not in kept for c in classes), view))
+            for f in term.factors:
+                if f.name != DELTA:
+                    sized_by.extend((f.name, i, axis, n) for axis, i in enumerate(f.indices))
+        for f in prog.witnesses:
+            sized_by.extend((f.name, i, axis, None) for axis, i in enumerate(f.indices)
+                            if i in output)
+        built = tuple(_Product(names, spec, Einsum(spec) if names else None)
+                      for (names, spec) in products)
+        return cls(built, tuple(placements), tuple(sized_by))
+
+    def run(self, prog: Program, given: dict):
+        arrays = {}
+        for name in prog.inputs:
+            if name not in given:
+                raise EinsumSpecError(f"missing input {name!r}: the program reads "
+                                      f"{', '.join(prog.inputs)}", str(prog))
+            arrays[name] = np.asarray(given[name])
+        shape = self.output_shape(prog, arrays, given)
+        fractional = any(p.coefficient.denominator != 1 for p in self.placements)
+        dtype = np.result_type(*arrays.values(), *([np.float64] if fractional or not arrays else []))
+        result = np.zeros(shape, dtype=dtype)
+        values: dict[int, np.ndarray] = {}
+        for place in self.placements:
+            if place.product not in values:
+                product = self.products[place.product]
+                values[place.product] = (product.einsum(*(arrays[n] for n in product.names))
+                                         if product.names else np.ones((), dtype=dtype))
+            value = np.transpose(values[place.product], place.order)
+            value = value.reshape([1 if new else d for new, d in
+                                   zip(place.shape_of_view, _fill(value.shape, place.shape_of_view))])
+            target = result if place.view is None else np.einsum(place.view, result)
+            c = place.coefficient
+            if c == 1:
+                target += value
+            else:
+                target += (int(c) if c.denominator == 1 else float(c)) * value
+        return result[()] if not prog.output_indices else result
+
+    def output_shape(self, prog: Program, arrays, given) -> tuple[int, ...]:
+        """Sizes of the output indices. Every tensor has one index per dimension, and every
+        index's sizes agree (an output index across all terms, a summed one within its term);
+        a mismatch names both tensors."""
+        for term in prog.terms:
+            for f in term.factors:
+                if f.name != DELTA and arrays[f.name].ndim != len(f.indices):
+                    raise EinsumSpecError(f"tensor {f.name!r} has {arrays[f.name].ndim} "
+                                          f"dimension(s) but the program gives it "
+                                          f"{len(f.indices)} index(es)", str(prog))
+        output = set(prog.output_indices)
+        seen: dict[tuple, tuple[str, int]] = {}
+        for name, index, axis, term in self.sized_by:
+            key = (index, None if index in output else term)
+            if term is None:  # a witness: only for sizes no term gives
+                if key in seen:
+                    continue
+                if name not in given:
+                    raise EinsumSpecError(f"missing input {name!r}: the size of output index "
+                                          f"{index!r} comes from it", str(prog))
+                shape = np.shape(given[name])
+                if len(shape) <= axis:
+                    raise EinsumSpecError(f"tensor {name!r} has {len(shape)} dimension(s), too "
+                                          f"few to give the size of {index!r}", str(prog))
+                size = shape[axis]
+            else:
+                size = arrays[name].shape[axis]
+            if key in seen and seen[key][1] != size:
+                raise EinsumSpecError(f"index {index!r} has size {size} in {name!r} (axis {axis}) "
+                                      f"but {seen[key][1]} in {seen[key][0]!r}", str(prog))
+            seen.setdefault(key, (name, size))
+        for term in prog.terms:
+            for f in term.factors:
+                if f.name == DELTA:
+                    p, q = (seen[(i, None)][1] for i in f.indices)
+                    if p != q:
+                        raise EinsumSpecError(f"{f} ties indices of sizes {p} and {q}", str(prog))
+        return tuple(seen[(o, None)][1] for o in prog.output_indices)
+
+
+def _fill(shape, new) -> tuple[int, ...]:
+    """``shape`` spread over the axes of a view, 1 where ``new`` is set."""
+    sizes = iter(shape)
+    return tuple(1 if is_new else next(sizes) for is_new in new)
