@@ -78,13 +78,17 @@ class Program:
 
     ``witnesses`` are factors that print nowhere: tensors whose axes give the sizes of output
     indices that no term has (the gradient of ``f = x[i] * y[j]`` by ``x`` is ``g[i] = y[j]``,
-    and ``i`` has the size of ``x``). They take no part in equality.
+    and ``i`` has the size of ``x``). ``accepts`` lists every tensor the program may be given
+    with its rank: its own and those of the program it was derived from, so that derivatives
+    by a tensor that has dropped out are zero rather than an error. Neither takes part in
+    equality.
     """
 
     output_name: str
     output_indices: tuple[str, ...]
     terms: tuple[Term, ...]
     witnesses: tuple[Factor, ...] = field(default=(), compare=False, repr=False)
+    accepts: tuple[tuple[str, int], ...] = field(default=(), compare=False, repr=False)
 
     def __str__(self) -> str:
         left = str(Factor(self.output_name, self.output_indices))
@@ -130,7 +134,7 @@ class Program:
         self._check_new_name(out, "the result")
         terms = [Term(t.coefficient, cotangent + t.factors)
                  for t in _occurrence_terms(self, name, xs, inner)]
-        return _build(out, xs, terms, (Factor(name, xs),))
+        return _build(out, xs, terms, (Factor(name, xs),), self._accepting(cotangent))
 
     def jacobian(self, name: str, *, out: str = "J") -> "Program":
         """``J[O, x] = ∂Y[O]/∂X[x]``: the output's indices, then fresh ones for ``name``.
@@ -142,7 +146,7 @@ class Program:
         self._check_new_name(out, "the result")
         terms = _occurrence_terms(self, name, xs, {})
         return _build(out, self.output_indices + xs, terms,
-                      _size_witnesses(self) + (Factor(name, xs),))
+                      _size_witnesses(self) + (Factor(name, xs),), self.accepts)
 
     def hessian(self, name: str, other: str | None = None, *, out: str = "H") -> "Program":
         """``H[x, z] = ∂²f/∂X[x]∂Z[z]`` of a scalar program (``Z`` is ``other``, default ``X``).
@@ -165,10 +169,9 @@ class Program:
             raise EinsumSpecError(f"the vector's name must be an identifier, got {v!r}")
         self._check_new_name(v, "the vector")
         g = self.grad(name, out="#g")
-        directional = _build("#s", (), [Term(t.coefficient, t.factors + (Factor(v, g.output_indices),))
-                                        for t in g.terms], ())
-        if name not in directional.inputs:
-            return _build(out, g.output_indices, [], (Factor(name, g.output_indices),))
+        vector = Factor(v, g.output_indices)
+        directional = _build("#s", (), [Term(t.coefficient, t.factors + (vector,)) for t in g.terms],
+                             (), g._accepting((vector,)))
         return directional.grad(name, out=out, indices=g.output_indices)
 
     # -- evaluation ----------------------------------------------------------------------
@@ -188,18 +191,27 @@ class Program:
 
     # -- checks --------------------------------------------------------------------------
 
+    def _accepting(self, new=()) -> tuple[tuple[str, int], ...]:
+        """What a program derived from this one accepts: this one's inputs and ``new``."""
+        return tuple(dict([*self.accepts, *((f.name, len(f.indices)) for f in new)]).items())
+
     def _wrt_indices(self, name, taken, indices) -> tuple[str, ...]:
-        if not isinstance(name, str) or name == DELTA or name not in self.inputs:
+        """Indices for a derivative by ``name``: given, else those of its first occurrence
+        (renamed where taken or repeated); a tensor that dropped out gets canonical ones."""
+        ranks = dict(self.accepts)
+        if not isinstance(name, str) or name == DELTA or name not in ranks:
             raise EinsumSpecError(
                 f"cannot differentiate by {name!r}: it is not a tensor of the program; its "
-                f"tensors are {', '.join(self.inputs) or 'none'}", str(self))
-        first = next(f for t in self.terms for f in t.factors if f.name == name)
+                f"tensors are {', '.join(ranks) or 'none'}", str(self))
         if indices is not None:
             return tuple(indices)
+        first = next((f for t in self.terms for f in t.factors if f.name == name), None)
+        if first is None:
+            return _fresh((), set(taken), ranks[name])
         return _fresh(first.indices, set(taken))
 
     def _check_new_name(self, name, what):
-        if name in self.inputs:
+        if name in dict(self.accepts):
             raise EinsumSpecError(f"{what} would be named {name!r}, which the program already uses; "
                                   f"rename that tensor or choose another name", str(self))
 
@@ -330,11 +342,12 @@ class _Parser:
         """Every index must get its size from a tensor: an output index from some term, a
         summed index from its own term (through deltas, possibly)."""
         for index, col in zip(out, out_cols):
-            if not any(index in f.indices for t in terms for f in t.factors if f.name != DELTA):
+            if not any(_delta_classes(t.factors).get(index, {index}) & _tensor_indices(t)
+                       for t in terms):
                 raise self.error(f"output index {index!r} appears in no tensor on the right, so "
                                  f"its size is unknown", col)
         for term in terms:
-            sized = set(out) | {i for f in term.factors if f.name != DELTA for i in f.indices}
+            sized = set(out) | _tensor_indices(term)
             classes = _delta_classes(term.factors)
             for index in term.indices():
                 if not classes.get(index, {index}) & sized:
@@ -356,6 +369,10 @@ def _tokens(text: str) -> Iterator[tuple[str, str, int]]:
         kind = match.lastgroup
         yield kind, match.group(), col
         col = match.end()
+
+
+def _tensor_indices(term: Term) -> set[str]:
+    return {i for f in term.factors if f.name != DELTA for i in f.indices}
 
 
 def _delta_classes(factors) -> dict[str, set[str]]:
@@ -426,11 +443,14 @@ def _witnesses(output, terms, known=()) -> tuple[Factor, ...]:
     return tuple(found)
 
 
-def _build(name, output, terms, witnesses) -> Program:
+def _build(name, output, terms, witnesses, accepts=()) -> Program:
     """The canonical program; the witnesses keep the sizes of output indices that the
     simplified terms may no longer have (cancelled terms, contracted tensors)."""
     output = tuple(output)
-    return Program(name, output, _simplify(output, terms), _witnesses(output, terms, witnesses))
+    ranks = dict(accepts)
+    ranks.update((f.name, len(f.indices)) for t in terms for f in t.factors if f.name != DELTA)
+    return Program(name, output, _simplify(output, terms), _witnesses(output, terms, witnesses),
+                   tuple(ranks.items()))
 
 
 def _simplify(output, terms) -> tuple[Term, ...]:
@@ -658,6 +678,12 @@ class _Plan:
                 raise EinsumSpecError(f"index {index!r} has size {size} in {name!r} (axis {axis}) "
                                       f"but {seen[key][1]} in {seen[key][0]!r}", str(prog))
             seen.setdefault(key, (name, size))
+        ties = [f.indices for t in prog.terms for f in t.factors if f.name == DELTA]
+        for _ in ties:  # an output index sized only through deltas takes its partner's size
+            for p, q in ties:
+                for a, b in ((p, q), (q, p)):
+                    if (a, None) not in seen and (b, None) in seen:
+                        seen[(a, None)] = seen[(b, None)]
         for term in prog.terms:
             for f in term.factors:
                 if f.name == DELTA:
