@@ -274,7 +274,7 @@ class _Parser:
                                  f"names one axis", out_cols[n])
         self.take("=", "'=' after the output")
         terms, sign = [], Fraction(1)
-        if self.peek()[1] in "+-" and self.peek()[0] == "punct":
+        if self.peek()[1] in ("+", "-"):
             sign = Fraction(-1 if self.take("punct", "")[1] == "-" else 1)
         while True:
             terms.append(self.term(sign, name))
@@ -285,8 +285,8 @@ class _Parser:
                 raise self.error(f"expected '*', '+', '-' or the end, found {value!r}", col)
             self.at += 1
             sign = Fraction(-1 if value == "-" else 1)
+        self.check_sizes_known(out, out_cols, terms)
         terms = [t for t, _ in terms]
-        self.check_sizes_known(name, out, out_cols, terms)
         output = _fresh((), set(), len(out))
         canonical = [_internal(t, set(out)).renamed(dict(zip(out, output))) for t in terms]
         return _build(name, output, canonical, ())
@@ -307,8 +307,9 @@ class _Parser:
                 return tuple(names), tuple(cols)
             self.take(",", "',' or ']'")
 
-    def term(self, sign: Fraction, output: str) -> tuple[Term, list[int]]:
-        coefficient, factors, cols = sign, [], []
+    def term(self, sign: Fraction, output: str) -> tuple[Term, int]:
+        """A term and the column it starts at."""
+        coefficient, factors, start = sign, [], self.peek()[2]
         while True:
             kind, value, col = self.peek()
             if kind == "number":
@@ -319,15 +320,14 @@ class _Parser:
                 if value == output:
                     raise self.error(f"the output {value!r} is used on the right: a program "
                                      f"is not recursive", col)
-                indices, index_cols = self.indices()
+                indices, _ = self.indices()
                 self.check_rank(value, len(indices), col)
                 factors.append(Factor(value, indices))
-                cols.append(col)
             else:
                 found = "the end of the program" if kind == "end" else repr(value)
                 raise self.error(f"expected a term (a number or a tensor), found {found}", col)
             if self.peek()[1] != "*":
-                return Term(coefficient, tuple(factors)), cols
+                return Term(coefficient, tuple(factors)), start
             self.at += 1
 
     def check_rank(self, name, rank, col):
@@ -338,21 +338,21 @@ class _Parser:
             raise self.error(f"tensor {name!r} has {rank} index(es) here but {first[0]} at "
                              f"column {first[1]}: a tensor has one rank", col)
 
-    def check_sizes_known(self, name, out, out_cols, terms):
+    def check_sizes_known(self, out, out_cols, terms):
         """Every index must get its size from a tensor: an output index from some term, a
         summed index from its own term (through deltas, possibly)."""
         for index, col in zip(out, out_cols):
             if not any(_delta_classes(t.factors).get(index, {index}) & _tensor_indices(t)
-                       for t in terms):
+                       for t, _ in terms):
                 raise self.error(f"output index {index!r} appears in no tensor on the right, so "
                                  f"its size is unknown", col)
-        for term in terms:
+        for term, start in terms:
             sized = set(out) | _tensor_indices(term)
             classes = _delta_classes(term.factors)
             for index in term.indices():
                 if not classes.get(index, {index}) & sized:
                     raise self.error(f"index {index!r} appears only in deltas and is summed, so "
-                                     f"its size is unknown", len(self.text))
+                                     f"its size is unknown", start)
 
 
 def _tokens(text: str) -> Iterator[tuple[str, str, int]]:
