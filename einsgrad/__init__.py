@@ -13,7 +13,7 @@ from typing import Mapping
 from . import derive
 from .compiled import Einsum
 from .errors import EinsumSpecError
-from .program import Program, program
+from .programs import Program, program
 from .shapes import bind
 from .spec import normalize_sizes, parse
 
