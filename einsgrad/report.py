@@ -179,8 +179,9 @@ class PlanReport:
             lines.append("sliced: " + ", ".join(f"{l} in chunks of {c}" for l, c in self.slices))
         for direction in self.directions:
             lines += ["", f"{direction.name}:"]
-            width = max((len(s.target) for s in direction.steps), default=0)
+            target = max((len(s.target) for s in direction.steps), default=0)
+            spec = max((len(s.spec) for s in direction.steps), default=0)
             for s in direction.steps:
-                lines.append(f"  {s.target:<{width}} = {s.spec:<16} ({', '.join(s.args)})"
-                             f"  {s.flops:>14,} flops  -> {s.shape}")
+                lines.append(f"  {s.target:<{target}} = {s.spec:<{spec}}  {s.flops:>14,} flops  "
+                             f"-> {str(s.shape):<14} from {', '.join(s.args)}")
         return "\n".join(lines)
