@@ -237,6 +237,7 @@ def _grad(args) -> int:
 
 
 def _explain(args) -> int:
+    parse(args.spec, args.sizes)  # a bad spec is reported the same way by every subcommand
     explain = getattr(einsgrad, "explain", None)
     if not callable(explain):
         print("einsgrad: this einsgrad has no explain(); update it", file=sys.stderr)
