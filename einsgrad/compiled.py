@@ -368,12 +368,12 @@ def _jacobian_program(bound: BoundSpec, k: int, dtypes, optimize) -> tuple[plan.
     jacobian = BoundSpec(derive.jacobian(bound.spec, k), bound.sizes)
     program = plan.forward_plan(jacobian, optimize)
     computed = np.result_type(*(dtypes[:k] + dtypes[k + 1:] or dtypes[k:k + 1]))
-    target = jacobian_dtype(dtypes, k)
+    target = _jacobian_dtype(dtypes, k)
     shape = jacobian.output_shape
     return program, "jacobian", {"y": (_needs_copy(program, "y", shape), None if target == computed else target)}
 
 
-def jacobian_dtype(dtypes, k: int) -> np.dtype:
+def _jacobian_dtype(dtypes, k: int) -> np.dtype:
     """The vjp's dtype for operand ``k``, but complex (of its precision) for a real operand of
     a complex contraction: the Jacobian's entries are complex where the vjp keeps the real part."""
     out, own = np.result_type(*dtypes), np.dtype(dtypes[k])
