@@ -5,14 +5,14 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from dataclasses import dataclass
 from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from . import codegen, derive, plan
 from .errors import EinsumSpecError
-from .shapes import bind
+from .report import Costs, PlanReport, Plans
+from .shapes import BoundSpec, bind
 from .spec import Spec, normalize_sizes, parse
 
 
@@ -23,42 +23,7 @@ class Program(NamedTuple):
     function: Callable
 
 
-@dataclass(frozen=True)
-class Costs:
-    """What a contraction and its gradients cost for one shape signature.
-
-    FLOPs count 2 per multiply-add; sizes are in elements.
-
-    Attributes:
-        forward: FLOPs of the forward path.
-        pullback: FLOPs of all gradients after a stored forward (reverse mode: 2x forward).
-        vjp: FLOPs of all gradients in one shot (forward minus its last step, plus pullback).
-        separate: FLOPs of all gradients as one contraction per operand.
-        largest: the largest intermediate of the forward, in elements.
-        saved: elements the forward keeps for the pullback, besides the operands.
-        path: the forward's steps as einsum specs over the bound labels.
-        slices: (label, chunk size) of each label sliced to honour ``memory_limit``.
-    """
-
-    forward: int
-    pullback: int
-    vjp: int
-    separate: int
-    largest: int
-    saved: int
-    path: tuple[str, ...]
-    slices: tuple[tuple[str, int], ...] = ()
-
-    def __str__(self) -> str:
-        rows = [("forward", self.forward), ("pullback", self.pullback), ("vjp (one shot)", self.vjp),
-                ("per-operand", self.separate)]
-        lines = [f"{name:<15} {flops:>16,} flops  {flops / max(self.forward, 1):5.2f}x forward"
-                 for name, flops in rows]
-        lines.append(f"largest intermediate {self.largest:,} elements; kept for the pullback "
-                     f"{self.saved:,} elements; path {' | '.join(self.path)}")
-        if self.slices:
-            lines.append("sliced: " + ", ".join(f"{l} in chunks of {c}" for l, c in self.slices))
-        return "\n".join(lines)
+JACOBIAN_LIMIT = 2**24  # elements: Einsum.jacobian is for small cases
 
 
 class Einsum:
@@ -167,47 +132,93 @@ class Einsum:
 
         return y, pullback
 
+    def jacobian(self, *operands, wrt: int) -> np.ndarray:
+        """The full Jacobian ``∂Y/∂X_wrt`` as an array of shape ``Y.shape + X_wrt.shape``.
+
+        It is the Jacobian spec (:func:`einsgrad.jacobian_spec`, bound to these shapes)
+        compiled and run by einsgrad: a label in both the output and the operand is a Kronecker
+        delta. No conjugation (the contraction is holomorphic), so that
+        ``vjp(G, ..., wrt=k) == tensordot(G, J, axes=Y.ndim)``. Its dtype is the vjp's for that
+        operand, except that a real operand of a complex contraction gets the complex dtype
+        of its precision (its Jacobian has complex entries; the vjp keeps their real part).
+        For small cases: more than ``2**24`` elements is refused.
+
+        >>> J = Einsum("ik,jk->ij").jacobian(np.ones((2, 3)), np.ones((4, 3)), wrt=1)
+        >>> J.shape
+        (2, 4, 4, 3)
+        """
+        arrays = _arrays(operands)
+        k = derive.check_wrt(self.spec, wrt)
+        shapes = tuple(a.shape for a in arrays)
+        bound = self._bound(shapes)
+        count = math.prod(bound.output_shape) * math.prod(shapes[k])
+        if count > JACOBIAN_LIMIT:
+            raise EinsumSpecError(
+                f"the Jacobian of {str(self.spec)!r} with respect to operand {k} would hold "
+                f"{count:,} elements (output {bound.output_shape} x operand {shapes[k]}), more "
+                f"than the {JACOBIAN_LIMIT:,} that jacobian() materializes; use vjp (the "
+                f"Jacobian times a cotangent) or jacobian_spec (its symbolic form)")
+        others = arrays[:k] + arrays[k + 1:]
+        if not others:  # the Jacobian spec of a one-operand forward reads the scalar 1
+            others = (np.ones((), dtype=arrays[0].dtype),)
+        function = self._program(("jacobian", shapes, tuple(a.dtype for a in arrays), (k,))).function
+        result = function(*others)[0]
+        return result if result.flags.writeable else np.array(result)
+
     # -- inspection ----------------------------------------------------------------------
 
     def source(self, *shapes) -> str:
-        """The generated Python of the forward and of the all-operands vjp: the code that runs.
+        """The generated Python: the code that runs, one line per step with a comment (the
+        step's spec over the bound labels, its FLOPs, its result's shape).
 
+        Four functions: ``forward`` and the all-operands ``vjp`` (one shot, from the cotangent
+        and the operands), then the pair ``value_and_pullback`` runs: ``forward_saving``, which
+        returns the output and what the backward reads, and ``pullback(g, *saved)``.
         Shapes come from the arguments, else from ``compile(..., shapes=)``, else from the
         last call (whose dtypes are used too; float64 otherwise).
         """
-        if shapes:
-            shapes = _check_shapes(shapes, len(self.spec.inputs))
-        else:
-            shapes = self.shapes or (self._latest[0] if self._latest else None)
-        if shapes is None:
-            raise EinsumSpecError("source() needs shapes: pass them, compile with shapes=, or call once")
-        if self._latest and self._latest[0] == shapes:
-            dtypes = self._latest[1]
-        else:
-            dtypes = (np.dtype(np.float64),) * len(shapes)
-        out = self._bound(shapes).output_shape
-        every = tuple(range(len(shapes)))
-        forward = self._program(("forward", shapes, dtypes, None))
-        vjp = self._program(("vjp", (out,) + shapes, (np.result_type(*dtypes),) + dtypes, every))
+        shapes, dtypes = self._signature(shapes, None, "source")
         header = f"# einsgrad: {self.spec}  shapes {', '.join(map(str, shapes))}\n"
-        return f"{codegen.HELPERS}\n\n{header}{forward.source}\n\n{vjp.source}"
+        sources = [program.source for program in map(self._program, self._keys(shapes, dtypes))]
+        return f"{codegen.HELPERS}\n\n{header}" + "\n\n".join(sources)
+
+    def module(self, *shapes, dtypes=None) -> str:
+        """A standalone Python module for these shapes that needs numpy alone.
+
+        It defines ``forward(x0, ...)``, ``vjp(g, x0, ...)``, ``forward_saving(x0, ...)`` and
+        ``pullback(g, *saved)``, documented in its docstring. Its text is made only of the
+        canonical spec, integers, planner-made names and dtype names, never of user text.
+
+        Args:
+            *shapes: operand shapes (else those of ``compile(..., shapes=)`` or the last call).
+            dtypes: one dtype for every operand, or one per operand; default float64 (or the
+                dtypes of the last call, for its shapes).
+        """
+        shapes, dtypes = self._signature(shapes, dtypes, "module")
+        functions = []
+        for key in self._keys(shapes, dtypes):
+            program, name, finish = self._compose(key)
+            functions.append(codegen.render(program, "_" + name, finish))
+        bound = self._bound(shapes)
+        return codegen.module(str(self.spec), shapes, dtypes, bound.output_shape, functions)
 
     def costs(self, *shapes) -> Costs:
         """FLOPs and memory of forward and backward for these shapes (see :class:`Costs`)."""
-        shapes = _check_shapes(shapes, len(self.spec.inputs)) if shapes else self.shapes
-        if shapes is None:
-            raise EinsumSpecError("costs() needs shapes: pass them or compile with shapes=")
+        shapes = self._shapes(shapes, "costs")
+        return Costs.of(self._plans(shapes), self._slices(shapes))
+
+    def plan(self, *shapes) -> PlanReport:
+        """The contraction path and costs of the forward, the one-shot vjp, and the
+        forward/pullback pair, against recomputing each gradient (see :class:`PlanReport`).
+
+        >>> print(Einsum("ik,kj->ij").plan((2, 3), (3, 4)))  # doctest: +ELLIPSIS
+        einsgrad plan: ik,kj->ij  shapes (2, 3), (3, 4)
+        ...
+        """
+        shapes = self._shapes(shapes, "plan")
         bound = self._bound(shapes)
-        every = tuple(range(len(shapes)))
-        opts = (self.optimize, self.memory_limit)
-        forward = plan.forward_plan(bound, *opts)
-        saving, pullback = plan.pullback_plans(bound, every, *opts)
-        separate = sum(plan.vjp_plan(bound, (k,), *opts).flops for k in every)
-        kept = {name for name in saving.returns[1:] if not name.startswith("x")}
-        saved = sum(math.prod(s.shape) for s in saving.steps if s.target in kept)
-        slices = () if self.memory_limit is None else self._slicing(shapes)
-        return Costs(forward.flops, pullback.flops, plan.vjp_plan(bound, every, *opts).flops,
-                     separate, forward.largest, saved, tuple(s.spec for s in forward.steps), slices)
+        return PlanReport.of(str(self.spec), shapes, str(bound.spec), self._plans(shapes),
+                             self._slices(shapes))
 
     # -- internals -----------------------------------------------------------------------
 
@@ -226,6 +237,48 @@ class Einsum:
         if len(set(indices)) != len(indices):
             raise EinsumSpecError(f"wrt names an operand twice: {list(wrt)!r}")
         return indices, False
+
+    def _shapes(self, shapes, caller: str) -> tuple[tuple[int, ...], ...]:
+        """Shapes from the arguments, else from ``compile(..., shapes=)``."""
+        shapes = _check_shapes(shapes, len(self.spec.inputs)) if shapes else self.shapes
+        if shapes is None:
+            raise EinsumSpecError(f"{caller}() needs shapes: pass them or compile with shapes=")
+        return shapes
+
+    def _signature(self, shapes, dtypes, caller: str):
+        """Shapes and dtypes to show code for: given, else compile-time, else the last call's."""
+        if shapes:
+            shapes = _check_shapes(shapes, len(self.spec.inputs))
+        else:
+            shapes = self.shapes or (self._latest[0] if self._latest else None)
+        if shapes is None:
+            raise EinsumSpecError(f"{caller}() needs shapes: pass them, compile with shapes=, or call once")
+        if dtypes is not None:
+            dtypes = _check_dtype_list(dtypes, len(shapes))
+        elif self._latest and self._latest[0] == shapes:
+            dtypes = self._latest[1]
+        else:
+            dtypes = (np.dtype(np.float64),) * len(shapes)
+        return shapes, dtypes
+
+    def _keys(self, shapes, dtypes) -> tuple[tuple, ...]:
+        """Program keys of forward, vjp, forward_saving and pullback, every operand wanted."""
+        out = np.result_type(*dtypes)
+        return (("forward", shapes, dtypes, None),
+                ("vjp", (self._bound(shapes).output_shape,) + shapes, (out,) + dtypes, self._every),
+                ("forward-saving", shapes, dtypes, self._every),
+                ("pullback", shapes, dtypes, self._every, out))
+
+    def _plans(self, shapes) -> Plans:
+        bound = self._bound(shapes)
+        every, opts = self._every, (self.optimize, self.memory_limit)
+        saving, pullback = plan.pullback_plans(bound, every, *opts)
+        separate = sum(plan.vjp_plan(bound, (k,), *opts).flops for k in every)
+        return Plans(plan.forward_plan(bound, *opts), plan.vjp_plan(bound, every, *opts),
+                     saving, pullback, separate)
+
+    def _slices(self, shapes) -> tuple[tuple[str, int], ...]:
+        return () if self.memory_limit is None else self._slicing(shapes)
 
     def _cuts(self, arrays) -> tuple[tuple[str, int], ...]:
         return self._slicing(tuple(a.shape for a in arrays))
@@ -274,20 +327,29 @@ class Einsum:
         return self._program(key).function
 
     def _build(self, key) -> Program:
+        mode, shapes, dtypes = key[:3]
+        program, name, finish = self._compose(key)
+        self._latest = (shapes[1:], dtypes[1:]) if mode == "vjp" else (shapes, dtypes)
+        source = codegen.render(program, name, finish)
+        return Program(source, codegen.load(source)[name])
+
+    def _compose(self, key) -> tuple[plan.Plan, str, dict]:
+        """The plan of a program key, the name of its function, and how it finishes results."""
         mode, shapes, dtypes, wrt = key[:4]
         _check_dtypes(mode, dtypes + key[4:])
         operand_dtypes = dtypes[1:] if mode == "vjp" else dtypes
         bound = self._bound(shapes[1:] if mode == "vjp" else shapes)
-        self._latest = (bound.input_shapes, operand_dtypes)
         opts = (self.optimize, self.memory_limit)
         if mode == "forward":
             program = plan.forward_plan(bound, *opts)
             out = np.result_type(*dtypes)
-            return _load(program, "forward", {"y": (_needs_copy(program, "y", bound.output_shape),
-                                                    None if out.kind in "fc" else out)})
+            return program, "forward", {"y": (_needs_copy(program, "y", bound.output_shape),
+                                              None if out.kind in "fc" else out)}
         if mode == "forward-saving":
             program = plan.pullback_plans(bound, wrt, *opts)[0]
-            return _load(program, "forward", {"y": (_needs_copy(program, "y", bound.output_shape), None)})
+            return program, "forward_saving", {"y": (_needs_copy(program, "y", bound.output_shape), None)}
+        if mode == "jacobian":
+            return _jacobian_program(bound, wrt[0], dtypes, self.optimize)
         if mode == "vjp":
             if shapes[0] != bound.output_shape:
                 raise EinsumSpecError(
@@ -296,7 +358,30 @@ class Einsum:
             program, cotangent_dtype = plan.vjp_plan(bound, wrt, *opts), dtypes[0]
         else:
             program, cotangent_dtype = plan.pullback_plans(bound, wrt, *opts)[1], key[4]
-        return _load(program, mode, _finish(program, bound, wrt, cotangent_dtype, operand_dtypes))
+        return program, mode, _finish(program, bound, wrt, cotangent_dtype, operand_dtypes)
+
+
+def _jacobian_program(bound: BoundSpec, k: int, dtypes, optimize) -> tuple[plan.Plan, str, dict]:
+    """The forward plan of the bound Jacobian spec; its operands are the others (or a scalar 1
+    of operand ``k``'s dtype). Its labels are the bound ones, so a size-1 label broadcast in
+    operand ``k`` is a label of size 1 that only the Jacobian's output has."""
+    jacobian = BoundSpec(derive.jacobian(bound.spec, k), bound.sizes)
+    program = plan.forward_plan(jacobian, optimize)
+    computed = np.result_type(*(dtypes[:k] + dtypes[k + 1:] or dtypes[k:k + 1]))
+    target = _jacobian_dtype(dtypes, k)
+    shape = jacobian.output_shape
+    return program, "jacobian", {"y": (_needs_copy(program, "y", shape), None if target == computed else target)}
+
+
+def _jacobian_dtype(dtypes, k: int) -> np.dtype:
+    """The vjp's dtype for operand ``k``, but complex (of its precision) for a real operand of
+    a complex contraction: the Jacobian's entries are complex where the vjp keeps the real part."""
+    out, own = np.result_type(*dtypes), np.dtype(dtypes[k])
+    if own.kind not in "fc":
+        return out
+    if own.kind == "f" and out.kind == "c":
+        return np.result_type(own, np.complex64)
+    return own
 
 
 def _finish(program: plan.Plan, bound, wrt, cotangent_dtype, dtypes) -> dict:
@@ -315,11 +400,6 @@ def _needs_copy(program: plan.Plan, name: str, shape) -> bool:
     return not program.fresh(name) or shape == ()
 
 
-def _load(program: plan.Plan, name: str, finish) -> Program:
-    source = codegen.render(program, name, finish)
-    return Program(source, codegen.load(source)[name])
-
-
 def _is_count(value, least: int) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= least
 
@@ -336,6 +416,20 @@ def _check_shapes(shapes, count: int) -> tuple[tuple[int, ...], ...]:
     if len(checked) != count:
         raise EinsumSpecError(f"the spec names {count} operand(s) but {len(checked)} shapes were given")
     return tuple(tuple(int(d) for d in s) for s in checked)
+
+
+def _check_dtype_list(dtypes, count: int) -> tuple[np.dtype, ...]:
+    """``dtypes=`` as one numeric dtype per operand (a single dtype applies to every one)."""
+    try:
+        if isinstance(dtypes, (str, type, np.dtype)):
+            dtypes = (dtypes,) * count
+        checked = tuple(np.dtype(d) for d in dtypes)
+    except TypeError:
+        raise EinsumSpecError(f"dtypes must be a dtype or one dtype per operand, got {dtypes!r}") from None
+    if len(checked) != count:
+        raise EinsumSpecError(f"the spec names {count} operand(s) but {len(checked)} dtypes were given")
+    _check_dtypes("forward", checked)
+    return checked
 
 
 def _arrays(operands) -> tuple[np.ndarray, ...]:
