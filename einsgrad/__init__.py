@@ -13,10 +13,12 @@ from typing import Mapping
 from . import derive
 from .compiled import Einsum
 from .errors import EinsumSpecError
+from .explain import Explanation, explain
 from .shapes import bind
 from .spec import normalize_sizes, parse
 
-__all__ = ["Einsum", "EinsumSpecError", "compile", "einsum", "grad_spec", "jacobian_spec", "vjp"]
+__all__ = ["Einsum", "EinsumSpecError", "Explanation", "compile", "einsum", "explain", "grad_spec",
+           "jacobian_spec", "vjp"]
 __version__ = "0.1.0"
 
 
