@@ -62,11 +62,20 @@ def _escape(text: str) -> str:
     return text
 
 
+_SYMBOLS = {"β": r"{\beta}", "γ": r"{\gamma}", "′": "'", "δ": r"\delta", "∂": r"\partial",
+            "Σ": r"\Sigma", "ᵀ": r"^\top", "∘": r"\circ"}
+
+
 def _prose(text: str) -> _M:
-    """Words; leading spaces indent (``\\quad`` in LaTeX)."""
+    """Words, with index symbols (β, i′) as math in LaTeX; leading spaces indent."""
     body = text.lstrip(" ")
-    indent = r"\quad " if body != text else ""
-    return _M(text, indent + r"\text{" + _escape(body) + "}")
+    latex = [r"\quad "] if body != text else []
+    for n, run in enumerate(re.split(r"([^\x00-\x7f]+)", body)):
+        if n % 2:
+            latex.append("".join(_SYMBOLS[char] for char in run))
+        elif run:
+            latex.append(r"\text{" + _escape(run) + "}")
+    return _M(text, "".join(latex))
 
 
 def _punct(m: _M, mark: str) -> _M:
@@ -327,15 +336,16 @@ def _chain_form(inputs, output, tensors):
     if len(items) > 4:
         return None
     count.update(ones)
-    best = None
+    best = None  # fewest transposes, then a product before a trace (xᵀ y, not tr(x yᵀ))
     for order in itertools.permutations(items):
         for oriented in itertools.product(*(_orientations(term) for _, term in order)):
             flips = sum(t for _, _, t in oriented)
-            if best is not None and flips >= best[0]:
+            if best is not None and flips > best[0][0]:
                 continue
             kind = _chain_kind([(r, c) for r, c, _ in oriented], output, count)
-            if kind is not None:
-                best = (flips, _Form(kind, tuple((k, t) for (k, _), (_, _, t) in zip(order, oriented))))
+            if kind is not None and (best is None or (flips, kind == "trace") < best[0]):
+                factors = tuple((k, t) for (k, _), (_, _, t) in zip(order, oriented))
+                best = ((flips, kind == "trace"), _Form(kind, factors))
     return None if best is None else best[1]
 
 
@@ -354,19 +364,24 @@ def _plain_form(inputs, output) -> _Form | None:
     return None
 
 
+def _leading(strip, term) -> bool:
+    """The stripped labels of ``term`` are its first axes (batch axes lead, as in "bij")."""
+    held = sum(label in strip for label in term)
+    return all(label in strip for label in term[:held])
+
+
 def _batched_form(inputs, output) -> _Form | None:
-    """A plain form for each value of batch labels, fewest first: a label every operand holds
-    once (``...`` may be missing from some: they are the same for every batch). In the output
-    it reads "for each b" (batched matmul); not in it, a sum over b.
+    """A plain form for each value of batch labels, fewest first: leading labels every operand
+    holds once (``...`` may be missing from some: they are the same for every batch). In the
+    output they read "for each b" (batched matmul); not in it, a sum over b.
     """
     tensors = [t for t in inputs if t]
-    candidates = [l for l in dict.fromkeys(l for t in tensors for l in t)
-                  if all(t.count(l) == (t.count(l) if l == ELLIPSIS else 1) <= 1 for t in tensors)
-                  and output.count(l) <= 1]
+    candidates = [l for l in dict.fromkeys(l for t in tensors for l in t) if output.count(l) <= 1
+                  and (l == ELLIPSIS or all(t.count(l) == 1 for t in tensors))]
     for size in range(1, len(candidates) + 1):
         for strip in itertools.combinations(candidates, size):
             rest = tuple(tuple(l for l in t if l not in strip) for t in inputs)
-            if not any(rest):
+            if not any(rest) or not all(_leading(strip, t) for t in (*inputs, output)):
                 continue
             form = _plain_form(rest, tuple(l for l in output if l not in strip))
             if form is not None:
@@ -706,10 +721,10 @@ def _jacobian_words(spec: Spec, name: str, Y: str, index, p, jac: _Sum, gradient
     batch = _BATCH in index or _FRESH_BATCH in p
     where = "; ".join(f"{_words(s)} of {n}" for s, n in ((index, Y), (p, name)) if s)
     repeated = gradient.jacobian_spec and any(
-        c > 1 for c in Counter(gradient.jacobian_spec.split("->")[1]).values())
+        c > 1 for c in Counter(gradient.jacobian_spec.split("->")[1].replace(ELLIPSIS, "")).values())
     lines = [_line(_prose(f"   This is the full Jacobian, {_order_words(len(letters), batch)}"
                           + (f" (indices {where})" if where else "")
-                          + (", not a matrix;" if len(letters) > 2 or batch else ";")),
+                          + (", not a matrix;" if len(letters) > 2 else ";")),
                    *([_prose("as an einsum:"), _punct(_code(gradient.jacobian_spec), "" if repeated else "."),
                       *([_prose("(a label repeated in the output is a delta).")] if repeated else [])]
                      if gradient.jacobian_spec else
