@@ -488,6 +488,7 @@ class Explanation:
         style: "index" or "differential".
         forward_form: the forward in matrix notation (``"Y = X Wᵀ"``), or None.
         gradients: one :class:`Gradient` per explained operand.
+        lines: the rendered lines, each as its plain text and its LaTeX.
     """
 
     spec: str
@@ -591,11 +592,11 @@ def explain(spec: str, names=None, out: str = "Y", *, wrt=None, sizes: Mapping |
     names, out = _check_names(names, len(parsed.inputs), out)
     chosen = _check_wrt(parsed, wrt)
     style = _check_style(style)
-    entries = _elementwise_sizes(parsed, sizes, chosen) if elementwise else None
+    entries = _elementwise_sizes(parsed, sizes, chosen, names, out) if elementwise else None
     forward = _matrix_form(parsed)
     lhs = _name(out)
     forward_eq = None if forward is None else _form_equation(lhs, forward, [_name(n) for n in names])
-    lines = list(_header(parsed, names, out, forward_eq, sizes))
+    lines = list(_header(parsed, names, out, forward_eq))
     gradients = []
     for k in chosen:
         gradient, section, form, form_eq = _gradient(parsed, names, out, k, style, forward)
@@ -609,7 +610,7 @@ def explain(spec: str, names=None, out: str = "Y", *, wrt=None, sizes: Mapping |
                        tuple(lines))
 
 
-def _header(spec: Spec, names, out: str, forward_eq: _M | None, sizes) -> list[_M]:
+def _header(spec: Spec, names, out: str, forward_eq: _M | None) -> list[_M]:
     index, term = _forward(spec, names)
     lines = [_line(_prose("The einsum"), _code(str(spec)), _prose(
         f"with operands {', '.join(names)} and output {out}; L is a scalar loss; the "
@@ -664,8 +665,8 @@ def _gradient(spec: Spec, names, out: str, k: int, style: str, forward: _Form | 
 def _index_steps(spec: Spec, names, out: str, k: int, form_eq: _M | None, gradient: Gradient):
     name, labels = names[k], spec.inputs[k]
     index, forward = _forward(spec, names)
-    fresh = _Fresh({s for f in forward.factors for s in (f.index if isinstance(f, _Entry) else (f.a, f.b))}
-                   | set(index) | set(forward.over))
+    fresh = _Fresh(set(index) | set(forward.over) | {
+        s for f in forward.factors for s in (f.index if isinstance(f, _Entry) else (f.a, f.b))})
     p = tuple(fresh.take(label) for label in labels)
     L, G, Y = _name("L"), "G", out
     dx = _entry(name, p)
@@ -689,7 +690,8 @@ def _index_steps(spec: Spec, names, out: str, k: int, form_eq: _M | None, gradie
     chained = _Sum(index + jac.over, (_Entry(G, index),) + jac.factors)
     final = _contract(chained)
     step4 = [_render(chained)] + ([_render(final)] if final != chained else [])
-    lines.append(_line(_prose("4. Contract the deltas, renaming indices:"), _eq(_partial(L, dx), *step4)))
+    lines.append(_line(_prose("4. Contract with G, summing the deltas away:"),
+                       _eq(_partial(L, dx), *step4)))
     lines.extend(_phenomena(spec, name, Y, k, p))
 
     if p and not derive.surviving_deltas(spec, k):
@@ -725,7 +727,8 @@ def _jacobian_words(spec: Spec, name: str, Y: str, index, p, jac: _Sum, gradient
     lines = [_line(_prose(f"   This is the full Jacobian, {_order_words(len(letters), batch)}"
                           + (f" (indices {where})" if where else "")
                           + (", not a matrix;" if len(letters) > 2 else ";")),
-                   *([_prose("as an einsum:"), _punct(_code(gradient.jacobian_spec), "" if repeated else "."),
+                   *([_prose("as an einsum:"),
+                      _punct(_code(gradient.jacobian_spec), "" if repeated else "."),
                       *([_prose("(a label repeated in the output is a delta).")] if repeated else [])]
                      if gradient.jacobian_spec else
                      [_prose("as an einsum it needs the batch dimensions named (give shapes= to "
@@ -766,7 +769,8 @@ def _phenomena(spec: Spec, name: str, Y: str, k: int, p) -> list[_M]:
     return lines
 
 
-_RULES_TEXT = _M("M : (N P) = (Nᵀ M) : P = (M Pᵀ) : N, M : Nᵀ = Mᵀ : N, M : (N ∘ P) = (M ∘ N) : P.",
+_RULES_TEXT = _M("M : (N P) = (Nᵀ M) : P = (M Pᵀ) : N, M : Nᵀ = Mᵀ : N, "
+                 "M : (N ∘ P) = (M ∘ N) : P.",
                  r"M : (N P) = (N^\top M) : P = (M P^\top) : N,\ M : N^\top = M^\top : N,\ "
                  r"M : (N \circ P) = (M \circ N) : P.")
 
@@ -813,7 +817,7 @@ def _expand(term: Labels, batch_rank: int) -> tuple:
     return tuple(keys)
 
 
-def _elementwise_sizes(spec: Spec, sizes, chosen) -> dict:
+def _elementwise_sizes(spec: Spec, sizes, chosen, names, out: str) -> dict:
     """Every label's size, ``...`` expanded; refuses missing sizes and too many equations."""
     sizes = dict(sizes or {})
     has_batch = any(ELLIPSIS in t for t in (*spec.inputs, spec.output))
@@ -821,7 +825,13 @@ def _elementwise_sizes(spec: Spec, sizes, chosen) -> dict:
         [ELLIPSIS] if has_batch and ELLIPSIS not in sizes else [])
     if missing:
         raise EinsumSpecError(f"elementwise=True needs every label's size: give sizes= for "
-                              f"{', '.join(map(repr, missing))} (the batch shape as a tuple for '...')")
+                              f"{', '.join(map(repr, missing))}" + (
+                                  " (the batch shape as a tuple for '...')"
+                                  if ELLIPSIS in missing else ""))
+    lower = [n.lower() for n in (*names, out)]
+    if len(set(lower)) != len(lower):
+        raise EinsumSpecError(f"elementwise=True writes entries in lowercase, so names and out "
+                              f"must differ in more than case, got {', '.join(names)} and out={out}")
     batch = tuple(sizes.pop(ELLIPSIS, ()))
     size = {**sizes, **{(ELLIPSIS, d): n for d, n in enumerate(batch)}}
     equations = terms = 0
@@ -897,9 +907,10 @@ def _elementwise(spec: Spec, names, out: str, k: int, entries: dict, gradient: G
         g_cells = {values: cotangent(values)
                    for values in itertools.product(*(range(size[key]) for key in out_keys))}
         g = _grid(g_cells, [size[key] for key in out_keys]) if out_keys else cotangent(())
+        grid = _grid(cells, [size[key] for key in own])
+        body = _form_body(form, [_name(n) for n in ("G", *(n for n, _ in others))])
         lines.append(_line(_M("  ", r"\quad"),
-                           _punct(_eq(_partial(L, _name(names[k])), _grid(cells, [size[key] for key in own]),
-                                      _form_body(form, [_name(n) for n in ("G", *(n for n, _ in others))])), ","),
+                           _punct(_eq(_partial(L, _name(names[k])), grid, body), ","),
                            _prose("with"), _eq(_name("G"), g)))
     return lines
 

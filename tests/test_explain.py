@@ -58,7 +58,8 @@ MATRIX_FORMS = [
     ("ij,j->i", "A,x", None, [(3, 4), (4,)], 0, "∂L/∂A = G xᵀ", lambda G, A, x: np.outer(G, x)),
     ("ij,j->i", "A,x", None, [(3, 4), (4,)], 1, "∂L/∂x = Aᵀ G", lambda G, A, x: A.T @ G),
     ("ij,ij->ij", "A,B", None, [(3, 4), (3, 4)], 0, "∂L/∂A = G ∘ B", lambda G, A, B: G * B),
-    ("ij,ji->ij", "A,B", None, [(3, 4), (4, 3)], 1, "∂L/∂B = Gᵀ ∘ Aᵀ", lambda G, A, B: (G * A).T),
+    ("ij,ji->ij", "A,B", None, [(3, 4), (4, 3)], 1, "∂L/∂B = Gᵀ ∘ Aᵀ",
+     lambda G, A, B: (G * A).T),
     ("bij,bjk->bik", "A,B", None, [(2, 3, 4), (2, 4, 5)], 0, "for each b: ∂L/∂A = G Bᵀ",
      lambda G, A, B: G @ T(B, -1, -2)),
     ("bij,bjk->bik", "A,B", None, [(2, 3, 4), (2, 4, 5)], 1, "for each b: ∂L/∂B = Aᵀ G",
@@ -73,7 +74,8 @@ MATRIX_FORMS = [
     ("j->ij", "b", {"i": 3}, [(4,)], 0, "∂L/∂b = Gᵀ 1", lambda G, b: G.T @ np.ones(3)),
     ("ij->", "A", None, [(3, 4)], 0, "∂L/∂A = G 1 1ᵀ", lambda G, A: G * np.ones((3, 4))),
     (",ij->ij", "c,M", None, [(), (3, 4)], 1, "∂L/∂M = c G", lambda G, c, M: c * G),
-    (",ij->ij", "c,M", None, [(), (3, 4)], 0, "∂L/∂c = tr(G Mᵀ)", lambda G, c, M: np.trace(G @ M.T)),
+    (",ij->ij", "c,M", None, [(), (3, 4)], 0, "∂L/∂c = tr(G Mᵀ)",
+     lambda G, c, M: np.trace(G @ M.T)),
 ]
 
 
@@ -165,7 +167,8 @@ def test_fresh_indices_avoid_the_spec_labels():
                  id="row sum: a broadcast"),
     pytest.param("j->ij", {"i": 3}, 0, ["i appears only in Y", "A lacks i", "sums G over i",
                                         "= Σ_i G_ip", '"ij->j"'], id="bias: G summed"),
-    pytest.param("i->ii", None, 0, ["i is repeated in Y", "Y_ii′ = A_i δ_ii′", "∂L/∂A_i = G_ii"],
+    pytest.param("i->ii", None, 0, ["i is repeated in Y", "Y_ii′ = A_i δ_ii′",
+                                    "∂L/∂A_i = G_ii"],
                  id="diagonal matrix: a delta in the forward"),
     pytest.param("...ij,...jk->...ik", None, 1, [
         "β stands for the batch indices", "Y_βik = Σ_j A_βij B_βjk", "∂L/∂B_γpq",
@@ -176,7 +179,8 @@ def test_fresh_indices_avoid_the_spec_labels():
                  id="implicit"),
     pytest.param(",ij->ij", None, 0, ["Y_ij = A B_ij", "∂A/∂A = 1", "∂L/∂A = Σ_ij G_ij B_ij"],
                  id="scalar operand"),
-    pytest.param("i,i->", None, 0, ["Y = Σ_i A_i B_i", "∂L/∂A_p = G ∂Y/∂A_p", "∂L/∂A_p = G B_p"],
+    pytest.param("i,i->", None, 0, ["Y = Σ_i A_i B_i", "∂L/∂A_p = G ∂Y/∂A_p",
+                                    "∂L/∂A_p = G B_p"],
                  id="scalar output"),
     pytest.param("->", None, 0, ["Y = A", "∂L/∂A = G"], id="scalar to scalar"),
     pytest.param("ijk,jk->i", None, 0, ["No matrix form", '"i,jk->ijk"'], id="no matrix form"),
@@ -296,6 +300,7 @@ def test_explain_any_spec(case, style):
     ({"wrt": 2}, "out of range"),
     ({"elementwise": True, "sizes": {"i": 2, "j": 2}}, "'k'"),
     ({"elementwise": True, "sizes": {"i": 20, "j": 20, "k": 20}}, "at most 200 equations"),
+    ({"names": "X,y", "elementwise": True, "sizes": {"i": 2, "j": 2, "k": 2}}, "more than case"),
 ])
 def test_bad_input(kwargs, match):
     with pytest.raises(einsgrad.EinsumSpecError, match=match):
