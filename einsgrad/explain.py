@@ -629,10 +629,11 @@ def _header(spec: Spec, names, out: str, forward_eq: _M | None) -> list[_M]:
     in_inputs = {l for t in spec.inputs for l in t}
     for label in dict.fromkeys(spec.output):
         if label not in in_inputs:
-            what = ("the batch indices β appear" if label == ELLIPSIS else f"{label} appears")
-            lines.append(_prose(f"{what} only in {out}: the forward broadcasts along "
-                                f"{'them' if label == ELLIPSIS else 'it'} (new axes, their sizes "
-                                f"given by sizes=)."))
+            what = ("the batch indices β appear only in {out}: the forward broadcasts along "
+                    "them (new axes, their sizes given by sizes=)." if label == ELLIPSIS else
+                    "{label} appears only in {out}: the forward broadcasts along it (a new axis, "
+                    "its size given by sizes=).")
+            lines.append(_prose(what.format(label=label, out=out)))
         if spec.output.count(label) > 1:
             lines.append(_prose(f"{label} is repeated in {out}: {out} holds the values on that "
                                 f"diagonal and zeros elsewhere, a delta in the forward."))
