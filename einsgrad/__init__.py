@@ -13,12 +13,13 @@ from typing import Mapping
 from . import derive
 from .compiled import Einsum
 from .errors import EinsumSpecError
+from .explanation import Explanation, explain
 from .programs import Program, program
 from .shapes import bind
 from .spec import normalize_sizes, parse
 
-__all__ = ["Einsum", "EinsumSpecError", "Program", "compile", "einsum", "grad_spec", "jacobian_spec",
-           "program", "vjp"]
+__all__ = ["Einsum", "EinsumSpecError", "Explanation", "Program", "compile", "einsum", "explain",
+           "grad_spec", "jacobian_spec", "program", "vjp"]
 __version__ = "0.1.0"
 
 

@@ -1,0 +1,926 @@
+"""Spec -> :class:`Explanation`: the gradient of every operand derived as one writes it by hand.
+
+For the linear layer ``Y = X Wᵀ`` (``"ik,jk->ij"``) the derivation of ``∂L/∂W`` reads::
+
+    1. Forward: Y_ij = Σ_k X_ik W_jk
+    2. Chain rule for one entry: ∂L/∂W_pq = Σ_ij G_ij ∂Y_ij/∂W_pq, with G = ∂L/∂Y
+    3. ∂W_jk/∂W_pq = δ_jp δ_kq, so ∂Y_ij/∂W_pq = Σ_k X_ik δ_jp δ_kq = X_iq δ_jp
+    4. ∂L/∂W_pq = Σ_ij G_ij X_iq δ_jp = Σ_i G_ip X_iq
+    5. the backward einsum "ij,ik->jk", in matrix form ∂L/∂W = Gᵀ X
+
+Everything is symbolic (no shapes, no arrays). The index algebra is a sum of products of
+entries and Kronecker deltas (:class:`_Sum`); :func:`_contract` sums deltas away. Matrix forms
+come from a small table of rules (:data:`_PLAIN_RULES`), each a function of the label tuples.
+Every piece of output is a :class:`_M`, one string for plain text and one for LaTeX, built by
+small functions from validated labels and validated names only.
+
+The spec's ``...`` is written as one batch multi-index ``β`` (``γ`` for the differentiated
+entry); size-1 broadcasting of a labelled dimension is a matter of shapes and is not shown.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import string
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Mapping, Sequence
+
+from . import derive
+from .errors import EinsumSpecError
+from .spec import ELLIPSIS, Labels, Spec, parse
+
+STYLES = ("index", "differential")
+MAX_EQUATIONS = 200
+MAX_TERMS = 2000
+RESERVED = ("L", "G")  # the loss and the cotangent G = ∂L/∂Y
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+_BATCH, _FRESH_BATCH = "β", "γ"
+_PRIME = "′"
+_FRESH_POOL = "pqrstuvwxyzabcdefghijklmno" + string.ascii_uppercase
+_SYMBOL_LATEX = {_BATCH: r"{\beta}", _FRESH_BATCH: r"{\gamma}"}
+
+
+# -- text and LaTeX side by side -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _M:
+    """A piece of output: its plain-text (Unicode) and its LaTeX (math mode) rendering."""
+
+    text: str
+    latex: str
+
+
+def _escape(text: str) -> str:
+    """Text-mode LaTeX for prose made of fixed words, validated names and labels."""
+    for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("{", r"\{"), ("}", r"\}"),
+                          ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#")):
+        text = text.replace(char, escaped)
+    return text
+
+
+_SYMBOLS = {"β": r"{\beta}", "γ": r"{\gamma}", "′": "'", "δ": r"\delta", "∂": r"\partial",
+            "Σ": r"\Sigma", "ᵀ": r"^\top", "∘": r"\circ"}
+
+
+def _prose(text: str) -> _M:
+    """Words, with index symbols (β, i′) as math in LaTeX; leading spaces indent."""
+    body = text.lstrip(" ")
+    latex = [r"\quad "] if body != text else []
+    for n, run in enumerate(re.split(r"([^\x00-\x7f]+)", body)):
+        if n % 2:
+            latex.append("".join(_SYMBOLS[char] for char in run))
+        elif run:
+            latex.append(r"\text{" + _escape(run) + "}")
+    return _M(text, "".join(latex))
+
+
+def _punct(m: _M, mark: str) -> _M:
+    """``m`` followed by a punctuation mark, without a space."""
+    return _M(m.text + mark, m.latex + r"\text{" + mark + "}")
+
+
+def _code(spec: str) -> _M:
+    """An einsum spec, quoted."""
+    return _M(f'"{spec}"', r'\texttt{"' + _escape(spec) + '"}')
+
+
+def _line(*parts: _M) -> _M:
+    """Pieces of one line, separated by spaces."""
+    return _M(" ".join(p.text for p in parts), r"\ ".join(p.latex for p in parts))
+
+
+def _juxt(parts: Sequence[_M], empty: str = "1") -> _M:
+    """A product written by juxtaposition; the empty product is ``empty``."""
+    if not parts:
+        return _M(empty, empty)
+    return _M(" ".join(p.text for p in parts), " ".join(p.latex for p in parts))
+
+
+def _eq(*sides: _M) -> _M:
+    return _M(" = ".join(s.text for s in sides), " = ".join(s.latex for s in sides))
+
+
+def _symbol_latex(symbol: str) -> str:
+    if symbol in _SYMBOL_LATEX:
+        return _SYMBOL_LATEX[symbol]
+    return symbol.replace(_PRIME, "'")
+
+
+def _indices(symbols: Sequence[str]) -> _M:
+    return _M("".join(symbols), "".join(_symbol_latex(s) for s in symbols))
+
+
+def _name(name: str) -> _M:
+    return _M(name, name if len(name) == 1 else r"\mathit{" + _escape(name) + "}")
+
+
+def _entry(name: str, index: Sequence[str]) -> _M:
+    base, sub = _name(name), _indices(index)
+    if not index:
+        return base
+    return _M(f"{base.text}_{sub.text}", f"{base.latex}_{{{sub.latex}}}")
+
+
+def _delta(a: str, b: str) -> _M:
+    sub = _indices((a, b))
+    return _M(f"δ_{sub.text}", rf"\delta_{{{sub.latex}}}")
+
+
+def _partial(num: _M, den: _M) -> _M:
+    return _M(f"∂{num.text}/∂{den.text}", rf"\frac{{\partial {num.latex}}}{{\partial {den.latex}}}")
+
+
+def _summation(over: Sequence[str], body: _M) -> _M:
+    if not over:
+        return body
+    sub = _indices(over)
+    return _M(f"Σ_{sub.text} {body.text}", rf"\sum_{{{sub.latex}}} {body.latex}")
+
+
+def _words(symbols: Sequence[str]) -> str:
+    return ", ".join(symbols)
+
+
+# -- the index algebra: sums of products of entries and deltas -----------------------------
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    index: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Delta:
+    a: str
+    b: str
+
+
+@dataclass(frozen=True)
+class _Sum:
+    """``Σ_over Π factors``; a factor is an :class:`_Entry` or a :class:`_Delta`."""
+
+    over: tuple[str, ...]
+    factors: tuple
+
+
+def _rename(factor, old: str, new: str):
+    if isinstance(factor, _Delta):
+        return _Delta(new if factor.a == old else factor.a, new if factor.b == old else factor.b)
+    return _Entry(factor.name, tuple(new if s == old else s for s in factor.index))
+
+
+def _contract(term: _Sum) -> _Sum:
+    """Sums deltas away, ``Σ_a δ_ab f(a) = f(b)``, and drops ``δ_bb = 1`` for a free ``b``.
+
+    A delta between two free indices survives: the result is zero off that diagonal.
+    """
+    over, factors = list(term.over), list(term.factors)
+    while True:
+        for n, f in enumerate(factors):
+            if not isinstance(f, _Delta):
+                continue
+            if f.a == f.b and f.a not in over:
+                del factors[n]
+                break
+            if f.a != f.b and (f.a in over or f.b in over):
+                old, new = (f.a, f.b) if f.a in over else (f.b, f.a)
+                del factors[n]
+                over.remove(old)
+                factors = [_rename(g, old, new) for g in factors]
+                break
+        else:
+            return _Sum(tuple(over), tuple(factors))
+
+
+def _render(term: _Sum) -> _M:
+    parts = [_delta(f.a, f.b) if isinstance(f, _Delta) else _entry(f.name, f.index)
+             for f in term.factors]
+    return _summation(term.over, _juxt(parts))
+
+
+def _symbol(label: str) -> str:
+    return _BATCH if label == ELLIPSIS else label
+
+
+def _symbols(term: Labels) -> tuple[str, ...]:
+    return tuple(_symbol(label) for label in term)
+
+
+class _Fresh:
+    """Index letters for the differentiated entry that clash with nothing in use."""
+
+    def __init__(self, taken):
+        self.taken = set(taken)
+
+    def take(self, label: str) -> str:
+        if label == ELLIPSIS:
+            return _FRESH_BATCH
+        pool = itertools.chain(_FRESH_POOL, (c + _PRIME * n for n in itertools.count(1)
+                                             for c in _FRESH_POOL))
+        symbol = next(s for s in pool if s not in self.taken)
+        self.taken.add(symbol)
+        return symbol
+
+
+def _forward(spec: Spec, names: Sequence[str]) -> tuple[tuple[str, ...], _Sum]:
+    """``Y`` indices and the forward sum. A label repeated in the output gets a primed index
+    tied to the first by a delta (``"i->ii"``: ``Y_ii′ = A_i δ_ii′``)."""
+    index, deltas, seen = [], [], Counter()
+    for symbol in _symbols(spec.output):
+        seen[symbol] += 1
+        if seen[symbol] == 1:
+            index.append(symbol)
+        else:
+            index.append(symbol + _PRIME * (seen[symbol] - 1))
+            deltas.append(_Delta(symbol, index[-1]))
+    summed = tuple(dict.fromkeys(_symbol(l) for t in spec.inputs for l in t if l not in spec.output))
+    entries = tuple(_Entry(n, _symbols(t)) for n, t in zip(names, spec.inputs))
+    return tuple(index), _Sum(summed, entries + tuple(deltas))
+
+
+# -- matrix forms: a table of small rules over label tuples --------------------------------
+
+
+@dataclass(frozen=True)
+class _Form:
+    """A matrix formula over the operands of a spec.
+
+    Attributes:
+        kind: "product", "trace", "hadamard", "diag" or "identity".
+        factors: (operand position, or None for a ones vector; transposed) in order.
+        scalars: positions of 0-d operands, written in front.
+        batch: labels every operand and the output share: "for each b: ...".
+        summed: labels the operands share and the output lacks: "Σ_b ...".
+    """
+
+    kind: str
+    factors: tuple[tuple[int | None, bool], ...] = ()
+    scalars: tuple[int, ...] = ()
+    batch: tuple[str, ...] = ()
+    summed: tuple[str, ...] = ()
+
+
+def _identity_form(inputs, output, tensors):
+    """``"->ii"``: the scalars times the identity ``I`` (the backward of the trace)."""
+    if not tensors and len(output) == 2 and output[0] == output[1]:
+        return _Form("identity")
+    return None
+
+
+def _diag_form(inputs, output, tensors):
+    """``"ii->i"`` takes the diagonal, ``"i->ii"`` makes a diagonal matrix: both ``diag(·)``."""
+    if len(tensors) != 1:
+        return None
+    term = inputs[tensors[0]]
+    if (len(term) == 2 and term[0] == term[1] and output == term[:1]
+            or len(term) == 1 and output == term * 2):
+        return _Form("diag", ((tensors[0], False),))
+    return None
+
+
+def _hadamard_form(inputs, output, tensors):
+    """Entrywise product ``A ∘ B``: every operand has exactly the output's labels."""
+    if len(tensors) < 2 or not 1 <= len(output) <= 2 or len(set(output)) != len(output):
+        return None
+    if any(len(inputs[k]) != len(output) or set(inputs[k]) != set(output) for k in tensors):
+        return None
+    return _Form("hadamard", tuple((k, inputs[k] != output) for k in tensors))
+
+
+def _orientations(term):
+    """(rows, cols, transposed) of a vector (a column) or a matrix, as stored or transposed."""
+    if len(term) == 1:
+        return ((term[0], None, False), (None, term[0], True))
+    if term[0] == term[1]:
+        return ((term[0], term[1], False),)
+    return ((term[0], term[1], False), (term[1], term[0], True))
+
+
+def _chain_kind(chain, output, count):
+    """"product" or "trace" if the oriented ``chain`` multiplies out to ``output``, else None.
+
+    Adjacent factors share their inner label (or are an outer product, both None), an inner
+    label occurs nowhere else, the outer labels are the output (a vector is a column)."""
+    for (_, cols), (rows, _) in zip(chain, chain[1:]):
+        if cols != rows or cols is not None and (count[cols] != 2 or cols in output):
+            return None
+    first, last = chain[0][0], chain[-1][1]
+    if not output:
+        if first is None and last is None:
+            return "product"
+        return "trace" if first == last and count[first] == 2 else None
+    if len(output) == 1 and (first, last) != (output[0], None):
+        return None
+    ends = tuple(label for label in (first, last) if label is not None)
+    return "product" if ends == output and all(count[l] == 1 for l in ends) else None
+
+
+def _chain_form(inputs, output, tensors):
+    """Products of up to four matrices and vectors with transposes, traces of them, and sums
+    and broadcasts as products with a ones vector ``1`` (``"ij->i"`` is ``A 1``)."""
+    if len(tensors) > 3 or any(len(inputs[k]) > 2 for k in tensors):
+        return None
+    if len(output) > 2 or len(set(output)) != len(output):
+        return None
+    count = Counter(label for k in tensors for label in inputs[k])
+    ones = [l for l, c in count.items() if c == 1 and l not in output]
+    ones += [l for l in output if l not in count]
+    items = [(k, inputs[k]) for k in tensors] + [(None, (l,)) for l in ones]
+    if not items:
+        return _Form("product") if not output else None
+    if len(items) > 4:
+        return None
+    count.update(ones)
+    best = None  # fewest transposes, then a product before a trace (xᵀ y, not tr(x yᵀ))
+    for order in itertools.permutations(items):
+        for oriented in itertools.product(*(_orientations(term) for _, term in order)):
+            flips = sum(t for _, _, t in oriented)
+            if best is not None and flips > best[0][0]:
+                continue
+            kind = _chain_kind([(r, c) for r, c, _ in oriented], output, count)
+            if kind is not None and (best is None or (flips, kind == "trace") < best[0]):
+                factors = tuple((k, t) for (k, _), (_, _, t) in zip(order, oriented))
+                best = ((flips, kind == "trace"), _Form(kind, factors))
+    return None if best is None else best[1]
+
+
+_PLAIN_RULES = (_identity_form, _diag_form, _hadamard_form, _chain_form)
+
+
+def _plain_form(inputs, output) -> _Form | None:
+    if ELLIPSIS in output or any(ELLIPSIS in t for t in inputs):
+        return None
+    tensors = tuple(k for k, t in enumerate(inputs) if t)
+    scalars = tuple(k for k, t in enumerate(inputs) if not t)
+    for rule in _PLAIN_RULES:
+        form = rule(inputs, output, tensors)
+        if form is not None:
+            return replace(form, scalars=scalars)
+    return None
+
+
+def _leading(strip, term) -> bool:
+    """The stripped labels of ``term`` are its first axes (batch axes lead, as in "bij")."""
+    held = sum(label in strip for label in term)
+    return all(label in strip for label in term[:held])
+
+
+def _batched_form(inputs, output) -> _Form | None:
+    """A plain form for each value of batch labels, fewest first: leading labels every operand
+    holds once (``...`` may be missing from some: they are the same for every batch). In the
+    output they read "for each b" (batched matmul); not in it, a sum over b.
+    """
+    tensors = [t for t in inputs if t]
+    candidates = [l for l in dict.fromkeys(l for t in tensors for l in t) if output.count(l) <= 1
+                  and (l == ELLIPSIS or all(t.count(l) == 1 for t in tensors))]
+    for size in range(1, len(candidates) + 1):
+        for strip in itertools.combinations(candidates, size):
+            rest = tuple(tuple(l for l in t if l not in strip) for t in inputs)
+            if not any(rest) or not all(_leading(strip, t) for t in (*inputs, output)):
+                continue
+            form = _plain_form(rest, tuple(l for l in output if l not in strip))
+            if form is not None:
+                return replace(form, batch=tuple(l for l in strip if l in output),
+                               summed=tuple(l for l in strip if l not in output))
+    return None
+
+
+def _matrix_form(spec: Spec) -> _Form | None:
+    return _plain_form(spec.inputs, spec.output) or _batched_form(spec.inputs, spec.output)
+
+
+_ONE = _M("1", r"\mathbf{1}")
+
+
+def _transpose(m: _M) -> _M:
+    return _M(m.text + "ᵀ", m.latex + r"^\top")
+
+
+def _differential(m: _M) -> _M:
+    return _M("d" + m.text, r"\mathrm{d}" + m.latex)
+
+
+def _paren(m: _M) -> _M:
+    if " " not in m.text:
+        return m
+    return _M(f"({m.text})", rf"\left({m.latex}\right)")
+
+
+def _call(function: str, m: _M) -> _M:
+    return _M(f"{function}({m.text})", rf"\operatorname{{{function}}}\left({m.latex}\right)")
+
+
+def _form_body(form: _Form, names: Sequence[_M], vary: int | None = None) -> _M:
+    """The formula, ``vary`` (an operand position) written as a differential ``dX``."""
+    def leaf(position, transposed):
+        m = _ONE if position is None else names[position]
+        m = _differential(m) if position is not None and position == vary else m
+        return _transpose(m) if transposed else m
+
+    parts = [leaf(k, t) for k, t in form.factors]
+    if form.kind == "hadamard":
+        body = _M(" ∘ ".join(p.text for p in parts), r" \circ ".join(p.latex for p in parts))
+    elif form.kind == "trace":
+        body = _call("tr", _juxt(parts))
+    elif form.kind == "diag":
+        body = _call("diag", parts[0])
+    elif form.kind == "identity":
+        body = _M("I", "I")
+    else:
+        body = _juxt(parts, empty="")
+    scalars = [leaf(k, False) for k in form.scalars]
+    if scalars:
+        body = _juxt(scalars + ([_paren(body) if form.kind == "hadamard" else body]
+                                if body.text else []))
+    if form.summed:
+        body = _summation(_symbols(form.summed), body)
+    return body
+
+
+def _form_equation(lhs: _M, form: _Form, names: Sequence[_M]) -> _M:
+    """``lhs = formula``, after "for each b:" when the form is batched."""
+    equation = _eq(lhs, _form_body(form, names))
+    if not form.batch:
+        return equation
+    each = _M(f"for each {_words(_symbols(form.batch))}:",
+              r"\text{for each }" + ", ".join(_symbol_latex(s) for s in _symbols(form.batch))
+              + r"\text{:}")
+    return _line(each, equation)
+
+
+# -- the public object ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gradient:
+    """What :func:`explain` found for one operand.
+
+    Attributes:
+        wrt: the operand's position.
+        name: the operand's name.
+        grad_spec: the backward einsum (as :func:`einsgrad.grad_spec` gives it).
+        jacobian_spec: the full Jacobian as an einsum, or None when ``...`` is in both the
+            operand and the output (its batch dimensions then need shapes to be named).
+        matrix_form: the gradient in matrix notation, e.g. ``"∂L/∂W = Gᵀ X"``, or None.
+    """
+
+    wrt: int
+    name: str
+    grad_spec: str
+    jacobian_spec: str | None
+    matrix_form: str | None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The derivation of einsum gradients, by hand; ``str()`` is plain text, :meth:`latex`
+    LaTeX, and Jupyter displays it as math.
+
+    Attributes:
+        spec: the spec with its output explicit.
+        names: the operands' names.
+        out: the output's name.
+        style: "index" or "differential".
+        forward_form: the forward in matrix notation (``"Y = X Wᵀ"``), or None.
+        gradients: one :class:`Gradient` per explained operand.
+        lines: the rendered lines, each as its plain text and its LaTeX.
+    """
+
+    spec: str
+    names: tuple[str, ...]
+    out: str
+    style: str
+    forward_form: str | None
+    gradients: tuple[Gradient, ...]
+    lines: tuple[_M, ...]
+
+    def __str__(self) -> str:
+        return "\n".join(line.text for line in self.lines)
+
+    def __repr__(self) -> str:
+        grads = "; ".join(g.matrix_form or f"∂L/∂{g.name}: {g.grad_spec!r}" for g in self.gradients)
+        return f"<Explanation of {self.spec!r} ({', '.join(self.names)} -> {self.out}): {grads}>"
+
+    def latex(self) -> str:
+        """The derivation as a LaTeX ``align*`` environment (amsmath)."""
+        body = " \\\\\n".join("&" + line.latex for line in self.lines)
+        return "\\begin{align*}\n" + body + "\n\\end{align*}"
+
+    def _repr_latex_(self) -> str:
+        body = " \\\\\n".join("&" + line.latex for line in self.lines)
+        return "$$\\begin{aligned}\n" + body + "\n\\end{aligned}$$"
+
+
+# -- validation ----------------------------------------------------------------------------
+
+
+def _check_names(names, count: int, out) -> tuple[tuple[str, ...], str]:
+    if not isinstance(out, str) or not _NAME.match(out):
+        raise EinsumSpecError(f"out must be an identifier (a letter, then letters, digits or "
+                              f"underscores), got {out!r}")
+    if names is None:
+        pool = (c for c in string.ascii_uppercase if c not in (out, *RESERVED))
+        names = [next(pool, None) for _ in range(count)]
+        if None in names:
+            names = [f"A{k + 1}" for k in range(count)]
+    elif isinstance(names, str):
+        names = [n.strip() for n in names.split(",")]
+    elif isinstance(names, Sequence):
+        names = list(names)
+    else:
+        raise EinsumSpecError(f"names must be a string like 'X,W' or a sequence of strings, "
+                              f"got {type(names).__name__}")
+    if len(names) != count:
+        raise EinsumSpecError(f"names gives {len(names)} name(s) for {count} operand(s)")
+    for name in names:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise EinsumSpecError(f"the name {name!r} is not an identifier (a letter, then "
+                                  f"letters, digits or underscores)")
+    for name in (*names, out):
+        if name in RESERVED:
+            raise EinsumSpecError(f"the name {name!r} is reserved: L is the loss and "
+                                  f"G = ∂L/∂{out} the cotangent")
+    if len(set(names)) != len(names) or out in names:
+        raise EinsumSpecError(f"names and out must be distinct: each is its own variable, got "
+                              f"{', '.join(names)} and out={out}")
+    return tuple(names), out
+
+
+def _check_wrt(spec: Spec, wrt) -> tuple[int, ...]:
+    if wrt is None:
+        return tuple(range(len(spec.inputs)))
+    if hasattr(wrt, "__index__"):
+        return (derive.check_wrt(spec, wrt),)
+    if not isinstance(wrt, Sequence) or isinstance(wrt, str):
+        raise EinsumSpecError(f"wrt must be an operand index or a list of them, got {wrt!r}")
+    return tuple(dict.fromkeys(derive.check_wrt(spec, k) for k in wrt))
+
+
+def _check_style(style) -> str:
+    if style not in STYLES:
+        raise EinsumSpecError(f"style must be one of {', '.join(map(repr, STYLES))}, got {style!r}")
+    return style
+
+
+# -- the derivation ------------------------------------------------------------------------
+
+
+def explain(spec: str, names=None, out: str = "Y", *, wrt=None, sizes: Mapping | None = None,
+            style: str = "index", elementwise: bool = False) -> Explanation:
+    """Derives the gradient of each operand of ``spec`` by hand, step by step.
+
+    Args:
+        spec: an einsum spec, as :func:`einsgrad.compile` takes it.
+        names: the operands' names, ``"X,W"`` or ``["X", "W"]``; default ``A, B, C, ...``.
+        out: the output's name.
+        wrt: an operand index or a list of them; default every operand.
+        sizes: label sizes: those only the output has (as for ``compile``), and with
+            ``elementwise=True`` every label's (``"..."``: a tuple, the batch shape).
+        style: "index" (Kronecker deltas) or "differential" (``dL = G : dY``, for specs
+            with a matrix form; the others fall back to the index derivation).
+        elementwise: also write every scalar equation of each gradient (small sizes).
+
+    >>> print(explain("ik,jk->ij", "X,W", wrt=1).gradients[0].matrix_form)
+    ∂L/∂W = Gᵀ X
+    """
+    parsed = parse(spec, sizes)
+    names, out = _check_names(names, len(parsed.inputs), out)
+    chosen = _check_wrt(parsed, wrt)
+    style = _check_style(style)
+    entries = _elementwise_sizes(parsed, sizes, chosen, names, out) if elementwise else None
+    forward = _matrix_form(parsed)
+    lhs = _name(out)
+    forward_eq = None if forward is None else _form_equation(lhs, forward, [_name(n) for n in names])
+    lines = list(_header(parsed, names, out, forward_eq))
+    gradients = []
+    for k in chosen:
+        gradient, section, form, form_eq = _gradient(parsed, names, out, k, style, forward)
+        gradients.append(gradient)
+        lines.append(_M("", ""))
+        lines.extend(section)
+        if entries is not None:
+            lines.extend(_elementwise(parsed, names, out, k, entries, gradient, form, form_eq))
+    return Explanation(str(parsed), names, out, style,
+                       None if forward_eq is None else forward_eq.text, tuple(gradients),
+                       tuple(lines))
+
+
+def _header(spec: Spec, names, out: str, forward_eq: _M | None) -> list[_M]:
+    index, term = _forward(spec, names)
+    lines = [_line(_prose("The einsum"), _code(str(spec)), _prose(
+        f"with operands {', '.join(names)} and output {out}; L is a scalar loss; the "
+        f"cotangent"), _eq(_name("G"), _partial(_name("L"), _name(out))),
+        _prose(f"has {out}'s indices."))]
+    if "->" not in (spec.text or "->"):
+        lines.append(_prose("Implicit mode: the output is the labels that appear once, in "
+                            "alphabetical order (after the batch indices of '...')."))
+    lines.append(_line(_prose("Forward:"), *(
+        [_punct(_eq(_entry(out, index), _render(term)), ";"), _prose("in matrix form,"), forward_eq]
+        if forward_eq else [_eq(_entry(out, index), _render(term))])))
+    if any(ELLIPSIS in t for t in (*spec.inputs, spec.output)):
+        lines.append(_prose(f"{_BATCH} stands for the batch indices of '...' (aligned from the "
+                            f"right; where an operand has fewer or size-1 batch dimensions, numpy "
+                            f"broadcasts it, and its gradient also sums over them)."))
+    in_inputs = {l for t in spec.inputs for l in t}
+    for label in dict.fromkeys(spec.output):
+        if label not in in_inputs:
+            what = ("the batch indices β appear only in {out}: the forward broadcasts along "
+                    "them (new axes, their sizes given by sizes=)." if label == ELLIPSIS else
+                    "{label} appears only in {out}: the forward broadcasts along it (a new axis, "
+                    "its size given by sizes=).")
+            lines.append(_prose(what.format(label=label, out=out)))
+        if spec.output.count(label) > 1:
+            lines.append(_prose(f"{label} is repeated in {out}: {out} holds the values on that "
+                                f"diagonal and zeros elsewhere, a delta in the forward."))
+    return lines
+
+
+def _gradient(spec: Spec, names, out: str, k: int, style: str, forward: _Form | None):
+    name = names[k]
+    backward = derive.backward(spec, k)
+    others = [n for m, n in enumerate(names) if m != k]
+    form = _matrix_form(backward)
+    form_eq = None
+    if form is not None:
+        form_eq = _form_equation(_partial(_name("L"), _name(name)), form,
+                                 [_name(n) for n in ("G", *others)])
+    try:
+        jacobian = str(derive.jacobian(spec, k))
+    except EinsumSpecError:
+        jacobian = None
+    gradient = Gradient(k, name, str(backward), jacobian, None if form_eq is None else form_eq.text)
+    lines = [_M(f"Gradient with respect to {name} (operand {k}):",
+                r"\textbf{" + _escape(f"Gradient with respect to {name} (operand {k}):") + "}")]
+    if style == "differential":
+        lines.extend(_differential_steps(spec, names, out, k, forward, form, form_eq, gradient))
+    else:
+        lines.extend(_index_steps(spec, names, out, k, form_eq, gradient))
+    return gradient, lines, form, form_eq
+
+
+def _index_steps(spec: Spec, names, out: str, k: int, form_eq: _M | None, gradient: Gradient):
+    name, labels = names[k], spec.inputs[k]
+    index, forward = _forward(spec, names)
+    fresh = _Fresh(set(index) | set(forward.over) | {
+        s for f in forward.factors for s in (f.index if isinstance(f, _Entry) else (f.a, f.b))})
+    p = tuple(fresh.take(label) for label in labels)
+    L, G, Y = _name("L"), "G", out
+    dx = _entry(name, p)
+    lines = [_line(_prose("1. Forward:"), _eq(_entry(Y, index), _render(forward)))]
+
+    lines.append(_line(_prose("2. Chain rule for one entry:"), _punct(_eq(_partial(L, dx), _summation(
+        index, _juxt([_entry(G, index), _partial(_entry(Y, index), dx)]))), ","),
+        _prose("with"), _eq(_name(G), _partial(L, _name(Y)))))
+
+    own = tuple(_Delta(a, b) for a, b in zip(_symbols(labels), p))
+    others = tuple(f for m, f in enumerate(forward.factors) if m != k)
+    raw = _Sum(forward.over, others + own)
+    jac = _contract(raw)
+    step3 = [_render(raw)] + ([_render(jac)] if jac != raw else [])
+    lines.append(_line(_prose(f"3. Each entry of {name} is its own variable:"),
+                       _punct(_eq(_partial(_entry(name, _symbols(labels)), dx),
+                                  _juxt([_delta(a, b) for a, b in zip(_symbols(labels), p)])), ","),
+                       _prose("so"), _eq(_partial(_entry(Y, index), dx), *step3)))
+    lines.extend(_jacobian_words(spec, name, Y, index, p, jac, gradient, form_eq))
+
+    chained = _Sum(index + jac.over, (_Entry(G, index),) + jac.factors)
+    final = _contract(chained)
+    step4 = [_render(chained)] + ([_render(final)] if final != chained else [])
+    lines.append(_line(_prose("4. Contract with G, summing the deltas away:"),
+                       _eq(_partial(L, dx), *step4)))
+    lines.extend(_phenomena(spec, name, Y, k, p))
+
+    if p and not derive.surviving_deltas(spec, k):
+        back = final
+        for old, new in zip(p, _symbols(labels)):
+            back = _Sum(back.over, tuple(_rename(f, old, new) for f in back.factors))
+        lines.append(_line(_prose(f"5. Renaming {_words(p)} to {_words(_symbols(labels))}:"),
+                           _punct(_eq(_partial(L, _entry(name, _symbols(labels))), _render(back)), ","),
+                           _prose("the backward einsum"), _code(gradient.grad_spec)))
+    else:
+        lines.append(_line(_prose("5. The backward einsum is"), *(
+            [_code(gradient.grad_spec), _prose("(a label repeated in its output is the delta "
+                                               "that survives).")] if p else
+            [_punct(_code(gradient.grad_spec), ".")])))
+    lines.append(_line(_prose("   In matrix form:"), form_eq) if form_eq is not None else
+                 _prose("   No matrix form: the einsum above is the formula."))
+    return lines
+
+
+def _order_words(n: int, batch: bool) -> str:
+    if batch:
+        return f"a tensor of order {n} plus the batch dimensions"
+    return {0: "a scalar", 1: "a vector", 2: "a matrix"}.get(n, f"a tensor of order {n}")
+
+
+def _jacobian_words(spec: Spec, name: str, Y: str, index, p, jac: _Sum, gradient: Gradient,
+                    form_eq: _M | None):
+    letters = [s for s in (*index, *p) if s not in (_BATCH, _FRESH_BATCH)]
+    batch = _BATCH in index or _FRESH_BATCH in p
+    where = "; ".join(f"{_words(s)} of {n}" for s, n in ((index, Y), (p, name)) if s)
+    repeated = gradient.jacobian_spec and any(
+        c > 1 for c in Counter(gradient.jacobian_spec.split("->")[1].replace(ELLIPSIS, "")).values())
+    lines = [_line(_prose(f"   This is the full Jacobian, {_order_words(len(letters), batch)}"
+                          + (f" (indices {where})" if where else "")
+                          + (", not a matrix;" if len(letters) > 2 else ";")),
+                   *([_prose("as an einsum:"),
+                      _punct(_code(gradient.jacobian_spec), "" if repeated else "."),
+                      *([_prose("(a label repeated in the output is a delta).")] if repeated else [])]
+                     if gradient.jacobian_spec else
+                     [_prose("as an einsum it needs the batch dimensions named (give shapes= to "
+                             "jacobian_spec).")]))]
+    moved = [d for d in jac.factors if isinstance(d, _Delta) and d.a in index and d.b in p]
+    words = (f"{Y}'s index {d.a} to {name}'s position {d.b}" for d in moved)
+    lines.append(_prose(f"   The gradient is this Jacobian contracted with G over {Y}'s indices, "
+                        f"so G is part of it" + (f": the delta{'s' if len(moved) > 1 else ''} "
+                                                 f"move{'' if len(moved) > 1 else 's'} "
+                                                 + "; ".join(words) if moved else "") + "."))
+    if form_eq is not None and len(spec.inputs) > 1:
+        lines.append(_line(_prose("   That is why"), form_eq, _prose(
+            "holds G, and is not a rearrangement of the other operands alone.")))
+    return lines
+
+
+def _phenomena(spec: Spec, name: str, Y: str, k: int, p) -> list[_M]:
+    """Named in words: deltas that survive, broadcasts, sums of G over missing labels."""
+    labels, lines = spec.inputs[k], []
+    at = {label: [s for l, s in zip(labels, p) if l == label] for label in labels}
+    for label in derive.surviving_deltas(spec, k):
+        first, *rest = at[label]
+        lines.append(_line(_prose(f"   {label} is repeated in {name}, so"),
+                           _juxt([_delta(first, s) for s in rest]),
+                           _prose("survives: the gradient is zero off that diagonal.")))
+    for label in derive.broadcast_labels(spec, k):
+        what, verb, it = (("the batch indices β", "appear", "them") if label == ELLIPSIS else
+                          (label, "appears", "it"))
+        lines.append(_prose(f"   {what} {verb} only in {name}: the forward summed {it}, so the "
+                            f"gradient is constant along {it} (a broadcast along "
+                            f"{_words(at[label])})."))
+    inputs = {l for t in spec.inputs for l in t}
+    for label in derive.summed_cotangent_labels(spec, k):
+        if label not in inputs:
+            what, it = ("the batch indices β", "them") if label == ELLIPSIS else (label, "it")
+            lines.append(_prose(f"   {name} lacks {what}, which only {Y} has: the forward "
+                                f"broadcast {name} along {it}, so its gradient sums G over {it}."))
+    return lines
+
+
+_RULES_TEXT = _M("M : (N P) = (Nᵀ M) : P = (M Pᵀ) : N, M : Nᵀ = Mᵀ : N, "
+                 "M : (N ∘ P) = (M ∘ N) : P.",
+                 r"M : (N P) = (N^\top M) : P = (M P^\top) : N,\ M : N^\top = M^\top : N,\ "
+                 r"M : (N \circ P) = (M \circ N) : P.")
+
+
+def _differential_steps(spec, names, out, k, forward, form, form_eq, gradient):
+    name = names[k]
+    usable = (forward is not None and form is not None
+              and not (forward.batch or forward.summed or form.batch or form.summed))
+    if not usable:
+        return [_prose("This spec has no matrix form for the differential derivation "
+                       "(dL = G : dY); here is the index derivation.")] + _index_steps(
+            spec, names, out, k, form_eq, gradient)
+    Y, X, G = _name(out), _name(name), _name("G")
+    frob = _M(" : ", r" : ")
+    d = _differential
+    dy = _form_body(forward, [_name(n) for n in names], vary=k)
+    grad = _form_body(form, [_name(n) for n in ("G", *[n for m, n in enumerate(names) if m != k])])
+    lhs = _M("dL", r"\mathrm{d}L")
+
+    def product(a, b):
+        return _M(a.text + frob.text + b.text, a.latex + frob.latex + b.latex)
+
+    return [
+        _line(_prose("1. Forward:"), _eq(Y, _form_body(forward, [_name(n) for n in names]))),
+        _line(_prose("2. The differential of L:"), _punct(_eq(lhs, product(G, d(Y))), ","),
+              _prose("with"), _eq(G, _partial(_name("L"), Y)),
+              _prose("and M : N the sum of the entrywise products (the Frobenius product).")),
+        _line(_prose(f"3. Only {name} varies:"), _punct(_eq(d(Y), dy), ","), _prose("so"),
+              _eq(lhs, product(G, d(Y)), product(G, _paren(dy)), product(_paren(grad), d(X)))),
+        _line(_prose("   using"), _RULES_TEXT),
+        _line(_prose("4. Read off the gradient:"), _punct(form_eq, ","), _prose("the backward einsum"),
+              _code(gradient.grad_spec)),
+    ]
+
+
+# -- entry by entry ------------------------------------------------------------------------
+
+
+def _expand(term: Labels, batch_rank: int) -> tuple:
+    """Labels with ``...`` expanded into one key per batch dimension."""
+    keys = []
+    for label in term:
+        keys.extend(((ELLIPSIS, d) for d in range(batch_rank)) if label == ELLIPSIS else (label,))
+    return tuple(keys)
+
+
+def _elementwise_sizes(spec: Spec, sizes, chosen, names, out: str) -> dict:
+    """Every label's size, ``...`` expanded; refuses missing sizes and too many equations."""
+    sizes = dict(sizes or {})
+    has_batch = any(ELLIPSIS in t for t in (*spec.inputs, spec.output))
+    missing = [l for l in spec.labels if l not in sizes] + (
+        [ELLIPSIS] if has_batch and ELLIPSIS not in sizes else [])
+    if missing:
+        raise EinsumSpecError(f"elementwise=True needs every label's size: give sizes= for "
+                              f"{', '.join(map(repr, missing))}" + (
+                                  " (the batch shape as a tuple for '...')"
+                                  if ELLIPSIS in missing else ""))
+    lower = [n.lower() for n in (*names, out)]
+    if len(set(lower)) != len(lower):
+        raise EinsumSpecError(f"elementwise=True writes entries in lowercase, so names and out "
+                              f"must differ in more than case, got {', '.join(names)} and out={out}")
+    batch = tuple(sizes.pop(ELLIPSIS, ()))
+    size = {**sizes, **{(ELLIPSIS, d): n for d, n in enumerate(batch)}}
+    equations = terms = 0
+    for k in chosen:
+        backward = derive.backward(spec, k)
+        own = set(_expand(spec.inputs[k], len(batch)))
+        rest = {key for t in backward.inputs for key in _expand(t, len(batch))} - own
+        count = _volume(size, _expand(spec.inputs[k], len(batch)))
+        equations += count
+        terms += count * _volume(size, rest)
+    if equations > MAX_EQUATIONS or terms > MAX_TERMS:
+        raise EinsumSpecError(f"elementwise=True would write {equations} equations with up to "
+                              f"{terms} terms; at most {MAX_EQUATIONS} equations and {MAX_TERMS} "
+                              f"terms: give smaller sizes")
+    return {"size": size, "rank": len(batch)}
+
+
+def _volume(size, keys) -> int:
+    volume = 1
+    for key in dict.fromkeys(keys):
+        volume *= size[key]
+    return volume
+
+
+def _subscript(values, wide: bool) -> str:
+    return ("," if wide else "").join(str(v + 1) for v in values)
+
+
+def _scalar_entry(name: str, values, wide: bool) -> _M:
+    base, sub = _name(name.lower()), _subscript(values, wide)
+    if not values:
+        return base
+    return _M(f"{base.text}_{sub}", f"{base.latex}_{{{sub}}}")
+
+
+def _elementwise(spec: Spec, names, out: str, k: int, entries: dict, gradient: Gradient,
+                 form: _Form | None, form_eq: _M | None):
+    size, rank = entries["size"], entries["rank"]
+    wide = any(n > 9 for n in size.values())
+    own = _expand(spec.inputs[k], rank)
+    out_keys = _expand(spec.output, rank)
+    others = [(n, _expand(t, rank)) for m, (n, t) in enumerate(zip(names, spec.inputs)) if m != k]
+    free = tuple(dict.fromkeys(key for keys in (out_keys, *(t for _, t in others))
+                               for key in keys if key not in own))
+    L = _name("L")
+
+    def cotangent(values):
+        return _partial(L, _scalar_entry(out, values, wide))
+
+    count = _volume(size, own)
+    lines = [_prose(f"6. Entry by entry ({count} equations), with {out.lower()}, "
+                    f"{', '.join(n.lower() for n in names)} the entries of {out}, "
+                    f"{', '.join(names)} (1-based):")]
+    cells = {}
+    for values in itertools.product(*(range(size[key]) for key in own)):
+        fixed = {}
+        consistent = all(fixed.setdefault(key, v) == v for key, v in zip(own, values))
+        terms = []
+        for rest in itertools.product(*(range(size[key]) for key in free)) if consistent else ():
+            at = {**fixed, **dict(zip(free, rest))}
+            terms.append(_juxt([cotangent([at[key] for key in out_keys])]
+                               + [_scalar_entry(n, [at[key] for key in t], wide) for n, t in others]))
+        lhs = _partial(L, _scalar_entry(names[k], values, wide))
+        rhs = _M(" + ".join(t.text for t in terms) or "0", " + ".join(t.latex for t in terms) or "0")
+        cells[values] = lhs
+        lines.append(_line(_M("  ", r"\quad"), _eq(lhs, rhs)))
+    if form_eq is None:
+        lines.append(_prose(f"   These are the entries of the backward einsum "
+                            f"\"{gradient.grad_spec}\" (no matrix form)."))
+        return lines
+    lines.append(_line(_prose("   Regrouped, these are the entries of"), _punct(form_eq, ":")))
+    if not form.batch and 1 <= len(own) <= 2 and len(out_keys) <= 2 and count:
+        g_cells = {values: cotangent(values)
+                   for values in itertools.product(*(range(size[key]) for key in out_keys))}
+        g = _grid(g_cells, [size[key] for key in out_keys]) if out_keys else cotangent(())
+        grid = _grid(cells, [size[key] for key in own])
+        body = _form_body(form, [_name(n) for n in ("G", *(n for n, _ in others))])
+        lines.append(_line(_M("  ", r"\quad"),
+                           _punct(_eq(_partial(L, _name(names[k])), grid, body), ","),
+                           _prose("with"), _eq(_name("G"), g)))
+    return lines
+
+
+def _grid(cells, shape) -> _M:
+    """Entries as a matrix (a column for a vector): ``[[a, b], [c, d]]``, LaTeX ``pmatrix``."""
+    rows = ([[cells[(r,)]] for r in range(shape[0])] if len(shape) == 1 else
+            [[cells[(r, c)] for c in range(shape[1])] for r in range(shape[0])])
+    text = "[" + ", ".join("[" + ", ".join(c.text for c in row) + "]" for row in rows) + "]"
+    latex = (r"\begin{pmatrix}" + r" \\ ".join(" & ".join(c.latex for c in row) for row in rows)
+             + r"\end{pmatrix}")
+    return _M(text, latex)
