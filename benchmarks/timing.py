@@ -12,8 +12,11 @@ def medians(functions: Mapping[str, Callable[[], object]], repeats: int = 7,
     """Median seconds per call of each function.
 
     Each function is warmed up, then all are run in turn, ``repeats`` rounds, so that load on
-    a shared machine falls on all of them alike. A round of a fast function loops until it has
-    run at least ``min_seconds`` and counts as the mean of its calls.
+    a shared machine falls on all of them alike. Each round starts one function later than the
+    one before, so that no function always runs first, right after the previous round's
+    largest frees (the next large allocation then pays the kernel's page faults and
+    compaction). A round of a fast function loops until it has run at least ``min_seconds``
+    and counts as the mean of its calls.
     """
     loops = {}
     for name, fn in functions.items():
@@ -27,8 +30,9 @@ def medians(functions: Mapping[str, Callable[[], object]], repeats: int = 7,
                 break
         loops[name] = count
     samples: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, fn in functions.items():
+    order = list(functions.items())
+    for r in range(repeats):
+        for name, fn in order[r % len(order):] + order[:r % len(order)]:
             start = time.perf_counter()
             for _ in range(loops[name]):
                 fn()
