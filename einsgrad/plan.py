@@ -336,24 +336,24 @@ class _Builder:
         and contracted labels then come in the same order, else copied to match.
         """
         elements = lambda name: math.prod(self.size[l] for l in self.labels[name])  # noqa: E731
-        a_larger = elements(a_name) >= elements(b_name)
-        if a_larger:
-            ra = reads_a[0] if reads_a else self._copy(
-                a_name, _cheap_order(self.labels[a_name], batch, free_a, contracted), batch, free_a, contracted)
-            batch_order, summed = ra[1].batch, ra[1].cols
-            matching = [r for r in reads_b if r[1].batch == batch_order and r[1].rows == summed]
-            rb = matching[0] if matching else self._copy(
-                b_name, _matching_order(self.labels[b_name], batch_order, summed, free_b),
-                batch, contracted, free_b)
-        else:
-            rb = reads_b[0] if reads_b else self._copy(
-                b_name, _cheap_order(self.labels[b_name], batch, contracted, free_b), batch, contracted, free_b)
-            batch_order, summed = rb[1].batch, rb[1].rows
-            matching = [r for r in reads_a if r[1].batch == batch_order and r[1].cols == summed]
-            ra = matching[0] if matching else self._copy(
-                a_name, _matching_order(self.labels[a_name], batch_order, summed, free_a),
-                batch, free_a, contracted)
-        return ra, rb
+        sides = {True: (a_name, free_a, reads_a), False: (b_name, free_b, reads_b)}  # True: a's role
+
+        def roles(is_a, free):  # (rows, cols): a reads (free, contracted), b (contracted, free)
+            return (free, contracted) if is_a else (contracted, free)
+
+        def summed_order(is_a, read):
+            return read[1].cols if is_a else read[1].rows
+
+        lead_is_a = elements(a_name) >= elements(b_name)
+        name, free, reads = sides[lead_is_a]
+        lead = reads[0] if reads else self._copy(
+            name, _cheap_order(self.labels[name], batch, *roles(lead_is_a, free)), batch, *roles(lead_is_a, free))
+        batch_order, summed = lead[1].batch, summed_order(lead_is_a, lead)
+        name, free, reads = sides[not lead_is_a]
+        matching = [r for r in reads if r[1].batch == batch_order and summed_order(not lead_is_a, r) == summed]
+        follow = matching[0] if matching else self._copy(
+            name, _matching_order(self.labels[name], batch_order, summed, free), batch, *roles(not lead_is_a, free))
+        return (lead, follow) if lead_is_a else (follow, lead)
 
     def _reads(self, name: str, batch: set, rows: set, cols: set) -> list:
         """(value, blocks) for ``name`` and its copies that read as (batch, rows, cols)."""
