@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import EinsumSpecError
 from .explanation import (_Delta, _Entry, _Fresh, _M, _Rendered, _Sum, _code, _contract, _delta,
@@ -258,6 +258,8 @@ def _einsum(term: Term, output):
     if len(used) <= _MAX_FORM_INDICES:
         form = _matrix_form(parse(spec, {letter[i]: 1 for i in kept if i not in inputs}))
         form = None if form is None or form.batch else form
+        if form is not None and not operands:  # "->ii" reads as one 0-d operand: none here
+            form = replace(form, scalars=())
     return spec, tuple(f.name for f in operands), form
 
 
