@@ -26,7 +26,7 @@ from .explanation import (_Delta, _Entry, _Fresh, _M, _Rendered, _Sum, _code, _c
 from .programs import DELTA, Factor, Program, Term, _delta_classes, _like_key, _number, _simplify
 from .spec import parse
 
-STYLES = ("index",)
+STYLES = ("index", "hessian")
 _MAX_FORM_INDICES = 6  # matrix forms are looked for in small terms only
 
 
@@ -56,18 +56,22 @@ class ProgramExplanation(_Rendered):
 
     Attributes:
         program: the program, canonical.
-        style: "index".
+        style: "index", or "hessian" (each gradient followed by its Jacobian).
         gradients: one :class:`ProgramGradient` per explained tensor.
         lines: the rendered lines, each as its plain text and its LaTeX.
+        hessians: with style "hessian", one per explained tensor (``result`` is
+            ``str(prog.hessian(name))``).
     """
 
     program: str
     style: str
     gradients: tuple[ProgramGradient, ...]
     lines: tuple[_M, ...]
+    hessians: tuple[ProgramGradient, ...] = ()
 
     def __repr__(self) -> str:
-        grads = "; ".join(f"∂/∂{g.name}: {g.matrix_form or g.result}" for g in self.gradients)
+        grads = "; ".join(f"∂/∂{g.name}: {g.matrix_form or g.result}"
+                          for g in (*self.gradients, *self.hessians))
         return f"<ProgramExplanation of {self.program!r}: {grads}>"
 
 
@@ -75,23 +79,28 @@ def explain_program(prog: Program, name: str | None = None, *, style: str = "ind
     """See :meth:`Program.explain`."""
     if style not in STYLES:
         raise EinsumSpecError(f"style must be one of {', '.join(map(repr, STYLES))}, got {style!r}")
+    if style == "hessian":
+        prog._require_scalar("style='hessian'")
     names = prog.inputs if name is None else (name,)
     grads = [prog.grad(n) for n in names]  # refuses unknown names
     used = {f.name for t in prog.terms for f in t.factors} | {prog.output_name}
     loss = next(c for c in itertools.chain(["L"], (f"L{n}" for n in itertools.count(1)))
                 if c not in used)
-    scalar = not prog.output_indices
-    lines = [_line(_prose("The program"), _code(str(prog)), _prose(
-        f"has a scalar output {prog.output_name}." if scalar else
-        f"with {loss} a scalar loss; the cotangent d{prog.output_name} ="),
-        *([] if scalar else [_partial(_name(loss), _name(prog.output_name)),
-                             _prose(f"has {prog.output_name}'s indices.")]))]
-    gradients = []
+    out, scalar = prog.output_name, not prog.output_indices
+    lines = [_line(_prose("The program"), _code(str(prog)), *(
+        [_prose(f"has a scalar output {out}.")] if scalar else
+        [_prose(f"with {loss} a scalar loss; the cotangent d{out} ="),
+         _partial(_name(loss), _name(out)), _prose(f"has {out}'s indices.")]))]
+    gradients, hessians = [], []
     for n, g in zip(names, grads):
-        gradient, section = _gradient(prog, n, g, loss)
+        gradient, section = _derivative(prog, n, g, loss)
         gradients.append(gradient)
         lines += [_M("", ""), *section]
-    return ProgramExplanation(str(prog), style, tuple(gradients), tuple(lines))
+        if style == "hessian":
+            hessian, section = _derivative(g, n, prog.hessian(n), loss, jacobian=True)
+            hessians.append(hessian)
+            lines += [_M("", ""), *section]
+    return ProgramExplanation(str(prog), style, tuple(gradients), tuple(lines), tuple(hessians))
 
 
 def _factor(f: Factor):
@@ -115,19 +124,25 @@ def _signed(parts) -> _M:
     return _M("".join(text) or "0", "".join(latex) or "0")
 
 
-def _gradient(prog: Program, name: str, grad: Program, loss: str):
+def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: bool = False):
+    """The gradient of a loss by ``name`` (``result`` is ``prog.grad(name)``), or with
+    ``jacobian`` the derivative of every entry (``result`` a Hessian, ``prog`` a gradient)."""
     out, index = prog.output_name, prog.output_indices
-    taken = {i for t in prog.terms for f in t.factors for i in f.indices} | set(index)
-    fresh = _Fresh(taken)
-    p = tuple(fresh.take("") for _ in grad.output_indices)
+    chain, what = bool(index) and not jacobian, "the Hessian" if jacobian else "the gradient"
+    fresh = _Fresh({i for t in prog.terms for f in t.factors for i in f.indices} | set(index))
+    p = tuple(fresh.take("") for _ in result.output_indices[len(index) if jacobian else 0:])
     forward = [(t.coefficient, _render(_Sum(tuple(i for i in t.indices() if i not in index),
                                             tuple(map(_factor, t.factors)))) if t.factors else None)
                for t in prog.terms]
     y, dx = _entry(out, index), _entry(name, p)
-    lines = [_M(f"Gradient with respect to {name}:",
-                r"\textbf{" + f"Gradient with respect to {name}:".replace("_", r"\_") + "}"),
+    title = (f"Hessian by {name}, the Jacobian of the gradient {out}:" if jacobian else
+             f"Gradient with respect to {name}:")
+    lines = [_M(title, r"\textbf{" + title.replace("_", r"\_") + "}"),
              _line(_prose("1. The program with its sums written out:"), _eq(y, _signed(forward)))]
-    if index:
+    if jacobian:
+        lines.append(_line(_prose("2. One entry of the Hessian is"),
+                           _eq(_entry(result.output_name, index + p), _partial(y, dx))))
+    elif chain:
         lines.append(_line(_prose("2. Chain rule for one entry:"), _punct(_eq(
             _partial(_name(loss), dx),
             _summation(index, _juxt([_entry("d" + out, index), _partial(y, dx)]))), ","),
@@ -135,54 +150,52 @@ def _gradient(prog: Program, name: str, grad: Program, loss: str):
     else:
         lines.append(_line(_prose(f"2. {out} is a scalar: the gradient is"),
                            _partial(_name(out), dx), _prose("directly.")))
-    occurrences, notes, raw = [], [], []
+    occurrences, raw = [], []
     for t in prog.terms:
         over = tuple(i for i in t.indices() if i not in index)
         for k, f in enumerate(t.factors):
-            if f.name != name:
-                continue
-            deltas = tuple(_Delta(a, b) for a, b in zip(f.indices, p))
-            rest = tuple(map(_factor, t.factors[:k])), tuple(map(_factor, t.factors[k + 1:]))
-            occurrences.append((f, t.coefficient, _Sum(over, rest[0] + deltas + rest[1])))
-            raw.append(Term(t.coefficient, t.factors[:k] + t.factors[k + 1:] + tuple(
-                Factor(DELTA, (a, b)) for a, b in zip(f.indices, p))))
-            notes.append((t, f))
+            if f.name == name:
+                deltas = tuple(_Delta(a, b) for a, b in zip(f.indices, p))
+                rest = tuple(map(_factor, t.factors[:k])), tuple(map(_factor, t.factors[k + 1:]))
+                occurrences.append((t, f, _Sum(over, rest[0] + deltas + rest[1])))
+                raw.append(Term(t.coefficient, t.factors[:k] + t.factors[k + 1:] + tuple(
+                    Factor(DELTA, d) for d in zip(f.indices, p))))
     if not occurrences:
-        lines.append(_prose(f"3. {name} appears in no term, so the gradient is 0."))
-        return _result(name, grad, p, [], lines, step=4)
+        lines.append(_prose(f"3. {name} appears in no term, so {what} is 0."))
+        return _result(name, result, p, index if jacobian else (), [], lines, step=4)
     count = {1: "once", 2: "twice"}.get(len(occurrences), f"{len(occurrences)} times")
     own = list(dict.fromkeys(_eq(_partial(_entry(name, f.indices), dx),
                                  _juxt([_delta(a, b) for a, b in zip(f.indices, p)]))
-                             for f, _, _ in occurrences))
+                             for _, f, _ in occurrences))
     lines.append(_line(_prose(f"3. {name} occurs {count}:"), *[_punct(m, ",") for m in own[:-1]],
-                       _punct(own[-1], ";"), _prose("by the product rule,"),
-                       _eq(_partial(y, dx), _signed([(c, _render(s)) for _, c, s in occurrences]))))
-    chained = [(c, s if not index else _Sum(index + s.over, (_Entry("d" + out, index),) + s.factors))
-               for _, c, s in occurrences]
+                       _punct(own[-1], ";"), _prose("by the product rule,"), _eq(_partial(y, dx), _signed(
+                           [(t.coefficient, _render(s)) for t, _, s in occurrences]))))
+    chained = [(t.coefficient, _Sum(index + s.over, (_Entry("d" + out, index),) + s.factors)
+                if chain else s) for t, _, s in occurrences]
     contracted = [(c, _contract(s)) for c, s in chained]
-    steps = [_signed([(c, _render(s)) for c, s in chained])] if index else []
+    steps = [_signed([(c, _render(s)) for c, s in chained])] if chain else []
     if contracted != chained or not steps:
         steps.append(_signed([(c, _render(s)) for c, s in contracted]))
     lines.append(_line(_prose("4. Contracting the deltas:" if contracted != chained else
                               "4. No deltas to contract:"),
-                       _eq(_partial(_name(loss) if index else y, dx), *steps)))
-    for (t, f), (_, s) in zip(notes, contracted):
-        lines += _occurrence_notes(t, f, s, index, name, out)
-    for c, s in contracted:
-        for d in s.factors:
-            if isinstance(d, _Delta):
-                lines.append(_line(_prose("  "), _delta(d.a, d.b), _prose(
-                    "survives: the gradient is zero off that diagonal.")))
-    cotangent = (Factor("d" + out, index),) if index else ()
-    return _result(name, grad, p, [Term(t.coefficient, cotangent + t.factors) for t in raw], lines)
+                       _eq(_partial(_name(loss) if chain else y, dx), *steps)))
+    for (t, f, _), (_, s) in zip(occurrences, contracted):
+        lines += _occurrence_notes(t, f, s, index, name, out, chain, what)
+    for d in (d for _, s in contracted for d in s.factors if isinstance(d, _Delta)):
+        lines.append(_line(_prose("  "), _delta(d.a, d.b), _prose(
+            f"survives: {what} is zero off that diagonal.")))
+    cotangent = (Factor("d" + out, index),) if chain else ()
+    return _result(name, result, p, index if jacobian else (),
+                   [Term(t.coefficient, cotangent + t.factors) for t in raw], lines)
 
 
-def _occurrence_notes(term: Term, f: Factor, part: _Sum, index, name: str, out: str) -> list[_M]:
+def _occurrence_notes(term: Term, f: Factor, part: _Sum, index, name: str, out: str, chain: bool,
+                      what: str) -> list[_M]:
     """Broadcasts: the forward broadcast ``name`` along an output index its term lacks (its
     gradient ``part`` sums the cotangent), or summed an index only ``name`` has."""
     notes = []
     entry = _entry(f.name, f.indices)
-    for i in (i for i in index if i not in term.indices()):
+    for i in (i for i in index if chain and i not in term.indices()):
         notes.append(_line(_prose("  "), entry, _prose(
             f"lacks {out}'s index {i}: the forward broadcast {name} along {i}, so the gradient "
             f"sums d{out} over {i}:"), _punct(_render(part), ".")))
@@ -190,77 +203,70 @@ def _occurrence_notes(term: Term, f: Factor, part: _Sum, index, name: str, out: 
     for i in dict.fromkeys(f.indices):
         if i not in index and i not in others and f.indices.count(i) == 1:
             notes.append(_line(_prose("  "), entry, _prose(
-                f"alone holds {i}, which the forward sums: the gradient is constant along {i} "
+                f"alone holds {i}, which the forward sums: {what} is constant along {i} "
                 f"(a broadcast).")))
     return notes
 
 
-def _result(name: str, grad: Program, p, raw: list[Term], lines: list[_M], step: int = 5):
-    """Step 5: the canonical result from the terms of step 3, merges, einsums, matrix form."""
+def _result(name: str, grad: Program, p, kept, raw: list[Term], lines: list[_M], step: int = 5):
+    """Step 5: the canonical result from the terms of step 3 (indices ``kept``, then ``p``
+    renamed), like terms merged, its einsums and its matrix form."""
     xs = grad.output_indices
-    inner = [t.renamed({i: f"#s{n}" for n, i in enumerate(t.indices())
-                        if i not in p}).renamed(dict(zip(p, xs))) for t in raw]
+    inner = [t.renamed({i: f"#s{n}" for n, i in enumerate(t.indices()) if i not in (*kept, *p)})
+             .renamed(dict(zip(p, xs[len(kept):]))) for t in raw]
     result = Program(grad.output_name, xs, _simplify(xs, inner))
-    renaming = f"{step}. Renaming {_words(p)} to {_words(xs)}:" if p and raw else f"{step}. The result:"
+    renaming = (f"{step}. Renaming {_words(p)} to {_words(xs[len(kept):])}:" if p and raw else
+                f"{step}. The result:")
     lines.append(_line(_prose(renaming), _code(str(result))))
     groups: dict[tuple, list[int]] = {}
     for n, t in enumerate(inner):
         for s in _simplify(xs, [t]):
             groups.setdefault(_like_key(s.factors, xs), []).append(n + 1)
-    einsums, forms = [], []
-    for t in result.terms:
-        spec, names, form = _einsum(t, xs)
-        einsums.append(spec)
-        body = None if form is None else _form_body(form, [_name(n) for n in names])
-        forms.append(_paren(body) if body and (form.kind == "hadamard" or form.summed) else body)
     for key, members in groups.items():
         if len(members) > 1:
             merged = [t for t in result.terms if _like_key(t.factors, xs) == key]
             which = ", ".join(map(str, members[:-1])) + f" and {members[-1]}"
-            lines.append(_prose(f"   Terms {which} of step 4 are equal "
-                                f"up to renaming and " + (f"merge: {_text(result, merged)}."
-                                                          if merged else "cancel.")))
+            lines.append(_prose(f"   Terms {which} of step 4 are equal up to renaming and " + (
+                f"merge: {_text(result, merged)}." if merged else "cancel.")))
+    einsums, forms = zip(*(_einsum(t, xs) for t in result.terms)) if result.terms else ((), ())
     if any(einsums):
         pieces = [_line(_code(_text(result, [t])), _prose("is"), _code(s))
                   for t, s in zip(result.terms, einsums) if s]
         lines.append(_line(_prose("   As einsums:" if len(pieces) > 1 else "   As an einsum:"),
                            *[_punct(m, ";") for m in pieces[:-1]], pieces[-1]))
     matrix = None
-    if result.terms and all(f is not None for f in forms):
-        matrix = _eq(_name(result.output_name), _signed([(t.coefficient, f)
-                                                         for t, f in zip(result.terms, forms)]))
+    if result.terms and None not in forms:
+        matrix = _eq(_name(result.output_name),
+                     _signed([(t.coefficient, f) for t, f in zip(result.terms, forms)]))
         lines.append(_line(_prose("   In matrix form:"), matrix))
-    gradient = ProgramGradient(name, str(result),
-                               tuple(einsums), None if matrix is None else matrix.text)
-    return gradient, lines
+    return ProgramGradient(name, str(result), einsums,
+                           None if matrix is None else matrix.text), lines
 
 
-def _einsum(term: Term, output):
-    """The term as one einsum (deltas as a repeated output label) and its matrix form."""
-    classes = _delta_classes(term.factors)
+def _einsum(term: Term, output) -> tuple[str | None, _M | None]:
+    """The term as one einsum (a delta is a label repeated in the output) and its matrix form
+    without the coefficient, when :mod:`einsgrad.explanation` finds one."""
     rep = {i: min(group, key=lambda j: output.index(j) if j in output else len(output))
-           for i, group in classes.items()}
+           for i, group in _delta_classes(term.factors).items()}
     operands = [f.renamed(rep) for f in term.factors if f.name != DELTA]
     kept = [rep.get(o, o) for o in output]
-    if not operands and len(set(kept)) == len(kept):
-        return None, (), None  # a constant: no einsum
     used = list(dict.fromkeys([*(i for f in operands for i in f.indices), *kept]))
-    if all(len(i) == 1 and i in string.ascii_letters for i in used):
-        letter = {i: i for i in used}
-    elif len(used) <= len(string.ascii_letters):
-        letter = dict(zip(used, string.ascii_letters))
-    else:
-        return None, (), None
+    if not operands and len(set(kept)) == len(kept) or len(used) > len(string.ascii_letters):
+        return None, None  # a constant, or too many indices for one einsum
+    wide = any(len(i) > 1 for i in used)
+    letter = dict(zip(used, string.ascii_letters if wide else used))
     spec = ",".join("".join(letter[i] for i in f.indices) for f in operands)
     spec += "->" + "".join(letter[i] for i in kept)
     inputs = {i for f in operands for i in f.indices}
     form = None
     if len(used) <= _MAX_FORM_INDICES:
         form = _matrix_form(parse(spec, {letter[i]: 1 for i in kept if i not in inputs}))
-        form = None if form is None or form.batch else form
-        if form is not None and not operands:  # "->ii" reads as one 0-d operand: none here
-            form = replace(form, scalars=())
-    return spec, tuple(f.name for f in operands), form
+    if form is None or form.batch:
+        return spec, None
+    if not operands:  # "->ii" reads as one 0-d operand, which this term does not have
+        form = replace(form, scalars=())
+    body = _form_body(form, [_name(f.name) for f in operands])
+    return spec, _paren(body) if form.kind == "hadamard" or form.summed else body
 
 
 def _text(prog: Program, terms) -> str:

@@ -179,8 +179,10 @@ class Program:
         written out, the chain rule, the product rule over each occurrence as Kronecker
         deltas, the deltas contracted, and the result with its einsums and matrix form.
 
-        Returns a :class:`~einsgrad.program_explanation.ProgramExplanation`: ``str()`` is
-        plain text, ``.latex()`` LaTeX, and Jupyter shows it as math.
+        ``style="hessian"`` (scalar programs) follows each gradient with the Hessian derived
+        the same way, as the Jacobian of the gradient. Returns a
+        :class:`~einsgrad.program_explanation.ProgramExplanation`: ``str()`` is plain text,
+        ``.latex()`` LaTeX, and Jupyter shows it as math.
 
         >>> print(program("f = x[i] * A[i,j] * x[j]").explain("x").gradients[0].matrix_form)
         g = A x + Aᵀ x

@@ -49,7 +49,8 @@ def test_linear_layer_every_input_and_the_einsums_compute_the_gradients():
     assert [g.result for g in e.gradients] == [str(prog.grad(n)) for n in "XWb"]
     assert [g.matrix_form for g in e.gradients] == ["dX = dY W", "dW = dYᵀ X", "db = dYᵀ 1"]
     rng = np.random.default_rng(0)
-    a = {"X": rng.standard_normal((3, 4)), "W": rng.standard_normal((5, 4)), "dY": rng.standard_normal((3, 5))}
+    a = {"X": rng.standard_normal((3, 4)), "W": rng.standard_normal((5, 4)),
+         "dY": rng.standard_normal((3, 5))}
     by_hand = {"X": a["dY"] @ a["W"], "W": a["dY"].T @ a["X"], "b": a["dY"].sum(axis=0)}
     for g in e.gradients:
         got = _einsum_sum(g, prog.grad(g.name).terms, a)
@@ -114,6 +115,28 @@ def test_a_tensor_in_no_term_has_a_zero_gradient():
     assert '4. The result: "dx[i] = 0"' in text
 
 
+def test_hessian_is_the_jacobian_of_the_gradient():
+    e = einsgrad.program(QUADRATIC).explain("x", style="hessian")
+    text = str(e)
+    assert "Hessian by x, the Jacobian of the gradient g:" in text
+    assert "g_i = Σ_j A_ij x_j + Σ_j x_j A_ji" in text
+    assert "One entry of the Hessian is H_ip = ∂g_i/∂x_p" in text
+    assert "∂g_i/∂x_p = Σ_j A_ij δ_jp + Σ_j δ_jp A_ji" in text
+    assert "∂g_i/∂x_p = A_ip + A_pi" in text
+    (h,) = e.hessians
+    assert h.result == "H[i,j] = A[i,j] + A[j,i]" and h.matrix_form == "H = A + Aᵀ"
+
+
+def test_hessian_keeps_deltas_between_the_gradient_and_the_tensor():
+    prog = einsgrad.program("f = X[i,j] * X[j,k] * X[k,i]")  # tr(X³)
+    e = prog.explain(style="hessian")
+    assert e.gradients[0].result == "g[i,j] = 3 * X[j,k] * X[k,i]"
+    assert "Terms 1, 2 and 3 of step 4 are equal up to renaming and merge" in str(e)
+    assert e.gradients[0].matrix_form == "g = 3 Xᵀ Xᵀ"
+    assert "∂g_ij/∂X_pq = 3 δ_jp X_qi + 3 X_jp δ_iq" in str(e)
+    assert e.hessians[0].result == str(prog.hessian("X"))
+
+
 def test_renders_latex_and_a_one_line_repr():
     e = einsgrad.program(QUADRATIC).explain("x")
     latex = e.latex()
@@ -135,10 +158,11 @@ def test_einsgrad_explain_takes_a_program():
 @pytest.mark.parametrize("call, match", [
     (lambda p: p.explain("Z"), r"cannot differentiate by 'Z': it is not a tensor of the program"),
     (lambda p: p.explain("delta"), r"cannot differentiate by 'delta'"),
-    (lambda p: p.explain("W", style="matrix"), r"style must be one of 'index', got 'matrix'"),
+    (lambda p: p.explain("W", style="matrix"), r"style must be one of 'index', 'hessian', got 'matrix'"),
+    (lambda p: p.explain("W", style="hessian"), r"style='hessian' needs a scalar program"),
     (lambda p: einsgrad.explain(p, "X,W"), r"names: not for a program"),
     (lambda p: einsgrad.explain(p, sizes={"i": 2}, elementwise=True), r"sizes, elementwise: not for"),
-], ids=["unknown", "delta", "style", "names", "sizes"])
+], ids=["unknown", "delta", "style", "hessian", "names", "sizes"])
 def test_bad_input(call, match):
     with pytest.raises(EinsumSpecError, match=match):
         call(einsgrad.program(LINEAR))
@@ -156,3 +180,12 @@ def test_random_programs_explain_the_gradient_they_compute(case):
         assert g.result == str(prog.grad(g.name))
         assert f'"{g.result}"' in text
     assert e.latex().isascii()
+
+
+@settings(max_examples=30)
+@given(programs(scalar=True))
+def test_random_programs_explain_the_hessian_they_compute(case):
+    output, terms = case
+    prog = einsgrad.program(render(output, terms))
+    e = prog.explain(style="hessian")
+    assert [h.result for h in e.hessians] == [str(prog.hessian(n)) for n in prog.inputs]
