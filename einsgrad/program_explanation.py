@@ -70,8 +70,8 @@ class ProgramExplanation(_Rendered):
     hessians: tuple[ProgramGradient, ...] = ()
 
     def __repr__(self) -> str:
-        grads = "; ".join(f"∂/∂{g.name}: {g.matrix_form or g.result}"
-                          for g in (*self.gradients, *self.hessians))
+        grads = "; ".join([f"∂/∂{g.name}: {g.matrix_form or g.result}" for g in self.gradients]
+                          + [f"∂²/∂{h.name}²: {h.matrix_form or h.result}" for h in self.hessians])
         return f"<ProgramExplanation of {self.program!r}: {grads}>"
 
 

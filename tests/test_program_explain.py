@@ -125,6 +125,7 @@ def test_hessian_is_the_jacobian_of_the_gradient():
     assert "∂g_i/∂x_p = A_ip + A_pi" in text
     (h,) = e.hessians
     assert h.result == "H[i,j] = A[i,j] + A[j,i]" and h.matrix_form == "H = A + Aᵀ"
+    assert repr(e).endswith("∂/∂x: g = A x + Aᵀ x; ∂²/∂x²: H = A + Aᵀ>")
 
 
 def test_hessian_keeps_deltas_between_the_gradient_and_the_tensor():
