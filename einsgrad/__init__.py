@@ -14,12 +14,13 @@ from . import derive
 from .compiled import Einsum
 from .errors import EinsumSpecError
 from .explanation import Explanation, explain
+from .program_explanation import ProgramExplanation
 from .programs import Program, program
 from .shapes import bind
 from .spec import normalize_sizes, parse
 
-__all__ = ["Einsum", "EinsumSpecError", "Explanation", "Program", "compile", "einsum", "explain",
-           "grad_spec", "jacobian_spec", "program", "vjp"]
+__all__ = ["Einsum", "EinsumSpecError", "Explanation", "Program", "ProgramExplanation", "compile",
+           "einsum", "explain", "grad_spec", "jacobian_spec", "program", "vjp"]
 __version__ = "0.1.0"
 
 

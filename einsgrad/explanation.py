@@ -29,6 +29,7 @@ from typing import Mapping, Sequence
 
 from . import derive
 from .errors import EinsumSpecError
+from .programs import Program
 from .spec import ELLIPSIS, Labels, Spec, parse
 
 STYLES = ("index", "differential")
@@ -111,7 +112,9 @@ def _symbol_latex(symbol: str) -> str:
 
 
 def _indices(symbols: Sequence[str]) -> _M:
-    return _M("".join(symbols), "".join(_symbol_latex(s) for s in symbols))
+    """Juxtaposed, or comma-separated when an index has more than one letter (``i1``)."""
+    joint = "," if any(len(s.rstrip(_PRIME)) > 1 for s in symbols) else ""
+    return _M(joint.join(symbols), joint.join(_symbol_latex(s) for s in symbols))
 
 
 def _name(name: str) -> _M:
@@ -476,8 +479,26 @@ class Gradient:
     matrix_form: str | None
 
 
+class _Rendered:
+    """``str()``, :meth:`latex` and Jupyter's math display of ``self.lines``."""
+
+    lines: tuple[_M, ...]
+
+    def __str__(self) -> str:
+        return "\n".join(line.text for line in self.lines)
+
+    def latex(self) -> str:
+        """The derivation as a LaTeX ``align*`` environment (amsmath)."""
+        body = " \\\\\n".join("&" + line.latex for line in self.lines)
+        return "\\begin{align*}\n" + body + "\n\\end{align*}"
+
+    def _repr_latex_(self) -> str:
+        body = " \\\\\n".join("&" + line.latex for line in self.lines)
+        return "$$\\begin{aligned}\n" + body + "\n\\end{aligned}$$"
+
+
 @dataclass(frozen=True)
-class Explanation:
+class Explanation(_Rendered):
     """The derivation of einsum gradients, by hand; ``str()`` is plain text, :meth:`latex`
     LaTeX, and Jupyter displays it as math.
 
@@ -499,21 +520,9 @@ class Explanation:
     gradients: tuple[Gradient, ...]
     lines: tuple[_M, ...]
 
-    def __str__(self) -> str:
-        return "\n".join(line.text for line in self.lines)
-
     def __repr__(self) -> str:
         grads = "; ".join(g.matrix_form or f"∂L/∂{g.name}: {g.grad_spec!r}" for g in self.gradients)
         return f"<Explanation of {self.spec!r} ({', '.join(self.names)} -> {self.out}): {grads}>"
-
-    def latex(self) -> str:
-        """The derivation as a LaTeX ``align*`` environment (amsmath)."""
-        body = " \\\\\n".join("&" + line.latex for line in self.lines)
-        return "\\begin{align*}\n" + body + "\n\\end{align*}"
-
-    def _repr_latex_(self) -> str:
-        body = " \\\\\n".join("&" + line.latex for line in self.lines)
-        return "$$\\begin{aligned}\n" + body + "\n\\end{aligned}$$"
 
 
 # -- validation ----------------------------------------------------------------------------
@@ -570,12 +579,15 @@ def _check_style(style) -> str:
 # -- the derivation ------------------------------------------------------------------------
 
 
-def explain(spec: str, names=None, out: str = "Y", *, wrt=None, sizes: Mapping | None = None,
-            style: str = "index", elementwise: bool = False) -> Explanation:
+def explain(spec, names=None, out: str = "Y", *, wrt=None, sizes: Mapping | None = None,
+            style: str = "index", elementwise: bool = False):
     """Derives the gradient of each operand of ``spec`` by hand, step by step.
 
     Args:
-        spec: an einsum spec, as :func:`einsgrad.compile` takes it.
+        spec: an einsum spec, as :func:`einsgrad.compile` takes it, or a
+            :class:`~einsgrad.Program`: then ``wrt`` is a tensor's name (default every input),
+            the result is :meth:`Program.explain`'s, and ``names``, ``out``, ``sizes`` and
+            ``elementwise`` do not apply.
         names: the operands' names, ``"X,W"`` or ``["X", "W"]``; default ``A, B, C, ...``.
         out: the output's name.
         wrt: an operand index or a list of them; default every operand.
@@ -588,6 +600,13 @@ def explain(spec: str, names=None, out: str = "Y", *, wrt=None, sizes: Mapping |
     >>> print(explain("ik,jk->ij", "X,W", wrt=1).gradients[0].matrix_form)
     ∂L/∂W = Gᵀ X
     """
+    if isinstance(spec, Program):
+        given = {"names": names is not None, "out": out != "Y", "sizes": sizes is not None,
+                 "elementwise": bool(elementwise)}
+        if any(given.values()):
+            raise EinsumSpecError(f"{', '.join(k for k, v in given.items() if v)}: not for a "
+                                  f"program, whose text names its tensors; give wrt= and style= only")
+        return spec.explain(wrt, style=style)
     parsed = parse(spec, sizes)
     names, out = _check_names(names, len(parsed.inputs), out)
     chosen = _check_wrt(parsed, wrt)

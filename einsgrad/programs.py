@@ -174,6 +174,22 @@ class Program:
                              (), g._accepting((vector,)))
         return directional.grad(name, out=out, indices=g.output_indices)
 
+    def explain(self, name: str | None = None, *, style: str = "index"):
+        """The gradient by ``name`` (every input when None) derived step by step: the sums
+        written out, the chain rule, the product rule over each occurrence as Kronecker
+        deltas, the deltas contracted, and the result with its einsums and matrix form.
+
+        ``style="hessian"`` (scalar programs) follows each gradient with the Hessian derived
+        the same way, as the Jacobian of the gradient. Returns a
+        :class:`~einsgrad.program_explanation.ProgramExplanation`: ``str()`` is plain text,
+        ``.latex()`` LaTeX, and Jupyter shows it as math.
+
+        >>> print(program("f = x[i] * A[i,j] * x[j]").explain("x").gradients[0].matrix_form)
+        g = A x + Aᵀ x
+        """
+        from .program_explanation import explain_program
+        return explain_program(self, name, style=style)
+
     # -- evaluation ----------------------------------------------------------------------
 
     def __call__(self, **arrays):

@@ -1,0 +1,274 @@
+"""Program -> :class:`ProgramExplanation`: a program's gradients derived as one writes them by hand.
+
+For ``f = x[i] * A[i,j] * x[j]`` and ``x`` the derivation reads::
+
+    1. The program with its sums written out: f = Σ_ij x_i A_ij x_j
+    2. f is a scalar: the gradient is ∂f/∂x_p directly.
+    3. x occurs twice: ∂x_i/∂x_p = δ_ip, ∂x_j/∂x_p = δ_jp; by the product rule,
+       ∂f/∂x_p = Σ_ij δ_ip A_ij x_j + Σ_ij x_i A_ij δ_jp
+    4. Contracting the deltas: ∂f/∂x_p = Σ_j A_pj x_j + Σ_i x_i A_ip
+    5. Renaming p to i: g[i] = A[i,j] * x[j] + x[j] * A[j,i], in matrix form g = A x + Aᵀ x
+
+The index algebra and the rendering are those of :mod:`einsgrad.explanation`; the result is
+put in canonical form by :mod:`einsgrad.programs`, from the terms of step 3.
+"""
+
+from __future__ import annotations
+
+import itertools
+import string
+from dataclasses import dataclass, replace
+
+from .errors import EinsumSpecError
+from .explanation import (_Delta, _Entry, _Fresh, _M, _Rendered, _Sum, _code, _contract, _delta,
+                          _entry, _eq, _form_body, _juxt, _line, _matrix_form, _name, _partial,
+                          _paren, _prose, _punct, _render, _summation, _words)
+from .programs import DELTA, Factor, Program, Term, _delta_classes, _like_key, _number, _simplify
+from .spec import parse
+
+STYLES = ("index", "hessian")
+_MAX_FORM_INDICES = 6  # matrix forms are looked for in small terms only
+
+
+@dataclass(frozen=True)
+class ProgramGradient:
+    """What :meth:`Program.explain` found for one tensor.
+
+    Attributes:
+        name: the tensor.
+        result: the gradient program as the derivation gives it (``str(prog.grad(name))``).
+        einsums: one einsum spec per term of the result (None for a constant term); a label
+            repeated in the output is a delta that survives, a label only in the output a
+            broadcast.
+        matrix_form: the gradient in matrix notation, e.g. ``"g = A x + Aᵀ x"``, or None.
+    """
+
+    name: str
+    result: str
+    einsums: tuple[str | None, ...]
+    matrix_form: str | None
+
+
+@dataclass(frozen=True)
+class ProgramExplanation(_Rendered):
+    """The derivation of a program's gradients; ``str()`` is plain text, :meth:`latex` LaTeX,
+    and Jupyter displays it as math.
+
+    Attributes:
+        program: the program, canonical.
+        style: "index", or "hessian" (each gradient followed by its Jacobian).
+        gradients: one :class:`ProgramGradient` per explained tensor.
+        lines: the rendered lines, each as its plain text and its LaTeX.
+        hessians: with style "hessian", one per explained tensor (``result`` is
+            ``str(prog.hessian(name))``).
+    """
+
+    program: str
+    style: str
+    gradients: tuple[ProgramGradient, ...]
+    lines: tuple[_M, ...]
+    hessians: tuple[ProgramGradient, ...] = ()
+
+    def __repr__(self) -> str:
+        grads = "; ".join([f"∂/∂{g.name}: {g.matrix_form or g.result}" for g in self.gradients]
+                          + [f"∂²/∂{h.name}²: {h.matrix_form or h.result}" for h in self.hessians])
+        return f"<ProgramExplanation of {self.program!r}: {grads}>"
+
+
+def explain_program(prog: Program, name: str | None = None, *, style: str = "index") -> ProgramExplanation:
+    """See :meth:`Program.explain`."""
+    if style not in STYLES:
+        raise EinsumSpecError(f"style must be one of {', '.join(map(repr, STYLES))}, got {style!r}")
+    if style == "hessian":
+        prog._require_scalar("style='hessian'")
+    names = prog.inputs if name is None else (name,)
+    grads = [prog.grad(n) for n in names]  # refuses unknown names
+    used = {f.name for t in prog.terms for f in t.factors} | {prog.output_name}
+    loss = next(c for c in itertools.chain(["L"], (f"L{n}" for n in itertools.count(1)))
+                if c not in used)
+    out, scalar = prog.output_name, not prog.output_indices
+    lines = [_line(_prose("The program"), _code(str(prog)), *(
+        [_prose(f"has a scalar output {out}.")] if scalar else
+        [_prose(f"with {loss} a scalar loss; the cotangent d{out} ="),
+         _partial(_name(loss), _name(out)), _prose(f"has {out}'s indices.")]))]
+    gradients, hessians = [], []
+    for n, g in zip(names, grads):
+        gradient, section = _derivative(prog, n, g, loss)
+        gradients.append(gradient)
+        lines += [_M("", ""), *section]
+        if style == "hessian":
+            hessian, section = _derivative(g, n, prog.hessian(n), loss, jacobian=True)
+            hessians.append(hessian)
+            lines += [_M("", ""), *section]
+    return ProgramExplanation(str(prog), style, tuple(gradients), tuple(lines), tuple(hessians))
+
+
+def _factor(f: Factor):
+    return _Delta(*f.indices) if f.name == DELTA else _Entry(f.name, f.indices)
+
+
+def _signed(parts) -> _M:
+    """``c_1 m_1 ± c_2 m_2 ...`` from (coefficient, rendering or None for a constant)."""
+    text, latex = [], []
+    for n, (c, m) in enumerate(parts):
+        magnitude = _number(abs(c))
+        if m is None:
+            m = _M(magnitude, magnitude)
+        elif abs(c) != 1:
+            m = _juxt([_M(magnitude, magnitude), m])
+        sign = "-" if c < 0 else "+"
+        text.append((sign if c < 0 else "") if n == 0 else f" {sign} ")
+        latex.append(text[-1])
+        text.append(m.text)
+        latex.append(m.latex)
+    return _M("".join(text) or "0", "".join(latex) or "0")
+
+
+def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: bool = False):
+    """The gradient of a loss by ``name`` (``result`` is ``prog.grad(name)``), or with
+    ``jacobian`` the derivative of every entry (``result`` a Hessian, ``prog`` a gradient)."""
+    out, index = prog.output_name, prog.output_indices
+    chain, what = bool(index) and not jacobian, "the Hessian" if jacobian else "the gradient"
+    fresh = _Fresh({i for t in prog.terms for f in t.factors for i in f.indices} | set(index))
+    p = tuple(fresh.take("") for _ in result.output_indices[len(index) if jacobian else 0:])
+    forward = [(t.coefficient, _render(_Sum(tuple(i for i in t.indices() if i not in index),
+                                            tuple(map(_factor, t.factors)))) if t.factors else None)
+               for t in prog.terms]
+    y, dx = _entry(out, index), _entry(name, p)
+    title = (f"Hessian by {name}, the Jacobian of the gradient {out}:" if jacobian else
+             f"Gradient with respect to {name}:")
+    lines = [_M(title, r"\textbf{" + title.replace("_", r"\_") + "}"),
+             _line(_prose("1. The program with its sums written out:"), _eq(y, _signed(forward)))]
+    if jacobian:
+        lines.append(_line(_prose("2. One entry of the Hessian is"),
+                           _eq(_entry(result.output_name, index + p), _partial(y, dx))))
+    elif chain:
+        lines.append(_line(_prose("2. Chain rule for one entry:"), _punct(_eq(
+            _partial(_name(loss), dx),
+            _summation(index, _juxt([_entry("d" + out, index), _partial(y, dx)]))), ","),
+            _prose("with"), _eq(_name("d" + out), _partial(_name(loss), _name(out)))))
+    else:
+        lines.append(_line(_prose(f"2. {out} is a scalar: the gradient is"),
+                           _partial(_name(out), dx), _prose("directly.")))
+    occurrences, raw = [], []
+    for t in prog.terms:
+        over = tuple(i for i in t.indices() if i not in index)
+        for k, f in enumerate(t.factors):
+            if f.name == name:
+                deltas = tuple(_Delta(a, b) for a, b in zip(f.indices, p))
+                rest = tuple(map(_factor, t.factors[:k])), tuple(map(_factor, t.factors[k + 1:]))
+                occurrences.append((t, f, _Sum(over, rest[0] + deltas + rest[1])))
+                raw.append(Term(t.coefficient, t.factors[:k] + t.factors[k + 1:] + tuple(
+                    Factor(DELTA, d) for d in zip(f.indices, p))))
+    if not occurrences:
+        lines.append(_prose(f"3. {name} appears in no term, so {what} is 0."))
+        return _result(name, result, p, index if jacobian else (), [], lines, step=4)
+    count = {1: "once", 2: "twice"}.get(len(occurrences), f"{len(occurrences)} times")
+    own = list(dict.fromkeys(_eq(_partial(_entry(name, f.indices), dx),
+                                 _juxt([_delta(a, b) for a, b in zip(f.indices, p)]))
+                             for _, f, _ in occurrences))
+    lines.append(_line(_prose(f"3. {name} occurs {count}:"), *[_punct(m, ",") for m in own[:-1]],
+                       _punct(own[-1], ";"), _prose("by the product rule,"), _eq(_partial(y, dx), _signed(
+                           [(t.coefficient, _render(s)) for t, _, s in occurrences]))))
+    chained = [(t.coefficient, _Sum(index + s.over, (_Entry("d" + out, index),) + s.factors)
+                if chain else s) for t, _, s in occurrences]
+    contracted = [(c, _contract(s)) for c, s in chained]
+    steps = [_signed([(c, _render(s)) for c, s in chained])] if chain else []
+    if contracted != chained or not steps:
+        steps.append(_signed([(c, _render(s)) for c, s in contracted]))
+    lines.append(_line(_prose("4. Contracting the deltas:" if contracted != chained else
+                              "4. No deltas to contract:"),
+                       _eq(_partial(_name(loss) if chain else y, dx), *steps)))
+    for (t, f, _), (_, s) in zip(occurrences, contracted):
+        lines += _occurrence_notes(t, f, s, index, name, out, chain, what)
+    for d in (d for _, s in contracted for d in s.factors if isinstance(d, _Delta)):
+        lines.append(_line(_prose("  "), _delta(d.a, d.b), _prose(
+            f"survives: {what} is zero off that diagonal.")))
+    cotangent = (Factor("d" + out, index),) if chain else ()
+    return _result(name, result, p, index if jacobian else (),
+                   [Term(t.coefficient, cotangent + t.factors) for t in raw], lines)
+
+
+def _occurrence_notes(term: Term, f: Factor, part: _Sum, index, name: str, out: str, chain: bool,
+                      what: str) -> list[_M]:
+    """Broadcasts: the forward broadcast ``name`` along an output index its term lacks (its
+    gradient ``part`` sums the cotangent), or summed an index only ``name`` has."""
+    notes = []
+    entry = _entry(f.name, f.indices)
+    for i in (i for i in index if chain and i not in term.indices()):
+        notes.append(_line(_prose("  "), entry, _prose(
+            f"lacks {out}'s index {i}: the forward broadcast {name} along {i}, so the gradient "
+            f"sums d{out} over {i}:"), _punct(_render(part), ".")))
+    others = {i for g in term.factors if g is not f for i in g.indices}
+    for i in dict.fromkeys(f.indices):
+        if i not in index and i not in others and f.indices.count(i) == 1:
+            notes.append(_line(_prose("  "), entry, _prose(
+                f"alone holds {i}, which the forward sums: {what} is constant along {i} "
+                f"(a broadcast).")))
+    return notes
+
+
+def _result(name: str, grad: Program, p, kept, raw: list[Term], lines: list[_M], step: int = 5):
+    """Step 5: the canonical result from the terms of step 3 (indices ``kept``, then ``p``
+    renamed), like terms merged, its einsums and its matrix form."""
+    xs = grad.output_indices
+    inner = [t.renamed({i: f"#s{n}" for n, i in enumerate(t.indices()) if i not in (*kept, *p)})
+             .renamed(dict(zip(p, xs[len(kept):]))) for t in raw]
+    result = Program(grad.output_name, xs, _simplify(xs, inner))
+    renaming = (f"{step}. Renaming {_words(p)} to {_words(xs[len(kept):])}:" if p and raw else
+                f"{step}. The result:")
+    lines.append(_line(_prose(renaming), _code(str(result))))
+    groups: dict[tuple, list[int]] = {}
+    for n, t in enumerate(inner):
+        for s in _simplify(xs, [t]):
+            groups.setdefault(_like_key(s.factors, xs), []).append(n + 1)
+    for key, members in groups.items():
+        if len(members) > 1:
+            merged = [t for t in result.terms if _like_key(t.factors, xs) == key]
+            which = ", ".join(map(str, members[:-1])) + f" and {members[-1]}"
+            lines.append(_prose(f"   Terms {which} of step 4 are equal up to renaming and " + (
+                f"merge: {_text(result, merged)}." if merged else "cancel.")))
+    einsums, forms = zip(*(_einsum(t, xs) for t in result.terms)) if result.terms else ((), ())
+    if any(einsums):
+        pieces = [_line(_code(_text(result, [t])), _prose("is"), _code(s))
+                  for t, s in zip(result.terms, einsums) if s]
+        lines.append(_line(_prose("   As einsums:" if len(pieces) > 1 else "   As an einsum:"),
+                           *[_punct(m, ";") for m in pieces[:-1]], pieces[-1]))
+    matrix = None
+    if result.terms and None not in forms:
+        matrix = _eq(_name(result.output_name),
+                     _signed([(t.coefficient, f) for t, f in zip(result.terms, forms)]))
+        lines.append(_line(_prose("   In matrix form:"), matrix))
+    return ProgramGradient(name, str(result), einsums,
+                           None if matrix is None else matrix.text), lines
+
+
+def _einsum(term: Term, output) -> tuple[str | None, _M | None]:
+    """The term as one einsum (a delta is a label repeated in the output) and its matrix form
+    without the coefficient, when :mod:`einsgrad.explanation` finds one."""
+    rep = {i: min(group, key=lambda j: output.index(j) if j in output else len(output))
+           for i, group in _delta_classes(term.factors).items()}
+    operands = [f.renamed(rep) for f in term.factors if f.name != DELTA]
+    kept = [rep.get(o, o) for o in output]
+    used = list(dict.fromkeys([*(i for f in operands for i in f.indices), *kept]))
+    if not operands and len(set(kept)) == len(kept) or len(used) > len(string.ascii_letters):
+        return None, None  # a constant, or too many indices for one einsum
+    wide = any(len(i) > 1 for i in used)
+    letter = dict(zip(used, string.ascii_letters if wide else used))
+    spec = ",".join("".join(letter[i] for i in f.indices) for f in operands)
+    spec += "->" + "".join(letter[i] for i in kept)
+    inputs = {i for f in operands for i in f.indices}
+    form = None
+    if len(used) <= _MAX_FORM_INDICES:
+        form = _matrix_form(parse(spec, {letter[i]: 1 for i in kept if i not in inputs}))
+    if form is None or form.batch:
+        return spec, None
+    if not operands:  # "->ii" reads as one 0-d operand, which this term does not have
+        form = replace(form, scalars=())
+    body = _form_body(form, [_name(f.name) for f in operands])
+    return spec, _paren(body) if form.kind == "hadamard" or form.summed else body
+
+
+def _text(prog: Program, terms) -> str:
+    """Terms as the program prints them, without the left-hand side."""
+    return str(Program(prog.output_name, prog.output_indices, tuple(terms))).split(" = ", 1)[1]
