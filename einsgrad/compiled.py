@@ -348,7 +348,8 @@ class Einsum:
         numpy dtypes. Where the library does not promote mixed dtypes, arguments are cast to
         the common one first (the results are then cast back to their operands' dtypes)."""
         dtypes = tuple([backend.dtype(a) for a in arrays])
-        key = (mode, tuple([tuple(a.shape) for a in arrays]), dtypes, wrt)
+        # int(): torch.compile's symbolic sizes become concrete ones (a guard); plans are per shape
+        key = (mode, tuple([tuple(map(int, a.shape)) for a in arrays]), dtypes, wrt)
         if cotangent is not None:
             key += (backend.dtype(cotangent),)
         function = self._program((backend.dialect, key)).function
