@@ -215,6 +215,47 @@ def _jax(p: Problem) -> Kernels:
                    lambda: jax.block_until_ready(pullback(back, g)))
 
 
+def _einsgrad_torch(p: Problem) -> Kernels:
+    """``einsgrad.torch.einsum`` timed as the torch system is: its backward is einsgrad's
+    pullback plan in torch ops."""
+    import torch
+
+    import einsgrad.torch
+
+    plain = [torch.from_numpy(o) for o in p.operands]
+    xs = [torch.from_numpy(o).requires_grad_() for o in p.operands]
+    g = torch.from_numpy(p.cotangent)
+
+    def oneshot():
+        return torch.autograd.grad(einsgrad.torch.einsum(p.spec, *xs), xs, g)
+
+    y = einsgrad.torch.einsum(p.spec, *xs)
+    return Kernels(lambda: einsgrad.torch.einsum(p.spec, *plain), oneshot,
+                   lambda: torch.autograd.grad(y, xs, g, retain_graph=True))
+
+
+def _einsgrad_jax(p: Problem) -> Kernels:
+    """``einsgrad.jax.einsum`` (a custom_vjp) timed as the jax system is, jit-compiled."""
+    import jax
+    import jax.numpy as jnp
+
+    import einsgrad.jax
+
+    jax.config.update("jax_enable_x64", True)
+    xs, g = [jnp.asarray(o) for o in p.operands], jnp.asarray(p.cotangent)
+
+    def f(*a):
+        return einsgrad.jax.einsum(p.spec, *a)
+
+    forward = jax.jit(f).lower(*xs).compile()
+    oneshot = jax.jit(lambda g, *a: jax.vjp(f, *a)[1](g)).lower(g, *xs).compile()
+    _, back = jax.vjp(f, *xs)
+    pullback = jax.jit(lambda back, g: back(g)).lower(back, g).compile()
+    return Kernels(lambda: forward(*xs).block_until_ready(),
+                   lambda: jax.block_until_ready(oneshot(g, *xs)),
+                   lambda: jax.block_until_ready(pullback(back, g)))
+
+
 def _autograd(p: Problem) -> Kernels:
     import autograd
     import autograd.numpy as anp
@@ -238,6 +279,8 @@ SYSTEMS = (
     System("opt_einsum", _opt_einsum, ("opt_einsum",)),
     System("torch", _torch, ("torch",)),
     System("jax", _jax, ("jax", "jaxlib")),
+    System("einsgrad-torch", _einsgrad_torch, ("einsgrad", "torch")),
+    System("einsgrad-jax", _einsgrad_jax, ("einsgrad", "jax", "jaxlib")),
     System("autograd", _autograd, ("autograd",), loops=naive_flops),
 )
 

@@ -1,13 +1,19 @@
-"""Plan -> Python source that needs numpy alone.
+"""Plan -> Python source, in the dialect of one array library.
 
 The source is built only from value names the planner made (``x0``, ``t3``, ``dx1``),
 integers, and the bound spec of each step in a comment; no user text reaches it. einsgrad runs
 this very source, so the code a user reads is the code that runs.
+
+One plan is spelled in several dialects (:class:`Dialect`): numpy (the default, needing numpy
+alone), torch, jax and dask. They differ only in how each primitive is written: a transposition
+is ``.transpose(p)`` in numpy and ``.permute(p)`` in torch, a sum takes ``axis=`` or ``dim=``,
+a copy is ``np.array(x)`` or ``x.clone()`` (nothing for immutable jax and lazy dask arrays).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -28,10 +34,69 @@ def _place(z, shape, axes):
     return out
 '''
 
+# Values on a diagonal of zeros without writing into an array: ``z`` reshaped so that each of its
+# axes lies on the first output axis of its group, times a 0/1 mask per other axis of the group.
+# Differentiable in torch and jax, lazy in dask. ``{arange}`` makes the mask's index vector.
+_PLACE_BY_MASKS = '''
 
-def _layout(expr: str, layout: Layout, ndim: int) -> str:
+def _place(z, shape, axes):
+    """Zeros of `shape` with z written on the diagonal that `axes` describes."""
+    firsts = [g[0] for g in axes]
+    out = z.reshape(tuple(n if i in firsts else 1 for i, n in enumerate(shape)))
+    for g in axes:
+        index = {arange}
+        for axis in g[1:]:
+            at = lambda k: tuple(-1 if i == k else 1 for i in range(len(shape)))  # noqa: E731
+            out = out * (index.reshape(at(g[0])) == index.reshape(at(axis)))
+    return out
+'''
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one array library spells the primitives a plan is lowered to.
+
+    Attributes:
+        name: the backend's name (``numpy``, ``torch``, ``jax``, ``dask``).
+        xp: the module's name in generated code; its ``reshape``, ``multiply``, ``einsum`` and
+            ``broadcast_to`` are called.
+        helpers: the source that imports ``xp`` and defines ``_place``.
+        permute: the method permuting axes (``transpose`` or ``permute``).
+        axis: the keyword of ``.sum`` (``axis`` or ``dim``).
+        copy: a copy of ``{x}`` that owns its memory; None where arrays are immutable or lazy.
+        contiguous: ``{x}`` stored contiguously (``{x}`` itself where the library decides).
+        diagonal: the diagonal of ``{x}`` over axes ``{a}`` and ``{b}``, moved last.
+        cast: ``{x}`` as the dtype named ``{dtype}``.
+    """
+
+    name: str
+    xp: str
+    helpers: str
+    permute: str = "transpose"
+    axis: str = "axis"
+    copy: str | None = None
+    contiguous: str = "{x}"
+    diagonal: str = "{x}.diagonal(0, {a}, {b})"
+    cast: str = "{x}.astype({xp}.{dtype})"
+
+
+NUMPY = Dialect("numpy", "np", HELPERS, copy="np.array({x})", contiguous="np.ascontiguousarray({x})",
+                cast="np.array({x}, dtype=np.{dtype})")
+TORCH = Dialect("torch", "torch", "import torch\n" + _PLACE_BY_MASKS.format(
+                    arange="torch.arange(shape[g[0]], device=z.device)"),
+                permute="permute", axis="dim", copy="{x}.clone()", contiguous="{x}.contiguous()",
+                cast="{x}.to(torch.{dtype}, copy=True)")
+JAX = Dialect("jax", "jnp", "import jax.numpy as jnp\n" + _PLACE_BY_MASKS.format(
+                  arange="jnp.arange(shape[g[0]])"))
+DASK = Dialect("dask", "da", "import numpy as np\nimport dask.array as da\n" + _PLACE_BY_MASKS.format(
+                   arange="np.arange(shape[g[0]])"),
+               diagonal="da.diagonal({x}, 0, {a}, {b})", cast="{x}.astype(np.{dtype})")
+DIALECTS = {d.name: d for d in (NUMPY, TORCH, JAX, DASK)}
+
+
+def _layout(expr: str, layout: Layout, ndim: int, dialect: Dialect) -> str:
     if layout.perm is not None:
-        expr += _transpose(layout.perm)
+        expr += _transpose(layout.perm, dialect)
     if layout.shape is not None:
         expr += f".reshape({_tuple(layout.shape)})"
         ndim = len(layout.shape)
@@ -40,8 +105,8 @@ def _layout(expr: str, layout: Layout, ndim: int) -> str:
     return expr
 
 
-def _transpose(perm) -> str:
-    return ".T" if tuple(perm) == (1, 0) else f".transpose({_tuple(perm)})"
+def _transpose(perm, dialect: Dialect) -> str:
+    return ".T" if tuple(perm) == (1, 0) else f".{dialect.permute}({_tuple(perm)})"
 
 
 def _tuple(values) -> str:
@@ -49,50 +114,52 @@ def _tuple(values) -> str:
     return repr(values)
 
 
-def expression(step: Step, ndims: dict[str, int]) -> str:
+def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY) -> str:
     """The right-hand side of one step; ``ndims`` gives the rank of every value it reads."""
-    op = step.operation
+    op, xp = step.operation, dialect.xp
     if isinstance(op, Unary):
         expr = step.args[0]
         for axis1, axis2 in op.diagonal or ():
-            expr += f".diagonal(0, {int(axis1)}, {int(axis2)})"
+            expr = dialect.diagonal.format(x=expr, a=int(axis1), b=int(axis2))
         if op.sum_axes:
-            expr += f".sum(axis={_tuple(op.sum_axes)})"
+            expr += f".sum({dialect.axis}={_tuple(op.sum_axes)})"
         if op.perm is not None:
-            expr += _transpose(op.perm)
+            expr += _transpose(op.perm, dialect)
         if op.reshape is not None:
-            expr = f"np.reshape({expr}, {_tuple(op.reshape)})"
-        if op.own:
-            expr = f"np.array({expr})"
+            expr = f"{xp}.reshape({expr}, {_tuple(op.reshape)})"
+        if op.own and dialect.copy is not None:
+            expr = dialect.copy.format(x=expr)
         if op.broadcast is not None:
-            expr = f"np.broadcast_to({expr}, {_tuple(op.broadcast)})"
+            expr = f"{xp}.broadcast_to({expr}, {_tuple(op.broadcast)})"
         if op.place is not None:
             expr = f"_place({expr}, {_tuple(op.shape)}, {op.place!r})"
     elif isinstance(op, Copy):
-        expr = f"np.ascontiguousarray({step.args[0]}.transpose({_tuple(op.perm)}))"
+        expr = dialect.contiguous.format(x=f"{step.args[0]}.{dialect.permute}({_tuple(op.perm)})")
     elif isinstance(op, Matmul):
         a, b = step.args
-        expr = f"({_layout(a, op.a, ndims[a])} @ {_layout(b, op.b, ndims[b])})"
+        expr = f"({_layout(a, op.a, ndims[a], dialect)} @ {_layout(b, op.b, ndims[b], dialect)})"
         if op.shape is not None:
             expr += f".reshape({_tuple(op.shape)})"
     elif isinstance(op, Multiply):
         a, b = step.args
-        expr = f"np.multiply({_layout(a, op.a, ndims[a])}, {_layout(b, op.b, ndims[b])})"
+        expr = f"{xp}.multiply({_layout(a, op.a, ndims[a], dialect)}, {_layout(b, op.b, ndims[b], dialect)})"
     else:
         assert isinstance(op, Einsum2) and op.subscripts.replace(",", "").replace("->", "").isalpha()
-        expr = f"np.einsum({op.subscripts!r}, {step.args[0]}, {step.args[1]})"
+        expr = f"{xp}.einsum({op.subscripts!r}, {step.args[0]}, {step.args[1]})"
     if step.perm is not None:
-        expr += _transpose(step.perm)
+        expr += _transpose(step.perm, dialect)
     return expr
 
 
-def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None = None) -> str:
-    """One Python function for ``plan``; ``finish`` maps a returned value to (copy, dtype):
-    copy it (it may alias an argument), cast it (its operand has a narrower dtype)."""
+def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None = None,
+           dialect: Dialect = NUMPY) -> str:
+    """One Python function for ``plan`` in ``dialect``; ``finish`` maps a returned value to
+    (copy, dtype): copy it (it may alias an argument), cast it (its operand has a narrower
+    dtype). A real dtype takes the real part first."""
     finish = finish or {}
     ndims = dict(zip(plan.args, plan.arg_ranks))
     ndims.update((step.target, len(step.shape)) for step in plan.steps)
-    codes = [f"    {step.target} = {expression(step, ndims)}" for step in plan.steps]
+    codes = [f"    {step.target} = {expression(step, ndims, dialect)}" for step in plan.steps]
     width = max(map(len, codes), default=0)
     last_use = {name: i for i, step in enumerate(plan.steps) for name in step.args}
     lines = [f"def {name}({', '.join(plan.args)}):"]
@@ -111,9 +178,9 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
             dtype = np.dtype(dtype)
             assert dtype.kind in "biufc"
             expr = f"{expr}.real" if dtype.kind != "c" else expr
-            expr = f"np.array({expr}, dtype=np.{dtype.name})"  # a copy: .real is a view
-        elif copy:
-            expr = f"np.array({expr})"
+            expr = dialect.cast.format(x=expr, xp=dialect.xp, dtype=dtype.name)  # numpy: a copy
+        elif copy and dialect.copy is not None:
+            expr = dialect.copy.format(x=expr)
         results.append(expr)
     lines.append(f"    return ({''.join(r + ', ' for r in results).rstrip()})")
     return "\n".join(lines) + "\n"
@@ -182,8 +249,8 @@ of g with the other operands, without conjugation (JAX's convention).
     return "\n".join([doc, HELPERS, "", "\n\n".join(functions), _MODULE_API.format(xs=xs).rstrip("\n") + "\n"])
 
 
-def load(source: str) -> dict:
-    """Executes generated source (helpers included) and returns its namespace."""
+def load(source: str, dialect: Dialect = NUMPY) -> dict:
+    """Executes generated source (the dialect's helpers included) and returns its namespace."""
     namespace: dict = {}
-    exec(compile(HELPERS + "\n\n" + source, "<einsgrad>", "exec"), namespace)
+    exec(compile(dialect.helpers + "\n\n" + source, "<einsgrad>", "exec"), namespace)
     return namespace

@@ -9,7 +9,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from . import codegen, derive, plan
+from . import backends, codegen, derive, plan
 from .errors import EinsumSpecError
 from .report import Costs, PlanReport, Plans
 from .shapes import BoundSpec, bind
@@ -76,8 +76,14 @@ class Einsum:
     # -- calling -------------------------------------------------------------------------
 
     def __call__(self, *operands):
-        """The forward: the same values as ``numpy.einsum``."""
-        arrays = _arrays(operands)
+        """The forward: the same values as ``numpy.einsum``.
+
+        The operands may be numpy, torch, jax or dask arrays (see :mod:`einsgrad.backends`);
+        the result is an array of their library, computed by code generated in its dialect.
+        """
+        arrays, backend = _arrays(operands)
+        if backend is not None:
+            return self._run_in(backend, "forward", arrays, None)(*arrays)[0]
         if self.memory_limit is not None and self._cuts(arrays):
             return self._sliced(arrays, None, None)[0]
         return self._run("forward", arrays, None)(*arrays)[0]
@@ -93,11 +99,15 @@ class Einsum:
 
         For complex values the result is the plain contraction of ``G`` with the other
         operands, without conjugation (JAX's convention); a real operand gets the real part.
+        torch, jax and dask arrays give arrays of their library; ``memory_limit`` then bounds
+        the path's intermediates but does not slice.
         """
-        arrays = _arrays(operands)
-        g = _cotangent(cotangent)
+        arrays, backend = _arrays((cotangent, *operands))
+        g, arrays = arrays[0], arrays[1:]
         indices, single = self._wrt(wrt)
-        if self.memory_limit is not None and self._cuts(arrays):
+        if backend is not None:
+            results = self._run_in(backend, "vjp", (g,) + arrays, indices)(g, *arrays)
+        elif self.memory_limit is not None and self._cuts(arrays):
             results = self._sliced(arrays, g, indices)
         else:
             results = self._run("vjp", (g,) + arrays, indices)(g, *arrays)
@@ -112,22 +122,20 @@ class Einsum:
         the pullback recomputes the intermediates: less memory, one more forward's FLOPs.
         Do not modify the operands before calling the pullback.
         """
-        arrays = _arrays(operands)
+        arrays, backend = _arrays(operands)
         indices, single = self._wrt(wrt)
-        if recompute or self.memory_limit is not None and self._cuts(arrays):
+        if recompute or backend is None and self.memory_limit is not None and self._cuts(arrays):
             y = self(*arrays)
 
             def pullback(cotangent):
                 return self.vjp(cotangent, *arrays, wrt=indices[0] if single else indices)
 
             return y, pullback
-        y, *saved = self._run("forward-saving", arrays, indices)(*arrays)
+        y, saved = self._save(arrays, indices, backend)
+        shape = tuple(y.shape)
 
         def pullback(cotangent):
-            g = _cotangent(cotangent)
-            if g.shape != y.shape:
-                raise EinsumSpecError(f"the cotangent has shape {g.shape} but the output has {y.shape}")
-            results = self._run("pullback", arrays, indices, g)(g, *saved)
+            results = self._pull(cotangent, arrays, saved, indices, backend, shape)
             return results[0] if single else results
 
         return y, pullback
@@ -147,7 +155,9 @@ class Einsum:
         >>> J.shape
         (2, 4, 4, 3)
         """
-        arrays = _arrays(operands)
+        arrays, backend = _arrays(operands)
+        if backend is not None:
+            raise EinsumSpecError(f"jacobian() takes numpy arrays, not {backend.name} arrays")
         k = derive.check_wrt(self.spec, wrt)
         shapes = tuple(a.shape for a in arrays)
         bound = self._bound(shapes)
@@ -167,7 +177,7 @@ class Einsum:
 
     # -- inspection ----------------------------------------------------------------------
 
-    def source(self, *shapes) -> str:
+    def source(self, *shapes, backend: str = "numpy") -> str:
         """The generated Python: the code that runs, one line per step with a comment (the
         step's spec over the bound labels, its FLOPs, its result's shape).
 
@@ -175,12 +185,19 @@ class Einsum:
         and the operands), then the pair ``value_and_pullback`` runs: ``forward_saving``, which
         returns the output and what the backward reads, and ``pullback(g, *saved)``.
         Shapes come from the arguments, else from ``compile(..., shapes=)``, else from the
-        last call (whose dtypes are used too; float64 otherwise).
+        last call (whose dtypes are used too; float64 otherwise). ``backend`` names the dialect:
+        ``"numpy"``, ``"torch"``, ``"jax"`` or ``"dask"`` (the code those arrays run).
         """
+        if backend not in codegen.DIALECTS:
+            raise EinsumSpecError(f"backend must be one of {', '.join(codegen.DIALECTS)}, got {backend!r}")
+        dialect = codegen.DIALECTS[backend]
         shapes, dtypes = self._signature(shapes, None, "source")
         header = f"# einsgrad: {self.spec}  shapes {', '.join(map(str, shapes))}\n"
-        sources = [program.source for program in map(self._program, self._keys(shapes, dtypes))]
-        return f"{codegen.HELPERS}\n\n{header}" + "\n\n".join(sources)
+        keys = self._keys(shapes, dtypes)
+        if dialect is not codegen.NUMPY:
+            keys = tuple((dialect, key) for key in keys)
+        sources = [program.source for program in map(self._program, keys)]
+        return f"{dialect.helpers}\n\n{header}" + "\n\n".join(sources)
 
     def module(self, *shapes, dtypes=None) -> str:
         """A standalone Python module for these shapes that needs numpy alone.
@@ -326,12 +343,55 @@ class Einsum:
             key += (cotangent.dtype,)
         return self._program(key).function
 
+    def _run_in(self, backend: backends.Backend, mode, arrays, wrt, cotangent=None):
+        """``_run`` for another library's arrays: its dialect's code, cached under a key of
+        numpy dtypes. Where the library does not promote mixed dtypes, arguments are cast to
+        the common one first (the results are then cast back to their operands' dtypes)."""
+        dtypes = tuple([backend.dtype(a) for a in arrays])
+        # int(): torch.compile's symbolic sizes become concrete ones (a guard); plans are per shape
+        key = (mode, tuple([tuple(map(int, a.shape)) for a in arrays]), dtypes, wrt)
+        if cotangent is not None:
+            key += (backend.dtype(cotangent),)
+        function = self._program((backend.dialect, key)).function
+        if backend.cast is None or len(set(dtypes + key[4:])) == 1:
+            return function
+        common, cast = np.result_type(*dtypes, *key[4:]), backend.cast
+        return lambda *args: function(*[cast(a, common) for a in args])
+
+    def _save(self, arrays, wrt, backend=None) -> tuple[object, tuple]:
+        """The forward value and what the pullback of the operands ``wrt`` reads."""
+        if backend is None:
+            y, *saved = self._run("forward-saving", arrays, wrt)(*arrays)
+        else:
+            y, *saved = self._run_in(backend, "forward-saving", arrays, wrt)(*arrays)
+        return y, tuple(saved)
+
+    def _pull(self, cotangent, arrays, saved, wrt, backend, shape) -> tuple:
+        """The gradients of the operands ``wrt`` from the cotangent and what ``_save`` kept;
+        ``shape`` is the output's."""
+        if backend is None and type(cotangent) is np.ndarray:
+            g = cotangent
+        else:
+            values, found = _arrays((cotangent, *arrays))
+            if found is not backend:
+                raise EinsumSpecError(f"the cotangent is a {_library(found)} array but the forward "
+                                      f"ran on {_library(backend)} arrays")
+            g = values[0]
+        if g.shape != shape and tuple(g.shape) != shape:
+            raise EinsumSpecError(f"the cotangent has shape {tuple(g.shape)} but the output has {shape}")
+        if backend is None:
+            return self._run("pullback", arrays, wrt, g)(g, *saved)
+        return self._run_in(backend, "pullback", arrays, wrt, g)(g, *saved)
+
     def _build(self, key) -> Program:
+        dialect = codegen.NUMPY
+        if type(key[0]) is codegen.Dialect:  # another library's arrays: (dialect, key)
+            dialect, key = key
         mode, shapes, dtypes = key[:3]
         program, name, finish = self._compose(key)
         self._latest = (shapes[1:], dtypes[1:]) if mode == "vjp" else (shapes, dtypes)
-        source = codegen.render(program, name, finish)
-        return Program(source, codegen.load(source)[name])
+        source = codegen.render(program, name, finish, dialect)
+        return Program(source, codegen.load(source, dialect)[name])
 
     def _compose(self, key) -> tuple[plan.Plan, str, dict]:
         """The plan of a program key, the name of its function, and how it finishes results."""
@@ -432,13 +492,23 @@ def _check_dtype_list(dtypes, count: int) -> tuple[np.dtype, ...]:
     return checked
 
 
-def _arrays(operands) -> tuple[np.ndarray, ...]:
-    """Operands as arrays; their dtypes are checked once per signature, in ``_build``."""
-    return tuple(a if type(a) is np.ndarray else np.asarray(a) for a in operands)
+def _arrays(values: tuple) -> tuple[tuple, backends.Backend | None]:
+    """Values as arrays of one library, and that library (None: numpy). Dtypes are checked
+    once per signature, in ``_build``."""
+    for a in values:
+        if type(a) is not np.ndarray:
+            break
+    else:
+        return values, None
+    name = backends.infer(values)
+    if name == "numpy":
+        return tuple([a if type(a) is np.ndarray else np.asarray(a) for a in values]), None
+    backend = backends.get(name)
+    return backends.prepare(values, backend), backend
 
 
-def _cotangent(g) -> np.ndarray:
-    return g if type(g) is np.ndarray else np.asarray(g)
+def _library(backend) -> str:
+    return "numpy" if backend is None else backend.name
 
 
 def _check_dtypes(mode: str, dtypes) -> None:

@@ -1,0 +1,129 @@
+"""Which array library a call's operands belong to, and what einsgrad needs from it.
+
+The backend is inferred from the operands' types, as opt_einsum does: the top package of
+``type(x).__module__`` names it (``torch``, ``jax`` or ``jaxlib``, ``dask``). Everything else
+(numpy arrays, numpy and Python scalars, lists) is numpy. numpy values join any one other
+library: they are converted by that library (``torch.as_tensor`` on the first tensor's device,
+``jnp.asarray``, ``da.from_array``), as its own operations would. Operands of two other
+libraries in one call are an error. A library is imported only when its arrays are seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import codegen
+from .errors import EinsumSpecError
+
+_PACKAGES = {"torch": "torch", "jax": "jax", "jaxlib": "jax", "dask": "dask"}
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An array library other than numpy.
+
+    Attributes:
+        name: ``torch``, ``jax`` or ``dask``.
+        dialect: how generated code spells the plan's primitives in this library.
+        dtype: an array's dtype as a numpy dtype (the per-signature cache key).
+        convert: a numpy value as an array of this library, like a given array of it.
+        cast: an array cast to a numpy dtype; None where the library's operations promote
+            mixed dtypes themselves (torch's matmul and einsum do not).
+    """
+
+    name: str
+    dialect: codegen.Dialect
+    dtype: Callable[[object], np.dtype]
+    convert: Callable[[object, object], object]
+    cast: Callable[[object, np.dtype], object] | None = None
+
+
+def infer(values) -> str:
+    """The library of ``values``: ``"numpy"`` unless one of them is a torch, jax or dask array.
+
+    Raises:
+        EinsumSpecError: arrays of two libraries other than numpy are mixed.
+    """
+    found, first = "numpy", None
+    for value in values:
+        name = _PACKAGES.get(type(value).__module__.partition(".")[0])
+        if name is None or name == found:
+            continue
+        if first is not None:
+            raise EinsumSpecError(
+                f"operands of two array libraries in one call: {_typename(first)} ({found}) and "
+                f"{_typename(value)} ({name}); convert them to one library first")
+        found, first = name, value
+    return found
+
+
+def get(name: str) -> Backend:
+    """The backend called ``name`` (its library is imported now)."""
+    return _LOADERS[name]()
+
+
+def prepare(values, backend: Backend) -> tuple:
+    """``values`` as arrays of ``backend``: numpy values converted, like the first of its own."""
+    like = next(v for v in values if infer((v,)) == backend.name)
+    return tuple(v if infer((v,)) == backend.name else backend.convert(v, like) for v in values)
+
+
+def _typename(value) -> str:
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+def _numeric(value) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind not in "biufc":
+        raise EinsumSpecError(f"an operand has dtype {array.dtype}, which is not numeric")
+    return array
+
+
+_cache: dict[str, Backend] = {}
+
+
+def _torch() -> Backend:
+    if "torch" not in _cache:
+        import torch
+
+        names = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32",
+                 "float64", "complex64", "complex128")
+        table = {getattr(torch, n): np.dtype(n) for n in names}
+        back = {v: k for k, v in table.items()}
+
+        def dtype(x) -> np.dtype:
+            try:
+                return table[x.dtype]
+            except KeyError:
+                raise EinsumSpecError(f"a tensor has dtype {x.dtype}, which einsgrad does not "
+                                      f"support (it has no numpy equivalent)") from None
+
+        _cache["torch"] = Backend(
+            "torch", codegen.TORCH, dtype,
+            lambda v, like: torch.as_tensor(_numeric(v), device=like.device),
+            lambda x, d: x.to(back[d]))
+    return _cache["torch"]
+
+
+def _jax() -> Backend:
+    if "jax" not in _cache:
+        import jax.numpy as jnp
+
+        _cache["jax"] = Backend("jax", codegen.JAX, lambda x: np.dtype(x.dtype),
+                                lambda v, like: jnp.asarray(_numeric(v)))
+    return _cache["jax"]
+
+
+def _dask() -> Backend:
+    if "dask" not in _cache:
+        import dask.array as da
+
+        _cache["dask"] = Backend("dask", codegen.DASK, lambda x: np.dtype(x.dtype),
+                                 lambda v, like: da.from_array(_numeric(v)))
+    return _cache["dask"]
+
+
+_LOADERS = {"torch": _torch, "jax": _jax, "dask": _dask}

@@ -1,0 +1,66 @@
+"""einsgrad in jax: an einsum whose vjp is einsgrad's derived plan, run in ``jax.numpy``.
+
+>>> import jax, jax.numpy as jnp, einsgrad.jax
+>>> f = lambda X, W: einsgrad.jax.einsum("ik,jk->ij", X, W).sum()
+>>> jax.jit(jax.grad(f, argnums=1))(jnp.ones((4, 3)), jnp.ones((5, 3))).shape
+(5, 3)
+
+A ``jax.custom_vjp`` function: its forward runs the forward-saving plan and returns what the
+backward reads as residuals, its backward runs the pullback plan. Both are generated
+``jax.numpy`` code (``Einsum.source(backend="jax")`` shows it), so they trace under
+``jax.jit`` and ``jax.vmap``, and the backward can be differentiated again (reverse over
+reverse). As for any ``custom_vjp`` function, forward mode (``jax.jvp``, ``jax.jacfwd``) is
+not available. Operands must be floating point or complex. Complex values follow jax's
+convention, which is einsgrad's (no conjugation).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from . import backends
+from .compiled import Einsum
+from .errors import EinsumSpecError
+
+__all__ = ["einsum"]
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(spec: str) -> Einsum:
+    return Einsum(spec)
+
+
+def einsum(spec: str | Einsum, *arrays) -> jax.Array:
+    """``jnp.einsum`` with einsgrad's derived vjp.
+
+    Args:
+        spec: an einsum spec (compiled once and cached), or an :class:`einsgrad.Einsum`
+            (for ``sizes=``, ``optimize=``, ``memory_limit=``).
+        *arrays: the operands (jax arrays or tracers; numpy arrays are converted).
+    """
+    compiled = spec if isinstance(spec, Einsum) else _compiled(spec)
+    if not isinstance(compiled, Einsum):
+        raise EinsumSpecError(f"spec must be a string or an einsgrad.Einsum, got {spec!r}")
+    return _einsum(compiled, *(jnp.asarray(a) for a in arrays))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _einsum(compiled: Einsum, *arrays):
+    return compiled(*arrays)
+
+
+def _forward(compiled: Einsum, *arrays):
+    y, saved = compiled._save(arrays, tuple(range(len(arrays))), backends.get("jax"))
+    return y, (arrays, saved)
+
+
+def _backward(compiled: Einsum, residuals, g):
+    arrays, saved = residuals
+    every = tuple(range(len(arrays)))
+    return tuple(compiled._pull(g, arrays, saved, every, backends.get("jax"), tuple(g.shape)))
+
+
+_einsum.defvjp(_forward, _backward)

@@ -1,0 +1,135 @@
+"""``einsgrad.torch.einsum`` against torch's own autograd of ``torch.einsum`` (skipped without
+torch): hypothesis-generated specs, gradcheck and gradgradcheck, a subset of operands,
+the device (CUDA where one is at hand) and ``torch.compile``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+
+from strategies import EXACT_DTYPES, Case, einsum_cases
+
+torch = pytest.importorskip("torch")
+import einsgrad.torch  # noqa: E402  (after the skip)
+
+DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))]
+
+CURATED = [
+    pytest.param("ik,jk->ij", [(4, 3), (5, 3)], id="linear"),
+    pytest.param("ab,bc,cd,de->ae", [(2, 3), (3, 4), (4, 5), (5, 2)], id="chain"),
+    pytest.param("abc,cde,efa->bdf", [(2, 3, 2), (2, 3, 2), (2, 2, 2)], id="tensor network"),
+    pytest.param("ii->", [(3, 3)], id="trace"),
+    pytest.param("iij->ji", [(3, 3, 2)], id="repeated label"),
+    pytest.param("ij->i", [(3, 4)], id="row sum"),
+    pytest.param("...ij,...jk->...ik", [(2, 1, 3, 4), (5, 4, 2)], id="broadcast batch"),
+    pytest.param("ij,ij->ij", [(3, 1), (3, 4)], id="size-1 broadcast"),
+    pytest.param(",i->i", [(), (3,)], id="scalar"),
+]
+
+
+def tensors(shapes, dtype=torch.float64, device="cpu", seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, dtype=dtype, generator=generator).to(device).requires_grad_()
+            for s in shapes]
+
+
+def torch_autograd(spec: str, ops, G):
+    """torch's gradients of ``torch.einsum``, or None when torch refuses the problem."""
+    leaves = [torch.tensor(x).requires_grad_() for x in ops]
+    common = torch.complex128 if any(np.iscomplexobj(x) for x in ops) else torch.float64
+    try:
+        y = torch.einsum(spec, *(leaf.to(common) for leaf in leaves))
+    except RuntimeError:
+        return None
+    if tuple(y.shape) != G.shape:
+        return None
+    return torch.autograd.grad(y, leaves, torch.tensor(G), allow_unused=True)
+
+
+@given(einsum_cases(dtypes=EXACT_DTYPES))
+def test_gradients_equal_torch_autograd(case: Case):
+    """Forward and every gradient equal autograd of ``torch.einsum`` (float64, complex128,
+    mixed), in torch's convention for complex values."""
+    ops = case.operands()
+    y = np.einsum(case.clean_spec, *ops)
+    G = case.cotangent(y.shape)
+    expected = torch_autograd(case.clean_spec, ops, G)
+    if expected is None:
+        expected = torch_autograd(case.explicit_spec, ops, G)
+    assume(expected is not None)
+    leaves = [torch.tensor(x).requires_grad_() for x in ops]
+    out = einsgrad.torch.einsum(case.spec, *leaves)
+    np.testing.assert_allclose(out.detach().numpy(), y, rtol=1e-9, atol=1e-9)
+    got = torch.autograd.grad(out, leaves, torch.tensor(G))
+    for k, (g, t, x) in enumerate(zip(got, expected, leaves)):
+        assert g.dtype == x.dtype and g.shape == x.shape, k
+        t = torch.zeros_like(x) if t is None else t
+        scale = max(1.0, float(t.abs().max())) if t.numel() else 1.0
+        np.testing.assert_allclose(g.numpy(), t.numpy(), rtol=1e-9, atol=1e-9 * scale,
+                                   err_msg=f"operand {k}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+@pytest.mark.parametrize("spec, shapes", CURATED)
+def test_gradcheck_and_gradgradcheck(spec, shapes, dtype, device):
+    """First and second derivatives against torch's finite differences."""
+    ops = tensors(shapes, dtype, device)
+
+    def f(*xs):
+        return einsgrad.torch.einsum(spec, *xs)
+
+    assert torch.autograd.gradcheck(f, ops)
+    assert torch.autograd.gradgradcheck(f, ops)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_only_needed_gradients_and_device(device):
+    """An operand without ``requires_grad`` gets none; results stay on the device."""
+    X, W = tensors([(4, 3), (5, 3)], device=device)
+    X = X.detach()
+    y = einsgrad.torch.einsum("ik,jk->ij", X, W)
+    assert y.device == W.device
+    y.square().sum().backward()
+    assert X.grad is None
+    W2 = W.detach().clone().requires_grad_()
+    torch.einsum("ik,jk->ij", X, W2).square().sum().backward()
+    torch.testing.assert_close(W.grad, W2.grad)
+
+
+def test_mixed_dtypes_and_compiled_objects():
+    """float32 with float64 operands (torch's matmul does not mix them), and an Einsum with
+    ``sizes=`` passed in place of the spec."""
+    X = torch.randn(4, 3, dtype=torch.float32, requires_grad=True)
+    W = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    y = einsgrad.torch.einsum("ik,jk->ij", X, W)
+    assert y.dtype == torch.float64
+    dX, dW = torch.autograd.grad(y.sum(), [X, W])
+    assert dX.dtype == torch.float32 and dW.dtype == torch.float64
+    b = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    bias = einsgrad.compile("j->ij", sizes={"i": 4})
+    (db,) = torch.autograd.grad(einsgrad.torch.einsum(bias, b).sum(), [b])
+    torch.testing.assert_close(db, torch.full((5,), 4.0, dtype=torch.float64))
+
+
+def test_torch_compile():
+    """``torch.compile`` (one graph, no break) of a function using it gives the same values
+    and gradients; a second shape (symbolic sizes, by default) too."""
+    if not hasattr(torch, "compile"):
+        pytest.skip("no torch.compile")
+
+    def f(X, W):
+        return einsgrad.torch.einsum("ik,jk->ij", X, W).tanh().sum()
+
+    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
+    for n in (4, 6):
+        X, W = tensors([(n, 3), (5, 3)])
+        value = compiled(X, W)
+        grads = torch.autograd.grad(value, [X, W])
+        X2, W2 = (t.detach().clone().requires_grad_() for t in (X, W))
+        expected = torch.einsum("ik,jk->ij", X2, W2).tanh().sum()
+        torch.testing.assert_close(value, expected)
+        for got, want in zip(grads, torch.autograd.grad(expected, [X2, W2])):
+            torch.testing.assert_close(got, want)
