@@ -214,7 +214,7 @@ def _result(name: str, grad: Program, p, kept, raw: list[Term], lines: list[_M],
     xs = grad.output_indices
     inner = [t.renamed({i: f"#s{n}" for n, i in enumerate(t.indices()) if i not in (*kept, *p)})
              .renamed(dict(zip(p, xs[len(kept):]))) for t in raw]
-    result = Program(grad.output_name, xs, _simplify(xs, inner))
+    result = Program(grad.output_name, xs, _simplify(xs, inner), grad.witnesses)
     renaming = (f"{step}. Renaming {_words(p)} to {_words(xs[len(kept):])}:" if p and raw else
                 f"{step}. The result:")
     lines.append(_line(_prose(renaming), _code(str(result))))

@@ -92,8 +92,9 @@ class Program:
 
     def __str__(self) -> str:
         left = str(Factor(self.output_name, self.output_indices))
+        zero = _zero_text(self.output_indices, self.terms, self.witnesses)
         if not self.terms:
-            return f"{left} = 0"
+            return f"{left} = {zero}"
         parts = []
         for n, term in enumerate(self.terms):
             negative = term.coefficient < 0
@@ -102,6 +103,8 @@ class Program:
                 parts.append(("-" if negative else "") + body)
             else:
                 parts.append((" - " if negative else " + ") + body)
+        if zero != "0":
+            parts.append(" + " + zero)
         return f"{left} = {''.join(parts)}"
 
     def __repr__(self) -> str:
@@ -357,9 +360,9 @@ class _Parser:
     def check_sizes_known(self, out, out_cols, terms):
         """Every index must get its size from a tensor: an output index from some term, a
         summed index from its own term (through deltas, possibly)."""
+        unsized = _unsized(out, [t for t, _ in terms])
         for index, col in zip(out, out_cols):
-            if not any(_delta_classes(t.factors).get(index, {index}) & _tensor_indices(t)
-                       for t, _ in terms):
+            if index in unsized:
                 raise self.error(f"output index {index!r} appears in no tensor on the right, so "
                                  f"its size is unknown", col)
         for term, start in terms:
@@ -550,6 +553,38 @@ def _number(value: Fraction) -> str:
     scaled = abs(value.numerator) * 10 ** digits // value.denominator
     text = str(scaled).rjust(digits + 1, "0")
     return ("-" if value < 0 else "") + (text[:-digits] + "." + text[-digits:]).rstrip("0")
+
+
+def _unsized(output, terms) -> list[str]:
+    """Output indices that no term gives a size: on no tensor of any term (through that
+    term's deltas), nor tied by a delta to an output index that is sized."""
+    sized = {o for o in output
+             if any(_delta_classes(t.factors).get(o, {o}) & _tensor_indices(t) for t in terms)}
+    ties = [f.indices for t in terms for f in t.factors if f.name == DELTA]
+    grew = True
+    while grew:
+        grew = False
+        for p, q in ties:
+            if (p in sized) != (q in sized) and p in output and q in output:
+                sized |= {p, q}
+                grew = True
+    return [o for o in output if o not in sized]
+
+
+def _zero_text(output, terms, witnesses) -> str:
+    """``0``, times the tensors that give their sizes to the output indices no term sizes
+    (blank indices named afresh), so that the printed program reads back as itself:
+    ``Y[i] = x[i] - x[i]`` prints ``Y[i] = 0 * x[i]``, ``Y[i] = x[i] - x[i] + s`` prints
+    ``Y[i] = s + 0 * x[i]``."""
+    fresh = (c for c in _canonical_names() if c not in output)
+    chosen: list[Factor] = []
+    for index in _unsized(output, terms):
+        if index not in _unsized(output, (*terms, Term(Fraction(0), tuple(chosen)))):
+            continue  # a delta ties it to an index a chosen tensor sizes
+        w = next((w for w in witnesses if index in w.indices), None)
+        if w is not None:
+            chosen.append(Factor(w.name, tuple(i if i == index else next(fresh) for i in w.indices)))
+    return "0 * " + " * ".join(map(str, chosen)) if chosen else "0"
 
 
 def _term_text(magnitude: Fraction, factors) -> str:
