@@ -32,6 +32,25 @@ def _place(z, shape, axes):
                       strides=tuple(sum(out.strides[i] for i in g) for g in axes))
     view[...] = z
     return out
+
+
+def _sum(x, axes):
+    """Sums `axes`. A large contiguous float array whose summed axes lead or trail is
+    multiplied by a ones vector instead: BLAS reads it once, 2-3x faster than the reduction.
+    Single precision does so only for short sums, to round about as well as numpy."""
+    k, n = len(axes), x.ndim
+    if x.size >= 65536 and x.dtype.char in "fdFD" and x.flags.c_contiguous:
+        if axes == tuple(range(n - k, n)):
+            kept = x.shape[:n - k]
+            rows = int(np.prod(kept))
+            if x.dtype.char in "dD" or x.size // rows <= 16384:
+                return (x.reshape(rows, -1) @ np.ones(x.size // rows, x.dtype)).reshape(kept)
+        if axes == tuple(range(k)):
+            kept = x.shape[k:]
+            cols = int(np.prod(kept))
+            if x.dtype.char in "dD" or x.size // cols <= 16384:
+                return (np.ones(x.size // cols, x.dtype) @ x.reshape(-1, cols)).reshape(kept)
+    return x.sum(axis=axes)
 '''
 
 # Values on a diagonal of zeros without writing into an array: ``z`` reshaped so that each of its
@@ -63,6 +82,7 @@ class Dialect:
         helpers: the source that imports ``xp`` and defines ``_place``.
         permute: the method permuting axes (``transpose`` or ``permute``).
         axis: the keyword of ``.sum`` (``axis`` or ``dim``).
+        sum: the sum of ``{x}`` over the axes ``{axes}`` (numpy: the helper ``_sum``).
         copy: a copy of ``{x}`` that owns its memory; None where arrays are immutable or lazy.
         contiguous: ``{x}`` stored contiguously (``{x}`` itself where the library decides).
         diagonal: the diagonal of ``{x}`` over axes ``{a}`` and ``{b}``, moved last.
@@ -74,13 +94,14 @@ class Dialect:
     helpers: str
     permute: str = "transpose"
     axis: str = "axis"
+    sum: str = "{x}.sum({axis}={axes})"
     copy: str | None = None
     contiguous: str = "{x}"
     diagonal: str = "{x}.diagonal(0, {a}, {b})"
     cast: str = "{x}.astype({xp}.{dtype})"
 
 
-NUMPY = Dialect("numpy", "np", HELPERS, copy="np.array({x})", contiguous="np.ascontiguousarray({x})",
+NUMPY = Dialect("numpy", "np", HELPERS, sum="_sum({x}, {axes})", copy="np.array({x})", contiguous="np.ascontiguousarray({x})",
                 cast="np.array({x}, dtype=np.{dtype})")
 TORCH = Dialect("torch", "torch", "import torch\n" + _PLACE_BY_MASKS.format(
                     arange="torch.arange(shape[g[0]], device=z.device)"),
@@ -122,7 +143,7 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY) -> s
         for axis1, axis2 in op.diagonal or ():
             expr = dialect.diagonal.format(x=expr, a=int(axis1), b=int(axis2))
         if op.sum_axes:
-            expr += f".sum({dialect.axis}={_tuple(op.sum_axes)})"
+            expr = dialect.sum.format(x=expr, axis=dialect.axis, axes=_tuple(op.sum_axes))
         if op.perm is not None:
             expr += _transpose(op.perm, dialect)
         if op.reshape is not None:

@@ -70,6 +70,8 @@ ALLOWED = {
     "_pullback", "g", "y", "saved",
     "T", "transpose", "reshape", "swapaxes", "diagonal", "axis", "array", "broadcast_to",
     "ascontiguousarray", "multiply", "einsum", "real",
+    "_sum", "x", "k", "n", "len", "ndim", "size", "char", "flags", "c_contiguous", "range", "kept",
+    "rows", "cols", "int", "prod", "ones",
 }
 PLANNER_NAME = re.compile(r"(x|t|dx|dt)\d+|(float|complex|u?int)\d+|bool")
 

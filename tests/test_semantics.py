@@ -683,3 +683,29 @@ def test_size_zero_dimensions(spec, shapes, forward, grads):
         for k, (g, e) in enumerate(zip(got_all, grads(G, *ops))):
             assert g.shape == ops[k].shape, f"operand {k}"
             np.testing.assert_allclose(g, e, atol=1e-12, err_msg=f"operand {k}")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex128, np.complex64, np.int64])
+@pytest.mark.parametrize("spec, shape", [
+    ("ij->i", (300, 400)), ("ij->j", (300, 400)), ("ij->", (300, 400)),
+    ("ijk->i", (20, 60, 70)), ("ijk->jk", (20, 60, 70)), ("ijk->ik", (20, 60, 70)),
+    ("ij->i", (4, 20000)), ("ij->j", (20000, 4)),  # single precision: too long for a dot
+])
+@pytest.mark.parametrize("layout", ["c", "fortran"])
+def test_large_sums_equal_numpy(spec, shape, dtype, layout):
+    """Sums over 65536 elements and more (run as a product with a ones vector where the array
+    is contiguous and floating) give numpy.einsum's values and dtype, forward and backward."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape) * 10
+    x = (x + 1j * rng.standard_normal(shape) if np.dtype(dtype).kind == "c" else x).astype(dtype)
+    x = np.asfortranarray(x) if layout == "fortran" else x
+    y = einsgrad.compile(spec)(x)
+    expected = np.einsum(spec, x.astype(np.complex128 if x.dtype.kind == "c" else np.float64))
+    assert y.dtype == np.einsum(spec, x).dtype and y.shape == expected.shape
+    bound = np.einsum(spec, np.abs(x).astype(np.float64))
+    rtol = 1e-12 if np.dtype(dtype).char in "dDq" else 2e-5
+    assert np.all(np.abs(y - expected) <= rtol * bound + 1e-300)
+    # the same sums in a backward: "i->ij" broadcasts, its own backward "ij->i" sums
+    inputs, output = spec.split("->")
+    g = einsgrad.compile(f"{output}->{inputs}", sizes=dict(zip(inputs, shape))).vjp(x, np.ones(y.shape, dtype))
+    assert np.all(np.abs(g - expected) <= rtol * bound + 1e-300)
