@@ -197,6 +197,14 @@ def _torch(p: Problem) -> Kernels:
 
 
 def _jax(p: Problem) -> Kernels:
+    import jax.numpy as jnp
+
+    return _jitted(p, jnp.einsum)
+
+
+def _jitted(p: Problem, einsum) -> Kernels:
+    """``einsum(spec, *arrays)`` in jax: forward, one-shot ``jax.vjp`` and the pullback of a
+    stored ``jax.vjp``, each jit-compiled before timing (x64 on for float64)."""
     import jax
     import jax.numpy as jnp
 
@@ -204,7 +212,7 @@ def _jax(p: Problem) -> Kernels:
     xs, g = [jnp.asarray(o) for o in p.operands], jnp.asarray(p.cotangent)
 
     def f(*a):
-        return jnp.einsum(p.spec, *a)
+        return einsum(p.spec, *a)
 
     forward = jax.jit(f).lower(*xs).compile()
     oneshot = jax.jit(lambda g, *a: jax.vjp(f, *a)[1](g)).lower(g, *xs).compile()
@@ -236,24 +244,9 @@ def _einsgrad_torch(p: Problem) -> Kernels:
 
 def _einsgrad_jax(p: Problem) -> Kernels:
     """``einsgrad.jax.einsum`` (a custom_vjp) timed as the jax system is, jit-compiled."""
-    import jax
-    import jax.numpy as jnp
-
     import einsgrad.jax
 
-    jax.config.update("jax_enable_x64", True)
-    xs, g = [jnp.asarray(o) for o in p.operands], jnp.asarray(p.cotangent)
-
-    def f(*a):
-        return einsgrad.jax.einsum(p.spec, *a)
-
-    forward = jax.jit(f).lower(*xs).compile()
-    oneshot = jax.jit(lambda g, *a: jax.vjp(f, *a)[1](g)).lower(g, *xs).compile()
-    _, back = jax.vjp(f, *xs)
-    pullback = jax.jit(lambda back, g: back(g)).lower(back, g).compile()
-    return Kernels(lambda: forward(*xs).block_until_ready(),
-                   lambda: jax.block_until_ready(oneshot(g, *xs)),
-                   lambda: jax.block_until_ready(pullback(back, g)))
+    return _jitted(p, einsgrad.jax.einsum)
 
 
 def _autograd(p: Problem) -> Kernels:
