@@ -7,11 +7,10 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Mapping
 
 from . import derive
-from .compiled import Einsum
+from .compiled import Einsum, as_einsum
 from .errors import EinsumSpecError
 from .explanation import Explanation, explain
 from .program_explanation import ProgramExplanation
@@ -57,16 +56,11 @@ def compile(spec: str, shapes=None, *, sizes=None, optimize="auto", memory_limit
                   memory_limit=memory_limit, cache_size=cache_size)
 
 
-@functools.lru_cache(maxsize=256)
-def _compiled(spec: str) -> Einsum:
-    return Einsum(spec)
-
-
 def einsum(spec: str, *operands):
     """``numpy.einsum`` through einsgrad's planner (compiled objects cached per spec)."""
-    return _compiled(spec)(*operands)
+    return as_einsum(spec)(*operands)
 
 
 def vjp(spec: str, cotangent, *operands, wrt=None):
     """One-shot gradients of ``spec``; see :meth:`Einsum.vjp`."""
-    return _compiled(spec).vjp(cotangent, *operands, wrt=wrt)
+    return as_einsum(spec).vjp(cotangent, *operands, wrt=wrt)

@@ -10,6 +10,7 @@ libraries in one call are an error. A library is imported only when its arrays a
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -82,48 +83,40 @@ def _numeric(value) -> np.ndarray:
     return array
 
 
-_cache: dict[str, Backend] = {}
-
-
+@functools.cache
 def _torch() -> Backend:
-    if "torch" not in _cache:
-        import torch
+    import torch
 
-        names = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32",
-                 "float64", "complex64", "complex128")
-        table = {getattr(torch, n): np.dtype(n) for n in names}
-        back = {v: k for k, v in table.items()}
+    names = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32",
+             "float64", "complex64", "complex128")
+    table = {getattr(torch, n): np.dtype(n) for n in names}
+    back = {v: k for k, v in table.items()}
 
-        def dtype(x) -> np.dtype:
-            try:
-                return table[x.dtype]
-            except KeyError:
-                raise EinsumSpecError(f"a tensor has dtype {x.dtype}, which einsgrad does not "
-                                      f"support (it has no numpy equivalent)") from None
+    def dtype(x) -> np.dtype:
+        try:
+            return table[x.dtype]
+        except KeyError:
+            raise EinsumSpecError(f"a tensor has dtype {x.dtype}, which einsgrad does not "
+                                  f"support (it has no numpy equivalent)") from None
 
-        _cache["torch"] = Backend(
-            "torch", codegen.TORCH, dtype,
-            lambda v, like: torch.as_tensor(_numeric(v), device=like.device),
-            lambda x, d: x.to(back[d]))
-    return _cache["torch"]
+    return Backend(
+        "torch", codegen.TORCH, dtype,
+        lambda v, like: torch.as_tensor(_numeric(v), device=like.device),
+        lambda x, d: x.to(back[d]))
 
 
+@functools.cache
 def _jax() -> Backend:
-    if "jax" not in _cache:
-        import jax.numpy as jnp
+    import jax.numpy as jnp
 
-        _cache["jax"] = Backend("jax", codegen.JAX, lambda x: np.dtype(x.dtype),
-                                lambda v, like: jnp.asarray(_numeric(v)))
-    return _cache["jax"]
+    return Backend("jax", codegen.JAX, lambda x: np.dtype(x.dtype), lambda v, like: jnp.asarray(_numeric(v)))
 
 
+@functools.cache
 def _dask() -> Backend:
-    if "dask" not in _cache:
-        import dask.array as da
+    import dask.array as da
 
-        _cache["dask"] = Backend("dask", codegen.DASK, lambda x: np.dtype(x.dtype),
-                                 lambda v, like: da.from_array(_numeric(v)))
-    return _cache["dask"]
+    return Backend("dask", codegen.DASK, lambda x: np.dtype(x.dtype), lambda v, like: da.from_array(_numeric(v)))
 
 
 _LOADERS = {"torch": _torch, "jax": _jax, "dask": _dask}

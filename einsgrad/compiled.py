@@ -343,10 +343,12 @@ class Einsum:
             key += (cotangent.dtype,)
         return self._program(key).function
 
-    def _run_in(self, backend: backends.Backend, mode, arrays, wrt, cotangent=None):
-        """``_run`` for another library's arrays: its dialect's code, cached under a key of
-        numpy dtypes. Where the library does not promote mixed dtypes, arguments are cast to
-        the common one first (the results are then cast back to their operands' dtypes)."""
+    def _run_in(self, backend: backends.Backend | None, mode, arrays, wrt, cotangent=None):
+        """``_run`` for another library's arrays (None: numpy): its dialect's code, cached under
+        a key of numpy dtypes. Where the library does not promote mixed dtypes, arguments are
+        cast to the common one first (the results are then cast back to their operands' dtypes)."""
+        if backend is None:
+            return self._run(mode, arrays, wrt, cotangent)
         dtypes = tuple([backend.dtype(a) for a in arrays])
         # int(): torch.compile's symbolic sizes become concrete ones (a guard); plans are per shape
         key = (mode, tuple([tuple(map(int, a.shape)) for a in arrays]), dtypes, wrt)
@@ -360,10 +362,7 @@ class Einsum:
 
     def _save(self, arrays, wrt, backend=None) -> tuple[object, tuple]:
         """The forward value and what the pullback of the operands ``wrt`` reads."""
-        if backend is None:
-            y, *saved = self._run("forward-saving", arrays, wrt)(*arrays)
-        else:
-            y, *saved = self._run_in(backend, "forward-saving", arrays, wrt)(*arrays)
+        y, *saved = self._run_in(backend, "forward-saving", arrays, wrt)(*arrays)
         return y, tuple(saved)
 
     def _pull(self, cotangent, arrays, saved, wrt, backend, shape) -> tuple:
@@ -379,8 +378,6 @@ class Einsum:
             g = values[0]
         if g.shape != shape and tuple(g.shape) != shape:
             raise EinsumSpecError(f"the cotangent has shape {tuple(g.shape)} but the output has {shape}")
-        if backend is None:
-            return self._run("pullback", arrays, wrt, g)(g, *saved)
         return self._run_in(backend, "pullback", arrays, wrt, g)(g, *saved)
 
     def _build(self, key) -> Program:
@@ -419,6 +416,21 @@ class Einsum:
         else:
             program, cotangent_dtype = plan.pullback_plans(bound, wrt, *opts)[1], key[4]
         return program, mode, _finish(program, bound, wrt, cotangent_dtype, operand_dtypes)
+
+
+def as_einsum(spec) -> Einsum:
+    """``spec`` if it is an :class:`Einsum`, else the spec text compiled (cached per text),
+    for the one-call functions (``einsgrad.einsum``, ``einsgrad.torch.einsum``, ...)."""
+    if isinstance(spec, Einsum):
+        return spec
+    if not isinstance(spec, str):
+        raise EinsumSpecError(f"spec must be a string or an einsgrad.Einsum, got {spec!r}")
+    return _compiled(spec)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(spec: str) -> Einsum:
+    return Einsum(spec)
 
 
 def _jacobian_program(bound: BoundSpec, k: int, dtypes, optimize) -> tuple[plan.Plan, str, dict]:

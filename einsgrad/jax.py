@@ -22,15 +22,9 @@ import jax
 import jax.numpy as jnp
 
 from . import backends
-from .compiled import Einsum
-from .errors import EinsumSpecError
+from .compiled import Einsum, as_einsum
 
 __all__ = ["einsum"]
-
-
-@functools.lru_cache(maxsize=256)
-def _compiled(spec: str) -> Einsum:
-    return Einsum(spec)
 
 
 def einsum(spec: str | Einsum, *arrays) -> jax.Array:
@@ -41,10 +35,7 @@ def einsum(spec: str | Einsum, *arrays) -> jax.Array:
             (for ``sizes=``, ``optimize=``, ``memory_limit=``).
         *arrays: the operands (jax arrays or tracers; numpy arrays are converted).
     """
-    compiled = spec if isinstance(spec, Einsum) else _compiled(spec)
-    if not isinstance(compiled, Einsum):
-        raise EinsumSpecError(f"spec must be a string or an einsgrad.Einsum, got {spec!r}")
-    return _einsum(compiled, *(jnp.asarray(a) for a in arrays))
+    return _einsum(as_einsum(spec), *(jnp.asarray(a) for a in arrays))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))

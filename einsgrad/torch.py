@@ -16,19 +16,11 @@ runs the one-shot vjp plan from the operands instead, differentiable like any to
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
-from .compiled import Einsum
-from .errors import EinsumSpecError
+from .compiled import Einsum, as_einsum
 
 __all__ = ["einsum"]
-
-
-@functools.lru_cache(maxsize=256)
-def _compiled(spec: str) -> Einsum:
-    return Einsum(spec)
 
 
 def einsum(spec: str | Einsum, *tensors: torch.Tensor) -> torch.Tensor:
@@ -42,10 +34,7 @@ def einsum(spec: str | Einsum, *tensors: torch.Tensor) -> torch.Tensor:
     Gradients follow torch's convention (for complex values, ``conj`` of einsgrad's
     non-conjugating vjp of ``conj(G)``), so they equal autograd of ``torch.einsum``.
     """
-    compiled = spec if isinstance(spec, Einsum) else _compiled(spec)
-    if not isinstance(compiled, Einsum):
-        raise EinsumSpecError(f"spec must be a string or an einsgrad.Einsum, got {spec!r}")
-    return _EinsumFunction.apply(compiled, *tensors)
+    return _EinsumFunction.apply(as_einsum(spec), *tensors)
 
 
 class _EinsumFunction(torch.autograd.Function):

@@ -575,3 +575,14 @@ def test_fuzz_random_shapes_pullback(text, shapes):
         return
     grads = pullback(np.ones(y.shape))
     assert [g.shape for g in grads] == [x.shape for x in ops]
+
+
+@pytest.mark.parametrize("spec", [["ij->i"], 3, None])
+def test_one_call_functions_refuse_a_spec_that_is_not_text(spec):
+    """einsgrad.einsum and einsgrad.vjp take spec text or an Einsum; anything else, hashable
+    or not, is an EinsumSpecError (not a TypeError from the cache of compiled specs)."""
+    x = np.ones((2, 2))
+    with pytest.raises(einsgrad.EinsumSpecError, match="spec must be a string or an einsgrad.Einsum"):
+        einsgrad.einsum(spec, x)
+    with pytest.raises(einsgrad.EinsumSpecError, match="spec must be a string or an einsgrad.Einsum"):
+        einsgrad.vjp(spec, np.ones(2), x)
