@@ -184,15 +184,23 @@ def _opt_einsum(p: Problem) -> Kernels:
 def _torch(p: Problem) -> Kernels:
     import torch
 
+    return _taped(p, torch.einsum)
+
+
+def _taped(p: Problem, einsum) -> Kernels:
+    """``einsum(spec, *tensors)`` in torch: forward without a tape, one-shot
+    ``torch.autograd.grad`` (forward included), and the backward of a stored forward."""
+    import torch
+
     plain = [torch.from_numpy(o) for o in p.operands]
     xs = [torch.from_numpy(o).requires_grad_() for o in p.operands]
     g = torch.from_numpy(p.cotangent)
 
     def oneshot():
-        return torch.autograd.grad(torch.einsum(p.spec, *xs), xs, g)
+        return torch.autograd.grad(einsum(p.spec, *xs), xs, g)
 
-    y = torch.einsum(p.spec, *xs)
-    return Kernels(lambda: torch.einsum(p.spec, *plain), oneshot,
+    y = einsum(p.spec, *xs)
+    return Kernels(lambda: einsum(p.spec, *plain), oneshot,
                    lambda: torch.autograd.grad(y, xs, g, retain_graph=True))
 
 
@@ -226,20 +234,9 @@ def _jitted(p: Problem, einsum) -> Kernels:
 def _einsgrad_torch(p: Problem) -> Kernels:
     """``einsgrad.torch.einsum`` timed as the torch system is: its backward is einsgrad's
     pullback plan in torch ops."""
-    import torch
-
     import einsgrad.torch
 
-    plain = [torch.from_numpy(o) for o in p.operands]
-    xs = [torch.from_numpy(o).requires_grad_() for o in p.operands]
-    g = torch.from_numpy(p.cotangent)
-
-    def oneshot():
-        return torch.autograd.grad(einsgrad.torch.einsum(p.spec, *xs), xs, g)
-
-    y = einsgrad.torch.einsum(p.spec, *xs)
-    return Kernels(lambda: einsgrad.torch.einsum(p.spec, *plain), oneshot,
-                   lambda: torch.autograd.grad(y, xs, g, retain_graph=True))
+    return _taped(p, einsgrad.torch.einsum)
 
 
 def _einsgrad_jax(p: Problem) -> Kernels:
