@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from . import derive
-from .compiled import Einsum, as_einsum
+from .compiled import Einsum, _check_shapes, as_einsum
 from .errors import EinsumSpecError
 from .explanation import Explanation, explain
 from .program_explanation import ProgramExplanation
@@ -44,7 +44,6 @@ def jacobian_spec(spec: str, wrt: int, shapes=None, sizes: Mapping[str, int] | N
     """
     parsed = parse(spec, sizes)
     if shapes is not None:
-        from .compiled import _check_shapes
         parsed = bind(parsed, _check_shapes(shapes, len(parsed.inputs)), dict(normalize_sizes(parsed, sizes))).spec
     return str(derive.jacobian(parsed, wrt))
 
