@@ -221,28 +221,23 @@ def _operand_names(names, count: int, spec: str) -> list[str]:
     return names
 
 
-def _indices(wrt, count: int, spec) -> range | list[int]:
+def _indices(wrt, spec) -> range | list[int]:
     if wrt is None:
-        return range(count)
+        return range(len(spec.inputs))
     return [einsgrad.derive.check_wrt(spec, wrt)]
 
 
 def _grad(args) -> int:
     spec = parse(args.spec, args.sizes)
     names = _operand_names(args.names, len(spec.inputs), args.spec)
-    for k in _indices(args.wrt, len(spec.inputs), spec):
-        backward = einsgrad.grad_spec(args.spec, k, args.sizes)
+    for k in _indices(args.wrt, spec):
+        backward = einsgrad.derive.backward(spec, k)
         print(f"d/d{names[k]} = {backward}  ({', '.join(['G'] + names[:k] + names[k + 1:])})")
     return 0
 
 
 def _explain(args) -> int:
-    parse(args.spec, args.sizes)  # a bad spec is reported the same way by every subcommand
-    explain = getattr(einsgrad, "explain", None)
-    if not callable(explain):
-        print("einsgrad: this einsgrad has no explain(); update it", file=sys.stderr)
-        return 2
-    explanation = explain(args.spec, names=args.names, out=args.out, style=args.style,
+    explanation = einsgrad.explain(args.spec, names=args.names, out=args.out, style=args.style,
                           elementwise=args.elementwise, sizes=args.sizes, wrt=args.wrt)
     print(explanation.latex() if args.latex else str(explanation))
     return 0
@@ -254,12 +249,11 @@ def _jacobian(args) -> int:
     bound = None
     if args.shapes is not None:
         bound = bind(spec, args.shapes, dict(normalize_sizes(spec, args.sizes)))
-    for k in _indices(args.wrt, len(spec.inputs), spec):
-        text = einsgrad.jacobian_spec(args.spec, k, args.shapes, args.sizes)
-        print(f"∂{args.out}/∂{names[k]} = {text}")
-        labels = (bound.spec if bound else spec)
+    labels = bound.spec if bound else spec
+    for k in _indices(args.wrt, spec):
+        print(f"∂{args.out}/∂{names[k]} = {einsgrad.derive.jacobian(labels, k)}")
         out, own = labels.output, labels.inputs[k]
-        deltas = "".join(dict.fromkeys(l for l in labels.inputs[k] if l in labels.output))
+        deltas = "".join(dict.fromkeys(l for l in own if l in out))
         line = f"  entries ∂{args.out}[{','.join(out)}]/∂{names[k]}[{','.join(own)}]"
         if deltas:
             line += f"; {', '.join(deltas)} in both: Kronecker delta{'s' * (len(deltas) > 1)}"

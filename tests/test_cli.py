@@ -307,12 +307,6 @@ def test_explain_plumbing(capsys, monkeypatch):
                                        "sizes": {"i": 2, "j": 2, "k": 2}, "wrt": None})
 
 
-def test_explain_missing(capsys, monkeypatch):
-    monkeypatch.delattr(einsgrad, "explain", raising=False)
-    code, _, err = run(capsys, "explain", "ik,jk->ij")
-    assert code == 2 and "has no explain()" in err
-
-
 def test_demo_is_the_default(capsys):
     """Plain ``einsgrad`` runs the demo on the linear layer, as ``python -m einsgrad`` did."""
     code, out, _ = run(capsys)
