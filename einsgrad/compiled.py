@@ -241,19 +241,9 @@ class Einsum:
 
     def _wrt(self, wrt) -> tuple[tuple[int, ...], bool]:
         """``wrt`` as operand indices, and whether one array (not a tuple) is returned."""
-        if wrt is None:
+        if wrt is None:  # the common case, on every call
             return self._every, False
-        if isinstance(wrt, (int, np.integer)) and not isinstance(wrt, bool):
-            return (derive.check_wrt(self.spec, wrt),), True
-        if isinstance(wrt, np.ndarray) and wrt.ndim == 1:
-            wrt = wrt.tolist()
-        try:
-            indices = tuple(derive.check_wrt(self.spec, k) for k in wrt)
-        except TypeError:
-            raise EinsumSpecError(f"wrt must be an operand index or a sequence of them, got {wrt!r}") from None
-        if len(set(indices)) != len(indices):
-            raise EinsumSpecError(f"wrt names an operand twice: {list(wrt)!r}")
-        return indices, False
+        return derive.check_wrts(self.spec, wrt)
 
     def _shapes(self, shapes, caller: str) -> tuple[tuple[int, ...], ...]:
         """Shapes from the arguments, else from ``compile(..., shapes=)``."""

@@ -17,6 +17,7 @@ functions below name them, for explanations and tests.
 
 from __future__ import annotations
 
+import numbers
 from collections import Counter
 
 from .errors import EinsumSpecError
@@ -32,6 +33,24 @@ def check_wrt(spec: Spec, wrt) -> int:
     if not -n <= k < n:
         raise EinsumSpecError(f"wrt={k} is out of range: the spec {str(spec)!r} has {n} operand(s)")
     return k % n
+
+
+def check_wrts(spec: Spec, wrt) -> tuple[tuple[int, ...], bool]:
+    """``wrt`` as operand indices (None: every operand), and whether it was one index rather
+    than a sequence of them (the caller then returns one array, not a tuple)."""
+    if wrt is None:
+        return tuple(range(len(spec.inputs))), False
+    if isinstance(wrt, numbers.Integral) and not isinstance(wrt, bool):
+        return (check_wrt(spec, wrt),), True
+    try:
+        if isinstance(wrt, str):
+            raise TypeError
+        indices = tuple(check_wrt(spec, k) for k in wrt)
+    except TypeError:
+        raise EinsumSpecError(f"wrt must be an operand index or a sequence of them, got {wrt!r}") from None
+    if len(set(indices)) != len(indices):
+        raise EinsumSpecError(f"wrt names an operand twice: {list(wrt)!r}")
+    return indices, False
 
 
 def backward(spec: Spec, wrt: int) -> Spec:

@@ -560,16 +560,6 @@ def _check_names(names, count: int, out) -> tuple[tuple[str, ...], str]:
     return tuple(names), out
 
 
-def _check_wrt(spec: Spec, wrt) -> tuple[int, ...]:
-    if wrt is None:
-        return tuple(range(len(spec.inputs)))
-    if hasattr(wrt, "__index__"):
-        return (derive.check_wrt(spec, wrt),)
-    if not isinstance(wrt, Sequence) or isinstance(wrt, str):
-        raise EinsumSpecError(f"wrt must be an operand index or a list of them, got {wrt!r}")
-    return tuple(dict.fromkeys(derive.check_wrt(spec, k) for k in wrt))
-
-
 def _check_style(style) -> str:
     if style not in STYLES:
         raise EinsumSpecError(f"style must be one of {', '.join(map(repr, STYLES))}, got {style!r}")
@@ -609,7 +599,7 @@ def explain(spec, names=None, out: str = "Y", *, wrt=None, sizes: Mapping | None
         return spec.explain(wrt, style=style)
     parsed = parse(spec, sizes)
     names, out = _check_names(names, len(parsed.inputs), out)
-    chosen = _check_wrt(parsed, wrt)
+    chosen = derive.check_wrts(parsed, wrt)[0]
     style = _check_style(style)
     entries = _elementwise_sizes(parsed, sizes, chosen, names, out) if elementwise else None
     forward = _matrix_form(parsed)
