@@ -29,7 +29,6 @@ from typing import Mapping, Sequence
 
 from . import derive
 from .errors import EinsumSpecError
-from .programs import Program
 from .spec import ELLIPSIS, Labels, Spec, parse
 
 STYLES = ("index", "differential")
@@ -590,6 +589,8 @@ def explain(spec, names=None, out: str = "Y", *, wrt=None, sizes: Mapping | None
     >>> print(explain("ik,jk->ij", "X,W", wrt=1).gradients[0].matrix_form)
     ∂L/∂W = Gᵀ X
     """
+    from .programs import Program  # here, not at the top: specs need no execution machinery
+
     if isinstance(spec, Program):
         given = {"names": names is not None, "out": out != "Y", "sizes": sizes is not None,
                  "elementwise": bool(elementwise)}
@@ -732,8 +733,8 @@ def _jacobian_words(spec: Spec, name: str, Y: str, index, p, jac: _Sum, gradient
     letters = [s for s in (*index, *p) if s not in (_BATCH, _FRESH_BATCH)]
     batch = _BATCH in index or _FRESH_BATCH in p
     where = "; ".join(f"{_words(s)} of {n}" for s, n in ((index, Y), (p, name)) if s)
-    repeated = gradient.jacobian_spec and any(
-        c > 1 for c in Counter(gradient.jacobian_spec.split("->")[1].replace(ELLIPSIS, "")).values())
+    labels = Counter(spec.output + spec.inputs[gradient.wrt])  # the Jacobian spec's output
+    repeated = gradient.jacobian_spec and any(c > 1 for l, c in labels.items() if l != ELLIPSIS)
     lines = [_line(_prose(f"   This is the full Jacobian, {_order_words(len(letters), batch)}"
                           + (f" (indices {where})" if where else "")
                           + (", not a matrix;" if len(letters) > 2 else ";")),

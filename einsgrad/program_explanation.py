@@ -24,7 +24,7 @@ from .explanation import (_Delta, _Entry, _Fresh, _M, _Rendered, _Sum, _code, _c
                           _entry, _eq, _form_body, _juxt, _line, _matrix_form, _name, _partial,
                           _paren, _prose, _punct, _render, _summation, _words)
 from .programs import DELTA, Factor, Program, Term, _delta_classes, _like_key, _number, _simplify
-from .spec import parse
+from .spec import Spec
 
 STYLES = ("index", "hessian")
 _MAX_FORM_INDICES = 6  # matrix forms are looked for in small terms only
@@ -97,7 +97,7 @@ def explain_program(prog: Program, name: str | None = None, *, style: str = "ind
         gradients.append(gradient)
         lines += [_M("", ""), *section]
         if style == "hessian":
-            hessian, section = _derivative(g, n, prog.hessian(n), loss, jacobian=True)
+            hessian, section = _derivative(g, n, g.jacobian(n, out="H"), loss, jacobian=True)
             hessians.append(hessian)
             lines += [_M("", ""), *section]
     return ProgramExplanation(str(prog), style, tuple(gradients), tuple(lines), tuple(hessians))
@@ -257,10 +257,10 @@ def _einsum(term: Term, output) -> tuple[str | None, _M | None]:
     letter = dict(zip(used, string.ascii_letters if wide else used))
     spec = ",".join("".join(letter[i] for i in f.indices) for f in operands)
     spec += "->" + "".join(letter[i] for i in kept)
-    inputs = {i for f in operands for i in f.indices}
     form = None
-    if len(used) <= _MAX_FORM_INDICES:
-        form = _matrix_form(parse(spec, {letter[i]: 1 for i in kept if i not in inputs}))
+    if len(used) <= _MAX_FORM_INDICES:  # "->ii" has one 0-d operand, as parse() reads it
+        form = _matrix_form(Spec.of([[letter[i] for i in f.indices] for f in operands] or [()],
+                                    [letter[i] for i in kept]))
     if form is None or form.batch:
         return spec, None
     if not operands:  # "->ii" reads as one 0-d operand, which this term does not have
