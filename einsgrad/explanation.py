@@ -40,7 +40,6 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _BATCH, _FRESH_BATCH = "β", "γ"
 _PRIME = "′"
 _FRESH_POOL = "pqrstuvwxyzabcdefghijklmno" + string.ascii_uppercase
-_SYMBOL_LATEX = {_BATCH: r"{\beta}", _FRESH_BATCH: r"{\gamma}"}
 
 
 # -- text and LaTeX side by side -----------------------------------------------------------
@@ -105,9 +104,7 @@ def _eq(*sides: _M) -> _M:
 
 
 def _symbol_latex(symbol: str) -> str:
-    if symbol in _SYMBOL_LATEX:
-        return _SYMBOL_LATEX[symbol]
-    return symbol.replace(_PRIME, "'")
+    return "".join(_SYMBOLS.get(c, c) for c in symbol)
 
 
 def _indices(symbols: Sequence[str]) -> _M:
@@ -486,14 +483,15 @@ class _Rendered:
     def __str__(self) -> str:
         return "\n".join(line.text for line in self.lines)
 
+    def _rows(self) -> str:
+        return " \\\\\n".join("&" + line.latex for line in self.lines)
+
     def latex(self) -> str:
         """The derivation as a LaTeX ``align*`` environment (amsmath)."""
-        body = " \\\\\n".join("&" + line.latex for line in self.lines)
-        return "\\begin{align*}\n" + body + "\n\\end{align*}"
+        return "\\begin{align*}\n" + self._rows() + "\n\\end{align*}"
 
     def _repr_latex_(self) -> str:
-        body = " \\\\\n".join("&" + line.latex for line in self.lines)
-        return "$$\\begin{aligned}\n" + body + "\n\\end{aligned}$$"
+        return "$$\\begin{aligned}\n" + self._rows() + "\n\\end{aligned}$$"
 
 
 @dataclass(frozen=True)

@@ -180,7 +180,7 @@ def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: 
                               "4. No deltas to contract:"),
                        _eq(_partial(_name(loss) if chain else y, dx), *steps)))
     for (t, f, _), (_, s) in zip(occurrences, contracted):
-        lines += _occurrence_notes(t, f, s, index, name, out, chain, what)
+        lines += _occurrence_notes(t, f, s, index, out, chain, what)
     for d in (d for _, s in contracted for d in s.factors if isinstance(d, _Delta)):
         lines.append(_line(_prose("  "), _delta(d.a, d.b), _prose(
             f"survives: {what} is zero off that diagonal.")))
@@ -189,11 +189,11 @@ def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: 
                    [Term(t.coefficient, cotangent + t.factors) for t in raw], lines)
 
 
-def _occurrence_notes(term: Term, f: Factor, part: _Sum, index, name: str, out: str, chain: bool,
+def _occurrence_notes(term: Term, f: Factor, part: _Sum, index, out: str, chain: bool,
                       what: str) -> list[_M]:
-    """Broadcasts: the forward broadcast ``name`` along an output index its term lacks (its
-    gradient ``part`` sums the cotangent), or summed an index only ``name`` has."""
-    notes = []
+    """Broadcasts: the forward broadcast the tensor ``f`` along an output index its term lacks
+    (its gradient ``part`` sums the cotangent), or summed an index only ``f`` has."""
+    name, notes = f.name, []
     entry = _entry(f.name, f.indices)
     for i in (i for i in index if chain and i not in term.indices()):
         notes.append(_line(_prose("  "), entry, _prose(

@@ -149,7 +149,8 @@ class Program:
         self._check_new_name(out, "the result")
         terms = _occurrence_terms(self, name, xs, {})
         return _build(out, self.output_indices + xs, terms,
-                      _size_witnesses(self) + (Factor(name, xs),), self.accepts)
+                      _witnesses(self.output_indices, self.terms, self.witnesses) + (Factor(name, xs),),
+                      self.accepts)
 
     def hessian(self, name: str, other: str | None = None, *, out: str = "H") -> "Program":
         """``H[x, z] = ∂²f/∂X[x]∂Z[z]`` of a scalar program (``Z`` is ``other``, default ``X``).
@@ -445,11 +446,6 @@ def _occurrence_terms(prog: Program, name: str, xs, rename_output) -> list[Term]
                 deltas = tuple(Factor(DELTA, (x, l)) for x, l in zip(xs, f.indices))
                 out.append(Term(term.coefficient, term.factors[:p] + term.factors[p + 1:] + deltas))
     return out
-
-
-def _size_witnesses(prog: Program) -> tuple[Factor, ...]:
-    """For each output index, a tensor axis that has its size (other indices blanked)."""
-    return _witnesses(prog.output_indices, prog.terms, prog.witnesses)
 
 
 def _witnesses(output, terms, known=()) -> tuple[Factor, ...]:
