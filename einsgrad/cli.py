@@ -66,6 +66,7 @@ examples:
 """
 COMMANDS = ("grad", "explain", "jacobian", "codegen", "plan", "program", "bench", "demo")
 DEMO_SIZES = (4, 3, 5, 2, 6, 7, 8, 9)  # distinct sizes make a transposition bug visible
+DEMO_ELEMENTS = 10**6  # the most elements of one random operand or output of the demo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -506,6 +507,11 @@ def _demo(args) -> int:
     """Backward specs, a finite-difference check of random operands, the generated code."""
     spec = parse(args.spec, args.sizes)
     shapes = [shape for word in args.shapes for shape in word] or _demo_shapes(spec)
+    bound = bind(spec, shapes, dict(normalize_sizes(spec, args.sizes)))
+    largest = max(math.prod(shape) for shape in (*shapes, bound.output_shape))
+    if largest > DEMO_ELEMENTS:
+        raise EinsumSpecError(f"the demo's random operands and output would hold up to {largest:,} "
+                              f"elements each (at most {DEMO_ELEMENTS:,}); give smaller SHAPES", args.spec)
     lin = einsgrad.compile(args.spec, shapes=shapes, sizes=args.sizes)
     print(f"forward   {lin.spec}   shapes {', '.join(map(str, shapes))}")
     for k, backward in enumerate(lin.grad_specs):
