@@ -158,18 +158,19 @@ codecs.register_error("einsgrad-ascii", _ascii_symbols)
 def _degrade_symbols(stream) -> str | None:
     """Makes ``stream`` write what its encoding cannot show with :func:`_ascii_symbols`.
 
-    Returns the error handler to restore, or None when the stream shows the symbols (or
-    cannot be reconfigured).
+    Returns the error handler to restore, or None when the stream shows the symbols, has an
+    error handler of the user's choice (``PYTHONIOENCODING=ascii:replace``) or cannot be
+    reconfigured.
     """
     encoding = getattr(stream, "encoding", None) or "utf-8"
+    if getattr(stream, "errors", None) != "strict" or not hasattr(stream, "reconfigure"):
+        return None
     try:
         "".join(ASCII_SYMBOLS).encode(encoding)
         return None
     except UnicodeEncodeError:
         pass
     except LookupError:
-        return None
-    if not hasattr(stream, "reconfigure"):
         return None
     previous = stream.errors
     stream.reconfigure(errors="einsgrad-ascii")
@@ -186,10 +187,12 @@ def _restore_symbols(stream, errors: str | None) -> None:
     except OSError:  # the stream is already broken; its failure has been reported
         pass
     if _degraded:
-        shown = ", ".join(f"{ascii(c)[1:-1]} as {ASCII_SYMBOLS.get(c, ascii(c)[1:-1])!r}" for c in sorted(_degraded))
+        written = [f"{ascii(c)[1:-1]} as {ASCII_SYMBOLS[c]!r}" for c in sorted(_degraded) if c in ASCII_SYMBOLS]
+        if not _degraded <= ASCII_SYMBOLS.keys():
+            written.append("any other as \\uXXXX")
         print(f"einsgrad: standard output's encoding ({stream.encoding}) cannot show every symbol: "
-              f"written {shown}; set PYTHONIOENCODING=utf-8 (or a UTF-8 locale) to see them",
-              file=sys.stderr)
+              f"written {', '.join(written)}; set PYTHONIOENCODING=utf-8 (or a UTF-8 locale) to see "
+              "them", file=sys.stderr)
 
 
 def _discard_stdout() -> None:
@@ -262,7 +265,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="einsgrad", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Derive, explain, plan and generate the gradients of einsum contractions.",
         epilog=EPILOG)
-    commands = parser.add_subparsers(title="subcommands", metavar="COMMAND")
+    commands = parser.add_subparsers(title="subcommands", metavar="COMMAND", dest="command")
 
     def command(name: str, handler, help: str, description: str):
         sub = commands.add_parser(name, help=help, description=description)
@@ -364,8 +367,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     """The parsed ``argv``; the spec given as SPEC, as --spec, or by default, in ``args.spec``."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args, extras = _parser().parse_known_args(argv)
+    if extras:  # argparse would blame the top-level parser, whose usage does not help
+        prog = " ".join(filter(None, ("einsgrad", args.command)))
+        raise UsageError(f"unrecognized arguments: {' '.join(extras)} ('{prog} --help' shows the usage)")
     if args.spec_option is not None:
         if args.spec is not None and args.handler is not _demo:
             raise UsageError(f"the spec is given twice, as {args.spec!r} and as --spec {args.spec_option!r}")

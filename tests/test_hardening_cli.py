@@ -58,7 +58,7 @@ def assert_one_line_error(code: int, err: str, message: str) -> None:
     pytest.param(["program", "f = x[i"], "", id="program that does not parse"),
     pytest.param(["grad", "ik,jk->ij", "--wrt", "x"], "invalid int value: 'x'", id="wrt not an int"),
     pytest.param(["grad", "ik,jk->ij", "--sizes", "=4"], "bad size '=4'", id="size without a label"),
-    pytest.param(["grad", "ik,jk->ij", "--no-such"], "unrecognized arguments: --no-such", id="unknown option"),
+    pytest.param(["grad", "ik,jk->ij", "--no-such"], "unrecognized arguments: --no-such ('einsgrad grad --help'", id="unknown option"),
     pytest.param(["plan", "ik,jk->ij"], "--shapes", id="missing shapes"),
     pytest.param(["codegen", "ik,jk->ij", "--shapes", "4x3,5x3", "--dtype", "U3"], "not numeric",
                  id="bad dtype"),
