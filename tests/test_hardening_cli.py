@@ -276,14 +276,20 @@ WORDS = st.one_of(st.sampled_from(SPECS), st.sampled_from(SHAPES), st.sampled_fr
 FIRST = st.one_of(st.sampled_from([c for c in COMMANDS if c != "bench"]),
                   st.sampled_from(["explian", "foo", "ij", "--", "--help", "gradd", "Demo"]), WORDS)
 NOISE = st.lists(WORDS, max_size=6).flatmap(lambda rest: FIRST.map(lambda first: [first, *rest]))
-PAIRS = st.sampled_from([["--wrt", "0"], ["--wrt", "-1"], ["--wrt", "x"], ["--names", "X,W"],
-                         ["--sizes", "i=3"], ["--sizes", "i=2,j=2,k=2"], ["--shapes", "4x3,5x3"],
-                         ["--shapes", "3x3"], ["--shapes", "3"], ["--style", "differential"],
-                         ["--latex"], ["--elementwise"], ["--dtype", "float32"], ["--out", "Z"],
-                         ["--optimize", "greedy"], ["--memory-limit", "8"], ["--hessian"],
-                         ["--explain"], ["3x3"], ["4x3", "5x3"]])
-MOSTLY_RIGHT = st.tuples(st.sampled_from([c for c in COMMANDS if c != "bench"]),
-                         st.sampled_from(SPECS[:9] + VALUES[20:22]), st.lists(PAIRS, max_size=3)).map(
+OPTION_PAIRS = {  # each subcommand's options with values that may fit
+    "grad": [["--wrt", "0"], ["--wrt", "-1"], ["--names", "X,W"], ["--sizes", "i=3"]],
+    "explain": [["--names", "X,W"], ["--out", "Z"], ["--style", "differential"], ["--latex"],
+                ["--elementwise"], ["--sizes", "i=2,j=2,k=2"], ["--wrt", "1"]],
+    "jacobian": [["--wrt", "0"], ["--shapes", "4x3,5x3"], ["--shapes", "3x3"], ["--names", "X,W"]],
+    "codegen": [["--shapes", "4x3,5x3"], ["--shapes", "3x3"], ["--dtype", "float32"], ["--sizes", "i=3"]],
+    "plan": [["--shapes", "4x3,5x3"], ["--shapes", "3x3"], ["--optimize", "greedy"], ["--memory-limit", "8"]],
+    "program": [["--wrt", "x"], ["--wrt", "A"], ["--hessian"], ["--explain"], ["--latex"]],
+    "demo": [["3x3"], ["4x3", "5x3"], ["--sizes", "i=3"]],
+}
+PROGRAMS = ["f = x[i] * A[i,j] * x[j]", "Y[i] = A[i,j] * x[j]", "f = 2 * x[i] * x[i] - y[i]"]
+MOSTLY_RIGHT = st.sampled_from(sorted(OPTION_PAIRS)).flatmap(lambda command: st.tuples(
+    st.just(command), st.sampled_from(PROGRAMS if command == "program" else SPECS[:9]),
+    st.lists(st.sampled_from(OPTION_PAIRS[command]), max_size=3))).map(
     lambda drawn: [drawn[0], drawn[1], *(word for pair in drawn[2] for word in pair)])
 
 
