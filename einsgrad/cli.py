@@ -15,7 +15,8 @@ Subcommands, each with ``--help``::
 SPEC holds ``->`` or ``,``; any other first word is taken for a subcommand, so a typo
 (``einsgrad explian``) is refused as an invalid choice, never run as the demo of an
 implicit-mode spec (``einsgrad demo SPEC`` runs that). A spec starting with ``-`` (``->``) is
-given after ``--`` or as ``--spec SPEC``. Shapes are written ``4x3,5x3`` (a 1-d operand ``7``, a
+given after ``--`` or as ``--spec SPEC``. Options are written in full (``--names``, not
+``--name``: an abbreviation could swallow a typo). Shapes are written ``4x3,5x3`` (a 1-d operand ``7``, a
 scalar operand ``()``: quote it in a shell), sizes ``i=4,j=3`` (and ``...=2x3`` for batch
 dimensions only the output has).
 
@@ -49,6 +50,7 @@ Without a subcommand, 'einsgrad SPEC [SHAPES...]' runs 'einsgrad demo SPEC [SHAP
 SPEC holds -> or , (plain 'einsgrad': the linear layer ik,jk->ij); any other first word is a
 subcommand, so a typo is refused ('einsgrad demo ij' runs the demo of an implicit-mode spec).
 A spec starting with - is given after -- or as --spec SPEC: einsgrad grad -- '->'.
+Options are written in full, never abbreviated.
 'einsgrad COMMAND --help' describes each.
 
 Shapes are written 4x3,5x3 (a vector 7, a scalar operand (): quote it in a shell), sizes
@@ -131,7 +133,14 @@ class UsageError(Exception):
 
 
 class _ArgumentParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are :class:`UsageError`, for :func:`main` to print."""
+    """An ``ArgumentParser`` whose errors are :class:`UsageError`, for :func:`main` to print.
+
+    Options are not abbreviated (``allow_abbrev=False``): an abbreviation could swallow a typo, and
+    ``codegen --out Y`` would write the file ``Y`` as ``--output Y``.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str):
         raise UsageError(f"{message} ('{self.prog} --help' shows the usage)")
@@ -149,7 +158,8 @@ def _ascii_symbols(error: UnicodeEncodeError) -> tuple[str, int]:
     """An encoding error handler: ``∂`` as ``d``, ``Σ`` as ``sum``, ...; others as ``\\u2202``."""
     text = error.object[error.start:error.end]
     _degraded.update(text)
-    return "".join(ASCII_SYMBOLS.get(c) or c.encode("ascii", "backslashreplace").decode() for c in text), error.end
+    ascii_text = "".join(ASCII_SYMBOLS.get(c) or c.encode("ascii", "backslashreplace").decode() for c in text)
+    return ascii_text, error.end
 
 
 codecs.register_error("einsgrad-ascii", _ascii_symbols)
@@ -187,7 +197,8 @@ def _restore_symbols(stream, errors: str | None) -> None:
     except OSError:  # the stream is already broken; its failure has been reported
         pass
     if _degraded:
-        written = [f"{ascii(c)[1:-1]} as {ASCII_SYMBOLS[c]!r}" for c in sorted(_degraded) if c in ASCII_SYMBOLS]
+        written = [f"{ascii(c)[1:-1]} as {ASCII_SYMBOLS[c]!r}"
+                   for c in sorted(_degraded) if c in ASCII_SYMBOLS]
         if not _degraded <= ASCII_SYMBOLS.keys():
             written.append("any other as \\uXXXX")
         print(f"einsgrad: standard output's encoding ({stream.encoding}) cannot show every symbol: "

@@ -58,7 +58,10 @@ def assert_one_line_error(code: int, err: str, message: str) -> None:
     pytest.param(["program", "f = x[i"], "", id="program that does not parse"),
     pytest.param(["grad", "ik,jk->ij", "--wrt", "x"], "invalid int value: 'x'", id="wrt not an int"),
     pytest.param(["grad", "ik,jk->ij", "--sizes", "=4"], "bad size '=4'", id="size without a label"),
-    pytest.param(["grad", "ik,jk->ij", "--no-such"], "unrecognized arguments: --no-such ('einsgrad grad --help'", id="unknown option"),
+    pytest.param(["grad", "ik,jk->ij", "--no-such"],
+                 "unrecognized arguments: --no-such ('einsgrad grad --help'", id="unknown option"),
+    pytest.param(["grad", "ik,jk->ij", "--name", "X,W"], "unrecognized arguments: --name",
+                 id="no abbreviation"),
     pytest.param(["plan", "ik,jk->ij"], "--shapes", id="missing shapes"),
     pytest.param(["codegen", "ik,jk->ij", "--shapes", "4x3,5x3", "--dtype", "U3"], "not numeric",
                  id="bad dtype"),
@@ -185,7 +188,8 @@ def test_program_explain(capsys, argv, render):
 
 @pytest.mark.parametrize("argv, message", [
     pytest.param([QUADRATIC, "--wrt", "z"], "cannot differentiate by 'z'", id="unknown wrt"),
-    pytest.param(["Y[i] = x[i] * y[i]", "--hessian"], "hessian needs a scalar program", id="hessian of a vector"),
+    pytest.param(["Y[i] = x[i] * y[i]", "--hessian"], "hessian needs a scalar program",
+                 id="hessian of a vector"),
     pytest.param(["Y[i] = x[i] * y[i]", "--explain", "--hessian"], "needs a scalar program",
                  id="hessian derivation of a vector"),
     pytest.param(["f = x[i] *"], "", id="a program that does not parse"),
@@ -258,6 +262,14 @@ def test_codegen_keeps_an_existing_file_without_force(capsys, tmp_path):
     assert code == 0 and path.read_text().startswith('"""Forward and gradients')
 
 
+def test_codegen_out_is_not_output(capsys, tmp_path, monkeypatch):
+    """``--out`` (explain's output name) is no abbreviation of ``--output``: nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "codegen", "ik,jk->ij", "--shapes", "4x3,5x3", "--out", "Z")
+    assert_one_line_error(code, err, "unrecognized arguments: --out Z")
+    assert not out and not list(tmp_path.iterdir())
+
+
 # -- random argument lists -------------------------------------------------------------------------
 
 SPECS = ["ij,jk->ik", "ik,jk->ij", "ii->", "ii->i", "i->ii", "j->ij", "->", ",i->i", "...ij->...",
@@ -312,12 +324,24 @@ def hang_guard(seconds: int):
         signal.signal(signal.SIGALRM, previous)
 
 
+@contextlib.contextmanager
+def working_directory(path):
+    """Runs the block in ``path``: a file a random command line writes lands there."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(st.one_of(NOISE, MOSTLY_RIGHT))
-def test_random_argv_exits_0_or_2_without_a_traceback(argv):
+def test_random_argv_exits_0_or_2_without_a_traceback(tmp_path_factory, argv):
     """Any argument list ends with status 0 or 2 (SystemExit 0 for --help), never an exception."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), hang_guard(20):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), hang_guard(20), \
+            working_directory(tmp_path_factory.mktemp("argv")):
         try:
             code = main(argv)
         except SystemExit as exit:
