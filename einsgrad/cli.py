@@ -151,6 +151,7 @@ class _ArgumentParser(argparse.ArgumentParser):
 ASCII_SYMBOLS = {"∂": "d", "Σ": "sum", "Π": "prod", "δ": "delta", "ᵀ": "^T", "∘": "o", "·": "*",
                  "′": "'", "²": "^2", "≠": "!=", "∈": " in ", "±": "+-", "α": "alpha", "β": "beta",
                  "γ": "gamma"}
+FAILING_ERRORS = ("strict", "surrogateescape")  # encoding error handlers that raise on ∂
 _degraded: set[str] = set()  # the symbols the stream's encoding could not show in this run
 
 
@@ -169,11 +170,11 @@ def _degrade_symbols(stream) -> str | None:
     """Makes ``stream`` write what its encoding cannot show with :func:`_ascii_symbols`.
 
     Returns the error handler to restore, or None when the stream shows the symbols, has an
-    error handler of the user's choice (``PYTHONIOENCODING=ascii:replace``) or cannot be
-    reconfigured.
+    error handler of the user's choice that cannot fail (``PYTHONIOENCODING=ascii:replace``)
+    or cannot be reconfigured. ``surrogateescape`` (Python's choice in the C locale) fails.
     """
     encoding = getattr(stream, "encoding", None) or "utf-8"
-    if getattr(stream, "errors", None) != "strict" or not hasattr(stream, "reconfigure"):
+    if getattr(stream, "errors", None) not in FAILING_ERRORS or not hasattr(stream, "reconfigure"):
         return None
     try:
         "".join(ASCII_SYMBOLS).encode(encoding)

@@ -231,8 +231,14 @@ def test_a_closed_pipe_ends_quietly():
     assert result.returncode == 1 and result.stderr == b""
 
 
-def test_an_ascii_only_output_gets_ascii_symbols():
-    result = einsgrad_process("explain", "ik,jk->ij", "--names", "X,W", PYTHONIOENCODING="ascii")
+@pytest.mark.parametrize("env", [
+    pytest.param({"PYTHONIOENCODING": "ascii"}, id="PYTHONIOENCODING=ascii"),
+    pytest.param({"LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0",
+                  "PYTHONIOENCODING": ""}, id="the C locale, uncoerced",
+                 marks=pytest.mark.skipif(sys.platform != "linux", reason="the C locale is ASCII on Linux")),
+])
+def test_an_ascii_only_output_gets_ascii_symbols(env):
+    result = einsgrad_process("explain", "ik,jk->ij", "--names", "X,W", **env)
     assert result.returncode == 0
     text = result.stdout.decode("ascii")
     assert "Y = X W^T" in text and "dL/dX = G W" in text and "sum_" in text and "delta_" in text
