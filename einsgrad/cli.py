@@ -74,6 +74,9 @@ DEMO_ELEMENTS = 10**6  # the most elements of one random operand or output of th
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if sys.stdout is None:  # started with standard output closed (einsgrad ... >&-)
+        print("einsgrad: standard output is closed; nothing can be written", file=sys.stderr)
+        return 2
     if argv[:1] == ["bench"]:  # everything after it belongs to the benchmark runner
         return _bench(argv[1:])
     errors = _degrade_symbols(sys.stdout)

@@ -231,6 +231,14 @@ def test_a_closed_pipe_ends_quietly():
     assert result.returncode == 1 and result.stderr == b""
 
 
+@pytest.mark.skipif(os.name != "posix", reason="closes standard output in a POSIX shell")
+def test_a_closed_stdout():
+    """``einsgrad ... >&-``: Python starts with ``sys.stdout`` None."""
+    result = subprocess.run(["sh", "-c", 'exec "$0" -m einsgrad grad "ij->i" >&-', sys.executable],
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert_one_line_error(result.returncode, result.stderr.decode(), "standard output is closed")
+
+
 @pytest.mark.parametrize("env", [
     pytest.param({"PYTHONIOENCODING": "ascii"}, id="PYTHONIOENCODING=ascii"),
     pytest.param({"LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0",
