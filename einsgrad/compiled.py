@@ -28,6 +28,8 @@ class Mode(enum.Enum):
     PULLBACK = "pullback"
     JACOBIAN = "jacobian"
 
+    __hash__ = object.__hash__  # members are singletons; a key is hashed on every call
+
 
 class ProgramKey(NamedTuple):
     """What one generated function is compiled for.
@@ -182,9 +184,16 @@ class Einsum:
         shapes: optional operand shapes, to validate and plan ahead of the first call.
         sizes: sizes of labels that only the output has (broadcasts).
         optimize: an opt_einsum path optimizer name (``"auto"``, ``"greedy"``, ``"optimal"``,
-            ``"dp"``, ...) or a ``PathOptimizer`` instance.
+            ``"dp"``, ...), a ``PathOptimizer`` instance (cotengra's too) or a function
+            ``(inputs, output, size_dict, memory_limit) -> path``. It is asked once per shape
+            signature, for the forward tree that every mode is built from; an instance is
+            deep-copied for that search. Other contractions (one direct contraction per
+            gradient, the per-operand baseline of :meth:`costs`, the Jacobian) use a name as
+            given, and opt_einsum's ``"auto"`` in place of an instance.
         memory_limit: the largest intermediate, in elements, the path may create.
-        cache_size: how many shape signatures to keep compiled code for (at least 1).
+        cache_size: how many shape signatures to keep compiled code for (at least 1), every
+            mode, dtype and dialect of a signature included; sizes past ``sys.maxsize`` are
+            clamped to it (unbounded in practice).
 
     Example:
         >>> lin = Einsum("ik,jk->ij")
@@ -475,19 +484,21 @@ class Einsum:
                 totals[j][take(labels)] += result
         return tuple(totals)
 
-    def _run_in(self, backend: backends.Backend | None, mode: Mode, arrays, wrt, cotangent=None):
+    def _run_in(self, backend: backends.Backend | None, mode: Mode, arrays, wrt, cotangent=None,
+                record: Shaped | None = None):
         """The function of ``mode`` for these arrays (``backend`` None: numpy): its dialect's
-        code, cached under a key of numpy dtypes. Where the library does not promote mixed
-        dtypes, arguments are cast to the common one first (the results are then cast back to
-        their operands' dtypes)."""
+        code, cached under a key of numpy dtypes, in ``record`` (default: the arrays' shape
+        signature's). Where the library does not promote mixed dtypes, arguments are cast to
+        the common one first (the results are then cast back to their operands' dtypes)."""
         if backend is None:
-            record, key = self._find(mode, arrays, wrt, cotangent)
+            found, key = self._find(mode, arrays, wrt, cotangent)
+            record = record or found
             return record.functions.get(key) or record.function(key)
         # int(): torch.compile's symbolic sizes become concrete ones (a guard); plans are per shape
         shapes = tuple([tuple(map(int, a.shape)) for a in arrays])
         dtypes = tuple([backend.dtype(a) for a in arrays])
         cotangent_dtype = None if cotangent is None else backend.dtype(cotangent)
-        record = self._records(shapes)
+        record = record or self._records(shapes)
         if mode is Mode.VJP and tuple(map(int, cotangent.shape)) != record.output_shape:
             raise EinsumSpecError(
                 f"the cotangent has shape {tuple(cotangent.shape)} but the output of "
@@ -504,22 +515,13 @@ class Einsum:
         """The forward value, what the pullback of the operands ``wrt`` reads, and the
         function ``finish(cotangent, arrays, saved)`` giving the gradients: both from one
         record, so that the pullback reads what this forward saved."""
-        if backend is None:
-            record, key = self._find(Mode.SAVING, arrays, wrt, None)
-            function = record.functions.get(key) or record.function(key)
-        else:
-            function = self._run_in(backend, Mode.SAVING, arrays, wrt)
-            record = self._records(tuple([tuple(map(int, a.shape)) for a in arrays]))
-        y, *saved = function(*arrays)
+        record = self._records(tuple([tuple(map(int, a.shape)) for a in arrays]))
+        y, *saved = self._run_in(backend, Mode.SAVING, arrays, wrt, None, record)(*arrays)
         shape = tuple(y.shape)
 
         def finish(cotangent, arrays, saved):
             g = self._cotangent(cotangent, arrays, backend, shape)
-            if backend is None:
-                key = ProgramKey(Mode.PULLBACK, tuple([a.shape for a in arrays]),
-                                 tuple([a.dtype for a in arrays]), wrt, g.dtype, codegen.NUMPY)
-                return (record.functions.get(key) or record.function(key))(g, *saved)
-            return self._run_in(backend, Mode.PULLBACK, arrays, wrt, g)(g, *saved)
+            return self._run_in(backend, Mode.PULLBACK, arrays, wrt, g, record)(g, *saved)
 
         return y, tuple(saved), finish
 
