@@ -61,7 +61,7 @@ class PlanKey(NamedTuple):
     chunk: tuple[tuple[str, int], ...] = ()
 
 
-class Shaped:
+class SignatureRecord:
     """Everything one shape signature compiles, each part made once, when first needed.
 
     The bound spec and the forward tree (the one question asked of the path optimizer) are
@@ -114,6 +114,7 @@ class Shaped:
         return self._slices
 
     def plans_of_every_operand(self) -> Plans:
+        """The plans :meth:`Einsum.costs` and :meth:`Einsum.plan` report (every operand wanted)."""
         every = tuple(range(len(self.bound.spec.inputs)))
         separate = sum(self.plan(PlanKey(Mode.VJP, (k,))).flops for k in every)
         return Plans(self.plan(PlanKey(Mode.FORWARD, None)), self.plan(PlanKey(Mode.VJP, every)),
@@ -399,17 +400,17 @@ class Einsum:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _record(self, shapes: tuple[tuple[int, ...], ...]) -> Shaped:
+    def _record(self, shapes: tuple[tuple[int, ...], ...]) -> SignatureRecord:
         """A new record for one shape signature (cached by ``_records``; no side effects)."""
         bound = bind(self.spec, shapes, dict(self.sizes))
-        return Shaped(self.spec, bound, self.optimize, self.memory_limit)
+        return SignatureRecord(self.spec, bound, self.optimize, self.memory_limit)
 
-    def _find(self, mode: Mode, arrays, wrt, cotangent, dialect=codegen.NUMPY) -> tuple[Shaped, ProgramKey]:
-        """The record of the operands' shape signature and the key of ``mode``'s function for
-        them; remembered as the last call's, for :meth:`source`."""
+    def _find(self, mode: Mode, arrays, wrt, cotangent) -> tuple[SignatureRecord, ProgramKey]:
+        """The record of the numpy operands' shape signature and the key of ``mode``'s
+        function for them; remembered as the last call's, for :meth:`source`."""
         shapes = tuple([a.shape for a in arrays])
         key = ProgramKey(mode, shapes, tuple([a.dtype for a in arrays]), wrt,
-                         None if cotangent is None else cotangent.dtype, dialect)
+                         None if cotangent is None else cotangent.dtype, codegen.NUMPY)
         record = self._records(shapes)
         self._last = key
         return record, key
@@ -444,7 +445,7 @@ class Einsum:
             dtypes = (np.dtype(np.float64),) * len(shapes)
         return shapes, dtypes
 
-    def _keys(self, record: Shaped, shapes, dtypes, dialect) -> tuple[ProgramKey, ...]:
+    def _keys(self, record: SignatureRecord, shapes, dtypes, dialect) -> tuple[ProgramKey, ...]:
         """Keys of forward, vjp, forward_saving and pullback, every operand wanted."""
         out, every = np.result_type(*dtypes), self._every
         return (ProgramKey(Mode.FORWARD, shapes, dtypes, None, None, dialect),
@@ -452,7 +453,7 @@ class Einsum:
                 ProgramKey(Mode.SAVING, shapes, dtypes, every, None, dialect),
                 ProgramKey(Mode.PULLBACK, shapes, dtypes, every, out, dialect))
 
-    def _sliced(self, record: Shaped, key: ProgramKey, arrays, g) -> tuple:
+    def _sliced(self, record: SignatureRecord, key: ProgramKey, arrays, g) -> tuple:
         """The forward (``g`` None) or the vjp, chunk by chunk along the sliced labels.
 
         Each chunk is the same contraction, along the same tree, on slices of the operands:
@@ -485,7 +486,7 @@ class Einsum:
         return tuple(totals)
 
     def _run_in(self, backend: backends.Backend | None, mode: Mode, arrays, wrt, cotangent=None,
-                record: Shaped | None = None):
+                record: SignatureRecord | None = None):
         """The function of ``mode`` for these arrays (``backend`` None: numpy): its dialect's
         code, cached under a key of numpy dtypes, in ``record`` (default: the arrays' shape
         signature's). Where the library does not promote mixed dtypes, arguments are cast to
