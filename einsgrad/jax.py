@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from . import backends
 from .compiled import Einsum, as_einsum
+from .errors import EinsumSpecError
 
 __all__ = ["einsum"]
 
@@ -35,7 +36,15 @@ def einsum(spec: str | Einsum, *arrays) -> jax.Array:
             (for ``sizes=``, ``optimize=``, ``memory_limit=``).
         *arrays: the operands (jax arrays or tracers; numpy arrays are converted).
     """
-    return _einsum(as_einsum(spec), *(jnp.asarray(a) for a in arrays))
+    return _einsum(as_einsum(spec), *(_as_jax(a, i) for i, a in enumerate(arrays)))
+
+
+def _as_jax(value, i: int):
+    """An operand as a jax array; what cannot be one (a ragged list) is refused, named."""
+    try:
+        return jnp.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise EinsumSpecError(f"operand {i} cannot be read as an array: {error}") from None
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))

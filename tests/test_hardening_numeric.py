@@ -263,6 +263,14 @@ def test_ragged_list_with_a_tensor():
         einsgrad.einsum("i,i->", torch.ones(2), [1.0, [2.0]])
 
 
+def test_ragged_list_in_jax():
+    jnp = pytest.importorskip("jax.numpy")
+    import einsgrad.jax
+
+    with pytest.raises(EinsumSpecError, match="operand 1 cannot be read as an array"):
+        einsgrad.jax.einsum("i,i->", jnp.ones(2), [1.0, [2.0]])
+
+
 @pytest.mark.parametrize("cache_size", [np.int64(3), 2**63, 10**30])
 def test_cache_size_of_any_integer_type_and_size(cache_size):
     lin = einsgrad.compile("ij,jk->ik", cache_size=cache_size)
