@@ -90,6 +90,23 @@ def test_an_optimizer_answering_differently_gives_the_same_gradients(pullback):
     assert len(Counting.calls) == 3
 
 
+class Alternating(opt_einsum.paths.PathOptimizer):
+    """The issue's optimizer, word for word: its count lives on the instance."""
+
+    calls = 0
+
+    def __call__(self, inputs, output, size_dict, memory_limit=None):
+        self.calls += 1
+        return [(0, 1), (0, 1), (0, 1)] if self.calls % 2 else [(2, 3), (0, 1), (0, 1)]
+
+
+def test_the_issues_alternating_optimizer():
+    ops = ring_operands(3, seed=7)
+    y, pullback = einsgrad.compile(RING, optimize=Alternating()).value_and_pullback(*ops)
+    for got, expected in zip(pullback(np.ones(())), ring_gradients(*ops)):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
 def test_auxiliary_contractions_of_an_instance_use_auto(monkeypatch):
     """One direct contraction per gradient (here ``wrt=0`` of a chain) is planned with
     opt_einsum's "auto", not with the user's instance; a name is used for both."""
