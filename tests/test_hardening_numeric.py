@@ -380,8 +380,25 @@ def test_cache_size_counts_shape_signatures_for_every_mode(monkeypatch):
             y, pullback = lin.value_and_pullback(X, W)
             dX, dW = pullback(G)
             np.testing.assert_allclose(dW, X.T @ G, rtol=1e-12)
+            lin.jacobian(X, W, wrt=0)
         counts.append(len(renders))
-    assert counts[0] == 4 * 5 and counts[1] == counts[2] == counts[0]
+    assert counts[0] == 4 * 6 and counts[1] == counts[2] == counts[0]
+
+
+def test_cache_size_counts_signatures_across_dialects(monkeypatch):
+    """The numpy and the torch code of one signature are one entry of the cache."""
+    torch = pytest.importorskip("torch")
+    renders = counted(monkeypatch, codegen, "render")
+    lin = einsgrad.compile("bi,ij->bj", cache_size=3)
+    counts = []
+    for _ in range(3):
+        for b in (1, 2, 3):
+            X, W, G = np.ones((b, 3)), np.ones((3, 2)), np.ones((b, 2))
+            lin.vjp(G, X, W)
+            dX, dW = lin.vjp(torch.from_numpy(G), torch.from_numpy(X), torch.from_numpy(W))
+            np.testing.assert_allclose(dW.numpy(), X.T @ G)
+        counts.append(len(renders))
+    assert counts[0] == 3 * 2 and counts[1] == counts[2] == counts[0]
 
 
 def test_source_shows_the_last_call():
