@@ -5,6 +5,7 @@ the per-signature cache doing what it documents."""
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 
 import numpy as np
@@ -193,12 +194,8 @@ def test_an_invalid_path_names_the_optimizer(path, reason):
     bad = lambda inputs, output, size_dict, memory_limit=None: path  # noqa: E731
     lin = einsgrad.compile(RING, optimize=bad)
     with pytest.raises(EinsumSpecError, match=rf"path optimizer <function .*lambda.* returned "
-                                              rf"{opt_einsum_repr(path)}.*{reason}"):
+                                              rf"{re.escape(repr(path))}.*{re.escape(reason)}"):
         lin(*ring_operands(2))
-
-
-def opt_einsum_repr(path) -> str:
-    return repr(path).replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")
 
 
 @pytest.mark.parametrize("optimize", [
