@@ -53,6 +53,13 @@ class ProgramKey(NamedTuple):
     chunk: tuple[tuple[str, int], ...] = ()
 
 
+class Loaded(NamedTuple):
+    """A loaded function and the record it belongs to (its signature's bound spec, tree)."""
+
+    record: "SignatureRecord"
+    function: Callable
+
+
 class PlanKey(NamedTuple):
     """One plan of a shape signature: the mode, the operands differentiated, the chunk."""
 
@@ -216,11 +223,14 @@ class Einsum:
         # One record per shape signature holds every mode's plans and code; a size beyond
         # what lru_cache counts (sys.maxsize) is as good as unbounded, so it is clamped.
         self._records = functools.lru_cache(maxsize=min(int(cache_size), sys.maxsize))(self._record)
-        self._last: ProgramKey | None = None  # the last call's, for source()
+        # The calls' index of the cached records' loaded functions: one lookup per call. It
+        # starts afresh whenever a signature enters the cache (and may push one out).
+        self._loaded: dict[ProgramKey, Loaded] = {}
+        self._last: tuple | None = None  # the last call's ProgramKey fields, for source()
         self._every = tuple(range(len(self.spec.inputs)))
         self.shapes = None if shapes is None else _check_shapes(shapes, len(self.spec.inputs))
         if self.shapes is not None:
-            self._records(self.shapes)
+            self._signature_record(self.shapes)
 
     def __repr__(self) -> str:
         return f"einsgrad.Einsum({str(self.spec)!r})"
@@ -241,11 +251,15 @@ class Einsum:
         arrays, backend = _arrays(operands)
         if backend is not None:
             return self._run_in(backend, Mode.FORWARD, arrays, None)(*arrays)[0]
-        record, key = self._find(Mode.FORWARD, arrays, None, None)
-        if self.memory_limit is not None and record.slices:
-            return self._sliced(record, key, arrays, None)[0]
-        function = record.functions.get(key) or record.function(key)
-        return function(*arrays)[0]
+        call = self._call(Mode.FORWARD, arrays, None, None)
+        loaded = self._loaded.get(call)
+        if loaded is None:  # a first call, or one that runs in slices
+            key = ProgramKey._make(call)
+            record = self._signature_record(key.shapes)
+            if self.memory_limit is not None and record.slices:
+                return self._sliced(record, key, arrays, None)[0]
+            loaded = self._load(key, record)
+        return loaded.function(*arrays)[0]
 
     def vjp(self, cotangent, *operands, wrt=None):
         """Gradients of a scalar loss with respect to the operands, given ``G = dL/dY``.
@@ -267,15 +281,21 @@ class Einsum:
         if backend is not None:
             results = self._run_in(backend, Mode.VJP, arrays, indices, g)(g, *arrays)
         else:
-            record, key = self._find(Mode.VJP, arrays, indices, g)
-            if g.shape != record.output_shape:
-                raise EinsumSpecError(
-                    f"the cotangent has shape {g.shape} but the output of {str(self.spec)!r} has "
-                    f"shape {record.output_shape}")
-            if self.memory_limit is not None and record.slices:
-                results = self._sliced(record, key, arrays, g)
-            else:
-                results = (record.functions.get(key) or record.function(key))(g, *arrays)
+            call = self._call(Mode.VJP, arrays, indices, g)
+            loaded = self._loaded.get(call)
+            if loaded is not None:
+                if g.shape != loaded.record.output_shape:
+                    raise self._cotangent_error(g, loaded.record)
+                results = loaded.function(g, *arrays)
+            else:  # a first call, or one that runs in slices
+                key = ProgramKey._make(call)
+                record = self._signature_record(key.shapes)
+                if g.shape != record.output_shape:
+                    raise self._cotangent_error(g, record)
+                if self.memory_limit is not None and record.slices:
+                    results = self._sliced(record, key, arrays, g)
+                else:
+                    results = self._load(key, record).function(g, *arrays)
         return results[0] if single else results
 
     def value_and_pullback(self, *operands, wrt=None, recompute: bool = False):
@@ -289,7 +309,7 @@ class Einsum:
         """
         arrays, backend = _arrays(operands)
         indices, single = self._wrt(wrt)
-        sliced = backend is None and self.memory_limit is not None and self._records(
+        sliced = backend is None and self.memory_limit is not None and self._signature_record(
             tuple([a.shape for a in arrays])).slices
         if recompute or sliced:
             y = self(*arrays)
@@ -325,8 +345,8 @@ class Einsum:
         if backend is not None:
             raise EinsumSpecError(f"jacobian() takes numpy arrays, not {backend.name} arrays")
         k = derive.check_wrt(self.spec, wrt)
-        record, key = self._find(Mode.JACOBIAN, arrays, (k,), None)
-        shapes = key.shapes
+        key = ProgramKey._make(self._call(Mode.JACOBIAN, arrays, (k,), None))
+        record, shapes = self._signature_record(key.shapes), key.shapes
         count = math.prod(record.output_shape) * math.prod(shapes[k])
         if count > JACOBIAN_LIMIT:
             raise EinsumSpecError(
@@ -337,7 +357,7 @@ class Einsum:
         others = arrays[:k] + arrays[k + 1:]
         if not others:  # the Jacobian spec of a one-operand forward reads the scalar 1
             others = (np.ones((), dtype=arrays[0].dtype),)
-        result = record.function(key)(*others)[0]
+        result = self._load(key, record).function(*others)[0]
         return result if result.flags.writeable else np.array(result)
 
     # -- inspection ----------------------------------------------------------------------
@@ -358,7 +378,7 @@ class Einsum:
             raise EinsumSpecError(f"backend must be one of {', '.join(codegen.DIALECTS)}, got {backend!r}")
         dialect = codegen.DIALECTS[backend]
         shapes, dtypes = self._signature(shapes, None, "source")
-        record = self._records(shapes)
+        record = self._signature_record(shapes)
         header = f"# einsgrad: {self.spec}  shapes {', '.join(map(str, shapes))}\n"
         sources = [record.source(key) for key in self._keys(record, shapes, dtypes, dialect)]
         return f"{dialect.helpers}\n\n{header}" + "\n\n".join(sources)
@@ -376,13 +396,13 @@ class Einsum:
                 dtypes of the last call, for its shapes).
         """
         shapes, dtypes = self._signature(shapes, dtypes, "module")
-        record = self._records(shapes)
+        record = self._signature_record(shapes)
         functions = [record.source(key, "_") for key in self._keys(record, shapes, dtypes, codegen.NUMPY)]
         return codegen.module(str(self.spec), shapes, dtypes, record.output_shape, functions)
 
     def costs(self, *shapes) -> Costs:
         """FLOPs and memory of forward and backward for these shapes (see :class:`Costs`)."""
-        record = self._records(self._shapes(shapes, "costs"))
+        record = self._signature_record(self._shapes(shapes, "costs"))
         return Costs.of(record.plans_of_every_operand(), record.slices)
 
     def plan(self, *shapes) -> PlanReport:
@@ -394,7 +414,7 @@ class Einsum:
         ...
         """
         shapes = self._shapes(shapes, "plan")
-        record = self._records(shapes)
+        record = self._signature_record(shapes)
         return PlanReport.of(str(self.spec), shapes, str(record.bound.spec),
                              record.plans_of_every_operand(), record.slices)
 
@@ -405,15 +425,33 @@ class Einsum:
         bound = bind(self.spec, shapes, dict(self.sizes))
         return SignatureRecord(self.spec, bound, self.optimize, self.memory_limit)
 
-    def _find(self, mode: Mode, arrays, wrt, cotangent) -> tuple[SignatureRecord, ProgramKey]:
-        """The record of the numpy operands' shape signature and the key of ``mode``'s
-        function for them; remembered as the last call's, for :meth:`source`."""
-        shapes = tuple([a.shape for a in arrays])
-        key = ProgramKey(mode, shapes, tuple([a.dtype for a in arrays]), wrt,
-                         None if cotangent is None else cotangent.dtype, codegen.NUMPY)
+    def _signature_record(self, shapes: tuple[tuple[int, ...], ...]) -> SignatureRecord:
+        """The cached record of a shape signature. When it is new (and may have pushed an old
+        one out), the index of loaded functions starts afresh: it never keeps an evicted
+        signature's code alive."""
+        misses = self._records.cache_info().misses
         record = self._records(shapes)
-        self._last = key
-        return record, key
+        if self._records.cache_info().misses != misses:
+            self._loaded.clear()
+        return record
+
+    def _call(self, mode: Mode, arrays, wrt, cotangent) -> tuple:
+        """The fields of the :class:`ProgramKey` of ``mode``'s function for these numpy arrays,
+        in order, remembered as the last call's (for :meth:`source`). A plain tuple hashes and
+        compares equal to the ProgramKey it spells, so it finds the loaded function, and is
+        cheaper to build on every call; ``ProgramKey._make`` names its fields where needed."""
+        self._last = call = (mode, tuple([a.shape for a in arrays]), tuple([a.dtype for a in arrays]),
+                             wrt, None if cotangent is None else cotangent.dtype, codegen.NUMPY, ())
+        return call
+
+    def _cotangent_error(self, g, record: SignatureRecord) -> EinsumSpecError:
+        return EinsumSpecError(f"the cotangent has shape {g.shape} but the output of {str(self.spec)!r} "
+                               f"has shape {record.output_shape}")
+
+    def _load(self, key: ProgramKey, record: SignatureRecord) -> Loaded:
+        """``key``'s function from ``record`` (made on first use), indexed for later calls."""
+        loaded = self._loaded[key] = Loaded(record, record.function(key))
+        return loaded
 
     def _wrt(self, wrt) -> tuple[tuple[int, ...], bool]:
         """``wrt`` as operand indices, and whether one array (not a tuple) is returned."""
@@ -430,7 +468,7 @@ class Einsum:
 
     def _signature(self, shapes, dtypes, caller: str):
         """Shapes and dtypes to show code for: given, else compile-time, else the last call's."""
-        last = self._last
+        last = None if self._last is None else ProgramKey._make(self._last)
         if shapes:
             shapes = _check_shapes(shapes, len(self.spec.inputs))
         else:
@@ -492,14 +530,19 @@ class Einsum:
         signature's). Where the library does not promote mixed dtypes, arguments are cast to
         the common one first (the results are then cast back to their operands' dtypes)."""
         if backend is None:
-            found, key = self._find(mode, arrays, wrt, cotangent)
-            record = record or found
-            return record.functions.get(key) or record.function(key)
+            call = self._call(mode, arrays, wrt, cotangent)
+            loaded = self._loaded.get(call)
+            if loaded is not None and (record is None or loaded.record is record):
+                return loaded.function
+            key = ProgramKey._make(call)
+            if record is None:
+                return self._load(key, self._signature_record(key.shapes)).function
+            return record.function(key)  # a record pushed out of the cache since: not indexed
         # int(): torch.compile's symbolic sizes become concrete ones (a guard); plans are per shape
         shapes = tuple([tuple(map(int, a.shape)) for a in arrays])
         dtypes = tuple([backend.dtype(a) for a in arrays])
         cotangent_dtype = None if cotangent is None else backend.dtype(cotangent)
-        record = record or self._records(shapes)
+        record = record or self._signature_record(shapes)
         if mode is Mode.VJP and tuple(map(int, cotangent.shape)) != record.output_shape:
             raise EinsumSpecError(
                 f"the cotangent has shape {tuple(cotangent.shape)} but the output of "
@@ -516,8 +559,17 @@ class Einsum:
         """The forward value, what the pullback of the operands ``wrt`` reads, and the
         function ``finish(cotangent, arrays, saved)`` giving the gradients: both from one
         record, so that the pullback reads what this forward saved."""
-        record = self._records(tuple([tuple(map(int, a.shape)) for a in arrays]))
-        y, *saved = self._run_in(backend, Mode.SAVING, arrays, wrt, None, record)(*arrays)
+        if backend is None:
+            call = self._call(Mode.SAVING, arrays, wrt, None)
+            loaded = self._loaded.get(call)
+            if loaded is None:
+                key = ProgramKey._make(call)
+                loaded = self._load(key, self._signature_record(key.shapes))
+            record, function = loaded
+        else:
+            record = self._signature_record(tuple([tuple(map(int, a.shape)) for a in arrays]))
+            function = self._run_in(backend, Mode.SAVING, arrays, wrt, None, record)
+        y, *saved = function(*arrays)
         shape = tuple(y.shape)
 
         def finish(cotangent, arrays, saved):

@@ -439,3 +439,16 @@ def test_ellipsis_only_in_the_output_still_binds():
     """sizes['...'] with the ellipsis only in the output: the record binds it once."""
     lin = einsgrad.compile("i->...i", sizes={ELL: (2,)})
     np.testing.assert_array_equal(lin(np.arange(3.0)), np.broadcast_to(np.arange(3.0), (2, 3)))
+
+
+def test_loaded_functions_never_outlive_the_cache():
+    """The calls' index of loaded functions holds only the cached signatures' code."""
+    lin = einsgrad.compile("ik,kj->ij", cache_size=2)
+    for n in range(1, 9):
+        X, W = np.ones((n, 3)), np.ones((3, 2))
+        lin.vjp(np.ones((n, 2)), X, W)
+        _, pullback = lin.value_and_pullback(X, W)
+        pullback(np.ones((n, 2)))
+        np.testing.assert_array_equal(lin(X, W), X @ W)
+        cached = {loaded.record for loaded in lin._loaded.values()}
+        assert len(cached) <= 2 and len(lin._loaded) <= 2 * 4
