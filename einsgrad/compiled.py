@@ -326,6 +326,33 @@ class Einsum:
 
         return y, pullback
 
+    def forward_saving(self, *operands, wrt=None) -> tuple[object, tuple]:
+        """The forward value and what the pullback of the operands ``wrt`` reads, as arrays:
+        the two halves of :meth:`value_and_pullback` for frameworks that keep residuals
+        themselves (``jax.custom_vjp``). Hand both to :meth:`pullback`. Unlike
+        :meth:`value_and_pullback`, it never runs in slices (``memory_limit`` bounds the path).
+
+        >>> lin = Einsum("ik,jk->ij")
+        >>> X, W = np.ones((2, 3)), np.ones((4, 3))
+        >>> y, saved = lin.forward_saving(X, W)
+        >>> [g.shape for g in lin.pullback(np.ones((2, 4)), (X, W), saved)]
+        [(2, 3), (4, 3)]
+        """
+        arrays, backend = _arrays(operands)
+        y, saved, _ = self._forward_saving(arrays, self._wrt(wrt)[0], backend)
+        return y, saved
+
+    def pullback(self, cotangent, operands, saved, *, wrt=None):
+        """The gradients of the operands ``wrt`` from the cotangent and what
+        :meth:`forward_saving` kept for the same operands and ``wrt``; as :meth:`vjp`, an int
+        ``wrt`` returns one array."""
+        arrays, backend = _arrays(tuple(operands))
+        indices, single = self._wrt(wrt)
+        record = self._signature_record(tuple([tuple(map(int, a.shape)) for a in arrays]))
+        g = self._cotangent(cotangent, arrays, backend, record.output_shape)
+        results = self._run_in(backend, Mode.PULLBACK, arrays, indices, g, record)(g, *saved)
+        return results[0] if single else results
+
     def jacobian(self, *operands, wrt: int) -> np.ndarray:
         """The full Jacobian ``∂Y/∂X_wrt`` as an array of shape ``Y.shape + X_wrt.shape``.
 
@@ -577,17 +604,6 @@ class Einsum:
             return self._run_in(backend, Mode.PULLBACK, arrays, wrt, g, record)(g, *saved)
 
         return y, tuple(saved), finish
-
-    def _save(self, arrays, wrt, backend=None) -> tuple[object, tuple]:
-        """The forward value and what the pullback of the operands ``wrt`` reads."""
-        y, saved, _ = self._forward_saving(arrays, wrt, backend)
-        return y, saved
-
-    def _pull(self, cotangent, arrays, saved, wrt, backend, shape) -> tuple:
-        """The gradients of the operands ``wrt`` from the cotangent and what ``_save`` kept;
-        ``shape`` is the output's."""
-        g = self._cotangent(cotangent, arrays, backend, shape)
-        return self._run_in(backend, Mode.PULLBACK, arrays, wrt, g)(g, *saved)
 
     def _cotangent(self, cotangent, arrays, backend, shape):
         """The cotangent as an array of the forward's library, checked against its shape."""

@@ -21,7 +21,6 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from . import backends
 from .compiled import Einsum, as_einsum
 from .errors import EinsumSpecError
 
@@ -53,14 +52,13 @@ def _einsum(compiled: Einsum, *arrays):
 
 
 def _forward(compiled: Einsum, *arrays):
-    y, saved = compiled._save(arrays, tuple(range(len(arrays))), backends.get("jax"))
+    y, saved = compiled.forward_saving(*arrays)
     return y, (arrays, saved)
 
 
 def _backward(compiled: Einsum, residuals, g):
     arrays, saved = residuals
-    every = tuple(range(len(arrays)))
-    return tuple(compiled._pull(g, arrays, saved, every, backends.get("jax"), tuple(g.shape)))
+    return tuple(compiled.pullback(g, arrays, saved))
 
 
 _einsum.defvjp(_forward, _backward)

@@ -452,3 +452,17 @@ def test_loaded_functions_never_outlive_the_cache():
         np.testing.assert_array_equal(lin(X, W), X @ W)
         cached = {loaded.record for loaded in lin._loaded.values()}
         assert len(cached) <= 2 and len(lin._loaded) <= 2 * 4
+
+
+def test_forward_saving_and_pullback_are_the_two_halves():
+    """The public pair the jax glue uses: numpy's value and the hand-derived gradients."""
+    ops = ring_operands(3, seed=2)
+    lin = einsgrad.compile(RING)
+    y, saved = lin.forward_saving(*ops)
+    np.testing.assert_allclose(y, np.einsum(RING, *ops), rtol=1e-12)
+    for got, expected in zip(lin.pullback(np.ones(()), ops, saved), ring_gradients(*ops)):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    y, saved = lin.forward_saving(*ops, wrt=2)
+    np.testing.assert_allclose(lin.pullback(np.ones(()), ops, saved, wrt=2), ring_gradients(*ops)[2], rtol=1e-12)
+    with pytest.raises(EinsumSpecError, match=r"the cotangent has shape \(2,\) but the output has \(\)"):
+        lin.pullback(np.ones(2), ops, saved, wrt=2)
