@@ -66,18 +66,28 @@ def get(name: str) -> Backend:
     return _LOADERS[name]()
 
 
-def prepare(values, backend: Backend) -> tuple:
-    """``values`` as arrays of ``backend``: numpy values converted, like the first of its own."""
+def prepare(values, backend: Backend, names) -> tuple:
+    """``values`` as arrays of ``backend``: numpy values converted, like the first of its own;
+    ``names`` name the values in messages (``"operand 2"``)."""
     like = next(v for v in values if infer((v,)) == backend.name)
-    return tuple(v if infer((v,)) == backend.name else backend.convert(v, like) for v in values)
+    return tuple(v if infer((v,)) == backend.name else backend.convert(as_numpy(v, name), like)
+                 for v, name in zip(values, names))
+
+
+def as_numpy(value, name: str) -> np.ndarray:
+    """A value that is not another library's array as a numpy array; what numpy cannot read
+    as one (a ragged list) is refused, naming the value."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as error:
+        raise EinsumSpecError(f"{name} cannot be read as an array: {error}") from None
 
 
 def _typename(value) -> str:
     return f"{type(value).__module__}.{type(value).__qualname__}"
 
 
-def _numeric(value) -> np.ndarray:
-    array = np.asarray(value)
+def _numeric(array: np.ndarray) -> np.ndarray:
     if array.dtype.kind not in "biufc":
         raise EinsumSpecError(f"an operand has dtype {array.dtype}, which is not numeric")
     return array

@@ -84,9 +84,12 @@ def _place(z, shape, axes):
 '''
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Dialect:
     """How one array library spells the primitives a plan is lowered to.
+
+    Each dialect is one module constant, compared and hashed by identity (it is part of the
+    key of every generated function, looked up on each call).
 
     Attributes:
         name: the backend's name (``numpy``, ``torch``, ``jax``, ``dask``).

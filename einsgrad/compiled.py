@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 import itertools
 import math
+import sys
+import threading
 from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -13,14 +16,168 @@ from . import backends, codegen, derive, plan
 from .errors import EinsumSpecError
 from .report import Costs, PlanReport, Plans
 from .shapes import BoundSpec, bind
-from .spec import Spec, normalize_sizes, parse
+from .spec import SIZE_LIMIT, Spec, normalize_sizes, parse
 
 
-class Program(NamedTuple):
-    """Generated code for one mode and signature, and the function it defines."""
+class Mode(enum.Enum):
+    """The generated functions of a shape signature."""
 
-    source: str
+    FORWARD = "forward"
+    VJP = "vjp"
+    SAVING = "forward_saving"
+    PULLBACK = "pullback"
+    JACOBIAN = "jacobian"
+
+    __hash__ = object.__hash__  # members are singletons; a key is hashed on every call
+
+
+class ProgramKey(NamedTuple):
+    """What one generated function is compiled for.
+
+    Attributes:
+        mode: which function.
+        shapes: the operands' shapes (the shape signature that caches it).
+        dtypes: the operands' dtypes.
+        wrt: the operands differentiated (the Jacobian's one operand); None for the forward.
+        cotangent: the cotangent's dtype (vjp and pullback), else None.
+        dialect: the array library the code is written for.
+        chunk: sizes of the sliced labels, for one chunk of a sliced run (``memory_limit``).
+    """
+
+    mode: Mode
+    shapes: tuple[tuple[int, ...], ...]
+    dtypes: tuple[np.dtype, ...]
+    wrt: tuple[int, ...] | None
+    cotangent: np.dtype | None
+    dialect: codegen.Dialect
+    chunk: tuple[tuple[str, int], ...] = ()
+
+
+class Loaded(NamedTuple):
+    """A loaded function and the record it belongs to (its signature's bound spec, tree)."""
+
+    record: "SignatureRecord"
     function: Callable
+
+
+class PlanKey(NamedTuple):
+    """One plan of a shape signature: the mode, the operands differentiated, the chunk."""
+
+    mode: Mode
+    wrt: tuple[int, ...] | None
+    chunk: tuple[tuple[str, int], ...] = ()
+
+
+class SignatureRecord:
+    """Everything one shape signature compiles, each part made once, when first needed.
+
+    The bound spec and the forward tree (the one question asked of the path optimizer) are
+    made at once; the plans (every mode, each ``wrt``, each chunk of a sliced run), the
+    slices, and the generated source and function of each :class:`ProgramKey` are made from
+    them lazily and kept. Holding one record, a forward and its pullback cannot disagree
+    about the tree, whatever the optimizer answers another time.
+    """
+
+    def __init__(self, spec: Spec, bound: BoundSpec, optimize, memory_limit):
+        self.spec, self.bound = spec, bound
+        self.output_shape = bound.output_shape
+        self.tree = plan.forward_path(bound, optimize, memory_limit)
+        self.optimize = plan.auxiliary(optimize)
+        self.memory_limit = memory_limit
+        self.plans: dict[PlanKey, plan.Plan] = {}
+        self.sources: dict[ProgramKey, tuple[str, str]] = {}  # (source, function name)
+        self.functions: dict[ProgramKey, Callable] = {}
+        self.lock = threading.RLock()
+        self._slices: tuple[tuple[str, int], ...] | None = None
+
+    def plan(self, key: PlanKey) -> plan.Plan:
+        """The plan of ``key``, made on first use (the saving forward with its pullback)."""
+        found = self.plans.get(key)
+        if found is not None:
+            return found
+        with self.lock:
+            if key not in self.plans:
+                bound = plan.resized(self.bound, key.chunk) if key.chunk else self.bound
+                if key.mode is Mode.FORWARD:
+                    self.plans[key] = plan.forward_plan(bound, self.tree)
+                elif key.mode is Mode.VJP:
+                    self.plans[key] = plan.vjp_plan(bound, key.wrt, self.tree, self.optimize,
+                                                    self.memory_limit)
+                elif key.mode is Mode.JACOBIAN:
+                    jacobian = BoundSpec(derive.jacobian(bound.spec, key.wrt[0]), bound.sizes)
+                    self.plans[key] = plan.forward_plan(jacobian, plan.forward_path(jacobian, self.optimize))
+                else:
+                    saving, pullback = plan.pullback_plans(bound, key.wrt, self.tree)
+                    self.plans[key._replace(mode=Mode.SAVING)] = saving
+                    self.plans[key._replace(mode=Mode.PULLBACK)] = pullback
+            return self.plans[key]
+
+    @property
+    def slices(self) -> tuple[tuple[str, int], ...]:
+        """Labels sliced, with their chunk sizes, to honour ``memory_limit`` (none without)."""
+        if self._slices is None:
+            self._slices = () if self.memory_limit is None else plan.slicing(
+                self.bound, self.memory_limit, self.tree, self.optimize)
+        return self._slices
+
+    def plans_of_every_operand(self) -> Plans:
+        """The plans :meth:`Einsum.costs` and :meth:`Einsum.plan` report (every operand wanted)."""
+        every = tuple(range(len(self.bound.spec.inputs)))
+        separate = sum(self.plan(PlanKey(Mode.VJP, (k,))).flops for k in every)
+        return Plans(self.plan(PlanKey(Mode.FORWARD, None)), self.plan(PlanKey(Mode.VJP, every)),
+                     self.plan(PlanKey(Mode.SAVING, every)), self.plan(PlanKey(Mode.PULLBACK, every)),
+                     separate)
+
+    def source(self, key: ProgramKey, prefix: str = "") -> str:
+        """The generated text of ``key``'s function (its name after ``prefix``); rendering only,
+        so that showing code for a library never needs that library."""
+        if prefix:
+            program, name, finish = self.compose(key)
+            return codegen.render(program, prefix + name, finish, key.dialect)
+        return self._rendered(key)[0]
+
+    def _rendered(self, key: ProgramKey) -> tuple[str, str]:
+        """The source of ``key``'s function and the function's name, rendered once."""
+        found = self.sources.get(key)
+        if found is None:
+            with self.lock:
+                found = self.sources.get(key)
+                if found is None:
+                    program, name, finish = self.compose(key)
+                    found = self.sources[key] = (codegen.render(program, name, finish, key.dialect), name)
+        return found
+
+    def function(self, key: ProgramKey) -> Callable:
+        """The function ``key`` runs, loaded from its source on first use, after checking that
+        every value it makes can exist on this host."""
+        found = self.functions.get(key)
+        if found is not None:
+            return found
+        with self.lock:
+            if key not in self.functions:
+                source, name = self._rendered(key)
+                itemsize = np.result_type(*key.dtypes, *[key.cotangent] * (key.cotangent is not None)).itemsize
+                plan.check_fits(self.plan(PlanKey(key.mode, key.wrt, key.chunk)), itemsize,
+                                f"the {key.mode.value} of {str(self.spec)!r}")
+                self.functions[key] = codegen.load(source, key.dialect)[name]
+            return self.functions[key]
+
+    def compose(self, key: ProgramKey) -> tuple[plan.Plan, str, dict]:
+        """The plan of a program key, the name of its function, and how it finishes results."""
+        mode, dtypes, wrt = key.mode, key.dtypes, key.wrt
+        _check_dtypes(mode, dtypes, key.cotangent)
+        bound = plan.resized(self.bound, key.chunk) if key.chunk else self.bound
+        program = self.plan(PlanKey(mode, wrt, key.chunk))
+        if mode is Mode.FORWARD:
+            out = np.result_type(*dtypes)
+            return program, "forward", {"y": (_needs_copy(program, "y", bound.output_shape),
+                                              None if out.kind in "fc" else out)}
+        if mode is Mode.SAVING:
+            return program, "forward_saving", {"y": (_needs_copy(program, "y", bound.output_shape), None)}
+        if mode is Mode.JACOBIAN:
+            shape = bound.output_shape + bound.input_shapes[wrt[0]]
+            return program, "jacobian", _jacobian_finish(program, wrt[0], dtypes, shape)
+        return program, mode.value, _finish(program, bound, wrt, key.cotangent, dtypes)
 
 
 JACOBIAN_LIMIT = 2**24  # elements: Einsum.jacobian is for small cases
@@ -35,9 +192,16 @@ class Einsum:
         shapes: optional operand shapes, to validate and plan ahead of the first call.
         sizes: sizes of labels that only the output has (broadcasts).
         optimize: an opt_einsum path optimizer name (``"auto"``, ``"greedy"``, ``"optimal"``,
-            ``"dp"``, ...) or a ``PathOptimizer`` instance.
+            ``"dp"``, ...), a ``PathOptimizer`` instance (cotengra's too) or a function
+            ``(inputs, output, size_dict, memory_limit) -> path``. It is asked once per shape
+            signature, for the forward tree that every mode is built from; an instance is
+            deep-copied for that search. Other contractions (one direct contraction per
+            gradient, the per-operand baseline of :meth:`costs`, the Jacobian) use a name as
+            given, and opt_einsum's ``"auto"`` in place of an instance.
         memory_limit: the largest intermediate, in elements, the path may create.
-        cache_size: how many shape signatures to keep compiled code for (at least 1).
+        cache_size: how many shape signatures to keep compiled code for (at least 1), every
+            mode, dtype and dialect of a signature included; sizes past ``sys.maxsize`` are
+            clamped to it (unbounded in practice).
 
     Example:
         >>> lin = Einsum("ik,jk->ij")
@@ -56,14 +220,17 @@ class Einsum:
         self.memory_limit = memory_limit
         if not _is_count(cache_size, 1):
             raise EinsumSpecError(f"cache_size must be a positive integer, got {cache_size!r}")
-        self._program = functools.lru_cache(maxsize=cache_size)(self._build)
-        self._bound = functools.lru_cache(maxsize=cache_size)(self._bind)
-        self._slicing = functools.lru_cache(maxsize=cache_size)(self._slice_plan)
-        self._latest = None  # the signature last compiled, for source()
+        # One record per shape signature holds every mode's plans and code; a size beyond
+        # what lru_cache counts (sys.maxsize) is as good as unbounded, so it is clamped.
+        self._records = functools.lru_cache(maxsize=min(int(cache_size), sys.maxsize))(self._record)
+        # The calls' index of the cached records' loaded functions: one lookup per call. It
+        # starts afresh whenever a signature enters the cache (and may push one out).
+        self._loaded: dict[ProgramKey, Loaded] = {}
+        self._last: tuple | None = None  # the last call's ProgramKey fields, for source()
         self._every = tuple(range(len(self.spec.inputs)))
         self.shapes = None if shapes is None else _check_shapes(shapes, len(self.spec.inputs))
         if self.shapes is not None:
-            self._bound(self.shapes)
+            self._signature_record(self.shapes)
 
     def __repr__(self) -> str:
         return f"einsgrad.Einsum({str(self.spec)!r})"
@@ -83,10 +250,16 @@ class Einsum:
         """
         arrays, backend = _arrays(operands)
         if backend is not None:
-            return self._run_in(backend, "forward", arrays, None)(*arrays)[0]
-        if self.memory_limit is not None and self._cuts(arrays):
-            return self._sliced(arrays, None, None)[0]
-        return self._run("forward", arrays, None)(*arrays)[0]
+            return self._run_in(backend, Mode.FORWARD, arrays, None)(*arrays)[0]
+        call = self._call(Mode.FORWARD, arrays, None, None)
+        loaded = self._loaded.get(call)
+        if loaded is None:  # a first call, or one that runs in slices
+            key = ProgramKey._make(call)
+            record = self._signature_record(key.shapes)
+            if self.memory_limit is not None and record.slices:
+                return self._sliced(record, key, arrays, None)[0]
+            loaded = self._load(key, record)
+        return loaded.function(*arrays)[0]
 
     def vjp(self, cotangent, *operands, wrt=None):
         """Gradients of a scalar loss with respect to the operands, given ``G = dL/dY``.
@@ -102,15 +275,27 @@ class Einsum:
         torch, jax and dask arrays give arrays of their library; ``memory_limit`` then bounds
         the path's intermediates but does not slice.
         """
-        arrays, backend = _arrays((cotangent, *operands))
+        arrays, backend = _arrays((cotangent, *operands), cotangent=True)
         g, arrays = arrays[0], arrays[1:]
         indices, single = self._wrt(wrt)
         if backend is not None:
-            results = self._run_in(backend, "vjp", (g,) + arrays, indices)(g, *arrays)
-        elif self.memory_limit is not None and self._cuts(arrays):
-            results = self._sliced(arrays, g, indices)
+            results = self._run_in(backend, Mode.VJP, arrays, indices, g)(g, *arrays)
         else:
-            results = self._run("vjp", (g,) + arrays, indices)(g, *arrays)
+            call = self._call(Mode.VJP, arrays, indices, g)
+            loaded = self._loaded.get(call)
+            if loaded is not None:
+                if g.shape != loaded.record.output_shape:
+                    raise self._cotangent_error(g, loaded.record)
+                results = loaded.function(g, *arrays)
+            else:  # a first call, or one that runs in slices
+                key = ProgramKey._make(call)
+                record = self._signature_record(key.shapes)
+                if g.shape != record.output_shape:
+                    raise self._cotangent_error(g, record)
+                if self.memory_limit is not None and record.slices:
+                    results = self._sliced(record, key, arrays, g)
+                else:
+                    results = self._load(key, record).function(g, *arrays)
         return results[0] if single else results
 
     def value_and_pullback(self, *operands, wrt=None, recompute: bool = False):
@@ -124,21 +309,49 @@ class Einsum:
         """
         arrays, backend = _arrays(operands)
         indices, single = self._wrt(wrt)
-        if recompute or backend is None and self.memory_limit is not None and self._cuts(arrays):
+        sliced = backend is None and self.memory_limit is not None and self._signature_record(
+            tuple([a.shape for a in arrays])).slices
+        if recompute or sliced:
             y = self(*arrays)
 
             def pullback(cotangent):
                 return self.vjp(cotangent, *arrays, wrt=indices[0] if single else indices)
 
             return y, pullback
-        y, saved = self._save(arrays, indices, backend)
-        shape = tuple(y.shape)
+        y, saved, finish = self._forward_saving(arrays, indices, backend)
 
         def pullback(cotangent):
-            results = self._pull(cotangent, arrays, saved, indices, backend, shape)
+            results = finish(cotangent, arrays, saved)
             return results[0] if single else results
 
         return y, pullback
+
+    def forward_saving(self, *operands, wrt=None) -> tuple[object, tuple]:
+        """The forward value and what the pullback of the operands ``wrt`` reads, as arrays:
+        the two halves of :meth:`value_and_pullback` for frameworks that keep residuals
+        themselves (``jax.custom_vjp``). Hand both to :meth:`pullback`. Unlike
+        :meth:`value_and_pullback`, it never runs in slices (``memory_limit`` bounds the path).
+
+        >>> lin = Einsum("ik,jk->ij")
+        >>> X, W = np.ones((2, 3)), np.ones((4, 3))
+        >>> y, saved = lin.forward_saving(X, W)
+        >>> [g.shape for g in lin.pullback(np.ones((2, 4)), (X, W), saved)]
+        [(2, 3), (4, 3)]
+        """
+        arrays, backend = _arrays(operands)
+        y, saved, _ = self._forward_saving(arrays, self._wrt(wrt)[0], backend)
+        return y, saved
+
+    def pullback(self, cotangent, operands, saved, *, wrt=None):
+        """The gradients of the operands ``wrt`` from the cotangent and what
+        :meth:`forward_saving` kept for the same operands and ``wrt``; as :meth:`vjp`, an int
+        ``wrt`` returns one array."""
+        arrays, backend = _arrays(tuple(operands))
+        indices, single = self._wrt(wrt)
+        record = self._signature_record(tuple([tuple(map(int, a.shape)) for a in arrays]))
+        g = self._cotangent(cotangent, arrays, backend, record.output_shape)
+        results = self._run_in(backend, Mode.PULLBACK, arrays, indices, g, record)(g, *saved)
+        return results[0] if single else results
 
     def jacobian(self, *operands, wrt: int) -> np.ndarray:
         """The full Jacobian ``∂Y/∂X_wrt`` as an array of shape ``Y.shape + X_wrt.shape``.
@@ -159,20 +372,19 @@ class Einsum:
         if backend is not None:
             raise EinsumSpecError(f"jacobian() takes numpy arrays, not {backend.name} arrays")
         k = derive.check_wrt(self.spec, wrt)
-        shapes = tuple(a.shape for a in arrays)
-        bound = self._bound(shapes)
-        count = math.prod(bound.output_shape) * math.prod(shapes[k])
+        key = ProgramKey._make(self._call(Mode.JACOBIAN, arrays, (k,), None))
+        record, shapes = self._signature_record(key.shapes), key.shapes
+        count = math.prod(record.output_shape) * math.prod(shapes[k])
         if count > JACOBIAN_LIMIT:
             raise EinsumSpecError(
                 f"the Jacobian of {str(self.spec)!r} with respect to operand {k} would hold "
-                f"{count:,} elements (output {bound.output_shape} x operand {shapes[k]}), more "
+                f"{count:,} elements (output {record.output_shape} x operand {shapes[k]}), more "
                 f"than the {JACOBIAN_LIMIT:,} that jacobian() materializes; use vjp (the "
                 f"Jacobian times a cotangent) or jacobian_spec (its symbolic form)")
         others = arrays[:k] + arrays[k + 1:]
         if not others:  # the Jacobian spec of a one-operand forward reads the scalar 1
             others = (np.ones((), dtype=arrays[0].dtype),)
-        function = self._program(("jacobian", shapes, tuple(a.dtype for a in arrays), (k,))).function
-        result = function(*others)[0]
+        result = self._load(key, record).function(*others)[0]
         return result if result.flags.writeable else np.array(result)
 
     # -- inspection ----------------------------------------------------------------------
@@ -186,17 +398,16 @@ class Einsum:
         returns the output and what the backward reads, and ``pullback(g, *saved)``.
         Shapes come from the arguments, else from ``compile(..., shapes=)``, else from the
         last call (whose dtypes are used too; float64 otherwise). ``backend`` names the dialect:
-        ``"numpy"``, ``"torch"``, ``"jax"`` or ``"dask"`` (the code those arrays run).
+        ``"numpy"``, ``"torch"``, ``"jax"`` or ``"dask"`` (the code those arrays run). Showing
+        the code only writes text: it needs none of those libraries.
         """
         if backend not in codegen.DIALECTS:
             raise EinsumSpecError(f"backend must be one of {', '.join(codegen.DIALECTS)}, got {backend!r}")
         dialect = codegen.DIALECTS[backend]
         shapes, dtypes = self._signature(shapes, None, "source")
+        record = self._signature_record(shapes)
         header = f"# einsgrad: {self.spec}  shapes {', '.join(map(str, shapes))}\n"
-        keys = self._keys(shapes, dtypes)
-        if dialect is not codegen.NUMPY:
-            keys = tuple((dialect, key) for key in keys)
-        sources = [program.source for program in map(self._program, keys)]
+        sources = [record.source(key) for key in self._keys(record, shapes, dtypes, dialect)]
         return f"{dialect.helpers}\n\n{header}" + "\n\n".join(sources)
 
     def module(self, *shapes, dtypes=None) -> str:
@@ -212,17 +423,14 @@ class Einsum:
                 dtypes of the last call, for its shapes).
         """
         shapes, dtypes = self._signature(shapes, dtypes, "module")
-        functions = []
-        for key in self._keys(shapes, dtypes):
-            program, name, finish = self._compose(key)
-            functions.append(codegen.render(program, "_" + name, finish))
-        bound = self._bound(shapes)
-        return codegen.module(str(self.spec), shapes, dtypes, bound.output_shape, functions)
+        record = self._signature_record(shapes)
+        functions = [record.source(key, "_") for key in self._keys(record, shapes, dtypes, codegen.NUMPY)]
+        return codegen.module(str(self.spec), shapes, dtypes, record.output_shape, functions)
 
     def costs(self, *shapes) -> Costs:
         """FLOPs and memory of forward and backward for these shapes (see :class:`Costs`)."""
-        shapes = self._shapes(shapes, "costs")
-        return Costs.of(self._plans(shapes), self._slices(shapes))
+        record = self._signature_record(self._shapes(shapes, "costs"))
+        return Costs.of(record.plans_of_every_operand(), record.slices)
 
     def plan(self, *shapes) -> PlanReport:
         """The contraction path and costs of the forward, the one-shot vjp, and the
@@ -233,11 +441,44 @@ class Einsum:
         ...
         """
         shapes = self._shapes(shapes, "plan")
-        bound = self._bound(shapes)
-        return PlanReport.of(str(self.spec), shapes, str(bound.spec), self._plans(shapes),
-                             self._slices(shapes))
+        record = self._signature_record(shapes)
+        return PlanReport.of(str(self.spec), shapes, str(record.bound.spec),
+                             record.plans_of_every_operand(), record.slices)
 
     # -- internals -----------------------------------------------------------------------
+
+    def _record(self, shapes: tuple[tuple[int, ...], ...]) -> SignatureRecord:
+        """A new record for one shape signature (cached by ``_records``; no side effects)."""
+        bound = bind(self.spec, shapes, dict(self.sizes))
+        return SignatureRecord(self.spec, bound, self.optimize, self.memory_limit)
+
+    def _signature_record(self, shapes: tuple[tuple[int, ...], ...]) -> SignatureRecord:
+        """The cached record of a shape signature. When it is new (and may have pushed an old
+        one out), the index of loaded functions starts afresh: it never keeps an evicted
+        signature's code alive."""
+        misses = self._records.cache_info().misses
+        record = self._records(shapes)
+        if self._records.cache_info().misses != misses:
+            self._loaded.clear()
+        return record
+
+    def _call(self, mode: Mode, arrays, wrt, cotangent) -> tuple:
+        """The fields of the :class:`ProgramKey` of ``mode``'s function for these numpy arrays,
+        in order, remembered as the last call's (for :meth:`source`). A plain tuple hashes and
+        compares equal to the ProgramKey it spells, so it finds the loaded function, and is
+        cheaper to build on every call; ``ProgramKey._make`` names its fields where needed."""
+        self._last = call = (mode, tuple([a.shape for a in arrays]), tuple([a.dtype for a in arrays]),
+                             wrt, None if cotangent is None else cotangent.dtype, codegen.NUMPY, ())
+        return call
+
+    def _cotangent_error(self, g, record: SignatureRecord) -> EinsumSpecError:
+        return EinsumSpecError(f"the cotangent has shape {g.shape} but the output of {str(self.spec)!r} "
+                               f"has shape {record.output_shape}")
+
+    def _load(self, key: ProgramKey, record: SignatureRecord) -> Loaded:
+        """``key``'s function from ``record`` (made on first use), indexed for later calls."""
+        loaded = self._loaded[key] = Loaded(record, record.function(key))
+        return loaded
 
     def _wrt(self, wrt) -> tuple[tuple[int, ...], bool]:
         """``wrt`` as operand indices, and whether one array (not a tuple) is returned."""
@@ -254,158 +495,129 @@ class Einsum:
 
     def _signature(self, shapes, dtypes, caller: str):
         """Shapes and dtypes to show code for: given, else compile-time, else the last call's."""
+        last = None if self._last is None else ProgramKey._make(self._last)
         if shapes:
             shapes = _check_shapes(shapes, len(self.spec.inputs))
         else:
-            shapes = self.shapes or (self._latest[0] if self._latest else None)
+            shapes = self.shapes or (last.shapes if last else None)
         if shapes is None:
             raise EinsumSpecError(f"{caller}() needs shapes: pass them, compile with shapes=, or call once")
         if dtypes is not None:
             dtypes = _check_dtype_list(dtypes, len(shapes))
-        elif self._latest and self._latest[0] == shapes:
-            dtypes = self._latest[1]
+        elif last and last.shapes == shapes:
+            dtypes = last.dtypes
         else:
             dtypes = (np.dtype(np.float64),) * len(shapes)
         return shapes, dtypes
 
-    def _keys(self, shapes, dtypes) -> tuple[tuple, ...]:
-        """Program keys of forward, vjp, forward_saving and pullback, every operand wanted."""
-        out = np.result_type(*dtypes)
-        return (("forward", shapes, dtypes, None),
-                ("vjp", (self._bound(shapes).output_shape,) + shapes, (out,) + dtypes, self._every),
-                ("forward-saving", shapes, dtypes, self._every),
-                ("pullback", shapes, dtypes, self._every, out))
+    def _keys(self, record: SignatureRecord, shapes, dtypes, dialect) -> tuple[ProgramKey, ...]:
+        """Keys of forward, vjp, forward_saving and pullback, every operand wanted."""
+        out, every = np.result_type(*dtypes), self._every
+        return (ProgramKey(Mode.FORWARD, shapes, dtypes, None, None, dialect),
+                ProgramKey(Mode.VJP, shapes, dtypes, every, out, dialect),
+                ProgramKey(Mode.SAVING, shapes, dtypes, every, None, dialect),
+                ProgramKey(Mode.PULLBACK, shapes, dtypes, every, out, dialect))
 
-    def _plans(self, shapes) -> Plans:
-        bound = self._bound(shapes)
-        every, opts = self._every, (self.optimize, self.memory_limit)
-        saving, pullback = plan.pullback_plans(bound, every, *opts)
-        separate = sum(plan.vjp_plan(bound, (k,), *opts).flops for k in every)
-        return Plans(plan.forward_plan(bound, *opts), plan.vjp_plan(bound, every, *opts),
-                     saving, pullback, separate)
-
-    def _slices(self, shapes) -> tuple[tuple[str, int], ...]:
-        return () if self.memory_limit is None else self._slicing(shapes)
-
-    def _cuts(self, arrays) -> tuple[tuple[str, int], ...]:
-        return self._slicing(tuple(a.shape for a in arrays))
-
-    def _slice_plan(self, shapes):
-        return plan.slicing(self._bound(shapes), self.memory_limit, self.optimize)
-
-    def _sliced(self, arrays, g, wrt) -> tuple:
+    def _sliced(self, record: SignatureRecord, key: ProgramKey, arrays, g) -> tuple:
         """The forward (``g`` None) or the vjp, chunk by chunk along the sliced labels.
 
-        Each chunk is the same contraction on slices of the operands, so it runs the code
-        compiled for the chunk's shapes; results along a sliced label are written by pieces,
-        and sums over it accumulate.
+        Each chunk is the same contraction, along the same tree, on slices of the operands:
+        it runs the code compiled for the chunk's label sizes (in this signature's record, the
+        bound labels kept: nothing is bound again). Results along a sliced label are written
+        by pieces, and sums over it accumulate.
         """
-        bound = self._bound(tuple(a.shape for a in arrays))
-        if g is not None and g.shape != bound.output_shape:
-            raise EinsumSpecError(f"the cotangent has shape {g.shape} but the output of "
-                                  f"{str(self.spec)!r} has shape {bound.output_shape}")
-        cuts = self._cuts(arrays)
+        bound, cuts = record.bound, record.slices
         size = bound.size_of
-        totals: list = [None] * (1 if g is None else len(wrt))
+        where = ([(bound.output_shape, bound.spec.output)] if g is None else
+                 [(bound.input_shapes[k], bound.spec.inputs[k]) for k in key.wrt])
+        if g is None:  # the gradients have their operands' shapes: they can exist
+            plan.check_fits_shape(bound.output_shape, np.result_type(*key.dtypes).itemsize,
+                                  f"the forward of {str(self.spec)!r}", "the output")
+        totals: list = [None] * len(where)
         for starts in itertools.product(*(range(0, size[l], c) for l, c in cuts)):
             window = {l: slice(i, i + c) for (l, c), i in zip(cuts, starts)}
+            chunk = tuple((l, min(c, size[l] - i)) for (l, c), i in zip(cuts, starts))
             take = lambda labels: tuple(window.get(l, slice(None)) for l in labels)  # noqa: E731
             parts = tuple(a[take(labels)] for a, labels in zip(arrays, bound.spec.inputs))
+            function = record.function(key._replace(chunk=chunk))
             if g is None:
-                results = self._run("forward", parts, None)(*parts)
-                where = [(bound.output_shape, bound.spec.output)]
+                results = function(*parts)
             else:
-                g_part = g[take(bound.spec.output)]
-                results = self._run("vjp", (g_part,) + parts, wrt)(g_part, *parts)
-                where = [(bound.input_shapes[k], bound.spec.inputs[k]) for k in wrt]
+                results = function(g[take(bound.spec.output)], *parts)
             for j, (result, (shape, labels)) in enumerate(zip(results, where)):
                 if totals[j] is None:
                     totals[j] = np.zeros(shape, dtype=result.dtype)
                 totals[j][take(labels)] += result
         return tuple(totals)
 
-    def _bind(self, shapes):
-        return bind(self.spec, shapes, dict(self.sizes))
-
-    def _run(self, mode, arrays, wrt, cotangent=None):
-        key = (mode, tuple([a.shape for a in arrays]), tuple([a.dtype for a in arrays]), wrt)
-        if cotangent is not None:
-            key += (cotangent.dtype,)
-        return self._program(key).function
-
-    def _run_in(self, backend: backends.Backend | None, mode, arrays, wrt, cotangent=None):
-        """``_run`` for another library's arrays (None: numpy): its dialect's code, cached under
-        a key of numpy dtypes. Where the library does not promote mixed dtypes, arguments are
-        cast to the common one first (the results are then cast back to their operands' dtypes)."""
+    def _run_in(self, backend: backends.Backend | None, mode: Mode, arrays, wrt, cotangent=None,
+                record: SignatureRecord | None = None):
+        """The function of ``mode`` for these arrays (``backend`` None: numpy): its dialect's
+        code, cached under a key of numpy dtypes, in ``record`` (default: the arrays' shape
+        signature's). Where the library does not promote mixed dtypes, arguments are cast to
+        the common one first (the results are then cast back to their operands' dtypes)."""
         if backend is None:
-            return self._run(mode, arrays, wrt, cotangent)
-        dtypes = tuple([backend.dtype(a) for a in arrays])
+            call = self._call(mode, arrays, wrt, cotangent)
+            loaded = self._loaded.get(call)
+            if loaded is not None and (record is None or loaded.record is record):
+                return loaded.function
+            key = ProgramKey._make(call)
+            if record is None:
+                return self._load(key, self._signature_record(key.shapes)).function
+            return record.function(key)  # a record pushed out of the cache since: not indexed
         # int(): torch.compile's symbolic sizes become concrete ones (a guard); plans are per shape
-        key = (mode, tuple([tuple(map(int, a.shape)) for a in arrays]), dtypes, wrt)
-        if cotangent is not None:
-            key += (backend.dtype(cotangent),)
-        function = self._program((backend.dialect, key)).function
-        if backend.cast is None or len(set(dtypes + key[4:])) == 1:
+        shapes = tuple([tuple(map(int, a.shape)) for a in arrays])
+        dtypes = tuple([backend.dtype(a) for a in arrays])
+        cotangent_dtype = None if cotangent is None else backend.dtype(cotangent)
+        record = record or self._signature_record(shapes)
+        if mode is Mode.VJP and tuple(map(int, cotangent.shape)) != record.output_shape:
+            raise EinsumSpecError(
+                f"the cotangent has shape {tuple(cotangent.shape)} but the output of "
+                f"{str(self.spec)!r} has shape {record.output_shape}")
+        key = self._last = ProgramKey(mode, shapes, dtypes, wrt, cotangent_dtype, backend.dialect)
+        function = record.function(key)
+        every = dtypes if cotangent_dtype is None else dtypes + (cotangent_dtype,)
+        if backend.cast is None or len(set(every)) == 1:
             return function
-        common, cast = np.result_type(*dtypes, *key[4:]), backend.cast
+        common, cast = np.result_type(*every), backend.cast
         return lambda *args: function(*[cast(a, common) for a in args])
 
-    def _save(self, arrays, wrt, backend=None) -> tuple[object, tuple]:
-        """The forward value and what the pullback of the operands ``wrt`` reads."""
-        y, *saved = self._run_in(backend, "forward-saving", arrays, wrt)(*arrays)
-        return y, tuple(saved)
+    def _forward_saving(self, arrays, wrt, backend=None):
+        """The forward value, what the pullback of the operands ``wrt`` reads, and the
+        function ``finish(cotangent, arrays, saved)`` giving the gradients: both from one
+        record, so that the pullback reads what this forward saved."""
+        if backend is None:
+            call = self._call(Mode.SAVING, arrays, wrt, None)
+            loaded = self._loaded.get(call)
+            if loaded is None:
+                key = ProgramKey._make(call)
+                loaded = self._load(key, self._signature_record(key.shapes))
+            record, function = loaded
+        else:
+            record = self._signature_record(tuple([tuple(map(int, a.shape)) for a in arrays]))
+            function = self._run_in(backend, Mode.SAVING, arrays, wrt, None, record)
+        y, *saved = function(*arrays)
+        shape = tuple(y.shape)
 
-    def _pull(self, cotangent, arrays, saved, wrt, backend, shape) -> tuple:
-        """The gradients of the operands ``wrt`` from the cotangent and what ``_save`` kept;
-        ``shape`` is the output's."""
+        def finish(cotangent, arrays, saved):
+            g = self._cotangent(cotangent, arrays, backend, shape)
+            return self._run_in(backend, Mode.PULLBACK, arrays, wrt, g, record)(g, *saved)
+
+        return y, tuple(saved), finish
+
+    def _cotangent(self, cotangent, arrays, backend, shape):
+        """The cotangent as an array of the forward's library, checked against its shape."""
         if backend is None and type(cotangent) is np.ndarray:
             g = cotangent
         else:
-            values, found = _arrays((cotangent, *arrays))
+            values, found = _arrays((cotangent, *arrays), cotangent=True)
             if found is not backend:
                 raise EinsumSpecError(f"the cotangent is a {_library(found)} array but the forward "
                                       f"ran on {_library(backend)} arrays")
             g = values[0]
         if g.shape != shape and tuple(g.shape) != shape:
             raise EinsumSpecError(f"the cotangent has shape {tuple(g.shape)} but the output has {shape}")
-        return self._run_in(backend, "pullback", arrays, wrt, g)(g, *saved)
-
-    def _build(self, key) -> Program:
-        dialect = codegen.NUMPY
-        if type(key[0]) is codegen.Dialect:  # another library's arrays: (dialect, key)
-            dialect, key = key
-        mode, shapes, dtypes = key[:3]
-        program, name, finish = self._compose(key)
-        self._latest = (shapes[1:], dtypes[1:]) if mode == "vjp" else (shapes, dtypes)
-        source = codegen.render(program, name, finish, dialect)
-        return Program(source, codegen.load(source, dialect)[name])
-
-    def _compose(self, key) -> tuple[plan.Plan, str, dict]:
-        """The plan of a program key, the name of its function, and how it finishes results."""
-        mode, shapes, dtypes, wrt = key[:4]
-        _check_dtypes(mode, dtypes + key[4:])
-        operand_dtypes = dtypes[1:] if mode == "vjp" else dtypes
-        bound = self._bound(shapes[1:] if mode == "vjp" else shapes)
-        opts = (self.optimize, self.memory_limit)
-        if mode == "forward":
-            program = plan.forward_plan(bound, *opts)
-            out = np.result_type(*dtypes)
-            return program, "forward", {"y": (_needs_copy(program, "y", bound.output_shape),
-                                              None if out.kind in "fc" else out)}
-        if mode == "forward-saving":
-            program = plan.pullback_plans(bound, wrt, *opts)[0]
-            return program, "forward_saving", {"y": (_needs_copy(program, "y", bound.output_shape), None)}
-        if mode == "jacobian":
-            return _jacobian_program(bound, wrt[0], dtypes, self.optimize)
-        if mode == "vjp":
-            if shapes[0] != bound.output_shape:
-                raise EinsumSpecError(
-                    f"the cotangent has shape {shapes[0]} but the output of {str(self.spec)!r} has "
-                    f"shape {bound.output_shape}")
-            program, cotangent_dtype = plan.vjp_plan(bound, wrt, *opts), dtypes[0]
-        else:
-            program, cotangent_dtype = plan.pullback_plans(bound, wrt, *opts)[1], key[4]
-        return program, mode, _finish(program, bound, wrt, cotangent_dtype, operand_dtypes)
+        return g
 
 
 def as_einsum(spec) -> Einsum:
@@ -423,16 +635,14 @@ def _compiled(spec: str) -> Einsum:
     return Einsum(spec)
 
 
-def _jacobian_program(bound: BoundSpec, k: int, dtypes, optimize) -> tuple[plan.Plan, str, dict]:
-    """The forward plan of the bound Jacobian spec; its operands are the others (or a scalar 1
-    of operand ``k``'s dtype). Its labels are the bound ones, so a size-1 label broadcast in
-    operand ``k`` is a label of size 1 that only the Jacobian's output has."""
-    jacobian = BoundSpec(derive.jacobian(bound.spec, k), bound.sizes)
-    program = plan.forward_plan(jacobian, optimize)
+def _jacobian_finish(program: plan.Plan, k: int, dtypes, shape) -> dict:
+    """How the Jacobian of operand ``k`` is returned: copied where it may alias an argument,
+    cast to :func:`_jacobian_dtype`. Its operands are the others (or a scalar 1 of operand
+    ``k``'s dtype), of shape ``shape``; its labels are the bound ones, so a size-1 label broadcast in operand ``k``
+    is a label of size 1 that only the Jacobian's output has."""
     computed = np.result_type(*(dtypes[:k] + dtypes[k + 1:] or dtypes[k:k + 1]))
     target = _jacobian_dtype(dtypes, k)
-    shape = jacobian.output_shape
-    return program, "jacobian", {"y": (_needs_copy(program, "y", shape), None if target == computed else target)}
+    return {"y": (_needs_copy(program, "y", shape), None if target == computed else target)}
 
 
 def _jacobian_dtype(dtypes, k: int) -> np.dtype:
@@ -449,12 +659,12 @@ def _jacobian_dtype(dtypes, k: int) -> np.dtype:
 def _finish(program: plan.Plan, bound, wrt, cotangent_dtype, dtypes) -> dict:
     """What each returned gradient needs: a copy (it may alias an argument), a cast (to its
     operand's dtype, when G and the other operands make a different one)."""
-    finish = {}
+    finish, shapes = {}, bound.input_shapes
     for k, name in zip(wrt, program.returns):
         target = dtypes[k]
         computed = np.result_type(cotangent_dtype, *dtypes[:k], *dtypes[k + 1:])
         cast = target if target.kind in "fc" and target != computed else None
-        finish[name] = (_needs_copy(program, name, bound.input_shapes[k]), cast)
+        finish[name] = (_needs_copy(program, name, shapes[k]), cast)
     return finish
 
 
@@ -475,6 +685,8 @@ def _check_shapes(shapes, count: int) -> tuple[tuple[int, ...], ...]:
     for i, shape in enumerate(checked):
         if not all(_is_count(d, 0) for d in shape):
             raise EinsumSpecError(f"shape {i} must hold non-negative integers, got {shape!r}")
+        if any(d >= SIZE_LIMIT for d in shape):
+            raise EinsumSpecError(f"shape {i} is {shape!r}: a dimension holds fewer than 2**63 elements")
     if len(checked) != count:
         raise EinsumSpecError(f"the spec names {count} operand(s) but {len(checked)} shapes were given")
     return tuple(tuple(int(d) for d in s) for s in checked)
@@ -490,35 +702,35 @@ def _check_dtype_list(dtypes, count: int) -> tuple[np.dtype, ...]:
         raise EinsumSpecError(f"dtypes must be a dtype or one dtype per operand, got {dtypes!r}") from None
     if len(checked) != count:
         raise EinsumSpecError(f"the spec names {count} operand(s) but {len(checked)} dtypes were given")
-    _check_dtypes("forward", checked)
+    _check_dtypes(Mode.FORWARD, checked)
     return checked
 
 
-def _arrays(values: tuple) -> tuple[tuple, backends.Backend | None]:
-    """Values as arrays of one library, and that library (None: numpy). Dtypes are checked
-    once per signature, in ``_build``."""
+def _arrays(values: tuple, cotangent: bool = False) -> tuple[tuple, backends.Backend | None]:
+    """Values as arrays of one library, and that library (None: numpy); ``cotangent``: the
+    first value is the cotangent (for messages). Dtypes are checked once per signature,
+    when its code is made."""
     for a in values:
         if type(a) is not np.ndarray:
             break
     else:
         return values, None
+    names = [f"operand {i - cotangent}" if i or not cotangent else "the cotangent" for i in range(len(values))]
     name = backends.infer(values)
     if name == "numpy":
-        return tuple([a if type(a) is np.ndarray else np.asarray(a) for a in values]), None
+        return tuple([a if type(a) is np.ndarray else backends.as_numpy(a, n)
+                      for a, n in zip(values, names)]), None
     backend = backends.get(name)
-    return backends.prepare(values, backend), backend
+    return backends.prepare(values, backend, names), backend
 
 
 def _library(backend) -> str:
     return "numpy" if backend is None else backend.name
 
 
-def _check_dtypes(mode: str, dtypes) -> None:
-    names = [f"operand {i}" for i in range(len(dtypes))]
-    if mode == "vjp":  # the cotangent comes first
-        names = ["the cotangent"] + names[:-1]
-    elif mode == "pullback":  # its dtype comes last
-        names[-1] = "the cotangent"
-    for name, dtype in zip(names, dtypes):
+def _check_dtypes(mode: Mode, dtypes, cotangent=None) -> None:
+    """Every operand dtype, and the cotangent's (if any), must be numeric."""
+    named = [("the cotangent", cotangent)] * (cotangent is not None)
+    for name, dtype in named + [(f"operand {i}", d) for i, d in enumerate(dtypes)]:
         if dtype.kind not in "biufc":
             raise EinsumSpecError(f"{name} has dtype {dtype}, which is not numeric")

@@ -21,8 +21,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from . import backends
 from .compiled import Einsum, as_einsum
+from .errors import EinsumSpecError
 
 __all__ = ["einsum"]
 
@@ -35,7 +35,15 @@ def einsum(spec: str | Einsum, *arrays) -> jax.Array:
             (for ``sizes=``, ``optimize=``, ``memory_limit=``).
         *arrays: the operands (jax arrays or tracers; numpy arrays are converted).
     """
-    return _einsum(as_einsum(spec), *(jnp.asarray(a) for a in arrays))
+    return _einsum(as_einsum(spec), *(_as_jax(a, i) for i, a in enumerate(arrays)))
+
+
+def _as_jax(value, i: int):
+    """An operand as a jax array; what cannot be one (a ragged list) is refused, named."""
+    try:
+        return jnp.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise EinsumSpecError(f"operand {i} cannot be read as an array: {error}") from None
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -44,14 +52,13 @@ def _einsum(compiled: Einsum, *arrays):
 
 
 def _forward(compiled: Einsum, *arrays):
-    y, saved = compiled._save(arrays, tuple(range(len(arrays))), backends.get("jax"))
+    y, saved = compiled.forward_saving(*arrays)
     return y, (arrays, saved)
 
 
 def _backward(compiled: Einsum, residuals, g):
     arrays, saved = residuals
-    every = tuple(range(len(arrays)))
-    return tuple(compiled._pull(g, arrays, saved, every, backends.get("jax"), tuple(g.shape)))
+    return tuple(compiled.pullback(g, arrays, saved))
 
 
 _einsum.defvjp(_forward, _backward)

@@ -17,10 +17,14 @@ Every step is lowered here, once per shape signature, to one of four operations:
 
 from __future__ import annotations
 
+import copy
+import inspect
 import math
+import os
 from dataclasses import dataclass
-from typing import NamedTuple, Union
+from typing import NamedTuple, Sequence, Union
 
+import numpy as np
 import opt_einsum
 
 from . import derive
@@ -29,6 +33,7 @@ from .shapes import BoundSpec
 from .spec import Spec
 
 Labels = tuple[str, ...]
+Path = tuple[tuple[int, ...], ...]  # opt_einsum's answer: operand positions contracted in turn
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,7 @@ class Plan:
 
     def fresh(self, name: str) -> bool:
         """Whether a returned value owns its memory (else the caller must copy it)."""
-        for step in self.steps:
+        for step in reversed(self.steps):  # returned values are made last
             if step.target == name:
                 return step.fresh
         return False  # an argument returned as it is
@@ -173,9 +178,13 @@ class Record:
 
 
 class _Builder:
-    """Accumulates steps; knows every value's labels. Used once per plan."""
+    """Accumulates steps; knows every value's labels. Used once per plan.
 
-    def __init__(self, bound: BoundSpec, optimize, memory_limit):
+    ``optimize`` and ``memory_limit`` serve only the contractions that are not the forward
+    tree (whose path is passed in): the direct gradients of :func:`vjp_plan`.
+    """
+
+    def __init__(self, bound: BoundSpec, optimize="auto", memory_limit=None):
         self.size = bound.size_of
         self.optimize = optimize
         self.memory_limit = memory_limit
@@ -395,12 +404,13 @@ class _Builder:
             return self.unary(target, core, out)
         return self.binary(target, *args, out, exact)
 
-    def contract(self, args: list[str], out: Labels, target: str, records: list[Record]) -> str:
-        """The forward tree of an einsum over ``args`` into ``target`` with labels ``out``.
+    def contract(self, args: list[str], out: Labels, target: str, records: list[Record],
+                 path: Path | None = None) -> str:
+        """The contraction tree of an einsum over ``args`` into ``target`` with labels ``out``.
 
-        Operands first drop what only they have (diagonals, labels summed alone), opt_einsum
-        orders the pairwise contractions, and a last unary step does what only the output
-        has (broadcast, diagonal placement, label order).
+        Operands first drop what only they have (diagonals, labels summed alone), the pairwise
+        contractions follow ``path`` (found by :func:`search` when None), and a last unary step
+        does what only the output has (broadcast, diagonal placement, label order).
         """
         if len(args) == 1:
             self.unary(target, args[0], out)
@@ -408,17 +418,18 @@ class _Builder:
             return target
         wanted = set(out)
         operands = []
-        for i, arg in enumerate(args):
+        for arg, keep in zip(args, _reduced([self.labels[a] for a in args], out)):
             labels = self.labels[arg]
-            elsewhere = wanted.union(*(self.labels[a] for j, a in enumerate(args) if j != i))
-            keep = tuple(dict.fromkeys(l for l in labels if l in elsewhere))
             if keep != labels:
                 reduced = self.unary(self.name("t"), arg, keep)
                 records.append(Record(reduced, (arg,), Spec.of((labels,), keep)))
                 arg = reduced
             operands.append(arg)
         core = tuple(dict.fromkeys(l for l in out if any(l in self.labels[a] for a in operands)))
-        for contraction in self.path([set(self.labels[a]) for a in operands], set(core)):
+        if path is None:
+            path = search([set(self.labels[a]) for a in operands], set(core), self.size,
+                          self.optimize, self.memory_limit)
+        for contraction in path:
             picked = [operands.pop(i) for i in sorted(contraction, reverse=True)]
             while len(picked) > 1:
                 a_name, b_name = picked.pop(), picked.pop()
@@ -440,22 +451,6 @@ class _Builder:
             self.unary(target, root, out)
             records.append(Record(target, (root,), Spec.of((self.labels[root],), out)))
         return target
-
-    def path(self, inputs: list[set], output: set) -> list[tuple[int, ...]]:
-        """opt_einsum's pairwise order. Under ``memory_limit`` its optimizers may give up and
-        leave one many-operand contraction (no intermediates, but no BLAS either); then the
-        unconstrained path is taken, and slicing (:func:`slicing`) bounds the memory."""
-        if len(inputs) <= 2:
-            return [tuple(range(len(inputs)))]
-        find = opt_einsum.paths.get_path_fn(self.optimize) if isinstance(self.optimize, str) else self.optimize
-        if self.memory_limit is not None:
-            try:
-                path = list(find(inputs, output, self.size, self.memory_limit))
-                if all(len(step) <= 2 for step in path):
-                    return path
-            except RuntimeError:  # opt_einsum's "no contraction found for memory_limit"
-                pass
-        return list(find(inputs, output, self.size, None))
 
     def reverse(self, records: list[Record], cotangent: str, leaves: dict[str, Labels]) -> dict:
         """Walks ``records`` backward from ``cotangent``; returns {leaf name: its gradient}.
@@ -485,7 +480,9 @@ class _Builder:
 
 
 def check_optimizer(optimize):
-    """An opt_einsum path optimizer: a known name or a callable; bools mean auto / greedy."""
+    """An opt_einsum path optimizer: a name it knows, a ``PathOptimizer`` instance (cotengra's
+    are), or a function taking ``(inputs, output, size_dict, memory_limit)``; bools mean auto
+    / greedy. Anything else is refused here, not at the first path search."""
     if isinstance(optimize, bool):
         return "auto" if optimize else "greedy"
     if isinstance(optimize, str):
@@ -496,9 +493,134 @@ def check_optimizer(optimize):
                 f"optimize={optimize!r} is not an opt_einsum path optimizer; try 'auto', "
                 "'greedy', 'optimal', 'dp' or 'branch-2'") from None
         return optimize
+    if isinstance(optimize, opt_einsum.paths.PathOptimizer):
+        return optimize
     if callable(optimize):
+        try:
+            inspect.signature(optimize).bind([], set(), {}, None)
+        except (TypeError, ValueError):  # no signature, or one these arguments do not fit
+            raise EinsumSpecError(
+                f"optimize={optimize!r} is not a path optimizer: a function must take "
+                "(inputs, output, size_dict, memory_limit) and return a path") from None
         return optimize
     raise EinsumSpecError(f"optimize must be an opt_einsum optimizer name or PathOptimizer, got {optimize!r}")
+
+
+def auxiliary(optimize):
+    """The optimizer for contractions other than the forward tree (one direct contraction per
+    gradient, the per-operand baseline, the Jacobian): the user's when it is a name, else
+    opt_einsum's ``"auto"``, so that an instance (often a costly search) is asked once per
+    shape signature, for the forward tree alone."""
+    return optimize if isinstance(optimize, str) else "auto"
+
+
+def search(inputs: list[set], output: set, size: dict, optimize, memory_limit=None) -> Path:
+    """One path search: opt_einsum's pairwise order for ``inputs`` -> ``output``.
+
+    An optimizer instance is searched with a fresh deep copy, as stateful ones
+    (``RandomGreedy``) refuse a second contraction; one that cannot be copied (cotengra's
+    ``HyperOptimizer`` holds a process pool) is called as it is. The answer is validated.
+    Under ``memory_limit`` opt_einsum's optimizers may give up and leave one many-operand
+    contraction (no intermediates, but no BLAS either); then the unconstrained path is taken,
+    and slicing (:func:`slicing`) bounds the memory.
+    """
+    if len(inputs) <= 2:
+        return (tuple(range(len(inputs))),)
+    if isinstance(optimize, str):
+        find = opt_einsum.paths.get_path_fn(optimize)
+    else:
+        try:
+            find = copy.deepcopy(optimize)
+        except Exception:  # state that cannot be copied (locks, pools, modules): use it as is
+            find = optimize
+    if memory_limit is not None:
+        try:
+            path = _checked(find(inputs, output, size, memory_limit), len(inputs), optimize)
+            if all(len(step) <= 2 for step in path):
+                return path
+        except RuntimeError:  # opt_einsum's "no contraction found for memory_limit"
+            pass
+    return _checked(find(inputs, output, size, None), len(inputs), optimize)
+
+
+def _checked(path, count: int, optimize) -> Path:
+    """``path`` as a tuple of steps, each of distinct positions among the operands left, that
+    contracts ``count`` operands to one; anything else names the optimizer that gave it."""
+    def refuse(reason: str) -> EinsumSpecError:
+        return EinsumSpecError(f"the path optimizer {optimize!r} returned {path!r}, which is not "
+                               f"a contraction path for {count} operands: {reason}")
+    try:
+        steps = tuple(tuple(step) for step in path)
+    except TypeError:
+        raise refuse("a path is a sequence of tuples of operand positions") from None
+    left = count
+    for step in steps:
+        if not step or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool)
+                               and 0 <= i < left for i in step):
+            raise refuse(f"the step {step!r} must name positions 0 to {left - 1}")
+        if len(set(step)) != len(step):
+            raise refuse(f"the step {step!r} names a position twice")
+        left -= len(step) - 1
+    if left != 1:
+        raise refuse(f"it leaves {left} operands, not one")
+    return tuple(tuple(int(i) for i in step) for step in steps)
+
+
+def _reduced(terms: Sequence[Labels], out: Labels) -> list[Labels]:
+    """Each operand's labels without what only it has (its diagonals, labels it sums alone)."""
+    holders: dict[str, int] = {}
+    for term in terms:
+        for label in set(term):
+            holders[label] = holders.get(label, 0) + 1
+    wanted = set(out)
+    return [tuple(dict.fromkeys(l for l in term if l in wanted or holders[l] > 1)) for term in terms]
+
+
+def forward_path(bound: BoundSpec, optimize="auto", memory_limit=None) -> Path:
+    """The forward contraction tree: the one question asked of the path optimizer per shape
+    signature. Every plan of the signature (forward, vjp, forward-saving, pullback, slicing)
+    is built from it, so that no two of them disagree about the tree."""
+    terms = _reduced(bound.spec.inputs, bound.spec.output)
+    if len(terms) == 1:
+        return ()
+    core = {l for l in bound.spec.output if any(l in term for term in terms)}
+    return search([set(term) for term in terms], core, bound.size_of, optimize, memory_limit)
+
+
+def _host_memory() -> int:
+    """Bytes of physical memory on this host (the int64 limit where the OS does not say)."""
+    try:
+        return min(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), INT64_MAX)
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return INT64_MAX
+
+
+INT64_MAX = 2**63 - 1
+HOST_MEMORY = _host_memory()
+
+
+def check_fits(program: Plan, itemsize: int, where: str) -> None:
+    """Refuses, before anything is allocated, a plan making a value larger than this host's
+    memory (or than an int64 counts): no such array can exist, so the run could only fail.
+
+    Args:
+        program: the plan to run.
+        itemsize: bytes per element of its values (the signature's common dtype).
+        where: what the plan computes, for the message (``"the forward of 'i->ii'"``).
+    """
+    for step in program.steps:
+        value = "the output" if step.target == "y" else f"the step {step.spec} (value {step.target})"
+        check_fits_shape(step.shape, itemsize, where, value)
+
+
+def check_fits_shape(shape: tuple[int, ...], itemsize: int, where: str, value: str = "the result") -> None:
+    """Refuses an array of ``shape`` that this host's memory could never hold (see
+    :func:`check_fits`); ``value`` names it in the message."""
+    count = math.prod(shape)
+    if count * itemsize > HOST_MEMORY:
+        raise EinsumSpecError(
+            f"{value} in {where} would hold {count:,} elements of shape {shape} "
+            f"({count * itemsize:,} bytes), more than this host's {HOST_MEMORY:,} bytes of memory")
 
 
 class Blocks(NamedTuple):
@@ -569,32 +691,34 @@ def _inputs(builder: _Builder, bound: BoundSpec) -> list[str]:
     return [builder.argument(f"x{i}", term) for i, term in enumerate(bound.spec.inputs)]
 
 
-def forward_plan(bound: BoundSpec, optimize="auto", memory_limit=None) -> Plan:
-    """The forward contraction ``y = einsum(x0, x1, ...)``."""
-    builder = _Builder(bound, optimize, memory_limit)
+def forward_plan(bound: BoundSpec, path: Path) -> Plan:
+    """The forward contraction ``y = einsum(x0, x1, ...)`` along the tree ``path``."""
+    builder = _Builder(bound)
     args = _inputs(builder, bound)
-    builder.contract(args, bound.spec.output, "y", [])
+    builder.contract(args, bound.spec.output, "y", [], path)
     return builder.plan(args, _prune(builder.steps, ("y",)), ("y",))
 
 
-def vjp_plan(bound: BoundSpec, wrt: tuple[int, ...], optimize="auto", memory_limit=None) -> Plan:
+def vjp_plan(bound: BoundSpec, wrt: tuple[int, ...], path: Path, optimize="auto",
+             memory_limit=None) -> Plan:
     """Gradients of the operands in ``wrt`` from ``g`` and the operands, in one shot.
 
-    Reverse mode over the forward tree, or, when it costs fewer FLOPs, one direct contraction
-    per requested gradient (typical when one gradient of many operands is wanted).
+    Reverse mode over the forward tree ``path``, or, when it costs fewer FLOPs, one direct
+    contraction per requested gradient (typical when one gradient of many operands is
+    wanted), whose paths ``optimize`` finds (see :func:`auxiliary`).
     """
-    tree = _tree_vjp(bound, wrt, optimize, memory_limit)
+    tree = _tree_vjp(bound, wrt, path)
     if len(wrt) == len(bound.spec.inputs) and len(wrt) > 2:
         return tree
     direct = _direct_vjp(bound, wrt, optimize, memory_limit)
     return direct if direct.flops < tree.flops else tree
 
 
-def _tree_vjp(bound, wrt, optimize, memory_limit) -> Plan:
-    builder = _Builder(bound, optimize, memory_limit)
+def _tree_vjp(bound, wrt, path) -> Plan:
+    builder = _Builder(bound)
     args = _inputs(builder, bound)
     records: list[Record] = []
-    builder.contract(args, bound.spec.output, "y", records)
+    builder.contract(args, bound.spec.output, "y", records, path)
     builder.argument("g", bound.spec.output)
     grads = builder.reverse(records, "g", {args[k]: bound.spec.inputs[k] for k in wrt})
     returns = tuple(grads[args[k]] for k in wrt)
@@ -612,9 +736,15 @@ def _direct_vjp(bound, wrt, optimize, memory_limit) -> Plan:
     return builder.plan(("g", *args), builder.steps, returns)
 
 
-def slicing(bound: BoundSpec, memory_limit: int, optimize="auto") -> tuple[tuple[str, int], ...]:
+def resized(bound: BoundSpec, sizes) -> BoundSpec:
+    """``bound`` with some labels' sizes changed (a chunk of a sliced contraction)."""
+    return BoundSpec(bound.spec, tuple((bound.size_of | dict(sizes)).items()))
+
+
+def slicing(bound: BoundSpec, memory_limit: int, path: Path,
+            optimize="auto") -> tuple[tuple[str, int], ...]:
     """Labels to slice, and their chunk sizes, so that no intermediate of the forward or of
-    the backward holds more than ``memory_limit`` elements.
+    the backward along the tree ``path`` holds more than ``memory_limit`` elements.
 
     The contraction then runs chunk by chunk: outputs along a sliced label are written by
     pieces, sums over it accumulate. The label cut is the largest one of the largest
@@ -625,8 +755,7 @@ def slicing(bound: BoundSpec, memory_limit: int, optimize="auto") -> tuple[tuple
     chunks: dict[str, int] = {}
     every = tuple(range(len(bound.spec.inputs)))
     while True:
-        step = vjp_plan(BoundSpec(bound.spec, tuple(sizes.items())), every, optimize,
-                        memory_limit).largest_intermediate()
+        step = vjp_plan(resized(bound, chunks), every, path, optimize, memory_limit).largest_intermediate()
         if step is None or math.prod(step.shape) <= memory_limit:
             return tuple(chunks.items())
         labels = [l for l in step.labels if l in sliceable and sizes[l] > 1]
@@ -638,18 +767,18 @@ def slicing(bound: BoundSpec, memory_limit: int, optimize="auto") -> tuple[tuple
         sizes[label] = chunks[label] = -(-sizes[label] // 2)
 
 
-def pullback_plans(bound: BoundSpec, wrt: tuple[int, ...], optimize="auto",
-                   memory_limit=None) -> tuple[Plan, Plan]:
-    """A forward that also returns what the backward needs, and that backward.
+def pullback_plans(bound: BoundSpec, wrt: tuple[int, ...], path: Path) -> tuple[Plan, Plan]:
+    """A forward along the tree ``path`` that also returns what the backward needs, and that
+    backward.
 
     The first plan returns ``y`` followed by the saved values; the second takes ``g`` and the
     saved values and returns the gradients in ``wrt`` order. Only the values the backward reads
     are saved.
     """
-    builder = _Builder(bound, optimize, memory_limit)
+    builder = _Builder(bound)
     args = _inputs(builder, bound)
     records: list[Record] = []
-    builder.contract(args, bound.spec.output, "y", records)
+    builder.contract(args, bound.spec.output, "y", records, path)
     forward_count = len(builder.steps)
     builder.argument("g", bound.spec.output)
     grads = builder.reverse(records, "g", {args[k]: bound.spec.inputs[k] for k in wrt})

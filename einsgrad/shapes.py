@@ -11,7 +11,9 @@ Binding removes the two things that make einsum gradients subtle, so that the sy
 
 from __future__ import annotations
 
+import itertools
 import string
+import sys
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -42,14 +44,19 @@ class BoundSpec:
 
 
 def _fresh_labels(taken):
-    """Unused letters first (readable generated code), then symbols beyond Latin-1."""
+    """Unused letters first (readable generated code), then characters beyond Latin-1, never a
+    surrogate (which no encoding writes, so that text holding any label always encodes)."""
     for char in string.ascii_letters:
         if char not in taken:
             yield char
-    code = 0x100
-    while True:
+    for code in itertools.chain(range(0x100, _SURROGATES.start), range(_SURROGATES.stop, sys.maxunicode + 1)):
         yield chr(code)
-        code += 1
+    raise EinsumSpecError(f"the shapes need more than {_FRESH:,} labels for batch and broadcast "
+                          "dimensions, more than einsgrad can name")
+
+
+_SURROGATES = range(0xD800, 0xE000)
+_FRESH = sys.maxunicode + 1 - 0x100 - len(_SURROGATES)
 
 
 def bind(spec: Spec, shapes: Sequence[Sequence[int]], sizes: Mapping | None = None) -> BoundSpec:

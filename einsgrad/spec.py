@@ -166,7 +166,7 @@ def _read_term(text: str, start: int, stop: int) -> tuple[Labels, tuple[int, ...
 
 
 def _check_sizes(spec: Spec, sizes: Mapping | None) -> dict:
-    """Validates ``sizes=``: known labels only, non-negative integers."""
+    """Validates ``sizes=``: known labels only, non-negative integers below 2**63."""
     if sizes is None:
         return {}
     if not isinstance(sizes, Mapping):
@@ -181,12 +181,20 @@ def _check_sizes(spec: Spec, sizes: Mapping | None) -> dict:
             dims = tuple(size) if isinstance(size, (tuple, list)) else None
             if dims is None or not all(_is_size(d) for d in dims):
                 raise EinsumSpecError(f"sizes['...'] must be a tuple of non-negative integers, got {size!r}")
+            if any(d.__index__() >= SIZE_LIMIT for d in dims):
+                raise EinsumSpecError(f"sizes['...'] = {size!r} is too large: {_TOO_LARGE}")
             checked[label] = tuple(int(d) for d in dims)
         elif not _is_size(size):
             raise EinsumSpecError(f"sizes[{label!r}] must be a non-negative integer, got {size!r}")
+        elif size.__index__() >= SIZE_LIMIT:
+            raise EinsumSpecError(f"sizes[{label!r}] = {size!r} is too large: {_TOO_LARGE}")
         else:
             checked[label] = int(size)
     return checked
+
+
+SIZE_LIMIT = 2**63  # numpy counts a dimension's elements in an int64
+_TOO_LARGE = "a dimension holds fewer than 2**63 elements"
 
 
 def _is_size(value) -> bool:

@@ -76,9 +76,11 @@ def test_every_chunk_respects_the_limit(spec, shapes, limit):
     assert slices, "the limit is below the unsliced largest intermediate, so slicing is needed"
     sizes = dict(bound.sizes) | dict(slices)
     chunk = BoundSpec(bound.spec, tuple(sizes.items()))
-    step = plan.vjp_plan(chunk, tuple(range(len(shapes))), "auto", limit).largest_intermediate()
+    tree = plan.forward_path(bound, "auto", limit)  # each chunk runs along the signature's tree
+    every = tuple(range(len(shapes)))
+    step = plan.vjp_plan(chunk, every, tree, "auto", limit).largest_intermediate()
     assert step is None or math.prod(step.shape) <= limit
-    unsliced = plan.vjp_plan(bound, tuple(range(len(shapes)))).largest_intermediate()
+    unsliced = plan.vjp_plan(bound, every, plan.forward_path(bound)).largest_intermediate()
     assert math.prod(unsliced.shape) > limit
 
 

@@ -341,7 +341,7 @@ def test_per_shape_cache_is_bounded_and_still_correct():
             dX, dW = lin.vjp(G, X, W)
             np.testing.assert_allclose(dX, G @ W.T, rtol=1e-12, atol=1e-12)
             np.testing.assert_allclose(dW, X.T @ G, rtol=1e-12, atol=1e-12)
-            info = lin._program.cache_info()
+            info = lin._records.cache_info()
             assert info.maxsize == 2
             assert info.currsize <= 2
 
