@@ -130,6 +130,7 @@ DASK = Dialect("dask", "da", "import numpy as np\nimport dask.array as da\n" + _
                    arange="np.arange(shape[g[0]])"),
                diagonal="da.diagonal({x}, 0, {a}, {b})", cast="{x}.astype(np.{dtype})")
 DIALECTS = {d.name: d for d in (NUMPY, TORCH, JAX, DASK)}
+PROMOTING = (NUMPY, DASK)  # their operations promote mixed dtypes; torch and jax are cast before the call
 
 
 def _layout(expr: str, layout: Layout, ndim: int, dialect: Dialect) -> str:
@@ -208,10 +209,11 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY) -> s
 
 
 def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None = None,
-           dialect: Dialect = NUMPY) -> str:
+           dialect: Dialect = NUMPY, casts: dict | None = None) -> str:
     """One Python function for ``plan`` in ``dialect``; ``finish`` maps a returned value to
     (copy, dtype): copy it (it may alias an argument), cast it (its operand has a narrower
-    dtype). A real dtype takes the real part first."""
+    dtype). A real dtype takes the real part first. ``casts`` maps an argument to the dtype
+    it is cast to before the first step (mixed dtypes compute in the common one)."""
     finish = finish or {}
     ndims = dict(zip(plan.args, plan.arg_ranks))
     ndims.update((step.target, len(step.shape)) for step in plan.steps)
@@ -219,6 +221,8 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
     width = max(map(len, codes), default=0)
     last_use = {name: i for i, step in enumerate(plan.steps) for name in step.args}
     lines = [f"def {name}({', '.join(plan.args)}):"]
+    for arg, dtype in (casts or {}).items():
+        lines.append(f"    {arg} = {dialect.cast.format(x=arg, xp=dialect.xp, dtype=np.dtype(dtype).name)}")
     for i, (step, code) in enumerate(zip(plan.steps, codes)):
         comment = f"# {step.spec:<14} {step.flops:>12,} flops  -> {step.shape}"
         lines.append(f"{code:<{width}}  {comment}")

@@ -132,8 +132,8 @@ class SignatureRecord:
         """The generated text of ``key``'s function (its name after ``prefix``); rendering only,
         so that showing code for a library never needs that library."""
         if prefix:
-            program, name, finish = self.compose(key)
-            return codegen.render(program, prefix + name, finish, key.dialect)
+            program, name, finish, casts = self.compose(key)
+            return codegen.render(program, prefix + name, finish, key.dialect, casts)
         return self._rendered(key)[0]
 
     def _rendered(self, key: ProgramKey) -> tuple[str, str]:
@@ -143,8 +143,8 @@ class SignatureRecord:
             with self.lock:
                 found = self.sources.get(key)
                 if found is None:
-                    program, name, finish = self.compose(key)
-                    found = self.sources[key] = (codegen.render(program, name, finish, key.dialect), name)
+                    program, name, finish, casts = self.compose(key)
+                    found = self.sources[key] = (codegen.render(program, name, finish, key.dialect, casts), name)
         return found
 
     def function(self, key: ProgramKey) -> Callable:
@@ -162,22 +162,59 @@ class SignatureRecord:
                 self.functions[key] = codegen.load(source, key.dialect)[name]
             return self.functions[key]
 
-    def compose(self, key: ProgramKey) -> tuple[plan.Plan, str, dict]:
-        """The plan of a program key, the name of its function, and how it finishes results."""
+    def compose(self, key: ProgramKey) -> "Composed":
+        """The plan of a program key, the name of its function, how it finishes results, and
+        which arguments it first casts."""
         mode, dtypes, wrt = key.mode, key.dtypes, key.wrt
         _check_dtypes(mode, dtypes, key.cotangent)
         bound = plan.resized(self.bound, key.chunk) if key.chunk else self.bound
         program = self.plan(PlanKey(mode, wrt, key.chunk))
+        casts = _entry_casts(program, key)
         if mode is Mode.FORWARD:
             out = np.result_type(*dtypes)
-            return program, "forward", {"y": (_needs_copy(program, "y", bound.output_shape),
-                                              None if out.kind in "fc" else out)}
+            return Composed(program, "forward", {"y": (_needs_copy(program, "y", bound.output_shape),
+                                                       None if out.kind in "fc" else out)}, casts)
         if mode is Mode.SAVING:
-            return program, "forward_saving", {"y": (_needs_copy(program, "y", bound.output_shape), None)}
+            return Composed(program, "forward_saving",
+                            {"y": (_needs_copy(program, "y", bound.output_shape), None)}, casts)
         if mode is Mode.JACOBIAN:
             shape = bound.output_shape + bound.input_shapes[wrt[0]]
-            return program, "jacobian", _jacobian_finish(program, wrt[0], dtypes, shape)
-        return program, mode.value, _finish(program, bound, wrt, key.cotangent, dtypes)
+            return Composed(program, "jacobian", _jacobian_finish(program, wrt[0], dtypes, shape), casts)
+        return Composed(program, mode.value, _finish(program, bound, wrt, key.cotangent, dtypes), casts)
+
+
+class Composed(NamedTuple):
+    """What :func:`codegen.render` needs for one program key.
+
+    Attributes:
+        plan: the steps.
+        name: the generated function's name.
+        finish: for each returned value, (copy it, the dtype to cast it to or None).
+        casts: arguments cast to the computation's dtype on entry, with that dtype.
+    """
+
+    plan: plan.Plan
+    name: str
+    finish: dict
+    casts: dict
+
+
+def _entry_casts(program: plan.Plan, key: ProgramKey) -> dict:
+    """Arguments of mixed-dtype code cast to the common dtype first, as ``numpy.einsum`` does:
+    a narrower operand summed alone (a trace of float16 values beside float64 ones) would
+    otherwise be summed, and rounded, in its own dtype. Only for libraries whose operations
+    promote; for the others :meth:`Einsum._run_in` casts every argument already.
+    The pullback's saved values come cast from ``forward_saving``."""
+    if key.dialect not in codegen.PROMOTING or key.mode is Mode.PULLBACK:
+        return {}
+    dtypes = ((key.cotangent,) if key.mode is Mode.VJP else ()) + key.dtypes
+    if key.mode is Mode.JACOBIAN:  # its arguments are the other operands
+        k = key.wrt[0]
+        dtypes = key.dtypes[:k] + key.dtypes[k + 1:]
+    if len(set(dtypes)) < 2:
+        return {}
+    common = np.result_type(*dtypes)
+    return {arg: common for arg, dtype in zip(program.args, dtypes) if dtype != common}
 
 
 JACOBIAN_LIMIT = 2**24  # elements: Einsum.jacobian is for small cases

@@ -466,3 +466,33 @@ def test_forward_saving_and_pullback_are_the_two_halves():
     np.testing.assert_allclose(lin.pullback(np.ones(()), ops, saved, wrt=2), ring_gradients(*ops)[2], rtol=1e-12)
     with pytest.raises(EinsumSpecError, match=r"the cotangent has shape \(2,\) but the output has \(\)"):
         lin.pullback(np.ones(2), ops, saved, wrt=2)
+
+
+# -- mixed dtypes compute in the common one ----------------------------------------------------
+
+
+@settings(max_examples=60)
+@given(einsum_cases(dtypes=(np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)), max_operands=3))
+def test_mixed_dtypes_compute_in_the_common_dtype(case):
+    """A float16 trace beside a float64 operand is summed in float64, as numpy.einsum does, so
+    the result is as exact as the common dtype allows (summed alone it rounded to float16)."""
+    operands = case.operands()
+    expected = np.einsum(case.spec, *operands)
+    common = np.result_type(*case.dtypes)
+    rtol = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5, np.dtype(np.float16): 1e-2}[common]
+    scale = np.abs(expected).max(initial=1.0)
+    lin = einsgrad.compile(case.spec)
+    assert lin(*operands).dtype == expected.dtype
+    np.testing.assert_allclose(lin(*operands), expected, rtol=rtol, atol=rtol * scale)
+    g = case.cotangent(expected.shape, common)
+    y, pullback = lin.value_and_pullback(*operands)
+    for mine, again in zip(lin.vjp(g, *operands), pullback(g)):
+        np.testing.assert_array_equal(mine, again)
+
+
+def test_a_float16_trace_beside_float64_is_exact():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((40, 40, 3)).astype(np.float16)
+    b = rng.standard_normal((1, 3))
+    expected = np.einsum("ZZH,xH", a.astype(np.float64), b)
+    np.testing.assert_allclose(einsgrad.einsum("ZZH,xH", a, b), expected, rtol=1e-13)
