@@ -89,7 +89,7 @@ def explain_program(prog: Program, name: str | None = None, *, style: str = "ind
     out, scalar = prog.output_name, not prog.output_indices
     lines = [_line(_prose("The program"), _code(str(prog)), *(
         [_prose(f"has a scalar output {out}.")] if scalar else
-        [_prose(f"with {loss} a scalar loss; the cotangent d{out} ="),
+        [_prose(f"with {loss} a scalar loss; the cotangent {prog._cotangent} ="),
          _partial(_name(loss), _name(out)), _prose(f"has {out}'s indices.")]))]
     gradients, hessians = [], []
     for n, g in zip(names, grads):
@@ -97,7 +97,8 @@ def explain_program(prog: Program, name: str | None = None, *, style: str = "ind
         gradients.append(gradient)
         lines += [_M("", ""), *section]
         if style == "hessian":
-            hessian, section = _derivative(g, n, g.jacobian(n, out="H"), loss, jacobian=True)
+            h = g.jacobian(n, out=prog._new_name(None, "H", "the Hessian"))  # as prog.hessian(n)
+            hessian, section = _derivative(g, n, h, loss, jacobian=True)
             hessians.append(hessian)
             lines += [_M("", ""), *section]
     return ProgramExplanation(str(prog), style, tuple(gradients), tuple(lines), tuple(hessians))
@@ -129,7 +130,9 @@ def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: 
     ``jacobian`` the derivative of every entry (``result`` a Hessian, ``prog`` a gradient)."""
     out, index = prog.output_name, prog.output_indices
     chain, what = bool(index) and not jacobian, "the Hessian" if jacobian else "the gradient"
-    fresh = _Fresh({i for t in prog.terms for f in t.factors for i in f.indices} | set(index))
+    dy = prog._cotangent if chain else None
+    names = {f.name for t in prog.terms for f in t.factors} | {out, name, loss, dy or out}
+    fresh = _Fresh({i for t in prog.terms for f in t.factors for i in f.indices} | set(index) | names)
     p = tuple(fresh.take("") for _ in result.output_indices[len(index) if jacobian else 0:])
     forward = [(t.coefficient, _render(_Sum(tuple(i for i in t.indices() if i not in index),
                                             tuple(map(_factor, t.factors)))) if t.factors else None)
@@ -145,8 +148,8 @@ def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: 
     elif chain:
         lines.append(_line(_prose("2. Chain rule for one entry:"), _punct(_eq(
             _partial(_name(loss), dx),
-            _summation(index, _juxt([_entry("d" + out, index), _partial(y, dx)]))), ","),
-            _prose("with"), _eq(_name("d" + out), _partial(_name(loss), _name(out)))))
+            _summation(index, _juxt([_entry(dy, index), _partial(y, dx)]))), ","),
+            _prose("with"), _eq(_name(dy), _partial(_name(loss), _name(out)))))
     else:
         lines.append(_line(_prose(f"2. {out} is a scalar: the gradient is"),
                            _partial(_name(out), dx), _prose("directly.")))
@@ -170,7 +173,7 @@ def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: 
     lines.append(_line(_prose(f"3. {name} occurs {count}:"), *[_punct(m, ",") for m in own[:-1]],
                        _punct(own[-1], ";"), _prose("by the product rule,"), _eq(_partial(y, dx), _signed(
                            [(t.coefficient, _render(s)) for t, _, s in occurrences]))))
-    chained = [(t.coefficient, _Sum(index + s.over, (_Entry("d" + out, index),) + s.factors)
+    chained = [(t.coefficient, _Sum(index + s.over, (_Entry(dy, index),) + s.factors)
                 if chain else s) for t, _, s in occurrences]
     contracted = [(c, _contract(s)) for c, s in chained]
     steps = [_signed([(c, _render(s)) for c, s in chained])] if chain else []
@@ -180,25 +183,25 @@ def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: 
                               "4. No deltas to contract:"),
                        _eq(_partial(_name(loss) if chain else y, dx), *steps)))
     for (t, f, _), (_, s) in zip(occurrences, contracted):
-        lines += _occurrence_notes(t, f, s, index, out, chain, what)
+        lines += _occurrence_notes(t, f, s, index, out, dy, what)
     for d in (d for _, s in contracted for d in s.factors if isinstance(d, _Delta)):
         lines.append(_line(_prose("  "), _delta(d.a, d.b), _prose(
             f"survives: {what} is zero off that diagonal.")))
-    cotangent = (Factor("d" + out, index),) if chain else ()
+    cotangent = (Factor(dy, index),) if chain else ()
     return _result(name, result, p, index if jacobian else (),
                    [Term(t.coefficient, cotangent + t.factors) for t in raw], lines)
 
 
-def _occurrence_notes(term: Term, f: Factor, part: _Sum, index, out: str, chain: bool,
+def _occurrence_notes(term: Term, f: Factor, part: _Sum, index, out: str, dy: str | None,
                       what: str) -> list[_M]:
     """Broadcasts: the forward broadcast the tensor ``f`` along an output index its term lacks
-    (its gradient ``part`` sums the cotangent), or summed an index only ``f`` has."""
+    (its gradient ``part`` sums the cotangent ``dy``), or summed an index only ``f`` has."""
     name, notes = f.name, []
     entry = _entry(f.name, f.indices)
-    for i in (i for i in index if chain and i not in term.indices()):
+    for i in (i for i in index if dy and i not in term.indices()):
         notes.append(_line(_prose("  "), entry, _prose(
             f"lacks {out}'s index {i}: the forward broadcast {name} along {i}, so the gradient "
-            f"sums d{out} over {i}:"), _punct(_render(part), ".")))
+            f"sums {dy} over {i}:"), _punct(_render(part), ".")))
     others = {i for g in term.factors if g is not f for i in g.indices}
     for i in dict.fromkeys(f.indices):
         if i not in index and i not in others and f.indices.count(i) == 1:
