@@ -160,17 +160,20 @@ def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: 
             if f.name == name:
                 deltas = tuple(_Delta(a, b) for a, b in zip(f.indices, p))
                 rest = tuple(map(_factor, t.factors[:k])), tuple(map(_factor, t.factors[k + 1:]))
-                occurrences.append((t, f, _Sum(over, rest[0] + deltas + rest[1])))
+                occurrences.append((t, k, _Sum(over, rest[0] + deltas + rest[1])))
                 raw.append(Term(t.coefficient, t.factors[:k] + t.factors[k + 1:] + tuple(
                     Factor(DELTA, d) for d in zip(f.indices, p))))
     if not occurrences:
         lines.append(_prose(f"3. {name} appears in no term, so {what} is 0."))
         return _result(name, result, p, index if jacobian else (), [], lines, step=4)
-    count = {1: "once", 2: "twice"}.get(len(occurrences), f"{len(occurrences)} times")
-    own = list(dict.fromkeys(_eq(_partial(_entry(name, f.indices), dx),
-                                 _juxt([_delta(a, b) for a, b in zip(f.indices, p)]))
-                             for _, f, _ in occurrences))
-    lines.append(_line(_prose(f"3. {name} occurs {count}:"), *[_punct(m, ",") for m in own[:-1]],
+    own: dict[_M, int] = {}  # each occurrence's derivative, listed once with its count
+    for t, k, _ in occurrences:
+        f = t.factors[k]
+        m = _eq(_partial(_entry(name, f.indices), dx), _juxt([_delta(a, b) for a, b in zip(f.indices, p)]))
+        own[m] = own.get(m, 0) + 1
+    own = [_line(m, _prose(f"({_times(k)})")) if k > 1 else m for m, k in own.items()]
+    lines.append(_line(_prose(f"3. {name} occurs {_times(len(occurrences))}:"),
+                       *[_punct(m, ",") for m in own[:-1]],
                        _punct(own[-1], ";"), _prose("by the product rule,"), _eq(_partial(y, dx), _signed(
                            [(t.coefficient, _render(s)) for t, _, s in occurrences]))))
     chained = [(t.coefficient, _Sum(index + s.over, (_Entry(dy, index),) + s.factors)
@@ -182,27 +185,46 @@ def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: 
     lines.append(_line(_prose("4. Contracting the deltas:" if contracted != chained else
                               "4. No deltas to contract:"),
                        _eq(_partial(_name(loss) if chain else y, dx), *steps)))
-    for (t, f, _), (_, s) in zip(occurrences, contracted):
-        lines += _occurrence_notes(t, f, s, index, out, dy, what)
-    for d in (d for _, s in contracted for d in s.factors if isinstance(d, _Delta)):
-        lines.append(_line(_prose("  "), _delta(d.a, d.b), _prose(
-            f"survives: {what} is zero off that diagonal.")))
+    notes = [m for (t, k, _), (_, s) in zip(occurrences, contracted)
+             for m in _occurrence_notes(t, k, s, index, out, dy, what)]
+    lines += dict.fromkeys(notes)  # two occurrences may note the same
+    survivors: dict[frozenset, tuple[_Delta, list[int]]] = {}
+    for n, (_, s) in enumerate(contracted):
+        for d in (d for d in s.factors if isinstance(d, _Delta)):
+            terms = survivors.setdefault(frozenset((d.a, d.b)), (d, []))[1]
+            terms += [] if n + 1 in terms else [n + 1]
+    for d, terms in survivors.values():
+        where = (f"{what} is zero off that diagonal" if len(terms) == len(contracted) else
+                 f"term {terms[0]} of step 4 is zero off that diagonal" if len(terms) == 1 else
+                 f"terms {_and(terms)} of step 4 are zero off that diagonal")
+        lines.append(_line(_prose("  "), _delta(d.a, d.b), _prose(f"survives: {where}.")))
     cotangent = (Factor(dy, index),) if chain else ()
     return _result(name, result, p, index if jacobian else (),
                    [Term(t.coefficient, cotangent + t.factors) for t in raw], lines)
 
 
-def _occurrence_notes(term: Term, f: Factor, part: _Sum, index, out: str, dy: str | None,
+def _times(n: int) -> str:
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
+
+
+def _and(numbers) -> str:
+    """``1, 2 and 3``."""
+    return ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
+
+
+def _occurrence_notes(term: Term, k: int, part: _Sum, index, out: str, dy: str | None,
                       what: str) -> list[_M]:
-    """Broadcasts: the forward broadcast the tensor ``f`` along an output index its term lacks
-    (its gradient ``part`` sums the cotangent ``dy``), or summed an index only ``f`` has."""
+    """Broadcasts: the forward broadcast the tensor ``f`` (factor ``k`` of ``term``) along an
+    output index its term lacks (its gradient ``part`` sums the cotangent ``dy``), or summed an
+    index only ``f`` has."""
+    f = term.factors[k]
     name, notes = f.name, []
     entry = _entry(f.name, f.indices)
     for i in (i for i in index if dy and i not in term.indices()):
         notes.append(_line(_prose("  "), entry, _prose(
             f"lacks {out}'s index {i}: the forward broadcast {name} along {i}, so the gradient "
             f"sums {dy} over {i}:"), _punct(_render(part), ".")))
-    others = {i for g in term.factors if g is not f for i in g.indices}
+    others = {i for n, g in enumerate(term.factors) if n != k for i in g.indices}
     for i in dict.fromkeys(f.indices):
         if i not in index and i not in others and f.indices.count(i) == 1:
             notes.append(_line(_prose("  "), entry, _prose(
@@ -225,12 +247,11 @@ def _result(name: str, grad: Program, p, kept, raw: list[Term], lines: list[_M],
     for n, t in enumerate(inner):
         for s in _simplify(xs, [t]):
             groups.setdefault(_like_key(s.factors, xs), []).append(n + 1)
+    keyed = {_like_key(t.factors, xs): t for t in result.terms}
     for key, members in groups.items():
         if len(members) > 1:
-            merged = [t for t in result.terms if _like_key(t.factors, xs) == key]
-            which = ", ".join(map(str, members[:-1])) + f" and {members[-1]}"
-            lines.append(_prose(f"   Terms {which} of step 4 are equal up to renaming and " + (
-                f"merge: {_text(result, merged)}." if merged else "cancel.")))
+            lines.append(_prose(f"   Terms {_and(members)} of step 4 are equal up to renaming and " + (
+                f"merge: {_text(result, [keyed[key]])}." if key in keyed else "cancel.")))
     einsums, forms = zip(*(_einsum(t, xs) for t in result.terms)) if result.terms else ((), ())
     if any(einsums):
         pieces = [_line(_code(_text(result, [t])), _prose("is"), _code(s))

@@ -40,7 +40,9 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _TOKEN = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
                     r"|(?P<punct>[\[\],*+\-=])")
 _LETTERS = string.ascii_letters
-_MAX_ARRANGEMENTS = 720
+KEY_BUDGET = 20_000
+"""The most factor spellings (arrangements of alike factors times factors) one like-term key
+tries; it keeps parsing and deriving polynomial in the size of a program."""
 
 MAX_PLACES = 300
 """A coefficient has at most this many digits after the decimal point and is below
@@ -638,7 +640,7 @@ def _contract_deltas(factors, output) -> tuple[Factor, ...]:
             if q in free and p in free:
                 continue
             old, new = (q, p) if q not in free else (p, q)
-            factors, changed = [g.renamed({old: new}) for g in rest], True
+            factors, changed = [g.renamed({old: new}) if old in g.indices else g for g in rest], True
             break
     position = {o: n for n, o in enumerate(output)}
     return tuple(Factor(DELTA, tuple(sorted(f.indices, key=lambda i: position.get(i, -1))))
@@ -655,14 +657,25 @@ def _rename_summed(factors, output) -> tuple[Factor, ...]:
 
 def _like_key(factors, output) -> tuple:
     """A key equal for products equal up to the order of factors and the names of summed
-    indices: the least spelling over orders of same-named factors."""
+    indices: the least spelling over the orders of factors that look alike (same name, same
+    output indices at the same axes), the factors sorted by that look. Within
+    :data:`KEY_BUDGET`; beyond it, alike factors keep their given order, so some like terms
+    written in other orders stay apart (correct, less canonical)."""
     position = {o: n for n, o in enumerate(output)}
-    groups = [list(g) for _, g in itertools.groupby(sorted(factors, key=lambda f: f.name),
-                                                    key=lambda f: f.name)]
-    if math.prod(math.factorial(len(g)) for g in groups) > _MAX_ARRANGEMENTS:
-        arrangements = [tuple(groups)]
+
+    looks = sorted(((f.name, tuple((0, position[i]) if i in position else (1, 0) for i in f.indices)), n)
+                   for n, f in enumerate(factors))  # unchanged by renaming summed indices
+    ties = [[factors[n] for _, n in g] for _, g in itertools.groupby(looks, key=lambda x: x[0])]
+    spellings = len(factors)
+    for group in ties:
+        for n in range(2, len(group) + 1):
+            spellings *= n
+            if spellings > KEY_BUDGET:
+                break
+    if spellings > KEY_BUDGET:
+        arrangements = [tuple(ties)]
     else:
-        arrangements = itertools.product(*(itertools.permutations(g) for g in groups))
+        arrangements = itertools.product(*(itertools.permutations(g) for g in ties))
     best = None
     for arrangement in arrangements:
         seen: dict[str, int] = {}
@@ -804,7 +817,7 @@ class _Plan:
             if name not in given:
                 raise EinsumSpecError(f"missing input {name!r}: the program reads "
                                       f"{', '.join(prog.inputs)}", str(prog))
-            arrays[name] = np.asarray(given[name])
+            arrays[name] = _array(prog, name, given[name])
         shape = self.output_shape(prog, arrays, given)
         fractional = any(isinstance(_as_number(p.coefficient), float) for p in self.placements)
         dtype = np.result_type(*arrays.values(), *([np.float64] if fractional or not arrays else []))
@@ -845,7 +858,7 @@ class _Plan:
                 if name not in given:
                     raise EinsumSpecError(f"missing input {name!r}: the size of output index "
                                           f"{index!r} comes from it", str(prog))
-                shape = np.shape(given[name])
+                shape = _array(prog, name, given[name]).shape
                 if len(shape) <= axis:
                     raise EinsumSpecError(f"tensor {name!r} has {len(shape)} dimension(s), too "
                                           f"few to give the size of {index!r}", str(prog))
@@ -869,6 +882,18 @@ class _Plan:
                     if p != q:
                         raise EinsumSpecError(f"{f} ties indices of sizes {p} and {q}", str(prog))
         return tuple(seen[(o, None)][1] for o in prog.output_indices)
+
+
+def _array(prog: Program, name: str, value) -> np.ndarray:
+    """``value`` as a numeric numpy array; anything else is refused naming the tensor."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as e:  # ragged nested lists
+        raise EinsumSpecError(f"tensor {name!r} is not an array: {e}", str(prog)) from None
+    if array.dtype.kind not in "biufc":
+        raise EinsumSpecError(f"tensor {name!r} has dtype {array.dtype}, which is not numeric",
+                              str(prog))
+    return array
 
 
 def _as_number(c: Fraction) -> int | float:
