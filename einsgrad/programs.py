@@ -388,10 +388,11 @@ class _Parser:
             kind, value, col = self.peek()
             if kind == "number":
                 self.at += 1
-                coefficient *= _decimal(value)
-                problem = _coefficient_problem(coefficient)
+                whole, part = _digits(value)
+                problem = _range_problem(len(whole), len(part))
                 if problem:
-                    raise self.error(f"the coefficient of this term {problem}", col)
+                    raise self.error(f"this number {problem}", col)
+                coefficient *= Fraction(int(whole + part or "0"), 10 ** len(part))
             elif kind == "name":
                 self.at += 1
                 if value == output:
@@ -404,6 +405,10 @@ class _Parser:
                 found = "the end of the program" if kind == "end" else repr(value)
                 raise self.error(f"expected a term (a number or a tensor), found {found}", col)
             if self.peek()[1] != "*":
+                problem = _coefficient_problem(coefficient)
+                if problem:
+                    raise self.error(f"the coefficient of this term (the product of its numbers) "
+                                     f"{problem}", start)
                 return Term(coefficient, tuple(factors)), start
             self.at += 1
 
@@ -483,14 +488,11 @@ def _tokens(text: str) -> Iterator[tuple[str, str, int]]:
         col = match.end()
 
 
-def _decimal(literal: str) -> Fraction:
-    """A decimal literal's exact value, read without converting more digits than the bound
-    allows (leading and trailing zeros are dropped first)."""
+def _digits(literal: str) -> tuple[str, str]:
+    """A decimal literal's digits before and after the point, without leading and trailing
+    zeros: what :func:`_range_problem` bounds before any is converted to an int."""
     whole, _, part = literal.partition(".")
-    whole, part = whole.lstrip("0"), part.rstrip("0")
-    if len(whole) > MAX_PLACES or len(part) > MAX_PLACES:
-        whole, part = whole[:MAX_PLACES + 1], part[:MAX_PLACES + 1]  # enough to be refused
-    return Fraction(int(whole + part or "0"), 10 ** len(part))
+    return whole.lstrip("0"), part.rstrip("0")
 
 
 def _places(value: Fraction) -> int:
@@ -506,15 +508,20 @@ def _places(value: Fraction) -> int:
     return max(twos, fives)
 
 
-def _coefficient_problem(value: Fraction) -> str | None:
-    """Why ``value`` is no coefficient (see :data:`MAX_PLACES`), or None."""
-    if abs(value) >= 10 ** MAX_PLACES:
+def _range_problem(whole_digits: int, places: int) -> str | None:
+    """Why a decimal with these many digits before and after the point is no coefficient
+    (see :data:`MAX_PLACES`), or None."""
+    if whole_digits > MAX_PLACES:
         return f"reaches 10^{MAX_PLACES}; a coefficient is below that, so that it is a float64"
-    places = _places(value)
     if places > MAX_PLACES:
         return (f"has {places} digits after the decimal point; a coefficient has at most "
                 f"{MAX_PLACES}, so that it prints exactly and is a float64")
     return None
+
+
+def _coefficient_problem(value: Fraction) -> str | None:
+    """Why ``value`` is no coefficient, or None."""
+    return _range_problem(MAX_PLACES + 1 if abs(value) >= 10 ** MAX_PLACES else 0, _places(value))
 
 
 def _tensor_indices(term: Term) -> set[str]:
