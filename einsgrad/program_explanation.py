@@ -28,6 +28,11 @@ from .spec import Spec
 
 STYLES = ("index", "hessian")
 _MAX_FORM_INDICES = 6  # matrix forms are looked for in small terms only
+MAX_SHOWN_TERMS = 24
+"""Steps 1, 3 and 4 write at most this many terms of a sum, step 5 this many merges and
+einsums, then say how many more there are: the text of a large derivation (a Hessian of 30
+occurrences has 870 terms) stays readable and is rendered in time linear in what is shown.
+The result program is always printed whole."""
 
 
 @dataclass(frozen=True)
@@ -108,8 +113,18 @@ def _factor(f: Factor):
     return _Delta(*f.indices) if f.name == DELTA else _Entry(f.name, f.indices)
 
 
-def _signed(parts) -> _M:
-    """``c_1 m_1 ± c_2 m_2 ...`` from (coefficient, rendering or None for a constant)."""
+def _shown(items: list) -> tuple[list, int]:
+    """The first :data:`MAX_SHOWN_TERMS` items, and how many are left out."""
+    return items[:MAX_SHOWN_TERMS], max(0, len(items) - MAX_SHOWN_TERMS)
+
+
+def _more(count: int, what: str = "terms") -> _M:
+    return _prose(f"... ({count} more {what})")
+
+
+def _signed(parts, more: int = 0) -> _M:
+    """``c_1 m_1 ± c_2 m_2 ...`` from (coefficient, rendering or None for a constant), then
+    ``+ ... (N more terms)`` when ``more`` were left out."""
     text, latex = [], []
     for n, (c, m) in enumerate(parts):
         magnitude = _number(abs(c))
@@ -122,6 +137,10 @@ def _signed(parts) -> _M:
         latex.append(text[-1])
         text.append(m.text)
         latex.append(m.latex)
+    if more:
+        tail = _more(more)
+        text.append(" + " + tail.text)
+        latex.append(" + " + tail.latex)
     return _M("".join(text) or "0", "".join(latex) or "0")
 
 
@@ -134,14 +153,15 @@ def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: 
     names = {f.name for t in prog.terms for f in t.factors} | {out, name, loss, dy or out}
     fresh = _Fresh({i for t in prog.terms for f in t.factors for i in f.indices} | set(index) | names)
     p = tuple(fresh.take("") for _ in result.output_indices[len(index) if jacobian else 0:])
+    shown, more = _shown(list(prog.terms))
     forward = [(t.coefficient, _render(_Sum(tuple(i for i in t.indices() if i not in index),
                                             tuple(map(_factor, t.factors)))) if t.factors else None)
-               for t in prog.terms]
+               for t in shown]
     y, dx = _entry(out, index), _entry(name, p)
     title = (f"Hessian by {name}, the Jacobian of the gradient {out}:" if jacobian else
              f"Gradient with respect to {name}:")
     lines = [_M(title, r"\textbf{" + title.replace("_", r"\_") + "}"),
-             _line(_prose("1. The program with its sums written out:"), _eq(y, _signed(forward)))]
+             _line(_prose("1. The program with its sums written out:"), _eq(y, _signed(forward, more)))]
     if jacobian:
         lines.append(_line(_prose("2. One entry of the Hessian is"),
                            _eq(_entry(result.output_name, index + p), _partial(y, dx))))
@@ -175,19 +195,22 @@ def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: 
     lines.append(_line(_prose(f"3. {name} occurs {_times(len(occurrences))}:"),
                        *[_punct(m, ",") for m in own[:-1]],
                        _punct(own[-1], ";"), _prose("by the product rule,"), _eq(_partial(y, dx), _signed(
-                           [(t.coefficient, _render(s)) for t, _, s in occurrences]))))
+                           [(t.coefficient, _render(s)) for t, _, s in _shown(occurrences)[0]],
+                           _shown(occurrences)[1]))))
     chained = [(t.coefficient, _Sum(index + s.over, (_Entry(dy, index),) + s.factors)
                 if chain else s) for t, _, s in occurrences]
     contracted = [(c, _contract(s)) for c, s in chained]
-    steps = [_signed([(c, _render(s)) for c, s in chained])] if chain else []
+    more = _shown(chained)[1]
+    steps = [_signed([(c, _render(s)) for c, s in _shown(chained)[0]], more)] if chain else []
     if contracted != chained or not steps:
-        steps.append(_signed([(c, _render(s)) for c, s in contracted]))
+        steps.append(_signed([(c, _render(s)) for c, s in _shown(contracted)[0]], more))
     lines.append(_line(_prose("4. Contracting the deltas:" if contracted != chained else
                               "4. No deltas to contract:"),
                        _eq(_partial(_name(loss) if chain else y, dx), *steps)))
     notes = [m for (t, k, _), (_, s) in zip(occurrences, contracted)
              for m in _occurrence_notes(t, k, s, index, out, dy, what)]
-    lines += dict.fromkeys(notes)  # two occurrences may note the same
+    notes, more = _shown(list(dict.fromkeys(notes)))  # two occurrences may note the same
+    lines += notes + ([_line(_prose("  "), _more(more, "notes"))] if more else [])
     survivors: dict[frozenset, tuple[_Delta, list[int]]] = {}
     for n, (_, s) in enumerate(contracted):
         for d in (d for d in s.factors if isinstance(d, _Delta)):
@@ -248,14 +271,17 @@ def _result(name: str, grad: Program, p, kept, raw: list[Term], lines: list[_M],
         for s in _simplify(xs, [t]):
             groups.setdefault(_like_key(s.factors, xs), []).append(n + 1)
     keyed = {_like_key(t.factors, xs): t for t in result.terms}
-    for key, members in groups.items():
-        if len(members) > 1:
-            lines.append(_prose(f"   Terms {_and(members)} of step 4 are equal up to renaming and " + (
-                f"merge: {_text(result, [keyed[key]])}." if key in keyed else "cancel.")))
+    merges, more = _shown([(key, members) for key, members in groups.items() if len(members) > 1])
+    for key, members in merges:
+        lines.append(_prose(f"   Terms {_and(members)} of step 4 are equal up to renaming and " + (
+            f"merge: {_text(result, [keyed[key]])}." if key in keyed else "cancel.")))
+    if more:
+        lines.append(_line(_prose("  "), _more(more, "merges")))
     einsums, forms = zip(*(_einsum(t, xs) for t in result.terms)) if result.terms else ((), ())
     if any(einsums):
-        pieces = [_line(_code(_text(result, [t])), _prose("is"), _code(s))
-                  for t, s in zip(result.terms, einsums) if s]
+        spelled, more = _shown([(t, s) for t, s in zip(result.terms, einsums) if s])
+        pieces = [_line(_code(_text(result, [t])), _prose("is"), _code(s)) for t, s in spelled]
+        pieces += [_more(more, "einsums")] if more else []
         lines.append(_line(_prose("   As einsums:" if len(pieces) > 1 else "   As an einsum:"),
                            *[_punct(m, ";") for m in pieces[:-1]], pieces[-1]))
     matrix = None
