@@ -23,7 +23,7 @@ from .errors import EinsumSpecError
 from .explanation import (_Delta, _Entry, _Fresh, _M, _Rendered, _Sum, _code, _contract, _delta,
                           _entry, _eq, _form_body, _juxt, _line, _matrix_form, _name, _partial,
                           _paren, _prose, _punct, _render, _summation, _words)
-from .programs import DELTA, Factor, Program, Term, _delta_classes, _like_key, _number, _simplify
+from .programs import DELTA, Factor, Program, Term, _delta_classes, _merge, _number
 from .spec import Spec
 
 STYLES = ("index", "hessian")
@@ -262,19 +262,19 @@ def _result(name: str, grad: Program, p, kept, raw: list[Term], lines: list[_M],
     xs = grad.output_indices
     inner = [t.renamed({i: f"#s{n}" for n, i in enumerate(t.indices()) if i not in (*kept, *p)})
              .renamed(dict(zip(p, xs[len(kept):]))) for t in raw]
-    result = Program(grad.output_name, xs, _simplify(xs, inner), grad.witnesses)
+    merged, keys = _merge(xs, inner)
+    result = Program(grad.output_name, xs, tuple(t for t in merged.values() if t.coefficient != 0),
+                     grad.witnesses)
     renaming = (f"{step}. Renaming {_words(p)} to {_words(xs[len(kept):])}:" if p and raw else
                 f"{step}. The result:")
     lines.append(_line(_prose(renaming), _code(str(result))))
     groups: dict[tuple, list[int]] = {}
-    for n, t in enumerate(inner):
-        for s in _simplify(xs, [t]):
-            groups.setdefault(_like_key(s.factors, xs), []).append(n + 1)
-    keyed = {_like_key(t.factors, xs): t for t in result.terms}
+    for n, key in enumerate(keys):
+        groups.setdefault(key, []).append(n + 1)
     merges, more = _shown([(key, members) for key, members in groups.items() if len(members) > 1])
     for key, members in merges:
         lines.append(_prose(f"   Terms {_and(members)} of step 4 are equal up to renaming and " + (
-            f"merge: {_text(result, [keyed[key]])}." if key in keyed else "cancel.")))
+            f"merge: {_text(result, [merged[key]])}." if merged[key].coefficient else "cancel.")))
     if more:
         lines.append(_line(_prose("  "), _more(more, "merges")))
     einsums, forms = zip(*(_einsum(t, xs) for t in result.terms)) if result.terms else ((), ())

@@ -611,7 +611,14 @@ def _build(name, output, terms, witnesses, accepts=(), source=None) -> Program:
 
 def _simplify(output, terms) -> tuple[Term, ...]:
     """Deltas contracted, summed indices renamed canonically, like terms merged, zeros dropped."""
+    return tuple(t for t in _merge(output, terms)[0].values() if t.coefficient != 0)
+
+
+def _merge(output, terms) -> tuple[dict[tuple, Term], list[tuple]]:
+    """Each term with its deltas contracted and summed indices renamed, merged by like key
+    (zeros kept), and the key of each given term (explanations say which terms merged)."""
     merged: dict[tuple, Term] = {}
+    keys = []
     for term in terms:
         factors = _contract_deltas(term.factors, output)
         factors = _rename_summed(factors, output)
@@ -620,7 +627,8 @@ def _simplify(output, terms) -> tuple[Term, ...]:
             merged[key] = Term(merged[key].coefficient + term.coefficient, merged[key].factors)
         else:
             merged[key] = Term(term.coefficient, factors)
-    return tuple(t for t in merged.values() if t.coefficient != 0)
+        keys.append(key)
+    return merged, keys
 
 
 def _contract_deltas(factors, output) -> tuple[Factor, ...]:
