@@ -224,14 +224,15 @@ class Program:
         distinct product is one einsum compiled by :func:`einsgrad.compile` (products equal up
         to index renaming run once). A scalar output is returned as a numpy scalar.
         """
-        takes = ", ".join(f"{n}=" for n in dict(self.accepts)) or "nothing"
-        if args:
-            raise EinsumSpecError(f"a program takes its tensors by keyword, got {len(args)} "
-                                  f"positional argument(s); this one takes {takes}", str(self))
-        unknown = [k for k in arrays if k not in dict(self.accepts)]
-        if unknown:
-            raise EinsumSpecError(f"{', '.join(map(repr, unknown))}: not a tensor of the program; "
-                                  f"it takes {takes}", str(self))
+        accepts = dict(self.accepts)
+        unknown = [k for k in arrays if k not in accepts]
+        if args or unknown:
+            takes = ", ".join(f"{n}=" for n in accepts) or "nothing"
+            raise EinsumSpecError(
+                (f"a program takes its tensors by keyword, got {len(args)} positional "
+                 f"argument(s)" if args else
+                 f"{', '.join(map(repr, unknown))}: not a tensor of the program") +
+                f"; it takes {takes}", str(self))
         return self._plan.run(self, arrays)
 
     @cached_property
@@ -393,6 +394,10 @@ class _Parser:
                 if problem:
                     raise self.error(f"this number {problem}", col)
                 coefficient *= Fraction(int(whole + part or "0"), 10 ** len(part))
+                problem = _coefficient_problem(coefficient)
+                if problem:  # checked as it grows, so that no product gets long
+                    raise self.error(f"the coefficient of this term (the product of its numbers "
+                                     f"up to here) {problem}", col)
             elif kind == "name":
                 self.at += 1
                 if value == output:
@@ -405,10 +410,6 @@ class _Parser:
                 found = "the end of the program" if kind == "end" else repr(value)
                 raise self.error(f"expected a term (a number or a tensor), found {found}", col)
             if self.peek()[1] != "*":
-                problem = _coefficient_problem(coefficient)
-                if problem:
-                    raise self.error(f"the coefficient of this term (the product of its numbers) "
-                                     f"{problem}", start)
                 return Term(coefficient, tuple(factors)), start
             self.at += 1
 
@@ -520,8 +521,15 @@ def _range_problem(whole_digits: int, places: int) -> str | None:
 
 
 def _coefficient_problem(value: Fraction) -> str | None:
-    """Why ``value`` is no coefficient, or None."""
-    return _range_problem(MAX_PLACES + 1 if abs(value) >= 10 ** MAX_PLACES else 0, _places(value))
+    """Why ``value`` (a sum or product of coefficients) is no coefficient, or None; one
+    comparison and one remainder, whatever its size."""
+    bound = 10 ** MAX_PLACES
+    if abs(value) >= bound:
+        return _range_problem(MAX_PLACES + 1, 0)
+    if bound % value.denominator:
+        return (f"has more than {MAX_PLACES} digits after the decimal point; a coefficient has at "
+                f"most {MAX_PLACES}, so that it prints exactly and is a float64")
+    return None
 
 
 def _tensor_indices(term: Term) -> set[str]:

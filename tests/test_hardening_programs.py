@@ -8,7 +8,7 @@ differences of numpy formulas, and explanations are read back as text.
 from __future__ import annotations
 
 import decimal
-import functools
+import itertools
 import re
 import time
 
@@ -58,10 +58,11 @@ def test_random_coefficients_print_exactly_and_evaluate(first, second, negative)
     text = ("Y[i] = " + ("-" if negative else "") + " * ".join(first) + " * X[i] + "
             + " * ".join(second) + " * X[i]")
     numbers = [decimal.Decimal(x) for x in first + second]
-    products = [functools.reduce(EXACT.multiply, map(decimal.Decimal, first), decimal.Decimal(-1 if negative else 1)),
-                functools.reduce(EXACT.multiply, map(decimal.Decimal, second), decimal.Decimal(1))]
+    running = [list(itertools.accumulate(map(decimal.Decimal, factors), EXACT.multiply))
+               for factors in (first, second)]  # each product is checked as it grows
+    products = [EXACT.minus(running[0][-1]) if negative else running[0][-1], running[1][-1]]
     total = EXACT.add(*products)
-    if not all(map(_fits, numbers + products + [total])):
+    if not all(map(_fits, numbers + running[0] + running[1] + [total])):
         with pytest.raises(EinsumSpecError, match=r"(number|coefficient).*(10\^300|after the decimal point)"):
             einsgrad.program(text)
         return
@@ -79,10 +80,13 @@ def test_random_coefficients_print_exactly_and_evaluate(first, second, negative)
 @pytest.mark.parametrize("text, match, column", [
     ("Y[i] = " + "9" * 5000 + " * X[i]", r"this number reaches 10\^300", 7),
     ("Y[i] = 0." + "0" * 300 + "1 * X[i]", r"this number has 301 digits after the decimal point", 7),
-    ("Y[i] = x[i] * " + "0.1 * " * 301 + "y[i]", r"the coefficient of this term .* has 301 digits", 7),
+    ("Y[i] = x[i] * " + "0.1 * " * 301 + "y[i]", r"the coefficient of this term .* has more than 300 digits",
+     14 + 6 * 300),
+    ("Y[i] = " + "1" + "0" * 200 + " * 1" + "0" * 200 + " * 0." + "0" * 299 + "1 * x[i]",
+     r"the coefficient of this term .* reaches 10\^300", 7 + 201 + 3),
     ("Y[i] = " + "1" + "0" * 299 + " * x[i] + " + "9" + "0" * 299 + " * x[i]",
      r"like terms merge into a coefficient that reaches 10\^300", None),
-], ids=["huge", "tiny", "product", "merged"])
+], ids=["huge", "tiny", "product", "running_product", "merged"])
 def test_coefficients_out_of_range_are_refused(text, match, column):
     with pytest.raises(EinsumSpecError, match=match) as info:
         einsgrad.program(text)
