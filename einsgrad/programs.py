@@ -554,13 +554,14 @@ def _fresh(preferred, taken: set, count: int | None = None) -> tuple[str, ...]:
     """Distinct names: each preferred name unless already taken or used, else the first free
     canonical letter (``i, j, ..., h``, then ``i1, j1, ...``)."""
     wanted = list(preferred) if count is None else [None] * count
-    chosen: list[str] = []
+    chosen: dict[str, None] = {}
     avoid = set(taken) | {p for p in wanted if p is not None}
+    free = (c for c in _canonical_names() if c not in avoid)  # one pass: linear in the names
     for name in wanted:
         if name is not None and name not in taken and name not in chosen:
-            chosen.append(name)
+            chosen[name] = None
         else:
-            chosen.append(next(c for c in _canonical_names() if c not in avoid and c not in chosen))
+            chosen[next(c for c in free if c not in chosen)] = None
     return tuple(chosen)
 
 
@@ -722,17 +723,34 @@ def _number(value: Fraction) -> str:
 def _unsized(output, terms) -> list[str]:
     """Output indices that no term gives a size: on no tensor of any term (through that
     term's deltas), nor tied by a delta to an output index that is sized."""
-    sized = {o for o in output
-             if any(_delta_classes(t.factors).get(o, {o}) & _tensor_indices(t) for t in terms)}
-    ties = [f.indices for t in terms for f in t.factors if f.name == DELTA]
-    grew = True
+    sized = _tied(_sized(output, terms), _ties(terms), set(output))
+    return [o for o in output if o not in sized]
+
+
+def _sized(output, terms) -> set[str]:
+    """Output indices on a tensor of some term, through that term's deltas; each term's
+    classes and tensors are found once, so this is linear in the terms' size."""
+    sized = set()
+    for t in terms:
+        classes, held = _delta_classes(t.factors), _tensor_indices(t)
+        sized.update(o for o in output if classes.get(o, {o}) & held)
+    return sized
+
+
+def _ties(terms) -> list[tuple[str, str]]:
+    return [f.indices for t in terms for f in t.factors if f.name == DELTA]
+
+
+def _tied(sized: set, ties, output: set) -> set[str]:
+    """``sized`` and the output indices deltas tie to them."""
+    sized, grew = set(sized), True
     while grew:
         grew = False
         for p, q in ties:
             if (p in sized) != (q in sized) and p in output and q in output:
                 sized |= {p, q}
                 grew = True
-    return [o for o in output if o not in sized]
+    return sized
 
 
 def _zero_text(output, terms, witnesses) -> str:
@@ -740,14 +758,20 @@ def _zero_text(output, terms, witnesses) -> str:
     (blank indices named afresh), so that the printed program reads back as itself:
     ``Y[i] = x[i] - x[i]`` prints ``Y[i] = 0 * x[i]``, ``Y[i] = x[i] - x[i] + s`` prints
     ``Y[i] = s + 0 * x[i]``."""
-    fresh = (c for c in _canonical_names() if c not in output)
+    kept = set(output)
+    fresh = (c for c in _canonical_names() if c not in kept)
+    sized, ties = _sized(output, terms), _ties(terms)
+    holder = {}
+    for w in reversed(witnesses):  # the first witness that holds each index
+        holder.update(dict.fromkeys(w.indices, w))
     chosen: list[Factor] = []
     for index in _unsized(output, terms):
-        if index not in _unsized(output, (*terms, Term(Fraction(0), tuple(chosen)))):
+        if ties and index in _tied(sized, ties, kept):
             continue  # a delta ties it to an index a chosen tensor sizes
-        w = next((w for w in witnesses if index in w.indices), None)
+        w = holder.get(index)
         if w is not None:
             chosen.append(Factor(w.name, tuple(i if i == index else next(fresh) for i in w.indices)))
+            sized.add(index)
     return "0 * " + " * ".join(map(str, chosen)) if chosen else "0"
 
 
