@@ -47,8 +47,9 @@ tries; it keeps parsing and deriving polynomial in the size of a program."""
 MAX_PLACES = 300
 """A coefficient has at most this many digits after the decimal point and is below
 ``10**MAX_PLACES`` in magnitude, so that it prints exactly as a decimal, reads back as itself,
-and is a normal float64 (between 1e-300 and 1e300) when a program runs. Programs whose numbers,
-products of numbers or merged terms leave that range are refused with an EinsumSpecError."""
+and is a normal float64 (between 1e-300 and 1e300) when a program runs. A number, a term's
+product of numbers (checked as it grows, factor by factor) or a merged coefficient out of that
+range is refused with an EinsumSpecError."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import einsgrad
 from einsgrad import EinsumSpecError
+from einsgrad.program_explanation import MAX_SHOWN_TERMS
 from test_program import check_gradient, programs, render
 
 BOUND = 300  # einsgrad.programs.MAX_PLACES, restated: digits after the point, and 10^BOUND
@@ -268,6 +269,15 @@ def test_explanation_counts_match_what_is_listed(case):
         _check_counts(str(prog.explain(style="hessian")))
 
 
+def test_long_sums_say_how_many_terms_are_left_out():
+    shown = MAX_SHOWN_TERMS
+    text = str(einsgrad.program("f = " + " * ".join(["x[i]"] * (shown + 6))).explain("x"))
+    step3 = next(line for line in text.splitlines() if line.startswith("3. "))
+    assert f"x occurs {shown + 6} times" in step3 and step3.endswith(" + ... (6 more terms)")
+    assert step3.count("Σ_i") == shown  # the terms written out, each a sum over i
+    assert '"g[i] = ' + str(shown + 6) + " * " + " * ".join(["x[i]"] * (shown + 5)) + '"' in text
+
+
 def test_issue_explanation_text():
     e = str(einsgrad.program("f = x[i] * x[i] * x[j]").explain("x"))
     assert "x occurs 3 times: ∂x_i/∂x_p = δ_ip (twice), ∂x_j/∂x_p = δ_jp;" in e
@@ -290,6 +300,10 @@ LARGE = {
     "terms300": "Y[i] = " + " + ".join(f"{n + 1} * A{n}[i,j] * x[j] * B{n}[j,i]" for n in range(300)),
     "deltas40": "Y[i,j] = " + " * ".join(f"delta[k{n},k{n + 1}]" for n in range(40)) + " * A[i,k0] * B[k40,j]",
     "repeated60": "f = " + " * ".join(["x[i] * y[i]"] * 30),
+    "rank200": "f = x[" + ",".join(f"a{n}" for n in range(200)) + "]",
+    "output100": "Y[" + ",".join(f"o{n}" for n in range(100)) + "] = " + " * ".join(f"x[o{n}]" for n in range(100)),
+    "terms3000": "Y[i] = " + " + ".join(f"A{n}[i]" for n in range(3000)),
+    "hadamard100": "Y[i,j] = " + " * ".join(["A[i,j]"] * 100),
 }
 
 
