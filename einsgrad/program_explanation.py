@@ -243,7 +243,8 @@ def _occurrence_notes(term: Term, k: int, part: _Sum, index, out: str, dy: str |
     f = term.factors[k]
     name, notes = f.name, []
     entry = _entry(f.name, f.indices)
-    for i in (i for i in index if dy and i not in term.indices()):
+    present = set(term.indices())
+    for i in (i for i in index if dy and i not in present):
         notes.append(_line(_prose("  "), entry, _prose(
             f"lacks {out}'s index {i}: the forward broadcast {name} along {i}, so the gradient "
             f"sums {dy} over {i}:"), _punct(_render(part), ".")))
@@ -260,7 +261,8 @@ def _result(name: str, grad: Program, p, kept, raw: list[Term], lines: list[_M],
     """Step 5: the canonical result from the terms of step 3 (indices ``kept``, then ``p``
     renamed), like terms merged, its einsums and its matrix form."""
     xs = grad.output_indices
-    inner = [t.renamed({i: f"#s{n}" for n, i in enumerate(t.indices()) if i not in (*kept, *p)})
+    free = {*kept, *p}
+    inner = [t.renamed({i: f"#s{n}" for n, i in enumerate(t.indices()) if i not in free})
              .renamed(dict(zip(p, xs[len(kept):]))) for t in raw]
     merged, keys = _merge(xs, inner)
     result = Program(grad.output_name, xs, tuple(t for t in merged.values() if t.coefficient != 0),
