@@ -15,7 +15,6 @@ put in canonical form by :mod:`einsgrad.programs`, from the terms of step 3.
 
 from __future__ import annotations
 
-import itertools
 import string
 from dataclasses import dataclass, replace
 
@@ -23,7 +22,7 @@ from .errors import EinsumSpecError
 from .explanation import (_Delta, _Entry, _Fresh, _M, _Rendered, _Sum, _code, _contract, _delta,
                           _entry, _eq, _form_body, _juxt, _line, _matrix_form, _name, _partial,
                           _paren, _prose, _punct, _render, _summation, _words)
-from .programs import DELTA, Factor, Program, Term, _delta_classes, _merge, _number
+from .programs import DELTA, Factor, Program, Term, _delta_classes, _fresh_name, _merge, _number
 from .spec import Spec
 
 STYLES = ("index", "hessian")
@@ -89,8 +88,7 @@ def explain_program(prog: Program, name: str | None = None, *, style: str = "ind
     names = prog.inputs if name is None else (name,)
     grads = [prog.grad(n) for n in names]  # refuses unknown names
     used = {f.name for t in prog.terms for f in t.factors} | {prog.output_name}
-    loss = next(c for c in itertools.chain(["L"], (f"L{n}" for n in itertools.count(1)))
-                if c not in used)
+    loss = _fresh_name("L", used)
     out, scalar = prog.output_name, not prog.output_indices
     lines = [_line(_prose("The program"), _code(str(prog)), *(
         [_prose(f"has a scalar output {out}.")] if scalar else
@@ -150,7 +148,7 @@ def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: 
     out, index = prog.output_name, prog.output_indices
     chain, what = bool(index) and not jacobian, "the Hessian" if jacobian else "the gradient"
     dy = prog._cotangent if chain else None
-    names = {f.name for t in prog.terms for f in t.factors} | {out, name, loss, dy or out}
+    names = {f.name for t in prog.terms for f in t.factors} | {out, name, loss} | ({dy} if dy else set())
     fresh = _Fresh({i for t in prog.terms for f in t.factors for i in f.indices} | set(index) | names)
     p = tuple(fresh.take("") for _ in result.output_indices[len(index) if jacobian else 0:])
     shown, more = _shown(list(prog.terms))
@@ -191,16 +189,15 @@ def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: 
         f = t.factors[k]
         m = _eq(_partial(_entry(name, f.indices), dx), _juxt([_delta(a, b) for a, b in zip(f.indices, p)]))
         own[m] = own.get(m, 0) + 1
-    own = [_line(m, _prose(f"({_times(k)})")) if k > 1 else m for m, k in own.items()]
+    own = [_line(m, _prose(f"({_times(count)})")) if count > 1 else m for m, count in own.items()]
+    shown, more = _shown(occurrences)
     lines.append(_line(_prose(f"3. {name} occurs {_times(len(occurrences))}:"),
                        *[_punct(m, ",") for m in own[:-1]],
                        _punct(own[-1], ";"), _prose("by the product rule,"), _eq(_partial(y, dx), _signed(
-                           [(t.coefficient, _render(s)) for t, _, s in _shown(occurrences)[0]],
-                           _shown(occurrences)[1]))))
+                           [(t.coefficient, _render(s)) for t, _, s in shown], more))))
     chained = [(t.coefficient, _Sum(index + s.over, (_Entry(dy, index),) + s.factors)
                 if chain else s) for t, _, s in occurrences]
     contracted = [(c, _contract(s)) for c, s in chained]
-    more = _shown(chained)[1]
     steps = [_signed([(c, _render(s)) for c, s in _shown(chained)[0]], more)] if chain else []
     if contracted != chained or not steps:
         steps.append(_signed([(c, _render(s)) for c, s in _shown(contracted)[0]], more))

@@ -19,7 +19,6 @@ compiled by :func:`einsgrad.compile`.
 from __future__ import annotations
 
 import itertools
-import math
 import re
 import string
 from dataclasses import dataclass, field
