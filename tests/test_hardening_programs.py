@@ -326,9 +326,10 @@ PIECES = ["Y", "f", "x", "A", "delta", "i", "j", "k", "[", "]", ",", "*", "+", "
 
 
 @settings(max_examples=300)
-@given(st.lists(st.sampled_from(PIECES), max_size=30) | st.text(max_size=40))
-def test_fuzzed_program_texts(pieces):
-    text = "".join(pieces)
+@given(st.sampled_from(["", "f = ", "Y[i] = ", "Y[i,j] = "]),
+       st.lists(st.sampled_from(PIECES), max_size=30) | st.text(max_size=40))
+def test_fuzzed_program_texts(left, pieces):
+    text = left + "".join(pieces)
     start = time.perf_counter()
     try:
         prog = einsgrad.program(text)
