@@ -62,7 +62,8 @@ class Factor:
         return self.name + (f"[{','.join(self.indices)}]" if self.indices else "")
 
     def renamed(self, mapping) -> "Factor":
-        return Factor(self.name, tuple(mapping.get(i, i) for i in self.indices))
+        indices = tuple(mapping.get(i, i) for i in self.indices)
+        return self if indices == self.indices else Factor(self.name, indices)  # values: share
 
 
 @dataclass(frozen=True)
