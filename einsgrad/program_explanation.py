@@ -15,7 +15,6 @@ put in canonical form by :mod:`einsgrad.programs`, from the terms of step 3.
 
 from __future__ import annotations
 
-import itertools
 import string
 from dataclasses import dataclass, replace
 
@@ -23,11 +22,16 @@ from .errors import EinsumSpecError
 from .explanation import (_Delta, _Entry, _Fresh, _M, _Rendered, _Sum, _code, _contract, _delta,
                           _entry, _eq, _form_body, _juxt, _line, _matrix_form, _name, _partial,
                           _paren, _prose, _punct, _render, _summation, _words)
-from .programs import DELTA, Factor, Program, Term, _delta_classes, _like_key, _number, _simplify
+from .programs import DELTA, Factor, Program, Term, _delta_classes, _fresh_name, _merge, _number
 from .spec import Spec
 
 STYLES = ("index", "hessian")
 _MAX_FORM_INDICES = 6  # matrix forms are looked for in small terms only
+MAX_SHOWN_TERMS = 24
+"""Steps 1, 3 and 4 write at most this many terms of a sum, step 5 this many merges and
+einsums, then say how many more there are: the text of a large derivation (a Hessian of 30
+occurrences has 870 terms) stays readable and is rendered in time linear in what is shown.
+The result program is always printed whole."""
 
 
 @dataclass(frozen=True)
@@ -84,12 +88,11 @@ def explain_program(prog: Program, name: str | None = None, *, style: str = "ind
     names = prog.inputs if name is None else (name,)
     grads = [prog.grad(n) for n in names]  # refuses unknown names
     used = {f.name for t in prog.terms for f in t.factors} | {prog.output_name}
-    loss = next(c for c in itertools.chain(["L"], (f"L{n}" for n in itertools.count(1)))
-                if c not in used)
+    loss = _fresh_name("L", used)
     out, scalar = prog.output_name, not prog.output_indices
     lines = [_line(_prose("The program"), _code(str(prog)), *(
         [_prose(f"has a scalar output {out}.")] if scalar else
-        [_prose(f"with {loss} a scalar loss; the cotangent d{out} ="),
+        [_prose(f"with {loss} a scalar loss; the cotangent {prog._cotangent} ="),
          _partial(_name(loss), _name(out)), _prose(f"has {out}'s indices.")]))]
     gradients, hessians = [], []
     for n, g in zip(names, grads):
@@ -97,7 +100,8 @@ def explain_program(prog: Program, name: str | None = None, *, style: str = "ind
         gradients.append(gradient)
         lines += [_M("", ""), *section]
         if style == "hessian":
-            hessian, section = _derivative(g, n, g.jacobian(n, out="H"), loss, jacobian=True)
+            h = g.jacobian(n, out=prog._new_name(None, "H", "the Hessian"))  # as prog.hessian(n)
+            hessian, section = _derivative(g, n, h, loss, jacobian=True)
             hessians.append(hessian)
             lines += [_M("", ""), *section]
     return ProgramExplanation(str(prog), style, tuple(gradients), tuple(lines), tuple(hessians))
@@ -107,8 +111,18 @@ def _factor(f: Factor):
     return _Delta(*f.indices) if f.name == DELTA else _Entry(f.name, f.indices)
 
 
-def _signed(parts) -> _M:
-    """``c_1 m_1 ± c_2 m_2 ...`` from (coefficient, rendering or None for a constant)."""
+def _shown(items: list) -> tuple[list, int]:
+    """The first :data:`MAX_SHOWN_TERMS` items, and how many are left out."""
+    return items[:MAX_SHOWN_TERMS], max(0, len(items) - MAX_SHOWN_TERMS)
+
+
+def _more(count: int, what: str = "terms") -> _M:
+    return _prose(f"... ({count} more {what})")
+
+
+def _signed(parts, more: int = 0) -> _M:
+    """``c_1 m_1 ± c_2 m_2 ...`` from (coefficient, rendering or None for a constant), then
+    ``+ ... (N more terms)`` when ``more`` were left out."""
     text, latex = [], []
     for n, (c, m) in enumerate(parts):
         magnitude = _number(abs(c))
@@ -121,6 +135,10 @@ def _signed(parts) -> _M:
         latex.append(text[-1])
         text.append(m.text)
         latex.append(m.latex)
+    if more:
+        tail = _more(more)
+        text.append(" + " + tail.text)
+        latex.append(" + " + tail.latex)
     return _M("".join(text) or "0", "".join(latex) or "0")
 
 
@@ -129,24 +147,27 @@ def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: 
     ``jacobian`` the derivative of every entry (``result`` a Hessian, ``prog`` a gradient)."""
     out, index = prog.output_name, prog.output_indices
     chain, what = bool(index) and not jacobian, "the Hessian" if jacobian else "the gradient"
-    fresh = _Fresh({i for t in prog.terms for f in t.factors for i in f.indices} | set(index))
+    dy = prog._cotangent if chain else None
+    names = {f.name for t in prog.terms for f in t.factors} | {out, name, loss} | ({dy} if dy else set())
+    fresh = _Fresh({i for t in prog.terms for f in t.factors for i in f.indices} | set(index) | names)
     p = tuple(fresh.take("") for _ in result.output_indices[len(index) if jacobian else 0:])
+    shown, more = _shown(list(prog.terms))
     forward = [(t.coefficient, _render(_Sum(tuple(i for i in t.indices() if i not in index),
                                             tuple(map(_factor, t.factors)))) if t.factors else None)
-               for t in prog.terms]
+               for t in shown]
     y, dx = _entry(out, index), _entry(name, p)
     title = (f"Hessian by {name}, the Jacobian of the gradient {out}:" if jacobian else
              f"Gradient with respect to {name}:")
     lines = [_M(title, r"\textbf{" + title.replace("_", r"\_") + "}"),
-             _line(_prose("1. The program with its sums written out:"), _eq(y, _signed(forward)))]
+             _line(_prose("1. The program with its sums written out:"), _eq(y, _signed(forward, more)))]
     if jacobian:
         lines.append(_line(_prose("2. One entry of the Hessian is"),
                            _eq(_entry(result.output_name, index + p), _partial(y, dx))))
     elif chain:
         lines.append(_line(_prose("2. Chain rule for one entry:"), _punct(_eq(
             _partial(_name(loss), dx),
-            _summation(index, _juxt([_entry("d" + out, index), _partial(y, dx)]))), ","),
-            _prose("with"), _eq(_name("d" + out), _partial(_name(loss), _name(out)))))
+            _summation(index, _juxt([_entry(dy, index), _partial(y, dx)]))), ","),
+            _prose("with"), _eq(_name(dy), _partial(_name(loss), _name(out)))))
     else:
         lines.append(_line(_prose(f"2. {out} is a scalar: the gradient is"),
                            _partial(_name(out), dx), _prose("directly.")))
@@ -157,49 +178,74 @@ def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: 
             if f.name == name:
                 deltas = tuple(_Delta(a, b) for a, b in zip(f.indices, p))
                 rest = tuple(map(_factor, t.factors[:k])), tuple(map(_factor, t.factors[k + 1:]))
-                occurrences.append((t, f, _Sum(over, rest[0] + deltas + rest[1])))
+                occurrences.append((t, k, _Sum(over, rest[0] + deltas + rest[1])))
                 raw.append(Term(t.coefficient, t.factors[:k] + t.factors[k + 1:] + tuple(
                     Factor(DELTA, d) for d in zip(f.indices, p))))
     if not occurrences:
         lines.append(_prose(f"3. {name} appears in no term, so {what} is 0."))
         return _result(name, result, p, index if jacobian else (), [], lines, step=4)
-    count = {1: "once", 2: "twice"}.get(len(occurrences), f"{len(occurrences)} times")
-    own = list(dict.fromkeys(_eq(_partial(_entry(name, f.indices), dx),
-                                 _juxt([_delta(a, b) for a, b in zip(f.indices, p)]))
-                             for _, f, _ in occurrences))
-    lines.append(_line(_prose(f"3. {name} occurs {count}:"), *[_punct(m, ",") for m in own[:-1]],
+    own: dict[_M, int] = {}  # each occurrence's derivative, listed once with its count
+    for t, k, _ in occurrences:
+        f = t.factors[k]
+        m = _eq(_partial(_entry(name, f.indices), dx), _juxt([_delta(a, b) for a, b in zip(f.indices, p)]))
+        own[m] = own.get(m, 0) + 1
+    own = [_line(m, _prose(f"({_times(count)})")) if count > 1 else m for m, count in own.items()]
+    shown, more = _shown(occurrences)
+    lines.append(_line(_prose(f"3. {name} occurs {_times(len(occurrences))}:"),
+                       *[_punct(m, ",") for m in own[:-1]],
                        _punct(own[-1], ";"), _prose("by the product rule,"), _eq(_partial(y, dx), _signed(
-                           [(t.coefficient, _render(s)) for t, _, s in occurrences]))))
-    chained = [(t.coefficient, _Sum(index + s.over, (_Entry("d" + out, index),) + s.factors)
+                           [(t.coefficient, _render(s)) for t, _, s in shown], more))))
+    chained = [(t.coefficient, _Sum(index + s.over, (_Entry(dy, index),) + s.factors)
                 if chain else s) for t, _, s in occurrences]
     contracted = [(c, _contract(s)) for c, s in chained]
-    steps = [_signed([(c, _render(s)) for c, s in chained])] if chain else []
+    steps = [_signed([(c, _render(s)) for c, s in _shown(chained)[0]], more)] if chain else []
     if contracted != chained or not steps:
-        steps.append(_signed([(c, _render(s)) for c, s in contracted]))
+        steps.append(_signed([(c, _render(s)) for c, s in _shown(contracted)[0]], more))
     lines.append(_line(_prose("4. Contracting the deltas:" if contracted != chained else
                               "4. No deltas to contract:"),
                        _eq(_partial(_name(loss) if chain else y, dx), *steps)))
-    for (t, f, _), (_, s) in zip(occurrences, contracted):
-        lines += _occurrence_notes(t, f, s, index, out, chain, what)
-    for d in (d for _, s in contracted for d in s.factors if isinstance(d, _Delta)):
-        lines.append(_line(_prose("  "), _delta(d.a, d.b), _prose(
-            f"survives: {what} is zero off that diagonal.")))
-    cotangent = (Factor("d" + out, index),) if chain else ()
+    notes = [m for (t, k, _), (_, s) in zip(occurrences, contracted)
+             for m in _occurrence_notes(t, k, s, index, out, dy, what)]
+    notes, more = _shown(list(dict.fromkeys(notes)))  # two occurrences may note the same
+    lines += notes + ([_line(_prose("  "), _more(more, "notes"))] if more else [])
+    survivors: dict[frozenset, tuple[_Delta, list[int]]] = {}
+    for n, (_, s) in enumerate(contracted):
+        for d in (d for d in s.factors if isinstance(d, _Delta)):
+            terms = survivors.setdefault(frozenset((d.a, d.b)), (d, []))[1]
+            terms += [] if n + 1 in terms else [n + 1]
+    for d, terms in survivors.values():
+        where = (f"{what} is zero off that diagonal" if len(terms) == len(contracted) else
+                 f"term {terms[0]} of step 4 is zero off that diagonal" if len(terms) == 1 else
+                 f"terms {_and(terms)} of step 4 are zero off that diagonal")
+        lines.append(_line(_prose("  "), _delta(d.a, d.b), _prose(f"survives: {where}.")))
+    cotangent = (Factor(dy, index),) if chain else ()
     return _result(name, result, p, index if jacobian else (),
                    [Term(t.coefficient, cotangent + t.factors) for t in raw], lines)
 
 
-def _occurrence_notes(term: Term, f: Factor, part: _Sum, index, out: str, chain: bool,
+def _times(n: int) -> str:
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
+
+
+def _and(numbers) -> str:
+    """``1, 2 and 3``."""
+    return ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
+
+
+def _occurrence_notes(term: Term, k: int, part: _Sum, index, out: str, dy: str | None,
                       what: str) -> list[_M]:
-    """Broadcasts: the forward broadcast the tensor ``f`` along an output index its term lacks
-    (its gradient ``part`` sums the cotangent), or summed an index only ``f`` has."""
+    """Broadcasts: the forward broadcast the tensor ``f`` (factor ``k`` of ``term``) along an
+    output index its term lacks (its gradient ``part`` sums the cotangent ``dy``), or summed an
+    index only ``f`` has."""
+    f = term.factors[k]
     name, notes = f.name, []
     entry = _entry(f.name, f.indices)
-    for i in (i for i in index if chain and i not in term.indices()):
+    present = set(term.indices())
+    for i in (i for i in index if dy and i not in present):
         notes.append(_line(_prose("  "), entry, _prose(
             f"lacks {out}'s index {i}: the forward broadcast {name} along {i}, so the gradient "
-            f"sums d{out} over {i}:"), _punct(_render(part), ".")))
-    others = {i for g in term.factors if g is not f for i in g.indices}
+            f"sums {dy} over {i}:"), _punct(_render(part), ".")))
+    others = {i for n, g in enumerate(term.factors) if n != k for i in g.indices}
     for i in dict.fromkeys(f.indices):
         if i not in index and i not in others and f.indices.count(i) == 1:
             notes.append(_line(_prose("  "), entry, _prose(
@@ -212,26 +258,29 @@ def _result(name: str, grad: Program, p, kept, raw: list[Term], lines: list[_M],
     """Step 5: the canonical result from the terms of step 3 (indices ``kept``, then ``p``
     renamed), like terms merged, its einsums and its matrix form."""
     xs = grad.output_indices
-    inner = [t.renamed({i: f"#s{n}" for n, i in enumerate(t.indices()) if i not in (*kept, *p)})
+    free = {*kept, *p}
+    inner = [t.renamed({i: f"#s{n}" for n, i in enumerate(t.indices()) if i not in free})
              .renamed(dict(zip(p, xs[len(kept):]))) for t in raw]
-    result = Program(grad.output_name, xs, _simplify(xs, inner), grad.witnesses)
+    merged, keys = _merge(xs, inner)
+    result = Program(grad.output_name, xs, tuple(t for t in merged.values() if t.coefficient != 0),
+                     grad.witnesses)
     renaming = (f"{step}. Renaming {_words(p)} to {_words(xs[len(kept):])}:" if p and raw else
                 f"{step}. The result:")
     lines.append(_line(_prose(renaming), _code(str(result))))
     groups: dict[tuple, list[int]] = {}
-    for n, t in enumerate(inner):
-        for s in _simplify(xs, [t]):
-            groups.setdefault(_like_key(s.factors, xs), []).append(n + 1)
-    for key, members in groups.items():
-        if len(members) > 1:
-            merged = [t for t in result.terms if _like_key(t.factors, xs) == key]
-            which = ", ".join(map(str, members[:-1])) + f" and {members[-1]}"
-            lines.append(_prose(f"   Terms {which} of step 4 are equal up to renaming and " + (
-                f"merge: {_text(result, merged)}." if merged else "cancel.")))
+    for n, key in enumerate(keys):
+        groups.setdefault(key, []).append(n + 1)
+    merges, more = _shown([(key, members) for key, members in groups.items() if len(members) > 1])
+    for key, members in merges:
+        lines.append(_prose(f"   Terms {_and(members)} of step 4 are equal up to renaming and " + (
+            f"merge: {_text(result, [merged[key]])}." if merged[key].coefficient else "cancel.")))
+    if more:
+        lines.append(_line(_prose("  "), _more(more, "merges")))
     einsums, forms = zip(*(_einsum(t, xs) for t in result.terms)) if result.terms else ((), ())
     if any(einsums):
-        pieces = [_line(_code(_text(result, [t])), _prose("is"), _code(s))
-                  for t, s in zip(result.terms, einsums) if s]
+        spelled, more = _shown([(t, s) for t, s in zip(result.terms, einsums) if s])
+        pieces = [_line(_code(_text(result, [t])), _prose("is"), _code(s)) for t, s in spelled]
+        pieces += [_more(more, "einsums")] if more else []
         lines.append(_line(_prose("   As einsums:" if len(pieces) > 1 else "   As an einsum:"),
                            *[_punct(m, ";") for m in pieces[:-1]], pieces[-1]))
     matrix = None

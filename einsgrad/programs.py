@@ -19,7 +19,6 @@ compiled by :func:`einsgrad.compile`.
 from __future__ import annotations
 
 import itertools
-import math
 import re
 import string
 from dataclasses import dataclass, field
@@ -37,10 +36,19 @@ DELTA = "delta"
 
 _ALPHABET = "ijklmnopqrstuvwxyzabcdefgh"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_TOKEN = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+_TOKEN = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
                     r"|(?P<punct>[\[\],*+\-=])")
 _LETTERS = string.ascii_letters
-_MAX_ARRANGEMENTS = 720
+KEY_BUDGET = 20_000
+"""The most factor spellings (arrangements of alike factors times factors) one like-term key
+tries; it keeps parsing and deriving polynomial in the size of a program."""
+
+MAX_PLACES = 300
+"""A coefficient has at most this many digits after the decimal point and is below
+``10**MAX_PLACES`` in magnitude, so that it prints exactly as a decimal, reads back as itself,
+and is a normal float64 (between 1e-300 and 1e300) when a program runs. A number, a term's
+product of numbers (checked as it grows, factor by factor) or a merged coefficient out of that
+range is refused with an EinsumSpecError."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,8 @@ class Factor:
         return self.name + (f"[{','.join(self.indices)}]" if self.indices else "")
 
     def renamed(self, mapping) -> "Factor":
-        return Factor(self.name, tuple(mapping.get(i, i) for i in self.indices))
+        indices = tuple(mapping.get(i, i) for i in self.indices)
+        return self if indices == self.indices else Factor(self.name, indices)  # values: share
 
 
 @dataclass(frozen=True)
@@ -123,60 +132,71 @@ class Program:
         ``dX[x] = Σ_T Σ_{p: F_p = X} c_T dY[O] Π_{q≠p} F_q Π_t δ(x_t, L_{p,t})``: the sum over
         every occurrence of ``X`` of the other factors times the cotangent ``dY``. For a scalar
         output the cotangent is 1 and the result is named ``g``; otherwise the cotangent is an
-        input named ``d`` + the output's name and the result is ``d`` + ``name``. The result's
-        indices are those of the first occurrence of ``name`` (``indices=`` chooses them).
+        input named ``d`` + the output's name and the result is ``d`` + ``name``; a default
+        name a tensor already has is made fresh (``g1``, ``g2``, ...). The result's indices are
+        those of the first occurrence of ``name``. ``out=`` and ``indices=`` (a tuple of index
+        names) are checked as a program's left side is: a new tensor name and one distinct index
+        name per axis of ``name``.
         """
-        xs = self._wrt_indices(name, (), indices)
-        scalar = not self.output_indices
-        out = out or ("g" if scalar else "d" + name)
-        inner = {o: f"#o{t}" for t, o in enumerate(self.output_indices)}
-        cotangent = ()
-        if not scalar:
-            cotangent = (Factor("d" + self.output_name, tuple(inner.values())),)
-            self._check_new_name(cotangent[0].name, "the cotangent")
-        self._check_new_name(out, "the result")
-        terms = [Term(t.coefficient, cotangent + t.factors)
-                 for t in _occurrence_terms(self, name, xs, inner)]
-        return _build(out, xs, terms, (Factor(name, xs),), self._accepting(cotangent))
+        rank = self._rank(name)
+        out = self._new_name(out, "d" + name if self._cotangent else "g", "the result",
+                             [self._cotangent] if self._cotangent else [])
+        xs = (self._wrt_indices(name, ()) if indices is None else
+              _left_side(out, indices, "the gradient's name and indices", rank))
+        return self._gradient(name, out, xs)
 
-    def jacobian(self, name: str, *, out: str = "J") -> "Program":
+    @property
+    def _cotangent(self) -> str | None:
+        """The name of the cotangent ``∂L/∂Y`` that the gradients of a program with indexed
+        output ``Y`` take: ``d`` + ``Y``, made fresh if a tensor has it; None for a scalar."""
+        if not self.output_indices:
+            return None
+        return _fresh_name("d" + self.output_name, set(dict(self.accepts)))
+
+    def jacobian(self, name: str, *, out: str | None = None) -> "Program":
         """``J[O, x] = ∂Y[O]/∂X[x]``: the output's indices, then fresh ones for ``name``.
 
         Each occurrence of ``X`` is replaced by Kronecker deltas tying it to ``x``; deltas on a
-        summed index are contracted, the others stay (``∂X[i]/∂X[j] = delta[i,j]``).
+        summed index are contracted, the others stay (``∂X[i]/∂X[j] = delta[i,j]``). The result
+        is named ``out``, by default ``J`` (made fresh if a tensor has it).
         """
-        xs = self._wrt_indices(name, self.output_indices, None)
-        self._check_new_name(out, "the result")
+        self._rank(name)
+        out = self._new_name(out, "J", "the Jacobian")
+        xs = self._wrt_indices(name, self.output_indices)
         terms = _occurrence_terms(self, name, xs, {})
         return _build(out, self.output_indices + xs, terms,
                       _witnesses(self.output_indices, self.terms, self.witnesses) + (Factor(name, xs),),
-                      self.accepts)
+                      self.accepts, source=self)
 
-    def hessian(self, name: str, other: str | None = None, *, out: str = "H") -> "Program":
+    def hessian(self, name: str, other: str | None = None, *, out: str | None = None) -> "Program":
         """``H[x, z] = ∂²f/∂X[x]∂Z[z]`` of a scalar program (``Z`` is ``other``, default ``X``).
 
-        The Jacobian of :meth:`grad`: ``q = program("f = x[i] * A[i,j] * x[j]")`` gives
-        ``q.hessian("x")`` = ``H[i,j] = A[i,j] + A[j,i]``.
+        The Jacobian of :meth:`grad`, named ``out`` (default ``H``, made fresh if a tensor has
+        it): ``q = program("f = x[i] * A[i,j] * x[j]")`` gives ``q.hessian("x")`` =
+        ``H[i,j] = A[i,j] + A[j,i]``.
         """
         self._require_scalar("hessian")
-        return self.grad(name, out="#g").jacobian(other or name, out=out)
+        self._rank(name)
+        out = self._new_name(out, "H", "the Hessian")
+        return self._gradient(name, "#g", self._wrt_indices(name, ())).jacobian(other or name, out=out)
 
-    def hvp(self, name: str, v: str = "v", *, out: str = "Hv") -> "Program":
+    def hvp(self, name: str, v: str | None = None, *, out: str | None = None) -> "Program":
         """The Hessian-vector product ``Hv[x] = Σ_z H[x,z] v[z]`` without forming ``H``.
 
         It is the gradient of the scalar ``Σ_x g[x] v[x]`` (``g`` the gradient by ``name``),
         so each term is a product of the inputs with ``v``, contracted along an optimized path.
-        ``v`` is a new input with the shape of ``name``.
+        ``v`` (default ``v``) is a new input with the shape of ``name``; the result is named
+        ``out`` (default ``Hv``); defaults a tensor already has are made fresh.
         """
         self._require_scalar("hvp")
-        if not isinstance(v, str) or not _IDENTIFIER.match(v) or v == DELTA:
-            raise EinsumSpecError(f"the vector's name must be an identifier, got {v!r}")
-        self._check_new_name(v, "the vector")
-        g = self.grad(name, out="#g")
+        self._rank(name)
+        v = self._new_name(v, "v", "the vector")
+        out = self._new_name(out, "Hv", "the result", {v})
+        g = self._gradient(name, "#g", self._wrt_indices(name, ()))
         vector = Factor(v, g.output_indices)
         directional = _build("#s", (), [Term(t.coefficient, t.factors + (vector,)) for t in g.terms],
-                             (), g._accepting((vector,)))
-        return directional.grad(name, out=out, indices=g.output_indices)
+                             (), g._accepting((vector,)), source=self)
+        return directional._gradient(name, out, g.output_indices)
 
     def explain(self, name: str | None = None, *, style: str = "index"):
         """The gradient by ``name`` (every input when None) derived step by step: the sums
@@ -196,13 +216,24 @@ class Program:
 
     # -- evaluation ----------------------------------------------------------------------
 
-    def __call__(self, **arrays):
+    def __call__(self, /, *args, **arrays):
         """Evaluates the program: ``prog(X=..., W=..., b=...)``.
 
-        Each distinct product is one einsum compiled by :func:`einsgrad.compile` (products
-        equal up to index renaming run once); keywords the program does not read are ignored.
-        A scalar output is returned as a numpy scalar.
+        Tensors are given by keyword only (a derived program's inputs are in no order a
+        reader could guess); a keyword must name a tensor the program accepts (its own, or those
+        of the program it was derived from), so that a typo is an error, not ignored. Each
+        distinct product is one einsum compiled by :func:`einsgrad.compile` (products equal up
+        to index renaming run once). A scalar output is returned as a numpy scalar.
         """
+        accepts = dict(self.accepts)
+        unknown = [k for k in arrays if k not in accepts]
+        if args or unknown:
+            takes = ", ".join(f"{n}=" for n in accepts) or "nothing"
+            raise EinsumSpecError(
+                (f"a program takes its tensors by keyword, got {len(args)} positional "
+                 f"argument(s)" if args else
+                 f"{', '.join(map(repr, unknown))}: not a tensor of the program") +
+                f"; it takes {takes}", str(self))
         return self._plan.run(self, arrays)
 
     @cached_property
@@ -211,27 +242,46 @@ class Program:
 
     # -- checks --------------------------------------------------------------------------
 
+    def _gradient(self, name: str, out: str, xs: tuple[str, ...]) -> "Program":
+        """:meth:`grad` with checked (or internal) names."""
+        inner = {o: f"#o{t}" for t, o in enumerate(self.output_indices)}
+        cotangent = (Factor(self._cotangent, tuple(inner.values())),) if self._cotangent else ()
+        terms = [Term(t.coefficient, cotangent + t.factors)
+                 for t in _occurrence_terms(self, name, xs, inner)]
+        return _build(out, xs, terms, (Factor(name, xs),), self._accepting(cotangent), source=self)
+
     def _accepting(self, new=()) -> tuple[tuple[str, int], ...]:
         """What a program derived from this one accepts: this one's inputs and ``new``."""
         return tuple(dict([*self.accepts, *((f.name, len(f.indices)) for f in new)]).items())
 
-    def _wrt_indices(self, name, taken, indices) -> tuple[str, ...]:
-        """Indices for a derivative by ``name``: given, else those of its first occurrence
-        (renamed where taken or repeated); a tensor that dropped out gets canonical ones."""
+    def _rank(self, name) -> int:
+        """The rank of tensor ``name``, which a derivative may be taken by."""
         ranks = dict(self.accepts)
         if not isinstance(name, str) or name == DELTA or name not in ranks:
             raise EinsumSpecError(
                 f"cannot differentiate by {name!r}: it is not a tensor of the program; its "
                 f"tensors are {', '.join(ranks) or 'none'}", str(self))
-        if indices is not None:
-            return tuple(indices)
+        return ranks[name]
+
+    def _wrt_indices(self, name, taken) -> tuple[str, ...]:
+        """Indices for a derivative by ``name``: those of its first occurrence (renamed where
+        taken or repeated); a tensor that dropped out gets canonical ones."""
         first = next((f for t in self.terms for f in t.factors if f.name == name), None)
         if first is None:
-            return _fresh((), set(taken), ranks[name])
+            return _fresh((), set(taken), self._rank(name))
         return _fresh(first.indices, set(taken))
 
-    def _check_new_name(self, name, what):
-        if name in dict(self.accepts):
+    def _new_name(self, name, default: str, what: str, also=()) -> str:
+        """A checked name for a new tensor: ``name``, or ``default`` made fresh."""
+        taken = {*dict(self.accepts), *also}
+        if name is None:
+            return _fresh_name(default, taken)
+        _left_side(name, (), f"{what}'s name")
+        self._check_new_name(name, what, taken)
+        return name
+
+    def _check_new_name(self, name, what, taken):
+        if name in taken:
             raise EinsumSpecError(f"{what} would be named {name!r}, which the program already uses; "
                                   f"rename that tensor or choose another name", str(self))
 
@@ -283,7 +333,9 @@ class _Parser:
         self.at += 1
         return token
 
-    def program(self) -> Program:
+    def left_side(self) -> tuple[str, tuple[str, ...], tuple[int, ...]]:
+        """The output's name, its indices and their columns: the one rule for a left side
+        (also for the names and indices given to derivations, see :func:`_left_side`)."""
         _, name, col = self.take("name", "the output tensor's name")
         if name == DELTA:
             raise self.error("the output cannot be named 'delta', the builtin Kronecker delta", col)
@@ -292,6 +344,10 @@ class _Parser:
             if index in out[:n]:
                 raise self.error(f"index {index!r} is repeated on the left: each output index "
                                  f"names one axis", out_cols[n])
+        return name, out, out_cols
+
+    def program(self) -> Program:
+        name, out, out_cols = self.left_side()
         self.take("=", "'=' after the output")
         terms, sign = [], Fraction(1)
         if self.peek()[1] in ("+", "-"):
@@ -309,7 +365,7 @@ class _Parser:
         terms = [t for t, _ in terms]
         output = _fresh((), set(), len(out))
         canonical = [_internal(t, set(out)).renamed(dict(zip(out, output))) for t in terms]
-        return _build(name, output, canonical, ())
+        return _build(name, output, canonical, (), source=self.text)
 
     def indices(self) -> tuple[tuple[str, ...], tuple[int, ...]]:
         if self.peek()[1] != "[":
@@ -334,7 +390,15 @@ class _Parser:
             kind, value, col = self.peek()
             if kind == "number":
                 self.at += 1
-                coefficient *= Fraction(value)
+                whole, part = _digits(value)
+                problem = _range_problem(len(whole), len(part))
+                if problem:
+                    raise self.error(f"this number {problem}", col)
+                coefficient *= Fraction(int(whole + part or "0"), 10 ** len(part))
+                problem = _coefficient_problem(coefficient)
+                if problem:  # checked as it grows, so that no product gets long
+                    raise self.error(f"the coefficient of this term (the product of its numbers "
+                                     f"up to here) {problem}", col)
             elif kind == "name":
                 self.at += 1
                 if value == output:
@@ -375,6 +439,41 @@ class _Parser:
                                      f"its size is unknown", start)
 
 
+def _left_side(name, indices, what: str, rank: int | None = None) -> tuple[str, ...]:
+    """``indices`` after checking ``name[indices]`` as the parser checks a program's left
+    side (a tensor name, distinct index names), and that there are ``rank`` of them."""
+    if (not isinstance(name, str) or not isinstance(indices, (tuple, list))
+            or not all(isinstance(i, str) for i in indices)):
+        raise EinsumSpecError(f"{what}: expected a name and a tuple of index names (strings), "
+                              f"got {name!r} and {indices!r}")
+    indices = tuple(indices)
+    text = name + (f"[{','.join(indices)}]" if indices else "")
+    try:
+        parser = _Parser(text)
+        read = parser.left_side()[:2]
+        parser.take("end", "the end of the left side")
+    except EinsumSpecError as e:
+        raise EinsumSpecError(f"{what} must be valid on a program's left side: {e.reason}",
+                              text, e.column) from None
+    starts = list(itertools.accumulate((len(i) + 1 for i in indices), initial=len(name) + 1))
+    for given, start in zip((name, *indices), (0, *starts)):
+        if not _IDENTIFIER.match(given):  # "p,q" or " p" read as other names
+            raise EinsumSpecError(f"{what} must be valid on a program's left side: {given!r} is "
+                                  f"not one identifier", text, start)
+    assert read == (name, indices)
+    if rank is not None and len(indices) != rank:
+        raise EinsumSpecError(f"{what}: the tensor has {rank} axes, so the gradient takes {rank} "
+                              f"index name(s), got {len(indices)}", text, len(name))
+    return indices
+
+
+def _fresh_name(base: str, taken) -> str:
+    """``base``, or the first of ``base1, base2, ...`` not in ``taken``: the one rule for the
+    default names of derived tensors (gradients, cotangents, Jacobians, vectors)."""
+    return next(c for c in itertools.chain([base], (f"{base}{n}" for n in itertools.count(1)))
+                if c not in taken)
+
+
 def _tokens(text: str) -> Iterator[tuple[str, str, int]]:
     col = 0
     while col < len(text):
@@ -389,6 +488,49 @@ def _tokens(text: str) -> Iterator[tuple[str, str, int]]:
         kind = match.lastgroup
         yield kind, match.group(), col
         col = match.end()
+
+
+def _digits(literal: str) -> tuple[str, str]:
+    """A decimal literal's digits before and after the point, without leading and trailing
+    zeros: what :func:`_range_problem` bounds before any is converted to an int."""
+    whole, _, part = literal.partition(".")
+    return whole.lstrip("0"), part.rstrip("0")
+
+
+def _places(value: Fraction) -> int:
+    """Digits after the decimal point of a terminating decimal (denominator ``2^a 5^b``)."""
+    denominator = value.denominator
+    twos = (denominator & -denominator).bit_length() - 1
+    denominator >>= twos
+    fives = 0
+    while denominator % 5 == 0:
+        denominator //= 5
+        fives += 1
+    assert denominator == 1, "coefficients are sums and products of decimals"
+    return max(twos, fives)
+
+
+def _range_problem(whole_digits: int, places: int) -> str | None:
+    """Why a decimal with these many digits before and after the point is no coefficient
+    (see :data:`MAX_PLACES`), or None."""
+    if whole_digits > MAX_PLACES:
+        return f"reaches 10^{MAX_PLACES}; a coefficient is below that, so that it is a float64"
+    if places > MAX_PLACES:
+        return (f"has {places} digits after the decimal point; a coefficient has at most "
+                f"{MAX_PLACES}, so that it prints exactly and is a float64")
+    return None
+
+
+def _coefficient_problem(value: Fraction) -> str | None:
+    """Why ``value`` (a sum or product of coefficients) is no coefficient, or None; one
+    comparison and one remainder, whatever its size."""
+    bound = 10 ** MAX_PLACES
+    if abs(value) >= bound:
+        return _range_problem(MAX_PLACES + 1, 0)
+    if bound % value.denominator:
+        return (f"has more than {MAX_PLACES} digits after the decimal point; a coefficient has at "
+                f"most {MAX_PLACES}, so that it prints exactly and is a float64")
+    return None
 
 
 def _tensor_indices(term: Term) -> set[str]:
@@ -413,13 +555,14 @@ def _fresh(preferred, taken: set, count: int | None = None) -> tuple[str, ...]:
     """Distinct names: each preferred name unless already taken or used, else the first free
     canonical letter (``i, j, ..., h``, then ``i1, j1, ...``)."""
     wanted = list(preferred) if count is None else [None] * count
-    chosen: list[str] = []
+    chosen: dict[str, None] = {}
     avoid = set(taken) | {p for p in wanted if p is not None}
+    free = (c for c in _canonical_names() if c not in avoid)  # one pass: linear in the names
     for name in wanted:
         if name is not None and name not in taken and name not in chosen:
-            chosen.append(name)
+            chosen[name] = None
         else:
-            chosen.append(next(c for c in _canonical_names() if c not in avoid and c not in chosen))
+            chosen[next(c for c in free if c not in chosen)] = None
     return tuple(chosen)
 
 
@@ -458,19 +601,34 @@ def _witnesses(output, terms, known=()) -> tuple[Factor, ...]:
     return tuple(found)
 
 
-def _build(name, output, terms, witnesses, accepts=()) -> Program:
+def _build(name, output, terms, witnesses, accepts=(), source=None) -> Program:
     """The canonical program; the witnesses keep the sizes of output indices that the
-    simplified terms may no longer have (cancelled terms, contracted tensors)."""
+    simplified terms may no longer have (cancelled terms, contracted tensors). ``source``
+    (a text or the program derived from) is shown when merged terms leave the coefficients'
+    range."""
     output = tuple(output)
     ranks = dict(accepts)
     ranks.update((f.name, len(f.indices)) for t in terms for f in t.factors if f.name != DELTA)
-    return Program(name, output, _simplify(output, terms), _witnesses(output, terms, witnesses),
+    simplified = _simplify(output, terms)
+    for term in simplified:
+        problem = _coefficient_problem(term.coefficient)
+        if problem:
+            raise EinsumSpecError(f"like terms merge into a coefficient that {problem}",
+                                  None if source is None else str(source))
+    return Program(name, output, simplified, _witnesses(output, terms, witnesses),
                    tuple(ranks.items()))
 
 
 def _simplify(output, terms) -> tuple[Term, ...]:
     """Deltas contracted, summed indices renamed canonically, like terms merged, zeros dropped."""
+    return tuple(t for t in _merge(output, terms)[0].values() if t.coefficient != 0)
+
+
+def _merge(output, terms) -> tuple[dict[tuple, Term], list[tuple]]:
+    """Each term with its deltas contracted and summed indices renamed, merged by like key
+    (zeros kept), and the key of each given term (explanations say which terms merged)."""
     merged: dict[tuple, Term] = {}
+    keys = []
     for term in terms:
         factors = _contract_deltas(term.factors, output)
         factors = _rename_summed(factors, output)
@@ -479,7 +637,8 @@ def _simplify(output, terms) -> tuple[Term, ...]:
             merged[key] = Term(merged[key].coefficient + term.coefficient, merged[key].factors)
         else:
             merged[key] = Term(term.coefficient, factors)
-    return tuple(t for t in merged.values() if t.coefficient != 0)
+        keys.append(key)
+    return merged, keys
 
 
 def _contract_deltas(factors, output) -> tuple[Factor, ...]:
@@ -506,7 +665,7 @@ def _contract_deltas(factors, output) -> tuple[Factor, ...]:
             if q in free and p in free:
                 continue
             old, new = (q, p) if q not in free else (p, q)
-            factors, changed = [g.renamed({old: new}) for g in rest], True
+            factors, changed = [g.renamed({old: new}) if old in g.indices else g for g in rest], True
             break
     position = {o: n for n, o in enumerate(output)}
     return tuple(Factor(DELTA, tuple(sorted(f.indices, key=lambda i: position.get(i, -1))))
@@ -523,14 +682,25 @@ def _rename_summed(factors, output) -> tuple[Factor, ...]:
 
 def _like_key(factors, output) -> tuple:
     """A key equal for products equal up to the order of factors and the names of summed
-    indices: the least spelling over orders of same-named factors."""
+    indices: the least spelling over the orders of factors that look alike (same name, same
+    output indices at the same axes), the factors sorted by that look. Within
+    :data:`KEY_BUDGET`; beyond it, alike factors keep their given order, so some like terms
+    written in other orders stay apart (correct, less canonical)."""
     position = {o: n for n, o in enumerate(output)}
-    groups = [list(g) for _, g in itertools.groupby(sorted(factors, key=lambda f: f.name),
-                                                    key=lambda f: f.name)]
-    if math.prod(math.factorial(len(g)) for g in groups) > _MAX_ARRANGEMENTS:
-        arrangements = [tuple(groups)]
+
+    looks = sorted(((f.name, tuple((0, position[i]) if i in position else (1, 0) for i in f.indices)), n)
+                   for n, f in enumerate(factors))  # unchanged by renaming summed indices
+    ties = [[factors[n] for _, n in g] for _, g in itertools.groupby(looks, key=lambda x: x[0])]
+    spellings = len(factors)
+    for group in ties:
+        for n in range(2, len(group) + 1):
+            spellings *= n
+            if spellings > KEY_BUDGET:
+                break
+    if spellings > KEY_BUDGET:
+        arrangements = [tuple(ties)]
     else:
-        arrangements = itertools.product(*(itertools.permutations(g) for g in groups))
+        arrangements = itertools.product(*(itertools.permutations(g) for g in ties))
     best = None
     for arrangement in arrangements:
         seen: dict[str, int] = {}
@@ -545,7 +715,7 @@ def _number(value: Fraction) -> str:
     """A terminating decimal, exactly (coefficients are sums and products of decimals)."""
     if value.denominator == 1:
         return str(value.numerator)
-    digits = next(n for n in range(1, 64) if 10 ** n % value.denominator == 0)
+    digits = _places(value)
     scaled = abs(value.numerator) * 10 ** digits // value.denominator
     text = str(scaled).rjust(digits + 1, "0")
     return ("-" if value < 0 else "") + (text[:-digits] + "." + text[-digits:]).rstrip("0")
@@ -554,17 +724,34 @@ def _number(value: Fraction) -> str:
 def _unsized(output, terms) -> list[str]:
     """Output indices that no term gives a size: on no tensor of any term (through that
     term's deltas), nor tied by a delta to an output index that is sized."""
-    sized = {o for o in output
-             if any(_delta_classes(t.factors).get(o, {o}) & _tensor_indices(t) for t in terms)}
-    ties = [f.indices for t in terms for f in t.factors if f.name == DELTA]
-    grew = True
+    sized = _tied(_sized(output, terms), _ties(terms), set(output))
+    return [o for o in output if o not in sized]
+
+
+def _sized(output, terms) -> set[str]:
+    """Output indices on a tensor of some term, through that term's deltas; each term's
+    classes and tensors are found once, so this is linear in the terms' size."""
+    sized = set()
+    for t in terms:
+        classes, held = _delta_classes(t.factors), _tensor_indices(t)
+        sized.update(o for o in output if classes.get(o, {o}) & held)
+    return sized
+
+
+def _ties(terms) -> list[tuple[str, str]]:
+    return [f.indices for t in terms for f in t.factors if f.name == DELTA]
+
+
+def _tied(sized: set, ties, output: set) -> set[str]:
+    """``sized`` and the output indices deltas tie to them."""
+    sized, grew = set(sized), True
     while grew:
         grew = False
         for p, q in ties:
             if (p in sized) != (q in sized) and p in output and q in output:
                 sized |= {p, q}
                 grew = True
-    return [o for o in output if o not in sized]
+    return sized
 
 
 def _zero_text(output, terms, witnesses) -> str:
@@ -572,14 +759,20 @@ def _zero_text(output, terms, witnesses) -> str:
     (blank indices named afresh), so that the printed program reads back as itself:
     ``Y[i] = x[i] - x[i]`` prints ``Y[i] = 0 * x[i]``, ``Y[i] = x[i] - x[i] + s`` prints
     ``Y[i] = s + 0 * x[i]``."""
-    fresh = (c for c in _canonical_names() if c not in output)
+    kept = set(output)
+    fresh = (c for c in _canonical_names() if c not in kept)
+    sized, ties = _sized(output, terms), _ties(terms)
+    holder = {}
+    for w in reversed(witnesses):  # the first witness that holds each index
+        holder.update(dict.fromkeys(w.indices, w))
     chosen: list[Factor] = []
     for index in _unsized(output, terms):
-        if index not in _unsized(output, (*terms, Term(Fraction(0), tuple(chosen)))):
+        if ties and index in _tied(sized, ties, kept):
             continue  # a delta ties it to an index a chosen tensor sizes
-        w = next((w for w in witnesses if index in w.indices), None)
+        w = holder.get(index)
         if w is not None:
             chosen.append(Factor(w.name, tuple(i if i == index else next(fresh) for i in w.indices)))
+            sized.add(index)
     return "0 * " + " * ".join(map(str, chosen)) if chosen else "0"
 
 
@@ -672,9 +865,9 @@ class _Plan:
             if name not in given:
                 raise EinsumSpecError(f"missing input {name!r}: the program reads "
                                       f"{', '.join(prog.inputs)}", str(prog))
-            arrays[name] = np.asarray(given[name])
+            arrays[name] = _array(prog, name, given[name])
         shape = self.output_shape(prog, arrays, given)
-        fractional = any(p.coefficient.denominator != 1 for p in self.placements)
+        fractional = any(isinstance(_as_number(p.coefficient), float) for p in self.placements)
         dtype = np.result_type(*arrays.values(), *([np.float64] if fractional or not arrays else []))
         result = np.zeros(shape, dtype=dtype)
         values: dict[int, np.ndarray] = {}
@@ -687,11 +880,10 @@ class _Plan:
             value = value.reshape([1 if new else d for new, d in
                                    zip(place.shape_of_view, _fill(value.shape, place.shape_of_view))])
             target = result if place.view is None else np.einsum(place.view, result)
-            c = place.coefficient
-            if c == 1:
+            if place.coefficient == 1:
                 target += value
             else:
-                target += (int(c) if c.denominator == 1 else float(c)) * value
+                target += _as_number(place.coefficient) * value
         return result[()] if not prog.output_indices else result
 
     def output_shape(self, prog: Program, arrays, given) -> tuple[int, ...]:
@@ -714,7 +906,7 @@ class _Plan:
                 if name not in given:
                     raise EinsumSpecError(f"missing input {name!r}: the size of output index "
                                           f"{index!r} comes from it", str(prog))
-                shape = np.shape(given[name])
+                shape = _array(prog, name, given[name]).shape
                 if len(shape) <= axis:
                     raise EinsumSpecError(f"tensor {name!r} has {len(shape)} dimension(s), too "
                                           f"few to give the size of {index!r}", str(prog))
@@ -738,6 +930,25 @@ class _Plan:
                     if p != q:
                         raise EinsumSpecError(f"{f} ties indices of sizes {p} and {q}", str(prog))
         return tuple(seen[(o, None)][1] for o in prog.output_indices)
+
+
+def _array(prog: Program, name: str, value) -> np.ndarray:
+    """``value`` as a numeric numpy array; anything else is refused naming the tensor."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as e:  # ragged nested lists
+        raise EinsumSpecError(f"tensor {name!r} is not an array: {e}", str(prog)) from None
+    if array.dtype.kind not in "biufc":
+        raise EinsumSpecError(f"tensor {name!r} has dtype {array.dtype}, which is not numeric",
+                              str(prog))
+    return array
+
+
+def _as_number(c: Fraction) -> int | float:
+    """The coefficient as numpy multiplies it: an int when it is one that int64 holds (integer
+    inputs keep integer results), else the nearest float64, a normal number by
+    :data:`MAX_PLACES`."""
+    return int(c) if c.denominator == 1 and abs(c) < 2 ** 63 else float(c)
 
 
 def _fill(shape, new) -> tuple[int, ...]:
