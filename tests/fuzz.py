@@ -387,6 +387,8 @@ def fuzz_cli(report: Report, rng: random.Random, count: int) -> None:
                     return exit.code
 
             status = guarded(report, "cli", what, run)
+            if status == 0:
+                report.record("cli exit 0", 0.0, what)
             if status not in (0, 2, None) or "Traceback" in out.getvalue() + err.getvalue():
                 report.failures.append(f"cli: status {status}, stderr {err.getvalue()[-300:]!r}: {what}")
 
