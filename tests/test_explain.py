@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import string
 
 import numpy as np
 import pytest
@@ -271,8 +272,16 @@ def test_latex_and_repr():
 @given(st.one_of(einsum_cases(max_operands=3), extended_cases()),
        st.sampled_from(["index", "differential"]))
 def test_explain_any_spec(case, style):
-    """Never raises; text and LaTeX are non-empty; the backward specs are einsgrad's."""
+    """Text and LaTeX are non-empty; the backward specs are einsgrad's. Only a spec that reads
+    as a matrix expression is refused: a space between two letters of one term ("A X B"), or
+    in implicit mode an operand holding the default name of its place (A, B, C, D, ...)."""
     sizes = case.sizes or None
+    positional = [c for c in string.ascii_uppercase if c not in "YGL"]
+    if re.search(r"[A-Za-z] +[A-Za-z]", case.spec) or case.output is None and any(
+            positional[k] in term for k, term in enumerate(case.inputs[:len(positional)])):
+        with pytest.raises(einsgrad.EinsumSpecError, match="einsgrad wants one letter per index"):
+            einsgrad.explain(case.spec, sizes=sizes, style=style)
+        return
     ex = einsgrad.explain(case.spec, sizes=sizes, style=style)
     text, latex = str(ex), ex.latex()
     assert text and latex and latex.isascii()
