@@ -305,11 +305,14 @@ class _Form:
     """A matrix formula over the operands of a spec.
 
     Attributes:
-        kind: "product", "trace", "hadamard", "diag" or "identity".
+        kind: "product", "trace", "hadamard", "diag", "identity", "rowsum" (an entrywise
+            product summed along its rows, ``(A ∘ B) 1``) or "colsum" (``(A ∘ B)ᵀ 1``).
         factors: (operand position, or None for a ones vector; transposed) in order.
         scalars: positions of 0-d operands, written in front.
         batch: labels every operand and the output share: "for each b: ...".
         summed: labels the operands share and the output lacks: "Σ_b ...".
+        scaled: positions in ``factors`` of vectors written as diagonal matrices ``Diag(d)``.
+        columns: a batched form holds vector slices, read as column vectors.
     """
 
     kind: str
@@ -317,6 +320,8 @@ class _Form:
     scalars: tuple[int, ...] = ()
     batch: tuple[str, ...] = ()
     summed: tuple[str, ...] = ()
+    scaled: tuple[int, ...] = ()
+    columns: bool = False
 
 
 def _identity_form(inputs, output, tensors):
@@ -344,6 +349,39 @@ def _hadamard_form(inputs, output, tensors):
     if any(len(inputs[k]) != len(output) or set(inputs[k]) != set(output) for k in tensors):
         return None
     return _Form("hadamard", tuple((k, inputs[k] != output) for k in tensors))
+
+
+def _scaling_form(inputs, output, tensors):
+    """Rows and columns scaled by vectors: ``"i,ij->ij"`` is ``Diag(d) X``, ``"ij,j->ij"`` is
+    ``X Diag(d)``, ``"i,ij,j->ij"`` is ``Diag(a) X Diag(b)`` (the textbook forms of batched
+    scalings)."""
+    if len(output) != 2 or output[0] == output[1]:
+        return None
+    matrices = [k for k in tensors if len(inputs[k]) == 2]
+    vectors = [k for k in tensors if len(inputs[k]) == 1]
+    if len(matrices) != 1 or not vectors or len(matrices) + len(vectors) != len(tensors):
+        return None
+    (m,), term = matrices, inputs[matrices[0]]
+    if set(term) != set(output) or any(inputs[k][0] not in output for k in vectors):
+        return None
+    left = [(k, False) for k in vectors if inputs[k][0] == output[0]]
+    right = [(k, False) for k in vectors if inputs[k][0] == output[1]]
+    factors = (*left, (m, term != output), *right)
+    return _Form("product", factors, scaled=tuple(n for n, (k, _) in enumerate(factors) if k != m))
+
+
+def _rowsum_form(inputs, output, tensors):
+    """An entrywise product summed over one axis: ``"ij,ij->i"`` is ``(A ∘ B) 1``, and
+    ``"ij,ij->j"`` is ``(A ∘ B)ᵀ 1`` (the gradient of a row scaling)."""
+    if len(tensors) < 2 or len(output) != 1:
+        return None
+    first = inputs[tensors[0]]
+    if len(first) != 2 or first[0] == first[1] or output[0] not in first:
+        return None
+    if any(set(inputs[k]) != set(first) or len(inputs[k]) != 2 for k in tensors):
+        return None
+    return _Form("rowsum" if output[0] == first[0] else "colsum",
+                 tuple((k, inputs[k] != first) for k in tensors))
 
 
 def _orientations(term):
@@ -403,7 +441,8 @@ def _chain_form(inputs, output, tensors):
     return None if best is None else best[1]
 
 
-_PLAIN_RULES = (_identity_form, _diag_form, _hadamard_form, _chain_form)
+_PLAIN_RULES = (_identity_form, _diag_form, _hadamard_form, _scaling_form, _rowsum_form,
+                _chain_form)
 
 
 def _plain_form(inputs, output) -> _Form | None:
@@ -439,10 +478,15 @@ def _batched_form(inputs, output) -> _Form | None:
         rest = tuple(tuple(l for l in t if l not in strip) for t in inputs)
         if not any(rest) or not all(_leading(strip, t) for t in (*inputs, output)):
             continue
-        form = _plain_form(rest, tuple(l for l in output if l not in strip))
+        kept = tuple(l for l in output if l not in strip)
+        form = _plain_form(rest, kept)
+        columns = any(len(t) == 1 for t in (*rest, kept))
+        if form is not None and (columns and not any(l in output for l in strip)):
+            continue  # "Σ_i a (G ∘ X)" of row slices: no reader would take it as meant
         if form is not None:
             return replace(form, batch=tuple(l for l in strip if l in output),
-                           summed=tuple(l for l in strip if l not in output))
+                           summed=tuple(l for l in strip if l not in output),
+                           columns=columns)
     return None
 
 
@@ -483,9 +527,13 @@ def _form_body(form: _Form, names: Sequence[_M], vary: int | None = None) -> _M:
         m = _differential(m) if position is not None and position == vary else m
         return _transpose(m) if transposed else m
 
-    parts = [leaf(k, t) for k, t in form.factors]
-    if form.kind == "hadamard":
+    parts = [_call("Diag", leaf(k, t)) if n in form.scaled else leaf(k, t)
+             for n, (k, t) in enumerate(form.factors)]
+    if form.kind in ("hadamard", "rowsum", "colsum"):
         body = _M(" ∘ ".join(p.text for p in parts), r" \circ ".join(p.latex for p in parts))
+        if form.kind != "hadamard":
+            body = _paren(body)
+            body = _juxt([_transpose(body) if form.kind == "colsum" else body, _ONE])
     elif form.kind == "trace":
         body = _call("tr", _juxt(parts))
     elif form.kind == "diag":
@@ -504,13 +552,15 @@ def _form_body(form: _Form, names: Sequence[_M], vary: int | None = None) -> _M:
 
 
 def _form_equation(lhs: _M, form: _Form, names: Sequence[_M]) -> _M:
-    """``lhs = formula``, after "for each b:" when the form is batched."""
+    """``lhs = formula``, after "for each b:" when the form is batched (saying that vector
+    slices are columns, as the formula reads them: ``"bi,bi->b"`` is ``xᵀ y`` per row b)."""
     equation = _eq(lhs, _form_body(form, names))
     if not form.batch:
         return equation
-    each = _M(f"for each {_words(_symbols(form.batch))}:",
+    columns = " (slices as column vectors)" if form.columns else ""
+    each = _M(f"for each {_words(_symbols(form.batch))}{columns}:",
               r"\text{for each }" + ", ".join(_symbol_latex(s) for s in _symbols(form.batch))
-              + r"\text{:}")
+              + r"\text{" + columns + ":}")
     return _line(each, equation)
 
 
@@ -556,6 +606,58 @@ class _Rendered:
         return "$$\\begin{aligned}\n" + self._rows() + "\n\\end{aligned}$$"
 
 
+_TEXT_COMMANDS = (r"\text{", r"\textbf{", r"\texttt{")
+
+
+def _group_end(latex: str, start: int) -> int:
+    """The index just past the ``}`` closing the group opened before ``start``."""
+    depth, n = 1, start
+    while depth:
+        char = latex[n]
+        if char == "\\":
+            n += 2
+            continue
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        n += 1
+    return n
+
+
+def _paragraph(latex: str) -> str:
+    """One line's math-mode LaTeX as a paragraph: prose as text, each formula in ``$...$``.
+
+    Text mode wraps and inline math breaks after ``=``, so a long line lays out on the page
+    where one ``align*`` row of ``\\text{}`` cannot. Each formula is also plain mathtext.
+    """
+    pieces, math, n = [], [], 0
+    while n < len(latex):
+        command = next((c for c in _TEXT_COMMANDS if latex.startswith(c, n)), None)
+        if command is None:
+            math.append(latex[n])
+            n += 1
+            continue
+        end = _group_end(latex, n + len(command))
+        pieces.append(_inline("".join(math)))
+        math = []
+        body = latex[n + len(command):end - 1]
+        pieces.append(body if command == r"\text{" else latex[n:end])
+        n = end
+    pieces.append(_inline("".join(math)))
+    return "".join(pieces)
+
+
+def _inline(math: str) -> str:
+    """A formula in ``$...$``; the spaces between pieces and an indent stay text."""
+    indent = math.startswith(r"\quad")
+    core = math.removeprefix(r"\quad").strip()
+    core = core.removeprefix("\\ ").removesuffix("\\").strip()
+    lead = r"\hspace*{1.5em}" if indent else ""
+    if not core or core == "\\":
+        return lead + (" " if math.strip() else "")
+    space_before = " " if math.startswith("\\ ") else ""
+    space_after = " " if math.endswith("\\ ") else ""
+    return f"{lead}{space_before}${core}${space_after}"
+
+
 @dataclass(frozen=True)
 class Explanation(_Rendered):
     """The derivation of einsum gradients, by hand; ``str()`` is plain text, :meth:`latex`
@@ -578,6 +680,14 @@ class Explanation(_Rendered):
     forward_form: str | None
     gradients: tuple[Gradient, ...]
     lines: tuple[_M, ...]
+
+    def latex(self) -> str:
+        """The derivation as LaTeX paragraphs for an ordinary document (prose as text, each
+        formula inline, so that long lines wrap, ``\\sloppy`` for the quoted specs, which do
+        not break); it needs amsmath (``\\operatorname``)."""
+        return "\n".join([r"\begingroup\sloppy", *(
+            r"\noindent " + _paragraph(line.latex) + r"\par" if line.text else r"\medskip"
+            for line in self.lines), r"\endgroup"])
 
     def __repr__(self) -> str:
         grads = "; ".join(g.matrix_form or f"∂L/∂{g.name}: {g.grad_spec!r}" for g in self.gradients)

@@ -77,6 +77,26 @@ MATRIX_FORMS = [
     (",ij->ij", "c,M", None, [(), (3, 4)], 1, "∂L/∂M = c G", lambda G, c, M: c * G),
     (",ij->ij", "c,M", None, [(), (3, 4)], 0, "∂L/∂c = tr(G Mᵀ)",
      lambda G, c, M: np.trace(G @ M.T)),
+    # rows and columns scaled by a vector, and the batched / broadcast classes
+    ("i,ij->ij", "d,X", None, [(3,), (3, 4)], 0, "∂L/∂d = (G ∘ X) 1",
+     lambda G, d, X: (G * X) @ np.ones(4)),
+    ("i,ij->ij", "d,X", None, [(3,), (3, 4)], 1, "∂L/∂X = Diag(d) G", lambda G, d, X: np.diag(d) @ G),
+    ("ij,j->ij", "X,d", None, [(3, 4), (4,)], 1, "∂L/∂d = (G ∘ X)ᵀ 1",
+     lambda G, X, d: (G * X).T @ np.ones(3)),
+    ("ij,j->ij", "X,d", None, [(3, 4), (4,)], 0, "∂L/∂X = G Diag(d)", lambda G, X, d: G @ np.diag(d)),
+    ("i,ij,j->ij", "a,X,b", None, [(3,), (3, 4), (4,)], 1, "∂L/∂X = Diag(a) G Diag(b)",
+     lambda G, a, X, b: np.diag(a) @ G @ np.diag(b)),
+    ("i,ji->ij", "d,X", None, [(3,), (4, 3)], 1, "∂L/∂X = Gᵀ Diag(d)",
+     lambda G, d, X: G.T @ np.diag(d)),
+    ("ij,ij->i", "A,B", None, [(3, 4), (3, 4)], 0, "∂L/∂A = Diag(G) B", lambda G, A, B: np.diag(G) @ B),
+    ("bi,bij->bj", "x,A", None, [(2, 3), (2, 3, 4)], 1,
+     "for each b (slices as column vectors): ∂L/∂A = x Gᵀ",
+     lambda G, x, A: x[:, :, None] * G[:, None, :]),
+    ("bij,bj->bi", "A,x", None, [(2, 3, 4), (2, 4)], 1,
+     "for each b (slices as column vectors): ∂L/∂x = Aᵀ G",
+     lambda G, A, x: np.einsum("bij,bi->bj", A, G)),
+    ("...i,...i->...", "x,y", None, [(2, 3), (2, 3)], 0,
+     "for each β (slices as column vectors): ∂L/∂x = G y", lambda G, x, y: G[:, None] * y),
 ]
 
 
@@ -111,6 +131,11 @@ def test_matrix_form_is_the_classic_result(spec, names, sizes, shapes, wrt, form
     ("ij,ij->ij", "A,B", "Y = A ∘ B"),
     ("ii->", "A", "Y = tr(A)"),
     ("ii->i", "A", "Y = diag(A)"),
+    ("i,ij->ij", "d,X", "Y = Diag(d) X"),
+    ("ij,ij->i", "A,B", "Y = (A ∘ B) 1"),
+    ("ij,ij->j", "A,B", "Y = (A ∘ B)ᵀ 1"),
+    ("bi,bij->bj", "x,A", "for each b (slices as column vectors): Y = Aᵀ x"),
+    ("i,ij,j->ij", "a,X,b", "Y = Diag(a) X Diag(b)"),
     ("bij,bjk->bik", "A,B", "for each b: Y = A B"),
     ("ijk,jk->i", "A,B", None),
 ])
@@ -256,7 +281,7 @@ def test_elementwise_off_diagonal_is_zero():
 def test_latex_and_repr():
     ex = einsgrad.explain("ik,jk->ij", "X,W")
     latex = ex.latex()
-    for piece in (r"\partial", r"\sum_{", r"\delta_{jp}", r"^\top", r"\begin{align*}"):
+    for piece in (r"\partial", r"\sum_{", r"\delta_{jp}", r"^\top", r"\noindent"):
         assert piece in latex
     assert latex.isascii()
     assert ex._repr_latex_().startswith("$$") and ex._repr_latex_().endswith("$$")
