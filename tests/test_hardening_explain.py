@@ -306,3 +306,103 @@ def test_readme_example_lays_out_on_a4(tmp_path):
     log = (tmp_path / "doc.log").read_text(errors="replace")
     overfull = [float(x) for x in re.findall(r"Overfull \\hbox \((\d+\.?\d*)pt too wide", log)]
     assert all(x <= 3 for x in overfull), overfull
+
+
+# -- every printed matrix form, evaluated ------------------------------------------------------
+
+_TOKEN = re.compile(r"tr\(|diag\(|Diag\(|[()ᵀ∘]|[A-Za-z][A-Za-z0-9_]*")
+
+
+def _evaluate(formula: str, values: dict) -> np.ndarray:
+    """A plain matrix formula as the text reads it (vectors are columns), by a tiny parser.
+
+    Juxtaposition is the matrix product (or a scalar multiple, for a 1 x 1 side), ``ᵀ`` the
+    transpose, ``∘`` the entrywise product, ``tr``, ``diag`` and ``Diag`` as in textbooks.
+    """
+    tokens = _TOKEN.findall(formula)
+    assert "".join(tokens) == formula.replace(" ", ""), formula
+    at = 0
+
+    def peek():
+        return tokens[at] if at < len(tokens) else None
+
+    def take():
+        nonlocal at
+        at += 1
+        return tokens[at - 1]
+
+    def atom():
+        token = take()
+        if token in ("tr(", "diag(", "Diag(", "("):
+            inner = hadamard()
+            assert take() == ")"
+            if token == "tr(":
+                return np.array([[np.trace(inner)]])
+            if token == "diag(":
+                square = inner.shape[0] == inner.shape[1] and inner.shape[0] > 1
+                return np.diag(inner)[:, None] if square else np.diag(inner.ravel())
+            return np.diag(inner.ravel()) if token == "Diag(" else inner
+        return values[token]
+
+    def postfix():
+        value = atom()
+        while peek() == "ᵀ":
+            take()
+            value = value.T
+        return value
+
+    def product():
+        value = postfix()
+        while peek() not in (None, ")", "∘"):
+            right = postfix()
+            value = value * right if 1 in (value.size, right.size) else value @ right
+        return value
+
+    def hadamard():
+        value = product()
+        while peek() == "∘":
+            take()
+            value = value * product()
+        return value
+
+    result = hadamard()
+    assert at == len(tokens), formula
+    return result
+
+
+def _as_matrix(array) -> np.ndarray:
+    array = np.asarray(array, dtype=float)
+    return array.reshape(1, 1) if array.ndim == 0 else array[:, None] if array.ndim == 1 else array
+
+
+@st.composite
+def small_matrix_specs(draw):
+    """Up to three operands of rank at most 2 over i, j, k (distinct sizes show wrong shapes)."""
+    term = st.lists(st.sampled_from("ijk"), max_size=2).map("".join)
+    terms = draw(st.lists(term, min_size=1, max_size=3))
+    used = sorted({c for t in terms for c in t})
+    output = "".join(draw(st.permutations(used))[:draw(st.integers(0, min(2, len(used))))])
+    return ",".join(terms) + "->" + output
+
+
+@settings(max_examples=150, deadline=None)
+@given(small_matrix_specs())
+def test_every_plain_matrix_form_printed_is_the_gradient(spec):
+    """Each printed plain form (no batch, no ones vector, no identity), evaluated as it
+    reads, equals the vjp; and the forward form equals the forward."""
+    ex = einsgrad.explain(spec)
+    terms = spec.split("->")[0].split(",")
+    size = {"i": 2, "j": 3, "k": 4}
+    rng = np.random.default_rng(0)
+    ops = [rng.standard_normal([size[c] for c in t]) for t in terms]
+    f = einsgrad.compile(spec)
+    y = f(*ops)
+    G = rng.standard_normal(y.shape)
+    values = {name: _as_matrix(x) for name, x in zip(ex.names, ops)} | {"G": _as_matrix(G)}
+    forms = [(ex.forward_form, y)] + [(g.matrix_form, f.vjp(G, *ops, wrt=g.wrt))
+                                      for g in ex.gradients]
+    for form, expected in forms:
+        if form is None or re.search(r"for each|Σ|(?<![A-Za-z0-9])[1I](?![A-Za-z0-9_])", form):
+            continue
+        got = _evaluate(form.split(" = ", 1)[1], values)
+        np.testing.assert_allclose(got, _as_matrix(expected), atol=1e-12, err_msg=f"{spec}: {form}")
