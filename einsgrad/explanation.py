@@ -34,11 +34,11 @@ from .spec import ELLIPSIS, Labels, Spec, parse
 STYLES = ("index", "differential")
 MAX_EQUATIONS = 200
 MAX_TERMS = 2000
+# Each operand's section writes every factor of the forward a few times: n sections of a spec
+# with n operands are quadratic in n, so the text explain writes is bounded.
+MAX_WRITTEN = 20000  # sections times (operands + label occurrences)
 # The matrix-form search budget: no rule covers more than four factors, and each batch label
 # adds one letter to every operand, so larger specs have no matrix form and are not searched.
-# Each operand's section writes every factor of the forward a few times: n sections of a spec
-# with n operands are quadratic in n, so the text explain writes is bounded too.
-MAX_WRITTEN = 20000  # sections times label occurrences (a thousand-odd lines of text)
 MAX_FORM_OPERANDS = 6  # operands, 0-d ones included
 MAX_FORM_LABELS = 8  # distinct labels (and at most twice this many label occurrences)
 MAX_FORM_CANDIDATES = 64  # sets of batch labels tried, fewest labels first
