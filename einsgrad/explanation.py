@@ -1059,10 +1059,15 @@ def _phenomena(spec: Spec, sym: _Symbols, k: int, p) -> list[_M]:
     return lines
 
 
-_RULES_TEXT = _M("M : (N P) = (Nᵀ M) : P = (M Pᵀ) : N, M : Nᵀ = Mᵀ : N, "
-                 "M : (N ∘ P) = (M ∘ N) : P.",
-                 r"M : (N P) = (N^\top M) : P = (M P^\top) : N,\ M : N^\top = M^\top : N,\ "
-                 r"M : (N \circ P) = (M \circ N) : P.")
+def _rules(M: str, N: str, P: str) -> _M:
+    """The Frobenius-product identities the differential derivation uses, written with the
+    placeholder matrices ``M, N, P`` (fresh letters when an operand has one of those names)."""
+    def m(text: str) -> _M:
+        return _M(text.format(M=M, N=N, P=P), text.format(
+            M=_name(M).latex, N=_name(N).latex, P=_name(P).latex).replace("ᵀ", r"^\top")
+            .replace("∘", r"\circ").replace(", ", r",\ "))
+    return m("{M} : ({N} {P}) = ({N}ᵀ {M}) : {P} = ({M} {P}ᵀ) : {N}, {M} : {N}ᵀ = {M}ᵀ : {N}, "
+             "{M} : ({N} ∘ {P}) = ({M} ∘ {N}) : {P}.")
 
 
 def _differential_steps(spec, sym: _Symbols, k, forward, form, form_eq, gradient):
@@ -1084,14 +1089,18 @@ def _differential_steps(spec, sym: _Symbols, k, forward, form, form_eq, gradient
     def product(a, b):
         return _M(a.text + frob.text + b.text, a.latex + frob.latex + b.latex)
 
+    placeholders = _Fresh(sym.taken, "MNPQRSTUVW", _digit)
+    M, N, P = (placeholders.take() for _ in range(3))
+
     return [
         _line(_prose("1. Forward:"), _eq(Y, _form_body(forward, [_name(n) for n in names]))),
         _line(_prose(f"2. The differential of {sym.loss}:"), _punct(_eq(lhs, product(G, d(Y))), ","),
               _prose("with"), _eq(G, _partial(_name(sym.loss), Y)),
-              _prose("and M : N the sum of the entrywise products (the Frobenius product).")),
+              _prose(f"and {M} : {N} the sum of the entrywise products (the Frobenius "
+                     f"product).")),
         _line(_prose(f"3. Only {name} varies:"), _punct(_eq(d(Y), dy), ","), _prose("so"),
               _eq(lhs, product(G, d(Y)), product(G, _paren(dy)), product(_paren(grad), d(X)))),
-        _line(_prose("   using"), _RULES_TEXT),
+        _line(_prose("   using"), _rules(M, N, P)),
         _line(_prose("4. Read off the gradient:"), _punct(form_eq, ","), _prose("the backward einsum"),
               _code(gradient.grad_spec)),
     ]

@@ -406,3 +406,10 @@ def test_every_plain_matrix_form_printed_is_the_gradient(spec):
             continue
         got = _evaluate(form.split(" = ", 1)[1], values)
         np.testing.assert_allclose(got, _as_matrix(expected), atol=1e-12, err_msg=f"{spec}: {form}")
+
+
+def test_frobenius_placeholders_avoid_the_names():
+    """The identities' placeholder matrices are not the operands: names M, N push them on."""
+    text = str(einsgrad.explain("ik,jk->ij", "M,N", style="differential", wrt=1))
+    rules = next(line for line in text.splitlines() if line.startswith("   using"))
+    assert not re.search(r"\b[MN]\b", rules), rules
