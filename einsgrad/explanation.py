@@ -71,8 +71,8 @@ def _escape(text: str) -> str:
 
 
 _SYMBOLS = {"β": r"{\beta}", "γ": r"{\gamma}", "′": "'", "⁽": "^{(", "⁾": ")}",
-            **{sup: str(d) for d, sup in enumerate("⁰¹²³⁴⁵⁶⁷⁸⁹")}, "δ": r"\delta", "∂": r"\partial",
-            "Σ": r"\Sigma", "ᵀ": r"^\top", "∘": r"\circ"}
+            **{sup: str(d) for d, sup in enumerate("⁰¹²³⁴⁵⁶⁷⁸⁹")},
+            "δ": r"\delta", "∂": r"\partial", "Σ": r"\Sigma", "ᵀ": r"^\top", "∘": r"\circ"}
 
 
 def _prose(text: str) -> _M:
@@ -848,8 +848,8 @@ def explain(spec, names=None, out: str | None = None, *, wrt=None,
     from .programs import Program  # here, not at the top: specs need no execution machinery
 
     if isinstance(spec, Program):
-        given = {"names": names is not None, "out": out is not None, "sizes": sizes is not None,
-                 "elementwise": bool(elementwise)}
+        given = {"names": names is not None, "out": out not in (None, "Y"),
+                 "sizes": sizes is not None, "elementwise": bool(elementwise)}
         if any(given.values()):
             raise EinsumSpecError(f"{', '.join(k for k, v in given.items() if v)}: not for a "
                                   f"program, whose text names its tensors; give wrt= and style= only")
