@@ -808,9 +808,11 @@ def _check_written(spec: Spec, chosen) -> None:
     reader): each chosen operand's section repeats every label of the spec."""
     size = len(spec.inputs) + sum(map(len, spec.inputs)) + len(spec.output)
     if len(chosen) * size > MAX_WRITTEN:
+        way_out = ("give wrt= fewer operands" if len(chosen) > 1 else
+                   "no reader follows a derivation this long; grad_spec() gives the backward")
         raise EinsumSpecError(f"explaining {len(chosen)} operand(s) of a spec with {size} "
                               f"operands and labels writes {len(chosen) * size} of them, more "
-                              f"than {MAX_WRITTEN}: give wrt= fewer operands")
+                              f"than {MAX_WRITTEN}: {way_out}")
 
 
 def _check_style(style) -> str:

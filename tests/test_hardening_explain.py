@@ -95,6 +95,12 @@ def test_generated_hard_specs_explain_in_bounded_time(spec, style):
     assert not isinstance(result, einsgrad.EinsumSpecError) or "give wrt=" in str(result)
 
 
+def test_a_derivation_too_long_to_read_is_refused_quickly():
+    result, seconds = _timed(einsgrad.explain, "a" * 30000 + "->a")
+    assert seconds < HANG_GUARD_S
+    assert isinstance(result, einsgrad.EinsumSpecError) and "more than 20000" in str(result)
+
+
 def test_elementwise_on_many_repeats_is_bounded():
     sizes = {"a": 1, "b": 2}
     result, seconds = _timed(einsgrad.explain, "a" * 2000 + "b->b", elementwise=True, sizes=sizes)
