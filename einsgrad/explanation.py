@@ -34,11 +34,20 @@ from .spec import ELLIPSIS, Labels, Spec, parse
 STYLES = ("index", "differential")
 MAX_EQUATIONS = 200
 MAX_TERMS = 2000
+# Each operand's section writes every factor of the forward a few times: n sections of a spec
+# with n operands are quadratic in n, so the text explain writes is bounded.
+MAX_WRITTEN = 20000  # sections times (operands + label occurrences)
+# The matrix-form search budget: no rule covers more than four factors, and each batch label
+# adds one letter to every operand, so larger specs have no matrix form and are not searched.
+MAX_FORM_OPERANDS = 6  # operands, 0-d ones included
+MAX_FORM_LABELS = 8  # distinct labels (and at most twice this many label occurrences)
+MAX_FORM_CANDIDATES = 64  # sets of batch labels tried, fewest labels first
 RESERVED = ("L", "G")  # the loss and the cotangent G = ∂L/∂Y
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _BATCH, _FRESH_BATCH = "β", "γ"
 _PRIME = "′"
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 _FRESH_POOL = "pqrstuvwxyzabcdefghijklmno" + string.ascii_uppercase
 
 
@@ -61,8 +70,9 @@ def _escape(text: str) -> str:
     return text
 
 
-_SYMBOLS = {"β": r"{\beta}", "γ": r"{\gamma}", "′": "'", "δ": r"\delta", "∂": r"\partial",
-            "Σ": r"\Sigma", "ᵀ": r"^\top", "∘": r"\circ"}
+_SYMBOLS = {"β": r"{\beta}", "γ": r"{\gamma}", "′": "'", "⁽": "^{(", "⁾": ")}",
+            **{sup: str(d) for d, sup in enumerate("⁰¹²³⁴⁵⁶⁷⁸⁹")},
+            "δ": r"\delta", "∂": r"\partial", "Σ": r"\Sigma", "ᵀ": r"^\top", "∘": r"\circ"}
 
 
 def _prose(text: str) -> _M:
@@ -167,33 +177,57 @@ class _Sum:
     factors: tuple
 
 
-def _rename(factor, old: str, new: str):
-    if isinstance(factor, _Delta):
-        return _Delta(new if factor.a == old else factor.a, new if factor.b == old else factor.b)
-    return _Entry(factor.name, tuple(new if s == old else s for s in factor.index))
-
-
 def _contract(term: _Sum) -> _Sum:
     """Sums deltas away, ``Σ_a δ_ab f(a) = f(b)``, and drops ``δ_bb = 1`` for a free ``b``.
 
-    A delta between two free indices survives: the result is zero off that diagonal.
+    A delta between two free indices survives: the result is zero off that diagonal. One pass
+    over the deltas in order with a union-find of the renamings (linear, not quadratic, in the
+    number of deltas: ``"a"*4000`` has 4000 of them); a summed index is renamed to the other
+    side of its delta, as one does by hand.
     """
-    over, factors = list(term.over), list(term.factors)
-    while True:
-        for n, f in enumerate(factors):
-            if not isinstance(f, _Delta):
-                continue
+    over = dict.fromkeys(term.over)
+    renamed: dict[str, str] = {}
+
+    def find(symbol: str) -> str:
+        root = symbol
+        while root in renamed:
+            root = renamed[root]
+        while symbol != root:
+            parent = renamed[symbol]
+            renamed[symbol] = root
+            symbol = parent
+        return root
+
+    dropped = set()
+    for n, f in enumerate(term.factors):
+        if not isinstance(f, _Delta):
+            continue
+        a, b = find(f.a), find(f.b)
+        if a != b and (a in over or b in over):
+            old, new = (a, b) if a in over else (b, a)
+            del over[old]
+            renamed[old] = new
+            dropped.add(n)
+    factors = []
+    for n, f in enumerate(term.factors):
+        if n in dropped:
+            continue
+        if isinstance(f, _Delta):
+            f = _Delta(find(f.a), find(f.b))
             if f.a == f.b and f.a not in over:
-                del factors[n]
-                break
-            if f.a != f.b and (f.a in over or f.b in over):
-                old, new = (f.a, f.b) if f.a in over else (f.b, f.a)
-                del factors[n]
-                over.remove(old)
-                factors = [_rename(g, old, new) for g in factors]
-                break
+                continue
         else:
-            return _Sum(tuple(over), tuple(factors))
+            f = _Entry(f.name, tuple(find(s) for s in f.index))
+        factors.append(f)
+    return _Sum(tuple(over), tuple(factors))
+
+
+def _renamed(term: _Sum, mapping: Mapping[str, str]) -> _Sum:
+    """``term`` with its free indices renamed at once (one pass, whatever the count)."""
+    def one(symbol):
+        return mapping.get(symbol, symbol)
+    return _Sum(term.over, tuple(_Delta(one(f.a), one(f.b)) if isinstance(f, _Delta) else
+                                 _Entry(f.name, tuple(map(one, f.index))) for f in term.factors))
 
 
 def _render(term: _Sum) -> _M:
@@ -210,18 +244,39 @@ def _symbols(term: Labels) -> tuple[str, ...]:
     return tuple(_symbol(label) for label in term)
 
 
+def _primed(symbol: str, n: int) -> str:
+    """``symbol`` with ``n`` primes: ``i′``, ``i′′``, ``i′′′``, then ``i⁽⁴⁾`` (text stays short
+    for thousands of repeats)."""
+    if n <= 3:
+        return symbol + _PRIME * n
+    return symbol + "⁽" + str(n).translate(_SUPERSCRIPT) + "⁾"
+
+
+def _candidates(letters: str, suffix):
+    """``letters``, then each letter with ``suffix(1)``, ``suffix(2)``, ...: endless."""
+    yield from letters
+    for n in itertools.count(1):
+        for c in letters:
+            yield suffix(c, n)
+
+
 class _Fresh:
-    """Index letters for the differentiated entry that clash with nothing in use."""
+    """Symbols that clash with nothing in use: the one generator of new names.
 
-    def __init__(self, taken):
+    ``taken`` holds every symbol already used (labels, names, reserved ones); each
+    :meth:`take` returns the next candidate not taken and takes it. Index letters by default
+    (p, q, r, ..., then primed); ``letters`` and ``suffix`` give other pools (operand names).
+    """
+
+    def __init__(self, taken, letters: str = _FRESH_POOL, suffix=_primed):
         self.taken = set(taken)
+        self._pool = _candidates(letters, suffix)
 
-    def take(self, label: str) -> str:
+    def take(self, label: str | None = None) -> str:
+        """A fresh symbol (``γ`` for the batch indices of ``...``)."""
         if label == ELLIPSIS:
             return _FRESH_BATCH
-        pool = itertools.chain(_FRESH_POOL, (c + _PRIME * n for n in itertools.count(1)
-                                             for c in _FRESH_POOL))
-        symbol = next(s for s in pool if s not in self.taken)
+        symbol = next(s for s in self._pool if s not in self.taken)
         self.taken.add(symbol)
         return symbol
 
@@ -235,7 +290,7 @@ def _forward(spec: Spec, names: Sequence[str]) -> tuple[tuple[str, ...], _Sum]:
         if seen[symbol] == 1:
             index.append(symbol)
         else:
-            index.append(symbol + _PRIME * (seen[symbol] - 1))
+            index.append(_primed(symbol, seen[symbol] - 1))
             deltas.append(_Delta(symbol, index[-1]))
     summed = tuple(dict.fromkeys(_symbol(l) for t in spec.inputs for l in t if l not in spec.output))
     entries = tuple(_Entry(n, _symbols(t)) for n, t in zip(names, spec.inputs))
@@ -250,11 +305,14 @@ class _Form:
     """A matrix formula over the operands of a spec.
 
     Attributes:
-        kind: "product", "trace", "hadamard", "diag" or "identity".
+        kind: "product", "trace", "hadamard", "diag", "identity", "rowsum" (an entrywise
+            product summed along its rows, ``(A ∘ B) 1``) or "colsum" (``(A ∘ B)ᵀ 1``).
         factors: (operand position, or None for a ones vector; transposed) in order.
         scalars: positions of 0-d operands, written in front.
         batch: labels every operand and the output share: "for each b: ...".
         summed: labels the operands share and the output lacks: "Σ_b ...".
+        scaled: positions in ``factors`` of vectors written as diagonal matrices ``Diag(d)``.
+        columns: a batched form holds vector slices, read as column vectors.
     """
 
     kind: str
@@ -262,6 +320,8 @@ class _Form:
     scalars: tuple[int, ...] = ()
     batch: tuple[str, ...] = ()
     summed: tuple[str, ...] = ()
+    scaled: tuple[int, ...] = ()
+    columns: bool = False
 
 
 def _identity_form(inputs, output, tensors):
@@ -289,6 +349,39 @@ def _hadamard_form(inputs, output, tensors):
     if any(len(inputs[k]) != len(output) or set(inputs[k]) != set(output) for k in tensors):
         return None
     return _Form("hadamard", tuple((k, inputs[k] != output) for k in tensors))
+
+
+def _scaling_form(inputs, output, tensors):
+    """Rows and columns scaled by vectors: ``"i,ij->ij"`` is ``Diag(d) X``, ``"ij,j->ij"`` is
+    ``X Diag(d)``, ``"i,ij,j->ij"`` is ``Diag(a) X Diag(b)`` (the textbook forms of batched
+    scalings)."""
+    if len(output) != 2 or output[0] == output[1]:
+        return None
+    matrices = [k for k in tensors if len(inputs[k]) == 2]
+    vectors = [k for k in tensors if len(inputs[k]) == 1]
+    if len(matrices) != 1 or not vectors or len(matrices) + len(vectors) != len(tensors):
+        return None
+    (m,), term = matrices, inputs[matrices[0]]
+    if set(term) != set(output) or any(inputs[k][0] not in output for k in vectors):
+        return None
+    left = [(k, False) for k in vectors if inputs[k][0] == output[0]]
+    right = [(k, False) for k in vectors if inputs[k][0] == output[1]]
+    factors = (*left, (m, term != output), *right)
+    return _Form("product", factors, scaled=tuple(n for n, (k, _) in enumerate(factors) if k != m))
+
+
+def _rowsum_form(inputs, output, tensors):
+    """An entrywise product summed over one axis: ``"ij,ij->i"`` is ``(A ∘ B) 1``, and
+    ``"ij,ij->j"`` is ``(A ∘ B)ᵀ 1`` (the gradient of a row scaling)."""
+    if len(tensors) < 2 or len(output) != 1:
+        return None
+    first = inputs[tensors[0]]
+    if len(first) != 2 or first[0] == first[1] or output[0] not in first:
+        return None
+    if any(set(inputs[k]) != set(first) or len(inputs[k]) != 2 for k in tensors):
+        return None
+    return _Form("rowsum" if output[0] == first[0] else "colsum",
+                 tuple((k, inputs[k] != first) for k in tensors))
 
 
 def _orientations(term):
@@ -348,7 +441,8 @@ def _chain_form(inputs, output, tensors):
     return None if best is None else best[1]
 
 
-_PLAIN_RULES = (_identity_form, _diag_form, _hadamard_form, _chain_form)
+_PLAIN_RULES = (_identity_form, _diag_form, _hadamard_form, _scaling_form, _rowsum_form,
+                _chain_form)
 
 
 def _plain_form(inputs, output) -> _Form | None:
@@ -372,24 +466,36 @@ def _leading(strip, term) -> bool:
 def _batched_form(inputs, output) -> _Form | None:
     """A plain form for each value of batch labels, fewest first: leading labels every operand
     holds once (``...`` may be missing from some: they are the same for every batch). In the
-    output they read "for each b" (batched matmul); not in it, a sum over b.
+    output they read "for each b" (batched matmul); not in it, a sum over b. At most
+    :data:`MAX_FORM_CANDIDATES` sets of batch labels are tried.
     """
     tensors = [t for t in inputs if t]
     candidates = [l for l in dict.fromkeys(l for t in tensors for l in t) if output.count(l) <= 1
                   and (l == ELLIPSIS or all(t.count(l) == 1 for t in tensors))]
-    for size in range(1, len(candidates) + 1):
-        for strip in itertools.combinations(candidates, size):
-            rest = tuple(tuple(l for l in t if l not in strip) for t in inputs)
-            if not any(rest) or not all(_leading(strip, t) for t in (*inputs, output)):
-                continue
-            form = _plain_form(rest, tuple(l for l in output if l not in strip))
-            if form is not None:
-                return replace(form, batch=tuple(l for l in strip if l in output),
-                               summed=tuple(l for l in strip if l not in output))
+    subsets = itertools.chain.from_iterable(
+        itertools.combinations(candidates, size) for size in range(1, len(candidates) + 1))
+    for strip in itertools.islice(subsets, MAX_FORM_CANDIDATES):
+        rest = tuple(tuple(l for l in t if l not in strip) for t in inputs)
+        if not any(rest) or not all(_leading(strip, t) for t in (*inputs, output)):
+            continue
+        kept = tuple(l for l in output if l not in strip)
+        form = _plain_form(rest, kept)
+        columns = any(len(t) == 1 for t in (*rest, kept))
+        if form is not None and (columns and not any(l in output for l in strip)):
+            continue  # "Σ_i a (G ∘ X)" of row slices: no reader would take it as meant
+        if form is not None:
+            return replace(form, batch=tuple(l for l in strip if l in output),
+                           summed=tuple(l for l in strip if l not in output),
+                           columns=columns)
     return None
 
 
 def _matrix_form(spec: Spec) -> _Form | None:
+    """The spec in matrix notation, or None; None at once for specs beyond the search budget
+    (more than :data:`MAX_FORM_OPERANDS` operands or :data:`MAX_FORM_LABELS` labels)."""
+    if len(spec.inputs) > MAX_FORM_OPERANDS or sum(map(len, spec.inputs)) + len(
+            spec.output) > 2 * MAX_FORM_LABELS or len(spec.labels) > MAX_FORM_LABELS:
+        return None
     return _plain_form(spec.inputs, spec.output) or _batched_form(spec.inputs, spec.output)
 
 
@@ -421,9 +527,13 @@ def _form_body(form: _Form, names: Sequence[_M], vary: int | None = None) -> _M:
         m = _differential(m) if position is not None and position == vary else m
         return _transpose(m) if transposed else m
 
-    parts = [leaf(k, t) for k, t in form.factors]
-    if form.kind == "hadamard":
+    parts = [_call("Diag", leaf(k, t)) if n in form.scaled else leaf(k, t)
+             for n, (k, t) in enumerate(form.factors)]
+    if form.kind in ("hadamard", "rowsum", "colsum"):
         body = _M(" ∘ ".join(p.text for p in parts), r" \circ ".join(p.latex for p in parts))
+        if form.kind != "hadamard":
+            body = _paren(body)
+            body = _juxt([_transpose(body) if form.kind == "colsum" else body, _ONE])
     elif form.kind == "trace":
         body = _call("tr", _juxt(parts))
     elif form.kind == "diag":
@@ -442,13 +552,15 @@ def _form_body(form: _Form, names: Sequence[_M], vary: int | None = None) -> _M:
 
 
 def _form_equation(lhs: _M, form: _Form, names: Sequence[_M]) -> _M:
-    """``lhs = formula``, after "for each b:" when the form is batched."""
+    """``lhs = formula``, after "for each b:" when the form is batched (saying that vector
+    slices are columns, as the formula reads them: ``"bi,bi->b"`` is ``xᵀ y`` per row b)."""
     equation = _eq(lhs, _form_body(form, names))
     if not form.batch:
         return equation
-    each = _M(f"for each {_words(_symbols(form.batch))}:",
+    columns = " (slices as column vectors)" if form.columns else ""
+    each = _M(f"for each {_words(_symbols(form.batch))}{columns}:",
               r"\text{for each }" + ", ".join(_symbol_latex(s) for s in _symbols(form.batch))
-              + r"\text{:}")
+              + r"\text{" + columns + ":}")
     return _line(each, equation)
 
 
@@ -494,6 +606,58 @@ class _Rendered:
         return "$$\\begin{aligned}\n" + self._rows() + "\n\\end{aligned}$$"
 
 
+_TEXT_COMMANDS = (r"\text{", r"\textbf{", r"\texttt{")
+
+
+def _group_end(latex: str, start: int) -> int:
+    """The index just past the ``}`` closing the group opened before ``start``."""
+    depth, n = 1, start
+    while depth:
+        char = latex[n]
+        if char == "\\":
+            n += 2
+            continue
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        n += 1
+    return n
+
+
+def _paragraph(latex: str) -> str:
+    """One line's math-mode LaTeX as a paragraph: prose as text, each formula in ``$...$``.
+
+    Text mode wraps and inline math breaks after ``=``, so a long line lays out on the page
+    where one ``align*`` row of ``\\text{}`` cannot. Each formula is also plain mathtext.
+    """
+    pieces, math, n = [], [], 0
+    while n < len(latex):
+        command = next((c for c in _TEXT_COMMANDS if latex.startswith(c, n)), None)
+        if command is None:
+            math.append(latex[n])
+            n += 1
+            continue
+        end = _group_end(latex, n + len(command))
+        pieces.append(_inline("".join(math)))
+        math = []
+        body = latex[n + len(command):end - 1]
+        pieces.append(body if command == r"\text{" else latex[n:end])
+        n = end
+    pieces.append(_inline("".join(math)))
+    return "".join(pieces)
+
+
+def _inline(math: str) -> str:
+    """A formula in ``$...$``; the spaces between pieces and an indent stay text."""
+    indent = math.startswith(r"\quad")
+    core = math.removeprefix(r"\quad").strip()
+    core = core.removeprefix("\\ ").removesuffix("\\").strip()
+    lead = r"\hspace*{1.5em}" if indent else ""
+    if not core or core == "\\":
+        return lead + (" " if math.strip() else "")
+    space_before = " " if math.startswith("\\ ") else ""
+    space_after = " " if math.endswith("\\ ") else ""
+    return f"{lead}{space_before}${core}${space_after}"
+
+
 @dataclass(frozen=True)
 class Explanation(_Rendered):
     """The derivation of einsum gradients, by hand; ``str()`` is plain text, :meth:`latex`
@@ -517,6 +681,14 @@ class Explanation(_Rendered):
     gradients: tuple[Gradient, ...]
     lines: tuple[_M, ...]
 
+    def latex(self) -> str:
+        """The derivation as LaTeX paragraphs for an ordinary document (prose as text, each
+        formula inline, so that long lines wrap, ``\\sloppy`` for the quoted specs, which do
+        not break); it needs amsmath (``\\operatorname``)."""
+        return "\n".join([r"\begingroup\sloppy", *(
+            r"\noindent " + _paragraph(line.latex) + r"\par" if line.text else r"\medskip"
+            for line in self.lines), r"\endgroup"])
+
     def __repr__(self) -> str:
         grads = "; ".join(g.matrix_form or f"∂L/∂{g.name}: {g.grad_spec!r}" for g in self.gradients)
         return f"<Explanation of {self.spec!r} ({', '.join(self.names)} -> {self.out}): {grads}>"
@@ -525,36 +697,122 @@ class Explanation(_Rendered):
 # -- validation ----------------------------------------------------------------------------
 
 
-def _check_names(names, count: int, out) -> tuple[tuple[str, ...], str]:
-    if not isinstance(out, str) or not _NAME.match(out):
+_HINT = ("einsgrad wants one letter per index and a comma between operands, like 'ij,jk->ik' "
+         "(names go in names=), or a program in index notation, like "
+         "einsgrad.program(\"Y[i,k] = A[i,j] * B[j,k]\")")
+
+
+def _check_readable(spec: Spec, names) -> None:
+    """Refuses text that reads as a matrix expression rather than einsum labels.
+
+    numpy takes ``"A X B"`` as one operand with labels A, X, B (implicit output ``ABX``), and
+    ``compile`` follows numpy; explaining that would be nonsense. So: no space between two
+    letters of one term, and in implicit mode with default names, no operand holding the
+    letter that would have been its name (``"AB"``: operand A with a label A).
+    """
+    text = spec.text
+    terms = [*zip(spec.inputs, spec.input_columns), (spec.output, spec.output_columns)]
+    for n, (term, columns) in enumerate(terms):
+        for label, col, after, nxt in zip(term, columns, columns[1:], term[1:]):
+            gap = text.find(" ", col + 1, after)
+            if ELLIPSIS not in (label, nxt) and gap >= 0:
+                where = f"operand {n}" if n < len(spec.inputs) else "the output"
+                raise EinsumSpecError(f"a space separates two labels of {where}, which numpy "
+                                      f"reads as one term {''.join(term)!r}; {_HINT}", text, gap)
+    if "->" in text or names is not None:
+        return
+    positional = [c for c in string.ascii_uppercase if c not in ("Y", *RESERVED)]
+    for k, term in enumerate(spec.inputs[:len(positional)]):
+        if positional[k] in term:
+            raise spec.error(f"operand {k} holds {positional[k]!r}, the name an operand in its "
+                             f"place gets, so this reads as a product of named matrices; "
+                             f"{_HINT}", k, term.index(positional[k]))
+
+
+@dataclass(frozen=True)
+class _Symbols:
+    """Every name a derivation writes besides the labels; no two share a spelling.
+
+    Attributes:
+        names: the operands' names.
+        out: the output's name.
+        loss: the scalar loss, ``L`` unless that is a label.
+        cotangent: ``∂L/∂out``, ``G`` unless that is a label.
+        taken: every symbol in use (labels, the names above, ``I`` the identity): fresh
+            indices avoid them all.
+    """
+
+    names: tuple[str, ...]
+    out: str
+    loss: str
+    cotangent: str
+    taken: frozenset
+
+
+def _digit(letter: str, n: int) -> str:
+    return f"{letter}{n}"
+
+
+def _check_names(names, spec: Spec, out) -> _Symbols:
+    """Validates names and out, and picks fresh ones for the rest.
+
+    A given name may not be a label of the spec (``∂L/∂i_ij`` would use ``i`` twice); default
+    names, the default output name, ``L`` and ``G`` avoid every label and every given name.
+    """
+    labels = set(spec.labels)
+    if out is not None and (not isinstance(out, str) or not _NAME.match(out)):
         raise EinsumSpecError(f"out must be an identifier (a letter, then letters, digits or "
                               f"underscores), got {out!r}")
-    if names is None:
-        pool = (c for c in string.ascii_uppercase if c not in (out, *RESERVED))
-        names = [next(pool, None) for _ in range(count)]
-        if None in names:
-            names = [f"A{k + 1}" for k in range(count)]
-    elif isinstance(names, str):
+    if isinstance(names, str):
         names = [n.strip() for n in names.split(",")]
     elif isinstance(names, Sequence):
         names = list(names)
-    else:
+    elif names is not None:
         raise EinsumSpecError(f"names must be a string like 'X,W' or a sequence of strings, "
                               f"got {type(names).__name__}")
-    if len(names) != count:
+    count = len(spec.inputs)
+    if names is not None and len(names) != count:
         raise EinsumSpecError(f"names gives {len(names)} name(s) for {count} operand(s)")
-    for name in names:
+    for name in names or ():
         if not isinstance(name, str) or not _NAME.match(name):
             raise EinsumSpecError(f"the name {name!r} is not an identifier (a letter, then "
                                   f"letters, digits or underscores)")
-    for name in (*names, out):
+    for name in (*(names or ()), *([out] if out else [])):
         if name in RESERVED:
             raise EinsumSpecError(f"the name {name!r} is reserved: L is the loss and "
-                                  f"G = ∂L/∂{out} the cotangent")
-    if len(set(names)) != len(names) or out in names:
+                                  f"G = ∂L/∂{out or 'Y'} the cotangent")
+        if name in labels:
+            k = next(k for k, t in enumerate(spec.inputs) if name in t) if any(
+                name in t for t in spec.inputs) else None
+            term = spec.output if k is None else spec.inputs[k]
+            raise spec.error(f"the name {name!r} is also a label of the spec, so {name} would "
+                             f"mean two things: give names that are not labels; {_HINT}",
+                             k, term.index(name))
+    given = {*(names or ()), *([out] if out else [])}
+    if names is not None and (len(set(names)) != len(names) or out in names):
         raise EinsumSpecError(f"names and out must be distinct: each is its own variable, got "
                               f"{', '.join(names)} and out={out}")
-    return tuple(names), out
+    letters = _Fresh(labels | given | set(RESERVED) | {"I"}, string.ascii_uppercase, _digit)
+    if out is None:
+        out = _Fresh(letters.taken, "YZ" + string.ascii_uppercase, _digit).take()
+        letters.taken.add(out)
+    if names is None:
+        names = [letters.take() for _ in range(count)]
+    loss, cotangent = (_Fresh(labels | {out, *names}, first, _digit).take() for first in RESERVED)
+    taken = frozenset(labels | {out, *names, loss, cotangent, "I"})
+    return _Symbols(tuple(names), out, loss, cotangent, taken)
+
+
+def _check_written(spec: Spec, chosen) -> None:
+    """Refuses a derivation longer than :data:`MAX_WRITTEN` (it would take long and help no
+    reader): each chosen operand's section repeats every label of the spec."""
+    size = len(spec.inputs) + sum(map(len, spec.inputs)) + len(spec.output)
+    if len(chosen) * size > MAX_WRITTEN:
+        way_out = ("give wrt= fewer operands" if len(chosen) > 1 else
+                   "no reader follows a derivation this long; grad_spec() gives the backward")
+        raise EinsumSpecError(f"explaining {len(chosen)} operand(s) of a spec with {size} "
+                              f"operands and labels writes {len(chosen) * size} of them, more "
+                              f"than {MAX_WRITTEN}: {way_out}")
 
 
 def _check_style(style) -> str:
@@ -566,17 +824,19 @@ def _check_style(style) -> str:
 # -- the derivation ------------------------------------------------------------------------
 
 
-def explain(spec, names=None, out: str = "Y", *, wrt=None, sizes: Mapping | None = None,
-            style: str = "index", elementwise: bool = False):
+def explain(spec, names=None, out: str | None = None, *, wrt=None,
+            sizes: Mapping | None = None, style: str = "index", elementwise: bool = False):
     """Derives the gradient of each operand of ``spec`` by hand, step by step.
 
     Args:
         spec: an einsum spec, as :func:`einsgrad.compile` takes it, or a
             :class:`~einsgrad.Program`: then ``wrt`` is a tensor's name (default every input),
             the result is :meth:`Program.explain`'s, and ``names``, ``out``, ``sizes`` and
-            ``elementwise`` do not apply.
-        names: the operands' names, ``"X,W"`` or ``["X", "W"]``; default ``A, B, C, ...``.
-        out: the output's name.
+            ``elementwise`` do not apply. Unlike ``compile``, a space between two labels of
+            one operand (``"A X B"``) is refused: it is a matrix expression, not labels.
+        names: the operands' names, ``"X,W"`` or ``["X", "W"]``, none of them a label;
+            default ``A, B, C, ...``, skipping the labels.
+        out: the output's name; default ``Y`` (``Z``, ... when ``Y`` is a label).
         wrt: an operand index or a list of them; default every operand.
         sizes: label sizes: those only the output has (as for ``compile``), and with
             ``elementwise=True`` every label's (``"..."``: a tuple, the batch shape).
@@ -590,39 +850,43 @@ def explain(spec, names=None, out: str = "Y", *, wrt=None, sizes: Mapping | None
     from .programs import Program  # here, not at the top: specs need no execution machinery
 
     if isinstance(spec, Program):
-        given = {"names": names is not None, "out": out != "Y", "sizes": sizes is not None,
-                 "elementwise": bool(elementwise)}
+        given = {"names": names is not None, "out": out not in (None, "Y"),
+                 "sizes": sizes is not None, "elementwise": bool(elementwise)}
         if any(given.values()):
             raise EinsumSpecError(f"{', '.join(k for k, v in given.items() if v)}: not for a "
                                   f"program, whose text names its tensors; give wrt= and style= only")
         return spec.explain(wrt, style=style)
     parsed = parse(spec, sizes)
-    names, out = _check_names(names, len(parsed.inputs), out)
+    _check_readable(parsed, names)
+    sym = _check_names(names, parsed, out)
     chosen = derive.check_wrts(parsed, wrt)[0]
     style = _check_style(style)
-    entries = _elementwise_sizes(parsed, sizes, chosen, names, out) if elementwise else None
+    _check_written(parsed, chosen)
+    entries = _elementwise_sizes(parsed, sizes, chosen, sym) if elementwise else None
     forward = _matrix_form(parsed)
-    lhs = _name(out)
-    forward_eq = None if forward is None else _form_equation(lhs, forward, [_name(n) for n in names])
-    lines = list(_header(parsed, names, out, forward_eq))
+    lhs = _name(sym.out)
+    forward_eq = None if forward is None else _form_equation(
+        lhs, forward, [_name(n) for n in sym.names])
+    lines = list(_header(parsed, sym, forward_eq))
     gradients = []
     for k in chosen:
-        gradient, section, form, form_eq = _gradient(parsed, names, out, k, style, forward)
+        gradient, section, form, form_eq = _gradient(parsed, sym, k, style, forward)
         gradients.append(gradient)
         lines.append(_M("", ""))
         lines.extend(section)
         if entries is not None:
-            lines.extend(_elementwise(parsed, names, out, k, entries, gradient, form, form_eq))
-    return Explanation(str(parsed), names, out, style,
+            lines.extend(_elementwise(parsed, sym, k, entries, gradient, form, form_eq))
+    return Explanation(str(parsed), sym.names, sym.out, style,
                        None if forward_eq is None else forward_eq.text, tuple(gradients),
                        tuple(lines))
 
 
-def _header(spec: Spec, names, out: str, forward_eq: _M | None) -> list[_M]:
+def _header(spec: Spec, sym: _Symbols, forward_eq: _M | None) -> list[_M]:
+    names, out, L, G = sym.names, sym.out, sym.loss, sym.cotangent
     index, term = _forward(spec, names)
     lines = [_line(_prose("The einsum"), _code(str(spec)), _prose(
-        f"with operands {', '.join(names)} and output {out}; L is a scalar loss; the "
-        f"cotangent"), _eq(_name("G"), _partial(_name("L"), _name(out))),
+        f"with operands {', '.join(names)} and output {out}; {L} is a scalar loss; the "
+        f"cotangent"), _eq(_name(G), _partial(_name(L), _name(out))),
         _prose(f"has {out}'s indices."))]
     if "->" not in (spec.text or "->"):
         lines.append(_prose("Implicit mode: the output is the labels that appear once, in "
@@ -635,28 +899,29 @@ def _header(spec: Spec, names, out: str, forward_eq: _M | None) -> list[_M]:
                             f"right; where an operand has fewer or size-1 batch dimensions, numpy "
                             f"broadcasts it, and its gradient also sums over them)."))
     in_inputs = {l for t in spec.inputs for l in t}
-    for label in dict.fromkeys(spec.output):
+    counts = Counter(spec.output)
+    for label in counts:
         if label not in in_inputs:
             what = ("the batch indices β appear only in {out}: the forward broadcasts along "
                     "them (new axes, their sizes given by sizes=)." if label == ELLIPSIS else
                     "{label} appears only in {out}: the forward broadcasts along it (a new axis, "
                     "its size given by sizes=).")
             lines.append(_prose(what.format(label=label, out=out)))
-        if spec.output.count(label) > 1:
+        if counts[label] > 1:
             lines.append(_prose(f"{label} is repeated in {out}: {out} holds the values on that "
                                 f"diagonal and zeros elsewhere, a delta in the forward."))
     return lines
 
 
-def _gradient(spec: Spec, names, out: str, k: int, style: str, forward: _Form | None):
-    name = names[k]
+def _gradient(spec: Spec, sym: _Symbols, k: int, style: str, forward: _Form | None):
+    name = sym.names[k]
     backward = derive.backward(spec, k)
-    others = [n for m, n in enumerate(names) if m != k]
+    others = [n for m, n in enumerate(sym.names) if m != k]
     form = _matrix_form(backward)
     form_eq = None
     if form is not None:
-        form_eq = _form_equation(_partial(_name("L"), _name(name)), form,
-                                 [_name(n) for n in ("G", *others)])
+        form_eq = _form_equation(_partial(_name(sym.loss), _name(name)), form,
+                                 [_name(n) for n in (sym.cotangent, *others)])
     try:
         jacobian = str(derive.jacobian(spec, k))
     except EinsumSpecError:
@@ -665,19 +930,18 @@ def _gradient(spec: Spec, names, out: str, k: int, style: str, forward: _Form | 
     lines = [_M(f"Gradient with respect to {name} (operand {k}):",
                 r"\textbf{" + _escape(f"Gradient with respect to {name} (operand {k}):") + "}")]
     if style == "differential":
-        lines.extend(_differential_steps(spec, names, out, k, forward, form, form_eq, gradient))
+        lines.extend(_differential_steps(spec, sym, k, forward, form, form_eq, gradient))
     else:
-        lines.extend(_index_steps(spec, names, out, k, form_eq, gradient))
+        lines.extend(_index_steps(spec, sym, k, form_eq, gradient))
     return gradient, lines, form, form_eq
 
 
-def _index_steps(spec: Spec, names, out: str, k: int, form_eq: _M | None, gradient: Gradient):
-    name, labels = names[k], spec.inputs[k]
-    index, forward = _forward(spec, names)
-    fresh = _Fresh(set(index) | set(forward.over) | {
-        s for f in forward.factors for s in (f.index if isinstance(f, _Entry) else (f.a, f.b))})
+def _index_steps(spec: Spec, sym: _Symbols, k: int, form_eq: _M | None, gradient: Gradient):
+    name, labels = sym.names[k], spec.inputs[k]
+    index, forward = _forward(spec, sym.names)
+    fresh = _Fresh(sym.taken | set(index) | set(forward.over))
     p = tuple(fresh.take(label) for label in labels)
-    L, G, Y = _name("L"), "G", out
+    L, G, Y = _name(sym.loss), sym.cotangent, sym.out
     dx = _entry(name, p)
     lines = [_line(_prose("1. Forward:"), _eq(_entry(Y, index), _render(forward)))]
 
@@ -694,19 +958,17 @@ def _index_steps(spec: Spec, names, out: str, k: int, form_eq: _M | None, gradie
                        _punct(_eq(_partial(_entry(name, _symbols(labels)), dx),
                                   _juxt([_delta(a, b) for a, b in zip(_symbols(labels), p)])), ","),
                        _prose("so"), _eq(_partial(_entry(Y, index), dx), *step3)))
-    lines.extend(_jacobian_words(spec, name, Y, index, p, jac, gradient, form_eq))
+    lines.extend(_jacobian_words(spec, sym, k, index, p, jac, gradient, form_eq))
 
     chained = _Sum(index + jac.over, (_Entry(G, index),) + jac.factors)
     final = _contract(chained)
     step4 = [_render(chained)] + ([_render(final)] if final != chained else [])
-    lines.append(_line(_prose("4. Contract with G, summing the deltas away:"),
+    lines.append(_line(_prose(f"4. Contract with {G}, summing the deltas away:"),
                        _eq(_partial(L, dx), *step4)))
-    lines.extend(_phenomena(spec, name, Y, k, p))
+    lines.extend(_phenomena(spec, sym, k, p))
 
     if p and not derive.surviving_deltas(spec, k):
-        back = final
-        for old, new in zip(p, _symbols(labels)):
-            back = _Sum(back.over, tuple(_rename(f, old, new) for f in back.factors))
+        back = _renamed(final, dict(zip(p, _symbols(labels))))
         lines.append(_line(_prose(f"5. Renaming {_words(p)} to {_words(_symbols(labels))}:"),
                            _punct(_eq(_partial(L, _entry(name, _symbols(labels))), _render(back)), ","),
                            _prose("the backward einsum"), _code(gradient.grad_spec)))
@@ -726,8 +988,9 @@ def _order_words(n: int, batch: bool) -> str:
     return {0: "a scalar", 1: "a vector", 2: "a matrix"}.get(n, f"a tensor of order {n}")
 
 
-def _jacobian_words(spec: Spec, name: str, Y: str, index, p, jac: _Sum, gradient: Gradient,
+def _jacobian_words(spec: Spec, sym: _Symbols, k: int, index, p, jac: _Sum, gradient: Gradient,
                     form_eq: _M | None):
+    name, Y, G = sym.names[k], sym.out, sym.cotangent
     letters = [s for s in (*index, *p) if s not in (_BATCH, _FRESH_BATCH)]
     batch = _BATCH in index or _FRESH_BATCH in p
     where = "; ".join(f"{_words(s)} of {n}" for s, n in ((index, Y), (p, name)) if s)
@@ -742,28 +1005,47 @@ def _jacobian_words(spec: Spec, name: str, Y: str, index, p, jac: _Sum, gradient
                      if gradient.jacobian_spec else
                      [_prose("as an einsum it needs the batch dimensions named (give shapes= to "
                              "jacobian_spec).")]))]
-    moved = [d for d in jac.factors if isinstance(d, _Delta) and d.a in index and d.b in p]
+    own, out_index = set(p), set(index)
+    moved = [d for d in jac.factors if isinstance(d, _Delta) and d.a in out_index and d.b in own]
     words = (f"{Y}'s index {d.a} to {name}'s position {d.b}" for d in moved)
-    lines.append(_prose(f"   The gradient is this Jacobian contracted with G over {Y}'s indices, "
-                        f"so G is part of it" + (f": the delta{'s' if len(moved) > 1 else ''} "
-                                                 f"move{'' if len(moved) > 1 else 's'} "
-                                                 + "; ".join(words) if moved else "") + "."))
+    lines.append(_prose(f"   The gradient is this Jacobian contracted with {G} over {Y}'s "
+                        f"indices, so {G} is part of it" + (
+                            f": the delta{'s' if len(moved) > 1 else ''} "
+                            f"move{'' if len(moved) > 1 else 's'} " + "; ".join(words)
+                            if moved else "") + "."))
     if form_eq is not None and len(spec.inputs) > 1:
         lines.append(_line(_prose("   That is why"), form_eq, _prose(
-            "holds G, and is not a rearrangement of the other operands alone.")))
+            f"holds {G}, and is not a rearrangement of the other operands alone.")))
     return lines
 
 
-def _phenomena(spec: Spec, name: str, Y: str, k: int, p) -> list[_M]:
-    """Named in words: deltas that survive, broadcasts, sums of G over missing labels."""
+def _phenomena(spec: Spec, sym: _Symbols, k: int, p) -> list[_M]:
+    """Named in words, one true sentence per label: a delta that survives (zero off the
+    diagonal), a broadcast (constant along the label), both at once (constant along the
+    diagonal, zero off it), and sums of G over labels only the output has."""
+    name, Y, G = sym.names[k], sym.out, sym.cotangent
     labels, lines = spec.inputs[k], []
-    at = {label: [s for l, s in zip(labels, p) if l == label] for label in labels}
+    at: dict[str, list[str]] = {}
+    for label, symbol in zip(labels, p):
+        at.setdefault(label, []).append(symbol)
+    broadcast = derive.broadcast_labels(spec, k)
     for label in derive.surviving_deltas(spec, k):
         first, *rest = at[label]
-        lines.append(_line(_prose(f"   {label} is repeated in {name}, so"),
-                           _juxt([_delta(first, s) for s in rest]),
-                           _prose("survives: the gradient is zero off that diagonal.")))
-    for label in derive.broadcast_labels(spec, k):
+        diagonal = " = ".join(at[label])
+        if label in broadcast:
+            lines.append(_line(_prose(f"   {label} is repeated in {name} and appears nowhere "
+                                      f"else, so"), _juxt([_delta(first, s) for s in rest]),
+                               _prose(f"survives: the gradient is zero off the diagonal "
+                                      f"{diagonal}, and on it the same for every {label} (the "
+                                      f"forward summed that diagonal).")))
+        else:
+            lines.append(_line(_prose(f"   {label} is repeated in {name}, so"),
+                               _juxt([_delta(first, s) for s in rest]),
+                               _prose(f"survives: the gradient is zero off the diagonal "
+                                      f"{diagonal}.")))
+    for label in broadcast:
+        if len(at[label]) > 1:
+            continue
         what, verb, it = (("the batch indices β", "appear", "them") if label == ELLIPSIS else
                           (label, "appears", "it"))
         lines.append(_prose(f"   {what} {verb} only in {name}: the forward summed {it}, so the "
@@ -774,42 +1056,53 @@ def _phenomena(spec: Spec, name: str, Y: str, k: int, p) -> list[_M]:
         if label not in inputs:
             what, it = ("the batch indices β", "them") if label == ELLIPSIS else (label, "it")
             lines.append(_prose(f"   {name} lacks {what}, which only {Y} has: the forward "
-                                f"broadcast {name} along {it}, so its gradient sums G over {it}."))
+                                f"broadcast {name} along {it}, so its gradient sums {G} over "
+                                f"{it}."))
     return lines
 
 
-_RULES_TEXT = _M("M : (N P) = (Nᵀ M) : P = (M Pᵀ) : N, M : Nᵀ = Mᵀ : N, "
-                 "M : (N ∘ P) = (M ∘ N) : P.",
-                 r"M : (N P) = (N^\top M) : P = (M P^\top) : N,\ M : N^\top = M^\top : N,\ "
-                 r"M : (N \circ P) = (M \circ N) : P.")
+def _rules(M: str, N: str, P: str) -> _M:
+    """The Frobenius-product identities the differential derivation uses, written with the
+    placeholder matrices ``M, N, P`` (fresh letters when an operand has one of those names)."""
+    def m(text: str) -> _M:
+        return _M(text.format(M=M, N=N, P=P), text.format(
+            M=_name(M).latex, N=_name(N).latex, P=_name(P).latex).replace("ᵀ", r"^\top")
+            .replace("∘", r"\circ").replace(", ", r",\ "))
+    return m("{M} : ({N} {P}) = ({N}ᵀ {M}) : {P} = ({M} {P}ᵀ) : {N}, {M} : {N}ᵀ = {M}ᵀ : {N}, "
+             "{M} : ({N} ∘ {P}) = ({M} ∘ {N}) : {P}.")
 
 
-def _differential_steps(spec, names, out, k, forward, form, form_eq, gradient):
-    name = names[k]
+def _differential_steps(spec, sym: _Symbols, k, forward, form, form_eq, gradient):
+    names, name = sym.names, sym.names[k]
     usable = (forward is not None and form is not None
               and not (forward.batch or forward.summed or form.batch or form.summed))
     if not usable:
-        return [_prose("This spec has no matrix form for the differential derivation "
-                       "(dL = G : dY); here is the index derivation.")] + _index_steps(
-            spec, names, out, k, form_eq, gradient)
-    Y, X, G = _name(out), _name(name), _name("G")
+        return [_prose(f"This spec has no matrix form for the differential derivation "
+                       f"(d{sym.loss} = {sym.cotangent} : d{sym.out}); here is the index "
+                       f"derivation.")] + _index_steps(spec, sym, k, form_eq, gradient)
+    Y, X, G = _name(sym.out), _name(name), _name(sym.cotangent)
     frob = _M(" : ", r" : ")
     d = _differential
     dy = _form_body(forward, [_name(n) for n in names], vary=k)
-    grad = _form_body(form, [_name(n) for n in ("G", *[n for m, n in enumerate(names) if m != k])])
-    lhs = _M("dL", r"\mathrm{d}L")
+    grad = _form_body(form, [_name(n) for n in (sym.cotangent,
+                                                *[n for m, n in enumerate(names) if m != k])])
+    lhs = _differential(_name(sym.loss))
 
     def product(a, b):
         return _M(a.text + frob.text + b.text, a.latex + frob.latex + b.latex)
 
+    placeholders = _Fresh(sym.taken, "MNPQRSTUVW", _digit)
+    M, N, P = (placeholders.take() for _ in range(3))
+
     return [
         _line(_prose("1. Forward:"), _eq(Y, _form_body(forward, [_name(n) for n in names]))),
-        _line(_prose("2. The differential of L:"), _punct(_eq(lhs, product(G, d(Y))), ","),
-              _prose("with"), _eq(G, _partial(_name("L"), Y)),
-              _prose("and M : N the sum of the entrywise products (the Frobenius product).")),
+        _line(_prose(f"2. The differential of {sym.loss}:"), _punct(_eq(lhs, product(G, d(Y))), ","),
+              _prose("with"), _eq(G, _partial(_name(sym.loss), Y)),
+              _prose(f"and {M} : {N} the sum of the entrywise products (the Frobenius "
+                     f"product).")),
         _line(_prose(f"3. Only {name} varies:"), _punct(_eq(d(Y), dy), ","), _prose("so"),
               _eq(lhs, product(G, d(Y)), product(G, _paren(dy)), product(_paren(grad), d(X)))),
-        _line(_prose("   using"), _RULES_TEXT),
+        _line(_prose("   using"), _rules(M, N, P)),
         _line(_prose("4. Read off the gradient:"), _punct(form_eq, ","), _prose("the backward einsum"),
               _code(gradient.grad_spec)),
     ]
@@ -826,7 +1119,7 @@ def _expand(term: Labels, batch_rank: int) -> tuple:
     return tuple(keys)
 
 
-def _elementwise_sizes(spec: Spec, sizes, chosen, names, out: str) -> dict:
+def _elementwise_sizes(spec: Spec, sizes, chosen, sym: _Symbols) -> dict:
     """Every label's size, ``...`` expanded; refuses missing sizes and too many equations."""
     sizes = dict(sizes or {})
     has_batch = any(ELLIPSIS in t for t in (*spec.inputs, spec.output))
@@ -837,10 +1130,11 @@ def _elementwise_sizes(spec: Spec, sizes, chosen, names, out: str) -> dict:
                               f"{', '.join(map(repr, missing))}" + (
                                   " (the batch shape as a tuple for '...')"
                                   if ELLIPSIS in missing else ""))
-    lower = [n.lower() for n in (*names, out)]
+    lower = [n.lower() for n in (*sym.names, sym.out)]
     if len(set(lower)) != len(lower):
         raise EinsumSpecError(f"elementwise=True writes entries in lowercase, so names and out "
-                              f"must differ in more than case, got {', '.join(names)} and out={out}")
+                              f"must differ in more than case, got {', '.join(sym.names)} and "
+                              f"out={sym.out}")
     batch = tuple(sizes.pop(ELLIPSIS, ()))
     size = {**sizes, **{(ELLIPSIS, d): n for d, n in enumerate(batch)}}
     equations = terms = 0
@@ -848,7 +1142,7 @@ def _elementwise_sizes(spec: Spec, sizes, chosen, names, out: str) -> dict:
         backward = derive.backward(spec, k)
         own = set(_expand(spec.inputs[k], len(batch)))
         rest = {key for t in backward.inputs for key in _expand(t, len(batch))} - own
-        count = _volume(size, _expand(spec.inputs[k], len(batch)))
+        count = _equations(size, _expand(spec.inputs[k], len(batch)))
         equations += count
         terms += count * _volume(size, rest)
     if equations > MAX_EQUATIONS or terms > MAX_TERMS:
@@ -856,6 +1150,15 @@ def _elementwise_sizes(spec: Spec, sizes, chosen, names, out: str) -> dict:
                               f"{terms} terms; at most {MAX_EQUATIONS} equations and {MAX_TERMS} "
                               f"terms: give smaller sizes")
     return {"size": size, "rank": len(batch)}
+
+
+def _equations(size, keys) -> int:
+    """One equation per entry of the operand, a repeated label counted each time
+    (``"ii"`` of size 2 has 4 entries, 2 of them on the diagonal)."""
+    count = 1
+    for key in keys:
+        count *= size[key]
+    return count
 
 
 def _volume(size, keys) -> int:
@@ -876,8 +1179,9 @@ def _scalar_entry(name: str, values, wide: bool) -> _M:
     return _M(f"{base.text}_{sub}", f"{base.latex}_{{{sub}}}")
 
 
-def _elementwise(spec: Spec, names, out: str, k: int, entries: dict, gradient: Gradient,
+def _elementwise(spec: Spec, sym: _Symbols, k: int, entries: dict, gradient: Gradient,
                  form: _Form | None, form_eq: _M | None):
+    names, out = sym.names, sym.out
     size, rank = entries["size"], entries["rank"]
     wide = any(n > 9 for n in size.values())
     own = _expand(spec.inputs[k], rank)
@@ -885,13 +1189,13 @@ def _elementwise(spec: Spec, names, out: str, k: int, entries: dict, gradient: G
     others = [(n, _expand(t, rank)) for m, (n, t) in enumerate(zip(names, spec.inputs)) if m != k]
     free = tuple(dict.fromkeys(key for keys in (out_keys, *(t for _, t in others))
                                for key in keys if key not in own))
-    L = _name("L")
+    L = _name(sym.loss)
 
     def cotangent(values):
         return _partial(L, _scalar_entry(out, values, wide))
 
-    count = _volume(size, own)
-    lines = [_prose(f"6. Entry by entry ({count} equations), with {out.lower()}, "
+    count = _equations(size, own)
+    lines = [_prose(f"6. Entry by entry ({count} equation{'' if count == 1 else 's'}), with {out.lower()}, "
                     f"{', '.join(n.lower() for n in names)} the entries of {out}, "
                     f"{', '.join(names)} (1-based):")]
     cells = {}
@@ -911,16 +1215,23 @@ def _elementwise(spec: Spec, names, out: str, k: int, entries: dict, gradient: G
         lines.append(_prose(f"   These are the entries of the backward einsum "
                             f"\"{gradient.grad_spec}\" (no matrix form)."))
         return lines
+    if form.batch:
+        each = _words(_symbols(form.batch))
+        plain = _form_equation(_partial(L, _name(names[k])), replace(form, batch=()),
+                               [_name(n) for n in (sym.cotangent, *(n for n, _ in others))])
+        lines.append(_line(_prose(f"   Regrouped, for each {each} these are the entries of"),
+                           _punct(plain, ".")))
+        return lines
     lines.append(_line(_prose("   Regrouped, these are the entries of"), _punct(form_eq, ":")))
-    if not form.batch and 1 <= len(own) <= 2 and len(out_keys) <= 2 and count:
+    if 1 <= len(own) <= 2 and len(out_keys) <= 2 and count:
         g_cells = {values: cotangent(values)
                    for values in itertools.product(*(range(size[key]) for key in out_keys))}
         g = _grid(g_cells, [size[key] for key in out_keys]) if out_keys else cotangent(())
         grid = _grid(cells, [size[key] for key in own])
-        body = _form_body(form, [_name(n) for n in ("G", *(n for n, _ in others))])
+        body = _form_body(form, [_name(n) for n in (sym.cotangent, *(n for n, _ in others))])
         lines.append(_line(_M("  ", r"\quad"),
                            _punct(_eq(_partial(L, _name(names[k])), grid, body), ","),
-                           _prose("with"), _eq(_name("G"), g)))
+                           _prose("with"), _eq(_name(sym.cotangent), g)))
     return lines
 
 
