@@ -36,6 +36,7 @@ import difflib
 import importlib
 import math
 import os
+import string
 import sys
 
 import numpy as np
@@ -310,7 +311,7 @@ def _parser() -> argparse.ArgumentParser:
                       "Prints einsgrad.explain(SPEC, ...): the forward and each gradient, as "
                       "indices or as differentials, or as LaTeX.")
     explain.add_argument("--names", type=name_list, metavar="X,W", help="operand names")
-    explain.add_argument("--out", default="Y", metavar="Y", help="the output's name (default Y)")
+    explain.add_argument("--out", metavar="Y", help="the output's name (default Y, or a letter no label uses)")
     explain.add_argument("--style", choices=("index", "differential"), default="index",
                          help="index notation or differentials (default index)")
     explain.add_argument("--latex", action="store_true", help="print LaTeX instead of text")
@@ -327,7 +328,7 @@ def _parser() -> argparse.ArgumentParser:
     jacobian.add_argument("--wrt", type=int, metavar="K", help="only operand K (default: each)")
     jacobian.add_argument("--shapes", type=shape_list, metavar="4x3,5x3", help="operand shapes")
     jacobian.add_argument("--names", type=name_list, metavar="X,W", help="operand names")
-    jacobian.add_argument("--out", default="Y", metavar="Y", help="the output's name (default Y)")
+    jacobian.add_argument("--out", metavar="Y", help="the output's name (default Y, or a letter no label uses)")
     sizes_option(jacobian)
 
     codegen = command("codegen", _codegen, "a standalone numpy module for given shapes",
@@ -443,11 +444,12 @@ def _jacobian(args) -> int:
     if args.shapes is not None:
         bound = bind(spec, args.shapes, dict(normalize_sizes(spec, args.sizes)))
     labels = bound.spec if bound else spec
+    y = args.out or next((c for c in "YZ" + string.ascii_uppercase if c not in spec.labels), "Y")
     for k in _indices(args.wrt, spec):
-        print(f"∂{args.out}/∂{names[k]} = {einsgrad.derive.jacobian(labels, k)}")
+        print(f"∂{y}/∂{names[k]} = {einsgrad.derive.jacobian(labels, k)}")
         out, own = labels.output, labels.inputs[k]
         deltas = "".join(dict.fromkeys(l for l in own if l in out))
-        line = f"  entries ∂{args.out}[{','.join(out)}]/∂{names[k]}[{','.join(own)}]"
+        line = f"  entries ∂{y}[{','.join(out)}]/∂{names[k]}[{','.join(own)}]"
         if deltas:
             line += f"; {', '.join(deltas)} in both: Kronecker delta{'s' * (len(deltas) > 1)}"
         print(line)

@@ -303,7 +303,7 @@ def test_explain_plumbing(capsys, monkeypatch):
                                        "elementwise": False, "sizes": None, "wrt": 1})
     code, out, _ = run(capsys, "explain", "ik,jk->ij", "--latex", "--elementwise", "--sizes", "i=2,j=2,k=2")
     assert code == 0 and out == "latex form\n"
-    assert calls[-1] == ("ik,jk->ij", {"names": None, "out": "Y", "style": "index", "elementwise": True,
+    assert calls[-1] == ("ik,jk->ij", {"names": None, "out": None, "style": "index", "elementwise": True,
                                        "sizes": {"i": 2, "j": 2, "k": 2}, "wrt": None})
 
 

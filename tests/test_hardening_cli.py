@@ -364,3 +364,12 @@ def test_random_argv_exits_0_or_2_without_a_traceback(tmp_path_factory, argv):
     assert "Traceback" not in err.getvalue() + out.getvalue()
     if code == 2:
         assert err.getvalue().startswith("einsgrad: "), (argv, err.getvalue())
+
+
+def test_a_label_named_like_the_default_output(capsys):
+    """The output's default name skips the spec's labels (explain and jacobian alike)."""
+    assert main(["explain", "iY,Yj->ij"]) == 0
+    out = capsys.readouterr().out
+    assert "output Z" in out and "∂L/∂Z" in out
+    assert main(["jacobian", "iY,Yj->ij", "--wrt", "0"]) == 0
+    assert capsys.readouterr().out.startswith("∂Z/∂x0 = Yj->ijiY\n  entries ∂Z[i,j]/∂x0[i,Y]")
