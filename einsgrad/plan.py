@@ -522,10 +522,14 @@ def search(inputs: list[set], output: set, size: dict, optimize, memory_limit=No
     ``HyperOptimizer`` holds a process pool) is called as it is. The answer is validated.
     Under ``memory_limit`` opt_einsum's optimizers may give up and leave one many-operand
     contraction (no intermediates, but no BLAS either); then the unconstrained path is taken,
-    and slicing (:func:`slicing`) bounds the memory.
+    and slicing (:func:`slicing`) bounds the memory. An empty dimension makes every path
+    cost nothing, so the search sees it as size 1 (opt_einsum's ``dp`` finds no path through
+    a size 0).
     """
     if len(inputs) <= 2:
         return (tuple(range(len(inputs))),)
+    if 0 in size.values():
+        size = {label: max(d, 1) for label, d in size.items()}
     if isinstance(optimize, str):
         find = opt_einsum.paths.get_path_fn(optimize)
     else:
@@ -540,7 +544,11 @@ def search(inputs: list[set], output: set, size: dict, optimize, memory_limit=No
                 return path
         except RuntimeError:  # opt_einsum's "no contraction found for memory_limit"
             pass
-    return _checked(find(inputs, output, size, None), len(inputs), optimize)
+    try:
+        path = find(inputs, output, size, None)
+    except RuntimeError as error:  # an optimizer that gives up even without a memory limit
+        raise EinsumSpecError(f"the path optimizer {optimize!r} found no contraction path: {error}") from None
+    return _checked(path, len(inputs), optimize)
 
 
 def _checked(path, count: int, optimize) -> Path:

@@ -212,7 +212,8 @@ def _optimizer(rng: random.Random, operands: int):
     if choice < 0.6:
         return "auto"
     if choice < 0.75:
-        return rng.choice(["greedy", "dp", "branch-2"] + (["optimal"] if operands <= 5 else []))
+        # dp, branch and optimal searches are exponential by design: the user's budget to spend
+        return rng.choice(["greedy"] + (["dp", "branch-2"] if operands <= 8 else []) + (["optimal"] if operands <= 5 else []))
     if choice < 0.9:
         return opt_einsum.RandomGreedy(max_repeats=4)
     return rng.choice([len, 3, "fastest", True, None])

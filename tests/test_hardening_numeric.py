@@ -496,3 +496,21 @@ def test_a_float16_trace_beside_float64_is_exact():
     b = rng.standard_normal((1, 3))
     expected = np.einsum("ZZH,xH", a.astype(np.float64), b)
     np.testing.assert_allclose(einsgrad.einsum("ZZH,xH", a, b), expected, rtol=1e-13)
+
+
+@pytest.mark.parametrize("optimize", ["dp", "optimal", "branch-2", "greedy"])
+def test_an_empty_dimension_is_planned_by_every_optimizer(optimize):
+    """opt_einsum's dp found no path through a size-0 label (found by the fuzzer)."""
+    ops = [np.ones(s) for s in ((1, 3), (0,), (3, 1), (0,))]
+    for memory_limit in (None, 8):
+        lin = einsgrad.compile("Ll,G,lL,G", optimize=optimize, memory_limit=memory_limit)
+        np.testing.assert_array_equal(lin(*ops), np.einsum("Ll,G,lL,G", *ops))
+        assert [g.shape for g in lin.vjp(np.ones(lin(*ops).shape), *ops)] == [(1, 3), (0,), (3, 1), (0,)]
+
+
+def test_an_optimizer_that_finds_no_path_is_named():
+    def giving_up(inputs, output, size_dict, memory_limit=None):
+        raise RuntimeError("nothing fits")
+
+    with pytest.raises(EinsumSpecError, match="found no contraction path: nothing fits"):
+        einsgrad.compile("ab,bc,cd->ad", optimize=giving_up)(np.ones((2, 2)), np.ones((2, 2)), np.ones((2, 2)))
