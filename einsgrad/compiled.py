@@ -17,6 +17,7 @@ from .errors import EinsumSpecError
 from .report import Costs, PlanReport, Plans
 from .shapes import BoundSpec, bind
 from .spec import SIZE_LIMIT, Spec, normalize_sizes, parse
+from .steps import Plan
 
 
 class Mode(enum.Enum):
@@ -84,13 +85,13 @@ class SignatureRecord:
         self.tree = plan.forward_path(bound, optimize, memory_limit)
         self.optimize = plan.auxiliary(optimize)
         self.memory_limit = memory_limit
-        self.plans: dict[PlanKey, plan.Plan] = {}
+        self.plans: dict[PlanKey, Plan] = {}
         self.sources: dict[ProgramKey, tuple[str, str]] = {}  # (source, function name)
         self.functions: dict[ProgramKey, Callable] = {}
         self.lock = threading.RLock()
         self._slices: tuple[tuple[str, int], ...] | None = None
 
-    def plan(self, key: PlanKey) -> plan.Plan:
+    def plan(self, key: PlanKey) -> Plan:
         """The plan of ``key``, made on first use (the saving forward with its pullback)."""
         found = self.plans.get(key)
         if found is not None:
@@ -193,13 +194,13 @@ class Composed(NamedTuple):
         casts: arguments cast to the computation's dtype on entry, with that dtype.
     """
 
-    plan: plan.Plan
+    plan: Plan
     name: str
     finish: dict
     casts: dict
 
 
-def _entry_casts(program: plan.Plan, key: ProgramKey) -> dict:
+def _entry_casts(program: Plan, key: ProgramKey) -> dict:
     """Arguments of mixed-dtype code cast to the common dtype first, as ``numpy.einsum`` does:
     a narrower operand summed alone (a trace of float16 values beside float64 ones) would
     otherwise be summed, and rounded, in its own dtype. Only for libraries whose operations
@@ -672,7 +673,7 @@ def _compiled(spec: str) -> Einsum:
     return Einsum(spec)
 
 
-def _jacobian_finish(program: plan.Plan, k: int, dtypes, shape) -> dict:
+def _jacobian_finish(program: Plan, k: int, dtypes, shape) -> dict:
     """How the Jacobian of operand ``k`` is returned: copied where it may alias an argument,
     cast to :func:`_jacobian_dtype`. Its operands are the others (or a scalar 1 of operand
     ``k``'s dtype), of shape ``shape``; its labels are the bound ones, so a size-1 label broadcast in operand ``k``
@@ -693,7 +694,7 @@ def _jacobian_dtype(dtypes, k: int) -> np.dtype:
     return own
 
 
-def _finish(program: plan.Plan, bound, wrt, cotangent_dtype, dtypes) -> dict:
+def _finish(program: Plan, bound, wrt, cotangent_dtype, dtypes) -> dict:
     """What each returned gradient needs: a copy (it may alias an argument), a cast (to its
     operand's dtype, when G and the other operands make a different one)."""
     finish, shapes = {}, bound.input_shapes
@@ -705,7 +706,7 @@ def _finish(program: plan.Plan, bound, wrt, cotangent_dtype, dtypes) -> dict:
     return finish
 
 
-def _needs_copy(program: plan.Plan, name: str, shape) -> bool:
+def _needs_copy(program: Plan, name: str, shape) -> bool:
     return not program.fresh(name) or shape == ()
 
 
