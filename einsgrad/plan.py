@@ -175,9 +175,9 @@ def search(inputs: list[set], output: set, size: dict, optimize, memory_limit=No
     ``HyperOptimizer`` holds a process pool) is called as it is. The answer is validated.
     Under ``memory_limit`` opt_einsum's optimizers may give up and leave one many-operand
     contraction (no intermediates, but no BLAS either); then the unconstrained path is taken,
-    and slicing (:func:`slicing`) bounds the memory. An empty dimension makes every path
-    cost nothing, so the search sees it as size 1 (opt_einsum's ``dp`` finds no path through
-    a size 0).
+    and slicing (:func:`einsgrad.slicing.cuts`) bounds the memory. An empty dimension makes
+    every path cost nothing, so the search sees it as size 1 (opt_einsum's ``dp`` finds no
+    path through a size 0).
     """
     if len(inputs) <= 2:
         return (tuple(range(len(inputs))),)
@@ -342,37 +342,6 @@ def _direct_vjp(bound, wrt, optimize, memory_limit) -> Plan:
         others = args[:k] + args[k + 1:]
         returns.append(builder.contract(["g"] + others, bound.spec.inputs[k], f"dx{k}", []))
     return builder.plan(("g", *args), builder.lowering.steps, returns)
-
-
-def resized(bound: BoundSpec, sizes) -> BoundSpec:
-    """``bound`` with some labels' sizes changed (a chunk of a sliced contraction)."""
-    return BoundSpec(bound.spec, tuple((bound.size_of | dict(sizes)).items()))
-
-
-def slicing(bound: BoundSpec, memory_limit: int, path: Path,
-            optimize="auto") -> tuple[tuple[str, int], ...]:
-    """Labels to slice, and their chunk sizes, so that no intermediate of the forward or of
-    the backward along the tree ``path`` holds more than ``memory_limit`` elements.
-
-    The contraction then runs chunk by chunk: outputs along a sliced label are written by
-    pieces, sums over it accumulate. The label cut is the largest one of the largest
-    intermediate, halved until everything fits (cotengra's idea, in its simplest form).
-    """
-    sizes = bound.size_of
-    sliceable = {l for term in bound.spec.inputs for l in term}
-    chunks: dict[str, int] = {}
-    every = tuple(range(len(bound.spec.inputs)))
-    while True:
-        step = vjp_plan(resized(bound, chunks), every, path, optimize, memory_limit).largest_intermediate()
-        if step is None or math.prod(step.shape) <= memory_limit:
-            return tuple(chunks.items())
-        labels = [l for l in step.labels if l in sliceable and sizes[l] > 1]
-        if not labels:
-            raise EinsumSpecError(
-                f"memory_limit={memory_limit} is too small: the step {step.spec} needs "
-                f"{math.prod(step.shape)} elements even when every label is sliced to size 1")
-        label = max(labels, key=lambda l: sizes[l])
-        sizes[label] = chunks[label] = -(-sizes[label] // 2)
 
 
 def pullback_plans(bound: BoundSpec, wrt: tuple[int, ...], path: Path) -> tuple[Plan, Plan]:
