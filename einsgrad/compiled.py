@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import sys
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -17,6 +17,15 @@ from .signature import Loaded, Mode, ProgramKey, SignatureRecord, check_dtypes
 from .spec import Spec, normalize_sizes, parse
 
 JACOBIAN_LIMIT = 2**24  # elements: Einsum.jacobian is for small cases
+
+
+class Saving(NamedTuple):
+    """What a saving forward gives: the output, what the backward reads, and the function
+    ``finish(cotangent, arrays, saved)`` returning the gradients."""
+
+    y: object
+    saved: tuple
+    finish: Callable
 
 
 class Einsum:
@@ -64,6 +73,7 @@ class Einsum:
         self._loaded: dict[ProgramKey, Loaded] = {}
         self._last: tuple | None = None  # the last call's ProgramKey fields, for source()
         self._every = tuple(range(len(self.spec.inputs)))
+        self._all = derive.Wrt(self._every, False)
         self.shapes = None if shapes is None else check_shapes(shapes, len(self.spec.inputs))
         if self.shapes is not None:
             self._signature_record(self.shapes)
@@ -175,8 +185,8 @@ class Einsum:
         [(2, 3), (4, 3)]
         """
         arrays, backend = _arrays(operands)
-        y, saved, _ = self._forward_saving(arrays, self._wrt(wrt)[0], backend)
-        return y, saved
+        saving = self._forward_saving(arrays, self._wrt(wrt).indices, backend)
+        return saving.y, saving.saved
 
     def pullback(self, cotangent, operands, saved, *, wrt=None):
         """The gradients of the operands ``wrt`` from the cotangent and what
@@ -316,10 +326,10 @@ class Einsum:
         loaded = self._loaded[key] = Loaded(record, record.function(key))
         return loaded
 
-    def _wrt(self, wrt) -> tuple[tuple[int, ...], bool]:
+    def _wrt(self, wrt) -> derive.Wrt:
         """``wrt`` as operand indices, and whether one array (not a tuple) is returned."""
-        if wrt is None:  # the common case, on every call
-            return self._every, False
+        if wrt is None:  # the common case, on every call: made once
+            return self._all
         return derive.check_wrts(self.spec, wrt)
 
     def _shapes(self, shapes, caller: str) -> tuple[tuple[int, ...], ...]:
@@ -386,10 +396,9 @@ class Einsum:
         common, cast = np.result_type(*every), backend.cast
         return lambda *args: function(*[cast(a, common) for a in args])
 
-    def _forward_saving(self, arrays, wrt, backend=None):
-        """The forward value, what the pullback of the operands ``wrt`` reads, and the
-        function ``finish(cotangent, arrays, saved)`` giving the gradients: both from one
-        record, so that the pullback reads what this forward saved."""
+    def _forward_saving(self, arrays, wrt, backend=None) -> Saving:
+        """The forward of the saving plan for the pullback of the operands ``wrt``, and its
+        ``finish``: both from one record, so that the pullback reads what this forward saved."""
         if backend is None:
             call = self._call(Mode.SAVING, arrays, wrt, None)
             loaded = self._loaded.get(call)
@@ -407,7 +416,7 @@ class Einsum:
             g = self._cotangent(cotangent, arrays, backend, shape)
             return self._run_in(backend, Mode.PULLBACK, arrays, wrt, g, record)(g, *saved)
 
-        return y, tuple(saved), finish
+        return Saving(y, tuple(saved), finish)
 
     def _cotangent(self, cotangent, arrays, backend, shape):
         """The cotangent as an array of the forward's library, checked against its shape."""

@@ -15,7 +15,7 @@ import inspect
 import math
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import opt_einsum
@@ -41,16 +41,33 @@ class Record:
 
 class _Scheduler:
     """Schedules the steps of one plan, lowered as they come: contraction trees and the reverse
-    sweep over them. Used once per plan.
+    sweep over them. Used once per plan; the operands are the arguments ``x0``, ``x1``...
 
     ``optimize`` and ``memory_limit`` serve only the contractions that are not the forward
     tree (whose path is passed in): the direct gradients of :func:`vjp_plan`.
     """
 
     def __init__(self, bound: BoundSpec, optimize="auto", memory_limit=None):
+        self.bound = bound
         self.lowering = Lowering(bound.size_of)
         self.optimize = optimize
         self.memory_limit = memory_limit
+        self.args = [self.lowering.argument(f"x{i}", term) for i, term in enumerate(bound.spec.inputs)]
+        self.records: list[Record] = []
+
+    def forward(self, path: Path) -> int:
+        """The forward ``y`` along the tree ``path``, recorded for :meth:`backward`; returns
+        how many steps it took."""
+        self.contract(self.args, self.bound.spec.output, "y", self.records, path)
+        return len(self.lowering.steps)
+
+    def backward(self, wrt: tuple[int, ...]) -> tuple[str, ...]:
+        """The reverse sweep from ``g`` over the recorded forward; returns the names of the
+        gradients of the operands ``wrt``, in that order."""
+        inputs = self.bound.spec.inputs
+        self.lowering.argument("g", self.bound.spec.output)
+        grads = self.reverse(self.records, "g", {self.args[k]: inputs[k] for k in wrt})
+        return tuple(grads[self.args[k]] for k in wrt)
 
     def plan(self, args, steps, returns) -> Plan:
         """A plan of ``steps`` taking ``args`` and returning ``returns``."""
@@ -284,7 +301,6 @@ def check_fits_shape(shape: tuple[int, ...], itemsize: int, where: str, value: s
             f"({count * itemsize:,} bytes), more than this host's {HOST_MEMORY:,} bytes of memory")
 
 
-
 def _prune(steps: list[Step], returns: tuple[str, ...]) -> tuple[Step, ...]:
     """Keeps only the steps whose result is needed for ``returns``."""
     needed, kept = set(returns), []
@@ -295,16 +311,11 @@ def _prune(steps: list[Step], returns: tuple[str, ...]) -> tuple[Step, ...]:
     return tuple(reversed(kept))
 
 
-def _inputs(builder: _Scheduler, bound: BoundSpec) -> list[str]:
-    return [builder.lowering.argument(f"x{i}", term) for i, term in enumerate(bound.spec.inputs)]
-
-
 def forward_plan(bound: BoundSpec, path: Path) -> Plan:
     """The forward contraction ``y = einsum(x0, x1, ...)`` along the tree ``path``."""
     builder = _Scheduler(bound)
-    args = _inputs(builder, bound)
-    builder.contract(args, bound.spec.output, "y", [], path)
-    return builder.plan(args, _prune(builder.lowering.steps, ("y",)), ("y",))
+    builder.forward(path)
+    return builder.plan(builder.args, _prune(builder.lowering.steps, ("y",)), ("y",))
 
 
 def vjp_plan(bound: BoundSpec, wrt: tuple[int, ...], path: Path, optimize="auto",
@@ -324,18 +335,14 @@ def vjp_plan(bound: BoundSpec, wrt: tuple[int, ...], path: Path, optimize="auto"
 
 def _tree_vjp(bound, wrt, path) -> Plan:
     builder = _Scheduler(bound)
-    args = _inputs(builder, bound)
-    records: list[Record] = []
-    builder.contract(args, bound.spec.output, "y", records, path)
-    builder.lowering.argument("g", bound.spec.output)
-    grads = builder.reverse(records, "g", {args[k]: bound.spec.inputs[k] for k in wrt})
-    returns = tuple(grads[args[k]] for k in wrt)
-    return builder.plan(("g", *args), _prune(builder.lowering.steps, returns), returns)
+    builder.forward(path)
+    returns = builder.backward(wrt)
+    return builder.plan(("g", *builder.args), _prune(builder.lowering.steps, returns), returns)
 
 
 def _direct_vjp(bound, wrt, optimize, memory_limit) -> Plan:
     builder = _Scheduler(bound, optimize, memory_limit)
-    args = _inputs(builder, bound)
+    args = builder.args
     builder.lowering.argument("g", bound.spec.output)
     returns = []
     for k in wrt:
@@ -344,7 +351,14 @@ def _direct_vjp(bound, wrt, optimize, memory_limit) -> Plan:
     return builder.plan(("g", *args), builder.lowering.steps, returns)
 
 
-def pullback_plans(bound: BoundSpec, wrt: tuple[int, ...], path: Path) -> tuple[Plan, Plan]:
+class PullbackPlans(NamedTuple):
+    """The two halves of a forward and its pullback, built from one sweep."""
+
+    saving: Plan  # returns y, then what the backward reads
+    pullback: Plan  # takes g and the saved values, returns the gradients
+
+
+def pullback_plans(bound: BoundSpec, wrt: tuple[int, ...], path: Path) -> PullbackPlans:
     """A forward along the tree ``path`` that also returns what the backward needs, and that
     backward.
 
@@ -353,15 +367,11 @@ def pullback_plans(bound: BoundSpec, wrt: tuple[int, ...], path: Path) -> tuple[
     are saved.
     """
     builder = _Scheduler(bound)
-    args = _inputs(builder, bound)
-    records: list[Record] = []
-    builder.contract(args, bound.spec.output, "y", records, path)
-    forward_count = len(builder.lowering.steps)
-    builder.lowering.argument("g", bound.spec.output)
-    grads = builder.reverse(records, "g", {args[k]: bound.spec.inputs[k] for k in wrt})
-    returns = tuple(grads[args[k]] for k in wrt)
+    forward_count = builder.forward(path)
+    returns = builder.backward(wrt)
     backward = _prune(builder.lowering.steps[forward_count:], returns)
     made = {step.target for step in backward}
     saved = tuple(dict.fromkeys(a for step in backward for a in step.args if a not in made and a != "g"))
-    forward = builder.plan(args, _prune(builder.lowering.steps[:forward_count], ("y",) + saved), ("y",) + saved)
-    return forward, builder.plan(("g", *saved), backward, returns)
+    forward = builder.plan(builder.args, _prune(builder.lowering.steps[:forward_count], ("y",) + saved),
+                           ("y",) + saved)
+    return PullbackPlans(forward, builder.plan(("g", *saved), backward, returns))

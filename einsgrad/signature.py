@@ -117,9 +117,9 @@ class SignatureRecord:
                     jacobian = BoundSpec(derive.jacobian(bound.spec, key.wrt[0]), bound.sizes)
                     self.plans[key] = plan.forward_plan(jacobian, plan.forward_path(jacobian, self.optimize))
                 else:
-                    saving, pullback = plan.pullback_plans(bound, key.wrt, self.tree)
-                    self.plans[key._replace(mode=Mode.SAVING)] = saving
-                    self.plans[key._replace(mode=Mode.PULLBACK)] = pullback
+                    pair = plan.pullback_plans(bound, key.wrt, self.tree)
+                    self.plans[key._replace(mode=Mode.SAVING)] = pair.saving
+                    self.plans[key._replace(mode=Mode.PULLBACK)] = pair.pullback
             return self.plans[key]
 
     @property
