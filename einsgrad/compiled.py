@@ -13,10 +13,17 @@ from . import backends, codegen, derive, plan
 from .errors import EinsumSpecError
 from .report import Costs, PlanReport
 from .shapes import bind, check_shapes, is_count
-from .signature import Loaded, Mode, ProgramKey, SignatureRecord, check_dtypes
+from .signature import Mode, ProgramKey, SignatureRecord, check_dtypes
 from .spec import Spec, normalize_sizes, parse
 
 JACOBIAN_LIMIT = 2**24  # elements: Einsum.jacobian is for small cases
+
+
+class Loaded(NamedTuple):
+    """A loaded function and the record it belongs to (its signature's bound spec, tree)."""
+
+    record: SignatureRecord
+    function: Callable
 
 
 class Saving(NamedTuple):

@@ -56,13 +56,6 @@ class ProgramKey(NamedTuple):
     chunk: tuple[tuple[str, int], ...] = ()
 
 
-class Loaded(NamedTuple):
-    """A loaded function and the record it belongs to (its signature's bound spec, tree)."""
-
-    record: "SignatureRecord"
-    function: Callable
-
-
 class PlanKey(NamedTuple):
     """One plan of a shape signature: the mode, the operands differentiated, the chunk."""
 
