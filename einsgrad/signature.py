@@ -53,7 +53,7 @@ class ProgramKey(NamedTuple):
     wrt: tuple[int, ...] | None
     cotangent: np.dtype | None
     dialect: codegen.Dialect
-    chunk: tuple[tuple[str, int], ...] = ()
+    chunk: slicing.Cuts = ()
 
 
 class PlanKey(NamedTuple):
@@ -61,7 +61,7 @@ class PlanKey(NamedTuple):
 
     mode: Mode
     wrt: tuple[int, ...] | None
-    chunk: tuple[tuple[str, int], ...] = ()
+    chunk: slicing.Cuts = ()
 
 
 class Source(NamedTuple):
@@ -91,7 +91,7 @@ class SignatureRecord:
         self.sources: dict[ProgramKey, Source] = {}
         self.functions: dict[ProgramKey, Callable] = {}
         self.lock = threading.RLock()
-        self._slices: tuple[tuple[str, int], ...] | None = None
+        self._slices: slicing.Cuts | None = None
 
     def plan(self, key: PlanKey) -> Plan:
         """The plan of ``key``, made on first use (the saving forward with its pullback)."""
@@ -116,7 +116,7 @@ class SignatureRecord:
             return self.plans[key]
 
     @property
-    def slices(self) -> tuple[tuple[str, int], ...]:
+    def slices(self) -> slicing.Cuts:
         """Labels sliced, with their chunk sizes, to honour ``memory_limit`` (none without)."""
         if self._slices is None:
             self._slices = () if self.memory_limit is None else slicing.cuts(
