@@ -9,7 +9,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from . import backends, codegen, derive, plan
+from . import backends, codegen, derive, paths
 from .errors import EinsumSpecError
 from .report import Costs, PlanReport
 from .shapes import bind, check_shapes, is_count
@@ -66,7 +66,7 @@ class Einsum:
                  memory_limit: int | None = None, cache_size: int = 128):
         self.spec: Spec = parse(spec, sizes)
         self.sizes = normalize_sizes(self.spec, sizes)
-        self.optimize = plan.check_optimizer(optimize)
+        self.optimize = paths.check_optimizer(optimize)
         if memory_limit is not None and not is_count(memory_limit, 1):
             raise EinsumSpecError(f"memory_limit must be a positive integer, got {memory_limit!r}")
         self.memory_limit = memory_limit

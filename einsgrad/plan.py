@@ -1,33 +1,27 @@
 """Bound spec -> :class:`~einsgrad.steps.Plan`: which steps each mode runs, in which order.
 
-The forward is a contraction tree whose order opt_einsum finds (the only place that imports
-it). Reverse mode walks that tree backward: each step's backward is the step's own derived
-spec (:func:`einsgrad.derive.backward`), contracted with the cotangent and its sibling, so
-all gradients together cost twice the forward's FLOPs. Only steps that lead to a requested
-value are kept. How each step is computed (GEMM layouts, transposed copies, views) is
-:mod:`einsgrad.lowering`'s job.
+The forward is a contraction tree whose order the path optimizer (:mod:`einsgrad.paths`)
+finds once per shape signature. Reverse mode walks that tree backward: each step's backward
+is the step's own derived spec (:func:`einsgrad.derive.backward`), contracted with the
+cotangent and its sibling, so all gradients together cost twice the forward's FLOPs. Only
+steps that lead to a requested value are kept. How each step is computed (GEMM layouts,
+transposed copies, views) is :mod:`einsgrad.lowering`'s job.
 """
 
 from __future__ import annotations
 
-import copy
-import inspect
 import math
 import os
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
-import numpy as np
-import opt_einsum
-
-from . import derive
+from . import derive, paths
 from .errors import EinsumSpecError
 from .lowering import Lowering
+from .paths import Path
 from .shapes import BoundSpec
 from .spec import Labels, Spec
 from .steps import Plan, Step
-
-Path = tuple[tuple[int, ...], ...]  # opt_einsum's answer: operand positions contracted in turn
 
 
 @dataclass(frozen=True)
@@ -79,26 +73,27 @@ class _Scheduler:
         """The contraction tree of an einsum over ``args`` into ``target`` with labels ``out``.
 
         Operands first drop what only they have (diagonals, labels summed alone), the pairwise
-        contractions follow ``path`` (found by :func:`search` when None), and a last unary step
-        does what only the output has (broadcast, diagonal placement, label order).
+        contractions follow ``path`` (found by :func:`einsgrad.paths.search` when None), and a
+        last unary step does what only the output has (broadcast, diagonal placement, label order).
         """
+        known = self.lowering.labels
         if len(args) == 1:
             self.lowering.unary(target, args[0], out)
-            records.append(Record(target, (args[0],), Spec.of((self.lowering.labels[args[0]],), out)))
+            records.append(Record(target, (args[0],), Spec.of((known[args[0]],), out)))
             return target
         wanted = set(out)
         operands = []
-        for arg, keep in zip(args, _reduced([self.lowering.labels[a] for a in args], out)):
-            labels = self.lowering.labels[arg]
-            if keep != labels:
+        for arg, keep in zip(args, _reduced([known[a] for a in args], out)):
+            own = known[arg]
+            if keep != own:
                 reduced = self.lowering.unary(self.lowering.name("t"), arg, keep)
-                records.append(Record(reduced, (arg,), Spec.of((labels,), keep)))
+                records.append(Record(reduced, (arg,), Spec.of((own,), keep)))
                 arg = reduced
             operands.append(arg)
-        core = tuple(dict.fromkeys(l for l in out if any(l in self.lowering.labels[a] for a in operands)))
+        core = tuple(dict.fromkeys(l for l in out if any(l in known[a] for a in operands)))
         if path is None:
-            path = search([set(self.lowering.labels[a]) for a in operands], set(core), self.lowering.size,
-                          self.optimize, self.memory_limit)
+            path = paths.search([set(known[a]) for a in operands], set(core), self.lowering.size,
+                                self.optimize, self.memory_limit)
         for contraction in path:
             picked = [operands.pop(i) for i in sorted(contraction, reverse=True)]
             while len(picked) > 1:
@@ -107,19 +102,18 @@ class _Scheduler:
                 if last and core == tuple(out):
                     name, keep, exact = target, tuple(out), True
                 else:
-                    others = wanted.union(*(self.lowering.labels[x] for x in operands + picked))
+                    others = wanted.union(*(known[x] for x in operands + picked))
                     name, exact = self.lowering.name("t"), False
-                    keep = tuple(l for l in dict.fromkeys(self.lowering.labels[a_name] + self.lowering.labels[b_name])
-                                 if l in others)
-                spec = Spec.of((self.lowering.labels[a_name], self.lowering.labels[b_name]), keep)
+                    keep = tuple(l for l in dict.fromkeys(known[a_name] + known[b_name]) if l in others)
+                spec = Spec.of((known[a_name], known[b_name]), keep)
                 name = self.lowering.binary(name, a_name, b_name, keep, exact)
-                records.append(Record(name, (a_name, b_name), Spec.of(spec.inputs, self.lowering.labels[name])))
+                records.append(Record(name, (a_name, b_name), Spec.of(spec.inputs, known[name])))
                 picked.append(name)
             operands.append(picked[0])
         (root,) = operands
         if root != target:
             self.lowering.unary(target, root, out)
-            records.append(Record(target, (root,), Spec.of((self.lowering.labels[root],), out)))
+            records.append(Record(target, (root,), Spec.of((known[root],), out)))
         return target
 
     def reverse(self, records: list[Record], cotangent: str, leaves: dict[str, Labels]) -> dict:
@@ -129,6 +123,7 @@ class _Scheduler:
         whose operands are the cotangent of the step and the step's other arguments.
         Branches that lead to none of ``leaves`` are skipped.
         """
+        known = self.lowering.labels
         leads = set(leaves)
         for record in records:
             if leads.intersection(record.args):
@@ -142,106 +137,11 @@ class _Scheduler:
                     continue
                 spec = derive.backward(record.spec, p)
                 args = (grads[record.target],) + record.args[:p] + record.args[p + 1:]
-                assert sorted(spec.inputs[0]) == sorted(self.lowering.labels[args[0]])
+                assert sorted(spec.inputs[0]) == sorted(known[args[0]])
                 exact = arg in leaves
                 target = "d" + arg if exact else self.lowering.name("dt")
                 grads[arg] = self.lowering.step(target, args, spec.output, exact)
         return {leaf: grads[leaf] for leaf in leaves}
-
-
-def check_optimizer(optimize):
-    """An opt_einsum path optimizer: a name it knows, a ``PathOptimizer`` instance (cotengra's
-    are), or a function taking ``(inputs, output, size_dict, memory_limit)``; bools mean auto
-    / greedy. Anything else is refused here, not at the first path search."""
-    if isinstance(optimize, bool):
-        return "auto" if optimize else "greedy"
-    if isinstance(optimize, str):
-        try:
-            opt_einsum.paths.get_path_fn(optimize)
-        except KeyError:
-            raise EinsumSpecError(
-                f"optimize={optimize!r} is not an opt_einsum path optimizer; try 'auto', "
-                "'greedy', 'optimal', 'dp' or 'branch-2'") from None
-        return optimize
-    if isinstance(optimize, opt_einsum.paths.PathOptimizer):
-        return optimize
-    if callable(optimize):
-        try:
-            inspect.signature(optimize).bind([], set(), {}, None)
-        except (TypeError, ValueError):  # no signature, or one these arguments do not fit
-            raise EinsumSpecError(
-                f"optimize={optimize!r} is not a path optimizer: a function must take "
-                "(inputs, output, size_dict, memory_limit) and return a path") from None
-        return optimize
-    raise EinsumSpecError(f"optimize must be an opt_einsum optimizer name or PathOptimizer, got {optimize!r}")
-
-
-def auxiliary(optimize):
-    """The optimizer for contractions other than the forward tree (one direct contraction per
-    gradient, the per-operand baseline, the Jacobian): the user's when it is a name, else
-    opt_einsum's ``"auto"``, so that an instance (often a costly search) is asked once per
-    shape signature, for the forward tree alone."""
-    return optimize if isinstance(optimize, str) else "auto"
-
-
-def search(inputs: list[set], output: set, size: dict, optimize, memory_limit=None) -> Path:
-    """One path search: opt_einsum's pairwise order for ``inputs`` -> ``output``.
-
-    An optimizer instance is searched with a fresh deep copy, as stateful ones
-    (``RandomGreedy``) refuse a second contraction; one that cannot be copied (cotengra's
-    ``HyperOptimizer`` holds a process pool) is called as it is. The answer is validated.
-    Under ``memory_limit`` opt_einsum's optimizers may give up and leave one many-operand
-    contraction (no intermediates, but no BLAS either); then the unconstrained path is taken,
-    and slicing (:func:`einsgrad.slicing.cuts`) bounds the memory. An empty dimension makes
-    every path cost nothing, so the search sees it as size 1 (opt_einsum's ``dp`` finds no
-    path through a size 0).
-    """
-    if len(inputs) <= 2:
-        return (tuple(range(len(inputs))),)
-    if 0 in size.values():
-        size = {label: max(d, 1) for label, d in size.items()}
-    if isinstance(optimize, str):
-        find = opt_einsum.paths.get_path_fn(optimize)
-    else:
-        try:
-            find = copy.deepcopy(optimize)
-        except Exception:  # state that cannot be copied (locks, pools, modules): use it as is
-            find = optimize
-    if memory_limit is not None:
-        try:
-            path = _checked(find(inputs, output, size, memory_limit), len(inputs), optimize)
-            if all(len(step) <= 2 for step in path):
-                return path
-        except RuntimeError:  # opt_einsum's "no contraction found for memory_limit"
-            pass
-    try:
-        path = find(inputs, output, size, None)
-    except RuntimeError as error:  # an optimizer that gives up even without a memory limit
-        raise EinsumSpecError(f"the path optimizer {optimize!r} found no contraction path: {error}") from None
-    return _checked(path, len(inputs), optimize)
-
-
-def _checked(path, count: int, optimize) -> Path:
-    """``path`` as a tuple of steps, each of distinct positions among the operands left, that
-    contracts ``count`` operands to one; anything else names the optimizer that gave it."""
-    def refuse(reason: str) -> EinsumSpecError:
-        return EinsumSpecError(f"the path optimizer {optimize!r} returned {path!r}, which is not "
-                               f"a contraction path for {count} operands: {reason}")
-    try:
-        steps = tuple(tuple(step) for step in path)
-    except TypeError:
-        raise refuse("a path is a sequence of tuples of operand positions") from None
-    left = count
-    for step in steps:
-        if not step or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool)
-                               and 0 <= i < left for i in step):
-            raise refuse(f"the step {step!r} must name positions 0 to {left - 1}")
-        if len(set(step)) != len(step):
-            raise refuse(f"the step {step!r} names a position twice")
-        left -= len(step) - 1
-    if left != 1:
-        raise refuse(f"it leaves {left} operands, not one")
-    return tuple(tuple(int(i) for i in step) for step in steps)
 
 
 def _reduced(terms: Sequence[Labels], out: Labels) -> list[Labels]:
@@ -262,7 +162,7 @@ def forward_path(bound: BoundSpec, optimize="auto", memory_limit=None) -> Path:
     if len(terms) == 1:
         return ()
     core = {l for l in bound.spec.output if any(l in term for term in terms)}
-    return search([set(term) for term in terms], core, bound.size_of, optimize, memory_limit)
+    return paths.search([set(term) for term in terms], core, bound.size_of, optimize, memory_limit)
 
 
 def _host_memory() -> int:
@@ -324,7 +224,7 @@ def vjp_plan(bound: BoundSpec, wrt: tuple[int, ...], path: Path, optimize="auto"
 
     Reverse mode over the forward tree ``path``, or, when it costs fewer FLOPs, one direct
     contraction per requested gradient (typical when one gradient of many operands is
-    wanted), whose paths ``optimize`` finds (see :func:`auxiliary`).
+    wanted), whose paths ``optimize`` finds (see :func:`einsgrad.paths.auxiliary`).
     """
     tree = _tree_vjp(bound, wrt, path)
     if len(wrt) == len(bound.spec.inputs) and len(wrt) > 2:

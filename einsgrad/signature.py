@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import codegen, derive, plan, slicing
+from . import codegen, derive, paths, plan, slicing
 from .errors import EinsumSpecError
 from .report import Plans
 from .shapes import BoundSpec
@@ -85,7 +85,7 @@ class SignatureRecord:
         self.spec, self.bound = spec, bound
         self.output_shape = bound.output_shape
         self.tree = plan.forward_path(bound, optimize, memory_limit)
-        self.optimize = plan.auxiliary(optimize)
+        self.optimize = paths.auxiliary(optimize)
         self.memory_limit = memory_limit
         self.plans: dict[PlanKey, Plan] = {}
         self.sources: dict[ProgramKey, Source] = {}

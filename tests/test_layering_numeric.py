@@ -13,8 +13,8 @@ import pathlib
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "einsgrad"
-NUMERIC = ("__init__", "backends", "codegen", "compiled", "derive", "errors", "jax", "lowering", "plan",
-           "report", "shapes", "signature", "slicing", "spec", "steps", "torch")
+NUMERIC = ("__init__", "backends", "codegen", "compiled", "derive", "errors", "jax", "lowering", "paths",
+           "plan", "report", "shapes", "signature", "slicing", "spec", "steps", "torch")
 
 
 def imports(module: str) -> tuple[set[str], list[str]]:
@@ -62,6 +62,6 @@ def test_numeric_modules_import_no_circle():
         visit(module, ())
 
 
-def test_the_planner_alone_imports_opt_einsum():
+def test_the_path_optimizer_alone_imports_opt_einsum():
     users = [m for m in NUMERIC if "import opt_einsum" in (PACKAGE / f"{m}.py").read_text()]
-    assert users == ["plan"]
+    assert users == ["paths"]
