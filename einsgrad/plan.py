@@ -10,13 +10,10 @@ transposed copies, views) is :mod:`einsgrad.lowering`'s job.
 
 from __future__ import annotations
 
-import math
-import os
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
 from . import derive, paths
-from .errors import EinsumSpecError
 from .lowering import Lowering
 from .paths import Path
 from .shapes import BoundSpec
@@ -163,42 +160,6 @@ def forward_path(bound: BoundSpec, optimize="auto", memory_limit=None) -> Path:
         return ()
     core = {l for l in bound.spec.output if any(l in term for term in terms)}
     return paths.search([set(term) for term in terms], core, bound.size_of, optimize, memory_limit)
-
-
-def _host_memory() -> int:
-    """Bytes of physical memory on this host (the int64 limit where the OS does not say)."""
-    try:
-        return min(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), INT64_MAX)
-    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
-        return INT64_MAX
-
-
-INT64_MAX = 2**63 - 1
-HOST_MEMORY = _host_memory()
-
-
-def check_fits(program: Plan, itemsize: int, where: str) -> None:
-    """Refuses, before anything is allocated, a plan making a value larger than this host's
-    memory (or than an int64 counts): no such array can exist, so the run could only fail.
-
-    Args:
-        program: the plan to run.
-        itemsize: bytes per element of its values (the signature's common dtype).
-        where: what the plan computes, for the message (``"the forward of 'i->ii'"``).
-    """
-    for step in program.steps:
-        value = "the output" if step.target == "y" else f"the step {step.spec} (value {step.target})"
-        check_fits_shape(step.shape, itemsize, where, value)
-
-
-def check_fits_shape(shape: tuple[int, ...], itemsize: int, where: str, value: str = "the result") -> None:
-    """Refuses an array of ``shape`` that this host's memory could never hold (see
-    :func:`check_fits`); ``value`` names it in the message."""
-    count = math.prod(shape)
-    if count * itemsize > HOST_MEMORY:
-        raise EinsumSpecError(
-            f"{value} in {where} would hold {count:,} elements of shape {shape} "
-            f"({count * itemsize:,} bytes), more than this host's {HOST_MEMORY:,} bytes of memory")
 
 
 def _prune(steps: list[Step], returns: tuple[str, ...]) -> tuple[Step, ...]:

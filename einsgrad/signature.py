@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import codegen, derive, paths, plan, slicing
+from . import codegen, derive, host, paths, plan, slicing
 from .errors import EinsumSpecError
 from .report import Plans
 from .shapes import BoundSpec
@@ -127,7 +127,7 @@ class SignatureRecord:
         """``key``'s forward (``g`` None) or vjp, run chunk by chunk along :attr:`slices`,
         each chunk by the code compiled for its label sizes (under ``key`` with its chunk)."""
         if g is None:  # the gradients have their operands' shapes: they can exist
-            plan.check_fits_shape(self.output_shape, np.result_type(*key.dtypes).itemsize,
+            host.check_fits_shape(self.output_shape, np.result_type(*key.dtypes).itemsize,
                                   f"the forward of {str(self.spec)!r}", "the output")
         return slicing.run(self.bound, self.slices, lambda chunk: self.function(key._replace(chunk=chunk)),
                            arrays, g, key.wrt)
@@ -173,7 +173,7 @@ class SignatureRecord:
             if key not in self.functions:
                 source = self._rendered(key)
                 itemsize = np.result_type(*key.dtypes, *[key.cotangent] * (key.cotangent is not None)).itemsize
-                plan.check_fits(self.plan(PlanKey(key.mode, key.wrt, key.chunk)), itemsize,
+                host.check_fits(self.plan(PlanKey(key.mode, key.wrt, key.chunk)), itemsize,
                                 f"the {key.mode.value} of {str(self.spec)!r}")
                 self.functions[key] = codegen.load(source.text, key.dialect)[source.name]
             return self.functions[key]

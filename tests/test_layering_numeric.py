@@ -13,8 +13,8 @@ import pathlib
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "einsgrad"
-NUMERIC = ("__init__", "backends", "codegen", "compiled", "derive", "errors", "jax", "lowering", "paths",
-           "plan", "report", "shapes", "signature", "slicing", "spec", "steps", "torch")
+NUMERIC = ("__init__", "backends", "codegen", "compiled", "derive", "errors", "host", "jax", "lowering",
+           "paths", "plan", "report", "shapes", "signature", "slicing", "spec", "steps", "torch")
 
 
 def imports(module: str) -> tuple[set[str], list[str]]:
