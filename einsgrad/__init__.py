@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Mapping
 
 from . import derive
-from .compiled import Einsum, _check_shapes, as_einsum
+from .compiled import Einsum, as_einsum
 from .errors import EinsumSpecError
 from .explanation import Explanation, explain
 from .program_explanation import ProgramExplanation
 from .programs import Program, program
-from .shapes import bind
+from .shapes import bind, check_shapes
 from .spec import normalize_sizes, parse
 
 __all__ = ["Einsum", "EinsumSpecError", "Explanation", "Program", "ProgramExplanation", "compile",
@@ -44,7 +44,7 @@ def jacobian_spec(spec: str, wrt: int, shapes=None, sizes: Mapping[str, int] | N
     """
     parsed = parse(spec, sizes)
     if shapes is not None:
-        parsed = bind(parsed, _check_shapes(shapes, len(parsed.inputs)), dict(normalize_sizes(parsed, sizes))).spec
+        parsed = bind(parsed, check_shapes(shapes, len(parsed.inputs)), dict(normalize_sizes(parsed, sizes))).spec
     return str(derive.jacobian(parsed, wrt))
 
 

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .plan import Copy, Einsum2, Layout, Matmul, Multiply, Plan, Step, Unary
+from .steps import Copy, Einsum2, Layout, Matmul, Multiply, Plan, Step, Unary
 
 HELPERS = '''\
 import numpy as np

@@ -2,222 +2,37 @@
 
 from __future__ import annotations
 
-import enum
 import functools
-import itertools
 import math
 import sys
-import threading
 from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from . import backends, codegen, derive, plan
+from . import backends, codegen, derive, paths
 from .errors import EinsumSpecError
-from .report import Costs, PlanReport, Plans
-from .shapes import BoundSpec, bind
-from .spec import SIZE_LIMIT, Spec, normalize_sizes, parse
+from .report import Costs, PlanReport
+from .shapes import bind, check_shapes, is_count
+from .signature import Mode, ProgramKey, SignatureRecord, check_dtypes
+from .spec import Spec, normalize_sizes, parse
 
-
-class Mode(enum.Enum):
-    """The generated functions of a shape signature."""
-
-    FORWARD = "forward"
-    VJP = "vjp"
-    SAVING = "forward_saving"
-    PULLBACK = "pullback"
-    JACOBIAN = "jacobian"
-
-    __hash__ = object.__hash__  # members are singletons; a key is hashed on every call
-
-
-class ProgramKey(NamedTuple):
-    """What one generated function is compiled for.
-
-    Attributes:
-        mode: which function.
-        shapes: the operands' shapes (the shape signature that caches it).
-        dtypes: the operands' dtypes.
-        wrt: the operands differentiated (the Jacobian's one operand); None for the forward.
-        cotangent: the cotangent's dtype (vjp and pullback), else None.
-        dialect: the array library the code is written for.
-        chunk: sizes of the sliced labels, for one chunk of a sliced run (``memory_limit``).
-    """
-
-    mode: Mode
-    shapes: tuple[tuple[int, ...], ...]
-    dtypes: tuple[np.dtype, ...]
-    wrt: tuple[int, ...] | None
-    cotangent: np.dtype | None
-    dialect: codegen.Dialect
-    chunk: tuple[tuple[str, int], ...] = ()
+JACOBIAN_LIMIT = 2**24  # elements: Einsum.jacobian is for small cases
 
 
 class Loaded(NamedTuple):
     """A loaded function and the record it belongs to (its signature's bound spec, tree)."""
 
-    record: "SignatureRecord"
+    record: SignatureRecord
     function: Callable
 
 
-class PlanKey(NamedTuple):
-    """One plan of a shape signature: the mode, the operands differentiated, the chunk."""
+class Saving(NamedTuple):
+    """What a saving forward gives: the output, what the backward reads, and the function
+    ``finish(cotangent, arrays, saved)`` returning the gradients."""
 
-    mode: Mode
-    wrt: tuple[int, ...] | None
-    chunk: tuple[tuple[str, int], ...] = ()
-
-
-class SignatureRecord:
-    """Everything one shape signature compiles, each part made once, when first needed.
-
-    The bound spec and the forward tree (the one question asked of the path optimizer) are
-    made at once; the plans (every mode, each ``wrt``, each chunk of a sliced run), the
-    slices, and the generated source and function of each :class:`ProgramKey` are made from
-    them lazily and kept. Holding one record, a forward and its pullback cannot disagree
-    about the tree, whatever the optimizer answers another time.
-    """
-
-    def __init__(self, spec: Spec, bound: BoundSpec, optimize, memory_limit):
-        self.spec, self.bound = spec, bound
-        self.output_shape = bound.output_shape
-        self.tree = plan.forward_path(bound, optimize, memory_limit)
-        self.optimize = plan.auxiliary(optimize)
-        self.memory_limit = memory_limit
-        self.plans: dict[PlanKey, plan.Plan] = {}
-        self.sources: dict[ProgramKey, tuple[str, str]] = {}  # (source, function name)
-        self.functions: dict[ProgramKey, Callable] = {}
-        self.lock = threading.RLock()
-        self._slices: tuple[tuple[str, int], ...] | None = None
-
-    def plan(self, key: PlanKey) -> plan.Plan:
-        """The plan of ``key``, made on first use (the saving forward with its pullback)."""
-        found = self.plans.get(key)
-        if found is not None:
-            return found
-        with self.lock:
-            if key not in self.plans:
-                bound = plan.resized(self.bound, key.chunk) if key.chunk else self.bound
-                if key.mode is Mode.FORWARD:
-                    self.plans[key] = plan.forward_plan(bound, self.tree)
-                elif key.mode is Mode.VJP:
-                    self.plans[key] = plan.vjp_plan(bound, key.wrt, self.tree, self.optimize,
-                                                    self.memory_limit)
-                elif key.mode is Mode.JACOBIAN:
-                    jacobian = BoundSpec(derive.jacobian(bound.spec, key.wrt[0]), bound.sizes)
-                    self.plans[key] = plan.forward_plan(jacobian, plan.forward_path(jacobian, self.optimize))
-                else:
-                    saving, pullback = plan.pullback_plans(bound, key.wrt, self.tree)
-                    self.plans[key._replace(mode=Mode.SAVING)] = saving
-                    self.plans[key._replace(mode=Mode.PULLBACK)] = pullback
-            return self.plans[key]
-
-    @property
-    def slices(self) -> tuple[tuple[str, int], ...]:
-        """Labels sliced, with their chunk sizes, to honour ``memory_limit`` (none without)."""
-        if self._slices is None:
-            self._slices = () if self.memory_limit is None else plan.slicing(
-                self.bound, self.memory_limit, self.tree, self.optimize)
-        return self._slices
-
-    def plans_of_every_operand(self) -> Plans:
-        """The plans :meth:`Einsum.costs` and :meth:`Einsum.plan` report (every operand wanted)."""
-        every = tuple(range(len(self.bound.spec.inputs)))
-        separate = sum(self.plan(PlanKey(Mode.VJP, (k,))).flops for k in every)
-        return Plans(self.plan(PlanKey(Mode.FORWARD, None)), self.plan(PlanKey(Mode.VJP, every)),
-                     self.plan(PlanKey(Mode.SAVING, every)), self.plan(PlanKey(Mode.PULLBACK, every)),
-                     separate)
-
-    def source(self, key: ProgramKey, prefix: str = "") -> str:
-        """The generated text of ``key``'s function (its name after ``prefix``); rendering only,
-        so that showing code for a library never needs that library."""
-        if prefix:
-            program, name, finish, casts = self.compose(key)
-            return codegen.render(program, prefix + name, finish, key.dialect, casts)
-        return self._rendered(key)[0]
-
-    def _rendered(self, key: ProgramKey) -> tuple[str, str]:
-        """The source of ``key``'s function and the function's name, rendered once."""
-        found = self.sources.get(key)
-        if found is None:
-            with self.lock:
-                found = self.sources.get(key)
-                if found is None:
-                    program, name, finish, casts = self.compose(key)
-                    found = self.sources[key] = (codegen.render(program, name, finish, key.dialect, casts), name)
-        return found
-
-    def function(self, key: ProgramKey) -> Callable:
-        """The function ``key`` runs, loaded from its source on first use, after checking that
-        every value it makes can exist on this host."""
-        found = self.functions.get(key)
-        if found is not None:
-            return found
-        with self.lock:
-            if key not in self.functions:
-                source, name = self._rendered(key)
-                itemsize = np.result_type(*key.dtypes, *[key.cotangent] * (key.cotangent is not None)).itemsize
-                plan.check_fits(self.plan(PlanKey(key.mode, key.wrt, key.chunk)), itemsize,
-                                f"the {key.mode.value} of {str(self.spec)!r}")
-                self.functions[key] = codegen.load(source, key.dialect)[name]
-            return self.functions[key]
-
-    def compose(self, key: ProgramKey) -> "Composed":
-        """The plan of a program key, the name of its function, how it finishes results, and
-        which arguments it first casts."""
-        mode, dtypes, wrt = key.mode, key.dtypes, key.wrt
-        _check_dtypes(mode, dtypes, key.cotangent)
-        bound = plan.resized(self.bound, key.chunk) if key.chunk else self.bound
-        program = self.plan(PlanKey(mode, wrt, key.chunk))
-        casts = _entry_casts(program, key)
-        if mode is Mode.FORWARD:
-            out = np.result_type(*dtypes)
-            return Composed(program, "forward", {"y": (_needs_copy(program, "y", bound.output_shape),
-                                                       None if out.kind in "fc" else out)}, casts)
-        if mode is Mode.SAVING:
-            return Composed(program, "forward_saving",
-                            {"y": (_needs_copy(program, "y", bound.output_shape), None)}, casts)
-        if mode is Mode.JACOBIAN:
-            shape = bound.output_shape + bound.input_shapes[wrt[0]]
-            return Composed(program, "jacobian", _jacobian_finish(program, wrt[0], dtypes, shape), casts)
-        return Composed(program, mode.value, _finish(program, bound, wrt, key.cotangent, dtypes), casts)
-
-
-class Composed(NamedTuple):
-    """What :func:`codegen.render` needs for one program key.
-
-    Attributes:
-        plan: the steps.
-        name: the generated function's name.
-        finish: for each returned value, (copy it, the dtype to cast it to or None).
-        casts: arguments cast to the computation's dtype on entry, with that dtype.
-    """
-
-    plan: plan.Plan
-    name: str
-    finish: dict
-    casts: dict
-
-
-def _entry_casts(program: plan.Plan, key: ProgramKey) -> dict:
-    """Arguments of mixed-dtype code cast to the common dtype first, as ``numpy.einsum`` does:
-    a narrower operand summed alone (a trace of float16 values beside float64 ones) would
-    otherwise be summed, and rounded, in its own dtype. Only for libraries whose operations
-    promote; for the others :meth:`Einsum._run_in` casts every argument already.
-    The pullback's saved values come cast from ``forward_saving``."""
-    if key.dialect not in codegen.PROMOTING or key.mode is Mode.PULLBACK:
-        return {}
-    dtypes = ((key.cotangent,) if key.mode is Mode.VJP else ()) + key.dtypes
-    if key.mode is Mode.JACOBIAN:  # its arguments are the other operands
-        k = key.wrt[0]
-        dtypes = key.dtypes[:k] + key.dtypes[k + 1:]
-    if len(set(dtypes)) < 2:
-        return {}
-    common = np.result_type(*dtypes)
-    return {arg: common for arg, dtype in zip(program.args, dtypes) if dtype != common}
-
-
-JACOBIAN_LIMIT = 2**24  # elements: Einsum.jacobian is for small cases
+    y: object
+    saved: tuple
+    finish: Callable
 
 
 class Einsum:
@@ -251,11 +66,11 @@ class Einsum:
                  memory_limit: int | None = None, cache_size: int = 128):
         self.spec: Spec = parse(spec, sizes)
         self.sizes = normalize_sizes(self.spec, sizes)
-        self.optimize = plan.check_optimizer(optimize)
-        if memory_limit is not None and not _is_count(memory_limit, 1):
+        self.optimize = paths.check_optimizer(optimize)
+        if memory_limit is not None and not is_count(memory_limit, 1):
             raise EinsumSpecError(f"memory_limit must be a positive integer, got {memory_limit!r}")
         self.memory_limit = memory_limit
-        if not _is_count(cache_size, 1):
+        if not is_count(cache_size, 1):
             raise EinsumSpecError(f"cache_size must be a positive integer, got {cache_size!r}")
         # One record per shape signature holds every mode's plans and code; a size beyond
         # what lru_cache counts (sys.maxsize) is as good as unbounded, so it is clamped.
@@ -265,7 +80,8 @@ class Einsum:
         self._loaded: dict[ProgramKey, Loaded] = {}
         self._last: tuple | None = None  # the last call's ProgramKey fields, for source()
         self._every = tuple(range(len(self.spec.inputs)))
-        self.shapes = None if shapes is None else _check_shapes(shapes, len(self.spec.inputs))
+        self._all = derive.Wrt(self._every, False)
+        self.shapes = None if shapes is None else check_shapes(shapes, len(self.spec.inputs))
         if self.shapes is not None:
             self._signature_record(self.shapes)
 
@@ -294,7 +110,7 @@ class Einsum:
             key = ProgramKey._make(call)
             record = self._signature_record(key.shapes)
             if self.memory_limit is not None and record.slices:
-                return self._sliced(record, key, arrays, None)[0]
+                return record.run_sliced(key, arrays)[0]
             loaded = self._load(key, record)
         return loaded.function(*arrays)[0]
 
@@ -330,7 +146,7 @@ class Einsum:
                 if g.shape != record.output_shape:
                     raise self._cotangent_error(g, record)
                 if self.memory_limit is not None and record.slices:
-                    results = self._sliced(record, key, arrays, g)
+                    results = record.run_sliced(key, arrays, g)
                 else:
                     results = self._load(key, record).function(g, *arrays)
         return results[0] if single else results
@@ -376,8 +192,8 @@ class Einsum:
         [(2, 3), (4, 3)]
         """
         arrays, backend = _arrays(operands)
-        y, saved, _ = self._forward_saving(arrays, self._wrt(wrt)[0], backend)
-        return y, saved
+        saving = self._forward_saving(arrays, self._wrt(wrt).indices, backend)
+        return saving.y, saving.saved
 
     def pullback(self, cotangent, operands, saved, *, wrt=None):
         """The gradients of the operands ``wrt`` from the cotangent and what
@@ -517,15 +333,15 @@ class Einsum:
         loaded = self._loaded[key] = Loaded(record, record.function(key))
         return loaded
 
-    def _wrt(self, wrt) -> tuple[tuple[int, ...], bool]:
+    def _wrt(self, wrt) -> derive.Wrt:
         """``wrt`` as operand indices, and whether one array (not a tuple) is returned."""
-        if wrt is None:  # the common case, on every call
-            return self._every, False
+        if wrt is None:  # the common case, on every call: made once
+            return self._all
         return derive.check_wrts(self.spec, wrt)
 
     def _shapes(self, shapes, caller: str) -> tuple[tuple[int, ...], ...]:
         """Shapes from the arguments, else from ``compile(..., shapes=)``."""
-        shapes = _check_shapes(shapes, len(self.spec.inputs)) if shapes else self.shapes
+        shapes = check_shapes(shapes, len(self.spec.inputs)) if shapes else self.shapes
         if shapes is None:
             raise EinsumSpecError(f"{caller}() needs shapes: pass them or compile with shapes=")
         return shapes
@@ -534,7 +350,7 @@ class Einsum:
         """Shapes and dtypes to show code for: given, else compile-time, else the last call's."""
         last = None if self._last is None else ProgramKey._make(self._last)
         if shapes:
-            shapes = _check_shapes(shapes, len(self.spec.inputs))
+            shapes = check_shapes(shapes, len(self.spec.inputs))
         else:
             shapes = self.shapes or (last.shapes if last else None)
         if shapes is None:
@@ -554,38 +370,6 @@ class Einsum:
                 ProgramKey(Mode.VJP, shapes, dtypes, every, out, dialect),
                 ProgramKey(Mode.SAVING, shapes, dtypes, every, None, dialect),
                 ProgramKey(Mode.PULLBACK, shapes, dtypes, every, out, dialect))
-
-    def _sliced(self, record: SignatureRecord, key: ProgramKey, arrays, g) -> tuple:
-        """The forward (``g`` None) or the vjp, chunk by chunk along the sliced labels.
-
-        Each chunk is the same contraction, along the same tree, on slices of the operands:
-        it runs the code compiled for the chunk's label sizes (in this signature's record, the
-        bound labels kept: nothing is bound again). Results along a sliced label are written
-        by pieces, and sums over it accumulate.
-        """
-        bound, cuts = record.bound, record.slices
-        size = bound.size_of
-        where = ([(bound.output_shape, bound.spec.output)] if g is None else
-                 [(bound.input_shapes[k], bound.spec.inputs[k]) for k in key.wrt])
-        if g is None:  # the gradients have their operands' shapes: they can exist
-            plan.check_fits_shape(bound.output_shape, np.result_type(*key.dtypes).itemsize,
-                                  f"the forward of {str(self.spec)!r}", "the output")
-        totals: list = [None] * len(where)
-        for starts in itertools.product(*(range(0, size[l], c) for l, c in cuts)):
-            window = {l: slice(i, i + c) for (l, c), i in zip(cuts, starts)}
-            chunk = tuple((l, min(c, size[l] - i)) for (l, c), i in zip(cuts, starts))
-            take = lambda labels: tuple(window.get(l, slice(None)) for l in labels)  # noqa: E731
-            parts = tuple(a[take(labels)] for a, labels in zip(arrays, bound.spec.inputs))
-            function = record.function(key._replace(chunk=chunk))
-            if g is None:
-                results = function(*parts)
-            else:
-                results = function(g[take(bound.spec.output)], *parts)
-            for j, (result, (shape, labels)) in enumerate(zip(results, where)):
-                if totals[j] is None:
-                    totals[j] = np.zeros(shape, dtype=result.dtype)
-                totals[j][take(labels)] += result
-        return tuple(totals)
 
     def _run_in(self, backend: backends.Backend | None, mode: Mode, arrays, wrt, cotangent=None,
                 record: SignatureRecord | None = None):
@@ -619,17 +403,16 @@ class Einsum:
         common, cast = np.result_type(*every), backend.cast
         return lambda *args: function(*[cast(a, common) for a in args])
 
-    def _forward_saving(self, arrays, wrt, backend=None):
-        """The forward value, what the pullback of the operands ``wrt`` reads, and the
-        function ``finish(cotangent, arrays, saved)`` giving the gradients: both from one
-        record, so that the pullback reads what this forward saved."""
+    def _forward_saving(self, arrays, wrt, backend=None) -> Saving:
+        """The forward of the saving plan for the pullback of the operands ``wrt``, and its
+        ``finish``: both from one record, so that the pullback reads what this forward saved."""
         if backend is None:
             call = self._call(Mode.SAVING, arrays, wrt, None)
             loaded = self._loaded.get(call)
             if loaded is None:
                 key = ProgramKey._make(call)
                 loaded = self._load(key, self._signature_record(key.shapes))
-            record, function = loaded
+            record, function = loaded.record, loaded.function
         else:
             record = self._signature_record(tuple([tuple(map(int, a.shape)) for a in arrays]))
             function = self._run_in(backend, Mode.SAVING, arrays, wrt, None, record)
@@ -640,7 +423,7 @@ class Einsum:
             g = self._cotangent(cotangent, arrays, backend, shape)
             return self._run_in(backend, Mode.PULLBACK, arrays, wrt, g, record)(g, *saved)
 
-        return y, tuple(saved), finish
+        return Saving(y, tuple(saved), finish)
 
     def _cotangent(self, cotangent, arrays, backend, shape):
         """The cotangent as an array of the forward's library, checked against its shape."""
@@ -672,63 +455,6 @@ def _compiled(spec: str) -> Einsum:
     return Einsum(spec)
 
 
-def _jacobian_finish(program: plan.Plan, k: int, dtypes, shape) -> dict:
-    """How the Jacobian of operand ``k`` is returned: copied where it may alias an argument,
-    cast to :func:`_jacobian_dtype`. Its operands are the others (or a scalar 1 of operand
-    ``k``'s dtype), of shape ``shape``; its labels are the bound ones, so a size-1 label broadcast in operand ``k``
-    is a label of size 1 that only the Jacobian's output has."""
-    computed = np.result_type(*(dtypes[:k] + dtypes[k + 1:] or dtypes[k:k + 1]))
-    target = _jacobian_dtype(dtypes, k)
-    return {"y": (_needs_copy(program, "y", shape), None if target == computed else target)}
-
-
-def _jacobian_dtype(dtypes, k: int) -> np.dtype:
-    """The vjp's dtype for operand ``k``, but complex (of its precision) for a real operand of
-    a complex contraction: the Jacobian's entries are complex where the vjp keeps the real part."""
-    out, own = np.result_type(*dtypes), np.dtype(dtypes[k])
-    if own.kind not in "fc":
-        return out
-    if own.kind == "f" and out.kind == "c":
-        return np.result_type(own, np.complex64)
-    return own
-
-
-def _finish(program: plan.Plan, bound, wrt, cotangent_dtype, dtypes) -> dict:
-    """What each returned gradient needs: a copy (it may alias an argument), a cast (to its
-    operand's dtype, when G and the other operands make a different one)."""
-    finish, shapes = {}, bound.input_shapes
-    for k, name in zip(wrt, program.returns):
-        target = dtypes[k]
-        computed = np.result_type(cotangent_dtype, *dtypes[:k], *dtypes[k + 1:])
-        cast = target if target.kind in "fc" and target != computed else None
-        finish[name] = (_needs_copy(program, name, shapes[k]), cast)
-    return finish
-
-
-def _needs_copy(program: plan.Plan, name: str, shape) -> bool:
-    return not program.fresh(name) or shape == ()
-
-
-def _is_count(value, least: int) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= least
-
-
-def _check_shapes(shapes, count: int) -> tuple[tuple[int, ...], ...]:
-    """``shapes=`` as a tuple of tuples of non-negative ints, one per operand."""
-    try:
-        checked = tuple(tuple(d for d in s) for s in shapes)
-    except TypeError:
-        raise EinsumSpecError(f"shapes must be one shape (a sequence of sizes) per operand, got {shapes!r}") from None
-    for i, shape in enumerate(checked):
-        if not all(_is_count(d, 0) for d in shape):
-            raise EinsumSpecError(f"shape {i} must hold non-negative integers, got {shape!r}")
-        if any(d >= SIZE_LIMIT for d in shape):
-            raise EinsumSpecError(f"shape {i} is {shape!r}: a dimension holds fewer than 2**63 elements")
-    if len(checked) != count:
-        raise EinsumSpecError(f"the spec names {count} operand(s) but {len(checked)} shapes were given")
-    return tuple(tuple(int(d) for d in s) for s in checked)
-
-
 def _check_dtype_list(dtypes, count: int) -> tuple[np.dtype, ...]:
     """``dtypes=`` as one numeric dtype per operand (a single dtype applies to every one)."""
     try:
@@ -739,7 +465,7 @@ def _check_dtype_list(dtypes, count: int) -> tuple[np.dtype, ...]:
         raise EinsumSpecError(f"dtypes must be a dtype or one dtype per operand, got {dtypes!r}") from None
     if len(checked) != count:
         raise EinsumSpecError(f"the spec names {count} operand(s) but {len(checked)} dtypes were given")
-    _check_dtypes(Mode.FORWARD, checked)
+    check_dtypes(checked)
     return checked
 
 
@@ -763,11 +489,3 @@ def _arrays(values: tuple, cotangent: bool = False) -> tuple[tuple, backends.Bac
 
 def _library(backend) -> str:
     return "numpy" if backend is None else backend.name
-
-
-def _check_dtypes(mode: Mode, dtypes, cotangent=None) -> None:
-    """Every operand dtype, and the cotangent's (if any), must be numeric."""
-    named = [("the cotangent", cotangent)] * (cotangent is not None)
-    for name, dtype in named + [(f"operand {i}", d) for i, d in enumerate(dtypes)]:
-        if dtype.kind not in "biufc":
-            raise EinsumSpecError(f"{name} has dtype {dtype}, which is not numeric")

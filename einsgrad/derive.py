@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numbers
 from collections import Counter
+from typing import NamedTuple
 
 from .errors import EinsumSpecError
 from .spec import ELLIPSIS, Labels, Spec
@@ -35,13 +36,20 @@ def check_wrt(spec: Spec, wrt) -> int:
     return k % n
 
 
-def check_wrts(spec: Spec, wrt) -> tuple[tuple[int, ...], bool]:
-    """``wrt`` as operand indices (None: every operand), and whether it was one index rather
-    than a sequence of them (the caller then returns one array, not a tuple)."""
+class Wrt(NamedTuple):
+    """The operands differentiated, and whether one index named them (the caller then
+    returns one array, not a tuple)."""
+
+    indices: tuple[int, ...]
+    single: bool
+
+
+def check_wrts(spec: Spec, wrt) -> Wrt:
+    """``wrt`` (an operand index, a sequence of them, or None: every operand) as a :class:`Wrt`."""
     if wrt is None:
-        return tuple(range(len(spec.inputs))), False
+        return Wrt(tuple(range(len(spec.inputs))), False)
     if isinstance(wrt, numbers.Integral) and not isinstance(wrt, bool):
-        return (check_wrt(spec, wrt),), True
+        return Wrt((check_wrt(spec, wrt),), True)
     try:
         if isinstance(wrt, str):
             raise TypeError
@@ -50,7 +58,7 @@ def check_wrts(spec: Spec, wrt) -> tuple[tuple[int, ...], bool]:
         raise EinsumSpecError(f"wrt must be an operand index or a sequence of them, got {wrt!r}") from None
     if len(set(indices)) != len(indices):
         raise EinsumSpecError(f"wrt names an operand twice: {list(wrt)!r}")
-    return indices, False
+    return Wrt(indices, False)
 
 
 def backward(spec: Spec, wrt: int) -> Spec:

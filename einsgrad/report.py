@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .plan import Plan
+from .steps import Plan
 
 
 class Plans(NamedTuple):

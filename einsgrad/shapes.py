@@ -17,8 +17,10 @@ import sys
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+import numpy as np
+
 from .errors import EinsumSpecError
-from .spec import ELLIPSIS, Spec
+from .spec import ELLIPSIS, SIZE_LIMIT, Spec
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,12 @@ class BoundSpec:
     @property
     def size_of(self) -> dict[str, int]:
         return dict(self.sizes)
+
+    def resized(self, sizes) -> BoundSpec:
+        """This spec with some labels' sizes changed (a chunk of a sliced contraction)."""
+        if not sizes:
+            return self
+        return BoundSpec(self.spec, tuple((self.size_of | dict(sizes)).items()))
 
     @property
     def input_shapes(self) -> tuple[tuple[int, ...], ...]:
@@ -57,6 +65,28 @@ def _fresh_labels(taken):
 
 _SURROGATES = range(0xD800, 0xE000)
 _FRESH = sys.maxunicode + 1 - 0x100 - len(_SURROGATES)
+
+
+def is_count(value, least: int) -> bool:
+    """Whether ``value`` is an int (numpy's too, never a bool) of at least ``least``."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= least
+
+
+def check_shapes(shapes, count: int) -> tuple[tuple[int, ...], ...]:
+    """``shapes=`` as a tuple of tuples of non-negative ints, one per operand, or an error
+    saying which shape is wrong: the user's shapes are checked once, before binding."""
+    try:
+        checked = tuple(tuple(d for d in s) for s in shapes)
+    except TypeError:
+        raise EinsumSpecError(f"shapes must be one shape (a sequence of sizes) per operand, got {shapes!r}") from None
+    for i, shape in enumerate(checked):
+        if not all(is_count(d, 0) for d in shape):
+            raise EinsumSpecError(f"shape {i} must hold non-negative integers, got {shape!r}")
+        if any(d >= SIZE_LIMIT for d in shape):
+            raise EinsumSpecError(f"shape {i} is {shape!r}: a dimension holds fewer than 2**63 elements")
+    if len(checked) != count:
+        raise EinsumSpecError(f"the spec names {count} operand(s) but {len(checked)} shapes were given")
+    return tuple(tuple(int(d) for d in s) for s in checked)
 
 
 def bind(spec: Spec, shapes: Sequence[Sequence[int]], sizes: Mapping | None = None) -> BoundSpec:

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import einsgrad
-from einsgrad import EinsumSpecError, codegen, plan, shapes
+from einsgrad import EinsumSpecError, codegen, paths, plan, shapes
 from oracles import numeric_vjp_check, reference_einsum
 from strategies import ELL, EXACT_DTYPES, einsum_cases, extended_cases
 
@@ -112,8 +112,8 @@ def test_auxiliary_contractions_of_an_instance_use_auto(monkeypatch):
     """One direct contraction per gradient (here ``wrt=0`` of a chain) is planned with
     opt_einsum's "auto", not with the user's instance; a name is used for both."""
     seen = []
-    search = plan.search
-    monkeypatch.setattr(plan, "search", lambda *a: seen.append(a[3]) or search(*a))
+    search = paths.search
+    monkeypatch.setattr(paths, "search", lambda *a: seen.append(a[3]) or search(*a))
     Counting = counting([None])
     instance = Counting()
     ops = [np.ones((2, 3)), np.ones((3, 4)), np.ones((4, 5)), np.ones((5, 2))]

@@ -1,0 +1,279 @@
+"""One shape signature's record: its cache keys, its plans, and its generated functions.
+
+An :class:`einsgrad.Einsum` keeps one :class:`SignatureRecord` per shape signature. The record
+binds the spec once, asks the path optimizer once for the forward tree, and makes every plan,
+source and function of the signature from them, each when first needed, under named keys
+(:class:`PlanKey`, :class:`ProgramKey`).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from . import codegen, derive, host, paths, plan, slicing
+from .errors import EinsumSpecError
+from .report import Plans
+from .shapes import BoundSpec
+from .spec import Spec
+from .steps import Plan
+
+
+class Mode(enum.Enum):
+    """The generated functions of a shape signature."""
+
+    FORWARD = "forward"
+    VJP = "vjp"
+    SAVING = "forward_saving"
+    PULLBACK = "pullback"
+    JACOBIAN = "jacobian"
+
+    __hash__ = object.__hash__  # members are singletons; a key is hashed on every call
+
+
+class ProgramKey(NamedTuple):
+    """What one generated function is compiled for.
+
+    Attributes:
+        mode: which function.
+        shapes: the operands' shapes (the shape signature that caches it).
+        dtypes: the operands' dtypes.
+        wrt: the operands differentiated (the Jacobian's one operand); None for the forward.
+        cotangent: the cotangent's dtype (vjp and pullback), else None.
+        dialect: the array library the code is written for.
+        chunk: sizes of the sliced labels, for one chunk of a sliced run (``memory_limit``).
+    """
+
+    mode: Mode
+    shapes: tuple[tuple[int, ...], ...]
+    dtypes: tuple[np.dtype, ...]
+    wrt: tuple[int, ...] | None
+    cotangent: np.dtype | None
+    dialect: codegen.Dialect
+    chunk: slicing.Cuts = ()
+
+
+class PlanKey(NamedTuple):
+    """One plan of a shape signature: the mode, the operands differentiated, the chunk."""
+
+    mode: Mode
+    wrt: tuple[int, ...] | None
+    chunk: slicing.Cuts = ()
+
+
+class Source(NamedTuple):
+    """A generated function's text and its name."""
+
+    text: str
+    name: str
+
+
+class SignatureRecord:
+    """Everything one shape signature compiles, each part made once, when first needed.
+
+    The bound spec and the forward tree (the one question asked of the path optimizer) are
+    made at once; the plans (every mode, each ``wrt``, each chunk of a sliced run), the
+    slices, and the generated source and function of each :class:`ProgramKey` are made from
+    them lazily and kept. Holding one record, a forward and its pullback cannot disagree
+    about the tree, whatever the optimizer answers another time.
+    """
+
+    def __init__(self, spec: Spec, bound: BoundSpec, optimize, memory_limit):
+        self.spec, self.bound = spec, bound
+        self.output_shape = bound.output_shape
+        self.tree = plan.forward_path(bound, optimize, memory_limit)
+        self.optimize = paths.auxiliary(optimize)
+        self.memory_limit = memory_limit
+        self.plans: dict[PlanKey, Plan] = {}
+        self.sources: dict[ProgramKey, Source] = {}
+        self.functions: dict[ProgramKey, Callable] = {}
+        self.lock = threading.RLock()
+        self._slices: slicing.Cuts | None = None
+
+    def plan(self, key: PlanKey) -> Plan:
+        """The plan of ``key``, made on first use (the saving forward with its pullback)."""
+        found = self.plans.get(key)
+        if found is not None:
+            return found
+        with self.lock:
+            if key not in self.plans:
+                bound = self.bound.resized(key.chunk)
+                if key.mode is Mode.FORWARD:
+                    self.plans[key] = plan.forward_plan(bound, self.tree)
+                elif key.mode is Mode.VJP:
+                    self.plans[key] = plan.vjp_plan(bound, key.wrt, self.tree, self.optimize,
+                                                    self.memory_limit)
+                elif key.mode is Mode.JACOBIAN:
+                    jacobian = BoundSpec(derive.jacobian(bound.spec, key.wrt[0]), bound.sizes)
+                    self.plans[key] = plan.forward_plan(jacobian, plan.forward_path(jacobian, self.optimize))
+                else:
+                    pair = plan.pullback_plans(bound, key.wrt, self.tree)
+                    self.plans[key._replace(mode=Mode.SAVING)] = pair.saving
+                    self.plans[key._replace(mode=Mode.PULLBACK)] = pair.pullback
+            return self.plans[key]
+
+    @property
+    def slices(self) -> slicing.Cuts:
+        """Labels sliced, with their chunk sizes, to honour ``memory_limit`` (none without)."""
+        if self._slices is None:
+            self._slices = () if self.memory_limit is None else slicing.cuts(
+                self.bound, self.memory_limit, self.tree, self.optimize)
+        return self._slices
+
+    def run_sliced(self, key: ProgramKey, arrays, g=None) -> tuple:
+        """``key``'s forward (``g`` None) or vjp, run chunk by chunk along :attr:`slices`,
+        each chunk by the code compiled for its label sizes (under ``key`` with its chunk)."""
+        if g is None:  # the gradients have their operands' shapes: they can exist
+            host.check_fits_shape(self.output_shape, np.result_type(*key.dtypes).itemsize,
+                                  f"the forward of {str(self.spec)!r}", "the output")
+        return slicing.run(self.bound, self.slices, lambda chunk: self.function(key._replace(chunk=chunk)),
+                           arrays, g, key.wrt)
+
+    def plans_of_every_operand(self) -> Plans:
+        """The plans :meth:`Einsum.costs` and :meth:`Einsum.plan` report (every operand wanted)."""
+        every = tuple(range(len(self.bound.spec.inputs)))
+        separate = sum(self.plan(PlanKey(Mode.VJP, (k,))).flops for k in every)
+        return Plans(self.plan(PlanKey(Mode.FORWARD, None)), self.plan(PlanKey(Mode.VJP, every)),
+                     self.plan(PlanKey(Mode.SAVING, every)), self.plan(PlanKey(Mode.PULLBACK, every)),
+                     separate)
+
+    def source(self, key: ProgramKey, prefix: str = "") -> str:
+        """The generated text of ``key``'s function (its name after ``prefix``); rendering only,
+        so that showing code for a library never needs that library."""
+        if prefix:
+            return self._render(key, prefix).text
+        return self._rendered(key).text
+
+    def _rendered(self, key: ProgramKey) -> Source:
+        """The source of ``key``'s function, rendered once."""
+        found = self.sources.get(key)
+        if found is None:
+            with self.lock:
+                found = self.sources.get(key)
+                if found is None:
+                    found = self.sources[key] = self._render(key)
+        return found
+
+    def _render(self, key: ProgramKey, prefix: str = "") -> Source:
+        """The source of ``key``'s function, its name after ``prefix``."""
+        composed = self.compose(key)
+        name = prefix + composed.name
+        return Source(codegen.render(composed.plan, name, composed.finish, key.dialect, composed.casts), name)
+
+    def function(self, key: ProgramKey) -> Callable:
+        """The function ``key`` runs, loaded from its source on first use, after checking that
+        every value it makes can exist on this host."""
+        found = self.functions.get(key)
+        if found is not None:
+            return found
+        with self.lock:
+            if key not in self.functions:
+                source = self._rendered(key)
+                itemsize = np.result_type(*key.dtypes, *[key.cotangent] * (key.cotangent is not None)).itemsize
+                host.check_fits(self.plan(PlanKey(key.mode, key.wrt, key.chunk)), itemsize,
+                                f"the {key.mode.value} of {str(self.spec)!r}")
+                self.functions[key] = codegen.load(source.text, key.dialect)[source.name]
+            return self.functions[key]
+
+    def compose(self, key: ProgramKey) -> "Composed":
+        """The plan of a program key, the name of its function, how it finishes results, and
+        which arguments it first casts."""
+        mode, dtypes, wrt = key.mode, key.dtypes, key.wrt
+        check_dtypes(dtypes, key.cotangent)
+        bound = self.bound.resized(key.chunk)
+        program = self.plan(PlanKey(mode, wrt, key.chunk))
+        casts = _entry_casts(program, key)
+        if mode is Mode.FORWARD:
+            out = np.result_type(*dtypes)
+            return Composed(program, "forward", {"y": (_needs_copy(program, "y", bound.output_shape),
+                                                       None if out.kind in "fc" else out)}, casts)
+        if mode is Mode.SAVING:
+            return Composed(program, "forward_saving",
+                            {"y": (_needs_copy(program, "y", bound.output_shape), None)}, casts)
+        if mode is Mode.JACOBIAN:
+            shape = bound.output_shape + bound.input_shapes[wrt[0]]
+            return Composed(program, "jacobian", _jacobian_finish(program, wrt[0], dtypes, shape), casts)
+        return Composed(program, mode.value, _finish(program, bound, wrt, key.cotangent, dtypes), casts)
+
+
+class Composed(NamedTuple):
+    """What :func:`codegen.render` needs for one program key.
+
+    Attributes:
+        plan: the steps.
+        name: the generated function's name.
+        finish: for each returned value, (copy it, the dtype to cast it to or None).
+        casts: arguments cast to the computation's dtype on entry, with that dtype.
+    """
+
+    plan: Plan
+    name: str
+    finish: dict
+    casts: dict
+
+
+def _entry_casts(program: Plan, key: ProgramKey) -> dict:
+    """Arguments of mixed-dtype code cast to the common dtype first, as ``numpy.einsum`` does:
+    a narrower operand summed alone (a trace of float16 values beside float64 ones) would
+    otherwise be summed, and rounded, in its own dtype. Only for libraries whose operations
+    promote; for the others :class:`einsgrad.Einsum` casts every argument before the call.
+    The pullback's saved values come cast from ``forward_saving``."""
+    if key.dialect not in codegen.PROMOTING or key.mode is Mode.PULLBACK:
+        return {}
+    dtypes = ((key.cotangent,) if key.mode is Mode.VJP else ()) + key.dtypes
+    if key.mode is Mode.JACOBIAN:  # its arguments are the other operands
+        k = key.wrt[0]
+        dtypes = key.dtypes[:k] + key.dtypes[k + 1:]
+    if len(set(dtypes)) < 2:
+        return {}
+    common = np.result_type(*dtypes)
+    return {arg: common for arg, dtype in zip(program.args, dtypes) if dtype != common}
+
+
+def _jacobian_finish(program: Plan, k: int, dtypes, shape) -> dict:
+    """How the Jacobian of operand ``k`` is returned: copied where it may alias an argument,
+    cast to :func:`_jacobian_dtype`. Its operands are the others (or a scalar 1 of operand
+    ``k``'s dtype), of shape ``shape``; its labels are the bound ones, so a size-1 label broadcast in operand ``k``
+    is a label of size 1 that only the Jacobian's output has."""
+    computed = np.result_type(*(dtypes[:k] + dtypes[k + 1:] or dtypes[k:k + 1]))
+    target = _jacobian_dtype(dtypes, k)
+    return {"y": (_needs_copy(program, "y", shape), None if target == computed else target)}
+
+
+def _jacobian_dtype(dtypes, k: int) -> np.dtype:
+    """The vjp's dtype for operand ``k``, but complex (of its precision) for a real operand of
+    a complex contraction: the Jacobian's entries are complex where the vjp keeps the real part."""
+    out, own = np.result_type(*dtypes), np.dtype(dtypes[k])
+    if own.kind not in "fc":
+        return out
+    if own.kind == "f" and out.kind == "c":
+        return np.result_type(own, np.complex64)
+    return own
+
+
+def _finish(program: Plan, bound, wrt, cotangent_dtype, dtypes) -> dict:
+    """What each returned gradient needs: a copy (it may alias an argument), a cast (to its
+    operand's dtype, when G and the other operands make a different one)."""
+    finish, shapes = {}, bound.input_shapes
+    for k, name in zip(wrt, program.returns):
+        target = dtypes[k]
+        computed = np.result_type(cotangent_dtype, *dtypes[:k], *dtypes[k + 1:])
+        cast = target if target.kind in "fc" and target != computed else None
+        finish[name] = (_needs_copy(program, name, shapes[k]), cast)
+    return finish
+
+
+def _needs_copy(program: Plan, name: str, shape) -> bool:
+    return not program.fresh(name) or shape == ()
+
+
+def check_dtypes(dtypes, cotangent=None) -> None:
+    """Refuses, naming it, an operand dtype or the cotangent's (if any) that is not numeric:
+    code is generated for numbers only."""
+    named = [("the cotangent", cotangent)] * (cotangent is not None)
+    for name, dtype in named + [(f"operand {i}", d) for i, d in enumerate(dtypes)]:
+        if dtype.kind not in "biufc":
+            raise EinsumSpecError(f"{name} has dtype {dtype}, which is not numeric")

@@ -1,0 +1,155 @@
+"""A plan as data: the frozen steps a planner makes and the code generator reads.
+
+Each :class:`Step` computes one value by one operation, which :mod:`einsgrad.lowering`
+chose among five, each a direct spelling in numpy's primitives:
+
+* :class:`Unary`: one operand's diagonal, sums, transposition, broadcast and diagonal placement;
+* :class:`Matmul`: a pairwise contraction as one (batched) GEMM: labels in both operands and the
+  output are the batch, labels in both operands only are contracted;
+* :class:`Multiply`: a pairwise step with nothing to contract (outer or Hadamard product);
+* :class:`Einsum2`: a batched dot product (no free label on either side), memory-bound;
+* :class:`Copy`: a transposed copy that GEMMs then read without copying.
+
+A :class:`Plan` is a straight-line program of such steps. Nothing here plans or runs: the
+planner and the code generator both import these values, and neither imports the other.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Union
+
+from .spec import Labels
+
+
+@dataclass(frozen=True)
+class Unary:
+    """``x -> y`` for one operand, as a chain of numpy operations, each skipped when None.
+
+    Attributes:
+        diagonal: pairs of axes merged in turn by ``ndarray.diagonal`` (a repeated label).
+        sum_axes: axes summed after the diagonal.
+        perm: transposition of the remaining axes into output order.
+        reshape: drops summed axes of size 1 and adds one for each label only the output has.
+        broadcast: the shape to broadcast to, where a label only the output has is not size 1.
+        place: for each distinct output label, the output axes it fills; values go on that
+            diagonal of a zero array (a label repeated in the output).
+        shape: the output shape.
+        own: copy the (small) data before broadcasting it, so the view aliases no argument.
+    """
+
+    diagonal: tuple[tuple[int, int], ...] | None
+    sum_axes: tuple[int, ...]
+    perm: tuple[int, ...] | None
+    reshape: tuple[int, ...] | None
+    broadcast: tuple[int, ...] | None
+    place: tuple[tuple[int, ...], ...] | None
+    shape: tuple[int, ...]
+    own: bool = False
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one side of a matmul is read: transpose, reshape to (batch,) rows, cols, swap last two.
+
+    ``swap`` means the operand is stored as (cols, rows) already, so BLAS reads it transposed
+    instead of copying it.
+    """
+
+    perm: tuple[int, ...] | None
+    shape: tuple[int, ...] | None
+    swap: bool
+
+
+@dataclass(frozen=True)
+class Matmul:
+    """A pairwise contraction as one (batched) GEMM, then a reshape to ``shape`` (None: none)."""
+
+    a: Layout
+    b: Layout
+    shape: tuple[int, ...] | None
+
+
+@dataclass(frozen=True)
+class Multiply:
+    """A pairwise step with no contracted label: broadcast multiplication."""
+
+    a: Layout
+    b: Layout
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A transposed copy, stored contiguously, that GEMMs then read without copying."""
+
+    perm: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Einsum2:
+    """A pairwise step with no free label on either side (batched dot): numpy's own einsum."""
+
+    subscripts: str
+
+
+Operation = Union[Unary, Matmul, Multiply, Einsum2, Copy]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of a plan: ``target = operation(*args)``, then ``.transpose(perm)``.
+
+    Attributes:
+        target: name of the value computed (``t3``, ``dx0``...).
+        args: names of the values it reads.
+        spec: the step as an einsum over the bound labels, e.g. ``"ij,jk->ik"``.
+        operation: how it is computed.
+        perm: final transposition into the requested label order, or None.
+        labels: labels of the result, in storage order.
+        shape: shape of the result.
+        flops: floating point operations (2 per multiply-add).
+        fresh: the result shares no memory with an argument (it may be a read-only
+            broadcast view of memory it owns).
+    """
+
+    target: str
+    args: tuple[str, ...]
+    spec: str
+    operation: Operation
+    perm: tuple[int, ...] | None
+    labels: Labels
+    shape: tuple[int, ...]
+    flops: int
+    fresh: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A straight-line program: arguments (and their ranks), steps, returned values."""
+
+    args: tuple[str, ...]
+    arg_ranks: tuple[int, ...]
+    steps: tuple[Step, ...]
+    returns: tuple[str, ...]
+
+    @property
+    def flops(self) -> int:
+        return sum(step.flops for step in self.steps)
+
+    @property
+    def largest(self) -> int:
+        """Elements of the largest value a step creates."""
+        return max([math.prod(step.shape) for step in self.steps if step.fresh] + [0])
+
+    def largest_intermediate(self) -> Step | None:
+        """The step creating the largest value that is not returned."""
+        made = [s for s in self.steps if s.fresh and s.target not in self.returns]
+        return max(made, key=lambda s: math.prod(s.shape), default=None)
+
+    def fresh(self, name: str) -> bool:
+        """Whether a returned value owns its memory (else the caller must copy it)."""
+        for step in reversed(self.steps):  # returned values are made last
+            if step.target == name:
+                return step.fresh
+        return False  # an argument returned as it is
