@@ -14,7 +14,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "einsgrad"
 
 # (importing module, imported module, private name), and circles as sorted module tuples.
-KNOWN_PRIVATE: set[tuple[str, str, str]] = {("__init__", "compiled", "_check_shapes")} | {
+KNOWN_PRIVATE: set[tuple[str, str, str]] = {
     ("program_explanation", "explanation", name) for name in (
         "_Delta", "_Entry", "_Fresh", "_M", "_Rendered", "_Sum", "_code", "_contract", "_delta",
         "_entry", "_eq", "_form_body", "_juxt", "_line", "_matrix_form", "_name", "_paren",
