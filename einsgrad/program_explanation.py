@@ -22,7 +22,8 @@ from .errors import EinsumSpecError
 from .explanation import (_Delta, _Entry, _Fresh, _M, _Rendered, _Sum, _code, _contract, _delta,
                           _entry, _eq, _form_body, _juxt, _line, _matrix_form, _name, _partial,
                           _paren, _prose, _punct, _render, _summation, _words)
-from .programs import DELTA, Factor, Program, Term, _delta_classes, _fresh_name, _merge, _number
+from .algebra import DELTA, Factor, Term, decimal, delta_classes, fresh_name, merge_like_terms
+from .programs import Program
 from .spec import Spec
 
 STYLES = ("index", "hessian")
@@ -88,7 +89,7 @@ def explain_program(prog: Program, name: str | None = None, *, style: str = "ind
     names = prog.inputs if name is None else (name,)
     grads = [prog.grad(n) for n in names]  # refuses unknown names
     used = {f.name for t in prog.terms for f in t.factors} | {prog.output_name}
-    loss = _fresh_name("L", used)
+    loss = fresh_name("L", used)
     out, scalar = prog.output_name, not prog.output_indices
     lines = [_line(_prose("The program"), _code(str(prog)), *(
         [_prose(f"has a scalar output {out}.")] if scalar else
@@ -125,7 +126,7 @@ def _signed(parts, more: int = 0) -> _M:
     ``+ ... (N more terms)`` when ``more`` were left out."""
     text, latex = [], []
     for n, (c, m) in enumerate(parts):
-        magnitude = _number(abs(c))
+        magnitude = decimal(abs(c))
         if m is None:
             m = _M(magnitude, magnitude)
         elif abs(c) != 1:
@@ -261,7 +262,7 @@ def _result(name: str, grad: Program, p, kept, raw: list[Term], lines: list[_M],
     free = {*kept, *p}
     inner = [t.renamed({i: f"#s{n}" for n, i in enumerate(t.indices()) if i not in free})
              .renamed(dict(zip(p, xs[len(kept):]))) for t in raw]
-    merged, keys = _merge(xs, inner)
+    merged, keys = merge_like_terms(xs, inner)
     result = Program(grad.output_name, xs, tuple(t for t in merged.values() if t.coefficient != 0),
                      grad.witnesses)
     renaming = (f"{step}. Renaming {_words(p)} to {_words(xs[len(kept):])}:" if p and raw else
@@ -296,7 +297,7 @@ def _einsum(term: Term, output) -> tuple[str | None, _M | None]:
     """The term as one einsum (a delta is a label repeated in the output) and its matrix form
     without the coefficient, when :mod:`einsgrad.explanation` finds one."""
     rep = {i: min(group, key=lambda j: output.index(j) if j in output else len(output))
-           for i, group in _delta_classes(term.factors).items()}
+           for i, group in delta_classes(term.factors).items()}
     operands = [f.renamed(rep) for f in term.factors if f.name != DELTA]
     kept = [rep.get(o, o) for o in output]
     used = list(dict.fromkeys([*(i for f in operands for i in f.indices), *kept]))

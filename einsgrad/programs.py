@@ -28,57 +28,21 @@ from typing import Iterator
 
 import numpy as np
 
+from .algebra import (DELTA, Factor, Fresh, Term, decimal, delta_classes, fresh_indices, fresh_name,
+                      internal_summed, simplify)
 from .compiled import Einsum
 from .errors import EinsumSpecError
 
-DELTA = "delta"
-"""The name of the builtin Kronecker delta factor, ``delta[p,q]``."""
-
-_ALPHABET = "ijklmnopqrstuvwxyzabcdefgh"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _TOKEN = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
                     r"|(?P<punct>[\[\],*+\-=])")
 _LETTERS = string.ascii_letters
-KEY_BUDGET = 20_000
-"""The most factor spellings (arrangements of alike factors times factors) one like-term key
-tries; it keeps parsing and deriving polynomial in the size of a program."""
-
 MAX_PLACES = 300
 """A coefficient has at most this many digits after the decimal point and is below
 ``10**MAX_PLACES`` in magnitude, so that it prints exactly as a decimal, reads back as itself,
 and is a normal float64 (between 1e-300 and 1e300) when a program runs. A number, a term's
 product of numbers (checked as it grows, factor by factor) or a merged coefficient out of that
 range is refused with an EinsumSpecError."""
-
-
-@dataclass(frozen=True)
-class Factor:
-    """One tensor in a product: ``name[indices]`` (no indices: a scalar tensor)."""
-
-    name: str
-    indices: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        return self.name + (f"[{','.join(self.indices)}]" if self.indices else "")
-
-    def renamed(self, mapping) -> "Factor":
-        indices = tuple(mapping.get(i, i) for i in self.indices)
-        return self if indices == self.indices else Factor(self.name, indices)  # values: share
-
-
-@dataclass(frozen=True)
-class Term:
-    """``coefficient * Π factors``; no factors is the constant ``coefficient``."""
-
-    coefficient: Fraction
-    factors: tuple[Factor, ...]
-
-    def renamed(self, mapping) -> "Term":
-        return Term(self.coefficient, tuple(f.renamed(mapping) for f in self.factors))
-
-    def indices(self) -> tuple[str, ...]:
-        """Distinct indices in order of first appearance."""
-        return tuple(dict.fromkeys(i for f in self.factors for i in f.indices))
 
 
 @dataclass(frozen=True)
@@ -151,7 +115,7 @@ class Program:
         output ``Y`` take: ``d`` + ``Y``, made fresh if a tensor has it; None for a scalar."""
         if not self.output_indices:
             return None
-        return _fresh_name("d" + self.output_name, set(dict(self.accepts)))
+        return fresh_name("d" + self.output_name, set(dict(self.accepts)))
 
     def jacobian(self, name: str, *, out: str | None = None) -> "Program":
         """``J[O, x] = ∂Y[O]/∂X[x]``: the output's indices, then fresh ones for ``name``.
@@ -268,14 +232,14 @@ class Program:
         taken or repeated); a tensor that dropped out gets canonical ones."""
         first = next((f for t in self.terms for f in t.factors if f.name == name), None)
         if first is None:
-            return _fresh((), set(taken), self._rank(name))
-        return _fresh(first.indices, set(taken))
+            return fresh_indices([None] * self._rank(name), taken)
+        return fresh_indices(first.indices, taken)
 
     def _new_name(self, name, default: str, what: str, also=()) -> str:
         """A checked name for a new tensor: ``name``, or ``default`` made fresh."""
         taken = {*dict(self.accepts), *also}
         if name is None:
-            return _fresh_name(default, taken)
+            return fresh_name(default, taken)
         _left_side(name, (), f"{what}'s name")
         self._check_new_name(name, what, taken)
         return name
@@ -363,8 +327,8 @@ class _Parser:
             sign = Fraction(-1 if value == "-" else 1)
         self.check_sizes_known(out, out_cols, terms)
         terms = [t for t, _ in terms]
-        output = _fresh((), set(), len(out))
-        canonical = [_internal(t, set(out)).renamed(dict(zip(out, output))) for t in terms]
+        output = fresh_indices([None] * len(out), ())
+        canonical = [internal_summed(t, set(out)).renamed(dict(zip(out, output))) for t in terms]
         return _build(name, output, canonical, (), source=self.text)
 
     def indices(self) -> tuple[tuple[str, ...], tuple[int, ...]]:
@@ -431,8 +395,8 @@ class _Parser:
                 raise self.error(f"output index {index!r} appears in no tensor on the right, so "
                                  f"its size is unknown", col)
         for term, start in terms:
-            sized = set(out) | _tensor_indices(term)
-            classes = _delta_classes(term.factors)
+            sized = set(out) | term.tensor_indices()
+            classes = delta_classes(term.factors)
             for index in term.indices():
                 if not classes.get(index, {index}) & sized:
                     raise self.error(f"index {index!r} appears only in deltas and is summed, so "
@@ -467,13 +431,6 @@ def _left_side(name, indices, what: str, rank: int | None = None) -> tuple[str, 
     return indices
 
 
-def _fresh_name(base: str, taken) -> str:
-    """``base``, or the first of ``base1, base2, ...`` not in ``taken``: the one rule for the
-    default names of derived tensors (gradients, cotangents, Jacobians, vectors)."""
-    return next(c for c in itertools.chain([base], (f"{base}{n}" for n in itertools.count(1)))
-                if c not in taken)
-
-
 def _tokens(text: str) -> Iterator[tuple[str, str, int]]:
     col = 0
     while col < len(text):
@@ -495,19 +452,6 @@ def _digits(literal: str) -> tuple[str, str]:
     zeros: what :func:`_range_problem` bounds before any is converted to an int."""
     whole, _, part = literal.partition(".")
     return whole.lstrip("0"), part.rstrip("0")
-
-
-def _places(value: Fraction) -> int:
-    """Digits after the decimal point of a terminating decimal (denominator ``2^a 5^b``)."""
-    denominator = value.denominator
-    twos = (denominator & -denominator).bit_length() - 1
-    denominator >>= twos
-    fives = 0
-    while denominator % 5 == 0:
-        denominator //= 5
-        fives += 1
-    assert denominator == 1, "coefficients are sums and products of decimals"
-    return max(twos, fives)
 
 
 def _range_problem(whole_digits: int, places: int) -> str | None:
@@ -533,49 +477,7 @@ def _coefficient_problem(value: Fraction) -> str | None:
     return None
 
 
-def _tensor_indices(term: Term) -> set[str]:
-    return {i for f in term.factors if f.name != DELTA for i in f.indices}
-
-
-def _delta_classes(factors) -> dict[str, set[str]]:
-    """Index -> the set of indices that deltas tie it to (itself included)."""
-    classes: dict[str, set[str]] = {}
-    for f in factors:
-        if f.name == DELTA:
-            merged = classes.get(f.indices[0], {f.indices[0]}) | classes.get(f.indices[1], {f.indices[1]})
-            for index in merged:
-                classes[index] = merged
-    return classes
-
-
 # -- canonical form ----------------------------------------------------------------------
-
-
-def _fresh(preferred, taken: set, count: int | None = None) -> tuple[str, ...]:
-    """Distinct names: each preferred name unless already taken or used, else the first free
-    canonical letter (``i, j, ..., h``, then ``i1, j1, ...``)."""
-    wanted = list(preferred) if count is None else [None] * count
-    chosen: dict[str, None] = {}
-    avoid = set(taken) | {p for p in wanted if p is not None}
-    free = (c for c in _canonical_names() if c not in avoid)  # one pass: linear in the names
-    for name in wanted:
-        if name is not None and name not in taken and name not in chosen:
-            chosen[name] = None
-        else:
-            chosen[next(c for c in free if c not in chosen)] = None
-    return tuple(chosen)
-
-
-def _canonical_names() -> Iterator[str]:
-    yield from _ALPHABET
-    for n in itertools.count(1):
-        for c in _ALPHABET:
-            yield f"{c}{n}"
-
-
-def _internal(term: Term, free: set) -> Term:
-    """Summed indices renamed to ``#n``, names no user index can have."""
-    return term.renamed({i: f"#s{n}" for n, i in enumerate(x for x in term.indices() if x not in free)})
 
 
 def _occurrence_terms(prog: Program, name: str, xs, rename_output) -> list[Term]:
@@ -583,7 +485,7 @@ def _occurrence_terms(prog: Program, name: str, xs, rename_output) -> list[Term]
     renamed by ``rename_output`` (to sum them against a cotangent)."""
     out = []
     for term in prog.terms:
-        term = _internal(term, set(prog.output_indices)).renamed(rename_output)
+        term = internal_summed(term, set(prog.output_indices)).renamed(rename_output)
         for p, f in enumerate(term.factors):
             if f.name == name:
                 deltas = tuple(Factor(DELTA, (x, l)) for x, l in zip(xs, f.indices))
@@ -609,7 +511,7 @@ def _build(name, output, terms, witnesses, accepts=(), source=None) -> Program:
     output = tuple(output)
     ranks = dict(accepts)
     ranks.update((f.name, len(f.indices)) for t in terms for f in t.factors if f.name != DELTA)
-    simplified = _simplify(output, terms)
+    simplified = simplify(output, terms)
     for term in simplified:
         problem = _coefficient_problem(term.coefficient)
         if problem:
@@ -617,108 +519,6 @@ def _build(name, output, terms, witnesses, accepts=(), source=None) -> Program:
                                   None if source is None else str(source))
     return Program(name, output, simplified, _witnesses(output, terms, witnesses),
                    tuple(ranks.items()))
-
-
-def _simplify(output, terms) -> tuple[Term, ...]:
-    """Deltas contracted, summed indices renamed canonically, like terms merged, zeros dropped."""
-    return tuple(t for t in _merge(output, terms)[0].values() if t.coefficient != 0)
-
-
-def _merge(output, terms) -> tuple[dict[tuple, Term], list[tuple]]:
-    """Each term with its deltas contracted and summed indices renamed, merged by like key
-    (zeros kept), and the key of each given term (explanations say which terms merged)."""
-    merged: dict[tuple, Term] = {}
-    keys = []
-    for term in terms:
-        factors = _contract_deltas(term.factors, output)
-        factors = _rename_summed(factors, output)
-        key = _like_key(factors, output)
-        if key in merged:
-            merged[key] = Term(merged[key].coefficient + term.coefficient, merged[key].factors)
-        else:
-            merged[key] = Term(term.coefficient, factors)
-        keys.append(key)
-    return merged, keys
-
-
-def _contract_deltas(factors, output) -> tuple[Factor, ...]:
-    """``Σ_q δ(p,q) F[..q..] = F[..p..]``: a delta with a summed index renames it away.
-
-    A delta ``δ(p,p)`` is 1 when ``p`` is kept or appears elsewhere; the deltas left tie two
-    output indices, written in output order.
-    """
-    factors = list(factors)
-    free = set(output)
-    changed = True
-    while changed:
-        changed = False
-        for n, f in enumerate(factors):
-            if f.name != DELTA:
-                continue
-            p, q = f.indices
-            rest = factors[:n] + factors[n + 1:]
-            if p == q:
-                if p in free or any(p in g.indices for g in rest):
-                    factors, changed = rest, True
-                    break
-                continue
-            if q in free and p in free:
-                continue
-            old, new = (q, p) if q not in free else (p, q)
-            factors, changed = [g.renamed({old: new}) if old in g.indices else g for g in rest], True
-            break
-    position = {o: n for n, o in enumerate(output)}
-    return tuple(Factor(DELTA, tuple(sorted(f.indices, key=lambda i: position.get(i, -1))))
-                 if f.name == DELTA else f for f in factors)
-
-
-def _rename_summed(factors, output) -> tuple[Factor, ...]:
-    """Summed indices named by first appearance with the first canonical names not kept."""
-    free = set(output)
-    names = (c for c in _canonical_names() if c not in free)
-    mapping = {i: next(names) for i in dict.fromkeys(i for f in factors for i in f.indices) if i not in free}
-    return tuple(f.renamed(mapping) for f in factors)
-
-
-def _like_key(factors, output) -> tuple:
-    """A key equal for products equal up to the order of factors and the names of summed
-    indices: the least spelling over the orders of factors that look alike (same name, same
-    output indices at the same axes), the factors sorted by that look. Within
-    :data:`KEY_BUDGET`; beyond it, alike factors keep their given order, so some like terms
-    written in other orders stay apart (correct, less canonical)."""
-    position = {o: n for n, o in enumerate(output)}
-
-    looks = sorted(((f.name, tuple((0, position[i]) if i in position else (1, 0) for i in f.indices)), n)
-                   for n, f in enumerate(factors))  # unchanged by renaming summed indices
-    ties = [[factors[n] for _, n in g] for _, g in itertools.groupby(looks, key=lambda x: x[0])]
-    spellings = len(factors)
-    for group in ties:
-        for n in range(2, len(group) + 1):
-            spellings *= n
-            if spellings > KEY_BUDGET:
-                break
-    if spellings > KEY_BUDGET:
-        arrangements = [tuple(ties)]
-    else:
-        arrangements = itertools.product(*(itertools.permutations(g) for g in ties))
-    best = None
-    for arrangement in arrangements:
-        seen: dict[str, int] = {}
-        key = tuple((f.name, tuple((0, position[i]) if i in position else (1, seen.setdefault(i, len(seen)))
-                                   for i in f.indices))
-                    for group in arrangement for f in group)
-        best = key if best is None or key < best else best
-    return best
-
-
-def _number(value: Fraction) -> str:
-    """A terminating decimal, exactly (coefficients are sums and products of decimals)."""
-    if value.denominator == 1:
-        return str(value.numerator)
-    digits = _places(value)
-    scaled = abs(value.numerator) * 10 ** digits // value.denominator
-    text = str(scaled).rjust(digits + 1, "0")
-    return ("-" if value < 0 else "") + (text[:-digits] + "." + text[-digits:]).rstrip("0")
 
 
 def _unsized(output, terms) -> list[str]:
@@ -733,7 +533,7 @@ def _sized(output, terms) -> set[str]:
     classes and tensors are found once, so this is linear in the terms' size."""
     sized = set()
     for t in terms:
-        classes, held = _delta_classes(t.factors), _tensor_indices(t)
+        classes, held = delta_classes(t.factors), t.tensor_indices()
         sized.update(o for o in output if classes.get(o, {o}) & held)
     return sized
 
@@ -760,7 +560,7 @@ def _zero_text(output, terms, witnesses) -> str:
     ``Y[i] = x[i] - x[i]`` prints ``Y[i] = 0 * x[i]``, ``Y[i] = x[i] - x[i] + s`` prints
     ``Y[i] = s + 0 * x[i]``."""
     kept = set(output)
-    fresh = (c for c in _canonical_names() if c not in kept)
+    fresh = Fresh(kept)
     sized, ties = _sized(output, terms), _ties(terms)
     holder = {}
     for w in reversed(witnesses):  # the first witness that holds each index
@@ -771,7 +571,7 @@ def _zero_text(output, terms, witnesses) -> str:
             continue  # a delta ties it to an index a chosen tensor sizes
         w = holder.get(index)
         if w is not None:
-            chosen.append(Factor(w.name, tuple(i if i == index else next(fresh) for i in w.indices)))
+            chosen.append(Factor(w.name, tuple(i if i == index else fresh.take() for i in w.indices)))
             sized.add(index)
     return "0 * " + " * ".join(map(str, chosen)) if chosen else "0"
 
@@ -779,8 +579,8 @@ def _zero_text(output, terms, witnesses) -> str:
 def _term_text(magnitude: Fraction, factors) -> str:
     body = " * ".join(map(str, factors))
     if not factors:
-        return _number(magnitude)
-    return body if magnitude == 1 else f"{_number(magnitude)} * {body}"
+        return decimal(magnitude)
+    return body if magnitude == 1 else f"{decimal(magnitude)} * {body}"
 
 
 # -- evaluation --------------------------------------------------------------------------
@@ -826,7 +626,7 @@ class _Plan:
         output = prog.output_indices
         for n, term in enumerate(prog.terms):
             rep = {}
-            for index, group in _delta_classes(term.factors).items():
+            for index, group in delta_classes(term.factors).items():
                 rep[index] = min(group, key=lambda i: output.index(i) if i in output else len(output))
             operands = [f.renamed(rep) for f in term.factors if f.name != DELTA]
             used = list(dict.fromkeys(i for f in operands for i in f.indices))
@@ -867,7 +667,7 @@ class _Plan:
                                       f"{', '.join(prog.inputs)}", str(prog))
             arrays[name] = _array(prog, name, given[name])
         shape = self.output_shape(prog, arrays, given)
-        fractional = any(isinstance(_as_number(p.coefficient), float) for p in self.placements)
+        fractional = any(isinstance(_asdecimal(p.coefficient), float) for p in self.placements)
         dtype = np.result_type(*arrays.values(), *([np.float64] if fractional or not arrays else []))
         result = np.zeros(shape, dtype=dtype)
         values: dict[int, np.ndarray] = {}
@@ -883,7 +683,7 @@ class _Plan:
             if place.coefficient == 1:
                 target += value
             else:
-                target += _as_number(place.coefficient) * value
+                target += _asdecimal(place.coefficient) * value
         return result[()] if not prog.output_indices else result
 
     def output_shape(self, prog: Program, arrays, given) -> tuple[int, ...]:
@@ -944,7 +744,7 @@ def _array(prog: Program, name: str, value) -> np.ndarray:
     return array
 
 
-def _as_number(c: Fraction) -> int | float:
+def _asdecimal(c: Fraction) -> int | float:
     """The coefficient as numpy multiplies it: an int when it is one that int64 holds (integer
     inputs keep integer results), else the nearest float64, a normal number by
     :data:`MAX_PLACES`."""
