@@ -7,8 +7,8 @@ Every symbolic object einsgrad handles has the form::
 with ``O`` the output (free) indices, ``L_T`` the indices of term ``T`` (those not in ``O`` are
 summed over that term) and exact rational coefficients ``c_T``. A factor is a tensor
 ``name[indices]`` or the Kronecker delta ``delta[p,q]``. This module holds the values
-(:class:`Factor`, :class:`Term`), the one generator of fresh names (:class:`Fresh`) and the
-simplifications: delta contraction, canonical renaming of summed indices and like-term
+(:class:`Factor`, :class:`Delta`, :class:`Product`, :class:`Term`), the one generator of fresh
+names (:class:`Fresh`) and the simplifications: delta contraction, canonical renaming of summed indices and like-term
 merging. Pure: no numpy, no compiler.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, Iterable, Mapping
+from typing import Callable, ClassVar, Iterable, Mapping, Union
 
 DELTA = "delta"
 """The name of the builtin Kronecker delta factor, ``delta[p,q]``."""
@@ -32,18 +32,14 @@ tries; it keeps parsing and deriving polynomial in the size of a program."""
 
 @dataclass(frozen=True)
 class Factor:
-    """One tensor in a product: ``name[indices]`` (no indices: a scalar tensor); the name
-    :data:`DELTA` is the Kronecker delta ``δ(p,q)``, 1 where ``p = q`` and 0 elsewhere."""
+    """One tensor in a product: ``name[indices]`` (no indices: a scalar tensor)."""
 
     name: str
     indices: tuple[str, ...] = ()
+    is_delta: ClassVar[bool] = False
 
     def __str__(self) -> str:
         return self.name + (f"[{','.join(self.indices)}]" if self.indices else "")
-
-    @property
-    def is_delta(self) -> bool:
-        return self.name == DELTA
 
     def renamed(self, mapping: Mapping[str, str]) -> "Factor":
         indices = tuple(mapping.get(i, i) for i in self.indices)
@@ -51,11 +47,97 @@ class Factor:
 
 
 @dataclass(frozen=True)
+class Delta:
+    """The Kronecker delta ``δ(p,q)``: 1 where ``p = q``, 0 elsewhere; written ``delta[p,q]``.
+
+    A type of its own, so that no tensor is taken for a delta by its name (an einsum operand
+    may be called ``delta``); ``name`` and ``indices`` read as a :class:`Factor`'s do.
+    """
+
+    p: str
+    q: str
+    name: ClassVar[str] = DELTA
+    is_delta: ClassVar[bool] = True
+
+    def __str__(self) -> str:
+        return f"{DELTA}[{self.p},{self.q}]"
+
+    @property
+    def indices(self) -> tuple[str, str]:
+        return (self.p, self.q)
+
+    def renamed(self, mapping: Mapping[str, str]) -> "Delta":
+        p, q = mapping.get(self.p, self.p), mapping.get(self.q, self.q)
+        return self if (p, q) == (self.p, self.q) else Delta(p, q)
+
+
+Indexed = Union[Factor, Delta]
+"""A factor of a product: a tensor or a delta."""
+
+
+@dataclass(frozen=True)
+class Product:
+    """``Σ_over Π factors``: one product with its summed indices explicit, as a derivation
+    writes it (a :class:`Term` sums the indices that are not the output's)."""
+
+    over: tuple[str, ...]
+    factors: tuple[Indexed, ...]
+
+    def renamed(self, mapping: Mapping[str, str]) -> "Product":
+        """The product with its free indices renamed at once (one pass, whatever the count)."""
+        return Product(self.over, tuple(f.renamed(mapping) for f in self.factors))
+
+    def contracted(self) -> "Product":
+        """Sums deltas away: ``Σ_q δ(p,q) F[..q..] = F[..p..]``, a summed index renamed to the
+        other side of its delta, as one does by hand.
+
+        ``δ(p,p)`` is 1, and dropped, where ``p`` is free or another factor holds it; with
+        ``p`` summed and held by nothing else, ``Σ_p δ(p,p) = dim(p)`` and one stays. A delta
+        between two free indices survives: the product is zero off that diagonal. One pass
+        over the deltas with a union-find of the renamings, linear in their number.
+        """
+        over = dict.fromkeys(self.over)
+        renamed: dict[str, str] = {}
+
+        def find(index: str) -> str:
+            root = index
+            while root in renamed:
+                root = renamed[root]
+            while index != root:
+                parent = renamed[index]
+                renamed[index] = root
+                index = parent
+            return root
+
+        kept = []
+        for f in self.factors:
+            if f.is_delta:
+                p, q = find(f.p), find(f.q)
+                if p != q and (p in over or q in over):
+                    old, new = (p, q) if p in over else (q, p)
+                    del over[old]
+                    renamed[old] = new
+                    continue
+            kept.append(f)
+        factors = [f.renamed({i: find(i) for i in f.indices}) for f in kept]
+        held = {i for f in factors if not (f.is_delta and f.p == f.q) for i in f.indices}
+        diagonals = set()
+        result = []
+        for f in factors:
+            if f.is_delta and f.p == f.q:
+                if f.p not in over or f.p in held or f.p in diagonals:
+                    continue
+                diagonals.add(f.p)
+            result.append(f)
+        return Product(tuple(over), tuple(result))
+
+
+@dataclass(frozen=True)
 class Term:
     """``coefficient * Π factors``; no factors is the constant ``coefficient``."""
 
     coefficient: Fraction
-    factors: tuple[Factor, ...]
+    factors: tuple[Indexed, ...]
 
     def renamed(self, mapping: Mapping[str, str]) -> "Term":
         return Term(self.coefficient, tuple(f.renamed(mapping) for f in self.factors))
@@ -126,7 +208,7 @@ def internal_summed(term: Term, free: set[str]) -> Term:
 # -- deltas --------------------------------------------------------------------------------
 
 
-def delta_classes(factors: Iterable[Factor]) -> dict[str, set[str]]:
+def delta_classes(factors: Iterable[Indexed]) -> dict[str, set[str]]:
     """Index -> the set of indices that deltas tie it to (itself included)."""
     classes: dict[str, set[str]] = {}
     for f in factors:
@@ -138,47 +220,25 @@ def delta_classes(factors: Iterable[Factor]) -> dict[str, set[str]]:
     return classes
 
 
-def contract_deltas(factors: Iterable[Factor], output: tuple[str, ...]) -> tuple[Factor, ...]:
-    """``Σ_q δ(p,q) F[..q..] = F[..p..]``: a delta on a summed index renames it away.
-
-    ``δ(p,p)`` is 1 where ``p`` is free or another factor holds it, and is dropped; with
-    ``p`` summed and held by no other factor it is ``Σ_p δ(p,p) = dim(p)`` and stays, so that
-    the sum keeps its size (a delta between two such summed indices contracts to one). The
-    deltas left tie two output indices, written in output order.
-    """
-    factors = list(factors)
+def contract_deltas(factors: Iterable[Indexed], output: tuple[str, ...]) -> tuple[Indexed, ...]:
+    """The factors of a term (every index not in ``output`` summed) with their deltas
+    contracted by :meth:`Product.contracted`; a summed index that no factor holds any more is
+    ``δ(p,p)``, so that the term keeps its size (``Σ_{p,q} δ(p,q) = dim(p)``). The deltas
+    left tie two output indices, written in output order."""
+    factors = tuple(factors)
     free = set(output)
-    changed = True
-    while changed:
-        changed = False
-        for n, f in enumerate(factors):
-            if not f.is_delta:
-                continue
-            p, q = f.indices
-            rest = factors[:n] + factors[n + 1:]
-            held = any(p in g.indices for g in rest)
-            if p == q:
-                if p in free or held:
-                    factors, changed = rest, True
-                    break
-                continue
-            if q in free and p in free:
-                continue
-            old, new = (q, p) if q not in free else (p, q)
-            factors = [g.renamed({old: new}) if old in g.indices else g for g in rest]
-            if new not in free and not any(new in g.indices for g in factors):
-                factors.append(Factor(DELTA, (new, new)))  # Σ_{p,q} δ(p,q) = Σ_p δ(p,p)
-            changed = True
-            break
+    summed = tuple(dict.fromkeys(i for f in factors for i in f.indices if i not in free))
+    product = Product(summed, factors).contracted()
+    held = {i for f in product.factors for i in f.indices}
     position = {o: n for n, o in enumerate(output)}
-    return tuple(Factor(DELTA, tuple(sorted(f.indices, key=lambda i: position.get(i, -1))))
-                 if f.is_delta else f for f in factors)
+    return tuple(Delta(*sorted(f.indices, key=lambda i: position.get(i, -1))) if f.is_delta else f
+                 for f in product.factors) + tuple(Delta(p, p) for p in product.over if p not in held)
 
 
 # -- canonical form ------------------------------------------------------------------------
 
 
-def canonical_summed(factors: Iterable[Factor], output: tuple[str, ...]) -> tuple[Factor, ...]:
+def canonical_summed(factors: Iterable[Indexed], output: tuple[str, ...]) -> tuple[Indexed, ...]:
     """Summed indices named by first appearance with the first canonical names not kept."""
     factors = tuple(factors)
     fresh = Fresh(output)
@@ -187,7 +247,7 @@ def canonical_summed(factors: Iterable[Factor], output: tuple[str, ...]) -> tupl
     return tuple(f.renamed(mapping) for f in factors)
 
 
-def like_key(factors: tuple[Factor, ...], output: tuple[str, ...]) -> tuple:
+def like_key(factors: tuple[Indexed, ...], output: tuple[str, ...]) -> tuple:
     """A key equal for products equal up to the order of factors and the names of summed
     indices: the least spelling over the orders of factors that look alike (same name, same
     output indices at the same axes), the factors sorted by that look. Within

@@ -9,7 +9,8 @@ For the linear layer ``Y = X Wᵀ`` (``"ik,jk->ij"``) the derivation of ``∂L/�
     5. the backward einsum "ij,ik->jk", in matrix form ∂L/∂W = Gᵀ X
 
 Everything is symbolic (no shapes, no arrays). The index algebra is a sum of products of
-entries and Kronecker deltas (:class:`_Sum`); :func:`_contract` sums deltas away. Matrix forms
+entries and Kronecker deltas (:class:`~einsgrad.algebra.Product`), whose deltas
+:meth:`~einsgrad.algebra.Product.contracted` sums away. Matrix forms
 come from a small table of rules (:data:`_PLAIN_RULES`), each a function of the label tuples.
 Every piece of output is a :class:`Piece`, one string for plain text and one for LaTeX, built by
 small functions from validated labels and validated names only.
@@ -28,12 +29,14 @@ from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 from . import derive
+from .algebra import Delta, Factor, Fresh, Product
 from .errors import EinsumSpecError
 from .matrix_forms import Form, form_body, form_equation, matrix_form
-from .render import (BATCH_SYMBOL, PRIME, Piece, Rendered, differential_of, equals, indexed, juxt,
+from .programs import Program
+from .render import (BATCH_SYMBOL, FRESH_INDEX_LETTERS, Piece, Rendered, differential_of, equals, indexed, juxt,
                      kronecker, label_symbol, label_symbols, latex_escape, listed, paragraph,
-                     parenthesized, partial_of, prose, punct, quoted_code, spaced, summation,
-                     tensor_name)
+                     parenthesized, partial_of, primed, product_piece, prose, punct, quoted_code, spaced,
+                     summation, tensor_name)
 from .spec import ELLIPSIS, Labels, Spec, parse
 
 STYLES = ("index", "differential")
@@ -46,131 +49,12 @@ RESERVED = ("L", "G")  # the loss and the cotangent G = ∂L/∂Y
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _FRESH_BATCH = "γ"
-_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
-_FRESH_POOL = "pqrstuvwxyzabcdefghijklmno" + string.ascii_uppercase
 
 
-# -- the index algebra: sums of products of entries and deltas -----------------------------
+# -- the forward as a product --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Entry:
-    name: str
-    index: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class _Delta:
-    a: str
-    b: str
-
-
-@dataclass(frozen=True)
-class _Sum:
-    """``Σ_over Π factors``; a factor is an :class:`_Entry` or a :class:`_Delta`."""
-
-    over: tuple[str, ...]
-    factors: tuple
-
-
-def _contract(term: _Sum) -> _Sum:
-    """Sums deltas away, ``Σ_a δ_ab f(a) = f(b)``, and drops ``δ_bb = 1`` for a free ``b``.
-
-    A delta between two free indices survives: the result is zero off that diagonal. One pass
-    over the deltas in order with a union-find of the renamings (linear, not quadratic, in the
-    number of deltas: ``"a"*4000`` has 4000 of them); a summed index is renamed to the other
-    side of its delta, as one does by hand.
-    """
-    over = dict.fromkeys(term.over)
-    renamed: dict[str, str] = {}
-
-    def find(symbol: str) -> str:
-        root = symbol
-        while root in renamed:
-            root = renamed[root]
-        while symbol != root:
-            parent = renamed[symbol]
-            renamed[symbol] = root
-            symbol = parent
-        return root
-
-    dropped = set()
-    for n, f in enumerate(term.factors):
-        if not isinstance(f, _Delta):
-            continue
-        a, b = find(f.a), find(f.b)
-        if a != b and (a in over or b in over):
-            old, new = (a, b) if a in over else (b, a)
-            del over[old]
-            renamed[old] = new
-            dropped.add(n)
-    factors = []
-    for n, f in enumerate(term.factors):
-        if n in dropped:
-            continue
-        if isinstance(f, _Delta):
-            f = _Delta(find(f.a), find(f.b))
-            if f.a == f.b and f.a not in over:
-                continue
-        else:
-            f = _Entry(f.name, tuple(find(s) for s in f.index))
-        factors.append(f)
-    return _Sum(tuple(over), tuple(factors))
-
-
-def _renamed(term: _Sum, mapping: Mapping[str, str]) -> _Sum:
-    """``term`` with its free indices renamed at once (one pass, whatever the count)."""
-    def one(symbol):
-        return mapping.get(symbol, symbol)
-    return _Sum(term.over, tuple(_Delta(one(f.a), one(f.b)) if isinstance(f, _Delta) else
-                                 _Entry(f.name, tuple(map(one, f.index))) for f in term.factors))
-
-
-def _render(term: _Sum) -> Piece:
-    parts = [kronecker(f.a, f.b) if isinstance(f, _Delta) else indexed(f.name, f.index)
-             for f in term.factors]
-    return summation(term.over, juxt(parts))
-
-
-
-def _primed(symbol: str, n: int) -> str:
-    """``symbol`` with ``n`` primes: ``i′``, ``i′′``, ``i′′′``, then ``i⁽⁴⁾`` (text stays short
-    for thousands of repeats)."""
-    if n <= 3:
-        return symbol + PRIME * n
-    return symbol + "⁽" + str(n).translate(_SUPERSCRIPT) + "⁾"
-
-
-def _candidates(letters: str, suffix):
-    """``letters``, then each letter with ``suffix(1)``, ``suffix(2)``, ...: endless."""
-    yield from letters
-    for n in itertools.count(1):
-        for c in letters:
-            yield suffix(c, n)
-
-
-class _Fresh:
-    """Symbols that clash with nothing in use: the one generator of new names.
-
-    ``taken`` holds every symbol already used (labels, names, reserved ones); each
-    :meth:`take` returns the next candidate not taken and takes it. Index letters by default
-    (p, q, r, ..., then primed); ``letters`` and ``suffix`` give other pools (operand names).
-    """
-
-    def __init__(self, taken, letters: str = _FRESH_POOL, suffix=_primed):
-        self.taken = set(taken)
-        self._pool = _candidates(letters, suffix)
-
-    def take(self, label: str | None = None) -> str:
-        """A fresh symbol (``γ`` for the batch indices of ``...``)."""
-        if label == ELLIPSIS:
-            return _FRESH_BATCH
-        symbol = next(s for s in self._pool if s not in self.taken)
-        self.taken.add(symbol)
-        return symbol
-
-
-def _forward(spec: Spec, names: Sequence[str]) -> tuple[tuple[str, ...], _Sum]:
+def _forward(spec: Spec, names: Sequence[str]) -> tuple[tuple[str, ...], Product]:
     """``Y`` indices and the forward sum. A label repeated in the output gets a primed index
     tied to the first by a delta (``"i->ii"``: ``Y_ii′ = A_i δ_ii′``)."""
     index, deltas, seen = [], [], Counter()
@@ -179,11 +63,11 @@ def _forward(spec: Spec, names: Sequence[str]) -> tuple[tuple[str, ...], _Sum]:
         if seen[symbol] == 1:
             index.append(symbol)
         else:
-            index.append(_primed(symbol, seen[symbol] - 1))
-            deltas.append(_Delta(symbol, index[-1]))
+            index.append(primed(symbol, seen[symbol] - 1))
+            deltas.append(Delta(symbol, index[-1]))
     summed = tuple(dict.fromkeys(label_symbol(l) for t in spec.inputs for l in t if l not in spec.output))
-    entries = tuple(_Entry(n, label_symbols(t)) for n, t in zip(names, spec.inputs))
-    return tuple(index), _Sum(summed, entries + tuple(deltas))
+    entries = tuple(Factor(n, label_symbols(t)) for n, t in zip(names, spec.inputs))
+    return tuple(index), Product(summed, entries + tuple(deltas))
 
 
 # -- the public object ---------------------------------------------------------------------
@@ -300,10 +184,6 @@ class _Symbols:
     taken: frozenset
 
 
-def _digit(letter: str, n: int) -> str:
-    return f"{letter}{n}"
-
-
 def _check_names(names, spec: Spec, out) -> _Symbols:
     """Validates names and out, and picks fresh ones for the rest.
 
@@ -343,13 +223,13 @@ def _check_names(names, spec: Spec, out) -> _Symbols:
     if names is not None and (len(set(names)) != len(names) or out in names):
         raise EinsumSpecError(f"names and out must be distinct: each is its own variable, got "
                               f"{', '.join(names)} and out={out}")
-    letters = _Fresh(labels | given | set(RESERVED) | {"I"}, string.ascii_uppercase, _digit)
+    letters = Fresh(labels | given | set(RESERVED) | {"I"}, string.ascii_uppercase)
     if out is None:
-        out = _Fresh(letters.taken, "YZ" + string.ascii_uppercase, _digit).take()
+        out = Fresh(letters.taken, "YZ" + string.ascii_uppercase).take()
         letters.taken.add(out)
     if names is None:
         names = [letters.take() for _ in range(count)]
-    loss, cotangent = (_Fresh(labels | {out, *names}, first, _digit).take() for first in RESERVED)
+    loss, cotangent = (Fresh(labels | {out, *names}, first).take() for first in RESERVED)
     taken = frozenset(labels | {out, *names, loss, cotangent, "I"})
     return _Symbols(tuple(names), out, loss, cotangent, taken)
 
@@ -398,8 +278,6 @@ def explain(spec, names=None, out: str | None = None, *, wrt=None,
     >>> print(explain("ik,jk->ij", "X,W", wrt=1).gradients[0].matrix_form)
     ∂L/∂W = Gᵀ X
     """
-    from .programs import Program  # here, not at the top: specs need no execution machinery
-
     if isinstance(spec, Program):
         given = {"names": names is not None, "out": out not in (None, "Y"),
                  "sizes": sizes is not None, "elementwise": bool(elementwise)}
@@ -443,8 +321,8 @@ def _header(spec: Spec, sym: _Symbols, forward_eq: Piece | None) -> list[Piece]:
         lines.append(prose("Implicit mode: the output is the labels that appear once, in "
                             "alphabetical order (after the batch indices of '...')."))
     lines.append(spaced(prose("Forward:"), *(
-        [punct(equals(indexed(out, index), _render(term)), ";"), prose("in matrix form,"), forward_eq]
-        if forward_eq else [equals(indexed(out, index), _render(term))])))
+        [punct(equals(indexed(out, index), product_piece(term)), ";"), prose("in matrix form,"), forward_eq]
+        if forward_eq else [equals(indexed(out, index), product_piece(term))])))
     if any(ELLIPSIS in t for t in (*spec.inputs, spec.output)):
         lines.append(prose(f"{BATCH_SYMBOL} stands for the batch indices of '...' (aligned from the "
                             f"right; where an operand has fewer or size-1 batch dimensions, numpy "
@@ -490,38 +368,38 @@ def _gradient(spec: Spec, sym: _Symbols, k: int, style: str, forward: Form | Non
 def _index_steps(spec: Spec, sym: _Symbols, k: int, form_eq: Piece | None, gradient: Gradient):
     name, labels = sym.names[k], spec.inputs[k]
     index, forward = _forward(spec, sym.names)
-    fresh = _Fresh(sym.taken | set(index) | set(forward.over))
-    p = tuple(fresh.take(label) for label in labels)
+    fresh = Fresh(sym.taken | set(index) | set(forward.over), FRESH_INDEX_LETTERS, primed)
+    p = tuple(_FRESH_BATCH if label == ELLIPSIS else fresh.take() for label in labels)
     L, G, Y = tensor_name(sym.loss), sym.cotangent, sym.out
     dx = indexed(name, p)
-    lines = [spaced(prose("1. Forward:"), equals(indexed(Y, index), _render(forward)))]
+    lines = [spaced(prose("1. Forward:"), equals(indexed(Y, index), product_piece(forward)))]
 
     lines.append(spaced(prose("2. Chain rule for one entry:"), punct(equals(partial_of(L, dx), summation(
         index, juxt([indexed(G, index), partial_of(indexed(Y, index), dx)]))), ","),
         prose("with"), equals(tensor_name(G), partial_of(L, tensor_name(Y)))))
 
-    own = tuple(_Delta(a, b) for a, b in zip(label_symbols(labels), p))
+    own = tuple(Delta(a, b) for a, b in zip(label_symbols(labels), p))
     others = tuple(f for m, f in enumerate(forward.factors) if m != k)
-    raw = _Sum(forward.over, others + own)
-    jac = _contract(raw)
-    step3 = [_render(raw)] + ([_render(jac)] if jac != raw else [])
+    raw = Product(forward.over, others + own)
+    jac = raw.contracted()
+    step3 = [product_piece(raw)] + ([product_piece(jac)] if jac != raw else [])
     lines.append(spaced(prose(f"3. Each entry of {name} is its own variable:"),
                        punct(equals(partial_of(indexed(name, label_symbols(labels)), dx),
                                   juxt([kronecker(a, b) for a, b in zip(label_symbols(labels), p)])), ","),
                        prose("so"), equals(partial_of(indexed(Y, index), dx), *step3)))
     lines.extend(_jacobian_words(spec, sym, k, index, p, jac, gradient, form_eq))
 
-    chained = _Sum(index + jac.over, (_Entry(G, index),) + jac.factors)
-    final = _contract(chained)
-    step4 = [_render(chained)] + ([_render(final)] if final != chained else [])
+    chained = Product(index + jac.over, (Factor(G, index),) + jac.factors)
+    final = chained.contracted()
+    step4 = [product_piece(chained)] + ([product_piece(final)] if final != chained else [])
     lines.append(spaced(prose(f"4. Contract with {G}, summing the deltas away:"),
                        equals(partial_of(L, dx), *step4)))
     lines.extend(_phenomena(spec, sym, k, p))
 
     if p and not derive.surviving_deltas(spec, k):
-        back = _renamed(final, dict(zip(p, label_symbols(labels))))
+        back = final.renamed(dict(zip(p, label_symbols(labels))))
         lines.append(spaced(prose(f"5. Renaming {listed(p)} to {listed(label_symbols(labels))}:"),
-                           punct(equals(partial_of(L, indexed(name, label_symbols(labels))), _render(back)), ","),
+                           punct(equals(partial_of(L, indexed(name, label_symbols(labels))), product_piece(back)), ","),
                            prose("the backward einsum"), quoted_code(gradient.grad_spec)))
     else:
         lines.append(spaced(prose("5. The backward einsum is"), *(
@@ -539,7 +417,7 @@ def _order_words(n: int, batch: bool) -> str:
     return {0: "a scalar", 1: "a vector", 2: "a matrix"}.get(n, f"a tensor of order {n}")
 
 
-def _jacobian_words(spec: Spec, sym: _Symbols, k: int, index, p, jac: _Sum, gradient: Gradient,
+def _jacobian_words(spec: Spec, sym: _Symbols, k: int, index, p, jac: Product, gradient: Gradient,
                     form_eq: Piece | None):
     name, Y, G = sym.names[k], sym.out, sym.cotangent
     letters = [s for s in (*index, *p) if s not in (BATCH_SYMBOL, _FRESH_BATCH)]
@@ -557,8 +435,8 @@ def _jacobian_words(spec: Spec, sym: _Symbols, k: int, index, p, jac: _Sum, grad
                      [prose("as an einsum it needs the batch dimensions named (give shapes= to "
                              "jacobian_spec).")]))]
     own, out_index = set(p), set(index)
-    moved = [d for d in jac.factors if isinstance(d, _Delta) and d.a in out_index and d.b in own]
-    words = (f"{Y}'s index {d.a} to {name}'s position {d.b}" for d in moved)
+    moved = [d for d in jac.factors if d.is_delta and d.p in out_index and d.q in own]
+    words = (f"{Y}'s index {d.p} to {name}'s position {d.q}" for d in moved)
     lines.append(prose(f"   The gradient is this Jacobian contracted with {G} over {Y}'s "
                         f"indices, so {G} is part of it" + (
                             f": the delta{'s' if len(moved) > 1 else ''} "
@@ -642,7 +520,7 @@ def _differential_steps(spec, sym: _Symbols, k, forward, form, form_eq, gradient
     def product(a, b):
         return Piece(a.text + frob.text + b.text, a.latex + frob.latex + b.latex)
 
-    placeholders = _Fresh(sym.taken, "MNPQRSTUVW", _digit)
+    placeholders = Fresh(sym.taken, "MNPQRSTUVW")
     M, N, P = (placeholders.take() for _ in range(3))
 
     return [

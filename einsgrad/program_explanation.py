@@ -9,8 +9,8 @@ For ``f = x[i] * A[i,j] * x[j]`` and ``x`` the derivation reads::
     4. Contracting the deltas: ∂f/∂x_p = Σ_j A_pj x_j + Σ_i x_i A_ip
     5. Renaming p to i: g[i] = A[i,j] * x[j] + x[j] * A[j,i], in matrix form g = A x + Aᵀ x
 
-The index algebra and the rendering are those of :mod:`einsgrad.explanation`; the result is
-put in canonical form by :mod:`einsgrad.programs`, from the terms of step 3.
+The index algebra is :mod:`einsgrad.algebra` (which also puts the result in canonical form,
+from the terms of step 3), the rendering :mod:`einsgrad.render` and :mod:`einsgrad.matrix_forms`.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass, replace
 
-from .algebra import DELTA, Factor, Term, decimal, delta_classes, fresh_name, merge_like_terms
+from .algebra import (Delta, Factor, Fresh, Product, Term, decimal, delta_classes, fresh_name,
+                      merge_like_terms)
 from .errors import EinsumSpecError
-from .explanation import _contract, _Delta, _Entry, _Fresh, _render, _Sum
 from .matrix_forms import form_body, matrix_form
-from .programs import Program
-from .render import (Piece, Rendered, equals, indexed, juxt, kronecker, listed, parenthesized,
-                     partial_of, prose, punct, quoted_code, spaced, summation, tensor_name)
+from .render import (FRESH_INDEX_LETTERS, Piece, Rendered, equals, indexed, juxt, kronecker, listed,
+                     parenthesized, partial_of, primed, product_piece, prose, punct, quoted_code,
+                     spaced, summation, tensor_name)
 from .spec import Spec
 
 STYLES = ("index", "hessian")
@@ -81,8 +81,9 @@ class ProgramExplanation(Rendered):
         return f"<ProgramExplanation of {self.program!r}: {grads}>"
 
 
-def explain_program(prog: Program, name: str | None = None, *, style: str = "index") -> ProgramExplanation:
-    """See :meth:`Program.explain`."""
+def explain_program(prog, name: str | None = None, *, style: str = "index") -> ProgramExplanation:
+    """See :meth:`Program.explain` (``prog`` a :class:`~einsgrad.programs.Program`, which imports
+    this module: its narrator reads it and never imports it back)."""
     if style not in STYLES:
         raise EinsumSpecError(f"style must be one of {', '.join(map(repr, STYLES))}, got {style!r}")
     if style == "hessian":
@@ -107,10 +108,6 @@ def explain_program(prog: Program, name: str | None = None, *, style: str = "ind
             hessians.append(hessian)
             lines += [Piece("", ""), *section]
     return ProgramExplanation(str(prog), style, tuple(gradients), tuple(lines), tuple(hessians))
-
-
-def _factor(f: Factor):
-    return _Delta(*f.indices) if f.name == DELTA else _Entry(f.name, f.indices)
 
 
 def _shown(items: list) -> tuple[list, int]:
@@ -144,18 +141,19 @@ def _signed(parts, more: int = 0) -> Piece:
     return Piece("".join(text) or "0", "".join(latex) or "0")
 
 
-def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: bool = False):
+def _derivative(prog, name: str, result, loss: str, jacobian: bool = False):
     """The gradient of a loss by ``name`` (``result`` is ``prog.grad(name)``), or with
     ``jacobian`` the derivative of every entry (``result`` a Hessian, ``prog`` a gradient)."""
     out, index = prog.output_name, prog.output_indices
     chain, what = bool(index) and not jacobian, "the Hessian" if jacobian else "the gradient"
     dy = prog._cotangent if chain else None
     names = {f.name for t in prog.terms for f in t.factors} | {out, name, loss} | ({dy} if dy else set())
-    fresh = _Fresh({i for t in prog.terms for f in t.factors for i in f.indices} | set(index) | names)
-    p = tuple(fresh.take("") for _ in result.output_indices[len(index) if jacobian else 0:])
+    fresh = Fresh({i for t in prog.terms for f in t.factors for i in f.indices} | set(index) | names,
+                  FRESH_INDEX_LETTERS, primed)
+    p = tuple(fresh.take() for _ in result.output_indices[len(index) if jacobian else 0:])
     shown, more = _shown(list(prog.terms))
-    forward = [(t.coefficient, _render(_Sum(tuple(i for i in t.indices() if i not in index),
-                                            tuple(map(_factor, t.factors)))) if t.factors else None)
+    forward = [(t.coefficient, product_piece(Product(tuple(i for i in t.indices() if i not in index),
+                                                     t.factors)) if t.factors else None)
                for t in shown]
     y, dx = indexed(out, index), indexed(name, p)
     title = (f"Hessian by {name}, the Jacobian of the gradient {out}:" if jacobian else
@@ -178,11 +176,10 @@ def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: 
         over = tuple(i for i in t.indices() if i not in index)
         for k, f in enumerate(t.factors):
             if f.name == name:
-                deltas = tuple(_Delta(a, b) for a, b in zip(f.indices, p))
-                rest = tuple(map(_factor, t.factors[:k])), tuple(map(_factor, t.factors[k + 1:]))
-                occurrences.append((t, k, _Sum(over, rest[0] + deltas + rest[1])))
-                raw.append(Term(t.coefficient, t.factors[:k] + t.factors[k + 1:] + tuple(
-                    Factor(DELTA, d) for d in zip(f.indices, p))))
+                deltas = tuple(Delta(a, b) for a, b in zip(f.indices, p))
+                rest = t.factors[:k], t.factors[k + 1:]
+                occurrences.append((t, k, Product(over, rest[0] + deltas + rest[1])))
+                raw.append(Term(t.coefficient, rest[0] + rest[1] + deltas))
     if not occurrences:
         lines.append(prose(f"3. {name} appears in no term, so {what} is 0."))
         return _result(name, result, p, index if jacobian else (), [], lines, step=4)
@@ -196,13 +193,13 @@ def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: 
     lines.append(spaced(prose(f"3. {name} occurs {_times(len(occurrences))}:"),
                        *[punct(m, ",") for m in own[:-1]],
                        punct(own[-1], ";"), prose("by the product rule,"), equals(partial_of(y, dx), _signed(
-                           [(t.coefficient, _render(s)) for t, _, s in shown], more))))
-    chained = [(t.coefficient, _Sum(index + s.over, (_Entry(dy, index),) + s.factors)
+                           [(t.coefficient, product_piece(s)) for t, _, s in shown], more))))
+    chained = [(t.coefficient, Product(index + s.over, (Factor(dy, index),) + s.factors)
                 if chain else s) for t, _, s in occurrences]
-    contracted = [(c, _contract(s)) for c, s in chained]
-    steps = [_signed([(c, _render(s)) for c, s in _shown(chained)[0]], more)] if chain else []
+    contracted = [(c, s.contracted()) for c, s in chained]
+    steps = [_signed([(c, product_piece(s)) for c, s in _shown(chained)[0]], more)] if chain else []
     if contracted != chained or not steps:
-        steps.append(_signed([(c, _render(s)) for c, s in _shown(contracted)[0]], more))
+        steps.append(_signed([(c, product_piece(s)) for c, s in _shown(contracted)[0]], more))
     lines.append(spaced(prose("4. Contracting the deltas:" if contracted != chained else
                               "4. No deltas to contract:"),
                        equals(partial_of(tensor_name(loss) if chain else y, dx), *steps)))
@@ -210,16 +207,16 @@ def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: 
              for m in _occurrence_notes(t, k, s, index, out, dy, what)]
     notes, more = _shown(list(dict.fromkeys(notes)))  # two occurrences may note the same
     lines += notes + ([spaced(prose("  "), _more(more, "notes"))] if more else [])
-    survivors: dict[frozenset, tuple[_Delta, list[int]]] = {}
+    survivors: dict[frozenset, tuple[Delta, list[int]]] = {}
     for n, (_, s) in enumerate(contracted):
-        for d in (d for d in s.factors if isinstance(d, _Delta)):
-            terms = survivors.setdefault(frozenset((d.a, d.b)), (d, []))[1]
+        for d in (d for d in s.factors if d.is_delta):
+            terms = survivors.setdefault(frozenset(d.indices), (d, []))[1]
             terms += [] if n + 1 in terms else [n + 1]
     for d, terms in survivors.values():
         where = (f"{what} is zero off that diagonal" if len(terms) == len(contracted) else
                  f"term {terms[0]} of step 4 is zero off that diagonal" if len(terms) == 1 else
                  f"terms {_and(terms)} of step 4 are zero off that diagonal")
-        lines.append(spaced(prose("  "), kronecker(d.a, d.b), prose(f"survives: {where}.")))
+        lines.append(spaced(prose("  "), kronecker(d.p, d.q), prose(f"survives: {where}.")))
     cotangent = (Factor(dy, index),) if chain else ()
     return _result(name, result, p, index if jacobian else (),
                    [Term(t.coefficient, cotangent + t.factors) for t in raw], lines)
@@ -234,7 +231,7 @@ def _and(numbers) -> str:
     return ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
 
 
-def _occurrence_notes(term: Term, k: int, part: _Sum, index, out: str, dy: str | None,
+def _occurrence_notes(term: Term, k: int, part: Product, index, out: str, dy: str | None,
                       what: str) -> list[Piece]:
     """Broadcasts: the forward broadcast the tensor ``f`` (factor ``k`` of ``term``) along an
     output index its term lacks (its gradient ``part`` sums the cotangent ``dy``), or summed an
@@ -246,7 +243,7 @@ def _occurrence_notes(term: Term, k: int, part: _Sum, index, out: str, dy: str |
     for i in (i for i in index if dy and i not in present):
         notes.append(spaced(prose("  "), entry, prose(
             f"lacks {out}'s index {i}: the forward broadcast {name} along {i}, so the gradient "
-            f"sums {dy} over {i}:"), punct(_render(part), ".")))
+            f"sums {dy} over {i}:"), punct(product_piece(part), ".")))
     others = {i for n, g in enumerate(term.factors) if n != k for i in g.indices}
     for i in dict.fromkeys(f.indices):
         if i not in index and i not in others and f.indices.count(i) == 1:
@@ -256,7 +253,7 @@ def _occurrence_notes(term: Term, k: int, part: _Sum, index, out: str, dy: str |
     return notes
 
 
-def _result(name: str, grad: Program, p, kept, raw: list[Term], lines: list[Piece], step: int = 5):
+def _result(name: str, grad, p, kept, raw: list[Term], lines: list[Piece], step: int = 5):
     """Step 5: the canonical result from the terms of step 3 (indices ``kept``, then ``p``
     renamed), like terms merged, its einsums and its matrix form."""
     xs = grad.output_indices
@@ -264,8 +261,7 @@ def _result(name: str, grad: Program, p, kept, raw: list[Term], lines: list[Piec
     inner = [t.renamed({i: f"#s{n}" for n, i in enumerate(t.indices()) if i not in free})
              .renamed(dict(zip(p, xs[len(kept):]))) for t in raw]
     merged, keys = merge_like_terms(xs, inner)
-    result = Program(grad.output_name, xs, tuple(t for t in merged.values() if t.coefficient != 0),
-                     grad.witnesses)
+    result = replace(grad, terms=tuple(t for t in merged.values() if t.coefficient != 0))
     renaming = (f"{step}. Renaming {listed(p)} to {listed(xs[len(kept):])}:" if p and raw else
                 f"{step}. The result:")
     lines.append(spaced(prose(renaming), quoted_code(str(result))))
@@ -299,7 +295,7 @@ def _einsum(term: Term, output) -> tuple[str | None, Piece | None]:
     without the coefficient, when :mod:`einsgrad.explanation` finds one."""
     rep = {i: min(group, key=lambda j: output.index(j) if j in output else len(output))
            for i, group in delta_classes(term.factors).items()}
-    operands = [f.renamed(rep) for f in term.factors if f.name != DELTA]
+    operands = [f.renamed(rep) for f in term.factors if not f.is_delta]
     kept = [rep.get(o, o) for o in output]
     used = list(dict.fromkeys([*(i for f in operands for i in f.indices), *kept]))
     if not operands and len(set(kept)) == len(kept) or len(used) > len(string.ascii_letters):
@@ -320,6 +316,6 @@ def _einsum(term: Term, output) -> tuple[str | None, Piece | None]:
     return spec, parenthesized(body) if form.kind == "hadamard" or form.summed else body
 
 
-def _text(prog: Program, terms) -> str:
+def _text(prog, terms) -> str:
     """Terms as the program prints them, without the left-hand side."""
-    return str(Program(prog.output_name, prog.output_indices, tuple(terms))).split(" = ", 1)[1]
+    return str(replace(prog, terms=tuple(terms), witnesses=())).split(" = ", 1)[1]

@@ -28,10 +28,11 @@ from typing import Iterator
 
 import numpy as np
 
-from .algebra import (DELTA, Factor, Fresh, Term, decimal, delta_classes, fresh_indices, fresh_name,
-                      internal_summed, simplify)
+from .algebra import (DELTA, Delta, Factor, Fresh, Term, decimal, delta_classes, fresh_indices,
+                      fresh_name, internal_summed, simplify)
 from .compiled import Einsum
 from .errors import EinsumSpecError
+from .program_explanation import ProgramExplanation, explain_program
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _TOKEN = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
@@ -86,7 +87,7 @@ class Program:
     @property
     def inputs(self) -> tuple[str, ...]:
         """The tensors the program reads, in order of first appearance (``delta`` excluded)."""
-        return tuple(dict.fromkeys(f.name for t in self.terms for f in t.factors if f.name != DELTA))
+        return tuple(dict.fromkeys(f.name for t in self.terms for f in t.factors if not f.is_delta))
 
     # -- derivation ----------------------------------------------------------------------
 
@@ -162,7 +163,7 @@ class Program:
                              (), g._accepting((vector,)), source=self)
         return directional._gradient(name, out, g.output_indices)
 
-    def explain(self, name: str | None = None, *, style: str = "index"):
+    def explain(self, name: str | None = None, *, style: str = "index") -> ProgramExplanation:
         """The gradient by ``name`` (every input when None) derived step by step: the sums
         written out, the chain rule, the product rule over each occurrence as Kronecker
         deltas, the deltas contracted, and the result with its einsums and matrix form.
@@ -175,7 +176,6 @@ class Program:
         >>> print(program("f = x[i] * A[i,j] * x[j]").explain("x").gradients[0].matrix_form)
         g = A x + Aᵀ x
         """
-        from .program_explanation import explain_program
         return explain_program(self, name, style=style)
 
     # -- evaluation ----------------------------------------------------------------------
@@ -370,7 +370,7 @@ class _Parser:
                                      f"is not recursive", col)
                 indices, _ = self.indices()
                 self.check_rank(value, len(indices), col)
-                factors.append(Factor(value, indices))
+                factors.append(Delta(*indices) if value == DELTA else Factor(value, indices))
             else:
                 found = "the end of the program" if kind == "end" else repr(value)
                 raise self.error(f"expected a term (a number or a tensor), found {found}", col)
@@ -488,14 +488,14 @@ def _occurrence_terms(prog: Program, name: str, xs, rename_output) -> list[Term]
         term = internal_summed(term, set(prog.output_indices)).renamed(rename_output)
         for p, f in enumerate(term.factors):
             if f.name == name:
-                deltas = tuple(Factor(DELTA, (x, l)) for x, l in zip(xs, f.indices))
+                deltas = tuple(Delta(x, l) for x, l in zip(xs, f.indices))
                 out.append(Term(term.coefficient, term.factors[:p] + term.factors[p + 1:] + deltas))
     return out
 
 
 def _witnesses(output, terms, known=()) -> tuple[Factor, ...]:
     found = list(known)
-    candidates = [f for t in terms for f in t.factors if f.name != DELTA] + list(known)
+    candidates = [f for t in terms for f in t.factors if not f.is_delta] + list(known)
     for index in output:
         f = next((f for f in candidates if index in f.indices), None)
         if f is not None and not any(index in w.indices for w in found):
@@ -510,7 +510,7 @@ def _build(name, output, terms, witnesses, accepts=(), source=None) -> Program:
     range."""
     output = tuple(output)
     ranks = dict(accepts)
-    ranks.update((f.name, len(f.indices)) for t in terms for f in t.factors if f.name != DELTA)
+    ranks.update((f.name, len(f.indices)) for t in terms for f in t.factors if not f.is_delta)
     simplified = simplify(output, terms)
     for term in simplified:
         problem = _coefficient_problem(term.coefficient)
@@ -539,7 +539,7 @@ def _sized(output, terms) -> set[str]:
 
 
 def _ties(terms) -> list[tuple[str, str]]:
-    return [f.indices for t in terms for f in t.factors if f.name == DELTA]
+    return [f.indices for t in terms for f in t.factors if f.is_delta]
 
 
 def _tied(sized: set, ties, output: set) -> set[str]:
@@ -628,7 +628,7 @@ class _Plan:
             rep = {}
             for index, group in delta_classes(term.factors).items():
                 rep[index] = min(group, key=lambda i: output.index(i) if i in output else len(output))
-            operands = [f.renamed(rep) for f in term.factors if f.name != DELTA]
+            operands = [f.renamed(rep) for f in term.factors if not f.is_delta]
             used = list(dict.fromkeys(i for f in operands for i in f.indices))
             if len(used) > len(_LETTERS):
                 raise EinsumSpecError(f"term {n + 1} has {len(used)} distinct indices; an einsum "
@@ -650,7 +650,7 @@ class _Plan:
             placements.append(_Placement(term.coefficient, products[key], order,
                                          tuple(c not in kept for c in classes), view))
             for f in term.factors:
-                if f.name != DELTA:
+                if not f.is_delta:
                     sized_by.extend((f.name, i, axis, n) for axis, i in enumerate(f.indices))
         for f in prog.witnesses:
             sized_by.extend((f.name, i, axis, None) for axis, i in enumerate(f.indices)
@@ -692,7 +692,7 @@ class _Plan:
         a mismatch names both tensors."""
         for term in prog.terms:
             for f in term.factors:
-                if f.name != DELTA and arrays[f.name].ndim != len(f.indices):
+                if not f.is_delta and arrays[f.name].ndim != len(f.indices):
                     raise EinsumSpecError(f"tensor {f.name!r} has {arrays[f.name].ndim} "
                                           f"dimension(s) but the program gives it "
                                           f"{len(f.indices)} index(es)", str(prog))
@@ -717,7 +717,7 @@ class _Plan:
                 raise EinsumSpecError(f"index {index!r} has size {size} in {name!r} (axis {axis}) "
                                       f"but {seen[key][1]} in {seen[key][0]!r}", str(prog))
             seen.setdefault(key, (name, size))
-        ties = [f.indices for t in prog.terms for f in t.factors if f.name == DELTA]
+        ties = [f.indices for t in prog.terms for f in t.factors if f.is_delta]
         for _ in ties:  # an output index sized only through deltas takes its partner's size
             for p, q in ties:
                 for a, b in ((p, q), (q, p)):
@@ -725,7 +725,7 @@ class _Plan:
                         seen[(a, None)] = seen[(b, None)]
         for term in prog.terms:
             for f in term.factors:
-                if f.name == DELTA:
+                if f.is_delta:
                     p, q = (seen[(i, None)][1] for i in f.indices)
                     if p != q:
                         raise EinsumSpecError(f"{f} ties indices of sizes {p} and {q}", str(prog))

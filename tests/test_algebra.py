@@ -9,20 +9,21 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from einsgrad.algebra import (DELTA, Factor, Fresh, Term, contract_deltas, fresh_indices, fresh_name,
-                              simplify)
+from einsgrad.algebra import (Delta, Factor, Fresh, Product, Term, contract_deltas, fresh_indices,
+                              fresh_name, simplify)
 
 SIZE = 3
 TENSORS = {"A": 2, "x": 1, "B": 2}
 
 
-def value(factors, output, arrays) -> np.ndarray:
-    """``Σ_{summed} Π factors`` by numpy, a delta being the identity, every index of size SIZE."""
+def value(factors, output, arrays, summed=()) -> np.ndarray:
+    """``Σ_{summed} Π factors`` by numpy, a delta being the identity, every index of size SIZE;
+    ``summed`` may name indices that no factor holds (each is a factor SIZE)."""
     letters = {i: chr(97 + n) for n, i in enumerate(dict.fromkeys(
-        [*output, *(i for f in factors for i in f.indices)]))}
-    ones = [Factor("1", (o,)) for o in output]  # an output index no factor holds: a broadcast
+        [*output, *summed, *(i for f in factors for i in f.indices)]))}
+    ones = [Factor("1", (o,)) for o in (*output, *summed)]  # held by no factor: a broadcast
     factors = [*factors, *ones] or [Factor("1")]
-    operands = [np.eye(SIZE) if f.name == DELTA else arrays.get(f.name, np.ones((SIZE,) * len(f.indices)))
+    operands = [np.eye(SIZE) if f.is_delta else arrays.get(f.name, np.ones((SIZE,) * len(f.indices)))
                 for f in factors]
     spec = ",".join("".join(letters[i] for i in f.indices) for f in factors)
     return np.einsum(spec + "->" + "".join(letters[o] for o in output), *operands)
@@ -34,7 +35,7 @@ def random_term(rng: random.Random):
     factors = []
     for _ in range(rng.randint(1, 5)):
         if rng.random() < 0.5:
-            factors.append(Factor(DELTA, (rng.choice(pool), rng.choice(pool))))
+            factors.append(Delta(rng.choice(pool), rng.choice(pool)))
         else:
             name = rng.choice(sorted(TENSORS))
             factors.append(Factor(name, tuple(rng.choice(pool) for _ in range(TENSORS[name]))))
@@ -53,18 +54,31 @@ def test_contraction_keeps_the_value(seed):
     np.testing.assert_allclose(value(term.factors, output, arrays), value(factors, output, arrays))
 
 
+@pytest.mark.parametrize("seed", range(300))
+def test_a_product_with_its_sums_explicit_keeps_its_value(seed):
+    """The contraction explanations write (the sums explicit) against numpy, as above."""
+    rng = random.Random(seed)
+    factors, output = random_term(rng)
+    arrays = {n: np.random.default_rng(seed).standard_normal((SIZE,) * r) for n, r in TENSORS.items()}
+    over = tuple(dict.fromkeys(i for f in factors for i in f.indices if i not in output))
+    contracted = Product(over, factors).contracted()
+    assert not set(contracted.over) & set(output)
+    np.testing.assert_allclose(value(contracted.factors, output, arrays, contracted.over),
+                               value(factors, output, arrays))
+
+
 def test_a_summed_diagonal_held_by_no_tensor_is_the_dimension():
     """``Σ_p δ(p,p) = dim(p)`` and ``Σ_{p,q} δ(p,q) = dim(p)``, not 1: the delta stays."""
-    for factors in ([Factor(DELTA, ("p", "p"))], [Factor(DELTA, ("p", "q"))],
-                    [Factor(DELTA, ("p", "q")), Factor(DELTA, ("q", "p"))]):
+    for factors in ([Delta("p", "p")], [Delta("p", "q")],
+                    [Delta("p", "q"), Delta("q", "p")]):
         contracted = contract_deltas(factors, ())
         assert value(contracted, (), {}) == SIZE == value(factors, (), {})
         assert len(contracted) == 1
 
 
 def test_a_diagonal_on_a_free_or_held_index_is_one():
-    assert contract_deltas([Factor(DELTA, ("i", "i"))], ("i",)) == ()
-    assert contract_deltas([Factor(DELTA, ("p", "p")), Factor("x", ("p",))], ()) == (Factor("x", ("p",)),)
+    assert contract_deltas([Delta("i", "i")], ("i",)) == ()
+    assert contract_deltas([Delta("p", "p"), Factor("x", ("p",))], ()) == (Factor("x", ("p",)),)
 
 
 def test_fresh_names():
