@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, ClassVar, Iterable, Mapping, Union
+from typing import Callable, ClassVar, Iterable, Mapping, NamedTuple, Union
 
 DELTA = "delta"
 """The name of the builtin Kronecker delta factor, ``delta[p,q]``."""
@@ -233,6 +233,25 @@ def contract_deltas(factors: Iterable[Indexed], output: tuple[str, ...]) -> tupl
     position = {o: n for n, o in enumerate(output)}
     return tuple(Delta(*sorted(f.indices, key=lambda i: position.get(i, -1))) if f.is_delta else f
                  for f in product.factors) + tuple(Delta(p, p) for p in product.over if p not in held)
+
+
+class Tensors(NamedTuple):
+    """A term as one einsum: its tensors, and its output with tied indices repeated."""
+
+    tensors: tuple[Factor, ...]
+    output: tuple[str, ...]
+
+
+def without_deltas(term: Term, output: tuple[str, ...]) -> Tensors:
+    """``Π F · Π δ`` as tensors alone: every index of a delta class renamed to one of the
+    class (an output index where it has one), so that a delta left between two output indices
+    is that index repeated in the output (``Y[i,j] = x[i] * delta[i,j]`` is ``i->ii``). The
+    one mapping of a term to an einsum; its letters are the caller's."""
+    position = {o: n for n, o in enumerate(output)}
+    representative = {i: min(group, key=lambda j: position.get(j, len(output)))
+                      for i, group in delta_classes(term.factors).items()}
+    return Tensors(tuple(f.renamed(representative) for f in term.factors if not f.is_delta),
+                   tuple(representative.get(o, o) for o in output))
 
 
 # -- canonical form ------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass, replace
 
-from .algebra import (Delta, Factor, Fresh, Product, Term, decimal, delta_classes, fresh_name,
-                      merge_like_terms)
+from .algebra import (Delta, Factor, Fresh, Product, Term, decimal, fresh_name, merge_like_terms,
+                      without_deltas)
 from .errors import EinsumSpecError
 from .matrix_forms import form_body, matrix_form
 from .render import (FRESH_INDEX_LETTERS, Piece, Rendered, equals, indexed, juxt, kronecker, listed,
@@ -293,10 +293,7 @@ def _result(name: str, grad, p, kept, raw: list[Term], lines: list[Piece], step:
 def _einsum(term: Term, output) -> tuple[str | None, Piece | None]:
     """The term as one einsum (a delta is a label repeated in the output) and its matrix form
     without the coefficient, when :mod:`einsgrad.explanation` finds one."""
-    rep = {i: min(group, key=lambda j: output.index(j) if j in output else len(output))
-           for i, group in delta_classes(term.factors).items()}
-    operands = [f.renamed(rep) for f in term.factors if not f.is_delta]
-    kept = [rep.get(o, o) for o in output]
+    operands, kept = without_deltas(term, output)
     used = list(dict.fromkeys([*(i for f in operands for i in f.indices), *kept]))
     if not operands and len(set(kept)) == len(kept) or len(used) > len(string.ascii_letters):
         return None, None  # a constant, or too many indices for one einsum

@@ -29,7 +29,7 @@ from typing import Iterator
 import numpy as np
 
 from .algebra import (DELTA, Delta, Factor, Fresh, Term, decimal, delta_classes, fresh_indices,
-                      fresh_name, internal_summed, simplify)
+                      fresh_name, internal_summed, simplify, without_deltas)
 from .compiled import Einsum
 from .errors import EinsumSpecError
 from .program_explanation import ProgramExplanation, explain_program
@@ -625,16 +625,13 @@ class _Plan:
         placements, sized_by = [], []
         output = prog.output_indices
         for n, term in enumerate(prog.terms):
-            rep = {}
-            for index, group in delta_classes(term.factors).items():
-                rep[index] = min(group, key=lambda i: output.index(i) if i in output else len(output))
-            operands = [f.renamed(rep) for f in term.factors if not f.is_delta]
+            operands, tied = without_deltas(term, output)
             used = list(dict.fromkeys(i for f in operands for i in f.indices))
             if len(used) > len(_LETTERS):
                 raise EinsumSpecError(f"term {n + 1} has {len(used)} distinct indices; an einsum "
                                       f"holds at most {len(_LETTERS)}", str(prog))
             letter = dict(zip(used, _LETTERS))
-            classes = list(dict.fromkeys(rep.get(o, o) for o in output))
+            classes = list(dict.fromkeys(tied))
             kept = [i for i in used if i in classes]
             spec = ",".join("".join(letter[i] for i in f.indices) for f in operands)
             spec += "->" + "".join(letter[i] for i in kept)
@@ -645,7 +642,7 @@ class _Plan:
             view = None
             if len(classes) < len(output):
                 label = {c: _LETTERS[k] for k, c in enumerate(classes)}
-                view = "".join(label[rep.get(o, o)] for o in output) + "->" + "".join(label.values())
+                view = "".join(label[c] for c in tied) + "->" + "".join(label.values())
             order = tuple(kept.index(c) for c in classes if c in kept)
             placements.append(_Placement(term.coefficient, products[key], order,
                                          tuple(c not in kept for c in classes), view))
