@@ -8,8 +8,8 @@ with ``O`` the output (free) indices, ``L_T`` the indices of term ``T`` (those n
 summed over that term) and exact rational coefficients ``c_T``. A factor is a tensor
 ``name[indices]`` or the Kronecker delta ``delta[p,q]``. This module holds the values
 (:class:`Factor`, :class:`Delta`, :class:`Product`, :class:`Term`), the one generator of fresh
-names (:class:`Fresh`) and the simplifications: delta contraction, canonical renaming of summed indices and like-term
-merging. Pure: no numpy, no compiler.
+names (:class:`Fresh`) and the simplifications: delta contraction, canonical renaming of summed
+indices and like-term merging. Pure: no numpy, no compiler.
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ For the linear layer ``Y = X Wᵀ`` (``"ik,jk->ij"``) the derivation of ``∂L/�
 
 Everything is symbolic (no shapes, no arrays). The index algebra is a sum of products of
 entries and Kronecker deltas (:class:`~einsgrad.algebra.Product`), whose deltas
-:meth:`~einsgrad.algebra.Product.contracted` sums away. Matrix forms
-come from a small table of rules (:data:`_PLAIN_RULES`), each a function of the label tuples.
-Every piece of output is a :class:`Piece`, one string for plain text and one for LaTeX, built by
-small functions from validated labels and validated names only.
+:meth:`~einsgrad.algebra.Product.contracted` sums away. Matrix forms come from
+:mod:`einsgrad.matrix_forms`; every piece of output is a :class:`~einsgrad.render.Piece`, one
+string for plain text and one for LaTeX. The arguments are checked by
+:mod:`einsgrad.explain_checks`, and ``elementwise=True`` writes :mod:`einsgrad.elementwise`.
 
 The spec's ``...`` is written as one batch multi-index ``β`` (``γ`` for the differentiated
 entry); size-1 broadcasting of a labelled dimension is a matter of shapes and is not shown.
@@ -21,33 +21,23 @@ entry); size-1 broadcasting of a labelled dimension is a matter of shapes and is
 
 from __future__ import annotations
 
-import itertools
-import re
-import string
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from . import derive
 from .algebra import Delta, Factor, Fresh, Product
+from .elementwise import elementwise_lines, elementwise_sizes
 from .errors import EinsumSpecError
+from .explain_checks import Symbols, check_names, check_readable, check_style, check_written
 from .matrix_forms import Form, form_body, form_equation, matrix_form
 from .programs import Program
-from .render import (BATCH_SYMBOL, FRESH_INDEX_LETTERS, Piece, Rendered, differential_of, equals, indexed, juxt,
-                     kronecker, label_symbol, label_symbols, latex_escape, listed, paragraph,
-                     parenthesized, partial_of, primed, product_piece, prose, punct, quoted_code, spaced,
-                     summation, tensor_name)
-from .spec import ELLIPSIS, Labels, Spec, parse
+from .render import (BATCH_SYMBOL, FRESH_INDEX_LETTERS, Piece, Rendered, differential_of, equals,
+                     indexed, juxt, kronecker, label_symbol, label_symbols, latex_escape, listed,
+                     paragraph, parenthesized, partial_of, primed, product_piece, prose, punct,
+                     quoted_code, spaced, summation, tensor_name)
+from .spec import ELLIPSIS, Spec, parse
 
-STYLES = ("index", "differential")
-MAX_EQUATIONS = 200
-MAX_TERMS = 2000
-# Each operand's section writes every factor of the forward a few times: n sections of a spec
-# with n operands are quadratic in n, so the text explain writes is bounded.
-MAX_WRITTEN = 20000  # sections times (operands + label occurrences)
-RESERVED = ("L", "G")  # the loss and the cotangent G = ∂L/∂Y
-
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _FRESH_BATCH = "γ"
 
 
@@ -129,129 +119,6 @@ class Explanation(Rendered):
         return f"<Explanation of {self.spec!r} ({', '.join(self.names)} -> {self.out}): {grads}>"
 
 
-# -- validation ----------------------------------------------------------------------------
-
-
-_HINT = ("einsgrad wants one letter per index and a comma between operands, like 'ij,jk->ik' "
-         "(names go in names=), or a program in index notation, like "
-         "einsgrad.program(\"Y[i,k] = A[i,j] * B[j,k]\")")
-
-
-def _check_readable(spec: Spec, names) -> None:
-    """Refuses text that reads as a matrix expression rather than einsum labels.
-
-    numpy takes ``"A X B"`` as one operand with labels A, X, B (implicit output ``ABX``), and
-    ``compile`` follows numpy; explaining that would be nonsense. So: no space between two
-    letters of one term, and in implicit mode with default names, no operand holding the
-    letter that would have been its name (``"AB"``: operand A with a label A).
-    """
-    text = spec.text
-    terms = [*zip(spec.inputs, spec.input_columns), (spec.output, spec.output_columns)]
-    for n, (term, columns) in enumerate(terms):
-        for label, col, after, nxt in zip(term, columns, columns[1:], term[1:]):
-            gap = text.find(" ", col + 1, after)
-            if ELLIPSIS not in (label, nxt) and gap >= 0:
-                where = f"operand {n}" if n < len(spec.inputs) else "the output"
-                raise EinsumSpecError(f"a space separates two labels of {where}, which numpy "
-                                      f"reads as one term {''.join(term)!r}; {_HINT}", text, gap)
-    if "->" in text or names is not None:
-        return
-    positional = [c for c in string.ascii_uppercase if c not in ("Y", *RESERVED)]
-    for k, term in enumerate(spec.inputs[:len(positional)]):
-        if positional[k] in term:
-            raise spec.error(f"operand {k} holds {positional[k]!r}, the name an operand in its "
-                             f"place gets, so this reads as a product of named matrices; "
-                             f"{_HINT}", k, term.index(positional[k]))
-
-
-@dataclass(frozen=True)
-class _Symbols:
-    """Every name a derivation writes besides the labels; no two share a spelling.
-
-    Attributes:
-        names: the operands' names.
-        out: the output's name.
-        loss: the scalar loss, ``L`` unless that is a label.
-        cotangent: ``∂L/∂out``, ``G`` unless that is a label.
-        taken: every symbol in use (labels, the names above, ``I`` the identity): fresh
-            indices avoid them all.
-    """
-
-    names: tuple[str, ...]
-    out: str
-    loss: str
-    cotangent: str
-    taken: frozenset
-
-
-def _check_names(names, spec: Spec, out) -> _Symbols:
-    """Validates names and out, and picks fresh ones for the rest.
-
-    A given name may not be a label of the spec (``∂L/∂i_ij`` would use ``i`` twice); default
-    names, the default output name, ``L`` and ``G`` avoid every label and every given name.
-    """
-    labels = set(spec.labels)
-    if out is not None and (not isinstance(out, str) or not _NAME.match(out)):
-        raise EinsumSpecError(f"out must be an identifier (a letter, then letters, digits or "
-                              f"underscores), got {out!r}")
-    if isinstance(names, str):
-        names = [n.strip() for n in names.split(",")]
-    elif isinstance(names, Sequence):
-        names = list(names)
-    elif names is not None:
-        raise EinsumSpecError(f"names must be a string like 'X,W' or a sequence of strings, "
-                              f"got {type(names).__name__}")
-    count = len(spec.inputs)
-    if names is not None and len(names) != count:
-        raise EinsumSpecError(f"names gives {len(names)} name(s) for {count} operand(s)")
-    for name in names or ():
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise EinsumSpecError(f"the name {name!r} is not an identifier (a letter, then "
-                                  f"letters, digits or underscores)")
-    for name in (*(names or ()), *([out] if out else [])):
-        if name in RESERVED:
-            raise EinsumSpecError(f"the name {name!r} is reserved: L is the loss and "
-                                  f"G = ∂L/∂{out or 'Y'} the cotangent")
-        if name in labels:
-            k = next(k for k, t in enumerate(spec.inputs) if name in t) if any(
-                name in t for t in spec.inputs) else None
-            term = spec.output if k is None else spec.inputs[k]
-            raise spec.error(f"the name {name!r} is also a label of the spec, so {name} would "
-                             f"mean two things: give names that are not labels; {_HINT}",
-                             k, term.index(name))
-    given = {*(names or ()), *([out] if out else [])}
-    if names is not None and (len(set(names)) != len(names) or out in names):
-        raise EinsumSpecError(f"names and out must be distinct: each is its own variable, got "
-                              f"{', '.join(names)} and out={out}")
-    letters = Fresh(labels | given | set(RESERVED) | {"I"}, string.ascii_uppercase)
-    if out is None:
-        out = Fresh(letters.taken, "YZ" + string.ascii_uppercase).take()
-        letters.taken.add(out)
-    if names is None:
-        names = [letters.take() for _ in range(count)]
-    loss, cotangent = (Fresh(labels | {out, *names}, first).take() for first in RESERVED)
-    taken = frozenset(labels | {out, *names, loss, cotangent, "I"})
-    return _Symbols(tuple(names), out, loss, cotangent, taken)
-
-
-def _check_written(spec: Spec, chosen) -> None:
-    """Refuses a derivation longer than :data:`MAX_WRITTEN` (it would take long and help no
-    reader): each chosen operand's section repeats every label of the spec."""
-    size = len(spec.inputs) + sum(map(len, spec.inputs)) + len(spec.output)
-    if len(chosen) * size > MAX_WRITTEN:
-        way_out = ("give wrt= fewer operands" if len(chosen) > 1 else
-                   "no reader follows a derivation this long; grad_spec() gives the backward")
-        raise EinsumSpecError(f"explaining {len(chosen)} operand(s) of a spec with {size} "
-                              f"operands and labels writes {len(chosen) * size} of them, more "
-                              f"than {MAX_WRITTEN}: {way_out}")
-
-
-def _check_style(style) -> str:
-    if style not in STYLES:
-        raise EinsumSpecError(f"style must be one of {', '.join(map(repr, STYLES))}, got {style!r}")
-    return style
-
-
 # -- the derivation ------------------------------------------------------------------------
 
 
@@ -286,12 +153,12 @@ def explain(spec, names=None, out: str | None = None, *, wrt=None,
                                   f"program, whose text names its tensors; give wrt= and style= only")
         return spec.explain(wrt, style=style)
     parsed = parse(spec, sizes)
-    _check_readable(parsed, names)
-    sym = _check_names(names, parsed, out)
+    check_readable(parsed, names)
+    sym = check_names(names, parsed, out)
     chosen = derive.check_wrts(parsed, wrt)[0]
-    style = _check_style(style)
-    _check_written(parsed, chosen)
-    entries = _elementwise_sizes(parsed, sizes, chosen, sym) if elementwise else None
+    style = check_style(style)
+    check_written(parsed, chosen)
+    entries = elementwise_sizes(parsed, sizes, chosen, sym) if elementwise else None
     forward = matrix_form(parsed)
     lhs = tensor_name(sym.out)
     forward_eq = None if forward is None else form_equation(
@@ -304,13 +171,13 @@ def explain(spec, names=None, out: str | None = None, *, wrt=None,
         lines.append(Piece("", ""))
         lines.extend(section)
         if entries is not None:
-            lines.extend(_elementwise(parsed, sym, k, entries, gradient, form, form_eq))
+            lines.extend(elementwise_lines(parsed, sym, k, entries, gradient.grad_spec, form, form_eq))
     return Explanation(str(parsed), sym.names, sym.out, style,
                        None if forward_eq is None else forward_eq.text, tuple(gradients),
                        tuple(lines))
 
 
-def _header(spec: Spec, sym: _Symbols, forward_eq: Piece | None) -> list[Piece]:
+def _header(spec: Spec, sym: Symbols, forward_eq: Piece | None) -> list[Piece]:
     names, out, L, G = sym.names, sym.out, sym.loss, sym.cotangent
     index, term = _forward(spec, names)
     lines = [spaced(prose("The einsum"), quoted_code(str(spec)), prose(
@@ -342,7 +209,7 @@ def _header(spec: Spec, sym: _Symbols, forward_eq: Piece | None) -> list[Piece]:
     return lines
 
 
-def _gradient(spec: Spec, sym: _Symbols, k: int, style: str, forward: Form | None):
+def _gradient(spec: Spec, sym: Symbols, k: int, style: str, forward: Form | None):
     name = sym.names[k]
     backward = derive.backward(spec, k)
     others = [n for m, n in enumerate(sym.names) if m != k]
@@ -365,7 +232,7 @@ def _gradient(spec: Spec, sym: _Symbols, k: int, style: str, forward: Form | Non
     return gradient, lines, form, form_eq
 
 
-def _index_steps(spec: Spec, sym: _Symbols, k: int, form_eq: Piece | None, gradient: Gradient):
+def _index_steps(spec: Spec, sym: Symbols, k: int, form_eq: Piece | None, gradient: Gradient):
     name, labels = sym.names[k], spec.inputs[k]
     index, forward = _forward(spec, sym.names)
     fresh = Fresh(sym.taken | set(index) | set(forward.over), FRESH_INDEX_LETTERS, primed)
@@ -398,9 +265,10 @@ def _index_steps(spec: Spec, sym: _Symbols, k: int, form_eq: Piece | None, gradi
 
     if p and not derive.surviving_deltas(spec, k):
         back = final.renamed(dict(zip(p, label_symbols(labels))))
-        lines.append(spaced(prose(f"5. Renaming {listed(p)} to {listed(label_symbols(labels))}:"),
-                           punct(equals(partial_of(L, indexed(name, label_symbols(labels))), product_piece(back)), ","),
-                           prose("the backward einsum"), quoted_code(gradient.grad_spec)))
+        labelled = label_symbols(labels)
+        lines.append(spaced(prose(f"5. Renaming {listed(p)} to {listed(labelled)}:"),
+                            punct(equals(partial_of(L, indexed(name, labelled)), product_piece(back)), ","),
+                            prose("the backward einsum"), quoted_code(gradient.grad_spec)))
     else:
         lines.append(spaced(prose("5. The backward einsum is"), *(
             [quoted_code(gradient.grad_spec), prose("(a label repeated in its output is the delta "
@@ -417,7 +285,7 @@ def _order_words(n: int, batch: bool) -> str:
     return {0: "a scalar", 1: "a vector", 2: "a matrix"}.get(n, f"a tensor of order {n}")
 
 
-def _jacobian_words(spec: Spec, sym: _Symbols, k: int, index, p, jac: Product, gradient: Gradient,
+def _jacobian_words(spec: Spec, sym: Symbols, k: int, index, p, jac: Product, gradient: Gradient,
                     form_eq: Piece | None):
     name, Y, G = sym.names[k], sym.out, sym.cotangent
     letters = [s for s in (*index, *p) if s not in (BATCH_SYMBOL, _FRESH_BATCH)]
@@ -448,7 +316,7 @@ def _jacobian_words(spec: Spec, sym: _Symbols, k: int, index, p, jac: Product, g
     return lines
 
 
-def _phenomena(spec: Spec, sym: _Symbols, k: int, p) -> list[Piece]:
+def _phenomena(spec: Spec, sym: Symbols, k: int, p) -> list[Piece]:
     """Named in words, one true sentence per label: a delta that survives (zero off the
     diagonal), a broadcast (constant along the label), both at once (constant along the
     diagonal, zero off it), and sums of G over labels only the output has."""
@@ -501,7 +369,7 @@ def _rules(M: str, N: str, P: str) -> Piece:
              "{M} : ({N} ∘ {P}) = ({M} ∘ {N}) : {P}.")
 
 
-def _differential_steps(spec, sym: _Symbols, k, forward, form, form_eq, gradient):
+def _differential_steps(spec, sym: Symbols, k, forward, form, form_eq, gradient):
     names, name = sym.names, sym.names[k]
     usable = (forward is not None and form is not None
               and not (forward.batch or forward.summed or form.batch or form.summed))
@@ -530,145 +398,9 @@ def _differential_steps(spec, sym: _Symbols, k, forward, form, form_eq, gradient
               prose(f"and {M} : {N} the sum of the entrywise products (the Frobenius "
                      f"product).")),
         spaced(prose(f"3. Only {name} varies:"), punct(equals(d(Y), dy), ","), prose("so"),
-              equals(lhs, product(G, d(Y)), product(G, parenthesized(dy)), product(parenthesized(grad), d(X)))),
+               equals(lhs, product(G, d(Y)), product(G, parenthesized(dy)),
+                      product(parenthesized(grad), d(X)))),
         spaced(prose("   using"), _rules(M, N, P)),
         spaced(prose("4. Read off the gradient:"), punct(form_eq, ","), prose("the backward einsum"),
               quoted_code(gradient.grad_spec)),
     ]
-
-
-# -- entry by entry ------------------------------------------------------------------------
-
-
-def _expand(term: Labels, batch_rank: int) -> tuple:
-    """Labels with ``...`` expanded into one key per batch dimension."""
-    keys = []
-    for label in term:
-        keys.extend(((ELLIPSIS, d) for d in range(batch_rank)) if label == ELLIPSIS else (label,))
-    return tuple(keys)
-
-
-def _elementwise_sizes(spec: Spec, sizes, chosen, sym: _Symbols) -> dict:
-    """Every label's size, ``...`` expanded; refuses missing sizes and too many equations."""
-    sizes = dict(sizes or {})
-    has_batch = any(ELLIPSIS in t for t in (*spec.inputs, spec.output))
-    missing = [l for l in spec.labels if l not in sizes] + (
-        [ELLIPSIS] if has_batch and ELLIPSIS not in sizes else [])
-    if missing:
-        raise EinsumSpecError(f"elementwise=True needs every label's size: give sizes= for "
-                              f"{', '.join(map(repr, missing))}" + (
-                                  " (the batch shape as a tuple for '...')"
-                                  if ELLIPSIS in missing else ""))
-    lower = [n.lower() for n in (*sym.names, sym.out)]
-    if len(set(lower)) != len(lower):
-        raise EinsumSpecError(f"elementwise=True writes entries in lowercase, so names and out "
-                              f"must differ in more than case, got {', '.join(sym.names)} and "
-                              f"out={sym.out}")
-    batch = tuple(sizes.pop(ELLIPSIS, ()))
-    size = {**sizes, **{(ELLIPSIS, d): n for d, n in enumerate(batch)}}
-    equations = terms = 0
-    for k in chosen:
-        backward = derive.backward(spec, k)
-        own = set(_expand(spec.inputs[k], len(batch)))
-        rest = {key for t in backward.inputs for key in _expand(t, len(batch))} - own
-        count = _equations(size, _expand(spec.inputs[k], len(batch)))
-        equations += count
-        terms += count * _volume(size, rest)
-    if equations > MAX_EQUATIONS or terms > MAX_TERMS:
-        raise EinsumSpecError(f"elementwise=True would write {equations} equations with up to "
-                              f"{terms} terms; at most {MAX_EQUATIONS} equations and {MAX_TERMS} "
-                              f"terms: give smaller sizes")
-    return {"size": size, "rank": len(batch)}
-
-
-def _equations(size, keys) -> int:
-    """One equation per entry of the operand, a repeated label counted each time
-    (``"ii"`` of size 2 has 4 entries, 2 of them on the diagonal)."""
-    count = 1
-    for key in keys:
-        count *= size[key]
-    return count
-
-
-def _volume(size, keys) -> int:
-    volume = 1
-    for key in dict.fromkeys(keys):
-        volume *= size[key]
-    return volume
-
-
-def _subscript(values, wide: bool) -> str:
-    return ("," if wide else "").join(str(v + 1) for v in values)
-
-
-def _scalar_entry(name: str, values, wide: bool) -> Piece:
-    base, sub = tensor_name(name.lower()), _subscript(values, wide)
-    if not values:
-        return base
-    return Piece(f"{base.text}_{sub}", f"{base.latex}_{{{sub}}}")
-
-
-def _elementwise(spec: Spec, sym: _Symbols, k: int, entries: dict, gradient: Gradient,
-                 form: Form | None, form_eq: Piece | None):
-    names, out = sym.names, sym.out
-    size, rank = entries["size"], entries["rank"]
-    wide = any(n > 9 for n in size.values())
-    own = _expand(spec.inputs[k], rank)
-    out_keys = _expand(spec.output, rank)
-    others = [(n, _expand(t, rank)) for m, (n, t) in enumerate(zip(names, spec.inputs)) if m != k]
-    free = tuple(dict.fromkeys(key for keys in (out_keys, *(t for _, t in others))
-                               for key in keys if key not in own))
-    L = tensor_name(sym.loss)
-
-    def cotangent(values):
-        return partial_of(L, _scalar_entry(out, values, wide))
-
-    count = _equations(size, own)
-    lines = [prose(f"6. Entry by entry ({count} equation{'' if count == 1 else 's'}), with {out.lower()}, "
-                    f"{', '.join(n.lower() for n in names)} the entries of {out}, "
-                    f"{', '.join(names)} (1-based):")]
-    cells = {}
-    for values in itertools.product(*(range(size[key]) for key in own)):
-        fixed = {}
-        consistent = all(fixed.setdefault(key, v) == v for key, v in zip(own, values))
-        terms = []
-        for rest in itertools.product(*(range(size[key]) for key in free)) if consistent else ():
-            at = {**fixed, **dict(zip(free, rest))}
-            terms.append(juxt([cotangent([at[key] for key in out_keys])]
-                               + [_scalar_entry(n, [at[key] for key in t], wide) for n, t in others]))
-        lhs = partial_of(L, _scalar_entry(names[k], values, wide))
-        rhs = Piece(" + ".join(t.text for t in terms) or "0", " + ".join(t.latex for t in terms) or "0")
-        cells[values] = lhs
-        lines.append(spaced(Piece("  ", r"\quad"), equals(lhs, rhs)))
-    if form_eq is None:
-        lines.append(prose(f"   These are the entries of the backward einsum "
-                            f"\"{gradient.grad_spec}\" (no matrix form)."))
-        return lines
-    if form.batch:
-        each = listed(label_symbols(form.batch))
-        plain = form_equation(partial_of(L, tensor_name(names[k])), replace(form, batch=()),
-                               [tensor_name(n) for n in (sym.cotangent, *(n for n, _ in others))])
-        lines.append(spaced(prose(f"   Regrouped, for each {each} these are the entries of"),
-                           punct(plain, ".")))
-        return lines
-    lines.append(spaced(prose("   Regrouped, these are the entries of"), punct(form_eq, ":")))
-    if 1 <= len(own) <= 2 and len(out_keys) <= 2 and count:
-        g_cells = {values: cotangent(values)
-                   for values in itertools.product(*(range(size[key]) for key in out_keys))}
-        g = _grid(g_cells, [size[key] for key in out_keys]) if out_keys else cotangent(())
-        grid = _grid(cells, [size[key] for key in own])
-        body = form_body(form, [tensor_name(n) for n in (sym.cotangent, *(n for n, _ in others))])
-        lines.append(spaced(Piece("  ", r"\quad"),
-                           punct(equals(partial_of(L, tensor_name(names[k])), grid, body), ","),
-                           prose("with"), equals(tensor_name(sym.cotangent), g)))
-    return lines
-
-
-def _grid(cells, shape) -> Piece:
-    """Entries as a matrix (a column for a vector): ``[[a, b], [c, d]]``, LaTeX ``pmatrix``."""
-    rows = ([[cells[(r,)]] for r in range(shape[0])] if len(shape) == 1 else
-            [[cells[(r, c)] for c in range(shape[1])] for r in range(shape[0])])
-    text = "[" + ", ".join("[" + ", ".join(c.text for c in row) + "]" for row in rows) + "]"
-    latex = (r"\begin{pmatrix}" + r" \\ ".join(" & ".join(c.latex for c in row) for row in rows)
-             + r"\end{pmatrix}")
-    return Piece(text, latex)

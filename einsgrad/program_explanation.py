@@ -186,7 +186,8 @@ def _derivative(prog, name: str, result, loss: str, jacobian: bool = False):
     own: dict[Piece, int] = {}  # each occurrence's derivative, listed once with its count
     for t, k, _ in occurrences:
         f = t.factors[k]
-        m = equals(partial_of(indexed(name, f.indices), dx), juxt([kronecker(a, b) for a, b in zip(f.indices, p)]))
+        m = equals(partial_of(indexed(name, f.indices), dx),
+                   juxt([kronecker(a, b) for a, b in zip(f.indices, p)]))
         own[m] = own.get(m, 0) + 1
     own = [spaced(m, prose(f"({_times(count)})")) if count > 1 else m for m, count in own.items()]
     shown, more = _shown(occurrences)
