@@ -14,13 +14,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "einsgrad"
 
 # (importing module, imported module, private name), and circles as sorted module tuples.
-KNOWN_PRIVATE: set[tuple[str, str, str]] = {("__init__", "compiled", "_check_shapes")} | {
-    ("program_explanation", "explanation", name) for name in (
-        "_Delta", "_Entry", "_Fresh", "_M", "_Rendered", "_Sum", "_code", "_contract", "_delta",
-        "_entry", "_eq", "_form_body", "_juxt", "_line", "_matrix_form", "_name", "_paren",
-        "_partial", "_prose", "_punct", "_render", "_summation", "_words")} | {
-    ("program_explanation", "programs", name) for name in ("_delta_classes", "_fresh_name", "_merge", "_number")}
-KNOWN_CIRCLES: set[tuple[str, ...]] = {("explanation", "program_explanation", "programs")}
+KNOWN_PRIVATE: set[tuple[str, str, str]] = {("__init__", "compiled", "_check_shapes")}
+KNOWN_CIRCLES: set[tuple[str, ...]] = set()
 
 
 def imports() -> dict[str, list[tuple[str, str | None]]]:
