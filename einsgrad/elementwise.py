@@ -90,7 +90,7 @@ def _scalar_entry(name: str, values, wide: bool) -> Piece:
 
 
 def elementwise_lines(spec: Spec, sym: Symbols, k: int, entries: dict, grad_spec: str,
-                 form: Form | None, form_eq: Piece | None):
+                      form: Form | None, form_eq: Piece | None):
     names, out = sym.names, sym.out
     size, rank = entries["size"], entries["rank"]
     wide = any(n > 9 for n in size.values())
@@ -130,7 +130,7 @@ def elementwise_lines(spec: Spec, sym: Symbols, k: int, entries: dict, grad_spec
         plain = form_equation(partial_of(L, tensor_name(names[k])), replace(form, batch=()),
                                [tensor_name(n) for n in (sym.cotangent, *(n for n, _ in others))])
         lines.append(spaced(prose(f"   Regrouped, for each {each} these are the entries of"),
-                           punct(plain, ".")))
+                            punct(plain, ".")))
         return lines
     lines.append(spaced(prose("   Regrouped, these are the entries of"), punct(form_eq, ":")))
     if 1 <= len(own) <= 2 and len(out_keys) <= 2 and count:
@@ -140,8 +140,8 @@ def elementwise_lines(spec: Spec, sym: Symbols, k: int, entries: dict, grad_spec
         grid = _grid(cells, [size[key] for key in own])
         body = form_body(form, [tensor_name(n) for n in (sym.cotangent, *(n for n, _ in others))])
         lines.append(spaced(Piece("  ", r"\quad"),
-                           punct(equals(partial_of(L, tensor_name(names[k])), grid, body), ","),
-                           prose("with"), equals(tensor_name(sym.cotangent), g)))
+                            punct(equals(partial_of(L, tensor_name(names[k])), grid, body), ","),
+                            prose("with"), equals(tensor_name(sym.cotangent), g)))
     return lines
 
 

@@ -224,7 +224,7 @@ def _gradient(spec: Spec, sym: Symbols, k: int, style: str, forward: Form | None
         jacobian = None
     gradient = Gradient(k, name, str(backward), jacobian, None if form_eq is None else form_eq.text)
     lines = [Piece(f"Gradient with respect to {name} (operand {k}):",
-                r"\textbf{" + latex_escape(f"Gradient with respect to {name} (operand {k}):") + "}")]
+                   r"\textbf{" + latex_escape(f"Gradient with respect to {name} (operand {k}):") + "}")]
     if style == "differential":
         lines.extend(_differential_steps(spec, sym, k, forward, form, form_eq, gradient))
     else:
@@ -251,16 +251,16 @@ def _index_steps(spec: Spec, sym: Symbols, k: int, form_eq: Piece | None, gradie
     jac = raw.contracted()
     step3 = [product_piece(raw)] + ([product_piece(jac)] if jac != raw else [])
     lines.append(spaced(prose(f"3. Each entry of {name} is its own variable:"),
-                       punct(equals(partial_of(indexed(name, label_symbols(labels)), dx),
-                                  juxt([kronecker(a, b) for a, b in zip(label_symbols(labels), p)])), ","),
-                       prose("so"), equals(partial_of(indexed(Y, index), dx), *step3)))
+                        punct(equals(partial_of(indexed(name, label_symbols(labels)), dx),
+                                     juxt([kronecker(a, b) for a, b in zip(label_symbols(labels), p)])), ","),
+                        prose("so"), equals(partial_of(indexed(Y, index), dx), *step3)))
     lines.extend(_jacobian_words(spec, sym, k, index, p, jac, gradient, form_eq))
 
     chained = Product(index + jac.over, (Factor(G, index),) + jac.factors)
     final = chained.contracted()
     step4 = [product_piece(chained)] + ([product_piece(final)] if final != chained else [])
     lines.append(spaced(prose(f"4. Contract with {G}, summing the deltas away:"),
-                       equals(partial_of(L, dx), *step4)))
+                        equals(partial_of(L, dx), *step4)))
     lines.extend(_phenomena(spec, sym, k, p))
 
     if p and not derive.surviving_deltas(spec, k):
@@ -272,7 +272,7 @@ def _index_steps(spec: Spec, sym: Symbols, k: int, form_eq: Piece | None, gradie
     else:
         lines.append(spaced(prose("5. The backward einsum is"), *(
             [quoted_code(gradient.grad_spec), prose("(a label repeated in its output is the delta "
-                                               "that survives).")] if p else
+                                                    "that survives).")] if p else
             [punct(quoted_code(gradient.grad_spec), ".")])))
     lines.append(spaced(prose("   In matrix form:"), form_eq) if form_eq is not None else
                  prose("   No matrix form: the einsum above is the formula."))
@@ -296,11 +296,11 @@ def _jacobian_words(spec: Spec, sym: Symbols, k: int, index, p, jac: Product, gr
     lines = [spaced(prose(f"   This is the full Jacobian, {_order_words(len(letters), batch)}"
                           + (f" (indices {where})" if where else "")
                           + (", not a matrix;" if len(letters) > 2 else ";")),
-                   *([prose("as an einsum:"),
-                      punct(quoted_code(gradient.jacobian_spec), "" if repeated else "."),
-                      *([prose("(a label repeated in the output is a delta).")] if repeated else [])]
-                     if gradient.jacobian_spec else
-                     [prose("as an einsum it needs the batch dimensions named (give shapes= to "
+                    *([prose("as an einsum:"),
+                       punct(quoted_code(gradient.jacobian_spec), "" if repeated else "."),
+                       *([prose("(a label repeated in the output is a delta).")] if repeated else [])]
+                      if gradient.jacobian_spec else
+                      [prose("as an einsum it needs the batch dimensions named (give shapes= to "
                              "jacobian_spec).")]))]
     own, out_index = set(p), set(index)
     moved = [d for d in jac.factors if d.is_delta and d.p in out_index and d.q in own]
@@ -332,13 +332,13 @@ def _phenomena(spec: Spec, sym: Symbols, k: int, p) -> list[Piece]:
         if label in broadcast:
             lines.append(spaced(prose(f"   {label} is repeated in {name} and appears nowhere "
                                       f"else, so"), juxt([kronecker(first, s) for s in rest]),
-                               prose(f"survives: the gradient is zero off the diagonal "
+                                prose(f"survives: the gradient is zero off the diagonal "
                                       f"{diagonal}, and on it the same for every {label} (the "
                                       f"forward summed that diagonal).")))
         else:
             lines.append(spaced(prose(f"   {label} is repeated in {name}, so"),
-                               juxt([kronecker(first, s) for s in rest]),
-                               prose(f"survives: the gradient is zero off the diagonal "
+                                juxt([kronecker(first, s) for s in rest]),
+                                prose(f"survives: the gradient is zero off the diagonal "
                                       f"{diagonal}.")))
     for label in broadcast:
         if len(at[label]) > 1:
@@ -382,7 +382,7 @@ def _differential_steps(spec, sym: Symbols, k, forward, form, form_eq, gradient)
     d = differential_of
     dy = form_body(forward, [tensor_name(n) for n in names], vary=k)
     grad = form_body(form, [tensor_name(n) for n in (sym.cotangent,
-                                                *[n for m, n in enumerate(names) if m != k])])
+                                                     *[n for m, n in enumerate(names) if m != k])])
     lhs = differential_of(tensor_name(sym.loss))
 
     def product(a, b):
@@ -394,13 +394,13 @@ def _differential_steps(spec, sym: Symbols, k, forward, form, form_eq, gradient)
     return [
         spaced(prose("1. Forward:"), equals(Y, form_body(forward, [tensor_name(n) for n in names]))),
         spaced(prose(f"2. The differential of {sym.loss}:"), punct(equals(lhs, product(G, d(Y))), ","),
-              prose("with"), equals(G, partial_of(tensor_name(sym.loss), Y)),
-              prose(f"and {M} : {N} the sum of the entrywise products (the Frobenius "
+               prose("with"), equals(G, partial_of(tensor_name(sym.loss), Y)),
+               prose(f"and {M} : {N} the sum of the entrywise products (the Frobenius "
                      f"product).")),
         spaced(prose(f"3. Only {name} varies:"), punct(equals(d(Y), dy), ","), prose("so"),
                equals(lhs, product(G, d(Y)), product(G, parenthesized(dy)),
                       product(parenthesized(grad), d(X)))),
         spaced(prose("   using"), _rules(M, N, P)),
         spaced(prose("4. Read off the gradient:"), punct(form_eq, ","), prose("the backward einsum"),
-              quoted_code(gradient.grad_spec)),
+               quoted_code(gradient.grad_spec)),
     ]

@@ -261,6 +261,6 @@ def form_equation(lhs: Piece, form: Form, names: Sequence[Piece]) -> Piece:
         return equation
     columns = " (slices as column vectors)" if form.columns else ""
     each = Piece(f"for each {listed(label_symbols(form.batch))}{columns}:",
-              r"\text{for each }" + ", ".join(symbol_latex(s) for s in label_symbols(form.batch))
-              + r"\text{" + columns + ":}")
+                 r"\text{for each }" + ", ".join(symbol_latex(s) for s in label_symbols(form.batch))
+                 + r"\text{" + columns + ":}")
     return spaced(each, equation)

@@ -162,7 +162,7 @@ def _derivative(prog, name: str, result, loss: str, jacobian: bool = False):
              spaced(prose("1. The program with its sums written out:"), equals(y, _signed(forward, more)))]
     if jacobian:
         lines.append(spaced(prose("2. One entry of the Hessian is"),
-                           equals(indexed(result.output_name, index + p), partial_of(y, dx))))
+                            equals(indexed(result.output_name, index + p), partial_of(y, dx))))
     elif chain:
         lines.append(spaced(prose("2. Chain rule for one entry:"), punct(equals(
             partial_of(tensor_name(loss), dx),
@@ -170,7 +170,7 @@ def _derivative(prog, name: str, result, loss: str, jacobian: bool = False):
             prose("with"), equals(tensor_name(dy), partial_of(tensor_name(loss), tensor_name(out)))))
     else:
         lines.append(spaced(prose(f"2. {out} is a scalar: the gradient is"),
-                           partial_of(tensor_name(out), dx), prose("directly.")))
+                            partial_of(tensor_name(out), dx), prose("directly.")))
     occurrences, raw = [], []
     for t in prog.terms:
         over = tuple(i for i in t.indices() if i not in index)
@@ -192,8 +192,8 @@ def _derivative(prog, name: str, result, loss: str, jacobian: bool = False):
     own = [spaced(m, prose(f"({_times(count)})")) if count > 1 else m for m, count in own.items()]
     shown, more = _shown(occurrences)
     lines.append(spaced(prose(f"3. {name} occurs {_times(len(occurrences))}:"),
-                       *[punct(m, ",") for m in own[:-1]],
-                       punct(own[-1], ";"), prose("by the product rule,"), equals(partial_of(y, dx), _signed(
+                        *[punct(m, ",") for m in own[:-1]],
+                        punct(own[-1], ";"), prose("by the product rule,"), equals(partial_of(y, dx), _signed(
                            [(t.coefficient, product_piece(s)) for t, _, s in shown], more))))
     chained = [(t.coefficient, Product(index + s.over, (Factor(dy, index),) + s.factors)
                 if chain else s) for t, _, s in occurrences]
@@ -203,7 +203,7 @@ def _derivative(prog, name: str, result, loss: str, jacobian: bool = False):
         steps.append(_signed([(c, product_piece(s)) for c, s in _shown(contracted)[0]], more))
     lines.append(spaced(prose("4. Contracting the deltas:" if contracted != chained else
                               "4. No deltas to contract:"),
-                       equals(partial_of(tensor_name(loss) if chain else y, dx), *steps)))
+                        equals(partial_of(tensor_name(loss) if chain else y, dx), *steps)))
     notes = [m for (t, k, _), (_, s) in zip(occurrences, contracted)
              for m in _occurrence_notes(t, k, s, index, out, dy, what)]
     notes, more = _shown(list(dict.fromkeys(notes)))  # two occurrences may note the same
@@ -281,11 +281,11 @@ def _result(name: str, grad, p, kept, raw: list[Term], lines: list[Piece], step:
         pieces = [spaced(quoted_code(_text(result, [t])), prose("is"), quoted_code(s)) for t, s in spelled]
         pieces += [_more(more, "einsums")] if more else []
         lines.append(spaced(prose("   As einsums:" if len(pieces) > 1 else "   As an einsum:"),
-                           *[punct(m, ";") for m in pieces[:-1]], pieces[-1]))
+                            *[punct(m, ";") for m in pieces[:-1]], pieces[-1]))
     matrix = None
     if result.terms and None not in forms:
         matrix = equals(tensor_name(result.output_name),
-                     _signed([(t.coefficient, f) for t, f in zip(result.terms, forms)]))
+                        _signed([(t.coefficient, f) for t, f in zip(result.terms, forms)]))
         lines.append(spaced(prose("   In matrix form:"), matrix))
     return ProgramGradient(name, str(result), einsums,
                            None if matrix is None else matrix.text), lines
