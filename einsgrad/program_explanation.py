@@ -293,7 +293,7 @@ def _result(name: str, grad, p, kept, raw: list[Term], lines: list[Piece], step:
 
 def _einsum(term: Term, output) -> tuple[str | None, Piece | None]:
     """The term as one einsum (a delta is a label repeated in the output) and its matrix form
-    without the coefficient, when :mod:`einsgrad.explanation` finds one."""
+    without the coefficient, when :mod:`einsgrad.matrix_forms` finds one."""
     operands, kept = without_deltas(term, output)
     used = list(dict.fromkeys([*(i for f in operands for i in f.indices), *kept]))
     if not operands and len(set(kept)) == len(kept) or len(used) > len(string.ascii_letters):
