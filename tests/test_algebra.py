@@ -86,3 +86,12 @@ def test_fresh_names():
     assert fresh_indices(["i", "i", None], {"j"}) == ("i", "k", "l")
     fresh = Fresh({"i"})
     assert [fresh.take() for _ in range(26)][-2:] == ["h", "i1"]
+
+
+def test_an_operand_named_delta_is_a_tensor():
+    """Deltas are a type of their own, so an einsum operand may be called ``delta``."""
+    import einsgrad
+
+    steps = str(einsgrad.explain("ij,jk->ik", names="delta,W", wrt=0)).splitlines()
+    assert next(s for s in steps if s.startswith("4.")).endswith("= Σ_k G_pk W_qk")
+    assert next(s for s in steps if s.startswith("5.")).endswith('the backward einsum "ik,jk->ij"')
