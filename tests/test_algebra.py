@@ -9,6 +9,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+import einsgrad
 from einsgrad.algebra import (Delta, Factor, Fresh, Product, Term, contract_deltas, fresh_indices,
                               fresh_name, simplify)
 
@@ -90,8 +91,6 @@ def test_fresh_names():
 
 def test_an_operand_named_delta_is_a_tensor():
     """Deltas are a type of their own, so an einsum operand may be called ``delta``."""
-    import einsgrad
-
     steps = str(einsgrad.explain("ij,jk->ik", names="delta,W", wrt=0)).splitlines()
     assert next(s for s in steps if s.startswith("4.")).endswith("= Σ_k G_pk W_qk")
     assert next(s for s in steps if s.startswith("5.")).endswith('the backward einsum "ik,jk->ij"')
