@@ -9,8 +9,8 @@ For ``f = x[i] * A[i,j] * x[j]`` and ``x`` the derivation reads::
     4. Contracting the deltas: ∂f/∂x_p = Σ_j A_pj x_j + Σ_i x_i A_ip
     5. Renaming p to i: g[i] = A[i,j] * x[j] + x[j] * A[j,i], in matrix form g = A x + Aᵀ x
 
-The index algebra and the rendering are those of :mod:`einsgrad.explanation`; the result is
-put in canonical form by :mod:`einsgrad.programs`, from the terms of step 3.
+The index algebra is :mod:`einsgrad.algebra` (which also puts the result in canonical form,
+from the terms of step 3), the rendering :mod:`einsgrad.render` and :mod:`einsgrad.matrix_forms`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass, replace
 
+from .algebra import (Delta, Factor, Fresh, Product, Term, decimal, fresh_name, merge_like_terms,
+                      without_deltas)
 from .errors import EinsumSpecError
-from .explanation import (_Delta, _Entry, _Fresh, _M, _Rendered, _Sum, _code, _contract, _delta,
-                          _entry, _eq, _form_body, _juxt, _line, _matrix_form, _name, _partial,
-                          _paren, _prose, _punct, _render, _summation, _words)
-from .programs import DELTA, Factor, Program, Term, _delta_classes, _fresh_name, _merge, _number
+from .matrix_forms import form_body, matrix_form
+from .render import (FRESH_INDEX_LETTERS, Piece, Rendered, equals, indexed, juxt, kronecker, listed,
+                     parenthesized, partial_of, primed, product_piece, prose, punct, quoted_code,
+                     spaced, summation, tensor_name)
 from .spec import Spec
 
 STYLES = ("index", "hessian")
@@ -54,7 +56,7 @@ class ProgramGradient:
 
 
 @dataclass(frozen=True)
-class ProgramExplanation(_Rendered):
+class ProgramExplanation(Rendered):
     """The derivation of a program's gradients; ``str()`` is plain text, :meth:`latex` LaTeX,
     and Jupyter displays it as math.
 
@@ -70,7 +72,7 @@ class ProgramExplanation(_Rendered):
     program: str
     style: str
     gradients: tuple[ProgramGradient, ...]
-    lines: tuple[_M, ...]
+    lines: tuple[Piece, ...]
     hessians: tuple[ProgramGradient, ...] = ()
 
     def __repr__(self) -> str:
@@ -79,8 +81,9 @@ class ProgramExplanation(_Rendered):
         return f"<ProgramExplanation of {self.program!r}: {grads}>"
 
 
-def explain_program(prog: Program, name: str | None = None, *, style: str = "index") -> ProgramExplanation:
-    """See :meth:`Program.explain`."""
+def explain_program(prog, name: str | None = None, *, style: str = "index") -> ProgramExplanation:
+    """See :meth:`Program.explain` (``prog`` a :class:`~einsgrad.programs.Program`, which imports
+    this module: its narrator reads it and never imports it back)."""
     if style not in STYLES:
         raise EinsumSpecError(f"style must be one of {', '.join(map(repr, STYLES))}, got {style!r}")
     if style == "hessian":
@@ -88,27 +91,23 @@ def explain_program(prog: Program, name: str | None = None, *, style: str = "ind
     names = prog.inputs if name is None else (name,)
     grads = [prog.grad(n) for n in names]  # refuses unknown names
     used = {f.name for t in prog.terms for f in t.factors} | {prog.output_name}
-    loss = _fresh_name("L", used)
+    loss = fresh_name("L", used)
     out, scalar = prog.output_name, not prog.output_indices
-    lines = [_line(_prose("The program"), _code(str(prog)), *(
-        [_prose(f"has a scalar output {out}.")] if scalar else
-        [_prose(f"with {loss} a scalar loss; the cotangent {prog._cotangent} ="),
-         _partial(_name(loss), _name(out)), _prose(f"has {out}'s indices.")]))]
+    lines = [spaced(prose("The program"), quoted_code(str(prog)), *(
+        [prose(f"has a scalar output {out}.")] if scalar else
+        [prose(f"with {loss} a scalar loss; the cotangent {prog._cotangent} ="),
+         partial_of(tensor_name(loss), tensor_name(out)), prose(f"has {out}'s indices.")]))]
     gradients, hessians = [], []
     for n, g in zip(names, grads):
         gradient, section = _derivative(prog, n, g, loss)
         gradients.append(gradient)
-        lines += [_M("", ""), *section]
+        lines += [Piece("", ""), *section]
         if style == "hessian":
             h = g.jacobian(n, out=prog._new_name(None, "H", "the Hessian"))  # as prog.hessian(n)
             hessian, section = _derivative(g, n, h, loss, jacobian=True)
             hessians.append(hessian)
-            lines += [_M("", ""), *section]
+            lines += [Piece("", ""), *section]
     return ProgramExplanation(str(prog), style, tuple(gradients), tuple(lines), tuple(hessians))
-
-
-def _factor(f: Factor):
-    return _Delta(*f.indices) if f.name == DELTA else _Entry(f.name, f.indices)
 
 
 def _shown(items: list) -> tuple[list, int]:
@@ -116,20 +115,20 @@ def _shown(items: list) -> tuple[list, int]:
     return items[:MAX_SHOWN_TERMS], max(0, len(items) - MAX_SHOWN_TERMS)
 
 
-def _more(count: int, what: str = "terms") -> _M:
-    return _prose(f"... ({count} more {what})")
+def _more(count: int, what: str = "terms") -> Piece:
+    return prose(f"... ({count} more {what})")
 
 
-def _signed(parts, more: int = 0) -> _M:
+def _signed(parts, more: int = 0) -> Piece:
     """``c_1 m_1 ± c_2 m_2 ...`` from (coefficient, rendering or None for a constant), then
     ``+ ... (N more terms)`` when ``more`` were left out."""
     text, latex = [], []
     for n, (c, m) in enumerate(parts):
-        magnitude = _number(abs(c))
+        magnitude = decimal(abs(c))
         if m is None:
-            m = _M(magnitude, magnitude)
+            m = Piece(magnitude, magnitude)
         elif abs(c) != 1:
-            m = _juxt([_M(magnitude, magnitude), m])
+            m = juxt([Piece(magnitude, magnitude), m])
         sign = "-" if c < 0 else "+"
         text.append((sign if c < 0 else "") if n == 0 else f" {sign} ")
         latex.append(text[-1])
@@ -139,85 +138,86 @@ def _signed(parts, more: int = 0) -> _M:
         tail = _more(more)
         text.append(" + " + tail.text)
         latex.append(" + " + tail.latex)
-    return _M("".join(text) or "0", "".join(latex) or "0")
+    return Piece("".join(text) or "0", "".join(latex) or "0")
 
 
-def _derivative(prog: Program, name: str, result: Program, loss: str, jacobian: bool = False):
+def _derivative(prog, name: str, result, loss: str, jacobian: bool = False):
     """The gradient of a loss by ``name`` (``result`` is ``prog.grad(name)``), or with
     ``jacobian`` the derivative of every entry (``result`` a Hessian, ``prog`` a gradient)."""
     out, index = prog.output_name, prog.output_indices
     chain, what = bool(index) and not jacobian, "the Hessian" if jacobian else "the gradient"
     dy = prog._cotangent if chain else None
     names = {f.name for t in prog.terms for f in t.factors} | {out, name, loss} | ({dy} if dy else set())
-    fresh = _Fresh({i for t in prog.terms for f in t.factors for i in f.indices} | set(index) | names)
-    p = tuple(fresh.take("") for _ in result.output_indices[len(index) if jacobian else 0:])
+    fresh = Fresh({i for t in prog.terms for f in t.factors for i in f.indices} | set(index) | names,
+                  FRESH_INDEX_LETTERS, primed)
+    p = tuple(fresh.take() for _ in result.output_indices[len(index) if jacobian else 0:])
     shown, more = _shown(list(prog.terms))
-    forward = [(t.coefficient, _render(_Sum(tuple(i for i in t.indices() if i not in index),
-                                            tuple(map(_factor, t.factors)))) if t.factors else None)
+    forward = [(t.coefficient, product_piece(Product(tuple(i for i in t.indices() if i not in index),
+                                                     t.factors)) if t.factors else None)
                for t in shown]
-    y, dx = _entry(out, index), _entry(name, p)
+    y, dx = indexed(out, index), indexed(name, p)
     title = (f"Hessian by {name}, the Jacobian of the gradient {out}:" if jacobian else
              f"Gradient with respect to {name}:")
-    lines = [_M(title, r"\textbf{" + title.replace("_", r"\_") + "}"),
-             _line(_prose("1. The program with its sums written out:"), _eq(y, _signed(forward, more)))]
+    lines = [Piece(title, r"\textbf{" + title.replace("_", r"\_") + "}"),
+             spaced(prose("1. The program with its sums written out:"), equals(y, _signed(forward, more)))]
     if jacobian:
-        lines.append(_line(_prose("2. One entry of the Hessian is"),
-                           _eq(_entry(result.output_name, index + p), _partial(y, dx))))
+        lines.append(spaced(prose("2. One entry of the Hessian is"),
+                            equals(indexed(result.output_name, index + p), partial_of(y, dx))))
     elif chain:
-        lines.append(_line(_prose("2. Chain rule for one entry:"), _punct(_eq(
-            _partial(_name(loss), dx),
-            _summation(index, _juxt([_entry(dy, index), _partial(y, dx)]))), ","),
-            _prose("with"), _eq(_name(dy), _partial(_name(loss), _name(out)))))
+        lines.append(spaced(prose("2. Chain rule for one entry:"), punct(equals(
+            partial_of(tensor_name(loss), dx),
+            summation(index, juxt([indexed(dy, index), partial_of(y, dx)]))), ","),
+            prose("with"), equals(tensor_name(dy), partial_of(tensor_name(loss), tensor_name(out)))))
     else:
-        lines.append(_line(_prose(f"2. {out} is a scalar: the gradient is"),
-                           _partial(_name(out), dx), _prose("directly.")))
+        lines.append(spaced(prose(f"2. {out} is a scalar: the gradient is"),
+                            partial_of(tensor_name(out), dx), prose("directly.")))
     occurrences, raw = [], []
     for t in prog.terms:
         over = tuple(i for i in t.indices() if i not in index)
         for k, f in enumerate(t.factors):
             if f.name == name:
-                deltas = tuple(_Delta(a, b) for a, b in zip(f.indices, p))
-                rest = tuple(map(_factor, t.factors[:k])), tuple(map(_factor, t.factors[k + 1:]))
-                occurrences.append((t, k, _Sum(over, rest[0] + deltas + rest[1])))
-                raw.append(Term(t.coefficient, t.factors[:k] + t.factors[k + 1:] + tuple(
-                    Factor(DELTA, d) for d in zip(f.indices, p))))
+                deltas = tuple(Delta(a, b) for a, b in zip(f.indices, p))
+                rest = t.factors[:k], t.factors[k + 1:]
+                occurrences.append((t, k, Product(over, rest[0] + deltas + rest[1])))
+                raw.append(Term(t.coefficient, rest[0] + rest[1] + deltas))
     if not occurrences:
-        lines.append(_prose(f"3. {name} appears in no term, so {what} is 0."))
+        lines.append(prose(f"3. {name} appears in no term, so {what} is 0."))
         return _result(name, result, p, index if jacobian else (), [], lines, step=4)
-    own: dict[_M, int] = {}  # each occurrence's derivative, listed once with its count
+    own: dict[Piece, int] = {}  # each occurrence's derivative, listed once with its count
     for t, k, _ in occurrences:
         f = t.factors[k]
-        m = _eq(_partial(_entry(name, f.indices), dx), _juxt([_delta(a, b) for a, b in zip(f.indices, p)]))
+        m = equals(partial_of(indexed(name, f.indices), dx),
+                   juxt([kronecker(a, b) for a, b in zip(f.indices, p)]))
         own[m] = own.get(m, 0) + 1
-    own = [_line(m, _prose(f"({_times(count)})")) if count > 1 else m for m, count in own.items()]
+    own = [spaced(m, prose(f"({_times(count)})")) if count > 1 else m for m, count in own.items()]
     shown, more = _shown(occurrences)
-    lines.append(_line(_prose(f"3. {name} occurs {_times(len(occurrences))}:"),
-                       *[_punct(m, ",") for m in own[:-1]],
-                       _punct(own[-1], ";"), _prose("by the product rule,"), _eq(_partial(y, dx), _signed(
-                           [(t.coefficient, _render(s)) for t, _, s in shown], more))))
-    chained = [(t.coefficient, _Sum(index + s.over, (_Entry(dy, index),) + s.factors)
+    lines.append(spaced(prose(f"3. {name} occurs {_times(len(occurrences))}:"),
+                        *[punct(m, ",") for m in own[:-1]],
+                        punct(own[-1], ";"), prose("by the product rule,"), equals(partial_of(y, dx), _signed(
+                           [(t.coefficient, product_piece(s)) for t, _, s in shown], more))))
+    chained = [(t.coefficient, Product(index + s.over, (Factor(dy, index),) + s.factors)
                 if chain else s) for t, _, s in occurrences]
-    contracted = [(c, _contract(s)) for c, s in chained]
-    steps = [_signed([(c, _render(s)) for c, s in _shown(chained)[0]], more)] if chain else []
+    contracted = [(c, s.contracted()) for c, s in chained]
+    steps = [_signed([(c, product_piece(s)) for c, s in _shown(chained)[0]], more)] if chain else []
     if contracted != chained or not steps:
-        steps.append(_signed([(c, _render(s)) for c, s in _shown(contracted)[0]], more))
-    lines.append(_line(_prose("4. Contracting the deltas:" if contracted != chained else
+        steps.append(_signed([(c, product_piece(s)) for c, s in _shown(contracted)[0]], more))
+    lines.append(spaced(prose("4. Contracting the deltas:" if contracted != chained else
                               "4. No deltas to contract:"),
-                       _eq(_partial(_name(loss) if chain else y, dx), *steps)))
+                        equals(partial_of(tensor_name(loss) if chain else y, dx), *steps)))
     notes = [m for (t, k, _), (_, s) in zip(occurrences, contracted)
              for m in _occurrence_notes(t, k, s, index, out, dy, what)]
     notes, more = _shown(list(dict.fromkeys(notes)))  # two occurrences may note the same
-    lines += notes + ([_line(_prose("  "), _more(more, "notes"))] if more else [])
-    survivors: dict[frozenset, tuple[_Delta, list[int]]] = {}
+    lines += notes + ([spaced(prose("  "), _more(more, "notes"))] if more else [])
+    survivors: dict[frozenset, tuple[Delta, list[int]]] = {}
     for n, (_, s) in enumerate(contracted):
-        for d in (d for d in s.factors if isinstance(d, _Delta)):
-            terms = survivors.setdefault(frozenset((d.a, d.b)), (d, []))[1]
+        for d in (d for d in s.factors if d.is_delta):
+            terms = survivors.setdefault(frozenset(d.indices), (d, []))[1]
             terms += [] if n + 1 in terms else [n + 1]
     for d, terms in survivors.values():
         where = (f"{what} is zero off that diagonal" if len(terms) == len(contracted) else
                  f"term {terms[0]} of step 4 is zero off that diagonal" if len(terms) == 1 else
                  f"terms {_and(terms)} of step 4 are zero off that diagonal")
-        lines.append(_line(_prose("  "), _delta(d.a, d.b), _prose(f"survives: {where}.")))
+        lines.append(spaced(prose("  "), kronecker(d.p, d.q), prose(f"survives: {where}.")))
     cotangent = (Factor(dy, index),) if chain else ()
     return _result(name, result, p, index if jacobian else (),
                    [Term(t.coefficient, cotangent + t.factors) for t in raw], lines)
@@ -232,73 +232,69 @@ def _and(numbers) -> str:
     return ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
 
 
-def _occurrence_notes(term: Term, k: int, part: _Sum, index, out: str, dy: str | None,
-                      what: str) -> list[_M]:
+def _occurrence_notes(term: Term, k: int, part: Product, index, out: str, dy: str | None,
+                      what: str) -> list[Piece]:
     """Broadcasts: the forward broadcast the tensor ``f`` (factor ``k`` of ``term``) along an
     output index its term lacks (its gradient ``part`` sums the cotangent ``dy``), or summed an
     index only ``f`` has."""
     f = term.factors[k]
     name, notes = f.name, []
-    entry = _entry(f.name, f.indices)
+    entry = indexed(f.name, f.indices)
     present = set(term.indices())
     for i in (i for i in index if dy and i not in present):
-        notes.append(_line(_prose("  "), entry, _prose(
+        notes.append(spaced(prose("  "), entry, prose(
             f"lacks {out}'s index {i}: the forward broadcast {name} along {i}, so the gradient "
-            f"sums {dy} over {i}:"), _punct(_render(part), ".")))
+            f"sums {dy} over {i}:"), punct(product_piece(part), ".")))
     others = {i for n, g in enumerate(term.factors) if n != k for i in g.indices}
     for i in dict.fromkeys(f.indices):
         if i not in index and i not in others and f.indices.count(i) == 1:
-            notes.append(_line(_prose("  "), entry, _prose(
+            notes.append(spaced(prose("  "), entry, prose(
                 f"alone holds {i}, which the forward sums: {what} is constant along {i} "
                 f"(a broadcast).")))
     return notes
 
 
-def _result(name: str, grad: Program, p, kept, raw: list[Term], lines: list[_M], step: int = 5):
+def _result(name: str, grad, p, kept, raw: list[Term], lines: list[Piece], step: int = 5):
     """Step 5: the canonical result from the terms of step 3 (indices ``kept``, then ``p``
     renamed), like terms merged, its einsums and its matrix form."""
     xs = grad.output_indices
     free = {*kept, *p}
     inner = [t.renamed({i: f"#s{n}" for n, i in enumerate(t.indices()) if i not in free})
              .renamed(dict(zip(p, xs[len(kept):]))) for t in raw]
-    merged, keys = _merge(xs, inner)
-    result = Program(grad.output_name, xs, tuple(t for t in merged.values() if t.coefficient != 0),
-                     grad.witnesses)
-    renaming = (f"{step}. Renaming {_words(p)} to {_words(xs[len(kept):])}:" if p and raw else
+    merged, keys = merge_like_terms(xs, inner)
+    result = replace(grad, terms=tuple(t for t in merged.values() if t.coefficient != 0))
+    renaming = (f"{step}. Renaming {listed(p)} to {listed(xs[len(kept):])}:" if p and raw else
                 f"{step}. The result:")
-    lines.append(_line(_prose(renaming), _code(str(result))))
+    lines.append(spaced(prose(renaming), quoted_code(str(result))))
     groups: dict[tuple, list[int]] = {}
     for n, key in enumerate(keys):
         groups.setdefault(key, []).append(n + 1)
     merges, more = _shown([(key, members) for key, members in groups.items() if len(members) > 1])
     for key, members in merges:
-        lines.append(_prose(f"   Terms {_and(members)} of step 4 are equal up to renaming and " + (
+        lines.append(prose(f"   Terms {_and(members)} of step 4 are equal up to renaming and " + (
             f"merge: {_text(result, [merged[key]])}." if merged[key].coefficient else "cancel.")))
     if more:
-        lines.append(_line(_prose("  "), _more(more, "merges")))
+        lines.append(spaced(prose("  "), _more(more, "merges")))
     einsums, forms = zip(*(_einsum(t, xs) for t in result.terms)) if result.terms else ((), ())
     if any(einsums):
         spelled, more = _shown([(t, s) for t, s in zip(result.terms, einsums) if s])
-        pieces = [_line(_code(_text(result, [t])), _prose("is"), _code(s)) for t, s in spelled]
+        pieces = [spaced(quoted_code(_text(result, [t])), prose("is"), quoted_code(s)) for t, s in spelled]
         pieces += [_more(more, "einsums")] if more else []
-        lines.append(_line(_prose("   As einsums:" if len(pieces) > 1 else "   As an einsum:"),
-                           *[_punct(m, ";") for m in pieces[:-1]], pieces[-1]))
+        lines.append(spaced(prose("   As einsums:" if len(pieces) > 1 else "   As an einsum:"),
+                            *[punct(m, ";") for m in pieces[:-1]], pieces[-1]))
     matrix = None
     if result.terms and None not in forms:
-        matrix = _eq(_name(result.output_name),
-                     _signed([(t.coefficient, f) for t, f in zip(result.terms, forms)]))
-        lines.append(_line(_prose("   In matrix form:"), matrix))
+        matrix = equals(tensor_name(result.output_name),
+                        _signed([(t.coefficient, f) for t, f in zip(result.terms, forms)]))
+        lines.append(spaced(prose("   In matrix form:"), matrix))
     return ProgramGradient(name, str(result), einsums,
                            None if matrix is None else matrix.text), lines
 
 
-def _einsum(term: Term, output) -> tuple[str | None, _M | None]:
+def _einsum(term: Term, output) -> tuple[str | None, Piece | None]:
     """The term as one einsum (a delta is a label repeated in the output) and its matrix form
-    without the coefficient, when :mod:`einsgrad.explanation` finds one."""
-    rep = {i: min(group, key=lambda j: output.index(j) if j in output else len(output))
-           for i, group in _delta_classes(term.factors).items()}
-    operands = [f.renamed(rep) for f in term.factors if f.name != DELTA]
-    kept = [rep.get(o, o) for o in output]
+    without the coefficient, when :mod:`einsgrad.matrix_forms` finds one."""
+    operands, kept = without_deltas(term, output)
     used = list(dict.fromkeys([*(i for f in operands for i in f.indices), *kept]))
     if not operands and len(set(kept)) == len(kept) or len(used) > len(string.ascii_letters):
         return None, None  # a constant, or too many indices for one einsum
@@ -308,16 +304,16 @@ def _einsum(term: Term, output) -> tuple[str | None, _M | None]:
     spec += "->" + "".join(letter[i] for i in kept)
     form = None
     if len(used) <= _MAX_FORM_INDICES:  # "->ii" has one 0-d operand, as parse() reads it
-        form = _matrix_form(Spec.of([[letter[i] for i in f.indices] for f in operands] or [()],
+        form = matrix_form(Spec.of([[letter[i] for i in f.indices] for f in operands] or [()],
                                     [letter[i] for i in kept]))
     if form is None or form.batch:
         return spec, None
     if not operands:  # "->ii" reads as one 0-d operand, which this term does not have
         form = replace(form, scalars=())
-    body = _form_body(form, [_name(f.name) for f in operands])
-    return spec, _paren(body) if form.kind == "hadamard" or form.summed else body
+    body = form_body(form, [tensor_name(f.name) for f in operands])
+    return spec, parenthesized(body) if form.kind == "hadamard" or form.summed else body
 
 
-def _text(prog: Program, terms) -> str:
+def _text(prog, terms) -> str:
     """Terms as the program prints them, without the left-hand side."""
-    return str(Program(prog.output_name, prog.output_indices, tuple(terms))).split(" = ", 1)[1]
+    return str(replace(prog, terms=tuple(terms), witnesses=())).split(" = ", 1)[1]

@@ -11,74 +11,36 @@ Written as one formula, with ``O`` the output indices and ``L_T`` the indices of
 
     Y[O] = Σ_T  c_T  Σ_{L_T \\ O}  Π_{F ∈ T}  F[L_F]
 
-Everything here is symbolic and frozen: :class:`Factor`, :class:`Term` and :class:`Program`
-are values, derivation returns new programs, and evaluation maps each product to one einsum
-compiled by :func:`einsgrad.compile`.
+Everything here is symbolic and frozen: :class:`Program` is a value over the terms of
+:mod:`einsgrad.algebra`, derivation returns new programs, and evaluation
+(:mod:`einsgrad.program_evaluation`) maps each product to one einsum compiled by
+:func:`einsgrad.compile`.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-import string
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
 from typing import Iterator
 
-import numpy as np
-
-from .compiled import Einsum
+from .algebra import (DELTA, Delta, Factor, Fresh, Term, decimal, delta_classes, fresh_indices,
+                      fresh_name, internal_summed, simplify)
 from .errors import EinsumSpecError
+from .program_evaluation import Evaluation
+from .program_explanation import ProgramExplanation, explain_program
 
-DELTA = "delta"
-"""The name of the builtin Kronecker delta factor, ``delta[p,q]``."""
-
-_ALPHABET = "ijklmnopqrstuvwxyzabcdefgh"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _TOKEN = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
                     r"|(?P<punct>[\[\],*+\-=])")
-_LETTERS = string.ascii_letters
-KEY_BUDGET = 20_000
-"""The most factor spellings (arrangements of alike factors times factors) one like-term key
-tries; it keeps parsing and deriving polynomial in the size of a program."""
-
 MAX_PLACES = 300
 """A coefficient has at most this many digits after the decimal point and is below
 ``10**MAX_PLACES`` in magnitude, so that it prints exactly as a decimal, reads back as itself,
 and is a normal float64 (between 1e-300 and 1e300) when a program runs. A number, a term's
 product of numbers (checked as it grows, factor by factor) or a merged coefficient out of that
 range is refused with an EinsumSpecError."""
-
-
-@dataclass(frozen=True)
-class Factor:
-    """One tensor in a product: ``name[indices]`` (no indices: a scalar tensor)."""
-
-    name: str
-    indices: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        return self.name + (f"[{','.join(self.indices)}]" if self.indices else "")
-
-    def renamed(self, mapping) -> "Factor":
-        indices = tuple(mapping.get(i, i) for i in self.indices)
-        return self if indices == self.indices else Factor(self.name, indices)  # values: share
-
-
-@dataclass(frozen=True)
-class Term:
-    """``coefficient * Π factors``; no factors is the constant ``coefficient``."""
-
-    coefficient: Fraction
-    factors: tuple[Factor, ...]
-
-    def renamed(self, mapping) -> "Term":
-        return Term(self.coefficient, tuple(f.renamed(mapping) for f in self.factors))
-
-    def indices(self) -> tuple[str, ...]:
-        """Distinct indices in order of first appearance."""
-        return tuple(dict.fromkeys(i for f in self.factors for i in f.indices))
 
 
 @dataclass(frozen=True)
@@ -122,7 +84,7 @@ class Program:
     @property
     def inputs(self) -> tuple[str, ...]:
         """The tensors the program reads, in order of first appearance (``delta`` excluded)."""
-        return tuple(dict.fromkeys(f.name for t in self.terms for f in t.factors if f.name != DELTA))
+        return tuple(dict.fromkeys(f.name for t in self.terms for f in t.factors if not f.is_delta))
 
     # -- derivation ----------------------------------------------------------------------
 
@@ -151,7 +113,7 @@ class Program:
         output ``Y`` take: ``d`` + ``Y``, made fresh if a tensor has it; None for a scalar."""
         if not self.output_indices:
             return None
-        return _fresh_name("d" + self.output_name, set(dict(self.accepts)))
+        return fresh_name("d" + self.output_name, set(dict(self.accepts)))
 
     def jacobian(self, name: str, *, out: str | None = None) -> "Program":
         """``J[O, x] = ∂Y[O]/∂X[x]``: the output's indices, then fresh ones for ``name``.
@@ -198,7 +160,7 @@ class Program:
                              (), g._accepting((vector,)), source=self)
         return directional._gradient(name, out, g.output_indices)
 
-    def explain(self, name: str | None = None, *, style: str = "index"):
+    def explain(self, name: str | None = None, *, style: str = "index") -> ProgramExplanation:
         """The gradient by ``name`` (every input when None) derived step by step: the sums
         written out, the chain rule, the product rule over each occurrence as Kronecker
         deltas, the deltas contracted, and the result with its einsums and matrix form.
@@ -211,7 +173,6 @@ class Program:
         >>> print(program("f = x[i] * A[i,j] * x[j]").explain("x").gradients[0].matrix_form)
         g = A x + Aᵀ x
         """
-        from .program_explanation import explain_program
         return explain_program(self, name, style=style)
 
     # -- evaluation ----------------------------------------------------------------------
@@ -237,8 +198,8 @@ class Program:
         return self._plan.run(self, arrays)
 
     @cached_property
-    def _plan(self) -> "_Plan":
-        return _Plan.of(self)
+    def _plan(self) -> Evaluation:
+        return Evaluation.of(self)
 
     # -- checks --------------------------------------------------------------------------
 
@@ -268,14 +229,14 @@ class Program:
         taken or repeated); a tensor that dropped out gets canonical ones."""
         first = next((f for t in self.terms for f in t.factors if f.name == name), None)
         if first is None:
-            return _fresh((), set(taken), self._rank(name))
-        return _fresh(first.indices, set(taken))
+            return fresh_indices([None] * self._rank(name), taken)
+        return fresh_indices(first.indices, taken)
 
     def _new_name(self, name, default: str, what: str, also=()) -> str:
         """A checked name for a new tensor: ``name``, or ``default`` made fresh."""
         taken = {*dict(self.accepts), *also}
         if name is None:
-            return _fresh_name(default, taken)
+            return fresh_name(default, taken)
         _left_side(name, (), f"{what}'s name")
         self._check_new_name(name, what, taken)
         return name
@@ -363,8 +324,8 @@ class _Parser:
             sign = Fraction(-1 if value == "-" else 1)
         self.check_sizes_known(out, out_cols, terms)
         terms = [t for t, _ in terms]
-        output = _fresh((), set(), len(out))
-        canonical = [_internal(t, set(out)).renamed(dict(zip(out, output))) for t in terms]
+        output = fresh_indices([None] * len(out), ())
+        canonical = [internal_summed(t, set(out)).renamed(dict(zip(out, output))) for t in terms]
         return _build(name, output, canonical, (), source=self.text)
 
     def indices(self) -> tuple[tuple[str, ...], tuple[int, ...]]:
@@ -406,7 +367,7 @@ class _Parser:
                                      f"is not recursive", col)
                 indices, _ = self.indices()
                 self.check_rank(value, len(indices), col)
-                factors.append(Factor(value, indices))
+                factors.append(Delta(*indices) if value == DELTA else Factor(value, indices))
             else:
                 found = "the end of the program" if kind == "end" else repr(value)
                 raise self.error(f"expected a term (a number or a tensor), found {found}", col)
@@ -431,8 +392,8 @@ class _Parser:
                 raise self.error(f"output index {index!r} appears in no tensor on the right, so "
                                  f"its size is unknown", col)
         for term, start in terms:
-            sized = set(out) | _tensor_indices(term)
-            classes = _delta_classes(term.factors)
+            sized = set(out) | term.tensor_indices()
+            classes = delta_classes(term.factors)
             for index in term.indices():
                 if not classes.get(index, {index}) & sized:
                     raise self.error(f"index {index!r} appears only in deltas and is summed, so "
@@ -467,13 +428,6 @@ def _left_side(name, indices, what: str, rank: int | None = None) -> tuple[str, 
     return indices
 
 
-def _fresh_name(base: str, taken) -> str:
-    """``base``, or the first of ``base1, base2, ...`` not in ``taken``: the one rule for the
-    default names of derived tensors (gradients, cotangents, Jacobians, vectors)."""
-    return next(c for c in itertools.chain([base], (f"{base}{n}" for n in itertools.count(1)))
-                if c not in taken)
-
-
 def _tokens(text: str) -> Iterator[tuple[str, str, int]]:
     col = 0
     while col < len(text):
@@ -495,19 +449,6 @@ def _digits(literal: str) -> tuple[str, str]:
     zeros: what :func:`_range_problem` bounds before any is converted to an int."""
     whole, _, part = literal.partition(".")
     return whole.lstrip("0"), part.rstrip("0")
-
-
-def _places(value: Fraction) -> int:
-    """Digits after the decimal point of a terminating decimal (denominator ``2^a 5^b``)."""
-    denominator = value.denominator
-    twos = (denominator & -denominator).bit_length() - 1
-    denominator >>= twos
-    fives = 0
-    while denominator % 5 == 0:
-        denominator //= 5
-        fives += 1
-    assert denominator == 1, "coefficients are sums and products of decimals"
-    return max(twos, fives)
 
 
 def _range_problem(whole_digits: int, places: int) -> str | None:
@@ -533,49 +474,7 @@ def _coefficient_problem(value: Fraction) -> str | None:
     return None
 
 
-def _tensor_indices(term: Term) -> set[str]:
-    return {i for f in term.factors if f.name != DELTA for i in f.indices}
-
-
-def _delta_classes(factors) -> dict[str, set[str]]:
-    """Index -> the set of indices that deltas tie it to (itself included)."""
-    classes: dict[str, set[str]] = {}
-    for f in factors:
-        if f.name == DELTA:
-            merged = classes.get(f.indices[0], {f.indices[0]}) | classes.get(f.indices[1], {f.indices[1]})
-            for index in merged:
-                classes[index] = merged
-    return classes
-
-
 # -- canonical form ----------------------------------------------------------------------
-
-
-def _fresh(preferred, taken: set, count: int | None = None) -> tuple[str, ...]:
-    """Distinct names: each preferred name unless already taken or used, else the first free
-    canonical letter (``i, j, ..., h``, then ``i1, j1, ...``)."""
-    wanted = list(preferred) if count is None else [None] * count
-    chosen: dict[str, None] = {}
-    avoid = set(taken) | {p for p in wanted if p is not None}
-    free = (c for c in _canonical_names() if c not in avoid)  # one pass: linear in the names
-    for name in wanted:
-        if name is not None and name not in taken and name not in chosen:
-            chosen[name] = None
-        else:
-            chosen[next(c for c in free if c not in chosen)] = None
-    return tuple(chosen)
-
-
-def _canonical_names() -> Iterator[str]:
-    yield from _ALPHABET
-    for n in itertools.count(1):
-        for c in _ALPHABET:
-            yield f"{c}{n}"
-
-
-def _internal(term: Term, free: set) -> Term:
-    """Summed indices renamed to ``#n``, names no user index can have."""
-    return term.renamed({i: f"#s{n}" for n, i in enumerate(x for x in term.indices() if x not in free)})
 
 
 def _occurrence_terms(prog: Program, name: str, xs, rename_output) -> list[Term]:
@@ -583,17 +482,17 @@ def _occurrence_terms(prog: Program, name: str, xs, rename_output) -> list[Term]
     renamed by ``rename_output`` (to sum them against a cotangent)."""
     out = []
     for term in prog.terms:
-        term = _internal(term, set(prog.output_indices)).renamed(rename_output)
+        term = internal_summed(term, set(prog.output_indices)).renamed(rename_output)
         for p, f in enumerate(term.factors):
             if f.name == name:
-                deltas = tuple(Factor(DELTA, (x, l)) for x, l in zip(xs, f.indices))
+                deltas = tuple(Delta(x, l) for x, l in zip(xs, f.indices))
                 out.append(Term(term.coefficient, term.factors[:p] + term.factors[p + 1:] + deltas))
     return out
 
 
 def _witnesses(output, terms, known=()) -> tuple[Factor, ...]:
     found = list(known)
-    candidates = [f for t in terms for f in t.factors if f.name != DELTA] + list(known)
+    candidates = [f for t in terms for f in t.factors if not f.is_delta] + list(known)
     for index in output:
         f = next((f for f in candidates if index in f.indices), None)
         if f is not None and not any(index in w.indices for w in found):
@@ -608,8 +507,8 @@ def _build(name, output, terms, witnesses, accepts=(), source=None) -> Program:
     range."""
     output = tuple(output)
     ranks = dict(accepts)
-    ranks.update((f.name, len(f.indices)) for t in terms for f in t.factors if f.name != DELTA)
-    simplified = _simplify(output, terms)
+    ranks.update((f.name, len(f.indices)) for t in terms for f in t.factors if not f.is_delta)
+    simplified = simplify(output, terms)
     for term in simplified:
         problem = _coefficient_problem(term.coefficient)
         if problem:
@@ -617,108 +516,6 @@ def _build(name, output, terms, witnesses, accepts=(), source=None) -> Program:
                                   None if source is None else str(source))
     return Program(name, output, simplified, _witnesses(output, terms, witnesses),
                    tuple(ranks.items()))
-
-
-def _simplify(output, terms) -> tuple[Term, ...]:
-    """Deltas contracted, summed indices renamed canonically, like terms merged, zeros dropped."""
-    return tuple(t for t in _merge(output, terms)[0].values() if t.coefficient != 0)
-
-
-def _merge(output, terms) -> tuple[dict[tuple, Term], list[tuple]]:
-    """Each term with its deltas contracted and summed indices renamed, merged by like key
-    (zeros kept), and the key of each given term (explanations say which terms merged)."""
-    merged: dict[tuple, Term] = {}
-    keys = []
-    for term in terms:
-        factors = _contract_deltas(term.factors, output)
-        factors = _rename_summed(factors, output)
-        key = _like_key(factors, output)
-        if key in merged:
-            merged[key] = Term(merged[key].coefficient + term.coefficient, merged[key].factors)
-        else:
-            merged[key] = Term(term.coefficient, factors)
-        keys.append(key)
-    return merged, keys
-
-
-def _contract_deltas(factors, output) -> tuple[Factor, ...]:
-    """``Σ_q δ(p,q) F[..q..] = F[..p..]``: a delta with a summed index renames it away.
-
-    A delta ``δ(p,p)`` is 1 when ``p`` is kept or appears elsewhere; the deltas left tie two
-    output indices, written in output order.
-    """
-    factors = list(factors)
-    free = set(output)
-    changed = True
-    while changed:
-        changed = False
-        for n, f in enumerate(factors):
-            if f.name != DELTA:
-                continue
-            p, q = f.indices
-            rest = factors[:n] + factors[n + 1:]
-            if p == q:
-                if p in free or any(p in g.indices for g in rest):
-                    factors, changed = rest, True
-                    break
-                continue
-            if q in free and p in free:
-                continue
-            old, new = (q, p) if q not in free else (p, q)
-            factors, changed = [g.renamed({old: new}) if old in g.indices else g for g in rest], True
-            break
-    position = {o: n for n, o in enumerate(output)}
-    return tuple(Factor(DELTA, tuple(sorted(f.indices, key=lambda i: position.get(i, -1))))
-                 if f.name == DELTA else f for f in factors)
-
-
-def _rename_summed(factors, output) -> tuple[Factor, ...]:
-    """Summed indices named by first appearance with the first canonical names not kept."""
-    free = set(output)
-    names = (c for c in _canonical_names() if c not in free)
-    mapping = {i: next(names) for i in dict.fromkeys(i for f in factors for i in f.indices) if i not in free}
-    return tuple(f.renamed(mapping) for f in factors)
-
-
-def _like_key(factors, output) -> tuple:
-    """A key equal for products equal up to the order of factors and the names of summed
-    indices: the least spelling over the orders of factors that look alike (same name, same
-    output indices at the same axes), the factors sorted by that look. Within
-    :data:`KEY_BUDGET`; beyond it, alike factors keep their given order, so some like terms
-    written in other orders stay apart (correct, less canonical)."""
-    position = {o: n for n, o in enumerate(output)}
-
-    looks = sorted(((f.name, tuple((0, position[i]) if i in position else (1, 0) for i in f.indices)), n)
-                   for n, f in enumerate(factors))  # unchanged by renaming summed indices
-    ties = [[factors[n] for _, n in g] for _, g in itertools.groupby(looks, key=lambda x: x[0])]
-    spellings = len(factors)
-    for group in ties:
-        for n in range(2, len(group) + 1):
-            spellings *= n
-            if spellings > KEY_BUDGET:
-                break
-    if spellings > KEY_BUDGET:
-        arrangements = [tuple(ties)]
-    else:
-        arrangements = itertools.product(*(itertools.permutations(g) for g in ties))
-    best = None
-    for arrangement in arrangements:
-        seen: dict[str, int] = {}
-        key = tuple((f.name, tuple((0, position[i]) if i in position else (1, seen.setdefault(i, len(seen)))
-                                   for i in f.indices))
-                    for group in arrangement for f in group)
-        best = key if best is None or key < best else best
-    return best
-
-
-def _number(value: Fraction) -> str:
-    """A terminating decimal, exactly (coefficients are sums and products of decimals)."""
-    if value.denominator == 1:
-        return str(value.numerator)
-    digits = _places(value)
-    scaled = abs(value.numerator) * 10 ** digits // value.denominator
-    text = str(scaled).rjust(digits + 1, "0")
-    return ("-" if value < 0 else "") + (text[:-digits] + "." + text[-digits:]).rstrip("0")
 
 
 def _unsized(output, terms) -> list[str]:
@@ -733,13 +530,13 @@ def _sized(output, terms) -> set[str]:
     classes and tensors are found once, so this is linear in the terms' size."""
     sized = set()
     for t in terms:
-        classes, held = _delta_classes(t.factors), _tensor_indices(t)
+        classes, held = delta_classes(t.factors), t.tensor_indices()
         sized.update(o for o in output if classes.get(o, {o}) & held)
     return sized
 
 
 def _ties(terms) -> list[tuple[str, str]]:
-    return [f.indices for t in terms for f in t.factors if f.name == DELTA]
+    return [f.indices for t in terms for f in t.factors if f.is_delta]
 
 
 def _tied(sized: set, ties, output: set) -> set[str]:
@@ -760,7 +557,7 @@ def _zero_text(output, terms, witnesses) -> str:
     ``Y[i] = x[i] - x[i]`` prints ``Y[i] = 0 * x[i]``, ``Y[i] = x[i] - x[i] + s`` prints
     ``Y[i] = s + 0 * x[i]``."""
     kept = set(output)
-    fresh = (c for c in _canonical_names() if c not in kept)
+    fresh = Fresh(kept)
     sized, ties = _sized(output, terms), _ties(terms)
     holder = {}
     for w in reversed(witnesses):  # the first witness that holds each index
@@ -771,7 +568,7 @@ def _zero_text(output, terms, witnesses) -> str:
             continue  # a delta ties it to an index a chosen tensor sizes
         w = holder.get(index)
         if w is not None:
-            chosen.append(Factor(w.name, tuple(i if i == index else next(fresh) for i in w.indices)))
+            chosen.append(Factor(w.name, tuple(i if i == index else fresh.take() for i in w.indices)))
             sized.add(index)
     return "0 * " + " * ".join(map(str, chosen)) if chosen else "0"
 
@@ -779,179 +576,5 @@ def _zero_text(output, terms, witnesses) -> str:
 def _term_text(magnitude: Fraction, factors) -> str:
     body = " * ".join(map(str, factors))
     if not factors:
-        return _number(magnitude)
-    return body if magnitude == 1 else f"{_number(magnitude)} * {body}"
-
-
-# -- evaluation --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Product:
-    """One einsum over the tensors ``names``, kept letters in alphabetical order."""
-
-    names: tuple[str, ...]
-    spec: str
-    einsum: Einsum | None = field(compare=False)
-
-
-@dataclass(frozen=True)
-class _Placement:
-    """How one term adds its product into the output.
-
-    ``coefficient * P`` is transposed by ``order`` (axes of ``P``), given new axes where
-    ``broadcast`` is set, and added to the view of the output whose axes are the distinct
-    delta classes ``view`` (an einsum diagonal view when two output indices are tied).
-    """
-
-    coefficient: Fraction
-    product: int
-    order: tuple[int, ...]
-    shape_of_view: tuple[bool, ...]
-    view: str | None
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """The evaluation of a program: its distinct products and where each term adds them."""
-
-    products: tuple[_Product, ...]
-    placements: tuple[_Placement, ...]
-    sized_by: tuple[tuple[str, str, int, int | None], ...]
-
-    @classmethod
-    def of(cls, prog: Program) -> "_Plan":
-        products: dict[tuple, int] = {}
-        placements, sized_by = [], []
-        output = prog.output_indices
-        for n, term in enumerate(prog.terms):
-            rep = {}
-            for index, group in _delta_classes(term.factors).items():
-                rep[index] = min(group, key=lambda i: output.index(i) if i in output else len(output))
-            operands = [f.renamed(rep) for f in term.factors if f.name != DELTA]
-            used = list(dict.fromkeys(i for f in operands for i in f.indices))
-            if len(used) > len(_LETTERS):
-                raise EinsumSpecError(f"term {n + 1} has {len(used)} distinct indices; an einsum "
-                                      f"holds at most {len(_LETTERS)}", str(prog))
-            letter = dict(zip(used, _LETTERS))
-            classes = list(dict.fromkeys(rep.get(o, o) for o in output))
-            kept = [i for i in used if i in classes]
-            spec = ",".join("".join(letter[i] for i in f.indices) for f in operands)
-            spec += "->" + "".join(letter[i] for i in kept)
-            names = tuple(f.name for f in operands)
-            key = (names, spec)
-            if key not in products:
-                products[key] = len(products)
-            view = None
-            if len(classes) < len(output):
-                label = {c: _LETTERS[k] for k, c in enumerate(classes)}
-                view = "".join(label[rep.get(o, o)] for o in output) + "->" + "".join(label.values())
-            order = tuple(kept.index(c) for c in classes if c in kept)
-            placements.append(_Placement(term.coefficient, products[key], order,
-                                         tuple(c not in kept for c in classes), view))
-            for f in term.factors:
-                if f.name != DELTA:
-                    sized_by.extend((f.name, i, axis, n) for axis, i in enumerate(f.indices))
-        for f in prog.witnesses:
-            sized_by.extend((f.name, i, axis, None) for axis, i in enumerate(f.indices)
-                            if i in output)
-        built = tuple(_Product(names, spec, Einsum(spec) if names else None)
-                      for (names, spec) in products)
-        return cls(built, tuple(placements), tuple(sized_by))
-
-    def run(self, prog: Program, given: dict):
-        arrays = {}
-        for name in prog.inputs:
-            if name not in given:
-                raise EinsumSpecError(f"missing input {name!r}: the program reads "
-                                      f"{', '.join(prog.inputs)}", str(prog))
-            arrays[name] = _array(prog, name, given[name])
-        shape = self.output_shape(prog, arrays, given)
-        fractional = any(isinstance(_as_number(p.coefficient), float) for p in self.placements)
-        dtype = np.result_type(*arrays.values(), *([np.float64] if fractional or not arrays else []))
-        result = np.zeros(shape, dtype=dtype)
-        values: dict[int, np.ndarray] = {}
-        for place in self.placements:
-            if place.product not in values:
-                product = self.products[place.product]
-                values[place.product] = (product.einsum(*(arrays[n] for n in product.names))
-                                         if product.names else np.ones((), dtype=dtype))
-            value = np.transpose(values[place.product], place.order)
-            value = value.reshape([1 if new else d for new, d in
-                                   zip(place.shape_of_view, _fill(value.shape, place.shape_of_view))])
-            target = result if place.view is None else np.einsum(place.view, result)
-            if place.coefficient == 1:
-                target += value
-            else:
-                target += _as_number(place.coefficient) * value
-        return result[()] if not prog.output_indices else result
-
-    def output_shape(self, prog: Program, arrays, given) -> tuple[int, ...]:
-        """Sizes of the output indices. Every tensor has one index per dimension, and every
-        index's sizes agree (an output index across all terms, a summed one within its term);
-        a mismatch names both tensors."""
-        for term in prog.terms:
-            for f in term.factors:
-                if f.name != DELTA and arrays[f.name].ndim != len(f.indices):
-                    raise EinsumSpecError(f"tensor {f.name!r} has {arrays[f.name].ndim} "
-                                          f"dimension(s) but the program gives it "
-                                          f"{len(f.indices)} index(es)", str(prog))
-        output = set(prog.output_indices)
-        seen: dict[tuple, tuple[str, int]] = {}
-        for name, index, axis, term in self.sized_by:
-            key = (index, None if index in output else term)
-            if term is None:  # a witness: only for sizes no term gives
-                if key in seen:
-                    continue
-                if name not in given:
-                    raise EinsumSpecError(f"missing input {name!r}: the size of output index "
-                                          f"{index!r} comes from it", str(prog))
-                shape = _array(prog, name, given[name]).shape
-                if len(shape) <= axis:
-                    raise EinsumSpecError(f"tensor {name!r} has {len(shape)} dimension(s), too "
-                                          f"few to give the size of {index!r}", str(prog))
-                size = shape[axis]
-            else:
-                size = arrays[name].shape[axis]
-            if key in seen and seen[key][1] != size:
-                raise EinsumSpecError(f"index {index!r} has size {size} in {name!r} (axis {axis}) "
-                                      f"but {seen[key][1]} in {seen[key][0]!r}", str(prog))
-            seen.setdefault(key, (name, size))
-        ties = [f.indices for t in prog.terms for f in t.factors if f.name == DELTA]
-        for _ in ties:  # an output index sized only through deltas takes its partner's size
-            for p, q in ties:
-                for a, b in ((p, q), (q, p)):
-                    if (a, None) not in seen and (b, None) in seen:
-                        seen[(a, None)] = seen[(b, None)]
-        for term in prog.terms:
-            for f in term.factors:
-                if f.name == DELTA:
-                    p, q = (seen[(i, None)][1] for i in f.indices)
-                    if p != q:
-                        raise EinsumSpecError(f"{f} ties indices of sizes {p} and {q}", str(prog))
-        return tuple(seen[(o, None)][1] for o in prog.output_indices)
-
-
-def _array(prog: Program, name: str, value) -> np.ndarray:
-    """``value`` as a numeric numpy array; anything else is refused naming the tensor."""
-    try:
-        array = np.asarray(value)
-    except (ValueError, TypeError) as e:  # ragged nested lists
-        raise EinsumSpecError(f"tensor {name!r} is not an array: {e}", str(prog)) from None
-    if array.dtype.kind not in "biufc":
-        raise EinsumSpecError(f"tensor {name!r} has dtype {array.dtype}, which is not numeric",
-                              str(prog))
-    return array
-
-
-def _as_number(c: Fraction) -> int | float:
-    """The coefficient as numpy multiplies it: an int when it is one that int64 holds (integer
-    inputs keep integer results), else the nearest float64, a normal number by
-    :data:`MAX_PLACES`."""
-    return int(c) if c.denominator == 1 and abs(c) < 2 ** 63 else float(c)
-
-
-def _fill(shape, new) -> tuple[int, ...]:
-    """``shape`` spread over the axes of a view, 1 where ``new`` is set."""
-    sizes = iter(shape)
-    return tuple(1 if is_new else next(sizes) for is_new in new)
+        return decimal(magnitude)
+    return body if magnitude == 1 else f"{decimal(magnitude)} * {body}"

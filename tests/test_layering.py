@@ -1,10 +1,6 @@
-"""The package's layering: no import circle among its modules, and no private name imported
-from another module, function-level imports included. Read from the source with ``ast``.
-
-``KNOWN`` lists what the code still does against the rule, while issue 12 removes it: the
-test fails on anything new, and on an entry of ``KNOWN`` that is gone (so the list is exact
-and only shrinks).
-"""
+"""The package's layering, read from its source with ``ast`` (function-level imports too):
+no import circle among its modules, no private name taken from another module (imported, or
+read as ``module._name``), and opt_einsum imported by the path search alone."""
 
 from __future__ import annotations
 
@@ -13,30 +9,23 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "einsgrad"
 
-# (importing module, imported module, private name), and circles as sorted module tuples.
-KNOWN_PRIVATE: set[tuple[str, str, str]] = {
-    ("program_explanation", "explanation", name) for name in (
-        "_Delta", "_Entry", "_Fresh", "_M", "_Rendered", "_Sum", "_code", "_contract", "_delta",
-        "_entry", "_eq", "_form_body", "_juxt", "_line", "_matrix_form", "_name", "_paren",
-        "_partial", "_prose", "_punct", "_render", "_summation", "_words")} | {
-    ("program_explanation", "programs", name) for name in ("_delta_classes", "_fresh_name", "_merge", "_number")}
-KNOWN_CIRCLES: set[tuple[str, ...]] = {("explanation", "program_explanation", "programs")}
-
 
 def imports() -> dict[str, list[tuple[str, str | None]]]:
-    """For each module, the package modules it imports and the names it takes from them
-    (None for a whole module)."""
+    """For each module, the package modules it uses and the names it takes from them (None
+    for a whole module); ``module._name`` reads of an imported module count as taking it."""
     found: dict[str, list[tuple[str, str | None]]] = {}
     for path in sorted(PACKAGE.glob("*.py")):
-        module = path.stem
+        module, tree = path.stem, ast.parse(path.read_text(encoding="utf-8"))
         edges = found.setdefault(module, [])
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        aliases: dict[str, str] = {}
+        for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom):
                 if node.level == 1 and node.module is None:  # from . import a, b
                     edges += [(alias.name, None) for alias in node.names]
+                    aliases.update((alias.asname or alias.name, alias.name) for alias in node.names)
                 elif node.level == 1 or (node.module or "").startswith("einsgrad"):
                     name = node.module if node.level == 1 else node.module.partition(".")[2]
-                    if not name:  # from einsgrad import x: x may be a module or a name
+                    if not name:  # from einsgrad import x: x is a module or a name
                         edges += [(alias.name, None) if (PACKAGE / f"{alias.name}.py").exists()
                                   else ("__init__", alias.name) for alias in node.names]
                     else:
@@ -44,10 +33,14 @@ def imports() -> dict[str, list[tuple[str, str | None]]]:
             elif isinstance(node, ast.Import):
                 edges += [(alias.name.partition(".")[2] or "__init__", None)
                           for alias in node.names if alias.name.startswith("einsgrad")]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+                edges.append((aliases[node.value.id], node.attr))
     return found
 
 
 def private_imports(graph) -> set[tuple[str, str, str]]:
+    """(module, the module it takes from, the private name) for each crossing."""
     return {(module, source, name) for module, edges in graph.items() for source, name in edges
             if name is not None and name.startswith("_") and not name.startswith("__") and source != module}
 
@@ -57,11 +50,10 @@ def circles(graph) -> set[tuple[str, ...]]:
     package's entry points, import what they expose and are left out)."""
     nodes = [m for m in graph if m not in ("__init__", "__main__")]
     edges = {m: {s for s, _ in graph[m] if s in nodes and s != m} for m in nodes}
-    index, low, stack, on, groups, counter = {}, {}, [], set(), set(), [0]
+    index, low, stack, on, groups = {}, {}, [], set(), set()
 
     def visit(v):
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
+        index[v] = low[v] = len(index)
         stack.append(v)
         on.add(v)
         for w in edges[v]:
@@ -72,12 +64,9 @@ def circles(graph) -> set[tuple[str, ...]]:
                 low[v] = min(low[v], index[w])
         if low[v] == index[v]:
             group = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                group.append(w)
-                if w == v:
-                    break
+            while not group or group[-1] != v:
+                group.append(stack.pop())
+                on.discard(group[-1])
             if len(group) > 1:
                 groups.add(tuple(sorted(group)))
 
@@ -89,24 +78,25 @@ def circles(graph) -> set[tuple[str, ...]]:
 
 def test_every_module_is_read():
     graph = imports()
-    assert {"spec", "derive", "plan", "compiled", "explanation"} <= set(graph)
+    assert {"spec", "derive", "plan", "compiled", "explanation", "algebra"} <= set(graph)
     assert ("errors", "EinsumSpecError") in graph["spec"]
 
 
 def test_no_private_name_crosses_modules():
-    found = private_imports(imports())
-    assert found - KNOWN_PRIVATE == set(), "a private name imported from another module"
-    assert KNOWN_PRIVATE - found == set(), "gone from the code: remove it from KNOWN_PRIVATE"
+    assert private_imports(imports()) == set()
 
 
 def test_no_import_circle():
-    found = circles(imports())
-    assert found - KNOWN_CIRCLES == set(), "modules that import each other"
-    assert KNOWN_CIRCLES - found == set(), "gone from the code: remove it from KNOWN_CIRCLES"
+    assert circles(imports()) == set()
+
+
+def test_the_path_search_alone_imports_opt_einsum():
+    users = [p.stem for p in sorted(PACKAGE.glob("*.py")) if "import opt_einsum" in p.read_text(encoding="utf-8")]
+    assert users == ["paths"]
 
 
 def test_the_checks_see_a_circle_and_a_private_name():
-    """The two checks on a made-up graph, so that neither passes by seeing nothing."""
+    """The checks on a made-up graph, so that none of them passes by seeing nothing."""
     graph = {"a": [("b", "_hidden")], "b": [("c", None)], "c": [("a", "public")], "d": [("a", None)]}
     assert circles(graph) == {("a", "b", "c")}
     assert private_imports(graph) == {("a", "b", "_hidden")}

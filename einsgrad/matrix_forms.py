@@ -1,0 +1,266 @@
+"""Matrix forms: an einsum spec in matrix notation, found by a table of small rules.
+
+Each rule (:data:`_PLAIN_RULES`) is a function of the label tuples that returns a :class:`Form`
+or None; a batched form strips leading labels every operand shares and tries the rules again.
+:func:`form_body` renders a form as text and LaTeX.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+from .render import (ONES, Piece, applied, differential_of, equals, juxt, label_symbols, listed,
+                     parenthesized, spaced, summation, symbol_latex, transpose_of)
+from .spec import ELLIPSIS, Spec
+
+# The matrix-form search budget: no rule covers more than four factors, and each batch label
+# adds one letter to every operand, so larger specs have no matrix form and are not searched.
+MAX_FORM_OPERANDS = 6  # operands, 0-d ones included
+MAX_FORM_LABELS = 8  # distinct labels (and at most twice this many label occurrences)
+MAX_FORM_CANDIDATES = 64  # sets of batch labels tried, fewest labels first
+
+
+@dataclass(frozen=True)
+class Form:
+    """A matrix formula over the operands of a spec.
+
+    Attributes:
+        kind: "product", "trace", "hadamard", "diag", "identity", "rowsum" (an entrywise
+            product summed along its rows, ``(A ∘ B) 1``) or "colsum" (``(A ∘ B)ᵀ 1``).
+        factors: (operand position, or None for a ones vector; transposed) in order.
+        scalars: positions of 0-d operands, written in front.
+        batch: labels every operand and the output share: "for each b: ...".
+        summed: labels the operands share and the output lacks: "Σ_b ...".
+        scaled: positions in ``factors`` of vectors written as diagonal matrices ``Diag(d)``.
+        columns: a batched form holds vector slices, read as column vectors.
+    """
+
+    kind: str
+    factors: tuple[tuple[int | None, bool], ...] = ()
+    scalars: tuple[int, ...] = ()
+    batch: tuple[str, ...] = ()
+    summed: tuple[str, ...] = ()
+    scaled: tuple[int, ...] = ()
+    columns: bool = False
+
+
+def _identity_form(inputs, output, tensors):
+    """``"->ii"``: the scalars times the identity ``I`` (the backward of the trace)."""
+    if not tensors and len(output) == 2 and output[0] == output[1]:
+        return Form("identity")
+    return None
+
+
+def _diag_form(inputs, output, tensors):
+    """``"ii->i"`` takes the diagonal, ``"i->ii"`` makes a diagonal matrix: both ``diag(·)``."""
+    if len(tensors) != 1:
+        return None
+    term = inputs[tensors[0]]
+    if (len(term) == 2 and term[0] == term[1] and output == term[:1]
+            or len(term) == 1 and output == term * 2):
+        return Form("diag", ((tensors[0], False),))
+    return None
+
+
+def _hadamard_form(inputs, output, tensors):
+    """Entrywise product ``A ∘ B``: every operand has exactly the output's labels."""
+    if len(tensors) < 2 or not 1 <= len(output) <= 2 or len(set(output)) != len(output):
+        return None
+    if any(len(inputs[k]) != len(output) or set(inputs[k]) != set(output) for k in tensors):
+        return None
+    return Form("hadamard", tuple((k, inputs[k] != output) for k in tensors))
+
+
+def _scaling_form(inputs, output, tensors):
+    """Rows and columns scaled by vectors: ``"i,ij->ij"`` is ``Diag(d) X``, ``"ij,j->ij"`` is
+    ``X Diag(d)``, ``"i,ij,j->ij"`` is ``Diag(a) X Diag(b)`` (the textbook forms of batched
+    scalings)."""
+    if len(output) != 2 or output[0] == output[1]:
+        return None
+    matrices = [k for k in tensors if len(inputs[k]) == 2]
+    vectors = [k for k in tensors if len(inputs[k]) == 1]
+    if len(matrices) != 1 or not vectors or len(matrices) + len(vectors) != len(tensors):
+        return None
+    (m,), term = matrices, inputs[matrices[0]]
+    if set(term) != set(output) or any(inputs[k][0] not in output for k in vectors):
+        return None
+    left = [(k, False) for k in vectors if inputs[k][0] == output[0]]
+    right = [(k, False) for k in vectors if inputs[k][0] == output[1]]
+    factors = (*left, (m, term != output), *right)
+    return Form("product", factors, scaled=tuple(n for n, (k, _) in enumerate(factors) if k != m))
+
+
+def _rowsum_form(inputs, output, tensors):
+    """An entrywise product summed over one axis: ``"ij,ij->i"`` is ``(A ∘ B) 1``, and
+    ``"ij,ij->j"`` is ``(A ∘ B)ᵀ 1`` (the gradient of a row scaling)."""
+    if len(tensors) < 2 or len(output) != 1:
+        return None
+    first = inputs[tensors[0]]
+    if len(first) != 2 or first[0] == first[1] or output[0] not in first:
+        return None
+    if any(set(inputs[k]) != set(first) or len(inputs[k]) != 2 for k in tensors):
+        return None
+    return Form("rowsum" if output[0] == first[0] else "colsum",
+                 tuple((k, inputs[k] != first) for k in tensors))
+
+
+def _orientations(term):
+    """(rows, cols, transposed) of a vector (a column) or a matrix, as stored or transposed."""
+    if len(term) == 1:
+        return ((term[0], None, False), (None, term[0], True))
+    if term[0] == term[1]:
+        return ((term[0], term[1], False),)
+    return ((term[0], term[1], False), (term[1], term[0], True))
+
+
+def _chain_kind(chain, output, count):
+    """"product" or "trace" if the oriented ``chain`` multiplies out to ``output``, else None.
+
+    Adjacent factors share their inner label (or are an outer product, both None), an inner
+    label occurs nowhere else, the outer labels are the output (a vector is a column)."""
+    for (_, cols), (rows, _) in zip(chain, chain[1:]):
+        if cols != rows or cols is not None and (count[cols] != 2 or cols in output):
+            return None
+    first, last = chain[0][0], chain[-1][1]
+    if not output:
+        if first is None and last is None:
+            return "product"
+        return "trace" if first == last and count[first] == 2 else None
+    if len(output) == 1 and (first, last) != (output[0], None):
+        return None
+    ends = tuple(label for label in (first, last) if label is not None)
+    return "product" if ends == output and all(count[l] == 1 for l in ends) else None
+
+
+def _chain_form(inputs, output, tensors):
+    """Products of up to four matrices and vectors with transposes, traces of them, and sums
+    and broadcasts as products with a ones vector ``1`` (``"ij->i"`` is ``A 1``)."""
+    if len(tensors) > 3 or any(len(inputs[k]) > 2 for k in tensors):
+        return None
+    if len(output) > 2 or len(set(output)) != len(output):
+        return None
+    count = Counter(label for k in tensors for label in inputs[k])
+    ones = [l for l, c in count.items() if c == 1 and l not in output]
+    ones += [l for l in output if l not in count]
+    items = [(k, inputs[k]) for k in tensors] + [(None, (l,)) for l in ones]
+    if not items:
+        return Form("product") if not output else None
+    if len(items) > 4:
+        return None
+    count.update(ones)
+    best = None  # fewest transposes, then a product before a trace (xᵀ y, not tr(x yᵀ))
+    for order in itertools.permutations(items):
+        for oriented in itertools.product(*(_orientations(term) for _, term in order)):
+            flips = sum(t for _, _, t in oriented)
+            if best is not None and flips > best[0][0]:
+                continue
+            kind = _chain_kind([(r, c) for r, c, _ in oriented], output, count)
+            if kind is not None and (best is None or (flips, kind == "trace") < best[0]):
+                factors = tuple((k, t) for (k, _), (_, _, t) in zip(order, oriented))
+                best = ((flips, kind == "trace"), Form(kind, factors))
+    return None if best is None else best[1]
+
+
+_PLAIN_RULES = (_identity_form, _diag_form, _hadamard_form, _scaling_form, _rowsum_form,
+                _chain_form)
+
+
+def _plain_form(inputs, output) -> Form | None:
+    if ELLIPSIS in output or any(ELLIPSIS in t for t in inputs):
+        return None
+    tensors = tuple(k for k, t in enumerate(inputs) if t)
+    scalars = tuple(k for k, t in enumerate(inputs) if not t)
+    for rule in _PLAIN_RULES:
+        form = rule(inputs, output, tensors)
+        if form is not None:
+            return replace(form, scalars=scalars)
+    return None
+
+
+def _leading(strip, term) -> bool:
+    """The stripped labels of ``term`` are its first axes (batch axes lead, as in "bij")."""
+    held = sum(label in strip for label in term)
+    return all(label in strip for label in term[:held])
+
+
+def _batched_form(inputs, output) -> Form | None:
+    """A plain form for each value of batch labels, fewest first: leading labels every operand
+    holds once (``...`` may be missing from some: they are the same for every batch). In the
+    output they read "for each b" (batched matmul); not in it, a sum over b. At most
+    :data:`MAX_FORM_CANDIDATES` sets of batch labels are tried.
+    """
+    tensors = [t for t in inputs if t]
+    candidates = [l for l in dict.fromkeys(l for t in tensors for l in t) if output.count(l) <= 1
+                  and (l == ELLIPSIS or all(t.count(l) == 1 for t in tensors))]
+    subsets = itertools.chain.from_iterable(
+        itertools.combinations(candidates, size) for size in range(1, len(candidates) + 1))
+    for strip in itertools.islice(subsets, MAX_FORM_CANDIDATES):
+        rest = tuple(tuple(l for l in t if l not in strip) for t in inputs)
+        if not any(rest) or not all(_leading(strip, t) for t in (*inputs, output)):
+            continue
+        kept = tuple(l for l in output if l not in strip)
+        form = _plain_form(rest, kept)
+        columns = any(len(t) == 1 for t in (*rest, kept))
+        if form is not None and (columns and not any(l in output for l in strip)):
+            continue  # "Σ_i a (G ∘ X)" of row slices: no reader would take it as meant
+        if form is not None:
+            return replace(form, batch=tuple(l for l in strip if l in output),
+                           summed=tuple(l for l in strip if l not in output),
+                           columns=columns)
+    return None
+
+
+def matrix_form(spec: Spec) -> Form | None:
+    """The spec in matrix notation, or None; None at once for specs beyond the search budget
+    (more than :data:`MAX_FORM_OPERANDS` operands or :data:`MAX_FORM_LABELS` labels)."""
+    if len(spec.inputs) > MAX_FORM_OPERANDS or sum(map(len, spec.inputs)) + len(
+            spec.output) > 2 * MAX_FORM_LABELS or len(spec.labels) > MAX_FORM_LABELS:
+        return None
+    return _plain_form(spec.inputs, spec.output) or _batched_form(spec.inputs, spec.output)
+
+
+def form_body(form: Form, names: Sequence[Piece], vary: int | None = None) -> Piece:
+    """The formula, ``vary`` (an operand position) written as a differential ``dX``."""
+    def leaf(position, transposed):
+        m = ONES if position is None else names[position]
+        m = differential_of(m) if position is not None and position == vary else m
+        return transpose_of(m) if transposed else m
+
+    parts = [applied("Diag", leaf(k, t)) if n in form.scaled else leaf(k, t)
+             for n, (k, t) in enumerate(form.factors)]
+    if form.kind in ("hadamard", "rowsum", "colsum"):
+        body = Piece(" ∘ ".join(p.text for p in parts), r" \circ ".join(p.latex for p in parts))
+        if form.kind != "hadamard":
+            body = parenthesized(body)
+            body = juxt([transpose_of(body) if form.kind == "colsum" else body, ONES])
+    elif form.kind == "trace":
+        body = applied("tr", juxt(parts))
+    elif form.kind == "diag":
+        body = applied("diag", parts[0])
+    elif form.kind == "identity":
+        body = Piece("I", "I")
+    else:
+        body = juxt(parts, empty="")
+    scalars = [leaf(k, False) for k in form.scalars]
+    if scalars:
+        body = juxt(scalars + ([parenthesized(body) if form.kind == "hadamard" else body]
+                                if body.text else []))
+    if form.summed:
+        body = summation(label_symbols(form.summed), body)
+    return body
+
+
+def form_equation(lhs: Piece, form: Form, names: Sequence[Piece]) -> Piece:
+    """``lhs = formula``, after "for each b:" when the form is batched (saying that vector
+    slices are columns, as the formula reads them: ``"bi,bi->b"`` is ``xᵀ y`` per row b)."""
+    equation = equals(lhs, form_body(form, names))
+    if not form.batch:
+        return equation
+    columns = " (slices as column vectors)" if form.columns else ""
+    each = Piece(f"for each {listed(label_symbols(form.batch))}{columns}:",
+                 r"\text{for each }" + ", ".join(symbol_latex(s) for s in label_symbols(form.batch))
+                 + r"\text{" + columns + ":}")
+    return spaced(each, equation)

@@ -1,0 +1,190 @@
+"""A :class:`~einsgrad.programs.Program` evaluated: each distinct product one compiled einsum.
+
+The plan is built once per program (:meth:`Evaluation.of`) and run per call: every term's
+product of tensors (its deltas named away by :func:`einsgrad.algebra.without_deltas`) is one
+einsum, products equal up to index names run once, and each term adds its coefficient times
+its product into the output, transposed, broadcast, or into a diagonal view where deltas tie
+output indices. Sizes are checked against the tensors given, naming both sides of a mismatch.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from .algebra import without_deltas
+from .compiled import Einsum
+from .errors import EinsumSpecError
+
+_LETTERS = string.ascii_letters
+
+
+@dataclass(frozen=True)
+class _Product:
+    """One einsum over the tensors ``names``, kept letters in alphabetical order."""
+
+    names: tuple[str, ...]
+    spec: str
+    einsum: Einsum | None = field(compare=False)
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """How one term adds its product into the output.
+
+    ``coefficient * P`` is transposed by ``order`` (axes of ``P``), given new axes where
+    ``broadcast`` is set, and added to the view of the output whose axes are the distinct
+    delta classes ``view`` (an einsum diagonal view when two output indices are tied).
+    """
+
+    coefficient: Fraction
+    product: int
+    order: tuple[int, ...]
+    shape_of_view: tuple[bool, ...]
+    view: str | None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The evaluation of a program: its distinct products and where each term adds them."""
+
+    products: tuple[_Product, ...]
+    placements: tuple[_Placement, ...]
+    sized_by: tuple[tuple[str, str, int, int | None], ...]
+
+    @classmethod
+    def of(cls, prog) -> "Evaluation":
+        products: dict[tuple, int] = {}
+        placements, sized_by = [], []
+        output = prog.output_indices
+        for n, term in enumerate(prog.terms):
+            operands, tied = without_deltas(term, output)
+            used = list(dict.fromkeys(i for f in operands for i in f.indices))
+            if len(used) > len(_LETTERS):
+                raise EinsumSpecError(f"term {n + 1} has {len(used)} distinct indices; an einsum "
+                                      f"holds at most {len(_LETTERS)}", str(prog))
+            letter = dict(zip(used, _LETTERS))
+            classes = list(dict.fromkeys(tied))
+            kept = [i for i in used if i in classes]
+            spec = ",".join("".join(letter[i] for i in f.indices) for f in operands)
+            spec += "->" + "".join(letter[i] for i in kept)
+            names = tuple(f.name for f in operands)
+            key = (names, spec)
+            if key not in products:
+                products[key] = len(products)
+            view = None
+            if len(classes) < len(output):
+                label = {c: _LETTERS[k] for k, c in enumerate(classes)}
+                view = "".join(label[c] for c in tied) + "->" + "".join(label.values())
+            order = tuple(kept.index(c) for c in classes if c in kept)
+            placements.append(_Placement(term.coefficient, products[key], order,
+                                         tuple(c not in kept for c in classes), view))
+            for f in term.factors:
+                if not f.is_delta:
+                    sized_by.extend((f.name, i, axis, n) for axis, i in enumerate(f.indices))
+        for f in prog.witnesses:
+            sized_by.extend((f.name, i, axis, None) for axis, i in enumerate(f.indices)
+                            if i in output)
+        built = tuple(_Product(names, spec, Einsum(spec) if names else None)
+                      for (names, spec) in products)
+        return cls(built, tuple(placements), tuple(sized_by))
+
+    def run(self, prog, given: dict):
+        arrays = {}
+        for name in prog.inputs:
+            if name not in given:
+                raise EinsumSpecError(f"missing input {name!r}: the program reads "
+                                      f"{', '.join(prog.inputs)}", str(prog))
+            arrays[name] = _array(prog, name, given[name])
+        shape = self.output_shape(prog, arrays, given)
+        fractional = any(isinstance(_as_number(p.coefficient), float) for p in self.placements)
+        dtype = np.result_type(*arrays.values(), *([np.float64] if fractional or not arrays else []))
+        result = np.zeros(shape, dtype=dtype)
+        values: dict[int, np.ndarray] = {}
+        for place in self.placements:
+            if place.product not in values:
+                product = self.products[place.product]
+                values[place.product] = (product.einsum(*(arrays[n] for n in product.names))
+                                         if product.names else np.ones((), dtype=dtype))
+            value = np.transpose(values[place.product], place.order)
+            value = value.reshape([1 if new else d for new, d in
+                                   zip(place.shape_of_view, _fill(value.shape, place.shape_of_view))])
+            target = result if place.view is None else np.einsum(place.view, result)
+            if place.coefficient == 1:
+                target += value
+            else:
+                target += _as_number(place.coefficient) * value
+        return result[()] if not prog.output_indices else result
+
+    def output_shape(self, prog, arrays, given) -> tuple[int, ...]:
+        """Sizes of the output indices. Every tensor has one index per dimension, and every
+        index's sizes agree (an output index across all terms, a summed one within its term);
+        a mismatch names both tensors."""
+        for term in prog.terms:
+            for f in term.factors:
+                if not f.is_delta and arrays[f.name].ndim != len(f.indices):
+                    raise EinsumSpecError(f"tensor {f.name!r} has {arrays[f.name].ndim} "
+                                          f"dimension(s) but the program gives it "
+                                          f"{len(f.indices)} index(es)", str(prog))
+        output = set(prog.output_indices)
+        seen: dict[tuple, tuple[str, int]] = {}
+        for name, index, axis, term in self.sized_by:
+            key = (index, None if index in output else term)
+            if term is None:  # a witness: only for sizes no term gives
+                if key in seen:
+                    continue
+                if name not in given:
+                    raise EinsumSpecError(f"missing input {name!r}: the size of output index "
+                                          f"{index!r} comes from it", str(prog))
+                shape = _array(prog, name, given[name]).shape
+                if len(shape) <= axis:
+                    raise EinsumSpecError(f"tensor {name!r} has {len(shape)} dimension(s), too "
+                                          f"few to give the size of {index!r}", str(prog))
+                size = shape[axis]
+            else:
+                size = arrays[name].shape[axis]
+            if key in seen and seen[key][1] != size:
+                raise EinsumSpecError(f"index {index!r} has size {size} in {name!r} (axis {axis}) "
+                                      f"but {seen[key][1]} in {seen[key][0]!r}", str(prog))
+            seen.setdefault(key, (name, size))
+        ties = [f.indices for t in prog.terms for f in t.factors if f.is_delta]
+        for _ in ties:  # an output index sized only through deltas takes its partner's size
+            for p, q in ties:
+                for a, b in ((p, q), (q, p)):
+                    if (a, None) not in seen and (b, None) in seen:
+                        seen[(a, None)] = seen[(b, None)]
+        for term in prog.terms:
+            for f in term.factors:
+                if f.is_delta:
+                    p, q = (seen[(i, None)][1] for i in f.indices)
+                    if p != q:
+                        raise EinsumSpecError(f"{f} ties indices of sizes {p} and {q}", str(prog))
+        return tuple(seen[(o, None)][1] for o in prog.output_indices)
+
+
+def _array(prog, name: str, value) -> np.ndarray:
+    """``value`` as a numeric numpy array; anything else is refused naming the tensor."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as e:  # ragged nested lists
+        raise EinsumSpecError(f"tensor {name!r} is not an array: {e}", str(prog)) from None
+    if array.dtype.kind not in "biufc":
+        raise EinsumSpecError(f"tensor {name!r} has dtype {array.dtype}, which is not numeric",
+                              str(prog))
+    return array
+
+
+def _as_number(c: Fraction) -> int | float:
+    """The coefficient as numpy multiplies it: an int when it is one that int64 holds (integer
+    inputs keep integer results), else the nearest float64, a normal number by
+    :data:`einsgrad.programs.MAX_PLACES`."""
+    return int(c) if c.denominator == 1 and abs(c) < 2 ** 63 else float(c)
+
+
+def _fill(shape, new) -> tuple[int, ...]:
+    """``shape`` spread over the axes of a view, 1 where ``new`` is set."""
+    sizes = iter(shape)
+    return tuple(1 if is_new else next(sizes) for is_new in new)
