@@ -15,6 +15,7 @@ from the terms of step 3), the rendering :mod:`einsgrad.render` and :mod:`einsgr
 
 from __future__ import annotations
 
+import itertools
 import string
 from dataclasses import dataclass, replace
 
@@ -81,33 +82,35 @@ class ProgramExplanation(Rendered):
         return f"<ProgramExplanation of {self.program!r}: {grads}>"
 
 
-def explain_program(prog, name: str | None = None, *, style: str = "index") -> ProgramExplanation:
-    """See :meth:`Program.explain` (``prog`` a :class:`~einsgrad.programs.Program`, which imports
-    this module: its narrator reads it and never imports it back)."""
+def check_style(style: str) -> None:
+    """Refuses a ``style=`` that is none of :data:`STYLES`."""
     if style not in STYLES:
         raise EinsumSpecError(f"style must be one of {', '.join(map(repr, STYLES))}, got {style!r}")
-    if style == "hessian":
-        prog._require_scalar("style='hessian'")
-    names = prog.inputs if name is None else (name,)
-    grads = [prog.grad(n) for n in names]  # refuses unknown names
+
+
+def explain_program(prog, style: str, names: tuple[str, ...], grads: tuple, hessians: tuple = ()
+                    ) -> ProgramExplanation:
+    """The narration that :meth:`Program.explain` returns: ``prog`` (a
+    :class:`~einsgrad.programs.Program`, which imports this module: its narrator reads it and
+    never imports it back), its gradients ``grads`` by ``names`` and, with style "hessian",
+    their Jacobians ``hessians``, all derived by ``Program`` and only rendered here."""
     used = {f.name for t in prog.terms for f in t.factors} | {prog.output_name}
     loss = fresh_name("L", used)
     out, scalar = prog.output_name, not prog.output_indices
     lines = [spaced(prose("The program"), quoted_code(str(prog)), *(
         [prose(f"has a scalar output {out}.")] if scalar else
-        [prose(f"with {loss} a scalar loss; the cotangent {prog._cotangent} ="),
+        [prose(f"with {loss} a scalar loss; the cotangent {prog.cotangent} ="),
          partial_of(tensor_name(loss), tensor_name(out)), prose(f"has {out}'s indices.")]))]
-    gradients, hessians = [], []
-    for n, g in zip(names, grads):
+    gradients, hessian_parts = [], []
+    for n, g, h in itertools.zip_longest(names, grads, hessians):
         gradient, section = _derivative(prog, n, g, loss)
         gradients.append(gradient)
         lines += [Piece("", ""), *section]
-        if style == "hessian":
-            h = g.jacobian(n, out=prog._new_name(None, "H", "the Hessian"))  # as prog.hessian(n)
+        if h is not None:
             hessian, section = _derivative(g, n, h, loss, jacobian=True)
-            hessians.append(hessian)
+            hessian_parts.append(hessian)
             lines += [Piece("", ""), *section]
-    return ProgramExplanation(str(prog), style, tuple(gradients), tuple(lines), tuple(hessians))
+    return ProgramExplanation(str(prog), style, tuple(gradients), tuple(lines), tuple(hessian_parts))
 
 
 def _shown(items: list) -> tuple[list, int]:
@@ -146,7 +149,7 @@ def _derivative(prog, name: str, result, loss: str, jacobian: bool = False):
     ``jacobian`` the derivative of every entry (``result`` a Hessian, ``prog`` a gradient)."""
     out, index = prog.output_name, prog.output_indices
     chain, what = bool(index) and not jacobian, "the Hessian" if jacobian else "the gradient"
-    dy = prog._cotangent if chain else None
+    dy = prog.cotangent if chain else None
     names = {f.name for t in prog.terms for f in t.factors} | {out, name, loss} | ({dy} if dy else set())
     fresh = Fresh({i for t in prog.terms for f in t.factors for i in f.indices} | set(index) | names,
                   FRESH_INDEX_LETTERS, primed)

@@ -30,7 +30,7 @@ from .algebra import (DELTA, Delta, Factor, Fresh, Term, decimal, delta_classes,
                       fresh_name, internal_summed, simplify)
 from .errors import EinsumSpecError
 from .program_evaluation import Evaluation
-from .program_explanation import ProgramExplanation, explain_program
+from .program_explanation import ProgramExplanation, check_style, explain_program
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _TOKEN = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
@@ -52,7 +52,8 @@ class Program:
     and ``i`` has the size of ``x``). ``accepts`` lists every tensor the program may be given
     with its rank: its own and those of the program it was derived from, so that derivatives
     by a tensor that has dropped out are zero rather than an error. Neither takes part in
-    equality.
+    equality. :attr:`cotangent` names the tensor ``∂L/∂Y`` that the gradients of an indexed
+    output ``Y`` take.
     """
 
     output_name: str
@@ -101,16 +102,20 @@ class Program:
         name per axis of ``name``.
         """
         rank = self._rank(name)
-        out = self._new_name(out, "d" + name if self._cotangent else "g", "the result",
-                             [self._cotangent] if self._cotangent else [])
+        out = self._new_name(out, "d" + name if self.cotangent else "g", "the result",
+                             [self.cotangent] if self.cotangent else [])
         xs = (self._wrt_indices(name, ()) if indices is None else
               _left_side(out, indices, "the gradient's name and indices", rank))
         return self._gradient(name, out, xs)
 
     @property
-    def _cotangent(self) -> str | None:
+    def cotangent(self) -> str | None:
         """The name of the cotangent ``∂L/∂Y`` that the gradients of a program with indexed
-        output ``Y`` take: ``d`` + ``Y``, made fresh if a tensor has it; None for a scalar."""
+        output ``Y`` take: ``d`` + ``Y``, made fresh if a tensor has it; None for a scalar.
+
+        >>> program("Y[i,j] = X[i,k] * W[j,k]").cotangent
+        'dY'
+        """
         if not self.output_indices:
             return None
         return fresh_name("d" + self.output_name, set(dict(self.accepts)))
@@ -173,7 +178,14 @@ class Program:
         >>> print(program("f = x[i] * A[i,j] * x[j]").explain("x").gradients[0].matrix_form)
         g = A x + Aᵀ x
         """
-        return explain_program(self, name, style=style)
+        check_style(style)
+        if style == "hessian":
+            self._require_scalar("style='hessian'")
+        names = self.inputs if name is None else (name,)
+        grads = tuple(self.grad(n) for n in names)  # refuses unknown names
+        hessians = tuple(g.jacobian(n, out=self._new_name(None, "H", "the Hessian"))  # as hessian(n)
+                         for n, g in zip(names, grads)) if style == "hessian" else ()
+        return explain_program(self, style, names, grads, hessians)
 
     # -- evaluation ----------------------------------------------------------------------
 
@@ -206,7 +218,7 @@ class Program:
     def _gradient(self, name: str, out: str, xs: tuple[str, ...]) -> "Program":
         """:meth:`grad` with checked (or internal) names."""
         inner = {o: f"#o{t}" for t, o in enumerate(self.output_indices)}
-        cotangent = (Factor(self._cotangent, tuple(inner.values())),) if self._cotangent else ()
+        cotangent = (Factor(self.cotangent, tuple(inner.values())),) if self.cotangent else ()
         terms = [Term(t.coefficient, cotangent + t.factors)
                  for t in _occurrence_terms(self, name, xs, inner)]
         return _build(out, xs, terms, (Factor(name, xs),), self._accepting(cotangent), source=self)

@@ -11,7 +11,6 @@ Binding removes the two things that make einsum gradients subtle, so that the sy
 
 from __future__ import annotations
 
-import itertools
 import string
 import sys
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .algebra import Fresh
 from .errors import EinsumSpecError
 from .spec import ELLIPSIS, SIZE_LIMIT, Spec
 
@@ -51,16 +51,23 @@ class BoundSpec:
         return tuple(size[l] for l in self.spec.output)
 
 
-def _fresh_labels(taken):
-    """Unused letters first (readable generated code), then characters beyond Latin-1, never a
-    surrogate (which no encoding writes, so that text holding any label always encodes)."""
-    for char in string.ascii_letters:
-        if char not in taken:
-            yield char
-    for code in itertools.chain(range(0x100, _SURROGATES.start), range(_SURROGATES.stop, sys.maxunicode + 1)):
-        yield chr(code)
-    raise EinsumSpecError(f"the shapes need more than {_FRESH:,} labels for batch and broadcast "
-                          "dimensions, more than einsgrad can name")
+def _fresh_labels(taken) -> Fresh:
+    """Labels for bound dimensions that no spec label has: the unused letters first (readable
+    generated code), then characters beyond Latin-1 in code point order, never a surrogate
+    (which no encoding writes, so that text holding any label always encodes)."""
+    return Fresh(taken, string.ascii_letters, _beyond_latin1)
+
+
+def _beyond_latin1(letter: str, n: int) -> str:
+    """The ``n``-th (1, 2, ...) variant of ``letter`` as :class:`~einsgrad.algebra.Fresh` asks
+    for it after the letters: one character, so that round ``n`` of the 52 letters takes the
+    next 52 code points past Latin-1 (surrogates skipped), or an error past the last one."""
+    code = (n - 1) * len(string.ascii_letters) + string.ascii_letters.index(letter)
+    if code >= _FRESH:
+        raise EinsumSpecError(f"the shapes need more than {_FRESH:,} labels for batch and broadcast "
+                              "dimensions, more than einsgrad can name")
+    code += 0x100
+    return chr(code if code < _SURROGATES.start else code + len(_SURROGATES))
 
 
 _SURROGATES = range(0xD800, 0xE000)
@@ -120,7 +127,7 @@ def bind(spec: Spec, shapes: Sequence[Sequence[int]], sizes: Mapping | None = No
             ellipsis_ranks.append(len(shape) - named)
     out_batch = sizes.pop(ELLIPSIS, None)
     rank = max(ellipsis_ranks + [len(out_batch or ())])
-    batch = tuple(next(fresh) for _ in range(rank))
+    batch = tuple(fresh.take() for _ in range(rank))
 
     def expand(term, ndim_batch):
         labels = []
@@ -168,7 +175,7 @@ def bind(spec: Spec, shapes: Sequence[Sequence[int]], sizes: Mapping | None = No
         for label, size in zip(term, shape):
             if size == 1 and size_of[label] != 1:
                 if label not in renamed:
-                    renamed[label] = next(fresh)
+                    renamed[label] = fresh.take()
                     size_of[renamed[label]] = 1
                 label = renamed[label]
             bound.append(label)

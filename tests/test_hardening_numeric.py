@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import string
 import sys
 
 import numpy as np
@@ -295,10 +296,20 @@ def test_cache_size_of_any_integer_type_and_size(cache_size):
 
 def test_fresh_labels_never_include_surrogates():
     """Labels made past the 52 letters skip the surrogates, which no encoding writes."""
-    made = list(itertools.islice(shapes._fresh_labels(set()), 0xE100))
+    fresh = shapes._fresh_labels(set())
+    made = [fresh.take() for _ in range(0xE100)]
     assert len(set(made)) == len(made)
     assert not any(0xD800 <= ord(label) < 0xE000 for label in made)
     "".join(made).encode("utf-8")
+
+
+def test_fresh_labels_end_at_the_last_code_point_with_an_error():
+    """The last label is U+10FFFF; one more is an EinsumSpecError, not a crash."""
+    rounds, last = divmod(shapes._FRESH - 1, len(string.ascii_letters))
+    assert shapes._beyond_latin1(string.ascii_letters[last], rounds + 1) == chr(sys.maxunicode)
+    rounds, after = divmod(shapes._FRESH, len(string.ascii_letters))
+    with pytest.raises(EinsumSpecError, match="more than 1,111,808 labels for batch and broadcast"):
+        shapes._beyond_latin1(string.ascii_letters[after], rounds + 1)
 
 
 def test_about_a_thousand_operands_give_encodable_source():

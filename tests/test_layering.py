@@ -1,6 +1,7 @@
 """The package's layering, read from its source with ``ast`` (function-level imports too):
 no import circle among its modules, no private name taken from another module (imported, or
-read as ``module._name``), and opt_einsum imported by the path search alone."""
+read as ``module._name``), no private attribute read of another module's object
+(``prog._cotangent``), and opt_einsum imported by the path search alone."""
 
 from __future__ import annotations
 
@@ -45,6 +46,29 @@ def private_imports(graph) -> set[tuple[str, str, str]]:
             if name is not None and name.startswith("_") and not name.startswith("__") and source != module}
 
 
+NAMEDTUPLE_API = frozenset({"_make", "_replace", "_asdict", "_fields", "_field_defaults"})
+"""Attributes of every NamedTuple that are public despite their underscore (it keeps them
+apart from field names)."""
+
+
+def foreign_private_reads(tree: ast.Module) -> set[str]:
+    """Each ``value._name`` in a module (``self._name`` too) whose ``_name`` the module does not
+    define itself (as a function, class or assigned name or attribute), so a private attribute
+    of some other module's object; :data:`NAMEDTUPLE_API` aside. Dunders are public."""
+    own = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            own.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            own.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            own.add(node.attr)
+    return {ast.unparse(node) for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load)
+            and node.attr.startswith("_") and not node.attr.startswith("__")
+            and node.attr not in own and node.attr not in NAMEDTUPLE_API}
+
+
 def circles(graph) -> set[tuple[str, ...]]:
     """Strongly connected groups of more than one module (``__init__`` and ``__main__``, the
     package's entry points, import what they expose and are left out)."""
@@ -86,6 +110,12 @@ def test_no_private_name_crosses_modules():
     assert private_imports(imports()) == set()
 
 
+def test_no_private_attribute_of_another_modules_object_is_read():
+    reads = {path.stem: foreign_private_reads(ast.parse(path.read_text(encoding="utf-8")))
+             for path in sorted(PACKAGE.glob("*.py"))}
+    assert {module: found for module, found in reads.items() if found} == {}
+
+
 def test_no_import_circle():
     assert circles(imports()) == set()
 
@@ -100,3 +130,11 @@ def test_the_checks_see_a_circle_and_a_private_name():
     graph = {"a": [("b", "_hidden")], "b": [("c", None)], "c": [("a", "public")], "d": [("a", None)]}
     assert circles(graph) == {("a", "b", "c")}
     assert private_imports(graph) == {("a", "b", "_hidden")}
+
+
+def test_the_attribute_check_sees_a_foreign_private_read():
+    """A module's own private attributes and NamedTuple's ``_replace`` pass; another's do not."""
+    tree = ast.parse("class A:\n    def _own(self):\n        self._seen = 1\n\n"
+                     "def f(a, key, prog):\n    a._own(), a._seen, key._replace(), a.__dict__\n"
+                     "    return prog._cotangent, prog._new_name(None)\n")
+    assert foreign_private_reads(tree) == {"prog._cotangent", "prog._new_name"}
