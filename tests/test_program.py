@@ -497,3 +497,12 @@ def test_evaluation_errors():
     wide = einsgrad.program("f = " + " * ".join(f"x[a{n}]" for n in range(53)))
     with pytest.raises(EinsumSpecError, match=r"53 distinct indices; an einsum holds at most 52"):
         wide(x=np.ones(1))
+
+
+def test_cotangent_names_the_input_a_gradient_reads():
+    """Program.cotangent: the cotangent a derived program takes as an input (None for a scalar)."""
+    linear = einsgrad.program("Y[i,j] = X[i,k] * W[j,k]")
+    assert linear.cotangent == "dY" and "dY" in linear.grad("W").inputs
+    assert einsgrad.program("f = x[i] * x[i]").cotangent is None
+    clash = einsgrad.program("Y[i] = dY[i] * x[i]")  # a tensor already named dY: a fresh name
+    assert clash.cotangent not in ("dY", "x", "Y") and clash.cotangent in clash.grad("x").inputs
