@@ -19,6 +19,9 @@ from .spec import Spec, normalize_sizes, parse
 JACOBIAN_LIMIT = 2**24  # elements: Einsum.jacobian is for small cases
 
 
+_NUMPY = codegen.NUMPY  # the dialect of every plain numpy call, looked up once
+
+
 class Loaded(NamedTuple):
     """A loaded function and the record it belongs to (its signature's bound spec, tree)."""
 
@@ -320,8 +323,15 @@ class Einsum:
         in order, remembered as the last call's (for :meth:`source`). A plain tuple hashes and
         compares equal to the ProgramKey it spells, so it finds the loaded function, and is
         cheaper to build on every call; ``ProgramKey._make`` names its fields where needed."""
-        self._last = call = (mode, tuple([a.shape for a in arrays]), tuple([a.dtype for a in arrays]),
-                             wrt, None if cotangent is None else cotangent.dtype, codegen.NUMPY, ())
+        if len(arrays) <= 8:  # a few operands: cheaper than two lists made tuples (but quadratic)
+            shapes = dtypes = ()
+            for a in arrays:
+                shapes += (a.shape,)
+                dtypes += (a.dtype,)
+        else:
+            shapes, dtypes = tuple([a.shape for a in arrays]), tuple([a.dtype for a in arrays])
+        self._last = call = (mode, shapes, dtypes, wrt, None if cotangent is None else cotangent.dtype,
+                             _NUMPY, ())
         return call
 
     def _cotangent_error(self, g, record: SignatureRecord) -> EinsumSpecError:
