@@ -30,6 +30,7 @@ class Mode(enum.Enum):
     SAVING = "forward_saving"
     PULLBACK = "pullback"
     JACOBIAN = "jacobian"
+    JVP = "jvp"
 
     __hash__ = object.__hash__  # members are singletons; a key is hashed on every call
 
@@ -40,8 +41,9 @@ class ProgramKey(NamedTuple):
     Attributes:
         mode: which function.
         shapes: the operands' shapes (the shape signature that caches it).
-        dtypes: the operands' dtypes.
-        wrt: the operands differentiated (the Jacobian's one operand); None for the forward.
+        dtypes: the operands' dtypes (the jvp's: then its tangents', in ``wrt`` order).
+        wrt: the operands differentiated (the Jacobian's one operand; the jvp's operands with
+            a tangent); None for the forward.
         cotangent: the cotangent's dtype (vjp and pullback), else None.
         dialect: the array library the code is written for.
         chunk: sizes of the sliced labels, for one chunk of a sliced run (``memory_limit``).
@@ -106,6 +108,8 @@ class SignatureRecord:
                 elif key.mode is Mode.VJP:
                     self.plans[key] = plan.vjp_plan(bound, key.wrt, self.tree, self.optimize,
                                                     self.memory_limit)
+                elif key.mode is Mode.JVP:
+                    self.plans[key] = plan.jvp_plan(bound, key.wrt, self.tree)
                 elif key.mode is Mode.JACOBIAN:
                     jacobian = BoundSpec(derive.jacobian(bound.spec, key.wrt[0]), bound.sizes)
                     self.plans[key] = plan.forward_plan(jacobian, plan.forward_path(jacobian, self.optimize))
@@ -193,6 +197,10 @@ class SignatureRecord:
         if mode is Mode.SAVING:
             return Composed(program, "forward_saving",
                             {"y": (_needs_copy(program, "y", bound.output_shape), None)}, casts)
+        if mode is Mode.JVP:
+            out = np.result_type(*dtypes)
+            return Composed(program, "jvp", {"dy": (_needs_copy(program, "dy", bound.output_shape),
+                                                    None if out.kind in "fc" else out)}, casts)
         if mode is Mode.JACOBIAN:
             shape = bound.output_shape + bound.input_shapes[wrt[0]]
             return Composed(program, "jacobian", _jacobian_finish(program, wrt[0], dtypes, shape), casts)
