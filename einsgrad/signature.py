@@ -203,21 +203,21 @@ class SignatureRecord:
         """The plan of a program key, the name of its function, how it finishes results, and
         which arguments it first casts."""
         mode, dtypes, wrt = key.mode, key.dtypes, key.wrt
-        check_dtypes(dtypes, key.cotangent)
+        check_dtypes(dtypes, key.cotangent, extension_floats=key.dialect is codegen.JAX)
         bound = self.bound.resized(key.chunk)
         program = self.plan(PlanKey(mode, wrt, key.chunk))
         casts = _entry_casts(program, key)
         if mode is Mode.FORWARD:
             out = np.result_type(*dtypes)
             return Composed(program, "forward", {"y": (_needs_copy(program, "y", bound.output_shape),
-                                                       None if out.kind in "fc" else out)}, casts)
+                                                       None if _kind(out) in "fc" else out)}, casts)
         if mode is Mode.SAVING:
             return Composed(program, "forward_saving",
                             {"y": (_needs_copy(program, "y", bound.output_shape), None)}, casts)
         if mode is Mode.JVP:
             out = np.result_type(*dtypes)
             return Composed(program, "jvp", {"dy": (_needs_copy(program, "dy", bound.output_shape),
-                                                    None if out.kind in "fc" else out)}, casts)
+                                                    None if _kind(out) in "fc" else out)}, casts)
         if mode is Mode.JACOBIAN:
             shape = bound.output_shape + bound.input_shapes[wrt[0]]
             return Composed(program, "jacobian", _jacobian_finish(program, wrt[0], dtypes, shape), casts)
@@ -286,7 +286,7 @@ def _finish(program: Plan, bound, wrt, cotangent_dtype, dtypes) -> dict:
     for k, name in zip(wrt, program.returns):
         target = dtypes[k]
         computed = np.result_type(cotangent_dtype, *dtypes[:k], *dtypes[k + 1:])
-        cast = target if target.kind in "fc" and target != computed else None
+        cast = target if _kind(target) in "fc" and target != computed else None
         finish[name] = (_needs_copy(program, name, shapes[k]), cast)
     return finish
 
@@ -295,10 +295,23 @@ def _needs_copy(program: Plan, name: str, shape) -> bool:
     return not program.fresh(name) or shape == ()
 
 
-def check_dtypes(dtypes, cotangent=None) -> None:
+def check_dtypes(dtypes, cotangent=None, extension_floats: bool = False) -> None:
     """Refuses, naming it, an operand dtype or the cotangent's (if any) that is not numeric:
-    code is generated for numbers only."""
+    code is generated for numbers only. ml_dtypes' floats (``bfloat16``) are numbers where
+    ``extension_floats`` (jax computes in them; numpy's own operations do not)."""
     named = [("the cotangent", cotangent)] * (cotangent is not None)
     for name, dtype in named + [(f"operand {i}", d) for i, d in enumerate(dtypes)]:
-        if dtype.kind not in "biufc":
+        kind = _kind(dtype)
+        if kind not in "biufc":
             raise EinsumSpecError(f"{name} has dtype {dtype}, which is not numeric")
+        if kind != dtype.kind and not extension_floats:
+            raise EinsumSpecError(f"{name} has dtype {dtype}, which numpy does not compute in "
+                                  "(jax arrays of it run, through einsgrad.jax)")
+
+
+def _kind(dtype: np.dtype) -> str:
+    """numpy's kind character, ``f`` for ml_dtypes' floating point types too (jax's
+    ``bfloat16``, ``float8_*``), which numpy sees as extension types of kind ``V``."""
+    if dtype.kind == "V" and dtype.name.startswith(("bfloat", "float")):
+        return "f"
+    return dtype.kind
