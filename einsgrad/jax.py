@@ -105,12 +105,13 @@ def _einsum(compiled: Einsum, precision: str | None, *arrays):
 
 
 def _tangent_rule(compiled: Einsum, precision: str | None, primals, tangents):
-    y = _einsum(compiled, precision, *primals)
+    """The value and the tangent from one plan, the forward's intermediates shared."""
     given = [None if isinstance(t, SymbolicZero) else t for t in tangents]
     if all(t is None for t in given):
+        y = _einsum(compiled, precision, *primals)
         return y, SymbolicZero(jax.typeof(y).to_tangent_aval())
     with _precise(precision):
-        return y, compiled.jvp(given, *primals)
+        return compiled.value_and_jvp(given, *primals)
 
 
 _einsum.defjvp(_tangent_rule, symbolic_zeros=True)

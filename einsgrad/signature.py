@@ -31,6 +31,7 @@ class Mode(enum.Enum):
     PULLBACK = "pullback"
     JACOBIAN = "jacobian"
     JVP = "jvp"
+    VALUE_AND_JVP = "value_and_jvp"
 
     __hash__ = object.__hash__  # members are singletons; a key is hashed on every call
 
@@ -108,8 +109,9 @@ class SignatureRecord:
         with self.lock:
             if key not in self.plans:
                 bound = self.bound.resized(key.chunk)
-                if key.mode is Mode.JVP:
-                    self.plans[key] = plan.jvp_plan(bound, key.wrt, self.tree)
+                if key.mode in (Mode.JVP, Mode.VALUE_AND_JVP):
+                    self.plans[key] = plan.jvp_plan(bound, key.wrt, self.tree,
+                                                    value=key.mode is Mode.VALUE_AND_JVP)
                 elif key.mode is Mode.JACOBIAN:
                     jacobian = BoundSpec(derive.jacobian(bound.spec, key.wrt[0]), bound.sizes)
                     self.plans[key] = plan.sweep(jacobian, plan.forward_path(jacobian, self.optimize),
@@ -214,10 +216,8 @@ class SignatureRecord:
         if mode is Mode.SAVING:
             return Composed(program, "forward_saving",
                             {"y": (_needs_copy(program, "y", bound.output_shape), None)}, casts)
-        if mode is Mode.JVP:
-            out = np.result_type(*dtypes)
-            return Composed(program, "jvp", {"dy": (_needs_copy(program, "dy", bound.output_shape),
-                                                    None if _kind(out) in "fc" else out)}, casts)
+        if mode in (Mode.JVP, Mode.VALUE_AND_JVP):  # dtypes: the operands', then the tangents'
+            return Composed(program, mode.value, _jvp_finish(program, bound, dtypes), casts)
         if mode is Mode.JACOBIAN:
             shape = bound.output_shape + bound.input_shapes[wrt[0]]
             return Composed(program, "jacobian", _jacobian_finish(program, wrt[0], dtypes, shape), casts)
@@ -256,6 +256,17 @@ def _entry_casts(program: Plan, key: ProgramKey) -> dict:
         return {}
     common = np.result_type(*dtypes)
     return {arg: common for arg, dtype in zip(program.args, dtypes) if dtype != common}
+
+
+def _jvp_finish(program: Plan, bound, dtypes) -> dict:
+    """How a jvp plan returns ``dy`` (of the operands' and tangents' dtype) and, if it does,
+    ``y`` (of the operands' alone, as the forward: it computes in the dtype of all of them)."""
+    shape, every = bound.output_shape, np.result_type(*dtypes)
+    finish = {"dy": (_needs_copy(program, "dy", shape), None if _kind(every) in "fc" else every)}
+    if "y" in program.returns:
+        out = np.result_type(*dtypes[:len(bound.spec.inputs)])
+        finish["y"] = (_needs_copy(program, "y", shape), None if _kind(out) in "fc" and out == every else out)
+    return finish
 
 
 def _jacobian_finish(program: Plan, k: int, dtypes, shape) -> dict:

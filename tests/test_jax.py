@@ -138,15 +138,16 @@ def test_an_integer_operand_is_a_constant():
 
 
 class Recording(einsgrad.Einsum):
-    """An Einsum that records which operands each jvp it runs has a tangent for."""
+    """An Einsum that records which operands each jvp it runs (with its value, as the tangent
+    rule asks) has a tangent for."""
 
     def __init__(self, spec):
         super().__init__(spec)
         self.tangents_given = []
 
-    def jvp(self, tangents, *operands):
+    def value_and_jvp(self, tangents, *operands):
         self.tangents_given.append(tuple(k for k, t in enumerate(tangents) if t is not None))
-        return super().jvp(tangents, *operands)
+        return super().value_and_jvp(tangents, *operands)
 
 
 def _dot_generals(f, *args) -> int:
@@ -255,3 +256,12 @@ def test_preferred_element_type(spec, shapes):
         np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(e, np.float32), rtol=2e-2, atol=2e-2)
     with pytest.raises(einsgrad.EinsumSpecError, match="preferred_element_type must be a dtype"):
         einsgrad.jax.einsum(spec, *ops, preferred_element_type="fast")
+
+
+def test_bfloat16_numpy_arrays_are_refused_by_name():
+    """numpy's operations do not compute in ml_dtypes' bfloat16 (its matmul returns float32):
+    numpy arrays of it are refused, naming the dtype, where jax arrays of it run."""
+    x = np.ones((2, 3), dtype=jnp.bfloat16)
+    with pytest.raises(einsgrad.EinsumSpecError, match="operand 0 has dtype bfloat16, which numpy does not compute in"):
+        einsgrad.einsum("ij,jk->ik", x, x.T)
+    assert einsgrad.einsum("ij,jk->ik", jnp.asarray(x), jnp.asarray(x.T)).dtype == jnp.bfloat16
