@@ -265,3 +265,20 @@ def test_bfloat16_numpy_arrays_are_refused_by_name():
     with pytest.raises(einsgrad.EinsumSpecError, match="operand 0 has dtype bfloat16, which numpy does not compute in"):
         einsgrad.einsum("ij,jk->ik", x, x.T)
     assert einsgrad.einsum("ij,jk->ik", jnp.asarray(x), jnp.asarray(x.T)).dtype == jnp.bfloat16
+
+
+def test_products_read_their_operands_as_stored():
+    """The jax dialect's pairwise products are ``lax.dot_general`` with dimension numbers:
+    attention's gradients need no transposed view or copy, and the gradient of an outer
+    product's operand is a dot (as jnp.einsum's), not a product and a sum."""
+    source = einsgrad.compile("bhqk,bhkd->bhqd").source((2, 3, 4, 5), (2, 3, 5, 6), backend="jax")
+    code = source.split("# einsgrad:", 1)[1]
+    assert code.count("_dot(") == 6 and not any(t in code for t in (".T", "swapaxes", "transpose"))
+    a, b = operands([(4, 3), (4, 5)])
+    G = operands([(4, 3, 5)], seed=1)[0]
+
+    def reductions(f):
+        grad = jax.grad(lambda x, y: jnp.vdot(f("bi,bj->bij", x, y), G), (0, 1))
+        return str(jax.make_jaxpr(grad)(a, b)).count("reduce_sum")
+
+    assert reductions(einsgrad.jax.einsum) <= reductions(jnp.einsum)
