@@ -9,12 +9,12 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from . import backends, codegen, derive, paths, vendor
+from . import backends, code_request, codegen, derive, paths, vendor
 from .errors import EinsumSpecError
 from .report import Costs, PlanReport
-from .shapes import UNKNOWN_SIZE, ShapeClass, bind, check_shapes, is_count, shape_class
-from .signature import Mode, ProgramKey, SignatureRecord, check_dtypes
-from .spec import ELLIPSIS, Spec, normalize_sizes, parse
+from .shapes import Classified, ShapeClass, bind, check_shapes, classify, differ, is_count
+from .signature import Mode, ProgramKey, SignatureRecord
+from .spec import Spec, normalize_sizes, parse
 
 JACOBIAN_LIMIT = 2**24  # elements: Einsum.jacobian is for small cases
 
@@ -23,14 +23,6 @@ _NUMPY = codegen.NUMPY  # the dialect of every plain numpy call, looked up once
 # Dialects whose calls run shape-generic code, one function per shape class: torch's sizes are
 # symbolic under torch.compile and torch.export. jax traces per shape anyway; dask is lazy.
 _GENERIC = (codegen.TORCH,)
-
-
-class Classified(NamedTuple):
-    """A call's shapes as a record's cache key (a :class:`ShapeClass`, or the exact shapes),
-    and the output shape those shapes give (checked by binding them)."""
-
-    signature: tuple | ShapeClass
-    output_shape: tuple
 
 
 class Loaded(NamedTuple):
@@ -285,8 +277,8 @@ class Einsum:
         calls run it; its pullback takes ``shapes=``, the operands' shapes); None shows the
         kind the last call ran when its shapes are used, exact-shape code otherwise.
         """
-        dialect = _dialect(backend, codegen.DIALECTS)
-        signature, dtypes = self._signature(shapes, None, "source", generic, False)
+        dialect = code_request.dialect(backend, codegen.DIALECTS)
+        signature, dtypes = self._request(shapes, None, "source", generic, False)
         record = self._signature_record(signature)
         if isinstance(signature, ShapeClass):
             header = (f"# einsgrad: {self.spec}  shape-generic, planned for shapes "
@@ -317,8 +309,8 @@ class Einsum:
                 are planned as a few hundred each; a spec with ``...`` needs shapes for the
                 batch rank), or where the last call ran generic code.
         """
-        dialect = _dialect(backend, {name: codegen.DIALECTS[name] for name in vendor.BACKENDS})
-        signature, dtypes = self._signature(shapes, dtypes, "module", generic, True)
+        dialect = code_request.dialect(backend, vendor.BACKENDS)
+        signature, dtypes = self._request(shapes, dtypes, "module", generic, True)
         if backend != "numpy" and len(set(dtypes)) > 1:
             raise EinsumSpecError(f"a {backend} module takes one dtype for every operand, got "
                                   f"{', '.join(d.name for d in dtypes)}")
@@ -358,17 +350,9 @@ class Einsum:
 
     def _classify(self, shapes) -> Classified:
         """The record key of a call of a shape-generic dialect (cached by ``_classes`` where
-        the sizes are ints; no side effects). The shapes are bound to check them, symbolic
-        sizes included: binding only compares them, it never fixes them. A ``memory_limit``
-        bounds the exact sizes' intermediates, and batch sizes in ``sizes=`` fix the exact
-        shapes: both plan for exact shapes."""
-        output_shape = bind(self.spec, shapes, dict(self.sizes)).output_shape
-        klass = None
-        if self.memory_limit is None and not any(label == ELLIPSIS for label, _ in self.sizes):
-            klass = shape_class(shapes)
-        if klass is None:  # int(): a symbolic size becomes a concrete one (a guard)
-            return Classified(tuple([tuple(map(int, s)) for s in shapes]), tuple(map(int, output_shape)))
-        return Classified(klass, output_shape)
+        the sizes are ints): exact shapes under a ``memory_limit``, which bounds their own
+        intermediates."""
+        return classify(self.spec, shapes, self.sizes, exact=self.memory_limit is not None)
 
     def _backend_signature(self, backend: backends.Backend, arrays) -> Classified:
         """The record key and output shape of a call on another library's arrays."""
@@ -429,50 +413,11 @@ class Einsum:
             raise EinsumSpecError(f"{caller}() needs shapes: pass them or compile with shapes=")
         return shapes
 
-    def _signature(self, shapes, dtypes, caller: str, generic: bool | None, unshaped: bool):
-        """The signature (exact shapes, or a :class:`ShapeClass` where ``generic``) and dtypes
-        to show code for: shapes given, else compile-time, else the last call's; ``generic``
-        None: as the last call ran, else exact, but generic when there are no shapes and
-        ``unshaped`` allows it."""
+    def _request(self, shapes, dtypes, caller: str, generic, unshaped: bool) -> code_request.CodeRequest:
+        """What :meth:`source` and :meth:`module` write code for (see :func:`code_request`)."""
         last = None if self._last is None else ProgramKey._make(self._last)
-        if shapes:
-            shapes = check_shapes(shapes, len(self.spec.inputs))
-        else:
-            shapes = self.shapes or (last.shapes if last else None)
-        if generic is None:
-            generic = isinstance(shapes, ShapeClass) or (shapes is None and unshaped)
-        if shapes is None and generic:
-            shapes = self._unshaped_class(caller)
-        if shapes is None:
-            raise EinsumSpecError(f"{caller}() needs shapes: pass them, compile with shapes=, or call once")
-        if generic and not isinstance(shapes, ShapeClass):
-            found = shape_class(shapes)
-            if found is None:
-                raise EinsumSpecError(f"shape-generic code is planned for sizes of at least 1, "
-                                      f"got shapes {', '.join(map(str, shapes))}")
-            if any(label == ELLIPSIS for label, _ in self.sizes):
-                raise EinsumSpecError("shape-generic code cannot be planned with batch sizes "
-                                      "in sizes=: they fix the shapes")
-            shapes = found
-        elif not generic and isinstance(shapes, ShapeClass):
-            raise EinsumSpecError(f"{caller}() of exact shapes needs shapes: the last call ran "
-                                  f"shape-generic code (pass shapes, or generic=True)")
-        count = len(self.spec.inputs)
-        if dtypes is not None:
-            dtypes = _check_dtype_list(dtypes, count)
-        elif last and last.shapes == shapes:
-            dtypes = last.dtypes
-        else:
-            dtypes = (np.dtype(np.float64),) * count
-        return shapes, dtypes
-
-    def _unshaped_class(self, caller: str) -> ShapeClass:
-        """The class generic code is planned for when no shapes are known: every size a few
-        hundred (:data:`~einsgrad.shapes.UNKNOWN_SIZE`); a rank of ``...`` needs shapes."""
-        if any(ELLIPSIS in term for term in self.spec.inputs):
-            raise EinsumSpecError(f"{caller}() needs shapes for the batch rank of '...': pass any "
-                                  f"shapes of that rank, and generic=True for code of every size")
-        return ShapeClass(tuple((UNKNOWN_SIZE,) * len(term) for term in self.spec.inputs))
+        return code_request.code_request(self.spec, self.sizes, shapes, dtypes, caller, generic,
+                                         unshaped, self.shapes, last)
 
     def _keys(self, record: SignatureRecord, shapes, dtypes, dialect) -> tuple[ProgramKey, ...]:
         """Keys of forward, vjp, forward_saving and pullback, every operand wanted."""
@@ -502,7 +447,7 @@ class Einsum:
         cotangent_dtype = None if cotangent is None else backend.dtype(cotangent)
         record = record or self._signature_record(shapes)
         output_shape = record.output_shape if output_shape is None else output_shape
-        if mode is Mode.VJP and _differ(tuple(cotangent.shape), output_shape):
+        if mode is Mode.VJP and differ(tuple(cotangent.shape), output_shape):
             raise EinsumSpecError(
                 f"the cotangent has shape {tuple(cotangent.shape)} but the output of "
                 f"{str(self.spec)!r} has shape {tuple(output_shape)}")
@@ -546,7 +491,7 @@ class Einsum:
                 raise EinsumSpecError(f"the cotangent is a {_library(found)} array but the forward "
                                       f"ran on {_library(backend)} arrays")
             g = values[0]
-        if g.shape != shape and _differ(tuple(g.shape), shape):
+        if g.shape != shape and differ(tuple(g.shape), shape):
             raise EinsumSpecError(f"the cotangent has shape {tuple(g.shape)} but the output has {shape}")
         return g
 
@@ -566,20 +511,6 @@ def _compiled(spec: str) -> Einsum:
     return Einsum(spec)
 
 
-def _check_dtype_list(dtypes, count: int) -> tuple[np.dtype, ...]:
-    """``dtypes=`` as one numeric dtype per operand (a single dtype applies to every one)."""
-    try:
-        if isinstance(dtypes, (str, type, np.dtype)):
-            dtypes = (dtypes,) * count
-        checked = tuple(np.dtype(d) for d in dtypes)
-    except TypeError:
-        raise EinsumSpecError(f"dtypes must be a dtype or one dtype per operand, got {dtypes!r}") from None
-    if len(checked) != count:
-        raise EinsumSpecError(f"the spec names {count} operand(s) but {len(checked)} dtypes were given")
-    check_dtypes(checked)
-    return checked
-
-
 def _arrays(values: tuple, cotangent: bool = False) -> tuple[tuple, backends.Backend | None]:
     """Values as arrays of one library, and that library (None: numpy); ``cotangent``: the
     first value is the cotangent (for messages). Dtypes are checked once per signature,
@@ -596,18 +527,6 @@ def _arrays(values: tuple, cotangent: bool = False) -> tuple[tuple, backends.Bac
                       for a, n in zip(values, names)]), None
     backend = backends.get(name)
     return backends.prepare(values, backend, names), backend
-
-
-def _dialect(backend, dialects: dict) -> codegen.Dialect:
-    """The dialect named ``backend``, one of ``dialects``."""
-    if backend not in dialects:
-        raise EinsumSpecError(f"backend must be one of {', '.join(dialects)}, got {backend!r}")
-    return dialects[backend]
-
-
-def _differ(shape, other) -> bool:
-    """Whether two shapes differ, compared size by size (so that symbolic sizes compare too)."""
-    return len(shape) != len(other) or any(a != b for a, b in zip(shape, other))
 
 
 def _library(backend) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import string
 import sys
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -95,6 +95,33 @@ def shape_class(shapes) -> ShapeClass | None:
             sizes.append(1 if size == 1 else 3 * 10 ** (len(str(int(size))) - 1))
         representative.append(tuple(sizes))
     return ShapeClass(tuple(representative))
+
+
+class Classified(NamedTuple):
+    """A call's shapes as a record's cache key (a :class:`ShapeClass`, or the exact shapes),
+    and the output shape those shapes give (checked by binding them)."""
+
+    signature: tuple | ShapeClass
+    output_shape: tuple
+
+
+def classify(spec: Spec, shapes, sizes, exact: bool = False) -> Classified:
+    """The record key of ``shapes`` for shape-generic code, and their output shape. The shapes
+    are bound to check them, symbolic sizes included (binding only compares them, it never
+    fixes them). ``exact`` (a ``memory_limit`` bounds exact sizes' intermediates), batch sizes
+    in ``sizes`` (they fix the shapes) and an empty dimension plan for the exact shapes."""
+    output_shape = bind(spec, shapes, dict(sizes)).output_shape
+    found = None
+    if not exact and not any(label == ELLIPSIS for label, _ in sizes):
+        found = shape_class(shapes)
+    if found is None:  # int(): a symbolic size becomes a concrete one (a guard)
+        return Classified(tuple([tuple(map(int, s)) for s in shapes]), tuple(map(int, output_shape)))
+    return Classified(found, output_shape)
+
+
+def differ(shape, other) -> bool:
+    """Whether two shapes differ, compared size by size (so that symbolic sizes compare too)."""
+    return len(shape) != len(other) or any(a != b for a, b in zip(shape, other))
 
 
 def _fresh_labels(taken) -> Fresh:
