@@ -213,7 +213,8 @@ class Einsum:
         else:
             classified = self._backend_signature(backend, arrays)
         record = self._signature_record(classified.signature)
-        g = self._cotangent(cotangent, arrays, backend, classified.output_shape or record.output_shape)
+        shape = record.output_shape if classified.output_shape is None else classified.output_shape
+        g = self._cotangent(cotangent, arrays, backend, shape)
         results = self._pullback(backend, arrays, indices, g, record, saved)
         return results[0] if single else results
 
