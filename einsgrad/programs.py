@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cached_property
 from typing import Iterator
 
-from .algebra import (DELTA, Delta, Factor, Fresh, Term, decimal, delta_classes, fresh_indices,
-                      fresh_name, internal_summed, simplify)
+from .algebra import (DELTA, Delta, Factor, Fresh, Term, decimal, delta_classes, fresh_indices, fresh_name,
+                      internal_summed, simplify)
+from .derivation import Derivation, differentiate
 from .errors import EinsumSpecError
 from .program_evaluation import Evaluation
 from .program_explanation import ProgramExplanation, check_style, explain_program
@@ -53,7 +54,8 @@ class Program:
     with its rank: its own and those of the program it was derived from, so that derivatives
     by a tensor that has dropped out are zero rather than an error. Neither takes part in
     equality. :attr:`cotangent` names the tensor ``∂L/∂Y`` that the gradients of an indexed
-    output ``Y`` take.
+    output ``Y`` take. A derived program keeps its :class:`~einsgrad.derivation.Derivation`
+    (every step of the product rule), which :meth:`explain` renders.
     """
 
     output_name: str
@@ -61,6 +63,7 @@ class Program:
     terms: tuple[Term, ...]
     witnesses: tuple[Factor, ...] = field(default=(), compare=False, repr=False)
     accepts: tuple[tuple[str, int], ...] = field(default=(), compare=False, repr=False)
+    derivation: Derivation | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         left = str(Factor(self.output_name, self.output_indices))
@@ -130,10 +133,10 @@ class Program:
         self._rank(name)
         out = self._new_name(out, "J", "the Jacobian")
         xs = self._wrt_indices(name, self.output_indices)
-        terms = _occurrence_terms(self, name, xs, {})
-        return _build(out, self.output_indices + xs, terms,
-                      _witnesses(self.output_indices, self.terms, self.witnesses) + (Factor(name, xs),),
-                      self.accepts, source=self)
+        derivation = differentiate(self.terms, self.output_indices, name, cotangent=None, jacobian=True,
+                            result_indices=self.output_indices + xs, names={self.output_name})
+        return _derived(out, derivation, _witnesses(self.output_indices, self.terms, self.witnesses)
+                        + (Factor(name, xs),), self.accepts, source=self)
 
     def hessian(self, name: str, other: str | None = None, *, out: str | None = None) -> "Program":
         """``H[x, z] = ∂²f/∂X[x]∂Z[z]`` of a scalar program (``Z`` is ``other``, default ``X``).
@@ -217,11 +220,10 @@ class Program:
 
     def _gradient(self, name: str, out: str, xs: tuple[str, ...]) -> "Program":
         """:meth:`grad` with checked (or internal) names."""
-        inner = {o: f"#o{t}" for t, o in enumerate(self.output_indices)}
-        cotangent = (Factor(self.cotangent, tuple(inner.values())),) if self.cotangent else ()
-        terms = [Term(t.coefficient, cotangent + t.factors)
-                 for t in _occurrence_terms(self, name, xs, inner)]
-        return _build(out, xs, terms, (Factor(name, xs),), self._accepting(cotangent), source=self)
+        derivation = differentiate(self.terms, self.output_indices, name, cotangent=self.cotangent,
+                            result_indices=xs, names={self.output_name})
+        new = (Factor(self.cotangent, self.output_indices),) if self.cotangent else ()
+        return _derived(out, derivation, (Factor(name, xs),), self._accepting(new), source=self)
 
     def _accepting(self, new=()) -> tuple[tuple[str, int], ...]:
         """What a program derived from this one accepts: this one's inputs and ``new``."""
@@ -489,19 +491,6 @@ def _coefficient_problem(value: Fraction) -> str | None:
 # -- canonical form ----------------------------------------------------------------------
 
 
-def _occurrence_terms(prog: Program, name: str, xs, rename_output) -> list[Term]:
-    """``Σ_T Σ_{p: F_p = X} c_T Π_{q≠p} F_q Π_t δ(x_t, L_{p,t})``, with the output indices
-    renamed by ``rename_output`` (to sum them against a cotangent)."""
-    out = []
-    for term in prog.terms:
-        term = internal_summed(term, set(prog.output_indices)).renamed(rename_output)
-        for p, f in enumerate(term.factors):
-            if f.name == name:
-                deltas = tuple(Delta(x, l) for x, l in zip(xs, f.indices))
-                out.append(Term(term.coefficient, term.factors[:p] + term.factors[p + 1:] + deltas))
-    return out
-
-
 def _witnesses(output, terms, known=()) -> tuple[Factor, ...]:
     found = list(known)
     candidates = [f for t in terms for f in t.factors if not f.is_delta] + list(known)
@@ -518,16 +507,29 @@ def _build(name, output, terms, witnesses, accepts=(), source=None) -> Program:
     (a text or the program derived from) is shown when merged terms leave the coefficients'
     range."""
     output = tuple(output)
+    return _canonical(name, output, terms, simplify(output, terms), _witnesses(output, terms, witnesses),
+                      accepts, source)
+
+
+def _derived(name, derivation: Derivation, witnesses, accepts, source) -> Program:
+    """The program of a derivation's result, which keeps it."""
+    output = derivation.result_indices
+    program = _canonical(name, output, derivation.merged, derivation.terms,
+                         _witnesses(output, derivation.merged, witnesses), accepts, source)
+    return replace(program, derivation=derivation)
+
+
+def _canonical(name, output, terms, simplified, witnesses, accepts, source) -> Program:
+    """``simplified`` (the canonical form of ``terms``) as a program that accepts ``accepts`` and
+    every tensor of ``terms``, cancelled or not, its coefficients checked."""
     ranks = dict(accepts)
     ranks.update((f.name, len(f.indices)) for t in terms for f in t.factors if not f.is_delta)
-    simplified = simplify(output, terms)
     for term in simplified:
         problem = _coefficient_problem(term.coefficient)
         if problem:
             raise EinsumSpecError(f"like terms merge into a coefficient that {problem}",
                                   None if source is None else str(source))
-    return Program(name, output, simplified, _witnesses(output, terms, witnesses),
-                   tuple(ranks.items()))
+    return Program(name, output, simplified, witnesses, tuple(ranks.items()))
 
 
 def _unsized(output, terms) -> list[str]:
