@@ -180,7 +180,7 @@ def _array(prog, name: str, value) -> np.ndarray:
 def _as_number(c: Fraction) -> int | float:
     """The coefficient as numpy multiplies it: an int when it is one that int64 holds (integer
     inputs keep integer results), else the nearest float64, a normal number by
-    :data:`einsgrad.programs.MAX_PLACES`."""
+    :data:`einsgrad.program_parser.MAX_PLACES`."""
     return int(c) if c.denominator == 1 and abs(c) < 2 ** 63 else float(c)
 
 
