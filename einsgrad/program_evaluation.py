@@ -16,6 +16,7 @@ from fractions import Fraction
 import numpy as np
 
 from .algebra import without_deltas
+from .spec_terms import einsum_of
 from .compiled import Einsum
 from .errors import EinsumSpecError
 
@@ -61,24 +62,22 @@ class Evaluation:
         placements, sized_by = [], []
         output = prog.output_indices
         for n, term in enumerate(prog.terms):
-            operands, tied = without_deltas(term, output)
-            used = list(dict.fromkeys(i for f in operands for i in f.indices))
-            if len(used) > len(_LETTERS):
+            found = einsum_of(output, term, canonical=True)
+            if found is None:
+                operands, _ = without_deltas(term, output)
+                used = {i for f in operands for i in f.indices}
                 raise EinsumSpecError(f"term {n + 1} has {len(used)} distinct indices; an einsum "
                                       f"holds at most {len(_LETTERS)}", str(prog))
-            letter = dict(zip(used, _LETTERS))
-            classes = list(dict.fromkeys(tied))
-            kept = [i for i in used if i in classes]
-            spec = ",".join("".join(letter[i] for i in f.indices) for f in operands)
-            spec += "->" + "".join(letter[i] for i in kept)
-            names = tuple(f.name for f in operands)
+            classes = list(dict.fromkeys(found.output))
+            kept = list(found.indices)
+            spec, names = str(found.spec), tuple(f.name for f in found.tensors)
             key = (names, spec)
             if key not in products:
                 products[key] = len(products)
             view = None
             if len(classes) < len(output):
                 label = {c: _LETTERS[k] for k, c in enumerate(classes)}
-                view = "".join(label[c] for c in tied) + "->" + "".join(label.values())
+                view = "".join(label[c] for c in found.output) + "->" + "".join(label.values())
             order = tuple(kept.index(c) for c in classes if c in kept)
             placements.append(_Placement(term.coefficient, products[key], order,
                                          tuple(c not in kept for c in classes), view))

@@ -17,17 +17,16 @@ Each step is read from the :class:`~einsgrad.derivation.Derivation` that ``Progr
 from __future__ import annotations
 
 import itertools
-import string
 from dataclasses import dataclass, replace
 
-from .algebra import Delta, Product, Term, decimal, without_deltas
+from .algebra import Delta, Product, Term, decimal
 from .derivation import loss_name
 from .errors import EinsumSpecError
 from .matrix_forms import form_body, matrix_form
 from .render import (Piece, Rendered, equals, indexed, juxt, kronecker, listed,
                      parenthesized, partial_of, product_piece, prose, punct, quoted_code,
                      spaced, summation, tensor_name)
-from .spec import Spec
+from .spec_terms import einsum_of
 
 STYLES = ("index", "hessian")
 _MAX_FORM_INDICES = 6  # matrix forms are looked for in small terms only
@@ -276,26 +275,21 @@ def _result(name: str, result, derivation, lines: list[Piece], step: int = 5):
 
 
 def _einsum(term: Term, output) -> tuple[str | None, Piece | None]:
-    """The term as one einsum (a delta is a label repeated in the output) and its matrix form
-    without the coefficient, when :mod:`einsgrad.matrix_forms` finds one."""
-    operands, kept = without_deltas(term, output)
-    used = list(dict.fromkeys([*(i for f in operands for i in f.indices), *kept]))
-    if not operands and len(set(kept)) == len(kept) or len(used) > len(string.ascii_letters):
-        return None, None  # a constant, or too many indices for one einsum
-    wide = any(len(i) > 1 for i in used)
-    letter = dict(zip(used, string.ascii_letters if wide else used))
-    spec = ",".join("".join(letter[i] for i in f.indices) for f in operands)
-    spec += "->" + "".join(letter[i] for i in kept)
+    """The term as one einsum (:func:`einsgrad.spec_terms.einsum_of`) and its matrix form without
+    the coefficient, when :mod:`einsgrad.matrix_forms` finds one."""
+    found = einsum_of(output, term)
+    if found is None or not found.tensors and len(set(found.output)) == len(found.output):
+        return None, None  # too many indices for one einsum, or a constant
+    spec, operands = found.spec, found.tensors
     form = None
-    if len(used) <= _MAX_FORM_INDICES:  # "->ii" has one 0-d operand, as parse() reads it
-        form = matrix_form(Spec.of([[letter[i] for i in f.indices] for f in operands] or [()],
-                                    [letter[i] for i in kept]))
+    if len(spec.labels) <= _MAX_FORM_INDICES:  # "->ii" has one 0-d operand, as parse() reads it
+        form = matrix_form(spec)
     if form is None or form.batch:
-        return spec, None
+        return str(spec), None
     if not operands:  # "->ii" reads as one 0-d operand, which this term does not have
         form = replace(form, scalars=())
     body = form_body(form, [tensor_name(f.name) for f in operands])
-    return spec, parenthesized(body) if form.kind == "hadamard" or form.summed else body
+    return str(spec), parenthesized(body) if form.kind == "hadamard" or form.summed else body
 
 
 def _text(prog, terms) -> str:
