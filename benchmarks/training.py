@@ -153,7 +153,12 @@ def _difference(mine: list[np.ndarray], theirs: list[np.ndarray]) -> float:
 def pair(model: Model, framework: str, dtype: str, quick: bool, repeats: int) -> Pair:
     """Checks and times einsgrad's step against the framework's einsum's."""
     cells, firsts, steps = {}, {}, {}
-    for name, variant in VARIANTS[framework](model, quick, dtype).items():
+    try:
+        variants = VARIANTS[framework](model, quick, dtype)
+    except Exception as e:  # noqa: BLE001 - the framework is missing or cannot take the dtype
+        failed = Cell("error", note=message(e))
+        return Pair(model.name, framework, dtype, failed, failed, None, None)
+    for name, variant in variants.items():
         try:
             firsts[name], steps[name] = variant()
         except Exception as e:  # noqa: BLE001 - a failing variant fails its own cell only
@@ -177,15 +182,16 @@ def pair(model: Model, framework: str, dtype: str, quick: bool, repeats: int) ->
 
 
 def targets(pairs, memory: dict, graphs: dict) -> list[dict]:
-    """Each target of the issue with its value here and whether it is met (None: not measured)."""
+    """Each target of the issue with its value here (None where einsgrad's is missing) and
+    whether it is met."""
     found = []
     for p in pairs:
         if p.own.status == "ok":
             found.append({"target": f"step x {OWN[p.framework]}", "where": f"{p.model} {p.framework} {p.dtype}",
                           "value": p.ratio, "met": p.ratio is not None and p.ratio <= TARGETS["step"]})
     mine, theirs = memory.get("einsgrad.torch", {}), memory.get("torch.einsum", {})
-    for measure in MEMORY_TARGETS if measure_ok(theirs) else ():
-        value = mine[measure] / theirs[measure] if measure_ok(mine) else None
+    for measure in MEMORY_TARGETS if _complete(theirs) else ():
+        value = mine[measure] / theirs[measure] if _complete(mine) and theirs[measure] else None
         found.append({"target": "memory x torch.einsum", "where": f"attention: {measure}",
                       "value": value, "met": value is not None and value <= TARGETS["memory"]})
     if "torch.einsum" in graphs and "einsgrad.torch" in graphs:
@@ -195,7 +201,8 @@ def targets(pairs, memory: dict, graphs: dict) -> list[dict]:
     return found
 
 
-def measure_ok(figures: dict) -> bool:
+def _complete(figures: dict) -> bool:
+    """Whether a system's memory figures were all measured."""
     return bool(figures) and "error" not in figures
 
 
@@ -214,7 +221,8 @@ def table(pairs, memory: dict, graphs: dict, repeats: int, quick: bool) -> str:
     lines = [f"# training step = forward + loss + backward + SGD update; median of {repeats} "
              "interleaved rounds in one process; CPU only" + (" (quick sizes)" if quick else ""),
              "# ratio: einsgrad's step time over the framework's own einsum's; check: largest"
-             " first-step loss/gradient difference relative to the largest value"]
+             " first-step loss/gradient difference relative to the largest value; load: other"
+             " processes' CPU share while timed (the higher of the row's two)"]
     head = f"{'model':<13} {'dtype':<9}"
     for f in frameworks:
         head += f" {OWN[f]:>13} {'einsgrad.' + f:>15} {'ratio':>6} {'check':>8}"
@@ -243,11 +251,11 @@ def table(pairs, memory: dict, graphs: dict, repeats: int, quick: bool) -> str:
     if memory:
         lines += ["", "# attention, torch float32 (" + _sizes("attention", quick) + "): bytes of the tensor "
                   "storages made by the step and still alive (output and weight gradients included)",
-                  f"{'':<42} {'torch.einsum':>14} {'einsgrad.torch':>15} {'ratio':>6}"]
+                  f"{'':<46} {'torch.einsum':>14} {'einsgrad.torch':>15} {'ratio':>6}"]
         mine, theirs = memory.get("einsgrad.torch", {}), memory.get("torch.einsum", {})
-        for measure in theirs if measure_ok(theirs) else mine:
-            ratio = mine.get(measure, 0) / theirs[measure] if measure_ok(mine) and theirs.get(measure) else None
-            lines.append(f"{measure:<42} {_bytes(theirs.get(measure)):>14} {_bytes(mine.get(measure)):>15}"
+        for measure in theirs if _complete(theirs) else mine if _complete(mine) else ():
+            ratio = mine.get(measure, 0) / theirs[measure] if _complete(mine) and theirs.get(measure) else None
+            lines.append(f"{measure:<46} {_bytes(theirs.get(measure)):>14} {_bytes(mine.get(measure)):>15}"
                          f" {ratio_text(ratio):>6}")
         lines += [f"{who} ERROR: {figures['error']}" for who, figures in memory.items() if "error" in figures]
     if graphs:

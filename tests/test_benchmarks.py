@@ -228,6 +228,18 @@ def test_a_training_pair_that_fails_is_reported_and_the_other_side_still_timed(m
     assert "step x fake.einsum: 0 of 1 met; missed: mlp fake float32" in text
 
 
+def test_a_framework_that_cannot_start_fails_both_cells(monkeypatch):
+    from benchmarks import training
+
+    def missing(model, quick, dtype):
+        raise ImportError("No module named 'fakeframework'")
+
+    monkeypatch.setitem(training.VARIANTS, "fake", missing)
+    result = training.pair(training.MODELS[0], "fake", "float32", quick=True, repeats=2)
+    assert result.einsgrad == result.own and result.own.status == "error"
+    assert "ImportError: No module named 'fakeframework'" in result.own.note
+
+
 def test_a_matching_training_pair_is_timed_with_its_ratio(monkeypatch):
     from benchmarks import training
 
