@@ -16,6 +16,7 @@ from fractions import Fraction
 import numpy as np
 
 from .algebra import without_deltas
+from .backends import as_numpy
 from .spec_terms import einsum_of
 from .compiled import Einsum
 from .errors import EinsumSpecError
@@ -166,10 +167,7 @@ class Evaluation:
 
 def _array(prog, name: str, value) -> np.ndarray:
     """``value`` as a numeric numpy array; anything else is refused naming the tensor."""
-    try:
-        array = np.asarray(value)
-    except (ValueError, TypeError) as e:  # ragged nested lists
-        raise EinsumSpecError(f"tensor {name!r} is not an array: {e}", str(prog)) from None
+    array = as_numpy(value, f"tensor {name!r}", str(prog))
     if array.dtype.kind not in "biufc":
         raise EinsumSpecError(f"tensor {name!r} has dtype {array.dtype}, which is not numeric",
                               str(prog))
