@@ -93,6 +93,8 @@ class SignatureRecord:
         self.tree = plan.forward_path(bound, optimize, memory_limit)
         self.optimize = paths.auxiliary(optimize)
         self.memory_limit = memory_limit
+        self.every = tuple(range(len(bound.spec.inputs)))
+        self.sweeps: dict[tuple, plan.Sweep] = {}
         self.plans: dict[PlanKey, Plan] = {}
         self.sources: dict[ProgramKey, Source] = {}
         self.functions: dict[ProgramKey, Callable] = {}
@@ -100,26 +102,40 @@ class SignatureRecord:
         self._slices: slicing.Cuts | None = None
 
     def plan(self, key: PlanKey) -> Plan:
-        """The plan of ``key``, made on first use (the saving forward with its pullback)."""
+        """The plan of ``key``, made on first use: a projection of the sweep of its operands
+        (the forward's is every operand's), or for the vjp of some operands the direct
+        contractions when they cost less, or the Jacobian's own contraction."""
         found = self.plans.get(key)
         if found is not None:
             return found
         with self.lock:
             if key not in self.plans:
                 bound = self.bound.resized(key.chunk)
-                if key.mode is Mode.FORWARD:
-                    self.plans[key] = plan.forward_plan(bound, self.tree)
-                elif key.mode is Mode.VJP:
-                    self.plans[key] = plan.vjp_plan(bound, key.wrt, self.tree, self.optimize,
-                                                    self.memory_limit)
-                elif key.mode is Mode.JACOBIAN:
+                if key.mode is Mode.JACOBIAN:
                     jacobian = BoundSpec(derive.jacobian(bound.spec, key.wrt[0]), bound.sizes)
-                    self.plans[key] = plan.forward_plan(jacobian, plan.forward_path(jacobian, self.optimize))
+                    self.plans[key] = plan.sweep(jacobian, plan.forward_path(jacobian, self.optimize),
+                                                 ()).forward()
+                elif key.mode is Mode.FORWARD:
+                    self.plans[key] = self.sweep(self.every, key.chunk).forward()
+                elif key.mode is Mode.VJP:
+                    self.plans[key] = plan.vjp_plan(bound, key.wrt, self.sweep(key.wrt, key.chunk),
+                                                    self.optimize, self.memory_limit)
                 else:
-                    pair = plan.pullback_plans(bound, key.wrt, self.tree)
+                    pair = self.sweep(key.wrt, key.chunk).pair()
                     self.plans[key._replace(mode=Mode.SAVING)] = pair.saving
                     self.plans[key._replace(mode=Mode.PULLBACK)] = pair.pullback
             return self.plans[key]
+
+    def sweep(self, wrt: tuple[int, ...], chunk: slicing.Cuts = ()) -> plan.Sweep:
+        """The forward tree and its reverse sweep for the operands ``wrt`` (one chunk's sizes),
+        lowered once: the plans of the tree are its projections."""
+        found = self.sweeps.get((wrt, chunk))
+        if found is None:
+            with self.lock:
+                found = self.sweeps.get((wrt, chunk))
+                if found is None:
+                    found = self.sweeps[wrt, chunk] = plan.sweep(self.bound.resized(chunk), self.tree, wrt)
+        return found
 
     @property
     def slices(self) -> slicing.Cuts:
@@ -140,7 +156,7 @@ class SignatureRecord:
 
     def plans_of_every_operand(self) -> Plans:
         """The plans :meth:`Einsum.costs` and :meth:`Einsum.plan` report (every operand wanted)."""
-        every = tuple(range(len(self.bound.spec.inputs)))
+        every = self.every
         separate = sum(self.plan(PlanKey(Mode.VJP, (k,))).flops for k in every)
         return Plans(self.plan(PlanKey(Mode.FORWARD, None)), self.plan(PlanKey(Mode.VJP, every)),
                      self.plan(PlanKey(Mode.SAVING, every)), self.plan(PlanKey(Mode.PULLBACK, every)),
