@@ -290,25 +290,19 @@ class Einsum:
         return f"{dialect.helpers}\n\n{header}" + "\n\n".join(sources)
 
     def module(self, *shapes, dtypes=None, backend: str = "numpy", generic: bool | None = None) -> str:
-        """A standalone Python module that needs only ``backend`` (numpy, torch or jax).
-
-        numpy: ``forward(x0, ...)``, ``vjp(g, x0, ...)``, ``forward_saving(x0, ...)`` and
-        ``pullback(g, *saved)``. torch: ``einsum(x0, ...)`` through a
-        ``torch.autograd.Function`` (``EinsumFunction``), and ``vjp``. jax: ``einsum`` as a
-        ``jax.custom_vjp``, and ``vjp``. Its docstring says which argument is which operand and
-        which shapes fit; other shapes raise ``ValueError``. Its text is made only of the
-        canonical spec, integers, planner-made names and dtype names, never of user text.
+        """A standalone Python module that needs only ``backend`` (see :mod:`einsgrad.vendor`):
+        numpy's ``forward``, ``vjp``, ``forward_saving`` and ``pullback``; torch's ``einsum``
+        (a ``torch.autograd.Function``) and ``vjp``; jax's ``einsum`` (a ``jax.custom_vjp``)
+        and ``vjp``. Other shapes than it takes raise ``ValueError``.
 
         Args:
             *shapes: operand shapes (else those of ``compile(..., shapes=)`` or the last call).
             dtypes: one dtype for every operand, or one per operand; default float64 (or the
                 dtypes of the last call, for its shapes). torch and jax take one dtype.
-            backend: the framework the module needs: ``"numpy"``, ``"torch"`` or ``"jax"``.
-            generic: write shape-generic code, which reads sizes from the operands and takes
-                every shape of the shapes' class (:func:`einsgrad.shapes.shape_class`). None:
-                generic where no shapes are given, compiled or called with (then sizes
-                are planned as a few hundred each; a spec with ``...`` needs shapes for the
-                batch rank), or where the last call ran generic code.
+            backend: ``"numpy"``, ``"torch"`` or ``"jax"``.
+            generic: shape-generic code, for every shape of the shapes' class; None: where no
+                shapes are known (a spec with ``...`` needs some, for the batch rank), or the
+                last call ran such code.
         """
         dialect = code_request.dialect(backend, vendor.BACKENDS)
         signature, dtypes = self._request(shapes, dtypes, "module", generic, True)
