@@ -13,6 +13,8 @@ einsgrad's tree, traceable under ``jax.jit`` and ``jax.vmap`` and differentiable
 tangents stay symbolic: an operand that is not differentiated (``jax.grad(f, argnums=1)``)
 gets no term, so its gradient is never computed. Complex values follow jax's convention,
 which is einsgrad's (no conjugation). Integer operands are constants (their tangent is zero).
+bfloat16 and float16 compute in their own dtype, as ``jnp.einsum`` does, or accumulate in the
+``preferred_element_type`` given.
 """
 
 from __future__ import annotations

@@ -199,44 +199,46 @@ def test_precision_reaches_every_product():
         einsgrad.jax.einsum("ab,bc->ac", X, W, precision="fast")
 
 
-def _bf16(shapes, seed=0):
-    return [x.astype(jnp.bfloat16) for x in operands(shapes, seed, np.float32)]
+def _bf16(shapes, seed=0, dtype=jnp.bfloat16):
+    return [x.astype(dtype) for x in operands(shapes, seed, np.float32)]
 
 
-BF16_TOLERANCE = 2 ** -7  # bfloat16 keeps 8 significant bits
+ULP = {jnp.bfloat16: 2 ** -8, jnp.float16: 2 ** -11}  # half a unit in the last place
 
 
-def _assert_bf16_close(got, reference, scale):
-    """Within bf16 rounding of a float32 reference: relative to the size of the terms."""
-    assert got.dtype == jnp.bfloat16, got.dtype
+def _assert_half_close(got, reference, scale, dtype):
+    """Within a few roundings of ``dtype`` of a float32 reference, relative to the size of the
+    terms (the same contraction over the moduli)."""
+    assert got.dtype == dtype, got.dtype
     err = np.abs(np.asarray(got, np.float32) - np.asarray(reference, np.float32))
-    assert (err <= 4 * BF16_TOLERANCE * np.asarray(scale, np.float32) + 1e-6).all(), err.max()
+    assert (err <= 8 * ULP[dtype] * np.asarray(scale, np.float32) + 1e-6).all(), err.max()
 
 
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16], ids=["bfloat16", "float16"])
 @pytest.mark.parametrize("spec, shapes", CURATED)
-def test_bfloat16_against_a_float32_reference(spec, shapes):
-    """bfloat16 operands: forward, gradient and jvp in bfloat16, within its rounding of
-    ``jnp.einsum`` in float32 on the same (bf16-representable) values."""
-    ops = _bf16(shapes)
+def test_half_precision_against_a_float32_reference(spec, shapes, dtype):
+    """bfloat16 and float16 operands: forward, gradient and jvp in that dtype, within its
+    rounding of ``jnp.einsum`` in float32 on the same (representable) values."""
+    ops = _bf16(shapes, dtype=dtype)
     ref = [x.astype(jnp.float32) for x in ops]
     moduli = [jnp.abs(x) for x in ref]
     y = einsgrad.jax.einsum(spec, *ops)
-    _assert_bf16_close(y, jnp.einsum(spec, *ref), jnp.einsum(spec, *moduli))
+    _assert_half_close(y, jnp.einsum(spec, *ref), jnp.einsum(spec, *moduli), dtype)
 
-    G = _bf16([y.shape], seed=3)[0]
+    G = _bf16([y.shape], seed=3, dtype=dtype)[0]
     every = tuple(range(len(ops)))
     grads = jax.grad(lambda *a: jnp.vdot(einsgrad.jax.einsum(spec, *a), G), every)(*ops)
     expected = jax.grad(lambda *a: jnp.vdot(jnp.einsum(spec, *a), G.astype(jnp.float32)), every)(*ref)
     scales = jax.grad(lambda *a: jnp.vdot(jnp.einsum(spec, *a), jnp.abs(G.astype(jnp.float32))), every)(*moduli)
     for g, e, s in zip(grads, expected, scales):
-        _assert_bf16_close(g, e, s)
+        _assert_half_close(g, e, s, dtype)
 
-    tangents = _bf16(shapes, seed=4)
+    tangents = _bf16(shapes, seed=4, dtype=dtype)
     _, dy = jax.jvp(lambda *a: einsgrad.jax.einsum(spec, *a), tuple(ops), tuple(tangents))
     _, expected = jax.jvp(lambda *a: jnp.einsum(spec, *a), tuple(ref), tuple(t.astype(jnp.float32) for t in tangents))
     _, scale = jax.jvp(lambda *a: jnp.einsum(spec, *a), tuple(moduli),
                        tuple(jnp.abs(t.astype(jnp.float32)) for t in tangents))
-    _assert_bf16_close(dy, expected, scale)
+    _assert_half_close(dy, expected, scale, dtype)
 
 
 @pytest.mark.parametrize("spec, shapes", CURATED)
