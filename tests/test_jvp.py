@@ -6,6 +6,8 @@ the frameworks' own einsum (skipped without them)."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import operator
 
 import numpy as np
 import pytest
@@ -189,17 +191,18 @@ def test_extended_notation_against_the_reference(case: Case, data):
     np.testing.assert_allclose(got, five_point(f, ops, tangents), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.int64, np.uint16])
-def test_integers_are_exact(dtype):
-    """Integer operands and tangents: the exact sum of the terms (no rounding)."""
+@pytest.mark.parametrize("dtype", [np.bool_, np.int8, np.int32, np.int64, np.uint16])
+def test_integers_and_booleans_are_exact(dtype):
+    """Integer (and boolean) operands and tangents: the exact sum of the terms, each by
+    ``numpy.einsum``, in the operands' dtype (booleans: or of ands, as numpy's)."""
     rng = np.random.default_rng(1)
     shapes = [(3, 4), (4, 5), (5, 2)]
     ops = [rng.integers(0, 4, s).astype(dtype) for s in shapes]
     tangents = [rng.integers(0, 4, s).astype(dtype) for s in shapes]
     spec = "ab,bc,cd->ad"
     got = einsgrad.compile(spec).jvp(tangents, *ops)
-    expected = sum(np.einsum(spec, *(t if m == k else x for m, x in enumerate(ops)))
-                   for k, t in enumerate(tangents))
+    expected = functools.reduce(operator.add, [np.einsum(spec, *(t if m == k else x for m, x in enumerate(ops)))
+                                               for k, t in enumerate(tangents)])
     assert got.dtype == np.dtype(dtype)
     np.testing.assert_array_equal(got, expected)
 
