@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .steps import Copy, Dims, Einsum2, Layout, Matmul, Multiply, Plan, Step, Unary
+from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Plan, Step, Unary
 
 HELPERS = '''\
 import numpy as np
@@ -107,6 +107,11 @@ class Dialect:
         diagonal: the diagonal of ``{x}`` over axes ``{a}`` and ``{b}``, moved last.
         cast: ``{x}`` as the dtype named ``{dtype}``.
         dot_by_sum: a batched dot product is a product and a sum, not the library's einsum.
+        dot_general: pairwise products (GEMMs, outer and Hadamard products) are one
+            ``_dot(a, b, dimension_numbers)``, ``lax.dot_general`` after promoting to a common
+            dtype: the dimension numbers read each operand as stored (no transposed view, no
+            broadcast reshape), and the transpose of a dot is a dot (jax's reverse mode of the
+            jvp: an outer product's is a batched matrix-vector product, not a product and a sum).
     """
 
     name: str
@@ -120,6 +125,18 @@ class Dialect:
     diagonal: str = "{x}.diagonal(0, {a}, {b})"
     cast: str = "{x}.astype({xp}.{dtype})"
     dot_by_sum: bool = False
+    dot_general: bool = False
+
+
+_DOT_GENERAL = '''
+from jax import lax
+
+
+def _dot(a, b, dimension_numbers):
+    """lax.dot_general of a and b, promoted to one dtype as jnp.matmul does."""
+    dtype = jnp.result_type(a, b)
+    return lax.dot_general(a.astype(dtype), b.astype(dtype), dimension_numbers)
+'''
 
 
 NUMPY = Dialect("numpy", "np", HELPERS, sum="_sum({x}, {axes})", copy="np.array({x})", contiguous="np.ascontiguousarray({x})",
@@ -127,8 +144,8 @@ NUMPY = Dialect("numpy", "np", HELPERS, sum="_sum({x}, {axes})", copy="np.array(
 TORCH = Dialect("torch", "torch", "import torch\n" + _PLACE_IN_VIEW,
                 permute="permute", axis="dim", copy="{x}.clone()", contiguous="{x}.contiguous()",
                 cast="{x}.to(torch.{dtype}, copy=True)", dot_by_sum=True)
-JAX = Dialect("jax", "jnp", "import jax.numpy as jnp\n" + _PLACE_BY_MASKS.format(
-                  arange="jnp.arange(shape[g[0]])"))
+JAX = Dialect("jax", "jnp", "import jax.numpy as jnp\n" + _DOT_GENERAL + _PLACE_BY_MASKS.format(
+                  arange="jnp.arange(shape[g[0]])"), dot_general=True)
 DASK = Dialect("dask", "da", "import numpy as np\nimport dask.array as da\n" + _PLACE_BY_MASKS.format(
                    arange="np.arange(shape[g[0]])"),
                diagonal="da.diagonal({x}, 0, {a}, {b})", cast="{x}.astype(np.{dtype})")
@@ -235,6 +252,36 @@ def _tuple(values) -> str:
     return repr(values)
 
 
+def _matmul_by_dot(step: Step, op: Matmul, ndims: dict[str, int], dialect: Dialect,
+                   sizes: Sizes | None) -> str:
+    """A GEMM as ``_dot``: each side transposed and reshaped as its layout says, a side stored
+    (cols, rows) read so by its contracted axis instead of swapped; the result is the GEMM's,
+    (batch, rows, cols)."""
+    sides, contracted, rank = [], [], 2
+    for name, layout, summed_last in ((step.args[0], op.a, True), (step.args[1], op.b, False)):
+        rank = len(layout.shape) if layout.shape is not None else ndims[name]
+        unswapped = Layout(layout.perm, layout.shape, False, layout.dims)
+        sides.append(_layout(name, unswapped, rank, dialect, sizes))
+        contracted.append(rank - 2 + (summed_last != layout.swap))
+    batch = "((0,), (0,))" if rank == 3 else "((), ())"
+    return f"_dot({sides[0]}, {sides[1]}, ((({contracted[0]},), ({contracted[1]},)), {batch}))"
+
+
+def _outer_by_dot(step: Step) -> str:
+    """A pairwise product with nothing contracted as ``_dot`` with batch dimensions alone (the
+    labels both operands hold), transposed from the dot's order (batch, then each side's own
+    labels) into the step's; the operands are read as stored (``step.inputs``), so no size
+    is spelled."""
+    a, b = step.inputs
+    batch = [i for i, label in enumerate(a) if label in b]
+    made = [a[i] for i in batch] + [l for l in a if l not in b] + [l for l in b if l not in a]
+    assert sorted(made) == sorted(step.labels), (step.spec, step.labels)
+    expr = (f"_dot({step.args[0]}, {step.args[1]}, "
+            f"(((), ()), ({_tuple(batch)}, {_tuple(b.index(a[i]) for i in batch)})))")
+    perm = tuple(made.index(l) for l in step.labels)
+    return expr + (_transpose(perm, JAX) if perm != tuple(range(len(perm))) else "")
+
+
 def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, sizes: Sizes | None = None) -> str:
     """The right-hand side of one step; ``ndims`` gives the rank of every value it reads;
     ``sizes`` (shape-generic code) spells the sizes it reshapes and broadcasts to."""
@@ -256,8 +303,14 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, size
         if op.place is not None:
             labels = tuple((l,) for l in step.labels)
             expr = f"_place({expr}, {_shape(op.shape, labels, sizes)}, {op.place!r})"
+    elif dialect.dot_general and isinstance(op, Multiply):
+        return _outer_by_dot(step)
     elif isinstance(op, Copy):
         expr = dialect.contiguous.format(x=f"{step.args[0]}.{dialect.permute}({_tuple(op.perm)})")
+    elif dialect.dot_general and isinstance(op, Matmul):
+        expr = _matmul_by_dot(step, op, ndims, dialect, sizes)
+        if op.shape is not None:
+            expr += f".reshape({_shape(op.shape, op.dims, sizes)})"
     elif isinstance(op, Matmul):
         a, b = step.args
         expr = f"({_layout(a, op.a, ndims[a], dialect, sizes)} @ {_layout(b, op.b, ndims[b], dialect, sizes)})"
@@ -266,6 +319,8 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, size
     elif isinstance(op, Multiply):
         a, b = step.args
         expr = f"{xp}.multiply({_layout(a, op.a, ndims[a], dialect, sizes)}, {_layout(b, op.b, ndims[b], dialect, sizes)})"
+    elif isinstance(op, Add):
+        expr = f"({step.args[0]} + {step.args[1]})"
     else:
         assert isinstance(op, Einsum2) and op.subscripts.replace(",", "").replace("->", "").isalpha()
         if dialect.dot_by_sum:

@@ -30,6 +30,8 @@ class Mode(enum.Enum):
     SAVING = "forward_saving"
     PULLBACK = "pullback"
     JACOBIAN = "jacobian"
+    JVP = "jvp"
+    VALUE_AND_JVP = "value_and_jvp"
 
     __hash__ = object.__hash__  # members are singletons; a key is hashed on every call
 
@@ -41,8 +43,9 @@ class ProgramKey(NamedTuple):
         mode: which function.
         shapes: the operands' shapes (the shape signature that caches it), or their
             :class:`~einsgrad.shapes.ShapeClass` for shape-generic code.
-        dtypes: the operands' dtypes.
-        wrt: the operands differentiated (the Jacobian's one operand); None for the forward.
+        dtypes: the operands' dtypes (the jvp's: then its tangents', in ``wrt`` order).
+        wrt: the operands differentiated (the Jacobian's one operand; the jvp's operands with
+            a tangent); None for the forward.
         cotangent: the cotangent's dtype (vjp and pullback), else None.
         dialect: the array library the code is written for.
         chunk: sizes of the sliced labels, for one chunk of a sliced run (``memory_limit``).
@@ -104,14 +107,18 @@ class SignatureRecord:
     def plan(self, key: PlanKey) -> Plan:
         """The plan of ``key``, made on first use: a projection of the sweep of its operands
         (the forward's is every operand's), or for the vjp of some operands the direct
-        contractions when they cost less, or the Jacobian's own contraction."""
+        contractions when they cost less, the Jacobian's own contraction, or the jvp's tangents
+        pushed along the tree (:func:`einsgrad.plan.jvp_plan`)."""
         found = self.plans.get(key)
         if found is not None:
             return found
         with self.lock:
             if key not in self.plans:
                 bound = self.bound.resized(key.chunk)
-                if key.mode is Mode.JACOBIAN:
+                if key.mode in (Mode.JVP, Mode.VALUE_AND_JVP):
+                    self.plans[key] = plan.jvp_plan(bound, key.wrt, self.tree,
+                                                    value=key.mode is Mode.VALUE_AND_JVP)
+                elif key.mode is Mode.JACOBIAN:
                     jacobian = BoundSpec(derive.jacobian(bound.spec, key.wrt[0]), bound.sizes)
                     self.plans[key] = plan.sweep(jacobian, plan.forward_path(jacobian, self.optimize),
                                                  ()).forward()
@@ -207,17 +214,19 @@ class SignatureRecord:
         """The plan of a program key, the name of its function, how it finishes results, and
         which arguments it first casts."""
         mode, dtypes, wrt = key.mode, key.dtypes, key.wrt
-        check_dtypes(dtypes, key.cotangent)
+        check_dtypes(dtypes, key.cotangent, extension_floats=key.dialect is codegen.JAX)
         bound = self.bound.resized(key.chunk)
         program = self.plan(PlanKey(mode, wrt, key.chunk))
         casts = _entry_casts(program, key)
         if mode is Mode.FORWARD:
             out = np.result_type(*dtypes)
             return Composed(program, "forward", {"y": (_needs_copy(program, "y", bound.output_shape),
-                                                       None if out.kind in "fc" else out)}, casts)
+                                                       None if _kind(out) in "fc" else out)}, casts)
         if mode is Mode.SAVING:
             return Composed(program, "forward_saving",
                             {"y": (_needs_copy(program, "y", bound.output_shape), None)}, casts)
+        if mode in (Mode.JVP, Mode.VALUE_AND_JVP):  # dtypes: the operands', then the tangents'
+            return Composed(program, mode.value, _jvp_finish(program, bound, dtypes), casts)
         if mode is Mode.JACOBIAN:
             shape = bound.output_shape + bound.input_shapes[wrt[0]]
             return Composed(program, "jacobian", _jacobian_finish(program, wrt[0], dtypes, shape), casts)
@@ -258,6 +267,17 @@ def _entry_casts(program: Plan, key: ProgramKey) -> dict:
     return {arg: common for arg, dtype in zip(program.args, dtypes) if dtype != common}
 
 
+def _jvp_finish(program: Plan, bound, dtypes) -> dict:
+    """How a jvp plan returns ``dy`` (of the operands' and tangents' dtype) and, if it does,
+    ``y`` (of the operands' alone, as the forward: it computes in the dtype of all of them)."""
+    shape, every = bound.output_shape, np.result_type(*dtypes)
+    finish = {"dy": (_needs_copy(program, "dy", shape), None if _kind(every) in "fc" else every)}
+    if "y" in program.returns:
+        out = np.result_type(*dtypes[:len(bound.spec.inputs)])
+        finish["y"] = (_needs_copy(program, "y", shape), None if _kind(out) in "fc" and out == every else out)
+    return finish
+
+
 def _jacobian_finish(program: Plan, k: int, dtypes, shape) -> dict:
     """How the Jacobian of operand ``k`` is returned: copied where it may alias an argument,
     cast to :func:`_jacobian_dtype`. Its operands are the others (or a scalar 1 of operand
@@ -286,7 +306,7 @@ def _finish(program: Plan, bound, wrt, cotangent_dtype, dtypes) -> dict:
     for k, name in zip(wrt, program.returns):
         target = dtypes[k]
         computed = np.result_type(cotangent_dtype, *dtypes[:k], *dtypes[k + 1:])
-        cast = target if target.kind in "fc" and target != computed else None
+        cast = target if _kind(target) in "fc" and target != computed else None
         finish[name] = (_needs_copy(program, name, shapes[k]), cast)
     return finish
 
@@ -295,10 +315,23 @@ def _needs_copy(program: Plan, name: str, shape) -> bool:
     return not program.fresh(name) or shape == ()
 
 
-def check_dtypes(dtypes, cotangent=None) -> None:
+def check_dtypes(dtypes, cotangent=None, extension_floats: bool = False) -> None:
     """Refuses, naming it, an operand dtype or the cotangent's (if any) that is not numeric:
-    code is generated for numbers only."""
+    code is generated for numbers only. ml_dtypes' floats (``bfloat16``) are numbers where
+    ``extension_floats`` (jax computes in them; numpy's own operations do not)."""
     named = [("the cotangent", cotangent)] * (cotangent is not None)
     for name, dtype in named + [(f"operand {i}", d) for i, d in enumerate(dtypes)]:
-        if dtype.kind not in "biufc":
+        kind = _kind(dtype)
+        if kind not in "biufc":
             raise EinsumSpecError(f"{name} has dtype {dtype}, which is not numeric")
+        if kind != dtype.kind and not extension_floats:
+            raise EinsumSpecError(f"{name} has dtype {dtype}, which numpy does not compute in "
+                                  "(jax arrays of it run, through einsgrad.jax)")
+
+
+def _kind(dtype: np.dtype) -> str:
+    """numpy's kind character, ``f`` for ml_dtypes' floating point types too (jax's
+    ``bfloat16``, ``float8_*``), which numpy sees as extension types of kind ``V``."""
+    if dtype.kind == "V" and dtype.name.startswith(("bfloat", "float")):
+        return "f"
+    return dtype.kind
