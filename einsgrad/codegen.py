@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import scalars
 from .steps import Copy, Einsum2, Layout, Matmul, Multiply, Plan, Step, Unary
 
 HELPERS = '''\
@@ -222,7 +223,7 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
     last_use = {name: i for i, step in enumerate(plan.steps) for name in step.args}
     lines = [f"def {name}({', '.join(plan.args)}):"]
     for arg, dtype in (casts or {}).items():
-        lines.append(f"    {arg} = {dialect.cast.format(x=arg, xp=dialect.xp, dtype=np.dtype(dtype).name)}")
+        lines.append(f"    {arg} = {dialect.cast.format(x=arg, xp=dialect.xp, dtype=_dtype_name(dtype))}")
     for i, (step, code) in enumerate(zip(plan.steps, codes)):
         comment = f"# {step.spec:<14} {step.flops:>12,} flops  -> {step.shape}"
         lines.append(f"{code:<{width}}  {comment}")
@@ -235,15 +236,21 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
         copy, dtype = finish.get(value, (False, None))
         expr = value
         if dtype is not None:
-            dtype = np.dtype(dtype)
-            assert dtype.kind in "biufc"
-            expr = f"{expr}.real" if dtype.kind != "c" else expr
-            expr = dialect.cast.format(x=expr, xp=dialect.xp, dtype=dtype.name)  # numpy: a copy
+            kind = scalars.kind(dtype)
+            assert kind in "biufc"
+            expr = f"{expr}.real" if kind != "c" else expr
+            expr = dialect.cast.format(x=expr, xp=dialect.xp, dtype=_dtype_name(dtype))  # numpy: a copy
         elif copy and dialect.copy is not None:
             expr = dialect.copy.format(x=expr)
         results.append(expr)
     lines.append(f"    return ({''.join(r + ', ' for r in results).rstrip()})")
     return "\n".join(lines) + "\n"
+
+
+def _dtype_name(dtype) -> str:
+    text = scalars.name(dtype)
+    assert text.isidentifier(), text  # a scalar type's own name, never user text
+    return text
 
 
 _MODULE_API = '''

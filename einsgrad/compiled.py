@@ -9,7 +9,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from . import backends, codegen, derive, paths
+from . import backends, codegen, derive, paths, scalars
 from .errors import EinsumSpecError
 from .report import Costs, PlanReport
 from .shapes import bind, check_shapes, is_count
@@ -375,7 +375,7 @@ class Einsum:
 
     def _keys(self, record: SignatureRecord, shapes, dtypes, dialect) -> tuple[ProgramKey, ...]:
         """Keys of forward, vjp, forward_saving and pullback, every operand wanted."""
-        out, every = np.result_type(*dtypes), self._every
+        out, every = scalars.result_type(*dtypes), self._every
         return (ProgramKey(Mode.FORWARD, shapes, dtypes, None, None, dialect),
                 ProgramKey(Mode.VJP, shapes, dtypes, every, out, dialect),
                 ProgramKey(Mode.SAVING, shapes, dtypes, every, None, dialect),
@@ -384,7 +384,7 @@ class Einsum:
     def _run_in(self, backend: backends.Backend | None, mode: Mode, arrays, wrt, cotangent=None,
                 record: SignatureRecord | None = None):
         """The function of ``mode`` for these arrays (``backend`` None: numpy): its dialect's
-        code, cached under a key of numpy dtypes, in ``record`` (default: the arrays' shape
+        code, cached under a key of the backend's dtypes (:mod:`einsgrad.scalars`), in ``record`` (default: the arrays' shape
         signature's). Where the library does not promote mixed dtypes, arguments are cast to
         the common one first (the results are then cast back to their operands' dtypes)."""
         if backend is None:
@@ -410,7 +410,7 @@ class Einsum:
         every = dtypes if cotangent_dtype is None else dtypes + (cotangent_dtype,)
         if backend.cast is None or len(set(every)) == 1:
             return function
-        common, cast = np.result_type(*every), backend.cast
+        common, cast = scalars.result_type(*every), backend.cast
         return lambda *args: function(*[cast(a, common) for a in args])
 
     def _forward_saving(self, arrays, wrt, backend=None) -> Saving:

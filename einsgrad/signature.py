@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import codegen, derive, host, paths, plan, slicing
+from . import codegen, derive, host, paths, plan, scalars, slicing
 from .errors import EinsumSpecError
 from .report import Plans
 from .shapes import BoundSpec
@@ -40,7 +40,7 @@ class ProgramKey(NamedTuple):
     Attributes:
         mode: which function.
         shapes: the operands' shapes (the shape signature that caches it).
-        dtypes: the operands' dtypes.
+        dtypes: the operands' dtypes (numpy's, or the backend's own: see :mod:`einsgrad.scalars`).
         wrt: the operands differentiated (the Jacobian's one operand); None for the forward.
         cotangent: the cotangent's dtype (vjp and pullback), else None.
         dialect: the array library the code is written for.
@@ -49,9 +49,9 @@ class ProgramKey(NamedTuple):
 
     mode: Mode
     shapes: tuple[tuple[int, ...], ...]
-    dtypes: tuple[np.dtype, ...]
+    dtypes: tuple
     wrt: tuple[int, ...] | None
-    cotangent: np.dtype | None
+    cotangent: object
     dialect: codegen.Dialect
     chunk: slicing.Cuts = ()
 
@@ -127,7 +127,7 @@ class SignatureRecord:
         """``key``'s forward (``g`` None) or vjp, run chunk by chunk along :attr:`slices`,
         each chunk by the code compiled for its label sizes (under ``key`` with its chunk)."""
         if g is None:  # the gradients have their operands' shapes: they can exist
-            host.check_fits_shape(self.output_shape, np.result_type(*key.dtypes).itemsize,
+            host.check_fits_shape(self.output_shape, scalars.itemsize(scalars.result_type(*key.dtypes)),
                                   f"the forward of {str(self.spec)!r}", "the output")
         return slicing.run(self.bound, self.slices, lambda chunk: self.function(key._replace(chunk=chunk)),
                            arrays, g, key.wrt)
@@ -172,7 +172,7 @@ class SignatureRecord:
         with self.lock:
             if key not in self.functions:
                 source = self._rendered(key)
-                itemsize = np.result_type(*key.dtypes, *[key.cotangent] * (key.cotangent is not None)).itemsize
+                itemsize = scalars.itemsize(scalars.result_type(*key.dtypes, *[key.cotangent] * (key.cotangent is not None)))
                 host.check_fits(self.plan(PlanKey(key.mode, key.wrt, key.chunk)), itemsize,
                                 f"the {key.mode.value} of {str(self.spec)!r}")
                 self.functions[key] = codegen.load(source.text, key.dialect)[source.name]
@@ -187,9 +187,9 @@ class SignatureRecord:
         program = self.plan(PlanKey(mode, wrt, key.chunk))
         casts = _entry_casts(program, key)
         if mode is Mode.FORWARD:
-            out = np.result_type(*dtypes)
+            out = scalars.result_type(*dtypes)
             return Composed(program, "forward", {"y": (_needs_copy(program, "y", bound.output_shape),
-                                                       None if out.kind in "fc" else out)}, casts)
+                                                       None if scalars.kind(out) in "fc" else out)}, casts)
         if mode is Mode.SAVING:
             return Composed(program, "forward_saving",
                             {"y": (_needs_copy(program, "y", bound.output_shape), None)}, casts)
@@ -260,8 +260,8 @@ def _finish(program: Plan, bound, wrt, cotangent_dtype, dtypes) -> dict:
     finish, shapes = {}, bound.input_shapes
     for k, name in zip(wrt, program.returns):
         target = dtypes[k]
-        computed = np.result_type(cotangent_dtype, *dtypes[:k], *dtypes[k + 1:])
-        cast = target if target.kind in "fc" and target != computed else None
+        computed = scalars.result_type(cotangent_dtype, *dtypes[:k], *dtypes[k + 1:])
+        cast = target if scalars.kind(target) in "fc" and target != computed else None
         finish[name] = (_needs_copy(program, name, shapes[k]), cast)
     return finish
 
@@ -275,5 +275,5 @@ def check_dtypes(dtypes, cotangent=None) -> None:
     code is generated for numbers only."""
     named = [("the cotangent", cotangent)] * (cotangent is not None)
     for name, dtype in named + [(f"operand {i}", d) for i, d in enumerate(dtypes)]:
-        if dtype.kind not in "biufc":
+        if scalars.kind(dtype) not in "biufc":
             raise EinsumSpecError(f"{name} has dtype {dtype}, which is not numeric")
