@@ -13,7 +13,7 @@ a copy is ``np.array(x)`` or ``x.clone()`` (nothing for immutable jax and lazy d
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -105,6 +105,11 @@ class Dialect:
         diagonal: the diagonal of ``{x}`` over axes ``{a}`` and ``{b}``, moved last.
         cast: ``{x}`` as the dtype named ``{dtype}``.
         dot_by_sum: a batched dot product is a product and a sum, not the library's einsum.
+        swap: ``{x}`` with its last two axes swapped (beyond two dimensions).
+        result: how a returned output or gradient is finished (torch: made contiguous, as
+            ``torch.einsum`` returns it, so that ``.view()`` works); None: as it is.
+        products_in_order: a GEMM whose result the step then transposes (``(a @ b).T``) is
+            spelled ``b.T @ a.T`` instead, which the library computes in place, contiguous.
     """
 
     name: str
@@ -118,13 +123,19 @@ class Dialect:
     diagonal: str = "{x}.diagonal(0, {a}, {b})"
     cast: str = "{x}.astype({xp}.{dtype})"
     dot_by_sum: bool = False
+    swap: str = "{x}.swapaxes(-1, -2)"
+    result: str | None = None
+    products_in_order: bool = False
 
 
 NUMPY = Dialect("numpy", "np", HELPERS, sum="_sum({x}, {axes})", copy="np.array({x})", contiguous="np.ascontiguousarray({x})",
                 cast="np.array({x}, dtype=np.{dtype})")
 TORCH = Dialect("torch", "torch", "import torch\n" + _PLACE_IN_VIEW,
                 permute="permute", axis="dim", copy="{x}.clone()", contiguous="{x}.contiguous()",
-                cast="{x}.to(torch.{dtype}, copy=True)", dot_by_sum=True)
+                cast="{x}.to(torch.{dtype}, copy=True)", dot_by_sum=True,
+                # transpose, not swapaxes: it has a batching rule in the vmap of
+                # autograd.grad(..., is_grads_batched=True)
+                swap="{x}.transpose(-1, -2)", result="{x}.contiguous()", products_in_order=True)
 JAX = Dialect("jax", "jnp", "import jax.numpy as jnp\n" + _PLACE_BY_MASKS.format(
                   arange="jnp.arange(shape[g[0]])"))
 DASK = Dialect("dask", "da", "import numpy as np\nimport dask.array as da\n" + _PLACE_BY_MASKS.format(
@@ -141,8 +152,18 @@ def _layout(expr: str, layout: Layout, ndim: int, dialect: Dialect) -> str:
         expr += f".reshape({_tuple(layout.shape)})"
         ndim = len(layout.shape)
     if layout.swap:
-        expr += ".T" if ndim == 2 else ".swapaxes(-1, -2)"
+        expr = expr + ".T" if ndim == 2 else dialect.swap.format(x=expr)
     return expr
+
+
+def _transposes_product(step: Step, op: Matmul, ndims: dict[str, int]) -> bool:
+    """Whether the step is ``(a @ b)`` then its last two axes swapped, both sides matrices or
+    batches of them: then it equals ``b^T @ a^T``."""
+    n = len(step.perm or ())
+    if op.shape is not None or n < 2 or step.perm != tuple(range(n - 2)) + (n - 1, n - 2):
+        return False
+    return all(len(layout.shape) >= 2 if layout.shape is not None else ndims[name] >= 2
+               for name, layout in zip(step.args, (op.a, op.b)))
 
 
 def _dot_by_sum(subscripts: str, a: str, b: str, dialect: Dialect) -> str:
@@ -192,6 +213,10 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY) -> s
         expr = dialect.contiguous.format(x=f"{step.args[0]}.{dialect.permute}({_tuple(op.perm)})")
     elif isinstance(op, Matmul):
         a, b = step.args
+        if dialect.products_in_order and _transposes_product(step, op, ndims):
+            swapped = (_layout(b, replace(op.b, swap=not op.b.swap), ndims[b], dialect),
+                       _layout(a, replace(op.a, swap=not op.a.swap), ndims[a], dialect))
+            return f"({swapped[0]} @ {swapped[1]})"
         expr = f"({_layout(a, op.a, ndims[a], dialect)} @ {_layout(b, op.b, ndims[b], dialect)})"
         if op.shape is not None:
             expr += f".reshape({_tuple(op.shape)})"
@@ -242,6 +267,8 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
             expr = dialect.cast.format(x=expr, xp=dialect.xp, dtype=_dtype_name(dtype))  # numpy: a copy
         elif copy and dialect.copy is not None:
             expr = dialect.copy.format(x=expr)
+        elif value in finish and dialect.result is not None:
+            expr = dialect.result.format(x=expr)
         results.append(expr)
     lines.append(f"    return ({''.join(r + ', ' for r in results).rstrip()})")
     return "\n".join(lines) + "\n"
