@@ -91,6 +91,18 @@ class Einsum:
     def __repr__(self) -> str:
         return f"einsgrad.Einsum({str(self.spec)!r})"
 
+    def __getstate__(self) -> dict:
+        """What a pickle keeps: the spec and the options; the compiled code is made again."""
+        state = {name: value for name, value in self.__dict__.items()
+                 if name not in ("_records", "_loaded", "_last")}
+        state["_records"] = self._records.cache_info().maxsize  # the cache's size, not its code
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._records = functools.lru_cache(maxsize=state["_records"])(self._record)
+        self._loaded, self._last = {}, None
+
     @property
     def grad_specs(self) -> tuple[str, ...]:
         """The backward spec of each operand: cotangent first, then the other operands."""
