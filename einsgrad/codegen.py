@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from . import scalars
-from .steps import Copy, Einsum2, Layout, Matmul, Multiply, Plan, Step, Unary
+from .steps import Add, Copy, Einsum2, Layout, Matmul, Multiply, Plan, Step, Unary
 
 HELPERS = '''\
 import numpy as np
@@ -223,6 +223,8 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY) -> s
     elif isinstance(op, Multiply):
         a, b = step.args
         expr = f"{xp}.multiply({_layout(a, op.a, ndims[a], dialect)}, {_layout(b, op.b, ndims[b], dialect)})"
+    elif isinstance(op, Add):
+        expr = f"({step.args[0]} + {step.args[1]})"
     else:
         assert isinstance(op, Einsum2) and op.subscripts.replace(",", "").replace("->", "").isalpha()
         if dialect.dot_by_sum:

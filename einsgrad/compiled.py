@@ -166,6 +166,55 @@ class Einsum:
                     results = self._load(key, record).function(g, *arrays)
         return results[0] if single else results
 
+    def jvp(self, tangents, *operands):
+        """Forward mode: ``dY``, the output's change along the operands' tangents.
+
+        Args:
+            tangents: one per operand, each with its operand's shape, or None (a zero tangent).
+            *operands: the forward's operands.
+
+        ``dY = Σ_k einsum(spec, X_0, ..., T_k, ..., X_n)``, one term per tangent given (the
+        specs are :func:`einsgrad.jvp_spec`'s). It is computed along the forward's contraction
+        tree, each step's tangent being the step once per argument that carries one, with the
+        primal intermediates shared (:func:`einsgrad.plan.jvp_plan`). Only the terms of the
+        tangents given are computed; all None gives zeros. ``dY`` has the dtype of operands and
+        tangents together (holomorphic: no conjugation). torch, jax and dask arrays give arrays
+        of their library; ``memory_limit`` bounds the path's intermediates but does not slice.
+
+        >>> lin = Einsum("ik,jk->ij")
+        >>> X, W = np.ones((2, 3)), np.ones((4, 3))
+        >>> lin.jvp([None, np.ones((4, 3))], X, W)[0]  # X dWᵀ
+        array([3., 3., 3., 3.])
+        """
+        count = len(self.spec.inputs)
+        if isinstance(tangents, (str, bytes)) or not hasattr(tangents, "__len__") or len(tangents) != count:
+            raise EinsumSpecError(f"tangents must be a sequence of one tangent (or None) per operand: "
+                                  f"{count} for {str(self.spec)!r}, got {_described(tangents)}")
+        wrt = tuple(k for k, t in enumerate(tangents) if t is not None)
+        names = [f"operand {i}" for i in range(len(operands))] + [f"the tangent of operand {k}" for k in wrt]
+        arrays, backend = _arrays((*operands, *(tangents[k] for k in wrt)), names=names)
+        shape = tuple if backend is None else lambda s: tuple(map(int, s))
+        shapes = tuple([shape(a.shape) for a in arrays[:len(operands)]])
+        record = self._signature_record(check_shapes(shapes, count) if len(shapes) != count else shapes)
+        for k, t in zip(wrt, arrays[count:]):
+            if shape(t.shape) != shapes[k]:
+                raise EinsumSpecError(f"the tangent of operand {k} has shape {shape(t.shape)} but "
+                                      f"operand {k} has shape {shapes[k]}")
+        dtype = (lambda a: a.dtype) if backend is None else backend.dtype
+        dtypes = tuple([dtype(a) for a in arrays])
+        if not wrt:
+            if backend is not None and backend.cast is not None:  # torch: its own dtypes
+                zeros = backend.convert(np.zeros(record.output_shape), arrays[0])
+                return backend.cast(zeros, scalars.result_type(*dtypes))
+            zeros = np.zeros(record.output_shape, np.result_type(*dtypes))
+            return zeros if backend is None else backend.convert(zeros, arrays[0])
+        key = ProgramKey(Mode.JVP, shapes, dtypes, wrt, None, _NUMPY if backend is None else backend.dialect)
+        function = record.function(key)
+        if backend is not None and backend.cast is not None and len(set(dtypes)) > 1:
+            common = scalars.result_type(*dtypes)
+            arrays = [backend.cast(a, common) for a in arrays]
+        return function(*arrays)[0]
+
     def value_and_pullback(self, *operands, wrt=None, recompute: bool = False):
         """The forward value and a function ``pullback(G)`` returning the gradients.
 
@@ -491,22 +540,30 @@ def _check_dtype_list(dtypes, count: int) -> tuple[np.dtype, ...]:
     return checked
 
 
-def _arrays(values: tuple, cotangent: bool = False) -> tuple[tuple, backends.Backend | None]:
+def _arrays(values: tuple, cotangent: bool = False, names=None) -> tuple[tuple, backends.Backend | None]:
     """Values as arrays of one library, and that library (None: numpy); ``cotangent``: the
-    first value is the cotangent (for messages). Dtypes are checked once per signature,
-    when its code is made."""
+    first value is the cotangent, ``names``: every value's name (for messages). Dtypes are
+    checked once per signature, when its code is made."""
     for a in values:
         if type(a) is not np.ndarray:
             break
     else:
         return values, None
-    names = [f"operand {i - cotangent}" if i or not cotangent else "the cotangent" for i in range(len(values))]
+    if names is None:
+        names = [f"operand {i - cotangent}" if i or not cotangent else "the cotangent" for i in range(len(values))]
     name = backends.infer(values)
     if name == "numpy":
         return tuple([a if type(a) is np.ndarray else backends.as_numpy(a, n)
                       for a, n in zip(values, names)]), None
     backend = backends.get(name)
     return backends.prepare(values, backend, names), backend
+
+
+def _described(value) -> str:
+    """A value for a message: its length where it has one, else its type."""
+    if hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
+        return f"{len(value)}"
+    return repr(value) if isinstance(value, (str, bytes)) else type(value).__name__
 
 
 def _library(backend) -> str:

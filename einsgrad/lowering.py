@@ -15,7 +15,7 @@ import math
 from typing import Mapping, NamedTuple
 
 from .spec import Labels, Spec
-from .steps import Copy, Einsum2, Layout, Matmul, Multiply, Operation, Step, Unary
+from .steps import Add, Copy, Einsum2, Layout, Matmul, Multiply, Operation, Step, Unary
 
 
 class Lowering:
@@ -232,6 +232,13 @@ class Lowering:
         if shape == tuple(self.size[l] for l in self.labels[name]):
             shape = None
         return Layout(None, shape, blocks.swap)
+
+    def add(self, target: str, a_name: str, b_name: str) -> str:
+        """``a + b``, two values with the same labels in the same order."""
+        labels = self.labels[a_name]
+        assert labels == self.labels[b_name], (labels, self.labels[b_name])
+        return self._add(target, (a_name, b_name), Spec.of((labels, labels), labels), Add(), None,
+                         labels, math.prod(self.size[l] for l in labels), True)
 
     def step(self, target: str, args: tuple[str, ...], out: Labels, exact: bool) -> str:
         """A unary or pairwise step; pairwise needs distinct labels, else a unary fixes them."""

@@ -4,14 +4,17 @@ The forward is a contraction tree whose order the path optimizer (:mod:`einsgrad
 finds once per shape signature. Reverse mode walks that tree backward: each step's backward
 is the step's own derived spec (:func:`einsgrad.derive.backward`), contracted with the
 cotangent and its sibling, so all gradients together cost twice the forward's FLOPs. Only
-steps that lead to a requested value are kept. How each step is computed (GEMM layouts,
-transposed copies, views) is :mod:`einsgrad.lowering`'s job.
+steps that lead to a requested value are kept. The forward and its reverse sweep are
+scheduled and lowered together, once per signature and set of operands (a :class:`Sweep`);
+the forward, the one-shot vjp and the forward-saving/pullback pair are its projections.
+How each step is computed (GEMM layouts, transposed copies, views) is
+:mod:`einsgrad.lowering`'s job.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 from . import derive, paths
 from .lowering import Lowering
@@ -32,7 +35,7 @@ class Record:
 
 class _Scheduler:
     """Schedules the steps of one plan, lowered as they come: contraction trees and the reverse
-    sweep over them. Used once per plan; the operands are the arguments ``x0``, ``x1``...
+    sweep over them. Used once per sweep (or direct vjp); the operands are ``x0``, ``x1``...
 
     ``optimize`` and ``memory_limit`` serve only the contractions that are not the forward
     tree (whose path is passed in): the direct gradients of :func:`vjp_plan`.
@@ -162,7 +165,7 @@ def forward_path(bound: BoundSpec, optimize="auto", memory_limit=None) -> Path:
     return paths.search([set(term) for term in terms], core, bound.size_of, optimize, memory_limit)
 
 
-def _prune(steps: list[Step], returns: tuple[str, ...]) -> tuple[Step, ...]:
+def _prune(steps, returns: tuple[str, ...]) -> tuple[Step, ...]:
     """Keeps only the steps whose result is needed for ``returns``."""
     needed, kept = set(returns), []
     for step in reversed(steps):
@@ -172,33 +175,79 @@ def _prune(steps: list[Step], returns: tuple[str, ...]) -> tuple[Step, ...]:
     return tuple(reversed(kept))
 
 
-def forward_plan(bound: BoundSpec, path: Path) -> Plan:
-    """The forward contraction ``y = einsum(x0, x1, ...)`` along the tree ``path``."""
+class Sweep(NamedTuple):
+    """The forward tree and the reverse sweep over it for the operands ``wrt``, lowered once.
+
+    Every plan that follows the tree is a projection of it: the forward, the one-shot vjp,
+    and the forward-saving/pullback pair, so that none of them can disagree about a step.
+
+    Attributes:
+        args: the operands' names, ``x0``, ``x1``...
+        steps: the forward's steps, then the reverse sweep's (which reads ``g``).
+        forward_count: how many of ``steps`` are the forward's.
+        returns: the gradients of ``wrt``, in that order.
+        ranks: each value's rank (arguments, ``g`` and every step's result), by name.
+    """
+
+    args: tuple[str, ...]
+    steps: tuple[Step, ...]
+    forward_count: int
+    returns: tuple[str, ...]
+    ranks: Mapping[str, int]
+
+    def forward(self) -> Plan:
+        """``y = einsum(x0, x1, ...)``."""
+        return self._plan(self.args, self.steps[:self.forward_count], ("y",))
+
+    def vjp(self) -> Plan:
+        """The gradients from ``g`` and the operands, in one shot."""
+        return self._plan(("g", *self.args), self.steps, self.returns)
+
+    def pair(self) -> "PullbackPlans":
+        """A forward that returns ``y`` and what the backward reads, and that backward (``g``
+        and the saved values in, the gradients out). Only values the backward reads are saved."""
+        backward = _prune(self.steps[self.forward_count:], self.returns)
+        made = {step.target for step in backward}
+        saved = tuple(dict.fromkeys(a for step in backward for a in step.args
+                                    if a not in made and a != "g"))
+        return PullbackPlans(self._plan(self.args, self.steps[:self.forward_count], ("y",) + saved),
+                             self._plan(("g", *saved), backward, self.returns))
+
+    def _plan(self, args: tuple[str, ...], steps, returns: tuple[str, ...]) -> Plan:
+        """The steps of ``steps`` that ``returns`` needs, as a plan taking ``args``."""
+        return Plan(args, tuple(self.ranks[a] for a in args), _prune(steps, returns), returns)
+
+
+class PullbackPlans(NamedTuple):
+    """The two halves of a forward and its pullback, projected from one :class:`Sweep`."""
+
+    saving: Plan  # returns y, then what the backward reads
+    pullback: Plan  # takes g and the saved values, returns the gradients
+
+
+def sweep(bound: BoundSpec, path: Path, wrt: tuple[int, ...]) -> Sweep:
+    """The forward along the tree ``path``, then the reverse sweep from ``g`` for the operands
+    ``wrt`` (none: the forward alone)."""
     builder = _Scheduler(bound)
-    builder.forward(path)
-    return builder.plan(builder.args, _prune(builder.lowering.steps, ("y",)), ("y",))
+    count = builder.forward(path)
+    returns = builder.backward(wrt)
+    ranks = {name: len(labels) for name, labels in builder.lowering.labels.items()}
+    return Sweep(tuple(builder.args), tuple(builder.lowering.steps), count, returns, ranks)
 
 
-def vjp_plan(bound: BoundSpec, wrt: tuple[int, ...], path: Path, optimize="auto",
+def vjp_plan(bound: BoundSpec, wrt: tuple[int, ...], tree: Sweep, optimize="auto",
              memory_limit=None) -> Plan:
     """Gradients of the operands in ``wrt`` from ``g`` and the operands, in one shot.
 
-    Reverse mode over the forward tree ``path``, or, when it costs fewer FLOPs, one direct
-    contraction per requested gradient (typical when one gradient of many operands is
-    wanted), whose paths ``optimize`` finds (see :func:`einsgrad.paths.auxiliary`).
+    Reverse mode over the forward tree (``tree``, the sweep for ``wrt``), or, when it costs
+    fewer FLOPs, one direct contraction per requested gradient (typical when one gradient of
+    many operands is wanted), whose paths ``optimize`` finds (see :func:`einsgrad.paths.auxiliary`).
     """
-    tree = _tree_vjp(bound, wrt, path)
+    reverse = tree.vjp()
     if len(wrt) == len(bound.spec.inputs) and len(wrt) > 2:
-        return tree
+        return reverse
     direct = _direct_vjp(bound, wrt, optimize, memory_limit)
-    return direct if direct.flops < tree.flops else tree
-
-
-def _tree_vjp(bound, wrt, path) -> Plan:
-    builder = _Scheduler(bound)
-    builder.forward(path)
-    returns = builder.backward(wrt)
-    return builder.plan(("g", *builder.args), _prune(builder.lowering.steps, returns), returns)
+    return direct if direct.flops < reverse.flops else reverse
 
 
 def _direct_vjp(bound, wrt, optimize, memory_limit) -> Plan:
@@ -212,27 +261,38 @@ def _direct_vjp(bound, wrt, optimize, memory_limit) -> Plan:
     return builder.plan(("g", *args), builder.lowering.steps, returns)
 
 
-class PullbackPlans(NamedTuple):
-    """The two halves of a forward and its pullback, built from one sweep."""
+def jvp_plan(bound: BoundSpec, wrt: tuple[int, ...], path: Path) -> Plan:
+    """Forward mode: ``dy`` from the operands and the tangents ``dx{k}`` of the operands in
+    ``wrt`` (the others' are zero), pushed along the forward tree ``path``.
 
-    saving: Plan  # returns y, then what the backward reads
-    pullback: Plan  # takes g and the saved values, returns the gradients
-
-
-def pullback_plans(bound: BoundSpec, wrt: tuple[int, ...], path: Path) -> PullbackPlans:
-    """A forward along the tree ``path`` that also returns what the backward needs, and that
-    backward.
-
-    The first plan returns ``y`` followed by the saved values; the second takes ``g`` and the
-    saved values and returns the gradients in ``wrt`` order. Only the values the backward reads
-    are saved.
+    Each step ``z = f(a, b)`` of the tree is linear in each argument, so its tangent is the
+    step itself once per argument that carries one, summed: ``dz = f(da, b) + f(a, db)``. The
+    primal intermediates are shared by every term, so the jvp costs the forward plus at most
+    two forward steps per step (one where a single tangent flows), against one whole forward
+    per operand for the sum of :func:`einsgrad.derive.tangent` terms. Primal steps that no
+    term reads (the output ``y`` itself) are pruned.
     """
     builder = _Scheduler(bound)
-    forward_count = builder.forward(path)
-    returns = builder.backward(wrt)
-    backward = _prune(builder.lowering.steps[forward_count:], returns)
-    made = {step.target for step in backward}
-    saved = tuple(dict.fromkeys(a for step in backward for a in step.args if a not in made and a != "g"))
-    forward = builder.plan(builder.args, _prune(builder.lowering.steps[:forward_count], ("y",) + saved),
-                           ("y",) + saved)
-    return PullbackPlans(forward, builder.plan(("g", *saved), backward, returns))
+    builder.forward(path)
+    lowering, known = builder.lowering, builder.lowering.labels
+    tangents = {builder.args[k]: lowering.argument(f"d{builder.args[k]}", known[builder.args[k]])
+                for k in wrt}
+    for record in builder.records:
+        carried = [p for p, arg in enumerate(record.args) if arg in tangents]
+        if not carried:
+            continue
+        last = record.target == "y"
+        terms = []
+        for p in carried:
+            args = record.args[:p] + (tangents[record.args[p]],) + record.args[p + 1:]
+            name = "dy" if last and len(carried) == 1 else lowering.name("dt")
+            out = known[terms[0]] if terms else known[record.target]
+            terms.append(lowering.step(name, args, out, exact=last or bool(terms)))
+        total = terms[0]
+        for n, term in enumerate(terms[1:], 2):
+            total = lowering.add("dy" if last and n == len(terms) else lowering.name("dt"), total, term)
+        tangents[record.target] = total
+    assert "y" in tangents, "every operand leads to y: one tangent at least"
+    returns = ("dy",)
+    args = (*builder.args, *(f"d{builder.args[k]}" for k in wrt))
+    return builder.plan(args, _prune(lowering.steps, returns), returns)

@@ -30,6 +30,7 @@ class Mode(enum.Enum):
     SAVING = "forward_saving"
     PULLBACK = "pullback"
     JACOBIAN = "jacobian"
+    JVP = "jvp"
 
     __hash__ = object.__hash__  # members are singletons; a key is hashed on every call
 
@@ -40,8 +41,10 @@ class ProgramKey(NamedTuple):
     Attributes:
         mode: which function.
         shapes: the operands' shapes (the shape signature that caches it).
-        dtypes: the operands' dtypes (numpy's, or the backend's own: see :mod:`einsgrad.scalars`).
-        wrt: the operands differentiated (the Jacobian's one operand); None for the forward.
+        dtypes: the operands' dtypes (the jvp's: then its tangents', in ``wrt`` order); numpy's,
+            or the backend's own (see :mod:`einsgrad.scalars`).
+        wrt: the operands differentiated (the Jacobian's one operand; the jvp's operands with
+            a tangent); None for the forward.
         cotangent: the cotangent's dtype (vjp and pullback), else None.
         dialect: the array library the code is written for.
         chunk: sizes of the sliced labels, for one chunk of a sliced run (``memory_limit``).
@@ -87,6 +90,8 @@ class SignatureRecord:
         self.tree = plan.forward_path(bound, optimize, memory_limit)
         self.optimize = paths.auxiliary(optimize)
         self.memory_limit = memory_limit
+        self.every = tuple(range(len(bound.spec.inputs)))
+        self.sweeps: dict[tuple, plan.Sweep] = {}
         self.plans: dict[PlanKey, Plan] = {}
         self.sources: dict[ProgramKey, Source] = {}
         self.functions: dict[ProgramKey, Callable] = {}
@@ -94,26 +99,43 @@ class SignatureRecord:
         self._slices: slicing.Cuts | None = None
 
     def plan(self, key: PlanKey) -> Plan:
-        """The plan of ``key``, made on first use (the saving forward with its pullback)."""
+        """The plan of ``key``, made on first use: a projection of the sweep of its operands
+        (the forward's is every operand's), or for the vjp of some operands the direct
+        contractions when they cost less, the Jacobian's own contraction, or the jvp's tangents
+        pushed along the tree (:func:`einsgrad.plan.jvp_plan`)."""
         found = self.plans.get(key)
         if found is not None:
             return found
         with self.lock:
             if key not in self.plans:
                 bound = self.bound.resized(key.chunk)
-                if key.mode is Mode.FORWARD:
-                    self.plans[key] = plan.forward_plan(bound, self.tree)
-                elif key.mode is Mode.VJP:
-                    self.plans[key] = plan.vjp_plan(bound, key.wrt, self.tree, self.optimize,
-                                                    self.memory_limit)
+                if key.mode is Mode.JVP:
+                    self.plans[key] = plan.jvp_plan(bound, key.wrt, self.tree)
                 elif key.mode is Mode.JACOBIAN:
                     jacobian = BoundSpec(derive.jacobian(bound.spec, key.wrt[0]), bound.sizes)
-                    self.plans[key] = plan.forward_plan(jacobian, plan.forward_path(jacobian, self.optimize))
+                    self.plans[key] = plan.sweep(jacobian, plan.forward_path(jacobian, self.optimize),
+                                                 ()).forward()
+                elif key.mode is Mode.FORWARD:
+                    self.plans[key] = self.sweep(self.every, key.chunk).forward()
+                elif key.mode is Mode.VJP:
+                    self.plans[key] = plan.vjp_plan(bound, key.wrt, self.sweep(key.wrt, key.chunk),
+                                                    self.optimize, self.memory_limit)
                 else:
-                    pair = plan.pullback_plans(bound, key.wrt, self.tree)
+                    pair = self.sweep(key.wrt, key.chunk).pair()
                     self.plans[key._replace(mode=Mode.SAVING)] = pair.saving
                     self.plans[key._replace(mode=Mode.PULLBACK)] = pair.pullback
             return self.plans[key]
+
+    def sweep(self, wrt: tuple[int, ...], chunk: slicing.Cuts = ()) -> plan.Sweep:
+        """The forward tree and its reverse sweep for the operands ``wrt`` (one chunk's sizes),
+        lowered once: the plans of the tree are its projections."""
+        found = self.sweeps.get((wrt, chunk))
+        if found is None:
+            with self.lock:
+                found = self.sweeps.get((wrt, chunk))
+                if found is None:
+                    found = self.sweeps[wrt, chunk] = plan.sweep(self.bound.resized(chunk), self.tree, wrt)
+        return found
 
     @property
     def slices(self) -> slicing.Cuts:
@@ -134,7 +156,7 @@ class SignatureRecord:
 
     def plans_of_every_operand(self) -> Plans:
         """The plans :meth:`Einsum.costs` and :meth:`Einsum.plan` report (every operand wanted)."""
-        every = tuple(range(len(self.bound.spec.inputs)))
+        every = self.every
         separate = sum(self.plan(PlanKey(Mode.VJP, (k,))).flops for k in every)
         return Plans(self.plan(PlanKey(Mode.FORWARD, None)), self.plan(PlanKey(Mode.VJP, every)),
                      self.plan(PlanKey(Mode.SAVING, every)), self.plan(PlanKey(Mode.PULLBACK, every)),
@@ -193,6 +215,10 @@ class SignatureRecord:
         if mode is Mode.SAVING:
             return Composed(program, "forward_saving",
                             {"y": (_needs_copy(program, "y", bound.output_shape), None)}, casts)
+        if mode is Mode.JVP:
+            out = scalars.result_type(*dtypes)
+            return Composed(program, "jvp", {"dy": (_needs_copy(program, "dy", bound.output_shape),
+                                                    None if scalars.kind(out) in "fc" else out)}, casts)
         if mode is Mode.JACOBIAN:
             shape = bound.output_shape + bound.input_shapes[wrt[0]]
             return Composed(program, "jacobian", _jacobian_finish(program, wrt[0], dtypes, shape), casts)

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import EinsumSpecError
-from .plan import Path, vjp_plan
+from .plan import Path, sweep, vjp_plan
 from .shapes import BoundSpec
 
 Cuts = tuple[tuple[str, int], ...]  # (label, chunk size) for each sliced label
@@ -33,7 +33,8 @@ def cuts(bound: BoundSpec, memory_limit: int, path: Path, optimize="auto") -> Cu
     chunks: dict[str, int] = {}
     every = tuple(range(len(bound.spec.inputs)))
     while True:
-        step = vjp_plan(bound.resized(chunks), every, path, optimize, memory_limit).largest_intermediate()
+        chunk = bound.resized(chunks)
+        step = vjp_plan(chunk, every, sweep(chunk, path, every), optimize, memory_limit).largest_intermediate()
         if step is None or math.prod(step.shape) <= memory_limit:
             return tuple(chunks.items())
         labels = [l for l in step.labels if l in sliceable and sizes[l] > 1]

@@ -1,14 +1,15 @@
 """A plan as data: the frozen steps a planner makes and the code generator reads.
 
 Each :class:`Step` computes one value by one operation, which :mod:`einsgrad.lowering`
-chose among five, each a direct spelling in numpy's primitives:
+chose among six, each a direct spelling in numpy's primitives:
 
 * :class:`Unary`: one operand's diagonal, sums, transposition, broadcast and diagonal placement;
 * :class:`Matmul`: a pairwise contraction as one (batched) GEMM: labels in both operands and the
   output are the batch, labels in both operands only are contracted;
 * :class:`Multiply`: a pairwise step with nothing to contract (outer or Hadamard product);
 * :class:`Einsum2`: a batched dot product (no free label on either side), memory-bound;
-* :class:`Copy`: a transposed copy that GEMMs then read without copying.
+* :class:`Copy`: a transposed copy that GEMMs then read without copying;
+* :class:`Add`: the sum of two values with the same labels (the terms of a jvp).
 
 A :class:`Plan` is a straight-line program of such steps. Nothing here plans or runs: the
 planner and the code generator both import these values, and neither imports the other.
@@ -93,7 +94,13 @@ class Einsum2:
     subscripts: str
 
 
-Operation = Union[Unary, Matmul, Multiply, Einsum2, Copy]
+@dataclass(frozen=True)
+class Add:
+    """``a + b`` of two values with the same labels in the same order: forward mode's product
+    rule, ``d(AB) = dA B + A dB``, sums one term per operand that carries a tangent."""
+
+
+Operation = Union[Unary, Matmul, Multiply, Einsum2, Copy, Add]
 
 
 @dataclass(frozen=True)

@@ -427,23 +427,32 @@ def test_source_needs_no_backend_library(monkeypatch, backend):
 
 
 def test_plans_are_built_once_per_signature(monkeypatch):
-    """plan() and costs() read the record's plans; value_and_pullback builds its pair once."""
-    builds = {name: counted(monkeypatch, plan, name)
-              for name in ("forward_plan", "vjp_plan", "pullback_plans", "forward_path")}
+    """One tree search and one sweep (forward and reverse, lowered) per signature and set of
+    operands; plan() and costs() read the record's plans, and every tree plan is a projection:
+    value_and_pullback builds the sweep of its operands once, and the forward comes from the
+    sweep of every operand that vjp() and plan() use."""
+    builds = {name: [] for name in ("sweep", "vjp_plan", "forward_path")}
+    for name, calls in builds.items():
+        original = getattr(plan, name)
+        monkeypatch.setattr(plan, name, lambda *a, _f=original, _c=calls: _c.append(a) or _f(*a))
     lin = einsgrad.compile("ab,bc,cd->ad")
     shapes_ = ((2, 3), (3, 4), (4, 5))
     lin.plan(*shapes_)
     first = {name: len(calls) for name, calls in builds.items()}
-    assert first == {"forward_plan": 1, "vjp_plan": 4, "pullback_plans": 1, "forward_path": 1}
+    # every operand, and each alone for the per-operand baseline of the report
+    assert first == {"sweep": 4, "vjp_plan": 4, "forward_path": 1}
+    assert sorted(call[2] for call in builds["sweep"]) == [(0,), (0, 1, 2), (1,), (2,)]
     lin.plan(*shapes_)
     lin.costs(*shapes_)
     ops = [np.ones(s) for s in shapes_]
     for _ in range(3):
         lin(*ops)
+        lin.vjp(np.ones((2, 5)), *ops)
         _, pullback = lin.value_and_pullback(*ops, wrt=[0, 2])
         pullback(np.ones((2, 5)))
     again = {name: len(calls) for name, calls in builds.items()}
-    assert again == first | {"pullback_plans": 2}
+    assert again == first | {"sweep": 5}
+    assert builds["sweep"][-1][2] == (0, 2)
 
 
 def test_ellipsis_only_in_the_output_still_binds():

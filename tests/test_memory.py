@@ -78,9 +78,10 @@ def test_every_chunk_respects_the_limit(spec, shapes, limit):
     chunk = BoundSpec(bound.spec, tuple(sizes.items()))
     tree = plan.forward_path(bound, "auto", limit)  # each chunk runs along the signature's tree
     every = tuple(range(len(shapes)))
-    step = plan.vjp_plan(chunk, every, tree, "auto", limit).largest_intermediate()
+    step = plan.vjp_plan(chunk, every, plan.sweep(chunk, tree, every), "auto", limit).largest_intermediate()
     assert step is None or math.prod(step.shape) <= limit
-    unsliced = plan.vjp_plan(bound, every, plan.forward_path(bound)).largest_intermediate()
+    unsliced_tree = plan.sweep(bound, plan.forward_path(bound), every)
+    unsliced = plan.vjp_plan(bound, every, unsliced_tree).largest_intermediate()
     assert math.prod(unsliced.shape) > limit
 
 
