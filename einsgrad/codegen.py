@@ -94,8 +94,8 @@ class Dialect:
 
     Attributes:
         name: the backend's name (``numpy``, ``torch``, ``jax``, ``dask``).
-        xp: the module's name in generated code; its ``reshape``, ``multiply``, ``einsum`` and
-            ``broadcast_to`` are called.
+        xp: the module's name in generated code; its ``reshape``, ``multiply`` and ``einsum``
+            are called.
         helpers: the source that imports ``xp`` and defines ``_place``.
         permute: the method permuting axes (``transpose`` or ``permute``).
         axis: the keyword of ``.sum`` (``axis`` or ``dim``).
@@ -106,6 +106,7 @@ class Dialect:
         cast: ``{x}`` as the dtype named ``{dtype}``.
         dot_by_sum: a batched dot product is a product and a sum, not the library's einsum.
         swap: ``{x}`` with its last two axes swapped (beyond two dimensions).
+        broadcast: ``{x}`` broadcast to the shape ``{shape}``, as a view.
         result: how a returned output or gradient is finished (torch: made contiguous, as
             ``torch.einsum`` returns it, so that ``.view()`` works); None: as it is.
         products_in_order: a GEMM whose result the step then transposes (``(a @ b).T``) is
@@ -124,6 +125,7 @@ class Dialect:
     cast: str = "{x}.astype({xp}.{dtype})"
     dot_by_sum: bool = False
     swap: str = "{x}.swapaxes(-1, -2)"
+    broadcast: str = "{xp}.broadcast_to({x}, {shape})"
     result: str | None = None
     products_in_order: bool = False
 
@@ -133,9 +135,10 @@ NUMPY = Dialect("numpy", "np", HELPERS, sum="_sum({x}, {axes})", copy="np.array(
 TORCH = Dialect("torch", "torch", "import torch\n" + _PLACE_IN_VIEW,
                 permute="permute", axis="dim", copy="{x}.clone()", contiguous="{x}.contiguous()",
                 cast="{x}.to(torch.{dtype}, copy=True)", dot_by_sum=True,
-                # transpose, not swapaxes: it has a batching rule in the vmap of
-                # autograd.grad(..., is_grads_batched=True)
-                swap="{x}.transpose(-1, -2)", result="{x}.contiguous()", products_in_order=True)
+                # transpose and expand, not swapaxes and broadcast_to: they have batching rules
+                # in the vmap of autograd.grad(..., is_grads_batched=True)
+                swap="{x}.transpose(-1, -2)", broadcast="{x}.expand({shape})",
+                result="{x}.contiguous()", products_in_order=True)
 JAX = Dialect("jax", "jnp", "import jax.numpy as jnp\n" + _PLACE_BY_MASKS.format(
                   arange="jnp.arange(shape[g[0]])"))
 DASK = Dialect("dask", "da", "import numpy as np\nimport dask.array as da\n" + _PLACE_BY_MASKS.format(
@@ -206,7 +209,7 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY) -> s
         if op.own and dialect.copy is not None:
             expr = dialect.copy.format(x=expr)
         if op.broadcast is not None:
-            expr = f"{xp}.broadcast_to({expr}, {_tuple(op.broadcast)})"
+            expr = dialect.broadcast.format(x=expr, xp=xp, shape=_tuple(op.broadcast))
         if op.place is not None:
             expr = f"_place({expr}, {_tuple(op.shape)}, {op.place!r})"
     elif isinstance(op, Copy):

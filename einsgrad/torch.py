@@ -16,7 +16,7 @@ What works, as with ``torch.einsum``:
   backward is itself recorded (``create_graph=True``, ``gradgradcheck``, ``torch.func``), it
   runs the one-shot vjp plan from the operands instead, differentiable like any torch code.
 * Forward mode (``torch.autograd.forward_ad``, ``torch.func.jvp``, ``jacfwd``): the tangent
-  is the sum, over the operands with a tangent, of the einsum with that operand replaced by it.
+  is :meth:`einsgrad.Einsum.jvp`, the product rule's terms planned along the forward's tree.
 * ``torch.func``: ``grad``, ``vjp``, ``jacrev``, ``jacfwd``, ``hessian``, ``functional_call``
   and ``vmap``. A vmapped einsum is an einsum with one more label, run as its own plan.
 * Every dtype torch's matmul runs (``bfloat16`` and ``float16`` included), and autocast as
@@ -106,6 +106,7 @@ class _EinsumFunction(torch.autograd.Function):
         compiled, wrt, *tensors = inputs
         _, layout, *intermediates = output
         ctx.compiled, ctx.wrt, ctx.count, ctx.layout = compiled, wrt, len(tensors), layout
+        ctx.intermediates = len(intermediates)
         ctx.mark_non_differentiable(*intermediates)
         ctx.save_for_backward(*tensors, *intermediates)
         ctx.save_for_forward(*tensors)
@@ -130,46 +131,43 @@ class _EinsumFunction(torch.autograd.Function):
     @staticmethod
     def jvp(ctx, _compiled, _wrt, *tangents):
         operands = ctx.saved_tensors[:ctx.count]
-        tangent = None
-        for k, t in enumerate(tangents):
-            if t is None:
-                continue
-            term = _apply(ctx.compiled, operands[:k] + (t,) + operands[k + 1:])
-            tangent = term if tangent is None else tangent + term
-        if tangent is None:
-            tangent = torch.zeros(())  # TODO shape
-        return (tangent, None) + (None,) * (len(ctx.layout or ()) - sum(k is not None for k in ctx.layout or ()))
+        dy = ctx.compiled.jvp(list(tangents), *operands)
+        # the layout and the intermediates (marked non-differentiable) have no tangent
+        return (dy, None) + (None,) * ctx.intermediates
 
     @staticmethod
     def vmap(info, in_dims, compiled: Einsum, wrt: tuple, *tensors):
         dims = in_dims[2:]
-        batched, moved = _batched(compiled, dims), []
-        for t, d in zip(tensors, dims):
-            if d is None:
-                moved.append(t)
-            else:
-                moved.append(t.movedim(d, 0))
-        y = _apply(batched, tuple(moved))
+        batched = _batched(compiled, dims)
+        if batched is None:  # every letter taken: one call per sample
+            y = torch.stack([_apply(compiled, tuple(t if d is None else t.select(d, i)
+                                                    for t, d in zip(tensors, dims)))
+                             for i in range(info.batch_size)])
+        else:
+            y = _apply(batched, tuple(t if d is None else t.movedim(d, 0) for t, d in zip(tensors, dims)))
         return (y, None), (0, None)
 
 
 _BATCHED: "weakref.WeakKeyDictionary[Einsum, dict]" = weakref.WeakKeyDictionary()
 
 
-def _batched(compiled: Einsum, dims: tuple) -> Einsum:
+def _batched(compiled: Einsum, dims: tuple) -> Einsum | None:
     """``compiled`` with one more label, first in the operands that ``dims`` batches and in
-    the output: the einsum that a vmapped call of ``compiled`` is."""
+    the output: the einsum that a vmapped call of ``compiled`` is (None when every letter is
+    taken). Kept per compiled einsum and batched operands."""
     pattern = tuple(d is not None for d in dims)
     per = _BATCHED.setdefault(compiled, {})
-    found = per.get(pattern)
-    if found is None:
+    if pattern not in per:
         spec = compiled.spec
-        label = next(c for c in sorted(LETTERS) if c not in spec.labels)  # TODO all used
-        inputs = [((label,) + term) if b else term for term, b in zip(spec.inputs, pattern)]
-        text = str(Spec.of(inputs, (label,) + spec.output))
-        found = per[pattern] = Einsum(text, sizes=dict(compiled.sizes), optimize=compiled.optimize,
-                                      memory_limit=compiled.memory_limit)
-    return found
+        free = [c for c in sorted(LETTERS) if c not in spec.labels]
+        if not free:
+            per[pattern] = None
+        else:
+            inputs = [(free[0],) + term if b else term for term, b in zip(spec.inputs, pattern)]
+            per[pattern] = Einsum(str(Spec.of(inputs, (free[0],) + spec.output)),
+                                  sizes=dict(compiled.sizes), optimize=compiled.optimize,
+                                  memory_limit=compiled.memory_limit)
+    return per[pattern]
 
 
 def _contracts(spec: Spec) -> bool:
