@@ -212,7 +212,7 @@ def _sublist_spec(args: tuple) -> str:
     text = ",".join(terms)
     if output:
         if not isinstance(output[0], (list, tuple)):
-            raise EinsumSpecError(f"the output sublist must be a list of labels, got {output[0]!r}")
+            raise EinsumSpecError(f"the output sublist must be a list of labels, got {type(output[0]).__name__}")
         text += "->" + _sublist_term(output[0], "the output sublist")
     return text
 
