@@ -321,7 +321,7 @@ class Einsum:
         if backend not in codegen.DIALECTS:
             raise EinsumSpecError(f"backend must be one of {', '.join(codegen.DIALECTS)}, got {backend!r}")
         dialect = codegen.DIALECTS[backend]
-        shapes, dtypes = self._signature(shapes, None, "source")
+        shapes, dtypes = self._signature(shapes, None, "source", numpy=dialect is not codegen.TORCH)
         record = self._signature_record(shapes)
         header = f"# einsgrad: {self.spec}  shapes {', '.join(map(str, shapes))}\n"
         sources = [record.source(key) for key in self._keys(record, shapes, dtypes, dialect)]
@@ -339,7 +339,7 @@ class Einsum:
             dtypes: one dtype for every operand, or one per operand; default float64 (or the
                 dtypes of the last call, for its shapes).
         """
-        shapes, dtypes = self._signature(shapes, dtypes, "module")
+        shapes, dtypes = self._signature(shapes, dtypes, "module", numpy=True)
         record = self._signature_record(shapes)
         functions = [record.source(key, "_") for key in self._keys(record, shapes, dtypes, codegen.NUMPY)]
         return codegen.module(str(self.spec), shapes, dtypes, record.output_shape, functions)
@@ -417,8 +417,9 @@ class Einsum:
             raise EinsumSpecError(f"{caller}() needs shapes: pass them or compile with shapes=")
         return shapes
 
-    def _signature(self, shapes, dtypes, caller: str):
-        """Shapes and dtypes to show code for: given, else compile-time, else the last call's."""
+    def _signature(self, shapes, dtypes, caller: str, numpy: bool):
+        """Shapes and dtypes to show code for: given, else compile-time, else the last call's
+        (as numpy dtypes where ``numpy``: a torch call's where numpy has them, else float64)."""
         last = None if self._last is None else ProgramKey._make(self._last)
         if shapes:
             shapes = check_shapes(shapes, len(self.spec.inputs))
@@ -428,8 +429,9 @@ class Einsum:
             raise EinsumSpecError(f"{caller}() needs shapes: pass them, compile with shapes=, or call once")
         if dtypes is not None:
             dtypes = _check_dtype_list(dtypes, len(shapes))
-        elif last and last.shapes == shapes:
-            dtypes = last.dtypes
+        elif last and last.shapes == shapes and not (numpy and any(
+                scalars.as_numpy(d) is None for d in last.dtypes)):
+            dtypes = tuple(map(scalars.as_numpy, last.dtypes)) if numpy else last.dtypes
         else:
             dtypes = (np.dtype(np.float64),) * len(shapes)
         return shapes, dtypes

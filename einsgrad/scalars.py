@@ -44,6 +44,16 @@ def itemsize(dtype) -> int:
     return dtype.itemsize
 
 
+def as_numpy(dtype) -> np.dtype | None:
+    """The numpy dtype of the same name, or None where numpy has none (``bfloat16``)."""
+    if isinstance(dtype, np.dtype):
+        return dtype
+    try:
+        return np.dtype(name(dtype))
+    except TypeError:
+        return None
+
+
 def result_type(*dtypes):
     """The type mixed operands compute in: numpy's promotion for numpy dtypes, torch's for
     torch's (``int64`` with ``float32`` gives ``float32`` there, as ``torch.matmul`` would)."""

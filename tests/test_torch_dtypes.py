@@ -116,3 +116,20 @@ def test_autocast_leaves_float64_and_integers():
     x, w = operands([(4, 3), (5, 3)], torch.float64)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert einsgrad.torch.einsum("ik,jk->ij", x, w).dtype == torch.einsum("ik,jk->ij", x, w).dtype
+
+
+def test_numpy_code_after_torch_calls():
+    """module() and numpy source after torch calls: the calls' dtypes where numpy has them
+    (float32), float64 where it has none (bfloat16); torch source keeps bfloat16."""
+    lin = einsgrad.compile("ik,jk->ij")
+    lin(torch.ones(2, 3), torch.ones(4, 3, dtype=torch.float64))
+    assert "dtypes float32, float64" in lin.module()
+    x = torch.ones(2, 3, dtype=torch.bfloat16)
+    lin.vjp(torch.ones(2, 4), x, torch.ones(4, 3))
+    assert "dtypes float64, float64" in lin.module()
+    assert "bfloat16" not in lin.source(backend="numpy")
+    assert "torch.bfloat16" in lin.source(backend="torch")
+    namespace = {}
+    exec(lin.module(), namespace)
+    np = pytest.importorskip("numpy")
+    assert namespace["forward"](np.ones((2, 3)), np.ones((4, 3))).shape == (2, 4)
