@@ -108,13 +108,21 @@ class _EinsumFunction(torch.autograd.Function):
         ctx.compiled, ctx.wrt, ctx.count, ctx.layout = compiled, wrt, len(tensors), layout
         ctx.intermediates = len(intermediates)
         ctx.mark_non_differentiable(*intermediates)
-        ctx.save_for_backward(*tensors, *intermediates)
+        # an operand that neither the pullback nor a vjp of another operand reads is not kept
+        # (as torch's matmul keeps only the other side): a placeholder of its shape stands in
+        needed = {k for k in layout or () if k is not None} | {j for j in range(len(tensors)) for k in wrt if j != k}
+        ctx.placeholders = {j: (t.shape, t.dtype, t.device) for j, t in enumerate(tensors) if j not in needed}
+        ctx.save_for_backward(*[None if j in ctx.placeholders else t for j, t in enumerate(tensors)],
+                              *intermediates)
         ctx.save_for_forward(*tensors)
 
     @staticmethod
     def backward(ctx, g, *_):
         values = ctx.saved_tensors
         operands, intermediates = values[:ctx.count], iter(values[ctx.count:])
+        if ctx.placeholders:
+            operands = tuple(_placeholder(*ctx.placeholders[j]) if j in ctx.placeholders else t
+                             for j, t in enumerate(operands))
         conjugate = g.is_complex()
         if conjugate:
             g = g.conj()
@@ -146,6 +154,11 @@ class _EinsumFunction(torch.autograd.Function):
         else:
             y = _apply(batched, tuple(t if d is None else t.movedim(d, 0) for t, d in zip(tensors, dims)))
         return (y, None), (0, None)
+
+
+def _placeholder(shape, dtype, device) -> torch.Tensor:
+    """A tensor of this shape and dtype that holds no memory (its values are never read)."""
+    return torch.zeros((), dtype=dtype, device=device).expand(shape)
 
 
 _BATCHED: "weakref.WeakKeyDictionary[Einsum, dict]" = weakref.WeakKeyDictionary()
