@@ -12,7 +12,8 @@ What works, as with ``torch.einsum``:
 * Reverse mode: the forward runs the forward-saving plan and hands everything the backward
   reads to ``ctx.save_for_backward`` (so autograd frees it after ``backward()``,
   ``torch.utils.checkpoint`` drops and recomputes it, and saved-tensor hooks see it); the
-  backward runs the pullback plan for the operands that need a gradient only. When the
+  backward runs the pullback plan for the operands that need a gradient only (an operand
+  that only its own gradient would read is not kept, as torch's matmul does). When the
   backward is itself recorded (``create_graph=True``, ``gradgradcheck``, ``torch.func``), it
   runs the one-shot vjp plan from the operands instead, differentiable like any torch code.
 * Forward mode (``torch.autograd.forward_ad``, ``torch.func.jvp``, ``jacfwd``): the tangent
@@ -36,7 +37,6 @@ device.
 from __future__ import annotations
 
 import importlib.abc
-import importlib.machinery
 import sys
 import weakref
 
@@ -252,11 +252,16 @@ class _DynamoWatch(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if name != "torch._dynamo":
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        if spec is None or spec.loader is None:
+        sys.meta_path.remove(self)  # once: the other finders find it
+        for finder in sys.meta_path:
+            spec = finder.find_spec(name, path, target) if hasattr(finder, "find_spec") else None
+            if spec is not None:
+                break
+        else:
+            return None
+        run = getattr(spec.loader, "exec_module", None)
+        if run is None:
             return spec
-        run = spec.loader.exec_module
 
         def exec_module(module):
             run(module)
