@@ -229,3 +229,19 @@ def test_no_numpy_leaks_into_transforms():
     x = np.ones((4, 3))
     got = grad(lambda w: einsgrad.torch.einsum("ik,jk->ij", x, w).sum())(w)
     torch.testing.assert_close(got, torch.full((5, 3), 4.0, dtype=torch.float64))
+
+
+def test_nested_vmap_and_a_broadcast_label():
+    """vmap of vmap (a batched plan of the batched plan), and an Einsum with ``sizes=`` (a
+    label only the output has) under vmap of grad."""
+    x, w = tensors([(2, 3, 4, 5), (6, 5)])
+
+    def nested(use):
+        return vmap(vmap(lambda a, b: use("ik,jk->ij", a, b), in_dims=(0, None)), in_dims=(0, None))(x, w)
+
+    assert_trees_close(nested(einsgrad.torch.einsum), nested(torch.einsum))
+    spread = einsgrad.compile("j->ij", sizes={"i": 3})
+    (v,) = tensors([(4, 5)])
+    got = vmap(grad(lambda t: einsgrad.torch.einsum(spread, t).square().sum()))(v)
+    expected = vmap(grad(lambda t: t.expand(3, 5).square().sum()))(v)
+    assert_trees_close(got, expected)
