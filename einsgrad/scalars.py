@@ -45,13 +45,15 @@ def itemsize(dtype) -> int:
 
 
 def as_numpy(dtype) -> np.dtype | None:
-    """The numpy dtype of the same name, or None where numpy has none (``bfloat16``)."""
+    """The numpy dtype of the same name, or None where numpy has no numeric one (``bfloat16``;
+    ml_dtypes, which jax imports, names one that numpy does not compute in)."""
     if isinstance(dtype, np.dtype):
         return dtype
     try:
-        return np.dtype(name(dtype))
+        found = np.dtype(name(dtype))
     except TypeError:
         return None
+    return found if found.kind in "biufc" else None
 
 
 def result_type(*dtypes):
