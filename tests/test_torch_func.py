@@ -139,8 +139,10 @@ def test_per_sample_gradients():
 
 
 def batched_operands(case: Case, batch: int):
-    """Each operand of ``case`` stacked ``batch`` times, scaled differently, along axis 0."""
-    ops = [torch.tensor(x) for x in case.operands()]
+    """Each operand of ``case`` stacked ``batch`` times, scaled differently, along axis 0, in
+    the case's common dtype (torch.einsum does not promote mixed dtypes)."""
+    common = torch.complex128 if any(np.iscomplexobj(x) for x in case.operands()) else torch.float64
+    ops = [torch.tensor(x).to(common) for x in case.operands()]
     scales = torch.linspace(0.5, 1.5, batch, dtype=torch.float64)
     return [torch.stack([x * s for s in scales]) for x in ops]
 
