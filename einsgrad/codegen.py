@@ -111,6 +111,11 @@ class Dialect:
             ``torch.einsum`` returns it, so that ``.view()`` works); None: as it is.
         products_in_order: a GEMM whose result the step then transposes (``(a @ b).T``) is
             spelled ``b.T @ a.T`` instead, which the library computes in place, contiguous.
+        dot_general: pairwise products (GEMMs, outer and Hadamard products) are one
+            ``_dot(a, b, dimension_numbers)``, ``lax.dot_general`` after promoting to a common
+            dtype: the dimension numbers read each operand as stored (no transposed view, no
+            broadcast reshape), and the transpose of a dot is a dot (jax's reverse mode of the
+            jvp: an outer product's is a batched matrix-vector product, not a product and a sum).
     """
 
     name: str
@@ -128,6 +133,18 @@ class Dialect:
     broadcast: str = "{xp}.broadcast_to({x}, {shape})"
     result: str | None = None
     products_in_order: bool = False
+    dot_general: bool = False
+
+
+_DOT_GENERAL = '''
+from jax import lax
+
+
+def _dot(a, b, dimension_numbers):
+    """lax.dot_general of a and b, promoted to one dtype as jnp.matmul does."""
+    dtype = jnp.result_type(a, b)
+    return lax.dot_general(a.astype(dtype), b.astype(dtype), dimension_numbers)
+'''
 
 
 NUMPY = Dialect("numpy", "np", HELPERS, sum="_sum({x}, {axes})", copy="np.array({x})", contiguous="np.ascontiguousarray({x})",
@@ -139,8 +156,8 @@ TORCH = Dialect("torch", "torch", "import torch\n" + _PLACE_IN_VIEW,
                 # in the vmap of autograd.grad(..., is_grads_batched=True)
                 swap="{x}.transpose(-1, -2)", broadcast="{x}.expand({shape})",
                 result="{x}.contiguous()", products_in_order=True)
-JAX = Dialect("jax", "jnp", "import jax.numpy as jnp\n" + _PLACE_BY_MASKS.format(
-                  arange="jnp.arange(shape[g[0]])"))
+JAX = Dialect("jax", "jnp", "import jax.numpy as jnp\n" + _DOT_GENERAL + _PLACE_BY_MASKS.format(
+                  arange="jnp.arange(shape[g[0]])"), dot_general=True)
 DASK = Dialect("dask", "da", "import numpy as np\nimport dask.array as da\n" + _PLACE_BY_MASKS.format(
                    arange="np.arange(shape[g[0]])"),
                diagonal="da.diagonal({x}, 0, {a}, {b})", cast="{x}.astype(np.{dtype})")
@@ -193,6 +210,34 @@ def _tuple(values) -> str:
     return repr(values)
 
 
+def _matmul_by_dot(step: Step, op: Matmul, ndims: dict[str, int], dialect: Dialect) -> str:
+    """A GEMM as ``_dot``: each side transposed and reshaped as its layout says, a side stored
+    (cols, rows) read so by its contracted axis instead of swapped; the result is the GEMM's,
+    (batch, rows, cols)."""
+    sides, contracted, rank = [], [], 2
+    for name, layout, summed_last in ((step.args[0], op.a, True), (step.args[1], op.b, False)):
+        rank = len(layout.shape) if layout.shape is not None else ndims[name]
+        sides.append(_layout(name, Layout(layout.perm, layout.shape, False), rank, dialect))
+        contracted.append(rank - 2 + (summed_last != layout.swap))
+    batch = "((0,), (0,))" if rank == 3 else "((), ())"
+    return f"_dot({sides[0]}, {sides[1]}, ((({contracted[0]},), ({contracted[1]},)), {batch}))"
+
+
+def _outer_by_dot(step: Step) -> str:
+    """A pairwise product with nothing contracted as ``_dot`` with batch dimensions alone (the
+    labels both operands hold), transposed from the dot's order (batch, then each side's own
+    labels) into the step's. The step's spec names both operands' labels as stored (one
+    character each, as bound labels are)."""
+    a, b = step.spec.split("->")[0].split(",")
+    batch = [i for i, label in enumerate(a) if label in b]
+    made = [a[i] for i in batch] + [l for l in a if l not in b] + [l for l in b if l not in a]
+    assert sorted(made) == sorted(step.labels), (step.spec, step.labels)
+    expr = (f"_dot({step.args[0]}, {step.args[1]}, "
+            f"(((), ()), ({_tuple(batch)}, {_tuple(b.index(a[i]) for i in batch)})))")
+    perm = tuple(made.index(l) for l in step.labels)
+    return expr + (_transpose(perm, JAX) if perm != tuple(range(len(perm))) else "")
+
+
 def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY) -> str:
     """The right-hand side of one step; ``ndims`` gives the rank of every value it reads."""
     op, xp = step.operation, dialect.xp
@@ -212,8 +257,14 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY) -> s
             expr = dialect.broadcast.format(x=expr, xp=xp, shape=_tuple(op.broadcast))
         if op.place is not None:
             expr = f"_place({expr}, {_tuple(op.shape)}, {op.place!r})"
+    elif dialect.dot_general and isinstance(op, Multiply):
+        return _outer_by_dot(step)
     elif isinstance(op, Copy):
         expr = dialect.contiguous.format(x=f"{step.args[0]}.{dialect.permute}({_tuple(op.perm)})")
+    elif dialect.dot_general and isinstance(op, Matmul):
+        expr = _matmul_by_dot(step, op, ndims, dialect)
+        if op.shape is not None:
+            expr += f".reshape({_tuple(op.shape)})"
     elif isinstance(op, Matmul):
         a, b = step.args
         if dialect.products_in_order and _transposes_product(step, op, ndims):

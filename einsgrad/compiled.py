@@ -186,34 +186,12 @@ class Einsum:
         >>> lin.jvp([None, np.ones((4, 3))], X, W)[0]  # X dWᵀ
         array([3., 3., 3., 3.])
         """
-        count = len(self.spec.inputs)
-        if isinstance(tangents, (str, bytes)) or not hasattr(tangents, "__len__") or len(tangents) != count:
-            raise EinsumSpecError(f"tangents must be a sequence of one tangent (or None) per operand: "
-                                  f"{count} for {str(self.spec)!r}, got {_described(tangents)}")
-        wrt = tuple(k for k, t in enumerate(tangents) if t is not None)
-        names = [f"operand {i}" for i in range(len(operands))] + [f"the tangent of operand {k}" for k in wrt]
-        arrays, backend = _arrays((*operands, *(tangents[k] for k in wrt)), names=names)
-        shape = tuple if backend is None else lambda s: tuple(map(int, s))
-        shapes = tuple([shape(a.shape) for a in arrays[:len(operands)]])
-        record = self._signature_record(check_shapes(shapes, count) if len(shapes) != count else shapes)
-        for k, t in zip(wrt, arrays[count:]):
-            if shape(t.shape) != shapes[k]:
-                raise EinsumSpecError(f"the tangent of operand {k} has shape {shape(t.shape)} but "
-                                      f"operand {k} has shape {shapes[k]}")
-        dtype = (lambda a: a.dtype) if backend is None else backend.dtype
-        dtypes = tuple([dtype(a) for a in arrays])
-        if not wrt:
-            if backend is not None and backend.cast is not None:  # torch: its own dtypes
-                zeros = backend.convert(np.zeros(record.output_shape), arrays[0])
-                return backend.cast(zeros, scalars.result_type(*dtypes))
-            zeros = np.zeros(record.output_shape, np.result_type(*dtypes))
-            return zeros if backend is None else backend.convert(zeros, arrays[0])
-        key = ProgramKey(Mode.JVP, shapes, dtypes, wrt, None, _NUMPY if backend is None else backend.dialect)
-        function = record.function(key)
-        if backend is not None and backend.cast is not None and len(set(dtypes)) > 1:
-            common = scalars.result_type(*dtypes)
-            arrays = [backend.cast(a, common) for a in arrays]
-        return function(*arrays)[0]
+        return self._jvp(Mode.JVP, tangents, operands)[0]
+
+    def value_and_jvp(self, tangents, *operands):
+        """The forward value and :meth:`jvp`'s ``dY``, from one plan that shares the forward's
+        intermediates with the tangents' terms (what ``jax.jvp`` asks for)."""
+        return self._jvp(Mode.VALUE_AND_JVP, tangents, operands)
 
     def value_and_pullback(self, *operands, wrt=None, recompute: bool = False):
         """The forward value and a function ``pullback(G)`` returning the gradients.
@@ -394,6 +372,39 @@ class Einsum:
         self._last = call = (mode, shapes, dtypes, wrt, None if cotangent is None else cotangent.dtype,
                              _NUMPY, ())
         return call
+
+    def _jvp(self, mode: Mode, tangents, operands) -> tuple:
+        """The results of the jvp plan of ``mode`` for these tangents (None: zero) and operands."""
+        count = len(self.spec.inputs)
+        if isinstance(tangents, (str, bytes)) or not hasattr(tangents, "__len__") or len(tangents) != count:
+            raise EinsumSpecError(f"tangents must be a sequence of one tangent (or None) per operand: "
+                                  f"{count} for {str(self.spec)!r}, got {_described(tangents)}")
+        wrt = tuple(k for k, t in enumerate(tangents) if t is not None)
+        names = [f"operand {i}" for i in range(len(operands))] + [f"the tangent of operand {k}" for k in wrt]
+        arrays, backend = _arrays((*operands, *(tangents[k] for k in wrt)), names=names)
+        shape = tuple if backend is None else lambda s: tuple(map(int, s))
+        shapes = tuple([shape(a.shape) for a in arrays[:len(operands)]])
+        record = self._signature_record(check_shapes(shapes, count) if len(shapes) != count else shapes)
+        for k, t in zip(wrt, arrays[count:]):
+            if shape(t.shape) != shapes[k]:
+                raise EinsumSpecError(f"the tangent of operand {k} has shape {shape(t.shape)} but "
+                                      f"operand {k} has shape {shapes[k]}")
+        dtype = (lambda a: a.dtype) if backend is None else backend.dtype
+        dtypes = tuple([dtype(a) for a in arrays])
+        if not wrt:
+            if backend is not None and backend.cast is not None:  # torch: its own dtypes
+                zeros = backend.cast(backend.convert(np.zeros(record.output_shape), arrays[0]),
+                                     scalars.result_type(*dtypes))
+            else:
+                zeros = np.zeros(record.output_shape, np.result_type(*dtypes))
+                zeros = zeros if backend is None else backend.convert(zeros, arrays[0])
+            return (zeros,) if mode is Mode.JVP else (self(*arrays), zeros)
+        key = ProgramKey(mode, shapes, dtypes, wrt, None, _NUMPY if backend is None else backend.dialect)
+        function = record.function(key)
+        if backend is not None and backend.cast is not None and len(set(dtypes)) > 1:
+            common = scalars.result_type(*dtypes)
+            arrays = [backend.cast(a, common) for a in arrays]
+        return tuple(function(*arrays))
 
     def _cotangent_error(self, g, record: SignatureRecord) -> EinsumSpecError:
         return EinsumSpecError(f"the cotangent has shape {g.shape} but the output of {str(self.spec)!r} "

@@ -261,16 +261,16 @@ def _direct_vjp(bound, wrt, optimize, memory_limit) -> Plan:
     return builder.plan(("g", *args), builder.lowering.steps, returns)
 
 
-def jvp_plan(bound: BoundSpec, wrt: tuple[int, ...], path: Path) -> Plan:
-    """Forward mode: ``dy`` from the operands and the tangents ``dx{k}`` of the operands in
-    ``wrt`` (the others' are zero), pushed along the forward tree ``path``.
+def jvp_plan(bound: BoundSpec, wrt: tuple[int, ...], path: Path, value: bool = False) -> Plan:
+    """Forward mode: ``dy`` (``y`` and ``dy`` with ``value``) from the operands and the tangents
+    ``dx{k}`` of the operands in ``wrt`` (the others' are zero), pushed along the tree ``path``.
 
     Each step ``z = f(a, b)`` of the tree is linear in each argument, so its tangent is the
     step itself once per argument that carries one, summed: ``dz = f(da, b) + f(a, db)``. The
     primal intermediates are shared by every term, so the jvp costs the forward plus at most
     two forward steps per step (one where a single tangent flows), against one whole forward
-    per operand for the sum of :func:`einsgrad.derive.tangent` terms. Primal steps that no
-    term reads (the output ``y`` itself) are pruned.
+    per operand for the sum of :func:`einsgrad.derive.tangent` terms. Primal steps that
+    nothing returned reads (without ``value``, the output ``y`` itself) are pruned.
     """
     builder = _Scheduler(bound)
     builder.forward(path)
@@ -293,6 +293,6 @@ def jvp_plan(bound: BoundSpec, wrt: tuple[int, ...], path: Path) -> Plan:
             total = lowering.add("dy" if last and n == len(terms) else lowering.name("dt"), total, term)
         tangents[record.target] = total
     assert "y" in tangents, "every operand leads to y: one tangent at least"
-    returns = ("dy",)
+    returns = ("y", "dy") if value else ("dy",)
     args = (*builder.args, *(f"d{builder.args[k]}" for k in wrt))
     return builder.plan(args, _prune(lowering.steps, returns), returns)

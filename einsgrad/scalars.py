@@ -24,8 +24,11 @@ def name(dtype) -> str:
 
 def kind(dtype) -> str:
     """numpy's kind character: ``b`` bool, ``u``/``i`` integers, ``f`` real floating point
-    (``bfloat16`` too), ``c`` complex; ``V`` for what is none of these (quantized types)."""
+    (``bfloat16`` too: torch's, and ml_dtypes' for jax, which numpy sees as extension types of
+    kind ``V``), ``c`` complex; ``V`` for what is none of these (quantized types)."""
     if isinstance(dtype, np.dtype):
+        if dtype.kind == "V" and dtype.name.startswith(("bfloat", "float")):
+            return "f"
         return dtype.kind
     return _foreign_kind(dtype)
 

@@ -31,6 +31,7 @@ class Mode(enum.Enum):
     PULLBACK = "pullback"
     JACOBIAN = "jacobian"
     JVP = "jvp"
+    VALUE_AND_JVP = "value_and_jvp"
 
     __hash__ = object.__hash__  # members are singletons; a key is hashed on every call
 
@@ -109,8 +110,9 @@ class SignatureRecord:
         with self.lock:
             if key not in self.plans:
                 bound = self.bound.resized(key.chunk)
-                if key.mode is Mode.JVP:
-                    self.plans[key] = plan.jvp_plan(bound, key.wrt, self.tree)
+                if key.mode in (Mode.JVP, Mode.VALUE_AND_JVP):
+                    self.plans[key] = plan.jvp_plan(bound, key.wrt, self.tree,
+                                                    value=key.mode is Mode.VALUE_AND_JVP)
                 elif key.mode is Mode.JACOBIAN:
                     jacobian = BoundSpec(derive.jacobian(bound.spec, key.wrt[0]), bound.sizes)
                     self.plans[key] = plan.sweep(jacobian, plan.forward_path(jacobian, self.optimize),
@@ -204,7 +206,7 @@ class SignatureRecord:
         """The plan of a program key, the name of its function, how it finishes results, and
         which arguments it first casts."""
         mode, dtypes, wrt = key.mode, key.dtypes, key.wrt
-        check_dtypes(dtypes, key.cotangent)
+        check_dtypes(dtypes, key.cotangent, extension_floats=key.dialect is codegen.JAX)
         bound = self.bound.resized(key.chunk)
         program = self.plan(PlanKey(mode, wrt, key.chunk))
         casts = _entry_casts(program, key)
@@ -215,10 +217,8 @@ class SignatureRecord:
         if mode is Mode.SAVING:
             return Composed(program, "forward_saving",
                             {"y": (_needs_copy(program, "y", bound.output_shape), None)}, casts)
-        if mode is Mode.JVP:
-            out = scalars.result_type(*dtypes)
-            return Composed(program, "jvp", {"dy": (_needs_copy(program, "dy", bound.output_shape),
-                                                    None if scalars.kind(out) in "fc" else out)}, casts)
+        if mode in (Mode.JVP, Mode.VALUE_AND_JVP):  # dtypes: the operands', then the tangents'
+            return Composed(program, mode.value, _jvp_finish(program, bound, dtypes), casts)
         if mode is Mode.JACOBIAN:
             shape = bound.output_shape + bound.input_shapes[wrt[0]]
             return Composed(program, "jacobian", _jacobian_finish(program, wrt[0], dtypes, shape), casts)
@@ -259,6 +259,17 @@ def _entry_casts(program: Plan, key: ProgramKey) -> dict:
     return {arg: common for arg, dtype in zip(program.args, dtypes) if dtype != common}
 
 
+def _jvp_finish(program: Plan, bound, dtypes) -> dict:
+    """How a jvp plan returns ``dy`` (of the operands' and tangents' dtype) and, if it does,
+    ``y`` (of the operands' alone, as the forward: it computes in the dtype of all of them)."""
+    shape, every = bound.output_shape, scalars.result_type(*dtypes)
+    finish = {"dy": (_needs_copy(program, "dy", shape), None if scalars.kind(every) in "fc" else every)}
+    if "y" in program.returns:
+        out = scalars.result_type(*dtypes[:len(bound.spec.inputs)])
+        finish["y"] = (_needs_copy(program, "y", shape), None if scalars.kind(out) in "fc" and out == every else out)
+    return finish
+
+
 def _jacobian_finish(program: Plan, k: int, dtypes, shape) -> dict:
     """How the Jacobian of operand ``k`` is returned: copied where it may alias an argument,
     cast to :func:`_jacobian_dtype`. Its operands are the others (or a scalar 1 of operand
@@ -296,10 +307,15 @@ def _needs_copy(program: Plan, name: str, shape) -> bool:
     return not program.fresh(name) or shape == ()
 
 
-def check_dtypes(dtypes, cotangent=None) -> None:
+def check_dtypes(dtypes, cotangent=None, extension_floats: bool = False) -> None:
     """Refuses, naming it, an operand dtype or the cotangent's (if any) that is not numeric:
-    code is generated for numbers only."""
+    code is generated for numbers only. ml_dtypes' floats (``bfloat16``) are numbers where
+    ``extension_floats`` (jax computes in them; numpy's own operations do not)."""
     named = [("the cotangent", cotangent)] * (cotangent is not None)
     for name, dtype in named + [(f"operand {i}", d) for i, d in enumerate(dtypes)]:
-        if scalars.kind(dtype) not in "biufc":
+        kind = scalars.kind(dtype)
+        if kind not in "biufc":
             raise EinsumSpecError(f"{name} has dtype {dtype}, which is not numeric")
+        if isinstance(dtype, np.dtype) and kind != dtype.kind and not extension_floats:
+            raise EinsumSpecError(f"{name} has dtype {dtype}, which numpy does not compute in "
+                                  "(jax arrays of it run, through einsgrad.jax)")

@@ -140,6 +140,10 @@ def test_curated_against_finite_differences(spec, shapes):
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
     zero = compiled.jvp([None] * len(ops), *ops)
     assert zero.shape == f(*ops).shape and not zero.any()
+    for chosen in choices[:2] + [[None] * len(ops)]:
+        y, dy = compiled.value_and_jvp(chosen, *ops)
+        np.testing.assert_allclose(y, f(*ops), rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(dy, compiled.jvp(chosen, *ops))
 
 
 @given(einsum_cases(dtypes=ALL_DTYPES + (np.dtype(np.float16),)), st.data())
@@ -148,13 +152,19 @@ def test_jvp_equals_finite_differences(case: Case, data):
     float and complex dtype, mixed, some tangents None: within rounding of the dtype."""
     ops = case.operands()
     tangents = draw_tangents(case, data)
-    got = einsgrad.compile(case.spec).jvp(tangents, *ops)
+    compiled = einsgrad.compile(case.spec)
+    got = compiled.jvp(tangents, *ops)
     f = lambda *a: np.einsum(case.spec, *a)  # noqa: E731
     expected = five_point(f, ops, tangents)
     present = [t for t in tangents if t is not None]
     assert got.shape == expected.shape
     assert got.dtype == np.result_type(*ops, *present)
+    y, dy = compiled.value_and_jvp(tangents, *ops)
+    np.testing.assert_array_equal(dy, got)
     rtol = max(RTOL[np.dtype(d)] for d in case.dtypes)
+    assert y.dtype == compiled(*ops).dtype and y.shape == got.shape
+    scale = np.abs(f(*(np.abs(upcast(x)) for x in ops)))
+    assert (np.abs(upcast(y) - upcast(f(*(upcast(x) for x in ops)))) <= rtol * scale + 1e-300).all()
     assert_close(got, expected, f, ops, tangents, rtol)
 
 
