@@ -21,13 +21,15 @@ def _si(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _time(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """Seconds as a short text: microseconds, milliseconds or seconds."""
     if seconds < 1e-3:
         return f"{seconds * 1e6:.1f}us"
     return f"{seconds * 1e3:.2f}ms" if seconds < 1 else f"{seconds:.2f}s"
 
 
-def _ratio(value: float | None) -> str:
+def ratio_text(value: float | None) -> str:
+    """A ratio as ``1.23x`` (empty where it is missing)."""
     if value is None or not math.isfinite(value):
         return ""
     return f"{value:.2f}x" if value < 100 else f"{value:.0f}x"
@@ -60,7 +62,7 @@ def table(results: Results) -> str:
     notes: dict = {}
     for row in results.rows:
         for i, mode in enumerate(MODES):
-            limit = f"{_time(row.limit[mode][0])} {row.limit[mode][1][0].upper()}" if row.limit else "-"
+            limit = f"{duration(row.limit[mode][0])} {row.limit[mode][1][0].upper()}" if row.limit else "-"
             text = (f"{row.case.name if i == 0 else '':<14} {_DTYPE.get(row.dtype, row.dtype):<3} "
                     f"{_MODE[mode]:<8} {_si(row.flops[mode]):>6} {limit:>10} ")
             for name in names:
@@ -68,7 +70,7 @@ def table(results: Results) -> str:
                 if cell.status == "ok":
                     versus_base, versus_limit = ratios(row, mode, name)
                     ratio = versus_limit if name == BASE else versus_base
-                    text += f"{_time(cell.seconds):>9} {_ratio(ratio):>6} "
+                    text += f"{duration(cell.seconds):>9} {ratio_text(ratio):>6} "
                 else:
                     text += f"{_STATUS.get(cell.status, cell.status):>16} "
                     if cell.note:

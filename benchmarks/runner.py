@@ -114,7 +114,7 @@ def _row(case: Case, dtype: str, systems, peaks, settings: Settings) -> Row:
     loads, times, errors = _timed(timed, settings)
     for (name, mode), seconds in times.items():
         error = errors.get((name, mode))
-        cells[name][mode] = Cell("error", note=_message(error)) if error else Cell("ok", seconds)
+        cells[name][mode] = Cell("error", note=message(error)) if error else Cell("ok", seconds)
     return Row(case, dtype, flops, nbytes, limit, cells, min(loads, key=lambda x: x or 0.0), loads)
 
 
@@ -176,7 +176,7 @@ def _checked(system, problem, reference, tolerance, estimate, max_call) -> dict:
     try:
         kernels = system.prepare(problem)
     except Exception as e:  # noqa: BLE001 - a failing system fails its own cells only
-        return {m: (Cell("error", note=_message(e)), None) for m in MODES}
+        return {m: (Cell("error", note=message(e)), None) for m in MODES}
     cells = {}
     for mode in MODES:
         fn = getattr(kernels, mode)
@@ -197,7 +197,7 @@ def _check(fn, want: list[np.ndarray], tolerance: float) -> Cell:
         got = [got] if len(want) == 1 and not isinstance(got, (list, tuple)) else list(got)
         got = [np.asarray(x.detach().numpy() if hasattr(x, "detach") else x) for x in got]
     except Exception as e:  # noqa: BLE001
-        return Cell("error", note=_message(e))
+        return Cell("error", note=message(e))
     if len(got) != len(want):
         return Cell("wrong", note=f"{len(got)} results, expected {len(want)}")
     for k, (x, w) in enumerate(zip(got, want)):
@@ -220,6 +220,7 @@ def _guarded(fn, errors: dict, key):
     return call
 
 
-def _message(e: BaseException) -> str:
+def message(e: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its text."""
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}"[:200]

@@ -15,6 +15,7 @@ indices and like-term merging. Pure: no numpy, no compiler.
 from __future__ import annotations
 
 import itertools
+import string
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, ClassVar, Iterable, Mapping, NamedTuple, Union
@@ -24,6 +25,12 @@ DELTA = "delta"
 
 CANONICAL_LETTERS = "ijklmnopqrstuvwxyzabcdefgh"
 """Canonical index names, in order: output indices first, then summed ones."""
+
+FRESH_INDEX_LETTERS = "pqrstuvwxyzabcdefghijklmno" + string.ascii_uppercase
+"""The letters of the indices a derivation introduces (``∂L/∂W_pq``), then primed."""
+
+PRIME = "′"
+"""The mark of an index derived from another (``i′``)."""
 
 KEY_BUDGET = 20_000
 """The most factor spellings (arrangements of alike factors times factors) one like-term key
@@ -178,6 +185,17 @@ class Fresh:
         name = next(s for s in self._pool if s not in self.taken)
         self.taken.add(name)
         return name
+
+
+def primed(symbol: str, n: int) -> str:
+    """``symbol`` with ``n`` primes: ``i′``, ``i′′``, ``i′′′``, then ``i⁽⁴⁾`` (text stays short
+    for thousands of repeats)."""
+    if n <= 3:
+        return symbol + PRIME * n
+    return symbol + "⁽" + str(n).translate(_SUPERSCRIPT) + "⁾"
+
+
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def fresh_name(base: str, taken: Iterable[str]) -> str:

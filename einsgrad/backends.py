@@ -75,13 +75,13 @@ def prepare(values, backend: Backend, names) -> tuple:
                  for v, name in zip(values, names))
 
 
-def as_numpy(value, name: str) -> np.ndarray:
+def as_numpy(value, name: str, source: str | None = None) -> np.ndarray:
     """A value that is not another library's array as a numpy array; what numpy cannot read
-    as one (a ragged list) is refused, naming the value."""
+    as one (a ragged list) is refused, naming the value (in ``source``, a program's text)."""
     try:
         return np.asarray(value)
     except (ValueError, TypeError) as error:
-        raise EinsumSpecError(f"{name} cannot be read as an array: {error}") from None
+        raise EinsumSpecError(f"{name} cannot be read as an array: {error}", source) from None
 
 
 def _typename(value) -> str:

@@ -8,18 +8,21 @@ One plan is spelled in several dialects (:class:`Dialect`): numpy (the default, 
 alone), torch, jax and dask. They differ only in how each primitive is written: a transposition
 is ``.transpose(p)`` in numpy and ``.permute(p)`` in torch, a sum takes ``axis=`` or ``dim=``,
 a copy is ``np.array(x)`` or ``x.clone()`` (nothing for immutable jax and lazy dask arrays).
+
+A plan is written with its reshape and broadcast sizes as integers (exact-shape code, for the
+shapes it was planned for) or, shape-generic, as products of sizes read once from the
+arguments' ``.shape`` at the top of the function (:class:`Sizes`): then one function serves
+every shape of the plan's shape class (:func:`einsgrad.shapes.shape_class`).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import numpy as np
 
 from . import scalars
-from .steps import Add, Copy, Einsum2, Layout, Matmul, Multiply, Plan, Step, Unary
+from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Plan, Step, Unary
 
 HELPERS = '''\
 import numpy as np
@@ -165,11 +168,75 @@ DIALECTS = {d.name: d for d in (NUMPY, TORCH, JAX, DASK)}
 PROMOTING = (NUMPY, DASK)  # their operations promote mixed dtypes; torch and jax are cast before the call
 
 
-def _layout(expr: str, layout: Layout, ndim: int, dialect: Dialect) -> str:
+class Sizes:
+    """How shape-generic code spells sizes: each label's size as a name (:func:`size_names`)
+    read once from the first argument that holds the label, in argument order, else (a
+    pullback, whose arguments may have lost a label the operands had) from the parameter
+    ``shapes``, the operands' shapes; a label no operand holds (one only the output has, of a
+    size fixed by ``sizes=``) as its integer.
+
+    Rendering notes which names it used, so that :meth:`header` reads only those.
+    """
+
+    def __init__(self, plan: Plan, operands: tuple[tuple[str, ...], ...], shapes: bool):
+        self.source: dict[str, tuple[str, int]] = {}  # label -> (a shape's expression, axis)
+        known = {f"x{k}": term for k, term in enumerate(operands)}  # the planner's operand names
+        for step in plan.steps:
+            known.update((a, labels) for a, labels in zip(step.args, step.inputs) if a not in known)
+        for arg in plan.args:
+            for axis, label in enumerate(known.get(arg, ())):
+                self.source.setdefault(label, (f"{arg}.shape", axis))
+        held = {label for term in operands for label in term}
+        for k, term in enumerate(operands):
+            for axis, label in enumerate(term):
+                if label not in self.source and shapes:
+                    self.source[label] = (f"shapes[{k}]", axis)
+        self.names = {label: name for label, name in size_names(operands).items() if label in self.source}
+        self.fixed = {l: n for step in plan.steps for l, n in zip(step.labels, step.shape) if l not in held}
+        self.used: set[str] = set()
+
+    def size(self, label: str) -> str:
+        if label not in self.names:
+            return str(int(self.fixed[label]))  # a KeyError: no operand's size was at hand
+        self.used.add(label)
+        return self.names[label]
+
+    def shape(self, dims: Dims) -> str:
+        """A tuple expression of the sizes of ``dims``."""
+        parts = [" * ".join(self.size(l) for l in group) or "1" for group in dims]
+        return f"({parts[0]},)" if len(parts) == 1 else f"({', '.join(parts)})"  # () for none
+
+    def header(self) -> list[str]:
+        """Lines reading the used sizes, one per argument: ``n0, n1 = x0.shape[0], x0.shape[1]``."""
+        lines: dict[str, tuple[list, list]] = {}
+        for label, (arg, axis) in self.source.items():  # arg: x0.shape, or shapes[0]
+            if label in self.used:
+                names, reads = lines.setdefault(arg, ([], []))
+                names.append(self.names[label])
+                reads.append(f"{arg}[{axis}]")
+        return [f"    {', '.join(names)} = {', '.join(reads)}" for names, reads in lines.values()]
+
+
+def size_names(operands: tuple[tuple[str, ...], ...]) -> dict[str, str]:
+    """The name of each operand label's size in shape-generic code: ``n0``, ``n1``... in order
+    of first appearance, so that every function of a signature, and a module's docstring,
+    call one size by one name."""
+    return {label: f"n{i}" for i, label in enumerate(dict.fromkeys(l for term in operands for l in term))}
+
+
+def _shape(shape, dims: Dims | None, sizes: Sizes | None) -> str:
+    """A shape as integers, or (shape-generic code) as sizes read at run time."""
+    if sizes is None:
+        return _tuple(shape)
+    assert dims is not None and len(dims) == len(shape)
+    return sizes.shape(dims)
+
+
+def _layout(expr: str, layout: Layout, ndim: int, dialect: Dialect, sizes: Sizes | None = None) -> str:
     if layout.perm is not None:
         expr += _transpose(layout.perm, dialect)
     if layout.shape is not None:
-        expr += f".reshape({_tuple(layout.shape)})"
+        expr += f".reshape({_shape(layout.shape, layout.dims, sizes)})"
         ndim = len(layout.shape)
     if layout.swap:
         expr = expr + ".T" if ndim == 2 else dialect.swap.format(x=expr)
@@ -210,14 +277,15 @@ def _tuple(values) -> str:
     return repr(values)
 
 
-def _matmul_by_dot(step: Step, op: Matmul, ndims: dict[str, int], dialect: Dialect) -> str:
+def _matmul_by_dot(step: Step, op: Matmul, ndims: dict[str, int], dialect: Dialect,
+                   sizes: Sizes | None = None) -> str:
     """A GEMM as ``_dot``: each side transposed and reshaped as its layout says, a side stored
     (cols, rows) read so by its contracted axis instead of swapped; the result is the GEMM's,
     (batch, rows, cols)."""
     sides, contracted, rank = [], [], 2
     for name, layout, summed_last in ((step.args[0], op.a, True), (step.args[1], op.b, False)):
         rank = len(layout.shape) if layout.shape is not None else ndims[name]
-        sides.append(_layout(name, Layout(layout.perm, layout.shape, False), rank, dialect))
+        sides.append(_layout(name, replace(layout, swap=False), rank, dialect, sizes))
         contracted.append(rank - 2 + (summed_last != layout.swap))
     batch = "((0,), (0,))" if rank == 3 else "((), ())"
     return f"_dot({sides[0]}, {sides[1]}, ((({contracted[0]},), ({contracted[1]},)), {batch}))"
@@ -238,8 +306,9 @@ def _outer_by_dot(step: Step) -> str:
     return expr + (_transpose(perm, JAX) if perm != tuple(range(len(perm))) else "")
 
 
-def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY) -> str:
-    """The right-hand side of one step; ``ndims`` gives the rank of every value it reads."""
+def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, sizes: Sizes | None = None) -> str:
+    """The right-hand side of one step; ``ndims`` gives the rank of every value it reads;
+    ``sizes`` (shape-generic code) spells the sizes it reshapes and broadcasts to."""
     op, xp = step.operation, dialect.xp
     if isinstance(op, Unary):
         expr = step.args[0]
@@ -250,33 +319,34 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY) -> s
         if op.perm is not None:
             expr += _transpose(op.perm, dialect)
         if op.reshape is not None:
-            expr = f"{xp}.reshape({expr}, {_tuple(op.reshape)})"
+            expr = f"{xp}.reshape({expr}, {_shape(op.reshape, op.reshape_dims, sizes)})"
         if op.own and dialect.copy is not None:
             expr = dialect.copy.format(x=expr)
         if op.broadcast is not None:
-            expr = dialect.broadcast.format(x=expr, xp=xp, shape=_tuple(op.broadcast))
+            expr = dialect.broadcast.format(x=expr, xp=xp, shape=_shape(op.broadcast, op.broadcast_dims, sizes))
         if op.place is not None:
-            expr = f"_place({expr}, {_tuple(op.shape)}, {op.place!r})"
+            labels = tuple((l,) for l in step.labels)
+            expr = f"_place({expr}, {_shape(op.shape, labels, sizes)}, {op.place!r})"
     elif dialect.dot_general and isinstance(op, Multiply):
         return _outer_by_dot(step)
     elif isinstance(op, Copy):
         expr = dialect.contiguous.format(x=f"{step.args[0]}.{dialect.permute}({_tuple(op.perm)})")
     elif dialect.dot_general and isinstance(op, Matmul):
-        expr = _matmul_by_dot(step, op, ndims, dialect)
+        expr = _matmul_by_dot(step, op, ndims, dialect, sizes)
         if op.shape is not None:
-            expr += f".reshape({_tuple(op.shape)})"
+            expr += f".reshape({_shape(op.shape, op.dims, sizes)})"
     elif isinstance(op, Matmul):
         a, b = step.args
         if dialect.products_in_order and _transposes_product(step, op, ndims):
-            swapped = (_layout(b, replace(op.b, swap=not op.b.swap), ndims[b], dialect),
-                       _layout(a, replace(op.a, swap=not op.a.swap), ndims[a], dialect))
+            swapped = (_layout(b, replace(op.b, swap=not op.b.swap), ndims[b], dialect, sizes),
+                       _layout(a, replace(op.a, swap=not op.a.swap), ndims[a], dialect, sizes))
             return f"({swapped[0]} @ {swapped[1]})"
-        expr = f"({_layout(a, op.a, ndims[a], dialect)} @ {_layout(b, op.b, ndims[b], dialect)})"
+        expr = f"({_layout(a, op.a, ndims[a], dialect, sizes)} @ {_layout(b, op.b, ndims[b], dialect, sizes)})"
         if op.shape is not None:
-            expr += f".reshape({_tuple(op.shape)})"
+            expr += f".reshape({_shape(op.shape, op.dims, sizes)})"
     elif isinstance(op, Multiply):
         a, b = step.args
-        expr = f"{xp}.multiply({_layout(a, op.a, ndims[a], dialect)}, {_layout(b, op.b, ndims[b], dialect)})"
+        expr = f"{xp}.multiply({_layout(a, op.a, ndims[a], dialect, sizes)}, {_layout(b, op.b, ndims[b], dialect, sizes)})"
     elif isinstance(op, Add):
         expr = f"({step.args[0]} + {step.args[1]})"
     else:
@@ -291,22 +361,34 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY) -> s
 
 
 def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None = None,
-           dialect: Dialect = NUMPY, casts: dict | None = None) -> str:
+           dialect: Dialect = NUMPY, casts: dict | None = None,
+           operands: tuple[tuple[str, ...], ...] | None = None, shapes: bool = False) -> str:
     """One Python function for ``plan`` in ``dialect``; ``finish`` maps a returned value to
     (copy, dtype): copy it (it may alias an argument), cast it (its operand has a narrower
     dtype). A real dtype takes the real part first. ``casts`` maps an argument to the dtype
-    it is cast to before the first step (mixed dtypes compute in the common one)."""
+    it is cast to before the first step (mixed dtypes compute in the common one).
+    Given ``operands`` (the bound operands' labels) the code is shape-generic: sizes are read
+    from the arguments at run time (:class:`Sizes`), and each line's comment shows its
+    result's shape in those sizes instead of its FLOPs. ``shapes``: the function takes the
+    operands' shapes as the keyword ``shapes``, for sizes its other arguments lack (a
+    generic pullback's)."""
     finish = finish or {}
     ndims = dict(zip(plan.args, plan.arg_ranks))
     ndims.update((step.target, len(step.shape)) for step in plan.steps)
-    codes = [f"    {step.target} = {expression(step, ndims, dialect)}" for step in plan.steps]
+    sizes = None if operands is None else Sizes(plan, operands, shapes)
+    codes = [f"    {step.target} = {expression(step, ndims, dialect, sizes)}" for step in plan.steps]
     width = max(map(len, codes), default=0)
     last_use = {name: i for i, step in enumerate(plan.steps) for name in step.args}
-    lines = [f"def {name}({', '.join(plan.args)}):"]
+    lines = [f"def {name}({', '.join(plan.args + ('*', 'shapes') * shapes)}):"]
     for arg, dtype in (casts or {}).items():
         lines.append(f"    {arg} = {dialect.cast.format(x=arg, xp=dialect.xp, dtype=_dtype_name(dtype))}")
-    for i, (step, code) in enumerate(zip(plan.steps, codes)):
-        comment = f"# {step.spec:<14} {step.flops:>12,} flops  -> {step.shape}"
+    if sizes is not None:
+        lines += sizes.header()  # before the comments: the names they show need not be read
+        comments = [f"# {step.spec:<14} -> {sizes.shape(tuple((l,) for l in step.labels))}"
+                    for step in plan.steps]
+    else:
+        comments = [f"# {step.spec:<14} {step.flops:>12,} flops  -> {step.shape}" for step in plan.steps]
+    for i, (step, code, comment) in enumerate(zip(plan.steps, codes, comments)):
         lines.append(f"{code:<{width}}  {comment}")
         done = [a for a in dict.fromkeys(step.args)
                 if last_use[a] == i and a not in plan.args and a not in plan.returns]
@@ -334,69 +416,6 @@ def _dtype_name(dtype) -> str:
     text = scalars.name(dtype)
     assert text.isidentifier(), text  # a scalar type's own name, never user text
     return text
-
-
-_MODULE_API = '''
-
-def forward({xs}):
-    """The contraction: the same values as numpy.einsum."""
-    return _forward({xs})[0]
-
-
-def vjp(g, {xs}):
-    """Every operand's gradient, given g = dL/dy, in one shot."""
-    return _vjp(g, {xs})
-
-
-def forward_saving({xs}):
-    """The contraction and what pullback reads: returns (y, saved)."""
-    y, *saved = _forward_saving({xs})
-    return y, tuple(saved)
-
-
-def pullback(g, *saved):
-    """Every operand's gradient from g and the values forward_saving kept."""
-    return _pullback(g, *saved)
-'''
-
-
-def module(spec: str, shapes: Sequence[tuple[int, ...]], dtypes: Sequence[np.dtype],
-           output_shape: tuple[int, ...], functions: Sequence[str]) -> str:
-    """A standalone module: a docstring naming the spec, shapes and functions, the helpers,
-    the rendered ``_forward``, ``_vjp``, ``_forward_saving`` and ``_pullback``, and the
-    public functions around them.
-
-    Args:
-        spec: the canonical spec text (letters, ``,``, ``->`` and ``...`` only).
-        shapes: the operand shapes.
-        dtypes: the operand dtypes.
-        output_shape: the forward's output shape.
-        functions: the four rendered functions, in that order.
-    """
-    assert re.fullmatch(r"[A-Za-z,.>-]*", spec), spec  # parse() let nothing else through
-    names = [np.dtype(d).name for d in dtypes]
-    assert all(name.isidentifier() for name in names), names
-    xs = ", ".join(f"x{i}" for i in range(len(shapes)))
-    dxs = ", ".join(f"dx{i}" for i in range(len(shapes))) + ("," if len(shapes) == 1 else "")
-    usage = [(f"y = forward({xs})", ""),
-             (f"{dxs} = vjp(g, {xs})", "g = dL/dy, with y's shape"),
-             (f"y, saved = forward_saving({xs})", "keeps what the backward reads"),
-             (f"{dxs} = pullback(g, *saved)", "twice forward's FLOPs, no recomputation")]
-    width = max(len(code) for code, _ in usage)
-    usage_text = "\n".join(f"    {code:<{width}}  # {note}" if note else f"    {code}"
-                            for code, note in usage)
-    doc = f'''"""Forward and gradients of the einsum '{spec}', generated by einsgrad.
-
-Operand shapes {', '.join(_tuple(s) for s in shapes)}; dtypes {', '.join(names)}; output shape {_tuple(output_shape)}.
-Needs numpy alone. Each function takes exactly these shapes:
-
-{usage_text}
-
-Each gradient has its operand's shape. Complex values: a gradient is the plain contraction
-of g with the other operands, without conjugation (JAX's convention).
-"""
-'''
-    return "\n".join([doc, HELPERS, "", "\n\n".join(functions), _MODULE_API.format(xs=xs).rstrip("\n") + "\n"])
 
 
 def load(source: str, dialect: Dialect = NUMPY) -> dict:

@@ -9,17 +9,20 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from . import backends, codegen, derive, paths, scalars
+from . import backends, code_request, codegen, derive, paths, scalars, vendor
 from .errors import EinsumSpecError
 from .report import Costs, PlanReport
-from .shapes import bind, check_shapes, is_count
-from .signature import Mode, ProgramKey, SignatureRecord, check_dtypes
+from .shapes import Classified, ShapeClass, bind, check_shapes, classify, differ, is_count
+from .signature import Mode, ProgramKey, SignatureRecord
 from .spec import Spec, normalize_sizes, parse
 
 JACOBIAN_LIMIT = 2**24  # elements: Einsum.jacobian is for small cases
 
 
 _NUMPY = codegen.NUMPY  # the dialect of every plain numpy call, looked up once
+# Dialects whose calls run shape-generic code, one function per shape class: torch's sizes are
+# symbolic under torch.compile and torch.export. jax traces per shape anyway; dask is lazy.
+_GENERIC = (codegen.TORCH,)
 
 
 class Loaded(NamedTuple):
@@ -82,6 +85,7 @@ class Einsum:
         # starts afresh whenever a signature enters the cache (and may push one out).
         self._loaded: dict[ProgramKey, Loaded] = {}
         self._last: tuple | None = None  # the last call's ProgramKey fields, for source()
+        self._classes = functools.lru_cache(maxsize=1024)(self._classify)
         self._every = tuple(range(len(self.spec.inputs)))
         self._all = derive.Wrt(self._every, False)
         self.shapes = None if shapes is None else check_shapes(shapes, len(self.spec.inputs))
@@ -94,13 +98,14 @@ class Einsum:
     def __getstate__(self) -> dict:
         """What a pickle keeps: the spec and the options; the compiled code is made again."""
         state = {name: value for name, value in self.__dict__.items()
-                 if name not in ("_records", "_loaded", "_last")}
+                 if name not in ("_records", "_loaded", "_last", "_classes")}
         state["_records"] = self._records.cache_info().maxsize  # the cache's size, not its code
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._records = functools.lru_cache(maxsize=state["_records"])(self._record)
+        self._classes = functools.lru_cache(maxsize=1024)(self._classify)
         self._loaded, self._last = {}, None
 
     @property
@@ -243,10 +248,22 @@ class Einsum:
         ``wrt`` returns one array."""
         arrays, backend = _arrays(tuple(operands))
         indices, single = self._wrt(wrt)
-        record = self._signature_record(tuple([tuple(map(int, a.shape)) for a in arrays]))
-        g = self._cotangent(cotangent, arrays, backend, record.output_shape)
-        results = self._run_in(backend, Mode.PULLBACK, arrays, indices, g, record)(g, *saved)
+        if backend is None:
+            classified = Classified(tuple([a.shape for a in arrays]), None)
+        else:
+            classified = self._backend_signature(backend, arrays)
+        record = self._signature_record(classified.signature)
+        shape = record.output_shape if classified.output_shape is None else classified.output_shape
+        g = self._cotangent(cotangent, arrays, backend, shape)
+        results = self._pullback(backend, arrays, indices, g, record, saved)
         return results[0] if single else results
+
+    def _pullback(self, backend, arrays, wrt, g, record: SignatureRecord, saved) -> tuple:
+        """The pullback of ``record`` run; a generic one reads sizes from the operands' shapes."""
+        function = self._run_in(backend, Mode.PULLBACK, arrays, wrt, g, record)
+        if record.generic:
+            return function(g, *saved, shapes=tuple([tuple(a.shape) for a in arrays]))
+        return function(g, *saved)
 
     def jacobian(self, *operands, wrt: int) -> np.ndarray:
         """The full Jacobian ``∂Y/∂X_wrt`` as an array of shape ``Y.shape + X_wrt.shape``.
@@ -284,7 +301,7 @@ class Einsum:
 
     # -- inspection ----------------------------------------------------------------------
 
-    def source(self, *shapes, backend: str = "numpy") -> str:
+    def source(self, *shapes, backend: str = "numpy", generic: bool | None = None) -> str:
         """The generated Python: the code that runs, one line per step with a comment (the
         step's spec over the bound labels, its FLOPs, its result's shape).
 
@@ -295,32 +312,47 @@ class Einsum:
         last call (whose dtypes are used too; float64 otherwise). ``backend`` names the dialect:
         ``"numpy"``, ``"torch"``, ``"jax"`` or ``"dask"`` (the code those arrays run). Showing
         the code only writes text: it needs none of those libraries.
+
+        ``generic=True`` shows the shape-generic code of the shapes' class
+        (:func:`einsgrad.shapes.shape_class`), which reads its sizes from its arguments (torch
+        calls run it; its pullback takes ``shapes=``, the operands' shapes); None shows the
+        kind the last call ran when its shapes are used, exact-shape code otherwise.
         """
-        if backend not in codegen.DIALECTS:
-            raise EinsumSpecError(f"backend must be one of {', '.join(codegen.DIALECTS)}, got {backend!r}")
-        dialect = codegen.DIALECTS[backend]
-        shapes, dtypes = self._signature(shapes, None, "source", numpy=dialect is not codegen.TORCH)
-        record = self._signature_record(shapes)
-        header = f"# einsgrad: {self.spec}  shapes {', '.join(map(str, shapes))}\n"
-        sources = [record.source(key) for key in self._keys(record, shapes, dtypes, dialect)]
+        dialect = code_request.dialect(backend, codegen.DIALECTS)
+        signature, dtypes = self._request(shapes, None, "source", generic, False, numpy=dialect is not codegen.TORCH)
+        record = self._signature_record(signature)
+        if isinstance(signature, ShapeClass):
+            header = (f"# einsgrad: {self.spec}  shape-generic, planned for shapes "
+                      f"{', '.join(map(str, signature.representative))}\n")
+        else:
+            header = f"# einsgrad: {self.spec}  shapes {', '.join(map(str, signature))}\n"
+        sources = [record.source(key) for key in self._keys(record, signature, dtypes, dialect)]
         return f"{dialect.helpers}\n\n{header}" + "\n\n".join(sources)
 
-    def module(self, *shapes, dtypes=None) -> str:
-        """A standalone Python module for these shapes that needs numpy alone.
-
-        It defines ``forward(x0, ...)``, ``vjp(g, x0, ...)``, ``forward_saving(x0, ...)`` and
-        ``pullback(g, *saved)``, documented in its docstring. Its text is made only of the
-        canonical spec, integers, planner-made names and dtype names, never of user text.
+    def module(self, *shapes, dtypes=None, backend: str = "numpy", generic: bool | None = None) -> str:
+        """A standalone Python module that needs only ``backend`` (see :mod:`einsgrad.vendor`):
+        numpy's ``forward``, ``vjp``, ``forward_saving`` and ``pullback``; torch's ``einsum``
+        (a ``torch.autograd.Function``) and ``vjp``; jax's ``einsum`` (a ``jax.custom_vjp``)
+        and ``vjp``. Other shapes than it takes raise ``ValueError``.
 
         Args:
             *shapes: operand shapes (else those of ``compile(..., shapes=)`` or the last call).
             dtypes: one dtype for every operand, or one per operand; default float64 (or the
-                dtypes of the last call, for its shapes).
+                dtypes of the last call, for its shapes). torch and jax take one dtype.
+            backend: ``"numpy"``, ``"torch"`` or ``"jax"``.
+            generic: shape-generic code, for every shape of the shapes' class; None: where no
+                shapes are known (a spec with ``...`` needs some, for the batch rank), or the
+                last call ran such code.
         """
-        shapes, dtypes = self._signature(shapes, dtypes, "module", numpy=True)
-        record = self._signature_record(shapes)
-        functions = [record.source(key, "_") for key in self._keys(record, shapes, dtypes, codegen.NUMPY)]
-        return codegen.module(str(self.spec), shapes, dtypes, record.output_shape, functions)
+        dialect = code_request.dialect(backend, vendor.BACKENDS)
+        signature, dtypes = self._request(shapes, dtypes, "module", generic, True, numpy=True)
+        if backend != "numpy" and len(set(dtypes)) > 1:
+            raise EinsumSpecError(f"a {backend} module takes one dtype for every operand, got "
+                                  f"{', '.join(d.name for d in dtypes)}")
+        record = self._signature_record(signature)
+        functions = [record.source(key, "_") for key in self._keys(record, signature, dtypes, dialect)]
+        return vendor.module(self.spec, record.bound, dtypes, functions, backend, record.generic,
+                             dialect.helpers)
 
     def costs(self, *shapes) -> Costs:
         """FLOPs and memory of forward and backward for these shapes (see :class:`Costs`)."""
@@ -342,10 +374,31 @@ class Einsum:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _record(self, shapes: tuple[tuple[int, ...], ...]) -> SignatureRecord:
-        """A new record for one shape signature (cached by ``_records``; no side effects)."""
+    def _record(self, shapes: tuple[tuple[int, ...], ...] | ShapeClass) -> SignatureRecord:
+        """A new record for one shape signature or shape class (cached by ``_records``; no
+        side effects): a class is planned for its representative, with shape-generic code."""
+        if isinstance(shapes, ShapeClass):
+            bound = bind(self.spec, shapes.representative, dict(self.sizes))
+            return SignatureRecord(self.spec, bound, self.optimize, self.memory_limit, generic=True)
         bound = bind(self.spec, shapes, dict(self.sizes))
         return SignatureRecord(self.spec, bound, self.optimize, self.memory_limit)
+
+    def _classify(self, shapes) -> Classified:
+        """The record key of a call of a shape-generic dialect (cached by ``_classes`` where
+        the sizes are ints): exact shapes under a ``memory_limit``, which bounds their own
+        intermediates."""
+        return classify(self.spec, shapes, self.sizes, exact=self.memory_limit is not None)
+
+    def _backend_signature(self, backend: backends.Backend, arrays) -> Classified:
+        """The record key and output shape of a call on another library's arrays."""
+        shapes = tuple([tuple(a.shape) for a in arrays])
+        if backend.dialect not in _GENERIC:  # int(): torch.compile's symbolic sizes, concrete
+            exact = tuple([tuple(map(int, s)) for s in shapes])
+            return Classified(exact, None)
+        try:
+            return self._classes(shapes)
+        except TypeError:  # symbolic sizes do not hash: classified on every trace
+            return self._classify(shapes)
 
     def _signature_record(self, shapes: tuple[tuple[int, ...], ...]) -> SignatureRecord:
         """The cached record of a shape signature. When it is new (and may have pushed an old
@@ -428,24 +481,13 @@ class Einsum:
             raise EinsumSpecError(f"{caller}() needs shapes: pass them or compile with shapes=")
         return shapes
 
-    def _signature(self, shapes, dtypes, caller: str, numpy: bool):
-        """Shapes and dtypes to show code for: given, else compile-time, else the last call's
-        (as numpy dtypes where ``numpy``: a torch call's where numpy has them, else float64)."""
+    def _request(self, shapes, dtypes, caller: str, generic, unshaped: bool,
+                 numpy: bool) -> code_request.CodeRequest:
+        """What :meth:`source` and :meth:`module` write code for (see :func:`code_request`);
+        ``numpy``: the last call's dtypes as numpy's (a torch call's where numpy has them)."""
         last = None if self._last is None else ProgramKey._make(self._last)
-        if shapes:
-            shapes = check_shapes(shapes, len(self.spec.inputs))
-        else:
-            shapes = self.shapes or (last.shapes if last else None)
-        if shapes is None:
-            raise EinsumSpecError(f"{caller}() needs shapes: pass them, compile with shapes=, or call once")
-        if dtypes is not None:
-            dtypes = _check_dtype_list(dtypes, len(shapes))
-        elif last and last.shapes == shapes and not (numpy and any(
-                scalars.as_numpy(d) is None for d in last.dtypes)):
-            dtypes = tuple(map(scalars.as_numpy, last.dtypes)) if numpy else last.dtypes
-        else:
-            dtypes = (np.dtype(np.float64),) * len(shapes)
-        return shapes, dtypes
+        return code_request.code_request(self.spec, self.sizes, shapes, dtypes, caller, generic,
+                                         unshaped, self.shapes, last, numpy)
 
     def _keys(self, record: SignatureRecord, shapes, dtypes, dialect) -> tuple[ProgramKey, ...]:
         """Keys of forward, vjp, forward_saving and pullback, every operand wanted."""
@@ -470,22 +512,22 @@ class Einsum:
             if record is None:
                 return self._load(key, self._signature_record(key.shapes)).function
             return record.function(key)  # a record pushed out of the cache since: not indexed
-        # int(): torch.compile's symbolic sizes become concrete ones (a guard); plans are per shape
-        shapes = tuple([tuple(map(int, a.shape)) for a in arrays])
+        shapes, output_shape = self._backend_signature(backend, arrays)
         dtypes = tuple([backend.dtype(a) for a in arrays])
         cotangent_dtype = None if cotangent is None else backend.dtype(cotangent)
         record = record or self._signature_record(shapes)
-        if mode is Mode.VJP and tuple(map(int, cotangent.shape)) != record.output_shape:
+        output_shape = record.output_shape if output_shape is None else output_shape
+        if mode is Mode.VJP and differ(tuple(cotangent.shape), output_shape):
             raise EinsumSpecError(
                 f"the cotangent has shape {tuple(cotangent.shape)} but the output of "
-                f"{str(self.spec)!r} has shape {record.output_shape}")
+                f"{str(self.spec)!r} has shape {tuple(output_shape)}")
         key = self._last = ProgramKey(mode, shapes, dtypes, wrt, cotangent_dtype, backend.dialect)
         function = record.function(key)
         every = dtypes if cotangent_dtype is None else dtypes + (cotangent_dtype,)
         if backend.cast is None or len(set(every)) == 1:
             return function
         common, cast = scalars.result_type(*every), backend.cast
-        return lambda *args: function(*[cast(a, common) for a in args])
+        return lambda *args, **shapes: function(*[cast(a, common) for a in args], **shapes)
 
     def _forward_saving(self, arrays, wrt, backend=None) -> Saving:
         """The forward of the saving plan for the pullback of the operands ``wrt``, and its
@@ -498,14 +540,14 @@ class Einsum:
                 loaded = self._load(key, self._signature_record(key.shapes))
             record, function = loaded.record, loaded.function
         else:
-            record = self._signature_record(tuple([tuple(map(int, a.shape)) for a in arrays]))
+            record = self._signature_record(self._backend_signature(backend, arrays).signature)
             function = self._run_in(backend, Mode.SAVING, arrays, wrt, None, record)
         y, *saved = function(*arrays)
         shape = tuple(y.shape)
 
         def finish(cotangent, arrays, saved):
             g = self._cotangent(cotangent, arrays, backend, shape)
-            return self._run_in(backend, Mode.PULLBACK, arrays, wrt, g, record)(g, *saved)
+            return self._pullback(backend, arrays, wrt, g, record, saved)
 
         return Saving(y, tuple(saved), finish)
 
@@ -519,7 +561,7 @@ class Einsum:
                 raise EinsumSpecError(f"the cotangent is a {_library(found)} array but the forward "
                                       f"ran on {_library(backend)} arrays")
             g = values[0]
-        if g.shape != shape and tuple(g.shape) != shape:
+        if g.shape != shape and differ(tuple(g.shape), shape):
             raise EinsumSpecError(f"the cotangent has shape {tuple(g.shape)} but the output has {shape}")
         return g
 
@@ -537,20 +579,6 @@ def as_einsum(spec) -> Einsum:
 @functools.lru_cache(maxsize=256)
 def _compiled(spec: str) -> Einsum:
     return Einsum(spec)
-
-
-def _check_dtype_list(dtypes, count: int) -> tuple[np.dtype, ...]:
-    """``dtypes=`` as one numeric dtype per operand (a single dtype applies to every one)."""
-    try:
-        if isinstance(dtypes, (str, type, np.dtype)):
-            dtypes = (dtypes,) * count
-        checked = tuple(np.dtype(d) for d in dtypes)
-    except TypeError:
-        raise EinsumSpecError(f"dtypes must be a dtype or one dtype per operand, got {dtypes!r}") from None
-    if len(checked) != count:
-        raise EinsumSpecError(f"the spec names {count} operand(s) but {len(checked)} dtypes were given")
-    check_dtypes(checked)
-    return checked
 
 
 def _arrays(values: tuple, cotangent: bool = False, names=None) -> tuple[tuple, backends.Backend | None]:

@@ -22,19 +22,21 @@ entry); size-1 broadcasting of a labelled dimension is a matter of shapes and is
 from __future__ import annotations
 
 from collections import Counter
+from fractions import Fraction
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from . import derive
-from .algebra import Delta, Factor, Fresh, Product
+from .algebra import FRESH_INDEX_LETTERS, Delta, Factor, Fresh, Product, Term, primed
+from .derivation import chain, differentiate
 from .elementwise import elementwise_lines, elementwise_sizes
 from .errors import EinsumSpecError
 from .explain_checks import Symbols, check_names, check_readable, check_style, check_written
 from .matrix_forms import Form, form_body, form_equation, matrix_form
 from .programs import Program
-from .render import (BATCH_SYMBOL, FRESH_INDEX_LETTERS, Piece, Rendered, differential_of, equals,
+from .render import (BATCH_SYMBOL, Piece, Rendered, differential_of, equals,
                      indexed, juxt, kronecker, label_symbol, label_symbols, latex_escape, listed,
-                     paragraph, parenthesized, partial_of, primed, product_piece, prose, punct,
+                     paragraph, parenthesized, partial_of, product_piece, prose, punct,
                      quoted_code, spaced, summation, tensor_name)
 from .spec import ELLIPSIS, Spec, parse
 
@@ -245,18 +247,19 @@ def _index_steps(spec: Spec, sym: Symbols, k: int, form_eq: Piece | None, gradie
         index, juxt([indexed(G, index), partial_of(indexed(Y, index), dx)]))), ","),
         prose("with"), equals(tensor_name(G), partial_of(L, tensor_name(Y)))))
 
-    own = tuple(Delta(a, b) for a, b in zip(label_symbols(labels), p))
-    others = tuple(f for m, f in enumerate(forward.factors) if m != k)
-    raw = Product(forward.over, others + own)
+    # the product rule over the operand's one occurrence (names are distinct), as programs use it
+    jacobian = differentiate((Term(Fraction(1), forward.factors),), index, name, cotangent=None,
+                             jacobian=True, indices=p).occurrences[0]
+    raw = Product(forward.over, jacobian.others + jacobian.deltas)  # the deltas written last
     jac = raw.contracted()
     step3 = [product_piece(raw)] + ([product_piece(jac)] if jac != raw else [])
     lines.append(spaced(prose(f"3. Each entry of {name} is its own variable:"),
                         punct(equals(partial_of(indexed(name, label_symbols(labels)), dx),
-                                     juxt([kronecker(a, b) for a, b in zip(label_symbols(labels), p)])), ","),
+                                     juxt([kronecker(d.p, d.q) for d in jacobian.deltas])), ","),
                         prose("so"), equals(partial_of(indexed(Y, index), dx), *step3)))
     lines.extend(_jacobian_words(spec, sym, k, index, p, jac, gradient, form_eq))
 
-    chained = Product(index + jac.over, (Factor(G, index),) + jac.factors)
+    chained = chain(Factor(G, index), jac)
     final = chained.contracted()
     step4 = [product_piece(chained)] + ([product_piece(final)] if final != chained else [])
     lines.append(spaced(prose(f"4. Contract with {G}, summing the deltas away:"),

@@ -16,6 +16,8 @@ from fractions import Fraction
 import numpy as np
 
 from .algebra import without_deltas
+from .backends import as_numpy
+from .spec_terms import einsum_of
 from .compiled import Einsum
 from .errors import EinsumSpecError
 
@@ -61,24 +63,22 @@ class Evaluation:
         placements, sized_by = [], []
         output = prog.output_indices
         for n, term in enumerate(prog.terms):
-            operands, tied = without_deltas(term, output)
-            used = list(dict.fromkeys(i for f in operands for i in f.indices))
-            if len(used) > len(_LETTERS):
+            found = einsum_of(output, term, canonical=True)
+            if found is None:
+                operands, _ = without_deltas(term, output)
+                used = {i for f in operands for i in f.indices}
                 raise EinsumSpecError(f"term {n + 1} has {len(used)} distinct indices; an einsum "
                                       f"holds at most {len(_LETTERS)}", str(prog))
-            letter = dict(zip(used, _LETTERS))
-            classes = list(dict.fromkeys(tied))
-            kept = [i for i in used if i in classes]
-            spec = ",".join("".join(letter[i] for i in f.indices) for f in operands)
-            spec += "->" + "".join(letter[i] for i in kept)
-            names = tuple(f.name for f in operands)
+            classes = list(dict.fromkeys(found.output))
+            kept = list(found.indices)
+            spec, names = str(found.spec), tuple(f.name for f in found.tensors)
             key = (names, spec)
             if key not in products:
                 products[key] = len(products)
             view = None
             if len(classes) < len(output):
                 label = {c: _LETTERS[k] for k, c in enumerate(classes)}
-                view = "".join(label[c] for c in tied) + "->" + "".join(label.values())
+                view = "".join(label[c] for c in found.output) + "->" + "".join(label.values())
             order = tuple(kept.index(c) for c in classes if c in kept)
             placements.append(_Placement(term.coefficient, products[key], order,
                                          tuple(c not in kept for c in classes), view))
@@ -167,10 +167,7 @@ class Evaluation:
 
 def _array(prog, name: str, value) -> np.ndarray:
     """``value`` as a numeric numpy array; anything else is refused naming the tensor."""
-    try:
-        array = np.asarray(value)
-    except (ValueError, TypeError) as e:  # ragged nested lists
-        raise EinsumSpecError(f"tensor {name!r} is not an array: {e}", str(prog)) from None
+    array = as_numpy(value, f"tensor {name!r}", str(prog))
     if array.dtype.kind not in "biufc":
         raise EinsumSpecError(f"tensor {name!r} has dtype {array.dtype}, which is not numeric",
                               str(prog))
@@ -180,7 +177,7 @@ def _array(prog, name: str, value) -> np.ndarray:
 def _as_number(c: Fraction) -> int | float:
     """The coefficient as numpy multiplies it: an int when it is one that int64 holds (integer
     inputs keep integer results), else the nearest float64, a normal number by
-    :data:`einsgrad.programs.MAX_PLACES`."""
+    :data:`einsgrad.program_parser.MAX_PLACES`."""
     return int(c) if c.denominator == 1 and abs(c) < 2 ** 63 else float(c)
 
 

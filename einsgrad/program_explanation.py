@@ -9,24 +9,24 @@ For ``f = x[i] * A[i,j] * x[j]`` and ``x`` the derivation reads::
     4. Contracting the deltas: ∂f/∂x_p = Σ_j A_pj x_j + Σ_i x_i A_ip
     5. Renaming p to i: g[i] = A[i,j] * x[j] + x[j] * A[j,i], in matrix form g = A x + Aᵀ x
 
-The index algebra is :mod:`einsgrad.algebra` (which also puts the result in canonical form,
-from the terms of step 3), the rendering :mod:`einsgrad.render` and :mod:`einsgrad.matrix_forms`.
+Each step is read from the :class:`~einsgrad.derivation.Derivation` that ``Program.grad`` (or
+``jacobian``) made and the result program keeps: nothing is derived here, only rendered, with
+:mod:`einsgrad.render` and :mod:`einsgrad.matrix_forms`.
 """
 
 from __future__ import annotations
 
 import itertools
-import string
 from dataclasses import dataclass, replace
 
-from .algebra import (Delta, Factor, Fresh, Product, Term, decimal, fresh_name, merge_like_terms,
-                      without_deltas)
+from .algebra import Delta, Product, Term, decimal
+from .derivation import loss_name
 from .errors import EinsumSpecError
 from .matrix_forms import form_body, matrix_form
-from .render import (FRESH_INDEX_LETTERS, Piece, Rendered, equals, indexed, juxt, kronecker, listed,
-                     parenthesized, partial_of, primed, product_piece, prose, punct, quoted_code,
+from .render import (Piece, Rendered, equals, indexed, juxt, kronecker, listed,
+                     parenthesized, partial_of, product_piece, prose, punct, quoted_code,
                      spaced, summation, tensor_name)
-from .spec import Spec
+from .spec_terms import einsum_of
 
 STYLES = ("index", "hessian")
 _MAX_FORM_INDICES = 6  # matrix forms are looked for in small terms only
@@ -93,9 +93,9 @@ def explain_program(prog, style: str, names: tuple[str, ...], grads: tuple, hess
     """The narration that :meth:`Program.explain` returns: ``prog`` (a
     :class:`~einsgrad.programs.Program`, which imports this module: its narrator reads it and
     never imports it back), its gradients ``grads`` by ``names`` and, with style "hessian",
-    their Jacobians ``hessians``, all derived by ``Program`` and only rendered here."""
+    their Jacobians ``hessians``, all derived by ``Program``: their derivations are rendered."""
     used = {f.name for t in prog.terms for f in t.factors} | {prog.output_name}
-    loss = fresh_name("L", used)
+    loss = loss_name(used)
     out, scalar = prog.output_name, not prog.output_indices
     lines = [spaced(prose("The program"), quoted_code(str(prog)), *(
         [prose(f"has a scalar output {out}.")] if scalar else
@@ -150,10 +150,8 @@ def _derivative(prog, name: str, result, loss: str, jacobian: bool = False):
     out, index = prog.output_name, prog.output_indices
     chain, what = bool(index) and not jacobian, "the Hessian" if jacobian else "the gradient"
     dy = prog.cotangent if chain else None
-    names = {f.name for t in prog.terms for f in t.factors} | {out, name, loss} | ({dy} if dy else set())
-    fresh = Fresh({i for t in prog.terms for f in t.factors for i in f.indices} | set(index) | names,
-                  FRESH_INDEX_LETTERS, primed)
-    p = tuple(fresh.take() for _ in result.output_indices[len(index) if jacobian else 0:])
+    derivation = result.derivation  # the steps of the product rule, rendered here
+    p = derivation.indices
     shown, more = _shown(list(prog.terms))
     forward = [(t.coefficient, product_piece(Product(tuple(i for i in t.indices() if i not in index),
                                                      t.factors)) if t.factors else None)
@@ -174,41 +172,30 @@ def _derivative(prog, name: str, result, loss: str, jacobian: bool = False):
     else:
         lines.append(spaced(prose(f"2. {out} is a scalar: the gradient is"),
                             partial_of(tensor_name(out), dx), prose("directly.")))
-    occurrences, raw = [], []
-    for t in prog.terms:
-        over = tuple(i for i in t.indices() if i not in index)
-        for k, f in enumerate(t.factors):
-            if f.name == name:
-                deltas = tuple(Delta(a, b) for a, b in zip(f.indices, p))
-                rest = t.factors[:k], t.factors[k + 1:]
-                occurrences.append((t, k, Product(over, rest[0] + deltas + rest[1])))
-                raw.append(Term(t.coefficient, rest[0] + rest[1] + deltas))
+    occurrences = derivation.occurrences
     if not occurrences:
         lines.append(prose(f"3. {name} appears in no term, so {what} is 0."))
-        return _result(name, result, p, index if jacobian else (), [], lines, step=4)
+        return _result(name, result, derivation, lines, step=4)
     own: dict[Piece, int] = {}  # each occurrence's derivative, listed once with its count
-    for t, k, _ in occurrences:
-        f = t.factors[k]
-        m = equals(partial_of(indexed(name, f.indices), dx),
-                   juxt([kronecker(a, b) for a, b in zip(f.indices, p)]))
+    for o in occurrences:
+        m = equals(partial_of(indexed(name, o.factor.indices), dx),
+                   juxt([kronecker(d.p, d.q) for d in o.deltas]))
         own[m] = own.get(m, 0) + 1
     own = [spaced(m, prose(f"({_times(count)})")) if count > 1 else m for m, count in own.items()]
-    shown, more = _shown(occurrences)
+    shown, more = _shown(list(occurrences))
     lines.append(spaced(prose(f"3. {name} occurs {_times(len(occurrences))}:"),
                         *[punct(m, ",") for m in own[:-1]],
                         punct(own[-1], ";"), prose("by the product rule,"), equals(partial_of(y, dx), _signed(
-                           [(t.coefficient, product_piece(s)) for t, _, s in shown], more))))
-    chained = [(t.coefficient, Product(index + s.over, (Factor(dy, index),) + s.factors)
-                if chain else s) for t, _, s in occurrences]
-    contracted = [(c, s.contracted()) for c, s in chained]
+                           [(o.coefficient, product_piece(o.jacobian)) for o in shown], more))))
+    chained, contracted = derivation.chained, derivation.contracted
     steps = [_signed([(c, product_piece(s)) for c, s in _shown(chained)[0]], more)] if chain else []
     if contracted != chained or not steps:
         steps.append(_signed([(c, product_piece(s)) for c, s in _shown(contracted)[0]], more))
     lines.append(spaced(prose("4. Contracting the deltas:" if contracted != chained else
                               "4. No deltas to contract:"),
                         equals(partial_of(tensor_name(loss) if chain else y, dx), *steps)))
-    notes = [m for (t, k, _), (_, s) in zip(occurrences, contracted)
-             for m in _occurrence_notes(t, k, s, index, out, dy, what)]
+    notes = [m for o, (_, s) in zip(occurrences, contracted)
+             for m in _occurrence_notes(prog.terms[o.term], o.position, s, index, out, dy, what)]
     notes, more = _shown(list(dict.fromkeys(notes)))  # two occurrences may note the same
     lines += notes + ([spaced(prose("  "), _more(more, "notes"))] if more else [])
     survivors: dict[frozenset, tuple[Delta, list[int]]] = {}
@@ -221,9 +208,7 @@ def _derivative(prog, name: str, result, loss: str, jacobian: bool = False):
                  f"term {terms[0]} of step 4 is zero off that diagonal" if len(terms) == 1 else
                  f"terms {_and(terms)} of step 4 are zero off that diagonal")
         lines.append(spaced(prose("  "), kronecker(d.p, d.q), prose(f"survives: {where}.")))
-    cotangent = (Factor(dy, index),) if chain else ()
-    return _result(name, result, p, index if jacobian else (),
-                   [Term(t.coefficient, cotangent + t.factors) for t in raw], lines)
+    return _result(name, result, derivation, lines)
 
 
 def _times(n: int) -> str:
@@ -257,28 +242,23 @@ def _occurrence_notes(term: Term, k: int, part: Product, index, out: str, dy: st
     return notes
 
 
-def _result(name: str, grad, p, kept, raw: list[Term], lines: list[Piece], step: int = 5):
-    """Step 5: the canonical result from the terms of step 3 (indices ``kept``, then ``p``
-    renamed), like terms merged, its einsums and its matrix form."""
-    xs = grad.output_indices
-    free = {*kept, *p}
-    inner = [t.renamed({i: f"#s{n}" for n, i in enumerate(t.indices()) if i not in free})
-             .renamed(dict(zip(p, xs[len(kept):]))) for t in raw]
-    merged, keys = merge_like_terms(xs, inner)
-    result = replace(grad, terms=tuple(t for t in merged.values() if t.coefficient != 0))
-    renaming = (f"{step}. Renaming {listed(p)} to {listed(xs[len(kept):])}:" if p and raw else
+def _result(name: str, result, derivation, lines: list[Piece], step: int = 5):
+    """Step 5: the result (``p`` renamed, like terms merged), its einsums and its matrix form."""
+    p, xs = derivation.indices, derivation.result_indices[len(derivation.kept):]
+    renaming = (f"{step}. Renaming {listed(p)} to {listed(xs)}:" if p and derivation.occurrences else
                 f"{step}. The result:")
     lines.append(spaced(prose(renaming), quoted_code(str(result))))
-    groups: dict[tuple, list[int]] = {}
-    for n, key in enumerate(keys):
-        groups.setdefault(key, []).append(n + 1)
-    merges, more = _shown([(key, members) for key, members in groups.items() if len(members) > 1])
-    for key, members in merges:
+    groups: dict[int, list[int]] = {}
+    for n, place in enumerate(derivation.groups):
+        groups.setdefault(place, []).append(n + 1)
+    merges, more = _shown([(place, members) for place, members in groups.items() if len(members) > 1])
+    for place, members in merges:
+        merged = derivation.merged[place]
         lines.append(prose(f"   Terms {_and(members)} of step 4 are equal up to renaming and " + (
-            f"merge: {_text(result, [merged[key]])}." if merged[key].coefficient else "cancel.")))
+            f"merge: {_text(result, [merged])}." if merged.coefficient else "cancel.")))
     if more:
         lines.append(spaced(prose("  "), _more(more, "merges")))
-    einsums, forms = zip(*(_einsum(t, xs) for t in result.terms)) if result.terms else ((), ())
+    einsums, forms = zip(*(_einsum(t, result.output_indices) for t in result.terms)) if result.terms else ((), ())
     if any(einsums):
         spelled, more = _shown([(t, s) for t, s in zip(result.terms, einsums) if s])
         pieces = [spaced(quoted_code(_text(result, [t])), prose("is"), quoted_code(s)) for t, s in spelled]
@@ -295,26 +275,21 @@ def _result(name: str, grad, p, kept, raw: list[Term], lines: list[Piece], step:
 
 
 def _einsum(term: Term, output) -> tuple[str | None, Piece | None]:
-    """The term as one einsum (a delta is a label repeated in the output) and its matrix form
-    without the coefficient, when :mod:`einsgrad.matrix_forms` finds one."""
-    operands, kept = without_deltas(term, output)
-    used = list(dict.fromkeys([*(i for f in operands for i in f.indices), *kept]))
-    if not operands and len(set(kept)) == len(kept) or len(used) > len(string.ascii_letters):
-        return None, None  # a constant, or too many indices for one einsum
-    wide = any(len(i) > 1 for i in used)
-    letter = dict(zip(used, string.ascii_letters if wide else used))
-    spec = ",".join("".join(letter[i] for i in f.indices) for f in operands)
-    spec += "->" + "".join(letter[i] for i in kept)
+    """The term as one einsum (:func:`einsgrad.spec_terms.einsum_of`) and its matrix form without
+    the coefficient, when :mod:`einsgrad.matrix_forms` finds one."""
+    found = einsum_of(output, term)
+    if found is None or not found.tensors and len(set(found.output)) == len(found.output):
+        return None, None  # too many indices for one einsum, or a constant
+    spec, operands = found.spec, found.tensors
     form = None
-    if len(used) <= _MAX_FORM_INDICES:  # "->ii" has one 0-d operand, as parse() reads it
-        form = matrix_form(Spec.of([[letter[i] for i in f.indices] for f in operands] or [()],
-                                    [letter[i] for i in kept]))
+    if len(spec.labels) <= _MAX_FORM_INDICES:  # "->ii" has one 0-d operand, as parse() reads it
+        form = matrix_form(spec)
     if form is None or form.batch:
-        return spec, None
+        return str(spec), None
     if not operands:  # "->ii" reads as one 0-d operand, which this term does not have
         form = replace(form, scalars=())
     body = form_body(form, [tensor_name(f.name) for f in operands])
-    return spec, parenthesized(body) if form.kind == "hadamard" or form.summed else body
+    return str(spec), parenthesized(body) if form.kind == "hadamard" or form.summed else body
 
 
 def _text(prog, terms) -> str:

@@ -9,23 +9,15 @@ explanation its ``str()``, ``latex()`` and Jupyter display.
 from __future__ import annotations
 
 import re
-import string
 from dataclasses import dataclass
 from typing import Sequence
 
-from .algebra import Product
+from .algebra import PRIME, Product
 from .spec import ELLIPSIS, Labels
-
-PRIME = "′"
-"""The mark of an index derived from another (``i′``)."""
 
 BATCH_SYMBOL = "β"
 """The batch multi-index that ``...`` is written as."""
 
-FRESH_INDEX_LETTERS = "pqrstuvwxyzabcdefghijklmno" + string.ascii_uppercase
-"""The letters of the indices a derivation introduces (``∂L/∂W_pq``), then primed."""
-
-_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 @dataclass(frozen=True)
@@ -132,14 +124,6 @@ def product_piece(product: Product) -> Piece:
     """``Σ_over Π factors``, entries and deltas juxtaposed."""
     parts = [kronecker(f.p, f.q) if f.is_delta else indexed(f.name, f.indices) for f in product.factors]
     return summation(product.over, juxt(parts))
-
-
-def primed(symbol: str, n: int) -> str:
-    """``symbol`` with ``n`` primes: ``i′``, ``i′′``, ``i′′′``, then ``i⁽⁴⁾`` (text stays short
-    for thousands of repeats)."""
-    if n <= 3:
-        return symbol + PRIME * n
-    return symbol + "⁽" + str(n).translate(_SUPERSCRIPT) + "⁾"
 
 
 def label_symbol(label: str) -> str:

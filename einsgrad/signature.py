@@ -41,7 +41,8 @@ class ProgramKey(NamedTuple):
 
     Attributes:
         mode: which function.
-        shapes: the operands' shapes (the shape signature that caches it).
+        shapes: the operands' shapes (the shape signature that caches it), or their
+            :class:`~einsgrad.shapes.ShapeClass` for shape-generic code.
         dtypes: the operands' dtypes (the jvp's: then its tangents', in ``wrt`` order); numpy's,
             or the backend's own (see :mod:`einsgrad.scalars`).
         wrt: the operands differentiated (the Jacobian's one operand; the jvp's operands with
@@ -83,10 +84,15 @@ class SignatureRecord:
     slices, and the generated source and function of each :class:`ProgramKey` are made from
     them lazily and kept. Holding one record, a forward and its pullback cannot disagree
     about the tree, whatever the optimizer answers another time.
+
+    A ``generic`` record is planned for a :class:`~einsgrad.shapes.ShapeClass`'s
+    representative shapes and writes shape-generic code, which reads its sizes from its
+    arguments: its plans' sizes and :attr:`output_shape` are the representative's. Its
+    pullback takes the operands' shapes too (``pullback(g, *saved, shapes=...)``).
     """
 
-    def __init__(self, spec: Spec, bound: BoundSpec, optimize, memory_limit):
-        self.spec, self.bound = spec, bound
+    def __init__(self, spec: Spec, bound: BoundSpec, optimize, memory_limit, generic: bool = False):
+        self.spec, self.bound, self.generic = spec, bound, generic
         self.output_shape = bound.output_shape
         self.tree = plan.forward_path(bound, optimize, memory_limit)
         self.optimize = paths.auxiliary(optimize)
@@ -185,7 +191,9 @@ class SignatureRecord:
         """The source of ``key``'s function, its name after ``prefix``."""
         composed = self.compose(key)
         name = prefix + composed.name
-        return Source(codegen.render(composed.plan, name, composed.finish, key.dialect, composed.casts), name)
+        operands = self.bound.spec.inputs if self.generic else None
+        return Source(codegen.render(composed.plan, name, composed.finish, key.dialect, composed.casts,
+                                     operands, self.generic and key.mode is Mode.PULLBACK), name)
 
     def function(self, key: ProgramKey) -> Callable:
         """The function ``key`` runs, loaded from its source on first use, after checking that
@@ -197,8 +205,9 @@ class SignatureRecord:
             if key not in self.functions:
                 source = self._rendered(key)
                 itemsize = scalars.itemsize(scalars.result_type(*key.dtypes, *[key.cotangent] * (key.cotangent is not None)))
-                host.check_fits(self.plan(PlanKey(key.mode, key.wrt, key.chunk)), itemsize,
-                                f"the {key.mode.value} of {str(self.spec)!r}")
+                if not self.generic:  # a generic plan's sizes are its class's, not a call's
+                    host.check_fits(self.plan(PlanKey(key.mode, key.wrt, key.chunk)), itemsize,
+                                    f"the {key.mode.value} of {str(self.spec)!r}")
                 self.functions[key] = codegen.load(source.text, key.dialect)[source.name]
             return self.functions[key]
 

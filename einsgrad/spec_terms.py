@@ -44,10 +44,55 @@ def term_of_spec(spec: Spec, names: Sequence[str] | None = None) -> OneTerm:
     return OneTerm(tuple(output), Term(Fraction(1), factors + tuple(deltas)))
 
 
+class TermEinsum(NamedTuple):
+    """A term's product of tensors as one einsum (its coefficient aside).
+
+    Attributes:
+        tensors: the term's tensors, in order: the einsum's operands.
+        spec: the einsum, over letters.
+        indices: the index each letter of ``spec``'s output stands for.
+        output: the term's output with the indices deltas tie written as one (a repeat).
+    """
+
+    tensors: tuple[Factor, ...]
+    spec: Spec
+    indices: tuple[str, ...]
+    output: tuple[str, ...]
+
+
+def einsum_of(output: Sequence[str], term: Term, *, canonical: bool = False) -> TermEinsum | None:
+    """``Y[output] = Σ term`` as one einsum: the one mapping of a term to an einsum.
+
+    Deltas are contracted first; one left between two output indices is that letter repeated in
+    the output. Letters are the indices' own where each is one letter (or ``...``), else
+    ``a, b, c, ...`` in order of first use. ``canonical``: always letters in order of first use,
+    and the output only the distinct kept letters, in that order, so that products equal up to
+    index names have one spec (the caller transposes, broadcasts and places the result).
+    None where the notation has no spelling: more than 52 letters, or a summed ``δ(p,p)``
+    (``Σ_p δ(p,p) = dim(p)``, a number the einsum cannot write).
+    """
+    output = tuple(output)
+    factors = contract_deltas(term.factors, output)
+    if any(f.is_delta and f.p == f.q and f.p not in output for f in factors):
+        return None
+    tensors, tied = without_deltas(Term(term.coefficient, factors), output)
+    used = list(dict.fromkeys(i for f in tensors for i in f.indices))
+    if canonical:
+        kept = tuple(i for i in used if i in set(tied))
+    else:
+        used = list(dict.fromkeys([*used, *tied]))
+        kept = tied
+    if len(used) > len(string.ascii_letters):
+        return None
+    own = not canonical and all(i == ELLIPSIS or (len(i) == 1 and i in string.ascii_letters) for i in used)
+    letter = {i: i for i in used} if own else dict(zip(used, string.ascii_letters))
+    inputs = tuple(tuple(letter[i] for i in f.indices) for f in tensors) or ((),)
+    return TermEinsum(tensors, Spec.of(inputs, tuple(letter[i] for i in kept)), kept, tied)
+
+
 def spec_of_term(output: Sequence[str], term: Term) -> Spec:
-    """The einsum of ``Y[output] = Σ term``, its operands the term's tensors in order (none: the
-    scalar 1 as the one operand). Deltas are contracted first; one left between two output indices
-    is that label repeated in the output. Index names that are not one letter get unused letters.
+    """The einsum of ``Y[output] = Σ term`` (:func:`einsum_of`), its operands the term's tensors
+    in order (none: the scalar 1 as the one operand).
 
     Refused (an assert): a coefficient other than 1, a summed index that no tensor holds
     (``Σ_p δ(p,p) = dim(p)``), a delta on the batch index ``...``, more than 52 letters.
@@ -55,22 +100,14 @@ def spec_of_term(output: Sequence[str], term: Term) -> Spec:
     output = tuple(output)
     assert len(set(output)) == len(output), "distinct output indices (a repeat is a delta)"
     assert term.coefficient == 1, "an einsum has no coefficient"
-    factors = contract_deltas(term.factors, output)
-    for f in factors:
+    for f in contract_deltas(term.factors, output):
         if f.is_delta:
             assert f.p != f.q and f.p in output and f.q in output, \
                 f"no notation for {f}: a sum over a dimension"
             assert ELLIPSIS not in f.indices, f"no notation for {f}: '...' is one batch index"
-    tensors, tied = without_deltas(Term(term.coefficient, factors), output)
-    names = dict.fromkeys(i for i in (*tied, *(i for f in tensors for i in f.indices)))
-    letter = {i: i for i in names if i == ELLIPSIS or (len(i) == 1 and i in string.ascii_letters)}
-    unused = iter(c for c in string.ascii_letters if c not in letter)
-    for i in names:
-        if i not in letter:
-            letter[i] = next(unused, None)
-            assert letter[i] is not None, "more indices than the 52 letters of the notation"
-    inputs = tuple(tuple(letter[i] for i in f.indices) for f in tensors) or ((),)
-    return Spec.of(inputs, tuple(letter[o] for o in tied))
+    found = einsum_of(output, term)
+    assert found is not None, "more indices than the 52 letters of the notation"
+    return found.spec
 
 
 def _named(coefficient: Fraction, factors: tuple[Indexed, ...], kept: tuple[str, ...],

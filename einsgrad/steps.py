@@ -13,6 +13,11 @@ chose among six, each a direct spelling in numpy's primitives:
 
 A :class:`Plan` is a straight-line program of such steps. Nothing here plans or runs: the
 planner and the code generator both import these values, and neither imports the other.
+
+Every shape a step reshapes or broadcasts to is kept twice: as integers (the sizes it was
+planned for, which exact-shape code writes) and as :data:`Dims`, the labels whose sizes
+multiply into each dimension, from which shape-generic code reads the sizes of the arguments
+at run time (:func:`einsgrad.shapes.shape_class`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from dataclasses import dataclass
 from typing import Union
 
 from .spec import Labels
+
+Dims = tuple[Labels, ...]
+"""A shape as labels: each dimension is the product of its labels' sizes (none: size 1)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,8 @@ class Unary:
             diagonal of a zero array (a label repeated in the output).
         shape: the output shape.
         own: copy the (small) data before broadcasting it, so the view aliases no argument.
+        reshape_dims: ``reshape`` as :data:`Dims`.
+        broadcast_dims: ``broadcast`` as :data:`Dims`.
     """
 
     diagonal: tuple[tuple[int, int], ...] | None
@@ -48,6 +58,8 @@ class Unary:
     place: tuple[tuple[int, ...], ...] | None
     shape: tuple[int, ...]
     own: bool = False
+    reshape_dims: Dims | None = None
+    broadcast_dims: Dims | None = None
 
 
 @dataclass(frozen=True)
@@ -55,21 +67,24 @@ class Layout:
     """How one side of a matmul is read: transpose, reshape to (batch,) rows, cols, swap last two.
 
     ``swap`` means the operand is stored as (cols, rows) already, so BLAS reads it transposed
-    instead of copying it.
+    instead of copying it; ``dims`` is ``shape`` as :data:`Dims`.
     """
 
     perm: tuple[int, ...] | None
     shape: tuple[int, ...] | None
     swap: bool
+    dims: Dims | None = None
 
 
 @dataclass(frozen=True)
 class Matmul:
-    """A pairwise contraction as one (batched) GEMM, then a reshape to ``shape`` (None: none)."""
+    """A pairwise contraction as one (batched) GEMM, then a reshape to ``shape`` (None: none),
+    ``dims`` as :data:`Dims`."""
 
     a: Layout
     b: Layout
     shape: tuple[int, ...] | None
+    dims: Dims | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +133,7 @@ class Step:
         flops: floating point operations (2 per multiply-add).
         fresh: the result shares no memory with an argument (it may be a read-only
             broadcast view of memory it owns).
+        inputs: the labels of each argument, in storage order.
     """
 
     target: str
@@ -129,6 +145,7 @@ class Step:
     shape: tuple[int, ...]
     flops: int
     fresh: bool
+    inputs: tuple[Labels, ...] = ()
 
 
 @dataclass(frozen=True)

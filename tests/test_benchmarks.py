@@ -185,3 +185,126 @@ def test_targets_are_judged_from_one_runs_figures():
     assert found[("3x3 vjp x torch", "tiny linear float64")].met is False
     text = targets.report(doc)
     assert "MISSED" in text and text.splitlines()[0] == f"# targets: {sum(v.met is True for v in found.values())} of {len(found)} met"
+
+
+# -- the training-step benchmark (benchmarks/training.py) --------------------------------
+
+def _variants(einsgrad_variant, own_variant):
+    return lambda model, quick, dtype: {"einsgrad": einsgrad_variant, "own": own_variant}
+
+
+def _fine(value=1.0):
+    return lambda: ([np.array([value, 2.0])], lambda: None)
+
+
+def _refusing():
+    raise einsgrad.EinsumSpecError("no such dtype here")
+
+
+def _crashing():
+    raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("mine, status, shown, note", [
+    (_refusing, "refused", "refused", "EinsumSpecError: no such dtype here"),
+    (_crashing, "error", "ERROR", "RuntimeError: boom"),
+    (_fine(1.5), "wrong", "WRONG", "first step off by 0.25"),
+])
+def test_a_training_pair_that_fails_is_reported_and_the_other_side_still_timed(monkeypatch, mine, status, shown,
+                                                                               note):
+    from benchmarks import training
+
+    monkeypatch.setitem(training.VARIANTS, "fake", _variants(mine, _fine()))
+    monkeypatch.setitem(training.OWN, "fake", "fake.einsum")
+    result = training.pair(training.MODELS[0], "fake", "float32", quick=True, repeats=2)
+    assert result.einsgrad.status == status and result.einsgrad.seconds is None
+    assert result.einsgrad.note.startswith(note)
+    assert result.own.status == "ok" and result.own.seconds > 0 and result.ratio is None
+    assert (result.check is None) == (status != "wrong")
+    text = training.table([result], {}, {}, repeats=2, quick=True)
+    assert f"einsgrad.fake {shown}: {result.einsgrad.note} [mlp float32]" in text
+    row = next(line.split() for line in text.splitlines() if line.startswith("mlp "))
+    assert row[:2] == ["mlp", "float32"] and shown in row
+    assert "step x fake.einsum: 0 of 1 met; missed: mlp fake float32" in text
+
+
+def test_a_framework_that_cannot_start_fails_both_cells(monkeypatch):
+    from benchmarks import training
+
+    def missing(model, quick, dtype):
+        raise ImportError("No module named 'fakeframework'")
+
+    monkeypatch.setitem(training.VARIANTS, "fake", missing)
+    result = training.pair(training.MODELS[0], "fake", "float32", quick=True, repeats=2)
+    assert result.einsgrad == result.own and result.own.status == "error"
+    assert "ImportError: No module named 'fakeframework'" in result.own.note
+
+
+def test_a_matching_training_pair_is_timed_with_its_ratio(monkeypatch):
+    from benchmarks import training
+
+    monkeypatch.setitem(training.VARIANTS, "fake", _variants(_fine(), _fine()))
+    monkeypatch.setitem(training.OWN, "fake", "fake.einsum")
+    result = training.pair(training.MODELS[0], "fake", "float64", quick=True, repeats=2)
+    assert result.check == 0.0 and result.ratio == result.einsgrad.seconds / result.own.seconds
+
+
+def test_storage_accounting_counts_what_ops_make_and_keep_once():
+    torch = pytest.importorskip("torch")
+    from benchmarks.training_memory import _Storages
+
+    before = torch.ones(1000)
+    storages = _Storages()
+    with storages:
+        kept = torch.zeros(256, dtype=torch.float64)        # 2048 bytes, kept
+        views = [kept[::2], kept.view(16, 16), before[:10]]  # no new storage
+        dropped = torch.ones(4096)
+        del dropped
+        kept.add_(1.0)                                       # in place: nothing new
+    assert storages.held() == 2048
+    assert storages.held(excluding={kept.untyped_storage().data_ptr()}) == 0
+    del kept, views
+    assert storages.held() == 0
+
+
+def test_training_quick_cli_writes_its_table_and_json(tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    from benchmarks import training, training_memory
+
+    assert training.main(["--quick", "--models", "attention,grouped", "--dtypes", "float32,bfloat16",
+                          "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "training.txt").read_text()
+    assert capsys.readouterr().out == text
+    lines = text.splitlines()
+    head = next(line for line in lines if line.startswith("model "))
+    assert head.split() == ["model", "dtype", "torch.einsum", "einsgrad.torch", "ratio", "check",
+                            "jnp.einsum", "einsgrad.jax", "ratio", "check", "load"]
+    rows = [line.split()[:2] for line in lines[lines.index(head) + 1:] if line.split()[:1] in (["attention"], ["grouped"])]
+    assert rows == [[m, d] for m in ("attention", "grouped") for d in ("float32", "bfloat16")]
+    for measure in training_memory.MEASURES:
+        assert any(line.startswith(measure + " ") for line in lines)
+    assert any(line.startswith("# torch.compile(dynamic=True) graphs") for line in lines)
+    assert any(line.startswith("# targets: ") for line in lines)
+
+    doc = json.loads((tmp_path / "training.json").read_text())
+    assert {"machine", "versions", "settings", "models", "steps", "memory_bytes", "graphs", "targets"} <= set(doc)
+    assert len(doc["steps"]) == 8 and doc["settings"]["quick"] is True
+    for step in doc["steps"]:
+        for side in ("einsgrad", "own"):
+            cell = step[side]
+            assert (cell["status"] == "ok") == (cell["seconds"] is not None and cell["seconds"] > 0)
+            assert cell["status"] == "ok" or cell["note"]
+        if step["dtype"] == "float32":
+            assert step["own"]["status"] == "ok"
+        if step["check"] is not None and step["einsgrad"]["status"] != "wrong":
+            assert step["check"] <= training.TOLERANCE[step["dtype"]]
+    assert set(doc["memory_bytes"]) == set(doc["graphs"]) == {"einsgrad.torch", "torch.einsum"}
+    torch_figures = doc["memory_bytes"]["torch.einsum"]
+    assert set(torch_figures) == set(training_memory.MEASURES)
+    # the output and the four weight gradients (float32) are held after backward, at least
+    sizes = doc["models"]["attention"]["sizes"]
+    least = 4 * sizes["B"] * sizes["S"] * sizes["d"] + 4 * 4 * sizes["d"] ** 2
+    assert torch_figures["after backward, output kept"] >= least
+    assert doc["graphs"]["torch.einsum"]["graphs"] >= 1
+    assert len(doc["graphs"]["torch.einsum"]["lengths"]) == len(training_memory.QUICK_LENGTHS)

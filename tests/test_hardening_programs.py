@@ -198,7 +198,7 @@ def test_default_names_are_fresh():
     (lambda p: p(A=np.ones((2, 3))), r"missing input 'B'"),
     (lambda p: p(A=np.ones((2, 3)), B=np.ones(3)), r"tensor 'B' has 1 dimension\(s\) but the program gives it 2"),
     (lambda p: p(A=np.ones((2, 3)), B=np.ones((4, 4))), r"index 'k' has size 4 in 'B' \(axis 0\) but 3 in 'A'"),
-    (lambda p: p(A=[[1, 2], [3]], B=np.ones((3, 4))), r"tensor 'A' is not an array"),
+    (lambda p: p(A=[[1, 2], [3]], B=np.ones((3, 4))), r"tensor 'A' cannot be read as an array"),
     (lambda p: p(A=np.ones((2, 3)), B=np.full((3, 4), "x")), r"tensor 'B' has dtype <U1, which is not numeric"),
     (lambda p: p(A=np.ones((2, 3)), B=None), r"tensor 'B' has dtype object"),
 ], ids=["positional", "unknown", "missing", "rank", "size", "ragged", "strings", "none"])
