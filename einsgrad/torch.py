@@ -37,6 +37,7 @@ device.
 from __future__ import annotations
 
 import importlib.abc
+import string
 import sys
 import weakref
 
@@ -230,16 +231,15 @@ def _sublist_spec(args: tuple) -> str:
     return text
 
 
-_SUBLIST_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
 def _sublist_term(sublist, name: str) -> str:
+    """One sublist as labels: ``0``-``25`` are ``a``-``z``, ``26``-``51`` are ``A``-``Z``, as in
+    ``torch.einsum``; ``...`` is the ellipsis."""
     labels = []
     for label in sublist:
         if label is Ellipsis:
             labels.append(ELLIPSIS)
-        elif isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(_SUBLIST_LETTERS):
-            labels.append(_SUBLIST_LETTERS[label])
+        elif isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(string.ascii_letters):
+            labels.append(string.ascii_letters[label])
         else:
             raise EinsumSpecError(f"{name} holds {label!r}: a label is an integer in [0, 52) or ...")
     return "".join(labels)
