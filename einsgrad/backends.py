@@ -29,17 +29,18 @@ class Backend:
     Attributes:
         name: ``torch``, ``jax`` or ``dask``.
         dialect: how generated code spells the plan's primitives in this library.
-        dtype: an array's dtype as a numpy dtype (the per-signature cache key).
+        dtype: an array's dtype as the cache key holds it: numpy's, or torch's own dtype
+            (every dtype torch computes in, ``bfloat16`` too; see :mod:`einsgrad.scalars`).
         convert: a numpy value as an array of this library, like a given array of it.
-        cast: an array cast to a numpy dtype; None where the library's operations promote
+        cast: an array cast to such a dtype; None where the library's operations promote
             mixed dtypes themselves (torch's matmul and einsum do not).
     """
 
     name: str
     dialect: codegen.Dialect
-    dtype: Callable[[object], np.dtype]
+    dtype: Callable[[object], object]
     convert: Callable[[object, object], object]
-    cast: Callable[[object, np.dtype], object] | None = None
+    cast: Callable[[object, object], object] | None = None
 
 
 def infer(values) -> str:
@@ -97,22 +98,10 @@ def _numeric(array: np.ndarray) -> np.ndarray:
 def _torch() -> Backend:
     import torch
 
-    names = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32",
-             "float64", "complex64", "complex128")
-    table = {getattr(torch, n): np.dtype(n) for n in names}
-    back = {v: k for k, v in table.items()}
-
-    def dtype(x) -> np.dtype:
-        try:
-            return table[x.dtype]
-        except KeyError:
-            raise EinsumSpecError(f"a tensor has dtype {x.dtype}, which einsgrad does not "
-                                  f"support (it has no numpy equivalent)") from None
-
     return Backend(
-        "torch", codegen.TORCH, dtype,
+        "torch", codegen.TORCH, lambda x: x.dtype,
         lambda v, like: torch.as_tensor(_numeric(v), device=like.device),
-        lambda x, d: x.to(back[d]))
+        lambda x, d: x.to(d))
 
 
 @functools.cache

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import codegen
+from . import codegen, scalars
 from .errors import EinsumSpecError
 from .shapes import UNKNOWN_SIZE, ShapeClass, check_shapes, shape_class
 from .signature import check_dtypes
@@ -27,7 +27,7 @@ class CodeRequest(NamedTuple):
 
 
 def code_request(spec: Spec, sizes, shapes, dtypes, caller: str, generic: bool | None,
-                 unshaped: bool, compiled, last) -> CodeRequest:
+                 unshaped: bool, compiled, last, numpy: bool = True) -> CodeRequest:
     """The signature and dtypes to write code for.
 
     Args:
@@ -35,7 +35,8 @@ def code_request(spec: Spec, sizes, shapes, dtypes, caller: str, generic: bool |
         shapes: the shapes given (empty: none), else ``compiled`` (``compile(..., shapes=)``),
             else the shapes of ``last``, the last call's :class:`ProgramKey` (or None).
         dtypes: given (one for all, or one per operand), else the last call's for its shapes,
-            else float64.
+            else float64; where ``numpy``, the last call's only as numpy dtypes (a torch
+            call's where numpy has them: not bfloat16).
         caller: the method's name, for messages.
         generic: shape-generic code; None: as the last call ran, else exact, but generic
             when there are no shapes and ``unshaped`` allows it.
@@ -65,8 +66,9 @@ def code_request(spec: Spec, sizes, shapes, dtypes, caller: str, generic: bool |
     count = len(spec.inputs)
     if dtypes is not None:
         dtypes = check_dtype_list(dtypes, count)
-    elif last and last.shapes == shapes:
-        dtypes = last.dtypes
+    elif last and last.shapes == shapes and not (numpy and any(
+            scalars.as_numpy(d) is None for d in last.dtypes)):
+        dtypes = tuple(map(scalars.as_numpy, last.dtypes)) if numpy else last.dtypes
     else:
         dtypes = (np.dtype(np.float64),) * count
     return CodeRequest(shapes, dtypes)

@@ -17,10 +17,9 @@ every shape of the plan's shape class (:func:`einsgrad.shapes.shape_class`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import numpy as np
-
+from . import scalars
 from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Plan, Step, Unary
 
 HELPERS = '''\
@@ -96,8 +95,8 @@ class Dialect:
 
     Attributes:
         name: the backend's name (``numpy``, ``torch``, ``jax``, ``dask``).
-        xp: the module's name in generated code; its ``reshape``, ``multiply``, ``einsum`` and
-            ``broadcast_to`` are called.
+        xp: the module's name in generated code; its ``reshape``, ``multiply`` and ``einsum``
+            are called.
         helpers: the source that imports ``xp`` and defines ``_place``.
         permute: the method permuting axes (``transpose`` or ``permute``).
         axis: the keyword of ``.sum`` (``axis`` or ``dim``).
@@ -107,6 +106,12 @@ class Dialect:
         diagonal: the diagonal of ``{x}`` over axes ``{a}`` and ``{b}``, moved last.
         cast: ``{x}`` as the dtype named ``{dtype}``.
         dot_by_sum: a batched dot product is a product and a sum, not the library's einsum.
+        swap: ``{x}`` with its last two axes swapped (beyond two dimensions).
+        broadcast: ``{x}`` broadcast to the shape ``{shape}``, as a view.
+        result: how a returned output or gradient is finished (torch: made contiguous, as
+            ``torch.einsum`` returns it, so that ``.view()`` works); None: as it is.
+        products_in_order: a GEMM whose result the step then transposes (``(a @ b).T``) is
+            spelled ``b.T @ a.T`` instead, which the library computes in place, contiguous.
         dot_general: pairwise products (GEMMs, outer and Hadamard products) are one
             ``_dot(a, b, dimension_numbers)``, ``lax.dot_general`` after promoting to a common
             dtype: the dimension numbers read each operand as stored (no transposed view, no
@@ -125,6 +130,10 @@ class Dialect:
     diagonal: str = "{x}.diagonal(0, {a}, {b})"
     cast: str = "{x}.astype({xp}.{dtype})"
     dot_by_sum: bool = False
+    swap: str = "{x}.swapaxes(-1, -2)"
+    broadcast: str = "{xp}.broadcast_to({x}, {shape})"
+    result: str | None = None
+    products_in_order: bool = False
     dot_general: bool = False
 
 
@@ -143,7 +152,11 @@ NUMPY = Dialect("numpy", "np", HELPERS, sum="_sum({x}, {axes})", copy="np.array(
                 cast="np.array({x}, dtype=np.{dtype})")
 TORCH = Dialect("torch", "torch", "import torch\n" + _PLACE_IN_VIEW,
                 permute="permute", axis="dim", copy="{x}.clone()", contiguous="{x}.contiguous()",
-                cast="{x}.to(torch.{dtype}, copy=True)", dot_by_sum=True)
+                cast="{x}.to(torch.{dtype}, copy=True)", dot_by_sum=True,
+                # transpose and expand, not swapaxes and broadcast_to: they have batching rules
+                # in the vmap of autograd.grad(..., is_grads_batched=True)
+                swap="{x}.transpose(-1, -2)", broadcast="{x}.expand({shape})",
+                result="{x}.contiguous()", products_in_order=True)
 JAX = Dialect("jax", "jnp", "import jax.numpy as jnp\n" + _DOT_GENERAL + _PLACE_BY_MASKS.format(
                   arange="jnp.arange(shape[g[0]])"), dot_general=True)
 DASK = Dialect("dask", "da", "import numpy as np\nimport dask.array as da\n" + _PLACE_BY_MASKS.format(
@@ -224,8 +237,18 @@ def _layout(expr: str, layout: Layout, ndim: int, dialect: Dialect, sizes: Sizes
         expr += f".reshape({_shape(layout.shape, layout.dims, sizes)})"
         ndim = len(layout.shape)
     if layout.swap:
-        expr += ".T" if ndim == 2 else ".swapaxes(-1, -2)"
+        expr = expr + ".T" if ndim == 2 else dialect.swap.format(x=expr)
     return expr
+
+
+def _transposes_product(step: Step, op: Matmul, ndims: dict[str, int]) -> bool:
+    """Whether the step is ``(a @ b)`` then its last two axes swapped, both sides matrices or
+    batches of them: then it equals ``b^T @ a^T``."""
+    n = len(step.perm or ())
+    if op.shape is not None or n < 2 or step.perm != tuple(range(n - 2)) + (n - 1, n - 2):
+        return False
+    return all(len(layout.shape) >= 2 if layout.shape is not None else ndims[name] >= 2
+               for name, layout in zip(step.args, (op.a, op.b)))
 
 
 def _dot_by_sum(subscripts: str, a: str, b: str, dialect: Dialect) -> str:
@@ -253,15 +276,14 @@ def _tuple(values) -> str:
 
 
 def _matmul_by_dot(step: Step, op: Matmul, ndims: dict[str, int], dialect: Dialect,
-                   sizes: Sizes | None) -> str:
+                   sizes: Sizes | None = None) -> str:
     """A GEMM as ``_dot``: each side transposed and reshaped as its layout says, a side stored
     (cols, rows) read so by its contracted axis instead of swapped; the result is the GEMM's,
     (batch, rows, cols)."""
     sides, contracted, rank = [], [], 2
     for name, layout, summed_last in ((step.args[0], op.a, True), (step.args[1], op.b, False)):
         rank = len(layout.shape) if layout.shape is not None else ndims[name]
-        unswapped = Layout(layout.perm, layout.shape, False, layout.dims)
-        sides.append(_layout(name, unswapped, rank, dialect, sizes))
+        sides.append(_layout(name, replace(layout, swap=False), rank, dialect, sizes))
         contracted.append(rank - 2 + (summed_last != layout.swap))
     batch = "((0,), (0,))" if rank == 3 else "((), ())"
     return f"_dot({sides[0]}, {sides[1]}, ((({contracted[0]},), ({contracted[1]},)), {batch}))"
@@ -299,7 +321,7 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, size
         if op.own and dialect.copy is not None:
             expr = dialect.copy.format(x=expr)
         if op.broadcast is not None:
-            expr = f"{xp}.broadcast_to({expr}, {_shape(op.broadcast, op.broadcast_dims, sizes)})"
+            expr = dialect.broadcast.format(x=expr, xp=xp, shape=_shape(op.broadcast, op.broadcast_dims, sizes))
         if op.place is not None:
             labels = tuple((l,) for l in step.labels)
             expr = f"_place({expr}, {_shape(op.shape, labels, sizes)}, {op.place!r})"
@@ -313,6 +335,10 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, size
             expr += f".reshape({_shape(op.shape, op.dims, sizes)})"
     elif isinstance(op, Matmul):
         a, b = step.args
+        if dialect.products_in_order and _transposes_product(step, op, ndims):
+            swapped = (_layout(b, replace(op.b, swap=not op.b.swap), ndims[b], dialect, sizes),
+                       _layout(a, replace(op.a, swap=not op.a.swap), ndims[a], dialect, sizes))
+            return f"({swapped[0]} @ {swapped[1]})"
         expr = f"({_layout(a, op.a, ndims[a], dialect, sizes)} @ {_layout(b, op.b, ndims[b], dialect, sizes)})"
         if op.shape is not None:
             expr += f".reshape({_shape(op.shape, op.dims, sizes)})"
@@ -353,7 +379,7 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
     last_use = {name: i for i, step in enumerate(plan.steps) for name in step.args}
     lines = [f"def {name}({', '.join(plan.args + ('*', 'shapes') * shapes)}):"]
     for arg, dtype in (casts or {}).items():
-        lines.append(f"    {arg} = {dialect.cast.format(x=arg, xp=dialect.xp, dtype=np.dtype(dtype).name)}")
+        lines.append(f"    {arg} = {dialect.cast.format(x=arg, xp=dialect.xp, dtype=_dtype_name(dtype))}")
     if sizes is not None:
         lines += sizes.header()  # before the comments: the names they show need not be read
         comments = [f"# {step.spec:<14} -> {sizes.shape(tuple((l,) for l in step.labels))}"
@@ -371,15 +397,23 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
         copy, dtype = finish.get(value, (False, None))
         expr = value
         if dtype is not None:
-            dtype = np.dtype(dtype)
-            assert dtype.kind in "biufc"
-            expr = f"{expr}.real" if dtype.kind != "c" else expr
-            expr = dialect.cast.format(x=expr, xp=dialect.xp, dtype=dtype.name)  # numpy: a copy
+            kind = scalars.kind(dtype)
+            assert kind in "biufc"
+            expr = f"{expr}.real" if kind != "c" else expr
+            expr = dialect.cast.format(x=expr, xp=dialect.xp, dtype=_dtype_name(dtype))  # numpy: a copy
         elif copy and dialect.copy is not None:
             expr = dialect.copy.format(x=expr)
+        elif value in finish and dialect.result is not None:
+            expr = dialect.result.format(x=expr)
         results.append(expr)
     lines.append(f"    return ({''.join(r + ', ' for r in results).rstrip()})")
     return "\n".join(lines) + "\n"
+
+
+def _dtype_name(dtype) -> str:
+    text = scalars.name(dtype)
+    assert text.isidentifier(), text  # a scalar type's own name, never user text
+    return text
 
 
 def load(source: str, dialect: Dialect = NUMPY) -> dict:

@@ -9,7 +9,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from . import backends, code_request, codegen, derive, paths, vendor
+from . import backends, code_request, codegen, derive, paths, scalars, vendor
 from .errors import EinsumSpecError
 from .report import Costs, PlanReport
 from .shapes import Classified, ShapeClass, bind, check_shapes, classify, differ, is_count
@@ -94,6 +94,19 @@ class Einsum:
 
     def __repr__(self) -> str:
         return f"einsgrad.Einsum({str(self.spec)!r})"
+
+    def __getstate__(self) -> dict:
+        """What a pickle keeps: the spec and the options; the compiled code is made again."""
+        state = {name: value for name, value in self.__dict__.items()
+                 if name not in ("_records", "_loaded", "_last", "_classes")}
+        state["_records"] = self._records.cache_info().maxsize  # the cache's size, not its code
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._records = functools.lru_cache(maxsize=state["_records"])(self._record)
+        self._classes = functools.lru_cache(maxsize=1024)(self._classify)
+        self._loaded, self._last = {}, None
 
     @property
     def grad_specs(self) -> tuple[str, ...]:
@@ -306,7 +319,7 @@ class Einsum:
         kind the last call ran when its shapes are used, exact-shape code otherwise.
         """
         dialect = code_request.dialect(backend, codegen.DIALECTS)
-        signature, dtypes = self._request(shapes, None, "source", generic, False)
+        signature, dtypes = self._request(shapes, None, "source", generic, False, numpy=dialect is not codegen.TORCH)
         record = self._signature_record(signature)
         if isinstance(signature, ShapeClass):
             header = (f"# einsgrad: {self.spec}  shape-generic, planned for shapes "
@@ -332,7 +345,7 @@ class Einsum:
                 last call ran such code.
         """
         dialect = code_request.dialect(backend, vendor.BACKENDS)
-        signature, dtypes = self._request(shapes, dtypes, "module", generic, True)
+        signature, dtypes = self._request(shapes, dtypes, "module", generic, True, numpy=True)
         if backend != "numpy" and len(set(dtypes)) > 1:
             raise EinsumSpecError(f"a {backend} module takes one dtype for every operand, got "
                                   f"{', '.join(d.name for d in dtypes)}")
@@ -437,13 +450,17 @@ class Einsum:
         dtype = (lambda a: a.dtype) if backend is None else backend.dtype
         dtypes = tuple([dtype(a) for a in arrays])
         if not wrt:
-            zeros = np.zeros(output_shape, np.result_type(*dtypes))
-            zeros = zeros if backend is None else backend.convert(zeros, arrays[0])
+            if backend is not None and backend.cast is not None:  # torch: its own dtypes
+                zeros = backend.cast(backend.convert(np.zeros(output_shape), arrays[0]),
+                                     scalars.result_type(*dtypes))
+            else:
+                zeros = np.zeros(output_shape, np.result_type(*dtypes))
+                zeros = zeros if backend is None else backend.convert(zeros, arrays[0])
             return (zeros,) if mode is Mode.JVP else (self(*arrays), zeros)
         key = ProgramKey(mode, signature, dtypes, wrt, None, _NUMPY if backend is None else backend.dialect)
         function = record.function(key)
         if backend is not None and backend.cast is not None and len(set(dtypes)) > 1:
-            common = np.result_type(*dtypes)
+            common = scalars.result_type(*dtypes)
             arrays = [backend.cast(a, common) for a in arrays]
         return tuple(function(*arrays))
 
@@ -469,15 +486,17 @@ class Einsum:
             raise EinsumSpecError(f"{caller}() needs shapes: pass them or compile with shapes=")
         return shapes
 
-    def _request(self, shapes, dtypes, caller: str, generic, unshaped: bool) -> code_request.CodeRequest:
-        """What :meth:`source` and :meth:`module` write code for (see :func:`code_request`)."""
+    def _request(self, shapes, dtypes, caller: str, generic, unshaped: bool,
+                 numpy: bool) -> code_request.CodeRequest:
+        """What :meth:`source` and :meth:`module` write code for (see :func:`code_request`);
+        ``numpy``: the last call's dtypes as numpy's (a torch call's where numpy has them)."""
         last = None if self._last is None else ProgramKey._make(self._last)
         return code_request.code_request(self.spec, self.sizes, shapes, dtypes, caller, generic,
-                                         unshaped, self.shapes, last)
+                                         unshaped, self.shapes, last, numpy)
 
     def _keys(self, record: SignatureRecord, shapes, dtypes, dialect) -> tuple[ProgramKey, ...]:
         """Keys of forward, vjp, forward_saving and pullback, every operand wanted."""
-        out, every = np.result_type(*dtypes), self._every
+        out, every = scalars.result_type(*dtypes), self._every
         return (ProgramKey(Mode.FORWARD, shapes, dtypes, None, None, dialect),
                 ProgramKey(Mode.VJP, shapes, dtypes, every, out, dialect),
                 ProgramKey(Mode.SAVING, shapes, dtypes, every, None, dialect),
@@ -486,7 +505,7 @@ class Einsum:
     def _run_in(self, backend: backends.Backend | None, mode: Mode, arrays, wrt, cotangent=None,
                 record: SignatureRecord | None = None):
         """The function of ``mode`` for these arrays (``backend`` None: numpy): its dialect's
-        code, cached under a key of numpy dtypes, in ``record`` (default: the arrays' shape
+        code, cached under a key of the backend's dtypes (:mod:`einsgrad.scalars`), in ``record`` (default: the arrays' shape
         signature's). Where the library does not promote mixed dtypes, arguments are cast to
         the common one first (the results are then cast back to their operands' dtypes)."""
         if backend is None:
@@ -512,7 +531,7 @@ class Einsum:
         every = dtypes if cotangent_dtype is None else dtypes + (cotangent_dtype,)
         if backend.cast is None or len(set(every)) == 1:
             return function
-        common, cast = np.result_type(*every), backend.cast
+        common, cast = scalars.result_type(*every), backend.cast
         return lambda *args, **shapes: function(*[cast(a, common) for a in args], **shapes)
 
     def _forward_saving(self, arrays, wrt, backend=None) -> Saving:

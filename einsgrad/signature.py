@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import codegen, derive, host, paths, plan, slicing
+from . import codegen, derive, host, paths, plan, scalars, slicing
 from .errors import EinsumSpecError
 from .report import Plans
 from .shapes import BoundSpec
@@ -43,7 +43,8 @@ class ProgramKey(NamedTuple):
         mode: which function.
         shapes: the operands' shapes (the shape signature that caches it), or their
             :class:`~einsgrad.shapes.ShapeClass` for shape-generic code.
-        dtypes: the operands' dtypes (the jvp's: then its tangents', in ``wrt`` order).
+        dtypes: the operands' dtypes (the jvp's: then its tangents', in ``wrt`` order); numpy's,
+            or the backend's own (see :mod:`einsgrad.scalars`).
         wrt: the operands differentiated (the Jacobian's one operand; the jvp's operands with
             a tangent); None for the forward.
         cotangent: the cotangent's dtype (vjp and pullback), else None.
@@ -53,9 +54,9 @@ class ProgramKey(NamedTuple):
 
     mode: Mode
     shapes: tuple[tuple[int, ...], ...]
-    dtypes: tuple[np.dtype, ...]
+    dtypes: tuple
     wrt: tuple[int, ...] | None
-    cotangent: np.dtype | None
+    cotangent: object
     dialect: codegen.Dialect
     chunk: slicing.Cuts = ()
 
@@ -156,7 +157,7 @@ class SignatureRecord:
         """``key``'s forward (``g`` None) or vjp, run chunk by chunk along :attr:`slices`,
         each chunk by the code compiled for its label sizes (under ``key`` with its chunk)."""
         if g is None:  # the gradients have their operands' shapes: they can exist
-            host.check_fits_shape(self.output_shape, np.result_type(*key.dtypes).itemsize,
+            host.check_fits_shape(self.output_shape, scalars.itemsize(scalars.result_type(*key.dtypes)),
                                   f"the forward of {str(self.spec)!r}", "the output")
         return slicing.run(self.bound, self.slices, lambda chunk: self.function(key._replace(chunk=chunk)),
                            arrays, g, key.wrt)
@@ -203,7 +204,7 @@ class SignatureRecord:
         with self.lock:
             if key not in self.functions:
                 source = self._rendered(key)
-                itemsize = np.result_type(*key.dtypes, *[key.cotangent] * (key.cotangent is not None)).itemsize
+                itemsize = scalars.itemsize(scalars.result_type(*key.dtypes, *[key.cotangent] * (key.cotangent is not None)))
                 if not self.generic:  # a generic plan's sizes are its class's, not a call's
                     host.check_fits(self.plan(PlanKey(key.mode, key.wrt, key.chunk)), itemsize,
                                     f"the {key.mode.value} of {str(self.spec)!r}")
@@ -219,9 +220,9 @@ class SignatureRecord:
         program = self.plan(PlanKey(mode, wrt, key.chunk))
         casts = _entry_casts(program, key)
         if mode is Mode.FORWARD:
-            out = np.result_type(*dtypes)
+            out = scalars.result_type(*dtypes)
             return Composed(program, "forward", {"y": (_needs_copy(program, "y", bound.output_shape),
-                                                       None if _kind(out) in "fc" else out)}, casts)
+                                                       None if scalars.kind(out) in "fc" else out)}, casts)
         if mode is Mode.SAVING:
             return Composed(program, "forward_saving",
                             {"y": (_needs_copy(program, "y", bound.output_shape), None)}, casts)
@@ -270,11 +271,11 @@ def _entry_casts(program: Plan, key: ProgramKey) -> dict:
 def _jvp_finish(program: Plan, bound, dtypes) -> dict:
     """How a jvp plan returns ``dy`` (of the operands' and tangents' dtype) and, if it does,
     ``y`` (of the operands' alone, as the forward: it computes in the dtype of all of them)."""
-    shape, every = bound.output_shape, np.result_type(*dtypes)
-    finish = {"dy": (_needs_copy(program, "dy", shape), None if _kind(every) in "fc" else every)}
+    shape, every = bound.output_shape, scalars.result_type(*dtypes)
+    finish = {"dy": (_needs_copy(program, "dy", shape), None if scalars.kind(every) in "fc" else every)}
     if "y" in program.returns:
-        out = np.result_type(*dtypes[:len(bound.spec.inputs)])
-        finish["y"] = (_needs_copy(program, "y", shape), None if _kind(out) in "fc" and out == every else out)
+        out = scalars.result_type(*dtypes[:len(bound.spec.inputs)])
+        finish["y"] = (_needs_copy(program, "y", shape), None if scalars.kind(out) in "fc" and out == every else out)
     return finish
 
 
@@ -305,8 +306,8 @@ def _finish(program: Plan, bound, wrt, cotangent_dtype, dtypes) -> dict:
     finish, shapes = {}, bound.input_shapes
     for k, name in zip(wrt, program.returns):
         target = dtypes[k]
-        computed = np.result_type(cotangent_dtype, *dtypes[:k], *dtypes[k + 1:])
-        cast = target if _kind(target) in "fc" and target != computed else None
+        computed = scalars.result_type(cotangent_dtype, *dtypes[:k], *dtypes[k + 1:])
+        cast = target if scalars.kind(target) in "fc" and target != computed else None
         finish[name] = (_needs_copy(program, name, shapes[k]), cast)
     return finish
 
@@ -321,17 +322,9 @@ def check_dtypes(dtypes, cotangent=None, extension_floats: bool = False) -> None
     ``extension_floats`` (jax computes in them; numpy's own operations do not)."""
     named = [("the cotangent", cotangent)] * (cotangent is not None)
     for name, dtype in named + [(f"operand {i}", d) for i, d in enumerate(dtypes)]:
-        kind = _kind(dtype)
+        kind = scalars.kind(dtype)
         if kind not in "biufc":
             raise EinsumSpecError(f"{name} has dtype {dtype}, which is not numeric")
-        if kind != dtype.kind and not extension_floats:
+        if isinstance(dtype, np.dtype) and kind != dtype.kind and not extension_floats:
             raise EinsumSpecError(f"{name} has dtype {dtype}, which numpy does not compute in "
                                   "(jax arrays of it run, through einsgrad.jax)")
-
-
-def _kind(dtype: np.dtype) -> str:
-    """numpy's kind character, ``f`` for ml_dtypes' floating point types too (jax's
-    ``bfloat16``, ``float8_*``), which numpy sees as extension types of kind ``V``."""
-    if dtype.kind == "V" and dtype.name.startswith(("bfloat", "float")):
-        return "f"
-    return dtype.kind

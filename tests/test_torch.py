@@ -133,3 +133,105 @@ def test_torch_compile():
         torch.testing.assert_close(value, expected)
         for got, want in zip(grads, torch.autograd.grad(expected, [X2, W2])):
             torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("spec, shapes", [
+    pytest.param("bi,oi->bo", [(256, 512), (1024, 512)], id="linear transposed"),
+    pytest.param("bhqd,bhkd->bhqk", [(2, 3, 8, 4), (2, 3, 6, 4)], id="attention scores"),
+    pytest.param("ij,jk->ki", [(3, 4), (4, 5)], id="transposed output"),
+    pytest.param("ab,bc,cd->ad", [(2, 3), (3, 4), (4, 5)], id="chain"),
+])
+def test_results_are_contiguous_where_torch_einsum_is(spec, shapes):
+    """The layout torch.einsum returns: contiguous where it is, so that .view() works; the
+    gradients are contiguous too."""
+    ops = tensors(shapes, torch.float32)
+    y = einsgrad.torch.einsum(spec, *ops)
+    if torch.einsum(spec, *ops).is_contiguous():
+        assert y.is_contiguous()
+        assert y.view(-1).shape == (y.numel(),)
+    for g in torch.autograd.grad(y, ops, torch.ones_like(y)):
+        assert g.is_contiguous()
+
+
+@given(einsum_cases(dtypes=EXACT_DTYPES))
+def test_fresh_results_are_contiguous(case: Case):
+    """Hypothesis-generated specs: a result torch.einsum returns contiguous is contiguous."""
+    ops = [torch.tensor(x) for x in case.operands()]
+    try:
+        expected = torch.einsum(case.clean_spec, *ops)
+    except RuntimeError:
+        assume(False)
+    assume(expected.is_contiguous())
+    assert einsgrad.torch.einsum(case.spec, *ops).is_contiguous()
+
+
+def test_list_and_sublist_forms():
+    """torch.einsum's other call forms: the operands as one list, and sublists of integer
+    labels (with ... for an ellipsis), the output's optional."""
+    x, y = tensors([(2, 3, 4), (4, 5)])
+    expected = torch.einsum("bij,jk->bik", x, y)
+    torch.testing.assert_close(einsgrad.torch.einsum("bij,jk->bik", [x, y]), expected)
+    torch.testing.assert_close(einsgrad.torch.einsum("bij,jk->bik", (x, y)), expected)
+    torch.testing.assert_close(einsgrad.torch.einsum(x, [0, 1, 2], y, [2, 3], [0, 1, 3]), expected)
+    torch.testing.assert_close(einsgrad.torch.einsum(x, [0, 1, 2], y, [2, 3]),
+                               torch.einsum(x, [0, 1, 2], y, [2, 3]))
+    torch.testing.assert_close(einsgrad.torch.einsum(x, [..., 2], y, [2, 51], [..., 51]),
+                               torch.einsum(x, [..., 2], y, [2, 51], [..., 51]))
+    dx, dy = torch.autograd.grad(einsgrad.torch.einsum(x, [0, 1, 2], y, [2, 3]).sum(), [x, y])
+    assert dx.shape == x.shape and dy.shape == y.shape
+
+
+@pytest.mark.parametrize("args, message", [
+    pytest.param(lambda x: (x, [0, 52]), r"operand 0's sublist holds 52: a label is an integer in \[0, 52\)", id="too large"),
+    pytest.param(lambda x: (x, [0, -1]), r"holds -1", id="negative"),
+    pytest.param(lambda x: (x, ["i", "j"]), r"holds 'i'", id="letters"),
+    pytest.param(lambda x: (x, [True, 0]), r"holds True", id="bool"),
+    pytest.param(lambda x: (x, [0, 1], x), r"the output sublist must be a list of labels, got Tensor", id="no sublist"),
+    pytest.param(lambda x: (x, x), r"argument 1 is Tensor, not a list of labels", id="no spec"),
+    pytest.param(lambda x: (x, [0, 1], [0, 0.5]), r"the output sublist holds 0.5", id="float label"),
+    pytest.param(lambda x: (), r"einsum\(\) needs a spec and its operands", id="nothing"),
+])
+def test_bad_sublists(args, message):
+    x = tensors([(2, 3)])[0]
+    with pytest.raises(einsgrad.EinsumSpecError, match=message):
+        einsgrad.torch.einsum(*args(x))
+
+
+def test_compiled_einsum_pickles():
+    """A compiled Einsum (sizes, optimize, cache size kept) pickles before and after calls,
+    with numpy and torch operands, and computes the same afterwards."""
+    import pickle
+
+    bias = einsgrad.compile("j,ij->ij", sizes={}, cache_size=3, optimize="greedy")
+    fresh = pickle.loads(pickle.dumps(bias))
+    b, X = tensors([(5,), (4, 5)])
+    y = einsgrad.torch.einsum(bias, b, X)
+    bias(np.ones(5), np.ones((4, 5)))
+    again = pickle.loads(pickle.dumps(bias))
+    for copy in (fresh, again):
+        assert repr(copy) == repr(bias) and copy.optimize == "greedy"
+        torch.testing.assert_close(einsgrad.torch.einsum(copy, b, X), y)
+        np.testing.assert_array_equal(copy.vjp(np.ones((4, 5)), np.ones(5), np.ones((4, 5)))[0], np.full(5, 4.0))
+    twice = pickle.loads(pickle.dumps(again))
+    torch.testing.assert_close(torch.autograd.grad(einsgrad.torch.einsum(twice, b, X).sum(), [b])[0],
+                               torch.autograd.grad(y.sum(), [b])[0])
+
+
+def test_import_leaves_dynamo_alone_and_compile_still_traces():
+    """``import einsgrad.torch`` does not import torch._dynamo (seconds of import time);
+    torch.compile then still puts the call in its graph (fullgraph: no break), in a fresh
+    interpreter where nothing imported dynamo first."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, torch, einsgrad.torch
+assert 'torch._dynamo' not in sys.modules, 'dynamo imported'
+f = torch.compile(lambda x, w: einsgrad.torch.einsum('ik,jk->ij', x, w).sum(), backend='aot_eager', fullgraph=True)
+x, w = torch.ones(4, 3, requires_grad=True), torch.ones(5, 3)
+f(x, w).backward()
+assert x.grad.eq(5).all()
+print('ok')
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
