@@ -33,7 +33,7 @@ def code_request(spec: Spec, sizes, shapes, dtypes, caller: str, generic: bool |
     Args:
         spec: the compiled spec; ``sizes`` its normalized ``sizes=``.
         shapes: the shapes given (empty: none), else ``compiled`` (``compile(..., shapes=)``),
-            else the shapes of ``last``, the last call's :class:`ProgramKey` (or None).
+            else the shapes of ``last``, the last call's :class:`FunctionKey` (or None).
         dtypes: given (one for all, or one per operand), else the last call's for its shapes,
             else float64; where ``numpy``, the last call's only as numpy dtypes (a torch
             call's where numpy has them: not bfloat16).

@@ -13,7 +13,7 @@ from . import backends, code_request, codegen, derive, paths, scalars, vendor
 from .errors import EinsumSpecError
 from .report import Costs, PlanReport
 from .shapes import Classified, ShapeClass, bind, check_shapes, classify, differ, is_count
-from .signature import Mode, ProgramKey, SignatureRecord
+from .signature import Mode, FunctionKey, SignatureRecord
 from .spec import Spec, normalize_sizes, parse
 
 JACOBIAN_LIMIT = 2**24  # elements: Einsum.jacobian is for small cases
@@ -83,8 +83,8 @@ class Einsum:
         self._records = functools.lru_cache(maxsize=min(int(cache_size), sys.maxsize))(self._record)
         # The calls' index of the cached records' loaded functions: one lookup per call. It
         # starts afresh whenever a signature enters the cache (and may push one out).
-        self._loaded: dict[ProgramKey, Loaded] = {}
-        self._last: tuple | None = None  # the last call's ProgramKey fields, for source()
+        self._loaded: dict[FunctionKey, Loaded] = {}
+        self._last: tuple | None = None  # the last call's FunctionKey fields, for source()
         self._classes = functools.lru_cache(maxsize=1024)(self._classify)
         self._every = tuple(range(len(self.spec.inputs)))
         self._all = derive.Wrt(self._every, False)
@@ -127,7 +127,7 @@ class Einsum:
         call = self._call(Mode.FORWARD, arrays, None, None)
         loaded = self._loaded.get(call)
         if loaded is None:  # a first call, or one that runs in slices
-            key = ProgramKey._make(call)
+            key = FunctionKey._make(call)
             record = self._signature_record(key.shapes)
             if self.memory_limit is not None and record.slices:
                 return record.run_sliced(key, arrays)[0]
@@ -161,7 +161,7 @@ class Einsum:
                     raise self._cotangent_error(g, loaded.record)
                 results = loaded.function(g, *arrays)
             else:  # a first call, or one that runs in slices
-                key = ProgramKey._make(call)
+                key = FunctionKey._make(call)
                 record = self._signature_record(key.shapes)
                 if g.shape != record.output_shape:
                     raise self._cotangent_error(g, record)
@@ -284,7 +284,7 @@ class Einsum:
         if backend is not None:
             raise EinsumSpecError(f"jacobian() takes numpy arrays, not {backend.name} arrays")
         k = derive.check_wrt(self.spec, wrt)
-        key = ProgramKey._make(self._call(Mode.JACOBIAN, arrays, (k,), None))
+        key = FunctionKey._make(self._call(Mode.JACOBIAN, arrays, (k,), None))
         record, shapes = self._signature_record(key.shapes), key.shapes
         count = math.prod(record.output_shape) * math.prod(shapes[k])
         if count > JACOBIAN_LIMIT:
@@ -411,10 +411,10 @@ class Einsum:
         return record
 
     def _call(self, mode: Mode, arrays, wrt, cotangent) -> tuple:
-        """The fields of the :class:`ProgramKey` of ``mode``'s function for these numpy arrays,
+        """The fields of the :class:`FunctionKey` of ``mode``'s function for these numpy arrays,
         in order, remembered as the last call's (for :meth:`source`). A plain tuple hashes and
-        compares equal to the ProgramKey it spells, so it finds the loaded function, and is
-        cheaper to build on every call; ``ProgramKey._make`` names its fields where needed."""
+        compares equal to the FunctionKey it spells, so it finds the loaded function, and is
+        cheaper to build on every call; ``FunctionKey._make`` names its fields where needed."""
         if len(arrays) <= 8:  # a few operands: cheaper than two lists made tuples (but quadratic)
             shapes = dtypes = ()
             for a in arrays:
@@ -457,7 +457,7 @@ class Einsum:
                 zeros = np.zeros(output_shape, np.result_type(*dtypes))
                 zeros = zeros if backend is None else backend.convert(zeros, arrays[0])
             return (zeros,) if mode is Mode.JVP else (self(*arrays), zeros)
-        key = ProgramKey(mode, signature, dtypes, wrt, None, _NUMPY if backend is None else backend.dialect)
+        key = FunctionKey(mode, signature, dtypes, wrt, None, _NUMPY if backend is None else backend.dialect)
         function = record.function(key)
         if backend is not None and backend.cast is not None and len(set(dtypes)) > 1:
             common = scalars.result_type(*dtypes)
@@ -468,7 +468,7 @@ class Einsum:
         return EinsumSpecError(f"the cotangent has shape {g.shape} but the output of {str(self.spec)!r} "
                                f"has shape {record.output_shape}")
 
-    def _load(self, key: ProgramKey, record: SignatureRecord) -> Loaded:
+    def _load(self, key: FunctionKey, record: SignatureRecord) -> Loaded:
         """``key``'s function from ``record`` (made on first use), indexed for later calls."""
         loaded = self._loaded[key] = Loaded(record, record.function(key))
         return loaded
@@ -490,17 +490,17 @@ class Einsum:
                  numpy: bool) -> code_request.CodeRequest:
         """What :meth:`source` and :meth:`module` write code for (see :func:`code_request`);
         ``numpy``: the last call's dtypes as numpy's (a torch call's where numpy has them)."""
-        last = None if self._last is None else ProgramKey._make(self._last)
+        last = None if self._last is None else FunctionKey._make(self._last)
         return code_request.code_request(self.spec, self.sizes, shapes, dtypes, caller, generic,
                                          unshaped, self.shapes, last, numpy)
 
-    def _keys(self, record: SignatureRecord, shapes, dtypes, dialect) -> tuple[ProgramKey, ...]:
+    def _keys(self, record: SignatureRecord, shapes, dtypes, dialect) -> tuple[FunctionKey, ...]:
         """Keys of forward, vjp, forward_saving and pullback, every operand wanted."""
         out, every = scalars.result_type(*dtypes), self._every
-        return (ProgramKey(Mode.FORWARD, shapes, dtypes, None, None, dialect),
-                ProgramKey(Mode.VJP, shapes, dtypes, every, out, dialect),
-                ProgramKey(Mode.SAVING, shapes, dtypes, every, None, dialect),
-                ProgramKey(Mode.PULLBACK, shapes, dtypes, every, out, dialect))
+        return (FunctionKey(Mode.FORWARD, shapes, dtypes, None, None, dialect),
+                FunctionKey(Mode.VJP, shapes, dtypes, every, out, dialect),
+                FunctionKey(Mode.SAVING, shapes, dtypes, every, None, dialect),
+                FunctionKey(Mode.PULLBACK, shapes, dtypes, every, out, dialect))
 
     def _run_in(self, backend: backends.Backend | None, mode: Mode, arrays, wrt, cotangent=None,
                 record: SignatureRecord | None = None):
@@ -513,7 +513,7 @@ class Einsum:
             loaded = self._loaded.get(call)
             if loaded is not None and (record is None or loaded.record is record):
                 return loaded.function
-            key = ProgramKey._make(call)
+            key = FunctionKey._make(call)
             if record is None:
                 return self._load(key, self._signature_record(key.shapes)).function
             return record.function(key)  # a record pushed out of the cache since: not indexed
@@ -526,7 +526,7 @@ class Einsum:
             raise EinsumSpecError(
                 f"the cotangent has shape {tuple(cotangent.shape)} but the output of "
                 f"{str(self.spec)!r} has shape {tuple(output_shape)}")
-        key = self._last = ProgramKey(mode, shapes, dtypes, wrt, cotangent_dtype, backend.dialect)
+        key = self._last = FunctionKey(mode, shapes, dtypes, wrt, cotangent_dtype, backend.dialect)
         function = record.function(key)
         every = dtypes if cotangent_dtype is None else dtypes + (cotangent_dtype,)
         if backend.cast is None or len(set(every)) == 1:
@@ -541,7 +541,7 @@ class Einsum:
             call = self._call(Mode.SAVING, arrays, wrt, None)
             loaded = self._loaded.get(call)
             if loaded is None:
-                key = ProgramKey._make(call)
+                key = FunctionKey._make(call)
                 loaded = self._load(key, self._signature_record(key.shapes))
             record, function = loaded.record, loaded.function
         else:

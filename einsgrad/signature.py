@@ -3,7 +3,7 @@
 An :class:`einsgrad.Einsum` keeps one :class:`SignatureRecord` per shape signature. The record
 binds the spec once, asks the path optimizer once for the forward tree, and makes every plan,
 source and function of the signature from them, each when first needed, under named keys
-(:class:`PlanKey`, :class:`ProgramKey`).
+(:class:`PlanKey`, :class:`FunctionKey`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Mode(enum.Enum):
     __hash__ = object.__hash__  # members are singletons; a key is hashed on every call
 
 
-class ProgramKey(NamedTuple):
+class FunctionKey(NamedTuple):
     """What one generated function is compiled for.
 
     Attributes:
@@ -81,7 +81,7 @@ class SignatureRecord:
 
     The bound spec and the forward tree (the one question asked of the path optimizer) are
     made at once; the plans (every mode, each ``wrt``, each chunk of a sliced run), the
-    slices, and the generated source and function of each :class:`ProgramKey` are made from
+    slices, and the generated source and function of each :class:`FunctionKey` are made from
     them lazily and kept. Holding one record, a forward and its pullback cannot disagree
     about the tree, whatever the optimizer answers another time.
 
@@ -100,8 +100,8 @@ class SignatureRecord:
         self.every = tuple(range(len(bound.spec.inputs)))
         self.sweeps: dict[tuple, plan.Sweep] = {}
         self.plans: dict[PlanKey, Plan] = {}
-        self.sources: dict[ProgramKey, Source] = {}
-        self.functions: dict[ProgramKey, Callable] = {}
+        self.sources: dict[FunctionKey, Source] = {}
+        self.functions: dict[FunctionKey, Callable] = {}
         self.lock = threading.RLock()
         self._slices: slicing.Cuts | None = None
 
@@ -153,7 +153,7 @@ class SignatureRecord:
                 self.bound, self.memory_limit, self.tree, self.optimize)
         return self._slices
 
-    def run_sliced(self, key: ProgramKey, arrays, g=None) -> tuple:
+    def run_sliced(self, key: FunctionKey, arrays, g=None) -> tuple:
         """``key``'s forward (``g`` None) or vjp, run chunk by chunk along :attr:`slices`,
         each chunk by the code compiled for its label sizes (under ``key`` with its chunk)."""
         if g is None:  # the gradients have their operands' shapes: they can exist
@@ -170,14 +170,14 @@ class SignatureRecord:
                      self.plan(PlanKey(Mode.SAVING, every)), self.plan(PlanKey(Mode.PULLBACK, every)),
                      separate)
 
-    def source(self, key: ProgramKey, prefix: str = "") -> str:
+    def source(self, key: FunctionKey, prefix: str = "") -> str:
         """The generated text of ``key``'s function (its name after ``prefix``); rendering only,
         so that showing code for a library never needs that library."""
         if prefix:
             return self._render(key, prefix).text
         return self._rendered(key).text
 
-    def _rendered(self, key: ProgramKey) -> Source:
+    def _rendered(self, key: FunctionKey) -> Source:
         """The source of ``key``'s function, rendered once."""
         found = self.sources.get(key)
         if found is None:
@@ -187,7 +187,7 @@ class SignatureRecord:
                     found = self.sources[key] = self._render(key)
         return found
 
-    def _render(self, key: ProgramKey, prefix: str = "") -> Source:
+    def _render(self, key: FunctionKey, prefix: str = "") -> Source:
         """The source of ``key``'s function, its name after ``prefix``."""
         composed = self.compose(key)
         name = prefix + composed.name
@@ -195,7 +195,7 @@ class SignatureRecord:
         return Source(codegen.render(composed.plan, name, composed.finish, key.dialect, composed.casts,
                                      operands, self.generic and key.mode is Mode.PULLBACK), name)
 
-    def function(self, key: ProgramKey) -> Callable:
+    def function(self, key: FunctionKey) -> Callable:
         """The function ``key`` runs, loaded from its source on first use, after checking that
         every value it makes can exist on this host."""
         found = self.functions.get(key)
@@ -211,8 +211,8 @@ class SignatureRecord:
                 self.functions[key] = codegen.load(source.text, key.dialect)[source.name]
             return self.functions[key]
 
-    def compose(self, key: ProgramKey) -> "Composed":
-        """The plan of a program key, the name of its function, how it finishes results, and
+    def compose(self, key: FunctionKey) -> "Composed":
+        """The plan of a function key, the name of its function, how it finishes results, and
         which arguments it first casts."""
         mode, dtypes, wrt = key.mode, key.dtypes, key.wrt
         check_dtypes(dtypes, key.cotangent, extension_floats=key.dialect is codegen.JAX)
@@ -235,7 +235,7 @@ class SignatureRecord:
 
 
 class Composed(NamedTuple):
-    """What :func:`codegen.render` needs for one program key.
+    """What :func:`codegen.render` needs for one function key.
 
     Attributes:
         plan: the steps.
@@ -250,7 +250,7 @@ class Composed(NamedTuple):
     casts: dict
 
 
-def _entry_casts(program: Plan, key: ProgramKey) -> dict:
+def _entry_casts(program: Plan, key: FunctionKey) -> dict:
     """Arguments of mixed-dtype code cast to the common dtype first, as ``numpy.einsum`` does:
     a narrower operand summed alone (a trace of float16 values beside float64 ones) would
     otherwise be summed, and rounded, in its own dtype. Only for libraries whose operations
