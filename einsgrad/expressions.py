@@ -136,15 +136,15 @@ def term_free(term: Term) -> tuple[str, ...]:
 
 
 def elementwise_in(index: str, node: Node) -> bool:
-    """Whether ``index`` is used elementwise in ``node``: in a group, held by every term and by
-    at most one factor of each (recursively), so that summing it inside or outside the node
-    would not differ in meaning, only in where one writes the sum."""
+    """Whether ``index`` is used elementwise in ``node``: no term of a group holds it in two
+    factors (a product summed over it, recursively), so that where one writes its sum would
+    change no meaning a reader could intend (``(A[b,j] - T[b,j])^2``, ``sqrt(1 + x[i]^2)``)."""
     if isinstance(node, (Factor, Delta)):
         return True
     if isinstance(node, Group):
         for t in node.terms:
             holders = [f for f in t.factors if index in free(f)]
-            if len(holders) != 1 or not elementwise_in(index, holders[0]):
+            if len(holders) > 1 or (holders and not elementwise_in(index, holders[0])):
                 return False
         return True
     if isinstance(node, Call):
@@ -258,10 +258,13 @@ def sum_text(terms) -> str:
 
 
 def term_text(term: Term) -> str:
-    """``c * F * G / H``: numbers first, factors with a negative power after a ``/``."""
-    over = [f for f in term.factors if isinstance(f, Power) and f.exponent < 0]
-    above = [f for f in term.factors if not (isinstance(f, Power) and f.exponent < 0)]
-    body = [node_text(f) for f in above]
+    """``c * F * G / H``: the number first, the factors after it, those with a negative power
+    at the end after a ``/`` (elsewhere ``H^-1``), so that the text reads back as the term."""
+    factors = list(term.factors)
+    over = []
+    while factors and isinstance(factors[-1], Power) and factors[-1].exponent < 0:
+        over.insert(0, factors.pop())
+    body = [node_text(f) for f in factors]
     c = term.coefficient
     if c != 1 or not body:
         body.insert(0, number_text(c))

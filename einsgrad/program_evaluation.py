@@ -231,6 +231,7 @@ class StepsEvaluation:
     steps: tuple
     plans: tuple
     in_place: tuple[bool, ...]
+    witnesses: tuple[str, ...]
 
     @classmethod
     def of(cls, prog) -> "StepsEvaluation":
@@ -247,7 +248,9 @@ class StepsEvaluation:
                 plans.append(None)
                 arg = s.argument.name
                 in_place.append(arg in made and reads.count(arg) == 1 and arg != steps[-1].name)
-        return cls(steps, tuple(plans), tuple(in_place))
+        witnesses = tuple(dict.fromkeys(w.name for s in steps if isinstance(s, Contraction)
+                                        for w in s.witnesses))
+        return cls(steps, tuple(plans), tuple(in_place), witnesses)
 
     def run(self, prog, given: dict):
         values = {}
@@ -256,6 +259,9 @@ class StepsEvaluation:
                 raise EinsumSpecError(f"missing input {name!r}: the program reads "
                                       f"{', '.join(prog.inputs)}", str(prog))
             values[name] = _array(prog, name, given[name])
+        for name in self.witnesses:  # a size no term gives, read from a tensor given
+            if name in given and name not in values:
+                values[name] = _array(prog, name, given[name])
         for step, plan, in_place in zip(self.steps, self.plans, self.in_place):
             if plan is not None:
                 values[step.name] = np.asarray(plan[1].run(plan[0], values))
@@ -266,7 +272,7 @@ class StepsEvaluation:
                                       f"but the program gives it {len(step.argument.indices)} "
                                       f"index(es)", str(prog))
             arg = np.transpose(arg, [step.argument.indices.index(i) for i in step.indices])
-            values[step.name] = _apply(step, arg, in_place)
+            values[step.name] = np.asarray(_apply(step, arg, in_place and arg.ndim > 0))
         result = values[self.steps[-1].name]
         return result[()] if not result.ndim else result
 

@@ -40,6 +40,9 @@ and is a normal float64 (between 1e-300 and 1e300) when a program runs. A number
 product of numbers (checked as it grows, factor by factor) or a merged coefficient out of that
 range is refused with an EinsumSpecError."""
 
+MAX_DEPTH = 64
+"""The deepest nesting of parentheses and function calls a program may have."""
+
 
 class _Parser:
     """Recursive descent over the tokens; every error points at a column of the text."""
@@ -255,8 +258,10 @@ class _Parser:
 
     def parenthesized(self, make):
         """``( expression )``, handed to ``make`` as its terms."""
-        self.take("(", "'('")
+        _, _, col = self.take("(", "'('")
         self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"parentheses and functions nest deeper than {MAX_DEPTH} here", col)
         terms = [t for t, _, _ in self.expression()]
         self.take(")", "')' or an operator")
         self.depth -= 1

@@ -114,7 +114,7 @@ class Program:
         """
         rank = self._rank(name)
         out = self._new_name(out, "d" + name if self.cotangent or self.statements else "g", "the result",
-                             [self.cotangent] if self.cotangent else [])
+                             ([self.cotangent] if self.cotangent else []) + [s.name for s in self.steps])
         if self.statements:
             first = next((f for s in self.steps for f in _factors(s) if f.name == name), None)
             xs = (fresh_indices(first.indices if first else [None] * rank, ()) if indices is None else
