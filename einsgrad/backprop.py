@@ -16,14 +16,16 @@ cotangent, then the gradient. Pure: no numpy.
 
 from __future__ import annotations
 
+from collections import Counter
 from fractions import Fraction
 from functools import lru_cache
 
 from .algebra import Factor, Term, fresh_name, simplify
 from .derivation import differentiate
-from .expressions import DERIVATIVES, Group, Power, Statement, group, is_polynomial, renamed, substituted
+from .expressions import (DERIVATIVES, Group, Power, Statement, group, inlined, is_polynomial, reads,
+                          renamed, substituted, term_free)
 from .program_parser import parse_expression
-from .program_steps import POWER, Contraction, as_statement, lower
+from .program_steps import POWER, Contraction, as_statement
 
 
 @lru_cache(maxsize=None)
@@ -52,13 +54,13 @@ def backpropagate(steps, wrt: str, out: str, xs: tuple[str, ...], cotangent: str
         if step.name not in relevant:
             continue
         if step is last:
-            dS = Factor(cotangent, step.indices) if cotangent else None
+            dS = Factor(cotangent, step.indices) if cotangent else Fraction(1)
         else:
             terms = contributions.pop(step.name, [])
-            if not terms:
-                continue
             merged = _cotangent(None, step.indices, terms, Factor(step.name, step.indices))
-            dS = _alias(merged)
+            dS = _alias(merged) or _constant(merged)
+            if dS == 0:
+                continue
             if dS is None:
                 name = fresh_name("d" + step.name, names)
                 names.add(name)
@@ -67,19 +69,23 @@ def backpropagate(steps, wrt: str, out: str, xs: tuple[str, ...], cotangent: str
         for name, terms in _pullback(step, dS, relevant, indices, names):
             contributions.setdefault(name, []).extend(terms)
     backward.append(_cotangent(out, xs, contributions.get(wrt, []), Factor(wrt, xs)))
+    backward = _inlined(backward)
     return _needed(steps, backward) + tuple(backward)
 
 
-def _pullback(step, dS: Factor | None, relevant, indices, names):
+def _pullback(step, dS: Factor | Fraction, relevant, indices, names):
     """``(name, terms)`` for each tensor ``step`` reads on a path to the tensor differentiated:
-    its share of that tensor's cotangent, over ``indices[name]``."""
+    its share of that tensor's cotangent, over ``indices[name]``. ``dS`` is the step's
+    cotangent, a tensor or a number (the loss itself: 1)."""
+    constant = dS if isinstance(dS, Fraction) else None
+    scale = constant if constant is not None else Fraction(1)
     if isinstance(step, Contraction):
         for name in step.reads():
             if name in relevant:
                 d = differentiate(step.terms, step.indices, name,
-                                  cotangent=None if dS is None else dS.name,
+                                  cotangent=None if constant is not None else dS.name,
                                   result_indices=indices[name], names=names)
-                yield name, d.terms
+                yield name, [Term(scale * t.coefficient, t.factors) for t in d.terms]
         return
     u = step.argument
     if u.name not in relevant:
@@ -93,11 +99,11 @@ def _pullback(step, dS: Factor | None, relevant, indices, names):
         local = tuple(substituted(t, {"u": u, "y": y}) for t in rule(step.function) if t.coefficient)
     if not local:
         return
-    head = () if dS is None else (dS,)
+    head = () if constant is not None else (dS,)
     if len(local) == 1:
-        chained = (Term(local[0].coefficient, head + local[0].factors),)
+        chained = (Term(scale * local[0].coefficient, head + local[0].factors),)
     else:
-        chained = (Term(Fraction(1), head + (Group(local),)),)
+        chained = (Term(scale, head + (Group(local),)),)
     rename = dict(zip(u.indices, indices[u.name]))
     yield u.name, [renamed(t, rename) for t in chained]
 
@@ -119,9 +125,34 @@ def _alias(statement: Statement) -> Factor | None:
     return None
 
 
+def _constant(statement: Statement) -> Fraction | None:
+    """The number a cotangent is, when it is one (``dt = 0.5``; no terms: 0)."""
+    if all(not t.factors for t in statement.terms):
+        return sum((t.coefficient for t in statement.terms), Fraction(0))
+    return None
+
+
+def _inlined(backward: list[Statement]) -> list[Statement]:
+    """The cotangents that are one factor over their own indices (nothing summed) written
+    where they are read: a tensor renamed or broadcast (``dt1[j] = dt``) everywhere, a node
+    (``1 / t``) where it is read once, so that no value is computed twice."""
+    uses = Counter(name for s in backward for name in reads(s.terms))
+    replaced: dict[str, tuple[tuple[str, ...], Term]] = {}
+    kept = []
+    for n, s in enumerate(backward):
+        terms = tuple(inlined(t, replaced) for t in s.terms)
+        only = terms[0] if len(terms) == 1 and len(terms[0].factors) == 1 else None
+        if (n < len(backward) - 1 and only is not None and set(term_free(only)) <= set(s.indices)
+                and (isinstance(only.factors[0], Factor) or uses[s.name] == 1)):
+            replaced[s.name] = (s.indices, only)
+            continue
+        kept.append(Statement(s.name, s.indices, terms, s.witnesses))
+    return kept
+
+
 def _needed(steps, backward) -> tuple[Statement, ...]:
     """The forward steps that the backward statements read, as statements, in order."""
-    needed = {n for s in lower(backward) for n in s.reads()}
+    needed = {n for s in backward for n in reads(s.terms)}
     needed |= {w.name for s in backward for w in s.witnesses}
     kept = []
     for step in reversed(steps):

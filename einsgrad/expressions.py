@@ -226,6 +226,54 @@ def _substituted(node: Node, tensors) -> Node:
     return Scoped(node.over, _substituted(node.body, tensors))
 
 
+def inlined(term: Term, definitions: Mapping[str, tuple[tuple[str, ...], Term]]) -> Term:
+    """``term`` with each tensor ``D[K]`` defined in ``definitions`` as ``D[I] = c * F`` (no
+    index summed) replaced by ``c * F`` with ``I`` renamed to ``K``; factors with a negative
+    power moved last, so that the term prints as a quotient."""
+    coefficient, factors = term.coefficient, []
+    for f in term.factors:
+        if isinstance(f, Factor) and f.name in definitions:
+            indices, definition = definitions[f.name]
+            replacement = renamed(definition, dict(zip(indices, f.indices)))
+            coefficient *= replacement.coefficient
+            factors.extend(replacement.factors)
+        elif isinstance(f, Group):
+            factors.append(group(inlined(t, definitions) for t in f.terms))
+        elif isinstance(f, Call):
+            factors.append(Call(f.function, group(inlined(t, definitions) for t in f.argument.terms)))
+        elif isinstance(f, Power):
+            factors.append(Power(group(inlined(t, definitions) for t in f.base.terms), f.exponent))
+        elif isinstance(f, Scoped):
+            factors.append(Scoped(f.over, group(inlined(t, definitions) for t in f.body.terms)))
+        else:
+            factors.append(f)
+    negative = [f for f in factors if isinstance(f, Power) and f.exponent < 0]
+    return Term(coefficient, tuple(f for f in factors if f not in negative) + tuple(negative))
+
+
+def reads(terms) -> list[str]:
+    """The tensors ``terms`` read, once per occurrence, inside nodes too."""
+    found = []
+    for t in terms:
+        for f in t.factors:
+            if isinstance(f, Factor):
+                found.append(f.name)
+            elif not isinstance(f, Delta):
+                found.extend(reads(_body(f).terms))
+    return found
+
+
+def _body(node: Node) -> Group:
+    """The group inside a node."""
+    if isinstance(node, Call):
+        return node.argument
+    if isinstance(node, Power):
+        return node.base
+    if isinstance(node, Scoped):
+        return node.body
+    return node
+
+
 def renamed(term: Term, mapping: Mapping[str, str]) -> Term:
     """``term`` with its indices renamed at once, inside nodes too (bound ones aside)."""
     return Term(term.coefficient, tuple(_renamed(f, mapping) for f in term.factors))

@@ -21,7 +21,7 @@ from fractions import Fraction
 from typing import Union
 
 from .algebra import Delta, Factor, Fresh, Term, numbered
-from .expressions import Call, Group, Power, Scoped, Statement, free, group
+from .expressions import Call, Group, Power, Scoped, Statement, free, group, reads
 
 MAX_REPEATED_POWER = 4
 """``u^n`` for ``2 <= n <=`` this is ``u`` repeated ``n`` times in a product."""
@@ -76,7 +76,7 @@ def as_statement(step: Step) -> Statement:
 
 def lower(statements) -> tuple[Step, ...]:
     """The steps of ``statements``, in order; new steps are named ``t, t1, t2, ...`` (fresh)."""
-    names = {s.name for s in statements} | {n for s in statements for n in _names(s.terms)}
+    names = {s.name for s in statements} | {n for s in statements for n in reads(s.terms)}
     lowering = _Lowering(Fresh(names, ("t",), numbered))
     for s in statements:
         only = s.terms[0].factors[0] if len(s.terms) == 1 and len(s.terms[0].factors) == 1 else None
@@ -93,23 +93,6 @@ def _repeated(node) -> bool:
     """Whether a small integer power, which lowers into a product of its base repeated."""
     return (isinstance(node, Power) and node.exponent.denominator == 1
             and 2 <= node.exponent <= MAX_REPEATED_POWER)
-
-
-def _names(terms) -> set[str]:
-    found = set()
-    for t in terms:
-        for f in t.factors:
-            if isinstance(f, Factor):
-                found.add(f.name)
-            elif isinstance(f, Group):
-                found |= _names(f.terms)
-            elif isinstance(f, Call):
-                found |= _names(f.argument.terms)
-            elif isinstance(f, Power):
-                found |= _names(f.base.terms)
-            elif isinstance(f, Scoped):
-                found |= _names(f.body.terms)
-    return found
 
 
 class _Lowering:
@@ -130,21 +113,22 @@ class _Lowering:
         return Term(term.coefficient, tuple(factors))
 
     def node(self, node, name: str | None = None, indices=None) -> Factor:
-        """The step (named ``name``, else fresh) that computes ``node`` over ``indices`` (by
-        default its free ones in order); its tensor."""
+        """The step (named ``name``, else fresh, after the steps it reads) that computes
+        ``node`` over ``indices`` (by default its free ones in order); its tensor."""
         indices = free(node) if indices is None else tuple(indices)
-        name = name or self.fresh.take()
-        if isinstance(node, (Call, Power)):
+        if _repeated(node):
+            terms = (self.term(Term(Fraction(1), (node,))),)
+        elif isinstance(node, (Call, Power)):
             argument = self.operand(node.argument if isinstance(node, Call) else node.base)
-            if _repeated(node):
-                self.steps.append(Contraction(name, indices, (self.term(Term(Fraction(1), (node,))),)))
-            elif isinstance(node, Power):
-                self.steps.append(Elementwise(name, indices, POWER, argument, node.exponent))
-            else:
-                self.steps.append(Elementwise(name, indices, node.function, argument))
         else:
-            body = node.body if isinstance(node, Scoped) else node
-            self.steps.append(Contraction(name, indices, tuple(self.term(t) for t in body.terms)))
+            terms = tuple(self.term(t) for t in (node.body if isinstance(node, Scoped) else node).terms)
+        name = name or self.fresh.take()
+        if _repeated(node) or not isinstance(node, (Call, Power)):
+            self.steps.append(Contraction(name, indices, terms))
+        elif isinstance(node, Power):
+            self.steps.append(Elementwise(name, indices, POWER, argument, node.exponent))
+        else:
+            self.steps.append(Elementwise(name, indices, node.function, argument))
         return Factor(name, indices)
 
     def operand(self, body: Group) -> Factor:
