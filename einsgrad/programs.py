@@ -177,9 +177,17 @@ class Program:
         """
         self._require_scalar("hvp")
         self._rank(name)
-        self._require_polynomial("hvp")
-        v = self._new_name(v, "v", "the vector")
-        out = self._new_name(out, "Hv", "the result", {v})
+        steps = {s.name for s in self.steps}
+        v = self._new_name(v, "v", "the vector", steps)
+        out = self._new_name(out, "Hv", "the result", {v} | steps)
+        if self.statements:  # the gradient of g[x] v[x], backpropagated through g's statements
+            g = self.grad(name, out=fresh_name("g", {*dict(self.accepts), *steps, v, out}))
+            vector = Factor(v, g.output_indices)
+            taken = {*dict(self.accepts), *(s.name for s in g.steps), v, out}
+            dot = Statement(fresh_name("h", taken), (), (Term(Fraction(1), (Factor(g.output_name, g.output_indices),
+                                                                              vector)),))
+            directional = replace(_of_statements(g.statements + (dot,)), accepts=self._accepting((vector,)))
+            return directional.grad(name, out=out, indices=g.output_indices)
         g = self._gradient(name, "#g", self._wrt_indices(name, ()))
         vector = Factor(v, g.output_indices)
         directional = _build("#s", (), [Term(t.coefficient, t.factors + (vector,)) for t in g.terms],

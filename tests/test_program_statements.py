@@ -262,6 +262,7 @@ def test_a_gradient_by_a_tensor_off_the_path_is_zero():
 @pytest.mark.parametrize("action, match", [
     (lambda p: p.jacobian("X"), r"jacobian is not yet derived for a program of statements"),
     (lambda p: p.hessian("W"), r"hessian is not yet derived"),
+    (lambda p: p.hvp("W", v="A"), r"the vector would be named 'A'"),
     (lambda p: p.explain("W"), r"explain is not yet derived"),
     (lambda p: p.grad("H"), r"cannot differentiate by 'H'"),
     (lambda p: p.grad("W", out="A"), r"the result would be named 'A'"),
@@ -454,6 +455,16 @@ def test_generated_programs_against_torch_autograd(case, seed):
     for n, expected in zip(names, grads):
         got = p.grad(n)(**{m: a[m] for m in p.inputs})
         np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-8, err_msg=f"{n}\n{p.grad(n)}")
+    n = names[0]
+    v = rng.standard_normal(a[n].shape)
+    ts = {m: torch.tensor(a[m], requires_grad=True) for m in shapes}
+    (g,) = torch.autograd.grad(loss(**ts), [ts[n]], create_graph=True, allow_unused=True)
+    expected = None if g is None or not g.requires_grad else torch.autograd.grad(
+        (g * torch.tensor(v)).sum(), [ts[n]], allow_unused=True)[0]
+    expected = np.zeros_like(v) if expected is None else expected.numpy()
+    hv = p.hvp(n)
+    np.testing.assert_allclose(hv(**{m: a[m] for m in p.inputs}, v=v), expected, rtol=1e-7, atol=1e-7,
+                               err_msg=f"{n}\n{hv}")
 
 
 PIECES = ["f", "x", "A", "i", "j", "[", "]", ",", "*", "/", "^", "+", "-", "=", " ", "2", "0.5",
@@ -477,3 +488,17 @@ def test_fuzzed_expression_texts(left, pieces):
             p.grad(name)
         except EinsumSpecError:
             pass
+
+
+@pytest.mark.parametrize("name, text, shapes, f", CLASSIC, ids=[c[0] for c in CLASSIC])
+def test_hessian_vector_products_against_torch(name, text, shapes, f):
+    p = einsgrad.program(text)
+    a = _arrays(**shapes)
+    for n in p.inputs:
+        v = RNG.standard_normal(a[n].shape)
+        ts = {m: torch.tensor(x, requires_grad=True) for m, x in a.items()}
+        (g,) = torch.autograd.grad(f(**ts), [ts[n]], create_graph=True)
+        (expected,) = torch.autograd.grad((g * torch.tensor(v)).sum(), [ts[n]], allow_unused=True)
+        expected = np.zeros_like(v) if expected is None else expected.numpy()
+        hv = p.hvp(n)
+        np.testing.assert_allclose(hv(**a, v=v), expected, rtol=1e-9, atol=1e-10, err_msg=f"{n}\n{hv}")
