@@ -20,12 +20,13 @@ from collections import Counter
 from fractions import Fraction
 from functools import lru_cache
 
-from .algebra import Factor, Term, fresh_name, simplify
+from .algebra import (FRESH_INDEX_LETTERS, Delta, Factor, Fresh, Term, fresh_name, internal_summed, primed,
+                      simplify)
 from .derivation import differentiate
 from .expressions import (DERIVATIVES, Group, Power, Statement, group, inlined, is_polynomial, reads,
                           renamed, substituted, term_free)
 from .program_parser import parse_expression
-from .program_steps import POWER, Contraction, as_statement
+from .program_steps import POWER, Contraction, Elementwise, as_statement
 
 
 @lru_cache(maxsize=None)
@@ -34,10 +35,14 @@ def rule(function: str) -> tuple[Term, ...]:
     return parse_expression(DERIVATIVES[function])
 
 
-def backpropagate(steps, wrt: str, out: str, xs: tuple[str, ...], cotangent: str | None
-                  ) -> tuple[Statement, ...]:
+def backpropagate(steps, wrt: str, out: str, xs: tuple[str, ...], cotangent: str | None,
+                  kept: tuple[str, ...] = ()) -> tuple[Statement, ...]:
     """The statements of ``out[xs] = ∂L/∂wrt``, ``L`` the last step chained with the input
-    ``cotangent`` (None: the last step is the scalar loss itself)."""
+    ``cotangent`` (None: the last step is the scalar loss itself).
+
+    With ``kept`` (one name per index of the last step), the Jacobian ``out[kept, xs] =
+    ∂Y[kept]/∂wrt[xs]`` instead: the seed is ``Π δ(o, k)`` for fresh ``k``, which every
+    cotangent carries after its own indices, named ``kept`` in the result."""
     names = {s.name for s in steps} | {n for s in steps for n in s.reads()} | {out}
     if cotangent:
         names.add(cotangent)
@@ -47,6 +52,11 @@ def backpropagate(steps, wrt: str, out: str, xs: tuple[str, ...], cotangent: str
             relevant.add(s.name)
     indices = {s.name: s.indices for s in steps}
     indices[wrt] = xs
+    taken = {i for s in steps for f in _tensors(s) for i in f.indices} | set(xs) | set(kept)
+    fresh = Fresh(taken, FRESH_INDEX_LETTERS, primed)
+    result_kept, kept = kept, tuple(fresh.take() for _ in kept)
+    taken |= set(kept)
+    sizes = (Factor(steps[-1].name, kept),) if kept else ()  # the kept indices are the output's
     contributions: dict[str, list[Term]] = {}
     backward = []
     last = steps[-1]
@@ -54,38 +64,54 @@ def backpropagate(steps, wrt: str, out: str, xs: tuple[str, ...], cotangent: str
         if step.name not in relevant:
             continue
         if step is last:
-            dS = Factor(cotangent, step.indices) if cotangent else Fraction(1)
+            dS = (Term(Fraction(1), tuple(Delta(o, k) for o, k in zip(step.indices, kept))) if kept else
+                  Term(Fraction(1), (Factor(cotangent, step.indices),) if cotangent else ()))
         else:
-            terms = contributions.pop(step.name, [])
-            merged = _cotangent(None, step.indices, terms, Factor(step.name, step.indices))
+            merged = _cotangent(None, step.indices + kept, contributions.pop(step.name, []),
+                                Factor(step.name, step.indices), *sizes)
             dS = _alias(merged) or _constant(merged)
-            if dS == 0:
+            if dS is not None and dS.coefficient == 0:
                 continue
             if dS is None:
                 name = fresh_name("d" + step.name, names)
                 names.add(name)
                 backward.append(Statement(name, merged.indices, merged.terms, merged.witnesses))
-                dS = Factor(name, step.indices)
-        for name, terms in _pullback(step, dS, relevant, indices, names):
+                dS = Term(Fraction(1), (Factor(name, merged.indices),))
+        for name, terms in _pullback(step, dS, relevant, indices, names, taken):
             contributions.setdefault(name, []).extend(terms)
-    backward.append(_cotangent(out, xs, contributions.get(wrt, []), Factor(wrt, xs)))
+    to_result = dict(zip(kept, result_kept))
+    backward.append(_cotangent(out, result_kept + xs, [renamed(t, to_result) for t in contributions.get(wrt, [])],
+                               Factor(wrt, xs), *((Factor(last.name, result_kept),) if kept else ())))
     backward = _inlined(backward)
     return _needed(steps, backward) + tuple(backward)
 
 
-def _pullback(step, dS: Factor | Fraction, relevant, indices, names):
+def _tensors(step):
+    return (step.argument,) if isinstance(step, Elementwise) else tuple(
+        f for t in step.terms for f in t.factors)
+
+
+def _pullback(step, dS: Term, relevant, indices, names, taken):
     """``(name, terms)`` for each tensor ``step`` reads on a path to the tensor differentiated:
-    its share of that tensor's cotangent, over ``indices[name]``. ``dS`` is the step's
-    cotangent, a tensor or a number (the loss itself: 1)."""
-    constant = dS if isinstance(dS, Fraction) else None
-    scale = constant if constant is not None else Fraction(1)
+    its share of that tensor's cotangent, over ``indices[name]`` (and the kept indices).
+    ``dS`` is the step's cotangent as a term over the step's indices (and the kept ones): a
+    tensor, a number (the loss itself: 1) or the deltas of a Jacobian's seed."""
     if isinstance(step, Contraction):
+        O = step.indices
+        fresh = Fresh(taken, FRESH_INDEX_LETTERS, primed)
+        summed_o = tuple(fresh.take() for _ in O)  # O is summed in the chain: named apart
         for name in step.reads():
-            if name in relevant:
-                d = differentiate(step.terms, step.indices, name,
-                                  cotangent=None if constant is not None else dS.name,
-                                  result_indices=indices[name], names=names)
-                yield name, [Term(scale * t.coefficient, t.factors) for t in d.terms]
+            if name not in relevant:
+                continue
+            p = tuple(fresh.take() for _ in indices[name])
+            d = differentiate(step.terms, O, name, cotangent=None, jacobian=True,
+                              result_indices=O + p, names=names)
+            rename = {**dict(zip(O, summed_o)), **dict(zip(p, indices[name]))}
+            terms = []
+            for t in d.terms:
+                t = internal_summed(t, set(O + p))  # ∂Y[O]/∂N[p], its own summed names apart
+                terms.append(Term(dS.coefficient * t.coefficient, dS.factors + t.factors).renamed(rename))
+            yield name, terms
         return
     u = step.argument
     if u.name not in relevant:
@@ -99,50 +125,51 @@ def _pullback(step, dS: Factor | Fraction, relevant, indices, names):
         local = tuple(substituted(t, {"u": u, "y": y}) for t in rule(step.function) if t.coefficient)
     if not local:
         return
-    head = () if constant is not None else (dS,)
     if len(local) == 1:
-        chained = (Term(scale * local[0].coefficient, head + local[0].factors),)
+        chained = (Term(dS.coefficient * local[0].coefficient, dS.factors + local[0].factors),)
     else:
-        chained = (Term(scale, head + (Group(local),)),)
+        chained = (Term(dS.coefficient, dS.factors + (Group(local),)),)
     rename = dict(zip(u.indices, indices[u.name]))
     yield u.name, [renamed(t, rename) for t in chained]
 
 
-def _cotangent(name, indices, terms, witness) -> Statement:
-    """``name[indices] = Σ terms``, the polynomial terms merged as like terms."""
+def _cotangent(name, indices, terms, *witnesses) -> Statement:
+    """``name[indices] = Σ terms``, the polynomial terms merged as like terms; ``witnesses``
+    size the indices no term may hold."""
     polynomial = [t for t in terms if is_polynomial(t)]
     others = tuple(t for t in terms if not is_polynomial(t))
-    return Statement(name, tuple(indices), simplify(tuple(indices), polynomial) + others, (witness,))
+    return Statement(name, tuple(indices), simplify(tuple(indices), polynomial) + others, witnesses)
 
 
-def _alias(statement: Statement) -> Factor | None:
+def _alias(statement: Statement) -> Term | None:
     """The tensor a cotangent is, when it is one already computed, as indexed (``dA = dt``)."""
     terms = statement.terms
     if (len(terms) == 1 and terms[0].coefficient == 1 and len(terms[0].factors) == 1
             and isinstance(terms[0].factors[0], Factor)
             and terms[0].factors[0].indices == statement.indices):
-        return terms[0].factors[0]
+        return terms[0]
     return None
 
 
-def _constant(statement: Statement) -> Fraction | None:
+def _constant(statement: Statement) -> Term | None:
     """The number a cotangent is, when it is one (``dt = 0.5``; no terms: 0)."""
     if all(not t.factors for t in statement.terms):
-        return sum((t.coefficient for t in statement.terms), Fraction(0))
+        return Term(sum((t.coefficient for t in statement.terms), Fraction(0)), ())
     return None
 
 
 def _inlined(backward: list[Statement]) -> list[Statement]:
-    """The cotangents that are one factor over their own indices (nothing summed) written
-    where they are read: a tensor renamed or broadcast (``dt1[j] = dt``) everywhere, a node
-    (``1 / t``) where it is read once, so that no value is computed twice."""
+    """The cotangents that are one factor over exactly their own indices (nothing summed,
+    nothing broadcast, which a sum where it is read would count) written where they are read:
+    a tensor renamed (``dA[b,j] = dt[b,j]``) everywhere, a node (``1 / t``) where it is read
+    once, so that no value is computed twice."""
     uses = Counter(name for s in backward for name in reads(s.terms))
     replaced: dict[str, tuple[tuple[str, ...], Term]] = {}
     kept = []
     for n, s in enumerate(backward):
         terms = tuple(inlined(t, replaced) for t in s.terms)
         only = terms[0] if len(terms) == 1 and len(terms[0].factors) == 1 else None
-        if (n < len(backward) - 1 and only is not None and set(term_free(only)) <= set(s.indices)
+        if (n < len(backward) - 1 and only is not None and set(term_free(only)) == set(s.indices)
                 and (isinstance(only.factors[0], Factor) or uses[s.name] == 1)):
             replaced[s.name] = (s.indices, only)
             continue
@@ -159,4 +186,6 @@ def _needed(steps, backward) -> tuple[Statement, ...]:
         if step.name in needed:
             kept.append(step)
             needed.update(step.reads())
+            if isinstance(step, Contraction):
+                needed.update(w.name for w in step.witnesses)
     return tuple(as_statement(s) for s in reversed(kept))

@@ -116,7 +116,7 @@ class Program:
         out = self._new_name(out, "d" + name if self.cotangent or self.statements else "g", "the result",
                              ([self.cotangent] if self.cotangent else []) + [s.name for s in self.steps])
         if self.statements:
-            first = next((f for s in self.steps for f in _factors(s) if f.name == name), None)
+            first = self._first(name)
             xs = (fresh_indices(first.indices if first else [None] * rank, ()) if indices is None else
                   check_left_side(out, indices, "the gradient's name and indices", rank))
             statements = backpropagate(self.steps, name, out, xs, self.cotangent)
@@ -145,8 +145,14 @@ class Program:
         summed index are contracted, the others stay (``∂X[i]/∂X[j] = delta[i,j]``). The result
         is named ``out``, by default ``J`` (made fresh if a tensor has it).
         """
-        self._rank(name)
-        self._require_polynomial("jacobian")
+        rank = self._rank(name)
+        if self.statements:  # reverse mode seeded with Π δ(o, o′): the output's indices kept
+            out = self._new_name(out, "J", "the Jacobian", [s.name for s in self.steps])
+            first = self._first(name)
+            names = fresh_indices([*self.output_indices, *(first.indices if first else [None] * rank)], ())
+            kept, xs = names[:len(self.output_indices)], names[len(self.output_indices):]
+            statements = backpropagate(self.steps, name, out, xs, None, kept=kept)
+            return Program(out, names, (), accepts=self.accepts, statements=statements)
         out = self._new_name(out, "J", "the Jacobian")
         xs = self._wrt_indices(name, self.output_indices)
         derivation = differentiate(self.terms, self.output_indices, name, cotangent=None, jacobian=True,
@@ -163,7 +169,11 @@ class Program:
         """
         self._require_scalar("hessian")
         self._rank(name)
-        self._require_polynomial("hessian")
+        if self.statements:
+            steps = {s.name for s in self.steps}
+            out = self._new_name(out, "H", "the Hessian", steps)
+            g = self.grad(name, out=fresh_name("g", {*dict(self.accepts), *steps, out}))
+            return g.jacobian(other or name, out=out)
         out = self._new_name(out, "H", "the Hessian")
         return self._gradient(name, "#g", self._wrt_indices(name, ())).jacobian(other or name, out=out)
 
@@ -286,6 +296,10 @@ class Program:
         if name in taken:
             raise EinsumSpecError(f"{what} would be named {name!r}, which the program already uses; "
                                   f"rename that tensor or choose another name", str(self))
+
+    def _first(self, name) -> Factor | None:
+        """The first occurrence of tensor ``name`` in a program's steps."""
+        return next((f for s in self.steps for f in _factors(s) if f.name == name), None)
 
     def _require_polynomial(self, what):
         if self.statements:
