@@ -159,22 +159,31 @@ def _constant(statement: Statement) -> Term | None:
 
 
 def _inlined(backward: list[Statement]) -> list[Statement]:
-    """The cotangents that are one factor over exactly their own indices (nothing summed,
-    nothing broadcast, which a sum where it is read would count) written where they are read:
-    a tensor renamed (``dA[b,j] = dt[b,j]``) everywhere, a node (``1 / t``) where it is read
-    once, so that no value is computed twice."""
-    uses = Counter(name for s in backward for name in reads(s.terms))
-    replaced: dict[str, tuple[tuple[str, ...], Term]] = {}
-    kept = []
-    for n, s in enumerate(backward):
-        terms = tuple(inlined(t, replaced) for t in s.terms)
+    """The cotangents that are one factor (nothing summed) written where they are read: a
+    tensor renamed or broadcast (``dt1[j] = dt``) everywhere, a node (``1 / t``) where it is
+    read once, so that no value is computed twice. A broadcast is written in only where no
+    sum would then run over an index that nothing holds (it would lose the count)."""
+    statements = list(backward)
+    n = 0
+    while n < len(statements) - 1:
+        s = statements[n]
+        terms = s.terms
         only = terms[0] if len(terms) == 1 and len(terms[0].factors) == 1 else None
-        if (n < len(backward) - 1 and only is not None and set(term_free(only)) == set(s.indices)
-                and (isinstance(only.factors[0], Factor) or uses[s.name] == 1)):
-            replaced[s.name] = (s.indices, only)
+        uses = Counter(reads(t for later in statements[n + 1:] for t in later.terms))
+        if (only is None or not set(term_free(only)) <= set(s.indices)
+                or not (isinstance(only.factors[0], Factor) or uses[s.name] == 1)):
+            n += 1
             continue
-        kept.append(Statement(s.name, s.indices, terms, s.witnesses))
-    return kept
+        definition = {s.name: (s.indices, only)}
+        rewritten = [Statement(later.name, later.indices, tuple(inlined(t, definition) for t in later.terms),
+                               later.witnesses) for later in statements[n + 1:]]
+        if all(set(term_free(old)) <= set(term_free(new)) | set(later.indices)
+               for before, later in zip(statements[n + 1:], rewritten)
+               for old, new in zip(before.terms, later.terms)):
+            statements[n:] = rewritten
+        else:
+            n += 1
+    return statements
 
 
 def _needed(steps, backward) -> tuple[Statement, ...]:
