@@ -30,7 +30,8 @@ from .expressions import (FUNCTIONS, SUM, Call, Group, Power, Scoped, Statement,
                           readings, term_free)
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_NUMBER_OR_NAME = r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+_NUMBER_OR_NAME = (r"(?P<number>(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
+                   r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)")
 _TOKEN = re.compile(_NUMBER_OR_NAME + r"|(?P<newline>\n)|(?P<punct>[\[\],*+\-=()/^;])")
 _STRICT_TOKEN = re.compile(_NUMBER_OR_NAME + r"|(?P<punct>[\[\],*+\-=])")  # a left side given alone
 MAX_PLACES = 300
@@ -221,11 +222,20 @@ class _Parser:
         return value
 
     def number(self, token) -> Fraction:
-        whole, part = _digits(token[1])
-        problem = _range_problem(len(whole), len(part))
+        """A decimal literal, ``1e-3`` too, exactly; its range checked before any big int is
+        made (see :data:`MAX_PLACES`)."""
+        mantissa, _, exponent = token[1].lower().partition("e")
+        whole, part = _digits(mantissa)
+        if len(exponent.lstrip("+-").lstrip("0")) > 6:
+            raise self.error(f"this number's exponent is out of range; a coefficient is between "
+                             f"10^-{MAX_PLACES} and 10^{MAX_PLACES}", token[2])
+        digits = (whole + part).lstrip("0")
+        significant = digits.rstrip("0")
+        scale = int(exponent or "0") - len(part) + len(digits) - len(significant)
+        problem = _range_problem(max(0, len(significant) + scale) if significant else 0, max(0, -scale))
         if problem:
             raise self.error(f"this number {problem}", token[2])
-        return Fraction(int(whole + part or "0"), 10 ** len(part))
+        return Fraction(int(significant or "0")) * Fraction(10) ** scale
 
     def atom(self) -> tuple[Fraction, list]:
         kind, value, col = self.peek()

@@ -60,6 +60,19 @@ def test_a_polynomial_statement_is_todays_program(text, same):
     assert not einsgrad.program(text).statements
 
 
+@pytest.mark.parametrize("literal, value", [("1e-3", "0.001"), ("2.5E2", "250"), ("1e+2", "100"),
+                                            (".5e1", "5"), ("0e5", "0")])
+def test_exponent_notation(literal, value):
+    assert einsgrad.program(f"Y[i] = {literal} * x[i]") == einsgrad.program(f"Y[i] = {value} * x[i]")
+
+
+@pytest.mark.parametrize("literal, match", [("1e300", r"reaches 10\^300"), ("1e-301", "has 301 digits"),
+                                             ("1e9999999", "exponent is out of range")])
+def test_exponent_notation_range(literal, match):
+    with pytest.raises(EinsumSpecError, match=match):
+        einsgrad.program(f"Y[i] = {literal} * x[i]")
+
+
 def test_exact_rationals():
     p = einsgrad.program("Y[i] = x[i] / 3")
     assert str(p) == "Y[i] = 1/3 * x[i]" and einsgrad.program(str(p)) == p
