@@ -52,7 +52,9 @@ def backpropagate(steps, wrt: str, out: str, xs: tuple[str, ...], cotangent: str
             relevant.add(s.name)
     indices = {s.name: s.indices for s in steps}
     indices[wrt] = xs
-    taken = {i for s in steps for f in _tensors(s) for i in f.indices} | set(xs) | set(kept)
+    names_in_use = tuple(dict.fromkeys(i for s in steps for i in (*s.indices, *(j for f in _tensors(s)
+                                                                                  for j in f.indices))))
+    taken = set(names_in_use) | set(xs) | set(kept)
     fresh = Fresh(taken, FRESH_INDEX_LETTERS, primed)
     result_kept, kept = kept, tuple(fresh.take() for _ in kept)
     taken |= set(kept)
@@ -67,7 +69,7 @@ def backpropagate(steps, wrt: str, out: str, xs: tuple[str, ...], cotangent: str
             dS = (Term(Fraction(1), tuple(Delta(o, k) for o, k in zip(step.indices, kept))) if kept else
                   Term(Fraction(1), (Factor(cotangent, step.indices),) if cotangent else ()))
         else:
-            merged = _cotangent(None, step.indices + kept, contributions.pop(step.name, []),
+            merged = _cotangent(None, step.indices + kept, contributions.pop(step.name, []), names_in_use,
                                 Factor(step.name, step.indices), *sizes)
             dS = _alias(merged) or _constant(merged)
             if dS is not None and dS.coefficient == 0:
@@ -81,7 +83,7 @@ def backpropagate(steps, wrt: str, out: str, xs: tuple[str, ...], cotangent: str
             contributions.setdefault(name, []).extend(terms)
     to_result = dict(zip(kept, result_kept))
     backward.append(_cotangent(out, result_kept + xs, [renamed(t, to_result) for t in contributions.get(wrt, [])],
-                               Factor(wrt, xs), *((Factor(last.name, result_kept),) if kept else ())))
+                               names_in_use, Factor(wrt, xs), *((Factor(last.name, result_kept),) if kept else ())))
     backward = _inlined(backward)
     return _needed(steps, backward) + tuple(backward)
 
@@ -133,12 +135,25 @@ def _pullback(step, dS: Term, relevant, indices, names, taken):
     yield u.name, [renamed(t, rename) for t in chained]
 
 
-def _cotangent(name, indices, terms, *witnesses) -> Statement:
-    """``name[indices] = Σ terms``, the polynomial terms merged as like terms; ``witnesses``
-    size the indices no term may hold."""
-    polynomial = [t for t in terms if is_polynomial(t)]
+def _cotangent(name, indices, terms, preferred, *witnesses) -> Statement:
+    """``name[indices] = Σ terms``, the polynomial terms merged as like terms and their summed
+    indices named by the first of ``preferred`` (the program's own index names) that the term
+    leaves free; ``witnesses`` size the indices no term may hold."""
+    polynomial = simplify(tuple(indices), [t for t in terms if is_polynomial(t)])
     others = tuple(t for t in terms if not is_polynomial(t))
-    return Statement(name, tuple(indices), simplify(tuple(indices), polynomial) + others, witnesses)
+    return Statement(name, tuple(indices), tuple(_named(t, indices, preferred) for t in polynomial) + others,
+                     witnesses)
+
+
+def _named(term: Term, output, preferred) -> Term:
+    summed = [i for i in term.indices() if i not in output]
+    pool = (p for p in preferred if p not in output and p not in term.indices() or p in summed)
+    chosen = {}
+    for index in summed:
+        chosen[index] = next((p for p in pool if p not in chosen.values()), index)
+    if len(set(chosen.values())) < len(chosen):
+        return term
+    return term.renamed(chosen)
 
 
 def _alias(statement: Statement) -> Term | None:

@@ -186,6 +186,15 @@ def test_torch_operands_and_integer_inputs():
                                np.tanh(0.1 * X @ W.T), rtol=1e-14)
 
 
+def test_jax_operands():
+    jnp = pytest.importorskip("jax.numpy")
+    p = einsgrad.program(LAYER)
+    a = _arrays(X=(4, 3), W=(5, 3), c=(5,), T=(4, 5))
+    A = np.tanh(a["X"] @ a["W"].T + a["c"])
+    got = p.grad("W")(**{n: jnp.asarray(v, dtype=jnp.float32) for n, v in a.items()})
+    np.testing.assert_allclose(got, ((A - a["T"]) * (1 - A ** 2)).T @ a["X"], rtol=1e-4, atol=1e-5)
+
+
 def test_evaluation_errors_name_the_tensor():
     p = einsgrad.program(LAYER)
     a = _arrays(X=(4, 3), W=(5, 3), c=(5,), T=(4, 5))
@@ -253,7 +262,7 @@ def test_the_tanh_layer_gradient_reads_as_backprop():
     assert str(g) == ("H[b,j] = X[b,k] * W[j,k] + c[j]\nA[b,j] = tanh(H[b,j])\n"
                       "t[b,j] = A[b,j] - T[b,j]\n"
                       "dH[b,j] = t[b,j] * (1 - A[b,j]^2)\n"
-                      "dW[j,k] = dH[i,j] * X[i,k]")
+                      "dW[j,k] = dH[b,j] * X[b,k]")  # the user's index names
     assert g.output_name == "dW" and g.output_indices == ("j", "k")
     assert einsgrad.program(str(g)) == g
 
