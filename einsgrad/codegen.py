@@ -151,8 +151,10 @@ def _dot(a, b, dimension_numbers):
 NUMPY = Dialect("numpy", "np", HELPERS, sum="_sum({x}, {axes})", copy="np.array({x})", contiguous="np.ascontiguousarray({x})",
                 cast="np.array({x}, dtype=np.{dtype})")
 TORCH = Dialect("torch", "torch", "import torch\n" + _PLACE_IN_VIEW,
-                permute="permute", axis="dim", copy="{x}.clone()", contiguous="{x}.contiguous()",
-                cast="{x}.to(torch.{dtype}, copy=True)", dot_by_sum=True,
+                # a copy or cast is stored contiguously (clone and to keep a view's strides)
+                permute="permute", axis="dim", copy="{x}.clone(memory_format=torch.contiguous_format)",
+                contiguous="{x}.contiguous()",
+                cast="{x}.to(torch.{dtype}, copy=True, memory_format=torch.contiguous_format)", dot_by_sum=True,
                 # transpose and expand, not swapaxes and broadcast_to: they have batching rules
                 # in the vmap of autograd.grad(..., is_grads_batched=True)
                 swap="{x}.transpose(-1, -2)", broadcast="{x}.expand({shape})",
