@@ -89,6 +89,15 @@ class _EinsumFunction(torch.autograd.Function):
     (no gradient wanted, or a vmapped call): the backward then runs the vjp from the operands.
     Every tensor the backward reads goes through ``save_for_backward``."""
 
+    @classmethod
+    def apply(cls, *args):
+        # Function.apply binds the arguments to forward's signature on every call (for
+        # defaults, which forward has none of): ~0.1 ms, more than a small GEMM. Outside
+        # torch.func transforms that binding is all it adds, so the C apply is called directly.
+        if torch._C._are_functorch_transforms_active():
+            return super().apply(*args)
+        return super(torch.autograd.Function, cls).apply(*_unwrap_dead(args))
+
     @staticmethod
     def forward(compiled: Einsum, wrt: tuple, *tensors):
         if not wrt:
@@ -109,6 +118,9 @@ class _EinsumFunction(torch.autograd.Function):
         ctx.compiled, ctx.wrt, ctx.count, ctx.layout = compiled, wrt, len(tensors), layout
         ctx.intermediates = len(intermediates)
         ctx.mark_non_differentiable(*intermediates)
+        # the intermediates have no gradient: autograd would otherwise fill zeros of each
+        # one's shape (as large as an activation) for backward to ignore
+        ctx.set_materialize_grads(False)
         # an operand that neither the pullback nor a vjp of another operand reads is not kept
         # (as torch's matmul keeps only the other side): a placeholder of its shape stands in
         needed = {k for k in layout or () if k is not None} | {j for j in range(len(tensors)) for k in wrt if j != k}
@@ -119,6 +131,8 @@ class _EinsumFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g, *_):
+        if g is None:  # the result took no part in what is differentiated
+            return (None,) * (ctx.count + 2)
         values = ctx.saved_tensors
         operands, intermediates = values[:ctx.count], iter(values[ctx.count:])
         if ctx.placeholders:
@@ -155,6 +169,11 @@ class _EinsumFunction(torch.autograd.Function):
         else:
             y = _apply(batched, tuple(t if d is None else t.movedim(d, 0) for t, d in zip(tensors, dims)))
         return (y, None), (0, None)
+
+
+# what Function.apply does first outside torch.func (torch==2.13.0): unwrap tensors left
+# over from a finished transform
+_unwrap_dead = torch._functorch.utils.unwrap_dead_wrappers
 
 
 def _placeholder(shape, dtype, device) -> torch.Tensor:
