@@ -37,6 +37,7 @@ device.
 from __future__ import annotations
 
 import importlib.abc
+import inspect
 import string
 import sys
 import weakref
@@ -88,15 +89,6 @@ class _EinsumFunction(torch.autograd.Function):
     it is the next intermediate (None); None in place of the layout means nothing was saved
     (no gradient wanted, or a vmapped call): the backward then runs the vjp from the operands.
     Every tensor the backward reads goes through ``save_for_backward``."""
-
-    @classmethod
-    def apply(cls, *args):
-        # Function.apply binds the arguments to forward's signature on every call (for
-        # defaults, which forward has none of): ~0.1 ms, more than a small GEMM. Outside
-        # torch.func transforms that binding is all it adds, so the C apply is called directly.
-        if torch._C._are_functorch_transforms_active():
-            return super().apply(*args)
-        return super(torch.autograd.Function, cls).apply(*_unwrap_dead(args))
 
     @staticmethod
     def forward(compiled: Einsum, wrt: tuple, *tensors):
@@ -171,9 +163,10 @@ class _EinsumFunction(torch.autograd.Function):
         return (y, None), (0, None)
 
 
-# what Function.apply does first outside torch.func (torch==2.13.0): unwrap tensors left
-# over from a finished transform
-_unwrap_dead = torch._functorch.utils.unwrap_dead_wrappers
+# Function.apply binds its arguments to forward's signature on every call, and
+# inspect.signature reads it afresh each time (~0.1 ms, more than a small GEMM) unless the
+# function carries it: made once here.
+_EinsumFunction.forward.__signature__ = inspect.signature(_EinsumFunction.forward)
 
 
 def _placeholder(shape, dtype, device) -> torch.Tensor:
