@@ -93,8 +93,11 @@ class _EinsumFunction(torch.autograd.Function):
     @staticmethod
     def forward(compiled: Einsum, wrt: tuple, *tensors):
         if not wrt:
-            return compiled(*tensors), None
+            return compiled(*tensors).detach(), None
         y, saved = compiled.forward_saving(*tensors, wrt=wrt)
+        # a result left strided (as torch.einsum leaves it) is a view of the product: detached,
+        # it is a tensor of its own, whose tangent forward mode may lay out as it likes
+        y = y.detach()
         layout, intermediates = [], []
         for value in saved:
             k = next((k for k, t in enumerate(tensors) if value is t), None)

@@ -165,6 +165,39 @@ def test_fresh_results_are_contiguous(case: Case):
     assert einsgrad.torch.einsum(case.spec, *ops).is_contiguous()
 
 
+@pytest.mark.parametrize("spec, shapes", [
+    pytest.param("bsi,hdi->bhsd", [(2, 5, 6), (3, 4, 6)], id="heads projection"),
+    pytest.param("...ij,...jk->...ik", [(2, 3, 4, 5), (3, 5, 6)], id="grouped"),
+])
+def test_results_torch_einsum_returns_strided_are_not_copied(spec, shapes):
+    """Where torch.einsum returns a permuted view of its product, einsgrad returns its own
+    (no copy that torch does not make); these lay the product out as torch does, so the
+    strides are torch's. Values and gradients stay torch's."""
+    ops = [t.requires_grad_() for t in tensors(shapes, torch.float64)]
+    expected = torch.einsum(spec, *ops)
+    assert not expected.is_contiguous()
+    y = einsgrad.torch.einsum(spec, *ops)
+    assert y.stride() == expected.stride()
+    torch.testing.assert_close(y, expected)
+    g = torch.randn_like(expected)
+    for mine, theirs in zip(torch.autograd.grad(y, ops, g), torch.autograd.grad(expected, ops, g)):
+        torch.testing.assert_close(mine, theirs)
+        assert mine.is_contiguous()
+
+
+@given(einsum_cases(dtypes=EXACT_DTYPES, max_operands=2))
+def test_pair_results_are_contiguous_where_torch_einsum_is(case: Case):
+    """Two operands, where einsgrad may leave a result as computed: never where torch.einsum's
+    is contiguous (the rule of einsgrad.torch_layout against torch itself)."""
+    ops = [torch.tensor(x) for x in case.operands()]
+    try:
+        expected = torch.einsum(case.clean_spec, *ops)
+    except RuntimeError:
+        assume(False)
+    assume(expected.is_contiguous())
+    assert einsgrad.torch.einsum(case.spec, *ops).is_contiguous()
+
+
 def test_list_and_sublist_forms():
     """torch.einsum's other call forms: the operands as one list, and sublists of integer
     labels (with ... for an ellipsis), the output's optional."""
