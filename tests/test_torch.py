@@ -198,6 +198,25 @@ def test_pair_results_are_contiguous_where_torch_einsum_is(case: Case):
     assert einsgrad.torch.einsum(case.spec, *ops).is_contiguous()
 
 
+@pytest.mark.parametrize("generic", [False, True])
+@pytest.mark.parametrize("spec, shapes", [
+    pytest.param("bhqd,bhkd->bhqk", [(2, 3, 16, 4), (2, 3, 16, 4)], id="attention scores"),
+    pytest.param("bhqk,bhkd->bhqd", [(2, 3, 16, 16), (2, 3, 16, 4)], id="attention apply"),
+])
+def test_products_transposed_after_a_batch_split_are_computed_in_order(spec, shapes, generic):
+    """A gradient that is a batched GEMM, its batch split, then transposed (dx1 = (X^T G)^T)
+    is computed as G^T X, contiguous: no transposed copy. Its values are torch's."""
+    source = einsgrad.compile(spec).source(*shapes, backend="torch", generic=generic)
+    assert ".permute" not in source[source.index("def pullback"):]
+    ops = tensors(shapes)
+    g = torch.randn_like(torch.einsum(spec, *ops))
+    mine = torch.autograd.grad(einsgrad.torch.einsum(spec, *ops), ops, g)
+    theirs = torch.autograd.grad(torch.einsum(spec, *ops), ops, g)
+    for a, b in zip(mine, theirs):
+        torch.testing.assert_close(a, b)
+        assert a.is_contiguous()
+
+
 def test_list_and_sublist_forms():
     """torch.einsum's other call forms: the operands as one list, and sublists of integer
     labels (with ... for an ellipsis), the output's optional."""
