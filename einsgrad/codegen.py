@@ -261,13 +261,17 @@ def _transposes_product(step: Step, op: Matmul, ndims: dict[str, int]) -> bool:
 
 
 def _side(layout: Layout, labels: tuple[str, ...], rows: bool) -> tuple[str, ...] | None:
-    """The labels of a GEMM operand's rows (``rows``) or columns, as it is read."""
-    if layout.shape is not None and layout.dims is None:
+    """The labels of a GEMM operand's rows (``rows``) or columns, as it is read; None where
+    its layout does not say (transposed, not reshaped)."""
+    if layout.shape is None:
+        if layout.perm is not None:
+            return None
+        dims = tuple((l,) for l in labels)  # read as stored
+    elif layout.dims is None:
         return None
-    dims = layout.dims if layout.shape is not None else tuple((l,) for l in labels)
-    if layout.perm is not None and layout.shape is None:
-        return None
-    return dims[-1] if rows == layout.swap else dims[-2]
+    else:
+        dims = layout.dims
+    return dims[-1] if rows == layout.swap else dims[-2]  # a swapped side is stored (cols, rows)
 
 
 def _dot_by_sum(subscripts: str, a: str, b: str, dialect: Dialect) -> str:

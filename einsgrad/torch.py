@@ -80,6 +80,8 @@ def einsum(*args) -> torch.Tensor:
 def _apply(compiled: Einsum, tensors: tuple) -> torch.Tensor:
     recording = torch.is_grad_enabled()
     wrt = tuple(k for k, t in enumerate(tensors) if recording and t.requires_grad)
+    if wrt:
+        tensors = _densified(compiled, wrt, tensors)
     return _EinsumFunction.apply(compiled, wrt, *tensors)[0]
 
 
@@ -104,6 +106,7 @@ class _EinsumFunction(torch.autograd.Function):
             layout.append(k)
             if k is None:
                 intermediates.append(value)
+        _READ.setdefault(compiled, {})[wrt] = frozenset(k for k in layout if k is not None)
         return y, tuple(layout), *intermediates
 
     @staticmethod
@@ -170,6 +173,30 @@ class _EinsumFunction(torch.autograd.Function):
 # inspect.signature reads it afresh each time (~0.1 ms, more than a small GEMM) unless the
 # function carries it: made once here.
 _EinsumFunction.forward.__signature__ = inspect.signature(_EinsumFunction.forward)
+
+
+# per compiled einsum and wrt: the operands its pullback read as they were passed, last call
+_READ: "weakref.WeakKeyDictionary[Einsum, dict]" = weakref.WeakKeyDictionary()
+
+
+def _densified(compiled: Einsum, wrt: tuple, tensors: tuple) -> tuple:
+    """The operands, those the pullback reads as passed (as of the last call) made contiguous
+    where they are strided (and not merely a transposed matrix, which GEMMs read as it is).
+    Such an operand (a result torch.einsum left strided, as heads ``bhsd`` stored ``bshd``)
+    would be copied by the forward's reshape and again by the pullback's; a copy made first
+    serves both. It is made before the autograd.Function, recorded (its backward passes the
+    gradient on), so that the copy is what is saved, not also the strided original: as
+    torch.einsum's bmm saves its own copies."""
+    read = _READ.get(compiled, {}).get(wrt)
+    if not read or torch.compiler.is_compiling():
+        return tensors
+    return tuple(_dense(t) if k in read else t for k, t in enumerate(tensors))
+
+
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    if t.is_contiguous() or t.dim() >= 2 and t.transpose(-1, -2).is_contiguous():
+        return t
+    return t.contiguous()
 
 
 def _placeholder(shape, dtype, device) -> torch.Tensor:

@@ -2,8 +2,9 @@
 
 ``torch.einsum`` of two operands runs one ``bmm`` whose operands it lays out as (labels of
 both, labels of the first alone, summed) and (labels of both, summed, labels of the second
-alone), each group in the output's order, and returns the product permuted to the output's
-order: a view, contiguous only where the output lists its labels in that grouped order.
+alone), each group in the output's order (or the operands swapped), and returns the product
+permuted to the output's order: a view, contiguous only where the output lists its labels in
+one of those grouped orders (both, first, second or both, second, first), as measured.
 (Where nothing is contracted it multiplies instead, into a layout of its own choosing.)
 Where it is not, a caller cannot ``.view()`` torch's result either, so einsgrad need not pay
 a copy to make its own contiguous. Labels of size 1 take no part (their strides do not count
@@ -26,4 +27,5 @@ def strided(bound: BoundSpec) -> bool:
         return False
     groups = [(0 if label in first and label in second else 1 if label in first else 2)
               for label in bound.spec.output if size[label] != 1]
-    return groups != sorted(groups)
+    swapped = [3 - g if g else g for g in groups]  # torch swaps the operands for (second, first)
+    return groups != sorted(groups) and swapped != sorted(swapped)
