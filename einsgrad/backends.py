@@ -62,6 +62,14 @@ def infer(values) -> str:
     return found
 
 
+@functools.lru_cache(maxsize=256)
+def of_type(kind: type) -> Backend | None:
+    """The backend whose arrays are of type ``kind`` (as :func:`infer` names it), or None for
+    numpy's and other types; looked up once per type."""
+    name = _PACKAGES.get(kind.__module__.partition(".")[0])
+    return None if name is None else get(name)
+
+
 def get(name: str) -> Backend:
     """The backend called ``name`` (its library is imported now)."""
     return _LOADERS[name]()

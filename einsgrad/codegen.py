@@ -244,13 +244,34 @@ def _layout(expr: str, layout: Layout, ndim: int, dialect: Dialect, sizes: Sizes
 
 
 def _transposes_product(step: Step, op: Matmul, ndims: dict[str, int]) -> bool:
-    """Whether the step is ``(a @ b)`` then its last two axes swapped, both sides matrices or
-    batches of them: then it equals ``b^T @ a^T``."""
-    n = len(step.perm or ())
-    if op.shape is not None or n < 2 or step.perm != tuple(range(n - 2)) + (n - 1, n - 2):
+    """Whether the step is ``(a @ b)``, perhaps its batch axis split by a reshape, then its
+    last two axes swapped, both sides matrices or batches of them: then it equals
+    ``b^T @ a^T`` (reshaped alike), computed in the step's order with no transposed copy."""
+    n = len(op.shape) if op.shape is not None else len(step.perm or ())
+    if n < 2 or step.perm != tuple(range(n - 2)) + (n - 1, n - 2):
         return False
-    return all(len(layout.shape) >= 2 if layout.shape is not None else ndims[name] >= 2
-               for name, layout in zip(step.args, (op.a, op.b)))
+    if not all(len(layout.shape) >= 2 if layout.shape is not None else ndims[name] >= 2
+               for name, layout in zip(step.args, (op.a, op.b))):
+        return False
+    if op.shape is None:
+        return True
+    # the reshape may split the batch only: the product's rows and columns are its last two axes
+    return op.dims is not None and op.dims[-2:] == (_side(op.a, step.inputs[0], rows=True),
+                                                    _side(op.b, step.inputs[1], rows=False))
+
+
+def _side(layout: Layout, labels: tuple[str, ...], rows: bool) -> tuple[str, ...] | None:
+    """The labels of a GEMM operand's rows (``rows``) or columns, as it is read; None where
+    its layout does not say (transposed, not reshaped)."""
+    if layout.shape is None:
+        if layout.perm is not None:
+            return None
+        dims = tuple((l,) for l in labels)  # read as stored
+    elif layout.dims is None:
+        return None
+    else:
+        dims = layout.dims
+    return dims[-1] if rows == layout.swap else dims[-2]  # a swapped side is stored (cols, rows)
 
 
 def _dot_by_sum(subscripts: str, a: str, b: str, dialect: Dialect) -> str:
@@ -340,7 +361,11 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, size
         if dialect.products_in_order and _transposes_product(step, op, ndims):
             swapped = (_layout(b, replace(op.b, swap=not op.b.swap), ndims[b], dialect, sizes),
                        _layout(a, replace(op.a, swap=not op.a.swap), ndims[a], dialect, sizes))
-            return f"({swapped[0]} @ {swapped[1]})"
+            expr = f"({swapped[0]} @ {swapped[1]})"
+            if op.shape is None:
+                return expr
+            shape = op.shape[:-2] + (op.shape[-1], op.shape[-2])
+            return expr + f".reshape({_shape(shape, op.dims[:-2] + (op.dims[-1], op.dims[-2]), sizes)})"
         expr = f"({_layout(a, op.a, ndims[a], dialect, sizes)} @ {_layout(b, op.b, ndims[b], dialect, sizes)})"
         if op.shape is not None:
             expr += f".reshape({_shape(op.shape, op.dims, sizes)})"

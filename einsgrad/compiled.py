@@ -88,6 +88,7 @@ class Einsum:
         self._classes = functools.lru_cache(maxsize=1024)(self._classify)
         self._every = tuple(range(len(self.spec.inputs)))
         self._all = derive.Wrt(self._every, False)
+        self._wrts: dict[tuple, derive.Wrt] = {}  # checked tuples of indices (at most 2^n)
         self.shapes = None if shapes is None else check_shapes(shapes, len(self.spec.inputs))
         if self.shapes is not None:
             self._signature_record(self.shapes)
@@ -477,6 +478,14 @@ class Einsum:
         """``wrt`` as operand indices, and whether one array (not a tuple) is returned."""
         if wrt is None:  # the common case, on every call: made once
             return self._all
+        if type(wrt) is tuple:  # a framework's backward, on every call: checked once
+            try:
+                return self._wrts[wrt]
+            except KeyError:
+                found = self._wrts[wrt] = derive.check_wrts(self.spec, wrt)
+                return found
+            except TypeError:  # an unhashable element: refused below
+                pass
         return derive.check_wrts(self.spec, wrt)
 
     def _shapes(self, shapes, caller: str) -> tuple[tuple[int, ...], ...]:
@@ -595,6 +604,14 @@ def _arrays(values: tuple, cotangent: bool = False, names=None) -> tuple[tuple, 
             break
     else:
         return values, None
+    kind = type(values[0])
+    backend = backends.of_type(kind)
+    if backend is not None:  # every value an array of one library (torch's, on each call): as they are
+        for a in values:
+            if type(a) is not kind and backends.of_type(type(a)) is not backend:
+                break
+        else:
+            return values, backend
     if names is None:
         names = [f"operand {i - cotangent}" if i or not cotangent else "the cotangent" for i in range(len(values))]
     name = backends.infer(values)

@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import codegen, derive, host, paths, plan, scalars, slicing
+from . import codegen, derive, host, paths, plan, scalars, slicing, torch_layout
 from .errors import EinsumSpecError
 from .report import Plans
 from .shapes import BoundSpec
@@ -221,11 +221,10 @@ class SignatureRecord:
         casts = _entry_casts(program, key)
         if mode is Mode.FORWARD:
             out = scalars.result_type(*dtypes)
-            return Composed(program, "forward", {"y": (_needs_copy(program, "y", bound.output_shape),
-                                                       None if scalars.kind(out) in "fc" else out)}, casts)
+            return Composed(program, "forward", _forward_finish(program, bound, key.dialect,
+                                                                None if scalars.kind(out) in "fc" else out), casts)
         if mode is Mode.SAVING:
-            return Composed(program, "forward_saving",
-                            {"y": (_needs_copy(program, "y", bound.output_shape), None)}, casts)
+            return Composed(program, "forward_saving", _forward_finish(program, bound, key.dialect, None), casts)
         if mode in (Mode.JVP, Mode.VALUE_AND_JVP):  # dtypes: the operands', then the tangents'
             return Composed(program, mode.value, _jvp_finish(program, bound, dtypes), casts)
         if mode is Mode.JACOBIAN:
@@ -266,6 +265,17 @@ def _entry_casts(program: Plan, key: FunctionKey) -> dict:
         return {}
     common = np.result_type(*dtypes)
     return {arg: common for arg, dtype in zip(program.args, dtypes) if dtype != common}
+
+
+def _forward_finish(program: Plan, bound, dialect: codegen.Dialect, dtype) -> dict:
+    """How the forward returns ``y``: copied where it may alias an argument, cast to ``dtype``
+    (or not: None). A fresh torch result is left in the layout it was computed in where
+    ``torch.einsum``'s own is not contiguous either (:mod:`einsgrad.torch_layout`): no copy
+    that torch does not make (the dialect makes the others contiguous)."""
+    copy = _needs_copy(program, "y", bound.output_shape)
+    if dialect is codegen.TORCH and not copy and dtype is None and torch_layout.strided(bound):
+        return {}
+    return {"y": (copy, dtype)}
 
 
 def _jvp_finish(program: Plan, bound, dtypes) -> dict:

@@ -37,6 +37,7 @@ device.
 from __future__ import annotations
 
 import importlib.abc
+import inspect
 import string
 import sys
 import weakref
@@ -79,6 +80,8 @@ def einsum(*args) -> torch.Tensor:
 def _apply(compiled: Einsum, tensors: tuple) -> torch.Tensor:
     recording = torch.is_grad_enabled()
     wrt = tuple(k for k, t in enumerate(tensors) if recording and t.requires_grad)
+    if wrt:
+        tensors = _densified(compiled, wrt, tensors)
     return _EinsumFunction.apply(compiled, wrt, *tensors)[0]
 
 
@@ -92,14 +95,18 @@ class _EinsumFunction(torch.autograd.Function):
     @staticmethod
     def forward(compiled: Einsum, wrt: tuple, *tensors):
         if not wrt:
-            return compiled(*tensors), None
+            return compiled(*tensors).detach(), None
         y, saved = compiled.forward_saving(*tensors, wrt=wrt)
+        # a result left strided (as torch.einsum leaves it) is a view of the product: detached,
+        # it is a tensor of its own, whose tangent forward mode may lay out as it likes
+        y = y.detach()
         layout, intermediates = [], []
         for value in saved:
             k = next((k for k, t in enumerate(tensors) if value is t), None)
             layout.append(k)
             if k is None:
                 intermediates.append(value)
+        _READ.setdefault(compiled, {})[wrt] = frozenset(k for k in layout if k is not None)
         return y, tuple(layout), *intermediates
 
     @staticmethod
@@ -109,6 +116,9 @@ class _EinsumFunction(torch.autograd.Function):
         ctx.compiled, ctx.wrt, ctx.count, ctx.layout = compiled, wrt, len(tensors), layout
         ctx.intermediates = len(intermediates)
         ctx.mark_non_differentiable(*intermediates)
+        # the intermediates have no gradient: autograd would otherwise fill zeros of each
+        # one's shape (as large as an activation) for backward to ignore
+        ctx.set_materialize_grads(False)
         # an operand that neither the pullback nor a vjp of another operand reads is not kept
         # (as torch's matmul keeps only the other side): a placeholder of its shape stands in
         needed = {k for k in layout or () if k is not None} | {j for j in range(len(tensors)) for k in wrt if j != k}
@@ -119,6 +129,8 @@ class _EinsumFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g, *_):
+        if g is None:  # the result took no part in what is differentiated
+            return (None,) * (ctx.count + 2)
         values = ctx.saved_tensors
         operands, intermediates = values[:ctx.count], iter(values[ctx.count:])
         if ctx.placeholders:
@@ -155,6 +167,36 @@ class _EinsumFunction(torch.autograd.Function):
         else:
             y = _apply(batched, tuple(t if d is None else t.movedim(d, 0) for t, d in zip(tensors, dims)))
         return (y, None), (0, None)
+
+
+# Function.apply binds its arguments to forward's signature on every call, and
+# inspect.signature reads it afresh each time (~0.1 ms, more than a small GEMM) unless the
+# function carries it: made once here.
+_EinsumFunction.forward.__signature__ = inspect.signature(_EinsumFunction.forward)
+
+
+# per compiled einsum and wrt: the operands its pullback read as they were passed, last call
+_READ: "weakref.WeakKeyDictionary[Einsum, dict]" = weakref.WeakKeyDictionary()
+
+
+def _densified(compiled: Einsum, wrt: tuple, tensors: tuple) -> tuple:
+    """The operands, those the pullback reads as passed (as of the last call) made contiguous
+    where they are strided (and not merely a transposed matrix, which GEMMs read as it is).
+    Such an operand (a result torch.einsum left strided, as heads ``bhsd`` stored ``bshd``)
+    would be copied by the forward's reshape and again by the pullback's; a copy made first
+    serves both. It is made before the autograd.Function, recorded (its backward passes the
+    gradient on), so that the copy is what is saved, not also the strided original: as
+    torch.einsum's bmm saves its own copies."""
+    read = _READ.get(compiled, {}).get(wrt)
+    if not read or torch.compiler.is_compiling():
+        return tensors
+    return tuple(_dense(t) if k in read else t for k, t in enumerate(tensors))
+
+
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    if t.is_contiguous() or t.dim() >= 2 and t.transpose(-1, -2).is_contiguous():
+        return t
+    return t.contiguous()
 
 
 def _placeholder(shape, dtype, device) -> torch.Tensor:

@@ -165,6 +165,80 @@ def test_fresh_results_are_contiguous(case: Case):
     assert einsgrad.torch.einsum(case.spec, *ops).is_contiguous()
 
 
+@pytest.mark.parametrize("spec, shapes", [
+    pytest.param("bsi,hdi->bhsd", [(2, 5, 6), (3, 4, 6)], id="heads projection"),
+    pytest.param("...ij,...jk->...ik", [(2, 3, 4, 5), (3, 5, 6)], id="grouped"),
+])
+def test_results_torch_einsum_returns_strided_are_not_copied(spec, shapes):
+    """Where torch.einsum returns a permuted view of its product, einsgrad returns its own
+    (no copy that torch does not make); these lay the product out as torch does, so the
+    strides are torch's. Values and gradients stay torch's."""
+    ops = [t.requires_grad_() for t in tensors(shapes, torch.float64)]
+    expected = torch.einsum(spec, *ops)
+    assert not expected.is_contiguous()
+    y = einsgrad.torch.einsum(spec, *ops)
+    assert y.stride() == expected.stride()
+    torch.testing.assert_close(y, expected)
+    g = torch.randn_like(expected)
+    for mine, theirs in zip(torch.autograd.grad(y, ops, g), torch.autograd.grad(expected, ops, g)):
+        torch.testing.assert_close(mine, theirs)
+        assert mine.is_contiguous()
+
+
+@given(einsum_cases(dtypes=EXACT_DTYPES, max_operands=2))
+def test_pair_results_are_contiguous_where_torch_einsum_is(case: Case):
+    """Two operands, where einsgrad may leave a result as computed: never where torch.einsum's
+    is contiguous (the rule of einsgrad.torch_layout against torch itself)."""
+    ops = [torch.tensor(x) for x in case.operands()]
+    try:
+        expected = torch.einsum(case.clean_spec, *ops)
+    except RuntimeError:
+        assume(False)
+    assume(expected.is_contiguous())
+    assert einsgrad.torch.einsum(case.spec, *ops).is_contiguous()
+
+
+@pytest.mark.parametrize("generic", [False, True])
+@pytest.mark.parametrize("spec, shapes", [
+    pytest.param("bhqd,bhkd->bhqk", [(2, 3, 16, 4), (2, 3, 16, 4)], id="attention scores"),
+    pytest.param("bhqk,bhkd->bhqd", [(2, 3, 16, 16), (2, 3, 16, 4)], id="attention apply"),
+])
+def test_products_transposed_after_a_batch_split_are_computed_in_order(spec, shapes, generic):
+    """A gradient that is a batched GEMM, its batch split, then transposed (dx1 = (X^T G)^T)
+    is computed as G^T X, contiguous: no transposed copy. Its values are torch's."""
+    source = einsgrad.compile(spec).source(*shapes, backend="torch", generic=generic)
+    assert ".permute" not in source[source.index("def pullback"):]
+    ops = tensors(shapes)
+    g = torch.randn_like(torch.einsum(spec, *ops))
+    mine = torch.autograd.grad(einsgrad.torch.einsum(spec, *ops), ops, g)
+    theirs = torch.autograd.grad(torch.einsum(spec, *ops), ops, g)
+    for a, b in zip(mine, theirs):
+        torch.testing.assert_close(a, b)
+        assert a.is_contiguous()
+
+
+def test_strided_operands_the_backward_reads_are_saved_dense():
+    """Heads stored (b, s, h, d) and read as bhsd (as a projection that torch.einsum leaves
+    strided makes them): from the second call on, the operands the pullback reads are copied
+    dense once, before the forward, and that copy is all autograd saves (the forward's and
+    the pullback's reshapes then read it as a view). Values and gradients are torch's."""
+    spec = "bhqd,bhkd->bhqk"
+    stored = tensors([(2, 16, 3, 4), (2, 16, 3, 4)])
+    for _ in range(2):
+        q, k = (t.permute(0, 2, 1, 3) for t in stored)
+        packed = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(t) or t, lambda t: t):
+            y = einsgrad.torch.einsum(spec, q, k)
+        g = torch.randn_like(y)
+        mine = torch.autograd.grad(y, stored, g)
+        expected = torch.einsum(spec, q, k)
+        torch.testing.assert_close(y, expected)
+        for a, b in zip(mine, torch.autograd.grad(expected, stored, g)):
+            torch.testing.assert_close(a, b)
+    assert [t.shape for t in packed] == [(2, 3, 16, 4)] * 2
+    assert all(t.is_contiguous() for t in packed)
+
+
 def test_list_and_sublist_forms():
     """torch.einsum's other call forms: the operands as one list, and sublists of integer
     labels (with ... for an ellipsis), the output's optional."""
