@@ -112,10 +112,11 @@ class Dialect:
             ``torch.einsum`` returns it, so that ``.view()`` works); None: as it is.
         products_in_order: a GEMM whose result the step then transposes (``(a @ b).T``) is
             spelled ``b.T @ a.T`` instead, which the library computes in place, contiguous.
-        dot_general: pairwise products (GEMMs, outer and Hadamard products) are one
-            ``_dot(a, b, dimension_numbers)``, ``lax.dot_general`` after promoting to a common
-            dtype: the dimension numbers read each operand as stored (no transposed view, no
-            broadcast reshape), and the transpose of a dot is a dot (jax's reverse mode of the
+        dot_general: pairwise products (GEMMs, outer and Hadamard products, batched dots)
+            are one ``_dot(a, b, dimension_numbers)`` over the step's labels, as
+            ``jnp.einsum`` spells a pair: ``lax.dot_general`` after promoting to a common
+            dtype, its dimension numbers reading each operand as stored (no GEMM reshape, no
+            swap, no broadcast), and the transpose of a dot is a dot (jax's reverse mode of the
             jvp: an outer product's is a batched matrix-vector product, not a product and a sum).
     """
 
@@ -298,33 +299,37 @@ def _tuple(values) -> str:
     return repr(values)
 
 
-def _matmul_by_dot(step: Step, op: Matmul, ndims: dict[str, int], dialect: Dialect,
-                   sizes: Sizes | None = None) -> str:
-    """A GEMM as ``_dot``: each side transposed and reshaped as its layout says, a side stored
-    (cols, rows) read so by its contracted axis instead of swapped; the result is the GEMM's,
-    (batch, rows, cols)."""
-    sides, contracted, rank = [], [], 2
-    for name, layout, summed_last in ((step.args[0], op.a, True), (step.args[1], op.b, False)):
-        rank = len(layout.shape) if layout.shape is not None else ndims[name]
-        sides.append(_layout(name, replace(layout, swap=False), rank, dialect, sizes))
-        contracted.append(rank - 2 + (summed_last != layout.swap))
-    batch = "((0,), (0,))" if rank == 3 else "((), ())"
-    return f"_dot({sides[0]}, {sides[1]}, ((({contracted[0]},), ({contracted[1]},)), {batch}))"
-
-
-def _outer_by_dot(step: Step) -> str:
-    """A pairwise product with nothing contracted as ``_dot`` with batch dimensions alone (the
-    labels both operands hold), transposed from the dot's order (batch, then each side's own
-    labels) into the step's; the operands are read as stored (``step.inputs``), so no size
+def _pair_by_dot(step: Step) -> str:
+    """A pairwise step (a GEMM, an outer or Hadamard product, a batched dot) as one ``_dot``
+    over the labels its operands hold as stored (``step.inputs``), as ``jnp.einsum`` spells a
+    pair: labels both hold and the result keeps are the batch, in the result's order; labels
+    both hold and it drops are contracted; the others are free. The dot makes (batch, the first
+    operand's free labels, the second's); the operands go in the order that makes the result's
+    own (no transpose after), else as the plan has them, transposed after. The plan's GEMM
+    layouts (reshapes into blocks, swaps) are BLAS's concern: XLA lays out a dot itself, and a
+    reshape of a transposed value is a copy. The plan's transposed copies (innermost axis kept
+    innermost) stay: measured on CPU, XLA lays out the dots that read them better (the
+    tensor-train step in bfloat16 0.86x ``jnp.einsum``'s with them, 1.07x without). No size
     is spelled."""
-    a, b = step.inputs
-    batch = [i for i, label in enumerate(a) if label in b]
-    made = [a[i] for i in batch] + [l for l in a if l not in b] + [l for l in b if l not in a]
-    assert sorted(made) == sorted(step.labels), (step.spec, step.labels)
-    expr = (f"_dot({step.args[0]}, {step.args[1]}, "
-            f"(((), ()), ({_tuple(batch)}, {_tuple(b.index(a[i]) for i in batch)})))")
-    perm = tuple(made.index(l) for l in step.labels)
-    return expr + (_transpose(perm, JAX) if perm != tuple(range(len(perm))) else "")
+    spelled = [_dot_in_order(step, first, second) for first, second in ((0, 1), (1, 0))]
+    return next((expr for expr, perm in spelled if perm is None), None) or \
+        spelled[0][0] + _transpose(spelled[0][1], JAX)
+
+
+def _dot_in_order(step: Step, first: int, second: int) -> tuple[str, tuple[int, ...] | None]:
+    """``_dot`` of the step's operands ``first`` and ``second``, and the transposition that
+    takes its result into the step's labels (None: it is in them)."""
+    out, a, b = step.labels, step.inputs[first], step.inputs[second]
+    assert all(l in b or l in out for l in a) and all(l in a or l in out for l in b), step.spec
+    batch = [l for l in out if l in a and l in b]
+    summed = [l for l in a if l in b and l not in out]
+    made = batch + [l for l in a if l not in b] + [l for l in b if l not in a]
+    assert sorted(made) == sorted(out), (step.spec, out)
+    dims = (f"(({_tuple(a.index(l) for l in summed)}, {_tuple(b.index(l) for l in summed)}), "
+            f"({_tuple(a.index(l) for l in batch)}, {_tuple(b.index(l) for l in batch)}))")
+    perm = tuple(made.index(l) for l in out)
+    return f"_dot({step.args[first]}, {step.args[second]}, {dims})", (
+        None if perm == tuple(range(len(perm))) else perm)
 
 
 def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, sizes: Sizes | None = None) -> str:
@@ -348,14 +353,10 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, size
         if op.place is not None:
             labels = tuple((l,) for l in step.labels)
             expr = f"_place({expr}, {_shape(op.shape, labels, sizes)}, {op.place!r})"
-    elif dialect.dot_general and isinstance(op, Multiply):
-        return _outer_by_dot(step)
+    elif dialect.dot_general and isinstance(op, (Matmul, Multiply, Einsum2)):
+        return _pair_by_dot(step)
     elif isinstance(op, Copy):
         expr = dialect.contiguous.format(x=f"{step.args[0]}.{dialect.permute}({_tuple(op.perm)})")
-    elif dialect.dot_general and isinstance(op, Matmul):
-        expr = _matmul_by_dot(step, op, ndims, dialect, sizes)
-        if op.shape is not None:
-            expr += f".reshape({_shape(op.shape, op.dims, sizes)})"
     elif isinstance(op, Matmul):
         a, b = step.args
         if dialect.products_in_order and _transposes_product(step, op, ndims):

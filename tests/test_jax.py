@@ -284,3 +284,38 @@ def test_products_read_their_operands_as_stored():
         return str(jax.make_jaxpr(grad)(a, b)).count("reduce_sum")
 
     assert reductions(einsgrad.jax.einsum) <= reductions(jnp.einsum)
+
+
+def _primitives(f, *args) -> dict[str, int]:
+    text = str(jax.make_jaxpr(f)(*args))
+    return {p: text.count(f" {p}[") for p in ("dot_general", "transpose", "reshape")}
+
+
+@pytest.mark.parametrize("spec, shapes", [
+    pytest.param("bi,oi->bo", [(3, 5), (8, 5)], id="mlp layer"),
+    pytest.param("bsi,hdi->bhsd", [(2, 3, 8), (2, 4, 8)], id="attention projection"),
+    pytest.param("bhqk,bhkd->bhqd", [(2, 2, 3, 5), (2, 2, 5, 4)], id="attention apply"),
+    pytest.param("bhqd,ohd->bqo", [(2, 2, 3, 4), (6, 2, 4)], id="attention output"),
+    pytest.param("bi,oij,bj->bo", [(5, 3), (4, 3, 6), (5, 6)], id="bilinear"),
+    pytest.param("nabcd,aep,pbfq,qcgr,rdh->nefgh",
+                 [(3, 2, 3, 2, 2), (2, 3, 4), (4, 3, 2, 3), (3, 2, 3, 2), (2, 2, 3)], id="tensor train"),
+    pytest.param("bij,bji->b", [(3, 4, 5), (3, 5, 4)], id="batched dot"),
+])
+def test_gradient_has_the_products_of_jnp_einsum(spec, shapes):
+    """The training benchmark's specs: the gradient (jax's transpose of einsgrad's jvp) has
+    jnp.einsum's matrix products, one ``dot_general`` per product over the labels as stored:
+    no reshape into GEMM blocks, and where jnp.einsum needs no transpose (a GEMM-shaped
+    layer), none (not ``(W Xᵀ)ᵀ`` for ``X Wᵀ``). The values match."""
+    arrays = operands(shapes)
+
+    def grad(f):
+        return jax.grad(lambda *a: jnp.sum(jnp.sin(f(spec, *a))), tuple(range(len(arrays))))
+
+    mine, theirs = _primitives(grad(einsgrad.jax.einsum), *arrays), _primitives(grad(jnp.einsum), *arrays)
+    assert mine["dot_general"] == theirs["dot_general"]
+    assert mine["reshape"] == 0
+    assert mine["transpose"] == 0 or theirs["transpose"] > 0
+    source = einsgrad.compile(spec).source(*shapes, backend="jax").split("# einsgrad:", 1)[1]
+    one_shot = source.split("def forward_saving", 1)[0]  # forward and vjp: nothing saved
+    assert "reshape" not in one_shot, one_shot
+    assert_close(jax.jit(grad(einsgrad.jax.einsum))(*arrays), grad(jnp.einsum)(*arrays))
