@@ -127,3 +127,36 @@ def _dask() -> Backend:
 
 
 _LOADERS = {"torch": _torch, "jax": _jax, "dask": _dask}
+
+
+def intake(values: tuple, cotangent: bool = False, names=None) -> tuple[tuple, Backend | None]:
+    """The values of one call (operands, cotangent, tangents) as arrays of one library, and
+    that library (None: numpy); ``cotangent``: the first value is the cotangent, ``names``: every
+    value's name (for messages). Plain numpy arrays pass at once; dtypes are checked once per
+    signature, when its code is made."""
+    for a in values:
+        if type(a) is not np.ndarray:
+            break
+    else:
+        return values, None
+    kind = type(values[0])
+    backend = of_type(kind)
+    if backend is not None:  # every value an array of one library (torch's, on each call): as they are
+        for a in values:
+            if type(a) is not kind and of_type(type(a)) is not backend:
+                break
+        else:
+            return values, backend
+    if names is None:
+        names = [f"operand {i - cotangent}" if i or not cotangent else "the cotangent" for i in range(len(values))]
+    name = infer(values)
+    if name == "numpy":
+        return tuple([a if type(a) is np.ndarray else as_numpy(a, n)
+                      for a, n in zip(values, names)]), None
+    backend = get(name)
+    return prepare(values, backend, names), backend
+
+
+def library_name(backend: Backend | None) -> str:
+    """The library of an :func:`intake`'s arrays, for messages."""
+    return "numpy" if backend is None else backend.name

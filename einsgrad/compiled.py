@@ -122,7 +122,7 @@ class Einsum:
         The operands may be numpy, torch, jax or dask arrays (see :mod:`einsgrad.backends`);
         the result is an array of their library, computed by code generated in its dialect.
         """
-        arrays, backend = _arrays(operands)
+        arrays, backend = backends.intake(operands)
         if backend is not None:
             return self._run_in(backend, Mode.FORWARD, arrays, None)(*arrays)[0]
         call = self._call(Mode.FORWARD, arrays, None, None)
@@ -149,7 +149,7 @@ class Einsum:
         torch, jax and dask arrays give arrays of their library; ``memory_limit`` then bounds
         the path's intermediates but does not slice.
         """
-        arrays, backend = _arrays((cotangent, *operands), cotangent=True)
+        arrays, backend = backends.intake((cotangent, *operands), cotangent=True)
         g, arrays = arrays[0], arrays[1:]
         indices, single = self._wrt(wrt)
         if backend is not None:
@@ -208,7 +208,7 @@ class Einsum:
         the pullback recomputes the intermediates: less memory, one more forward's FLOPs.
         Do not modify the operands before calling the pullback.
         """
-        arrays, backend = _arrays(operands)
+        arrays, backend = backends.intake(operands)
         indices, single = self._wrt(wrt)
         sliced = backend is None and self.memory_limit is not None and self._signature_record(
             tuple([a.shape for a in arrays])).slices
@@ -239,7 +239,7 @@ class Einsum:
         >>> [g.shape for g in lin.pullback(np.ones((2, 4)), (X, W), saved)]
         [(2, 3), (4, 3)]
         """
-        arrays, backend = _arrays(operands)
+        arrays, backend = backends.intake(operands)
         saving = self._forward_saving(arrays, self._wrt(wrt).indices, backend)
         return saving.y, saving.saved
 
@@ -247,7 +247,7 @@ class Einsum:
         """The gradients of the operands ``wrt`` from the cotangent and what
         :meth:`forward_saving` kept for the same operands and ``wrt``; as :meth:`vjp`, an int
         ``wrt`` returns one array."""
-        arrays, backend = _arrays(tuple(operands))
+        arrays, backend = backends.intake(tuple(operands))
         indices, single = self._wrt(wrt)
         if backend is None:
             classified = Classified(tuple([a.shape for a in arrays]), None)
@@ -281,7 +281,7 @@ class Einsum:
         >>> J.shape
         (2, 4, 4, 3)
         """
-        arrays, backend = _arrays(operands)
+        arrays, backend = backends.intake(operands)
         if backend is not None:
             raise EinsumSpecError(f"jacobian() takes numpy arrays, not {backend.name} arrays")
         k = derive.check_wrt(self.spec, wrt)
@@ -435,7 +435,7 @@ class Einsum:
                                   f"{count} for {str(self.spec)!r}, got {_described(tangents)}")
         wrt = tuple(k for k, t in enumerate(tangents) if t is not None)
         names = [f"operand {i}" for i in range(len(operands))] + [f"the tangent of operand {k}" for k in wrt]
-        arrays, backend = _arrays((*operands, *(tangents[k] for k in wrt)), names=names)
+        arrays, backend = backends.intake((*operands, *(tangents[k] for k in wrt)), names=names)
         if len(operands) != count:
             check_shapes([tuple(a.shape) for a in arrays[:len(operands)]], count)  # says so
         if backend is None:
@@ -570,10 +570,10 @@ class Einsum:
         if backend is None and type(cotangent) is np.ndarray:
             g = cotangent
         else:
-            values, found = _arrays((cotangent, *arrays), cotangent=True)
+            values, found = backends.intake((cotangent, *arrays), cotangent=True)
             if found is not backend:
-                raise EinsumSpecError(f"the cotangent is a {_library(found)} array but the forward "
-                                      f"ran on {_library(backend)} arrays")
+                raise EinsumSpecError(f"the cotangent is a {backends.library_name(found)} array but the forward "
+                                      f"ran on {backends.library_name(backend)} arrays")
             g = values[0]
         if g.shape != shape and differ(tuple(g.shape), shape):
             raise EinsumSpecError(f"the cotangent has shape {tuple(g.shape)} but the output has {shape}")
@@ -595,39 +595,8 @@ def _compiled(spec: str) -> Einsum:
     return Einsum(spec)
 
 
-def _arrays(values: tuple, cotangent: bool = False, names=None) -> tuple[tuple, backends.Backend | None]:
-    """Values as arrays of one library, and that library (None: numpy); ``cotangent``: the
-    first value is the cotangent, ``names``: every value's name (for messages). Dtypes are
-    checked once per signature, when its code is made."""
-    for a in values:
-        if type(a) is not np.ndarray:
-            break
-    else:
-        return values, None
-    kind = type(values[0])
-    backend = backends.of_type(kind)
-    if backend is not None:  # every value an array of one library (torch's, on each call): as they are
-        for a in values:
-            if type(a) is not kind and backends.of_type(type(a)) is not backend:
-                break
-        else:
-            return values, backend
-    if names is None:
-        names = [f"operand {i - cotangent}" if i or not cotangent else "the cotangent" for i in range(len(values))]
-    name = backends.infer(values)
-    if name == "numpy":
-        return tuple([a if type(a) is np.ndarray else backends.as_numpy(a, n)
-                      for a, n in zip(values, names)]), None
-    backend = backends.get(name)
-    return backends.prepare(values, backend, names), backend
-
-
 def _described(value) -> str:
     """A value for a message: its length where it has one, else its type."""
     if hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
         return f"{len(value)}"
     return repr(value) if isinstance(value, (str, bytes)) else type(value).__name__
-
-
-def _library(backend) -> str:
-    return "numpy" if backend is None else backend.name
