@@ -95,7 +95,7 @@ class Lowering:
         # Views (diagonal, transpose, reshape, broadcast) cost nothing; sums read, places write.
         flops = (math.prod(size[l] for l in distinct) if sum_axes else 0) + (
             math.prod(size[l] for l in out_distinct) if place is not None else 0)
-        return self._add(target, (arg,), Spec.of((x,), out),
+        return self._add(target, (arg,), Spec((x,), tuple(out)),
                          Unary(diagonal, sum_axes, perm, reshape, broadcast, place, shape, own,
                                None if reshape is None else ones_dims,
                                None if broadcast is None else full_dims),
@@ -144,7 +144,7 @@ class Lowering:
         labels, perm = natural, None
         if exact and natural != tuple(out):
             labels, perm = tuple(out), _perm(natural, out)
-        return self._add(target, (a_name, b_name), Spec.of((a, b), labels), operation, perm, labels,
+        return self._add(target, (a_name, b_name), Spec((a, b), labels), operation, perm, labels,
                          flops, True)
 
     def _gemm_operands(self, a_name: str, b_name: str, batch: set, contracted: set, out=None):
@@ -226,7 +226,7 @@ class Lowering:
     def _copy(self, name: str, order: Labels, batch, rows, cols):
         """A contiguous transposed copy of ``name`` with labels in ``order``, as a step."""
         labels = self.labels[name]
-        target = self._add(self.name("t"), (name,), Spec.of((labels,), order),
+        target = self._add(self.name("t"), (name,), Spec((labels,), tuple(order)),
                            Copy(tuple(labels.index(l) for l in order)), None, tuple(order), 0, True)
         self.copies.setdefault(name, []).append(target)
         return target, _blocks(tuple(order), batch, rows, cols)
@@ -243,7 +243,7 @@ class Lowering:
         """``a + b``, two values with the same labels in the same order."""
         labels = self.labels[a_name]
         assert labels == self.labels[b_name], (labels, self.labels[b_name])
-        return self._add(target, (a_name, b_name), Spec.of((labels, labels), labels), Add(), None,
+        return self._add(target, (a_name, b_name), Spec((labels, labels), labels), Add(), None,
                          labels, math.prod(self.size[l] for l in labels), True)
 
     def step(self, target: str, args: tuple[str, ...], out: Labels, exact: bool) -> str:

@@ -13,6 +13,7 @@ How each step is computed (GEMM layouts, transposed copies, views) is
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple, Sequence
 
@@ -79,7 +80,7 @@ class _Scheduler:
         known = self.lowering.labels
         if len(args) == 1:
             self.lowering.unary(target, args[0], out)
-            records.append(Record(target, (args[0],), Spec.of((known[args[0]],), out)))
+            records.append(Record(target, (args[0],), Spec((known[args[0]],), tuple(out))))
             return target
         wanted = set(out)
         operands = []
@@ -87,10 +88,14 @@ class _Scheduler:
             own = known[arg]
             if keep != own:
                 reduced = self.lowering.unary(self.lowering.name("t"), arg, keep)
-                records.append(Record(reduced, (arg,), Spec.of((own,), keep)))
+                records.append(Record(reduced, (arg,), Spec((own,), keep)))
                 arg = reduced
             operands.append(arg)
-        core = tuple(dict.fromkeys(l for l in out if any(l in known[a] for a in operands)))
+        # How many operands left hold each label: a pair's result keeps a label that the
+        # output or another operand still has. Counted as operands come and go, so that each
+        # step costs its own labels, not the network's.
+        holders = Counter(l for a in operands for l in known[a])
+        core = tuple(dict.fromkeys(l for l in out if holders[l]))
         if path is None:
             path = paths.search([set(known[a]) for a in operands], set(core), self.lowering.size,
                                 self.optimize, self.memory_limit)
@@ -99,21 +104,22 @@ class _Scheduler:
             while len(picked) > 1:
                 a_name, b_name = picked.pop(), picked.pop()
                 last = not operands and not picked
+                pair = known[a_name] + known[b_name]
+                holders.subtract(pair)
                 if last and core == tuple(out):
                     name, keep, exact = target, tuple(out), True
                 else:
-                    others = wanted.union(*(known[x] for x in operands + picked))
                     name, exact = self.lowering.name("t"), False
-                    keep = tuple(l for l in dict.fromkeys(known[a_name] + known[b_name]) if l in others)
-                spec = Spec.of((known[a_name], known[b_name]), keep)
+                    keep = tuple(l for l in dict.fromkeys(pair) if l in wanted or holders[l] > 0)
+                holders.update(keep)
                 name = self.lowering.binary(name, a_name, b_name, keep, exact)
-                records.append(Record(name, (a_name, b_name), Spec.of(spec.inputs, known[name])))
+                records.append(Record(name, (a_name, b_name), Spec((known[a_name], known[b_name]), known[name])))
                 picked.append(name)
             operands.append(picked[0])
         (root,) = operands
         if root != target:
             self.lowering.unary(target, root, out)
-            records.append(Record(target, (root,), Spec.of((known[root],), out)))
+            records.append(Record(target, (root,), Spec((known[root],), tuple(out))))
         return target
 
     def reverse(self, records: list[Record], cotangent: str, leaves: dict[str, Labels]) -> dict:

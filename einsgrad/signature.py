@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import enum
 import threading
+from collections import Counter
 from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import codegen, derive, host, paths, plan, scalars, slicing, torch_layout
+from . import codegen, derive, host, paths, plan, scalars, slicing, tables, torch_layout
 from .errors import EinsumSpecError
 from .report import Plans
 from .shapes import BoundSpec
@@ -102,6 +103,7 @@ class SignatureRecord:
         self.plans: dict[PlanKey, Plan] = {}
         self.sources: dict[FunctionKey, Source] = {}
         self.functions: dict[FunctionKey, Callable] = {}
+        self.kernels = tables.Kernels()  # the step tables' kernels, shared by the functions
         self.lock = threading.RLock()
         self._slices: slicing.Cuts | None = None
 
@@ -191,6 +193,9 @@ class SignatureRecord:
         """The source of ``key``'s function, its name after ``prefix``."""
         composed = self.compose(key)
         name = prefix + composed.name
+        if not self.generic and len(composed.plan.steps) > tables.TABLE_STEPS:
+            return Source(tables.render(composed.plan, name, composed.finish, key.dialect, composed.casts,
+                                               self.kernels), name)
         operands = self.bound.spec.inputs if self.generic else None
         return Source(codegen.render(composed.plan, name, composed.finish, key.dialect, composed.casts,
                                      operands, self.generic and key.mode is Mode.PULLBACK), name)
@@ -312,13 +317,21 @@ def _jacobian_dtype(dtypes, k: int) -> np.dtype:
 
 def _finish(program: Plan, bound, wrt, cotangent_dtype, dtypes) -> dict:
     """What each returned gradient needs: a copy (it may alias an argument), a cast (to its
-    operand's dtype, when G and the other operands make a different one)."""
-    finish, shapes = {}, bound.input_shapes
+    operand's dtype, when G and the other operands make a different one).
+
+    Promotion depends only on the set of dtypes promoted, so each gradient's computed dtype is
+    that of the distinct dtypes of the others, asked once per set: linear in the operands."""
+    finish, shapes, fresh = {}, bound.input_shapes, program.fresh_values()
+    counts = Counter(dtypes)
+    promoted: dict[frozenset, object] = {}
     for k, name in zip(wrt, program.returns):
         target = dtypes[k]
-        computed = scalars.result_type(cotangent_dtype, *dtypes[:k], *dtypes[k + 1:])
+        others = frozenset(d for d, n in counts.items() if d != target or n > 1)
+        computed = promoted.get(others)
+        if computed is None:
+            computed = promoted[others] = scalars.result_type(cotangent_dtype, *others)
         cast = target if scalars.kind(target) in "fc" and target != computed else None
-        finish[name] = (_needs_copy(program, name, shapes[k]), cast)
+        finish[name] = (not fresh.get(name, False) or shapes[k] == (), cast)
     return finish
 
 
