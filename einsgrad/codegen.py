@@ -17,6 +17,7 @@ every shape of the plan's shape class (:func:`einsgrad.shapes.shape_class`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 from . import scalars
@@ -452,7 +453,18 @@ def _dtype_name(dtype) -> str:
 
 
 def load(source: str, dialect: Dialect = NUMPY) -> dict:
-    """Executes generated source (the dialect's helpers included) and returns its namespace."""
+    """Executes generated source after the dialect's helpers and returns its namespace (the
+    helpers, run once per dialect, then ``source`` in a copy of their namespace: the same
+    as running both, as :meth:`einsgrad.Einsum.source` shows them, without compiling the
+    helpers for every function)."""
+    namespace = dict(_helpers(dialect))
+    exec(compile(source, "<einsgrad>", "exec"), namespace)
+    return namespace
+
+
+@functools.cache
+def _helpers(dialect: Dialect) -> dict:
+    """The namespace of the dialect's helpers, once per dialect (never mutated: copied)."""
     namespace: dict = {}
-    exec(compile(dialect.helpers + "\n\n" + source, "<einsgrad>", "exec"), namespace)
+    exec(compile(dialect.helpers, "<einsgrad helpers>", "exec"), namespace)
     return namespace
