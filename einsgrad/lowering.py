@@ -158,8 +158,14 @@ class Lowering:
         their own, remembered per value, so that later steps (the backward, above all) read
         them too, transposed by BLAS where their blocks come swapped.
         """
-        free = [(pair, (a_name, b_name)) for pair in self._stored_reads(a_name, b_name, batch, contracted)]
-        free += [(pair, (b_name, a_name)) for pair in self._stored_reads(b_name, a_name, batch, contracted)]
+        a_labels, b_labels = self.labels[a_name], self.labels[b_name]
+        free_a = {l for l in a_labels if l not in contracted and l not in batch}
+        free_b = {l for l in b_labels if l not in contracted and l not in batch}
+        reads_a = self._reads(a_name, batch, free_a, contracted)  # a first: rows its free labels
+        reads_b = self._reads(b_name, batch, contracted, free_b)
+        free = [(pair, (a_name, b_name)) for pair in _matching(reads_a, reads_b)]
+        free += [(pair, (b_name, a_name)) for pair in _matching(self._reads(b_name, batch, free_b, contracted),
+                                                                 self._reads(a_name, batch, contracted, free_a))]
         if free:
             elements = lambda labels: math.prod(self.size[l] for l in labels)  # noqa: E731
 
@@ -168,15 +174,8 @@ class Lowering:
                 late = out is not None and ra.batch + ra.rows + rb.cols != out
                 return sum(elements(self.labels[n]) for n, r in choice[0] if r.swap) + (elements(out) if late else 0)
 
-            pair, (a_name, b_name) = min(free, key=transposed)
+            pair, _ = min(free, key=transposed)
         else:
-            pair = None
-        a_labels, b_labels = self.labels[a_name], self.labels[b_name]
-        free_a = {l for l in a_labels if l not in contracted and l not in batch}
-        free_b = {l for l in b_labels if l not in contracted and l not in batch}
-        reads_a = self._reads(a_name, batch, free_a, contracted)
-        reads_b = self._reads(b_name, batch, contracted, free_b)
-        if pair is None:
             pair = self._copied_reads(a_name, b_name, batch, contracted, free_a, free_b, reads_a, reads_b)
         (a_name, ba), (b_name, bb) = pair
         return (a_name, b_name, self._read(a_name, ba), self._read(b_name, bb),
@@ -214,14 +213,6 @@ class Lowering:
         reads = [(n, _blocks(self.labels[n], batch, rows, cols)) for n in (name, *self.copies.get(name, ()))]
         return [(n, r) for n, r in reads if r]
 
-    def _stored_reads(self, a_name: str, b_name: str, batch: set, contracted: set) -> list:
-        """Every way to read ``a_name`` (rows: its free labels) and ``b_name`` (rows: the
-        contracted labels) as stored, with batch and contracted labels in the same order."""
-        free_a = {l for l in self.labels[a_name] if l not in contracted and l not in batch}
-        free_b = {l for l in self.labels[b_name] if l not in contracted and l not in batch}
-        return [(ra, rb) for ra in self._reads(a_name, batch, free_a, contracted)
-                for rb in self._reads(b_name, batch, contracted, free_b)
-                if ra[1].batch == rb[1].batch and ra[1].cols == rb[1].rows]
 
     def _copy(self, name: str, order: Labels, batch, rows, cols):
         """A contiguous transposed copy of ``name`` with labels in ``order``, as a step."""
@@ -254,6 +245,12 @@ class Lowering:
             core = self.binary(self.name("t"), *args, tuple(dict.fromkeys(out)), False)
             return self.unary(target, core, out)
         return self.binary(target, *args, out, exact)
+
+
+def _matching(reads_a: list, reads_b: list) -> list:
+    """Every pair of reads of a GEMM's first operand (rows: its free labels) and its second
+    (rows: the contracted labels), as stored, with batch and contracted labels in the same order."""
+    return [(ra, rb) for ra in reads_a for rb in reads_b if ra[1].batch == rb[1].batch and ra[1].cols == rb[1].rows]
 
 
 class Blocks(NamedTuple):

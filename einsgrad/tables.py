@@ -42,15 +42,15 @@ class Kernels:
     def __init__(self):
         self.found: dict[tuple[int, str], tuple] = {}
 
-    def of(self, step: Step, ranks: tuple[int, ...], dialect: Dialect) -> tuple[str, list[int]]:
-        """The kernel (a ``lambda`` text) and the integers it is called with for ``step``, whose
-        arguments have ``ranks``."""
+    def of(self, step: Step, ndims: dict[str, int], dialect: Dialect) -> tuple[str, list[int]]:
+        """The kernel (a ``lambda`` text) and the integers it is called with for ``step``;
+        ``ndims`` has the rank of every value it reads."""
         key = (id(step), dialect.name)
         found = self.found.get(key)
         if found is None or found[0] is not step:
             operands = _OPERANDS[:len(step.args)]
             local = dataclasses.replace(step, args=operands)
-            text = codegen.expression(local, dict(zip(operands, ranks)), dialect)
+            text = codegen.expression(local, {o: ndims[a] for o, a in zip(operands, step.args)}, dialect)
             integers = [int(n) for n in _INTEGER.findall(text)]
             count = iter(range(len(integers)))
             template = _INTEGER.sub(lambda _: f"c{next(count)}", text)
@@ -76,7 +76,7 @@ def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect =
     kernels: dict[str, int] = {}
     rows = []
     for i, step in enumerate(plan.steps):
-        template, integers = kernels_of.of(step, tuple([ndims[a] for a in step.args]), dialect)
+        template, integers = kernels_of.of(step, ndims, dialect)
         kernel = kernels.setdefault(template, len(kernels))
         freed = [slots[a] for a in dict.fromkeys(step.args) if last_use[a] == i and a not in kept]
         rows.append([kernel, slots[step.target], [slots[a] for a in step.args], integers, freed])
