@@ -33,6 +33,16 @@ class Lowering:
         self.steps: list[Step] = []
         self.copies: dict[str, list[str]] = {}  # value -> its transposed copies
         self.count = 0
+        self.products: dict[Labels, int] = {}  # labels -> the product of their sizes
+
+    def elements(self, labels) -> int:
+        """The product of the sizes of ``labels`` (a value's element count), remembered: the
+        same few label tuples are weighed many times per step."""
+        key = labels if type(labels) is tuple else tuple(labels)
+        found = self.products.get(key)
+        if found is None:
+            found = self.products[key] = math.prod(self.size[l] for l in key)
+        return found
 
     def name(self, prefix: str) -> str:
         """A new value name: ``prefix`` and a counter shared by every prefix."""
@@ -108,13 +118,13 @@ class Lowering:
         assert len(set(a)) == len(a) and len(set(b)) == len(b) and len(set(out)) == len(out)
         assert set(out) <= set(a) | set(b)
         assert all(l in b or l in out for l in a) and all(l in a or l in out for l in b)
-        big = a if math.prod(size[l] for l in a) >= math.prod(size[l] for l in b) else b
+        big = a if self.elements(a) >= self.elements(b) else b
         batch = [l for l in big if l in a and l in b and l in out]
         contracted = [l for l in big if l in a and l in b and l not in out]
         free_a = [l for l in a if l not in b]
         free_b = [l for l in b if l not in a]
         natural = tuple(batch + free_a + free_b)
-        prod = lambda labels: math.prod(size[l] for l in labels)  # noqa: E731
+        prod = self.elements
         shape = tuple(size[l] for l in natural)
         if not contracted:
             ones_a, ones_b = ((),) * len(free_b), ((),) * len(free_a)
@@ -167,7 +177,7 @@ class Lowering:
         free += [(pair, (b_name, a_name)) for pair in _matching(self._reads(b_name, batch, free_b, contracted),
                                                                  self._reads(a_name, batch, contracted, free_a))]
         if free:
-            elements = lambda labels: math.prod(self.size[l] for l in labels)  # noqa: E731
+            elements = self.elements
 
             def transposed(choice):
                 (_, ra), (_, rb) = choice[0]
@@ -188,7 +198,7 @@ class Lowering:
         to transpose (:func:`_cheap_order`); the smaller one is read as stored if its batch
         and contracted labels then come in the same order, else copied to match.
         """
-        elements = lambda name: math.prod(self.size[l] for l in self.labels[name])  # noqa: E731
+        elements = lambda name: self.elements(self.labels[name])  # noqa: E731
         sides = {True: (a_name, free_a, reads_a), False: (b_name, free_b, reads_b)}  # True: a's role
 
         def roles(is_a, free):  # (rows, cols): a reads (free, contracted), b (contracted, free)

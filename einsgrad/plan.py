@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple, Sequence
 
-from . import derive, paths
+from . import paths
 from .lowering import Lowering
 from .paths import Path
 from .shapes import BoundSpec
@@ -126,7 +126,9 @@ class _Scheduler:
         """Walks ``records`` backward from ``cotangent``; returns {leaf name: its gradient}.
 
         A step's gradient with respect to its argument ``p`` is the step's own derived spec,
-        whose operands are the cotangent of the step and the step's other arguments.
+        whose operands are the cotangent of the step and the step's other arguments, and whose
+        output is the argument's labels (:func:`einsgrad.derive.backward`, spelled out here as
+        it runs once per step of every reverse sweep: a Spec's error columns are not needed).
         Branches that lead to none of ``leaves`` are skipped.
         """
         known = self.lowering.labels
@@ -141,12 +143,11 @@ class _Scheduler:
             for p, arg in enumerate(record.args):
                 if arg not in leads:
                     continue
-                spec = derive.backward(record.spec, p)
                 args = (grads[record.target],) + record.args[:p] + record.args[p + 1:]
-                assert sorted(spec.inputs[0]) == sorted(known[args[0]])
+                assert sorted(record.spec.output) == sorted(known[args[0]])
                 exact = arg in leaves
                 target = "d" + arg if exact else self.lowering.name("dt")
-                grads[arg] = self.lowering.step(target, args, spec.output, exact)
+                grads[arg] = self.lowering.step(target, args, record.spec.inputs[p], exact)
         return {leaf: grads[leaf] for leaf in leaves}
 
 
