@@ -186,3 +186,15 @@ def test_table_code_in_jax_matches_jax_autodiff(spec, shapes):
         jax.config.update("jax_enable_x64", before)
     for k, (m, t) in enumerate(zip(mine, theirs)):
         np.testing.assert_allclose(np.asarray(m), np.asarray(t), rtol=1e-10, err_msg=f"operand {k}")
+
+
+def test_a_vendored_module_of_a_long_chain_runs_its_table_standalone():
+    spec, ops = chain(51)
+    e = einsgrad.compile(spec)
+    text = e.module(*[x.shape for x in ops])
+    assert "_steps__vjp = json.loads" in text
+    namespace: dict = {}
+    exec(compile(text, "<module>", "exec"), namespace)
+    G = np.random.default_rng(2).standard_normal((3, 3))
+    for k, (mine, theirs) in enumerate(zip(namespace["vjp"](G, *ops), e.vjp(G, *ops))):
+        np.testing.assert_array_equal(mine, theirs, err_msg=f"operand {k}")
