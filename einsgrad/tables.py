@@ -7,10 +7,10 @@ to compile than the path search takes to find the tree. Past :data:`TABLE_STEPS`
 function is written instead as:
 
 * its kernels: one ``lambda`` per distinct step expression, each step's own code
-  (:func:`einsgrad.codegen.expression`) with its operands and integers as parameters, so a
-  chain of a thousand GEMMs has a handful of kernels;
+  (:func:`einsgrad.codegen.expression`) with its operands (slots of the list of values ``v``)
+  and its integers as parameters, so a chain of a thousand GEMMs has a handful of kernels;
 * its step table, one row per step as JSON in one string (fast to compile and to read):
-  ``[kernel, result slot, argument slots, integers, slots freed after it]``;
+  ``[kernel, result slot, slots freed after it, [argument slots..., integers...]]``;
 * a loop that runs the rows over a list of values, freeing each intermediate after its last
   use as the straight-line code's ``del`` does.
 
@@ -31,7 +31,7 @@ from .steps import Plan, Step
 TABLE_STEPS = 128  # more steps than this: a loop over a step table (see the module)
 
 _INTEGER = re.compile(r"(?<![\w.])\d+(?![\w.])")  # an integer literal, not part of a name
-_OPERANDS = ("a", "b")  # a kernel's operand parameters
+_SLOTS = ("a", "b")  # a kernel's parameters: the slots of its operands in the values ``v``
 
 
 class Kernels:
@@ -48,13 +48,14 @@ class Kernels:
         key = (id(step), dialect.name)
         found = self.found.get(key)
         if found is None or found[0] is not step:
-            operands = _OPERANDS[:len(step.args)]
+            slots = _SLOTS[:len(step.args)]
+            operands = tuple(f"v[{s}]" for s in slots)
             local = dataclasses.replace(step, args=operands)
             text = codegen.expression(local, {o: ndims[a] for o, a in zip(operands, step.args)}, dialect)
             integers = [int(n) for n in _INTEGER.findall(text)]
             count = iter(range(len(integers)))
             template = _INTEGER.sub(lambda _: f"c{next(count)}", text)
-            parameters = ", ".join(operands + tuple(f"c{k}" for k in range(len(integers))))
+            parameters = ", ".join(("v",) + slots + tuple(f"c{k}" for k in range(len(integers))))
             found = self.found[key] = (step, f"lambda {parameters}: {template}", integers)
         return found[1], found[2]
 
@@ -79,24 +80,24 @@ def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect =
         template, integers = kernels_of.of(step, ndims, dialect)
         kernel = kernels.setdefault(template, len(kernels))
         freed = [slots[a] for a in dict.fromkeys(step.args) if last_use[a] == i and a not in kept]
-        rows.append([kernel, slots[step.target], [slots[a] for a in step.args], integers, freed])
+        rows.append([kernel, slots[step.target], freed, [slots[a] for a in step.args] + integers])
     returns = []
     for value in plan.returns:
-        expr = codegen.finished("a", value, finish, dialect)
-        returns.append([slots[value], -1 if expr == "a" else kernels.setdefault(f"lambda a: {expr}", len(kernels))])
+        expr = codegen.finished("v[a]", value, finish, dialect)
+        returns.append([slots[value], -1 if expr == "v[a]" else kernels.setdefault(f"lambda v, a: {expr}", len(kernels))])
     kernels_name, steps_name, returns_name = f"_kernels_{name}", f"_steps_{name}", f"_returns_{name}"
     lines = ["import json", "", f"{kernels_name} = ("]
     lines += [f"    {kernel}," for kernel in kernels]
-    lines += [")", "# a step: [kernel, result slot, argument slots, integers, slots freed after it]",
+    lines += [")", "# a step: [kernel, result slot, slots freed after it, [argument slots..., integers...]]",
               f'{steps_name} = json.loads("""[']
     lines.append(",\n".join(map(repr, rows)))  # lists of ints: their repr is JSON
     lines += [']""")', f"{returns_name} = json.loads({json.dumps(json.dumps(returns, separators=(',', ':')))})",
               "", "", f"def {name}({', '.join(plan.args)}):"]
     lines += [codegen.cast_line(arg, dtype, dialect) for arg, dtype in (casts or {}).items()]
     lines += [f"    v = [{''.join(a + ', ' for a in plan.args).rstrip(', ')}] + [None] * {len(slots) - len(plan.args)}",
-              f"    for kernel, out, args, integers, freed in {steps_name}:",
-              f"        v[out] = {kernels_name}[kernel](*[v[a] for a in args], *integers)",
+              f"    for kernel, out, freed, parameters in {steps_name}:",
+              f"        v[out] = {kernels_name}[kernel](v, *parameters)",
               "        for f in freed:",
               "            v[f] = None",
-              f"    return tuple([v[s] if k < 0 else {kernels_name}[k](v[s]) for s, k in {returns_name}])"]
+              f"    return tuple([v[s] if k < 0 else {kernels_name}[k](v, s) for s, k in {returns_name}])"]
     return "\n".join(lines) + "\n"
