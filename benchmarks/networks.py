@@ -2,15 +2,15 @@
 what all gradients cost against the forward.
 
 Run: ``python -m benchmarks.networks [--quick] [--families a,b] [--optimize greedy]
-[--rounds N] [--json PATH] [--plot PATH]``. For each network of :mod:`benchmarks.network_cases`
+[--rounds N] [--compile-only] [--json PATH] [--plot PATH]``. For each network of :mod:`benchmarks.network_cases`
 (MPS/TT norms, PEPS-like grids, random regular graphs, tree tensor networks, circuit-like
 networks, chains) it reports, float64:
 
 * ``path``: opt_einsum's ``contract_path`` with the same optimizer; ``cotengra``: cotengra's
   ``array_contract_path`` with it (where cotengra is installed);
-* ``compile``: einsgrad's first forward, vjp, ``value_and_pullback`` and pullback of a fresh
-  ``Einsum`` (path search, planning, code generation and loading of all four functions), less
-  the same calls once compiled; ``ratio``: compile over ``path``;
+* ``compile``: a fresh ``Einsum``'s path search, planning and code generation of the four
+  functions its first forward, vjp, ``value_and_pullback`` and pullback load (``source``), and
+  compiling that source, not running it; ``ratio``: compile over ``path``;
 * ``forward``, ``vjp`` (all gradients in one shot) and ``pullback`` (all gradients after a
   stored forward), and the two gradients' ratio to the forward.
 
@@ -104,14 +104,13 @@ def _replaced(module, name: str, value):
         setattr(module, name, before)
 
 
-def first_calls(network: Network, operands, cotangent, optimize) -> float:
-    """Seconds of a fresh Einsum's first forward, vjp, value_and_pullback and pullback."""
+def compile_seconds(network: Network, optimize) -> float:
+    """Seconds to compile a fresh Einsum's forward, vjp, forward-saving and pullback for the
+    network's shapes: the path search, planning, code generation (``source``, the four
+    functions the first calls make) and compiling that source, without running it."""
     start = time.perf_counter()
     e = einsum_of(network, optimize)
-    e(*operands)
-    e.vjp(cotangent, *operands)
-    _, pullback = e.value_and_pullback(*operands)
-    pullback(cotangent)
+    exec(compile(e.source(*network.shapes), "<networks>", "exec"), {})
     return time.perf_counter() - start
 
 
@@ -139,7 +138,7 @@ def euler_error(operands, cotangent, y, grads) -> float:
 
 
 def measure(network: Network, optimize="greedy", rounds: int = 5, repeats: int = 5) -> Measured:
-    """Every figure of one network (see the module)."""
+    """Every figure of one network (see the module); ``repeats`` 0: the compile columns only."""
     row = Measured(network.family, network.name, network.tensors)
     operands = network.operands()
     try:
@@ -157,11 +156,10 @@ def measure(network: Network, optimize="greedy", rounds: int = 5, repeats: int =
     if row.check > 1e-8:
         row.note = f"WRONG: Euler's identity off by {row.check:.2g}"
         return row
-    steady = medians({"forward": lambda: e(*operands), "vjp": lambda: e.vjp(cotangent, *operands),
-                      "saving": lambda: e.value_and_pullback(*operands), "pullback": lambda: pullback(cotangent)},
-                     repeats=repeats, min_seconds=0.01)
-    row.forward, row.vjp, row.pullback = steady["forward"], steady["vjp"], steady["pullback"]
-    calls = steady["forward"] + steady["vjp"] + steady["saving"] + steady["pullback"]
+    if repeats:
+        steady = medians({"forward": lambda: e(*operands), "vjp": lambda: e.vjp(cotangent, *operands),
+                          "pullback": lambda: pullback(cotangent)}, repeats=repeats, min_seconds=0.01)
+        row.forward, row.vjp, row.pullback = steady["forward"], steady["vjp"], steady["pullback"]
     has_cotengra = importlib.util.find_spec("cotengra") is not None
     samples: dict[str, list[float]] = {"path": [], "cotengra": [], "compile": []}
     for r in range(rounds):  # alternate the three, each round starting with the next one
@@ -172,7 +170,7 @@ def measure(network: Network, optimize="greedy", rounds: int = 5, repeats: int =
             elif name == "cotengra" and has_cotengra:
                 samples[name].append(cotengra_seconds(network, optimize))
             elif name == "compile":
-                samples[name].append(max(first_calls(network, operands, cotangent, optimize) - calls, 0.0))
+                samples[name].append(compile_seconds(network, optimize))
     row.path = statistics.median(samples["path"])
     row.cotengra = statistics.median(samples["cotengra"]) if samples["cotengra"] else None
     row.compile = statistics.median(samples["compile"])
@@ -186,8 +184,8 @@ def _ms(seconds: float | None) -> str:
 
 
 def table(rows: list[Measured], optimize) -> str:
-    lines = [f"# float64, optimize={optimize!r}; compile: first forward, vjp, value_and_pullback and "
-             "pullback of a fresh Einsum, less the compiled calls; ratio: compile / opt_einsum's contract_path",
+    lines = [f"# float64, optimize={optimize!r}; compile: a fresh Einsum's path, plans and source of forward, vjp, "
+             "forward_saving and pullback, compiled; ratio: compile / opt_einsum's contract_path",
              f"{'network':<24} {'tensors':>7} {'path':>9} {'cotengra':>9} {'compile':>9} {'ratio':>7} "
              f"{'forward':>9} {'vjp':>9} {'pullback':>9} {'vjp/fwd':>7} {'pb/fwd':>7}  note"]
     for r in rows:
@@ -230,6 +228,7 @@ def main(argv=None) -> int:
     parser.add_argument("--families", default="", help="comma-separated families (chain, mps, grid, ...)")
     parser.add_argument("--optimize", default="greedy", help="the path optimizer of every column")
     parser.add_argument("--rounds", type=int, help="compile rounds (default 5, quick 2)")
+    parser.add_argument("--compile-only", action="store_true", help="no forward or gradient timings")
     parser.add_argument("--json", metavar="PATH", help="write machine-readable results here")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG of compile times here (needs matplotlib)")
     args = parser.parse_args(argv)
@@ -241,7 +240,8 @@ def main(argv=None) -> int:
     rows = []
     for i, network in enumerate(networks, 1):
         print(f"[{i}/{len(networks)}] {network.name}", file=sys.stderr, flush=True)
-        rows.append(measure(network, args.optimize, rounds, repeats=3 if args.quick else 5))
+        repeats = 0 if args.compile_only else 3 if args.quick else 5
+        rows.append(measure(network, args.optimize, rounds, repeats))
     print(table(rows, args.optimize))
     if args.json:
         doc = {"machine": platform.processor() or platform.machine(), "optimize": args.optimize,
