@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib.util
 import json
 import platform
@@ -43,7 +44,6 @@ import einsgrad
 from benchmarks.network_cases import Network, suite
 from benchmarks.report import duration, ratio_text
 from benchmarks.timing import medians
-from einsgrad.signature import collector_paused
 
 LATER = {  # measures the issue asks for next, and where each plugs in (MEASURES)
     "jax autograd, torch autograd": "jnp.einsum / torch.einsum gradients on the same path",
@@ -112,8 +112,13 @@ def compile_seconds(network: Network, optimize) -> float:
     start = time.perf_counter()
     e = einsum_of(network, optimize)
     source = e.source(*network.shapes)
-    with collector_paused():  # as einsgrad loads its functions
+    collecting = gc.isenabled()
+    gc.disable()  # as einsgrad loads its functions: the cyclic collector paused
+    try:
         exec(compile(source, "<networks>", "exec"), {})
+    finally:
+        if collecting:
+            gc.enable()
     return time.perf_counter() - start
 
 
