@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from . import derive
-from .compiled import Einsum, as_call, as_einsum
+from .compiled import Einsum, as_call, as_einsum, is_spec
 from .errors import EinsumSpecError
 from .explanation import Explanation, explain
 from .program_explanation import ProgramExplanation
@@ -85,7 +85,7 @@ def einsum(*args):
 def vjp(spec, cotangent, *operands, wrt=None):
     """One-shot gradients of ``spec``; see :meth:`Einsum.vjp`. In the interleaved form the
     cotangent comes first: ``vjp(g, x0, [0, 1], x1, [1, 2], [0, 2])``."""
-    if isinstance(spec, Einsum) or not looks_interleaved((cotangent, *operands)):
+    if is_spec(spec) or not looks_interleaved((cotangent, *operands)):
         return as_einsum(spec).vjp(cotangent, *operands, wrt=wrt)
     compiled, operands = as_call((cotangent, *operands))
     return compiled.vjp(spec, *operands, wrt=wrt)

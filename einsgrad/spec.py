@@ -214,13 +214,17 @@ def is_sublist_pair(value) -> bool:
 
 
 def _is_sublist(value) -> bool:
-    return isinstance(value, (list, tuple, range)) or hasattr(value, "tolist") and getattr(value, "ndim", 0) == 1
+    """A list, tuple or range, or a 1-d array of integers (numpy takes one)."""
+    if isinstance(value, (list, tuple, range)):
+        return True
+    dtype = getattr(value, "dtype", None)
+    return hasattr(value, "tolist") and getattr(value, "ndim", 0) == 1 and getattr(dtype, "kind", "") in ("i", "u")
 
 
 def looks_interleaved(args: Sequence) -> bool:
-    """Whether call arguments are in the interleaved form: an operand, then a sublist."""
-    return len(args) >= 2 and not isinstance(args[0], str) and not is_sublist_pair(args[0]) \
-        and _is_sublist(args[1])
+    """Whether call arguments whose first is not a spec are in the interleaved form: an
+    operand, then a sublist."""
+    return len(args) >= 2 and _is_sublist(args[1])
 
 
 def interleaved(args: Sequence) -> tuple[str, tuple]:

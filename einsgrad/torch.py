@@ -44,8 +44,8 @@ import weakref
 
 import torch
 
-from .compiled import Einsum, as_call
-from .spec import ELLIPSIS, LETTERS, Spec, looks_interleaved, unused_labels
+from .compiled import Einsum, as_call, is_spec
+from .spec import ELLIPSIS, LETTERS, Spec, unused_labels
 
 __all__ = ["einsum"]
 
@@ -238,7 +238,7 @@ def _arguments(args: tuple) -> tuple[Einsum, tuple]:
     spec then operands, a spec then one list of them, the interleaved form (which takes any
     hashable labels, as opt_einsum's does, not only integers in [0, 52))."""
     compiled, rest = as_call(args)
-    if not looks_interleaved(args) and len(rest) == 1 and isinstance(rest[0], (list, tuple)):
+    if is_spec(args[0]) and len(rest) == 1 and isinstance(rest[0], (list, tuple)):
         rest = tuple(rest[0])
     return compiled, rest
 
