@@ -82,7 +82,8 @@ def check_optimizer(optimize, operands: int | None = None):
 
 
 def _is_cotengra(value) -> bool:
-    return type(value).__module__.partition(".")[0] == "cotengra"
+    """Whether ``value`` is (a subclass of) one of cotengra's optimizers."""
+    return any(kind.__module__.partition(".")[0] == "cotengra" for kind in type(value).__mro__)
 
 
 def _is_tree(value) -> bool:
