@@ -17,6 +17,7 @@ form of numpy and opt_einsum (:func:`interleaved`, :func:`sublist_text`) is read
 from __future__ import annotations
 
 import string
+import sys
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -254,6 +255,8 @@ def sublist_text(sublists: Sequence, output=None) -> str:
     other label the next free label. Without ``output`` the output is, as in numpy, the
     labels seen once in sorted order (after the ellipsis, if any): they must be comparable.
     """
+    if not sublists:
+        raise EinsumSpecError("the sublist form needs at least one operand and its sublist")
     terms = [_sublist_labels(s, f"operand {i}'s sublist") for i, s in enumerate(sublists)]
     if output is None:
         counts = Counter(label for term in terms for label in term if label is not Ellipsis)
@@ -266,8 +269,7 @@ def sublist_text(sublists: Sequence, output=None) -> str:
     else:
         out = _sublist_labels(output, "the output sublist")
     labels = dict.fromkeys(label for term in (*terms, out) for label in term if label is not Ellipsis)
-    named = {label: symbol(label) for label in labels if _is_index(label) and label < 0x10FFFF - 0x800
-             and is_label(symbol(label))}
+    named = {label: symbol(label) for label in labels if _is_index(label) and is_label(symbol(label))}
     free = unused_labels(set(named.values()))
     named.update((label, next(free)) for label in labels if label not in named)
     write = lambda term: "".join(ELLIPSIS if l is Ellipsis else named[l] for l in term)  # noqa: E731
@@ -275,13 +277,18 @@ def sublist_text(sublists: Sequence, output=None) -> str:
 
 
 def _is_index(label) -> bool:
-    return isinstance(label, int) and label >= 0
+    """Whether an integer label has a :func:`symbol` of its own."""
+    return isinstance(label, int) and 0 <= label <= _LAST_SYMBOL
+
+
+_LAST_SYMBOL = sys.maxunicode - 0x800 - 140  # symbol(i) is chr(i + 140 + 0x800) past the surrogates
 
 
 def _sublist_labels(sublist, name: str) -> list:
     labels = sublist.tolist() if hasattr(sublist, "tolist") else list(sublist)
     for label in labels:
-        if isinstance(label, bool) or label is not Ellipsis and not _hashable(label):
+        is_bool = isinstance(label, bool) or getattr(getattr(label, "dtype", None), "kind", "") == "b"
+        if is_bool or label is not Ellipsis and not _hashable(label):
             raise EinsumSpecError(f"{name} holds {label!r}: a label is a hashable value other than a "
                                   "bool (an integer, a string...), or ... for the ellipsis")
     return [int(l) if hasattr(l, "__index__") and not isinstance(l, int) else l for l in labels]
