@@ -18,6 +18,9 @@ from .spec import ELLIPSIS, Labels
 BATCH_SYMBOL = "β"
 """The batch multi-index that ``...`` is written as."""
 
+FRESH_BATCH = "γ"
+"""The batch multi-index of a derivative's fresh indices (``∂L/∂A_γp``)."""
+
 
 
 @dataclass(frozen=True)

@@ -240,6 +240,25 @@ def test_explanations_of_a_100_label_spec_name_no_index_twice():
     assert ex.latex()
 
 
+@pytest.mark.parametrize("spec, label", [
+    pytest.param("...β,β->...", "β", id="the batch symbol, with an ellipsis"),
+    pytest.param("ab,b...γ->a...", "γ", id="the fresh batch symbol, with an ellipsis"),
+    pytest.param("i′,′->i", "′", id="the prime"),
+    pytest.param("i⁽,⁽->i", "⁽", id="a superscript parenthesis"),
+])
+def test_explain_refuses_labels_it_writes_its_own_indices_with(spec, label):
+    """Else '...β' would read as two batch indices (the derivation says Y_β = Σ_β A_ββ B_β)."""
+    with pytest.raises(EinsumSpecError, match=rf"the label '{label}' is a symbol the explanation writes") as info:
+        einsgrad.explain(spec)
+    assert spec[info.value.column] == label
+    assert einsgrad.grad_spec(spec, wrt=0)  # only the explanation refuses it
+
+
+def test_explain_takes_greek_labels_without_an_ellipsis():
+    ex = einsgrad.explain("iβ,βγ->iγ", names="A,B")
+    assert "Y_iγ = Σ_β A_iβ B_βγ" in str(ex)
+
+
 # -- the interleaved form and sublist pairs ------------------------------------------------------
 
 
