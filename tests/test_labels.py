@@ -359,3 +359,15 @@ def test_interleaved_form_in_torch_and_jax():
     g = lambda a, b: jax.numpy.einsum(a, [0, 1], b, [1, 2], [2, 0]).sum()  # noqa: E731
     np.testing.assert_allclose(f(a, b), g(a, b), rtol=1e-5)
     np.testing.assert_allclose(jax.grad(f)(a, b), jax.grad(g)(a, b), rtol=1e-5)
+
+
+def test_the_command_line_takes_unicode_specs(tmp_path, capsys):
+    from einsgrad.cli import main
+
+    assert main(["grad", "京α,α∂->京∂", "--wrt", "1"]) == 0
+    assert "京∂,京α->α∂" in capsys.readouterr().out
+    target = tmp_path / "m.py"
+    assert main(["codegen", "京α,α∂->京∂", "--shapes", "2x3,3x4", "-o", str(target)]) == 0
+    assert target.read_bytes().isascii()
+    assert main(["grad", "京α,α\u2003->京"]) == 2
+    assert "U+2003 EM SPACE at position 4" in capsys.readouterr().err

@@ -268,3 +268,20 @@ def test_cotengra_tree_on_a_unicode_network(ctg):
     for got, want in zip(lin.vjp(np.float64(1.0), *ops), grads):
         np.testing.assert_allclose(got, want.numpy(), rtol=1e-9, atol=1e-14)
     follows(lin.plan(*[(2, 2)] * n), opt.search([tuple(t) for t in terms], (), {l: 2 for t in terms for l in t}).get_path(), n)
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def test_the_plan_command_takes_a_path(capsys):
+    from einsgrad.cli import main
+
+    shapes = ",".join("x".join(map(str, s)) for s in SHAPES)
+    assert main(["plan", SPEC, "--shapes", shapes, "--optimize", "3,4 0,1 0,1 0,1"]) == 0
+    out = capsys.readouterr().out
+    forward = out[out.index("forward:"):]
+    assert forward.index("de,ea->da") < forward.index("ab,bc->ac")  # operands 3 and 4 first
+    assert main(["plan", SPEC, "--shapes", shapes, "--optimize", "0,1 0,9"]) == 2
+    assert "the step (0, 9) must name positions 0 to 3" in capsys.readouterr().err
+    assert main(["plan", SPEC, "--shapes", shapes, "--optimize", "0,,1"]) == 2
+    assert "bad path '0,,1'" in capsys.readouterr().err
