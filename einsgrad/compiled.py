@@ -47,7 +47,8 @@ class Einsum:
 
     Args:
         spec: the forward, e.g. ``"ik,jk->ij"``; numpy's notation plus the extensions
-            documented in :mod:`einsgrad.spec`.
+            documented in :mod:`einsgrad.spec` (labels past the 52 letters among them), or a
+            pair of sublists ``([[0, 1], [1, 2]], [0, 2])``.
         shapes: optional operand shapes, to validate and plan ahead of the first call.
         sizes: sizes of labels that only the output has (broadcasts).
         optimize: an opt_einsum path optimizer name (``"auto"``, ``"greedy"``, ``"optimal"``,

@@ -58,8 +58,9 @@ def einsum(*args) -> torch.Tensor:
             ``sizes=``, ``optimize=``, ``memory_limit=``), then the operands (on one device;
             numpy arrays and Python numbers are converted) or one list of them; or, as
             ``torch.einsum`` takes them, the sublist form ``x, [0, 1], y, [1, 2], [0, 2]``
-            (each operand followed by its labels as integers in ``[0, 52)`` or ``...``, and the
-            output's labels last, optional).
+            (each operand followed by its labels, ``...`` for the ellipsis, and the output's
+            labels last, optional; labels are any hashable values, as opt_einsum takes them,
+            not only torch's integers in ``[0, 52)``).
 
     Gradients follow torch's convention (for complex values, ``conj`` of einsgrad's
     non-conjugating vjp of ``conj(G)``), so they equal autograd of ``torch.einsum``.
