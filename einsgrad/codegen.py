@@ -1,7 +1,8 @@
 """Plan -> Python source, in the dialect of one array library.
 
 The source is built only from value names the planner made (``x0``, ``t3``, ``dx1``),
-integers, and the bound spec of each step in a comment; no user text reaches it. einsgrad runs
+integers, and the bound spec of each step in a comment (non-ASCII labels escaped,
+:func:`einsgrad.spec.ascii_text`); no user text reaches it. einsgrad runs
 this very source, so the code a user reads is the code that runs.
 
 One plan is spelled in several dialects (:class:`Dialect`): numpy (the default, needing numpy
@@ -20,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from . import scalars
+from .spec import ascii_text
 from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Plan, Step, Unary
 
 HELPERS = '''\
@@ -410,10 +412,11 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
         lines.append(f"    {arg} = {dialect.cast.format(x=arg, xp=dialect.xp, dtype=_dtype_name(dtype))}")
     if sizes is not None:
         lines += sizes.header()  # before the comments: the names they show need not be read
-        comments = [f"# {step.spec:<14} -> {sizes.shape(tuple((l,) for l in step.labels))}"
+        comments = [f"# {ascii_text(step.spec):<14} -> {sizes.shape(tuple((l,) for l in step.labels))}"
                     for step in plan.steps]
     else:
-        comments = [f"# {step.spec:<14} {step.flops:>12,} flops  -> {step.shape}" for step in plan.steps]
+        comments = [f"# {ascii_text(step.spec):<14} {step.flops:>12,} flops  -> {step.shape}"
+                    for step in plan.steps]
     for i, (step, code, comment) in enumerate(zip(plan.steps, codes, comments)):
         lines.append(f"{code:<{width}}  {comment}")
         done = [a for a in dict.fromkeys(step.args)

@@ -324,3 +324,49 @@ def extended_cases(draw, dtypes=EXACT_DTYPES, max_operands: int = 3):
     seed = draw(st.integers(0, 2**32 - 1))
     return Case(render(inputs, output), tuple(inputs), output, shapes, chosen, seed,
                 {label: sizes[label] for label in new if label in output})
+
+
+# -- labels beyond the 52 letters ------------------------------------------------------------
+
+
+def opt_einsum_symbol(i: int) -> str:
+    """``opt_einsum.get_symbol(i)``: the symbols opt_einsum and cotengra write networks with."""
+    import opt_einsum
+
+    return opt_einsum.get_symbol(i)
+
+
+@dataclass(frozen=True)
+class Relabelled:
+    """A case whose letters are renamed to symbols far past the 52 letters.
+
+    Attributes:
+        case: the case in ASCII letters (numpy reads it).
+        spec: the same problem in the new symbols, as typed (may be implicit, may hold spaces).
+        ascii_spec: the explicit ASCII spec that means what ``spec`` means; with an implicit
+            output, the output is ordered as the new symbols sort (numpy's rule, by code point).
+        mapping: letter -> symbol.
+    """
+
+    case: Case
+    spec: str
+    ascii_spec: str
+    mapping: dict
+
+
+@st.composite
+def relabelled_cases(draw, cases, first: int = 52, last: int = 50000):
+    """``cases`` with their letters renamed to ``opt_einsum.get_symbol(i)`` for distinct ``i``
+    drawn from ``[first, last)``, whitespace symbols skipped (whitespace is syntax)."""
+    case = draw(cases)
+    letters = sorted({label for term in case.inputs for label in term if label != ELL})
+    codes = draw(st.lists(st.integers(first, last - 1).filter(lambda i: not opt_einsum_symbol(i).isspace()),
+                          min_size=len(letters), max_size=len(letters), unique=True), label="symbols")
+    mapping = {letter: opt_einsum_symbol(i) for letter, i in zip(letters, codes)}
+    back = {symbol: letter for letter, symbol in mapping.items()}
+    inputs = tuple(rename(term, mapping) for term in case.inputs)
+    output = None if case.output is None else rename(case.output, mapping)
+    spaces = iter(draw(st.lists(st.booleans(), min_size=64, max_size=64))) if draw(st.booleans()) else None
+    spec = render(inputs, output, spaces)
+    explicit = implicit_output(inputs) if output is None else output
+    return Relabelled(case, spec, render(case.inputs, rename(explicit, back)), mapping)
