@@ -9,7 +9,10 @@ float64 aside, are cast to the autocast dtype, and the result has it, accumulate
 ``bmm`` accumulates), and any other pair is a ``mul``, which promotes its operands' dtypes.
 So ``ij,jk,l->ikl`` under bfloat16 autocast computes ``ij,jk`` in bfloat16 and the product
 with ``l`` in float32, and returns float32; a label of size 1 contracts nothing (``ij,jk->ik``
-with ``j`` of size 1 is a ``mul``).
+with ``j`` of size 1 is a ``mul``). A ``bmm`` in bfloat16 or float16 accumulates in float32
+on CPU (4096 ones sum to 4096) and rounds once; einsgrad's matrix products are the same
+``matmul``/``bmm`` calls, and a batched dot it writes as a product and a sum rounds each
+product to the low dtype first (one rounding more per term, within the dtype's precision).
 
 :func:`route` works out that sequence for the operands' shapes and dtypes; :func:`run_pairwise`
 runs it, each step an einsgrad einsum of its own (gradients flow through autograd, each cast
