@@ -201,3 +201,12 @@ def _checked(path, count: int, optimize=None, given: str | None = None) -> Path:
     if left != 1:
         raise refuse(f"it leaves {left} operands, not one")
     return tuple(tuple(int(i) for i in step) for step in steps)
+
+
+def contract_path(equation: str, shapes, optimize: str) -> Path:
+    """``opt_einsum.contract_path``'s path for ``equation`` on operands of ``shapes``, as a
+    caller that hands it the equation and the operands gets it (``torch.einsum`` does: see
+    :mod:`einsgrad.torch_autocast`)."""
+    shapes = [tuple(int(d) for d in shape) for shape in shapes]
+    path, _ = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize=optimize)
+    return tuple(tuple(int(i) for i in step) for step in path)

@@ -21,9 +21,10 @@ What works, as with ``torch.einsum``:
 * ``torch.func``: ``grad``, ``vjp``, ``jacrev``, ``jacfwd``, ``hessian``, ``functional_call``
   and ``vmap``. A vmapped einsum is an einsum with one more label, run as its own plan.
 * Every dtype torch's matmul runs (``bfloat16`` and ``float16`` included), and autocast as
-  ``torch.einsum`` follows it: where the einsum contracts a label of two operands (where
-  ``torch.einsum`` calls ``bmm``), its floating operands (float64 aside) are cast to the
-  autocast dtype and the result has it; gradients come back in the operands' dtypes.
+  ``torch.einsum`` meets it (:mod:`einsgrad.torch_autocast`): each of torch's pairwise steps
+  that sums a label both operands hold (a ``bmm``) computes in the autocast dtype, its
+  floating operands (float64 aside) cast to it, and any other product promotes; the result
+  has the last step's dtype, and gradients come back in the operands' dtypes.
 * The list form ``einsum("ij,jk->ik", [x, y])`` and the sublist form
   ``einsum(x, [0, 1], y, [1, 2], [0, 2])``; a fresh result is contiguous, so ``.view()`` works.
 * ``torch.compile`` puts the call in its graph as it is (registered when ``torch._dynamo``
@@ -44,7 +45,8 @@ import weakref
 
 import torch
 
-from .compiled import Einsum, as_call, is_spec
+from . import torch_autocast
+from .compiled import Einsum, as_call, as_einsum, is_spec
 from .spec import ELLIPSIS, LETTERS, Spec, unused_labels
 
 __all__ = ["einsum"]
@@ -68,13 +70,29 @@ def einsum(*args) -> torch.Tensor:
     compiled, tensors = _arguments(args)
     tensors = tuple(t if isinstance(t, torch.Tensor) else _as_tensor(t, tensors) for t in tensors)
     device = tensors[0].device.type if tensors else "cpu"
-    if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device) and _contracts(compiled.spec):
-        low = torch.get_autocast_dtype(device)
-        tensors = tuple(t.to(low) if t.is_floating_point() and t.dtype != torch.float64 else t
-                        for t in tensors)
-        with torch.autocast(device, enabled=False):
-            return _apply(compiled, tensors)
+    if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+        return _autocast(compiled, tensors, device)
     return _apply(compiled, tensors)
+
+
+def _autocast(compiled: Einsum, tensors: tuple, device: str) -> torch.Tensor:
+    """The call under autocast, as ``torch.einsum`` meets it (:mod:`einsgrad.torch_autocast`):
+    one plan in the dtype every pairwise step of torch's has, else torch's steps one by one."""
+    options = torch.backends.opt_einsum
+    strategy = options.strategy if options.enabled and options.is_available() else None
+    road = torch_autocast.route(compiled.spec, [t.shape for t in tensors], [t.dtype for t in tensors],
+                                torch.get_autocast_dtype(device), strategy)
+    sizes = dict(compiled.sizes)
+    with torch.autocast(device, enabled=False):
+        if road.uniform or ELLIPSIS in sizes:  # (an output-only batch: no letters spell it)
+            return _apply(compiled, tuple(t.to(road.result) if t.is_floating_point() and t.dtype != road.result
+                                          else t for t in tensors))
+        return torch_autocast.run_pairwise(road, tensors, sizes, _step)
+
+
+def _step(text: str, *tensors, sizes: dict) -> torch.Tensor:
+    """One step of :func:`torch_autocast.run_pairwise`: an einsgrad einsum, autocast off."""
+    return _apply(Einsum(text, sizes=sizes) if sizes else as_einsum(text), tensors)
 
 
 def _apply(compiled: Einsum, tensors: tuple) -> torch.Tensor:
@@ -217,16 +235,6 @@ def _batched(compiled: Einsum, dims: tuple) -> Einsum:
                               sizes=dict(compiled.sizes), optimize=compiled.optimize,
                               memory_limit=compiled.memory_limit)
     return per[pattern]
-
-
-def _contracts(spec: Spec) -> bool:
-    """Whether a label of two or more operands is summed: where ``torch.einsum`` runs ``bmm``
-    (autocast's lower-precision list), not only products and sums."""
-    seen: dict[str, int] = {}
-    for term in spec.inputs:
-        for label in set(term) - {ELLIPSIS}:
-            seen[label] = seen.get(label, 0) + 1
-    return any(n > 1 and label not in spec.output for label, n in seen.items())
 
 
 def _as_tensor(value, tensors) -> torch.Tensor:

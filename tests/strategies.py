@@ -178,7 +178,7 @@ def _validate(inputs, output, shapes) -> tuple[int, ...]:
 
 
 @st.composite
-def _terms(draw, max_operands: int, max_labels: int, max_rank: int):
+def _terms(draw, max_operands: int, max_labels: int, max_rank: int, min_operands: int = 1):
     """Operand label lists and label sizes (no ellipsis yet): mostly distinct letters per
     operand, sometimes one repeated (a diagonal or a trace)."""
     count = draw(st.integers(1, max_labels), label="distinct letters")
@@ -187,7 +187,7 @@ def _terms(draw, max_operands: int, max_labels: int, max_rank: int):
     if draw(st.integers(0, 15)) == 0:  # occasionally an empty dimension
         size[draw(st.sampled_from(pool))] = 0
     inputs = []
-    for _ in range(draw(st.integers(1, max_operands), label="operands")):
+    for _ in range(draw(st.integers(min_operands, max_operands), label="operands")):
         length = draw(st.integers(0, min(max_rank, len(pool))))
         term = list(draw(st.permutations(pool))[:length])
         if term and draw(st.integers(0, 3)) == 0:
@@ -200,12 +200,14 @@ def _terms(draw, max_operands: int, max_labels: int, max_rank: int):
 def einsum_cases(draw, dtypes=ALL_DTYPES, max_operands: int = 4, max_labels: int = 6,
                  max_rank: int = 4, ellipsis: bool = True, implicit: bool = True,
                  spaces: bool = True, broadcast: bool = True, mixed: bool = True,
-                 require_ellipsis: bool = False, equal_batch_ranks: bool = False):
+                 require_ellipsis: bool = False, equal_batch_ranks: bool = False,
+                 min_operands: int = 1):
     """Valid ``numpy.einsum`` problems, as :class:`Case`.
 
     Args:
         dtypes: dtypes to draw from.
-        max_operands: at most this many operands (at least one).
+        max_operands: at most this many operands.
+        min_operands: at least this many operands (one by default).
         max_labels: at most this many distinct letters.
         max_rank: at most this many letters per operand (repeats allowed).
         ellipsis: sometimes give some operands an ellipsis.
@@ -217,7 +219,7 @@ def einsum_cases(draw, dtypes=ALL_DTYPES, max_operands: int = 4, max_labels: int
         require_ellipsis: always give at least one operand an ellipsis.
         equal_batch_ranks: every ellipsis stands for the same number of dimensions.
     """
-    inputs, size = draw(_terms(max_operands, max_labels, max_rank))
+    inputs, size = draw(_terms(max_operands, max_labels, max_rank, min_operands))
     n = len(inputs)
 
     # Labelled size-1 broadcasting: (operand, label) pairs shrunk to 1 in that operand.
