@@ -24,7 +24,7 @@ def on_device(arrays, device: str) -> list:
     for a in arrays:
         if id(a) not in seen:  # one array passed as two operands stays one tensor
             x = np.asarray(a)
-            seen[id(a)] = torch.from_numpy(np.ascontiguousarray(x) if min(x.strides, default=0) < 0 else x).to(device)
+            seen[id(a)] = torch.from_numpy(x.copy() if min(x.strides, default=0) < 0 else x).to(device)
         placed.append(seen[id(a)])
     return placed
 
