@@ -11,7 +11,8 @@ OWN = {"einsgrad-torch": "torch", "einsgrad-jax": "jax"}
 
 
 def _seconds(cell: dict) -> float | None:
-    return cell.get("seconds") if cell.get("status") == "ok" else None
+    """A cell's time: an ok one's, or a wrong one's (timed, its values off the reference)."""
+    return cell.get("seconds") if cell.get("status") in ("ok", "wrong") else None
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -39,8 +40,14 @@ def targets(doc: dict) -> list[dict]:
     if checks and checks.get("status") != "skipped":
         failures = sum(f.get("failures", 0) + f.get("errors", 0) for f in checks["files"].values())
         broken = [p for p, f in checks["files"].items() if f["status"] in ("error", "timed out")]
-        found.append({"target": "failures on the device", "where": ", ".join(broken) or "every file run",
+        found.append({"target": "failures on the device", "where": ", ".join(broken) or "every test file run",
                       "value": failures, "met": failures == 0 and not broken})
+    rows = doc.get("speed", {}).get("rows", [])
+    if rows:
+        bad = [f"{system} {row['case']} {row['dtype']} {mode}" for row in rows for system in OWN
+               for mode, cell in row["cells"][system].items() if cell["status"] != "ok"]
+        found.append({"target": "einsgrad's speed cells wrong or failing", "where": ", ".join(bad) or "every row run",
+                      "value": len(bad), "met": not bad})
     return found
 
 
@@ -81,7 +88,10 @@ def _checks(checks: dict | None) -> list[str]:
 
 
 def _cell(cell: dict) -> str:
-    return duration(cell["seconds"]) if cell.get("status") == "ok" else cell.get("status", "-").upper()
+    """A time; a wrong cell's time is starred; an error shows as ERROR."""
+    if cell.get("status") in ("ok", "wrong") and cell.get("seconds"):
+        return duration(cell["seconds"]) + ("*" if cell["status"] == "wrong" else "")
+    return cell.get("status", "-").upper()
 
 
 def _speed(doc: dict) -> list[str]:
@@ -94,7 +104,8 @@ def _speed(doc: dict) -> list[str]:
              "# peak: " + ", ".join(f"{d} GEMM {v / 1e12:.1f} TFLOP/s" for d, v in peaks.get("gemm", {}).items())
              + (f", copy {peaks['copy'] / 1e9:.0f} GB/s" if "copy" in peaks else ""),
              "# ratio: einsgrad over the framework's own einsum; x lim: einsgrad's time over the case's FLOPs "
-             "at the GEMM peak or its bytes at the copy bandwidth, whichever is longer (f: FLOPs, b: bytes)",
+             "at the GEMM peak or its bytes at the copy bandwidth, whichever is longer (f: FLOPs, b: bytes); "
+             "*: values off the float64 reference by more than the dtype's tolerance (see the notes)",
              f"{'case':<14} {'dtype':<9} {'mode':<9} {'einsgrad-torch':>14} {'torch':>10} {'ratio':>6} "
              f"{'einsgrad-jax':>12} {'jax':>10} {'ratio':>6} {'x lim':>11}"]
     notes: dict = {}

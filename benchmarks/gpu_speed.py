@@ -5,8 +5,9 @@ one-shot (forward included) and by the pullback of a stored forward: ``einsgrad.
 and ``torch.einsum`` under torch autograd, ``einsgrad.jax.einsum`` and ``jnp.einsum`` under
 ``jax.jit`` (compiled before timing). Each is first checked against torch autograd of
 ``torch.einsum`` in float64 on the same rounded values, then the four are timed in interleaved
-rounds (:func:`benchmarks.gpu_device.medians`). Rows run bfloat16 first, then float32, tf32 and
-float64; a row that would start after the phase's deadline is skipped and named.
+rounds (:func:`benchmarks.gpu_device.medians`); a result off the reference by more than the
+dtype's tolerance is timed too, and marked wrong. Rows run bfloat16 first, then float32, tf32
+and float64; a row that would start after the phase's deadline is skipped and named.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Row:
     """One case in one dtype.
 
     Attributes:
-        cells: system -> mode -> cell (ok with seconds; error, wrong, or skipped).
+        cells: system -> mode -> cell (ok or wrong, with seconds; error with a note).
         limit: per mode, ``(seconds, "flops" | "bytes")`` at the measured peaks; None for an
             overhead case.
         errors: system -> mode -> the largest difference from the float64 reference,
@@ -96,7 +97,11 @@ def run(cases, dtypes, device: Device, peaks: limits.Peaks, repeats: int, until:
             continue
         if progress:
             progress(f"speed {done + 1}/{len(jobs)}: {case.name} {dtype}")
-        rows.append(row(case, dtype, device, peaks, repeats))
+        try:
+            rows.append(row(case, dtype, device, peaks, repeats))
+        except Exception as e:  # noqa: BLE001 - making the operands or the reference failed (memory)
+            failed = {m: Cell("error", note=f"the row's operands or reference: {message(e)}") for m in MODES}
+            rows.append(Row(case.name, case.spec, case.shapes, dtype, {s: failed for s in SYSTEMS}, None, {}))
     return rows, skipped
 
 
@@ -122,13 +127,12 @@ def row(case: Case, dtype: str, device: Device, peaks: limits.Peaks, repeats: in
                     cells[system][mode] = Cell("error", note=message(e))
                     continue
                 errors[system][mode] = error
-                if not error <= TOLERANCE[dtype]:
-                    cells[system][mode] = Cell("wrong", note=f"off by {error:.2g} relative to the largest value")
-                else:
-                    timed[(system, mode)] = fn
+                timed[(system, mode)] = fn
         times = medians(device, {f"{s} {m}": fn for (s, m), fn in timed.items()}, repeats) if timed else {}
         for (system, mode) in timed:
-            cells[system][mode] = Cell("ok", times[f"{system} {mode}"])
+            seconds, error = times[f"{system} {mode}"], errors[system][mode]
+            cells[system][mode] = Cell("ok", seconds) if error <= TOLERANCE[dtype] else Cell(
+                "wrong", seconds, f"off by {error:.2g} relative to the largest value")
         out_shape = tuple(g.shape)
         del ops, g, reference, timed
     if device.cuda:
