@@ -70,14 +70,16 @@ def text(doc: dict) -> str:
         group = [t for t in found if t["target"] == kind]
         missed = [f"{t['where']} ({t['value']:.2f})" if isinstance(t["value"], float) else t["where"]
                   for t in group if not t["met"]]
-        lines.append(f"{kind}: {len(group) - len(missed)} of {len(group)} met" + (f"; missed: {', '.join(missed)}" if missed else ""))
+        lines.append(f"{kind}: {len(group) - len(missed)} of {len(group)} met"
+                     + (f"; missed: {', '.join(missed)}" if missed else ""))
     return "\n".join(lines) + "\n"
 
 
 def _checks(checks: dict | None) -> list[str]:
     if not checks:
         return []
-    lines = ["", f"# correctness on the device: {checks['status']}" + (f" ({checks['note']})" if checks.get("note") else "")]
+    note = f" ({checks['note']})" if checks.get("note") else ""
+    lines = ["", f"# correctness on the device: {checks['status']}{note}"]
     for path, f in checks.get("files", {}).items():
         counts = ", ".join(f"{f[k]} {k}" for k in ("passed", "failures", "errors", "skipped") if k in f)
         lines.append(f"{path:<28} {f['status']:<9} {counts}" + (f" in {f['seconds']:.0f} s" if "seconds" in f else "")
@@ -138,7 +140,7 @@ def _training(training: dict | None) -> list[str]:
              f"{'model':<13} {'framework':<9} {'own einsum':>11} {'einsgrad':>11} {'ratio':>6} {'check':>8}"]
     for p in training["pairs"]:
         lines.append(f"{p['model']:<13} {p['framework']:<9} {_cell(p['own']):>11} {_cell(p['einsgrad']):>11} "
-                     f"{ratio_text(p['ratio']):>6} {p['check'] if p['check'] is None else format(p['check'], '.1e'):>8}")
+                     f"{ratio_text(p['ratio']):>6} {'' if p['check'] is None else format(p['check'], '.1e'):>8}")
         lines += [f"    {who}: {p[who]['note']}" for who in ("einsgrad", "own") if p[who].get("note")]
     if training.get("skipped"):
         lines.append(f"# skipped (time budget): {', '.join(training['skipped'])}")

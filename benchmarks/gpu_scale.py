@@ -36,9 +36,11 @@ def run(device: Device, quick: bool, until: float, progress=None) -> dict:
     limited = einsgrad.compile(SPEC, memory_limit=limit)
     einsums = {"torch.einsum": (torch.einsum, SPEC), "einsgrad.torch": (einsgrad.torch.einsum, SPEC),
                "einsgrad.torch memory_limit": (einsgrad.torch.einsum, limited)}
-    planned = {"torch.einsum": None, "einsgrad.torch": largest, "einsgrad.torch memory_limit": limited.costs(*shapes).largest}
+    planned = {"torch.einsum": None, "einsgrad.torch": largest,
+               "einsgrad.torch memory_limit": limited.costs(*shapes).largest}
     generator = torch.Generator(device=device.torch).manual_seed(0)
-    xs = [torch.randn(s, dtype=torch.float64, device=device.torch, generator=generator).requires_grad_() for s in shapes]
+    xs = [torch.randn(s, dtype=torch.float64, device=device.torch, generator=generator).requires_grad_()
+          for s in shapes]
     g = torch.randn((n, n, n), dtype=torch.float64, device=device.torch, generator=generator)
     found = {"spec": SPEC, "shapes": shapes, "dtype": "float64", "memory_limit": limit,
              "largest_intermediate_bytes": largest * 8, "systems": {}, "skipped": []}

@@ -68,7 +68,8 @@ def test_pullback_of_extended_specs(case: Case):
     y, pullback = lin.value_and_pullback(*(cp.asarray(x) for x in ops))
     np.testing.assert_allclose(host([y])[0], y_host, rtol=EXACT_RTOL, atol=EXACT_RTOL)
     for mine, theirs in zip(host(pullback(cp.asarray(G))), lin.vjp(G, *ops)):
-        np.testing.assert_allclose(mine, theirs, rtol=EXACT_RTOL, atol=EXACT_RTOL * max(1.0, np.abs(theirs).max(initial=0)))
+        scale = max(1.0, np.abs(theirs).max(initial=0))
+        np.testing.assert_allclose(mine, theirs, rtol=EXACT_RTOL, atol=EXACT_RTOL * scale)
 
 
 @pytest.mark.parametrize("spec, shapes, sizes", CURATED)
