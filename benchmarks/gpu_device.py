@@ -81,12 +81,13 @@ class Device:
         if timed.torch and self.cuda:
             import torch
 
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(loops):
-                timed.fn()
-            end.record()
-            end.synchronize()
+            with torch.cuda.device(self.torch):  # the events go on this device's current stream
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                for _ in range(loops):
+                    timed.fn()
+                end.record()
+                end.synchronize()
             return start.elapsed_time(end) / 1e3 / loops
         begin = time.perf_counter()
         for _ in range(loops):

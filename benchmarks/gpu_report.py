@@ -156,7 +156,9 @@ def _scale(scale: dict | None) -> list[str]:
         return []
     lines = ["", f"# scale: {scale['spec']} {scale['shapes'][0]} x3 in {scale['dtype']}, forward + all gradients; "
              f"largest intermediate {_gib(scale['largest_intermediate_bytes'])}, memory_limit {scale['memory_limit']} "
-             "elements; peak: torch.cuda.max_memory_allocated above the operands",
+             "elements (on torch arrays it bounds the path; numpy arrays would run in slices "
+             + ", ".join(f"{label} by {n}" for label, n in scale.get("numpy_slices", ())) + "); "
+             "peak: torch.cuda.max_memory_allocated above the operands",
              f"{'system':<28} {'planned largest':>16} {'peak':>11} {'time':>10} {'error':>8}"]
     for name, e in scale["systems"].items():
         if "failure" in e:

@@ -43,7 +43,8 @@ def run(device: Device, quick: bool, until: float, progress=None) -> dict:
           for s in shapes]
     g = torch.randn((n, n, n), dtype=torch.float64, device=device.torch, generator=generator)
     found = {"spec": SPEC, "shapes": shapes, "dtype": "float64", "memory_limit": limit,
-             "largest_intermediate_bytes": largest * 8, "systems": {}, "skipped": []}
+             "largest_intermediate_bytes": largest * 8, "numpy_slices": limited.costs(*shapes).slices,
+             "systems": {}, "skipped": []}
     reference = None
     for name in SYSTEMS:
         if time.perf_counter() >= until:
