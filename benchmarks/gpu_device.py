@@ -141,8 +141,12 @@ def _jax_precision(precision: str | None):
     if jax is None or precision is None:
         yield
         return
-    with jax.default_matmul_precision(precision):
+    saved = jax.config.jax_default_matmul_precision  # the config option the context manager sets
+    jax.config.update("jax_default_matmul_precision", precision)
+    try:
         yield
+    finally:
+        jax.config.update("jax_default_matmul_precision", saved)
 
 
 def torch_dtype(dtype: str):

@@ -101,8 +101,9 @@ def _speed(doc: dict) -> list[str]:
     if not speed:
         return []
     peaks = doc.get("peaks", {})
+    clock = "CUDA-event-timed" if "gpu" in doc["device"] else "perf_counter-timed"
     lines = ["", "# speed: all gradients, one-shot (forward included) and by the pullback of a stored forward; "
-             "median of CUDA-event-timed rounds after warm-up (jax: blocked wall clock)",
+             f"median of {clock} rounds after warm-up (jax: blocked wall clock)",
              "# peak: " + ", ".join(f"{d} GEMM {v / 1e12:.1f} TFLOP/s" for d, v in peaks.get("gemm", {}).items())
              + (f", copy {peaks['copy'] / 1e9:.0f} GB/s" if "copy" in peaks else ""),
              "# ratio: einsgrad over the framework's own einsum; x lim: einsgrad's time over the case's FLOPs "
