@@ -6,9 +6,10 @@ integers, and the bound spec of each step in a comment (non-ASCII labels escaped
 this very source, so the code a user reads is the code that runs.
 
 One plan is spelled in several dialects (:class:`Dialect`): numpy (the default, needing numpy
-alone), torch, jax and dask. They differ only in how each primitive is written: a transposition
-is ``.transpose(p)`` in numpy and ``.permute(p)`` in torch, a sum takes ``axis=`` or ``dim=``,
-a copy is ``np.array(x)`` or ``x.clone()`` (nothing for immutable jax and lazy dask arrays).
+alone), torch, jax, dask and cupy. They differ only in how each primitive is written: a
+transposition is ``.transpose(p)`` in numpy and ``.permute(p)`` in torch, a sum takes ``axis=``
+or ``dim=``, a copy is ``np.array(x)`` or ``x.clone()`` (nothing for immutable jax and lazy dask
+arrays).
 
 A plan is written with its reshape and broadcast sizes as integers (exact-shape code, for the
 shapes it was planned for) or, shape-generic, as products of sizes read once from the
@@ -96,7 +97,7 @@ class Dialect:
     key of every generated function, looked up on each call).
 
     Attributes:
-        name: the backend's name (``numpy``, ``torch``, ``jax``, ``dask``).
+        name: the backend's name (``numpy``, ``torch``, ``jax``, ``dask``, ``cupy``).
         xp: the module's name in generated code; its ``reshape``, ``multiply`` and ``einsum``
             are called.
         helpers: the source that imports ``xp`` and defines ``_place``.
@@ -191,11 +192,31 @@ step (``jax.jit(f).lower(...).compile().as_text()``, names and source locations 
 ``jnp.einsum``'s in all three dtypes: its ratio to ``jnp.einsum`` (0.97-1.05 float64,
 0.87-1.50 float32, 0.98-1.34 bfloat16 over 7 runs) is the machine's noise.
 """
+
+# cupy: numpy's spelling on a GPU. Its helpers are numpy's _place (zeros, z written into the
+# strided view of the diagonal); sums are cupy's own reductions (numpy's ones-vector trick is
+# for CPU BLAS).
+_CUPY_HELPERS = '''\
+import cupy as cp
+from cupy.lib.stride_tricks import as_strided
+
+
+def _place(z, shape, axes):
+    """Zeros of `shape` with z written on the diagonal that `axes` describes."""
+    out = cp.zeros(shape, dtype=z.dtype)
+    view = as_strided(out, shape=tuple(shape[g[0]] for g in axes),
+                      strides=tuple(sum(out.strides[i] for i in g) for g in axes))
+    view[...] = z
+    return out
+'''
+
 DASK = Dialect("dask", "da", "import numpy as np\nimport dask.array as da\n" + _PLACE_BY_MASKS.format(
                    arange="np.arange(shape[g[0]])"),
                diagonal="da.diagonal({x}, 0, {a}, {b})", cast="{x}.astype(np.{dtype})")
-DIALECTS = {d.name: d for d in (NUMPY, TORCH, JAX, DASK)}
-PROMOTING = (NUMPY, DASK)  # their operations promote mixed dtypes; torch and jax are cast before the call
+CUPY = Dialect("cupy", "cp", _CUPY_HELPERS, copy="cp.array({x})", contiguous="cp.ascontiguousarray({x})",
+               cast="cp.array({x}, dtype=cp.{dtype})")
+DIALECTS = {d.name: d for d in (NUMPY, TORCH, JAX, DASK, CUPY)}
+PROMOTING = (NUMPY, DASK, CUPY)  # their operations promote mixed dtypes; torch and jax are cast before the call
 
 
 class Sizes:

@@ -30,9 +30,9 @@ CURATED = [
 TOLERANCE = {torch.bfloat16: 4e-2, torch.float16: 5e-3}
 
 
-def operands(shapes, dtype, seed=0):
+def operands(shapes, dtype, seed=0, device="cpu"):
     generator = torch.Generator().manual_seed(seed)
-    return [torch.randn(s, generator=generator).to(dtype).requires_grad_() for s in shapes]
+    return [torch.randn(s, generator=generator).to(device, dtype).requires_grad_() for s in shapes]
 
 
 def close(got, reference, dtype):
@@ -44,16 +44,16 @@ def close(got, reference, dtype):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("spec, shapes", CURATED)
-def test_low_precision_forward_and_gradients(spec, shapes, dtype):
+def test_low_precision_forward_and_gradients(spec, shapes, dtype, device):
     """Outputs and gradients in the operands' dtype, close to torch.einsum's in float32 on the
-    same (rounded) values."""
-    ops = operands(shapes, dtype)
+    same (rounded) values, on ``--device``."""
+    ops = operands(shapes, dtype, device=device)
     reference_ops = [x.detach().float().requires_grad_() for x in ops]
     y = einsgrad.torch.einsum(spec, *ops)
     reference = torch.einsum(spec, *reference_ops)
     assert y.dtype == dtype and y.shape == reference.shape
     close(y, reference.detach(), dtype)
-    G = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
+    G = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(device)
     grads = torch.autograd.grad(y, ops, G.to(dtype))
     expected = torch.autograd.grad(reference, reference_ops, G.to(dtype).float())
     for g, want, x in zip(grads, expected, ops):
@@ -96,13 +96,14 @@ AUTOCAST = [
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("spec, shapes", AUTOCAST)
-def test_autocast_like_torch_einsum(spec, shapes, dtype):
-    """Under CPU autocast: the output's dtype and the gradients' dtypes are torch.einsum's
-    (a contraction runs in the low dtype, products and sums alone do not), values close."""
+def test_autocast_like_torch_einsum(spec, shapes, dtype, device):
+    """Under autocast (of ``--device``'s type): the output's dtype and the gradients' dtypes
+    are torch.einsum's (a contraction runs in the low dtype, products and sums alone do not),
+    values close."""
     results = []
     for use in (einsgrad.torch.einsum, torch.einsum):
-        ops = operands(shapes, torch.float32, seed=2)
-        with torch.autocast("cpu", dtype=dtype):
+        ops = operands(shapes, torch.float32, seed=2, device=device)
+        with torch.autocast(torch.device(device).type, dtype=dtype):
             y = use(spec, *ops)
             loss = y.float().square().sum()
         results.append((y, torch.autograd.grad(loss, ops)))
