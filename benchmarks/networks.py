@@ -26,7 +26,6 @@ network returning named figures, added to :data:`MEASURES`; none is faked meanwh
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import importlib.util
 import json
@@ -79,30 +78,8 @@ MEASURES: list[Callable[[Network, Measured], dict]] = []  # see LATER
 
 
 def einsum_of(network: Network, optimize) -> einsgrad.Einsum:
-    """The network's einsum. Labels past ``a``-``z``, ``A``-``Z`` (opt_einsum's unicode symbols)
-    are read by einsgrad's parser once issue 14's label work lands; until then the spec is
-    handed to einsgrad as its parsed value, the labels as tuples, and the rest of the
-    pipeline runs as for any spec."""
-    try:
-        return einsgrad.Einsum(network.spec, optimize=optimize)
-    except einsgrad.EinsumSpecError:
-        pass
-    from einsgrad import compiled
-    from einsgrad.spec import Spec
-
-    spec = Spec.of(network.terms, network.output)
-    with _replaced(compiled, "parse", lambda text, sizes: spec):
-        return einsgrad.Einsum(network.spec, optimize=optimize)
-
-
-@contextlib.contextmanager
-def _replaced(module, name: str, value):
-    before = getattr(module, name)
-    setattr(module, name, value)
-    try:
-        yield
-    finally:
-        setattr(module, name, before)
+    """The network's einsum, from its spec text (opt_einsum's symbols: unicode past ``Z``)."""
+    return einsgrad.Einsum(network.spec, optimize=optimize)
 
 
 def compile_seconds(network: Network, optimize) -> float:

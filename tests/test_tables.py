@@ -198,3 +198,23 @@ def test_a_vendored_module_of_a_long_chain_runs_its_table_standalone():
     G = np.random.default_rng(2).standard_normal((3, 3))
     for k, (mine, theirs) in enumerate(zip(namespace["vjp"](G, *ops), e.vjp(G, *ops))):
         np.testing.assert_array_equal(mine, theirs, err_msg=f"operand {k}")
+
+
+def test_a_chain_of_unicode_labels_runs_as_a_table_with_no_label_in_its_code():
+    """A 300-matrix chain (301 labels, most past Z): every function is a table, the user's
+    labels appear nowhere but in the ASCII header comment, and the gradients obey
+    ``<dL/dX_k, X_k> = <G, Y>`` for every operand (Euler's identity for multilinear maps)."""
+    from opt_einsum import get_symbol
+
+    n, rng = 300, np.random.default_rng(4)
+    spec = ",".join(get_symbol(i) + get_symbol(i + 1) for i in range(n)) + f"->{get_symbol(0)}{get_symbol(n)}"
+    ops = [rng.standard_normal((2, 2)) / np.sqrt(2) for _ in range(n)]
+    e = einsgrad.compile(spec)
+    source = e.source(*[x.shape for x in ops])
+    assert source.count("json.loads(\"\"\"[") == 4 and source.isascii()
+    y = e(*ops)
+    np.testing.assert_allclose(y, np.linalg.multi_dot(ops), rtol=1e-10, atol=1e-12)
+    G = rng.standard_normal(y.shape)
+    total = np.vdot(G, y)
+    for k, (g, x) in enumerate(zip(e.vjp(G, *ops), ops)):
+        assert abs(np.vdot(g, x) - total) <= 1e-10 * np.linalg.norm(g) * np.linalg.norm(x), k
