@@ -69,6 +69,29 @@ class PlanKey(NamedTuple):
     chunk: slicing.Cuts = ()
 
 
+class SavingPair(NamedTuple):
+    """A call's forward-saving and pullback functions, found once per shapes, dtypes and
+    ``wrt``: what framework glue (an ``autograd.Function``) runs, checking a call once, at its
+    forward, and handing the pair to its backward (see :meth:`einsgrad.Einsum.saving_pair`).
+
+    Attributes:
+        saving: ``(*operands) -> (y, *saved)``.
+        pullback: ``(g, *saved) -> gradients`` of ``wrt``, in order; ``g`` as autograd hands it
+            (the output's shape and dtype), unchecked. A generic one has its sizes bound.
+        read: for each saved value, the operand it is (its index; cast to the common dtype
+            where dtypes are mixed, so the operand itself may stand in), or None (an intermediate).
+        kept: the operands a backward may read: those saved, and those the one-shot vjp of
+            ``wrt`` reads (a recorded backward, ``create_graph=True``, runs it).
+        key: the forward-saving function's key (the last call's, for :meth:`Einsum.source`).
+    """
+
+    saving: Callable
+    pullback: Callable
+    read: tuple[int | None, ...]
+    kept: frozenset
+    key: FunctionKey
+
+
 class Source(NamedTuple):
     """A generated function's text and its name."""
 
@@ -144,6 +167,18 @@ class SignatureRecord:
                 if found is None:
                     found = self.sweeps[wrt, chunk] = plan.sweep(self.bound.resized(chunk), self.tree, wrt)
         return found
+
+    def saved_operands(self, wrt: tuple[int, ...]) -> tuple[int | None, ...]:
+        """For each value the forward-saving plan of ``wrt`` saves, the operand it is (its
+        index), or None for an intermediate."""
+        saving = self.plan(PlanKey(Mode.SAVING, wrt))
+        return tuple(saving.args.index(n) if n in saving.args else None for n in saving.returns[1:])
+
+    def vjp_operands(self, wrt: tuple[int, ...]) -> frozenset:
+        """The operands the one-shot vjp plan of ``wrt`` reads."""
+        vjp = self.plan(PlanKey(Mode.VJP, wrt))
+        read = {a for step in vjp.steps for a in step.args} | set(vjp.returns)
+        return frozenset(k for k, name in enumerate(vjp.args[1:]) if name in read)
 
     @property
     def slices(self) -> slicing.Cuts:

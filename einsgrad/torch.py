@@ -41,6 +41,7 @@ import inspect
 import string
 import sys
 import weakref
+from typing import NamedTuple
 
 import torch
 
@@ -86,65 +87,64 @@ def _apply(compiled: Einsum, tensors: tuple) -> torch.Tensor:
 
 
 class _EinsumFunction(torch.autograd.Function):
-    """Forward: the forward-saving plan, returning ``(y, layout, *intermediates)``. The
-    ``layout`` says, for each value the pullback reads, which operand it is (an index) or that
-    it is the next intermediate (None); None in place of the layout means nothing was saved
-    (no gradient wanted, or a vmapped call): the backward then runs the vjp from the operands.
-    Every tensor the backward reads goes through ``save_for_backward``."""
+    """Forward: the forward-saving plan, returning ``(y, pair, *intermediates)``, where
+    ``pair`` is the call's :class:`einsgrad.signature.SavingPair` (found by one lookup, the
+    call checked there once): the backward runs its pullback with no second lookup or check.
+    None in place of the pair means nothing was saved (no gradient wanted, or a vmapped
+    call): the backward then runs the vjp from the operands. Every tensor the backward reads
+    goes through ``save_for_backward``."""
 
     @staticmethod
     def forward(compiled: Einsum, wrt: tuple, *tensors):
         if not wrt:
             return compiled(*tensors).detach(), None
-        y, saved = compiled.forward_saving(*tensors, wrt=wrt)
+        pair = compiled.saving_pair(*tensors, wrt=wrt)
+        y, *saved = pair.saving(*tensors)
+        _READ.setdefault(compiled, {})[wrt] = frozenset(k for k in pair.read if k is not None)
         # a result left strided (as torch.einsum leaves it) is a view of the product: detached,
         # it is a tensor of its own, whose tangent forward mode may lay out as it likes
-        y = y.detach()
-        layout, intermediates = [], []
-        for value in saved:
-            k = next((k for k, t in enumerate(tensors) if value is t), None)
-            layout.append(k)
-            if k is None:
-                intermediates.append(value)
-        _READ.setdefault(compiled, {})[wrt] = frozenset(k for k in layout if k is not None)
-        return y, tuple(layout), *intermediates
+        return y.detach(), pair, *[value for value, k in zip(saved, pair.read) if k is None]
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         compiled, wrt, *tensors = inputs
-        _, layout, *intermediates = output
-        ctx.compiled, ctx.wrt, ctx.count, ctx.layout = compiled, wrt, len(tensors), layout
+        _, pair, *intermediates = output
+        ctx.compiled, ctx.wrt, ctx.pair, ctx.count = compiled, wrt, pair, len(tensors)
         ctx.intermediates = len(intermediates)
-        ctx.mark_non_differentiable(*intermediates)
+        if intermediates:
+            ctx.mark_non_differentiable(*intermediates)
         # the intermediates have no gradient: autograd would otherwise fill zeros of each
         # one's shape (as large as an activation) for backward to ignore
         ctx.set_materialize_grads(False)
-        # an operand that neither the pullback nor a vjp of another operand reads is not kept
-        # (as torch's matmul keeps only the other side): a placeholder of its shape stands in
-        needed = {k for k in layout or () if k is not None} | {j for j in range(len(tensors)) for k in wrt if j != k}
-        ctx.placeholders = {j: (t.shape, t.dtype, t.device) for j, t in enumerate(tensors) if j not in needed}
-        ctx.save_for_backward(*[None if j in ctx.placeholders else t for j, t in enumerate(tensors)],
-                              *intermediates)
+        # an operand that neither the pullback nor the vjp (a recorded backward) reads is not
+        # kept (as torch's matmul keeps only the other side): a placeholder of its shape stands in
+        if pair is None or len(pair.kept) == len(tensors):
+            ctx.placeholders = None
+            ctx.save_for_backward(*tensors, *intermediates)
+        else:
+            ctx.placeholders = {j: (t.shape, t.dtype, t.device) for j, t in enumerate(tensors) if j not in pair.kept}
+            ctx.save_for_backward(*[None if j in ctx.placeholders else t for j, t in enumerate(tensors)],
+                                  *intermediates)
         ctx.save_for_forward(*tensors)
 
     @staticmethod
     def backward(ctx, g, *_):
         if g is None:  # the result took no part in what is differentiated
             return (None,) * (ctx.count + 2)
-        values = ctx.saved_tensors
-        operands, intermediates = values[:ctx.count], iter(values[ctx.count:])
-        if ctx.placeholders:
-            operands = tuple(_placeholder(*ctx.placeholders[j]) if j in ctx.placeholders else t
-                             for j, t in enumerate(operands))
+        values, count, pair = ctx.saved_tensors, ctx.count, ctx.pair
         conjugate = g.is_complex()
         if conjugate:
             g = g.conj()
-        if torch.is_grad_enabled() or ctx.layout is None:  # recorded: run it from the operands
+        if pair is None or torch.is_grad_enabled():  # recorded: run it from the operands
+            operands = values[:count]
+            if ctx.placeholders:
+                operands = tuple(_placeholder(*ctx.placeholders[j]) if j in ctx.placeholders else t
+                                 for j, t in enumerate(operands))
             grads = ctx.compiled.vjp(g, *operands, wrt=ctx.wrt)
-        else:
-            saved = tuple(next(intermediates) if k is None else operands[k] for k in ctx.layout)
-            grads = ctx.compiled.pullback(g, operands, saved, wrt=ctx.wrt)
-        result = [None] * (ctx.count + 2)
+        else:  # the saved values in the pullback's order: operands first, then intermediates
+            intermediates = iter(values[count:])
+            grads = pair.pullback(g, *[next(intermediates) if k is None else values[k] for k in pair.read])
+        result = [None] * (count + 2)
         for k, grad in zip(ctx.wrt, grads):
             result[k + 2] = grad.conj().resolve_conj() if conjugate and grad.is_complex() else grad
         return tuple(result)
@@ -169,10 +169,32 @@ class _EinsumFunction(torch.autograd.Function):
         return (y, None), (0, None)
 
 
-# Function.apply binds its arguments to forward's signature on every call, and
-# inspect.signature reads it afresh each time (~0.1 ms, more than a small GEMM) unless the
-# function carries it: made once here.
-_EinsumFunction.forward.__signature__ = inspect.signature(_EinsumFunction.forward)
+class _Bound(NamedTuple):
+    """Arguments bound to :class:`_Positional`: all positional, none with a default."""
+
+    args: tuple
+    kwargs: dict
+
+    def apply_defaults(self) -> None:
+        """Nothing to fill: no parameter has a default."""
+
+
+class _Positional(inspect.Signature):
+    """The signature ``(*args)``, whose binding is the arguments as given. Function.apply binds
+    its arguments to forward's signature on every call, through ``inspect.signature`` (which
+    takes a function's ``__signature__`` where it has one) and ``Signature.bind`` (Python that
+    walks the parameters: ~10 us a call, as much as a small GEMM); forward takes only
+    positional arguments, so binding them changes nothing."""
+
+    def __init__(self):
+        super().__init__([inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL)])
+
+    def bind(self, *args, **kwargs) -> _Bound:
+        assert not kwargs, "forward takes positional arguments only"
+        return _Bound(args, {})
+
+
+_EinsumFunction.forward.__signature__ = _Positional()
 
 
 # per compiled einsum and wrt: the operands its pullback read as they were passed, last call

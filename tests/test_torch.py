@@ -307,3 +307,32 @@ print('ok')
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("spec, shapes, wrt, dtypes", [
+    pytest.param("...ij,...jk->...ik", [(2, 3, 4, 5), (3, 5, 2)], (1,), (torch.float64,) * 2, id="grouped, weight only"),
+    pytest.param("bhqd,bhkd->bhqk", [(2, 3, 4, 5), (2, 3, 4, 5)], (0, 1), (torch.float64,) * 2, id="scores"),
+    pytest.param("ab,bc,cd->ad", [(2, 3), (3, 4), (4, 5)], (0, 2), (torch.float64,) * 3, id="chain, two of three"),
+    pytest.param("ij,jk->ik", [(2, 3), (3, 4)], (0, 1), (torch.float32, torch.float64), id="mixed dtypes"),
+])
+def test_saving_pair_is_found_once_and_its_pullback_is_torch_autograd(spec, shapes, wrt, dtypes):
+    """The lean path of the autograd.Function: one pair per shapes, dtypes and wrt (a second
+    call finds the same one), whose forward is torch.einsum's value and whose pullback of
+    the saved values gives torch's autograd of torch.einsum for the operands ``wrt``."""
+    compiled = einsgrad.compile(spec)
+    ops = [t.detach().to(d) for t, d in zip(tensors(shapes), dtypes)]
+    pair = compiled.saving_pair(*ops, wrt=wrt)
+    assert compiled.saving_pair(*[torch.randn_like(t) for t in ops], wrt=wrt) is pair
+    assert compiled.saving_pair(*ops, wrt=(0,) if wrt != (0,) else (1,)) is not pair
+    y, *saved = pair.saving(*ops)
+    leaves = [t.clone().requires_grad_() for t in ops]
+    expected = torch.einsum(spec, *[t.to(torch.float64) for t in leaves])  # every case holds one
+    torch.testing.assert_close(y, expected.detach())
+    for k, value in zip(pair.read, saved):  # an operand saved is the operand (cast, if mixed)
+        assert k is None or value is ops[k] or torch.equal(value, ops[k].to(value.dtype))
+    g = torch.randn_like(y)
+    theirs = torch.autograd.grad(expected, [leaves[k] for k in wrt], g)
+    for values in (saved, [value if k is None else ops[k] for k, value in zip(pair.read, saved)]):
+        for k, mine, want in zip(wrt, pair.pullback(g, *values), theirs):
+            assert mine.dtype == ops[k].dtype
+            torch.testing.assert_close(mine, want.to(mine.dtype))
