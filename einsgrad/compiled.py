@@ -311,9 +311,9 @@ class Einsum:
             saving, pullback = _casting(saving, out, backend.cast), _casting(pullback, out, backend.cast)
         if record.generic:
             pullback = functools.partial(pullback, shapes=tuple([tuple(a.shape) for a in arrays]))
-        read = record.saved_operands(indices)
+        read, regrouped = record.saved_operands(indices)
         kept = frozenset(k for k in read if k is not None) | record.vjp_operands(indices)
-        return SavingPair(saving, pullback, read, kept, saving_key)
+        return SavingPair(saving, pullback, read, regrouped, kept, saving_key)
 
     def _pullback(self, backend, arrays, wrt, g, record: SignatureRecord, saved) -> tuple:
         """The pullback of ``record`` run; a generic one reads sizes from the operands' shapes."""

@@ -19,7 +19,7 @@ from .errors import EinsumSpecError
 from .report import Plans
 from .shapes import BoundSpec
 from .spec import Spec
-from .steps import Plan
+from .steps import Plan, Regroup
 
 
 class Mode(enum.Enum):
@@ -78,8 +78,13 @@ class SavingPair(NamedTuple):
         saving: ``(*operands) -> (y, *saved)``.
         pullback: ``(g, *saved) -> gradients`` of ``wrt``, in order; ``g`` as autograd hands it
             (the output's shape and dtype), unchecked. A generic one has its sizes bound.
-        read: for each saved value, the operand it is (its index; cast to the common dtype
-            where dtypes are mixed, so the operand itself may stand in), or None (an intermediate).
+        read: for each saved value, the operand whose values in its shape it is (its index),
+            or None (an intermediate): the operand itself, cast to the common dtype where
+            dtypes are mixed, or its :class:`~einsgrad.steps.Regroup`; the operand may stand in.
+        regrouped: the operands saved as the forward's reshape reads them (a Regroup: a copy
+            where that reshape copies). A caller that keeps the operands anyway (for a
+            recorded backward) passes those dense where they are strided and hands them to
+            the pullback in the Regroup's place: one copy is kept, which both passes read.
         kept: the operands a backward may read: those saved, and those the one-shot vjp of
             ``wrt`` reads (a recorded backward, ``create_graph=True``, runs it).
         key: the forward-saving function's key (the last call's, for :meth:`Einsum.source`).
@@ -88,6 +93,7 @@ class SavingPair(NamedTuple):
     saving: Callable
     pullback: Callable
     read: tuple[int | None, ...]
+    regrouped: frozenset
     kept: frozenset
     key: FunctionKey
 
@@ -168,11 +174,16 @@ class SignatureRecord:
                     found = self.sweeps[wrt, chunk] = plan.sweep(self.bound.resized(chunk), self.tree, wrt)
         return found
 
-    def saved_operands(self, wrt: tuple[int, ...]) -> tuple[int | None, ...]:
-        """For each value the forward-saving plan of ``wrt`` saves, the operand it is (its
-        index), or None for an intermediate."""
+    def saved_operands(self, wrt: tuple[int, ...]) -> tuple[tuple[int | None, ...], frozenset]:
+        """For each value the forward-saving plan of ``wrt`` saves, the operand it is or
+        regroups (its index, else None); and the operands it saves as a
+        :class:`~einsgrad.steps.Regroup`."""
         saving = self.plan(PlanKey(Mode.SAVING, wrt))
-        return tuple(saving.args.index(n) if n in saving.args else None for n in saving.returns[1:])
+        operand = {name: k for k, name in enumerate(saving.args)}
+        operand.update((step.target, operand[step.args[0]]) for step in saving.steps
+                       if isinstance(step.operation, Regroup))
+        regrouped = frozenset(operand[step.target] for step in saving.steps if isinstance(step.operation, Regroup))
+        return tuple(operand.get(n) for n in saving.returns[1:]), regrouped
 
     def vjp_operands(self, wrt: tuple[int, ...]) -> frozenset:
         """The operands the one-shot vjp plan of ``wrt`` reads."""

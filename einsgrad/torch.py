@@ -81,33 +81,45 @@ def einsum(*args) -> torch.Tensor:
 def _apply(compiled: Einsum, tensors: tuple) -> torch.Tensor:
     recording = torch.is_grad_enabled()
     wrt = tuple(k for k, t in enumerate(tensors) if recording and t.requires_grad)
-    if wrt:
-        tensors = _densified(compiled, wrt, tensors)
-    return _EinsumFunction.apply(compiled, wrt, *tensors)[0]
+    if not wrt:
+        return _EinsumFunction.apply(compiled, wrt, None, *tensors)[0]
+    pair = compiled.saving_pair(*tensors, wrt=wrt)
+    if pair.regrouped and not torch.compiler.is_compiling():
+        tensors = tuple(_dense(t) if k in pair.regrouped else t for k, t in enumerate(tensors))
+    return _EinsumFunction.apply(compiled, wrt, pair, *tensors)[0]
+
+
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    """An operand that the forward saves as its reshape reads it (a Regroup), made dense
+    first where it is strided (and not merely a transposed matrix, which reshapes of the
+    leading labels keep a view): the Regroup is then a view of it, and the one copy is what
+    autograd saves for the pullback and for a recorded backward alike, as torch.einsum's bmm
+    saves its operands' copies. The copy is recorded: its backward passes the gradient on."""
+    if t.is_contiguous() or t.dim() >= 2 and t.transpose(-1, -2).is_contiguous():
+        return t
+    return t.contiguous()
 
 
 class _EinsumFunction(torch.autograd.Function):
-    """Forward: the forward-saving plan, returning ``(y, pair, *intermediates)``, where
-    ``pair`` is the call's :class:`einsgrad.signature.SavingPair` (found by one lookup, the
-    call checked there once): the backward runs its pullback with no second lookup or check.
-    None in place of the pair means nothing was saved (no gradient wanted, or a vmapped
-    call): the backward then runs the vjp from the operands. Every tensor the backward reads
-    goes through ``save_for_backward``."""
+    """Forward: the forward-saving plan of ``pair``, the call's
+    :class:`einsgrad.signature.SavingPair` (found by one lookup before the Function, the call
+    checked there once), returning ``(y, pair, *intermediates)``; the backward runs the pair's
+    pullback with no second lookup or check. None in place of the pair means nothing is
+    saved (no gradient wanted, or a vmapped call): the backward then runs the vjp from the
+    operands. Every tensor the backward reads goes through ``save_for_backward``."""
 
     @staticmethod
-    def forward(compiled: Einsum, wrt: tuple, *tensors):
-        if not wrt:
+    def forward(compiled: Einsum, wrt: tuple, pair, *tensors):
+        if pair is None:
             return compiled(*tensors).detach(), None
-        pair = compiled.saving_pair(*tensors, wrt=wrt)
         y, *saved = pair.saving(*tensors)
-        _READ.setdefault(compiled, {})[wrt] = frozenset(k for k in pair.read if k is not None)
         # a result left strided (as torch.einsum leaves it) is a view of the product: detached,
         # it is a tensor of its own, whose tangent forward mode may lay out as it likes
         return y.detach(), pair, *[value for value, k in zip(saved, pair.read) if k is None]
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        compiled, wrt, *tensors = inputs
+        compiled, wrt, _, *tensors = inputs
         _, pair, *intermediates = output
         ctx.compiled, ctx.wrt, ctx.pair, ctx.count = compiled, wrt, pair, len(tensors)
         ctx.intermediates = len(intermediates)
@@ -130,7 +142,7 @@ class _EinsumFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g, *_):
         if g is None:  # the result took no part in what is differentiated
-            return (None,) * (ctx.count + 2)
+            return (None,) * (ctx.count + 3)
         values, count, pair = ctx.saved_tensors, ctx.count, ctx.pair
         conjugate = g.is_complex()
         if conjugate:
@@ -144,21 +156,21 @@ class _EinsumFunction(torch.autograd.Function):
         else:  # the saved values in the pullback's order: operands first, then intermediates
             intermediates = iter(values[count:])
             grads = pair.pullback(g, *[next(intermediates) if k is None else values[k] for k in pair.read])
-        result = [None] * (count + 2)
+        result = [None] * (count + 3)
         for k, grad in zip(ctx.wrt, grads):
-            result[k + 2] = grad.conj().resolve_conj() if conjugate and grad.is_complex() else grad
+            result[k + 3] = grad.conj().resolve_conj() if conjugate and grad.is_complex() else grad
         return tuple(result)
 
     @staticmethod
-    def jvp(ctx, _compiled, _wrt, *tangents):
+    def jvp(ctx, _compiled, _wrt, _pair, *tangents):
         operands = ctx.saved_tensors[:ctx.count]
         dy = ctx.compiled.jvp(list(tangents), *operands)
         # the layout and the intermediates (marked non-differentiable) have no tangent
         return (dy, None) + (None,) * ctx.intermediates
 
     @staticmethod
-    def vmap(info, in_dims, compiled: Einsum, wrt: tuple, *tensors):
-        dims = in_dims[2:]
+    def vmap(info, in_dims, compiled: Einsum, wrt: tuple, _pair, *tensors):
+        dims = in_dims[3:]
         batched = _batched(compiled, dims)
         if batched is None:  # every letter taken: one call per sample
             y = torch.stack([_apply(compiled, tuple(t if d is None else t.select(d, i)
@@ -195,30 +207,6 @@ class _Positional(inspect.Signature):
 
 
 _EinsumFunction.forward.__signature__ = _Positional()
-
-
-# per compiled einsum and wrt: the operands its pullback read as they were passed, last call
-_READ: "weakref.WeakKeyDictionary[Einsum, dict]" = weakref.WeakKeyDictionary()
-
-
-def _densified(compiled: Einsum, wrt: tuple, tensors: tuple) -> tuple:
-    """The operands, those the pullback reads as passed (as of the last call) made contiguous
-    where they are strided (and not merely a transposed matrix, which GEMMs read as it is).
-    Such an operand (a result torch.einsum left strided, as heads ``bhsd`` stored ``bshd``)
-    would be copied by the forward's reshape and again by the pullback's; a copy made first
-    serves both. It is made before the autograd.Function, recorded (its backward passes the
-    gradient on), so that the copy is what is saved, not also the strided original: as
-    torch.einsum's bmm saves its own copies."""
-    read = _READ.get(compiled, {}).get(wrt)
-    if not read or torch.compiler.is_compiling():
-        return tensors
-    return tuple(_dense(t) if k in read else t for k, t in enumerate(tensors))
-
-
-def _dense(t: torch.Tensor) -> torch.Tensor:
-    if t.is_contiguous() or t.dim() >= 2 and t.transpose(-1, -2).is_contiguous():
-        return t
-    return t.contiguous()
 
 
 def _placeholder(shape, dtype, device) -> torch.Tensor:

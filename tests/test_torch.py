@@ -217,9 +217,10 @@ def test_products_transposed_after_a_batch_split_are_computed_in_order(spec, sha
 
 def test_strided_operands_the_backward_reads_are_saved_dense():
     """Heads stored (b, s, h, d) and read as bhsd (as a projection that torch.einsum leaves
-    strided makes them): from the second call on, the operands the pullback reads are copied
-    dense once, before the forward, and that copy is all autograd saves (the forward's and
-    the pullback's reshapes then read it as a view). Values and gradients are torch's."""
+    strided makes them): the operands the forward saves as its reshape reads them (the
+    plan's Regroups) are copied dense once, before the forward, and that copy is all
+    autograd saves, on every call (the forward's and the pullback's reshapes then read it as
+    a view). Values and gradients are torch's."""
     spec = "bhqd,bhkd->bhqk"
     stored = tensors([(2, 16, 3, 4), (2, 16, 3, 4)])
     for _ in range(2):
@@ -227,6 +228,8 @@ def test_strided_operands_the_backward_reads_are_saved_dense():
         packed = []
         with torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(t) or t, lambda t: t):
             y = einsgrad.torch.einsum(spec, q, k)
+        assert [t.shape for t in packed] == [(2, 3, 16, 4)] * 2
+        assert all(t.is_contiguous() for t in packed)
         g = torch.randn_like(y)
         mine = torch.autograd.grad(y, stored, g)
         expected = torch.einsum(spec, q, k)
