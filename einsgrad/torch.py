@@ -67,7 +67,10 @@ def einsum(*args) -> torch.Tensor:
     non-conjugating vjp of ``conj(G)``), so they equal autograd of ``torch.einsum``.
     """
     compiled, tensors = _arguments(args)
-    tensors = tuple(t if isinstance(t, torch.Tensor) else _as_tensor(t, tensors) for t in tensors)
+    for t in tensors:
+        if not isinstance(t, torch.Tensor):  # numpy arrays, numbers: converted (rarely)
+            tensors = tuple(t if isinstance(t, torch.Tensor) else _as_tensor(t, tensors) for t in tensors)
+            break
     device = tensors[0].device.type if tensors else "cpu"
     if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device) and _contracts(compiled.spec):
         low = torch.get_autocast_dtype(device)
