@@ -339,3 +339,23 @@ def test_saving_pair_is_found_once_and_its_pullback_is_torch_autograd(spec, shap
         for k, mine, want in zip(wrt, pair.pullback(g, *values), theirs):
             assert mine.dtype == ops[k].dtype
             torch.testing.assert_close(mine, want.to(mine.dtype))
+
+
+def test_numpy_pullback_reads_the_forwards_copy_of_a_strided_operand():
+    """numpy: heads stored (b, s, h, d) read as bhsd are copied by the forward's reshape; the
+    forward-saving plan saves that copy (a Regroup, C-contiguous, not the operand's memory)
+    in the operand's place, and the pullback of it gives torch's autograd of torch.einsum."""
+    spec = "bhqd,bhkd->bhqk"
+    rng = np.random.default_rng(3)
+    q, k = (rng.standard_normal((2, 16, 3, 4)).transpose(0, 2, 1, 3) for _ in range(2))
+    compiled = einsgrad.compile(spec)
+    y, saved = compiled.forward_saving(q, k)
+    copies = [s for s in saved if s.shape == q.shape]
+    assert len(copies) == 2
+    assert all(s.flags.c_contiguous and not np.shares_memory(s, q) and not np.shares_memory(s, k) for s in copies)
+    g = rng.standard_normal(y.shape)
+    grads = compiled.pullback(g, (q, k), saved)
+    leaves = [torch.tensor(x, requires_grad=True) for x in (q, k)]
+    theirs = torch.autograd.grad(torch.einsum(spec, *leaves), leaves, torch.tensor(g))
+    for mine, want in zip(grads, theirs):
+        np.testing.assert_allclose(mine, want.numpy(), rtol=1e-12, atol=1e-12)
