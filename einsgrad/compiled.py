@@ -295,6 +295,9 @@ class Einsum:
     def _pair(self, operands, wrt) -> SavingPair:
         """A new :class:`SavingPair` for these operands: the call checked, its functions found."""
         arrays, backend = backends.intake(tuple(operands))
+        if any(a is not o for a, o in zip(arrays, operands)):  # its functions take them as they are
+            raise EinsumSpecError(f"saving_pair() takes arrays of one library, as its functions will, "
+                                  f"got {', '.join(type(o).__name__ for o in operands)}")
         indices = self._wrt(wrt).indices
         if backend is None:
             signature, dtype, dialect = tuple([a.shape for a in arrays]), (lambda a: a.dtype), _NUMPY

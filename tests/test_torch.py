@@ -359,3 +359,10 @@ def test_numpy_pullback_reads_the_forwards_copy_of_a_strided_operand():
     theirs = torch.autograd.grad(torch.einsum(spec, *leaves), leaves, torch.tensor(g))
     for mine, want in zip(grads, theirs):
         np.testing.assert_allclose(mine, want.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_saving_pair_refuses_arrays_of_two_libraries():
+    """Its functions take the operands as they are: a numpy array beside a tensor (which a
+    call would convert) is refused, naming the types."""
+    with pytest.raises(einsgrad.EinsumSpecError, match=r"saving_pair\(\) takes arrays of one library, .*got ndarray, Tensor"):
+        einsgrad.compile("ij,jk->ik").saving_pair(np.ones((2, 3)), torch.ones(3, 4))
