@@ -71,9 +71,12 @@ def backpropagate(steps, wrt: str, out: str, xs: tuple[str, ...], cotangent: str
         else:
             merged = _cotangent(None, step.indices + kept, contributions.pop(step.name, []), names_in_use,
                                 Factor(step.name, step.indices), *sizes)
-            dS = _alias(merged) or _constant(merged)
-            if dS is not None and dS.coefficient == 0:
+            number = _constant(merged)
+            if number is not None and number.coefficient == 0:
                 continue
+            # a number only where nothing is broadcast: a cotangent constant along the step's
+            # indices stays a tensor over them, so that a later sum over one keeps its count
+            dS = _alias(merged) or (number if not (step.indices + kept) else None)
             if dS is None:
                 name = fresh_name("d" + step.name, names)
                 names.add(name)

@@ -565,3 +565,26 @@ def test_a_broadcast_cotangent_is_not_lost_in_a_sum():
     p = einsgrad.program("S0[j] = (0.5 * s)^2 + A[i,j]; L = S0[j] * q")
     s, A, q = 0.7, RNG.standard_normal((3, 4)), 1.3
     np.testing.assert_allclose(p.grad("s")(s=s, A=A, q=q), 4 * q * 2 * 0.25 * s, rtol=1e-14)
+
+
+@pytest.mark.parametrize("text", [
+    "S0[j] = x[i] + A[i,j]\nL = 0.5 * S0[j]",
+    "S0[j] = x[i] + A[i,j]\nt = 0.5 * S0[j]\nL = 3 * t",
+    "S0[j] = x[i] + A[i,j]\nS2[i] = abs(sum[j](S0[j] * (0.5)) * x[i])\nL = S2[i] * q[i]",
+])
+def test_a_broadcast_cotangent_keeps_the_count_of_its_sum(text):
+    """A cotangent constant along an index (dS0[j] = 0.5) stays a tensor over it, so that the
+    sum over j that reads it counts dim(j): the gradient and the Hessian by finite differences."""
+    p = einsgrad.program(text)
+    rng = np.random.default_rng(2)
+    a = {"x": rng.standard_normal(3), "A": rng.standard_normal((3, 4)), "q": rng.standard_normal(3)}
+    given = {m: a[m] for m in p.inputs}
+    eps, basis = 1e-6, np.eye(3)
+
+    def fd(f):
+        return np.array([(f(a["x"] + eps * e) - f(a["x"] - eps * e)) / (2 * eps) for e in basis])
+
+    grad = p.grad("x")
+    np.testing.assert_allclose(grad(**given), fd(lambda x: p(**{**given, "x": x})), rtol=1e-6, atol=1e-6)
+    hessian = p.hessian("x")(**given)
+    np.testing.assert_allclose(hessian, fd(lambda x: grad(**{**given, "x": x})).T, rtol=1e-5, atol=1e-5)
