@@ -19,7 +19,7 @@ from .shapes import bind, check_shapes
 from .spec import normalize_sizes, parse
 
 __all__ = ["Einsum", "EinsumSpecError", "Explanation", "Program", "ProgramExplanation", "compile",
-           "einsum", "explain", "grad_spec", "jacobian_spec", "program", "vjp"]
+           "einsum", "explain", "grad_spec", "jacobian_spec", "jvp_spec", "program", "vjp"]
 __version__ = "0.1.0"
 
 
@@ -30,6 +30,26 @@ def grad_spec(spec: str, wrt: int, sizes: Mapping[str, int] | None = None) -> st
     (a broadcast) and ``"ii->i"`` gives ``"i->ii"`` (values on the diagonal).
     """
     return str(derive.backward(parse(spec, sizes), wrt))
+
+
+def jvp_spec(spec: str, wrt=None, sizes: Mapping[str, int] | None = None):
+    """The terms of forward mode: ``dY = Σ_k einsum(jvp_spec(spec, k), dX_k, *other operands)``.
+
+    Each term is the forward spec with operand ``k``'s tangent moved first, the others in
+    order, so it reads as :func:`grad_spec` does (the cotangent first) and shows that the two
+    are transposes: swap the first operand and the output of one and you have the other.
+    ``wrt`` as in :func:`vjp`: one index gives one spec, None (every operand) or a sequence a
+    tuple of them, the terms of the sum.
+
+    >>> jvp_spec("ik,jk->ij")                  # dY = dX Wᵀ + X dWᵀ
+    ('ik,jk->ij', 'jk,ik->ij')
+    >>> grad_spec("ik,jk->ij", wrt=1)          # its transpose: dW = Gᵀ X
+    'ij,ik->jk'
+    """
+    parsed = parse(spec, sizes)
+    indices, single = derive.check_wrts(parsed, wrt)
+    terms = tuple(str(derive.tangent(parsed, k)) for k in indices)
+    return terms[0] if single else terms
 
 
 def jacobian_spec(spec: str, wrt: int, shapes=None, sizes: Mapping[str, int] | None = None) -> str:

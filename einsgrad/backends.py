@@ -29,17 +29,18 @@ class Backend:
     Attributes:
         name: ``torch``, ``jax`` or ``dask``.
         dialect: how generated code spells the plan's primitives in this library.
-        dtype: an array's dtype as a numpy dtype (the per-signature cache key).
+        dtype: an array's dtype as the cache key holds it: numpy's, or torch's own dtype
+            (every dtype torch computes in, ``bfloat16`` too; see :mod:`einsgrad.scalars`).
         convert: a numpy value as an array of this library, like a given array of it.
-        cast: an array cast to a numpy dtype; None where the library's operations promote
+        cast: an array cast to such a dtype; None where the library's operations promote
             mixed dtypes themselves (torch's matmul and einsum do not).
     """
 
     name: str
     dialect: codegen.Dialect
-    dtype: Callable[[object], np.dtype]
+    dtype: Callable[[object], object]
     convert: Callable[[object, object], object]
-    cast: Callable[[object, np.dtype], object] | None = None
+    cast: Callable[[object, object], object] | None = None
 
 
 def infer(values) -> str:
@@ -59,6 +60,14 @@ def infer(values) -> str:
                 f"{_typename(value)} ({name}); convert them to one library first")
         found, first = name, value
     return found
+
+
+@functools.lru_cache(maxsize=256)
+def of_type(kind: type) -> Backend | None:
+    """The backend whose arrays are of type ``kind`` (as :func:`infer` names it), or None for
+    numpy's and other types; looked up once per type."""
+    name = _PACKAGES.get(kind.__module__.partition(".")[0])
+    return None if name is None else get(name)
 
 
 def get(name: str) -> Backend:
@@ -97,22 +106,10 @@ def _numeric(array: np.ndarray) -> np.ndarray:
 def _torch() -> Backend:
     import torch
 
-    names = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32",
-             "float64", "complex64", "complex128")
-    table = {getattr(torch, n): np.dtype(n) for n in names}
-    back = {v: k for k, v in table.items()}
-
-    def dtype(x) -> np.dtype:
-        try:
-            return table[x.dtype]
-        except KeyError:
-            raise EinsumSpecError(f"a tensor has dtype {x.dtype}, which einsgrad does not "
-                                  f"support (it has no numpy equivalent)") from None
-
     return Backend(
-        "torch", codegen.TORCH, dtype,
+        "torch", codegen.TORCH, lambda x: x.dtype,
         lambda v, like: torch.as_tensor(_numeric(v), device=like.device),
-        lambda x, d: x.to(back[d]))
+        lambda x, d: x.to(d))
 
 
 @functools.cache
@@ -130,3 +127,36 @@ def _dask() -> Backend:
 
 
 _LOADERS = {"torch": _torch, "jax": _jax, "dask": _dask}
+
+
+def intake(values: tuple, cotangent: bool = False, names=None) -> tuple[tuple, Backend | None]:
+    """The values of one call (operands, cotangent, tangents) as arrays of one library, and
+    that library (None: numpy); ``cotangent``: the first value is the cotangent, ``names``: every
+    value's name (for messages). Plain numpy arrays pass at once; dtypes are checked once per
+    signature, when its code is made."""
+    for a in values:
+        if type(a) is not np.ndarray:
+            break
+    else:
+        return values, None
+    kind = type(values[0])
+    backend = of_type(kind)
+    if backend is not None:  # every value an array of one library (torch's, on each call): as they are
+        for a in values:
+            if type(a) is not kind and of_type(type(a)) is not backend:
+                break
+        else:
+            return values, backend
+    if names is None:
+        names = [f"operand {i - cotangent}" if i or not cotangent else "the cotangent" for i in range(len(values))]
+    name = infer(values)
+    if name == "numpy":
+        return tuple([a if type(a) is np.ndarray else as_numpy(a, n)
+                      for a, n in zip(values, names)]), None
+    backend = get(name)
+    return prepare(values, backend, names), backend
+
+
+def library_name(backend: Backend | None) -> str:
+    """The library of an :func:`intake`'s arrays, for messages."""
+    return "numpy" if backend is None else backend.name

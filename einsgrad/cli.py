@@ -5,7 +5,7 @@ Subcommands, each with ``--help``::
     einsgrad grad SPEC [--wrt K] [--names X,W] [--sizes i=4]     backward specs
     einsgrad explain SPEC [--names X,W] [--out Y] [--style index|differential] [--latex] ...
     einsgrad jacobian SPEC [--wrt K] [--shapes 4x3,5x3]          the full Jacobian's spec
-    einsgrad codegen SPEC --shapes 4x3,5x3 [--dtype float32] [-o FILE [--force]]  a numpy-only module
+    einsgrad codegen SPEC [--shapes 4x3,5x3] [--backend torch] [-o FILE [--force]]  a standalone module
     einsgrad plan SPEC --shapes 4x3,5x3 [--optimize dp] [--memory-limit N]  paths and FLOPs
     einsgrad program PROGRAM [--wrt x] [--hessian] [--explain] [--latex]   a program's gradients
     einsgrad bench [ARGS...]                                     the benchmark suite
@@ -42,32 +42,12 @@ import sys
 import numpy as np
 
 import einsgrad
+from einsgrad.cli_parser import COMMANDS, UsageError, build_parser, shape_list, size_map  # noqa: F401 (public)
 from einsgrad.errors import EinsumSpecError
 from einsgrad.shapes import bind
 from einsgrad.spec import ELLIPSIS, normalize_sizes, parse
 
-EPILOG = """\
-Without a subcommand, 'einsgrad SPEC [SHAPES...]' runs 'einsgrad demo SPEC [SHAPES...]' when
-SPEC holds -> or , (plain 'einsgrad': the linear layer ik,jk->ij); any other first word is a
-subcommand, so a typo is refused ('einsgrad demo ij' runs the demo of an implicit-mode spec).
-A spec starting with - is given after -- or as --spec SPEC: einsgrad grad -- '->'.
-Options are written in full, never abbreviated.
-'einsgrad COMMAND --help' describes each.
 
-Shapes are written 4x3,5x3 (a vector 7, a scalar operand (): quote it in a shell), sizes
-i=4,j=3 (and ...=2x3 for batch dimensions only the output has). A bad spec or argument prints
-one line 'einsgrad: <what is wrong>' (a bad spec with a caret under the problem) and exits with
-status 2. Symbols an ASCII-only output cannot show are written d, sum, delta, ^T (set
-PYTHONIOENCODING=utf-8 to see them).
-
-examples:
-  einsgrad grad 'ik,jk->ij' --names X,W
-  einsgrad jacobian 'ik,jk->ij' --wrt 1 --shapes 4x3,5x3
-  einsgrad plan 'ab,bc,cd->ad' --shapes 2x30,30x3,3x40
-  einsgrad codegen 'ik,jk->ij' --shapes 4x3,5x3 -o linear.py
-  einsgrad program 'f = x[i] * A[i,j] * x[j]' --hessian
-"""
-COMMANDS = ("grad", "explain", "jacobian", "codegen", "plan", "program", "bench", "demo")
 DEMO_SIZES = (4, 3, 5, 2, 6, 7, 8, 9)  # distinct sizes make a transposition bug visible
 DEMO_ELEMENTS = 10**6  # the most elements of one random operand or output of the demo
 
@@ -106,7 +86,7 @@ def _run(argv: list[str]) -> int:
     elif argv[0] not in COMMANDS and not argv[0].startswith("-"):
         raise UsageError(_invalid_command(argv[0]))
     args = _parse(_spec_option_joined(argv))
-    return args.handler(args)
+    return HANDLERS[args.command](args)
 
 
 def _spec_option_joined(argv: list[str]) -> list[str]:
@@ -130,24 +110,6 @@ def _invalid_command(word: str) -> str:
     guess = f"; did you mean {near[0]!r}?" if near else ""
     return (f"invalid choice: {word!r} (choose from {', '.join(COMMANDS)}){guess} "
             f"('einsgrad demo {word}' runs the demo of the implicit-mode spec {word!r})")
-
-
-class UsageError(Exception):
-    """A command line argparse refuses; the message is one line, without the usage."""
-
-
-class _ArgumentParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are :class:`UsageError`, for :func:`main` to print.
-
-    Options are not abbreviated (``allow_abbrev=False``): an abbreviation could swallow a typo, and
-    ``codegen --out Y`` would write the file ``Y`` as ``--output Y``.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, allow_abbrev=False, **kwargs)
-
-    def error(self, message: str):
-        raise UsageError(f"{message} ('{self.prog} --help' shows the usage)")
 
 
 # -- output -------------------------------------------------------------------------------------
@@ -220,175 +182,14 @@ def _discard_stdout() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
 
 
-# -- argument types ---------------------------------------------------------------------------
-
-
-def shape_list(text: str) -> list[tuple[int, ...]]:
-    """``"4x3,5x3"`` -> ``[(4, 3), (5, 3)]``; ``"()"`` is a scalar operand, ``"7"`` a vector."""
-    return [_shape(part.strip(), text) for part in text.split(",")]
-
-
-def _shape(part: str, text: str) -> tuple[int, ...]:
-    if part == "()":
-        return ()
-    if not part:
-        raise argparse.ArgumentTypeError(
-            f"empty shape in {text!r}: write a scalar operand as (), shapes as 4x3,5x3")
-    try:
-        dims = tuple(int(d) for d in part.split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad shape {part!r} in {text!r}: write shapes as 4x3,5x3") from None
-    if any(d < 0 for d in dims):
-        raise argparse.ArgumentTypeError(f"bad shape {part!r}: sizes are non-negative")
-    return dims
-
-
-def size_map(text: str) -> dict:
-    """``"i=4,j=3"`` -> ``{"i": 4, "j": 3}``; ``"...=2x3"`` gives the batch shape ``(2, 3)``."""
-    sizes = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        label, equals, value = item.partition("=")
-        label = label.strip()
-        if not equals or not label:
-            raise argparse.ArgumentTypeError(f"bad size {item!r}: write sizes as i=4,j=3")
-        sizes[label] = _shape(value.strip(), text) if label == ELLIPSIS else _size(value, item)
-    return sizes
-
-
-def _size(value: str, item: str) -> int:
-    try:
-        size = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad size {item!r}: a size is an integer") from None
-    if size < 0:
-        raise argparse.ArgumentTypeError(f"bad size {item!r}: sizes are non-negative")
-    return size
-
-
-def name_list(text: str) -> list[str]:
-    """``"X,W"`` -> ``["X", "W"]``."""
-    names = [part.strip() for part in text.split(",")]
-    if not all(names):
-        raise argparse.ArgumentTypeError(f"empty name in {text!r}: write names as X,W")
-    return names
-
-
-# -- the parser -------------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(
-        prog="einsgrad", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Derive, explain, plan and generate the gradients of einsum contractions.",
-        epilog=EPILOG)
-    commands = parser.add_subparsers(title="subcommands", metavar="COMMAND", dest="command")
-
-    def command(name: str, handler, help: str, description: str):
-        sub = commands.add_parser(name, help=help, description=description)
-        sub.set_defaults(handler=handler)
-        if handler is not None:
-            spec_arguments(sub, "the forward, e.g. 'ik,jk->ij'")
-        return sub
-
-    def spec_arguments(sub, help: str, default=None):
-        sub.add_argument("spec", nargs="?", metavar="SPEC", help=f"{help}; after -- or as --spec "
-                         "if it starts with -")
-        sub.add_argument("--spec", dest="spec_option", metavar="SPEC", help="the spec, as an option")
-        sub.set_defaults(default_spec=default)
-
-    def sizes_option(sub):
-        sub.add_argument("--sizes", type=size_map, metavar="i=4,j=3",
-                         help="sizes of labels only the output has (broadcasts); ...=2x3 for its batch")
-
-    grad = command("grad", _grad, "the backward spec of each operand",
-                   "Prints the backward spec of each operand (or of operand K), one per line: "
-                   "the cotangent G first, then the other operands, as 'd/dW = ij,ik->jk  (G, X)'.")
-    grad.add_argument("--wrt", type=int, metavar="K", help="only operand K (negative counts from the end)")
-    grad.add_argument("--names", type=name_list, metavar="X,W", help="operand names (default x0,x1,...)")
-    sizes_option(grad)
-
-    explain = command("explain", _explain, "the gradients in matrix-calculus words",
-                      "Prints einsgrad.explain(SPEC, ...): the forward and each gradient, as "
-                      "indices or as differentials, or as LaTeX.")
-    explain.add_argument("--names", type=name_list, metavar="X,W", help="operand names")
-    explain.add_argument("--out", metavar="Y", help="the output's name (default Y, or a letter no label uses)")
-    explain.add_argument("--style", choices=("index", "differential"), default="index",
-                         help="index notation or differentials (default index)")
-    explain.add_argument("--latex", action="store_true", help="print LaTeX instead of text")
-    explain.add_argument("--elementwise", action="store_true",
-                         help="write out every entry (needs --sizes for every label)")
-    explain.add_argument("--wrt", type=int, metavar="K", help="only operand K")
-    sizes_option(explain)
-
-    jacobian = command("jacobian", _jacobian, "the full Jacobian's spec",
-                       "Prints the spec of the Jacobian dY/dX_K: the other operands, and the "
-                       "output's labels followed by operand K's (a label in both is a Kronecker "
-                       "delta). With --shapes, the spec is bound first (batch dimensions and "
-                       "size-1 broadcasts get labels of their own) and the shape is given.")
-    jacobian.add_argument("--wrt", type=int, metavar="K", help="only operand K (default: each)")
-    jacobian.add_argument("--shapes", type=shape_list, metavar="4x3,5x3", help="operand shapes")
-    jacobian.add_argument("--names", type=name_list, metavar="X,W", help="operand names")
-    jacobian.add_argument("--out", metavar="Y", help="the output's name (default Y, or a letter no label uses)")
-    sizes_option(jacobian)
-
-    codegen = command("codegen", _codegen, "a standalone numpy module for given shapes",
-                      "Writes a Python module that needs numpy alone, with forward(x0, ...), "
-                      "vjp(g, x0, ...), forward_saving(x0, ...) and pullback(g, *saved) for "
-                      "exactly these shapes, to standard output or FILE.")
-    codegen.add_argument("--shapes", type=shape_list, required=True, metavar="4x3,5x3", help="operand shapes")
-    codegen.add_argument("--dtype", default="float64", help="every operand's dtype (default float64)")
-    codegen.add_argument("-o", "--output", metavar="FILE", help="write the module here (a new file)")
-    codegen.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-    sizes_option(codegen)
-
-    plan = command("plan", _plan, "contraction paths and FLOPs of forward and gradients",
-                   "Prints the path and costs of the forward, the one-shot vjp and the "
-                   "forward/pullback pair (FLOPs, largest intermediate, memory kept for the "
-                   "pullback), against recomputing each gradient.")
-    plan.add_argument("--shapes", type=shape_list, required=True, metavar="4x3,5x3", help="operand shapes")
-    plan.add_argument("--optimize", default="auto", help="an opt_einsum path optimizer (default auto)")
-    plan.add_argument("--memory-limit", type=int, metavar="N", help="the largest intermediate, in elements")
-    sizes_option(plan)
-
-    program = commands.add_parser("program", help="a program's gradients (einsgrad.program)",
-                                  description="Prints the program in canonical form and the "
-                                  "gradient of each input (or of --wrt NAME), as programs: "
-                                  "'d/dx: g[i] = ...'. A scalar output's gradient is g, another's "
-                                  "d<input>, with the cotangent d<output> as an input.")
-    program.set_defaults(handler=_program, spec_option=None, default_spec=None)
-    program.add_argument("spec", metavar="PROGRAM", help="e.g. 'f = x[i] * A[i,j] * x[j]'")
-    program.add_argument("--wrt", metavar="NAME", help="only the gradient by this input")
-    program.add_argument("--hessian", action="store_true",
-                         help="also the Hessian by each input (a scalar program)")
-    program.add_argument("--explain", action="store_true", help="print the derivation instead")
-    program.add_argument("--latex", action="store_true", help="print the derivation as LaTeX")
-
-    bench = command("bench", None, "the benchmark suite (python -m benchmarks)",
-                    "Passes ARGS to the benchmark runner (einsgrad bench --help shows its options). "
-                    "Needs a checkout of einsgrad and pip install -e '.[bench]'.")
-    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the benchmark runner")
-
-    demo = commands.add_parser("demo", help="einsgrad at work on one spec (the default)",
-                               description="Prints the backward specs, checks the gradients of "
-                               "random operands against central finite differences, and shows "
-                               "the generated code. Exits 1 if the check fails.")
-    demo.set_defaults(handler=_demo)
-    spec_arguments(demo, "the forward (default: the linear layer ik,jk->ij)", default="ik,jk->ij")
-    demo.add_argument("shapes", nargs="*", type=shape_list, metavar="SHAPES",
-                      help="operand shapes, as 4x3 5x3 or 4x3,5x3 (default: sizes 4, 3, 5, ... "
-                      "for the labels in order)")
-    sizes_option(demo)
-    return parser
-
-
 def _parse(argv: list[str]) -> argparse.Namespace:
     """The parsed ``argv``; the spec given as SPEC, as --spec, or by default, in ``args.spec``."""
-    args, extras = _parser().parse_known_args(argv)
+    args, extras = build_parser().parse_known_args(argv)
     if extras:  # argparse would blame the top-level parser, whose usage does not help
         prog = " ".join(filter(None, ("einsgrad", args.command)))
         raise UsageError(f"unrecognized arguments: {' '.join(extras)} ('{prog} --help' shows the usage)")
     if args.spec_option is not None:
-        if args.spec is not None and args.handler is not _demo:
+        if args.spec is not None and args.command != "demo":
             raise UsageError(f"the spec is given twice, as {args.spec!r} and as --spec {args.spec_option!r}")
         if args.spec is not None:  # demo: what took the place of SPEC is the first shape
             try:
@@ -462,7 +263,8 @@ def _jacobian(args) -> int:
 
 def _codegen(args) -> int:
     compiled = einsgrad.compile(args.spec, sizes=args.sizes)
-    text = compiled.module(*args.shapes, dtypes=args.dtype)
+    text = compiled.module(*(args.shapes or ()), dtypes=args.dtype, backend=args.backend,
+                           generic=True if args.generic or not args.shapes else None)
     if args.output is None:
         sys.stdout.write(text)
         return 0
@@ -475,7 +277,8 @@ def _codegen(args) -> int:
     except OSError as error:
         print(f"einsgrad: cannot write {args.output}: {error.strerror}", file=sys.stderr)
         return 2
-    print(f"wrote {args.output}: forward, vjp, forward_saving, pullback for {compiled.spec}")
+    functions = "forward, vjp, forward_saving, pullback" if args.backend == "numpy" else "einsum, vjp"
+    print(f"wrote {args.output}: {functions} for {compiled.spec}")
     return 0
 
 
@@ -561,3 +364,7 @@ def _demo_shapes(spec) -> list[tuple[int, ...]]:
     size = dict(zip(spec.labels, DEMO_SIZES * (1 + len(spec.labels) // len(DEMO_SIZES))))
     return [tuple(d for label in term for d in ((2,) if label == ELLIPSIS else (size[label],)))
             for term in spec.inputs]
+
+
+HANDLERS = {"grad": _grad, "explain": _explain, "jacobian": _jacobian, "codegen": _codegen, "plan": _plan,
+            "program": _program, "demo": _demo}

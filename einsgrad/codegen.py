@@ -8,17 +8,19 @@ One plan is spelled in several dialects (:class:`Dialect`): numpy (the default, 
 alone), torch, jax and dask. They differ only in how each primitive is written: a transposition
 is ``.transpose(p)`` in numpy and ``.permute(p)`` in torch, a sum takes ``axis=`` or ``dim=``,
 a copy is ``np.array(x)`` or ``x.clone()`` (nothing for immutable jax and lazy dask arrays).
+
+A plan is written with its reshape and broadcast sizes as integers (exact-shape code, for the
+shapes it was planned for) or, shape-generic, as products of sizes read once from the
+arguments' ``.shape`` at the top of the function (:class:`Sizes`): then one function serves
+every shape of the plan's shape class (:func:`einsgrad.shapes.shape_class`).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, replace
 
-import numpy as np
-
-from .steps import Copy, Einsum2, Layout, Matmul, Multiply, Plan, Step, Unary
+from . import scalars
+from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Plan, Step, Unary
 
 HELPERS = '''\
 import numpy as np
@@ -93,8 +95,8 @@ class Dialect:
 
     Attributes:
         name: the backend's name (``numpy``, ``torch``, ``jax``, ``dask``).
-        xp: the module's name in generated code; its ``reshape``, ``multiply``, ``einsum`` and
-            ``broadcast_to`` are called.
+        xp: the module's name in generated code; its ``reshape``, ``multiply`` and ``einsum``
+            are called.
         helpers: the source that imports ``xp`` and defines ``_place``.
         permute: the method permuting axes (``transpose`` or ``permute``).
         axis: the keyword of ``.sum`` (``axis`` or ``dim``).
@@ -104,6 +106,18 @@ class Dialect:
         diagonal: the diagonal of ``{x}`` over axes ``{a}`` and ``{b}``, moved last.
         cast: ``{x}`` as the dtype named ``{dtype}``.
         dot_by_sum: a batched dot product is a product and a sum, not the library's einsum.
+        swap: ``{x}`` with its last two axes swapped (beyond two dimensions).
+        broadcast: ``{x}`` broadcast to the shape ``{shape}``, as a view.
+        result: how a returned output or gradient is finished (torch: made contiguous, as
+            ``torch.einsum`` returns it, so that ``.view()`` works); None: as it is.
+        products_in_order: a GEMM whose result the step then transposes (``(a @ b).T``) is
+            spelled ``b.T @ a.T`` instead, which the library computes in place, contiguous.
+        dot_general: pairwise products (GEMMs, outer and Hadamard products, batched dots)
+            are one ``_dot(a, b, dimension_numbers)`` over the step's labels, as
+            ``jnp.einsum`` spells a pair: ``lax.dot_general`` after promoting to a common
+            dtype, its dimension numbers reading each operand as stored (no GEMM reshape, no
+            swap, no broadcast), and the transpose of a dot is a dot (jax's reverse mode of the
+            jvp: an outer product's is a batched matrix-vector product, not a product and a sum).
     """
 
     name: str
@@ -117,15 +131,37 @@ class Dialect:
     diagonal: str = "{x}.diagonal(0, {a}, {b})"
     cast: str = "{x}.astype({xp}.{dtype})"
     dot_by_sum: bool = False
+    swap: str = "{x}.swapaxes(-1, -2)"
+    broadcast: str = "{xp}.broadcast_to({x}, {shape})"
+    result: str | None = None
+    products_in_order: bool = False
+    dot_general: bool = False
+
+
+_DOT_GENERAL = '''
+from jax import lax
+
+
+def _dot(a, b, dimension_numbers):
+    """lax.dot_general of a and b, promoted to one dtype as jnp.matmul does."""
+    dtype = jnp.result_type(a, b)
+    return lax.dot_general(a.astype(dtype), b.astype(dtype), dimension_numbers)
+'''
 
 
 NUMPY = Dialect("numpy", "np", HELPERS, sum="_sum({x}, {axes})", copy="np.array({x})", contiguous="np.ascontiguousarray({x})",
                 cast="np.array({x}, dtype=np.{dtype})")
 TORCH = Dialect("torch", "torch", "import torch\n" + _PLACE_IN_VIEW,
-                permute="permute", axis="dim", copy="{x}.clone()", contiguous="{x}.contiguous()",
-                cast="{x}.to(torch.{dtype}, copy=True)", dot_by_sum=True)
-JAX = Dialect("jax", "jnp", "import jax.numpy as jnp\n" + _PLACE_BY_MASKS.format(
-                  arange="jnp.arange(shape[g[0]])"))
+                # a copy or cast is stored contiguously (clone and to keep a view's strides)
+                permute="permute", axis="dim", copy="{x}.clone(memory_format=torch.contiguous_format)",
+                contiguous="{x}.contiguous()",
+                cast="{x}.to(torch.{dtype}, copy=True, memory_format=torch.contiguous_format)", dot_by_sum=True,
+                # transpose and expand, not swapaxes and broadcast_to: they have batching rules
+                # in the vmap of autograd.grad(..., is_grads_batched=True)
+                swap="{x}.transpose(-1, -2)", broadcast="{x}.expand({shape})",
+                result="{x}.contiguous()", products_in_order=True)
+JAX = Dialect("jax", "jnp", "import jax.numpy as jnp\n" + _DOT_GENERAL + _PLACE_BY_MASKS.format(
+                  arange="jnp.arange(shape[g[0]])"), dot_general=True)
 DASK = Dialect("dask", "da", "import numpy as np\nimport dask.array as da\n" + _PLACE_BY_MASKS.format(
                    arange="np.arange(shape[g[0]])"),
                diagonal="da.diagonal({x}, 0, {a}, {b})", cast="{x}.astype(np.{dtype})")
@@ -133,15 +169,110 @@ DIALECTS = {d.name: d for d in (NUMPY, TORCH, JAX, DASK)}
 PROMOTING = (NUMPY, DASK)  # their operations promote mixed dtypes; torch and jax are cast before the call
 
 
-def _layout(expr: str, layout: Layout, ndim: int, dialect: Dialect) -> str:
+class Sizes:
+    """How shape-generic code spells sizes: each label's size as a name (:func:`size_names`)
+    read once from the first argument that holds the label, in argument order, else (a
+    pullback, whose arguments may have lost a label the operands had) from the parameter
+    ``shapes``, the operands' shapes; a label no operand holds (one only the output has, of a
+    size fixed by ``sizes=``) as its integer.
+
+    Rendering notes which names it used, so that :meth:`header` reads only those.
+    """
+
+    def __init__(self, plan: Plan, operands: tuple[tuple[str, ...], ...], shapes: bool):
+        self.source: dict[str, tuple[str, int]] = {}  # label -> (a shape's expression, axis)
+        known = {f"x{k}": term for k, term in enumerate(operands)}  # the planner's operand names
+        for step in plan.steps:
+            known.update((a, labels) for a, labels in zip(step.args, step.inputs) if a not in known)
+        for arg in plan.args:
+            for axis, label in enumerate(known.get(arg, ())):
+                self.source.setdefault(label, (f"{arg}.shape", axis))
+        held = {label for term in operands for label in term}
+        for k, term in enumerate(operands):
+            for axis, label in enumerate(term):
+                if label not in self.source and shapes:
+                    self.source[label] = (f"shapes[{k}]", axis)
+        self.names = {label: name for label, name in size_names(operands).items() if label in self.source}
+        self.fixed = {l: n for step in plan.steps for l, n in zip(step.labels, step.shape) if l not in held}
+        self.used: set[str] = set()
+
+    def size(self, label: str) -> str:
+        if label not in self.names:
+            return str(int(self.fixed[label]))  # a KeyError: no operand's size was at hand
+        self.used.add(label)
+        return self.names[label]
+
+    def shape(self, dims: Dims) -> str:
+        """A tuple expression of the sizes of ``dims``."""
+        parts = [" * ".join(self.size(l) for l in group) or "1" for group in dims]
+        return f"({parts[0]},)" if len(parts) == 1 else f"({', '.join(parts)})"  # () for none
+
+    def header(self) -> list[str]:
+        """Lines reading the used sizes, one per argument: ``n0, n1 = x0.shape[0], x0.shape[1]``."""
+        lines: dict[str, tuple[list, list]] = {}
+        for label, (arg, axis) in self.source.items():  # arg: x0.shape, or shapes[0]
+            if label in self.used:
+                names, reads = lines.setdefault(arg, ([], []))
+                names.append(self.names[label])
+                reads.append(f"{arg}[{axis}]")
+        return [f"    {', '.join(names)} = {', '.join(reads)}" for names, reads in lines.values()]
+
+
+def size_names(operands: tuple[tuple[str, ...], ...]) -> dict[str, str]:
+    """The name of each operand label's size in shape-generic code: ``n0``, ``n1``... in order
+    of first appearance, so that every function of a signature, and a module's docstring,
+    call one size by one name."""
+    return {label: f"n{i}" for i, label in enumerate(dict.fromkeys(l for term in operands for l in term))}
+
+
+def _shape(shape, dims: Dims | None, sizes: Sizes | None) -> str:
+    """A shape as integers, or (shape-generic code) as sizes read at run time."""
+    if sizes is None:
+        return _tuple(shape)
+    assert dims is not None and len(dims) == len(shape)
+    return sizes.shape(dims)
+
+
+def _layout(expr: str, layout: Layout, ndim: int, dialect: Dialect, sizes: Sizes | None = None) -> str:
     if layout.perm is not None:
         expr += _transpose(layout.perm, dialect)
     if layout.shape is not None:
-        expr += f".reshape({_tuple(layout.shape)})"
+        expr += f".reshape({_shape(layout.shape, layout.dims, sizes)})"
         ndim = len(layout.shape)
     if layout.swap:
-        expr += ".T" if ndim == 2 else ".swapaxes(-1, -2)"
+        expr = expr + ".T" if ndim == 2 else dialect.swap.format(x=expr)
     return expr
+
+
+def _transposes_product(step: Step, op: Matmul, ndims: dict[str, int]) -> bool:
+    """Whether the step is ``(a @ b)``, perhaps its batch axis split by a reshape, then its
+    last two axes swapped, both sides matrices or batches of them: then it equals
+    ``b^T @ a^T`` (reshaped alike), computed in the step's order with no transposed copy."""
+    n = len(op.shape) if op.shape is not None else len(step.perm or ())
+    if n < 2 or step.perm != tuple(range(n - 2)) + (n - 1, n - 2):
+        return False
+    if not all(len(layout.shape) >= 2 if layout.shape is not None else ndims[name] >= 2
+               for name, layout in zip(step.args, (op.a, op.b))):
+        return False
+    if op.shape is None:
+        return True
+    # the reshape may split the batch only: the product's rows and columns are its last two axes
+    return op.dims is not None and op.dims[-2:] == (_side(op.a, step.inputs[0], rows=True),
+                                                    _side(op.b, step.inputs[1], rows=False))
+
+
+def _side(layout: Layout, labels: tuple[str, ...], rows: bool) -> tuple[str, ...] | None:
+    """The labels of a GEMM operand's rows (``rows``) or columns, as it is read; None where
+    its layout does not say (transposed, not reshaped)."""
+    if layout.shape is None:
+        if layout.perm is not None:
+            return None
+        dims = tuple((l,) for l in labels)  # read as stored
+    elif layout.dims is None:
+        return None
+    else:
+        dims = layout.dims
+    return dims[-1] if rows == layout.swap else dims[-2]  # a swapped side is stored (cols, rows)
 
 
 def _dot_by_sum(subscripts: str, a: str, b: str, dialect: Dialect) -> str:
@@ -168,8 +299,42 @@ def _tuple(values) -> str:
     return repr(values)
 
 
-def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY) -> str:
-    """The right-hand side of one step; ``ndims`` gives the rank of every value it reads."""
+def _pair_by_dot(step: Step) -> str:
+    """A pairwise step (a GEMM, an outer or Hadamard product, a batched dot) as one ``_dot``
+    over the labels its operands hold as stored (``step.inputs``), as ``jnp.einsum`` spells a
+    pair: labels both hold and the result keeps are the batch, in the result's order; labels
+    both hold and it drops are contracted; the others are free. The dot makes (batch, the first
+    operand's free labels, the second's); the operands go in the order that makes the result's
+    own (no transpose after), else as the plan has them, transposed after. The plan's GEMM
+    layouts (reshapes into blocks, swaps) are BLAS's concern: XLA lays out a dot itself, and a
+    reshape of a transposed value is a copy. The plan's transposed copies (innermost axis kept
+    innermost) stay: measured on CPU, XLA lays out the dots that read them better (the
+    tensor-train step in bfloat16 0.86x ``jnp.einsum``'s with them, 1.07x without). No size
+    is spelled."""
+    spelled = [_dot_in_order(step, first, second) for first, second in ((0, 1), (1, 0))]
+    return next((expr for expr, perm in spelled if perm is None), None) or \
+        spelled[0][0] + _transpose(spelled[0][1], JAX)
+
+
+def _dot_in_order(step: Step, first: int, second: int) -> tuple[str, tuple[int, ...] | None]:
+    """``_dot`` of the step's operands ``first`` and ``second``, and the transposition that
+    takes its result into the step's labels (None: it is in them)."""
+    out, a, b = step.labels, step.inputs[first], step.inputs[second]
+    assert all(l in b or l in out for l in a) and all(l in a or l in out for l in b), step.spec
+    batch = [l for l in out if l in a and l in b]
+    summed = [l for l in a if l in b and l not in out]
+    made = batch + [l for l in a if l not in b] + [l for l in b if l not in a]
+    assert sorted(made) == sorted(out), (step.spec, out)
+    dims = (f"(({_tuple(a.index(l) for l in summed)}, {_tuple(b.index(l) for l in summed)}), "
+            f"({_tuple(a.index(l) for l in batch)}, {_tuple(b.index(l) for l in batch)}))")
+    perm = tuple(made.index(l) for l in out)
+    return f"_dot({step.args[first]}, {step.args[second]}, {dims})", (
+        None if perm == tuple(range(len(perm))) else perm)
+
+
+def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, sizes: Sizes | None = None) -> str:
+    """The right-hand side of one step; ``ndims`` gives the rank of every value it reads;
+    ``sizes`` (shape-generic code) spells the sizes it reshapes and broadcasts to."""
     op, xp = step.operation, dialect.xp
     if isinstance(op, Unary):
         expr = step.args[0]
@@ -180,23 +345,36 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY) -> s
         if op.perm is not None:
             expr += _transpose(op.perm, dialect)
         if op.reshape is not None:
-            expr = f"{xp}.reshape({expr}, {_tuple(op.reshape)})"
+            expr = f"{xp}.reshape({expr}, {_shape(op.reshape, op.reshape_dims, sizes)})"
         if op.own and dialect.copy is not None:
             expr = dialect.copy.format(x=expr)
         if op.broadcast is not None:
-            expr = f"{xp}.broadcast_to({expr}, {_tuple(op.broadcast)})"
+            expr = dialect.broadcast.format(x=expr, xp=xp, shape=_shape(op.broadcast, op.broadcast_dims, sizes))
         if op.place is not None:
-            expr = f"_place({expr}, {_tuple(op.shape)}, {op.place!r})"
+            labels = tuple((l,) for l in step.labels)
+            expr = f"_place({expr}, {_shape(op.shape, labels, sizes)}, {op.place!r})"
+    elif dialect.dot_general and isinstance(op, (Matmul, Multiply, Einsum2)):
+        return _pair_by_dot(step)
     elif isinstance(op, Copy):
         expr = dialect.contiguous.format(x=f"{step.args[0]}.{dialect.permute}({_tuple(op.perm)})")
     elif isinstance(op, Matmul):
         a, b = step.args
-        expr = f"({_layout(a, op.a, ndims[a], dialect)} @ {_layout(b, op.b, ndims[b], dialect)})"
+        if dialect.products_in_order and _transposes_product(step, op, ndims):
+            swapped = (_layout(b, replace(op.b, swap=not op.b.swap), ndims[b], dialect, sizes),
+                       _layout(a, replace(op.a, swap=not op.a.swap), ndims[a], dialect, sizes))
+            expr = f"({swapped[0]} @ {swapped[1]})"
+            if op.shape is None:
+                return expr
+            shape = op.shape[:-2] + (op.shape[-1], op.shape[-2])
+            return expr + f".reshape({_shape(shape, op.dims[:-2] + (op.dims[-1], op.dims[-2]), sizes)})"
+        expr = f"({_layout(a, op.a, ndims[a], dialect, sizes)} @ {_layout(b, op.b, ndims[b], dialect, sizes)})"
         if op.shape is not None:
-            expr += f".reshape({_tuple(op.shape)})"
+            expr += f".reshape({_shape(op.shape, op.dims, sizes)})"
     elif isinstance(op, Multiply):
         a, b = step.args
-        expr = f"{xp}.multiply({_layout(a, op.a, ndims[a], dialect)}, {_layout(b, op.b, ndims[b], dialect)})"
+        expr = f"{xp}.multiply({_layout(a, op.a, ndims[a], dialect, sizes)}, {_layout(b, op.b, ndims[b], dialect, sizes)})"
+    elif isinstance(op, Add):
+        expr = f"({step.args[0]} + {step.args[1]})"
     else:
         assert isinstance(op, Einsum2) and op.subscripts.replace(",", "").replace("->", "").isalpha()
         if dialect.dot_by_sum:
@@ -209,22 +387,34 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY) -> s
 
 
 def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None = None,
-           dialect: Dialect = NUMPY, casts: dict | None = None) -> str:
+           dialect: Dialect = NUMPY, casts: dict | None = None,
+           operands: tuple[tuple[str, ...], ...] | None = None, shapes: bool = False) -> str:
     """One Python function for ``plan`` in ``dialect``; ``finish`` maps a returned value to
     (copy, dtype): copy it (it may alias an argument), cast it (its operand has a narrower
     dtype). A real dtype takes the real part first. ``casts`` maps an argument to the dtype
-    it is cast to before the first step (mixed dtypes compute in the common one)."""
+    it is cast to before the first step (mixed dtypes compute in the common one).
+    Given ``operands`` (the bound operands' labels) the code is shape-generic: sizes are read
+    from the arguments at run time (:class:`Sizes`), and each line's comment shows its
+    result's shape in those sizes instead of its FLOPs. ``shapes``: the function takes the
+    operands' shapes as the keyword ``shapes``, for sizes its other arguments lack (a
+    generic pullback's)."""
     finish = finish or {}
     ndims = dict(zip(plan.args, plan.arg_ranks))
     ndims.update((step.target, len(step.shape)) for step in plan.steps)
-    codes = [f"    {step.target} = {expression(step, ndims, dialect)}" for step in plan.steps]
+    sizes = None if operands is None else Sizes(plan, operands, shapes)
+    codes = [f"    {step.target} = {expression(step, ndims, dialect, sizes)}" for step in plan.steps]
     width = max(map(len, codes), default=0)
     last_use = {name: i for i, step in enumerate(plan.steps) for name in step.args}
-    lines = [f"def {name}({', '.join(plan.args)}):"]
+    lines = [f"def {name}({', '.join(plan.args + ('*', 'shapes') * shapes)}):"]
     for arg, dtype in (casts or {}).items():
-        lines.append(f"    {arg} = {dialect.cast.format(x=arg, xp=dialect.xp, dtype=np.dtype(dtype).name)}")
-    for i, (step, code) in enumerate(zip(plan.steps, codes)):
-        comment = f"# {step.spec:<14} {step.flops:>12,} flops  -> {step.shape}"
+        lines.append(f"    {arg} = {dialect.cast.format(x=arg, xp=dialect.xp, dtype=_dtype_name(dtype))}")
+    if sizes is not None:
+        lines += sizes.header()  # before the comments: the names they show need not be read
+        comments = [f"# {step.spec:<14} -> {sizes.shape(tuple((l,) for l in step.labels))}"
+                    for step in plan.steps]
+    else:
+        comments = [f"# {step.spec:<14} {step.flops:>12,} flops  -> {step.shape}" for step in plan.steps]
+    for i, (step, code, comment) in enumerate(zip(plan.steps, codes, comments)):
         lines.append(f"{code:<{width}}  {comment}")
         done = [a for a in dict.fromkeys(step.args)
                 if last_use[a] == i and a not in plan.args and a not in plan.returns]
@@ -235,78 +425,23 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
         copy, dtype = finish.get(value, (False, None))
         expr = value
         if dtype is not None:
-            dtype = np.dtype(dtype)
-            assert dtype.kind in "biufc"
-            expr = f"{expr}.real" if dtype.kind != "c" else expr
-            expr = dialect.cast.format(x=expr, xp=dialect.xp, dtype=dtype.name)  # numpy: a copy
+            kind = scalars.kind(dtype)
+            assert kind in "biufc"
+            expr = f"{expr}.real" if kind != "c" else expr
+            expr = dialect.cast.format(x=expr, xp=dialect.xp, dtype=_dtype_name(dtype))  # numpy: a copy
         elif copy and dialect.copy is not None:
             expr = dialect.copy.format(x=expr)
+        elif value in finish and dialect.result is not None:
+            expr = dialect.result.format(x=expr)
         results.append(expr)
     lines.append(f"    return ({''.join(r + ', ' for r in results).rstrip()})")
     return "\n".join(lines) + "\n"
 
 
-_MODULE_API = '''
-
-def forward({xs}):
-    """The contraction: the same values as numpy.einsum."""
-    return _forward({xs})[0]
-
-
-def vjp(g, {xs}):
-    """Every operand's gradient, given g = dL/dy, in one shot."""
-    return _vjp(g, {xs})
-
-
-def forward_saving({xs}):
-    """The contraction and what pullback reads: returns (y, saved)."""
-    y, *saved = _forward_saving({xs})
-    return y, tuple(saved)
-
-
-def pullback(g, *saved):
-    """Every operand's gradient from g and the values forward_saving kept."""
-    return _pullback(g, *saved)
-'''
-
-
-def module(spec: str, shapes: Sequence[tuple[int, ...]], dtypes: Sequence[np.dtype],
-           output_shape: tuple[int, ...], functions: Sequence[str]) -> str:
-    """A standalone module: a docstring naming the spec, shapes and functions, the helpers,
-    the rendered ``_forward``, ``_vjp``, ``_forward_saving`` and ``_pullback``, and the
-    public functions around them.
-
-    Args:
-        spec: the canonical spec text (letters, ``,``, ``->`` and ``...`` only).
-        shapes: the operand shapes.
-        dtypes: the operand dtypes.
-        output_shape: the forward's output shape.
-        functions: the four rendered functions, in that order.
-    """
-    assert re.fullmatch(r"[A-Za-z,.>-]*", spec), spec  # parse() let nothing else through
-    names = [np.dtype(d).name for d in dtypes]
-    assert all(name.isidentifier() for name in names), names
-    xs = ", ".join(f"x{i}" for i in range(len(shapes)))
-    dxs = ", ".join(f"dx{i}" for i in range(len(shapes))) + ("," if len(shapes) == 1 else "")
-    usage = [(f"y = forward({xs})", ""),
-             (f"{dxs} = vjp(g, {xs})", "g = dL/dy, with y's shape"),
-             (f"y, saved = forward_saving({xs})", "keeps what the backward reads"),
-             (f"{dxs} = pullback(g, *saved)", "twice forward's FLOPs, no recomputation")]
-    width = max(len(code) for code, _ in usage)
-    usage_text = "\n".join(f"    {code:<{width}}  # {note}" if note else f"    {code}"
-                            for code, note in usage)
-    doc = f'''"""Forward and gradients of the einsum '{spec}', generated by einsgrad.
-
-Operand shapes {', '.join(_tuple(s) for s in shapes)}; dtypes {', '.join(names)}; output shape {_tuple(output_shape)}.
-Needs numpy alone. Each function takes exactly these shapes:
-
-{usage_text}
-
-Each gradient has its operand's shape. Complex values: a gradient is the plain contraction
-of g with the other operands, without conjugation (JAX's convention).
-"""
-'''
-    return "\n".join([doc, HELPERS, "", "\n\n".join(functions), _MODULE_API.format(xs=xs).rstrip("\n") + "\n"])
+def _dtype_name(dtype) -> str:
+    text = scalars.name(dtype)
+    assert text.isidentifier(), text  # a scalar type's own name, never user text
+    return text
 
 
 def load(source: str, dialect: Dialect = NUMPY) -> dict:

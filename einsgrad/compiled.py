@@ -9,17 +9,20 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from . import backends, codegen, derive, paths
+from . import backends, code_request, codegen, derive, paths, scalars, vendor
 from .errors import EinsumSpecError
 from .report import Costs, PlanReport
-from .shapes import bind, check_shapes, is_count
-from .signature import Mode, ProgramKey, SignatureRecord, check_dtypes
+from .shapes import Classified, ShapeClass, bind, check_shapes, classify, differ, is_count
+from .signature import Mode, FunctionKey, SignatureRecord
 from .spec import Spec, normalize_sizes, parse
 
 JACOBIAN_LIMIT = 2**24  # elements: Einsum.jacobian is for small cases
 
 
 _NUMPY = codegen.NUMPY  # the dialect of every plain numpy call, looked up once
+# Dialects whose calls run shape-generic code, one function per shape class: torch's sizes are
+# symbolic under torch.compile and torch.export. jax traces per shape anyway; dask is lazy.
+_GENERIC = (codegen.TORCH,)
 
 
 class Loaded(NamedTuple):
@@ -80,16 +83,31 @@ class Einsum:
         self._records = functools.lru_cache(maxsize=min(int(cache_size), sys.maxsize))(self._record)
         # The calls' index of the cached records' loaded functions: one lookup per call. It
         # starts afresh whenever a signature enters the cache (and may push one out).
-        self._loaded: dict[ProgramKey, Loaded] = {}
-        self._last: tuple | None = None  # the last call's ProgramKey fields, for source()
+        self._loaded: dict[FunctionKey, Loaded] = {}
+        self._last: tuple | None = None  # the last call's FunctionKey fields, for source()
+        self._classes = functools.lru_cache(maxsize=1024)(self._classify)
         self._every = tuple(range(len(self.spec.inputs)))
         self._all = derive.Wrt(self._every, False)
+        self._wrts: dict[tuple, derive.Wrt] = {}  # checked tuples of indices (at most 2^n)
         self.shapes = None if shapes is None else check_shapes(shapes, len(self.spec.inputs))
         if self.shapes is not None:
             self._signature_record(self.shapes)
 
     def __repr__(self) -> str:
         return f"einsgrad.Einsum({str(self.spec)!r})"
+
+    def __getstate__(self) -> dict:
+        """What a pickle keeps: the spec and the options; the compiled code is made again."""
+        state = {name: value for name, value in self.__dict__.items()
+                 if name not in ("_records", "_loaded", "_last", "_classes")}
+        state["_records"] = self._records.cache_info().maxsize  # the cache's size, not its code
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._records = functools.lru_cache(maxsize=state["_records"])(self._record)
+        self._classes = functools.lru_cache(maxsize=1024)(self._classify)
+        self._loaded, self._last = {}, None
 
     @property
     def grad_specs(self) -> tuple[str, ...]:
@@ -104,13 +122,13 @@ class Einsum:
         The operands may be numpy, torch, jax or dask arrays (see :mod:`einsgrad.backends`);
         the result is an array of their library, computed by code generated in its dialect.
         """
-        arrays, backend = _arrays(operands)
+        arrays, backend = backends.intake(operands)
         if backend is not None:
             return self._run_in(backend, Mode.FORWARD, arrays, None)(*arrays)[0]
         call = self._call(Mode.FORWARD, arrays, None, None)
         loaded = self._loaded.get(call)
         if loaded is None:  # a first call, or one that runs in slices
-            key = ProgramKey._make(call)
+            key = FunctionKey._make(call)
             record = self._signature_record(key.shapes)
             if self.memory_limit is not None and record.slices:
                 return record.run_sliced(key, arrays)[0]
@@ -131,7 +149,7 @@ class Einsum:
         torch, jax and dask arrays give arrays of their library; ``memory_limit`` then bounds
         the path's intermediates but does not slice.
         """
-        arrays, backend = _arrays((cotangent, *operands), cotangent=True)
+        arrays, backend = backends.intake((cotangent, *operands), cotangent=True)
         g, arrays = arrays[0], arrays[1:]
         indices, single = self._wrt(wrt)
         if backend is not None:
@@ -144,7 +162,7 @@ class Einsum:
                     raise self._cotangent_error(g, loaded.record)
                 results = loaded.function(g, *arrays)
             else:  # a first call, or one that runs in slices
-                key = ProgramKey._make(call)
+                key = FunctionKey._make(call)
                 record = self._signature_record(key.shapes)
                 if g.shape != record.output_shape:
                     raise self._cotangent_error(g, record)
@@ -153,6 +171,33 @@ class Einsum:
                 else:
                     results = self._load(key, record).function(g, *arrays)
         return results[0] if single else results
+
+    def jvp(self, tangents, *operands):
+        """Forward mode: ``dY``, the output's change along the operands' tangents.
+
+        Args:
+            tangents: one per operand, each with its operand's shape, or None (a zero tangent).
+            *operands: the forward's operands.
+
+        ``dY = Σ_k einsum(spec, X_0, ..., T_k, ..., X_n)``, one term per tangent given (the
+        specs are :func:`einsgrad.jvp_spec`'s). It is computed along the forward's contraction
+        tree, each step's tangent being the step once per argument that carries one, with the
+        primal intermediates shared (:func:`einsgrad.plan.jvp_plan`). Only the terms of the
+        tangents given are computed; all None gives zeros. ``dY`` has the dtype of operands and
+        tangents together (holomorphic: no conjugation). torch, jax and dask arrays give arrays
+        of their library; ``memory_limit`` bounds the path's intermediates but does not slice.
+
+        >>> lin = Einsum("ik,jk->ij")
+        >>> X, W = np.ones((2, 3)), np.ones((4, 3))
+        >>> lin.jvp([None, np.ones((4, 3))], X, W)[0]  # X dWᵀ
+        array([3., 3., 3., 3.])
+        """
+        return self._jvp(Mode.JVP, tangents, operands)[0]
+
+    def value_and_jvp(self, tangents, *operands):
+        """The forward value and :meth:`jvp`'s ``dY``, from one plan that shares the forward's
+        intermediates with the tangents' terms (what ``jax.jvp`` asks for)."""
+        return self._jvp(Mode.VALUE_AND_JVP, tangents, operands)
 
     def value_and_pullback(self, *operands, wrt=None, recompute: bool = False):
         """The forward value and a function ``pullback(G)`` returning the gradients.
@@ -163,7 +208,7 @@ class Einsum:
         the pullback recomputes the intermediates: less memory, one more forward's FLOPs.
         Do not modify the operands before calling the pullback.
         """
-        arrays, backend = _arrays(operands)
+        arrays, backend = backends.intake(operands)
         indices, single = self._wrt(wrt)
         sliced = backend is None and self.memory_limit is not None and self._signature_record(
             tuple([a.shape for a in arrays])).slices
@@ -194,7 +239,7 @@ class Einsum:
         >>> [g.shape for g in lin.pullback(np.ones((2, 4)), (X, W), saved)]
         [(2, 3), (4, 3)]
         """
-        arrays, backend = _arrays(operands)
+        arrays, backend = backends.intake(operands)
         saving = self._forward_saving(arrays, self._wrt(wrt).indices, backend)
         return saving.y, saving.saved
 
@@ -202,12 +247,24 @@ class Einsum:
         """The gradients of the operands ``wrt`` from the cotangent and what
         :meth:`forward_saving` kept for the same operands and ``wrt``; as :meth:`vjp`, an int
         ``wrt`` returns one array."""
-        arrays, backend = _arrays(tuple(operands))
+        arrays, backend = backends.intake(tuple(operands))
         indices, single = self._wrt(wrt)
-        record = self._signature_record(tuple([tuple(map(int, a.shape)) for a in arrays]))
-        g = self._cotangent(cotangent, arrays, backend, record.output_shape)
-        results = self._run_in(backend, Mode.PULLBACK, arrays, indices, g, record)(g, *saved)
+        if backend is None:
+            classified = Classified(tuple([a.shape for a in arrays]), None)
+        else:
+            classified = self._backend_signature(backend, arrays)
+        record = self._signature_record(classified.signature)
+        shape = record.output_shape if classified.output_shape is None else classified.output_shape
+        g = self._cotangent(cotangent, arrays, backend, shape)
+        results = self._pullback(backend, arrays, indices, g, record, saved)
         return results[0] if single else results
+
+    def _pullback(self, backend, arrays, wrt, g, record: SignatureRecord, saved) -> tuple:
+        """The pullback of ``record`` run; a generic one reads sizes from the operands' shapes."""
+        function = self._run_in(backend, Mode.PULLBACK, arrays, wrt, g, record)
+        if record.generic:
+            return function(g, *saved, shapes=tuple([tuple(a.shape) for a in arrays]))
+        return function(g, *saved)
 
     def jacobian(self, *operands, wrt: int) -> np.ndarray:
         """The full Jacobian ``∂Y/∂X_wrt`` as an array of shape ``Y.shape + X_wrt.shape``.
@@ -224,11 +281,11 @@ class Einsum:
         >>> J.shape
         (2, 4, 4, 3)
         """
-        arrays, backend = _arrays(operands)
+        arrays, backend = backends.intake(operands)
         if backend is not None:
             raise EinsumSpecError(f"jacobian() takes numpy arrays, not {backend.name} arrays")
         k = derive.check_wrt(self.spec, wrt)
-        key = ProgramKey._make(self._call(Mode.JACOBIAN, arrays, (k,), None))
+        key = FunctionKey._make(self._call(Mode.JACOBIAN, arrays, (k,), None))
         record, shapes = self._signature_record(key.shapes), key.shapes
         count = math.prod(record.output_shape) * math.prod(shapes[k])
         if count > JACOBIAN_LIMIT:
@@ -245,7 +302,7 @@ class Einsum:
 
     # -- inspection ----------------------------------------------------------------------
 
-    def source(self, *shapes, backend: str = "numpy") -> str:
+    def source(self, *shapes, backend: str = "numpy", generic: bool | None = None) -> str:
         """The generated Python: the code that runs, one line per step with a comment (the
         step's spec over the bound labels, its FLOPs, its result's shape).
 
@@ -256,32 +313,47 @@ class Einsum:
         last call (whose dtypes are used too; float64 otherwise). ``backend`` names the dialect:
         ``"numpy"``, ``"torch"``, ``"jax"`` or ``"dask"`` (the code those arrays run). Showing
         the code only writes text: it needs none of those libraries.
+
+        ``generic=True`` shows the shape-generic code of the shapes' class
+        (:func:`einsgrad.shapes.shape_class`), which reads its sizes from its arguments (torch
+        calls run it; its pullback takes ``shapes=``, the operands' shapes); None shows the
+        kind the last call ran when its shapes are used, exact-shape code otherwise.
         """
-        if backend not in codegen.DIALECTS:
-            raise EinsumSpecError(f"backend must be one of {', '.join(codegen.DIALECTS)}, got {backend!r}")
-        dialect = codegen.DIALECTS[backend]
-        shapes, dtypes = self._signature(shapes, None, "source")
-        record = self._signature_record(shapes)
-        header = f"# einsgrad: {self.spec}  shapes {', '.join(map(str, shapes))}\n"
-        sources = [record.source(key) for key in self._keys(record, shapes, dtypes, dialect)]
+        dialect = code_request.dialect(backend, codegen.DIALECTS)
+        signature, dtypes = self._request(shapes, None, "source", generic, False, numpy=dialect is not codegen.TORCH)
+        record = self._signature_record(signature)
+        if isinstance(signature, ShapeClass):
+            header = (f"# einsgrad: {self.spec}  shape-generic, planned for shapes "
+                      f"{', '.join(map(str, signature.representative))}\n")
+        else:
+            header = f"# einsgrad: {self.spec}  shapes {', '.join(map(str, signature))}\n"
+        sources = [record.source(key) for key in self._keys(record, signature, dtypes, dialect)]
         return f"{dialect.helpers}\n\n{header}" + "\n\n".join(sources)
 
-    def module(self, *shapes, dtypes=None) -> str:
-        """A standalone Python module for these shapes that needs numpy alone.
-
-        It defines ``forward(x0, ...)``, ``vjp(g, x0, ...)``, ``forward_saving(x0, ...)`` and
-        ``pullback(g, *saved)``, documented in its docstring. Its text is made only of the
-        canonical spec, integers, planner-made names and dtype names, never of user text.
+    def module(self, *shapes, dtypes=None, backend: str = "numpy", generic: bool | None = None) -> str:
+        """A standalone Python module that needs only ``backend`` (see :mod:`einsgrad.vendor`):
+        numpy's ``forward``, ``vjp``, ``forward_saving`` and ``pullback``; torch's ``einsum``
+        (a ``torch.autograd.Function``) and ``vjp``; jax's ``einsum`` (a ``jax.custom_vjp``)
+        and ``vjp``. Other shapes than it takes raise ``ValueError``.
 
         Args:
             *shapes: operand shapes (else those of ``compile(..., shapes=)`` or the last call).
             dtypes: one dtype for every operand, or one per operand; default float64 (or the
-                dtypes of the last call, for its shapes).
+                dtypes of the last call, for its shapes). torch and jax take one dtype.
+            backend: ``"numpy"``, ``"torch"`` or ``"jax"``.
+            generic: shape-generic code, for every shape of the shapes' class; None: where no
+                shapes are known (a spec with ``...`` needs some, for the batch rank), or the
+                last call ran such code.
         """
-        shapes, dtypes = self._signature(shapes, dtypes, "module")
-        record = self._signature_record(shapes)
-        functions = [record.source(key, "_") for key in self._keys(record, shapes, dtypes, codegen.NUMPY)]
-        return codegen.module(str(self.spec), shapes, dtypes, record.output_shape, functions)
+        dialect = code_request.dialect(backend, vendor.BACKENDS)
+        signature, dtypes = self._request(shapes, dtypes, "module", generic, True, numpy=True)
+        if backend != "numpy" and len(set(dtypes)) > 1:
+            raise EinsumSpecError(f"a {backend} module takes one dtype for every operand, got "
+                                  f"{', '.join(d.name for d in dtypes)}")
+        record = self._signature_record(signature)
+        functions = [record.source(key, "_") for key in self._keys(record, signature, dtypes, dialect)]
+        return vendor.module(self.spec, record.bound, dtypes, functions, backend, record.generic,
+                             dialect.helpers)
 
     def costs(self, *shapes) -> Costs:
         """FLOPs and memory of forward and backward for these shapes (see :class:`Costs`)."""
@@ -303,10 +375,31 @@ class Einsum:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _record(self, shapes: tuple[tuple[int, ...], ...]) -> SignatureRecord:
-        """A new record for one shape signature (cached by ``_records``; no side effects)."""
+    def _record(self, shapes: tuple[tuple[int, ...], ...] | ShapeClass) -> SignatureRecord:
+        """A new record for one shape signature or shape class (cached by ``_records``; no
+        side effects): a class is planned for its representative, with shape-generic code."""
+        if isinstance(shapes, ShapeClass):
+            bound = bind(self.spec, shapes.representative, dict(self.sizes))
+            return SignatureRecord(self.spec, bound, self.optimize, self.memory_limit, generic=True)
         bound = bind(self.spec, shapes, dict(self.sizes))
         return SignatureRecord(self.spec, bound, self.optimize, self.memory_limit)
+
+    def _classify(self, shapes) -> Classified:
+        """The record key of a call of a shape-generic dialect (cached by ``_classes`` where
+        the sizes are ints): exact shapes under a ``memory_limit``, which bounds their own
+        intermediates."""
+        return classify(self.spec, shapes, self.sizes, exact=self.memory_limit is not None)
+
+    def _backend_signature(self, backend: backends.Backend, arrays) -> Classified:
+        """The record key and output shape of a call on another library's arrays."""
+        shapes = tuple([tuple(a.shape) for a in arrays])
+        if backend.dialect not in _GENERIC:  # int(): torch.compile's symbolic sizes, concrete
+            exact = tuple([tuple(map(int, s)) for s in shapes])
+            return Classified(exact, None)
+        try:
+            return self._classes(shapes)
+        except TypeError:  # symbolic sizes do not hash: classified on every trace
+            return self._classify(shapes)
 
     def _signature_record(self, shapes: tuple[tuple[int, ...], ...]) -> SignatureRecord:
         """The cached record of a shape signature. When it is new (and may have pushed an old
@@ -319,10 +412,10 @@ class Einsum:
         return record
 
     def _call(self, mode: Mode, arrays, wrt, cotangent) -> tuple:
-        """The fields of the :class:`ProgramKey` of ``mode``'s function for these numpy arrays,
+        """The fields of the :class:`FunctionKey` of ``mode``'s function for these numpy arrays,
         in order, remembered as the last call's (for :meth:`source`). A plain tuple hashes and
-        compares equal to the ProgramKey it spells, so it finds the loaded function, and is
-        cheaper to build on every call; ``ProgramKey._make`` names its fields where needed."""
+        compares equal to the FunctionKey it spells, so it finds the loaded function, and is
+        cheaper to build on every call; ``FunctionKey._make`` names its fields where needed."""
         if len(arrays) <= 8:  # a few operands: cheaper than two lists made tuples (but quadratic)
             shapes = dtypes = ()
             for a in arrays:
@@ -334,11 +427,49 @@ class Einsum:
                              _NUMPY, ())
         return call
 
+    def _jvp(self, mode: Mode, tangents, operands) -> tuple:
+        """The results of the jvp plan of ``mode`` for these tangents (None: zero) and operands."""
+        count = len(self.spec.inputs)
+        if isinstance(tangents, (str, bytes)) or not hasattr(tangents, "__len__") or len(tangents) != count:
+            raise EinsumSpecError(f"tangents must be a sequence of one tangent (or None) per operand: "
+                                  f"{count} for {str(self.spec)!r}, got {_described(tangents)}")
+        wrt = tuple(k for k, t in enumerate(tangents) if t is not None)
+        names = [f"operand {i}" for i in range(len(operands))] + [f"the tangent of operand {k}" for k in wrt]
+        arrays, backend = backends.intake((*operands, *(tangents[k] for k in wrt)), names=names)
+        if len(operands) != count:
+            check_shapes([tuple(a.shape) for a in arrays[:len(operands)]], count)  # says so
+        if backend is None:
+            signature, output_shape = tuple([a.shape for a in arrays[:count]]), None
+        else:  # a shape class where the dialect's code is shape-generic, as its other calls
+            signature, output_shape = self._backend_signature(backend, arrays[:count])
+        record = self._signature_record(signature)
+        output_shape = record.output_shape if output_shape is None else output_shape
+        for k, t in zip(wrt, arrays[count:]):
+            if differ(tuple(t.shape), tuple(arrays[k].shape)):
+                raise EinsumSpecError(f"the tangent of operand {k} has shape {tuple(t.shape)} but "
+                                      f"operand {k} has shape {tuple(arrays[k].shape)}")
+        dtype = (lambda a: a.dtype) if backend is None else backend.dtype
+        dtypes = tuple([dtype(a) for a in arrays])
+        if not wrt:
+            if backend is not None and backend.cast is not None:  # torch: its own dtypes
+                zeros = backend.cast(backend.convert(np.zeros(output_shape), arrays[0]),
+                                     scalars.result_type(*dtypes))
+            else:
+                zeros = np.zeros(output_shape, np.result_type(*dtypes))
+                zeros = zeros if backend is None else backend.convert(zeros, arrays[0])
+            return (zeros,) if mode is Mode.JVP else (self(*arrays), zeros)
+        key = FunctionKey(mode, signature, dtypes, wrt, None, _NUMPY if backend is None else backend.dialect)
+        function = record.function(key)
+        if backend is not None and backend.cast is not None and len(set(dtypes)) > 1:
+            common = scalars.result_type(*dtypes)
+            arrays = [backend.cast(a, common) for a in arrays]
+        return tuple(function(*arrays))
+
     def _cotangent_error(self, g, record: SignatureRecord) -> EinsumSpecError:
         return EinsumSpecError(f"the cotangent has shape {g.shape} but the output of {str(self.spec)!r} "
                                f"has shape {record.output_shape}")
 
-    def _load(self, key: ProgramKey, record: SignatureRecord) -> Loaded:
+    def _load(self, key: FunctionKey, record: SignatureRecord) -> Loaded:
         """``key``'s function from ``record`` (made on first use), indexed for later calls."""
         loaded = self._loaded[key] = Loaded(record, record.function(key))
         return loaded
@@ -347,6 +478,14 @@ class Einsum:
         """``wrt`` as operand indices, and whether one array (not a tuple) is returned."""
         if wrt is None:  # the common case, on every call: made once
             return self._all
+        if type(wrt) is tuple:  # a framework's backward, on every call: checked once
+            try:
+                return self._wrts[wrt]
+            except KeyError:
+                found = self._wrts[wrt] = derive.check_wrts(self.spec, wrt)
+                return found
+            except TypeError:  # an unhashable element: refused below
+                pass
         return derive.check_wrts(self.spec, wrt)
 
     def _shapes(self, shapes, caller: str) -> tuple[tuple[int, ...], ...]:
@@ -356,35 +495,26 @@ class Einsum:
             raise EinsumSpecError(f"{caller}() needs shapes: pass them or compile with shapes=")
         return shapes
 
-    def _signature(self, shapes, dtypes, caller: str):
-        """Shapes and dtypes to show code for: given, else compile-time, else the last call's."""
-        last = None if self._last is None else ProgramKey._make(self._last)
-        if shapes:
-            shapes = check_shapes(shapes, len(self.spec.inputs))
-        else:
-            shapes = self.shapes or (last.shapes if last else None)
-        if shapes is None:
-            raise EinsumSpecError(f"{caller}() needs shapes: pass them, compile with shapes=, or call once")
-        if dtypes is not None:
-            dtypes = _check_dtype_list(dtypes, len(shapes))
-        elif last and last.shapes == shapes:
-            dtypes = last.dtypes
-        else:
-            dtypes = (np.dtype(np.float64),) * len(shapes)
-        return shapes, dtypes
+    def _request(self, shapes, dtypes, caller: str, generic, unshaped: bool,
+                 numpy: bool) -> code_request.CodeRequest:
+        """What :meth:`source` and :meth:`module` write code for (see :func:`code_request`);
+        ``numpy``: the last call's dtypes as numpy's (a torch call's where numpy has them)."""
+        last = None if self._last is None else FunctionKey._make(self._last)
+        return code_request.code_request(self.spec, self.sizes, shapes, dtypes, caller, generic,
+                                         unshaped, self.shapes, last, numpy)
 
-    def _keys(self, record: SignatureRecord, shapes, dtypes, dialect) -> tuple[ProgramKey, ...]:
+    def _keys(self, record: SignatureRecord, shapes, dtypes, dialect) -> tuple[FunctionKey, ...]:
         """Keys of forward, vjp, forward_saving and pullback, every operand wanted."""
-        out, every = np.result_type(*dtypes), self._every
-        return (ProgramKey(Mode.FORWARD, shapes, dtypes, None, None, dialect),
-                ProgramKey(Mode.VJP, shapes, dtypes, every, out, dialect),
-                ProgramKey(Mode.SAVING, shapes, dtypes, every, None, dialect),
-                ProgramKey(Mode.PULLBACK, shapes, dtypes, every, out, dialect))
+        out, every = scalars.result_type(*dtypes), self._every
+        return (FunctionKey(Mode.FORWARD, shapes, dtypes, None, None, dialect),
+                FunctionKey(Mode.VJP, shapes, dtypes, every, out, dialect),
+                FunctionKey(Mode.SAVING, shapes, dtypes, every, None, dialect),
+                FunctionKey(Mode.PULLBACK, shapes, dtypes, every, out, dialect))
 
     def _run_in(self, backend: backends.Backend | None, mode: Mode, arrays, wrt, cotangent=None,
                 record: SignatureRecord | None = None):
         """The function of ``mode`` for these arrays (``backend`` None: numpy): its dialect's
-        code, cached under a key of numpy dtypes, in ``record`` (default: the arrays' shape
+        code, cached under a key of the backend's dtypes (:mod:`einsgrad.scalars`), in ``record`` (default: the arrays' shape
         signature's). Where the library does not promote mixed dtypes, arguments are cast to
         the common one first (the results are then cast back to their operands' dtypes)."""
         if backend is None:
@@ -392,26 +522,26 @@ class Einsum:
             loaded = self._loaded.get(call)
             if loaded is not None and (record is None or loaded.record is record):
                 return loaded.function
-            key = ProgramKey._make(call)
+            key = FunctionKey._make(call)
             if record is None:
                 return self._load(key, self._signature_record(key.shapes)).function
             return record.function(key)  # a record pushed out of the cache since: not indexed
-        # int(): torch.compile's symbolic sizes become concrete ones (a guard); plans are per shape
-        shapes = tuple([tuple(map(int, a.shape)) for a in arrays])
+        shapes, output_shape = self._backend_signature(backend, arrays)
         dtypes = tuple([backend.dtype(a) for a in arrays])
         cotangent_dtype = None if cotangent is None else backend.dtype(cotangent)
         record = record or self._signature_record(shapes)
-        if mode is Mode.VJP and tuple(map(int, cotangent.shape)) != record.output_shape:
+        output_shape = record.output_shape if output_shape is None else output_shape
+        if mode is Mode.VJP and differ(tuple(cotangent.shape), output_shape):
             raise EinsumSpecError(
                 f"the cotangent has shape {tuple(cotangent.shape)} but the output of "
-                f"{str(self.spec)!r} has shape {record.output_shape}")
-        key = self._last = ProgramKey(mode, shapes, dtypes, wrt, cotangent_dtype, backend.dialect)
+                f"{str(self.spec)!r} has shape {tuple(output_shape)}")
+        key = self._last = FunctionKey(mode, shapes, dtypes, wrt, cotangent_dtype, backend.dialect)
         function = record.function(key)
         every = dtypes if cotangent_dtype is None else dtypes + (cotangent_dtype,)
         if backend.cast is None or len(set(every)) == 1:
             return function
-        common, cast = np.result_type(*every), backend.cast
-        return lambda *args: function(*[cast(a, common) for a in args])
+        common, cast = scalars.result_type(*every), backend.cast
+        return lambda *args, **shapes: function(*[cast(a, common) for a in args], **shapes)
 
     def _forward_saving(self, arrays, wrt, backend=None) -> Saving:
         """The forward of the saving plan for the pullback of the operands ``wrt``, and its
@@ -420,18 +550,18 @@ class Einsum:
             call = self._call(Mode.SAVING, arrays, wrt, None)
             loaded = self._loaded.get(call)
             if loaded is None:
-                key = ProgramKey._make(call)
+                key = FunctionKey._make(call)
                 loaded = self._load(key, self._signature_record(key.shapes))
             record, function = loaded.record, loaded.function
         else:
-            record = self._signature_record(tuple([tuple(map(int, a.shape)) for a in arrays]))
+            record = self._signature_record(self._backend_signature(backend, arrays).signature)
             function = self._run_in(backend, Mode.SAVING, arrays, wrt, None, record)
         y, *saved = function(*arrays)
         shape = tuple(y.shape)
 
         def finish(cotangent, arrays, saved):
             g = self._cotangent(cotangent, arrays, backend, shape)
-            return self._run_in(backend, Mode.PULLBACK, arrays, wrt, g, record)(g, *saved)
+            return self._pullback(backend, arrays, wrt, g, record, saved)
 
         return Saving(y, tuple(saved), finish)
 
@@ -440,12 +570,12 @@ class Einsum:
         if backend is None and type(cotangent) is np.ndarray:
             g = cotangent
         else:
-            values, found = _arrays((cotangent, *arrays), cotangent=True)
+            values, found = backends.intake((cotangent, *arrays), cotangent=True)
             if found is not backend:
-                raise EinsumSpecError(f"the cotangent is a {_library(found)} array but the forward "
-                                      f"ran on {_library(backend)} arrays")
+                raise EinsumSpecError(f"the cotangent is a {backends.library_name(found)} array but the forward "
+                                      f"ran on {backends.library_name(backend)} arrays")
             g = values[0]
-        if g.shape != shape and tuple(g.shape) != shape:
+        if g.shape != shape and differ(tuple(g.shape), shape):
             raise EinsumSpecError(f"the cotangent has shape {tuple(g.shape)} but the output has {shape}")
         return g
 
@@ -465,37 +595,8 @@ def _compiled(spec: str) -> Einsum:
     return Einsum(spec)
 
 
-def _check_dtype_list(dtypes, count: int) -> tuple[np.dtype, ...]:
-    """``dtypes=`` as one numeric dtype per operand (a single dtype applies to every one)."""
-    try:
-        if isinstance(dtypes, (str, type, np.dtype)):
-            dtypes = (dtypes,) * count
-        checked = tuple(np.dtype(d) for d in dtypes)
-    except TypeError:
-        raise EinsumSpecError(f"dtypes must be a dtype or one dtype per operand, got {dtypes!r}") from None
-    if len(checked) != count:
-        raise EinsumSpecError(f"the spec names {count} operand(s) but {len(checked)} dtypes were given")
-    check_dtypes(checked)
-    return checked
-
-
-def _arrays(values: tuple, cotangent: bool = False) -> tuple[tuple, backends.Backend | None]:
-    """Values as arrays of one library, and that library (None: numpy); ``cotangent``: the
-    first value is the cotangent (for messages). Dtypes are checked once per signature,
-    when its code is made."""
-    for a in values:
-        if type(a) is not np.ndarray:
-            break
-    else:
-        return values, None
-    names = [f"operand {i - cotangent}" if i or not cotangent else "the cotangent" for i in range(len(values))]
-    name = backends.infer(values)
-    if name == "numpy":
-        return tuple([a if type(a) is np.ndarray else backends.as_numpy(a, n)
-                      for a, n in zip(values, names)]), None
-    backend = backends.get(name)
-    return backends.prepare(values, backend, names), backend
-
-
-def _library(backend) -> str:
-    return "numpy" if backend is None else backend.name
+def _described(value) -> str:
+    """A value for a message: its length where it has one, else its type."""
+    if hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
+        return f"{len(value)}"
+    return repr(value) if isinstance(value, (str, bytes)) else type(value).__name__

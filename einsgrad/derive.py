@@ -13,6 +13,10 @@ with the cotangent ``G[y]`` removes the output deltas:
 which is again an einsum in the same notation: operands ``O, L_m (m ≠ k)``, output ``L_k``.
 So the rule is a permutation of terms, and three phenomena fall out of it by themselves; the
 functions below name them, for explanations and tests.
+
+Forward mode is the same sum differentiated along tangents ``T_k`` instead: the product rule
+gives ``dY = Σ_k einsum(X_0, ..., T_k, ..., X_n)``, one term per operand, each the forward
+spec itself with operand ``k``'s tangent in its place (:func:`tangent`).
 """
 
 from __future__ import annotations
@@ -70,6 +74,18 @@ def backward(spec: Spec, wrt: int) -> Spec:
     k = check_wrt(spec, wrt)
     others = spec.inputs[:k] + spec.inputs[k + 1:]
     return Spec.of((spec.output,) + others, spec.inputs[k])
+
+
+def tangent(spec: Spec, wrt: int) -> Spec:
+    """The spec of the jvp's term of operand ``wrt``: operands ``(T_wrt, X_m for m != wrt)``,
+    output ``O``; the forward with the tangent moved first, as :func:`backward` puts ``G`` first.
+
+    The two are transposes: swapping the first operand and the output of one gives the other
+    (``backward(tangent(s, k), 0) == backward(s, k)``), as the vjp is the transpose of the jvp.
+    Example: ``"ik,jk->ij"``, wrt 1 gives ``"jk,ik->ij"``: ``dY = X dWᵀ``.
+    """
+    k = check_wrt(spec, wrt)
+    return Spec.of((spec.inputs[k],) + spec.inputs[:k] + spec.inputs[k + 1:], spec.output)
 
 
 def surviving_deltas(spec: Spec, wrt: int) -> Labels:

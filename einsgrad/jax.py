@@ -1,25 +1,30 @@
-"""einsgrad in jax: an einsum whose vjp is einsgrad's derived plan, run in ``jax.numpy``.
+"""einsgrad in jax: an einsum whose derivatives are einsgrad's derived plans, run in ``jax.numpy``.
 
 >>> import jax, jax.numpy as jnp, einsgrad.jax
 >>> f = lambda X, W: einsgrad.jax.einsum("ik,jk->ij", X, W).sum()
 >>> jax.jit(jax.grad(f, argnums=1))(jnp.ones((4, 3)), jnp.ones((5, 3))).shape
 (5, 3)
 
-A ``jax.custom_vjp`` function: its forward runs the forward-saving plan and returns what the
-backward reads as residuals, its backward runs the pullback plan. Both are generated
-``jax.numpy`` code (``Einsum.source(backend="jax")`` shows it), so they trace under
-``jax.jit`` and ``jax.vmap``, and the backward can be differentiated again (reverse over
-reverse). As for any ``custom_vjp`` function, forward mode (``jax.jvp``, ``jax.jacfwd``) is
-not available. Operands must be floating point or complex. Complex values follow jax's
-convention, which is einsgrad's (no conjugation).
+A ``jax.custom_jvp`` function: its tangent rule is einsgrad's jvp plan (:meth:`Einsum.jvp`),
+generated ``jax.numpy`` code that pushes the tangents along the forward's contraction tree.
+That code is linear in the tangents, so JAX transposes it for reverse mode: one rule serves
+``jax.jvp``, ``jax.jacfwd``, ``jax.grad``, ``jax.jacrev`` and ``jax.hessian``, all of it on
+einsgrad's tree, traceable under ``jax.jit`` and ``jax.vmap`` and differentiable again. Zero
+tangents stay symbolic: an operand that is not differentiated (``jax.grad(f, argnums=1)``)
+gets no term, so its gradient is never computed. Complex values follow jax's convention,
+which is einsgrad's (no conjugation). Integer operands are constants (their tangent is zero).
+bfloat16 and float16 compute in their own dtype, as ``jnp.einsum`` does, or accumulate in the
+``preferred_element_type`` given.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 from .compiled import Einsum, as_einsum
 from .errors import EinsumSpecError
@@ -27,15 +32,29 @@ from .errors import EinsumSpecError
 __all__ = ["einsum"]
 
 
-def einsum(spec: str | Einsum, *arrays) -> jax.Array:
-    """``jnp.einsum`` with einsgrad's derived vjp.
+def einsum(spec: str | Einsum, *arrays, precision=None, preferred_element_type=None) -> jax.Array:
+    """``jnp.einsum`` with einsgrad's derived jvp (and, transposed, vjp).
 
     Args:
         spec: an einsum spec (compiled once and cached), or an :class:`einsgrad.Einsum`
             (for ``sizes=``, ``optimize=``, ``memory_limit=``).
         *arrays: the operands (jax arrays or tracers; numpy arrays are converted).
+        precision: as in ``jnp.einsum``: None, a ``jax.lax.Precision`` or its name, a
+            ``jax.lax.DotAlgorithmPreset`` or its name, or a pair of equal ones; every matrix
+            product of the forward and of its derivatives runs at it.
+        preferred_element_type: as in ``jnp.einsum``, the type to accumulate in and return:
+            operands of a narrower type are promoted to it first (bfloat16 products are exact
+            in float32, so the sums are those of an accumulation in float32).
     """
-    return _einsum(as_einsum(spec), *(_as_jax(a, i) for i, a in enumerate(arrays)))
+    ops = tuple(_as_jax(a, i) for i, a in enumerate(arrays))
+    if preferred_element_type is not None:
+        preferred = _preferred(preferred_element_type)
+        ops = tuple(a if a.dtype == preferred or jnp.promote_types(a.dtype, preferred) != preferred
+                    else a.astype(preferred) for a in ops)
+    y = _einsum(as_einsum(spec), _precision(precision), *ops)
+    if preferred_element_type is not None and y.dtype != preferred:
+        y = y.astype(preferred)
+    return y
 
 
 def _as_jax(value, i: int):
@@ -46,19 +65,55 @@ def _as_jax(value, i: int):
         raise EinsumSpecError(f"operand {i} cannot be read as an array: {error}") from None
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _einsum(compiled: Einsum, *arrays):
-    return compiled(*arrays)
+def _preferred(dtype):
+    """``preferred_element_type`` as a dtype jax computes in, or an error naming it."""
+    try:
+        return jnp.dtype(dtype)
+    except TypeError:
+        raise EinsumSpecError(f"preferred_element_type must be a dtype, got {dtype!r}") from None
 
 
-def _forward(compiled: Einsum, *arrays):
-    y, saved = compiled.forward_saving(*arrays)
-    return y, (arrays, saved)
+def _precision(precision) -> str | None:
+    """``precision=`` as the name ``jax.default_matmul_precision`` takes (hashable, a static
+    argument), or an error naming what it cannot be: the generated code's matrix products are
+    traced under that setting, so each carries the precision into its transposes too."""
+    if precision is None:
+        return None
+    if isinstance(precision, (tuple, list)):
+        if len(precision) != 2 or precision[0] != precision[1]:
+            raise EinsumSpecError(f"precision={precision!r}: einsgrad.jax.einsum takes one "
+                                  "precision for both operands of every product")
+        precision = precision[0]
+    if isinstance(precision, (jax.lax.Precision, jax.lax.DotAlgorithmPreset)):
+        return precision.name.lower() if isinstance(precision, jax.lax.Precision) else precision.name
+    if isinstance(precision, str):
+        with contextlib.suppress(ValueError):
+            return jax.lax.Precision(precision).name.lower()
+        if precision in jax.lax.DotAlgorithmPreset.__members__:
+            return precision
+    raise EinsumSpecError(f"precision={precision!r} is not a jax.lax.Precision or "
+                          "DotAlgorithmPreset, nor the name of one")
 
 
-def _backward(compiled: Einsum, residuals, g):
-    arrays, saved = residuals
-    return tuple(compiled.pullback(g, arrays, saved))
+def _precise(precision: str | None):
+    """The context the generated code is traced in: ``precision`` for every matrix product."""
+    return contextlib.nullcontext() if precision is None else jax.default_matmul_precision(precision)
 
 
-_einsum.defvjp(_forward, _backward)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def _einsum(compiled: Einsum, precision: str | None, *arrays):
+    with _precise(precision):
+        return compiled(*arrays)
+
+
+def _tangent_rule(compiled: Einsum, precision: str | None, primals, tangents):
+    """The value and the tangent from one plan, the forward's intermediates shared."""
+    given = [None if isinstance(t, SymbolicZero) else t for t in tangents]
+    if all(t is None for t in given):
+        y = _einsum(compiled, precision, *primals)
+        return y, SymbolicZero(jax.typeof(y).to_tangent_aval())
+    with _precise(precision):
+        return compiled.value_and_jvp(given, *primals)
+
+
+_einsum.defjvp(_tangent_rule, symbolic_zeros=True)

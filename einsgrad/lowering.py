@@ -15,7 +15,7 @@ import math
 from typing import Mapping, NamedTuple
 
 from .spec import Labels, Spec
-from .steps import Copy, Einsum2, Layout, Matmul, Multiply, Operation, Step, Unary
+from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Operation, Step, Unary
 
 
 class Lowering:
@@ -47,7 +47,8 @@ class Lowering:
 
     def _add(self, target, args, spec, operation, perm, labels, flops, fresh) -> str:
         shape = tuple(self.size[l] for l in labels)
-        self.steps.append(Step(target, args, str(spec), operation, perm, labels, shape, flops, fresh))
+        inputs = tuple(self.labels[a] for a in args)
+        self.steps.append(Step(target, args, str(spec), operation, perm, labels, shape, flops, fresh, inputs))
         self.labels[target] = labels
         self.fresh[target] = fresh
         return target
@@ -76,9 +77,11 @@ class Lowering:
         else:
             order = kept + [l for l in rest if l not in out_distinct]
             perm = tuple(rest.index(l) for l in order)
-        ones = tuple(size[l] if l in rest else 1 for l in out_distinct)
+        ones_dims = tuple((l,) if l in rest else () for l in out_distinct)
+        ones = _sizes(ones_dims, size)
         reshape = None if ones == tuple(size[l] for l in order) else ones
-        full = tuple(size[l] for l in out_distinct)
+        full_dims = tuple((l,) for l in out_distinct)
+        full = _sizes(full_dims, size)
         broadcast = None if ones == full else full
         place = None
         if len(out_distinct) != len(out):
@@ -93,7 +96,9 @@ class Lowering:
         flops = (math.prod(size[l] for l in distinct) if sum_axes else 0) + (
             math.prod(size[l] for l in out_distinct) if place is not None else 0)
         return self._add(target, (arg,), Spec.of((x,), out),
-                         Unary(diagonal, sum_axes, perm, reshape, broadcast, place, shape, own),
+                         Unary(diagonal, sum_axes, perm, reshape, broadcast, place, shape, own,
+                               None if reshape is None else ones_dims,
+                               None if broadcast is None else full_dims),
                          None, tuple(out), flops, fresh)
 
     def binary(self, target: str, a_name: str, b_name: str, out: Labels, exact: bool) -> str:
@@ -112,11 +117,11 @@ class Lowering:
         prod = lambda labels: math.prod(size[l] for l in labels)  # noqa: E731
         shape = tuple(size[l] for l in natural)
         if not contracted:
-            ones_a, ones_b = (1,) * len(free_b), (1,) * len(free_a)
+            ones_a, ones_b = ((),) * len(free_b), ((),) * len(free_a)
+            singles = lambda labels: tuple((l,) for l in labels)  # noqa: E731
             operation: Operation = Multiply(
-                _reshaped(a, batch + free_a, tuple(size[l] for l in batch + free_a) + ones_a, size),
-                _reshaped(b, batch + free_b,
-                          tuple(size[l] for l in batch) + ones_b + tuple(size[l] for l in free_b), size))
+                _reshaped(a, batch + free_a, singles(batch + free_a) + ones_a, size),
+                _reshaped(b, batch + free_b, singles(batch) + ones_b + singles(free_b), size))
             flops = prod(natural)
         elif not free_a and not free_b and len(set(a) | set(b)) <= 52:
             letters = {l: chr(97 + i) if i < 26 else chr(39 + i) for i, l in enumerate(dict.fromkeys(a + b))}
@@ -132,7 +137,9 @@ class Lowering:
             natural = tuple(batch + rows + cols)
             shape = tuple(size[l] for l in natural)
             made = (prod(batch),) * bool(batch) + (prod(rows), prod(cols))
-            operation = Matmul(lay_a, lay_b, None if made == shape else shape)
+            same = made == shape
+            operation = Matmul(lay_a, lay_b, None if same else shape,
+                               None if same else tuple((l,) for l in natural))
             flops = 2 * prod(natural) * prod(contracted)
         labels, perm = natural, None
         if exact and natural != tuple(out):
@@ -225,13 +232,19 @@ class Lowering:
         return target, _blocks(tuple(order), batch, rows, cols)
 
     def _read(self, name: str, blocks: "Blocks") -> Layout:
-        dims = lambda ls: math.prod(self.size[l] for l in ls)  # noqa: E731
-        lead = (dims(blocks.batch),) if blocks.batch else ()
         first, second = (blocks.cols, blocks.rows) if blocks.swap else (blocks.rows, blocks.cols)
-        shape = lead + (dims(first), dims(second))
+        dims = ((blocks.batch,) if blocks.batch else ()) + (first, second)
+        shape = _sizes(dims, self.size)
         if shape == tuple(self.size[l] for l in self.labels[name]):
-            shape = None
-        return Layout(None, shape, blocks.swap)
+            return Layout(None, None, blocks.swap)
+        return Layout(None, shape, blocks.swap, dims)
+
+    def add(self, target: str, a_name: str, b_name: str) -> str:
+        """``a + b``, two values with the same labels in the same order."""
+        labels = self.labels[a_name]
+        assert labels == self.labels[b_name], (labels, self.labels[b_name])
+        return self._add(target, (a_name, b_name), Spec.of((labels, labels), labels), Add(), None,
+                         labels, math.prod(self.size[l] for l in labels), True)
 
     def step(self, target: str, args: tuple[str, ...], out: Labels, exact: bool) -> str:
         """A unary or pairwise step; pairwise needs distinct labels, else a unary fixes them."""
@@ -289,9 +302,15 @@ def _perm(labels, order) -> tuple[int, ...] | None:
     return None if perm == tuple(range(len(labels))) else perm
 
 
-def _reshaped(labels: Labels, order, shape, size, swap=False) -> Layout:
-    """Transposes ``labels`` into ``order`` and reshapes to ``shape``; skips what is a no-op."""
+def _reshaped(labels: Labels, order, dims: Dims, size, swap=False) -> Layout:
+    """Transposes ``labels`` into ``order`` and reshapes to ``dims``; skips what is a no-op."""
     perm = _perm(labels, order)
-    if perm is None and tuple(shape) == tuple(size[l] for l in labels):
-        shape = None
-    return Layout(perm, shape, swap)
+    shape = _sizes(dims, size)
+    if perm is None and shape == tuple(size[l] for l in labels):
+        return Layout(None, None, swap)
+    return Layout(perm, shape, swap, dims)
+
+
+def _sizes(dims: Dims, size) -> tuple[int, ...]:
+    """The shape that ``dims`` spells, in the sizes of ``size``."""
+    return tuple(math.prod(size[l] for l in group) for group in dims)

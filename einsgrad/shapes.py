@@ -14,7 +14,7 @@ from __future__ import annotations
 import string
 import sys
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -49,6 +49,79 @@ class BoundSpec:
     def output_shape(self) -> tuple[int, ...]:
         size = self.size_of
         return tuple(size[l] for l in self.spec.output)
+
+
+@dataclass(frozen=True)
+class ShapeClass:
+    """The shape signatures that share one plan and one shape-generic function.
+
+    ``representative`` is the signature the class is planned for (:func:`shape_class`);
+    shape-generic code read from that plan takes its sizes from its arguments at run time,
+    so it serves every signature of the class. A class is a cache key of its own kind: it
+    never equals a signature's plain tuple of shapes.
+    """
+
+    representative: tuple[tuple[int, ...], ...]
+
+
+UNKNOWN_SIZE = 300  # the class of a size not known when planning: the few hundred of a layer
+
+
+def shape_class(shapes) -> ShapeClass | None:
+    """The class of a shape signature, or None where only its exact shapes will do.
+
+    A plan depends on sizes in two ways. Which sizes are 1 changes its structure: a size-1
+    dimension broadcast against a larger one is a label of its own, summed away and
+    broadcast back. Beyond that, sizes only weigh costs (the path search, which operand of a
+    GEMM leads, what is read transposed), so sizes of one order of magnitude choose plans
+    within a small factor of the best for each. Hence the class keeps every 1, and maps
+    any other size to the representative of its decade, ``3 * 10**k`` for sizes in
+    ``[10**k, 10**(k+1))`` (2 to 9 count as the first decade): near its geometric middle, and
+    no product of two or more representatives is a representative, so no reshape is taken
+    for a no-op because sizes coincide. A size that is not a Python int (a symbolic size of
+    ``torch.compile`` or ``torch.export``) has no magnitude to read without fixing it: it
+    plans as :data:`UNKNOWN_SIZE`, so that a traced family of sizes shares one graph.
+    A signature with an empty dimension (size 0) has no class.
+    """
+    representative = []
+    for shape in shapes:
+        sizes = []
+        for size in shape:
+            if type(size) is not int and not isinstance(size, np.integer):
+                sizes.append(UNKNOWN_SIZE)
+                continue
+            if size == 0:
+                return None
+            sizes.append(1 if size == 1 else 3 * 10 ** (len(str(int(size))) - 1))
+        representative.append(tuple(sizes))
+    return ShapeClass(tuple(representative))
+
+
+class Classified(NamedTuple):
+    """A call's shapes as a record's cache key (a :class:`ShapeClass`, or the exact shapes),
+    and the output shape those shapes give (checked by binding them)."""
+
+    signature: tuple | ShapeClass
+    output_shape: tuple
+
+
+def classify(spec: Spec, shapes, sizes, exact: bool = False) -> Classified:
+    """The record key of ``shapes`` for shape-generic code, and their output shape. The shapes
+    are bound to check them, symbolic sizes included (binding only compares them, it never
+    fixes them). ``exact`` (a ``memory_limit`` bounds exact sizes' intermediates), batch sizes
+    in ``sizes`` (they fix the shapes) and an empty dimension plan for the exact shapes."""
+    output_shape = bind(spec, shapes, dict(sizes)).output_shape
+    found = None
+    if not exact and not any(label == ELLIPSIS for label, _ in sizes):
+        found = shape_class(shapes)
+    if found is None:  # int(): a symbolic size becomes a concrete one (a guard)
+        return Classified(tuple([tuple(map(int, s)) for s in shapes]), tuple(map(int, output_shape)))
+    return Classified(found, output_shape)
+
+
+def differ(shape, other) -> bool:
+    """Whether two shapes differ, compared size by size (so that symbolic sizes compare too)."""
+    return len(shape) != len(other) or any(a != b for a, b in zip(shape, other))
 
 
 def _fresh_labels(taken) -> Fresh:
@@ -146,7 +219,7 @@ def bind(spec: Spec, shapes: Sequence[Sequence[int]], sizes: Mapping | None = No
     for i, (term, shape) in enumerate(zip(terms, shapes)):
         own: dict[str, int] = {}
         for label, size in zip(term, shape):
-            size = int(size)
+            size = _plain(size)
             if own.setdefault(label, size) != size:
                 raise _located(spec, i, label,
                                f"label {label!r} repeats in operand {i} with sizes {own[label]} "
@@ -181,6 +254,12 @@ def bind(spec: Spec, shapes: Sequence[Sequence[int]], sizes: Mapping | None = No
             bound.append(label)
         bound_terms.append(tuple(bound))
     return BoundSpec(Spec.of(bound_terms, output), tuple(size_of.items()))
+
+
+def _plain(size):
+    """A size as a Python int; a symbolic size (``torch.compile``'s) stays symbolic, so that
+    checking it adds a condition on it instead of fixing it to one value."""
+    return int(size) if isinstance(size, (int, np.integer)) else size
 
 
 def _name(label: str, batch: tuple[str, ...]) -> str:

@@ -3,7 +3,7 @@
 An :class:`einsgrad.Einsum` keeps one :class:`SignatureRecord` per shape signature. The record
 binds the spec once, asks the path optimizer once for the forward tree, and makes every plan,
 source and function of the signature from them, each when first needed, under named keys
-(:class:`PlanKey`, :class:`ProgramKey`).
+(:class:`PlanKey`, :class:`FunctionKey`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import codegen, derive, host, paths, plan, slicing
+from . import codegen, derive, host, paths, plan, scalars, slicing, torch_layout
 from .errors import EinsumSpecError
 from .report import Plans
 from .shapes import BoundSpec
@@ -30,18 +30,23 @@ class Mode(enum.Enum):
     SAVING = "forward_saving"
     PULLBACK = "pullback"
     JACOBIAN = "jacobian"
+    JVP = "jvp"
+    VALUE_AND_JVP = "value_and_jvp"
 
     __hash__ = object.__hash__  # members are singletons; a key is hashed on every call
 
 
-class ProgramKey(NamedTuple):
+class FunctionKey(NamedTuple):
     """What one generated function is compiled for.
 
     Attributes:
         mode: which function.
-        shapes: the operands' shapes (the shape signature that caches it).
-        dtypes: the operands' dtypes.
-        wrt: the operands differentiated (the Jacobian's one operand); None for the forward.
+        shapes: the operands' shapes (the shape signature that caches it), or their
+            :class:`~einsgrad.shapes.ShapeClass` for shape-generic code.
+        dtypes: the operands' dtypes (the jvp's: then its tangents', in ``wrt`` order); numpy's,
+            or the backend's own (see :mod:`einsgrad.scalars`).
+        wrt: the operands differentiated (the Jacobian's one operand; the jvp's operands with
+            a tangent); None for the forward.
         cotangent: the cotangent's dtype (vjp and pullback), else None.
         dialect: the array library the code is written for.
         chunk: sizes of the sliced labels, for one chunk of a sliced run (``memory_limit``).
@@ -49,9 +54,9 @@ class ProgramKey(NamedTuple):
 
     mode: Mode
     shapes: tuple[tuple[int, ...], ...]
-    dtypes: tuple[np.dtype, ...]
+    dtypes: tuple
     wrt: tuple[int, ...] | None
-    cotangent: np.dtype | None
+    cotangent: object
     dialect: codegen.Dialect
     chunk: slicing.Cuts = ()
 
@@ -76,13 +81,18 @@ class SignatureRecord:
 
     The bound spec and the forward tree (the one question asked of the path optimizer) are
     made at once; the plans (every mode, each ``wrt``, each chunk of a sliced run), the
-    slices, and the generated source and function of each :class:`ProgramKey` are made from
+    slices, and the generated source and function of each :class:`FunctionKey` are made from
     them lazily and kept. Holding one record, a forward and its pullback cannot disagree
     about the tree, whatever the optimizer answers another time.
+
+    A ``generic`` record is planned for a :class:`~einsgrad.shapes.ShapeClass`'s
+    representative shapes and writes shape-generic code, which reads its sizes from its
+    arguments: its plans' sizes and :attr:`output_shape` are the representative's. Its
+    pullback takes the operands' shapes too (``pullback(g, *saved, shapes=...)``).
     """
 
-    def __init__(self, spec: Spec, bound: BoundSpec, optimize, memory_limit):
-        self.spec, self.bound = spec, bound
+    def __init__(self, spec: Spec, bound: BoundSpec, optimize, memory_limit, generic: bool = False):
+        self.spec, self.bound, self.generic = spec, bound, generic
         self.output_shape = bound.output_shape
         self.tree = plan.forward_path(bound, optimize, memory_limit)
         self.optimize = paths.auxiliary(optimize)
@@ -90,22 +100,26 @@ class SignatureRecord:
         self.every = tuple(range(len(bound.spec.inputs)))
         self.sweeps: dict[tuple, plan.Sweep] = {}
         self.plans: dict[PlanKey, Plan] = {}
-        self.sources: dict[ProgramKey, Source] = {}
-        self.functions: dict[ProgramKey, Callable] = {}
+        self.sources: dict[FunctionKey, Source] = {}
+        self.functions: dict[FunctionKey, Callable] = {}
         self.lock = threading.RLock()
         self._slices: slicing.Cuts | None = None
 
     def plan(self, key: PlanKey) -> Plan:
         """The plan of ``key``, made on first use: a projection of the sweep of its operands
         (the forward's is every operand's), or for the vjp of some operands the direct
-        contractions when they cost less, or the Jacobian's own contraction."""
+        contractions when they cost less, the Jacobian's own contraction, or the jvp's tangents
+        pushed along the tree (:func:`einsgrad.plan.jvp_plan`)."""
         found = self.plans.get(key)
         if found is not None:
             return found
         with self.lock:
             if key not in self.plans:
                 bound = self.bound.resized(key.chunk)
-                if key.mode is Mode.JACOBIAN:
+                if key.mode in (Mode.JVP, Mode.VALUE_AND_JVP):
+                    self.plans[key] = plan.jvp_plan(bound, key.wrt, self.tree,
+                                                    value=key.mode is Mode.VALUE_AND_JVP)
+                elif key.mode is Mode.JACOBIAN:
                     jacobian = BoundSpec(derive.jacobian(bound.spec, key.wrt[0]), bound.sizes)
                     self.plans[key] = plan.sweep(jacobian, plan.forward_path(jacobian, self.optimize),
                                                  ()).forward()
@@ -139,11 +153,11 @@ class SignatureRecord:
                 self.bound, self.memory_limit, self.tree, self.optimize)
         return self._slices
 
-    def run_sliced(self, key: ProgramKey, arrays, g=None) -> tuple:
+    def run_sliced(self, key: FunctionKey, arrays, g=None) -> tuple:
         """``key``'s forward (``g`` None) or vjp, run chunk by chunk along :attr:`slices`,
         each chunk by the code compiled for its label sizes (under ``key`` with its chunk)."""
         if g is None:  # the gradients have their operands' shapes: they can exist
-            host.check_fits_shape(self.output_shape, np.result_type(*key.dtypes).itemsize,
+            host.check_fits_shape(self.output_shape, scalars.itemsize(scalars.result_type(*key.dtypes)),
                                   f"the forward of {str(self.spec)!r}", "the output")
         return slicing.run(self.bound, self.slices, lambda chunk: self.function(key._replace(chunk=chunk)),
                            arrays, g, key.wrt)
@@ -156,14 +170,14 @@ class SignatureRecord:
                      self.plan(PlanKey(Mode.SAVING, every)), self.plan(PlanKey(Mode.PULLBACK, every)),
                      separate)
 
-    def source(self, key: ProgramKey, prefix: str = "") -> str:
+    def source(self, key: FunctionKey, prefix: str = "") -> str:
         """The generated text of ``key``'s function (its name after ``prefix``); rendering only,
         so that showing code for a library never needs that library."""
         if prefix:
             return self._render(key, prefix).text
         return self._rendered(key).text
 
-    def _rendered(self, key: ProgramKey) -> Source:
+    def _rendered(self, key: FunctionKey) -> Source:
         """The source of ``key``'s function, rendered once."""
         found = self.sources.get(key)
         if found is None:
@@ -173,13 +187,15 @@ class SignatureRecord:
                     found = self.sources[key] = self._render(key)
         return found
 
-    def _render(self, key: ProgramKey, prefix: str = "") -> Source:
+    def _render(self, key: FunctionKey, prefix: str = "") -> Source:
         """The source of ``key``'s function, its name after ``prefix``."""
         composed = self.compose(key)
         name = prefix + composed.name
-        return Source(codegen.render(composed.plan, name, composed.finish, key.dialect, composed.casts), name)
+        operands = self.bound.spec.inputs if self.generic else None
+        return Source(codegen.render(composed.plan, name, composed.finish, key.dialect, composed.casts,
+                                     operands, self.generic and key.mode is Mode.PULLBACK), name)
 
-    def function(self, key: ProgramKey) -> Callable:
+    def function(self, key: FunctionKey) -> Callable:
         """The function ``key`` runs, loaded from its source on first use, after checking that
         every value it makes can exist on this host."""
         found = self.functions.get(key)
@@ -188,27 +204,29 @@ class SignatureRecord:
         with self.lock:
             if key not in self.functions:
                 source = self._rendered(key)
-                itemsize = np.result_type(*key.dtypes, *[key.cotangent] * (key.cotangent is not None)).itemsize
-                host.check_fits(self.plan(PlanKey(key.mode, key.wrt, key.chunk)), itemsize,
-                                f"the {key.mode.value} of {str(self.spec)!r}")
+                itemsize = scalars.itemsize(scalars.result_type(*key.dtypes, *[key.cotangent] * (key.cotangent is not None)))
+                if not self.generic:  # a generic plan's sizes are its class's, not a call's
+                    host.check_fits(self.plan(PlanKey(key.mode, key.wrt, key.chunk)), itemsize,
+                                    f"the {key.mode.value} of {str(self.spec)!r}")
                 self.functions[key] = codegen.load(source.text, key.dialect)[source.name]
             return self.functions[key]
 
-    def compose(self, key: ProgramKey) -> "Composed":
-        """The plan of a program key, the name of its function, how it finishes results, and
+    def compose(self, key: FunctionKey) -> "Composed":
+        """The plan of a function key, the name of its function, how it finishes results, and
         which arguments it first casts."""
         mode, dtypes, wrt = key.mode, key.dtypes, key.wrt
-        check_dtypes(dtypes, key.cotangent)
+        check_dtypes(dtypes, key.cotangent, extension_floats=key.dialect is codegen.JAX)
         bound = self.bound.resized(key.chunk)
         program = self.plan(PlanKey(mode, wrt, key.chunk))
         casts = _entry_casts(program, key)
         if mode is Mode.FORWARD:
-            out = np.result_type(*dtypes)
-            return Composed(program, "forward", {"y": (_needs_copy(program, "y", bound.output_shape),
-                                                       None if out.kind in "fc" else out)}, casts)
+            out = scalars.result_type(*dtypes)
+            return Composed(program, "forward", _forward_finish(program, bound, key.dialect,
+                                                                None if scalars.kind(out) in "fc" else out), casts)
         if mode is Mode.SAVING:
-            return Composed(program, "forward_saving",
-                            {"y": (_needs_copy(program, "y", bound.output_shape), None)}, casts)
+            return Composed(program, "forward_saving", _forward_finish(program, bound, key.dialect, None), casts)
+        if mode in (Mode.JVP, Mode.VALUE_AND_JVP):  # dtypes: the operands', then the tangents'
+            return Composed(program, mode.value, _jvp_finish(program, bound, dtypes), casts)
         if mode is Mode.JACOBIAN:
             shape = bound.output_shape + bound.input_shapes[wrt[0]]
             return Composed(program, "jacobian", _jacobian_finish(program, wrt[0], dtypes, shape), casts)
@@ -216,7 +234,7 @@ class SignatureRecord:
 
 
 class Composed(NamedTuple):
-    """What :func:`codegen.render` needs for one program key.
+    """What :func:`codegen.render` needs for one function key.
 
     Attributes:
         plan: the steps.
@@ -231,7 +249,7 @@ class Composed(NamedTuple):
     casts: dict
 
 
-def _entry_casts(program: Plan, key: ProgramKey) -> dict:
+def _entry_casts(program: Plan, key: FunctionKey) -> dict:
     """Arguments of mixed-dtype code cast to the common dtype first, as ``numpy.einsum`` does:
     a narrower operand summed alone (a trace of float16 values beside float64 ones) would
     otherwise be summed, and rounded, in its own dtype. Only for libraries whose operations
@@ -247,6 +265,28 @@ def _entry_casts(program: Plan, key: ProgramKey) -> dict:
         return {}
     common = np.result_type(*dtypes)
     return {arg: common for arg, dtype in zip(program.args, dtypes) if dtype != common}
+
+
+def _forward_finish(program: Plan, bound, dialect: codegen.Dialect, dtype) -> dict:
+    """How the forward returns ``y``: copied where it may alias an argument, cast to ``dtype``
+    (or not: None). A fresh torch result is left in the layout it was computed in where
+    ``torch.einsum``'s own is not contiguous either (:mod:`einsgrad.torch_layout`): no copy
+    that torch does not make (the dialect makes the others contiguous)."""
+    copy = _needs_copy(program, "y", bound.output_shape)
+    if dialect is codegen.TORCH and not copy and dtype is None and torch_layout.strided(bound):
+        return {}
+    return {"y": (copy, dtype)}
+
+
+def _jvp_finish(program: Plan, bound, dtypes) -> dict:
+    """How a jvp plan returns ``dy`` (of the operands' and tangents' dtype) and, if it does,
+    ``y`` (of the operands' alone, as the forward: it computes in the dtype of all of them)."""
+    shape, every = bound.output_shape, scalars.result_type(*dtypes)
+    finish = {"dy": (_needs_copy(program, "dy", shape), None if scalars.kind(every) in "fc" else every)}
+    if "y" in program.returns:
+        out = scalars.result_type(*dtypes[:len(bound.spec.inputs)])
+        finish["y"] = (_needs_copy(program, "y", shape), None if scalars.kind(out) in "fc" and out == every else out)
+    return finish
 
 
 def _jacobian_finish(program: Plan, k: int, dtypes, shape) -> dict:
@@ -276,8 +316,8 @@ def _finish(program: Plan, bound, wrt, cotangent_dtype, dtypes) -> dict:
     finish, shapes = {}, bound.input_shapes
     for k, name in zip(wrt, program.returns):
         target = dtypes[k]
-        computed = np.result_type(cotangent_dtype, *dtypes[:k], *dtypes[k + 1:])
-        cast = target if target.kind in "fc" and target != computed else None
+        computed = scalars.result_type(cotangent_dtype, *dtypes[:k], *dtypes[k + 1:])
+        cast = target if scalars.kind(target) in "fc" and target != computed else None
         finish[name] = (_needs_copy(program, name, shapes[k]), cast)
     return finish
 
@@ -286,10 +326,15 @@ def _needs_copy(program: Plan, name: str, shape) -> bool:
     return not program.fresh(name) or shape == ()
 
 
-def check_dtypes(dtypes, cotangent=None) -> None:
+def check_dtypes(dtypes, cotangent=None, extension_floats: bool = False) -> None:
     """Refuses, naming it, an operand dtype or the cotangent's (if any) that is not numeric:
-    code is generated for numbers only."""
+    code is generated for numbers only. ml_dtypes' floats (``bfloat16``) are numbers where
+    ``extension_floats`` (jax computes in them; numpy's own operations do not)."""
     named = [("the cotangent", cotangent)] * (cotangent is not None)
     for name, dtype in named + [(f"operand {i}", d) for i, d in enumerate(dtypes)]:
-        if dtype.kind not in "biufc":
+        kind = scalars.kind(dtype)
+        if kind not in "biufc":
             raise EinsumSpecError(f"{name} has dtype {dtype}, which is not numeric")
+        if isinstance(dtype, np.dtype) and kind != dtype.kind and not extension_floats:
+            raise EinsumSpecError(f"{name} has dtype {dtype}, which numpy does not compute in "
+                                  "(jax arrays of it run, through einsgrad.jax)")

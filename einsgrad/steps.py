@@ -1,17 +1,23 @@
 """A plan as data: the frozen steps a planner makes and the code generator reads.
 
 Each :class:`Step` computes one value by one operation, which :mod:`einsgrad.lowering`
-chose among five, each a direct spelling in numpy's primitives:
+chose among six, each a direct spelling in numpy's primitives:
 
 * :class:`Unary`: one operand's diagonal, sums, transposition, broadcast and diagonal placement;
 * :class:`Matmul`: a pairwise contraction as one (batched) GEMM: labels in both operands and the
   output are the batch, labels in both operands only are contracted;
 * :class:`Multiply`: a pairwise step with nothing to contract (outer or Hadamard product);
 * :class:`Einsum2`: a batched dot product (no free label on either side), memory-bound;
-* :class:`Copy`: a transposed copy that GEMMs then read without copying.
+* :class:`Copy`: a transposed copy that GEMMs then read without copying;
+* :class:`Add`: the sum of two values with the same labels (the terms of a jvp).
 
 A :class:`Plan` is a straight-line program of such steps. Nothing here plans or runs: the
 planner and the code generator both import these values, and neither imports the other.
+
+Every shape a step reshapes or broadcasts to is kept twice: as integers (the sizes it was
+planned for, which exact-shape code writes) and as :data:`Dims`, the labels whose sizes
+multiply into each dimension, from which shape-generic code reads the sizes of the arguments
+at run time (:func:`einsgrad.shapes.shape_class`).
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from dataclasses import dataclass
 from typing import Union
 
 from .spec import Labels
+
+Dims = tuple[Labels, ...]
+"""A shape as labels: each dimension is the product of its labels' sizes (none: size 1)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,8 @@ class Unary:
             diagonal of a zero array (a label repeated in the output).
         shape: the output shape.
         own: copy the (small) data before broadcasting it, so the view aliases no argument.
+        reshape_dims: ``reshape`` as :data:`Dims`.
+        broadcast_dims: ``broadcast`` as :data:`Dims`.
     """
 
     diagonal: tuple[tuple[int, int], ...] | None
@@ -47,6 +58,8 @@ class Unary:
     place: tuple[tuple[int, ...], ...] | None
     shape: tuple[int, ...]
     own: bool = False
+    reshape_dims: Dims | None = None
+    broadcast_dims: Dims | None = None
 
 
 @dataclass(frozen=True)
@@ -54,21 +67,24 @@ class Layout:
     """How one side of a matmul is read: transpose, reshape to (batch,) rows, cols, swap last two.
 
     ``swap`` means the operand is stored as (cols, rows) already, so BLAS reads it transposed
-    instead of copying it.
+    instead of copying it; ``dims`` is ``shape`` as :data:`Dims`.
     """
 
     perm: tuple[int, ...] | None
     shape: tuple[int, ...] | None
     swap: bool
+    dims: Dims | None = None
 
 
 @dataclass(frozen=True)
 class Matmul:
-    """A pairwise contraction as one (batched) GEMM, then a reshape to ``shape`` (None: none)."""
+    """A pairwise contraction as one (batched) GEMM, then a reshape to ``shape`` (None: none),
+    ``dims`` as :data:`Dims`."""
 
     a: Layout
     b: Layout
     shape: tuple[int, ...] | None
+    dims: Dims | None = None
 
 
 @dataclass(frozen=True)
@@ -93,7 +109,13 @@ class Einsum2:
     subscripts: str
 
 
-Operation = Union[Unary, Matmul, Multiply, Einsum2, Copy]
+@dataclass(frozen=True)
+class Add:
+    """``a + b`` of two values with the same labels in the same order: forward mode's product
+    rule, ``d(AB) = dA B + A dB``, sums one term per operand that carries a tangent."""
+
+
+Operation = Union[Unary, Matmul, Multiply, Einsum2, Copy, Add]
 
 
 @dataclass(frozen=True)
@@ -111,6 +133,7 @@ class Step:
         flops: floating point operations (2 per multiply-add).
         fresh: the result shares no memory with an argument (it may be a read-only
             broadcast view of memory it owns).
+        inputs: the labels of each argument, in storage order.
     """
 
     target: str
@@ -122,6 +145,7 @@ class Step:
     shape: tuple[int, ...]
     flops: int
     fresh: bool
+    inputs: tuple[Labels, ...] = ()
 
 
 @dataclass(frozen=True)

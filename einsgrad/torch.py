@@ -7,67 +7,319 @@
 >>> W.grad.shape
 torch.Size([5, 3])
 
-The forward keeps what the backward reads (the forward-saving plan); the backward runs the
-pullback plan for the operands that need a gradient only. Both are generated torch code
-(``Einsum.source(backend="torch")`` shows it), so they run on the tensors' device. When the
-backward itself is recorded (``create_graph=True``: double backward, ``gradgradcheck``), it
-runs the one-shot vjp plan from the operands instead, differentiable like any torch code.
+What works, as with ``torch.einsum``:
+
+* Reverse mode: the forward runs the forward-saving plan and hands everything the backward
+  reads to ``ctx.save_for_backward`` (so autograd frees it after ``backward()``,
+  ``torch.utils.checkpoint`` drops and recomputes it, and saved-tensor hooks see it); the
+  backward runs the pullback plan for the operands that need a gradient only (an operand
+  that only its own gradient would read is not kept, as torch's matmul does). When the
+  backward is itself recorded (``create_graph=True``, ``gradgradcheck``, ``torch.func``), it
+  runs the one-shot vjp plan from the operands instead, differentiable like any torch code.
+* Forward mode (``torch.autograd.forward_ad``, ``torch.func.jvp``, ``jacfwd``): the tangent
+  is :meth:`einsgrad.Einsum.jvp`, the product rule's terms planned along the forward's tree.
+* ``torch.func``: ``grad``, ``vjp``, ``jacrev``, ``jacfwd``, ``hessian``, ``functional_call``
+  and ``vmap``. A vmapped einsum is an einsum with one more label, run as its own plan.
+* Every dtype torch's matmul runs (``bfloat16`` and ``float16`` included), and autocast as
+  ``torch.einsum`` follows it: where the einsum contracts a label of two operands (where
+  ``torch.einsum`` calls ``bmm``), its floating operands (float64 aside) are cast to the
+  autocast dtype and the result has it; gradients come back in the operands' dtypes.
+* The list form ``einsum("ij,jk->ik", [x, y])`` and the sublist form
+  ``einsum(x, [0, 1], y, [1, 2], [0, 2])``; a fresh result is contiguous, so ``.view()`` works.
+* ``torch.compile`` puts the call in its graph as it is (registered when ``torch._dynamo``
+  is first imported, so that importing this module does not import it) and traces the
+  generated torch code of forward and backward.
+
+The generated code is shown by ``Einsum.source(backend="torch")``; it runs on the tensors'
+device.
 """
 
 from __future__ import annotations
 
+import importlib.abc
+import inspect
+import string
+import sys
+import weakref
+
 import torch
 
 from .compiled import Einsum, as_einsum
+from .errors import EinsumSpecError
+from .spec import ELLIPSIS, LETTERS, Spec
 
 __all__ = ["einsum"]
 
 
-def einsum(spec: str | Einsum, *tensors: torch.Tensor) -> torch.Tensor:
+def einsum(*args) -> torch.Tensor:
     """``torch.einsum`` with einsgrad's derived backward.
 
     Args:
-        spec: an einsum spec (compiled once and cached), or an :class:`einsgrad.Einsum`
-            (for ``sizes=``, ``optimize=``, ``memory_limit=``).
-        *tensors: the operands, on one device (numpy arrays and Python numbers are converted).
+        *args: an einsum spec (compiled once and cached) or an :class:`einsgrad.Einsum` (for
+            ``sizes=``, ``optimize=``, ``memory_limit=``), then the operands (on one device;
+            numpy arrays and Python numbers are converted) or one list of them; or, as
+            ``torch.einsum`` takes them, the sublist form ``x, [0, 1], y, [1, 2], [0, 2]``
+            (each operand followed by its labels as integers in ``[0, 52)`` or ``...``, and the
+            output's labels last, optional).
 
     Gradients follow torch's convention (for complex values, ``conj`` of einsgrad's
     non-conjugating vjp of ``conj(G)``), so they equal autograd of ``torch.einsum``.
     """
-    return _EinsumFunction.apply(as_einsum(spec), *tensors)
+    compiled, tensors = _arguments(args)
+    tensors = tuple(t if isinstance(t, torch.Tensor) else _as_tensor(t, tensors) for t in tensors)
+    device = tensors[0].device.type if tensors else "cpu"
+    if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device) and _contracts(compiled.spec):
+        low = torch.get_autocast_dtype(device)
+        tensors = tuple(t.to(low) if t.is_floating_point() and t.dtype != torch.float64 else t
+                        for t in tensors)
+        with torch.autocast(device, enabled=False):
+            return _apply(compiled, tensors)
+    return _apply(compiled, tensors)
+
+
+def _apply(compiled: Einsum, tensors: tuple) -> torch.Tensor:
+    recording = torch.is_grad_enabled()
+    wrt = tuple(k for k, t in enumerate(tensors) if recording and t.requires_grad)
+    if wrt:
+        tensors = _densified(compiled, wrt, tensors)
+    return _EinsumFunction.apply(compiled, wrt, *tensors)[0]
 
 
 class _EinsumFunction(torch.autograd.Function):
-    """Forward: the forward-saving plan. Backward: the pullback plan, or under
-    ``create_graph`` the vjp plan from the operands (so that it is differentiable)."""
+    """Forward: the forward-saving plan, returning ``(y, layout, *intermediates)``. The
+    ``layout`` says, for each value the pullback reads, which operand it is (an index) or that
+    it is the next intermediate (None); None in place of the layout means nothing was saved
+    (no gradient wanted, or a vmapped call): the backward then runs the vjp from the operands.
+    Every tensor the backward reads goes through ``save_for_backward``."""
 
     @staticmethod
-    def forward(ctx, compiled: Einsum, *tensors):
-        wrt = tuple(k for k, need in enumerate(ctx.needs_input_grad[1:]) if need)
+    def forward(compiled: Einsum, wrt: tuple, *tensors):
         if not wrt:
-            return compiled(*tensors)
-        y, pullback = compiled.value_and_pullback(*tensors, wrt=wrt)
-        ctx.compiled, ctx.wrt, ctx.count = compiled, wrt, len(tensors)
-        ctx.pullback = pullback  # holds the operands and intermediates, not the output
-        ctx.save_for_backward(*tensors)
-        return y
+            return compiled(*tensors).detach(), None
+        y, saved = compiled.forward_saving(*tensors, wrt=wrt)
+        # a result left strided (as torch.einsum leaves it) is a view of the product: detached,
+        # it is a tensor of its own, whose tangent forward mode may lay out as it likes
+        y = y.detach()
+        layout, intermediates = [], []
+        for value in saved:
+            k = next((k for k, t in enumerate(tensors) if value is t), None)
+            layout.append(k)
+            if k is None:
+                intermediates.append(value)
+        _READ.setdefault(compiled, {})[wrt] = frozenset(k for k in layout if k is not None)
+        return y, tuple(layout), *intermediates
 
     @staticmethod
-    def backward(ctx, g):
-        operands = ctx.saved_tensors
+    def setup_context(ctx, inputs, output):
+        compiled, wrt, *tensors = inputs
+        _, layout, *intermediates = output
+        ctx.compiled, ctx.wrt, ctx.count, ctx.layout = compiled, wrt, len(tensors), layout
+        ctx.intermediates = len(intermediates)
+        ctx.mark_non_differentiable(*intermediates)
+        # the intermediates have no gradient: autograd would otherwise fill zeros of each
+        # one's shape (as large as an activation) for backward to ignore
+        ctx.set_materialize_grads(False)
+        # an operand that neither the pullback nor a vjp of another operand reads is not kept
+        # (as torch's matmul keeps only the other side): a placeholder of its shape stands in
+        needed = {k for k in layout or () if k is not None} | {j for j in range(len(tensors)) for k in wrt if j != k}
+        ctx.placeholders = {j: (t.shape, t.dtype, t.device) for j, t in enumerate(tensors) if j not in needed}
+        ctx.save_for_backward(*[None if j in ctx.placeholders else t for j, t in enumerate(tensors)],
+                              *intermediates)
+        ctx.save_for_forward(*tensors)
+
+    @staticmethod
+    def backward(ctx, g, *_):
+        if g is None:  # the result took no part in what is differentiated
+            return (None,) * (ctx.count + 2)
+        values = ctx.saved_tensors
+        operands, intermediates = values[:ctx.count], iter(values[ctx.count:])
+        if ctx.placeholders:
+            operands = tuple(_placeholder(*ctx.placeholders[j]) if j in ctx.placeholders else t
+                             for j, t in enumerate(operands))
         conjugate = g.is_complex()
         if conjugate:
             g = g.conj()
-        if torch.is_grad_enabled():  # the backward is recorded: run it from the operands
+        if torch.is_grad_enabled() or ctx.layout is None:  # recorded: run it from the operands
             grads = ctx.compiled.vjp(g, *operands, wrt=ctx.wrt)
         else:
-            grads = ctx.pullback(g)
-        result = [None] * (ctx.count + 1)
+            saved = tuple(next(intermediates) if k is None else operands[k] for k in ctx.layout)
+            grads = ctx.compiled.pullback(g, operands, saved, wrt=ctx.wrt)
+        result = [None] * (ctx.count + 2)
         for k, grad in zip(ctx.wrt, grads):
-            result[k + 1] = grad.conj().resolve_conj() if conjugate and grad.is_complex() else grad
+            result[k + 2] = grad.conj().resolve_conj() if conjugate and grad.is_complex() else grad
         return tuple(result)
 
+    @staticmethod
+    def jvp(ctx, _compiled, _wrt, *tangents):
+        operands = ctx.saved_tensors[:ctx.count]
+        dy = ctx.compiled.jvp(list(tangents), *operands)
+        # the layout and the intermediates (marked non-differentiable) have no tangent
+        return (dy, None) + (None,) * ctx.intermediates
 
-# torch.compile puts the call in its graph as it is, and traces the autograd.Function's
-# forward and backward (generated torch code) instead of einsgrad's Python that writes them.
-einsum = torch.compiler.allow_in_graph(einsum)
+    @staticmethod
+    def vmap(info, in_dims, compiled: Einsum, wrt: tuple, *tensors):
+        dims = in_dims[2:]
+        batched = _batched(compiled, dims)
+        if batched is None:  # every letter taken: one call per sample
+            y = torch.stack([_apply(compiled, tuple(t if d is None else t.select(d, i)
+                                                    for t, d in zip(tensors, dims)))
+                             for i in range(info.batch_size)])
+        else:
+            y = _apply(batched, tuple(t if d is None else t.movedim(d, 0) for t, d in zip(tensors, dims)))
+        return (y, None), (0, None)
+
+
+# Function.apply binds its arguments to forward's signature on every call, and
+# inspect.signature reads it afresh each time (~0.1 ms, more than a small GEMM) unless the
+# function carries it: made once here.
+_EinsumFunction.forward.__signature__ = inspect.signature(_EinsumFunction.forward)
+
+
+# per compiled einsum and wrt: the operands its pullback read as they were passed, last call
+_READ: "weakref.WeakKeyDictionary[Einsum, dict]" = weakref.WeakKeyDictionary()
+
+
+def _densified(compiled: Einsum, wrt: tuple, tensors: tuple) -> tuple:
+    """The operands, those the pullback reads as passed (as of the last call) made contiguous
+    where they are strided (and not merely a transposed matrix, which GEMMs read as it is).
+    Such an operand (a result torch.einsum left strided, as heads ``bhsd`` stored ``bshd``)
+    would be copied by the forward's reshape and again by the pullback's; a copy made first
+    serves both. It is made before the autograd.Function, recorded (its backward passes the
+    gradient on), so that the copy is what is saved, not also the strided original: as
+    torch.einsum's bmm saves its own copies."""
+    read = _READ.get(compiled, {}).get(wrt)
+    if not read or torch.compiler.is_compiling():
+        return tensors
+    return tuple(_dense(t) if k in read else t for k, t in enumerate(tensors))
+
+
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    if t.is_contiguous() or t.dim() >= 2 and t.transpose(-1, -2).is_contiguous():
+        return t
+    return t.contiguous()
+
+
+def _placeholder(shape, dtype, device) -> torch.Tensor:
+    """A tensor of this shape and dtype that holds no memory (its values are never read)."""
+    return torch.zeros((), dtype=dtype, device=device).expand(shape)
+
+
+_BATCHED: "weakref.WeakKeyDictionary[Einsum, dict]" = weakref.WeakKeyDictionary()
+
+
+def _batched(compiled: Einsum, dims: tuple) -> Einsum | None:
+    """``compiled`` with one more label, first in the operands that ``dims`` batches and in
+    the output: the einsum that a vmapped call of ``compiled`` is (None when every letter is
+    taken). Kept per compiled einsum and batched operands."""
+    pattern = tuple(d is not None for d in dims)
+    per = _BATCHED.setdefault(compiled, {})
+    if pattern not in per:
+        spec = compiled.spec
+        free = [c for c in sorted(LETTERS) if c not in spec.labels]
+        if not free:
+            per[pattern] = None
+        else:
+            inputs = [(free[0],) + term if b else term for term, b in zip(spec.inputs, pattern)]
+            per[pattern] = Einsum(str(Spec.of(inputs, (free[0],) + spec.output)),
+                                  sizes=dict(compiled.sizes), optimize=compiled.optimize,
+                                  memory_limit=compiled.memory_limit)
+    return per[pattern]
+
+
+def _contracts(spec: Spec) -> bool:
+    """Whether a label of two or more operands is summed: where ``torch.einsum`` runs ``bmm``
+    (autocast's lower-precision list), not only products and sums."""
+    seen: dict[str, int] = {}
+    for term in spec.inputs:
+        for label in set(term) - {ELLIPSIS}:
+            seen[label] = seen.get(label, 0) + 1
+    return any(n > 1 and label not in spec.output for label, n in seen.items())
+
+
+def _as_tensor(value, tensors) -> torch.Tensor:
+    like = next((t for t in tensors if isinstance(t, torch.Tensor)), None)
+    return torch.as_tensor(value, device=None if like is None else like.device)
+
+
+def _arguments(args: tuple) -> tuple[Einsum, tuple]:
+    """The compiled einsum and the operands, from the three forms ``torch.einsum`` takes."""
+    if not args:
+        raise EinsumSpecError("einsum() needs a spec and its operands")
+    first = args[0]
+    if isinstance(first, (str, Einsum)):
+        rest = args[1:]
+        if len(rest) == 1 and isinstance(rest[0], (list, tuple)):
+            rest = tuple(rest[0])
+        return as_einsum(first), rest
+    return as_einsum(_sublist_spec(args)), args[0::2][:len(args) // 2]
+
+
+def _sublist_spec(args: tuple) -> str:
+    """The spec text of the sublist form: each operand then its labels, the output's last."""
+    pairs, output = args[:len(args) - len(args) % 2], args[len(args) - len(args) % 2:]
+    terms = []
+    for i in range(0, len(pairs), 2):
+        operand, sublist = pairs[i], pairs[i + 1]
+        if isinstance(operand, (list, tuple)) or not isinstance(sublist, (list, tuple)):
+            raise EinsumSpecError(
+                f"einsum() takes a spec then operands, or the sublist form (operand, [labels], "
+                f"..., [output labels]); argument {i + 1} is {type(sublist).__name__}, not a list of labels")
+        terms.append(_sublist_term(sublist, f"operand {i // 2}'s sublist"))
+    text = ",".join(terms)
+    if output:
+        if not isinstance(output[0], (list, tuple)):
+            raise EinsumSpecError(f"the output sublist must be a list of labels, got {type(output[0]).__name__}")
+        text += "->" + _sublist_term(output[0], "the output sublist")
+    return text
+
+
+def _sublist_term(sublist, name: str) -> str:
+    """One sublist as labels: ``0``-``25`` are ``a``-``z``, ``26``-``51`` are ``A``-``Z``, as in
+    ``torch.einsum``; ``...`` is the ellipsis."""
+    labels = []
+    for label in sublist:
+        if label is Ellipsis:
+            labels.append(ELLIPSIS)
+        elif isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(string.ascii_letters):
+            labels.append(string.ascii_letters[label])
+        else:
+            raise EinsumSpecError(f"{name} holds {label!r}: a label is an integer in [0, 52) or ...")
+    return "".join(labels)
+
+
+class _DynamoWatch(importlib.abc.MetaPathFinder):
+    """Registers :func:`einsum` with ``torch.compile`` when ``torch._dynamo`` is imported (it
+    costs seconds to import, and only code that compiles needs it)."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "torch._dynamo":
+            return None
+        sys.meta_path.remove(self)  # once: the other finders find it
+        for finder in sys.meta_path:
+            spec = finder.find_spec(name, path, target) if hasattr(finder, "find_spec") else None
+            if spec is not None:
+                break
+        else:
+            return None
+        run = getattr(spec.loader, "exec_module", None)
+        if run is None:
+            return spec
+
+        def exec_module(module):
+            run(module)
+            _register()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def _register() -> None:
+    # torch.compile puts the call in its graph as it is, and traces the autograd.Function's
+    # forward and backward (generated torch code) instead of einsgrad's Python that writes them.
+    torch.compiler.allow_in_graph(einsum)
+
+
+if "torch._dynamo" in sys.modules:
+    _register()
+else:
+    sys.meta_path.insert(0, _DynamoWatch())

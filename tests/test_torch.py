@@ -133,3 +133,179 @@ def test_torch_compile():
         torch.testing.assert_close(value, expected)
         for got, want in zip(grads, torch.autograd.grad(expected, [X2, W2])):
             torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("spec, shapes", [
+    pytest.param("bi,oi->bo", [(256, 512), (1024, 512)], id="linear transposed"),
+    pytest.param("bhqd,bhkd->bhqk", [(2, 3, 8, 4), (2, 3, 6, 4)], id="attention scores"),
+    pytest.param("ij,jk->ki", [(3, 4), (4, 5)], id="transposed output"),
+    pytest.param("ab,bc,cd->ad", [(2, 3), (3, 4), (4, 5)], id="chain"),
+])
+def test_results_are_contiguous_where_torch_einsum_is(spec, shapes):
+    """The layout torch.einsum returns: contiguous where it is, so that .view() works; the
+    gradients are contiguous too."""
+    ops = tensors(shapes, torch.float32)
+    y = einsgrad.torch.einsum(spec, *ops)
+    if torch.einsum(spec, *ops).is_contiguous():
+        assert y.is_contiguous()
+        assert y.view(-1).shape == (y.numel(),)
+    for g in torch.autograd.grad(y, ops, torch.ones_like(y)):
+        assert g.is_contiguous()
+
+
+@given(einsum_cases(dtypes=EXACT_DTYPES))
+def test_fresh_results_are_contiguous(case: Case):
+    """Hypothesis-generated specs: a result torch.einsum returns contiguous is contiguous."""
+    ops = [torch.tensor(x) for x in case.operands()]
+    try:
+        expected = torch.einsum(case.clean_spec, *ops)
+    except RuntimeError:
+        assume(False)
+    assume(expected.is_contiguous())
+    assert einsgrad.torch.einsum(case.spec, *ops).is_contiguous()
+
+
+@pytest.mark.parametrize("spec, shapes", [
+    pytest.param("bsi,hdi->bhsd", [(2, 5, 6), (3, 4, 6)], id="heads projection"),
+    pytest.param("...ij,...jk->...ik", [(2, 3, 4, 5), (3, 5, 6)], id="grouped"),
+])
+def test_results_torch_einsum_returns_strided_are_not_copied(spec, shapes):
+    """Where torch.einsum returns a permuted view of its product, einsgrad returns its own
+    (no copy that torch does not make); these lay the product out as torch does, so the
+    strides are torch's. Values and gradients stay torch's."""
+    ops = [t.requires_grad_() for t in tensors(shapes, torch.float64)]
+    expected = torch.einsum(spec, *ops)
+    assert not expected.is_contiguous()
+    y = einsgrad.torch.einsum(spec, *ops)
+    assert y.stride() == expected.stride()
+    torch.testing.assert_close(y, expected)
+    g = torch.randn_like(expected)
+    for mine, theirs in zip(torch.autograd.grad(y, ops, g), torch.autograd.grad(expected, ops, g)):
+        torch.testing.assert_close(mine, theirs)
+        assert mine.is_contiguous()
+
+
+@given(einsum_cases(dtypes=EXACT_DTYPES, max_operands=2))
+def test_pair_results_are_contiguous_where_torch_einsum_is(case: Case):
+    """Two operands, where einsgrad may leave a result as computed: never where torch.einsum's
+    is contiguous (the rule of einsgrad.torch_layout against torch itself)."""
+    ops = [torch.tensor(x) for x in case.operands()]
+    try:
+        expected = torch.einsum(case.clean_spec, *ops)
+    except RuntimeError:
+        assume(False)
+    assume(expected.is_contiguous())
+    assert einsgrad.torch.einsum(case.spec, *ops).is_contiguous()
+
+
+@pytest.mark.parametrize("generic", [False, True])
+@pytest.mark.parametrize("spec, shapes", [
+    pytest.param("bhqd,bhkd->bhqk", [(2, 3, 16, 4), (2, 3, 16, 4)], id="attention scores"),
+    pytest.param("bhqk,bhkd->bhqd", [(2, 3, 16, 16), (2, 3, 16, 4)], id="attention apply"),
+])
+def test_products_transposed_after_a_batch_split_are_computed_in_order(spec, shapes, generic):
+    """A gradient that is a batched GEMM, its batch split, then transposed (dx1 = (X^T G)^T)
+    is computed as G^T X, contiguous: no transposed copy. Its values are torch's."""
+    source = einsgrad.compile(spec).source(*shapes, backend="torch", generic=generic)
+    assert ".permute" not in source[source.index("def pullback"):]
+    ops = tensors(shapes)
+    g = torch.randn_like(torch.einsum(spec, *ops))
+    mine = torch.autograd.grad(einsgrad.torch.einsum(spec, *ops), ops, g)
+    theirs = torch.autograd.grad(torch.einsum(spec, *ops), ops, g)
+    for a, b in zip(mine, theirs):
+        torch.testing.assert_close(a, b)
+        assert a.is_contiguous()
+
+
+def test_strided_operands_the_backward_reads_are_saved_dense():
+    """Heads stored (b, s, h, d) and read as bhsd (as a projection that torch.einsum leaves
+    strided makes them): from the second call on, the operands the pullback reads are copied
+    dense once, before the forward, and that copy is all autograd saves (the forward's and
+    the pullback's reshapes then read it as a view). Values and gradients are torch's."""
+    spec = "bhqd,bhkd->bhqk"
+    stored = tensors([(2, 16, 3, 4), (2, 16, 3, 4)])
+    for _ in range(2):
+        q, k = (t.permute(0, 2, 1, 3) for t in stored)
+        packed = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(t) or t, lambda t: t):
+            y = einsgrad.torch.einsum(spec, q, k)
+        g = torch.randn_like(y)
+        mine = torch.autograd.grad(y, stored, g)
+        expected = torch.einsum(spec, q, k)
+        torch.testing.assert_close(y, expected)
+        for a, b in zip(mine, torch.autograd.grad(expected, stored, g)):
+            torch.testing.assert_close(a, b)
+    assert [t.shape for t in packed] == [(2, 3, 16, 4)] * 2
+    assert all(t.is_contiguous() for t in packed)
+
+
+def test_list_and_sublist_forms():
+    """torch.einsum's other call forms: the operands as one list, and sublists of integer
+    labels (with ... for an ellipsis), the output's optional."""
+    x, y = tensors([(2, 3, 4), (4, 5)])
+    expected = torch.einsum("bij,jk->bik", x, y)
+    torch.testing.assert_close(einsgrad.torch.einsum("bij,jk->bik", [x, y]), expected)
+    torch.testing.assert_close(einsgrad.torch.einsum("bij,jk->bik", (x, y)), expected)
+    torch.testing.assert_close(einsgrad.torch.einsum(x, [0, 1, 2], y, [2, 3], [0, 1, 3]), expected)
+    torch.testing.assert_close(einsgrad.torch.einsum(x, [0, 1, 2], y, [2, 3]),
+                               torch.einsum(x, [0, 1, 2], y, [2, 3]))
+    torch.testing.assert_close(einsgrad.torch.einsum(x, [..., 2], y, [2, 51], [..., 51]),
+                               torch.einsum(x, [..., 2], y, [2, 51], [..., 51]))
+    dx, dy = torch.autograd.grad(einsgrad.torch.einsum(x, [0, 1, 2], y, [2, 3]).sum(), [x, y])
+    assert dx.shape == x.shape and dy.shape == y.shape
+
+
+@pytest.mark.parametrize("args, message", [
+    pytest.param(lambda x: (x, [0, 52]), r"operand 0's sublist holds 52: a label is an integer in \[0, 52\)", id="too large"),
+    pytest.param(lambda x: (x, [0, -1]), r"holds -1", id="negative"),
+    pytest.param(lambda x: (x, ["i", "j"]), r"holds 'i'", id="letters"),
+    pytest.param(lambda x: (x, [True, 0]), r"holds True", id="bool"),
+    pytest.param(lambda x: (x, [0, 1], x), r"the output sublist must be a list of labels, got Tensor", id="no sublist"),
+    pytest.param(lambda x: (x, x), r"argument 1 is Tensor, not a list of labels", id="no spec"),
+    pytest.param(lambda x: (x, [0, 1], [0, 0.5]), r"the output sublist holds 0.5", id="float label"),
+    pytest.param(lambda x: (), r"einsum\(\) needs a spec and its operands", id="nothing"),
+])
+def test_bad_sublists(args, message):
+    x = tensors([(2, 3)])[0]
+    with pytest.raises(einsgrad.EinsumSpecError, match=message):
+        einsgrad.torch.einsum(*args(x))
+
+
+def test_compiled_einsum_pickles():
+    """A compiled Einsum (sizes, optimize, cache size kept) pickles before and after calls,
+    with numpy and torch operands, and computes the same afterwards."""
+    import pickle
+
+    bias = einsgrad.compile("j,ij->ij", sizes={}, cache_size=3, optimize="greedy")
+    fresh = pickle.loads(pickle.dumps(bias))
+    b, X = tensors([(5,), (4, 5)])
+    y = einsgrad.torch.einsum(bias, b, X)
+    bias(np.ones(5), np.ones((4, 5)))
+    again = pickle.loads(pickle.dumps(bias))
+    for copy in (fresh, again):
+        assert repr(copy) == repr(bias) and copy.optimize == "greedy"
+        torch.testing.assert_close(einsgrad.torch.einsum(copy, b, X), y)
+        np.testing.assert_array_equal(copy.vjp(np.ones((4, 5)), np.ones(5), np.ones((4, 5)))[0], np.full(5, 4.0))
+    twice = pickle.loads(pickle.dumps(again))
+    torch.testing.assert_close(torch.autograd.grad(einsgrad.torch.einsum(twice, b, X).sum(), [b])[0],
+                               torch.autograd.grad(y.sum(), [b])[0])
+
+
+def test_import_leaves_dynamo_alone_and_compile_still_traces():
+    """``import einsgrad.torch`` does not import torch._dynamo (seconds of import time);
+    torch.compile then still puts the call in its graph (fullgraph: no break), in a fresh
+    interpreter where nothing imported dynamo first."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, torch, einsgrad.torch
+assert 'torch._dynamo' not in sys.modules, 'dynamo imported'
+f = torch.compile(lambda x, w: einsgrad.torch.einsum('ik,jk->ij', x, w).sum(), backend='aot_eager', fullgraph=True)
+x, w = torch.ones(4, 3, requires_grad=True), torch.ones(5, 3)
+f(x, w).backward()
+assert x.grad.eq(5).all()
+print('ok')
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -1,0 +1,135 @@
+"""Low-precision dtypes and autocast in ``einsgrad.torch`` (skipped without torch): bfloat16
+and float16 forward and gradients within their precision of a float32 reference, torch's own
+dtype promotion, and ``torch.autocast`` followed as ``torch.einsum`` follows it."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import einsgrad  # noqa: E402
+import einsgrad.torch  # noqa: E402  (after the skip)
+
+CURATED = [
+    pytest.param("ik,jk->ij", [(8, 16), (12, 16)], id="linear"),
+    pytest.param("bi,oi->bo", [(16, 32), (24, 32)], id="linear transposed"),
+    pytest.param("ab,bc,cd->ad", [(4, 8), (8, 16), (16, 4)], id="chain"),
+    pytest.param("bhqd,bhkd->bhqk", [(2, 2, 8, 16), (2, 2, 8, 16)], id="attention scores"),
+    pytest.param("bi,oij,bj->bo", [(4, 8), (6, 8, 5), (4, 5)], id="bilinear"),
+    pytest.param("ii->", [(8, 8)], id="trace"),
+    pytest.param("iij->ji", [(4, 4, 3)], id="repeated label"),
+    pytest.param("ij->i", [(6, 40)], id="row sum"),
+    pytest.param("...ij,...jk->...ik", [(2, 1, 4, 8), (3, 8, 4)], id="broadcast batch"),
+    pytest.param("ij,ij->ij", [(5, 1), (5, 6)], id="size-1 broadcast"),
+]
+
+# bfloat16 keeps 8 bits of mantissa, float16 11: a few roundings of sums of ~40 terms
+TOLERANCE = {torch.bfloat16: 4e-2, torch.float16: 5e-3}
+
+
+def operands(shapes, dtype, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=generator).to(dtype).requires_grad_() for s in shapes]
+
+
+def close(got, reference, dtype):
+    """Within the dtype's precision of the float32 reference, relative to its largest value."""
+    scale = max(1.0, float(reference.abs().max())) if reference.numel() else 1.0
+    tol = TOLERANCE[dtype]
+    torch.testing.assert_close(got.float(), reference, rtol=tol, atol=tol * scale)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("spec, shapes", CURATED)
+def test_low_precision_forward_and_gradients(spec, shapes, dtype):
+    """Outputs and gradients in the operands' dtype, close to torch.einsum's in float32 on the
+    same (rounded) values."""
+    ops = operands(shapes, dtype)
+    reference_ops = [x.detach().float().requires_grad_() for x in ops]
+    y = einsgrad.torch.einsum(spec, *ops)
+    reference = torch.einsum(spec, *reference_ops)
+    assert y.dtype == dtype and y.shape == reference.shape
+    close(y, reference.detach(), dtype)
+    G = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
+    grads = torch.autograd.grad(y, ops, G.to(dtype))
+    expected = torch.autograd.grad(reference, reference_ops, G.to(dtype).float())
+    for g, want, x in zip(grads, expected, ops):
+        assert g.dtype == dtype and g.shape == x.shape
+        close(g, want, dtype)
+
+
+def test_mixed_dtypes_promote_as_torch_does():
+    """bfloat16 with float16 computes in float32 (torch.promote_types), int64 with float32 in
+    float32; each gradient comes back in its operand's dtype."""
+    x = torch.randn(4, 3).to(torch.bfloat16).requires_grad_()
+    w = torch.randn(5, 3).to(torch.float16).requires_grad_()
+    y = einsgrad.torch.einsum("ik,jk->ij", x, w)
+    assert y.dtype == torch.promote_types(torch.bfloat16, torch.float16) == torch.float32
+    torch.testing.assert_close(y, torch.einsum("ik,jk->ij", x.float(), w.float()))
+    dx, dw = torch.autograd.grad(y.sum(), [x, w])
+    assert (dx.dtype, dw.dtype) == (torch.bfloat16, torch.float16)
+    counts = torch.arange(12).reshape(4, 3)
+    assert einsgrad.torch.einsum("ik,jk->ij", counts, w.detach().float()).dtype == torch.float32
+
+
+def test_generated_code_names_torch_dtypes():
+    """The torch code shown for a bfloat16 call casts to torch.bfloat16 where it casts."""
+    lin = einsgrad.compile("ik,jk->ij")
+    x, w = torch.ones(4, 3, dtype=torch.bfloat16), torch.ones(5, 3, dtype=torch.float32)
+    lin.vjp(torch.ones(4, 5), x, w)
+    assert "torch.bfloat16" in lin.source(backend="torch")
+
+
+AUTOCAST = [
+    pytest.param("ij,jk->ik", [(8, 16), (16, 4)], id="matmul"),
+    pytest.param("bhqd,bhkd->bhqk", [(2, 2, 8, 16), (2, 2, 8, 16)], id="attention"),
+    pytest.param("ab,bc,cd->ad", [(4, 8), (8, 16), (16, 4)], id="chain"),
+    pytest.param("i,i->", [(16,), (16,)], id="dot"),
+    pytest.param("i,i->i", [(16,), (16,)], id="elementwise"),
+    pytest.param("i,j->ij", [(4,), (5,)], id="outer"),
+    pytest.param("ij->i", [(4, 8)], id="row sum"),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("spec, shapes", AUTOCAST)
+def test_autocast_like_torch_einsum(spec, shapes, dtype):
+    """Under CPU autocast: the output's dtype and the gradients' dtypes are torch.einsum's
+    (a contraction runs in the low dtype, products and sums alone do not), values close."""
+    results = []
+    for use in (einsgrad.torch.einsum, torch.einsum):
+        ops = operands(shapes, torch.float32, seed=2)
+        with torch.autocast("cpu", dtype=dtype):
+            y = use(spec, *ops)
+            loss = y.float().square().sum()
+        results.append((y, torch.autograd.grad(loss, ops)))
+    (y, grads), (y_ref, grads_ref) = results
+    assert y.dtype == y_ref.dtype
+    close(y.detach(), y_ref.detach().float(), dtype)
+    for g, want in zip(grads, grads_ref):
+        assert g.dtype == want.dtype == torch.float32
+        close(g, want, dtype)
+
+
+def test_autocast_leaves_float64_and_integers():
+    """As autocast does, float64 operands are not cast down."""
+    x, w = operands([(4, 3), (5, 3)], torch.float64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert einsgrad.torch.einsum("ik,jk->ij", x, w).dtype == torch.einsum("ik,jk->ij", x, w).dtype
+
+
+def test_numpy_code_after_torch_calls():
+    """module() and numpy source after torch calls: the calls' dtypes where numpy has them
+    (float32), float64 where it has none (bfloat16); torch source keeps bfloat16."""
+    lin = einsgrad.compile("ik,jk->ij")
+    lin(torch.ones(2, 3), torch.ones(4, 3, dtype=torch.float64))
+    assert "dtypes float32, float64" in lin.module()
+    x = torch.ones(2, 3, dtype=torch.bfloat16)
+    lin.vjp(torch.ones(2, 4), x, torch.ones(4, 3))
+    assert "dtypes float64, float64" in lin.module()
+    assert "bfloat16" not in lin.source(backend="numpy")
+    assert "torch.bfloat16" in lin.source(backend="torch")
+    namespace = {}
+    exec(lin.module(), namespace)
+    np = pytest.importorskip("numpy")
+    assert namespace["forward"](np.ones((2, 3)), np.ones((4, 3))).shape == (2, 4)
