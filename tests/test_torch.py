@@ -153,9 +153,7 @@ def test_results_are_contiguous_where_torch_einsum_is(spec, shapes):
         assert g.is_contiguous()
 
 
-@given(einsum_cases(dtypes=EXACT_DTYPES))
-def test_fresh_results_are_contiguous(case: Case):
-    """Hypothesis-generated specs: a result torch.einsum returns contiguous is contiguous."""
+def contiguous_where_torch_einsum_is(case: Case):
     ops = [torch.tensor(x) for x in case.operands()]
     try:
         expected = torch.einsum(case.clean_spec, *ops)
@@ -163,6 +161,12 @@ def test_fresh_results_are_contiguous(case: Case):
         assume(False)
     assume(expected.is_contiguous())
     assert einsgrad.torch.einsum(case.spec, *ops).is_contiguous()
+
+
+@given(einsum_cases(dtypes=EXACT_DTYPES))
+def test_fresh_results_are_contiguous(case: Case):
+    """Hypothesis-generated specs: a result torch.einsum returns contiguous is contiguous."""
+    contiguous_where_torch_einsum_is(case)
 
 
 @pytest.mark.parametrize("spec, shapes", [
@@ -189,13 +193,7 @@ def test_results_torch_einsum_returns_strided_are_not_copied(spec, shapes):
 def test_pair_results_are_contiguous_where_torch_einsum_is(case: Case):
     """Two operands, where einsgrad may leave a result as computed: never where torch.einsum's
     is contiguous (the rule of einsgrad.torch_layout against torch itself)."""
-    ops = [torch.tensor(x) for x in case.operands()]
-    try:
-        expected = torch.einsum(case.clean_spec, *ops)
-    except RuntimeError:
-        assume(False)
-    assume(expected.is_contiguous())
-    assert einsgrad.torch.einsum(case.spec, *ops).is_contiguous()
+    contiguous_where_torch_einsum_is(case)
 
 
 @pytest.mark.parametrize("generic", [False, True])

@@ -4,9 +4,7 @@ ones refusing other shapes; the text made only of safe parts."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import itertools
 import re
 import tokenize
 
@@ -16,9 +14,8 @@ import pytest
 import einsgrad
 from einsgrad import EinsumSpecError
 from oracles import numeric_vjp_check, reference_einsum
-from test_codegen import CHECK_MESSAGE, imported_modules, string_constants
+from test_codegen import CHECK_MESSAGE, import_module as import_file, imported_modules, string_constants
 
-_counter = itertools.count()
 
 # (spec, sizes, shapes given to module() or None, two signatures the generic module must take)
 FAMILIES = [
@@ -33,17 +30,6 @@ FAMILIES = [
     pytest.param("...ij,...jk->...ik", None, [(2, 1, 3, 4), (5, 4, 2)],
                  [[(2, 1, 3, 4), (5, 4, 2)], [(3, 1, 2, 4), (6, 4, 3)]], id="broadcast batch"),
 ]
-
-
-def import_file(directory, text: str):
-    """Writes ``text`` to a fresh file and imports it (importlib), in a namespace of its own."""
-    name = f"einsgrad_vendored_{next(_counter)}"
-    path = directory / f"{name}.py"
-    path.write_text(text, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def module_of(spec, sizes, shapes, backend, generic=True, dtypes=None):
