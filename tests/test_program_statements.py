@@ -8,6 +8,9 @@ einsgrad's parse.
 
 from __future__ import annotations
 
+import math
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -19,6 +22,9 @@ from einsgrad import EinsumSpecError
 torch = pytest.importorskip("torch")
 
 RNG = np.random.default_rng(0)
+
+GENERATED = int(os.environ.get("EINSGRAD_GENERATED_PROGRAMS", "60"))
+"""Examples of the generated-program test: 60 in CI; set the variable (500) for a long hunt."""
 
 
 def _arrays(**shapes):
@@ -345,7 +351,8 @@ class _Gen:
 
     def tensor(self, allowed):
         names = [n for n, ix in self.tensors.items() if set(ix) <= set(allowed)]
-        name = self.pick(names)
+        made = [n for n in names if n not in INPUTS]
+        name = self.pick(made if made and self.draw(st.booleans()) else names)  # statements read often
         ix = self.tensors[name]
         text = name + (f"[{','.join(ix)}]" if ix else "")
         return text, ix, lambda env: _lift(env[name], ix)
@@ -372,12 +379,17 @@ class _Gen:
         return f"{kind}({g})", ix, lambda env: POSITIVE[kind](fn(env))
 
     def factor(self, allowed, depth, nested):
-        kinds = ["tensor", "tensor", "number"] + (["call", "log", "power", "scoped", "divide"]
-                                                  if depth < 2 else [])
+        kinds = ["tensor", "tensor", "number", "repeat"] + (
+            ["call", "log", "power", "scoped", "scoped", "divide"] if depth < 2 else [])
         kind = self.pick(kinds)
         inner = allowed if nested else self.outer
         if kind == "tensor":
             return self.tensor(allowed if nested else "ijk")
+        if kind == "repeat":  # one tensor twice, as a product or a power: x[i] * x[i], S0[j]^3
+            t, ix, fn = self.tensor(allowed if nested else "ijk")
+            e = self.pick([2, 3, 0])
+            return ((f"{t} * {t}", ix, lambda env: fn(env) * fn(env)) if e == 0 else
+                    (f"{t}^{e}", ix, lambda env: fn(env) ** e))
         if kind == "number":
             text, value = self.pick([("0.5", 0.5), ("2", 2.0), ("1/3", 1 / 3), ("1.5", 1.5)])
             return text, "", lambda env: torch.tensor(value, dtype=torch.float64)
@@ -420,9 +432,23 @@ class _Gen:
             return total
         return " * ".join(t for t, _, _ in parts), held, value
 
+    def term(self):
+        """A statement's term: a product (indices off the output summed), a constant, or a
+        product over some of the output's indices only (broadcast along the others)."""
+        kind = self.pick(["product", "product", "constant", "broadcast"])
+        if kind == "constant":
+            text, value = self.pick([("0.5", 0.5), ("2", 2.0), ("1/3", 1 / 3)])
+            if self.draw(st.booleans()):
+                return f"{text} * s", "", lambda env: value * env["s"].reshape(1, 1, 1)
+            return text, "", lambda env: torch.tensor(value, dtype=torch.float64)
+        if kind == "broadcast":
+            some = "".join(i for i in self.outer if self.draw(st.booleans()))
+            return self.product(some, 1, nested=True)
+        return self.product(self.outer, 0, nested=False)
+
     def statement(self, name):
-        self.outer = "".join(i for i in "ijk" if self.draw(st.booleans()))
-        terms = [self.product(self.outer, 0, nested=False) for _ in range(self.draw(st.integers(1, 2)))]
+        self.outer = "".join(self.draw(st.permutations("ijk"))[:self.draw(st.integers(0, 3))])
+        terms = [self.term() for _ in range(self.draw(st.integers(1, 3)))]
         held = {i for _, ix, _ in terms for i in ix}
         out = "".join(i for i in self.outer if i in held)
         text = f"{name}{'[' + ','.join(out) + ']' if out else ''} = " + " + ".join(t for t, _, _ in terms)
@@ -433,14 +459,17 @@ class _Gen:
                 total = total + _sum(fn(env) * torch.ones([1, 1, 1], dtype=torch.float64),
                                      [i for i in ix if i not in out])
             total = total.expand([SIZES[i] if i in out else 1 for i in "ijk"])
-            return total.reshape([SIZES[i] for i in out])
+            order = sorted(out, key="ijk".index)
+            total = total.reshape([SIZES[i] for i in order])
+            return total.permute(*[order.index(i) for i in out]) if len(out) > 1 else total
         self.tensors[name] = out
         return text, value
 
 
 def _numpy(t) -> np.ndarray:
-    """A torch result as numpy; torch may answer a ZeroTensor, which has no numpy()."""
-    return np.asarray(t.tolist(), dtype=float)
+    """A torch result as numpy; torch may answer a ZeroTensor, which has no numpy() and no
+    storage (a clone has both)."""
+    return np.asarray(t.detach().clone().tolist(), dtype=float)
 
 
 @st.composite
@@ -466,7 +495,7 @@ def generated_programs(draw):
     return "\n".join(texts), shapes, loss
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=GENERATED, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(generated_programs(), st.integers(0, 2 ** 16))
 def test_generated_programs_against_torch_autograd(case, seed):
     text, shapes, loss = case
@@ -481,7 +510,11 @@ def test_generated_programs_against_torch_autograd(case, seed):
     for n, expected in zip(names, grads):
         got = p.grad(n)(**{m: a[m] for m in p.inputs})
         np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-8, err_msg=f"{n}\n{p.grad(n)}")
-    n = names[0]
+    n = names[seed % len(names)]
+    given = {m: a[m] for m in p.inputs}
+    expected = _central(lambda x: p(**{**given, n: x}), a[n])  # the value's own differences
+    np.testing.assert_allclose(p.grad(n)(**given), expected, rtol=1e-5,
+                               atol=1e-5 * (1 + np.abs(expected).max(initial=0)), err_msg=f"{n}\n{p.grad(n)}")
     v = rng.standard_normal(a[n].shape)
     ts = {m: torch.tensor(a[m], requires_grad=True) for m in shapes}
     (g,) = torch.autograd.grad(loss(**ts), [ts[n]], create_graph=True, allow_unused=True)
@@ -588,3 +621,29 @@ def test_a_broadcast_cotangent_keeps_the_count_of_its_sum(text):
     np.testing.assert_allclose(grad(**given), fd(lambda x: p(**{**given, "x": x})), rtol=1e-6, atol=1e-6)
     hessian = p.hessian("x")(**given)
     np.testing.assert_allclose(hessian, fd(lambda x: grad(**{**given, "x": x})).T, rtol=1e-5, atol=1e-5)
+
+
+def test_sigmoid_keeps_its_precision_where_it_is_tiny():
+    """``sigmoid(u)`` for very negative ``u`` (and ``softplus' = sigmoid`` with it) to a few
+    roundings: ``(1 + tanh(u/2)) / 2`` lost 1e-5 of it at u = -25 and all of it below -40."""
+    x = np.array([-700.0, -50.0, -25.6, -1.0, 0.0, 3.0, 40.0])
+    expected = [math.exp(u) / (1 + math.exp(u)) if u < 0 else 1 / (1 + math.exp(-u)) for u in x]
+    np.testing.assert_allclose(einsgrad.program("Y[i] = sigmoid(x[i])")(x=x), expected, rtol=1e-13)
+    np.testing.assert_allclose(einsgrad.program("L = softplus(x[i])").grad("x")(x=x), expected, rtol=1e-13)
+
+
+FOUND = [  # programs hypothesis found wrong, with their meaning in torch
+    ("softplus near zero", "S0[j,k] = 0.0625 * softplus(0.5 - y[j] * (B[j,k] + B[j,k])^2)^-0.5\n"
+     "L = S0[j,k] * q[j,k]", dict(y=np.array([0.3, 1.2]), B=np.array([[0.2, 5.0], [-0.1, 0.7]]),
+                                  q=np.array([[0.5, -1.0], [2.0, 0.25]])),
+     lambda y, B, q: (0.0625 * torch.nn.functional.softplus(0.5 - y[:, None] * (2 * B) ** 2) ** -0.5 * q).sum()),
+]
+
+
+@pytest.mark.parametrize("name, text, a, f", FOUND, ids=[c[0] for c in FOUND])
+def test_programs_hypothesis_found(name, text, a, f):
+    p = einsgrad.program(text)
+    value, grads = _torch_grads(f, a, list(p.inputs))
+    np.testing.assert_allclose(p(**a), value, rtol=1e-12)
+    for n, expected in zip(p.inputs, grads):
+        np.testing.assert_allclose(p.grad(n)(**a), expected, rtol=1e-11, err_msg=n)
