@@ -11,22 +11,64 @@ tensor differentiated is one statement, computed once from the steps that read `
   ``dT * e * S^(e-1)``.
 
 The result is a program of statements: the forward steps the backward reads, then each
-cotangent, then the gradient. Pure: no numpy.
+cotangent, then the gradient, with the forward's temporaries that it reads once written where
+they are read (``dH[b,j] = (A[b,j] - T[b,j]) * (1 - A[b,j]^2)``). :class:`Backprop` keeps it
+with each step's local derivative and each cotangent as summed, which
+:mod:`einsgrad.backprop_explanation` renders without deriving again. Pure: no numpy.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
 from .algebra import (FRESH_INDEX_LETTERS, Delta, Factor, Fresh, Term, fresh_name, internal_summed, primed,
                       simplify)
-from .derivation import differentiate
-from .expressions import (DERIVATIVES, Group, Power, Statement, group, inlined, is_polynomial, reads,
-                          renamed, substituted, term_free)
+from .derivation import Derivation, differentiate
+from .expressions import (DERIVATIVES, Call, Group, Power, Scoped, Statement, ambiguous_index, free, group,
+                          inlined, is_polynomial, reads, renamed, substituted, term_free)
 from .program_parser import parse_expression
-from .program_steps import POWER, Contraction, Elementwise, as_statement
+from .program_steps import POWER, Contraction, Elementwise, Step, as_statement
+
+POWER_RULE = "e * u^(e - 1)"
+"""The local derivative of ``y = u^e``, as :class:`Local` shows it."""
+
+
+@dataclass(frozen=True)
+class Local:
+    """One step's local derivative by a tensor it reads, as the backward pass chained it.
+
+    Attributes:
+        step: the step, ``T[O] = ...``.
+        name: the tensor read, ``N``.
+        derivation: a contraction's ``∂T[O]/∂N[p]`` by the product rule (deltas, contracted).
+        rule: an elementwise step's ``f'`` in the program language (``1 - y^2``).
+        local: that rule with ``u`` and ``y`` written in, over the step's indices.
+    """
+
+    step: Step
+    name: str
+    derivation: Derivation | None = None
+    rule: str | None = None
+    local: tuple[Term, ...] = ()
+
+
+@dataclass(frozen=True)
+class Backprop:
+    """A gradient (or Jacobian) by reverse mode, with the steps that made it.
+
+    Attributes:
+        statements: the result program's statements.
+        locals: each step's local derivative by each tensor it reads on the path, last step first.
+        cotangents: each cotangent ``dS = ∂L/∂S`` as the sum of its steps' shares (like terms
+            merged), then the result, before any is written where it is read.
+    """
+
+    statements: tuple[Statement, ...]
+    locals: tuple[Local, ...]
+    cotangents: tuple[Statement, ...]
 
 
 @lru_cache(maxsize=None)
@@ -36,13 +78,15 @@ def rule(function: str) -> tuple[Term, ...]:
 
 
 def backpropagate(steps, wrt: str, out: str, xs: tuple[str, ...], cotangent: str | None,
-                  kept: tuple[str, ...] = ()) -> tuple[Statement, ...]:
-    """The statements of ``out[xs] = ∂L/∂wrt``, ``L`` the last step chained with the input
+                  kept: tuple[str, ...] = (), named=None) -> Backprop:
+    """``out[xs] = ∂L/∂wrt`` by reverse mode, ``L`` the last step chained with the input
     ``cotangent`` (None: the last step is the scalar loss itself).
 
     With ``kept`` (one name per index of the last step), the Jacobian ``out[kept, xs] =
     ∂Y[kept]/∂wrt[xs]`` instead: the seed is ``Π δ(o, k)`` for fresh ``k``, which every
-    cotangent carries after its own indices, named ``kept`` in the result."""
+    cotangent carries after its own indices, named ``kept`` in the result. ``named``: the
+    steps the user named (the others, temporaries, may be written where they are read);
+    None: all of them."""
     names = {s.name for s in steps} | {n for s in steps for n in s.reads()} | {out}
     if cotangent:
         names.add(cotangent)
@@ -60,7 +104,7 @@ def backpropagate(steps, wrt: str, out: str, xs: tuple[str, ...], cotangent: str
     taken |= set(kept)
     sizes = (Factor(steps[-1].name, kept),) if kept else ()  # the kept indices are the output's
     contributions: dict[str, list[Term]] = {}
-    backward = []
+    backward, locals_, summed = [], [], []
     last = steps[-1]
     for step in reversed(steps if last.name in relevant else ()):
         if step.name not in relevant:
@@ -77,18 +121,24 @@ def backpropagate(steps, wrt: str, out: str, xs: tuple[str, ...], cotangent: str
             # a number only where nothing is broadcast: a cotangent constant along the step's
             # indices stays a tensor over them, so that a later sum over one keeps its count
             dS = _alias(merged) or (number if not (step.indices + kept) else None)
+            name = fresh_name("d" + step.name, names)
+            summed.append(Statement(name, merged.indices, merged.terms))
             if dS is None:
-                name = fresh_name("d" + step.name, names)
                 names.add(name)
                 backward.append(Statement(name, merged.indices, merged.terms, merged.witnesses))
                 dS = Term(Fraction(1), (Factor(name, merged.indices),))
-        for name, terms in _pullback(step, dS, relevant, indices, names, taken):
+        for name, terms, local in _pullback(step, dS, relevant, indices, names, taken):
             contributions.setdefault(name, []).extend(terms)
+            locals_.append(local)
     to_result = dict(zip(kept, result_kept))
     backward.append(_cotangent(out, result_kept + xs, [renamed(t, to_result) for t in contributions.get(wrt, [])],
                                names_in_use, Factor(wrt, xs), *((Factor(last.name, result_kept),) if kept else ())))
+    summed.append(backward[-1])
     backward = _inlined(backward)
-    return _needed(steps, backward) + tuple(backward)
+    forward = _needed(steps, backward)
+    temporaries = {s.name for s in steps} - (set(named) if named is not None else {s.name for s in steps})
+    statements = _factored(forward + tuple(backward), temporaries)
+    return Backprop(statements, tuple(locals_), tuple(summed))
 
 
 def _tensors(step):
@@ -116,7 +166,7 @@ def _pullback(step, dS: Term, relevant, indices, names, taken):
             for t in d.terms:
                 t = internal_summed(t, set(O + p))  # ∂Y[O]/∂N[p], its own summed names apart
                 terms.append(Term(dS.coefficient * t.coefficient, dS.factors + t.factors).renamed(rename))
-            yield name, terms
+            yield name, terms, Local(step, name, derivation=d)
         return
     u = step.argument
     if u.name not in relevant:
@@ -128,14 +178,17 @@ def _pullback(step, dS: Term, relevant, indices, names, taken):
                  (Term(e, (Power(group([Term(Fraction(1), (u,))]), e - 1),)),))
     else:
         local = tuple(substituted(t, {"u": u, "y": y}) for t in rule(step.function) if t.coefficient)
+    shown = Local(step, u.name, rule=POWER_RULE if step.function == POWER else DERIVATIVES[step.function],
+                  local=local)
     if not local:
+        yield u.name, [], shown
         return
     if len(local) == 1:
         chained = (Term(dS.coefficient * local[0].coefficient, dS.factors + local[0].factors),)
     else:
         chained = (Term(dS.coefficient, dS.factors + (Group(local),)),)
     rename = dict(zip(u.indices, indices[u.name]))
-    yield u.name, [renamed(t, rename) for t in chained]
+    yield u.name, [renamed(t, rename) for t in chained], shown
 
 
 def _cotangent(name, indices, terms, preferred, *witnesses) -> Statement:
@@ -177,19 +230,19 @@ def _constant(statement: Statement) -> Term | None:
 
 
 def _inlined(backward: list[Statement]) -> list[Statement]:
-    """The cotangents that are one factor (nothing summed) written where they are read: a
-    tensor renamed or broadcast (``dt1[j] = dt``) everywhere, a node (``1 / t``) where it is
-    read once, so that no value is computed twice. A broadcast is written in only where no
+    """The cotangents that are one factor or a number (nothing summed) written where they are
+    read: a number or a tensor renamed or broadcast (``dt1[j] = dt``) everywhere, a node
+    (``1 / t``) where it is read once, so that no value is computed twice. A broadcast is written in only where no
     sum would then run over an index that nothing holds (it would lose the count)."""
     statements = list(backward)
     n = 0
     while n < len(statements) - 1:
         s = statements[n]
         terms = s.terms
-        only = terms[0] if len(terms) == 1 and len(terms[0].factors) == 1 else None
+        only = terms[0] if len(terms) == 1 and len(terms[0].factors) <= 1 else None
         uses = Counter(reads(t for later in statements[n + 1:] for t in later.terms))
         if (only is None or not set(term_free(only)) <= set(s.indices)
-                or not (isinstance(only.factors[0], Factor) or uses[s.name] == 1)):
+                or not (not only.factors or isinstance(only.factors[0], Factor) or uses[s.name] == 1)):
             n += 1
             continue
         definition = {s.name: (s.indices, only)}
@@ -202,6 +255,66 @@ def _inlined(backward: list[Statement]) -> list[Statement]:
         else:
             n += 1
     return statements
+
+
+def _factored(statements, temporaries) -> tuple[Statement, ...]:
+    """Each forward temporary (a step the user did not name) that is an elementwise sum of
+    products (nothing summed, every index held) and read once, written where it is read as
+    a parenthesized sum: ``t[b,j] = A[b,j] - T[b,j]; dH[b,j] = t[b,j] * ...`` is ``dH[b,j] =
+    (A[b,j] - T[b,j]) * ...``. Only where the reader's term then reads as it did (no sum
+    becomes ambiguous), and never the result."""
+    statements = list(statements)
+    n = 0
+    while n < len(statements) - 1:
+        s = statements[n]
+        uses = Counter(reads(t for later in statements[n + 1:] for t in later.terms))
+        sizes = any(w.name == s.name for later in statements[n + 1:] for w in later.witnesses)
+        if not (s.name in temporaries and uses[s.name] == 1 and not sizes and not s.witnesses and s.terms
+                and all(is_polynomial(t) and set(term_free(t)) <= set(s.indices)
+                        and not any(f.is_delta for f in t.factors) for t in s.terms)
+                and set(free(group(s.terms))) == set(s.indices)):
+            n += 1
+            continue
+        reader = next(k for k in range(n + 1, len(statements)) if s.name in reads(statements[k].terms))
+        later = statements[reader]
+        terms = tuple(_written_in(t, s) for t in later.terms)
+        if any(ambiguous_index(t, later.indices) for t in terms):
+            n += 1
+            continue
+        statements[reader] = Statement(later.name, later.indices, terms, later.witnesses)
+        del statements[n]
+    return tuple(statements)
+
+
+def _written_in(term: Term, temporary: Statement) -> Term:
+    """``term`` with the factor ``temporary[K]`` replaced by its sum over ``K``, parenthesized
+    (or its one product as it stands), at any depth."""
+    only = temporary.terms[0] if len(temporary.terms) == 1 else None
+    factors, coefficient = [], term.coefficient
+    for f in term.factors:
+        if isinstance(f, Factor) and f.name == temporary.name:
+            mapping = dict(zip(temporary.indices, f.indices))
+            if only is not None:
+                coefficient *= only.coefficient
+                factors.extend(renamed(Term(Fraction(1), only.factors), mapping).factors)
+            else:
+                factors.append(group(renamed(t, mapping) for t in temporary.terms))
+        elif isinstance(f, Factor) or f.is_delta:
+            factors.append(f)
+        else:
+            factors.append(_node_written_in(f, temporary))
+    return Term(coefficient, tuple(factors))
+
+
+def _node_written_in(node, temporary):
+    if isinstance(node, Group):
+        return group(_written_in(t, temporary) for t in node.terms)
+    if isinstance(node, Call):
+        return Call(node.function, _node_written_in(node.argument, temporary))
+    if isinstance(node, Power):
+        return Power(_node_written_in(node.base, temporary), node.exponent)
+    assert isinstance(node, Scoped)
+    return Scoped(node.over, _node_written_in(node.body, temporary))
 
 
 def _needed(steps, backward) -> tuple[Statement, ...]:

@@ -30,7 +30,8 @@ from functools import cached_property
 from .algebra import DELTA, Factor, Fresh, Term, decimal, fresh_indices, fresh_name, simplify
 from .derivation import Derivation, differentiate
 from .errors import EinsumSpecError
-from .backprop import backpropagate
+from .backprop import Backprop, backpropagate
+from .backprop_explanation import explain_statements
 from .expressions import Statement
 from .program_evaluation import Evaluation, StepsEvaluation
 from .program_steps import Elementwise, Step, lower
@@ -61,6 +62,7 @@ class Program:
     accepts: tuple[tuple[str, int], ...] = field(default=(), compare=False, repr=False)
     derivation: Derivation | None = field(default=None, compare=False, repr=False)
     statements: tuple[Statement, ...] = ()
+    backprop: Backprop | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         if self.statements:
@@ -119,9 +121,10 @@ class Program:
             first = self._first(name)
             xs = (fresh_indices(first.indices if first else [None] * rank, ()) if indices is None else
                   check_left_side(out, indices, "the gradient's name and indices", rank))
-            statements = backpropagate(self.steps, name, out, xs, self.cotangent)
+            backprop = backpropagate(self.steps, name, out, xs, self.cotangent, named=self._named)
             new = (Factor(self.cotangent, self.output_indices),) if self.cotangent else ()
-            return Program(out, xs, (), accepts=self._accepting(new), statements=statements)
+            return Program(out, xs, (), accepts=self._accepting(new), statements=backprop.statements,
+                           backprop=backprop)
         xs = (self._wrt_indices(name, ()) if indices is None else
               check_left_side(out, indices, "the gradient's name and indices", rank))
         return self._gradient(name, out, xs)
@@ -151,8 +154,9 @@ class Program:
             first = self._first(name)
             names = fresh_indices([*self.output_indices, *(first.indices if first else [None] * rank)], ())
             kept, xs = names[:len(self.output_indices)], names[len(self.output_indices):]
-            statements = backpropagate(self.steps, name, out, xs, None, kept=kept)
-            return Program(out, names, (), accepts=self.accepts, statements=statements)
+            backprop = backpropagate(self.steps, name, out, xs, None, kept=kept, named=self._named)
+            return Program(out, names, (), accepts=self.accepts, statements=backprop.statements,
+                           backprop=backprop)
         out = self._new_name(out, "J", "the Jacobian")
         xs = self._wrt_indices(name, self.output_indices)
         derivation = differentiate(self.terms, self.output_indices, name, cotangent=None, jacobian=True,
@@ -218,10 +222,14 @@ class Program:
         g = A x + Aᵀ x
         """
         check_style(style)
-        self._require_polynomial("explain")
+        if self.statements and style == "hessian":
+            raise EinsumSpecError("style='hessian' is not yet derived for a program of statements; "
+                                  "style='index' is, and hessian() gives the Hessian", str(self))
         if style == "hessian":
             self._require_scalar("style='hessian'")
         names = self.inputs if name is None else (name,)
+        if self.statements:
+            return explain_statements(self, names, tuple(self.grad(n) for n in names))
         grads = tuple(self.grad(n) for n in names)  # refuses unknown names
         hessians = tuple(g.jacobian(n, out=self._new_name(None, "H", "the Hessian"))  # as hessian(n)
                          for n, g in zip(names, grads)) if style == "hessian" else ()
@@ -297,14 +305,14 @@ class Program:
             raise EinsumSpecError(f"{what} would be named {name!r}, which the program already uses; "
                                   f"rename that tensor or choose another name", str(self))
 
+    @property
+    def _named(self) -> frozenset[str]:
+        """The statements' own names (a step named otherwise is a temporary of the lowering)."""
+        return frozenset(s.name for s in self.statements)
+
     def _first(self, name) -> Factor | None:
         """The first occurrence of tensor ``name`` in a program's steps."""
         return next((f for s in self.steps for f in _factors(s) if f.name == name), None)
-
-    def _require_polynomial(self, what):
-        if self.statements:
-            raise EinsumSpecError(f"{what} is not yet derived for a program of statements or with "
-                                  f"functions, powers or scoped sums; grad is", str(self))
 
     def _require_scalar(self, what):
         if self.output_indices:
