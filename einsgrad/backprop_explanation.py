@@ -22,7 +22,7 @@ from .algebra import Product, Term
 from .expressions import sum_text
 from .program_explanation import ProgramExplanation, ProgramGradient
 from .program_steps import Contraction, as_statement
-from .render import (Piece, equals, indexed, juxt, kronecker, partial_of, product_piece, prose, punct,
+from .render import (Piece, equals, indexed, juxt, latex_escape, partial_of, product_piece, prose, punct,
                      quoted_code, spaced, tensor_name)
 
 
@@ -44,7 +44,7 @@ def explain_statements(prog, names: tuple[str, ...], grads: tuple) -> ProgramExp
 def _gradient(prog, name: str, g) -> list[Piece]:
     backprop = g.backprop
     title = f"Gradient with respect to {name}, by reverse mode over the statements:"
-    lines = [Piece(title, r"\textbf{" + title + "}")]
+    lines = [Piece(title, r"\textbf{" + latex_escape(title) + "}")]
     named = {s.name for s in prog.statements}
     temporaries = [s.name for s in prog.steps if s.name not in named]
     lines.append(spaced(prose("1. The program as steps" + (
