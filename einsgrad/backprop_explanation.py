@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from .algebra import Product, Term
 from .expressions import sum_text
-from .program_explanation import ProgramExplanation, ProgramGradient
+from .program_explanation import ProgramExplanation, ProgramGradient, term_einsum
 from .program_steps import Contraction, as_statement
 from .render import (Piece, equals, indexed, juxt, latex_escape, partial_of, product_piece, prose, punct,
                      quoted_code, spaced, tensor_name)
@@ -37,7 +37,10 @@ def explain_statements(prog, names: tuple[str, ...], grads: tuple) -> ProgramExp
     gradients = []
     for name, g in zip(names, grads):
         lines += [Piece("", ""), *_gradient(prog, name, g)]
-        gradients.append(ProgramGradient(name, str(g), (), None))
+        einsums, matrix = _forms(g.statements[-1])
+        if matrix is not None:
+            lines.append(spaced(prose("   In matrix form:"), matrix))
+        gradients.append(ProgramGradient(name, str(g), einsums, None if matrix is None else matrix.text))
     return ProgramExplanation(_one_line(prog.statements), "index", tuple(gradients), tuple(lines))
 
 
@@ -68,6 +71,16 @@ def _gradient(prog, name: str, g) -> list[Piece]:
     return lines
 
 
+def _forms(result) -> tuple[tuple[str | None, ...], Piece | None]:
+    """The result statement's einsums, one a term, and its matrix form when every term has one."""
+    if not result.is_polynomial or not result.terms:
+        return (), None
+    einsums, forms = zip(*(term_einsum(t, result.indices) for t in result.terms))
+    if None in forms:
+        return einsums, None
+    return einsums, equals(tensor_name(result.name), _signed(zip((t.coefficient for t in result.terms), forms)))
+
+
 def _local(local) -> Piece:
     """``∂T/∂N`` by the product rule (a contraction) or by the function's rule."""
     step = local.step
@@ -93,10 +106,10 @@ def _local(local) -> Piece:
 
 
 def _signed(parts) -> Piece:
-    """``c_1 P_1 ± c_2 P_2 ...`` of (coefficient, product) pairs."""
+    """``c_1 P_1 ± c_2 P_2 ...`` of (coefficient, product or rendering) pairs."""
     text, latex = [], []
     for n, (c, product) in enumerate(parts):
-        m = product_piece(product) if product.factors else Piece("1", "1")
+        m = product if isinstance(product, Piece) else product_piece(product) if product.factors else Piece("1", "1")
         if abs(c) != 1:
             magnitude = sum_text([Term(abs(c), ())])
             m = juxt([Piece(magnitude, magnitude), m])

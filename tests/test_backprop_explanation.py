@@ -41,6 +41,14 @@ def test_the_tanh_layer_explained():
                             '   "dH[b,j] = t[b,j] * (1 - A[b,j]^2)"', '   "dW[j,k] = dH[b,j] * X[b,k]"']
     assert lines[14].endswith('"H[b,j] = X[b,k] * W[j,k] + c[j]; A[b,j] = tanh(H[b,j]); '
                               'dH[b,j] = (A[b,j] - T[b,j]) * (1 - A[b,j]^2); dW[j,k] = dH[b,j] * X[b,k]"')
+    assert lines[15:] == ["   In matrix form: dW = dHᵀ X"]
+
+
+def test_matrix_forms_of_the_results():
+    e = einsgrad.program(LAYER).explain()
+    assert [(g.name, g.einsums, g.matrix_form) for g in e.gradients] == [
+        ("X", ("bj,jk->bk",), "dX = dH W"), ("W", ("bj,bk->jk",), "dW = dHᵀ X"),
+        ("c", ("bj->j",), "dc = dHᵀ 1"), ("T", (), None)]  # dT[b,j] = -(A[b,j] - T[b,j]): a parenthesized sum, no einsum
 
 
 def test_every_input_is_explained_and_the_result_is_the_gradient():
