@@ -48,7 +48,8 @@ def test_matrix_forms_of_the_results():
     e = einsgrad.program(LAYER).explain()
     assert [(g.name, g.einsums, g.matrix_form) for g in e.gradients] == [
         ("X", ("bj,jk->bk",), "dX = dH W"), ("W", ("bj,bk->jk",), "dW = dHᵀ X"),
-        ("c", ("bj->j",), "dc = dHᵀ 1"), ("T", (), None)]  # dT[b,j] = -(A[b,j] - T[b,j]): a parenthesized sum, no einsum
+        ("c", ("bj->j",), "dc = dHᵀ 1"),
+        ("T", (), None)]  # dT[b,j] = -(A[b,j] - T[b,j]): a parenthesized sum, no einsum
 
 
 def test_every_input_is_explained_and_the_result_is_the_gradient():
