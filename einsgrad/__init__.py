@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Mapping
 
 from . import derive
-from .compiled import Einsum, as_einsum
+from .compiled import Einsum, as_call, as_einsum, is_spec
 from .errors import EinsumSpecError
 from .explanation import Explanation, explain
 from .program_explanation import ProgramExplanation
 from .programs import Program, program
 from .shapes import bind, check_shapes
-from .spec import normalize_sizes, parse
+from .spec import looks_interleaved, normalize_sizes, parse
 
 __all__ = ["Einsum", "EinsumSpecError", "Explanation", "Program", "ProgramExplanation", "compile",
            "einsum", "explain", "grad_spec", "jacobian_spec", "jvp_spec", "program", "vjp"]
@@ -75,11 +75,17 @@ def compile(spec: str, shapes=None, *, sizes=None, optimize="auto", memory_limit
                   memory_limit=memory_limit, cache_size=cache_size)
 
 
-def einsum(spec: str, *operands):
-    """``numpy.einsum`` through einsgrad's planner (compiled objects cached per spec)."""
-    return as_einsum(spec)(*operands)
+def einsum(*args):
+    """``numpy.einsum`` through einsgrad's planner (compiled objects cached per spec): a spec
+    then the operands, or the interleaved form ``einsum(x0, [0, 1], x1, [1, 2], [0, 2])``."""
+    compiled, operands = as_call(args)
+    return compiled(*operands)
 
 
-def vjp(spec: str, cotangent, *operands, wrt=None):
-    """One-shot gradients of ``spec``; see :meth:`Einsum.vjp`."""
-    return as_einsum(spec).vjp(cotangent, *operands, wrt=wrt)
+def vjp(spec, cotangent, *operands, wrt=None):
+    """One-shot gradients of ``spec``; see :meth:`Einsum.vjp`. In the interleaved form the
+    cotangent comes first: ``vjp(g, x0, [0, 1], x1, [1, 2], [0, 2])``."""
+    if is_spec(spec) or not looks_interleaved((cotangent, *operands)):
+        return as_einsum(spec).vjp(cotangent, *operands, wrt=wrt)
+    compiled, operands = as_call((cotangent, *operands))
+    return compiled.vjp(spec, *operands, wrt=wrt)

@@ -1,10 +1,11 @@
 """Which array library a call's operands belong to, and what einsgrad needs from it.
 
 The backend is inferred from the operands' types, as opt_einsum does: the top package of
-``type(x).__module__`` names it (``torch``, ``jax`` or ``jaxlib``, ``dask``). Everything else
-(numpy arrays, numpy and Python scalars, lists) is numpy. numpy values join any one other
+``type(x).__module__`` names it (``torch``, ``jax`` or ``jaxlib``, ``dask``, ``cupy``). Everything
+else (numpy arrays, numpy and Python scalars, lists) is numpy. numpy values join any one other
 library: they are converted by that library (``torch.as_tensor`` on the first tensor's device,
-``jnp.asarray``, ``da.from_array``), as its own operations would. Operands of two other
+``jnp.asarray``, ``da.from_array``, ``cupy.asarray`` on the first array's device), as its own
+operations would. cupy arrays run the numpy dialect's code spelled with ``cp``. Operands of two other
 libraries in one call are an error. A library is imported only when its arrays are seen.
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 from . import codegen
 from .errors import EinsumSpecError
 
-_PACKAGES = {"torch": "torch", "jax": "jax", "jaxlib": "jax", "dask": "dask"}
+_PACKAGES = {"torch": "torch", "jax": "jax", "jaxlib": "jax", "dask": "dask", "cupy": "cupy"}
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Backend:
     """An array library other than numpy.
 
     Attributes:
-        name: ``torch``, ``jax`` or ``dask``.
+        name: ``torch``, ``jax``, ``dask`` or ``cupy``.
         dialect: how generated code spells the plan's primitives in this library.
         dtype: an array's dtype as the cache key holds it: numpy's, or torch's own dtype
             (every dtype torch computes in, ``bfloat16`` too; see :mod:`einsgrad.scalars`).
@@ -44,7 +45,8 @@ class Backend:
 
 
 def infer(values) -> str:
-    """The library of ``values``: ``"numpy"`` unless one of them is a torch, jax or dask array.
+    """The library of ``values``: ``"numpy"`` unless one of them is a torch, jax, dask or cupy
+    array.
 
     Raises:
         EinsumSpecError: arrays of two libraries other than numpy are mixed.
@@ -126,7 +128,18 @@ def _dask() -> Backend:
     return Backend("dask", codegen.DASK, lambda x: np.dtype(x.dtype), lambda v, like: da.from_array(_numeric(v)))
 
 
-_LOADERS = {"torch": _torch, "jax": _jax, "dask": _dask}
+@functools.cache
+def _cupy() -> Backend:
+    import cupy as cp
+
+    def convert(v, like):
+        with like.device:
+            return cp.asarray(_numeric(v))
+
+    return Backend("cupy", codegen.CUPY, lambda x: np.dtype(x.dtype), convert)
+
+
+_LOADERS = {"torch": _torch, "jax": _jax, "dask": _dask, "cupy": _cupy}
 
 
 def intake(values: tuple, cotangent: bool = False, names=None) -> tuple[tuple, Backend | None]:

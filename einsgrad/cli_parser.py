@@ -8,6 +8,7 @@ Errors are :class:`UsageError` (one line, without the usage), never argparse's e
 from __future__ import annotations
 
 import argparse
+import re
 
 from einsgrad.spec import ELLIPSIS
 
@@ -96,6 +97,18 @@ def _size(value: str, item: str) -> int:
     if size < 0:
         raise argparse.ArgumentTypeError(f"bad size {item!r}: sizes are non-negative")
     return size
+
+
+def optimizer(text: str):
+    """``--optimize``: an optimizer name, or a path written ``0,1 0,1`` (one step per word,
+    positions as opt_einsum numbers them), checked when the einsum is compiled."""
+    if not re.fullmatch(r"[\d, ]+", text):
+        return text
+    try:
+        return [tuple(int(i) for i in step.split(",")) for step in text.split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad path {text!r}: write a path as 0,1 0,1 (the positions "
+                                         "each step contracts)") from None
 
 
 def name_list(text: str) -> list[str]:
@@ -187,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "forward/pullback pair (FLOPs, largest intermediate, memory kept for the "
                    "pullback), against recomputing each gradient.")
     plan.add_argument("--shapes", type=shape_list, required=True, metavar="4x3,5x3", help="operand shapes")
-    plan.add_argument("--optimize", default="auto", help="an opt_einsum path optimizer (default auto)")
+    plan.add_argument("--optimize", type=optimizer, default="auto", metavar="NAME|PATH",
+                      help="an opt_einsum path optimizer (default auto), or a path: 0,1 0,1")
     plan.add_argument("--memory-limit", type=int, metavar="N", help="the largest intermediate, in elements")
     sizes_option(plan)
 

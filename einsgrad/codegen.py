@@ -1,13 +1,15 @@
 """Plan -> Python source, in the dialect of one array library.
 
 The source is built only from value names the planner made (``x0``, ``t3``, ``dx1``),
-integers, and the bound spec of each step in a comment; no user text reaches it. einsgrad runs
+integers, and the bound spec of each step in a comment (non-ASCII labels escaped,
+:func:`einsgrad.spec.ascii_text`); no user text reaches it. einsgrad runs
 this very source, so the code a user reads is the code that runs.
 
 One plan is spelled in several dialects (:class:`Dialect`): numpy (the default, needing numpy
-alone), torch, jax and dask. They differ only in how each primitive is written: a transposition
-is ``.transpose(p)`` in numpy and ``.permute(p)`` in torch, a sum takes ``axis=`` or ``dim=``,
-a copy is ``np.array(x)`` or ``x.clone()`` (nothing for immutable jax and lazy dask arrays).
+alone), torch, jax, dask and cupy. They differ only in how each primitive is written: a
+transposition is ``.transpose(p)`` in numpy and ``.permute(p)`` in torch, a sum takes ``axis=``
+or ``dim=``, a copy is ``np.array(x)`` or ``x.clone()`` (nothing for immutable jax and lazy dask
+arrays).
 
 A plan is written with its reshape and broadcast sizes as integers (exact-shape code, for the
 shapes it was planned for) or, shape-generic, as products of sizes read once from the
@@ -20,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from . import scalars
+from .spec import ascii_text
 from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Plan, Step, Unary
 
 HELPERS = '''\
@@ -94,7 +97,7 @@ class Dialect:
     key of every generated function, looked up on each call).
 
     Attributes:
-        name: the backend's name (``numpy``, ``torch``, ``jax``, ``dask``).
+        name: the backend's name (``numpy``, ``torch``, ``jax``, ``dask``, ``cupy``).
         xp: the module's name in generated code; its ``reshape``, ``multiply`` and ``einsum``
             are called.
         helpers: the source that imports ``xp`` and defines ``_place``.
@@ -162,11 +165,58 @@ TORCH = Dialect("torch", "torch", "import torch\n" + _PLACE_IN_VIEW,
                 result="{x}.contiguous()", products_in_order=True)
 JAX = Dialect("jax", "jnp", "import jax.numpy as jnp\n" + _DOT_GENERAL + _PLACE_BY_MASKS.format(
                   arange="jnp.arange(shape[g[0]])"), dot_general=True)
+"""The jax dialect: pairs as one ``dot_general`` over the labels as stored, in every dtype.
+
+Chosen by ``python -m benchmarks.jax_spellings`` (jit-compiled training steps of the training
+benchmark's five models; interleaved medians on a shared, loaded 2-core CPU, December 2026;
+GEMM/label is the numpy dialect's GEMM-shaped spelling over this one, median of 3 to 21 runs
+of 21 or 31 rounds; two identical ``jnp.einsum`` programs differ by up to 0.76-1.45x in one
+run there). The dtype does not decide which spelling is faster, the model does:
+
+=============  ========  =======  ========
+GEMM/label     float64   float32  bfloat16
+=============  ========  =======  ========
+mlp            0.99      1.00     1.02
+attention      1.22      1.03     1.05
+bilinear       1.13      0.81     1.51
+tensor-train   1.31      1.50     1.30
+grouped        0.96      0.62     1.00
+=============  ========  =======  ========
+
+The float32 gains come from GEMM blocks alone: merging each operand's side-by-side free and
+summed labels into one axis by a reshape (XLA's CPU dot otherwise transposes the operand into
+one free and one summed axis) measured 0.54 (grouped) and 0.78 (bilinear) of this spelling
+in float32, but 1.34 for tensor-train (float32), 1.60 for bilinear (bfloat16) and 1.06 for
+attention (float64), so no rule by dtype keeps it. For the mlp the compiled HLO of a training
+step (``jax.jit(f).lower(...).compile().as_text()``, names and source locations aside) is
+``jnp.einsum``'s in all three dtypes: its ratio to ``jnp.einsum`` (0.97-1.05 float64,
+0.87-1.50 float32, 0.98-1.34 bfloat16 over 7 runs) is the machine's noise.
+"""
+
+# cupy: numpy's spelling on a GPU. Its helpers are numpy's _place (zeros, z written into the
+# strided view of the diagonal); sums are cupy's own reductions (numpy's ones-vector trick is
+# for CPU BLAS).
+_CUPY_HELPERS = '''\
+import cupy as cp
+from cupy.lib.stride_tricks import as_strided
+
+
+def _place(z, shape, axes):
+    """Zeros of `shape` with z written on the diagonal that `axes` describes."""
+    out = cp.zeros(shape, dtype=z.dtype)
+    view = as_strided(out, shape=tuple(shape[g[0]] for g in axes),
+                      strides=tuple(sum(out.strides[i] for i in g) for g in axes))
+    view[...] = z
+    return out
+'''
+
 DASK = Dialect("dask", "da", "import numpy as np\nimport dask.array as da\n" + _PLACE_BY_MASKS.format(
                    arange="np.arange(shape[g[0]])"),
                diagonal="da.diagonal({x}, 0, {a}, {b})", cast="{x}.astype(np.{dtype})")
-DIALECTS = {d.name: d for d in (NUMPY, TORCH, JAX, DASK)}
-PROMOTING = (NUMPY, DASK)  # their operations promote mixed dtypes; torch and jax are cast before the call
+CUPY = Dialect("cupy", "cp", _CUPY_HELPERS, copy="cp.array({x})", contiguous="cp.ascontiguousarray({x})",
+               cast="cp.array({x}, dtype=cp.{dtype})")
+DIALECTS = {d.name: d for d in (NUMPY, TORCH, JAX, DASK, CUPY)}
+PROMOTING = (NUMPY, DASK, CUPY)  # their operations promote mixed dtypes; torch and jax are cast before the call
 
 
 class Sizes:
@@ -410,10 +460,11 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
         lines.append(f"    {arg} = {dialect.cast.format(x=arg, xp=dialect.xp, dtype=_dtype_name(dtype))}")
     if sizes is not None:
         lines += sizes.header()  # before the comments: the names they show need not be read
-        comments = [f"# {step.spec:<14} -> {sizes.shape(tuple((l,) for l in step.labels))}"
+        comments = [f"# {ascii_text(step.spec):<14} -> {sizes.shape(tuple((l,) for l in step.labels))}"
                     for step in plan.steps]
     else:
-        comments = [f"# {step.spec:<14} {step.flops:>12,} flops  -> {step.shape}" for step in plan.steps]
+        comments = [f"# {ascii_text(step.spec):<14} {step.flops:>12,} flops  -> {step.shape}"
+                    for step in plan.steps]
     for i, (step, code, comment) in enumerate(zip(plan.steps, codes, comments)):
         lines.append(f"{code:<{width}}  {comment}")
         done = [a for a in dict.fromkeys(step.args)

@@ -14,7 +14,8 @@ from .errors import EinsumSpecError
 from .report import Costs, PlanReport
 from .shapes import Classified, ShapeClass, bind, check_shapes, classify, differ, is_count
 from .signature import Mode, FunctionKey, SignatureRecord
-from .spec import Spec, normalize_sizes, parse
+from .spec import (Spec, ascii_text, interleaved, is_sublist_pair, looks_interleaved, normalize_sizes, parse,
+                   spec_text)
 
 JACOBIAN_LIMIT = 2**24  # elements: Einsum.jacobian is for small cases
 
@@ -46,16 +47,19 @@ class Einsum:
 
     Args:
         spec: the forward, e.g. ``"ik,jk->ij"``; numpy's notation plus the extensions
-            documented in :mod:`einsgrad.spec`.
+            documented in :mod:`einsgrad.spec` (labels past the 52 letters among them), or a
+            pair of sublists ``([[0, 1], [1, 2]], [0, 2])``.
         shapes: optional operand shapes, to validate and plan ahead of the first call.
         sizes: sizes of labels that only the output has (broadcasts).
         optimize: an opt_einsum path optimizer name (``"auto"``, ``"greedy"``, ``"optimal"``,
             ``"dp"``, ...), a ``PathOptimizer`` instance (cotengra's too) or a function
             ``(inputs, output, size_dict, memory_limit) -> path``. It is asked once per shape
-            signature, for the forward tree that every mode is built from; an instance is
-            deep-copied for that search. Other contractions (one direct contraction per
+            signature, for the forward tree that every mode is built from; an opt_einsum
+            instance is deep-copied for that search. Or the tree itself: a path list
+            (``[(0, 1), (0, 1)]``, as ``opt_einsum.contract`` takes it) or a cotengra
+            ``ContractionTree``. Other contractions (one direct contraction per
             gradient, the per-operand baseline of :meth:`costs`, the Jacobian) use a name as
-            given, and opt_einsum's ``"auto"`` in place of an instance.
+            given, and opt_einsum's ``"auto"`` in place of an instance or a tree.
         memory_limit: the largest intermediate, in elements, the path may create.
         cache_size: how many shape signatures to keep compiled code for (at least 1), every
             mode, dtype and dialect of a signature included; sizes past ``sys.maxsize`` are
@@ -72,7 +76,7 @@ class Einsum:
                  memory_limit: int | None = None, cache_size: int = 128):
         self.spec: Spec = parse(spec, sizes)
         self.sizes = normalize_sizes(self.spec, sizes)
-        self.optimize = paths.check_optimizer(optimize)
+        self.optimize = paths.check_optimizer(optimize, len(self.spec.inputs))
         if memory_limit is not None and not is_count(memory_limit, 1):
             raise EinsumSpecError(f"memory_limit must be a positive integer, got {memory_limit!r}")
         self.memory_limit = memory_limit
@@ -323,10 +327,10 @@ class Einsum:
         signature, dtypes = self._request(shapes, None, "source", generic, False, numpy=dialect is not codegen.TORCH)
         record = self._signature_record(signature)
         if isinstance(signature, ShapeClass):
-            header = (f"# einsgrad: {self.spec}  shape-generic, planned for shapes "
+            header = (f"# einsgrad: {ascii_text(str(self.spec))}  shape-generic, planned for shapes "
                       f"{', '.join(map(str, signature.representative))}\n")
         else:
-            header = f"# einsgrad: {self.spec}  shapes {', '.join(map(str, signature))}\n"
+            header = f"# einsgrad: {ascii_text(str(self.spec))}  shapes {', '.join(map(str, signature))}\n"
         sources = [record.source(key) for key in self._keys(record, signature, dtypes, dialect)]
         return f"{dialect.helpers}\n\n{header}" + "\n\n".join(sources)
 
@@ -581,13 +585,33 @@ class Einsum:
 
 
 def as_einsum(spec) -> Einsum:
-    """``spec`` if it is an :class:`Einsum`, else the spec text compiled (cached per text),
-    for the one-call functions (``einsgrad.einsum``, ``einsgrad.torch.einsum``, ...)."""
+    """``spec`` if it is an :class:`Einsum`, else the spec (text, or a pair of sublists)
+    compiled, cached per text, for the one-call functions (``einsgrad.einsum``,
+    ``einsgrad.torch.einsum``, ...)."""
     if isinstance(spec, Einsum):
         return spec
-    if not isinstance(spec, str):
-        raise EinsumSpecError(f"spec must be a string or an einsgrad.Einsum, got {spec!r}")
-    return _compiled(spec)
+    if not isinstance(spec, str) and not is_sublist_pair(spec):
+        raise EinsumSpecError(f"spec must be a string or an einsgrad.Einsum (or sublists: a pair "
+                              f"(sublists, output sublist), or the interleaved form x0, [0, 1], ...), "
+                              f"got {type(spec).__name__}")
+    return _compiled(spec_text(spec))
+
+
+def is_spec(value) -> bool:
+    """Whether a call's first argument is a spec (else it may be the interleaved form)."""
+    return isinstance(value, (str, Einsum)) or is_sublist_pair(value)
+
+
+def as_call(args: Sequence) -> tuple[Einsum, tuple]:
+    """The compiled einsum and the operands of a one-call function's arguments: a spec (see
+    :func:`as_einsum`) then the operands, or the interleaved form ``x0, [0, 1], x1, [1, 2],
+    [0, 2]`` (:func:`einsgrad.spec.interleaved`)."""
+    if not args:
+        raise EinsumSpecError("einsum() needs a spec and its operands")
+    if is_spec(args[0]) or not looks_interleaved(args):
+        return as_einsum(args[0]), tuple(args[1:])
+    text, operands = interleaved(args)
+    return as_einsum(text), operands
 
 
 @functools.lru_cache(maxsize=256)

@@ -11,8 +11,9 @@ import string
 from dataclasses import dataclass
 from typing import Sequence
 
-from .algebra import Fresh
+from .algebra import PRIME, Fresh
 from .errors import EinsumSpecError
+from .render import BATCH_SYMBOL, FRESH_BATCH
 from .spec import ELLIPSIS, Spec
 
 STYLES = ("index", "differential")
@@ -27,6 +28,22 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _HINT = ("einsgrad wants one letter per index and a comma between operands, like 'ij,jk->ik' "
          "(names go in names=), or a program in index notation, like "
          "einsgrad.program(\"Y[i,k] = A[i,j] * B[j,k]\")")
+
+
+def check_notation(spec: Spec) -> None:
+    """Refuses a label that the derivation writes as notation, where it would read as that:
+    the batch indices ``β`` and ``γ`` of a spec with ``...``, and the marks of primed indices
+    (``p′``, ``p⁽⁴⁾``), which a spec of more than 52 labels needs."""
+    notation = {PRIME, "⁽", "⁾", *"⁰¹²³⁴⁵⁶⁷⁸⁹"}
+    if any(ELLIPSIS in term for term in (*spec.inputs, spec.output)):
+        notation |= {BATCH_SYMBOL, FRESH_BATCH}
+    for k, term in enumerate((*spec.inputs, spec.output)):
+        for position, label in enumerate(term):
+            if label in notation:
+                raise spec.error(f"the label {label!r} is a symbol the explanation writes its "
+                                 "own indices with, so it would read as that; rename it to explain "
+                                 "this spec (compile and the rest take it)",
+                                 k if k < len(spec.inputs) else None, position)
 
 
 def check_readable(spec: Spec, names) -> None:

@@ -31,16 +31,14 @@ from .algebra import FRESH_INDEX_LETTERS, Delta, Factor, Fresh, Product, Term, p
 from .derivation import chain, differentiate
 from .elementwise import elementwise_lines, elementwise_sizes
 from .errors import EinsumSpecError
-from .explain_checks import Symbols, check_names, check_readable, check_style, check_written
+from .explain_checks import Symbols, check_names, check_notation, check_readable, check_style, check_written
 from .matrix_forms import Form, form_body, form_equation, matrix_form
 from .programs import Program
-from .render import (BATCH_SYMBOL, Piece, Rendered, differential_of, equals,
+from .render import (BATCH_SYMBOL, FRESH_BATCH, Piece, Rendered, differential_of, equals,
                      indexed, juxt, kronecker, label_symbol, label_symbols, latex_escape, listed,
                      paragraph, parenthesized, partial_of, product_piece, prose, punct,
                      quoted_code, spaced, summation, tensor_name)
 from .spec import ELLIPSIS, Spec, parse
-
-_FRESH_BATCH = "γ"
 
 
 # -- the forward as a product --------------------------------------------------------------
@@ -156,6 +154,7 @@ def explain(spec, names=None, out: str | None = None, *, wrt=None,
         return spec.explain(wrt, style=style)
     parsed = parse(spec, sizes)
     check_readable(parsed, names)
+    check_notation(parsed)
     sym = check_names(names, parsed, out)
     chosen = derive.check_wrts(parsed, wrt)[0]
     style = check_style(style)
@@ -238,7 +237,7 @@ def _index_steps(spec: Spec, sym: Symbols, k: int, form_eq: Piece | None, gradie
     name, labels = sym.names[k], spec.inputs[k]
     index, forward = _forward(spec, sym.names)
     fresh = Fresh(sym.taken | set(index) | set(forward.over), FRESH_INDEX_LETTERS, primed)
-    p = tuple(_FRESH_BATCH if label == ELLIPSIS else fresh.take() for label in labels)
+    p = tuple(FRESH_BATCH if label == ELLIPSIS else fresh.take() for label in labels)
     L, G, Y = tensor_name(sym.loss), sym.cotangent, sym.out
     dx = indexed(name, p)
     lines = [spaced(prose("1. Forward:"), equals(indexed(Y, index), product_piece(forward)))]
@@ -291,8 +290,8 @@ def _order_words(n: int, batch: bool) -> str:
 def _jacobian_words(spec: Spec, sym: Symbols, k: int, index, p, jac: Product, gradient: Gradient,
                     form_eq: Piece | None):
     name, Y, G = sym.names[k], sym.out, sym.cotangent
-    letters = [s for s in (*index, *p) if s not in (BATCH_SYMBOL, _FRESH_BATCH)]
-    batch = BATCH_SYMBOL in index or _FRESH_BATCH in p
+    letters = [s for s in (*index, *p) if s not in (BATCH_SYMBOL, FRESH_BATCH)]
+    batch = BATCH_SYMBOL in index or FRESH_BATCH in p
     where = "; ".join(f"{listed(s)} of {n}" for s, n in ((index, Y), (p, name)) if s)
     labels = Counter(spec.output + spec.inputs[gradient.wrt])  # the Jacobian spec's output
     repeated = gradient.jacobian_spec and any(c > 1 for l, c in labels.items() if l != ELLIPSIS)

@@ -26,19 +26,20 @@ import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
-from .compiled import Einsum, as_einsum
+from .compiled import Einsum, as_call
 from .errors import EinsumSpecError
 
 __all__ = ["einsum"]
 
 
-def einsum(spec: str | Einsum, *arrays, precision=None, preferred_element_type=None) -> jax.Array:
+def einsum(*args, precision=None, preferred_element_type=None) -> jax.Array:
     """``jnp.einsum`` with einsgrad's derived jvp (and, transposed, vjp).
 
     Args:
-        spec: an einsum spec (compiled once and cached), or an :class:`einsgrad.Einsum`
-            (for ``sizes=``, ``optimize=``, ``memory_limit=``).
-        *arrays: the operands (jax arrays or tracers; numpy arrays are converted).
+        *args: an einsum spec (compiled once and cached), or an :class:`einsgrad.Einsum`
+            (for ``sizes=``, ``optimize=``, ``memory_limit=``), then the operands (jax arrays
+            or tracers; numpy arrays are converted); or the interleaved form
+            ``x0, [0, 1], x1, [1, 2], [0, 2]``.
         precision: as in ``jnp.einsum``: None, a ``jax.lax.Precision`` or its name, a
             ``jax.lax.DotAlgorithmPreset`` or its name, or a pair of equal ones; every matrix
             product of the forward and of its derivatives runs at it.
@@ -46,12 +47,13 @@ def einsum(spec: str | Einsum, *arrays, precision=None, preferred_element_type=N
             operands of a narrower type are promoted to it first (bfloat16 products are exact
             in float32, so the sums are those of an accumulation in float32).
     """
+    compiled, arrays = as_call(args)
     ops = tuple(_as_jax(a, i) for i, a in enumerate(arrays))
     if preferred_element_type is not None:
         preferred = _preferred(preferred_element_type)
         ops = tuple(a if a.dtype == preferred or jnp.promote_types(a.dtype, preferred) != preferred
                     else a.astype(preferred) for a in ops)
-    y = _einsum(as_einsum(spec), _precision(precision), *ops)
+    y = _einsum(compiled, _precision(precision), *ops)
     if preferred_element_type is not None and y.dtype != preferred:
         y = y.astype(preferred)
     return y

@@ -1,14 +1,20 @@
 """The path optimizer: opt_einsum's pairwise contraction order, asked through its public API.
 
 The only importer of opt_einsum. A user's optimizer (a name, a ``PathOptimizer`` instance, a
-function) is checked once, when an einsum is compiled, and every answer it gives is validated,
-so that a bad optimizer is an error naming it, never a wrong contraction.
+function, cotengra's hyper-optimizers) or a contraction order given directly (a path list, a
+cotengra ``ContractionTree``) is checked once, when an einsum is compiled, and every answer an
+optimizer gives is validated, so that a bad optimizer or path is an error naming it, never a
+wrong contraction. cotengra is never imported here: its objects are recognised by their module,
+and asked through their public methods.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import sys
+from dataclasses import dataclass
+from typing import Iterable, Sequence
 
 import numpy as np
 import opt_einsum
@@ -18,10 +24,31 @@ from .errors import EinsumSpecError
 Path = tuple[tuple[int, ...], ...]  # opt_einsum's answer: operand positions contracted in turn
 
 
-def check_optimizer(optimize):
+@dataclass(frozen=True)
+class GivenPath:
+    """A contraction order given directly (``optimize=`` a path list or a cotengra
+    ``ContractionTree``): the forward tree, which no optimizer is asked for, and which every
+    plan of the gradients follows.
+
+    Attributes:
+        steps: the path, as opt_einsum writes it (positions among the operands left).
+        operands: how many operands it contracts.
+    """
+
+    steps: Path
+    operands: int
+
+    def __repr__(self) -> str:
+        return f"GivenPath({list(self.steps)!r})"
+
+
+def check_optimizer(optimize, operands: int | None = None):
     """An opt_einsum path optimizer: a name it knows, a ``PathOptimizer`` instance (cotengra's
-    are), or a function taking ``(inputs, output, size_dict, memory_limit)``; bools mean auto
-    / greedy. Anything else is refused here, not at the first path search."""
+    ``HyperOptimizer`` and ``ReusableHyperOptimizer`` are), or a function taking ``(inputs,
+    output, size_dict, memory_limit)``; bools mean auto / greedy. Or the order itself, as a
+    :class:`GivenPath`: a path list (``[(0, 1), (0, 1)]``, numpy's ``["einsum_path", ...]``
+    too) or a cotengra ``ContractionTree``, checked against ``operands`` (the spec's count).
+    Anything else is refused here, not at the first path search."""
     if isinstance(optimize, bool):
         return "auto" if optimize else "greedy"
     if isinstance(optimize, str):
@@ -30,9 +57,17 @@ def check_optimizer(optimize):
         except KeyError:
             raise EinsumSpecError(
                 f"optimize={optimize!r} is not an opt_einsum path optimizer; try 'auto', "
-                "'greedy', 'optimal', 'dp' or 'branch-2'") from None
+                "'greedy', 'optimal', 'dp' or 'branch-2', or give a path such as [(0, 1), (0, 1)]") from None
         return optimize
+    if isinstance(optimize, GivenPath):  # an Einsum's, checked already (a batched copy's)
+        return _given_path(optimize.steps, operands)
+    if _is_tree(optimize):
+        return _given_tree(optimize, operands)
+    if isinstance(optimize, (list, tuple)):
+        return _given_path(optimize, operands)
     if isinstance(optimize, opt_einsum.paths.PathOptimizer):
+        if _is_cotengra(optimize) and getattr(optimize, "slicing_opts", None) is not None:
+            raise _refuse_slicing(optimize)
         return optimize
     if callable(optimize):
         try:
@@ -42,7 +77,46 @@ def check_optimizer(optimize):
                 f"optimize={optimize!r} is not a path optimizer: a function must take "
                 "(inputs, output, size_dict, memory_limit) and return a path") from None
         return optimize
-    raise EinsumSpecError(f"optimize must be an opt_einsum optimizer name or PathOptimizer, got {optimize!r}")
+    raise EinsumSpecError(f"optimize must be an opt_einsum optimizer name or PathOptimizer, a path "
+                          f"list or a cotengra ContractionTree, got {optimize!r}")
+
+
+def _is_cotengra(value) -> bool:
+    """Whether ``value`` is (a subclass of) one of cotengra's optimizers."""
+    return any(kind.__module__.partition(".")[0] == "cotengra" for kind in type(value).__mro__)
+
+
+def _is_tree(value) -> bool:
+    """Whether ``value`` is a cotengra ``ContractionTree`` (cotengra imported by the user: a
+    tree exists only then)."""
+    cotengra = sys.modules.get("cotengra")
+    return cotengra is not None and isinstance(value, cotengra.ContractionTree)
+
+
+def _refuse_slicing(source) -> EinsumSpecError:
+    return EinsumSpecError(
+        f"optimize={source!r} slices the contraction (cotengra's slicing_opts), and einsgrad does not "
+        "run cotengra's slices: drop slicing_opts and give memory_limit= instead (einsgrad slices "
+        "the tree the optimizer finds, forward and gradients alike)")
+
+
+def _given_tree(tree, operands: int | None) -> GivenPath:
+    if tree.sliced_inds:
+        raise _refuse_slicing(tree)
+    if operands is not None and tree.N != operands:
+        raise EinsumSpecError(f"optimize= is a cotengra ContractionTree of {tree.N} inputs, "
+                              f"but the spec has {operands} operands")
+    return GivenPath(_checked(tree.get_path(), tree.N, given="optimize= (a ContractionTree)"), tree.N)
+
+
+def _given_path(path, operands: int | None) -> GivenPath:
+    """A path list, checked: numpy's ``einsum_path`` answer starts with that word."""
+    steps = list(path)
+    if steps and isinstance(steps[0], str) and steps[0] == "einsum_path":
+        steps = steps[1:]
+    if operands is None:  # the count that the path contracts to one
+        operands = 1 + sum(len(step) - 1 for step in steps if isinstance(step, (list, tuple)))
+    return GivenPath(_checked(steps, operands, given=f"optimize={list(path)!r}"), operands)
 
 
 def auxiliary(optimize):
@@ -53,22 +127,37 @@ def auxiliary(optimize):
     return optimize if isinstance(optimize, str) else "auto"
 
 
-def search(inputs: list[set], output: set, size: dict, optimize, memory_limit=None) -> Path:
-    """One path search: opt_einsum's pairwise order for ``inputs`` -> ``output``.
+def search(inputs: Sequence[Iterable], output: Iterable, size: dict, optimize, memory_limit=None) -> Path:
+    """One path search: the pairwise order for ``inputs`` -> ``output`` (labels in order).
 
-    An optimizer instance is searched with a fresh deep copy, as stateful ones
-    (``RandomGreedy``) refuse a second contraction; one that cannot be copied (cotengra's
-    ``HyperOptimizer`` holds a process pool) is called as it is. The answer is validated.
+    A :class:`GivenPath` is the answer itself, once its operand count is checked. cotengra's
+    optimizers are asked for their tree (``search``) with the labels as ordered tuples, as
+    they expect; a tree that they sliced is refused, never run unsliced without a word. The
+    others get opt_einsum's interface (sets). An opt_einsum optimizer instance is searched with
+    a fresh deep copy, as stateful ones (``RandomGreedy``) refuse a second contraction; one
+    that cannot be copied is called as it is; cotengra's are called as they are (a
+    ``ReusableHyperOptimizer`` keeps what it found). The answer is validated.
     Under ``memory_limit`` opt_einsum's optimizers may give up and leave one many-operand
     contraction (no intermediates, but no BLAS either); then the unconstrained path is taken,
     and slicing (:func:`einsgrad.slicing.cuts`) bounds the memory. An empty dimension makes
     every path cost nothing, so the search sees it as size 1 (opt_einsum's ``dp`` finds no
     path through a size 0).
     """
+    if isinstance(optimize, GivenPath):
+        if optimize.operands != len(inputs):
+            raise EinsumSpecError(f"optimize={list(optimize.steps)!r} is a path for {optimize.operands} "
+                                  f"operands, but the contraction has {len(inputs)}")
+        return optimize.steps
     if len(inputs) <= 2:
         return (tuple(range(len(inputs))),)
     if 0 in size.values():
         size = {label: max(d, 1) for label, d in size.items()}
+    if _is_cotengra(optimize) and hasattr(optimize, "search"):
+        tree = optimize.search([tuple(term) for term in inputs], tuple(output), size)
+        if tree.sliced_inds:
+            raise _refuse_slicing(optimize)
+        return _checked(tree.get_path(), len(inputs), optimize)
+    inputs, output = [set(term) for term in inputs], set(output)
     if isinstance(optimize, str):
         find = opt_einsum.paths.get_path_fn(optimize)
     else:
@@ -90,12 +179,13 @@ def search(inputs: list[set], output: set, size: dict, optimize, memory_limit=No
     return _checked(path, len(inputs), optimize)
 
 
-def _checked(path, count: int, optimize) -> Path:
+def _checked(path, count: int, optimize=None, given: str | None = None) -> Path:
     """``path`` as a tuple of steps, each of distinct positions among the operands left, that
-    contracts ``count`` operands to one; anything else names the optimizer that gave it."""
+    contracts ``count`` operands to one; anything else names the optimizer that gave it (or
+    ``given``: the argument that held it)."""
     def refuse(reason: str) -> EinsumSpecError:
-        return EinsumSpecError(f"the path optimizer {optimize!r} returned {path!r}, which is not "
-                               f"a contraction path for {count} operands: {reason}")
+        source = given or f"the path optimizer {optimize!r} returned {path!r}"
+        return EinsumSpecError(f"{source}, which is not a contraction path for {count} operands: {reason}")
     try:
         steps = tuple(tuple(step) for step in path)
     except TypeError:
@@ -111,3 +201,12 @@ def _checked(path, count: int, optimize) -> Path:
     if left != 1:
         raise refuse(f"it leaves {left} operands, not one")
     return tuple(tuple(int(i) for i in step) for step in steps)
+
+
+def contract_path(equation: str, shapes, optimize: str) -> Path:
+    """``opt_einsum.contract_path``'s path for ``equation`` on operands of ``shapes``, as a
+    caller that hands it the equation and the operands gets it (``torch.einsum`` does: see
+    :mod:`einsgrad.torch_autocast`)."""
+    shapes = [tuple(int(d) for d in shape) for shape in shapes]
+    path, _ = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize=optimize)
+    return tuple(tuple(int(i) for i in step) for step in path)

@@ -161,8 +161,8 @@ def forward_path(bound: BoundSpec, optimize="auto", memory_limit=None) -> Path:
     terms = _reduced(bound.spec.inputs, bound.spec.output)
     if len(terms) == 1:
         return ()
-    core = {l for l in bound.spec.output if any(l in term for term in terms)}
-    return paths.search([set(term) for term in terms], core, bound.size_of, optimize, memory_limit)
+    core = tuple(dict.fromkeys(l for l in bound.spec.output if any(l in term for term in terms)))
+    return paths.search(terms, core, bound.size_of, optimize, memory_limit)
 
 
 def _prune(steps, returns: tuple[str, ...]) -> tuple[Step, ...]:

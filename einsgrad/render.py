@@ -18,6 +18,9 @@ from .spec import ELLIPSIS, Labels
 BATCH_SYMBOL = "β"
 """The batch multi-index that ``...`` is written as."""
 
+FRESH_BATCH = "γ"
+"""The batch multi-index of a derivative's fresh indices (``∂L/∂A_γp``)."""
+
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ def prose(text: str) -> Piece:
     latex = [r"\quad "] if body != text else []
     for n, run in enumerate(re.split(r"([^\x00-\x7f]+)", body)):
         if n % 2:
-            latex.append("".join(_SYMBOLS[char] for char in run))
+            latex.append(symbol_latex(run))
         elif run:
             latex.append(r"\text{" + latex_escape(run) + "}")
     return Piece(text, "".join(latex))

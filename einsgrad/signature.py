@@ -215,7 +215,7 @@ class SignatureRecord:
         """The plan of a function key, the name of its function, how it finishes results, and
         which arguments it first casts."""
         mode, dtypes, wrt = key.mode, key.dtypes, key.wrt
-        check_dtypes(dtypes, key.cotangent, extension_floats=key.dialect is codegen.JAX)
+        check_dtypes(dtypes, key.cotangent, extension_floats=key.dialect.name == "jax")
         bound = self.bound.resized(key.chunk)
         program = self.plan(PlanKey(mode, wrt, key.chunk))
         casts = _entry_casts(program, key)

@@ -10,13 +10,12 @@ Pure: no numpy, no compiler.
 
 from __future__ import annotations
 
-import string
 from fractions import Fraction
 from typing import NamedTuple, Sequence
 
 from .algebra import (Delta, Factor, Fresh, Indexed, Term, canonical_summed, contract_deltas,
                       fresh_indices, fresh_name, without_deltas)
-from .spec import ELLIPSIS, Spec
+from .spec import ELLIPSIS, Spec, is_label, unused_labels
 
 
 class OneTerm(NamedTuple):
@@ -63,12 +62,12 @@ class TermEinsum(NamedTuple):
 def einsum_of(output: Sequence[str], term: Term, *, canonical: bool = False) -> TermEinsum | None:
     """``Y[output] = Σ term`` as one einsum: the one mapping of a term to an einsum.
 
-    Deltas are contracted first; one left between two output indices is that letter repeated in
-    the output. Letters are the indices' own where each is one letter (or ``...``), else
-    ``a, b, c, ...`` in order of first use. ``canonical``: always letters in order of first use,
+    Deltas are contracted first; one left between two output indices is that label repeated in
+    the output. Labels are the indices' own where each is one label (or ``...``), else
+    ``a, b, c, ...`` (then :func:`einsgrad.spec.symbol`'s) in order of first use. ``canonical``: always letters in order of first use,
     and the output only the distinct kept letters, in that order, so that products equal up to
     index names have one spec (the caller transposes, broadcasts and places the result).
-    None where the notation has no spelling: more than 52 letters, or a summed ``δ(p,p)``
+    None where the notation has no spelling: a summed ``δ(p,p)``
     (``Σ_p δ(p,p) = dim(p)``, a number the einsum cannot write).
     """
     output = tuple(output)
@@ -82,10 +81,8 @@ def einsum_of(output: Sequence[str], term: Term, *, canonical: bool = False) -> 
     else:
         used = list(dict.fromkeys([*used, *tied]))
         kept = tied
-    if len(used) > len(string.ascii_letters):
-        return None
-    own = not canonical and all(i == ELLIPSIS or (len(i) == 1 and i in string.ascii_letters) for i in used)
-    letter = {i: i for i in used} if own else dict(zip(used, string.ascii_letters))
+    own = not canonical and all(i == ELLIPSIS or (len(i) == 1 and is_label(i)) for i in used)
+    letter = {i: i for i in used} if own else dict(zip(used, unused_labels(())))
     inputs = tuple(tuple(letter[i] for i in f.indices) for f in tensors) or ((),)
     return TermEinsum(tensors, Spec.of(inputs, tuple(letter[i] for i in kept)), kept, tied)
 
@@ -95,7 +92,7 @@ def spec_of_term(output: Sequence[str], term: Term) -> Spec:
     in order (none: the scalar 1 as the one operand).
 
     Refused (an assert): a coefficient other than 1, a summed index that no tensor holds
-    (``Σ_p δ(p,p) = dim(p)``), a delta on the batch index ``...``, more than 52 letters.
+    (``Σ_p δ(p,p) = dim(p)``), a delta on the batch index ``...``.
     """
     output = tuple(output)
     assert len(set(output)) == len(output), "distinct output indices (a repeat is a delta)"
@@ -106,7 +103,7 @@ def spec_of_term(output: Sequence[str], term: Term) -> Spec:
                 f"no notation for {f}: a sum over a dimension"
             assert ELLIPSIS not in f.indices, f"no notation for {f}: '...' is one batch index"
     found = einsum_of(output, term)
-    assert found is not None, "more indices than the 52 letters of the notation"
+    assert found is not None, "a summed delta has no notation"
     return found.spec
 
 

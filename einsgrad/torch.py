@@ -21,9 +21,10 @@ What works, as with ``torch.einsum``:
 * ``torch.func``: ``grad``, ``vjp``, ``jacrev``, ``jacfwd``, ``hessian``, ``functional_call``
   and ``vmap``. A vmapped einsum is an einsum with one more label, run as its own plan.
 * Every dtype torch's matmul runs (``bfloat16`` and ``float16`` included), and autocast as
-  ``torch.einsum`` follows it: where the einsum contracts a label of two operands (where
-  ``torch.einsum`` calls ``bmm``), its floating operands (float64 aside) are cast to the
-  autocast dtype and the result has it; gradients come back in the operands' dtypes.
+  ``torch.einsum`` meets it (:mod:`einsgrad.torch_autocast`): each of torch's pairwise steps
+  that sums a label both operands hold (a ``bmm``) computes in the autocast dtype, its
+  floating operands (float64 aside) cast to it, and any other product promotes; the result
+  has the last step's dtype, and gradients come back in the operands' dtypes.
 * The list form ``einsum("ij,jk->ik", [x, y])`` and the sublist form
   ``einsum(x, [0, 1], y, [1, 2], [0, 2])``; a fresh result is contiguous, so ``.view()`` works.
 * ``torch.compile`` puts the call in its graph as it is (registered when ``torch._dynamo``
@@ -38,15 +39,15 @@ from __future__ import annotations
 
 import importlib.abc
 import inspect
-import string
+import itertools
 import sys
 import weakref
 
 import torch
 
-from .compiled import Einsum, as_einsum
-from .errors import EinsumSpecError
-from .spec import ELLIPSIS, LETTERS, Spec
+from . import torch_autocast
+from .compiled import Einsum, as_call, as_einsum, is_spec
+from .spec import ELLIPSIS, LETTERS, Spec, unused_labels
 
 __all__ = ["einsum"]
 
@@ -59,8 +60,9 @@ def einsum(*args) -> torch.Tensor:
             ``sizes=``, ``optimize=``, ``memory_limit=``), then the operands (on one device;
             numpy arrays and Python numbers are converted) or one list of them; or, as
             ``torch.einsum`` takes them, the sublist form ``x, [0, 1], y, [1, 2], [0, 2]``
-            (each operand followed by its labels as integers in ``[0, 52)`` or ``...``, and the
-            output's labels last, optional).
+            (each operand followed by its labels, ``...`` for the ellipsis, and the output's
+            labels last, optional; labels are any hashable values, as opt_einsum takes them,
+            not only torch's integers in ``[0, 52)``).
 
     Gradients follow torch's convention (for complex values, ``conj`` of einsgrad's
     non-conjugating vjp of ``conj(G)``), so they equal autograd of ``torch.einsum``.
@@ -68,13 +70,29 @@ def einsum(*args) -> torch.Tensor:
     compiled, tensors = _arguments(args)
     tensors = tuple(t if isinstance(t, torch.Tensor) else _as_tensor(t, tensors) for t in tensors)
     device = tensors[0].device.type if tensors else "cpu"
-    if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device) and _contracts(compiled.spec):
-        low = torch.get_autocast_dtype(device)
-        tensors = tuple(t.to(low) if t.is_floating_point() and t.dtype != torch.float64 else t
-                        for t in tensors)
-        with torch.autocast(device, enabled=False):
-            return _apply(compiled, tensors)
+    if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+        return _autocast(compiled, tensors, device)
     return _apply(compiled, tensors)
+
+
+def _autocast(compiled: Einsum, tensors: tuple, device: str) -> torch.Tensor:
+    """The call under autocast, as ``torch.einsum`` meets it (:mod:`einsgrad.torch_autocast`):
+    one plan in the dtype every pairwise step of torch's has, else torch's steps one by one."""
+    options = torch.backends.opt_einsum
+    strategy = options.strategy if options.enabled and options.is_available() else None
+    road = torch_autocast.route(compiled.spec, [t.shape for t in tensors], [t.dtype for t in tensors],
+                                torch.get_autocast_dtype(device), strategy)
+    sizes = dict(compiled.sizes)
+    with torch.autocast(device, enabled=False):
+        if road.uniform or ELLIPSIS in sizes:  # (an output-only batch: no letters spell it)
+            return _apply(compiled, tuple(t.to(road.result) if t.is_floating_point() and t.dtype != road.result
+                                          else t for t in tensors))
+        return torch_autocast.run_pairwise(road, tensors, sizes, _step)
+
+
+def _step(text: str, *tensors, sizes: dict) -> torch.Tensor:
+    """One step of :func:`torch_autocast.run_pairwise`: an einsgrad einsum, autocast off."""
+    return _apply(Einsum(text, sizes=sizes) if sizes else as_einsum(text), tensors)
 
 
 def _apply(compiled: Einsum, tensors: tuple) -> torch.Tensor:
@@ -160,12 +178,7 @@ class _EinsumFunction(torch.autograd.Function):
     def vmap(info, in_dims, compiled: Einsum, wrt: tuple, *tensors):
         dims = in_dims[2:]
         batched = _batched(compiled, dims)
-        if batched is None:  # every letter taken: one call per sample
-            y = torch.stack([_apply(compiled, tuple(t if d is None else t.select(d, i)
-                                                    for t, d in zip(tensors, dims)))
-                             for i in range(info.batch_size)])
-        else:
-            y = _apply(batched, tuple(t if d is None else t.movedim(d, 0) for t, d in zip(tensors, dims)))
+        y = _apply(batched, tuple(t if d is None else t.movedim(d, 0) for t, d in zip(tensors, dims)))
         return (y, None), (0, None)
 
 
@@ -207,33 +220,21 @@ def _placeholder(shape, dtype, device) -> torch.Tensor:
 _BATCHED: "weakref.WeakKeyDictionary[Einsum, dict]" = weakref.WeakKeyDictionary()
 
 
-def _batched(compiled: Einsum, dims: tuple) -> Einsum | None:
+def _batched(compiled: Einsum, dims: tuple) -> Einsum:
     """``compiled`` with one more label, first in the operands that ``dims`` batches and in
-    the output: the einsum that a vmapped call of ``compiled`` is (None when every letter is
-    taken). Kept per compiled einsum and batched operands."""
+    the output: the einsum that a vmapped call of ``compiled`` is. Kept per compiled einsum
+    and batched operands."""
     pattern = tuple(d is not None for d in dims)
     per = _BATCHED.setdefault(compiled, {})
     if pattern not in per:
         spec = compiled.spec
-        free = [c for c in sorted(LETTERS) if c not in spec.labels]
-        if not free:
-            per[pattern] = None
-        else:
-            inputs = [(free[0],) + term if b else term for term, b in zip(spec.inputs, pattern)]
-            per[pattern] = Einsum(str(Spec.of(inputs, (free[0],) + spec.output)),
-                                  sizes=dict(compiled.sizes), optimize=compiled.optimize,
-                                  memory_limit=compiled.memory_limit)
+        taken = set(spec.labels)
+        new = next(itertools.chain((c for c in sorted(LETTERS) if c not in taken), unused_labels(taken)))
+        inputs = [(new,) + term if b else term for term, b in zip(spec.inputs, pattern)]
+        per[pattern] = Einsum(str(Spec.of(inputs, (new,) + spec.output)),
+                              sizes=dict(compiled.sizes), optimize=compiled.optimize,
+                              memory_limit=compiled.memory_limit)
     return per[pattern]
-
-
-def _contracts(spec: Spec) -> bool:
-    """Whether a label of two or more operands is summed: where ``torch.einsum`` runs ``bmm``
-    (autocast's lower-precision list), not only products and sums."""
-    seen: dict[str, int] = {}
-    for term in spec.inputs:
-        for label in set(term) - {ELLIPSIS}:
-            seen[label] = seen.get(label, 0) + 1
-    return any(n > 1 and label not in spec.output for label, n in seen.items())
 
 
 def _as_tensor(value, tensors) -> torch.Tensor:
@@ -242,49 +243,13 @@ def _as_tensor(value, tensors) -> torch.Tensor:
 
 
 def _arguments(args: tuple) -> tuple[Einsum, tuple]:
-    """The compiled einsum and the operands, from the three forms ``torch.einsum`` takes."""
-    if not args:
-        raise EinsumSpecError("einsum() needs a spec and its operands")
-    first = args[0]
-    if isinstance(first, (str, Einsum)):
-        rest = args[1:]
-        if len(rest) == 1 and isinstance(rest[0], (list, tuple)):
-            rest = tuple(rest[0])
-        return as_einsum(first), rest
-    return as_einsum(_sublist_spec(args)), args[0::2][:len(args) // 2]
-
-
-def _sublist_spec(args: tuple) -> str:
-    """The spec text of the sublist form: each operand then its labels, the output's last."""
-    pairs, output = args[:len(args) - len(args) % 2], args[len(args) - len(args) % 2:]
-    terms = []
-    for i in range(0, len(pairs), 2):
-        operand, sublist = pairs[i], pairs[i + 1]
-        if isinstance(operand, (list, tuple)) or not isinstance(sublist, (list, tuple)):
-            raise EinsumSpecError(
-                f"einsum() takes a spec then operands, or the sublist form (operand, [labels], "
-                f"..., [output labels]); argument {i + 1} is {type(sublist).__name__}, not a list of labels")
-        terms.append(_sublist_term(sublist, f"operand {i // 2}'s sublist"))
-    text = ",".join(terms)
-    if output:
-        if not isinstance(output[0], (list, tuple)):
-            raise EinsumSpecError(f"the output sublist must be a list of labels, got {type(output[0]).__name__}")
-        text += "->" + _sublist_term(output[0], "the output sublist")
-    return text
-
-
-def _sublist_term(sublist, name: str) -> str:
-    """One sublist as labels: ``0``-``25`` are ``a``-``z``, ``26``-``51`` are ``A``-``Z``, as in
-    ``torch.einsum``; ``...`` is the ellipsis."""
-    labels = []
-    for label in sublist:
-        if label is Ellipsis:
-            labels.append(ELLIPSIS)
-        elif isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(string.ascii_letters):
-            labels.append(string.ascii_letters[label])
-        else:
-            raise EinsumSpecError(f"{name} holds {label!r}: a label is an integer in [0, 52) or ...")
-    return "".join(labels)
+    """The compiled einsum and the operands, from the three forms ``torch.einsum`` takes: a
+    spec then operands, a spec then one list of them, the interleaved form (which takes any
+    hashable labels, as opt_einsum's does, not only integers in [0, 52))."""
+    compiled, rest = as_call(args)
+    if is_spec(args[0]) and len(rest) == 1 and isinstance(rest[0], (list, tuple)):
+        rest = tuple(rest[0])
+    return compiled, rest
 
 
 class _DynamoWatch(importlib.abc.MetaPathFinder):

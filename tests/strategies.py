@@ -178,7 +178,7 @@ def _validate(inputs, output, shapes) -> tuple[int, ...]:
 
 
 @st.composite
-def _terms(draw, max_operands: int, max_labels: int, max_rank: int):
+def _terms(draw, max_operands: int, max_labels: int, max_rank: int, min_operands: int = 1):
     """Operand label lists and label sizes (no ellipsis yet): mostly distinct letters per
     operand, sometimes one repeated (a diagonal or a trace)."""
     count = draw(st.integers(1, max_labels), label="distinct letters")
@@ -187,7 +187,7 @@ def _terms(draw, max_operands: int, max_labels: int, max_rank: int):
     if draw(st.integers(0, 15)) == 0:  # occasionally an empty dimension
         size[draw(st.sampled_from(pool))] = 0
     inputs = []
-    for _ in range(draw(st.integers(1, max_operands), label="operands")):
+    for _ in range(draw(st.integers(min_operands, max_operands), label="operands")):
         length = draw(st.integers(0, min(max_rank, len(pool))))
         term = list(draw(st.permutations(pool))[:length])
         if term and draw(st.integers(0, 3)) == 0:
@@ -200,12 +200,14 @@ def _terms(draw, max_operands: int, max_labels: int, max_rank: int):
 def einsum_cases(draw, dtypes=ALL_DTYPES, max_operands: int = 4, max_labels: int = 6,
                  max_rank: int = 4, ellipsis: bool = True, implicit: bool = True,
                  spaces: bool = True, broadcast: bool = True, mixed: bool = True,
-                 require_ellipsis: bool = False, equal_batch_ranks: bool = False):
+                 require_ellipsis: bool = False, equal_batch_ranks: bool = False,
+                 min_operands: int = 1):
     """Valid ``numpy.einsum`` problems, as :class:`Case`.
 
     Args:
         dtypes: dtypes to draw from.
-        max_operands: at most this many operands (at least one).
+        max_operands: at most this many operands.
+        min_operands: at least this many operands (one by default).
         max_labels: at most this many distinct letters.
         max_rank: at most this many letters per operand (repeats allowed).
         ellipsis: sometimes give some operands an ellipsis.
@@ -217,7 +219,7 @@ def einsum_cases(draw, dtypes=ALL_DTYPES, max_operands: int = 4, max_labels: int
         require_ellipsis: always give at least one operand an ellipsis.
         equal_batch_ranks: every ellipsis stands for the same number of dimensions.
     """
-    inputs, size = draw(_terms(max_operands, max_labels, max_rank))
+    inputs, size = draw(_terms(max_operands, max_labels, max_rank, min_operands))
     n = len(inputs)
 
     # Labelled size-1 broadcasting: (operand, label) pairs shrunk to 1 in that operand.
@@ -324,3 +326,49 @@ def extended_cases(draw, dtypes=EXACT_DTYPES, max_operands: int = 3):
     seed = draw(st.integers(0, 2**32 - 1))
     return Case(render(inputs, output), tuple(inputs), output, shapes, chosen, seed,
                 {label: sizes[label] for label in new if label in output})
+
+
+# -- labels beyond the 52 letters ------------------------------------------------------------
+
+
+def opt_einsum_symbol(i: int) -> str:
+    """``opt_einsum.get_symbol(i)``: the symbols opt_einsum and cotengra write networks with."""
+    import opt_einsum
+
+    return opt_einsum.get_symbol(i)
+
+
+@dataclass(frozen=True)
+class Relabelled:
+    """A case whose letters are renamed to symbols far past the 52 letters.
+
+    Attributes:
+        case: the case in ASCII letters (numpy reads it).
+        spec: the same problem in the new symbols, as typed (may be implicit, may hold spaces).
+        ascii_spec: the explicit ASCII spec that means what ``spec`` means; with an implicit
+            output, the output is ordered as the new symbols sort (numpy's rule, by code point).
+        mapping: letter -> symbol.
+    """
+
+    case: Case
+    spec: str
+    ascii_spec: str
+    mapping: dict
+
+
+@st.composite
+def relabelled_cases(draw, cases, first: int = 52, last: int = 50000):
+    """``cases`` with their letters renamed to ``opt_einsum.get_symbol(i)`` for distinct ``i``
+    drawn from ``[first, last)``, whitespace symbols skipped (whitespace is syntax)."""
+    case = draw(cases)
+    letters = sorted({label for term in case.inputs for label in term if label != ELL})
+    codes = draw(st.lists(st.integers(first, last - 1).filter(lambda i: not opt_einsum_symbol(i).isspace()),
+                          min_size=len(letters), max_size=len(letters), unique=True), label="symbols")
+    mapping = {letter: opt_einsum_symbol(i) for letter, i in zip(letters, codes)}
+    back = {symbol: letter for letter, symbol in mapping.items()}
+    inputs = tuple(rename(term, mapping) for term in case.inputs)
+    output = None if case.output is None else rename(case.output, mapping)
+    spaces = iter(draw(st.lists(st.booleans(), min_size=64, max_size=64))) if draw(st.booleans()) else None
+    spec = render(inputs, output, spaces)
+    explicit = implicit_output(inputs) if output is None else output
+    return Relabelled(case, spec, render(case.inputs, rename(explicit, back)), mapping)

@@ -32,8 +32,19 @@ def test_source_in_each_dialect(monkeypatch):
     assert lin.source().startswith("import numpy as np")
     torch_source = lin.source(backend="torch")
     assert "import torch" in torch_source and "np." not in torch_source.replace("import numpy", "")
-    with pytest.raises(EinsumSpecError, match="backend must be one of numpy, torch, jax, dask"):
-        lin.source(backend="cupy")
+    with pytest.raises(EinsumSpecError, match="backend must be one of numpy, torch, jax, dask, cupy"):
+        lin.source(backend="mxnet")
+
+
+def test_cupy_source_needs_no_cupy(monkeypatch):
+    """cupy code is numpy's spelled with ``cp`` (its own _place helper, cupy's sums): showing it
+    imports nothing."""
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    lin = einsgrad.compile("iij,jk->ik", shapes=[(3, 3, 4), (4, 5)])
+    source = lin.source(backend="cupy")
+    assert source.startswith("import cupy as cp") and "def _place(" in source
+    assert "np." not in source and "numpy" not in source
+    assert "cp.einsum(" in source or " @ " in source
 
 
 def test_torch_mixed_with_numpy_and_with_jax():

@@ -308,3 +308,101 @@ def test_training_quick_cli_writes_its_table_and_json(tmp_path, capsys):
     assert torch_figures["after backward, output kept"] >= least
     assert doc["graphs"]["torch.einsum"]["graphs"] >= 1
     assert len(doc["graphs"]["torch.einsum"]["lengths"]) == len(training_memory.QUICK_LENGTHS)
+
+
+# -- benchmarks/gpu.py, run as on the device but on the CPU, small --------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _gpu_script(out, *arguments) -> tuple[dict, str]:
+    """``python -m benchmarks.gpu --device cpu --quick`` in a fresh process, as the device runs
+    it (``PYTHONPATH=.``, no install); its gpu.json and gpu.txt."""
+    import subprocess
+
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--device", "cpu", "--quick", "--out", str(out),
+                           *arguments], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = (out / "gpu.txt").read_text()
+    assert done.stdout == text
+    return json.loads((out / "gpu.json").read_text()), text
+
+
+def test_gpu_script_quick_on_cpu_runs_every_phase(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    from benchmarks import gpu, gpu_checks, gpu_speed, gpu_training, training
+
+    doc, text = _gpu_script(tmp_path, "--dtypes", "bfloat16,tf32,float64")
+    assert {p: v["status"] for p, v in doc["phases"].items()} == {p: "done" for p in gpu.PHASES}
+
+    checks = doc["correctness"]
+    assert set(checks["files"]) == {c.path for c in gpu_checks.CHECKS}
+    assert checks["status"] == "passed", checks
+    assert all(f["passed"] + f["skipped"] >= 1 for f in checks["files"].values())
+    log = (tmp_path / "gpu_tests.log").read_text()
+    assert log.count("$ EINSGRAD_HYPOTHESIS_PROFILE=dev python -m pytest ") == len(gpu_checks.CHECKS)
+    assert "--device=cpu" in log
+
+    speed = doc["speed"]
+    assert speed["skipped"] == []
+    assert [(r["case"], r["dtype"]) for r in speed["rows"]] == [
+        (c, d) for d in ("bfloat16", "tf32", "float64") for c in gpu.QUICK_CASES]
+    assert set(doc["peaks"]["gemm"]) == {"bfloat16", "tf32", "float64"} and doc["peaks"]["copy"] > 0
+    for row in speed["rows"]:
+        assert set(row["cells"]) == set(gpu_speed.SYSTEMS)
+        for system, modes in row["cells"].items():
+            assert set(modes) == set(gpu_speed.MODES)
+            for mode, cell in modes.items():
+                assert cell["status"] == "ok" and cell["seconds"] > 0, (row["case"], row["dtype"], system, mode, cell)
+                assert row["errors"][system][mode] <= gpu_speed.TOLERANCE[row["dtype"]]
+        assert (row["limit"] is None) == row["case"].startswith("tiny")
+
+    pairs = doc["training"]["pairs"]
+    assert [(p["model"], p["framework"]) for p in pairs] == [
+        (m.name, f) for m in training.MODELS for f in gpu_training.FRAMEWORKS]
+    for p in pairs:
+        assert p["dtype"] == "bfloat16" and p["check"] is not None and p["check"] <= training.TOLERANCE["bfloat16"]
+        assert p["einsgrad"]["status"] == p["own"]["status"] == "ok"
+
+    scale = doc["scale"]
+    assert set(scale["systems"]) == {"torch.einsum", "einsgrad.torch", "einsgrad.torch memory_limit"}
+    for entry in scale["systems"].values():
+        assert "failure" not in entry and entry["error"] <= 1e-12 and entry["seconds"] > 0
+        assert entry["peak_bytes"] is None  # no CUDA here: torch reports none
+
+    lines = text.splitlines()
+    head = next(line for line in lines if line.startswith("case "))
+    assert head.split() == ["case", "dtype", "mode", "einsgrad-torch", "torch", "ratio", "einsgrad-jax", "jax",
+                            "ratio", "x", "lim"]
+    assert any(line.startswith("# targets: ") for line in lines)
+    assert {t["target"] for t in doc["targets"]} >= {"einsgrad-torch x torch", "einsgrad-jax x jax",
+                                                     "einsgrad-torch x peak", "failures on the device"}
+
+
+def test_gpu_script_skips_what_its_budget_leaves_no_time_for(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    from benchmarks import gpu_checks, gpu_scale
+
+    doc, text = _gpu_script(tmp_path, "--budget", "0", "--phases", "checks,speed,scale", "--dtypes", "float64")
+    assert list(doc["phases"]) == ["checks", "speed", "scale"]
+    assert all(f["status"] == "skipped" for f in doc["correctness"]["files"].values())
+    assert len(doc["correctness"]["files"]) == len(gpu_checks.CHECKS) and doc["correctness"]["status"] == "skipped"
+    assert doc["speed"]["rows"] == [] and len(doc["speed"]["skipped"]) == 4
+    assert doc["scale"]["skipped"] == list(gpu_scale.SYSTEMS) and doc["scale"]["systems"] == {}
+    assert "# skipped (time budget): matmul float64, chain float64, trace float64, tiny linear float64" in text
+    assert "training" not in doc
+
+
+def test_gpu_script_refuses_a_cuda_device_it_lacks(tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here")
+    from benchmarks import gpu
+
+    with pytest.raises(SystemExit):
+        gpu.main(["--device", "cuda", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        gpu.main(["--device", "cpu", "--phases", "speed,nothing", "--out", str(tmp_path)])

@@ -52,7 +52,10 @@ def test_error_is_a_value_error():
 @pytest.mark.parametrize("spec, column, match", [
     pytest.param("ij,jk->i$", 8, r"'\$' is not allowed", id="dollar"),
     pytest.param("ij,j1->i", 4, r"'1' is not allowed", id="digit"),
-    pytest.param("ij,jk->ié", 8, r"'é' is not allowed", id="unicode_letter"),
+    pytest.param("ij,jk->i\u2003", 8, r"'\\u2003' is not allowed in a spec \(U\+2003 EM SPACE at position 8\)",
+                 id="unicode_space"),
+    pytest.param("ij,jk->i\x85", 8, r"U\+0085 at position 8", id="unicode_control"),
+    pytest.param("ij,jk->ié", 8, r"output label 'é' appears in no input", id="unicode_label"),
     pytest.param("i_j->i", 1, r"'_' is not allowed", id="underscore"),
     pytest.param("ij-jk", 2, r"'-' must be followed by '>'", id="lone_dash_middle"),
     pytest.param("ij,jk-", 5, r"'-' must be followed by '>'", id="lone_dash_end"),

@@ -319,3 +319,26 @@ def test_gradient_has_the_products_of_jnp_einsum(spec, shapes):
     one_shot = source.split("def forward_saving", 1)[0]  # forward and vjp: nothing saved
     assert "reshape" not in one_shot, one_shot
     assert_close(jax.jit(grad(einsgrad.jax.einsum))(*arrays), grad(jnp.einsum)(*arrays))
+
+
+@settings(max_examples=20)
+@given(einsum_cases(dtypes=(np.dtype(np.float32),), mixed=False))
+def test_float32_gradients_equal_jax(case: Case):
+    """float32 (the dtype of XLA's CPU fast path): forward and ``jax.vjp`` equal jax's own of
+    ``jnp.einsum`` to float32 rounding, relative to the sums of absolute products (the same
+    einsum of ``|x|``, in float64)."""
+    ops = [jnp.asarray(x) for x in case.operands()]
+    try:
+        y, back = jax.vjp(lambda *a: jnp.einsum(case.clean_spec, *a), *ops)
+    except (ValueError, TypeError):
+        assume(False)
+    G = jnp.asarray(case.cotangent(y.shape))
+    got_y, got_back = jax.vjp(lambda *a: einsgrad.jax.einsum(case.spec, *a), *ops)
+    scale = [jnp.abs(x).astype(jnp.float64) for x in ops]
+    y_scale, back_scale = jax.vjp(lambda *a: jnp.einsum(case.clean_spec, *a), *scale)
+    for got, want, bound in zip([got_y, *got_back(G)], [y, *back(G)],
+                                [y_scale, *back_scale(jnp.abs(G).astype(jnp.float64))]):
+        assert got.dtype == want.dtype == jnp.float32 and got.shape == want.shape
+        assert np.all(np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64))
+                      <= 1e-5 * np.asarray(bound) + 1e-30)
+

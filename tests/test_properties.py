@@ -12,6 +12,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import einsgrad
+from devices import on_device, to_numpy
 from oracles import numeric_vjp_check, reference_einsum, upcast
 from strategies import (ALL_DTYPES, ELL, EXACT_DTYPES, LETTERS, LOW_DTYPES, Case,
                         einsum_cases, extended_cases, implicit_output, label_sizes, render,
@@ -114,14 +115,32 @@ def test_forward_matches_numpy(case, layout):
 
 
 @given(exact_cases, layouts, st.data())
-def test_vjp_matches_finite_differences(case, layout, data):
+def test_vjp_matches_finite_differences(device, case, layout, data):
     """Every gradient passes the finite-difference adjoint check (float64, complex128; the
-    same array passed as several operands; a complex cotangent of a real result)."""
+    same array passed as several operands; a complex cotangent of a real result); on
+    ``--device`` the operands and the cotangent are tensors there."""
     ops = aliased([relayout(x, layout) for x in case.operands()], data)
     dtype = data.draw(cotangent_dtypes, label="cotangent dtype")
     G = relayout(case.cotangent(output_shape(case), dtype), layout)
-    grads = einsgrad.compile(case.spec).vjp(G, *ops)
-    numeric_vjp_check(numpy_forward(case), ops, G, grads, rtol=EXACT_RTOL, seed=case.seed)
+    grads = einsgrad.compile(case.spec).vjp(*on_device([G, *ops], device))
+    numeric_vjp_check(numpy_forward(case), ops, G, [to_numpy(g) for g in grads], rtol=EXACT_RTOL,
+                      seed=case.seed)
+
+
+@given(exact_cases, layouts)
+def test_forward_on_the_device_matches_numpy(device, case, layout):
+    """On ``--device`` (the tensors' library computes there): numpy.einsum's shape and values,
+    in the operands' device and dtype (float64, complex128); on cpu the numpy forward's test
+    above covers it."""
+    ops = [relayout(x, layout) for x in case.operands()]
+    exact = np.einsum(case.clean_spec, *(upcast(x) for x in ops))
+    placed = on_device(ops, device)
+    y = einsgrad.compile(case.spec)(*placed)
+    if device != "cpu":
+        assert y.device == placed[0].device
+    y = to_numpy(y)
+    assert y.shape == exact.shape and y.dtype == case.result_dtype
+    assert np.all(np.abs(upcast(y) - exact) <= EXACT_RTOL * forward_bound(case, ops) + 1e-300)
 
 
 OPTIMIZERS = ["auto", "greedy", "optimal", "dp", "branch-2", "random-greedy", True, False]

@@ -31,7 +31,7 @@ from einsgrad.cli import main
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 TEXT = README.read_text(encoding="utf-8")
-LIBRARIES = ("torch", "jax", "dask")
+LIBRARIES = ("torch", "jax", "dask", "cotengra")
 
 
 def fenced_blocks() -> list[tuple[str, str, int, str]]:

@@ -5,10 +5,13 @@ dtype promotion, and ``torch.autocast`` followed as ``torch.einsum`` follows it.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 import einsgrad  # noqa: E402
 import einsgrad.torch  # noqa: E402  (after the skip)
+from strategies import FLOAT32, einsum_cases  # noqa: E402
 
 CURATED = [
     pytest.param("ik,jk->ij", [(8, 16), (12, 16)], id="linear"),
@@ -27,9 +30,9 @@ CURATED = [
 TOLERANCE = {torch.bfloat16: 4e-2, torch.float16: 5e-3}
 
 
-def operands(shapes, dtype, seed=0):
+def operands(shapes, dtype, seed=0, device="cpu"):
     generator = torch.Generator().manual_seed(seed)
-    return [torch.randn(s, generator=generator).to(dtype).requires_grad_() for s in shapes]
+    return [torch.randn(s, generator=generator).to(device, dtype).requires_grad_() for s in shapes]
 
 
 def close(got, reference, dtype):
@@ -41,16 +44,16 @@ def close(got, reference, dtype):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("spec, shapes", CURATED)
-def test_low_precision_forward_and_gradients(spec, shapes, dtype):
+def test_low_precision_forward_and_gradients(spec, shapes, dtype, device):
     """Outputs and gradients in the operands' dtype, close to torch.einsum's in float32 on the
-    same (rounded) values."""
-    ops = operands(shapes, dtype)
+    same (rounded) values, on ``--device``."""
+    ops = operands(shapes, dtype, device=device)
     reference_ops = [x.detach().float().requires_grad_() for x in ops]
     y = einsgrad.torch.einsum(spec, *ops)
     reference = torch.einsum(spec, *reference_ops)
     assert y.dtype == dtype and y.shape == reference.shape
     close(y, reference.detach(), dtype)
-    G = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
+    G = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(device)
     grads = torch.autograd.grad(y, ops, G.to(dtype))
     expected = torch.autograd.grad(reference, reference_ops, G.to(dtype).float())
     for g, want, x in zip(grads, expected, ops):
@@ -93,13 +96,14 @@ AUTOCAST = [
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("spec, shapes", AUTOCAST)
-def test_autocast_like_torch_einsum(spec, shapes, dtype):
-    """Under CPU autocast: the output's dtype and the gradients' dtypes are torch.einsum's
-    (a contraction runs in the low dtype, products and sums alone do not), values close."""
+def test_autocast_like_torch_einsum(spec, shapes, dtype, device):
+    """Under autocast (of ``--device``'s type): the output's dtype and the gradients' dtypes
+    are torch.einsum's (a contraction runs in the low dtype, products and sums alone do not),
+    values close."""
     results = []
     for use in (einsgrad.torch.einsum, torch.einsum):
-        ops = operands(shapes, torch.float32, seed=2)
-        with torch.autocast("cpu", dtype=dtype):
+        ops = operands(shapes, torch.float32, seed=2, device=device)
+        with torch.autocast(torch.device(device).type, dtype=dtype):
             y = use(spec, *ops)
             loss = y.float().square().sum()
         results.append((y, torch.autograd.grad(loss, ops)))
@@ -109,6 +113,72 @@ def test_autocast_like_torch_einsum(spec, shapes, dtype):
     for g, want in zip(grads, grads_ref):
         assert g.dtype == want.dtype == torch.float32
         close(g, want, dtype)
+
+
+AUTOCAST_CHAINS = [
+    pytest.param("ij,jk,l->ikl", [(4, 5), (5, 6), (3,)], torch.float32, id="contraction then product"),
+    pytest.param("ij,ij,jk->ik", [(4, 5), (4, 5), (5, 6)], torch.bfloat16, id="product then contraction"),
+    pytest.param("ij,jk,k->ijk", [(4, 5), (5, 6), (6,)], torch.float32, id="products only"),
+    pytest.param("ij,jk->ik", [(4, 1), (1, 6)], torch.float32, id="size-1 contraction"),
+    pytest.param("bi,oij,bj->bo", [(3, 4), (2, 4, 5), (3, 5)], torch.bfloat16, id="bilinear"),
+]
+
+
+@pytest.mark.parametrize("spec, shapes, expected", AUTOCAST_CHAINS)
+def test_autocast_result_dtype_is_the_last_pairwise_steps(spec, shapes, expected):
+    """Under bfloat16 autocast torch.einsum computes a pair that sums a shared label (size not
+    1) in bfloat16 and any other pair in the promoted dtype, so the result's dtype is its last
+    pair's (written out here by hand, and checked against torch.einsum too)."""
+    ops = operands(shapes, torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.einsum(spec, *ops).dtype == expected
+        assert einsgrad.torch.einsum(spec, *ops).dtype == expected
+
+
+EPSILON = {torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11}
+ROUNDINGS = 16  # per product term: each operand's cast, each step's result, the cotangent's
+
+
+def _within(got, want, bound, low, what):
+    """``|got - want| <= ROUNDINGS eps |bound|``: ``bound`` is the same einsum of absolute
+    values, so each term's relative rounding error of at most ``ROUNDINGS eps`` stays below it."""
+    error = (got.double() - want).abs()
+    limit = ROUNDINGS * EPSILON[low] * bound + 1e-6
+    assert bool((error <= limit).all()), f"{what}: off by {float((error - limit).max()):.3g} beyond the limit"
+
+
+@given(einsum_cases(dtypes=(FLOAT32,), min_operands=3, max_operands=5, max_rank=3, mixed=False),
+       st.sampled_from([torch.bfloat16, torch.float16]),
+       st.lists(st.sampled_from([torch.float32, torch.bfloat16]), min_size=5, max_size=5))
+def test_autocast_chains_like_torch_einsum(case, low, stored):
+    """3 to 5 operands (products, contractions, size-1 and empty labels, diagonals, ellipses),
+    float32 or bfloat16, under CPU autocast: the result's dtype and each gradient's are
+    torch.einsum's, and values and gradients are within autocast's roundings of torch.einsum's
+    and of float64 on the same values."""
+    ops = [torch.from_numpy(a).to(d) for a, d in zip(case.operands(), stored)]
+    exact = [x.double().requires_grad_() for x in ops]
+    y64 = torch.einsum(case.spec, *exact)
+    bounds = [x.detach().abs().requires_grad_() for x in exact]
+    bound = torch.einsum(case.spec, *bounds)
+    G = torch.from_numpy(case.cotangent(y64.shape).astype("float64"))
+    found = {}
+    for name, use in (("einsgrad", einsgrad.torch.einsum), ("torch", torch.einsum)):
+        xs = [x.clone().requires_grad_() for x in ops]
+        with torch.autocast("cpu", dtype=low):
+            y = use(case.spec, *xs)
+        grads = torch.autograd.grad(y, xs, G.to(y.dtype), allow_unused=True, materialize_grads=True)
+        found[name] = y.detach(), grads
+    (y, grads), (y_torch, grads_torch) = found["einsgrad"], found["torch"]
+    assert y.dtype == y_torch.dtype and y.shape == y_torch.shape
+    _within(y, y64.detach(), bound.detach(), low, "value against float64")
+    _within(y, y_torch.double(), 2 * bound.detach(), low, "value against torch.einsum")
+    Gr = G.to(y.dtype).double()
+    expected = torch.autograd.grad(y64, exact, Gr, allow_unused=True, materialize_grads=True)
+    limits = torch.autograd.grad(bound, bounds, Gr.abs(), allow_unused=True, materialize_grads=True)
+    for k, (g, g_torch, want, limit) in enumerate(zip(grads, grads_torch, expected, limits)):
+        assert g.dtype == g_torch.dtype == ops[k].dtype and g.shape == ops[k].shape
+        _within(g, want, limit, low, f"gradient {k} against float64")
+        _within(g, g_torch.double(), 2 * limit, low, f"gradient {k} against torch.einsum")
 
 
 def test_autocast_leaves_float64_and_integers():

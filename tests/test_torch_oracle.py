@@ -12,6 +12,7 @@ import pytest
 from hypothesis import assume, given
 
 import einsgrad
+from devices import on_device, to_numpy
 from oracles import torch_vjp, upcast
 from strategies import EXACT_DTYPES, Case, einsum_cases
 
@@ -45,21 +46,27 @@ def cotangent(case: Case, ops) -> np.ndarray:
 
 
 @given(einsum_cases(dtypes=EXACT_DTYPES))
-def test_vjp_matches_torch_autograd(case):
-    """``vjp`` equals torch autograd (float64, complex128, mixed)."""
+def test_vjp_matches_torch_autograd(device, case):
+    """``vjp`` equals torch autograd (float64, complex128, mixed); on ``--device`` einsgrad
+    gets tensors there, torch's autograd runs on the CPU."""
     ops = case.operands()
     G = cotangent(case, ops)
     expected = torch_gradients(case, ops, G)
-    assert_matches_torch(einsgrad.compile(case.spec).vjp(G, *ops), expected, ops)
+    got = einsgrad.compile(case.spec).vjp(*on_device([G, *ops], device))
+    assert_matches_torch([to_numpy(g) for g in got], expected, ops)
 
 
 @given(einsum_cases(dtypes=EXACT_DTYPES))
-def test_pullback_matches_torch_autograd(case):
-    """``value_and_pullback`` gives torch's gradients (and numpy's forward)."""
+def test_pullback_matches_torch_autograd(device, case):
+    """``value_and_pullback`` gives torch's gradients (and numpy's forward), on ``--device``."""
     ops = case.operands()
     G = cotangent(case, ops)
     expected = torch_gradients(case, ops, G)
-    y, pullback = einsgrad.compile(case.spec).value_and_pullback(*ops)
+    G_there, *ops_there = on_device([G, *ops], device)
+    y, pullback = einsgrad.compile(case.spec).value_and_pullback(*ops_there)
+    y = to_numpy(y)
     reference = np.einsum(case.clean_spec, *ops)
     assert y.shape == reference.shape and y.dtype == reference.dtype
-    assert_matches_torch(pullback(G), expected, ops)
+    np.testing.assert_allclose(upcast(y), upcast(reference), rtol=RTOL,
+                               atol=RTOL * max(1.0, float(np.max(np.abs(reference), initial=0.0))))
+    assert_matches_torch([to_numpy(g) for g in pullback(G_there)], expected, ops)
