@@ -341,13 +341,25 @@ def simplify(output: tuple[str, ...], terms: Iterable[Term]) -> tuple[Term, ...]
 
 
 def decimal(value: Fraction) -> str:
-    """A terminating decimal, exactly (coefficients are sums and products of decimals)."""
+    """A terminating decimal, exactly; a number with no such decimal (``1/3``, from a division
+    in a program) as ``p/q``."""
     if value.denominator == 1:
         return str(value.numerator)
+    if not terminating(value):
+        return f"{value.numerator}/{value.denominator}"
     digits = _places(value)
     scaled = abs(value.numerator) * 10 ** digits // value.denominator
     text = str(scaled).rjust(digits + 1, "0")
     return ("-" if value < 0 else "") + (text[:-digits] + "." + text[-digits:]).rstrip("0")
+
+
+def terminating(value: Fraction) -> bool:
+    """Whether ``value`` has a finite decimal expansion (its denominator is ``2^a 5^b``)."""
+    denominator = value.denominator
+    denominator >>= (denominator & -denominator).bit_length() - 1
+    while denominator % 5 == 0:
+        denominator //= 5
+    return denominator == 1
 
 
 def _places(value: Fraction) -> int:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 from . import scalars
 from .spec import ascii_text
-from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Plan, Step, Unary
+from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Plan, Regroup, Step, Unary
 
 HELPERS = '''\
 import numpy as np
@@ -406,6 +406,9 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, size
             expr = f"_place({expr}, {_shape(op.shape, labels, sizes)}, {op.place!r})"
     elif dialect.dot_general and isinstance(op, (Matmul, Multiply, Einsum2)):
         return _pair_by_dot(step)
+    elif isinstance(op, Regroup):  # a dot_general reads the operand as stored: no reshape
+        x = step.args[0]
+        expr = x if dialect.dot_general else f"{x}.reshape({_shape(op.shape, op.dims, sizes)}).reshape({x}.shape)"
     elif isinstance(op, Copy):
         expr = dialect.contiguous.format(x=f"{step.args[0]}.{dialect.permute}({_tuple(op.perm)})")
     elif isinstance(op, Matmul):

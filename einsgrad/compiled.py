@@ -13,11 +13,12 @@ from . import backends, code_request, codegen, derive, paths, scalars, vendor
 from .errors import EinsumSpecError
 from .report import Costs, PlanReport
 from .shapes import Classified, ShapeClass, bind, check_shapes, classify, differ, is_count
-from .signature import Mode, FunctionKey, SignatureRecord
+from .signature import Mode, FunctionKey, SavingPair, SignatureRecord
 from .spec import (Spec, ascii_text, interleaved, is_sublist_pair, looks_interleaved, normalize_sizes, parse,
                    spec_text)
 
 JACOBIAN_LIMIT = 2**24  # elements: Einsum.jacobian is for small cases
+PAIRS_LIMIT = 1024  # saving pairs indexed per Einsum (one per exact shapes, dtypes and wrt)
 
 
 _NUMPY = codegen.NUMPY  # the dialect of every plain numpy call, looked up once
@@ -88,6 +89,7 @@ class Einsum:
         # The calls' index of the cached records' loaded functions: one lookup per call. It
         # starts afresh whenever a signature enters the cache (and may push one out).
         self._loaded: dict[FunctionKey, Loaded] = {}
+        self._pairs: dict[tuple, SavingPair] = {}  # saving_pair's index, kept alike
         self._last: tuple | None = None  # the last call's FunctionKey fields, for source()
         self._classes = functools.lru_cache(maxsize=1024)(self._classify)
         self._every = tuple(range(len(self.spec.inputs)))
@@ -103,7 +105,7 @@ class Einsum:
     def __getstate__(self) -> dict:
         """What a pickle keeps: the spec and the options; the compiled code is made again."""
         state = {name: value for name, value in self.__dict__.items()
-                 if name not in ("_records", "_loaded", "_last", "_classes")}
+                 if name not in ("_records", "_loaded", "_pairs", "_last", "_classes")}
         state["_records"] = self._records.cache_info().maxsize  # the cache's size, not its code
         return state
 
@@ -111,7 +113,7 @@ class Einsum:
         self.__dict__.update(state)
         self._records = functools.lru_cache(maxsize=state["_records"])(self._record)
         self._classes = functools.lru_cache(maxsize=1024)(self._classify)
-        self._loaded, self._last = {}, None
+        self._loaded, self._pairs, self._last = {}, {}, None
 
     @property
     def grad_specs(self) -> tuple[str, ...]:
@@ -263,6 +265,63 @@ class Einsum:
         results = self._pullback(backend, arrays, indices, g, record, saved)
         return results[0] if single else results
 
+    def saving_pair(self, *operands, wrt: tuple[int, ...] | None = None) -> SavingPair:
+        """The forward-saving and pullback functions for operands of these shapes and dtypes
+        and the operands ``wrt`` (a tuple of indices; None: every operand), checked and found
+        once per shapes, dtypes and ``wrt``; later calls cost one lookup. It is the lean path
+        of framework glue (``einsgrad.torch``'s ``autograd.Function``): the forward finds the
+        pair, runs ``pair.saving``, and keeps the pair for its backward, which runs
+        ``pair.pullback`` on the cotangent that autograd hands it (of the output's shape and
+        dtype: it is not checked again) and the saved values. Its functions take arrays of
+        the operands' library; they never run in slices.
+
+        >>> lin = Einsum("ik,jk->ij")
+        >>> X, W = np.ones((2, 3)), np.ones((4, 3))
+        >>> pair = lin.saving_pair(X, W)
+        >>> y, *saved = pair.saving(X, W)
+        >>> [g.shape for g in pair.pullback(np.ones((2, 4)), *saved)]
+        [(2, 3), (4, 3)]
+        """
+        try:
+            key = (type(operands[0]), tuple([a.shape for a in operands]), tuple([a.dtype for a in operands]), wrt)
+            found = self._pairs.get(key)
+        except (TypeError, AttributeError, IndexError):  # symbolic sizes, scalars: no index
+            key = found = None
+        if found is None:
+            found = self._pair(operands, wrt)
+            if key is not None:
+                if len(self._pairs) >= PAIRS_LIMIT:
+                    self._pairs.clear()
+                self._pairs[key] = found
+        self._last = found.key
+        return found
+
+    def _pair(self, operands, wrt) -> SavingPair:
+        """A new :class:`SavingPair` for these operands: the call checked, its functions found."""
+        arrays, backend = backends.intake(tuple(operands))
+        if any(a is not o for a, o in zip(arrays, operands)):  # its functions take them as they are
+            raise EinsumSpecError(f"saving_pair() takes arrays of one library, as its functions will, "
+                                  f"got {', '.join(type(o).__name__ for o in operands)}")
+        indices = self._wrt(wrt).indices
+        if backend is None:
+            signature, dtype, dialect = tuple([a.shape for a in arrays]), (lambda a: a.dtype), _NUMPY
+        else:
+            signature = self._backend_signature(backend, arrays).signature
+            dtype, dialect = backend.dtype, backend.dialect
+        record = self._signature_record(signature)
+        dtypes = tuple([dtype(a) for a in arrays])
+        out = scalars.result_type(*dtypes)
+        saving_key = FunctionKey(Mode.SAVING, signature, dtypes, indices, None, dialect)
+        saving = record.function(saving_key)
+        pullback = record.function(FunctionKey(Mode.PULLBACK, signature, dtypes, indices, out, dialect))
+        if backend is not None and backend.cast is not None and len(set(dtypes + (out,))) > 1:
+            saving, pullback = _casting(saving, out, backend.cast), _casting(pullback, out, backend.cast)
+        if record.generic:
+            pullback = functools.partial(pullback, shapes=tuple([tuple(a.shape) for a in arrays]))
+        read, regrouped = record.saved_operands(indices)
+        kept = frozenset(k for k in read if k is not None) | record.vjp_operands(indices)
+        return SavingPair(saving, pullback, read, regrouped, kept, saving_key)
+
     def _pullback(self, backend, arrays, wrt, g, record: SignatureRecord, saved) -> tuple:
         """The pullback of ``record`` run; a generic one reads sizes from the operands' shapes."""
         function = self._run_in(backend, Mode.PULLBACK, arrays, wrt, g, record)
@@ -413,6 +472,7 @@ class Einsum:
         record = self._records(shapes)
         if self._records.cache_info().misses != misses:
             self._loaded.clear()
+            self._pairs.clear()
         return record
 
     def _call(self, mode: Mode, arrays, wrt, cotangent) -> tuple:
@@ -544,8 +604,7 @@ class Einsum:
         every = dtypes if cotangent_dtype is None else dtypes + (cotangent_dtype,)
         if backend.cast is None or len(set(every)) == 1:
             return function
-        common, cast = scalars.result_type(*every), backend.cast
-        return lambda *args, **shapes: function(*[cast(a, common) for a in args], **shapes)
+        return _casting(function, scalars.result_type(*every), backend.cast)
 
     def _forward_saving(self, arrays, wrt, backend=None) -> Saving:
         """The forward of the saving plan for the pullback of the operands ``wrt``, and its
@@ -582,6 +641,12 @@ class Einsum:
         if g.shape != shape and differ(tuple(g.shape), shape):
             raise EinsumSpecError(f"the cotangent has shape {tuple(g.shape)} but the output has {shape}")
         return g
+
+
+def _casting(function: Callable, dtype, cast: Callable) -> Callable:
+    """``function`` with every argument cast to ``dtype`` first (a library that does not
+    promote mixed dtypes itself)."""
+    return lambda *args, **shapes: function(*[cast(a, dtype) for a in args], **shapes)
 
 
 def as_einsum(spec) -> Einsum:

@@ -7,7 +7,8 @@ class EinsumSpecError(ValueError):
     """A spec, an operand's shape or an argument is wrong.
 
     The message says what is wrong; when the problem sits in the spec text, the text is
-    repeated under it with a caret at the offending column.
+    repeated under it with a caret at the offending column; of a text of several lines, the
+    line the column falls in, named by its number.
 
     Attributes:
         reason: what is wrong, in one sentence.
@@ -24,6 +25,13 @@ class EinsumSpecError(ValueError):
     def _render(self) -> str:
         if self.spec is None:
             return self.reason
+        if "\n" in self.spec and self.column is not None:
+            begin = self.spec.rfind("\n", 0, self.column) + 1
+            end = self.spec.find("\n", self.column)
+            line = self.spec[begin:None if end < 0 else end]
+            number = self.spec.count("\n", 0, begin) + 1
+            return (f"{self.reason}\n    line {number}: {line}\n    "
+                    + " " * (len(f"line {number}: ") + self.column - begin) + "^")
         text = f"{self.reason}\n    {self.spec}"
         if self.column is not None:
             text += "\n    " + " " * self.column + "^"

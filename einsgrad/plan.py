@@ -14,7 +14,7 @@ How each step is computed (GEMM layouts, transposed copies, views) is
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, NamedTuple, Sequence
 
 from . import paths
@@ -22,7 +22,7 @@ from .lowering import Lowering
 from .paths import Path
 from .shapes import BoundSpec
 from .spec import Labels, Spec
-from .steps import Plan, Step
+from .steps import Matmul, Multiply, Plan, Regroup, Step
 
 
 @dataclass(frozen=True)
@@ -194,6 +194,7 @@ class Sweep(NamedTuple):
         forward_count: how many of ``steps`` are the forward's.
         returns: the gradients of ``wrt``, in that order.
         ranks: each value's rank (arguments, ``g`` and every step's result), by name.
+        sizes: each bound label's size.
     """
 
     args: tuple[str, ...]
@@ -201,6 +202,7 @@ class Sweep(NamedTuple):
     forward_count: int
     returns: tuple[str, ...]
     ranks: Mapping[str, int]
+    sizes: Mapping[str, int]
 
     def forward(self) -> Plan:
         """``y = einsum(x0, x1, ...)``."""
@@ -212,17 +214,67 @@ class Sweep(NamedTuple):
 
     def pair(self) -> "PullbackPlans":
         """A forward that returns ``y`` and what the backward reads, and that backward (``g``
-        and the saved values in, the gradients out). Only values the backward reads are saved."""
+        and the saved values in, the gradients out). Only values the backward reads are saved;
+        an operand that the forward reads through a reshape is saved as that reshape makes
+        it (:class:`~einsgrad.steps.Regroup`: a copy where the operand is strided), which
+        both passes read."""
+        forward = _prune(self.steps[:self.forward_count], ("y",))
         backward = _prune(self.steps[self.forward_count:], self.returns)
         made = {step.target for step in backward}
         saved = tuple(dict.fromkeys(a for step in backward for a in step.args
                                     if a not in made and a != "g"))
-        return PullbackPlans(self._plan(self.args, self.steps[:self.forward_count], ("y",) + saved),
-                             self._plan(("g", *saved), backward, self.returns))
+        ranks = dict(self.ranks)
+        operands, first = set(self.args).intersection(saved), {}
+        for i, step in enumerate(forward):  # each saved operand's first read through a reshape
+            for a in step.args:
+                if a in operands and a not in first and (layouts := _reshaping_reads(step, a)):
+                    first[a] = (i, layouts[0])
+        if first:
+            forward, backward, saved = self._regrouped(first, forward, backward, saved, ranks)
+        return PullbackPlans(Plan(self.args, tuple(ranks[a] for a in self.args), forward, ("y",) + saved),
+                             Plan(("g", *saved), tuple(ranks[a] for a in ("g", *saved)), backward, self.returns))
+
+    def _regrouped(self, first: dict, forward, backward, saved, ranks: dict) -> tuple:
+        """The forward and backward steps and the saved values, with each operand of ``first``
+        (its first reshaping read: the step's index and layout) read through its
+        :class:`~einsgrad.steps.Regroup` from that step on; ``ranks`` learns the new values'.
+        One pass over the steps, whatever the number of operands."""
+        names = {arg: "r" + arg[1:] for arg in first}  # x0 -> r0: no other value's name starts with r
+        inserted: dict[int, list[Step]] = {}
+        for arg in (a for a in saved if a in first):
+            i, layout = first[arg]
+            labels = forward[i].inputs[forward[i].args.index(arg)]
+            inserted.setdefault(i, []).append(
+                Step(names[arg], (arg,), str(Spec.of((labels,), labels)), Regroup(layout.shape, layout.dims),
+                     None, labels, tuple(self.sizes[l] for l in labels), 0, False, (labels,)))
+            ranks[names[arg]] = len(labels)
+
+        def renamed(step: Step, mapping: dict) -> Step:
+            if not any(a in mapping for a in step.args):
+                return step
+            return replace(step, args=tuple(mapping.get(a, a) for a in step.args))
+
+        regrouped, active = [], {}
+        for i, step in enumerate(forward):
+            for regroup in inserted.get(i, ()):
+                regrouped.append(regroup)
+                active[regroup.args[0]] = regroup.target
+            regrouped.append(renamed(step, active))
+        return (tuple(regrouped), tuple(renamed(step, names) for step in backward),
+                tuple(names.get(a, a) for a in saved))
 
     def _plan(self, args: tuple[str, ...], steps, returns: tuple[str, ...]) -> Plan:
         """The steps of ``steps`` that ``returns`` needs, as a plan taking ``args``."""
         return Plan(args, tuple(self.ranks[a] for a in args), _prune(steps, returns), returns)
+
+
+def _reshaping_reads(step: Step, arg: str) -> list:
+    """The layouts by which a pairwise step reads ``arg`` through a reshape alone."""
+    op = step.operation
+    if not isinstance(op, (Matmul, Multiply)):
+        return []
+    return [layout for name, layout in zip(step.args, (op.a, op.b))
+            if name == arg and layout.shape is not None and layout.perm is None and layout.dims is not None]
 
 
 class PullbackPlans(NamedTuple):
@@ -239,7 +291,7 @@ def sweep(bound: BoundSpec, path: Path, wrt: tuple[int, ...]) -> Sweep:
     count = builder.forward(path)
     returns = builder.backward(wrt)
     ranks = {name: len(labels) for name, labels in builder.lowering.labels.items()}
-    return Sweep(tuple(builder.args), tuple(builder.lowering.steps), count, returns, ranks)
+    return Sweep(tuple(builder.args), tuple(builder.lowering.steps), count, returns, ranks, dict(bound.size_of))
 
 
 def vjp_plan(bound: BoundSpec, wrt: tuple[int, ...], tree: Sweep, optimize="auto",

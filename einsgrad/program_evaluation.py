@@ -1,5 +1,8 @@
 """A :class:`~einsgrad.programs.Program` evaluated: each distinct product one compiled einsum.
 
+A program of statements runs its steps (:mod:`einsgrad.program_steps`) in order: each
+contraction as below, each elementwise function as a numpy ufunc (:class:`StepsEvaluation`).
+
 The plan is built once per program (:meth:`Evaluation.of`) and run per call: every term's
 product of tensors (its deltas named away by :func:`einsgrad.algebra.without_deltas`) is one
 einsum, products equal up to index names run once, and each term adds its coefficient times
@@ -19,6 +22,7 @@ from .spec import unused_labels
 from .spec_terms import einsum_of
 from .compiled import Einsum
 from .errors import EinsumSpecError
+from .program_steps import POWER, Contraction
 
 
 
@@ -179,3 +183,105 @@ def _fill(shape, new) -> tuple[int, ...]:
     """``shape`` spread over the axes of a view, 1 where ``new`` is set."""
     sizes = iter(shape)
     return tuple(1 if is_new else next(sizes) for is_new in new)
+
+
+UFUNCS = {
+    "exp": np.exp,
+    "log": np.log,
+    "tanh": np.tanh,
+    "sigmoid": lambda u, **out: np.exp(np.negative(np.logaddexp(0, np.negative(u, **out), **out), **out), **out),
+    "relu": lambda u, **out: np.maximum(u, 0, **out),
+    "sin": np.sin,
+    "cos": np.cos,
+    "sqrt": np.sqrt,
+    "abs": np.abs,
+    "softplus": lambda u, **out: np.logaddexp(0, u, **out),
+    "step": lambda u, **out: np.heaviside(u, 0, **out),
+    "sign": np.sign,
+}
+"""Each elementwise function of :data:`einsgrad.expressions.FUNCTIONS` as numpy computes it,
+taking ``out=`` to work in place. ``sigmoid(u) = exp(-softplus(-u))`` never overflows and keeps
+its relative precision where it is tiny (``(1 + tanh(u/2)) / 2`` lost it there: 1e-5 at u = -25,
+all of it below -40, and a gradient through ``softplus' = sigmoid`` with it)."""
+
+
+@dataclass(frozen=True)
+class _View:
+    """One contraction step as the program :class:`Evaluation` runs; prints as the program."""
+
+    output_indices: tuple[str, ...]
+    terms: tuple
+    witnesses: tuple
+    inputs: tuple[str, ...]
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class StepsEvaluation:
+    """The evaluation of a program of statements: its steps in order, each contraction one
+    :class:`Evaluation`, each elementwise step a ufunc (in place on a value no other step reads)."""
+
+    steps: tuple
+    plans: tuple
+    in_place: tuple[bool, ...]
+    witnesses: tuple[str, ...]
+
+    @classmethod
+    def of(cls, prog) -> "StepsEvaluation":
+        steps, text = prog.steps, str(prog)
+        made = {s.name for s in steps}
+        reads = [name for s in steps for name in s.reads()]
+        plans, in_place = [], []
+        for s in steps:
+            if isinstance(s, Contraction):
+                view = _View(s.indices, s.terms, s.witnesses, s.reads(), text)
+                plans.append((view, Evaluation.of(view)))
+                in_place.append(False)
+            else:
+                plans.append(None)
+                arg = s.argument.name
+                in_place.append(arg in made and reads.count(arg) == 1 and arg != steps[-1].name)
+        witnesses = tuple(dict.fromkeys(w.name for s in steps if isinstance(s, Contraction)
+                                        for w in s.witnesses))
+        return cls(steps, tuple(plans), tuple(in_place), witnesses)
+
+    def run(self, prog, given: dict):
+        values = {}
+        for name in prog.inputs:
+            if name not in given:
+                raise EinsumSpecError(f"missing input {name!r}: the program reads "
+                                      f"{', '.join(prog.inputs)}", str(prog))
+            values[name] = _array(prog, name, given[name])
+        for name in self.witnesses:  # a size no term gives, read from a tensor given
+            if name in given and name not in values:
+                values[name] = _array(prog, name, given[name])
+        for step, plan, in_place in zip(self.steps, self.plans, self.in_place):
+            if plan is not None:
+                values[step.name] = np.asarray(plan[1].run(plan[0], values))
+                continue
+            arg = values[step.argument.name]
+            if arg.ndim != len(step.argument.indices):
+                raise EinsumSpecError(f"tensor {step.argument.name!r} has {arg.ndim} dimension(s) "
+                                      f"but the program gives it {len(step.argument.indices)} "
+                                      f"index(es)", str(prog))
+            arg = np.transpose(arg, [step.argument.indices.index(i) for i in step.indices])
+            values[step.name] = np.asarray(_apply(step, arg, in_place and arg.ndim > 0))
+        result = values[self.steps[-1].name]
+        return result[()] if not result.ndim else result
+
+
+def _apply(step, u: np.ndarray, in_place: bool) -> np.ndarray:
+    """``function(u)``; into ``u`` itself when no other step reads it and the dtype holds it."""
+    if step.function == POWER:
+        e = step.exponent
+        if e.denominator != 1 or e < 0:
+            u = u.astype(np.result_type(u, np.float64), copy=False)
+        exponent = int(e) if e.denominator == 1 else float(e)
+        return np.power(u, exponent, out=u) if in_place and u.dtype.kind in "fc" else np.power(u, exponent)
+    function = UFUNCS[step.function]
+    if in_place and u.dtype.kind in "fc" and step.function not in ("step", "sign"):
+        return function(u, out=u)
+    return function(u)

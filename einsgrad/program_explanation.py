@@ -258,7 +258,7 @@ def _result(name: str, result, derivation, lines: list[Piece], step: int = 5):
             f"merge: {_text(result, [merged])}." if merged.coefficient else "cancel.")))
     if more:
         lines.append(spaced(prose("  "), _more(more, "merges")))
-    einsums, forms = zip(*(_einsum(t, result.output_indices) for t in result.terms)) if result.terms else ((), ())
+    einsums, forms = zip(*(term_einsum(t, result.output_indices) for t in result.terms)) if result.terms else ((), ())
     if any(einsums):
         spelled, more = _shown([(t, s) for t, s in zip(result.terms, einsums) if s])
         pieces = [spaced(quoted_code(_text(result, [t])), prose("is"), quoted_code(s)) for t, s in spelled]
@@ -274,7 +274,7 @@ def _result(name: str, result, derivation, lines: list[Piece], step: int = 5):
                            None if matrix is None else matrix.text), lines
 
 
-def _einsum(term: Term, output) -> tuple[str | None, Piece | None]:
+def term_einsum(term: Term, output) -> tuple[str | None, Piece | None]:
     """The term as one einsum (:func:`einsgrad.spec_terms.einsum_of`) and its matrix form without
     the coefficient, when :mod:`einsgrad.matrix_forms` finds one."""
     found = einsum_of(output, term)

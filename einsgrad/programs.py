@@ -1,5 +1,9 @@
 """Index-notation programs: sums of products of named tensors, differentiated to any order.
 
+A program may also be several statements, with elementwise functions, powers, quotients and
+scoped sums (:mod:`einsgrad.expressions`); :meth:`Program.grad` then backpropagates through
+them (:mod:`einsgrad.backprop`), and the other derivatives are for polynomial programs.
+
 A program is one assignment in Einstein notation::
 
     Y[i,j] = X[i,k] * W[j,k] + b[j]
@@ -26,9 +30,13 @@ from functools import cached_property
 from .algebra import DELTA, Factor, Fresh, Term, decimal, fresh_indices, fresh_name, simplify
 from .derivation import Derivation, differentiate
 from .errors import EinsumSpecError
-from .program_evaluation import Evaluation
+from .backprop import Backprop, backpropagate
+from .backprop_explanation import explain_statements
+from .expressions import Statement
+from .program_evaluation import Evaluation, StepsEvaluation
+from .program_steps import Elementwise, Step, lower
 from .program_explanation import ProgramExplanation, check_style, explain_program
-from .program_parser import (MAX_PLACES, check_left_side, coefficient_problem, delta_ties, parse_program,
+from .program_parser import (MAX_PLACES, Parsed, check_left_side, coefficient_problem, delta_ties, parse_program,
                              sized_indices, tied, unsized)
 
 __all__ = ["MAX_PLACES", "Program", "program"]
@@ -53,8 +61,12 @@ class Program:
     witnesses: tuple[Factor, ...] = field(default=(), compare=False, repr=False)
     accepts: tuple[tuple[str, int], ...] = field(default=(), compare=False, repr=False)
     derivation: Derivation | None = field(default=None, compare=False, repr=False)
+    statements: tuple[Statement, ...] = ()
+    backprop: Backprop | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
+        if self.statements:
+            return "\n".join(map(str, self.statements))
         left = str(Factor(self.output_name, self.output_indices))
         zero = _zero_text(self.output_indices, self.terms, self.witnesses)
         if not self.terms:
@@ -77,7 +89,16 @@ class Program:
     @property
     def inputs(self) -> tuple[str, ...]:
         """The tensors the program reads, in order of first appearance (``delta`` excluded)."""
+        if self.statements:
+            made = {s.name for s in self.steps}
+            return tuple(dict.fromkeys(n for s in self.steps for n in s.reads() if n not in made))
         return tuple(dict.fromkeys(f.name for t in self.terms for f in t.factors if not f.is_delta))
+
+    @cached_property
+    def steps(self) -> tuple[Step, ...]:
+        """A program of statements as its steps: contractions and elementwise functions
+        (see :mod:`einsgrad.program_steps`); empty for a polynomial program."""
+        return lower(self.statements) if self.statements else ()
 
     # -- derivation ----------------------------------------------------------------------
 
@@ -94,8 +115,16 @@ class Program:
         name per axis of ``name``.
         """
         rank = self._rank(name)
-        out = self._new_name(out, "d" + name if self.cotangent else "g", "the result",
-                             [self.cotangent] if self.cotangent else [])
+        out = self._new_name(out, "d" + name if self.cotangent or self.statements else "g", "the result",
+                             ([self.cotangent] if self.cotangent else []) + [s.name for s in self.steps])
+        if self.statements:
+            first = self._first(name)
+            xs = (fresh_indices(first.indices if first else [None] * rank, ()) if indices is None else
+                  check_left_side(out, indices, "the gradient's name and indices", rank))
+            backprop = backpropagate(self.steps, name, out, xs, self.cotangent, named=self._named)
+            new = (Factor(self.cotangent, self.output_indices),) if self.cotangent else ()
+            return Program(out, xs, (), accepts=self._accepting(new), statements=backprop.statements,
+                           backprop=backprop)
         xs = (self._wrt_indices(name, ()) if indices is None else
               check_left_side(out, indices, "the gradient's name and indices", rank))
         return self._gradient(name, out, xs)
@@ -119,7 +148,15 @@ class Program:
         summed index are contracted, the others stay (``∂X[i]/∂X[j] = delta[i,j]``). The result
         is named ``out``, by default ``J`` (made fresh if a tensor has it).
         """
-        self._rank(name)
+        rank = self._rank(name)
+        if self.statements:  # reverse mode seeded with Π δ(o, o′): the output's indices kept
+            out = self._new_name(out, "J", "the Jacobian", [s.name for s in self.steps])
+            first = self._first(name)
+            names = fresh_indices([*self.output_indices, *(first.indices if first else [None] * rank)], ())
+            kept, xs = names[:len(self.output_indices)], names[len(self.output_indices):]
+            backprop = backpropagate(self.steps, name, out, xs, None, kept=kept, named=self._named)
+            return Program(out, names, (), accepts=self.accepts, statements=backprop.statements,
+                           backprop=backprop)
         out = self._new_name(out, "J", "the Jacobian")
         xs = self._wrt_indices(name, self.output_indices)
         derivation = differentiate(self.terms, self.output_indices, name, cotangent=None, jacobian=True,
@@ -136,6 +173,11 @@ class Program:
         """
         self._require_scalar("hessian")
         self._rank(name)
+        if self.statements:
+            steps = {s.name for s in self.steps}
+            out = self._new_name(out, "H", "the Hessian", steps)
+            g = self.grad(name, out=fresh_name("g", {*dict(self.accepts), *steps, out}))
+            return g.jacobian(other or name, out=out)
         out = self._new_name(out, "H", "the Hessian")
         return self._gradient(name, "#g", self._wrt_indices(name, ())).jacobian(other or name, out=out)
 
@@ -149,8 +191,17 @@ class Program:
         """
         self._require_scalar("hvp")
         self._rank(name)
-        v = self._new_name(v, "v", "the vector")
-        out = self._new_name(out, "Hv", "the result", {v})
+        steps = {s.name for s in self.steps}
+        v = self._new_name(v, "v", "the vector", steps)
+        out = self._new_name(out, "Hv", "the result", {v} | steps)
+        if self.statements:  # the gradient of g[x] v[x], backpropagated through g's statements
+            g = self.grad(name, out=fresh_name("g", {*dict(self.accepts), *steps, v, out}))
+            vector = Factor(v, g.output_indices)
+            taken = {*dict(self.accepts), *(s.name for s in g.steps), v, out}
+            dot = Statement(fresh_name("h", taken), (), (Term(Fraction(1), (Factor(g.output_name, g.output_indices),
+                                                                              vector)),))
+            directional = replace(_of_statements(g.statements + (dot,)), accepts=self._accepting((vector,)))
+            return directional.grad(name, out=out, indices=g.output_indices)
         g = self._gradient(name, "#g", self._wrt_indices(name, ()))
         vector = Factor(v, g.output_indices)
         directional = _build("#s", (), [Term(t.coefficient, t.factors + (vector,)) for t in g.terms],
@@ -171,9 +222,14 @@ class Program:
         g = A x + Aᵀ x
         """
         check_style(style)
+        if self.statements and style == "hessian":
+            raise EinsumSpecError("style='hessian' is not yet derived for a program of statements; "
+                                  "style='index' is, and hessian() gives the Hessian", str(self))
         if style == "hessian":
             self._require_scalar("style='hessian'")
         names = self.inputs if name is None else (name,)
+        if self.statements:
+            return explain_statements(self, names, tuple(self.grad(n) for n in names))
         grads = tuple(self.grad(n) for n in names)  # refuses unknown names
         hessians = tuple(g.jacobian(n, out=self._new_name(None, "H", "the Hessian"))  # as hessian(n)
                          for n, g in zip(names, grads)) if style == "hessian" else ()
@@ -202,8 +258,8 @@ class Program:
         return self._plan.run(self, arrays)
 
     @cached_property
-    def _plan(self) -> Evaluation:
-        return Evaluation.of(self)
+    def _plan(self) -> Evaluation | StepsEvaluation:
+        return StepsEvaluation.of(self) if self.statements else Evaluation.of(self)
 
     # -- checks --------------------------------------------------------------------------
 
@@ -249,6 +305,15 @@ class Program:
             raise EinsumSpecError(f"{what} would be named {name!r}, which the program already uses; "
                                   f"rename that tensor or choose another name", str(self))
 
+    @property
+    def _named(self) -> frozenset[str]:
+        """The statements' own names (a step named otherwise is a temporary of the lowering)."""
+        return frozenset(s.name for s in self.statements)
+
+    def _first(self, name) -> Factor | None:
+        """The first occurrence of tensor ``name`` in a program's steps."""
+        return next((f for s in self.steps for f in _factors(s) if f.name == name), None)
+
     def _require_scalar(self, what):
         if self.output_indices:
             raise EinsumSpecError(f"{what} needs a scalar program, but the output "
@@ -267,7 +332,25 @@ def program(text: str) -> Program:
     Y[i,j] = X[i,k] * W[j,k] + bias[j]
     """
     parsed = parse_program(text)
+    if not isinstance(parsed, Parsed):
+        return _of_statements(parsed)
     return _build(parsed.name, parsed.output, parsed.terms, (), source=text)
+
+
+def _of_statements(statements) -> Program:
+    """A program of statements (several, or with functions, powers, scoped sums): its output
+    the last one's; it accepts the tensors its statements read and do not define."""
+    last = statements[-1]
+    prog = Program(last.name, last.indices, (), statements=tuple(statements))
+    ranks = {f.name: len(f.indices) for s in prog.steps for f in _factors(s)}
+    return replace(prog, accepts=tuple((n, ranks[n]) for n in prog.inputs))
+
+
+def _factors(step):
+    """The tensors a step reads, each as it is indexed there."""
+    if isinstance(step, Elementwise):
+        return (step.argument,)
+    return tuple(f for t in step.terms for f in t.factors if not f.is_delta)
 
 
 # -- canonical form ----------------------------------------------------------------------

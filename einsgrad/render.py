@@ -34,7 +34,8 @@ class Piece:
 def latex_escape(text: str) -> str:
     """Text-mode LaTeX for prose made of fixed words, validated names and labels."""
     for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("{", r"\{"), ("}", r"\}"),
-                          ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#")):
+                          ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
+                          ("^", r"\^{}"), ("~", r"\~{}")):
         text = text.replace(char, escaped)
     return text
 

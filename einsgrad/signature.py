@@ -22,7 +22,7 @@ from .errors import EinsumSpecError
 from .report import Plans
 from .shapes import BoundSpec
 from .spec import Spec
-from .steps import Plan
+from .steps import Plan, Regroup
 
 
 @contextlib.contextmanager
@@ -88,6 +88,35 @@ class PlanKey(NamedTuple):
     mode: Mode
     wrt: tuple[int, ...] | None
     chunk: slicing.Cuts = ()
+
+
+class SavingPair(NamedTuple):
+    """A call's forward-saving and pullback functions, found once per shapes, dtypes and
+    ``wrt``: what framework glue (an ``autograd.Function``) runs, checking a call once, at its
+    forward, and handing the pair to its backward (see :meth:`einsgrad.Einsum.saving_pair`).
+
+    Attributes:
+        saving: ``(*operands) -> (y, *saved)``.
+        pullback: ``(g, *saved) -> gradients`` of ``wrt``, in order; ``g`` as autograd hands it
+            (the output's shape and dtype), unchecked. A generic one has its sizes bound.
+        read: for each saved value, the operand whose values in its shape it is (its index),
+            or None (an intermediate): the operand itself, cast to the common dtype where
+            dtypes are mixed, or its :class:`~einsgrad.steps.Regroup`; the operand may stand in.
+        regrouped: the operands saved as the forward's reshape reads them (a Regroup: a copy
+            where that reshape copies). A caller that keeps the operands anyway (for a
+            recorded backward) passes those dense where they are strided and hands them to
+            the pullback in the Regroup's place: one copy is kept, which both passes read.
+        kept: the operands a backward may read: those saved, and those the one-shot vjp of
+            ``wrt`` reads (a recorded backward, ``create_graph=True``, runs it).
+        key: the forward-saving function's key (the last call's, for :meth:`Einsum.source`).
+    """
+
+    saving: Callable
+    pullback: Callable
+    read: tuple[int | None, ...]
+    regrouped: frozenset
+    kept: frozenset
+    key: FunctionKey
 
 
 class Source(NamedTuple):
@@ -167,6 +196,23 @@ class SignatureRecord:
                 if found is None:
                     found = self.sweeps[wrt, chunk] = plan.sweep(self.bound.resized(chunk), self.tree, wrt)
         return found
+
+    def saved_operands(self, wrt: tuple[int, ...]) -> tuple[tuple[int | None, ...], frozenset]:
+        """For each value the forward-saving plan of ``wrt`` saves, the operand it is or
+        regroups (its index, else None); and the operands it saves as a
+        :class:`~einsgrad.steps.Regroup`."""
+        saving = self.plan(PlanKey(Mode.SAVING, wrt))
+        operand = {name: k for k, name in enumerate(saving.args)}
+        operand.update((step.target, operand[step.args[0]]) for step in saving.steps
+                       if isinstance(step.operation, Regroup))
+        regrouped = frozenset(operand[step.target] for step in saving.steps if isinstance(step.operation, Regroup))
+        return tuple(operand.get(n) for n in saving.returns[1:]), regrouped
+
+    def vjp_operands(self, wrt: tuple[int, ...]) -> frozenset:
+        """The operands the one-shot vjp plan of ``wrt`` reads."""
+        vjp = self.plan(PlanKey(Mode.VJP, wrt))
+        read = {a for step in vjp.steps for a in step.args} | set(vjp.returns)
+        return frozenset(k for k, name in enumerate(vjp.args[1:]) if name in read)
 
     @property
     def slices(self) -> slicing.Cuts:

@@ -1,7 +1,8 @@
 """A plan as data: the frozen steps a planner makes and the code generator reads.
 
-Each :class:`Step` computes one value by one operation, which :mod:`einsgrad.lowering`
-chose among six, each a direct spelling in numpy's primitives:
+Each :class:`Step` computes one value by one operation, a direct spelling in numpy's
+primitives (:mod:`einsgrad.lowering` chooses among the first six; :mod:`einsgrad.plan` adds
+the last to forward-saving plans):
 
 * :class:`Unary`: one operand's diagonal, sums, transposition, broadcast and diagonal placement;
 * :class:`Matmul`: a pairwise contraction as one (batched) GEMM: labels in both operands and the
@@ -9,7 +10,8 @@ chose among six, each a direct spelling in numpy's primitives:
 * :class:`Multiply`: a pairwise step with nothing to contract (outer or Hadamard product);
 * :class:`Einsum2`: a batched dot product (no free label on either side), memory-bound;
 * :class:`Copy`: a transposed copy that GEMMs then read without copying;
-* :class:`Add`: the sum of two values with the same labels (the terms of a jvp).
+* :class:`Add`: the sum of two values with the same labels (the terms of a jvp);
+* :class:`Regroup`: a saved operand as the forward's reshape reads it, made once for both passes.
 
 A :class:`Plan` is a straight-line program of such steps. Nothing here plans or runs: the
 planner and the code generator both import these values, and neither imports the other.
@@ -103,6 +105,19 @@ class Copy:
 
 
 @dataclass(frozen=True)
+class Regroup:
+    """An operand reshaped to ``shape`` (``dims`` as :data:`Dims`) and back to its own shape:
+    a copy where that reshape copies (a strided operand: heads stored (b, s, h, d) read as
+    bhsd), else a view. The steps that read the operand through that reshape read this value
+    instead, as a view, and the forward-saving plan saves it in the operand's place: the
+    forward's copy is the pullback's too (as ``bmm`` saves the copies ``torch.einsum``'s
+    reshapes make)."""
+
+    shape: tuple[int, ...]
+    dims: Dims
+
+
+@dataclass(frozen=True)
 class Einsum2:
     """A pairwise step with no free label on either side (batched dot): numpy's own einsum."""
 
@@ -115,7 +130,7 @@ class Add:
     rule, ``d(AB) = dA B + A dB``, sums one term per operand that carries a tangent."""
 
 
-Operation = Union[Unary, Matmul, Multiply, Einsum2, Copy, Add]
+Operation = Union[Unary, Matmul, Multiply, Einsum2, Copy, Add, Regroup]
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ import inspect
 import itertools
 import sys
 import weakref
+from typing import NamedTuple
 
 import torch
 
@@ -68,7 +69,10 @@ def einsum(*args) -> torch.Tensor:
     non-conjugating vjp of ``conj(G)``), so they equal autograd of ``torch.einsum``.
     """
     compiled, tensors = _arguments(args)
-    tensors = tuple(t if isinstance(t, torch.Tensor) else _as_tensor(t, tensors) for t in tensors)
+    for t in tensors:
+        if not isinstance(t, torch.Tensor):  # numpy arrays, numbers: converted (rarely)
+            tensors = tuple(t if isinstance(t, torch.Tensor) else _as_tensor(t, tensors) for t in tensors)
+            break
     device = tensors[0].device.type if tensors else "cpu"
     if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
         return _autocast(compiled, tensors, device)
@@ -98,118 +102,127 @@ def _step(text: str, *tensors, sizes: dict) -> torch.Tensor:
 def _apply(compiled: Einsum, tensors: tuple) -> torch.Tensor:
     recording = torch.is_grad_enabled()
     wrt = tuple(k for k, t in enumerate(tensors) if recording and t.requires_grad)
-    if wrt:
-        tensors = _densified(compiled, wrt, tensors)
-    return _EinsumFunction.apply(compiled, wrt, *tensors)[0]
+    if not wrt:
+        return _EinsumFunction.apply(compiled, wrt, None, *tensors)[0]
+    pair = compiled.saving_pair(*tensors, wrt=wrt)
+    if pair.regrouped and not torch.compiler.is_compiling():
+        tensors = tuple(_dense(t) if k in pair.regrouped else t for k, t in enumerate(tensors))
+    return _EinsumFunction.apply(compiled, wrt, pair, *tensors)[0]
+
+
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    """An operand that the forward saves as its reshape reads it (a Regroup), made dense
+    first where it is strided (and not merely a transposed matrix, which reshapes of the
+    leading labels keep a view): the Regroup is then a view of it, and the one copy is what
+    autograd saves for the pullback and for a recorded backward alike, as torch.einsum's bmm
+    saves its operands' copies. The copy is recorded: its backward passes the gradient on."""
+    if t.is_contiguous() or t.dim() >= 2 and t.transpose(-1, -2).is_contiguous():
+        return t
+    return t.contiguous()
 
 
 class _EinsumFunction(torch.autograd.Function):
-    """Forward: the forward-saving plan, returning ``(y, layout, *intermediates)``. The
-    ``layout`` says, for each value the pullback reads, which operand it is (an index) or that
-    it is the next intermediate (None); None in place of the layout means nothing was saved
-    (no gradient wanted, or a vmapped call): the backward then runs the vjp from the operands.
-    Every tensor the backward reads goes through ``save_for_backward``."""
+    """Forward: the forward-saving plan of ``pair``, the call's
+    :class:`einsgrad.signature.SavingPair` (found by one lookup before the Function, the call
+    checked there once), returning ``(y, pair, *intermediates)``; the backward runs the pair's
+    pullback with no second lookup or check. None in place of the pair means nothing is
+    saved (no gradient wanted, or a vmapped call): the backward then runs the vjp from the
+    operands. Every tensor the backward reads goes through ``save_for_backward``."""
 
     @staticmethod
-    def forward(compiled: Einsum, wrt: tuple, *tensors):
-        if not wrt:
+    def forward(compiled: Einsum, wrt: tuple, pair, *tensors):
+        if pair is None:
             return compiled(*tensors).detach(), None
-        y, saved = compiled.forward_saving(*tensors, wrt=wrt)
+        y, *saved = pair.saving(*tensors)
         # a result left strided (as torch.einsum leaves it) is a view of the product: detached,
         # it is a tensor of its own, whose tangent forward mode may lay out as it likes
-        y = y.detach()
-        layout, intermediates = [], []
-        for value in saved:
-            k = next((k for k, t in enumerate(tensors) if value is t), None)
-            layout.append(k)
-            if k is None:
-                intermediates.append(value)
-        _READ.setdefault(compiled, {})[wrt] = frozenset(k for k in layout if k is not None)
-        return y, tuple(layout), *intermediates
+        return y.detach(), pair, *[value for value, k in zip(saved, pair.read) if k is None]
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        compiled, wrt, *tensors = inputs
-        _, layout, *intermediates = output
-        ctx.compiled, ctx.wrt, ctx.count, ctx.layout = compiled, wrt, len(tensors), layout
+        compiled, wrt, _, *tensors = inputs
+        _, pair, *intermediates = output
+        ctx.compiled, ctx.wrt, ctx.pair, ctx.count = compiled, wrt, pair, len(tensors)
         ctx.intermediates = len(intermediates)
-        ctx.mark_non_differentiable(*intermediates)
+        if intermediates:
+            ctx.mark_non_differentiable(*intermediates)
         # the intermediates have no gradient: autograd would otherwise fill zeros of each
         # one's shape (as large as an activation) for backward to ignore
         ctx.set_materialize_grads(False)
-        # an operand that neither the pullback nor a vjp of another operand reads is not kept
-        # (as torch's matmul keeps only the other side): a placeholder of its shape stands in
-        needed = {k for k in layout or () if k is not None} | {j for j in range(len(tensors)) for k in wrt if j != k}
-        ctx.placeholders = {j: (t.shape, t.dtype, t.device) for j, t in enumerate(tensors) if j not in needed}
-        ctx.save_for_backward(*[None if j in ctx.placeholders else t for j, t in enumerate(tensors)],
-                              *intermediates)
+        # an operand that neither the pullback nor the vjp (a recorded backward) reads is not
+        # kept (as torch's matmul keeps only the other side): a placeholder of its shape stands in
+        if pair is None or len(pair.kept) == len(tensors):
+            ctx.placeholders = None
+            ctx.save_for_backward(*tensors, *intermediates)
+        else:
+            ctx.placeholders = {j: (t.shape, t.dtype, t.device) for j, t in enumerate(tensors) if j not in pair.kept}
+            ctx.save_for_backward(*[None if j in ctx.placeholders else t for j, t in enumerate(tensors)],
+                                  *intermediates)
         ctx.save_for_forward(*tensors)
 
     @staticmethod
     def backward(ctx, g, *_):
         if g is None:  # the result took no part in what is differentiated
-            return (None,) * (ctx.count + 2)
-        values = ctx.saved_tensors
-        operands, intermediates = values[:ctx.count], iter(values[ctx.count:])
-        if ctx.placeholders:
-            operands = tuple(_placeholder(*ctx.placeholders[j]) if j in ctx.placeholders else t
-                             for j, t in enumerate(operands))
+            return (None,) * (ctx.count + 3)
+        values, count, pair = ctx.saved_tensors, ctx.count, ctx.pair
         conjugate = g.is_complex()
         if conjugate:
             g = g.conj()
-        if torch.is_grad_enabled() or ctx.layout is None:  # recorded: run it from the operands
+        if pair is None or torch.is_grad_enabled():  # recorded: run it from the operands
+            operands = values[:count]
+            if ctx.placeholders:
+                operands = tuple(_placeholder(*ctx.placeholders[j]) if j in ctx.placeholders else t
+                                 for j, t in enumerate(operands))
             grads = ctx.compiled.vjp(g, *operands, wrt=ctx.wrt)
-        else:
-            saved = tuple(next(intermediates) if k is None else operands[k] for k in ctx.layout)
-            grads = ctx.compiled.pullback(g, operands, saved, wrt=ctx.wrt)
-        result = [None] * (ctx.count + 2)
+        else:  # the saved values in the pullback's order: operands first, then intermediates
+            intermediates = iter(values[count:])
+            grads = pair.pullback(g, *[next(intermediates) if k is None else values[k] for k in pair.read])
+        result = [None] * (count + 3)
         for k, grad in zip(ctx.wrt, grads):
-            result[k + 2] = grad.conj().resolve_conj() if conjugate and grad.is_complex() else grad
+            result[k + 3] = grad.conj().resolve_conj() if conjugate and grad.is_complex() else grad
         return tuple(result)
 
     @staticmethod
-    def jvp(ctx, _compiled, _wrt, *tangents):
+    def jvp(ctx, _compiled, _wrt, _pair, *tangents):
         operands = ctx.saved_tensors[:ctx.count]
         dy = ctx.compiled.jvp(list(tangents), *operands)
         # the layout and the intermediates (marked non-differentiable) have no tangent
         return (dy, None) + (None,) * ctx.intermediates
 
     @staticmethod
-    def vmap(info, in_dims, compiled: Einsum, wrt: tuple, *tensors):
-        dims = in_dims[2:]
+    def vmap(info, in_dims, compiled: Einsum, wrt: tuple, _pair, *tensors):
+        dims = in_dims[3:]
         batched = _batched(compiled, dims)
         y = _apply(batched, tuple(t if d is None else t.movedim(d, 0) for t, d in zip(tensors, dims)))
         return (y, None), (0, None)
 
 
-# Function.apply binds its arguments to forward's signature on every call, and
-# inspect.signature reads it afresh each time (~0.1 ms, more than a small GEMM) unless the
-# function carries it: made once here.
-_EinsumFunction.forward.__signature__ = inspect.signature(_EinsumFunction.forward)
+class _Bound(NamedTuple):
+    """Arguments bound to :class:`_Positional`: all positional, none with a default."""
+
+    args: tuple
+    kwargs: dict
+
+    def apply_defaults(self) -> None:
+        """Nothing to fill: no parameter has a default."""
 
 
-# per compiled einsum and wrt: the operands its pullback read as they were passed, last call
-_READ: "weakref.WeakKeyDictionary[Einsum, dict]" = weakref.WeakKeyDictionary()
+class _Positional(inspect.Signature):
+    """The signature ``(*args)``, whose binding is the arguments as given. Function.apply binds
+    its arguments to forward's signature on every call, through ``inspect.signature`` (which
+    takes a function's ``__signature__`` where it has one) and ``Signature.bind`` (Python that
+    walks the parameters: ~10 us a call, as much as a small GEMM); forward takes only
+    positional arguments, so binding them changes nothing."""
+
+    def __init__(self):
+        super().__init__([inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL)])
+
+    def bind(self, *args, **kwargs) -> _Bound:
+        assert not kwargs, "forward takes positional arguments only"
+        return _Bound(args, {})
 
 
-def _densified(compiled: Einsum, wrt: tuple, tensors: tuple) -> tuple:
-    """The operands, those the pullback reads as passed (as of the last call) made contiguous
-    where they are strided (and not merely a transposed matrix, which GEMMs read as it is).
-    Such an operand (a result torch.einsum left strided, as heads ``bhsd`` stored ``bshd``)
-    would be copied by the forward's reshape and again by the pullback's; a copy made first
-    serves both. It is made before the autograd.Function, recorded (its backward passes the
-    gradient on), so that the copy is what is saved, not also the strided original: as
-    torch.einsum's bmm saves its own copies."""
-    read = _READ.get(compiled, {}).get(wrt)
-    if not read or torch.compiler.is_compiling():
-        return tensors
-    return tuple(_dense(t) if k in read else t for k, t in enumerate(tensors))
-
-
-def _dense(t: torch.Tensor) -> torch.Tensor:
-    if t.is_contiguous() or t.dim() >= 2 and t.transpose(-1, -2).is_contiguous():
-        return t
-    return t.contiguous()
+_EinsumFunction.forward.__signature__ = _Positional()
 
 
 def _placeholder(shape, dtype, device) -> torch.Tensor:

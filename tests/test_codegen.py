@@ -75,7 +75,7 @@ ALLOWED = {
     "_check", "_check_cotangent", "ValueError", "str", "join", "s",  # the shape check
 }
 # planner names, shape-generic code's sizes (n0), the check's operand shapes (s0), dtype names
-PLANNER_NAME = re.compile(r"(x|t|dx|dt|n|s)\d+|(float|complex|u?int)\d+|bool")
+PLANNER_NAME = re.compile(r"(x|t|r|dx|dt|n|s)\d+|(float|complex|u?int)\d+|bool")
 # the check's message: the canonical spec, shapes of integers and size names
 CHECK_MESSAGE = re.compile(r"einsum '[a-zA-Z,.>-]*' takes operands of shapes [n0-9(), ]*; got |, |"
                            r"the cotangent g has shape | but the output has ")

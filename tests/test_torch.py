@@ -219,9 +219,10 @@ def test_products_transposed_after_a_batch_split_are_computed_in_order(spec, sha
 
 def test_strided_operands_the_backward_reads_are_saved_dense():
     """Heads stored (b, s, h, d) and read as bhsd (as a projection that torch.einsum leaves
-    strided makes them): from the second call on, the operands the pullback reads are copied
-    dense once, before the forward, and that copy is all autograd saves (the forward's and
-    the pullback's reshapes then read it as a view). Values and gradients are torch's."""
+    strided makes them): the operands the forward saves as its reshape reads them (the
+    plan's Regroups) are copied dense once, before the forward, and that copy is all
+    autograd saves, on every call (the forward's and the pullback's reshapes then read it as
+    a view). Values and gradients are torch's."""
     spec = "bhqd,bhkd->bhqk"
     stored = tensors([(2, 16, 3, 4), (2, 16, 3, 4)])
     for _ in range(2):
@@ -229,6 +230,8 @@ def test_strided_operands_the_backward_reads_are_saved_dense():
         packed = []
         with torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(t) or t, lambda t: t):
             y = einsgrad.torch.einsum(spec, q, k)
+        assert [t.shape for t in packed] == [(2, 3, 16, 4)] * 2
+        assert all(t.is_contiguous() for t in packed)
         g = torch.randn_like(y)
         mine = torch.autograd.grad(y, stored, g)
         expected = torch.einsum(spec, q, k)
@@ -309,3 +312,59 @@ print('ok')
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("spec, shapes, wrt, dtypes", [
+    pytest.param("...ij,...jk->...ik", [(2, 3, 4, 5), (3, 5, 2)], (1,), (torch.float64,) * 2, id="grouped, weight only"),
+    pytest.param("bhqd,bhkd->bhqk", [(2, 3, 4, 5), (2, 3, 4, 5)], (0, 1), (torch.float64,) * 2, id="scores"),
+    pytest.param("ab,bc,cd->ad", [(2, 3), (3, 4), (4, 5)], (0, 2), (torch.float64,) * 3, id="chain, two of three"),
+    pytest.param("ij,jk->ik", [(2, 3), (3, 4)], (0, 1), (torch.float32, torch.float64), id="mixed dtypes"),
+])
+def test_saving_pair_is_found_once_and_its_pullback_is_torch_autograd(spec, shapes, wrt, dtypes):
+    """The lean path of the autograd.Function: one pair per shapes, dtypes and wrt (a second
+    call finds the same one), whose forward is torch.einsum's value and whose pullback of
+    the saved values gives torch's autograd of torch.einsum for the operands ``wrt``."""
+    compiled = einsgrad.compile(spec)
+    ops = [t.detach().to(d) for t, d in zip(tensors(shapes), dtypes)]
+    pair = compiled.saving_pair(*ops, wrt=wrt)
+    assert compiled.saving_pair(*[torch.randn_like(t) for t in ops], wrt=wrt) is pair
+    assert compiled.saving_pair(*ops, wrt=(0,) if wrt != (0,) else (1,)) is not pair
+    y, *saved = pair.saving(*ops)
+    leaves = [t.clone().requires_grad_() for t in ops]
+    expected = torch.einsum(spec, *[t.to(torch.float64) for t in leaves])  # every case holds one
+    torch.testing.assert_close(y, expected.detach())
+    for k, value in zip(pair.read, saved):  # an operand saved is the operand (cast, if mixed)
+        assert k is None or value is ops[k] or torch.equal(value, ops[k].to(value.dtype))
+    g = torch.randn_like(y)
+    theirs = torch.autograd.grad(expected, [leaves[k] for k in wrt], g)
+    for values in (saved, [value if k is None else ops[k] for k, value in zip(pair.read, saved)]):
+        for k, mine, want in zip(wrt, pair.pullback(g, *values), theirs):
+            assert mine.dtype == ops[k].dtype
+            torch.testing.assert_close(mine, want.to(mine.dtype))
+
+
+def test_numpy_pullback_reads_the_forwards_copy_of_a_strided_operand():
+    """numpy: heads stored (b, s, h, d) read as bhsd are copied by the forward's reshape; the
+    forward-saving plan saves that copy (a Regroup, C-contiguous, not the operand's memory)
+    in the operand's place, and the pullback of it gives torch's autograd of torch.einsum."""
+    spec = "bhqd,bhkd->bhqk"
+    rng = np.random.default_rng(3)
+    q, k = (rng.standard_normal((2, 16, 3, 4)).transpose(0, 2, 1, 3) for _ in range(2))
+    compiled = einsgrad.compile(spec)
+    y, saved = compiled.forward_saving(q, k)
+    copies = [s for s in saved if s.shape == q.shape]
+    assert len(copies) == 2
+    assert all(s.flags.c_contiguous and not np.shares_memory(s, q) and not np.shares_memory(s, k) for s in copies)
+    g = rng.standard_normal(y.shape)
+    grads = compiled.pullback(g, (q, k), saved)
+    leaves = [torch.tensor(x, requires_grad=True) for x in (q, k)]
+    theirs = torch.autograd.grad(torch.einsum(spec, *leaves), leaves, torch.tensor(g))
+    for mine, want in zip(grads, theirs):
+        np.testing.assert_allclose(mine, want.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_saving_pair_refuses_arrays_of_two_libraries():
+    """Its functions take the operands as they are: a numpy array beside a tensor (which a
+    call would convert) is refused, naming the types."""
+    with pytest.raises(einsgrad.EinsumSpecError, match=r"saving_pair\(\) takes arrays of one library, .*got ndarray, Tensor"):
+        einsgrad.compile("ij,jk->ik").saving_pair(np.ones((2, 3)), torch.ones(3, 4))

@@ -1,0 +1,129 @@
+"""A gradient by reverse mode over statements, narrated: a :class:`~einsgrad.backprop.Backprop` rendered.
+
+For the tanh layer ``H[b,j] = X[b,k] * W[j,k] + c[j]; A[b,j] = tanh(H[b,j]); L = 0.5 * (A[b,j]
+- T[b,j])^2`` and ``W`` it reads (abridged)::
+
+    1. The steps, last first, each with its local derivative:
+       "L = 0.5 * t[b,j] * t[b,j]": t occurs twice; by the product rule ∂L/∂t_pq = ... = t_pq
+       "A[b,j] = tanh(H[b,j])": tanh' = 1 - y^2, so ∂A_bj/∂H_bj = "1 - A[b,j]^2"
+       "H[b,j] = X[b,k] * W[j,k] + c[j]": ∂H_bj/∂W_pq = Σ_k X_bk δ_jp δ_kq = X_bq δ_jp
+    2. The cotangents dS = ∂L/∂S, each the sum of what the steps reading S pass back:
+       "dH[b,j] = dA[b,j] * (1 - A[b,j]^2)", "dW[j,k] = dH[b,j] * X[b,k]"
+    3. The result: ...
+
+Every line is read from the :class:`~einsgrad.backprop.Backprop` that ``Program.grad`` made and
+its result keeps (each contraction's :class:`~einsgrad.derivation.Derivation`, each function's
+one-line rule, each cotangent as summed): nothing is derived here.
+"""
+
+from __future__ import annotations
+
+from .algebra import Product, Term
+from .expressions import sum_text
+from .program_explanation import ProgramExplanation, ProgramGradient, term_einsum
+from .program_steps import Contraction, as_statement
+from .render import (Piece, equals, indexed, juxt, latex_escape, partial_of, product_piece, prose, punct,
+                     quoted_code, spaced, tensor_name)
+
+
+def explain_statements(prog, names: tuple[str, ...], grads: tuple) -> ProgramExplanation:
+    """The narration of ``prog``'s gradients ``grads`` by ``names`` (each ``prog.grad(name)``,
+    whose ``backprop`` holds the steps)."""
+    out = prog.output_name
+    head = (prose(f"has a scalar output {out}.") if not prog.output_indices else
+            spaced(prose(f"with L a scalar loss; the cotangent {prog.cotangent} ="),
+                   partial_of(tensor_name("L"), tensor_name(out)), prose(f"is an input, with {out}'s indices.")))
+    lines = [spaced(prose("The program"), quoted_code(_one_line(prog.statements)), head)]
+    gradients = []
+    for name, g in zip(names, grads):
+        lines += [Piece("", ""), *_gradient(prog, name, g)]
+        einsums, matrix = _forms(g.statements[-1])
+        if matrix is not None:
+            lines.append(spaced(prose("   In matrix form:"), matrix))
+        gradients.append(ProgramGradient(name, str(g), einsums, None if matrix is None else matrix.text))
+    return ProgramExplanation(_one_line(prog.statements), "index", tuple(gradients), tuple(lines))
+
+
+def _gradient(prog, name: str, g) -> list[Piece]:
+    backprop = g.backprop
+    title = f"Gradient with respect to {name}, by reverse mode over the statements:"
+    lines = [Piece(title, r"\textbf{" + latex_escape(title) + "}")]
+    named = {s.name for s in prog.statements}
+    temporaries = [s.name for s in prog.steps if s.name not in named]
+    lines.append(spaced(prose("1. The program as steps" + (
+        f" ({', '.join(temporaries)} {'names' if len(temporaries) == 1 else 'name'} a function's "
+        f"argument, a power's base, a sum or a quotient)"
+        if temporaries else "") + ":"), *_listed([str(as_statement(s)) for s in prog.steps])))
+    lines.append(prose("2. Each step's local derivative by what it reads on the path to "
+                       f"{name}, the last step first:"))
+    if not backprop.locals:
+        lines.append(prose(f"   {name} is on no path to {prog.output_name}, so the gradient is 0."))
+    for local in backprop.locals:
+        lines.append(spaced(prose("  "), punct(quoted_code(str(as_statement(local.step))), ":"), _local(local)))
+    lines.append(spaced(prose("3. The cotangents dS ="), punct(partial_of(tensor_name("L"), tensor_name("S")), ","),
+                        prose("each the sum of what the steps reading S pass back (chain rule), like "
+                              "terms merged:")))
+    for s in backprop.cotangents:
+        lines.append(spaced(prose("  "), quoted_code(str(s))))
+    lines.append(spaced(prose("4. The result, with a cotangent that is a number or one tensor written "
+                              "where it is read, and a forward temporary read once written in:"),
+                        quoted_code(_one_line(g.statements))))
+    return lines
+
+
+def _forms(result) -> tuple[tuple[str | None, ...], Piece | None]:
+    """The result statement's einsums, one a term, and its matrix form when every term has one."""
+    if not result.is_polynomial or not result.terms:
+        return (), None
+    einsums, forms = zip(*(term_einsum(t, result.indices) for t in result.terms))
+    if None in forms:
+        return einsums, None
+    return einsums, equals(tensor_name(result.name), _signed(zip((t.coefficient for t in result.terms), forms)))
+
+
+def _local(local) -> Piece:
+    """``∂T/∂N`` by the product rule (a contraction) or by the function's rule."""
+    step = local.step
+    if isinstance(step, Contraction):
+        d = local.derivation
+        dy = partial_of(indexed(step.name, step.indices), indexed(local.name, d.indices))
+        if not d.occurrences:
+            return equals(dy, Piece("0", "0"))
+        count = {1: "once", 2: "twice"}.get(len(d.occurrences), f"{len(d.occurrences)} times")
+        back = dict(zip(d.result_indices[len(d.kept):], d.indices))  # the result's p named as above
+        free = set(d.kept) | set(d.indices)
+        merged = _signed([(t.coefficient, Product(tuple(i for i in t.indices() if i not in free), t.factors))
+                          for t in (t.renamed(back) for t in d.terms)])
+        sides = [dy]
+        for side in (_signed(d.chained), _signed(d.contracted), merged):  # as written, contracted, merged
+            if side != sides[-1]:
+                sides.append(side)
+        return spaced(prose(f"{local.name} occurs {count}; by the product rule"), equals(*sides))
+    dy = partial_of(indexed(step.name, step.indices), indexed(step.argument.name, step.argument.indices))
+    function = "(u^e)'" if local.rule and local.rule.startswith("e *") else f"{step.function}'"
+    exponent = f" with e = {sum_text([Term(step.exponent, ())])}" if step.exponent is not None else ""
+    return spaced(prose(f"{function} = {local.rule}{exponent}, so"), equals(dy, quoted_code(sum_text(local.local))))
+
+
+def _signed(parts) -> Piece:
+    """``c_1 P_1 ± c_2 P_2 ...`` of (coefficient, product or rendering) pairs."""
+    text, latex = [], []
+    for n, (c, product) in enumerate(parts):
+        m = product if isinstance(product, Piece) else product_piece(product) if product.factors else Piece("1", "1")
+        if abs(c) != 1:
+            magnitude = sum_text([Term(abs(c), ())])
+            m = juxt([Piece(magnitude, magnitude), m])
+        sign = "-" if c < 0 else "+"
+        lead = ("-" if c < 0 else "") if n == 0 else f" {sign} "
+        text += [lead, m.text]
+        latex += [lead, m.latex]
+    return Piece("".join(text) or "0", "".join(latex) or "0")
+
+
+def _listed(texts) -> list[Piece]:
+    pieces = [quoted_code(t) for t in texts]
+    return [punct(p, ";") for p in pieces[:-1]] + pieces[-1:]
+
+
+def _one_line(statements) -> str:
+    return "; ".join(map(str, statements))
