@@ -19,6 +19,7 @@ every shape of the plan's shape class (:func:`einsgrad.shapes.shape_class`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 from . import scalars
@@ -459,8 +460,7 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
     width = max(map(len, codes), default=0)
     last_use = {name: i for i, step in enumerate(plan.steps) for name in step.args}
     lines = [f"def {name}({', '.join(plan.args + ('*', 'shapes') * shapes)}):"]
-    for arg, dtype in (casts or {}).items():
-        lines.append(f"    {arg} = {dialect.cast.format(x=arg, xp=dialect.xp, dtype=_dtype_name(dtype))}")
+    lines += [cast_line(arg, dtype, dialect) for arg, dtype in (casts or {}).items()]
     if sizes is not None:
         lines += sizes.header()  # before the comments: the names they show need not be read
         comments = [f"# {ascii_text(step.spec):<14} -> {sizes.shape(tuple((l,) for l in step.labels))}"
@@ -468,28 +468,36 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
     else:
         comments = [f"# {ascii_text(step.spec):<14} {step.flops:>12,} flops  -> {step.shape}"
                     for step in plan.steps]
+    kept = set(plan.args) | set(plan.returns)
     for i, (step, code, comment) in enumerate(zip(plan.steps, codes, comments)):
         lines.append(f"{code:<{width}}  {comment}")
-        done = [a for a in dict.fromkeys(step.args)
-                if last_use[a] == i and a not in plan.args and a not in plan.returns]
+        done = [a for a in dict.fromkeys(step.args) if last_use[a] == i and a not in kept]
         if done:  # free intermediates as soon as nothing reads them: the peak memory drops
             lines.append(f"    del {', '.join(done)}")
-    results = []
-    for value in plan.returns:
-        copy, dtype = finish.get(value, (False, None))
-        expr = value
-        if dtype is not None:
-            kind = scalars.kind(dtype)
-            assert kind in "biufc"
-            expr = f"{expr}.real" if kind != "c" else expr
-            expr = dialect.cast.format(x=expr, xp=dialect.xp, dtype=_dtype_name(dtype))  # numpy: a copy
-        elif copy and dialect.copy is not None:
-            expr = dialect.copy.format(x=expr)
-        elif value in finish and dialect.result is not None:
-            expr = dialect.result.format(x=expr)
-        results.append(expr)
+    results = [finished(value, value, finish, dialect) for value in plan.returns]
     lines.append(f"    return ({''.join(r + ', ' for r in results).rstrip()})")
     return "\n".join(lines) + "\n"
+
+
+def cast_line(arg: str, dtype, dialect: Dialect) -> str:
+    """The line casting the argument ``arg`` to ``dtype`` on entry."""
+    return f"    {arg} = {dialect.cast.format(x=arg, xp=dialect.xp, dtype=_dtype_name(dtype))}"
+
+
+def finished(expr: str, value: str, finish: dict[str, tuple[bool, object]], dialect: Dialect) -> str:
+    """``expr`` (the returned value ``value``) as it is returned: cast, copied or made as the
+    library returns its results, as ``finish`` says (see :func:`render`)."""
+    copy, dtype = finish.get(value, (False, None))
+    if dtype is not None:
+        kind = scalars.kind(dtype)
+        assert kind in "biufc"
+        expr = f"{expr}.real" if kind != "c" else expr
+        return dialect.cast.format(x=expr, xp=dialect.xp, dtype=_dtype_name(dtype))  # numpy: a copy
+    if copy and dialect.copy is not None:
+        return dialect.copy.format(x=expr)
+    if value in finish and dialect.result is not None:
+        return dialect.result.format(x=expr)
+    return expr
 
 
 def _dtype_name(dtype) -> str:
@@ -499,7 +507,18 @@ def _dtype_name(dtype) -> str:
 
 
 def load(source: str, dialect: Dialect = NUMPY) -> dict:
-    """Executes generated source (the dialect's helpers included) and returns its namespace."""
+    """Executes generated source after the dialect's helpers and returns its namespace (the
+    helpers, run once per dialect, then ``source`` in a copy of their namespace: the same
+    as running both, as :meth:`einsgrad.Einsum.source` shows them, without compiling the
+    helpers for every function)."""
+    namespace = dict(_helpers(dialect))
+    exec(compile(source, "<einsgrad>", "exec"), namespace)
+    return namespace
+
+
+@functools.cache
+def _helpers(dialect: Dialect) -> dict:
+    """The namespace of the dialect's helpers, once per dialect (never mutated: copied)."""
     namespace: dict = {}
-    exec(compile(dialect.helpers + "\n\n" + source, "<einsgrad>", "exec"), namespace)
+    exec(compile(dialect.helpers, "<einsgrad helpers>", "exec"), namespace)
     return namespace

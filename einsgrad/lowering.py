@@ -33,6 +33,16 @@ class Lowering:
         self.steps: list[Step] = []
         self.copies: dict[str, list[str]] = {}  # value -> its transposed copies
         self.count = 0
+        self.products: dict[Labels, int] = {}  # labels -> the product of their sizes
+
+    def elements(self, labels) -> int:
+        """The product of the sizes of ``labels`` (a value's element count), remembered: the
+        same few label tuples are weighed many times per step."""
+        key = labels if type(labels) is tuple else tuple(labels)
+        found = self.products.get(key)
+        if found is None:
+            found = self.products[key] = math.prod(self.size[l] for l in key)
+        return found
 
     def name(self, prefix: str) -> str:
         """A new value name: ``prefix`` and a counter shared by every prefix."""
@@ -95,7 +105,7 @@ class Lowering:
         # Views (diagonal, transpose, reshape, broadcast) cost nothing; sums read, places write.
         flops = (math.prod(size[l] for l in distinct) if sum_axes else 0) + (
             math.prod(size[l] for l in out_distinct) if place is not None else 0)
-        return self._add(target, (arg,), Spec.of((x,), out),
+        return self._add(target, (arg,), Spec((x,), tuple(out)),
                          Unary(diagonal, sum_axes, perm, reshape, broadcast, place, shape, own,
                                None if reshape is None else ones_dims,
                                None if broadcast is None else full_dims),
@@ -108,13 +118,13 @@ class Lowering:
         assert len(set(a)) == len(a) and len(set(b)) == len(b) and len(set(out)) == len(out)
         assert set(out) <= set(a) | set(b)
         assert all(l in b or l in out for l in a) and all(l in a or l in out for l in b)
-        big = a if math.prod(size[l] for l in a) >= math.prod(size[l] for l in b) else b
+        big = a if self.elements(a) >= self.elements(b) else b
         batch = [l for l in big if l in a and l in b and l in out]
         contracted = [l for l in big if l in a and l in b and l not in out]
         free_a = [l for l in a if l not in b]
         free_b = [l for l in b if l not in a]
         natural = tuple(batch + free_a + free_b)
-        prod = lambda labels: math.prod(size[l] for l in labels)  # noqa: E731
+        prod = self.elements
         shape = tuple(size[l] for l in natural)
         if not contracted:
             ones_a, ones_b = ((),) * len(free_b), ((),) * len(free_a)
@@ -144,7 +154,7 @@ class Lowering:
         labels, perm = natural, None
         if exact and natural != tuple(out):
             labels, perm = tuple(out), _perm(natural, out)
-        return self._add(target, (a_name, b_name), Spec.of((a, b), labels), operation, perm, labels,
+        return self._add(target, (a_name, b_name), Spec((a, b), labels), operation, perm, labels,
                          flops, True)
 
     def _gemm_operands(self, a_name: str, b_name: str, batch: set, contracted: set, out=None):
@@ -158,25 +168,24 @@ class Lowering:
         their own, remembered per value, so that later steps (the backward, above all) read
         them too, transposed by BLAS where their blocks come swapped.
         """
-        free = [(pair, (a_name, b_name)) for pair in self._stored_reads(a_name, b_name, batch, contracted)]
-        free += [(pair, (b_name, a_name)) for pair in self._stored_reads(b_name, a_name, batch, contracted)]
+        a_labels, b_labels = self.labels[a_name], self.labels[b_name]
+        free_a = {l for l in a_labels if l not in contracted and l not in batch}
+        free_b = {l for l in b_labels if l not in contracted and l not in batch}
+        reads_a = self._reads(a_name, batch, free_a, contracted)  # a first: rows its free labels
+        reads_b = self._reads(b_name, batch, contracted, free_b)
+        free = [(pair, (a_name, b_name)) for pair in _matching(reads_a, reads_b)]
+        free += [(pair, (b_name, a_name)) for pair in _matching(self._reads(b_name, batch, free_b, contracted),
+                                                                 self._reads(a_name, batch, contracted, free_a))]
         if free:
-            elements = lambda labels: math.prod(self.size[l] for l in labels)  # noqa: E731
+            elements = self.elements
 
             def transposed(choice):
                 (_, ra), (_, rb) = choice[0]
                 late = out is not None and ra.batch + ra.rows + rb.cols != out
                 return sum(elements(self.labels[n]) for n, r in choice[0] if r.swap) + (elements(out) if late else 0)
 
-            pair, (a_name, b_name) = min(free, key=transposed)
+            pair, _ = min(free, key=transposed)
         else:
-            pair = None
-        a_labels, b_labels = self.labels[a_name], self.labels[b_name]
-        free_a = {l for l in a_labels if l not in contracted and l not in batch}
-        free_b = {l for l in b_labels if l not in contracted and l not in batch}
-        reads_a = self._reads(a_name, batch, free_a, contracted)
-        reads_b = self._reads(b_name, batch, contracted, free_b)
-        if pair is None:
             pair = self._copied_reads(a_name, b_name, batch, contracted, free_a, free_b, reads_a, reads_b)
         (a_name, ba), (b_name, bb) = pair
         return (a_name, b_name, self._read(a_name, ba), self._read(b_name, bb),
@@ -189,7 +198,7 @@ class Lowering:
         to transpose (:func:`_cheap_order`); the smaller one is read as stored if its batch
         and contracted labels then come in the same order, else copied to match.
         """
-        elements = lambda name: math.prod(self.size[l] for l in self.labels[name])  # noqa: E731
+        elements = lambda name: self.elements(self.labels[name])  # noqa: E731
         sides = {True: (a_name, free_a, reads_a), False: (b_name, free_b, reads_b)}  # True: a's role
 
         def roles(is_a, free):  # (rows, cols): a reads (free, contracted), b (contracted, free)
@@ -214,19 +223,11 @@ class Lowering:
         reads = [(n, _blocks(self.labels[n], batch, rows, cols)) for n in (name, *self.copies.get(name, ()))]
         return [(n, r) for n, r in reads if r]
 
-    def _stored_reads(self, a_name: str, b_name: str, batch: set, contracted: set) -> list:
-        """Every way to read ``a_name`` (rows: its free labels) and ``b_name`` (rows: the
-        contracted labels) as stored, with batch and contracted labels in the same order."""
-        free_a = {l for l in self.labels[a_name] if l not in contracted and l not in batch}
-        free_b = {l for l in self.labels[b_name] if l not in contracted and l not in batch}
-        return [(ra, rb) for ra in self._reads(a_name, batch, free_a, contracted)
-                for rb in self._reads(b_name, batch, contracted, free_b)
-                if ra[1].batch == rb[1].batch and ra[1].cols == rb[1].rows]
 
     def _copy(self, name: str, order: Labels, batch, rows, cols):
         """A contiguous transposed copy of ``name`` with labels in ``order``, as a step."""
         labels = self.labels[name]
-        target = self._add(self.name("t"), (name,), Spec.of((labels,), order),
+        target = self._add(self.name("t"), (name,), Spec((labels,), tuple(order)),
                            Copy(tuple(labels.index(l) for l in order)), None, tuple(order), 0, True)
         self.copies.setdefault(name, []).append(target)
         return target, _blocks(tuple(order), batch, rows, cols)
@@ -243,7 +244,7 @@ class Lowering:
         """``a + b``, two values with the same labels in the same order."""
         labels = self.labels[a_name]
         assert labels == self.labels[b_name], (labels, self.labels[b_name])
-        return self._add(target, (a_name, b_name), Spec.of((labels, labels), labels), Add(), None,
+        return self._add(target, (a_name, b_name), Spec((labels, labels), labels), Add(), None,
                          labels, math.prod(self.size[l] for l in labels), True)
 
     def step(self, target: str, args: tuple[str, ...], out: Labels, exact: bool) -> str:
@@ -254,6 +255,12 @@ class Lowering:
             core = self.binary(self.name("t"), *args, tuple(dict.fromkeys(out)), False)
             return self.unary(target, core, out)
         return self.binary(target, *args, out, exact)
+
+
+def _matching(reads_a: list, reads_b: list) -> list:
+    """Every pair of reads of a GEMM's first operand (rows: its free labels) and its second
+    (rows: the contracted labels), as stored, with batch and contracted labels in the same order."""
+    return [(ra, rb) for ra in reads_a for rb in reads_b if ra[1].batch == rb[1].batch and ra[1].cols == rb[1].rows]
 
 
 class Blocks(NamedTuple):

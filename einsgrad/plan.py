@@ -13,10 +13,11 @@ How each step is computed (GEMM layouts, transposed copies, views) is
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Mapping, NamedTuple, Sequence
 
-from . import derive, paths
+from . import paths
 from .lowering import Lowering
 from .paths import Path
 from .shapes import BoundSpec
@@ -79,7 +80,7 @@ class _Scheduler:
         known = self.lowering.labels
         if len(args) == 1:
             self.lowering.unary(target, args[0], out)
-            records.append(Record(target, (args[0],), Spec.of((known[args[0]],), out)))
+            records.append(Record(target, (args[0],), Spec((known[args[0]],), tuple(out))))
             return target
         wanted = set(out)
         operands = []
@@ -87,10 +88,14 @@ class _Scheduler:
             own = known[arg]
             if keep != own:
                 reduced = self.lowering.unary(self.lowering.name("t"), arg, keep)
-                records.append(Record(reduced, (arg,), Spec.of((own,), keep)))
+                records.append(Record(reduced, (arg,), Spec((own,), keep)))
                 arg = reduced
             operands.append(arg)
-        core = tuple(dict.fromkeys(l for l in out if any(l in known[a] for a in operands)))
+        # How many operands left hold each label: a pair's result keeps a label that the
+        # output or another operand still has. Counted as operands come and go, so that each
+        # step costs its own labels, not the network's.
+        holders = Counter(l for a in operands for l in known[a])
+        core = tuple(dict.fromkeys(l for l in out if holders[l]))
         if path is None:
             path = paths.search([set(known[a]) for a in operands], set(core), self.lowering.size,
                                 self.optimize, self.memory_limit)
@@ -99,28 +104,31 @@ class _Scheduler:
             while len(picked) > 1:
                 a_name, b_name = picked.pop(), picked.pop()
                 last = not operands and not picked
+                pair = known[a_name] + known[b_name]
+                holders.subtract(pair)
                 if last and core == tuple(out):
                     name, keep, exact = target, tuple(out), True
                 else:
-                    others = wanted.union(*(known[x] for x in operands + picked))
                     name, exact = self.lowering.name("t"), False
-                    keep = tuple(l for l in dict.fromkeys(known[a_name] + known[b_name]) if l in others)
-                spec = Spec.of((known[a_name], known[b_name]), keep)
+                    keep = tuple(l for l in dict.fromkeys(pair) if l in wanted or holders[l] > 0)
+                holders.update(keep)
                 name = self.lowering.binary(name, a_name, b_name, keep, exact)
-                records.append(Record(name, (a_name, b_name), Spec.of(spec.inputs, known[name])))
+                records.append(Record(name, (a_name, b_name), Spec((known[a_name], known[b_name]), known[name])))
                 picked.append(name)
             operands.append(picked[0])
         (root,) = operands
         if root != target:
             self.lowering.unary(target, root, out)
-            records.append(Record(target, (root,), Spec.of((known[root],), out)))
+            records.append(Record(target, (root,), Spec((known[root],), tuple(out))))
         return target
 
     def reverse(self, records: list[Record], cotangent: str, leaves: dict[str, Labels]) -> dict:
         """Walks ``records`` backward from ``cotangent``; returns {leaf name: its gradient}.
 
         A step's gradient with respect to its argument ``p`` is the step's own derived spec,
-        whose operands are the cotangent of the step and the step's other arguments.
+        whose operands are the cotangent of the step and the step's other arguments, and whose
+        output is the argument's labels (:func:`einsgrad.derive.backward`, spelled out here as
+        it runs once per step of every reverse sweep: a Spec's error columns are not needed).
         Branches that lead to none of ``leaves`` are skipped.
         """
         known = self.lowering.labels
@@ -135,12 +143,11 @@ class _Scheduler:
             for p, arg in enumerate(record.args):
                 if arg not in leads:
                     continue
-                spec = derive.backward(record.spec, p)
                 args = (grads[record.target],) + record.args[:p] + record.args[p + 1:]
-                assert sorted(spec.inputs[0]) == sorted(known[args[0]])
+                assert sorted(record.spec.output) == sorted(known[args[0]])
                 exact = arg in leaves
                 target = "d" + arg if exact else self.lowering.name("dt")
-                grads[arg] = self.lowering.step(target, args, spec.output, exact)
+                grads[arg] = self.lowering.step(target, args, record.spec.inputs[p], exact)
         return {leaf: grads[leaf] for leaf in leaves}
 
 
@@ -217,30 +224,44 @@ class Sweep(NamedTuple):
         saved = tuple(dict.fromkeys(a for step in backward for a in step.args
                                     if a not in made and a != "g"))
         ranks = dict(self.ranks)
-        for arg in [a for a in saved if a in self.args]:
-            forward, backward, saved = self._regrouped(arg, forward, backward, saved, ranks)
+        operands, first = set(self.args).intersection(saved), {}
+        for i, step in enumerate(forward):  # each saved operand's first read through a reshape
+            for a in step.args:
+                if a in operands and a not in first and (layouts := _reshaping_reads(step, a)):
+                    first[a] = (i, layouts[0])
+        if first:
+            forward, backward, saved = self._regrouped(first, forward, backward, saved, ranks)
         return PullbackPlans(Plan(self.args, tuple(ranks[a] for a in self.args), forward, ("y",) + saved),
                              Plan(("g", *saved), tuple(ranks[a] for a in ("g", *saved)), backward, self.returns))
 
-    def _regrouped(self, arg: str, forward, backward, saved, ranks: dict) -> tuple:
-        """The forward and backward steps and the saved values, with the operand ``arg`` read
-        through its :class:`~einsgrad.steps.Regroup` where the forward reads it through a
-        reshape (unchanged where it does not); ``ranks`` learns the new value's."""
-        reads = [(i, layout) for i, step in enumerate(forward) for layout in _reshaping_reads(step, arg)]
-        if not reads:
-            return forward, backward, saved
-        i, layout = reads[0]
-        labels = forward[i].inputs[forward[i].args.index(arg)]
-        name = "r" + arg[1:]  # x0 -> r0: no other value's name starts with r
-        regroup = Step(name, (arg,), str(Spec.of((labels,), labels)), Regroup(layout.shape, layout.dims), None,
-                       labels, tuple(self.sizes[l] for l in labels), 0, False, (labels,))
-        ranks[name] = len(labels)
+    def _regrouped(self, first: dict, forward, backward, saved, ranks: dict) -> tuple:
+        """The forward and backward steps and the saved values, with each operand of ``first``
+        (its first reshaping read: the step's index and layout) read through its
+        :class:`~einsgrad.steps.Regroup` from that step on; ``ranks`` learns the new values'.
+        One pass over the steps, whatever the number of operands."""
+        names = {arg: "r" + arg[1:] for arg in first}  # x0 -> r0: no other value's name starts with r
+        inserted: dict[int, list[Step]] = {}
+        for arg in (a for a in saved if a in first):
+            i, layout = first[arg]
+            labels = forward[i].inputs[forward[i].args.index(arg)]
+            inserted.setdefault(i, []).append(
+                Step(names[arg], (arg,), str(Spec.of((labels,), labels)), Regroup(layout.shape, layout.dims),
+                     None, labels, tuple(self.sizes[l] for l in labels), 0, False, (labels,)))
+            ranks[names[arg]] = len(labels)
 
-        def renamed(step: Step) -> Step:
-            return replace(step, args=tuple(name if a == arg else a for a in step.args)) if arg in step.args else step
+        def renamed(step: Step, mapping: dict) -> Step:
+            if not any(a in mapping for a in step.args):
+                return step
+            return replace(step, args=tuple(mapping.get(a, a) for a in step.args))
 
-        return (forward[:i] + (regroup,) + tuple(map(renamed, forward[i:])), tuple(map(renamed, backward)),
-                tuple(name if a == arg else a for a in saved))
+        regrouped, active = [], {}
+        for i, step in enumerate(forward):
+            for regroup in inserted.get(i, ()):
+                regrouped.append(regroup)
+                active[regroup.args[0]] = regroup.target
+            regrouped.append(renamed(step, active))
+        return (tuple(regrouped), tuple(renamed(step, names) for step in backward),
+                tuple(names.get(a, a) for a in saved))
 
     def _plan(self, args: tuple[str, ...], steps, returns: tuple[str, ...]) -> Plan:
         """The steps of ``steps`` that ``returns`` needs, as a plan taking ``args``."""

@@ -192,3 +192,8 @@ class Plan:
             if step.target == name:
                 return step.fresh
         return False  # an argument returned as it is
+
+    def fresh_values(self) -> dict[str, bool]:
+        """:meth:`fresh` of every value a step makes, by name, in one pass (a value made
+        twice counts as its last step made it)."""
+        return {step.target: step.fresh for step in self.steps}

@@ -310,6 +310,70 @@ def test_training_quick_cli_writes_its_table_and_json(tmp_path, capsys):
     assert len(doc["graphs"]["torch.einsum"]["lengths"]) == len(training_memory.QUICK_LENGTHS)
 
 
+# -- the tensor-network benchmark (benchmarks/networks.py) --------------------------------
+
+
+def test_networks_quick_cli_reports_every_network_checked_and_timed(tmp_path, capsys):
+    from benchmarks import network_cases, networks
+
+    assert networks.main(["--quick", "--json", str(tmp_path / "networks.json")]) == 0
+    text = capsys.readouterr().out
+    quick = network_cases.suite(quick=True)
+    for network in quick:
+        assert any(line.startswith(network.name + " ") for line in text.splitlines()), network.name
+    assert "# not measured yet: " in text  # the measures to come are named, not faked
+    doc = json.loads((tmp_path / "networks.json").read_text())
+    assert [row["name"] for row in doc["rows"]] == [n.name for n in quick]
+    assert {row["family"] for row in doc["rows"]} == {"chain", "mps", "grid", "regular", "tree", "circuit"}
+    for row, network in zip(doc["rows"], quick):
+        assert row["note"] == "" and row["tensors"] == len(network.terms)
+        assert row["check"] <= 1e-8
+        for figure in ("path", "compile", "forward", "vjp", "pullback"):
+            assert row[figure] is not None and row[figure] >= 0, (row["name"], figure)
+        assert row["ratio"] == (row["compile"] / row["path"] if row["compile"] else None)
+
+
+def test_networks_wrong_gradients_are_flagged_and_not_timed(monkeypatch):
+    from benchmarks import network_cases, networks
+
+    class Liar:
+        def __init__(self, e):
+            self.e = e
+
+        def __call__(self, *xs):
+            return self.e(*xs)
+
+        def vjp(self, g, *xs):
+            return [2 * d for d in self.e.vjp(g, *xs)]
+
+        def value_and_pullback(self, *xs):
+            return self.e.value_and_pullback(*xs)
+
+    real = networks.einsum_of
+    monkeypatch.setattr(networks, "einsum_of", lambda network, optimize: Liar(real(network, optimize)))
+    row = networks.measure(network_cases.chain(5, 3), rounds=1, repeats=1)
+    assert row.note.startswith("WRONG") and row.compile is None and row.forward is None
+
+
+def test_network_cases_have_the_shapes_and_tensors_they_say():
+    import opt_einsum
+
+    from benchmarks import network_cases
+
+    for network in network_cases.suite(quick=True) + [network_cases.mps_norm(40, 3), network_cases.tree(100)]:
+        counts = {}
+        for term in network.terms:
+            assert len(set(term)) == len(term), network.name  # no label twice in one tensor
+            for label in term:
+                counts[label] = counts.get(label, 0) + 1
+        assert all(counts[l] == 2 for l in counts if l not in network.output), network.name  # bonds
+        value = opt_einsum.contract(network.spec, *network.operands(), optimize="greedy")
+        assert np.all(np.isfinite(value)) and np.max(np.abs(value)) > 0, network.name
+    assert network_cases.mps_norm(500).tensors == network_cases.chain(1000).tensors == 1000
+    assert network_cases.tree(999).tensors == 999 + 500  # a vector on each leaf
+    assert min(n.tensors for n in network_cases.suite()) == 10
+
+
 # -- benchmarks/gpu.py, run as on the device but on the CPU, small --------------------------
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

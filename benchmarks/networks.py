@@ -1,0 +1,243 @@
+"""Tensor networks of 10 to 1000 tensors: what compiling costs against a path search, and
+what all gradients cost against the forward.
+
+Run: ``python -m benchmarks.networks [--quick] [--families a,b] [--optimize greedy]
+[--rounds N] [--compile-only] [--json PATH] [--plot PATH]``. For each network of :mod:`benchmarks.network_cases`
+(MPS/TT norms, PEPS-like grids, random regular graphs, tree tensor networks, circuit-like
+networks, chains) it reports, float64:
+
+* ``path``: opt_einsum's ``contract_path`` with the same optimizer; ``cotengra``: cotengra's
+  ``array_contract_path`` with it (where cotengra is installed);
+* ``compile``: a fresh ``Einsum``'s path search, planning and code generation of the four
+  functions its first forward, vjp, ``value_and_pullback`` and pullback load (``source``), and
+  compiling that source, not running it; ``ratio``: compile over ``path``;
+* ``forward``, ``vjp`` (all gradients in one shot) and ``pullback`` (all gradients after a
+  stored forward), and the two gradients' ratio to the forward.
+
+Compile times and path searches alternate round by round, and each figure is the median over
+the rounds (the machine may be shared). Every network's gradients are checked first by Euler's
+identity for multilinear functions, ``<dL/dX_k, X_k> = <G, Y>`` for every operand ``k``, with no
+einsgrad code in the check.
+
+Measures to come plug in as :data:`LATER` says: each is a function of a :class:`Measured`
+network returning named figures, added to :data:`MEASURES`; none is faked meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import opt_einsum
+
+import einsgrad
+from benchmarks.network_cases import Network, suite
+from benchmarks.report import duration, ratio_text
+from benchmarks.timing import medians
+
+LATER = {  # measures the issue asks for next, and where each plugs in (MEASURES)
+    "jax autograd, torch autograd": "jnp.einsum / torch.einsum gradients on the same path",
+    "peak memory": "forward and gradients, each in a fresh process",
+    "slices": "slices and FLOP overhead under memory_limit, against cotengra's SliceFinder",
+    "distributed": "a 2-worker dask LocalCluster against one process, and the largest task",
+}
+
+
+@dataclass
+class Measured:
+    """One network's figures, in seconds (None: not measured; ``note`` says why)."""
+
+    family: str
+    name: str
+    tensors: int
+    path: float | None = None
+    cotengra: float | None = None
+    compile: float | None = None
+    forward: float | None = None
+    vjp: float | None = None
+    pullback: float | None = None
+    check: float | None = None  # the largest relative error of Euler's identity
+    note: str = ""
+    extra: dict = field(default_factory=dict)  # figures of MEASURES, by name
+
+    @property
+    def ratio(self) -> float | None:
+        return self.compile / self.path if self.compile and self.path else None
+
+
+MEASURES: list[Callable[[Network, Measured], dict]] = []  # see LATER
+
+
+def einsum_of(network: Network, optimize) -> einsgrad.Einsum:
+    """The network's einsum, from its spec text (opt_einsum's symbols: unicode past ``Z``)."""
+    return einsgrad.Einsum(network.spec, optimize=optimize)
+
+
+def compile_seconds(network: Network, optimize) -> float:
+    """Seconds to compile a fresh Einsum's forward, vjp, forward-saving and pullback for the
+    network's shapes: the path search, planning, code generation (``source``, the four
+    functions the first calls make) and compiling that source, without running it."""
+    start = time.perf_counter()
+    e = einsum_of(network, optimize)
+    source = e.source(*network.shapes)
+    collecting = gc.isenabled()
+    gc.disable()  # as einsgrad loads its functions: the cyclic collector paused
+    try:
+        exec(compile(source, "<networks>", "exec"), {})
+    finally:
+        if collecting:
+            gc.enable()
+    return time.perf_counter() - start
+
+
+def path_seconds(network: Network, optimize) -> float:
+    start = time.perf_counter()
+    opt_einsum.contract_path(network.spec, *network.shapes, shapes=True, optimize=optimize)
+    return time.perf_counter() - start
+
+
+def cotengra_seconds(network: Network, optimize) -> float:
+    import cotengra
+
+    start = time.perf_counter()
+    cotengra.array_contract_path(network.terms, network.output, shapes=network.shapes,
+                                 optimize=optimize, cache=False)
+    return time.perf_counter() - start
+
+
+def euler_error(operands, cotangent, y, grads) -> float:
+    """The largest ``|<g_k, x_k> - <G, y>|`` relative to ``|g_k| |x_k|`` (Cauchy-Schwarz
+    bounds the rounding of both sides by it)."""
+    total = float(np.vdot(cotangent, y).real)
+    return max(abs(float(np.vdot(g, x).real) - total) / max(np.linalg.norm(g) * np.linalg.norm(x), 1e-300)
+               for g, x in zip(grads, operands))
+
+
+def measure(network: Network, optimize="greedy", rounds: int = 5, repeats: int = 5) -> Measured:
+    """Every figure of one network (see the module); ``repeats`` 0: the compile columns only."""
+    row = Measured(network.family, network.name, network.tensors)
+    operands = network.operands()
+    try:
+        e = einsum_of(network, optimize)
+        y = e(*operands)
+        cotangent = np.random.default_rng(1).standard_normal(np.shape(y))
+        grads = e.vjp(cotangent, *operands)
+        _, pullback = e.value_and_pullback(*operands)
+    except (einsgrad.EinsumSpecError, MemoryError) as error:
+        row.note = f"{type(error).__name__}: {error}"[:120]
+        return row
+    row.check = euler_error(operands, cotangent, y, grads)
+    pulled = euler_error(operands, cotangent, y, pullback(cotangent))
+    row.check = max(row.check, pulled)
+    if row.check > 1e-8:
+        row.note = f"WRONG: Euler's identity off by {row.check:.2g}"
+        return row
+    if repeats:
+        steady = medians({"forward": lambda: e(*operands), "vjp": lambda: e.vjp(cotangent, *operands),
+                          "pullback": lambda: pullback(cotangent)}, repeats=repeats, min_seconds=0.01)
+        row.forward, row.vjp, row.pullback = steady["forward"], steady["vjp"], steady["pullback"]
+    has_cotengra = importlib.util.find_spec("cotengra") is not None
+    samples: dict[str, list[float]] = {"path": [], "cotengra": [], "compile": []}
+    for r in range(rounds):  # alternate the three, each round starting with the next one
+        order = ["path", "cotengra", "compile"][r % 3:] + ["path", "cotengra", "compile"][:r % 3]
+        for name in order:
+            if name == "path":
+                samples[name].append(path_seconds(network, optimize))
+            elif name == "cotengra" and has_cotengra:
+                samples[name].append(cotengra_seconds(network, optimize))
+            elif name == "compile":
+                samples[name].append(compile_seconds(network, optimize))
+    row.path = statistics.median(samples["path"])
+    row.cotengra = statistics.median(samples["cotengra"]) if samples["cotengra"] else None
+    row.compile = statistics.median(samples["compile"])
+    for extra in MEASURES:
+        row.extra.update(extra(network, row))
+    return row
+
+
+def _ms(seconds: float | None) -> str:
+    return "" if seconds is None else duration(seconds)
+
+
+def table(rows: list[Measured], optimize) -> str:
+    lines = [f"# float64, optimize={optimize!r}; compile: a fresh Einsum's path, plans and source of forward, vjp, "
+             "forward_saving and pullback, compiled; ratio: compile / opt_einsum's contract_path",
+             f"{'network':<24} {'tensors':>7} {'path':>9} {'cotengra':>9} {'compile':>9} {'ratio':>7} "
+             f"{'forward':>9} {'vjp':>9} {'pullback':>9} {'vjp/fwd':>7} {'pb/fwd':>7}  note"]
+    for r in rows:
+        vjp = r.vjp / r.forward if r.vjp and r.forward else None
+        pb = r.pullback / r.forward if r.pullback and r.forward else None
+        lines.append(f"{r.name:<24} {r.tensors:>7} {_ms(r.path):>9} {_ms(r.cotengra):>9} {_ms(r.compile):>9} "
+                     f"{ratio_text(r.ratio):>7} {_ms(r.forward):>9} {_ms(r.vjp):>9} {_ms(r.pullback):>9} "
+                     f"{ratio_text(vjp):>7} {ratio_text(pb):>7}  {r.note}")
+    lines.append("# not measured yet: " + "; ".join(f"{k} ({v})" for k, v in LATER.items()))
+    return "\n".join(lines)
+
+
+def plot(rows: list[Measured], path: str) -> None:
+    """Compile time and path search time against the number of tensors, one line per family."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    families = dict.fromkeys(r.family for r in rows)
+    for i, family in enumerate(families):
+        mine = sorted((r.tensors, r.compile, r.path) for r in rows if r.family == family and r.compile)
+        if not mine:
+            continue
+        n, compiled, searched = zip(*mine)
+        color = f"C{i}"
+        ax.plot(n, [c * 1e3 for c in compiled], "o-", color=color, label=f"{family}: einsgrad compile")
+        ax.plot(n, [s * 1e3 for s in searched], "x--", color=color, alpha=0.6, label=f"{family}: contract_path")
+    ax.set(xscale="log", yscale="log", xlabel="tensors", ylabel="milliseconds",
+           title="Compiling forward and all gradients against opt_einsum's path search")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.networks", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small networks, two rounds")
+    parser.add_argument("--families", default="", help="comma-separated families (chain, mps, grid, ...)")
+    parser.add_argument("--optimize", default="greedy", help="the path optimizer of every column")
+    parser.add_argument("--rounds", type=int, help="compile rounds (default 5, quick 2)")
+    parser.add_argument("--compile-only", action="store_true", help="no forward or gradient timings")
+    parser.add_argument("--json", metavar="PATH", help="write machine-readable results here")
+    parser.add_argument("--plot", metavar="PATH", help="write a PNG of compile times here (needs matplotlib)")
+    args = parser.parse_args(argv)
+    wanted = {f.strip() for f in args.families.split(",") if f.strip()}
+    networks = [n for n in suite(args.quick) if not wanted or n.family in wanted]
+    if not networks:
+        parser.error(f"no network of the families {args.families!r}")
+    rounds = args.rounds or (2 if args.quick else 5)
+    rows = []
+    for i, network in enumerate(networks, 1):
+        print(f"[{i}/{len(networks)}] {network.name}", file=sys.stderr, flush=True)
+        repeats = 0 if args.compile_only else 3 if args.quick else 5
+        rows.append(measure(network, args.optimize, rounds, repeats))
+    print(table(rows, args.optimize))
+    if args.json:
+        doc = {"machine": platform.processor() or platform.machine(), "optimize": args.optimize,
+               "numpy": np.__version__, "opt_einsum": opt_einsum.__version__, "rounds": rounds,
+               "later": LATER, "rows": [asdict(r) | {"ratio": r.ratio} for r in rows]}
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=1)
+    if args.plot:
+        plot(rows, args.plot)
+    return 1 if any(r.note.startswith("WRONG") for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

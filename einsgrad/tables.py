@@ -1,0 +1,107 @@
+"""Large plan -> a compact Python function: a loop over a table of steps.
+
+Straight-line code (:func:`einsgrad.codegen.render`) writes one line per step, and Python
+compiles about 10 µs of source per line: a network of a thousand tensors has some 7,000 steps
+over its forward, vjp, forward-saving and pullback functions, whose source would take longer
+to compile than the path search takes to find the tree. Past :data:`TABLE_STEPS` steps, a
+function is written instead as:
+
+* its kernels: one ``lambda`` per distinct step expression, each step's own code
+  (:func:`einsgrad.codegen.expression`) with its operands (slots of the list of values ``v``)
+  and its integers as parameters, so a chain of a thousand GEMMs has a handful of kernels;
+* its step table, one row per step as JSON in one string (fast to compile and to read):
+  ``[kernel, result slot, slots freed after it, [argument slots..., integers...]]``;
+* a loop that runs the rows over a list of values ``v`` (the arguments first, named in a
+  comment: a thousand named parameters take longer to compile than the table), freeing each
+  intermediate after its last use as the straight-line code's ``del`` does.
+
+Every number in the table comes from the plan; no user text reaches the source. The source is
+what runs: :func:`einsgrad.codegen.load` compiles this text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+from . import codegen
+from .codegen import Dialect
+from .steps import Plan, Step
+
+TABLE_STEPS = 128  # more steps than this: a loop over a step table (see the module)
+
+_INTEGER = re.compile(r"(?<![\w.])\d+(?![\w.])")  # an integer literal, not part of a name
+_SLOTS = ("a", "b")  # a kernel's parameters: the slots of its operands in the values ``v``
+
+
+class Kernels:
+    """Each step's kernel template and integers, made once per step and dialect: the functions
+    of one signature share their steps (the forward's are in the forward, the vjp and the
+    forward-saving), so rendering them all costs each step once."""
+
+    def __init__(self):
+        self.found: dict[tuple[int, str], tuple] = {}
+
+    def of(self, step: Step, ndims: dict[str, int], dialect: Dialect) -> tuple[str, list[int]]:
+        """The kernel (a ``lambda`` text) and the integers it is called with for ``step``;
+        ``ndims`` has the rank of every value it reads."""
+        key = (id(step), dialect.name)
+        found = self.found.get(key)
+        if found is None or found[0] is not step:
+            slots = _SLOTS[:len(step.args)]
+            operands = tuple(f"v[{s}]" for s in slots)
+            local = dataclasses.replace(step, args=operands)
+            text = codegen.expression(local, {o: ndims[a] for o, a in zip(operands, step.args)}, dialect)
+            integers = [int(n) for n in _INTEGER.findall(text)]
+            count = iter(range(len(integers)))
+            template = _INTEGER.sub(lambda _: f"c{next(count)}", text)
+            parameters = ", ".join(("v",) + slots + tuple(f"c{k}" for k in range(len(integers))))
+            found = self.found[key] = (step, f"lambda {parameters}: {template}", integers)
+        return found[1], found[2]
+
+
+def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect = codegen.NUMPY,
+           casts: dict | None = None, kernels_of: Kernels | None = None) -> str:
+    """One Python function for ``plan`` as a loop over its step table, with the arguments of
+    :func:`einsgrad.codegen.render` (exact-shape code only); ``kernels_of`` keeps the steps'
+    kernels for the other functions of the signature."""
+    finish = finish or {}
+    kernels_of = kernels_of or Kernels()
+    slots = {arg: i for i, arg in enumerate(plan.args)}
+    for step in plan.steps:
+        slots.setdefault(step.target, len(slots))
+    ndims = dict(zip(plan.args, plan.arg_ranks))
+    ndims.update((step.target, len(step.shape)) for step in plan.steps)
+    last_use = {arg: i for i, step in enumerate(plan.steps) for arg in step.args}
+    kept = set(plan.args) | set(plan.returns)
+    kernels: dict[str, int] = {}
+    rows = []
+    for i, step in enumerate(plan.steps):
+        template, integers = kernels_of.of(step, ndims, dialect)
+        kernel = kernels.setdefault(template, len(kernels))
+        freed = [slots[a] for a in dict.fromkeys(step.args) if last_use[a] == i and a not in kept]
+        rows.append([kernel, slots[step.target], freed, [slots[a] for a in step.args] + integers])
+    returns = []
+    for value in plan.returns:
+        expr = codegen.finished("v[a]", value, finish, dialect)
+        returns.append([slots[value], -1 if expr == "v[a]" else kernels.setdefault(f"lambda v, a: {expr}", len(kernels))])
+    kernels_name, steps_name, returns_name = f"_kernels_{name}", f"_steps_{name}", f"_returns_{name}"
+    lines = ["import json", "", f"{kernels_name} = ("]
+    lines += [f"    {kernel}," for kernel in kernels]
+    lines += [")", "# a step: [kernel, result slot, slots freed after it, [argument slots..., integers...]]",
+              f'{steps_name} = json.loads("""[']
+    lines.append(",\n".join(map(repr, rows)))  # lists of ints: their repr is JSON
+    lines += [']""")', f"{returns_name} = json.loads({json.dumps(json.dumps(returns, separators=(',', ':')))})",
+              "", "", f"def {name}(*arguments):",
+              f"    # {', '.join(plan.args)}",  # a comment: compiling 1000 named parameters takes 15 ms
+              f"    if len(arguments) != {len(plan.args)}:",
+              f"        raise TypeError(f'{name}() takes {len(plan.args)} arguments, got {{len(arguments)}}')",
+              f"    v = [*arguments] + [None] * {len(slots) - len(plan.args)}"]
+    lines += [codegen.cast_line(f"v[{slots[arg]}]", dtype, dialect) for arg, dtype in (casts or {}).items()]
+    lines += [f"    for kernel, out, freed, parameters in {steps_name}:",
+              f"        v[out] = {kernels_name}[kernel](v, *parameters)",
+              "        for f in freed:",
+              "            v[f] = None",
+              f"    return tuple([v[s] if k < 0 else {kernels_name}[k](v, s) for s, k in {returns_name}])"]
+    return "\n".join(lines) + "\n"
