@@ -26,18 +26,22 @@ from . import scalars
 from .spec import ascii_text
 from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Plan, Regroup, Step, Unary
 
-HELPERS = '''\
-import numpy as np
-from numpy.lib.stride_tricks import as_strided
+_STRIDED_PLACE = '''\
+import {module} as {xp}
+from {module}.lib.stride_tricks import as_strided
 
 
 def _place(z, shape, axes):
     """Zeros of `shape` with z written on the diagonal that `axes` describes."""
-    out = np.zeros(shape, dtype=z.dtype)
+    out = {xp}.zeros(shape, dtype=z.dtype)
     view = as_strided(out, shape=tuple(shape[g[0]] for g in axes),
                       strides=tuple(sum(out.strides[i] for i in g) for g in axes))
     view[...] = z
     return out
+'''
+"""``_place`` for a library with numpy's ``as_strided`` (numpy, cupy)."""
+
+HELPERS = _STRIDED_PLACE.format(module="numpy", xp="np") + '''\
 
 
 def _sum(x, axes):
@@ -197,19 +201,7 @@ step (``jax.jit(f).lower(...).compile().as_text()``, names and source locations 
 # cupy: numpy's spelling on a GPU. Its helpers are numpy's _place (zeros, z written into the
 # strided view of the diagonal); sums are cupy's own reductions (numpy's ones-vector trick is
 # for CPU BLAS).
-_CUPY_HELPERS = '''\
-import cupy as cp
-from cupy.lib.stride_tricks import as_strided
-
-
-def _place(z, shape, axes):
-    """Zeros of `shape` with z written on the diagonal that `axes` describes."""
-    out = cp.zeros(shape, dtype=z.dtype)
-    view = as_strided(out, shape=tuple(shape[g[0]] for g in axes),
-                      strides=tuple(sum(out.strides[i] for i in g) for g in axes))
-    view[...] = z
-    return out
-'''
+_CUPY_HELPERS = _STRIDED_PLACE.format(module="cupy", xp="cp")
 
 DASK = Dialect("dask", "da", "import numpy as np\nimport dask.array as da\n" + _PLACE_BY_MASKS.format(
                    arange="np.arange(shape[g[0]])"),

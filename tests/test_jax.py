@@ -47,17 +47,23 @@ def assert_close(got, expected):
                                    err_msg=f"operand {k}")
 
 
+def _vjps_of_both(case: Case):
+    """A case's operands, ``jax.vjp`` of ``jnp.einsum`` and of einsgrad's, and a cotangent
+    (cases jnp.einsum refuses are skipped)."""
+    ops = [jnp.asarray(x) for x in case.operands()]
+    try:
+        want = jax.vjp(lambda *a: jnp.einsum(case.clean_spec, *a), *ops)
+    except (ValueError, TypeError):
+        assume(False)
+    G = jnp.asarray(case.cotangent(want[0].shape))
+    return ops, want, G, jax.vjp(lambda *a: einsgrad.jax.einsum(case.spec, *a), *ops)
+
+
 @settings(max_examples=20)  # jax compiles every primitive per new shape: ~0.3 s an example
 @given(einsum_cases(dtypes=EXACT_DTYPES))
 def test_vjp_equals_jax(case: Case):
     """Forward and ``jax.vjp`` equal jax's own of ``jnp.einsum`` (float64, complex128, mixed)."""
-    ops = [jnp.asarray(x) for x in case.operands()]
-    try:
-        y, back = jax.vjp(lambda *a: jnp.einsum(case.clean_spec, *a), *ops)
-    except (ValueError, TypeError):
-        assume(False)
-    G = jnp.asarray(case.cotangent(y.shape))
-    got_y, got_back = jax.vjp(lambda *a: einsgrad.jax.einsum(case.spec, *a), *ops)
+    ops, (y, back), G, (got_y, got_back) = _vjps_of_both(case)
     assert_close([got_y], [y])
     assert_close(got_back(G), back(G))
 
@@ -327,13 +333,7 @@ def test_float32_gradients_equal_jax(case: Case):
     """float32 (the dtype of XLA's CPU fast path): forward and ``jax.vjp`` equal jax's own of
     ``jnp.einsum`` to float32 rounding, relative to the sums of absolute products (the same
     einsum of ``|x|``, in float64)."""
-    ops = [jnp.asarray(x) for x in case.operands()]
-    try:
-        y, back = jax.vjp(lambda *a: jnp.einsum(case.clean_spec, *a), *ops)
-    except (ValueError, TypeError):
-        assume(False)
-    G = jnp.asarray(case.cotangent(y.shape))
-    got_y, got_back = jax.vjp(lambda *a: einsgrad.jax.einsum(case.spec, *a), *ops)
+    ops, (y, back), G, (got_y, got_back) = _vjps_of_both(case)
     scale = [jnp.abs(x).astype(jnp.float64) for x in ops]
     y_scale, back_scale = jax.vjp(lambda *a: jnp.einsum(case.clean_spec, *a), *scale)
     for got, want, bound in zip([got_y, *got_back(G)], [y, *back(G)],
