@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Mapping
 
 from . import derive
-from .compiled import Einsum, as_call, as_einsum, is_spec
+from .calls import as_call, as_einsum, is_spec
+from .compiled import Einsum
 from .errors import EinsumSpecError
 from .explanation import Explanation, explain
 from .program_explanation import ProgramExplanation

@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
-from .compiled import Einsum, as_call
+from .calls import as_call
+from .compiled import Einsum
 from .errors import EinsumSpecError
 
 __all__ = ["einsum"]

@@ -47,7 +47,8 @@ from typing import NamedTuple
 import torch
 
 from . import torch_autocast
-from .compiled import Einsum, as_call, as_einsum, is_spec
+from .calls import as_call, as_einsum, is_spec
+from .compiled import Einsum
 from .spec import ELLIPSIS, LETTERS, Spec, unused_labels
 
 __all__ = ["einsum"]
