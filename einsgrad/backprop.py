@@ -27,8 +27,8 @@ from functools import lru_cache
 from .algebra import (FRESH_INDEX_LETTERS, Delta, Factor, Fresh, Term, fresh_name, internal_summed, primed,
                       simplify)
 from .derivation import Derivation, differentiate
-from .expressions import (DERIVATIVES, Call, Group, Power, Scoped, Statement, ambiguous_index, free, group,
-                          inlined, is_polynomial, reads, renamed, substituted, term_free)
+from .expressions import (DERIVATIVES, Group, Power, Statement, ambiguous_index, free, group, inlined,
+                          is_polynomial, reads, rebuilt, renamed, substituted, term_free)
 from .program_parser import parse_expression
 from .program_steps import POWER, Contraction, Elementwise, Step, as_statement
 
@@ -299,22 +299,9 @@ def _written_in(term: Term, temporary: Statement) -> Term:
                 factors.extend(renamed(Term(Fraction(1), only.factors), mapping).factors)
             else:
                 factors.append(group(renamed(t, mapping) for t in temporary.terms))
-        elif isinstance(f, Factor) or f.is_delta:
-            factors.append(f)
         else:
-            factors.append(_node_written_in(f, temporary))
+            factors.append(rebuilt(f, lambda t: _written_in(t, temporary)))
     return Term(coefficient, tuple(factors))
-
-
-def _node_written_in(node, temporary):
-    if isinstance(node, Group):
-        return group(_written_in(t, temporary) for t in node.terms)
-    if isinstance(node, Call):
-        return Call(node.function, _node_written_in(node.argument, temporary))
-    if isinstance(node, Power):
-        return Power(_node_written_in(node.base, temporary), node.exponent)
-    assert isinstance(node, Scoped)
-    return Scoped(node.over, _node_written_in(node.body, temporary))
 
 
 def _needed(steps, backward) -> tuple[Statement, ...]:

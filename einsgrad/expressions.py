@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import ClassVar, Mapping, Union
+from typing import Callable, ClassVar, Mapping, Union
 
 from .algebra import Delta, Factor, Term, decimal
 
@@ -114,6 +114,22 @@ def group(terms) -> Group:
     return Group(tuple(terms))
 
 
+def rebuilt(node: Node, on_term: Callable[[Term], Term]) -> Node:
+    """``node`` with ``on_term`` applied to each term of the group inside it, its own parts
+    (function, exponent, summed indices) kept: the one place that knows how each node is put
+    together, for every rewrite that walks into nodes. A tensor or a delta, holding no terms,
+    stands as it is."""
+    if isinstance(node, Group):
+        return group(on_term(t) for t in node.terms)
+    if isinstance(node, Call):
+        return Call(node.function, rebuilt(node.argument, on_term))
+    if isinstance(node, Power):
+        return Power(rebuilt(node.base, on_term), node.exponent)
+    if isinstance(node, Scoped):
+        return Scoped(node.over, rebuilt(node.body, on_term))
+    return node
+
+
 # -- indices ---------------------------------------------------------------------------------
 
 
@@ -181,26 +197,20 @@ def readings(term: Term, index: str, node: Node) -> tuple[str, str]:
 
 
 def _summed_inside(node: Node, index: str) -> Node:
-    if isinstance(node, Group):
-        terms = []
-        for t in node.terms:
-            holders = [f for f in t.factors if index in free(f)]
-            if not holders:
-                terms.append(t)
-            elif len(holders) > 1 or isinstance(holders[0], (Factor, Delta)):
-                inner = group([Term(Fraction(1), t.factors)])
-                terms.append(Term(t.coefficient, (Scoped((index,), inner),)))
-            else:
-                terms.append(Term(t.coefficient, tuple(_summed_inside(f, index) if f is holders[0]
-                                                       else f for f in t.factors)))
-        return group(terms)
-    if isinstance(node, Call):
-        return Call(node.function, _summed_inside(node.argument, index))
-    if isinstance(node, Power):
-        return Power(_summed_inside(node.base, index), node.exponent)
-    if isinstance(node, Scoped):
-        return Scoped(node.over, _summed_inside(node.body, index))
-    return node
+    return rebuilt(node, lambda t: _term_summed_inside(t, index))
+
+
+def _term_summed_inside(term: Term, index: str) -> Term:
+    """A term of a group with its sum over ``index`` taken inside: around the whole term where
+    two factors (or a tensor or a delta) hold it, else inside the one node that does."""
+    holders = [f for f in term.factors if index in free(f)]
+    if not holders:
+        return term
+    if len(holders) > 1 or isinstance(holders[0], (Factor, Delta)):
+        inner = group([Term(Fraction(1), term.factors)])
+        return Term(term.coefficient, (Scoped((index,), inner),))
+    return Term(term.coefficient, tuple(_summed_inside(f, index) if f is holders[0] else f
+                                        for f in term.factors))
 
 
 # -- rewriting -------------------------------------------------------------------------------
@@ -213,17 +223,9 @@ def substituted(term: Term, tensors: Mapping[str, Factor]) -> Term:
 
 
 def _substituted(node: Node, tensors) -> Node:
-    if isinstance(node, Factor):
-        return tensors.get(node.name, node) if not node.indices else node
-    if isinstance(node, Delta):
-        return node
-    if isinstance(node, Group):
-        return group(substituted(t, tensors) for t in node.terms)
-    if isinstance(node, Call):
-        return Call(node.function, _substituted(node.argument, tensors))
-    if isinstance(node, Power):
-        return Power(_substituted(node.base, tensors), node.exponent)
-    return Scoped(node.over, _substituted(node.body, tensors))
+    if isinstance(node, Factor) and not node.indices:
+        return tensors.get(node.name, node)
+    return rebuilt(node, lambda t: substituted(t, tensors))
 
 
 def inlined(term: Term, definitions: Mapping[str, tuple[tuple[str, ...], Term]]) -> Term:
@@ -237,16 +239,8 @@ def inlined(term: Term, definitions: Mapping[str, tuple[tuple[str, ...], Term]])
             replacement = renamed(definition, dict(zip(indices, f.indices)))
             coefficient *= replacement.coefficient
             factors.extend(replacement.factors)
-        elif isinstance(f, Group):
-            factors.append(group(inlined(t, definitions) for t in f.terms))
-        elif isinstance(f, Call):
-            factors.append(Call(f.function, group(inlined(t, definitions) for t in f.argument.terms)))
-        elif isinstance(f, Power):
-            factors.append(Power(group(inlined(t, definitions) for t in f.base.terms), f.exponent))
-        elif isinstance(f, Scoped):
-            factors.append(Scoped(f.over, group(inlined(t, definitions) for t in f.body.terms)))
         else:
-            factors.append(f)
+            factors.append(rebuilt(f, lambda t: inlined(t, definitions)))
     negative = [f for f in factors if isinstance(f, Power) and f.exponent < 0]
     return Term(coefficient, tuple(f for f in factors if f not in negative) + tuple(negative))
 
@@ -282,14 +276,9 @@ def renamed(term: Term, mapping: Mapping[str, str]) -> Term:
 def _renamed(node: Node, mapping) -> Node:
     if isinstance(node, (Factor, Delta)):
         return node.renamed(mapping)
-    if isinstance(node, Group):
-        return group(renamed(t, mapping) for t in node.terms)
-    if isinstance(node, Call):
-        return Call(node.function, _renamed(node.argument, mapping))
-    if isinstance(node, Power):
-        return Power(_renamed(node.base, mapping), node.exponent)
-    inner = {k: v for k, v in mapping.items() if k not in node.over}
-    return Scoped(node.over, _renamed(node.body, inner))
+    if isinstance(node, Scoped):
+        mapping = {k: v for k, v in mapping.items() if k not in node.over}
+    return rebuilt(node, lambda t: renamed(t, mapping))
 
 
 # -- text ------------------------------------------------------------------------------------
