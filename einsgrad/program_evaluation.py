@@ -91,12 +91,7 @@ class Evaluation:
         return cls(built, tuple(placements), tuple(sized_by))
 
     def run(self, prog, given: dict):
-        arrays = {}
-        for name in prog.inputs:
-            if name not in given:
-                raise EinsumSpecError(f"missing input {name!r}: the program reads "
-                                      f"{', '.join(prog.inputs)}", str(prog))
-            arrays[name] = _array(prog, name, given[name])
+        arrays = _inputs(prog, given)
         shape = self.output_shape(prog, arrays, given)
         fractional = any(isinstance(_as_number(p.coefficient), float) for p in self.placements)
         dtype = np.result_type(*arrays.values(), *([np.float64] if fractional or not arrays else []))
@@ -161,6 +156,17 @@ class Evaluation:
                     if p != q:
                         raise EinsumSpecError(f"{f} ties indices of sizes {p} and {q}", str(prog))
         return tuple(seen[(o, None)][1] for o in prog.output_indices)
+
+
+def _inputs(prog, given: dict) -> dict:
+    """Every input the program reads, as an array (a missing one named, with what it reads)."""
+    arrays = {}
+    for name in prog.inputs:
+        if name not in given:
+            raise EinsumSpecError(f"missing input {name!r}: the program reads "
+                                  f"{', '.join(prog.inputs)}", str(prog))
+        arrays[name] = _array(prog, name, given[name])
+    return arrays
 
 
 def _array(prog, name: str, value) -> np.ndarray:
@@ -249,12 +255,7 @@ class StepsEvaluation:
         return cls(steps, tuple(plans), tuple(in_place), witnesses)
 
     def run(self, prog, given: dict):
-        values = {}
-        for name in prog.inputs:
-            if name not in given:
-                raise EinsumSpecError(f"missing input {name!r}: the program reads "
-                                      f"{', '.join(prog.inputs)}", str(prog))
-            values[name] = _array(prog, name, given[name])
+        values = _inputs(prog, given)
         for name in self.witnesses:  # a size no term gives, read from a tensor given
             if name in given and name not in values:
                 values[name] = _array(prog, name, given[name])
