@@ -21,6 +21,7 @@ giving its gradient back in the operand's dtype).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -90,7 +91,10 @@ def eligible(dtype) -> bool:
 
 
 def route(spec: Spec, shapes, dtypes, low, strategy: str | None) -> Route:
-    """``torch.einsum``'s steps under autocast to ``low``.
+    """``torch.einsum``'s steps under autocast to ``low``, worked out once per spec, shapes,
+    dtypes, autocast dtype and strategy (each call under autocast asks; three operands or more
+    ask opt_einsum for a path). Sizes that cannot be hashed (symbolic, under tracing) are
+    worked out each time.
 
     Args:
         spec: the einsum.
@@ -100,6 +104,15 @@ def route(spec: Spec, shapes, dtypes, low, strategy: str | None) -> Route:
         strategy: opt_einsum's strategy torch asks for its path, or None where torch takes
             its operands left to right (two operands or fewer, opt_einsum off or missing).
     """
+    key = (spec, tuple(map(tuple, shapes)), tuple(dtypes), low, strategy)
+    try:
+        hash(key)
+    except TypeError:
+        return _route(*key)
+    return _known_route(*key)
+
+
+def _route(spec: Spec, shapes, dtypes, low, strategy: str | None) -> Route:
     terms, output = _spelled(spec, shapes)
     sizes = [dict(zip(term, shape)) for term, shape in zip(terms, shapes)]
     if strategy is None or len(terms) < 3:
@@ -127,6 +140,9 @@ def route(spec: Spec, shapes, dtypes, low, strategy: str | None) -> Route:
         values.insert(0 if front else len(values), (kept, size, made))
     result = kinds[-1] if kinds else dtypes[0]
     return Route(tuple(terms), output, tuple(pairings), front, low, tuple(kinds), tuple(summed), result)
+
+
+_known_route = functools.lru_cache(maxsize=256)(_route)
 
 
 def _spelled(spec: Spec, shapes) -> tuple[list[Labels], Labels]:
