@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from .algebra import CANONICAL_LETTERS, Delta, Factor, Fresh, Term, fresh_name
 from .errors import EinsumSpecError
-from .expressions import Call, Power, Scoped, Statement, ambiguous_index, group, term_free
+from .expressions import Call, Power, Scoped, Statement, ambiguous_index, group, renamed, term_free
 from .matrix_parser import (Applied, Literal, Negated, Node, Operation, Raised, Symbol, Transposed,
                             parse_matrix)
 from .matrix_types import Checker, MatrixType, declared_types
@@ -147,7 +147,7 @@ class _Writer:
         left_idx = (*idx[:a.rank - 1], k)
         right_idx = (k, *idx[a.rank - 1:])
         product = self.product(self.write(node.left, left_idx), self.write(node.right, right_idx), node.column)
-        return [Summand(product.term, product.pending | {k})]
+        return [_contracted(Summand(product.term, product.pending | {k}))]
 
     def raised(self, node: Raised, idx) -> list[Summand]:
         if isinstance(node.base, Applied) and node.base.function == "norm" and node.exponent == 2 \
@@ -197,7 +197,7 @@ class _Writer:
     def product(self, left: list[Summand], right: list[Summand], column: int) -> Summand:
         a, b = _one(left), _one(right)
         coefficient = self.checked(a.term.coefficient * b.term.coefficient, column)
-        return Summand(Term(coefficient, a.term.factors + b.term.factors), a.pending | b.pending)
+        return _contracted(Summand(Term(coefficient, a.term.factors + b.term.factors), a.pending | b.pending))
 
     def quotient(self, left: list[Summand], right: list[Summand], column: int) -> Summand:
         constant = _constant(right)
@@ -248,10 +248,27 @@ def _one(summands: list[Summand]) -> Summand:
 def _summed(summands: list[Summand], over: tuple[str, ...]) -> list[Summand]:
     """``Σ_over`` of summands: term by term where each holds every index, else of the sum."""
     if all(set(over) <= set(term_free(s.term)) for s in summands):
-        return [Summand(s.term, s.pending | set(over)) for s in summands]
+        return [_contracted(Summand(s.term, s.pending | set(over))) for s in summands]
     whole = _one(summands)
     assert set(over) <= set(term_free(whole.term)), "a sum's indices are held by its summands"
-    return [Summand(whole.term, whole.pending | set(over))]
+    return [_contracted(Summand(whole.term, whole.pending | set(over)))]
+
+
+def _contracted(s: Summand) -> Summand:
+    """``s`` with each delta of its product that ties a summed index contracted: the index
+    renamed to the other one (fresh names, so nothing is captured), the delta dropped. A
+    delta of two kept indices stays (``diag(x)`` is ``x[i] * delta[i,j]``)."""
+    term, pending = s.term, set(s.pending)
+    while True:
+        delta = next((f for f in term.factors if isinstance(f, Delta)
+                      and (f.p in pending or f.q in pending or f.p == f.q)), None)
+        if delta is None:
+            return Summand(term, frozenset(pending))
+        gone, kept = (delta.q, delta.p) if delta.q in pending else (delta.p, delta.q)
+        rest = tuple(f for f in term.factors if f is not delta)
+        term = renamed(Term(term.coefficient, rest), {gone: kept})
+        if gone != kept:
+            pending.discard(gone)
 
 
 def _called(function: str, summands: list[Summand]) -> list[Summand]:

@@ -5,7 +5,8 @@ matrixcalculus.org's convention from its first letter (``a``-``g`` scalars, ``h`
 capitals matrices). Vectors are columns: ``x.T`` (``x'``) is a row. ``@`` is the matrix product
 with that convention (``x.T @ A @ x`` is a scalar, ``x @ y.T`` the outer product) and, where the
 convention has no product, numpy's rule for 1-d operands, which contracts a vector's one axis
-(``x @ A`` is ``xᵀA``, ``A @ x.T`` is ``A x``, ``x @ y`` is ``xᵀy``). Elementwise operators
+(``x @ A`` is ``xᵀA``, a column as numpy's vectors are, ``A @ x.T`` is ``A x``, ``x @ y`` is
+``xᵀy``). Elementwise operators
 broadcast as numpy: a vector with a matrix goes along its last axis, added to each row.
 
 Where the two readings of matrix text disagree the text is refused, never read one way
@@ -206,8 +207,8 @@ class Checker:
             return MatrixType(2, False, (a.sizes[0], b.sizes[1]))
         if a.rank == 2:
             return MatrixType(1, False, (a.sizes[0],))
-        if b.rank == 2:
-            return MatrixType(1, True, (b.sizes[1],))
+        if b.rank == 2:  # x.T @ A is a row; numpy's x @ A a vector as any other
+            return MatrixType(1, a.row, (b.sizes[1],))
         return MatrixType(0)
 
     def elementwise(self, node: Operation) -> MatrixType:
