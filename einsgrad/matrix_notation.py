@@ -19,7 +19,8 @@ from typing import NamedTuple
 
 from .algebra import CANONICAL_LETTERS, Delta, Factor, Fresh, Term, fresh_name
 from .errors import EinsumSpecError
-from .expressions import Call, Power, Scoped, Statement, ambiguous_index, group, renamed, term_free
+from .expressions import (Call, Power, Scoped, Statement, ambiguous_index, group, rebuilt, renamed,
+                          term_free)
 from .matrix_parser import (Applied, Literal, Negated, Node, Operation, Raised, Symbol, Transposed,
                             parse_matrix)
 from .matrix_types import Checker, MatrixType, declared_types
@@ -99,6 +100,7 @@ class _Writer:
     def __init__(self, text: str, checker: Checker, taken):
         self.text = text
         self.checker = checker
+        self.taken = set(taken)
         self.fresh = Fresh(taken, CANONICAL_LETTERS)
 
     def statement(self, name: str, node: Node, found: MatrixType) -> Statement:
@@ -108,7 +110,7 @@ class _Writer:
         for s in self.write(node, output):
             needs_scope = s.pending and ambiguous_index(s.term, kept) is not None
             terms.append(_scoped(s) if needs_scope else s.term)
-        return Statement(name, output, tuple(terms))
+        return Statement(name, output, _in_reading_order(terms, output, self.taken))
 
     def rank(self, node: Node) -> int:
         return self.checker.of(node).rank
@@ -214,6 +216,58 @@ class _Writer:
         if problem:
             raise EinsumSpecError(f"the product of this term's numbers {problem}", self.text, column)
         return coefficient
+
+
+def _in_reading_order(terms, output, taken) -> tuple[Term, ...]:
+    """``terms`` with the indices they sum renamed in the order they are read, after the
+    output's, those a term sums before those a ``sum[...]`` binds (``(tanh(sum[k](X[i,k] *
+    W[j,k]) + b[j]) - T[i,j])^2``, not in the order they were made). Every index of a statement
+    is distinct, so one renaming at once captures nothing."""
+    order: dict[str, None] = {}
+    bound: set[str] = set()
+    for t in terms:
+        _reading(t, order, bound)
+    fresh = Fresh(set(taken) | set(output), CANONICAL_LETTERS)
+    ordered = [i for i in order if i not in bound] + [i for i in order if i in bound]
+    mapping = {i: fresh.take() for i in ordered if i not in output}
+    return tuple(_relabelled(t, mapping) for t in terms)
+
+
+def _reading(term: Term, order: dict, bound: set) -> None:
+    for f in term.factors:
+        if isinstance(f, (Factor, Delta)):
+            order.update(dict.fromkeys(f.indices))
+            continue
+        if isinstance(f, Scoped):
+            bound.update(f.over)
+        for t in _inner(f).terms:
+            _reading(t, order, bound)
+
+
+def _inner(node):
+    """The group inside a function, a power, a scoped sum, or the group itself."""
+    if isinstance(node, Call):
+        return node.argument
+    if isinstance(node, Power):
+        return node.base
+    if isinstance(node, Scoped):
+        return node.body
+    return node
+
+
+def _relabelled(term: Term, mapping: dict) -> Term:
+    """``term`` with ``mapping`` applied to every index, those a scoped sum binds too."""
+    return Term(term.coefficient, tuple(_relabelled_node(f, mapping) for f in term.factors))
+
+
+def _relabelled_node(node, mapping: dict):
+    if isinstance(node, (Factor, Delta)):
+        return node.renamed(mapping)
+    if isinstance(node, Scoped):  # its indices in the order the new names were given
+        given = list(mapping.values())
+        over = tuple(sorted((mapping[i] for i in node.over), key=given.index))
+        return Scoped(over, rebuilt(node.body, lambda t: _relabelled(t, mapping)))
+    return rebuilt(node, lambda t: _relabelled(t, mapping))
 
 
 def _constant(summands: list[Summand]) -> Fraction | None:

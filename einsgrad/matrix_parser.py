@@ -8,7 +8,7 @@ bare expression)::
     product    := unary ((* | / | @) unary)*         (* and / elementwise, @ the matrix product)
     unary      := (+|-) unary | power
     power      := postfix [(^ | **) exponent]        (an exponent: 2, -1, 0.5 or (1/2))
-    postfix    := atom (.T | ')*                    (both transpose)
+    postfix    := atom (.T | ' | ᵀ)*                (each a transpose)
     atom       := number | name | function(expression) | (expression)
 
 As in Python, ``-x^2`` is ``-(x^2)`` and ``@`` binds as ``*`` does. Every error is an
@@ -38,7 +38,7 @@ CALLABLE = ELEMENTWISE + REDUCTIONS
 RESERVED = frozenset(CALLABLE) | FUNCTIONS | {DELTA, SUM}
 """Names no tensor may have: a function's, or the index program's Kronecker delta."""
 
-_TOKEN = re.compile(r"(?P<transpose>\.T(?![A-Za-z0-9_])|')"
+_TOKEN = re.compile(r"(?P<transpose>\.T(?![A-Za-z0-9_])|'|ᵀ)"
                     r"|(?P<number>(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
                     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
                     r"|(?P<newline>\n)"
@@ -310,7 +310,7 @@ def _tokens(text: str) -> Iterator[Token]:
         match = _TOKEN.match(text, column)
         if match is None:
             raise EinsumSpecError(f"character {text[column]!r} is not allowed in matrix text: names are "
-                                  "identifiers, numbers decimals, operators @ * / + - ^ ** .T ' = ( ) ;",
+                                  "identifiers, numbers decimals, operators @ * / + - ^ ** .T ' ᵀ = ( ) ;",
                                   text, column)
         yield Token(match.lastgroup, match.group(), column)
         column = match.end()

@@ -38,6 +38,9 @@ def _arrays(**shapes):
 @pytest.mark.parametrize("text, declared, expected", [
     pytest.param("Y = X @ W.T + b", dict(b=1), "Y[i,j] = X[i,k] * W[j,k] + b[j]", id="linear layer"),
     pytest.param("Y = X @ W' + b", dict(b=1), "Y[i,j] = X[i,k] * W[j,k] + b[j]", id="prime"),
+    pytest.param("Y = X @ Wᵀ + b", dict(b=1), "Y[i,j] = X[i,k] * W[j,k] + b[j]", id="superscript T"),
+    pytest.param("Y = exp(A @ B @ C)", {}, "Y[i,j] = exp(sum[k,l](A[i,k] * B[k,l] * C[l,j]))",
+                 id="indices in reading order"),
     pytest.param("f = x.T @ A @ x", {}, "f = x[i] * A[i,j] * x[j]", id="quadratic form"),
     pytest.param("f = x @ A @ x", {}, "f = x[i] * A[i,j] * x[j]", id="numpy-like quadratic form"),
     pytest.param("f = tr(A @ X @ B)", {}, "f = A[i,j] * X[j,k] * B[k,i]", id="trace of a chain"),
@@ -169,7 +172,7 @@ def test_text_must_be_a_string():
         einsgrad.matrix(3)
 
 
-TOKENS = ["x", "y", "A", "B", "b", "W", "2", "0.5", "1e-3", "@", "*", "/", "+", "-", "^", "**", ".T", "'",
+TOKENS = ["x", "y", "A", "B", "b", "W", "2", "0.5", "1e-3", "@", "*", "/", "+", "-", "^", "**", ".T", "'", "ᵀ",
           "(", ")", "tr(", "norm(", "diag(", "sum(", "exp(", "log(", "tanh(", "=", "L", "H", "\n", ";",
           " ", "1e400", "0", "foo(", "_q", "delta", "X.T", "T"]
 
@@ -185,6 +188,22 @@ def test_random_text_gives_a_program_or_an_error(text):
         return
     assert isinstance(m, einsgrad.Program)
     assert einsgrad.program(str(m)) == m
+
+
+DECLARED = st.fixed_dictionaries({}, optional={
+    "x": st.sampled_from([0, 1, 2, (3,), (4,), (3, 4)]), "A": st.sampled_from([0, 1, 2, (3, 3), (3, 4), (4, 3)]),
+    "b": st.sampled_from([1, (3,), (4,)]), "B": st.sampled_from([(3, 4), (4, 4), 2])})
+
+
+@given(st.lists(st.sampled_from(TOKENS[:30]), max_size=14).map("".join), DECLARED)
+@settings(max_examples=300)
+def test_random_text_with_declarations_gives_a_program_or_an_error(text, declared):
+    try:
+        m = einsgrad.matrix(text, **declared)
+    except EinsumSpecError as error:
+        assert error.reason
+        return
+    assert isinstance(m, einsgrad.Program)
 
 
 # -- the classic table, in both notations ---------------------------------------------------
