@@ -34,6 +34,10 @@ ELEMENTWISE = ("exp", "log", "tanh", "sigmoid", "relu", "sin", "cos", "sqrt", "a
 REDUCTIONS = ("sum", "tr", "norm", "diag")
 """``sum`` of every entry, the trace, the Frobenius (or 2-) norm, and numpy's ``diag``."""
 
+MAX_HEIGHT = 200
+"""The most operators, functions and transposes on one path from a statement's top to a name:
+a longer chain (``A1 @ A2 @ ... @ A300``) is refused, to be split into statements."""
+
 CALLABLE = ELEMENTWISE + REDUCTIONS
 RESERVED = frozenset(CALLABLE) | FUNCTIONS | {DELTA, SUM}
 """Names no tensor may have: a function's, or the index program's Kronecker delta."""
@@ -136,6 +140,7 @@ class _Parser:
         self.at = 0
         self.depth = 0  # inside parentheses a newline is a space
         self.nesting = 0  # parentheses and signs, at most MAX_DEPTH
+        self.heights: dict[int, int] = {}  # id(node) -> its height, at most MAX_HEIGHT
 
     def error(self, reason: str, column: int) -> EinsumSpecError:
         return EinsumSpecError(reason, self.text, column)
@@ -181,14 +186,14 @@ class _Parser:
         node = self.product()
         while self.peek().text in ("+", "-"):
             op = self.take(self.peek().text, "")
-            node = Operation(op.text, node, self.product(), op.column)
+            node = self.made(Operation(op.text, node, self.product(), op.column))
         return node
 
     def product(self) -> Node:
         node = self.unary()
         while self.peek().text in ("*", "/", "@"):
             op = self.take(self.peek().text, "")
-            node = Operation(op.text, node, self.unary(), op.column)
+            node = self.made(Operation(op.text, node, self.unary(), op.column))
         return node
 
     def unary(self) -> Node:
@@ -198,7 +203,7 @@ class _Parser:
             self.enter(token.column)
             operand = self.unary()
             self.nesting -= 1
-            return operand if token.text == "+" else Negated(operand, token.column)
+            return operand if token.text == "+" else self.made(Negated(operand, token.column))
         return self.power()
 
     def power(self) -> Node:
@@ -211,7 +216,7 @@ class _Parser:
         if self.peek().text in ("^", "**"):
             raise self.error("a power of a power is written with parentheses: (x^2)^3",
                              self.peek().column)
-        return Raised(base, exponent, token.text, token.column)
+        return self.made(Raised(base, exponent, token.text, token.column))
 
     def exponent(self) -> Fraction:
         """A number, signed, or ``(p/q)``."""
@@ -241,7 +246,7 @@ class _Parser:
     def postfix(self) -> Node:
         node = self.atom()
         while self.peek().kind == "transpose":
-            node = Transposed(node, self.peek().column)
+            node = self.made(Transposed(node, self.peek().column))
             self.at += 1
         return node
 
@@ -260,7 +265,7 @@ class _Parser:
             if token.text not in CALLABLE:
                 raise self.error(f"unknown function {token.text!r}; the functions are "
                                  f"{', '.join(CALLABLE)}", token.column)
-            return Applied(token.text, self.parenthesized(), token.column)
+            return self.made(Applied(token.text, self.parenthesized(), token.column))
         if token.text in RESERVED:
             raise self.error(f"{token.text!r} is {_reserved(token.text)}, not a tensor"
                              + (f": write {token.text}(...)" if token.text in CALLABLE else ""), token.column)
@@ -274,6 +279,18 @@ class _Parser:
         self.take(")", "')' or an operator")
         self.depth -= 1
         self.nesting -= 1
+        return node
+
+    def made(self, node: Node) -> Node:
+        """``node``, its height checked against :data:`MAX_HEIGHT` (the passes over the tree
+        recurse along it)."""
+        children = ((node.left, node.right) if isinstance(node, Operation) else
+                    (node.base,) if isinstance(node, Raised) else
+                    (node.argument,) if isinstance(node, Applied) else (node.operand,))
+        height = self.heights[id(node)] = 1 + max(self.heights.get(id(c), 0) for c in children)
+        if height > MAX_HEIGHT:
+            raise self.error(f"this expression is more than {MAX_HEIGHT} operations deep here; "
+                             "name parts of it in statements (A = ...)", node.column)
         return node
 
     def enter(self, column: int) -> None:

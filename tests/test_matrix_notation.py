@@ -141,6 +141,9 @@ def test_conventional_ranks():
     pytest.param("", {}, "holds no expression", 0, id="empty"),
     pytest.param("L = " + "(" * 70 + "x" + ")" * 70, {}, "nest deeper than 64", 68, id="too deep"),
     pytest.param("L = " + "-" * 70 + "x", {}, "nest deeper than 64", 68, id="too many signs"),
+    pytest.param("L = x" + " + x" * 250, {}, "more than 200 operations deep", 4 + 4 * 200 + 2, id="too long"),
+    pytest.param("L = sum(A" + " @ A" * 250 + ")", {}, "more than 200 operations deep", 8 + 4 * 200 + 2,
+                 id="a chain too long"),
 ])
 def test_errors_point_at_their_column(text, declared, match, column):
     with pytest.raises(EinsumSpecError, match=match) as info:
