@@ -76,13 +76,8 @@ def index_program(text: str, **ranks_or_shapes) -> str:
     _check_declared_names(ranks_or_shapes, checker, text)
     taken = {*checker.inputs, *checker.defined}
     written = []
-    for n, (assignment, found) in enumerate(zip(statements, types)):
-        name = assignment.name
-        if name is None:
-            if n != len(statements) - 1:
-                raise EinsumSpecError("only the last statement may be a bare expression: name this one "
-                                      "(A = ...)", text, assignment.column)
-            name = fresh_name("f", taken)
+    for assignment, found in zip(statements, types):
+        name = assignment.name if assignment.name is not None else fresh_name("f", taken)
         written.append(str(_Writer(text, checker, taken).statement(name, assignment.expression, found)))
     return "\n".join(written)
 

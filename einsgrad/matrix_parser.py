@@ -167,6 +167,9 @@ class _Parser:
                 if not found:
                     raise self.error("the matrix text holds no expression", 0)
                 return tuple(found)
+            if found and found[-1].name is None:
+                raise self.error("only the last statement may be a bare expression: name this one "
+                                 "(A = ...)", found[-1].column)
             found.append(self.statement())
             token = self.peek()
             if token.kind not in ("end", "newline") and token.text != ";":
