@@ -39,16 +39,22 @@ def _sum(terms, kept, top: bool = False) -> str:
 
 
 def _term(term: Term, kept, top: bool) -> str:
+    """``c Σ_over numerator / denominator``: at a statement's top the indices not on the left
+    are summed (the program's rule), inside a node nothing is."""
     over = [i for i in term_free(term) if i not in kept] if top else []
     numerator = [f for f in term.factors if not (isinstance(f, Power) and f.exponent < 0)]
     denominator = [Power(f.base, -f.exponent) for f in term.factors if f not in numerator]
     body = juxt([_latex(_node(f)) for f in numerator], empty="").latex
     if denominator:
-        body = rf"\frac{{{body or '1'}}}{{{' '.join(_node(f) for f in denominator)}}}"
+        below = (_sum(denominator[0].base.terms, set(free(denominator[0].base)))
+                 if len(denominator) == 1 and denominator[0].exponent == 1
+                 else " ".join(_node(f) for f in denominator))
+        body = rf"\frac{{{body or '1'}}}{{{below}}}"
+    body = summation(over, _latex(body)).latex if over and body else body
     c = term.coefficient
     if c != 1 or not body:
         body = (_number(c) + " " + body).strip()
-    return summation(over, _latex(body)).latex if over else body
+    return body
 
 
 def _latex(latex: str) -> Piece:
@@ -65,16 +71,20 @@ def _node(node) -> str:
             return rf"\{node.function}\left({inner}\right)"
         if node.function == "sqrt":
             return rf"\sqrt{{{inner}}}"
+        if node.function == "abs":
+            return rf"\left|{inner}\right|"
         return applied(node.function, _latex(inner)).latex
     if isinstance(node, Scoped):
         body = _sum(node.body.terms, set(free(node.body)))
-        return summation(node.over, _latex(rf"\left({body}\right)")).latex
+        if len(node.body.terms) > 1 or node.body.terms[0].coefficient < 0:
+            body = rf"\left({body}\right)"
+        return summation(node.over, _latex(body)).latex
     if isinstance(node, Power):
         base = node.base.terms
         single = (len(base) == 1 and base[0].coefficient == 1 and len(base[0].factors) == 1
                   and not isinstance(base[0].factors[0], Power))
         atom = _node(base[0].factors[0]) if single else rf"\left({_sum(base, set(free(node.base)))}\right)"
-        return f"{atom}^{{{_number(node.exponent)}}}"
+        return atom if node.exponent == 1 else f"{atom}^{{{_number(node.exponent)}}}"
     if node.is_delta:
         return kronecker(*node.indices).latex
     return indexed(node.name, node.indices).latex

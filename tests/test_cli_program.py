@@ -18,6 +18,7 @@ import pytest
 import einsgrad
 from einsgrad.cli import main
 from einsgrad.cli_parser import declarations
+from einsgrad.statement_latex import statements_latex
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYER = "L = 0.5 * norm(tanh(X @ W.T + b) - T)^2"
@@ -139,9 +140,20 @@ def test_hessian_of_statements_in_latex(capsys):
     assert derivation + "\\end{align*}" == einsgrad.matrix("L = norm(X @ w - y)^2").explain("w").latex()
     assert statements.splitlines() == [r"\begin{align*}",
                                        r"t_{i} &= \sum_{j} X_{ij} w_{j} \\",
-                                       r"g_{j} &= \sum_{i} 2 \left(t_{i} - y_{i}\right) X_{ij} \\",
-                                       r"H_{ji} &= \sum_{k} 2 X_{kj} X_{ki}",
+                                       r"g_{j} &= 2 \sum_{i} \left(t_{i} - y_{i}\right) X_{ij} \\",
+                                       r"H_{ji} &= 2 \sum_{k} X_{kj} X_{ki}",
                                        r"\end{align*}"]
+
+
+def test_statements_in_latex():
+    p = einsgrad.program("A[b,j] = tanh(sum[k](X[b,k] * W[j,k]) + c[j])\n"
+                         "L = sigmoid(A[b,j]) / (1 + A[b,j]^2) - 0.5 * sqrt(abs(c[j])) + (1/3) * A[b,j] / c[j]^2")
+    assert statements_latex(p.statements).splitlines() == [
+        r"\begin{align*}",
+        r"A_{bj} &= \tanh\left(\sum_{k} X_{bk} W_{jk} + c_{j}\right) \\",
+        r"L &= \sum_{bj} \frac{\operatorname{sigmoid}\left(A_{bj}\right)}{1 + A_{bj}^{2}} - 0.5 \sum_{j} "
+        r"\sqrt{\left|c_{j}\right|} + \frac{1}{3} \sum_{bj} \frac{A_{bj}}{c_{j}^{2}}",
+        r"\end{align*}"]
 
 
 def test_program_of_statements_prints_blocks(capsys):
