@@ -14,13 +14,14 @@ from .calls import as_call, as_einsum, is_spec
 from .compiled import Einsum
 from .errors import EinsumSpecError
 from .explanation import Explanation, explain
+from .matrix_notation import matrix
 from .program_explanation import ProgramExplanation
 from .programs import Program, program
 from .shapes import bind, check_shapes
 from .spec import looks_interleaved, normalize_sizes, parse
 
 __all__ = ["Einsum", "EinsumSpecError", "Explanation", "Program", "ProgramExplanation", "compile",
-           "einsum", "explain", "grad_spec", "jacobian_spec", "jvp_spec", "program", "vjp"]
+           "einsum", "explain", "grad_spec", "jacobian_spec", "jvp_spec", "matrix", "program", "vjp"]
 __version__ = "0.1.0"
 
 
