@@ -194,16 +194,18 @@ def _chain_form(inputs, output, tensors):
     count.update(ones)
     if len(items) > 4:
         return _followed(items, output, count)
-    best = None  # fewest transposes, then a product before a trace (xᵀ y, not tr(x yᵀ))
+    best = None  # fewest transposes, then a product before a trace (xᵀ y, not tr(x yᵀ)), then
+    # a transposed ones vector before a transposed tensor (a sum reads 1ᵀ x)
     for order in itertools.permutations(items):
         for oriented in itertools.product(*(_orientations(term) for _, term in order)):
             flips = sum(t for _, _, t in oriented)
             if best is not None and flips > best[0][0]:
                 continue
             kind = _chain_kind([(r, c) for r, c, _ in oriented], output, count)
-            if kind is not None and (best is None or (flips, kind == "trace") < best[0]):
+            own = sum(t for (k, _), (_, _, t) in zip(order, oriented) if k is not None)
+            if kind is not None and (best is None or (flips, kind == "trace", own) < best[0]):
                 factors = tuple((k, t) for (k, _), (_, _, t) in zip(order, oriented))
-                best = ((flips, kind == "trace"), Form(kind, factors))
+                best = ((flips, kind == "trace", own), Form(kind, factors))
     return None if best is None else best[1]
 
 
@@ -297,7 +299,7 @@ def form_body(form: Form, names: Sequence[Piece], vary: int | None = None,
     divisors = [_leaf(names, k, False, vary) for k in form.scalars if k in inverse]
     if divisors:
         over = juxt(divisors)
-        over = parenthesized(over) if len(divisors) > 1 or " " in over.text else over
+        over = parenthesized(over) if len(divisors) > 1 else over
         top = body if body.text else Piece("1", "1")
         body = Piece(f"{top.text} / {over.text}", rf"{top.latex} / {over.latex}")
     if form.summed:
