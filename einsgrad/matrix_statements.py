@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 from .algebra import Delta, Factor, Term, decimal
 from .expressions import Call, Group, Power, Scoped, Statement, free, term_free
 from .matrix_forms import ONES, form_body, hadamard, matrix_form
-from .render import Piece, applied, equals, juxt, parenthesized, spaced, tensor_name, transpose_of
+from .render import Piece, applied, equals, juxt, spaced, tensor_name, transpose_of
 from .spec_terms import einsum_of
 
 MAX_WRITTEN_IN = 2000

@@ -386,3 +386,13 @@ def test_differential_shares_sum_to_the_gradient(text, name, shape):
     env = {**arrays, "G": arrays.get(prog.cotangent)}
     total = sum(evaluate("s = " + m, env, shape) for m in shares)
     np.testing.assert_allclose(total, prog.grad(name)(**arrays), rtol=1e-10)
+
+
+@pytest.mark.parametrize("style", ["index", "hessian", "matrix"])
+def test_every_style_renders_ascii_latex(style):
+    for case, text, name, _ in CLASSIC:
+        prog = einsgrad.program(text)
+        if style == "hessian" and prog.output_indices:
+            continue
+        latex = prog.explain(name, style=style).latex()
+        assert latex.isascii() and latex.count("{") == latex.count("}"), case
