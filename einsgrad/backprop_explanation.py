@@ -47,10 +47,11 @@ def explain_statements(prog, names: tuple[str, ...], grads: tuple, hessians: tup
                    prose(f"(the input {prog.cotangent}) has {out}'s indices.")))
     lines = [spaced(prose("The program"), quoted_code(_one_line(prog.statements)), head)]
     named = frozenset(s.name for s in prog.statements)
+    temporaries = frozenset(s.name for s in prog.steps) - named
     shown_as = {prog.cotangent: tensor_name(symbol)} if prog.cotangent else {}
     gradients, hessian_parts = [], []
     for n, (name, g) in enumerate(zip(names, grads)):
-        form = _form(g, gradient_lhs("L", out, name, not prog.output_indices), named, shown_as)
+        form = _form(g, gradient_lhs("L", out, name, not prog.output_indices), named, shown_as, temporaries)
         if style == "matrix":
             title = f"Gradient with respect to {name}, by differentials in matrix notation:"
             lines += [Piece("", ""), Piece(title, r"\textbf{" + latex_escape(title) + "}"), *differential_section(
@@ -64,7 +65,7 @@ def explain_statements(prog, names: tuple[str, ...], grads: tuple, hessians: tup
         if n < len(hessians):
             h = hessians[n]
             lines += [Piece("", ""), *_gradient(prog, name, h, hessian=True)]
-            form = _form(h, gradient_lhs("L", out, name, True, order=2), named, shown_as)
+            form = _form(h, gradient_lhs("L", out, name, True, order=2), named, shown_as, temporaries)
             lines.append(matrix_line(form, str(h.statements[-1])))
             hessian_parts.append(ProgramGradient(name, str(h), _einsums(h.statements[-1]),
                                                  None if form is None else form.piece.text))
@@ -80,12 +81,12 @@ def _step_cotangents(backprop) -> dict:
     return dict(zip(steps, backprop.cotangents[:-1]))
 
 
-def _form(result, lhs: Piece, named, shown_as):
+def _form(result, lhs: Piece, named, shown_as, temporaries=()):
     """The result statement in matrix notation (the others written in, but those the user
-    named), or None."""
+    named and the ``temporaries`` of the forward read more than once), or None."""
     if not result.statements[-1].terms:
         return None
-    return statement_form(result.statements, lhs, named, shown_as)
+    return statement_form(result.statements, lhs, named, shown_as, nameable=frozenset(temporaries))
 
 
 def _einsums(result) -> tuple[str | None, ...]:

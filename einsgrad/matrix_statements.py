@@ -15,6 +15,7 @@ Qᵀ Pᵀ``) and a sum of chains with a common first or last factor is factored 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Mapping, Sequence
@@ -92,18 +93,30 @@ class StatementForm:
 
 
 def statement_form(statements: Sequence[Statement], lhs: Piece, named: frozenset[str] = frozenset(),
-                   names: Mapping[str, Piece] | None = None) -> StatementForm | None:
+                   names: Mapping[str, Piece] | None = None,
+                   nameable: frozenset[str] = frozenset()) -> StatementForm | None:
     """The last of ``statements`` as ``lhs = ...``, or None where a term has no matrix form.
 
     The earlier statements are written where they are read, but those in ``named`` (the
     forward's intermediates the user named), which stay names and are defined after the
-    equation, in the order they are first read. ``names`` renders some inputs otherwise
-    (the cotangent ``dY`` as ``G``)."""
-    writer = Writer({s.name: s for s in statements[:-1]}, named, dict(names or {}))
-    target = statements[-1]
-    body = writer.statement(target, top=True)
+    equation, in the order they are first read; so does one of ``nameable`` (the forward's
+    temporaries) that would be written twice or more and is no plain call (``tanh(X Wᵀ + b)``
+    read twice is named once). ``names`` renders some inputs otherwise (the cotangent
+    ``dY`` as ``G``)."""
+    definitions = {s.name: s for s in statements[:-1]}
+    writer = Writer(definitions, named, dict(names or {}))
+    body = writer.statement(statements[-1], top=True)
     if body is None:
         return None
+    while True:  # the longest repeated one first: what it holds is then written once
+        repeated = [n for n, count in writer.multiplicities(statements[-1].name).items()
+                    if count > 1 and n in nameable and n not in named and writer.done.get(n) is not None
+                    and " " in writer.done[n].whole.text]
+        if not repeated:
+            break
+        named = named | {max(repeated, key=lambda n: len(writer.done[n].whole.text))}
+        writer = Writer(definitions, named, dict(names or {}))
+        body = writer.statement(statements[-1], top=True)
     where, n = [], 0
     while n < len(writer.used):
         name = writer.used[n]
@@ -125,14 +138,32 @@ class Writer:
         self.definitions, self.named, self.names = definitions, named, names
         self.used: list[str] = []
         self.done: dict[str, Rendering | None] = {}
+        self.reading: list[str] = []  # the statements being rendered, innermost last
+        self.reads: dict[str, Counter] = {}  # how often each statement writes in each other
+
+    def multiplicities(self, target: str) -> Counter:
+        """How many times each statement written in appears in the text of ``target``."""
+        count = Counter({target: 1})
+        order = [target] + [n for n in reversed(self.definitions) if n != target]
+        for reader in order:  # a statement reads only earlier ones
+            for name, k in self.reads.get(reader, {}).items():
+                count[name] += count[reader] * k
+        return count
 
     def statement(self, s: Statement, top: bool = False) -> Rendering | None:
         """``s`` rendered, once where it is read (``top``: as it stands, not cached)."""
         if top:
-            return self.sum(s.terms, s.indices, top=True)
+            self.reading.append(s.name)
+            found = self.sum(s.terms, s.indices, top=True)
+            self.reading.pop()
+            return found
+        if self.reading:
+            self.reads.setdefault(self.reading[-1], Counter())[s.name] += 1
         if s.name not in self.done:
             self.done[s.name] = None  # a statement reads only earlier ones: no cycle
+            self.reading.append(s.name)
             found = self.sum(s.terms, s.indices)
+            self.reading.pop()
             if found is not None and len(found.whole.text) > MAX_WRITTEN_IN:
                 found = None
             self.done[s.name] = found

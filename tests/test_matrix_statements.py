@@ -239,6 +239,8 @@ CLASSIC = [
      lambda a: ((np.tanh(a["X"] @ a["W"].T + a["c"]) - a["T"]) * (1 - np.tanh(a["X"] @ a["W"].T + a["c"]) ** 2)).sum(0)),
     ("logistic regression", "z[i] = X[i,k] * w[k]\nL = softplus(z[i]) - y[i] * z[i]", "w",
      lambda a: a["X"].T @ (sigmoid(a["X"] @ a["w"]) - a["y"])),
+    ("tanh layer, nothing named", "L = 0.5 * (tanh(sum[k](X[b,k] * W[j,k]) + c[j]) - T[b,j])^2", "W",
+     _layer(np.tanh, lambda H, A: 1 - A ** 2)),
     ("logistic regression, log loss",
      "z[i] = X[i,k] * w[k]\np[i] = sigmoid(z[i])\nL = -sum[i](y[i] * log(p[i]) + (1 - y[i]) * log(1 - p[i]))", "w",
      lambda a: a["X"].T @ (sigmoid(a["X"] @ a["w"]) - a["y"])),
@@ -302,8 +304,10 @@ def test_hessian_matrix_forms_are_the_textbook_hessians(case, text, name, textbo
     ("L = (M[i,j] - sum[a](U[i,a] * V[j,a]))^2", "U", "∂L/∂U = 2 (U Vᵀ - M) V"),
     ("L = log(sum[j](exp(z[b,j]))) - y[b,j] * z[b,j]", "z", "∂L/∂z = Diag(exp(z) 1)⁻¹ exp(z) - y"),
     ("z[i] = X[i,k] * w[k]\nL = softplus(z[i]) - y[i] * z[i]", "w", "∂L/∂w = Xᵀ (sigmoid(z) - y), with z = X w"),
+    ("L = 0.5 * (tanh(sum[k](X[b,k] * W[j,k]) + c[j]) - T[b,j])^2", "W",  # read twice: named once
+     "∂L/∂W = ((t2 - T) ∘ (1 - t2∘t2))ᵀ X, with t2 = tanh(X Wᵀ + 1 cᵀ)"),
 ], ids=["xAx", "least squares", "tr(AXB)", "scaling", "tr(X) tr(B)", "tanh layer", "chain of four",
-        "chain of five", "factorization", "softmax", "logistic"])
+        "chain of five", "factorization", "softmax", "logistic", "unnamed layer"])
 def test_textbook_forms_exactly(text, name, form):
     assert einsgrad.program(text).explain(name).gradients[0].matrix_form == form
 
