@@ -32,6 +32,7 @@ CYCLIC = "tr(N P) = tr(P N)"
 TRACE = "tr(Mᵀ N) = M : N"
 TRACE_T = "tr(M Nᵀ) = M : N"
 SCALAR = "a scalar is its trace"
+DIAG = "M : Diag(N) = diag(M) : N"
 
 _VARIED = "#d"  # the occurrence being varied, written dX
 
@@ -172,13 +173,15 @@ def _moved(c: Fraction, r: Rendering, cotangent: Piece | None, d_read: Piece, sc
     if r.kind not in ("product", "trace") or r.chain is None:
         return None, []
     links = list(r.chain)
-    place = [n for n, x in enumerate(links) if x.base.text == d_read.text]
+    scaling = f"Diag({d_read.text})"
+    place = [n for n, x in enumerate(links) if x.base.text in (d_read.text, scaling)]
     if len(place) != 1:
         return None, []
     m = place[0]
     left, dx, right = links[:m], links[m], links[m + 1:]
+    diagonal = dx.base.text == scaling
     if r.kind == "trace" or scalar:
-        return _traced(c, r, left, dx, right, g, d_read)
+        return (None, []) if diagonal else _traced(c, r, left, dx, right, g, d_read)
     start = _frob(cotangent, _operand(term))
     chain, rules, moved = [start], [], [g]
     if left:
@@ -193,6 +196,11 @@ def _moved(c: Fraction, r: Rendering, cotangent: Piece | None, d_read: Piece, sc
         moved = [x.flipped() for x in reversed(moved)]
         chain.append(_frob(_matrix(c, moved), d_read))
         rules.append(TRANSPOSE)
+    if diagonal:  # G : (M Diag(dd)) = (Mᵀ G) : Diag(dd) = diag(Mᵀ G) : dd
+        inner = _matrix(c, moved)
+        inner = inner.text[1:-1] if inner.text.startswith("(") else inner.text, inner
+        chain.append(_frob(Piece(f"diag({inner[0]})", rf"\operatorname{{diag}}\left({inner[1].latex}\right)"), d_read))
+        rules.append(DIAG)
     return chain, rules
 
 

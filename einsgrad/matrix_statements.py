@@ -367,6 +367,11 @@ def _sum(rendered) -> Rendering:
         return factored
     first = next((n for n, (c, _) in enumerate(rendered) if c > 0), 0)
     rendered = [rendered[first]] + rendered[:first] + rendered[first + 1:]
+    magnitudes = {abs(c) for c, _ in rendered}
+    if len(magnitudes) == 1 and 1 not in magnitudes and all(r is not None for _, r in rendered):
+        common = magnitudes.pop()  # 2 Y - 2 X W is 2 (Y - X W)
+        inner = [(c / common, r) for c, r in rendered]
+        return Rendering(common, parenthesized_always(_signed(inner)), True, terms=tuple(inner))
     return Rendering(Fraction(1), _signed(rendered), False, terms=tuple(rendered))
 
 

@@ -377,6 +377,7 @@ def _shares(text: str) -> list[str]:
 @pytest.mark.parametrize("text, name, shape", [
     ("Y[i,j] = X[i,k] * W[j,k]", "W", (3, 4)), ("f = x[i] * S[i,j] * x[j]", "x", (4,)),
     ("f = P[i,j] * R[j,k] * Q[k,i]", "R", (4, 5)), ("Y[i,j] = X[i,k] * S[j,k] + X[i,j] * x[j]", "X", (6, 4)),
+    ("Y[i,j] = M[i,j] * d[j]", "d", (3,)),
 ])
 def test_differential_shares_sum_to_the_gradient(text, name, shape):
     """For one contraction the moved shares are the gradient, term by term."""
