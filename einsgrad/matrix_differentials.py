@@ -21,8 +21,8 @@ from fractions import Fraction
 from .algebra import Factor, Term
 from .matrix_statements import Link, Rendering, StatementForm, Writer, statement_form
 from .program_steps import Contraction, as_statement
-from .render import (Piece, differential_of, equals, juxt, prose, punct, quoted_code, spaced, tensor_name,
-                     transpose_of)
+from .render import (Piece, applied, differential_of, equals, juxt, prose, punct, quoted_code, spaced,
+                     tensor_name, transpose_of)
 
 LEFT = "M : (N P) = (Nᵀ M) : P"
 RIGHT = "M : (P N) = (M Nᵀ) : P"
@@ -167,7 +167,7 @@ def _moved(c: Fraction, r: Rendering, cotangent: Piece | None, d_read: Piece, sc
         chain = [_frob(gp, _operand(term)), _frob(m, r.parts[place[0]])]
         rules = [HADAMARD]
         if transposed:
-            chain.append(_frob(Piece(m.text + "ᵀ" if c == 1 else f"({m.text})ᵀ", m.latex + r"^\top"), d_read))
+            chain.append(_frob(transpose_of(m if c == 1 else _operand(m)), d_read))
             rules.append(TRANSPOSE)
         return chain, rules
     if r.kind not in ("product", "trace") or r.chain is None:
@@ -197,9 +197,8 @@ def _moved(c: Fraction, r: Rendering, cotangent: Piece | None, d_read: Piece, sc
         chain.append(_frob(_matrix(c, moved), d_read))
         rules.append(TRANSPOSE)
     if diagonal:  # G : (M Diag(dd)) = (Mᵀ G) : Diag(dd) = diag(Mᵀ G) : dd
-        inner = _matrix(c, moved)
-        inner = inner.text[1:-1] if inner.text.startswith("(") else inner.text, inner
-        chain.append(_frob(Piece(f"diag({inner[0]})", rf"\operatorname{{diag}}\left({inner[1].latex}\right)"), d_read))
+        inner = _scaled(c, juxt([x.piece for x in moved if x is not None]))
+        chain.append(_frob(applied("diag", inner), d_read))
         rules.append(DIAG)
     return chain, rules
 

@@ -220,10 +220,7 @@ class Writer:
                 return False
             norm = Piece(f"‖{base.whole.text}‖²", rf"\left\|{base.whole.latex}\right\|^2")
             return term.coefficient, Rendering(Fraction(1), norm, True)
-        merged = _merged(proxies, operands, inverse)
-        if merged is None:
-            return False
-        proxies, operands, inverse = merged
+        proxies, operands, inverse = _merged(proxies, operands, inverse)
         found = einsum_of(indices, Term(Fraction(1), tuple(proxies)))
         if found is None:
             return False
