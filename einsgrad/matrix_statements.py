@@ -226,7 +226,7 @@ class Writer:
             return False
         order = [int(f.name[1:]) for f in found.tensors]
         form = matrix_form(found.spec)
-        if form is None or form.batch:
+        if form is None or form.batch or form.summed:  # "Σ_k" of slices is no matrix notation
             return False
         if not order:  # "->ii": the spec reads one 0-d operand, which this term does not have
             form = replace(form, scalars=())

@@ -10,6 +10,7 @@ cross-entropy, log-sum-exp, least squares, matrix factorization, xᵀAx and tr(A
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -19,7 +20,7 @@ import einsgrad
 
 # -- reading the notation back -----------------------------------------------------------------
 
-_TOKEN = re.compile(r"\s*(‖|\d+(?:\.\d+)?|[A-Za-z_][A-Za-z_0-9]*|ᵀ|⁻¹|²|∘|⊘|[-+/()^])")
+_TOKEN = re.compile(r"\s*(‖|\d+(?:\.\d+)?(?:/\d+)?|[A-Za-z_][A-Za-z_0-9]*|ᵀ|⁻¹|²|∘|⊘|[-+/()^])")
 _FUNCTIONS = {
     "tanh": np.tanh, "exp": np.exp, "log": np.log, "sin": np.sin, "cos": np.cos, "sqrt": np.sqrt,
     "abs": np.abs, "sigmoid": lambda u: 1 / (1 + np.exp(-u)), "relu": lambda u: np.maximum(u, 0),
@@ -51,8 +52,9 @@ def _tokens(text):
 class _Reader:
     """Values as 2-d arrays: a vector is a column, a scalar 1 x 1."""
 
-    def __init__(self, text, env, size):
+    def __init__(self, text, env, size, definitions=None):
         self.tokens, self.n, self.env, self.size = _tokens(text), 0, env, size
+        self.definitions = {} if definitions is None else definitions
 
     def peek(self):
         return self.tokens[self.n] if self.n < len(self.tokens) else None
@@ -95,11 +97,12 @@ class _Reader:
             if isinstance(f, _Identity):
                 continue  # s I: the scalar, times the identity at the end
             if isinstance(f, _Ones):
-                if f.transposed:
-                    nxt = next(x for x in factors[n + 1:] if not isinstance(x, (_Ones, _Identity)))
-                    f = np.ones((1, nxt.shape[0]))
-                elif values:
-                    f = np.ones((values[-1].shape[1], 1))
+                if f.transposed:  # 1ᵀ M sums M's rows; v 1ᵀ broadcasts v along the columns
+                    nxt = next((x for x in factors[n + 1:] if not isinstance(x, (_Ones, _Identity))
+                                and x.shape != (1, 1)), None)
+                    f = None if nxt is None else np.ones((1, nxt.shape[0]))
+                elif any(v.shape != (1, 1) for v in values):
+                    f = np.ones(([v for v in values if v.shape != (1, 1)][-1].shape[1], 1))
                 else:
                     f = None  # 1 vᵀ: a row broadcast along the rows
             if f is not None:
@@ -123,15 +126,19 @@ class _Reader:
         value = self.atom()
         while self.peek() in ("ᵀ", "⁻¹", "^"):
             op = self.take()
-            if op == "^":  # a scalar's power: a number, or (-1)
-                negative = self.peek() == "("
-                if negative:
+            if op == "^":  # a power: 2, or in parentheses (-1), (0.5), (1/3); ^∘ entrywise
+                if self.peek() == "∘":
+                    self.take()
+                wrapped = self.peek() == "("
+                if wrapped:
                     self.take("(")
+                sign = -1.0 if self.peek() == "-" else 1.0
+                if sign < 0:
                     self.take("-")
-                e = float(self.take())
-                if negative:
+                top, _, bottom = self.take().partition("/")
+                if wrapped:
                     self.take(")")
-                value = value ** (-e if negative else e)
+                value = value ** (sign * float(top) / float(bottom or 1))
                 continue
             if isinstance(value, _Ones):
                 value = _Ones(not value.transposed)
@@ -155,7 +162,8 @@ class _Reader:
         if token == "1" and self.peek() not in ("∘", "⊘"):
             return _Ones()
         if token[0].isdigit():
-            return np.array([[float(token)]])
+            top, _, bottom = token.partition("/")
+            return np.array([[float(top) / float(bottom or 1)]])
         if token == "I":
             return _Identity()
         if token in ("tr", "diag", "Diag") or token in _FUNCTIONS:
@@ -169,6 +177,8 @@ class _Reader:
             if token == "Diag":
                 return np.diag(inner[:, 0])
             return _FUNCTIONS[token](inner)
+        if token in self.definitions:  # a name defined after the form: read when first used
+            self.env[token] = _Reader(self.definitions.pop(token), self.env, self.size, self.definitions).sum()
         value = self.env[token]
         return value if value.ndim == 2 else value.reshape(-1, 1) if value.ndim == 1 else value.reshape(1, 1)
 
@@ -176,14 +186,13 @@ class _Reader:
 def evaluate(form: str, arrays: dict, shape) -> np.ndarray:
     """The value of a printed ``lhs = body, with A = ..., H = ...`` for ``arrays``, as ``shape``."""
     body, _, where = form.partition(", with ")
-    env = dict(arrays)
+    definitions = dict(d.partition(" = ")[::2] for d in re.split(r", (?=\w+ = )", where)) if where else {}
     size = shape[0] if shape else 1
-    for definition in reversed(where.split(", ") if where else []):  # each reads the ones after it
-        name, _, text = definition.partition(" = ")
-        env[name] = _Reader(text, env, size).sum()
-    value = _Reader(body.partition(" = ")[2], env, size).sum()
+    value = _Reader(body.partition(" = ")[2], dict(arrays), size, definitions).sum()
     value = np.asarray(value, dtype=float)
-    return np.broadcast_to(value.reshape(shape) if value.size == np.prod(shape) else value, shape)
+    if value.size == np.prod(shape):
+        return value.reshape(shape)
+    return np.broadcast_to(value.reshape(()) if value.size == 1 else value, shape)
 
 
 def test_the_reader_reads_the_notation():
@@ -401,3 +410,49 @@ def test_every_style_renders_ascii_latex(style):
             continue
         latex = prog.explain(name, style=style).latex()
         assert latex.isascii() and latex.count("{") == latex.count("}"), case
+
+
+# -- generated programs ---------------------------------------------------------------------------
+
+
+def _generated():
+    pytest.importorskip("torch")  # the generator's values are torch's
+    from test_program_statements import generated_programs
+    return generated_programs()
+
+
+@pytest.fixture(scope="module")
+def generated():
+    return _generated()
+
+
+def test_every_printed_form_of_generated_programs_is_the_gradient(generated):
+    """Programs with functions, powers, quotients, scoped sums and several statements: each
+    matrix form printed (gradients, and the Hessian by one tensor) reads back as the value."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    @settings(max_examples=GENERATED_FORMS, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(generated, st.integers(0, 2 ** 16))
+    def check(case, seed):
+        text, shapes, _ = case
+        p = einsgrad.program(text)
+        rng = np.random.default_rng(seed)
+        a = {n: rng.standard_normal(shapes[n]) * 0.7 for n in p.inputs}
+        with np.errstate(all="ignore"):
+            for n in p.inputs:
+                form = p.explain(n).gradients[0].matrix_form
+                expected = np.asarray(p.grad(n)(**a), dtype=float)
+                if form is not None and np.all(np.isfinite(expected)) and np.abs(expected).max(initial=0) < 1e6:
+                    np.testing.assert_allclose(evaluate(form, a, expected.shape), expected, rtol=1e-8, atol=1e-8,
+                                               err_msg=f"{text}\n{n}: {form}")
+            n = p.inputs[seed % len(p.inputs)]
+            (h,) = p.explain(n, style="hessian").hessians
+            expected = np.asarray(p.hessian(n)(**a), dtype=float)
+            if h.matrix_form is not None and np.all(np.isfinite(expected)) and np.abs(expected).max(initial=0) < 1e6:
+                np.testing.assert_allclose(evaluate(h.matrix_form, a, expected.shape), expected, rtol=1e-8,
+                                           atol=1e-8, err_msg=f"{text}\n{n}: {h.matrix_form}")
+    check()
+
+
+GENERATED_FORMS = int(os.environ.get("EINSGRAD_GENERATED_FORMS", "40"))
+"""Examples of the generated-program test: 40 in CI; set the variable (300) for a long hunt."""
