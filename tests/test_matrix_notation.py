@@ -323,7 +323,7 @@ def test_second_order_of_matrix_text():
 
 def test_explain_reads_the_index_program():
     m = einsgrad.matrix("f = x.T @ A @ x")
-    assert m.explain("x").gradients[0].matrix_form == "g = A x + Aᵀ x"
+    assert m.explain("x").gradients[0].matrix_form == "∂f/∂x = (A + Aᵀ) x"
     layer = einsgrad.matrix("L = 0.5 * norm(tanh(X @ W.T + b) - T)^2", b=1)
     assert "tanh' = 1 - y^2" in str(layer.explain("W"))
 
