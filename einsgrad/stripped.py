@@ -54,7 +54,8 @@ class Stripped(NamedTuple):
 
     def value(self) -> np.ndarray:
         """The value in the mantissa's dtype: ``inf`` where it overflows, 0 where it underflows."""
-        return _scaled(self.mantissa, self.exponent)
+        with np.errstate(over="ignore", under="ignore"):
+            return _scaled(self.mantissa, self.exponent)
 
     def log(self) -> np.ndarray:
         """``log|value|``, elementwise (``-inf`` where the value is 0)."""
