@@ -19,7 +19,8 @@ gradient of the log-value, ``d log(y) / dx = (dy/dx) / y``, is then a ratio of t
 values, exact and of ordinary magnitude (:func:`log_grad`).
 
 This is cotengra's ``strip_exponent`` (which keeps a base-10 exponent of the forward alone),
-extended to gradients. It runs on numpy arrays, unsliced.
+extended to gradients. It runs on numpy arrays, and refuses a ``memory_limit`` that needs
+slices (the path alone is bounded by it).
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def added(terms) -> Stripped:
 
 def forward(record: SignatureRecord, arrays) -> Stripped:
     """The stripped value of the contraction of ``arrays`` (numpy arrays of ``record``'s shapes)."""
+    _check_unsliced(record)
     dtype = _computed(arrays)
     (y,) = run(record.plan(PlanKey(Mode.FORWARD, None)), _entered(arrays, dtype), record)
     return y
@@ -106,6 +108,7 @@ def forward(record: SignatureRecord, arrays) -> Stripped:
 def vjp(record: SignatureRecord, cotangent, arrays, wrt: tuple[int, ...]) -> tuple[Stripped, ...]:
     """The stripped gradients of the operands ``wrt`` given the cotangent (an array or a
     :class:`Stripped`), in the non-conjugating convention of :meth:`einsgrad.Einsum.vjp`."""
+    _check_unsliced(record)
     g = cotangent if isinstance(cotangent, Stripped) else strip(cotangent)
     dtype = _computed(arrays, g.mantissa)
     if tuple(g.mantissa.shape) != tuple(record.output_shape):
@@ -123,6 +126,7 @@ def log_grad(record: SignatureRecord, arrays, wrt: tuple[int, ...]) -> tuple[Str
     if record.output_shape != ():
         raise EinsumSpecError(f"log_grad needs a scalar output, but {str(record.spec)!r} has shape "
                               f"{record.output_shape}: use stripped_vjp with a cotangent")
+    _check_unsliced(record)
     dtype = _computed(arrays)
     y, *saved = run(record.plan(PlanKey(Mode.SAVING, wrt)), _entered(arrays, dtype), record)
     one = Stripped(np.ones((), dtype), 0)
@@ -242,6 +246,15 @@ def _scaled(x: np.ndarray, shift: int) -> np.ndarray:
         out.real, out.imag = np.ldexp(x.real, shift), np.ldexp(x.imag, shift)
         return out
     return np.ldexp(x, shift)
+
+
+def _check_unsliced(record: SignatureRecord) -> None:
+    """Refuses a contraction that ``memory_limit`` makes run in slices: the stripped modes run
+    the whole plan, and would exceed the limit."""
+    if record.memory_limit is not None and record.slices:
+        cut = ", ".join(f"{label!r} in chunks of {size}" for label, size in record.slices)
+        raise EinsumSpecError(f"exponent stripping does not run in slices, and memory_limit="
+                              f"{record.memory_limit} needs them ({cut}): raise or drop memory_limit")
 
 
 def _computed(arrays, *more) -> np.dtype:

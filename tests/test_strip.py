@@ -278,6 +278,17 @@ def test_other_libraries_are_refused():
         einsgrad.compile("ij,jk->ik").stripped(torch.ones(2, 2), torch.ones(2, 2))
 
 
+def test_a_memory_limit_that_needs_slices_is_refused():
+    sliced = einsgrad.compile("ab,bc,cd->ad", memory_limit=8)
+    xs = [np.ones((4, 4))] * 3
+    with pytest.raises(EinsumSpecError, match=r"does not run in slices, and memory_limit=8 needs them \('a' in chunks"):
+        sliced.stripped(*xs)
+    with pytest.raises(EinsumSpecError, match="does not run in slices"):
+        sliced.stripped_vjp(np.ones((4, 4)), *xs)
+    bounded = einsgrad.compile("ab,bc,cd->ad", memory_limit=16)  # the path alone keeps to it
+    assert_close(as_float64(bounded.stripped(*xs)), np.full((4, 4), 16.0), 0)
+
+
 def test_operand_count_is_checked():
     with pytest.raises(EinsumSpecError, match="operand"):
         einsgrad.compile("ij,jk->ik").stripped(np.ones((2, 2)))
