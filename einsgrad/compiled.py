@@ -10,11 +10,11 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from . import backends, code_request, codegen, derive, paths, scalars, vendor
+from . import stripped as stripping
 from .errors import EinsumSpecError
 from .report import Costs, PlanReport
 from .shapes import Classified, ShapeClass, bind, check_shapes, classify, differ, is_count
 from .signature import Mode, FunctionKey, SavingPair, SignatureRecord
-from . import stripped as stripping
 from .spec import Spec, ascii_text, normalize_sizes, parse
 from .stripped import LogGrad, Stripped
 

@@ -225,7 +225,7 @@ def _program(plan: Plan, record: SignatureRecord) -> _Program:
                          tuple(integers), freed, _rule(step.operation)))
     program = _Program(plan, tuple(rows), len(slots), tuple(slots[r] for r in plan.returns))
     if len(_PROGRAMS) >= _PROGRAMS_LIMIT:
-        _PROGRAMS.pop(next(iter(_PROGRAMS)))
+        _PROGRAMS.pop(next(iter(_PROGRAMS), None), None)  # the oldest
     _PROGRAMS[id(plan)] = program
     return program
 

@@ -241,6 +241,22 @@ def test_compile_without_ties_is_an_einsum():
         "einsgrad.Tied('ab,bc,ac->', tied={2: 0}, conjugate=[2])"
 
 
+def test_einsgrad_torch_einsum_takes_conjugate_views():
+    """In torch no Tied is needed: einsgrad.torch.einsum reads x.conj() (a conjugate view) and
+    autograd sums the occurrences, as for torch.einsum."""
+    import einsgrad.torch
+
+    rng = np.random.default_rng(11)
+    x, h = random_array(rng, (2, 3), np.complex128), random_array(rng, (3, 3), np.complex128)
+    grads = []
+    for einsum in (einsgrad.torch.einsum, torch.einsum):
+        xt, ht = torch.tensor(x, requires_grad=True), torch.tensor(h, requires_grad=True)
+        (2 * einsum("ab,bc,ac->", xt, ht, xt.conj()).real).backward()
+        grads.append((xt.grad.resolve_conj().numpy(), ht.grad.resolve_conj().numpy()))
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
 def test_torch_tensors_work_tied():
     """The same Tied object on torch tensors (vjp in einsgrad's convention, as numpy's)."""
     rng = np.random.default_rng(10)
