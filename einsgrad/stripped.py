@@ -7,9 +7,10 @@ a plan makes is a :class:`Stripped` pair ``(mantissa, exponent)`` standing for
 view), so a step's exponent is the sum of its arguments' exponents; after each step that can
 change magnitudes (a pairwise product, a sum) the mantissa is divided by the power of two
 just above its largest magnitude, so that it lies in ``[0.5, 1)``, and that power is added to
-the exponent. Dividing by a power of two is exact: the mantissas carry the same digits an
-unbounded floating point type would, and no step can overflow (its mantissas are at most 1,
-so a sum of ``n`` products is at most ``n``). The exponents are Python integers.
+the exponent. Dividing by a power of two is exact: the mantissas carry the digits an unbounded
+floating point type would (but for entries smaller than the largest by more than the dtype's
+range, which underflow), and no step can overflow (its mantissas are at most 1, so a sum of
+``n`` products is at most ``n``). The exponents are Python integers.
 
 The plans are the signature's own (the forward, the one-shot vjp, the forward-saving and
 pullback pair), run step by step by their kernels (:class:`einsgrad.tables.Kernels`), so the
@@ -28,6 +29,7 @@ from __future__ import annotations
 import enum
 import functools
 import math
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -109,7 +111,13 @@ def vjp(record: SignatureRecord, cotangent, arrays, wrt: tuple[int, ...]) -> tup
     """The stripped gradients of the operands ``wrt`` given the cotangent (an array or a
     :class:`Stripped`), in the non-conjugating convention of :meth:`einsgrad.Einsum.vjp`."""
     _check_unsliced(record)
-    g = cotangent if isinstance(cotangent, Stripped) else strip(cotangent)
+    if isinstance(cotangent, Stripped):
+        if not isinstance(cotangent.exponent, numbers.Integral) or isinstance(cotangent.exponent, bool):
+            raise EinsumSpecError(f"a stripped cotangent's exponent is an integer (a power of two), "
+                                  f"got {cotangent.exponent!r}")
+        g = Stripped(np.asarray(cotangent.mantissa), int(cotangent.exponent))
+    else:
+        g = strip(cotangent)
     dtype = _computed(arrays, g.mantissa)
     if tuple(g.mantissa.shape) != tuple(record.output_shape):
         raise EinsumSpecError(f"the cotangent has shape {tuple(g.mantissa.shape)} but the output of "

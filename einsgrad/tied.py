@@ -17,6 +17,7 @@ expectation of a Hermitian operator) and ``dL/dy`` real is ``conj(vjp_x(dL/dy))`
 from __future__ import annotations
 
 import numbers
+import types
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -59,11 +60,11 @@ class Tied:
         untied = [k for k in range(count) if k not in tied]
         self.tensors = len(untied)
         position = {k: i for i, k in enumerate(untied)}
-        self.ties = tied
+        self.ties = types.MappingProxyType(tied)  # read-only
         self.sources = tuple(position[tied.get(k, k)] for k in range(count))  # operand -> tensor
 
     def __repr__(self) -> str:
-        return f"einsgrad.Tied({str(self.einsum.spec)!r}, tied={self.ties}, conjugate={sorted(self.conjugated)})"
+        return f"einsgrad.Tied({str(self.einsum.spec)!r}, tied={dict(self.ties)}, conjugate={sorted(self.conjugated)})"
 
     def operands(self, *tensors) -> tuple:
         """Every operand the einsum reads: each its tensor, conjugated where asked."""

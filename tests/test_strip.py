@@ -272,6 +272,11 @@ def test_cotangent_shape_is_checked():
         einsgrad.compile("ij,jk->ik").stripped_vjp(np.ones(3), np.ones((2, 2)), np.ones((2, 2)))
 
 
+def test_a_stripped_cotangent_needs_an_integer_exponent():
+    with pytest.raises(EinsumSpecError, match=r"exponent is an integer \(a power of two\), got 2.5"):
+        einsgrad.compile("i,i->").stripped_vjp(Stripped(np.ones(()), 2.5), np.ones(2), np.ones(2))
+
+
 def test_other_libraries_are_refused():
     torch = pytest.importorskip("torch")
     with pytest.raises(EinsumSpecError, match=r"stripped\(\) runs on numpy arrays, got torch arrays"):
