@@ -30,6 +30,12 @@ What works, as with ``torch.einsum``:
 * ``torch.compile`` puts the call in its graph as it is (registered when ``torch._dynamo``
   is first imported, so that importing this module does not import it) and traces the
   generated torch code of forward and backward.
+* Little Python a call: a call of spec text and tensors is worked out once per spec, shapes,
+  dtypes, devices, operands needing a gradient and grad mode, and a repeat call is a lookup
+  and then an autograd node whose ``apply`` runs no Python preamble (no argument binding, no
+  ``setup_context``) outside ``torch.func``'s transforms; with grad mode off, the plain
+  forward runs without a node. In a training step, where caches are cold after each GEMM,
+  that fixed Python is what einsgrad's call costs over ``torch.einsum``'s.
 
 The generated code is shown by ``Einsum.source(backend="torch")``; it runs on the tensors'
 device.
