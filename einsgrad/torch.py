@@ -73,7 +73,9 @@ class _CallKey(NamedTuple):
         spec: the spec text (only text: a compiled :class:`einsgrad.Einsum` takes the general
             path, which notes the call for its ``source()``).
         recording: whether grad mode is on.
-        operands: each operand's ``(shape, dtype, device, requires_grad)``.
+        operands: each operand's ``(type, shape, dtype, device, requires_grad)``. The type
+            keeps apart the fake tensors that ``torch.compile`` and ``export`` trace with
+            (they keep no calls: the general path runs while compiling).
     """
 
     spec: str
@@ -129,17 +131,15 @@ def einsum(*args) -> torch.Tensor:
     A call of spec text and tensors is worked out once per :class:`_CallKey` (spec, shapes,
     dtypes, devices, which operands need a gradient, grad mode): a repeat call is one lookup,
     then the autograd node (none where grad mode is off: the plain forward runs, and forward
-    mode and ``vmap`` see its torch operations). Under ``torch.compile`` and ``export``, and
-    while autocast is on, every call takes the general path.
+    mode and ``vmap`` see its torch operations). Under ``torch.compile`` and ``export`` (fake
+    tensors), and while autocast is on, every call takes the general path.
     """
-    call = key = None
-    if not torch.compiler.is_compiling():
-        try:
-            key = _CallKey(args[0], torch.is_grad_enabled(),
-                           tuple([(t.shape, t.dtype, t.device, t.requires_grad) for t in args[1:]]))
-            call = _CALLS.get(key)
-        except (AttributeError, TypeError, IndexError):  # other forms, symbolic sizes: no key
-            key = None
+    try:
+        key = _CallKey(args[0], torch.is_grad_enabled(),
+                       tuple([(t.__class__, t.shape, t.dtype, t.device, t.requires_grad) for t in args[1:]]))
+        call = _CALLS.get(key)
+    except (AttributeError, TypeError, IndexError):  # other forms, symbolic sizes: no key
+        key = call = None
     if call is not None and not (call.autocast and torch.is_autocast_enabled(call.autocast)):
         return _run(call, args[1:])
     return _general(args, key)
@@ -158,7 +158,7 @@ def _general(args: tuple, key: _CallKey | None) -> torch.Tensor:
     if autocast and torch.is_autocast_enabled(device):
         return _autocast(compiled, tensors, device)
     call = _call(compiled, tensors, device if autocast else None)
-    if key is not None and isinstance(key.spec, str):
+    if key is not None and isinstance(key.spec, str) and not torch.compiler.is_compiling():
         if len(_CALLS) >= CALLS_LIMIT:
             del _CALLS[next(iter(_CALLS))]
         _CALLS[key] = call

@@ -247,8 +247,12 @@ def test_torch_compile_after_and_before_hits(general, dynamic):
         torch.testing.assert_close(value, expected)
         for a, b in zip(torch.autograd.grad(value, ops), torch.autograd.grad(expected, theirs)):
             torch.testing.assert_close(a, b)
+    traced = len(general)
     for n in (3, 3):
         assert_like_torch(spec, operands([(2, 3, n, 5), (3, 5, 6)], torch.float32))
+    assert len(general) == traced  # the eager key was kept through the compiles
+    assert traced > 1  # tracing ran the general path, and kept no call of its fake tensors:
+    assert {op[0] for key in einsgrad.torch._CALLS for op in key.operands} == {torch.Tensor}
     torch._dynamo.reset()
 
 
