@@ -160,7 +160,7 @@ def _general(args: tuple, key: _CallKey | None) -> torch.Tensor:
     call = _call(compiled, tensors, device if autocast else None)
     if key is not None and isinstance(key.spec, str) and not torch.compiler.is_compiling():
         if len(_CALLS) >= CALLS_LIMIT:
-            del _CALLS[next(iter(_CALLS))]
+            _CALLS.pop(next(iter(_CALLS)), None)  # (another thread may have taken it)
         _CALLS[key] = call
     return _run(call, tensors)
 
