@@ -267,6 +267,26 @@ def test_storage_accounting_counts_what_ops_make_and_keep_once():
     assert storages.held() == 0
 
 
+def test_training_command_reexecutes_under_the_malloc_settings(monkeypatch):
+    """The command line re-executes itself with glibc's malloc settings (read at process start)
+    unless they are set already or --default-malloc keeps the defaults."""
+    from benchmarks import training
+
+    calls = []
+    monkeypatch.setattr(training.os, "execve", lambda path, argv, env: calls.append((argv, env)))
+    for name in training.MALLOC:
+        monkeypatch.delenv(name, raising=False)
+    training._under_malloc_settings(["--models", "grouped"])
+    training._under_malloc_settings(["--default-malloc"])
+    (argv, env), = calls
+    assert argv[1:] == ["-m", "benchmarks.training", "--models", "grouped"]
+    assert all(env[name] == value for name, value in training.MALLOC.items())
+    for name, value in training.MALLOC.items():
+        monkeypatch.setenv(name, value)
+    training._under_malloc_settings(["--models", "grouped"])
+    assert len(calls) == 1
+
+
 def test_training_quick_cli_writes_its_table_and_json(tmp_path, capsys):
     pytest.importorskip("torch")
     pytest.importorskip("jax")

@@ -184,6 +184,57 @@ def test_autocast_chains_like_torch_einsum(case, low, stored):
         _within(g, g_torch.double(), 2 * limit, eps, f"gradient {k} against torch.einsum")
 
 
+AUTOCAST_COMPILED = [
+    pytest.param("bij,bjk->bik", lambda n: [(2, n, 8), (2, 8, 5)], id="batched matmul"),
+    pytest.param("...ij,...jk->...ik", lambda n: [(3, n, 8), (8, 4)], id="broadcast batch"),
+    pytest.param("ij,j->ij", lambda n: [(n, 6), (6,)], id="product"),
+    pytest.param("ab,bc,cd->ad", lambda n: [(n, 6), (6, 7), (7, 5)], id="chain"),
+    pytest.param("ij,jk,l->ikl", lambda n: [(n, 6), (6, 7), (3,)], id="contraction then product"),
+]
+
+
+@pytest.mark.parametrize("spec, shapes", AUTOCAST_COMPILED)
+def test_autocast_under_torch_compile_dynamic(spec, shapes):
+    """torch.compile(dynamic=True) (AOT autograd traces the call) of a step under CPU bfloat16
+    autocast, over four sizes: the result's and the gradients' dtypes are those of
+    torch.einsum under the same compile and autocast, values and gradients within bfloat16's
+    precision of them, and at most one graph more than torch.einsum builds (three operands
+    and more: torch's opt_einsum path, which both follow, reads each size)."""
+    import torch._dynamo
+    from torch._dynamo.backends.debugging import aot_eager
+
+    found = {}
+    for name, use in (("einsgrad", einsgrad.torch.einsum), ("torch", torch.einsum)):
+        built = []
+
+        def counting(graph, example_inputs, built=built):
+            built.append(graph)
+            return aot_eager(graph, example_inputs)
+
+        def step(*xs, use=use):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = use(spec, *xs)
+            return y, (y.float() ** 2).sum()
+
+        torch._dynamo.reset()
+        compiled = torch.compile(step, backend=counting, dynamic=True)
+        results = []
+        for n in (4, 6, 9, 13):
+            xs = operands(shapes(n), torch.float32, seed=n)
+            y, loss = compiled(*xs)
+            results.append((y.detach(), torch.autograd.grad(loss, xs)))
+        found[name] = len(built), results
+    torch._dynamo.reset()
+    (graphs, mine), (their_graphs, theirs) = found["einsgrad"], found["torch"]
+    assert graphs <= their_graphs + 1
+    for (y, grads), (y_ref, grads_ref) in zip(mine, theirs):
+        assert y.dtype == y_ref.dtype
+        close(y, y_ref.float(), torch.bfloat16)
+        for g, want in zip(grads, grads_ref):
+            assert g.dtype == want.dtype == torch.float32
+            close(g, want, torch.bfloat16)
+
+
 def test_autocast_leaves_float64_and_integers():
     """As autocast does, float64 operands are not cast down."""
     x, w = operands([(4, 3), (5, 3)], torch.float64)
