@@ -40,6 +40,7 @@ class ValueAndGrads(NamedTuple):
         value: the output, a numpy array.
         grads: the gradient of each operand, in order.
         slices: (label, chunk size) of each sliced label (none: the contraction fits).
+        pieces: how many slices those cuts make.
         tasks: how many tasks ran the slices (groups of slices).
         largest: elements of the largest intermediate of one slice's forward or vjp (at most
             ``memory_limit``).
@@ -48,6 +49,7 @@ class ValueAndGrads(NamedTuple):
     value: np.ndarray
     grads: tuple
     slices: slicing.Cuts = ()
+    pieces: int = 1
     tasks: int = 1
     largest: int = 0
 
@@ -128,7 +130,9 @@ def value_and_grads(spec, *operands, memory_limit: int, client=None, cotangent=N
         held += futures
     y, *grads = futures[0].result(timeout=timeout)
     del held
-    return ValueAndGrads(y, tuple(grads), job.cuts, len(windows), largest(record, job))
+    size = bound.size_of
+    pieces = math.prod(-(-size[label] // chunk) for label, chunk in job.cuts)
+    return ValueAndGrads(y, tuple(grads), job.cuts, pieces, len(windows), largest(record, job))
 
 
 def groups(bound: BoundSpec, cuts: slicing.Cuts, count: int) -> list[Window]:
