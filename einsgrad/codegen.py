@@ -225,9 +225,12 @@ def _dot(a, b, dimension_numbers):
     split = [i for i, j in zip(ca, cb) if a.numblocks[i] > 1 or b.numblocks[j] > 1]
     out = list(ba) + [i for i in ia if i not in ca and i not in ba] + [ib[j] for j in fb] + split
     dtype = np.result_type(a.dtype, b.dtype)
-    partial = da.blockwise(_block_dot, out, a, ia, b, ib, dtype=dtype, meta=np.empty((0,) * len(out), dtype),
-                           adjust_chunks=dict.fromkeys(split, 1), dimension_numbers=dimension_numbers,
-                           kept=len(split))
+    # named from the operands' names: tokenizing _block_dot itself (defined in generated code,
+    # in no module) would cloudpickle it on every call
+    name = "block_dot-" + tokenize(a.name, b.name, dimension_numbers, split)
+    partial = da.blockwise(_block_dot, out, a, ia, b, ib, name=name, dtype=dtype,
+                           meta=np.empty((0,) * len(out), dtype), adjust_chunks=dict.fromkeys(split, 1),
+                           dimension_numbers=dimension_numbers, kept=len(split))
     if not split:
         return partial
     return partial.sum(axis=tuple(range(len(out) - len(split), len(out))))
@@ -258,7 +261,7 @@ def _block_dot(x, y, dimension_numbers, kept):
     return z.reshape(batch + rows + cols + [1] * kept)
 '''
 
-DASK = Dialect("dask", "da", "import numpy as np\nimport dask.array as da\nfrom math import prod\n" + _DASK_DOT
+DASK = Dialect("dask", "da", "import numpy as np\nimport dask.array as da\nfrom dask.base import tokenize\nfrom math import prod\n" + _DASK_DOT
                + _PLACE_BY_MASKS.format(arange="np.arange(shape[g[0]])"),
                diagonal="da.diagonal({x}, 0, {a}, {b})", cast="{x}.astype(np.{dtype})", dot_general=True)
 CUPY = Dialect("cupy", "cp", _CUPY_HELPERS, copy="cp.array({x})", contiguous="cp.ascontiguousarray({x})",
