@@ -34,7 +34,7 @@ class Case:
 
 def cases(quick: bool = False) -> list[Case]:
     if quick:
-        return [Case(mps_norm(4, 32), 16), Case(grid(3, 3, 4), 2)]
+        return [Case(mps_norm(3, 16), 8), Case(grid(2, 3, 4), 2)]
     return [Case(mps_norm(4, 512), 64), Case(grid(3, 3, 16), 4)]
 
 

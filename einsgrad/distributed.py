@@ -116,6 +116,8 @@ def value_and_grads(spec, *operands, memory_limit: int, client=None, cotangent=N
         from distributed import get_client
 
         client = get_client()
+    elif not all(callable(getattr(client, name, None)) for name in ("submit", "scatter", "nthreads")):
+        raise EinsumSpecError(f"client must be a dask.distributed Client, got {type(client).__name__}")
     job = Job(e.spec, bound, record.tree, memory_limit, record.slices, tuple(a.dtype for a in arrays), g.dtype)
     count = tasks if tasks is not None else 2 * max(1, sum(client.nthreads().values()))
     if not isinstance(count, int) or count < 1:

@@ -186,3 +186,11 @@ def test_value_and_pullback_runs_the_forward_once():
     _, again_forward, again_backward = run(True)
     assert len(set(again_forward) & set(again_backward)) > 0  # recomputing: the forward runs twice
     assert len(every) < len(again_forward) + len(again_backward)
+
+
+def test_the_dask_benchmark_runs_quick(capsys):
+    from benchmarks import dask_networks
+
+    assert dask_networks.main(["--quick", "--rounds", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[2:]] == ["mps", "grid"]

@@ -84,6 +84,9 @@ def test_a_contraction_that_fits_runs_as_one_task(client):
     pytest.param(lambda c: ed.value_and_grads("ij,jk->ik", np.ones((2, 3)), np.ones((3, 4)), memory_limit=4,
                                               client=c, tasks=0), r"tasks must be a positive integer, got 0",
                  id="tasks"),
+    pytest.param(lambda c: ed.value_and_grads("ij,jk->ik", np.ones((2, 3)), np.ones((3, 4)), memory_limit=4,
+                                              client="tcp://localhost:8786"),
+                 r"client must be a dask.distributed Client, got str", id="client"),
     pytest.param(lambda c: ed.value_and_grads("ij,jk->ik", np.ones((2, 3)), memory_limit=4, client=c),
                  r"2 operand", id="operand count"),
     pytest.param(lambda c: ed.value_and_grads("ij,jk->ik", np.ones((2, 3)), np.ones((4, 4)), memory_limit=4,
@@ -117,3 +120,17 @@ def test_groups_cover_every_slice_once(labels, count):
     for w in windows:
         for (n, c), (label, start, stop) in zip(cuts, w):
             assert label == n and start % c == 0 and (stop % c == 0 or stop == sizes[n])
+
+
+def test_the_benchmark_column_measures_both_sides(client):
+    """benchmarks.network_distributed's measure, on this in-process cluster: both sides timed,
+    the slice count and the largest task within the limit it chose."""
+    from benchmarks import network_cases, network_distributed
+    from benchmarks.networks import Measured, distributed_lines
+
+    network = network_cases.chain(6, 4)
+    row = Measured(network.family, network.name, network.tensors)
+    row.extra.update(network_distributed.measure_with(client, rounds=1)(network, row))
+    assert row.extra["one_process"] > 0 and row.extra["cluster"] > 0
+    assert row.extra["slices"] > 1 and 0 < row.extra["largest_task"] <= row.extra["memory_limit"]
+    assert any(line.startswith("chain 6 ") for line in distributed_lines([row]))
