@@ -13,8 +13,8 @@ networks, chains) it reports, float64:
   compiling that source, not running it; ``ratio``: compile over ``path``;
 * ``forward``, ``vjp`` (all gradients in one shot) and ``pullback`` (all gradients after a
   stored forward), and the two gradients' ratio to the forward;
-* with ``--distributed``: each network (up to 64 tensors) sliced to an eighth of its largest
-  intermediate, its forward and all gradients on a 2-worker dask LocalCluster
+* with ``--distributed``: each network (up to 64 tensors, 256 slices) sliced to a quarter of its
+  largest intermediate, its forward and all gradients on a 2-worker dask LocalCluster
   (:func:`einsgrad.distributed.value_and_grads`) against one process, and the largest task
   (:mod:`benchmarks.network_distributed`).
 
@@ -190,9 +190,10 @@ def table(rows: list[Measured], optimize) -> str:
 def distributed_lines(rows: list[Measured]) -> list[str]:
     """The distributed column (``--distributed``, :mod:`benchmarks.network_distributed`)."""
     done = [r for r in rows if isinstance(r.extra.get("cluster"), float)]
+    skipped = [f"{r.name} ({r.extra['distributed']})" for r in rows if "distributed" in r.extra]
     if not done:
-        return []
-    lines = ["# distributed (--distributed): sliced to an eighth of the largest intermediate; forward and all "
+        return ["# distributed, not run: " + "; ".join(skipped)] if skipped else []
+    lines = ["# distributed (--distributed): sliced to a quarter of the largest intermediate; forward and all "
              "gradients on a 2-worker LocalCluster (processes, loopback) against one process; largest task: "
              "the largest intermediate of one slice, elements",
              f"{'network':<24} {'limit':>9} {'slices':>7} {'tasks':>5} {'1 process':>9} {'cluster':>9} "
@@ -202,7 +203,7 @@ def distributed_lines(rows: list[Measured]) -> list[str]:
         lines.append(f"{r.name:<24} {x['memory_limit']:>9,} {x['slices']:>7} {x['tasks']:>5} "
                      f"{_ms(x['one_process']):>9} {_ms(x['cluster']):>9} "
                      f"{ratio_text(x['cluster'] / x['one_process']):>7} {x['largest_task']:>12,}")
-    return lines
+    return lines + (["# distributed, not run: " + "; ".join(skipped)] if skipped else [])
 
 
 def plot(rows: list[Measured], path: str) -> None:

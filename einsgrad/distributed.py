@@ -28,8 +28,8 @@ from . import backends, codegen, paths, slicing
 from .compiled import Einsum
 from .errors import EinsumSpecError
 from .plan import Path
-from .shapes import BoundSpec, bind
-from .signature import FunctionKey, Mode, PlanKey, SignatureRecord
+from .shapes import BoundSpec, bind, is_count
+from .signature import FunctionKey, Mode, PlanKey, SignatureRecord, check_dtypes
 from .spec import Spec
 
 
@@ -118,10 +118,12 @@ def value_and_grads(spec, *operands, memory_limit: int, client=None, cotangent=N
         client = get_client()
     elif not all(callable(getattr(client, name, None)) for name in ("submit", "scatter", "nthreads")):
         raise EinsumSpecError(f"client must be a dask.distributed Client, got {type(client).__name__}")
-    job = Job(e.spec, bound, record.tree, memory_limit, record.slices, tuple(a.dtype for a in arrays), g.dtype)
-    count = tasks if tasks is not None else 2 * max(1, sum(client.nthreads().values()))
-    if not isinstance(count, int) or count < 1:
+    dtypes = tuple(a.dtype for a in arrays)
+    check_dtypes(dtypes, g.dtype)  # here, not in a task
+    if tasks is not None and not is_count(tasks, 1):
         raise EinsumSpecError(f"tasks must be a positive integer, got {tasks!r}")
+    job = Job(e.spec, bound, record.tree, memory_limit, record.slices, dtypes, g.dtype)
+    count = tasks if tasks is not None else 2 * max(1, sum(client.nthreads().values()))
     windows = groups(bound, job.cuts, count)
     job_f, arrays_f, g_f = client.scatter([job, list(arrays), g], hash=False)  # keys of this call alone
     futures = [client.submit(run_group, job_f, window, arrays_f, g_f, pure=False) for window in windows]
