@@ -104,9 +104,11 @@ def value_and_grads(spec, *operands, memory_limit: int, client=None, cotangent=N
         raise EinsumSpecError(f"value_and_grads takes numpy arrays, not {backend.name} arrays")
     if len(arrays) != len(e.spec.inputs):
         raise EinsumSpecError(f"{str(e.spec)!r} takes {len(e.spec.inputs)} operands, got {len(arrays)}")
-    record = SignatureRecord(e.spec, bind(e.spec, [a.shape for a in arrays], dict(e.sizes)), e.optimize,
-                             memory_limit)
-    bound = record.bound
+    bound = bind(e.spec, [a.shape for a in arrays], dict(e.sizes))
+    if isinstance(e.optimize, (str, paths.GivenPath)):  # a value: the planning is kept for the next call
+        record = _planned(e.spec, bound, e.optimize, memory_limit)
+    else:  # an optimizer instance, asked again on each call as an Einsum asks it per signature
+        record = SignatureRecord(e.spec, bound, e.optimize, memory_limit)
     g = np.ones(bound.output_shape, np.result_type(*arrays)) if cotangent is None else backends.as_numpy(
         cotangent, "the cotangent")
     if g.shape != bound.output_shape:
@@ -189,6 +191,13 @@ def largest(record: SignatureRecord, job: Job) -> int:
     plans = (record.plan(PlanKey(Mode.FORWARD, None, chunk)), record.plan(PlanKey(Mode.VJP, record.every, chunk)))
     steps = [p.largest_intermediate() for p in plans]
     return max([math.prod(s.shape) for s in steps if s is not None] + [0])
+
+
+@functools.lru_cache(maxsize=16)
+def _planned(spec: Spec, bound: BoundSpec, optimize, memory_limit: int) -> SignatureRecord:
+    """The client's record of a contraction (its tree, its cuts, the plans of a slice), made once
+    per spec, shapes, optimizer and limit: finding the cuts plans the backward several times."""
+    return SignatureRecord(spec, bound, optimize, memory_limit)
 
 
 @functools.lru_cache(maxsize=8)
