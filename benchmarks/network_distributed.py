@@ -77,11 +77,14 @@ def measure_with(client, rounds: int = 3) -> Callable:
 
 
 def main(argv=None) -> int:
-    """``python -m benchmarks.network_distributed [--rounds N]``: the distributed column alone,
-    for the suite's networks of at most :data:`MAX_TENSORS` tensors."""
+    """``python -m benchmarks.network_distributed [--rounds N] [--quick]``: the distributed column
+    alone, for the suite's networks of at most :data:`MAX_TENSORS` tensors and a 4x4 grid at
+    bond 8 (a slice's work there outweighs a task's overhead)."""
     import argparse
 
-    from benchmarks.network_cases import suite
+    import dataclasses
+
+    from benchmarks.network_cases import grid, suite
     from benchmarks.networks import Measured, distributed_lines
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.network_distributed", description=__doc__.splitlines()[0])
@@ -91,7 +94,8 @@ def main(argv=None) -> int:
     local, client = cluster()
     try:
         measure, rows = measure_with(client, args.rounds), []
-        for network in [n for n in suite(args.quick) if n.tensors <= MAX_TENSORS]:
+        heavier = [] if args.quick else [dataclasses.replace(grid(4, 4, 8), name="grid 4x4 bond 8")]
+        for network in [n for n in suite(args.quick) if n.tensors <= MAX_TENSORS] + heavier:
             print(network.name, file=sys.stderr, flush=True)
             row = Measured(network.family, network.name, network.tensors)
             row.extra.update(measure(network, row))

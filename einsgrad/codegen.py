@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, replace
 
-from . import scalars
+from . import dask_dot, scalars
 from .spec import ascii_text
 from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Plan, Regroup, Step, Unary
 
@@ -205,64 +205,7 @@ step (``jax.jit(f).lower(...).compile().as_text()``, names and source locations 
 # for CPU BLAS).
 _CUPY_HELPERS = _STRIDED_PLACE.format(module="cupy", xp="cp")
 
-# dask: a pair is one blockwise product of blocks, never a reshape of a chunked axis (which
-# rechunks: a 3x3 PEPS at bond 16, chunks of 8, built 3,987 tasks for opt_einsum's 537 and ran
-# 9x longer). Each task multiplies one block of each operand, a GEMM over the block's own
-# axes; contracted axes of several blocks stay in the blockwise result, one size-1 axis per
-# block, and are summed afterwards as a tree (as da.tensordot does, with batch axes too).
-_DASK_DOT = '''
-
-def _dot(a, b, dimension_numbers):
-    """lax.dot_general's product of the dask arrays a and b, block by block (see _block_dot)."""
-    (ca, cb), (ba, bb) = dimension_numbers
-    ia = list(range(a.ndim))
-    ib = [None] * b.ndim
-    for i, j in zip(ca + ba, cb + bb):
-        ib[j] = ia[i]
-    fb = [j for j in range(b.ndim) if ib[j] is None]
-    for n, j in enumerate(fb, a.ndim):
-        ib[j] = n
-    split = [i for i, j in zip(ca, cb) if a.numblocks[i] > 1 or b.numblocks[j] > 1]
-    out = list(ba) + [i for i in ia if i not in ca and i not in ba] + [ib[j] for j in fb] + split
-    dtype = np.result_type(a.dtype, b.dtype)
-    # named from the operands' names: tokenizing _block_dot itself (defined in generated code,
-    # in no module) would cloudpickle it on every call
-    name = "block_dot-" + tokenize(a.name, b.name, dimension_numbers, split)
-    partial = da.blockwise(_block_dot, out, a, ia, b, ib, name=name, dtype=dtype,
-                           meta=np.empty((0,) * len(out), dtype), adjust_chunks=dict.fromkeys(split, 1),
-                           dimension_numbers=dimension_numbers, kept=len(split))
-    if not split:
-        return partial
-    return partial.sum(axis=tuple(range(len(out) - len(split), len(out))))
-
-
-def _block_dot(x, y, dimension_numbers, kept):
-    """One block of _dot: dot_general of numpy blocks x and y as one (batched) GEMM, with
-    `kept` size-1 axes after, one per contracted axis summed later. A contracted axis of one
-    block comes as a list of that block (blockwise does not concatenate)."""
-    while isinstance(x, list):
-        x = x[0]
-    while isinstance(y, list):
-        y = y[0]
-    (ca, cb), (ba, bb) = dimension_numbers
-    fa = [i for i in range(x.ndim) if i not in ca and i not in ba]
-    fb = [j for j in range(y.ndim) if j not in cb and j not in bb]
-    batch = [x.shape[i] for i in ba]
-    rows, cols = [x.shape[i] for i in fa], [y.shape[j] for j in fb]
-    nb, m, n, k = prod(batch), prod(rows), prod(cols), prod(x.shape[i] for i in ca)
-    lhs = x.transpose(list(ba) + fa + list(ca)).reshape(nb, m, k)
-    rhs = y.transpose(list(bb) + list(cb) + fb).reshape(nb, k, n)
-    if m == 1 and n == 1:
-        z = np.einsum("ij,ij->i", lhs[:, 0, :], rhs[:, :, 0])
-    elif k == 1:
-        z = lhs * rhs
-    else:
-        z = np.matmul(lhs, rhs)
-    return z.reshape(batch + rows + cols + [1] * kept)
-'''
-
-DASK = Dialect("dask", "da", "import numpy as np\nimport dask.array as da\nfrom dask.base import tokenize\nfrom math import prod\n" + _DASK_DOT
-               + _PLACE_BY_MASKS.format(arange="np.arange(shape[g[0]])"),
+DASK = Dialect("dask", "da", dask_dot.HELPERS + _PLACE_BY_MASKS.format(arange="np.arange(shape[g[0]])"),
                diagonal="da.diagonal({x}, 0, {a}, {b})", cast="{x}.astype(np.{dtype})", dot_general=True)
 CUPY = Dialect("cupy", "cp", _CUPY_HELPERS, copy="cp.array({x})", contiguous="cp.ascontiguousarray({x})",
                cast="cp.array({x}, dtype=cp.{dtype})")
