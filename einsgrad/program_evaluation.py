@@ -94,7 +94,9 @@ class Evaluation:
         arrays = _inputs(prog, given)
         shape = self.output_shape(prog, arrays, given)
         fractional = any(isinstance(_as_number(p.coefficient), float) for p in self.placements)
-        dtype = np.result_type(*arrays.values(), *([np.float64] if fractional or not arrays else []))
+        # a fraction is a Python float, as numpy weighs one: float32 stays, an integer becomes float64
+        dtype = (np.result_type(*arrays.values(), *([0.0] if fractional else [])) if arrays else
+                 np.dtype(np.float64))
         result = np.zeros(shape, dtype=dtype)
         values: dict[int, np.ndarray] = {}
         for place in self.placements:
@@ -234,10 +236,12 @@ class StepsEvaluation:
     plans: tuple
     in_place: tuple[bool, ...]
     witnesses: tuple[str, ...]
+    outputs: tuple[str, ...]
 
     @classmethod
     def of(cls, prog) -> "StepsEvaluation":
         steps, text = prog.steps, str(prog)
+        outputs = prog.outputs or (steps[-1].name,)
         made = {s.name for s in steps}
         reads = [name for s in steps for name in s.reads()]
         plans, in_place = [], []
@@ -249,10 +253,10 @@ class StepsEvaluation:
             else:
                 plans.append(None)
                 arg = s.argument.name
-                in_place.append(arg in made and reads.count(arg) == 1 and arg != steps[-1].name)
+                in_place.append(arg in made and reads.count(arg) == 1 and arg not in outputs)
         witnesses = tuple(dict.fromkeys(w.name for s in steps if isinstance(s, Contraction)
                                         for w in s.witnesses))
-        return cls(steps, tuple(plans), tuple(in_place), witnesses)
+        return cls(steps, tuple(plans), tuple(in_place), witnesses, outputs)
 
     def run(self, prog, given: dict):
         values = _inputs(prog, given)
@@ -270,8 +274,8 @@ class StepsEvaluation:
                                       f"index(es)", str(prog))
             arg = np.transpose(arg, [step.argument.indices.index(i) for i in step.indices])
             values[step.name] = np.asarray(_apply(step, arg, in_place and arg.ndim > 0))
-        result = values[self.steps[-1].name]
-        return result[()] if not result.ndim else result
+        results = tuple(values[name][()] if not values[name].ndim else values[name] for name in self.outputs)
+        return results if prog.outputs else results[0]
 
 
 def _apply(step, u: np.ndarray, in_place: bool) -> np.ndarray:
@@ -279,7 +283,7 @@ def _apply(step, u: np.ndarray, in_place: bool) -> np.ndarray:
     if step.function == POWER:
         e = step.exponent
         if e.denominator != 1 or e < 0:
-            u = u.astype(np.result_type(u, np.float64), copy=False)
+            u = u.astype(np.result_type(u, 0.0), copy=False)  # integers to float64; float32 stays
         exponent = int(e) if e.denominator == 1 else float(e)
         return np.power(u, exponent, out=u) if in_place and u.dtype.kind in "fc" else np.power(u, exponent)
     function = UFUNCS[step.function]
