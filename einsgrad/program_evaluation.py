@@ -50,6 +50,11 @@ class _Placement:
     shape_of_view: tuple[bool, ...]
     view: str | None
 
+    @property
+    def number(self) -> int | float:
+        """The coefficient as numpy multiplies it (see :func:`_as_number`)."""
+        return _as_number(self.coefficient)
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -58,6 +63,8 @@ class Evaluation:
     products: tuple[_Product, ...]
     placements: tuple[_Placement, ...]
     sized_by: tuple[tuple[str, str, int, int | None], ...]
+    numbers: tuple[int | float, ...]
+    """Each placement's coefficient as numpy multiplies it, worked out once."""
 
     @classmethod
     def of(cls, prog) -> "Evaluation":
@@ -88,18 +95,18 @@ class Evaluation:
                             if i in output)
         built = tuple(_Product(names, spec, Einsum(spec) if names else None)
                       for (names, spec) in products)
-        return cls(built, tuple(placements), tuple(sized_by))
+        return cls(built, tuple(placements), tuple(sized_by), tuple(p.number for p in placements))
 
     def run(self, prog, given: dict):
         arrays = _inputs(prog, given)
         shape = self.output_shape(prog, arrays, given)
-        fractional = any(isinstance(_as_number(p.coefficient), float) for p in self.placements)
+        fractional = any(isinstance(n, float) for n in self.numbers)
         # a fraction is a Python float, as numpy weighs one: float32 stays, an integer becomes float64
         dtype = (np.result_type(*arrays.values(), *([0.0] if fractional else [])) if arrays else
                  np.dtype(np.float64))
         result = np.zeros(shape, dtype=dtype)
         values: dict[int, np.ndarray] = {}
-        for place in self.placements:
+        for place, number in zip(self.placements, self.numbers):
             if place.product not in values:
                 product = self.products[place.product]
                 values[place.product] = (product.einsum(*(arrays[n] for n in product.names))
@@ -108,10 +115,12 @@ class Evaluation:
             value = value.reshape([1 if new else d for new, d in
                                    zip(place.shape_of_view, _fill(value.shape, place.shape_of_view))])
             target = result if place.view is None else np.einsum(place.view, result)
-            if place.coefficient == 1:
+            if number == 1:
                 target += value
+            elif number == -1:
+                target -= value
             else:
-                target += _as_number(place.coefficient) * value
+                target += number * value
         return result[()] if not prog.output_indices else result
 
     def output_shape(self, prog, arrays, given) -> tuple[int, ...]:

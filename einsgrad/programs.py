@@ -68,6 +68,11 @@ class Program:
     gradients by several tensors, :meth:`grad` of a list); empty: the last statement's value."""
 
     def __str__(self) -> str:
+        return self._text
+
+    @cached_property
+    def _text(self) -> str:
+        """The program as it prints, worked out once (every call's error context reads it)."""
         if self.statements:
             return "\n".join(map(str, self.statements))
         left = str(Factor(self.output_name, self.output_indices))
