@@ -14,7 +14,9 @@ einsgrad's forward ``p(...)``, its gradients by X, W and c in one reverse sweep
 the forward with ``torch.autograd.grad`` of the loss by the same tensors. The values are
 checked against torch's first. The targets: einsgrad's gradients at most :data:`TARGET` times
 torch's, and the backward (all gradients less the forward they compute again) about twice the
-forward (issue 13).
+forward (issue 13). The forward's matrix product alone, in numpy's BLAS (which einsgrad runs
+on) and in torch's, shows how much of a difference is the two BLAS libraries' (on a loaded
+machine numpy's threaded OpenBLAS falls far behind torch's).
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ class Result:
     Attributes:
         dtype, sizes: which.
         seconds: median seconds of each variant: einsgrad ``forward``, ``all gradients``,
-            ``W only``; torch ``torch forward``, ``torch all gradients``, ``torch W only``.
+            ``W only``; torch ``torch forward``, ``torch all gradients``, ``torch W only``; and
+            the forward's matrix product alone in each library's BLAS (``numpy X @ W.T``,
+            ``torch X @ W.T``), whose ratio tells einsgrad's overhead from the two BLAS' speed.
         difference: einsgrad's largest difference from torch, relative to the largest value,
             over the loss and every gradient.
         program: einsgrad's program of all gradients, as it prints.
@@ -106,7 +110,10 @@ def _torch_variants(arrays: dict):
     def w_only():
         return torch.autograd.grad(loss(t["X"], leaves["W"], t["c"]), [leaves["W"]])
 
-    return forward, gradients, w_only
+    def matmul():
+        return t["X"] @ t["W"].T
+
+    return forward, gradients, w_only, matmul
 
 
 def _difference(mine, theirs) -> float:
@@ -123,7 +130,7 @@ def measure(dtype: str, quick: bool, repeats: int) -> Result:
     arrays = _arrays(sizes, dtype)
     p = einsgrad.program(PROGRAM)
     everything, w = p.grad(list(WRT)), p.grad("W")
-    forward, gradients, w_only = _torch_variants(arrays)
+    forward, gradients, w_only, matmul = _torch_variants(arrays)
     mine = [p(**arrays), *everything(**arrays), w(**arrays)]
     theirs = [forward(), *gradients(), *w_only()]
     difference = _difference(mine, theirs)
@@ -131,7 +138,8 @@ def measure(dtype: str, quick: bool, repeats: int) -> Result:
         raise AssertionError(f"einsgrad's layer gradients ({dtype}) differ from torch's by {difference:.1e}")
     variants = {"forward": lambda: p(**arrays), "all gradients": lambda: everything(**arrays),
                 "W only": lambda: w(**arrays), "torch forward": forward,
-                "torch all gradients": gradients, "torch W only": w_only}
+                "torch all gradients": gradients, "torch W only": w_only,
+                "numpy X @ W.T": lambda: arrays["X"] @ arrays["W"].T, "torch X @ W.T": matmul}
     seconds = medians(variants, repeats=repeats, min_seconds=0.0 if quick else 0.05)
     return Result(dtype, sizes, seconds, difference, str(everything))
 
@@ -143,15 +151,16 @@ def table(results, repeats: int, quick: bool) -> str:
              f"<= {TARGET:g}x torch autograd's", "",
              "| dtype | einsgrad forward | einsgrad all gradients (X, W, c) | torch forward + backward "
              "| einsgrad / torch | einsgrad W only | torch W only | einsgrad / torch "
-             "| einsgrad backward / forward | torch backward / forward |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| einsgrad backward / forward | torch backward / forward | numpy GEMM / torch GEMM |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         s = r.seconds
         cells = [r.dtype, duration(s["forward"]), duration(s["all gradients"]), duration(s["torch all gradients"]),
                  ratio_text(r.ratio("all gradients", "torch all gradients")), duration(s["W only"]),
                  duration(s["torch W only"]), ratio_text(r.ratio("W only", "torch W only")),
                  ratio_text(r.backward("all gradients", "forward")),
-                 ratio_text(r.backward("torch all gradients", "torch forward"))]
+                 ratio_text(r.backward("torch all gradients", "torch forward")),
+                 ratio_text(r.ratio("numpy X @ W.T", "torch X @ W.T"))]
         lines.append("| " + " | ".join(cells) + " |")
     if results:
         lines += ["", "einsgrad's program of all gradients (one reverse sweep):",

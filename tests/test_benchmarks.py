@@ -517,7 +517,7 @@ def test_layers_quick_checks_against_torch_and_times_both(tmp_path, capsys):
     assert [r["dtype"] for r in doc] == list(layers.DTYPES)
     for r in doc:
         assert set(r["seconds"]) == {"forward", "all gradients", "W only", "torch forward",
-                                     "torch all gradients", "torch W only"}
+                                     "torch all gradients", "torch W only", "numpy X @ W.T", "torch X @ W.T"}
         assert r["difference"] <= layers.TOLERANCE[r["dtype"]]
     assert "dH[b,j] = (A[b,j] - T[b,j]) * (1 - A[b,j]^2)" in text
     with pytest.raises(SystemExit):
