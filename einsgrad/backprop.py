@@ -140,7 +140,7 @@ def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
             # a number only where nothing is broadcast: a cotangent constant along the step's
             # indices stays a tensor over them, so that a later sum over one keeps its count
             one = _alias(merged) or (number if not (step.indices + kept) else None)
-            dS = (one,) if one is not None else _deltas(merged) if kept and isinstance(step, Contraction) else None
+            dS = (one,) if one is not None else _deltas(merged) if kept else None
             name = fresh_name("d" + step.name, names)
             summed.append(Statement(name, merged.indices, merged.terms))
             if dS is None:
@@ -171,8 +171,7 @@ def _deltas(merged: Statement) -> tuple[Term, ...] | None:
     terms = merged.terms
     if not terms or len(terms) > MAX_DELTA_TERMS:
         return None
-    if all(is_polynomial(t) and any(f.is_delta for f in t.factors)
-           and set(t.indices()) <= set(merged.indices) for t in terms):
+    if all(any(f.is_delta for f in t.factors) and set(term_free(t)) <= set(merged.indices) for t in terms):
         return terms
     return None
 
@@ -186,8 +185,8 @@ def _pullback(step, dS: tuple[Term, ...], relevant, indices, names, taken):
     """``(name, terms)`` for each tensor ``step`` reads on a path to the tensor differentiated:
     its share of that tensor's cotangent, over ``indices[name]`` (and the kept indices).
     ``dS`` is the step's cotangent as a sum of terms over the step's indices (and the kept
-    ones): a tensor, a number (the loss itself: 1), the deltas of a Jacobian's seed, or (a
-    contraction's) products holding deltas."""
+    ones): a tensor, a number (the loss itself: 1), the deltas of a Jacobian's seed, or
+    products holding deltas."""
     if isinstance(step, Contraction):
         O = step.indices
         fresh = Fresh(taken, FRESH_INDEX_LETTERS, primed)
@@ -202,7 +201,7 @@ def _pullback(step, dS: tuple[Term, ...], relevant, indices, names, taken):
             terms = []
             for t in d.terms:
                 t = internal_summed(t, set(O + p))  # ∂Y[O]/∂N[p], its own summed names apart
-                terms.extend(Term(s.coefficient * t.coefficient, s.factors + t.factors).renamed(rename)
+                terms.extend(renamed(Term(s.coefficient * t.coefficient, s.factors + t.factors), rename)
                              for s in dS)
             yield name, terms, Local(step, name, derivation=d)
         return
@@ -221,11 +220,10 @@ def _pullback(step, dS: tuple[Term, ...], relevant, indices, names, taken):
     if not local:
         yield u.name, [], shown
         return
-    (dS,) = dS  # an elementwise step's cotangent is one term
     if len(local) == 1:
-        chained = (Term(dS.coefficient * local[0].coefficient, dS.factors + local[0].factors),)
+        chained = tuple(Term(s.coefficient * local[0].coefficient, s.factors + local[0].factors) for s in dS)
     else:
-        chained = (Term(dS.coefficient, dS.factors + (Group(local),)),)
+        chained = tuple(Term(s.coefficient, s.factors + (Group(local),)) for s in dS)
     rename = dict(zip(u.indices, indices[u.name]))
     yield u.name, [renamed(t, rename) for t in chained], shown
 
@@ -235,20 +233,51 @@ def _cotangent(name, indices, terms, preferred, *witnesses) -> Statement:
     indices named by the first of ``preferred`` (the program's own index names) that the term
     leaves free; ``witnesses`` size the indices no term may hold."""
     polynomial = simplify(tuple(indices), [t for t in terms if is_polynomial(t)])
-    others = tuple(t for t in terms if not is_polynomial(t))
+    others = tuple(_named(_contracted(t, indices), indices, preferred) for t in terms if not is_polynomial(t))
     return Statement(name, tuple(indices), tuple(_named(t, indices, preferred) for t in polynomial) + others,
                      witnesses)
 
 
+def _contracted(term: Term, output) -> Term:
+    """``term`` (with nodes) with each delta that ties a summed index contracted: ``Σ_s δ(s,j)
+    f(s) = f(j)``, the index renamed everywhere in the term, inside nodes too."""
+    while True:
+        delta = next((f for f in term.factors if isinstance(f, Delta)
+                      and (f.p not in output or f.q not in output) and f.p != f.q), None)
+        if delta is None:
+            return term
+        gone, kept = (delta.p, delta.q) if delta.p not in output else (delta.q, delta.p)
+        rest = list(term.factors)
+        rest.remove(delta)
+        term = renamed(Term(term.coefficient, tuple(rest)), {gone: kept})
+
+
+def _every_index(term: Term) -> set[str]:
+    """Every index name in ``term``, bound ones of scoped sums too."""
+    found: set[str] = set()
+
+    def visit(t: Term) -> Term:
+        for f in t.factors:
+            if isinstance(f, (Factor, Delta)):
+                found.update(f.indices)
+            else:
+                found.update(getattr(f, "over", ()))
+                rebuilt(f, visit)
+        return t
+    visit(term)
+    return found
+
+
 def _named(term: Term, output, preferred) -> Term:
-    summed = [i for i in term.indices() if i not in output]
-    pool = (p for p in preferred if p not in output and p not in term.indices() or p in summed)
+    summed = [i for i in term_free(term) if i not in output]
+    every = _every_index(term)
+    pool = (p for p in preferred if p not in output and p not in every or p in summed)
     chosen = {}
     for index in summed:
         chosen[index] = next((p for p in pool if p not in chosen.values()), index)
     if len(set(chosen.values())) < len(chosen):
         return term
-    return term.renamed(chosen)
+    return renamed(term, chosen)
 
 
 def _alias(statement: Statement) -> Term | None:
