@@ -28,11 +28,28 @@ from .program_steps import POWER, Contraction
 
 @dataclass(frozen=True)
 class _Product:
-    """One einsum over the tensors ``names``, kept letters in alphabetical order."""
+    """One einsum over the tensors ``names``, kept letters in alphabetical order; a single
+    tensor only permuted (``ab->ba``) is no einsum but its ``axes``, a view."""
 
     names: tuple[str, ...]
     spec: str
     einsum: Einsum | None = field(compare=False)
+    axes: tuple[int, ...] | None = None
+
+    def value(self, arrays: dict, dtype) -> np.ndarray:
+        if self.axes is not None:
+            return np.transpose(arrays[self.names[0]], self.axes)
+        if not self.names:
+            return np.ones((), dtype=dtype)
+        return self.einsum(*(arrays[n] for n in self.names))
+
+
+def _permutation(names, spec: str) -> tuple[int, ...] | None:
+    """The axes of a one-tensor spec that only permutes its distinct letters, else None."""
+    left, right = spec.split("->")
+    if len(names) != 1 or len(set(left)) != len(left) or sorted(left) != sorted(right):
+        return None
+    return tuple(left.index(c) for c in right)
 
 
 @dataclass(frozen=True)
@@ -93,8 +110,8 @@ class Evaluation:
         for f in prog.witnesses:
             sized_by.extend((f.name, i, axis, None) for axis, i in enumerate(f.indices)
                             if i in output)
-        built = tuple(_Product(names, spec, Einsum(spec) if names else None)
-                      for (names, spec) in products)
+        built = tuple(_Product(names, spec, None, axes) if (axes := _permutation(names, spec)) is not None
+                      else _Product(names, spec, Einsum(spec) if names else None) for (names, spec) in products)
         return cls(built, tuple(placements), tuple(sized_by), tuple(p.number for p in placements))
 
     def run(self, prog, given: dict):
@@ -104,16 +121,35 @@ class Evaluation:
         # a fraction is a Python float, as numpy weighs one: float32 stays, an integer becomes float64
         dtype = (np.result_type(*arrays.values(), *([0.0] if fractional else [])) if arrays else
                  np.dtype(np.float64))
-        result = np.zeros(shape, dtype=dtype)
         values: dict[int, np.ndarray] = {}
-        for place, number in zip(self.placements, self.numbers):
+
+        def placed(place: _Placement) -> np.ndarray:
             if place.product not in values:
-                product = self.products[place.product]
-                values[place.product] = (product.einsum(*(arrays[n] for n in product.names))
-                                         if product.names else np.ones((), dtype=dtype))
+                values[place.product] = self.products[place.product].value(arrays, dtype)
             value = np.transpose(values[place.product], place.order)
-            value = value.reshape([1 if new else d for new, d in
-                                   zip(place.shape_of_view, _fill(value.shape, place.shape_of_view))])
+            return value.reshape([1 if new else d for new, d in
+                                  zip(place.shape_of_view, _fill(value.shape, place.shape_of_view))])
+
+        # the terms over the whole output first: the first one (or two) written, not added into
+        # zeros; the products are never written into (one may be an input's view)
+        order = sorted(range(len(self.placements)), key=lambda k: self.placements[k].view is not None)
+        whole = [k for k in order if self.placements[k].view is None]
+        result = np.empty(shape, dtype=dtype) if whole else np.zeros(shape, dtype=dtype)
+        if whole:
+            first, number = placed(self.placements[whole[0]]), self.numbers[whole[0]]
+            second = self.numbers[whole[1]] if len(whole) > 1 else None
+            if number == 1 and second in (1, -1):
+                (np.add if second == 1 else np.subtract)(first, placed(self.placements[whole[1]]), out=result)
+                order = order[2:]
+            else:
+                if number == 1:
+                    np.copyto(result, first)
+                else:
+                    np.multiply(first, number, out=result)
+                order = order[1:]
+        for k in order:
+            place, number = self.placements[k], self.numbers[k]
+            value = placed(place)
             target = result if place.view is None else np.einsum(place.view, result)
             if number == 1:
                 target += value
