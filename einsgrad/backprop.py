@@ -166,12 +166,14 @@ def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
 
 
 def _deltas(merged: Statement) -> tuple[Term, ...] | None:
-    """A Jacobian's cotangent as the products it sums, when it is a few products with nothing
-    summed and a delta in each (a dense tensor that is mostly zeros); None otherwise."""
+    """A Jacobian's cotangent as the products it sums, when it is a few products with a delta
+    in each (a dense tensor that is mostly zeros), each over exactly the cotangent's indices
+    (nothing summed, nothing broadcast: a sum the chain runs over an index would otherwise lose
+    its count); None otherwise."""
     terms = merged.terms
     if not terms or len(terms) > MAX_DELTA_TERMS:
         return None
-    if all(any(f.is_delta for f in t.factors) and set(term_free(t)) <= set(merged.indices) for t in terms):
+    if all(any(f.is_delta for f in t.factors) and set(term_free(t)) == set(merged.indices) for t in terms):
         return terms
     return None
 
@@ -240,16 +242,21 @@ def _cotangent(name, indices, terms, preferred, *witnesses) -> Statement:
 
 def _contracted(term: Term, output) -> Term:
     """``term`` (with nodes) with each delta that ties a summed index contracted: ``Σ_s δ(s,j)
-    f(s) = f(j)``, the index renamed everywhere in the term, inside nodes too."""
+    f(s) = f(j)``, the index renamed everywhere in the term, inside nodes too; only where
+    ``j`` is kept or held by another factor, so that no sum loses its count."""
     while True:
-        delta = next((f for f in term.factors if isinstance(f, Delta)
-                      and (f.p not in output or f.q not in output) and f.p != f.q), None)
-        if delta is None:
+        found = None
+        for n, f in enumerate(term.factors):
+            if isinstance(f, Delta) and f.p != f.q:
+                rest = term.factors[:n] + term.factors[n + 1:]
+                held = set(term_free(Term(term.coefficient, rest)))
+                for gone, kept in ((f.p, f.q), (f.q, f.p)):
+                    if found is None and gone not in output and (kept in output or kept in held):
+                        found = rest, gone, kept
+        if found is None:
             return term
-        gone, kept = (delta.p, delta.q) if delta.p not in output else (delta.q, delta.p)
-        rest = list(term.factors)
-        rest.remove(delta)
-        term = renamed(Term(term.coefficient, tuple(rest)), {gone: kept})
+        rest, gone, kept = found
+        term = renamed(Term(term.coefficient, rest), {gone: kept})
 
 
 def _every_index(term: Term) -> set[str]:

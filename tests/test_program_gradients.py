@@ -162,6 +162,26 @@ def test_a_hessian_keeps_a_delta_as_a_diagonal_not_a_dense_cotangent():
     np.testing.assert_allclose(H(**a), 2 * np.einsum("ij,ab->iajb", np.eye(5), a["V"].T @ a["V"]), rtol=1e-12)
 
 
+@pytest.mark.parametrize("text, shapes, f", [
+    ("S[k,i] = x[i] * x[i] * x[i] + B[k,i]\nL = S[k,i] * S[k,i]", {"x": (3,), "B": (2, 3)},
+     lambda x, B: ((x ** 3 + B) ** 2).sum()),
+    ("S[k,j,i] = x[i] * x[i] + B[j,k]\nT[i] = S[k,j,i] * x[i]\nL = T[i] * T[i]", {"x": (3,), "B": (4, 2)},
+     lambda x, B: (((x ** 2 + B.T[:, :, None]).sum((0, 1)) * x) ** 2).sum()),
+    ("H[b,j] = X[b,k] * x[j,k] + c[j]\nA[b,j] = tanh(H[b,j])\nL = 0.5 * (A[b,j] - T[b,j])^2",
+     {"x": (3, 2), "X": (4, 2), "c": (3,), "T": (4, 3)},
+     lambda x, X, c, T: 0.5 * ((torch.tanh(X @ x.T + c) - T) ** 2).sum()),
+], ids=["broadcast cotangent", "broadcast then summed", "tanh layer"])
+def test_a_hessian_through_a_cotangent_broadcast_along_an_index(text, shapes, f):
+    """A delta-bearing cotangent chained as its terms must hold every index the chain sums
+    over (one constant along an index was summed once, not once per entry: wrong by that
+    index's size)."""
+    a = _arrays(shapes, 3)
+    names = list(shapes)
+    others = [torch.tensor(a[n]) for n in names[1:]]
+    expected = torch.func.hessian(lambda u: f(u, *others))(torch.tensor(a["x"])).numpy()
+    np.testing.assert_allclose(einsgrad.program(text).hessian("x")(**a), expected, rtol=1e-10, atol=1e-12)
+
+
 def test_a_hessian_combines_its_vectors_before_the_matrix():
     H = einsgrad.program("z[i] = y[i] * X[i,k] * w[k]\nL = sum[i](softplus(-z[i]))").hessian("w")
     assert [s.name for s in H.statements] == ["z", "t1", "H"]  # no [i,p] cotangents stored
