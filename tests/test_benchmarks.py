@@ -355,6 +355,34 @@ def test_networks_wrong_gradients_are_flagged_and_not_timed(monkeypatch):
     assert row.note.startswith("WRONG") and row.compile is None and row.forward is None
 
 
+def test_networks_peer_columns_time_jax_and_torch_on_the_path_checked(monkeypatch):
+    """peer_vjps: jax and torch autograd timed beside einsgrad's vjp where their gradients
+    match; a peer whose gradients differ is named in the note and not timed."""
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    from benchmarks import network_cases, networks
+
+    network = network_cases.mps_norm(4, 3)
+    row = networks.measure(network, rounds=1, repeats=1)
+    assert set(row.extra) == {"vjp with peers", "jax vjp", "torch vjp"} and row.note == ""
+    assert all(seconds > 0 for seconds in row.extra.values())
+    line = next(l for l in networks.table([row], "greedy").splitlines() if l.startswith(network.name))
+    assert line.count("x") >= 4  # ratio, vjp/fwd, pb/fwd, and both peers' ratios
+
+    real = networks._torch_vjp
+
+    def wrong(*args):
+        run, grads = real(*args)
+        return run, [2 * g for g in grads]
+
+    monkeypatch.setattr(networks, "_torch_vjp", wrong)
+    timed = networks.Measured(network.family, network.name, network.tensors, forward=1.0)
+    figures = networks.peer_vjps(network, timed)
+    assert "torch vjp" not in figures and "jax vjp" in figures
+    assert "torch's gradients off by" in timed.note
+    assert networks.peer_vjps(network_cases.chain(networks.PEER_LIMIT + 1, 2), timed) == {}
+
+
 def test_network_cases_have_the_shapes_and_tensors_they_say():
     import opt_einsum
 
