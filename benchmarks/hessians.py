@@ -73,7 +73,7 @@ def _quadratic(s, rng):
 def _logistic(s, rng):
     X = rng.standard_normal((s["m"], s["n"]))
     return {"w": rng.standard_normal(s["n"]) / np.sqrt(s["n"]), "X": X,
-            "y": np.sign(rng.standard_normal(s["m"]))}
+            "y": (rng.standard_normal(s["m"]) > 0).astype(float)}
 
 
 def _factorization(s, rng):
@@ -82,9 +82,8 @@ def _factorization(s, rng):
 
 
 def _logistic_by_hand(w, X, y):
-    z = y * (X @ w)
-    s = 1 / (1 + np.exp(z))  # sigmoid(-z)
-    return X.T @ (X * (s * (1 - s) * y * y)[:, None])
+    s = 1 / (1 + np.exp(-(X @ w)))  # sigmoid(X w)
+    return X.T @ (X * (s * (1 - s))[:, None])
 
 
 def _factorization_by_hand(U, T, V):
@@ -101,10 +100,10 @@ def _torch_softplus(u):
 CASES = (
     Case("quadratic form xᵀAx", "f = x[i] * A[i,j] * x[j]", "x", {"n": 1000}, {"n": 40}, _quadratic,
          jax=lambda x, A: x @ A @ x, torch=lambda x, A: x @ A @ x, by_hand=lambda x, A: A + A.T),
-    Case("logistic regression", "z[i] = y[i] * X[i,k] * w[k]\nL = sum[i](softplus(-z[i]))", "w",
+    Case("logistic regression", "z[i] = X[i,k] * w[k]\nL = softplus(z[i]) - y[i] * z[i]", "w",
          {"m": 2000, "n": 300}, {"m": 50, "n": 7}, _logistic,
-         jax=lambda w, X, y: _jax().numpy.sum(_jax().nn.softplus(-y * (X @ w))),
-         torch=lambda w, X, y: _torch_softplus(-y * (X @ w)).sum(), by_hand=_logistic_by_hand),
+         jax=lambda w, X, y: _jax().numpy.sum(_jax().nn.softplus(X @ w) - y * (X @ w)),
+         torch=lambda w, X, y: (_torch_softplus(X @ w) - y * (X @ w)).sum(), by_hand=_logistic_by_hand),
     Case("matrix factorization ‖T − UVᵀ‖² by U", "R[i,j] = T[i,j] - U[i,a] * V[j,a]\nL = R[i,j]^2", "U",
          {"m": 200, "n": 150, "k": 10}, {"m": 9, "n": 7, "k": 3}, _factorization,
          jax=lambda U, T, V: _jax().numpy.sum((T - U @ V.T) ** 2),

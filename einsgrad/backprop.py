@@ -101,10 +101,9 @@ def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
     cotangent carries after its own indices, named ``kept`` in the result. Such a cotangent
     is as large as its step times the output, so one that is a few products holding deltas
     (``dR[i,j,p,q] = -2 * V[j,q] * delta[i,p]``) is chained as those products, its deltas
-    contracted or left as a diagonal of the result rather than stored dense, and one that is
-    a product read once is written where it is read, so that the einsum there combines its
-    small factors first. ``named``: the steps the user named (the others, temporaries, may
-    be written where they are read); None: all of them."""
+    contracted or left as a diagonal of the result rather than stored dense. ``named``: the
+    steps the user named (the others, temporaries, may be written where they are read); None:
+    all of them."""
     wrts = {t.wrt for t in targets}
     names = {s.name for s in steps} | {n for s in steps for n in s.reads()} | {t.out for t in targets}
     if cotangent:
@@ -158,7 +157,7 @@ def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
                                   names_in_use, Factor(t.wrt, t.xs),
                                   *((Factor(last.name, result_kept),) if kept else ())))
     summed.extend(results)
-    backward = _inlined(backward + results, len(results), products=bool(kept))
+    backward = _inlined(backward + results, len(results))
     forward = _needed(steps, backward)
     temporaries = {s.name for s in steps} - (set(named) if named is not None else {s.name for s in steps})
     statements = _factored(forward + tuple(backward), temporaries, len(results))
@@ -304,23 +303,21 @@ def _constant(statement: Statement) -> Term | None:
     return None
 
 
-def _inlined(backward: list[Statement], results: int, products: bool = False) -> list[Statement]:
+def _inlined(backward: list[Statement], results: int) -> list[Statement]:
     """The cotangents that are one factor or a number (nothing summed) written where they are
     read: a number or a tensor renamed or broadcast (``dt1[j] = dt``) everywhere, a node
     (``1 / t``) where it is read once, so that no value is computed twice. A broadcast is written in only where no
-    sum would then run over an index that nothing holds (it would lose the count). With
-    ``products``, a cotangent that is one product (nothing summed) read once is written in too.
-    The last ``results`` statements are the results, which stay."""
+    sum would then run over an index that nothing holds (it would lose the count). The last
+    ``results`` statements are the results, which stay."""
     statements = list(backward)
     n = 0
     while n < len(statements) - results:
         s = statements[n]
         terms = s.terms
-        only = terms[0] if len(terms) == 1 and (products or len(terms[0].factors) <= 1) else None
+        only = terms[0] if len(terms) == 1 and len(terms[0].factors) <= 1 else None
         uses = Counter(reads(t for later in statements[n + 1:] for t in later.terms))
         if (only is None or not set(term_free(only)) <= set(s.indices)
-                or not (not only.factors or len(only.factors) == 1 and isinstance(only.factors[0], Factor)
-                        or uses[s.name] == 1)):
+                or not (not only.factors or isinstance(only.factors[0], Factor) or uses[s.name] == 1)):
             n += 1
             continue
         definition = {s.name: (s.indices, only)}
