@@ -77,28 +77,46 @@ def rule(function: str) -> tuple[Term, ...]:
     return parse_expression(DERIVATIVES[function])
 
 
-def backpropagate(steps, wrt: str, out: str, xs: tuple[str, ...], cotangent: str | None,
+@dataclass(frozen=True)
+class Target:
+    """One gradient a reverse sweep gives: ``out[xs] = ∂L/∂wrt``."""
+
+    wrt: str
+    out: str
+    xs: tuple[str, ...]
+
+
+MAX_DELTA_TERMS = 4
+"""A Jacobian's cotangent of at most this many delta-bearing products is chained as its terms."""
+
+
+def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
                   kept: tuple[str, ...] = (), named=None) -> Backprop:
-    """``out[xs] = ∂L/∂wrt`` by reverse mode, ``L`` the last step chained with the input
-    ``cotangent`` (None: the last step is the scalar loss itself).
+    """``out[xs] = ∂L/∂wrt`` for each target by one reverse sweep, ``L`` the last step chained
+    with the input ``cotangent`` (None: the last step is the scalar loss itself); the targets
+    share every cotangent, each computed once, and their results come last, in order.
 
     With ``kept`` (one name per index of the last step), the Jacobian ``out[kept, xs] =
     ∂Y[kept]/∂wrt[xs]`` instead: the seed is ``Π δ(o, k)`` for fresh ``k``, which every
-    cotangent carries after its own indices, named ``kept`` in the result. ``named``: the
-    steps the user named (the others, temporaries, may be written where they are read);
-    None: all of them."""
-    names = {s.name for s in steps} | {n for s in steps for n in s.reads()} | {out}
+    cotangent carries after its own indices, named ``kept`` in the result. Such a cotangent
+    is as large as its step times the output, so one that is a few products holding deltas
+    (``dR[i,j,p,q] = -2 * V[j,q] * delta[i,p]``) is chained as those products, its deltas
+    contracted or left as a diagonal of the result rather than stored dense. ``named``: the
+    steps the user named (the others, temporaries, may be written where they are read); None:
+    all of them."""
+    wrts = {t.wrt for t in targets}
+    names = {s.name for s in steps} | {n for s in steps for n in s.reads()} | {t.out for t in targets}
     if cotangent:
         names.add(cotangent)
-    relevant = {wrt}
+    relevant = set(wrts)
     for s in steps:
         if relevant.intersection(s.reads()):
             relevant.add(s.name)
     indices = {s.name: s.indices for s in steps}
-    indices[wrt] = xs
+    indices.update((t.wrt, t.xs) for t in targets)
     names_in_use = tuple(dict.fromkeys(i for s in steps for i in (*s.indices, *(j for f in _tensors(s)
                                                                                   for j in f.indices))))
-    taken = set(names_in_use) | set(xs) | set(kept)
+    taken = set(names_in_use) | {i for t in targets for i in t.xs} | set(kept)
     fresh = Fresh(taken, FRESH_INDEX_LETTERS, primed)
     result_kept, kept = kept, tuple(fresh.take() for _ in kept)
     taken |= set(kept)
@@ -110,8 +128,8 @@ def backpropagate(steps, wrt: str, out: str, xs: tuple[str, ...], cotangent: str
         if step.name not in relevant:
             continue
         if step is last:
-            dS = (Term(Fraction(1), tuple(Delta(o, k) for o, k in zip(step.indices, kept))) if kept else
-                  Term(Fraction(1), (Factor(cotangent, step.indices),) if cotangent else ()))
+            dS = ((Term(Fraction(1), tuple(Delta(o, k) for o, k in zip(step.indices, kept))),) if kept else
+                  (Term(Fraction(1), (Factor(cotangent, step.indices),) if cotangent else ()),))
         else:
             merged = _cotangent(None, step.indices + kept, contributions.pop(step.name, []), names_in_use,
                                 Factor(step.name, step.indices), *sizes)
@@ -120,25 +138,43 @@ def backpropagate(steps, wrt: str, out: str, xs: tuple[str, ...], cotangent: str
                 continue
             # a number only where nothing is broadcast: a cotangent constant along the step's
             # indices stays a tensor over them, so that a later sum over one keeps its count
-            dS = _alias(merged) or (number if not (step.indices + kept) else None)
+            one = _alias(merged) or (number if not (step.indices + kept) else None)
+            dS = (one,) if one is not None else _deltas(merged) if kept else None
             name = fresh_name("d" + step.name, names)
             summed.append(Statement(name, merged.indices, merged.terms))
             if dS is None:
                 names.add(name)
                 backward.append(Statement(name, merged.indices, merged.terms, merged.witnesses))
-                dS = Term(Fraction(1), (Factor(name, merged.indices),))
+                dS = (Term(Fraction(1), (Factor(name, merged.indices),)),)
         for name, terms, local in _pullback(step, dS, relevant, indices, names, taken):
             contributions.setdefault(name, []).extend(terms)
             locals_.append(local)
     to_result = dict(zip(kept, result_kept))
-    backward.append(_cotangent(out, result_kept + xs, [renamed(t, to_result) for t in contributions.get(wrt, [])],
-                               names_in_use, Factor(wrt, xs), *((Factor(last.name, result_kept),) if kept else ())))
-    summed.append(backward[-1])
-    backward = _inlined(backward)
+    results = []
+    for t in targets:
+        results.append(_cotangent(t.out, result_kept + t.xs,
+                                  [renamed(term, to_result) for term in contributions.get(t.wrt, [])],
+                                  names_in_use, Factor(t.wrt, t.xs),
+                                  *((Factor(last.name, result_kept),) if kept else ())))
+    summed.extend(results)
+    backward = _inlined(backward + results, len(results))
     forward = _needed(steps, backward)
     temporaries = {s.name for s in steps} - (set(named) if named is not None else {s.name for s in steps})
-    statements = _factored(forward + tuple(backward), temporaries)
+    statements = _factored(forward + tuple(backward), temporaries, len(results))
     return Backprop(statements, tuple(locals_), tuple(summed))
+
+
+def _deltas(merged: Statement) -> tuple[Term, ...] | None:
+    """A Jacobian's cotangent as the products it sums, when it is a few products with a delta
+    in each (a dense tensor that is mostly zeros), each over exactly the cotangent's indices
+    (nothing summed, nothing broadcast: a sum the chain runs over an index would otherwise lose
+    its count); None otherwise."""
+    terms = merged.terms
+    if not terms or len(terms) > MAX_DELTA_TERMS:
+        return None
+    if all(any(f.is_delta for f in t.factors) and set(term_free(t)) == set(merged.indices) for t in terms):
+        return terms
+    return None
 
 
 def _tensors(step):
@@ -146,11 +182,12 @@ def _tensors(step):
         f for t in step.terms for f in t.factors)
 
 
-def _pullback(step, dS: Term, relevant, indices, names, taken):
+def _pullback(step, dS: tuple[Term, ...], relevant, indices, names, taken):
     """``(name, terms)`` for each tensor ``step`` reads on a path to the tensor differentiated:
     its share of that tensor's cotangent, over ``indices[name]`` (and the kept indices).
-    ``dS`` is the step's cotangent as a term over the step's indices (and the kept ones): a
-    tensor, a number (the loss itself: 1) or the deltas of a Jacobian's seed."""
+    ``dS`` is the step's cotangent as a sum of terms over the step's indices (and the kept
+    ones): a tensor, a number (the loss itself: 1), the deltas of a Jacobian's seed, or
+    products holding deltas."""
     if isinstance(step, Contraction):
         O = step.indices
         fresh = Fresh(taken, FRESH_INDEX_LETTERS, primed)
@@ -165,7 +202,8 @@ def _pullback(step, dS: Term, relevant, indices, names, taken):
             terms = []
             for t in d.terms:
                 t = internal_summed(t, set(O + p))  # ∂Y[O]/∂N[p], its own summed names apart
-                terms.append(Term(dS.coefficient * t.coefficient, dS.factors + t.factors).renamed(rename))
+                terms.extend(renamed(Term(s.coefficient * t.coefficient, s.factors + t.factors), rename)
+                             for s in dS)
             yield name, terms, Local(step, name, derivation=d)
         return
     u = step.argument
@@ -184,9 +222,9 @@ def _pullback(step, dS: Term, relevant, indices, names, taken):
         yield u.name, [], shown
         return
     if len(local) == 1:
-        chained = (Term(dS.coefficient * local[0].coefficient, dS.factors + local[0].factors),)
+        chained = tuple(Term(s.coefficient * local[0].coefficient, s.factors + local[0].factors) for s in dS)
     else:
-        chained = (Term(dS.coefficient, dS.factors + (Group(local),)),)
+        chained = tuple(Term(s.coefficient, s.factors + (Group(local),)) for s in dS)
     rename = dict(zip(u.indices, indices[u.name]))
     yield u.name, [renamed(t, rename) for t in chained], shown
 
@@ -196,20 +234,56 @@ def _cotangent(name, indices, terms, preferred, *witnesses) -> Statement:
     indices named by the first of ``preferred`` (the program's own index names) that the term
     leaves free; ``witnesses`` size the indices no term may hold."""
     polynomial = simplify(tuple(indices), [t for t in terms if is_polynomial(t)])
-    others = tuple(t for t in terms if not is_polynomial(t))
+    others = tuple(_named(_contracted(t, indices), indices, preferred) for t in terms if not is_polynomial(t))
     return Statement(name, tuple(indices), tuple(_named(t, indices, preferred) for t in polynomial) + others,
                      witnesses)
 
 
+def _contracted(term: Term, output) -> Term:
+    """``term`` (with nodes) with each delta that ties a summed index contracted: ``Σ_s δ(s,j)
+    f(s) = f(j)``, the index renamed everywhere in the term, inside nodes too; only where
+    ``j`` is kept or held by another factor, so that no sum loses its count."""
+    while True:
+        found = None
+        for n, f in enumerate(term.factors):
+            if isinstance(f, Delta) and f.p != f.q:
+                rest = term.factors[:n] + term.factors[n + 1:]
+                held = set(term_free(Term(term.coefficient, rest)))
+                for gone, kept in ((f.p, f.q), (f.q, f.p)):
+                    if found is None and gone not in output and (kept in output or kept in held):
+                        found = rest, gone, kept
+        if found is None:
+            return term
+        rest, gone, kept = found
+        term = renamed(Term(term.coefficient, rest), {gone: kept})
+
+
+def _every_index(term: Term) -> set[str]:
+    """Every index name in ``term``, bound ones of scoped sums too."""
+    found: set[str] = set()
+
+    def visit(t: Term) -> Term:
+        for f in t.factors:
+            if isinstance(f, (Factor, Delta)):
+                found.update(f.indices)
+            else:
+                found.update(getattr(f, "over", ()))
+                rebuilt(f, visit)
+        return t
+    visit(term)
+    return found
+
+
 def _named(term: Term, output, preferred) -> Term:
-    summed = [i for i in term.indices() if i not in output]
-    pool = (p for p in preferred if p not in output and p not in term.indices() or p in summed)
+    summed = [i for i in term_free(term) if i not in output]
+    every = _every_index(term)
+    pool = (p for p in preferred if p not in output and p not in every or p in summed)
     chosen = {}
     for index in summed:
         chosen[index] = next((p for p in pool if p not in chosen.values()), index)
     if len(set(chosen.values())) < len(chosen):
         return term
-    return term.renamed(chosen)
+    return renamed(term, chosen)
 
 
 def _alias(statement: Statement) -> Term | None:
@@ -229,14 +303,15 @@ def _constant(statement: Statement) -> Term | None:
     return None
 
 
-def _inlined(backward: list[Statement]) -> list[Statement]:
+def _inlined(backward: list[Statement], results: int) -> list[Statement]:
     """The cotangents that are one factor or a number (nothing summed) written where they are
     read: a number or a tensor renamed or broadcast (``dt1[j] = dt``) everywhere, a node
     (``1 / t``) where it is read once, so that no value is computed twice. A broadcast is written in only where no
-    sum would then run over an index that nothing holds (it would lose the count)."""
+    sum would then run over an index that nothing holds (it would lose the count). The last
+    ``results`` statements are the results, which stay."""
     statements = list(backward)
     n = 0
-    while n < len(statements) - 1:
+    while n < len(statements) - results:
         s = statements[n]
         terms = s.terms
         only = terms[0] if len(terms) == 1 and len(terms[0].factors) <= 1 else None
@@ -257,15 +332,15 @@ def _inlined(backward: list[Statement]) -> list[Statement]:
     return statements
 
 
-def _factored(statements, temporaries) -> tuple[Statement, ...]:
+def _factored(statements, temporaries, results: int = 1) -> tuple[Statement, ...]:
     """Each forward temporary (a step the user did not name) that is an elementwise sum of
     products (nothing summed, every index held) and read once, written where it is read as
     a parenthesized sum: ``t[b,j] = A[b,j] - T[b,j]; dH[b,j] = t[b,j] * ...`` is ``dH[b,j] =
     (A[b,j] - T[b,j]) * ...``. Only where the reader's term then reads as it did (no sum
-    becomes ambiguous), and never the result."""
+    becomes ambiguous), and never the ``results`` last statements."""
     statements = list(statements)
     n = 0
-    while n < len(statements) - 1:
+    while n < len(statements) - results:
         s = statements[n]
         uses = Counter(reads(t for later in statements[n + 1:] for t in later.terms))
         sizes = any(w.name == s.name for later in statements[n + 1:] for w in later.witnesses)
@@ -305,9 +380,10 @@ def _written_in(term: Term, temporary: Statement) -> Term:
 
 
 def _needed(steps, backward) -> tuple[Statement, ...]:
-    """The forward steps that the backward statements read, as statements, in order."""
+    """The forward steps that the backward statements read, as statements, in order (a
+    witness only where it sizes an index no tensor of the statement holds)."""
     needed = {n for s in backward for n in reads(s.terms)}
-    needed |= {w.name for s in backward for w in s.witnesses}
+    needed |= {w.name for s in backward for w in _sizing(s)}
     kept = []
     for step in reversed(steps):
         if step.name in needed:
@@ -316,3 +392,11 @@ def _needed(steps, backward) -> tuple[Statement, ...]:
             if isinstance(step, Contraction):
                 needed.update(w.name for w in step.witnesses)
     return tuple(as_statement(s) for s in reversed(kept))
+
+
+def _sizing(statement: Statement) -> tuple[Factor, ...]:
+    """The witnesses of ``statement`` that size one of its indices which no tensor of its
+    terms holds (the gradient's sizes come from the output's tensor only when needed)."""
+    held = {i for t in statement.terms for f in t.factors if isinstance(f, Factor) for i in f.indices}
+    return tuple(w for w in statement.witnesses
+                 if any(i and i in statement.indices and i not in held for i in w.indices))

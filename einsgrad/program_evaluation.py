@@ -28,11 +28,28 @@ from .program_steps import POWER, Contraction
 
 @dataclass(frozen=True)
 class _Product:
-    """One einsum over the tensors ``names``, kept letters in alphabetical order."""
+    """One einsum over the tensors ``names``, kept letters in alphabetical order; a single
+    tensor only permuted (``ab->ba``) is no einsum but its ``axes``, a view."""
 
     names: tuple[str, ...]
     spec: str
     einsum: Einsum | None = field(compare=False)
+    axes: tuple[int, ...] | None = None
+
+    def value(self, arrays: dict, dtype) -> np.ndarray:
+        if self.axes is not None:
+            return np.transpose(arrays[self.names[0]], self.axes)
+        if not self.names:
+            return np.ones((), dtype=dtype)
+        return self.einsum(*(arrays[n] for n in self.names))
+
+
+def _permutation(names, spec: str) -> tuple[int, ...] | None:
+    """The axes of a one-tensor spec that only permutes its distinct letters, else None."""
+    left, right = spec.split("->")
+    if len(names) != 1 or len(set(left)) != len(left) or sorted(left) != sorted(right):
+        return None
+    return tuple(left.index(c) for c in right)
 
 
 @dataclass(frozen=True)
@@ -50,6 +67,11 @@ class _Placement:
     shape_of_view: tuple[bool, ...]
     view: str | None
 
+    @property
+    def number(self) -> int | float:
+        """The coefficient as numpy multiplies it (see :func:`_as_number`)."""
+        return _as_number(self.coefficient)
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -58,6 +80,8 @@ class Evaluation:
     products: tuple[_Product, ...]
     placements: tuple[_Placement, ...]
     sized_by: tuple[tuple[str, str, int, int | None], ...]
+    numbers: tuple[int | float, ...]
+    """Each placement's coefficient as numpy multiplies it, worked out once."""
 
     @classmethod
     def of(cls, prog) -> "Evaluation":
@@ -86,30 +110,53 @@ class Evaluation:
         for f in prog.witnesses:
             sized_by.extend((f.name, i, axis, None) for axis, i in enumerate(f.indices)
                             if i in output)
-        built = tuple(_Product(names, spec, Einsum(spec) if names else None)
-                      for (names, spec) in products)
-        return cls(built, tuple(placements), tuple(sized_by))
+        built = tuple(_Product(names, spec, None, axes) if (axes := _permutation(names, spec)) is not None
+                      else _Product(names, spec, Einsum(spec) if names else None) for (names, spec) in products)
+        return cls(built, tuple(placements), tuple(sized_by), tuple(p.number for p in placements))
 
     def run(self, prog, given: dict):
         arrays = _inputs(prog, given)
         shape = self.output_shape(prog, arrays, given)
-        fractional = any(isinstance(_as_number(p.coefficient), float) for p in self.placements)
-        dtype = np.result_type(*arrays.values(), *([np.float64] if fractional or not arrays else []))
-        result = np.zeros(shape, dtype=dtype)
+        fractional = any(isinstance(n, float) for n in self.numbers)
+        # a fraction is a Python float, as numpy weighs one: float32 stays, an integer becomes float64
+        dtype = (np.result_type(*arrays.values(), *([0.0] if fractional else [])) if arrays else
+                 np.dtype(np.float64))
         values: dict[int, np.ndarray] = {}
-        for place in self.placements:
+
+        def placed(place: _Placement) -> np.ndarray:
             if place.product not in values:
-                product = self.products[place.product]
-                values[place.product] = (product.einsum(*(arrays[n] for n in product.names))
-                                         if product.names else np.ones((), dtype=dtype))
+                values[place.product] = self.products[place.product].value(arrays, dtype)
             value = np.transpose(values[place.product], place.order)
-            value = value.reshape([1 if new else d for new, d in
-                                   zip(place.shape_of_view, _fill(value.shape, place.shape_of_view))])
-            target = result if place.view is None else np.einsum(place.view, result)
-            if place.coefficient == 1:
-                target += value
+            return value.reshape([1 if new else d for new, d in
+                                  zip(place.shape_of_view, _fill(value.shape, place.shape_of_view))])
+
+        # the terms over the whole output first: the first one (or two) written, not added into
+        # zeros; the products are never written into (one may be an input's view)
+        order = sorted(range(len(self.placements)), key=lambda k: self.placements[k].view is not None)
+        whole = [k for k in order if self.placements[k].view is None]
+        result = np.empty(shape, dtype=dtype) if whole else np.zeros(shape, dtype=dtype)
+        if whole:
+            first, number = placed(self.placements[whole[0]]), self.numbers[whole[0]]
+            second = self.numbers[whole[1]] if len(whole) > 1 else None
+            if number == 1 and second in (1, -1):
+                (np.add if second == 1 else np.subtract)(first, placed(self.placements[whole[1]]), out=result)
+                order = order[2:]
             else:
-                target += _as_number(place.coefficient) * value
+                if number == 1:
+                    np.copyto(result, first)
+                else:
+                    np.multiply(first, number, out=result)
+                order = order[1:]
+        for k in order:
+            place, number = self.placements[k], self.numbers[k]
+            value = placed(place)
+            target = result if place.view is None else np.einsum(place.view, result)
+            if number == 1:
+                target += value
+            elif number == -1:
+                target -= value
+            else:
+                target += number * value
         return result[()] if not prog.output_indices else result
 
     def output_shape(self, prog, arrays, given) -> tuple[int, ...]:
@@ -234,10 +281,12 @@ class StepsEvaluation:
     plans: tuple
     in_place: tuple[bool, ...]
     witnesses: tuple[str, ...]
+    outputs: tuple[str, ...]
 
     @classmethod
     def of(cls, prog) -> "StepsEvaluation":
         steps, text = prog.steps, str(prog)
+        outputs = prog.outputs or (steps[-1].name,)
         made = {s.name for s in steps}
         reads = [name for s in steps for name in s.reads()]
         plans, in_place = [], []
@@ -249,10 +298,10 @@ class StepsEvaluation:
             else:
                 plans.append(None)
                 arg = s.argument.name
-                in_place.append(arg in made and reads.count(arg) == 1 and arg != steps[-1].name)
+                in_place.append(arg in made and reads.count(arg) == 1 and arg not in outputs)
         witnesses = tuple(dict.fromkeys(w.name for s in steps if isinstance(s, Contraction)
                                         for w in s.witnesses))
-        return cls(steps, tuple(plans), tuple(in_place), witnesses)
+        return cls(steps, tuple(plans), tuple(in_place), witnesses, outputs)
 
     def run(self, prog, given: dict):
         values = _inputs(prog, given)
@@ -270,8 +319,8 @@ class StepsEvaluation:
                                       f"index(es)", str(prog))
             arg = np.transpose(arg, [step.argument.indices.index(i) for i in step.indices])
             values[step.name] = np.asarray(_apply(step, arg, in_place and arg.ndim > 0))
-        result = values[self.steps[-1].name]
-        return result[()] if not result.ndim else result
+        results = tuple(values[name][()] if not values[name].ndim else values[name] for name in self.outputs)
+        return results if prog.outputs else results[0]
 
 
 def _apply(step, u: np.ndarray, in_place: bool) -> np.ndarray:
@@ -279,7 +328,7 @@ def _apply(step, u: np.ndarray, in_place: bool) -> np.ndarray:
     if step.function == POWER:
         e = step.exponent
         if e.denominator != 1 or e < 0:
-            u = u.astype(np.result_type(u, np.float64), copy=False)
+            u = u.astype(np.result_type(u, 0.0), copy=False)  # integers to float64; float32 stays
         exponent = int(e) if e.denominator == 1 else float(e)
         return np.power(u, exponent, out=u) if in_place and u.dtype.kind in "fc" else np.power(u, exponent)
     function = UFUNCS[step.function]

@@ -30,7 +30,7 @@ from functools import cached_property
 from .algebra import DELTA, Factor, Fresh, Term, decimal, fresh_indices, fresh_name, simplify
 from .derivation import Derivation, differentiate
 from .errors import EinsumSpecError
-from .backprop import Backprop, backpropagate
+from .backprop import Backprop, Target, backpropagate
 from .backprop_explanation import explain_statements
 from .expressions import Statement
 from .program_evaluation import Evaluation, StepsEvaluation
@@ -63,8 +63,16 @@ class Program:
     derivation: Derivation | None = field(default=None, compare=False, repr=False)
     statements: tuple[Statement, ...] = ()
     backprop: Backprop | None = field(default=None, compare=False, repr=False)
+    outputs: tuple[str, ...] = ()
+    """The statements whose values a call returns, as a tuple, when they are several (the
+    gradients by several tensors, :meth:`grad` of a list); empty: the last statement's value."""
 
     def __str__(self) -> str:
+        return self._text
+
+    @cached_property
+    def _text(self) -> str:
+        """The program as it prints, worked out once (every call's error context reads it)."""
         if self.statements:
             return "\n".join(map(str, self.statements))
         left = str(Factor(self.output_name, self.output_indices))
@@ -102,7 +110,7 @@ class Program:
 
     # -- derivation ----------------------------------------------------------------------
 
-    def grad(self, name: str, *, out: str | None = None, indices=None) -> "Program":
+    def grad(self, name: str | list[str] | tuple[str, ...], *, out=None, indices=None) -> "Program":
         """The gradient of a scalar loss by tensor ``name``, as a program.
 
         ``dX[x] = Σ_T Σ_{p: F_p = X} c_T dY[O] Π_{q≠p} F_q Π_t δ(x_t, L_{p,t})``: the sum over
@@ -113,7 +121,21 @@ class Program:
         those of the first occurrence of ``name``. ``out=`` and ``indices=`` (a tuple of index
         names) are checked as a program's left side is: a new tensor name and one distinct index
         name per axis of ``name``.
+
+        ``name`` a list or tuple of tensors gives all their gradients by one reverse sweep, each
+        cotangent computed once and shared (``out=`` then one name per tensor, default ``d`` +
+        its name): a program of several outputs, whose call returns their values as a tuple in
+        that order.
+
+        >>> p = program("H[b,j] = X[b,k] * W[j,k] + c[j]; L = 0.5 * H[b,j]^2")
+        >>> print(p.grad(["W", "c"]))
+        H[b,j] = X[b,k] * W[j,k] + c[j]
+        dW[j,k] = H[b,j] * X[b,k]
+        dc[j] = H[b,j]
         """
+        self._require_one_output("grad")
+        if isinstance(name, (list, tuple)):
+            return self._gradients(tuple(name), out, indices)
         rank = self._rank(name)
         out = self._new_name(out, "d" + name if self.cotangent or self.statements else "g", "the result",
                              ([self.cotangent] if self.cotangent else []) + [s.name for s in self.steps])
@@ -121,13 +143,46 @@ class Program:
             first = self._first(name)
             xs = (fresh_indices(first.indices if first else [None] * rank, ()) if indices is None else
                   check_left_side(out, indices, "the gradient's name and indices", rank))
-            backprop = backpropagate(self.steps, name, out, xs, self.cotangent, named=self._named)
+            backprop = backpropagate(self.steps, (Target(name, out, xs),), self.cotangent, named=self._named)
             new = (Factor(self.cotangent, self.output_indices),) if self.cotangent else ()
             return Program(out, xs, (), accepts=self._accepting(new), statements=backprop.statements,
                            backprop=backprop)
         xs = (self._wrt_indices(name, ()) if indices is None else
               check_left_side(out, indices, "the gradient's name and indices", rank))
         return self._gradient(name, out, xs)
+
+    def _gradients(self, names: tuple[str, ...], outs, indices) -> "Program":
+        """:meth:`grad` by several tensors: one reverse sweep over the statements (a polynomial
+        program is one statement here), a result per tensor."""
+        if not names:
+            raise EinsumSpecError("grad of a list needs at least one tensor name", str(self))
+        for name in names:
+            self._rank(name)
+        if len(set(names)) < len(names):
+            repeated = next(n for n in names if names.count(n) > 1)
+            raise EinsumSpecError(f"grad of a list names {repeated!r} twice", str(self))
+        if indices is not None:
+            raise EinsumSpecError("indices= is for the gradient by one tensor; a list of tensors "
+                                  "takes the first occurrence's indices of each", str(self))
+        if outs is not None and (isinstance(outs, str) or len(outs) != len(names)):
+            raise EinsumSpecError(f"out= for a list of {len(names)} tensors is a list of "
+                                  f"{len(names)} names, got {outs!r}", str(self))
+        source = self if self.statements else replace(
+            _of_statements((Statement(self.output_name, self.output_indices, self.terms, self.witnesses),)),
+            accepts=self.accepts)
+        taken = ([self.cotangent] if self.cotangent else []) + [s.name for s in source.steps]
+        targets = []
+        for n, name in enumerate(names):
+            out = self._new_name(None if outs is None else outs[n], "d" + name, "the result",
+                                 taken + [t.out for t in targets])
+            first = source._first(name)
+            xs = fresh_indices(first.indices if first else [None] * self._rank(name), ())
+            targets.append(Target(name, out, xs))
+        backprop = backpropagate(source.steps, tuple(targets), self.cotangent, named=source._named)
+        new = (Factor(self.cotangent, self.output_indices),) if self.cotangent else ()
+        first = targets[0]
+        return Program(first.out, first.xs, (), accepts=self._accepting(new), statements=backprop.statements,
+                       backprop=backprop, outputs=tuple(t.out for t in targets))
 
     @property
     def cotangent(self) -> str | None:
@@ -148,13 +203,14 @@ class Program:
         summed index are contracted, the others stay (``∂X[i]/∂X[j] = delta[i,j]``). The result
         is named ``out``, by default ``J`` (made fresh if a tensor has it).
         """
+        self._require_one_output("jacobian")
         rank = self._rank(name)
         if self.statements:  # reverse mode seeded with Π δ(o, o′): the output's indices kept
             out = self._new_name(out, "J", "the Jacobian", [s.name for s in self.steps])
             first = self._first(name)
             names = fresh_indices([*self.output_indices, *(first.indices if first else [None] * rank)], ())
             kept, xs = names[:len(self.output_indices)], names[len(self.output_indices):]
-            backprop = backpropagate(self.steps, name, out, xs, None, kept=kept, named=self._named)
+            backprop = backpropagate(self.steps, (Target(name, out, xs),), None, kept=kept, named=self._named)
             return Program(out, names, (), accepts=self.accepts, statements=backprop.statements,
                            backprop=backprop)
         out = self._new_name(out, "J", "the Jacobian")
@@ -223,6 +279,7 @@ class Program:
         ∂f/∂x = (A + Aᵀ) x
         """
         check_style(style)
+        self._require_one_output("explain")
         if style == "hessian":
             self._require_scalar("style='hessian'")
         names = self.inputs if name is None else (name,)
@@ -313,7 +370,14 @@ class Program:
         """The first occurrence of tensor ``name`` in a program's steps."""
         return next((f for s in self.steps for f in _factors(s) if f.name == name), None)
 
+    def _require_one_output(self, what):
+        if self.outputs:
+            raise EinsumSpecError(f"{what} needs a program of one output, but this one has "
+                                  f"{len(self.outputs)} ({', '.join(self.outputs)}); derive from the "
+                                  f"program they came from", str(self))
+
     def _require_scalar(self, what):
+        self._require_one_output(what)
         if self.output_indices:
             raise EinsumSpecError(f"{what} needs a scalar program, but the output "
                                   f"{self.output_name} has indices", str(self))

@@ -518,3 +518,55 @@ def test_gpu_script_refuses_a_cuda_device_it_lacks(tmp_path):
         gpu.main(["--device", "cuda", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         gpu.main(["--device", "cpu", "--phases", "speed,nothing", "--out", str(tmp_path)])
+
+
+# -- the Hessian and layer benchmarks (benchmarks/hessians.py, benchmarks/layers.py) -----------
+
+def test_hessians_quick_checks_every_system_and_times_the_ones_that_agree(tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    from benchmarks import hessians
+
+    path = tmp_path / "hessians.json"
+    assert hessians.main(["--quick", "--json", str(path)]) == 0
+    text = capsys.readouterr().out
+    doc = json.loads(path.read_text())
+    assert [r["case"] for r in doc] == [c.name for c in hessians.CASES]
+    for r in doc:
+        assert set(r["seconds"]) == {"einsgrad", "jax", "torch", "by hand"} and not r["notes"]
+        assert all(d <= hessians.TOLERANCE for d in r["difference"].values())
+        assert r["speedup"] > 0 and r["compile"] > 0
+        assert r["case"] in text
+    assert "H[i,j] = A[i,j] + A[j,i]" in text and "delta[i,j]" in text
+
+
+def test_a_hessian_system_that_disagrees_is_reported_not_timed(monkeypatch):
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    from dataclasses import replace
+
+    from benchmarks import hessians
+
+    case = replace(hessians.CASES[0], by_hand=lambda x, A: A)  # not A + Aᵀ
+    result = hessians.measure(case, quick=True, repeats=3)
+    assert "by hand" not in result.seconds and "disagrees with einsgrad" in result.notes["by hand"]
+    assert result.seconds["einsgrad"] > 0 and result.seconds["jax"] > 0
+    assert "disagrees with einsgrad" in hessians.table([result], 3, True)
+
+
+def test_layers_quick_checks_against_torch_and_times_both(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from benchmarks import layers
+
+    path = tmp_path / "layers.json"
+    assert layers.main(["--quick", "--json", str(path)]) == 0
+    text = capsys.readouterr().out
+    doc = json.loads(path.read_text())
+    assert [r["dtype"] for r in doc] == list(layers.DTYPES)
+    for r in doc:
+        assert set(r["seconds"]) == {"forward", "all gradients", "W only", "torch forward",
+                                     "torch all gradients", "torch W only", "numpy X @ W.T", "torch X @ W.T"}
+        assert r["difference"] <= layers.TOLERANCE[r["dtype"]]
+    assert "dH[b,j] = (A[b,j] - T[b,j]) * (1 - A[b,j]^2)" in text
+    with pytest.raises(SystemExit):
+        layers.main(["--quick", "--dtypes", "float16"])
