@@ -196,12 +196,14 @@ class Evaluation:
                 for a, b in ((p, q), (q, p)):
                     if (a, None) not in seen and (b, None) in seen:
                         seen[(a, None)] = seen[(b, None)]
-        for term in prog.terms:
+        for n, term in enumerate(prog.terms):  # a summed index is sized within its own term
             for f in term.factors:
                 if f.is_delta:
-                    p, q = (seen[(i, None)][1] for i in f.indices)
-                    if p != q:
-                        raise EinsumSpecError(f"{f} ties indices of sizes {p} and {q}", str(prog))
+                    sizes = [seen[key][1] for i in f.indices
+                             if (key := (i, None if i in output else n)) in seen]
+                    if len(sizes) == 2 and sizes[0] != sizes[1]:
+                        raise EinsumSpecError(f"{f} ties indices of sizes {sizes[0]} and {sizes[1]}",
+                                              str(prog))
         return tuple(seen[(o, None)][1] for o in prog.output_indices)
 
 

@@ -700,3 +700,14 @@ def test_a_temporary_that_sizes_a_cotangent_stays():
     np.testing.assert_allclose(p.grad("x")(s=s, x=x, q=q), q * (s * s + 0.5) * np.ones(3), rtol=1e-14)
     np.testing.assert_allclose(p.grad("s")(s=s, x=x, q=q), q * x.sum() * 2 * s, rtol=1e-14)
     np.testing.assert_allclose(p.hessian("s")(s=s, x=x, q=q), q * x.sum() * 2, rtol=1e-14)
+
+
+def test_a_delta_on_summed_indices_before_another_statement():
+    """``x[i] δ[i,k] A[k,j]`` summed to a scalar that a later statement reads: the delta's
+    indices are summed within their term, so each is sized there (it raised a KeyError)."""
+    x, A = RNG.standard_normal(3), RNG.standard_normal((3, 4))
+    p = einsgrad.program("H = x[i] * delta[i,k] * A[k,j]\nL = H * H")
+    h = np.einsum("i,ij->", x, A)
+    np.testing.assert_allclose(p(x=x, A=A), h ** 2, rtol=1e-12)
+    np.testing.assert_allclose(p.grad("x")(x=x, A=A), 2 * h * A.sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(einsgrad.program("H = x[i] * delta[i,k]\nL = H * H")(x=x), x.sum() ** 2)
