@@ -132,12 +132,9 @@ class Einsum:
             return self._run_in(backend, Mode.FORWARD, arrays, None)(*arrays)[0]
         call = self._call(Mode.FORWARD, arrays, None, None)
         loaded = self._loaded.get(call)
-        if loaded is None:  # a first call, or one that runs in slices
+        if loaded is None:  # a first call
             key = FunctionKey._make(call)
-            record = self._signature_record(key.shapes)
-            if self.memory_limit is not None and record.slices:
-                return record.run_sliced(key, arrays)[0]
-            loaded = self._load(key, record)
+            loaded = self._load(key, self._signature_record(key.shapes))
         return loaded.function(*arrays)[0]
 
     def vjp(self, cotangent, *operands, wrt=None):
@@ -166,15 +163,12 @@ class Einsum:
                 if g.shape != loaded.record.output_shape:
                     raise self._cotangent_error(g, loaded.record)
                 results = loaded.function(g, *arrays)
-            else:  # a first call, or one that runs in slices
+            else:  # a first call
                 key = FunctionKey._make(call)
                 record = self._signature_record(key.shapes)
                 if g.shape != record.output_shape:
                     raise self._cotangent_error(g, record)
-                if self.memory_limit is not None and record.slices:
-                    results = record.run_sliced(key, arrays, g)
-                else:
-                    results = self._load(key, record).function(g, *arrays)
+                results = self._load(key, record).function(g, *arrays)
         return results[0] if single else results
 
     def jvp(self, tangents, *operands):
@@ -215,9 +209,7 @@ class Einsum:
         """
         arrays, backend = backends.intake(operands)
         indices, single = self._wrt(wrt)
-        sliced = backend is None and self.memory_limit is not None and self._signature_record(
-            tuple([a.shape for a in arrays])).slices
-        if recompute or sliced:
+        if recompute:
             y = self(*arrays)
 
             def pullback(cotangent):
@@ -311,8 +303,8 @@ class Einsum:
         dtypes = tuple([dtype(a) for a in arrays])
         out = scalars.result_type(*dtypes)
         saving_key = FunctionKey(Mode.SAVING, signature, dtypes, indices, None, dialect)
-        saving = record.function(saving_key)
-        pullback = record.function(FunctionKey(Mode.PULLBACK, signature, dtypes, indices, out, dialect))
+        saving = record.runner(saving_key)
+        pullback = record.runner(FunctionKey(Mode.PULLBACK, signature, dtypes, indices, out, dialect))
         if backend is not None and backend.cast is not None and len(set(dtypes + (out,))) > 1:
             saving, pullback = _casting(saving, out, backend.cast), _casting(pullback, out, backend.cast)
         if record.generic:
@@ -522,7 +514,7 @@ class Einsum:
                 zeros = zeros if backend is None else backend.convert(zeros, arrays[0])
             return (zeros,) if mode is Mode.JVP else (self(*arrays), zeros)
         key = FunctionKey(mode, signature, dtypes, wrt, None, _NUMPY if backend is None else backend.dialect)
-        function = record.function(key)
+        function = record.runner(key)
         if backend is not None and backend.cast is not None and len(set(dtypes)) > 1:
             common = scalars.result_type(*dtypes)
             arrays = [backend.cast(a, common) for a in arrays]
@@ -534,7 +526,7 @@ class Einsum:
 
     def _load(self, key: FunctionKey, record: SignatureRecord) -> Loaded:
         """``key``'s function from ``record`` (made on first use), indexed for later calls."""
-        loaded = self._loaded[key] = Loaded(record, record.function(key))
+        loaded = self._loaded[key] = Loaded(record, record.runner(key))
         return loaded
 
     def _wrt(self, wrt) -> derive.Wrt:
@@ -588,7 +580,7 @@ class Einsum:
             key = FunctionKey._make(call)
             if record is None:
                 return self._load(key, self._signature_record(key.shapes)).function
-            return record.function(key)  # a record pushed out of the cache since: not indexed
+            return record.runner(key)  # a record pushed out of the cache since: not indexed
         shapes, output_shape = self._backend_signature(backend, arrays)
         dtypes = tuple([backend.dtype(a) for a in arrays])
         cotangent_dtype = None if cotangent is None else backend.dtype(cotangent)
@@ -599,7 +591,7 @@ class Einsum:
                 f"the cotangent has shape {tuple(cotangent.shape)} but the output of "
                 f"{str(self.spec)!r} has shape {tuple(output_shape)}")
         key = self._last = FunctionKey(mode, shapes, dtypes, wrt, cotangent_dtype, backend.dialect)
-        function = record.function(key)
+        function = record.runner(key)
         every = dtypes if cotangent_dtype is None else dtypes + (cotangent_dtype,)
         if backend.cast is None or len(set(every)) == 1:
             return function

@@ -11,6 +11,8 @@ and asked through their public methods.
 from __future__ import annotations
 
 import copy
+import functools
+import importlib.util
 import inspect
 import sys
 from dataclasses import dataclass
@@ -201,6 +203,33 @@ def _checked(path, count: int, optimize=None, given: str | None = None) -> Path:
     if left != 1:
         raise refuse(f"it leaves {left} operands, not one")
     return tuple(tuple(int(i) for i in step) for step in steps)
+
+
+@functools.cache
+def has_cotengra() -> bool:
+    """Whether cotengra is installed (not imported: it costs 0.1 s)."""
+    return importlib.util.find_spec("cotengra") is not None
+
+
+def cotengra_slices(inputs: Sequence[Iterable], output: Iterable, size: dict, path: Path,
+                    memory_limit: int) -> tuple[str, ...] | None:
+    """The labels that cotengra's ``SliceFinder`` slices (whole, chunk 1) so that no
+    intermediate of the forward tree ``path`` exceeds ``memory_limit`` elements, or None
+    where it finds no such set. The tree is given, never searched again; the finder runs
+    in this process (no worker pool). cotengra is imported here, and only here; where it
+    fails, einsgrad's own search stands alone."""
+    import cotengra
+
+    terms = [tuple(term) for term in inputs]
+    used = {l for term in terms for l in term}
+    try:  # (an empty dimension as size 1, as for the path search)
+        tree = cotengra.ContractionTree.from_path(
+            terms, tuple(output), {l: max(d, 1) for l, d in size.items() if l in used},
+            path=[tuple(step) for step in path])
+        sliced, cost = cotengra.SliceFinder(tree, target_size=memory_limit, seed=0).search()
+    except Exception:  # noqa: BLE001 (no set of labels reaches the target, or cotengra fails: einsgrad's own search stands)
+        return None
+    return tuple(sliced) if cost.size <= memory_limit else None
 
 
 def contract_path(equation: str, shapes, optimize: str) -> Path:
