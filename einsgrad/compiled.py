@@ -60,7 +60,11 @@ class Einsum:
             ``ContractionTree``. Other contractions (one direct contraction per
             gradient, the per-operand baseline of :meth:`costs`, the Jacobian) use a name as
             given, and opt_einsum's ``"auto"`` in place of an instance or a tree.
-        memory_limit: the largest intermediate, in elements, the path may create.
+        memory_limit: the largest intermediate, in elements, of the forward and of every
+            gradient. Where the tree's are larger, its labels are sliced and every call
+            (forward, vjp, jvp, the pullback; numpy, torch, jax, dask and cupy arrays) runs
+            chunk by chunk along the same tree (:mod:`einsgrad.slicing`); a sliced pullback
+            keeps the operands alone, and runs the sliced vjp.
         cache_size: how many shape signatures to keep compiled code for (at least 1), every
             mode, dtype and dialect of a signature included; sizes past ``sys.maxsize`` are
             clamped to it (unbounded in practice).
@@ -148,8 +152,8 @@ class Einsum:
 
         For complex values the result is the plain contraction of ``G`` with the other
         operands, without conjugation (JAX's convention); a real operand gets the real part.
-        torch, jax and dask arrays give arrays of their library; ``memory_limit`` then bounds
-        the path's intermediates but does not slice.
+        torch, jax and dask arrays give arrays of their library; all run in slices under a
+        ``memory_limit`` that needs them.
         """
         arrays, backend = backends.intake((cotangent, *operands), cotangent=True)
         g, arrays = arrays[0], arrays[1:]
@@ -184,7 +188,7 @@ class Einsum:
         primal intermediates shared (:func:`einsgrad.plan.jvp_plan`). Only the terms of the
         tangents given are computed; all None gives zeros. ``dY`` has the dtype of operands and
         tangents together (holomorphic: no conjugation). torch, jax and dask arrays give arrays
-        of their library; ``memory_limit`` bounds the path's intermediates but does not slice.
+        of their library; all run in slices under a ``memory_limit`` that needs them.
 
         >>> lin = Einsum("ik,jk->ij")
         >>> X, W = np.ones((2, 3)), np.ones((4, 3))
@@ -227,8 +231,9 @@ class Einsum:
     def forward_saving(self, *operands, wrt=None) -> tuple[object, tuple]:
         """The forward value and what the pullback of the operands ``wrt`` reads, as arrays:
         the two halves of :meth:`value_and_pullback` for frameworks that keep residuals
-        themselves (``jax.custom_vjp``). Hand both to :meth:`pullback`. Unlike
-        :meth:`value_and_pullback`, it never runs in slices (``memory_limit`` bounds the path).
+        themselves (``jax.custom_vjp``). Hand both to :meth:`pullback`. Where ``memory_limit``
+        slices the contraction, the forward runs in slices and saves nothing but the operands
+        (``saved`` is them), and the pullback runs the sliced vjp.
 
         >>> lin = Einsum("ik,jk->ij")
         >>> X, W = np.ones((2, 3)), np.ones((4, 3))
@@ -264,7 +269,8 @@ class Einsum:
         pair, runs ``pair.saving``, and keeps the pair for its backward, which runs
         ``pair.pullback`` on the cotangent that autograd hands it (of the output's shape and
         dtype: it is not checked again) and the saved values. Its functions take arrays of
-        the operands' library; they never run in slices.
+        the operands' library; where ``memory_limit`` slices the contraction, they run in
+        slices, and the saved values are the operands (``read`` says so).
 
         >>> lin = Einsum("ik,jk->ij")
         >>> X, W = np.ones((2, 3)), np.ones((4, 3))

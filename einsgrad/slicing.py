@@ -82,8 +82,8 @@ class Model:
         flops, memory = [], []
         for step in swept.steps:
             labels = set(step.labels).union(*step.inputs)
-            held = [column[l] for l in labels if l in column]
-            flops.append((math.log(max(step.flops, 1)), held))
+            if step.flops:  # (views and reshapes cost nothing, sliced or not)
+                flops.append((math.log(step.flops), [column[l] for l in labels if l in column]))
             if step.fresh and step.target not in kept and 0 not in step.shape:  # (empty: it fits)
                 memory.append((sum(math.log(d) for d in step.shape), [column[l] for l in step.labels if l in column],
                                step))
