@@ -27,7 +27,7 @@ CASES = [
     (grid(4, 4, 16), 2**16),
     (grid(4, 4, 16), 2**14),
     (grid(5, 5, 3), 400),
-    (mps_norm(20, 64), 2**10),
+    (mps_norm(20, 64), 2**12),
     (random_regular(30, 3, 4), 2**10),
 ]
 PEAK_SYSTEMS = ("numpy unsliced", "numpy sliced", "torch sliced", "dask sliced")

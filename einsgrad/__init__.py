@@ -70,10 +70,10 @@ def jacobian_spec(spec: str, wrt: int, shapes=None, sizes: Mapping[str, int] | N
 
 
 def compile(spec: str, shapes=None, *, sizes=None, optimize="auto", memory_limit=None,
-            cache_size: int = 128) -> Einsum:
+            cache_size: int = 128, joint: bool = False) -> Einsum:
     """Parses ``spec`` once and returns an :class:`Einsum` (forward, vjp, pullback, source)."""
     return Einsum(spec, shapes=shapes, sizes=sizes, optimize=optimize,
-                  memory_limit=memory_limit, cache_size=cache_size)
+                  memory_limit=memory_limit, cache_size=cache_size, joint=joint)
 
 
 def einsum(*args):

@@ -65,6 +65,10 @@ class Einsum:
             (forward, vjp, jvp, the pullback; numpy, torch, jax, dask and cupy arrays) runs
             chunk by chunk along the same tree (:mod:`einsgrad.slicing`); a sliced pullback
             keeps the operands alone, and runs the sliced vjp.
+        joint: choose the forward tree for forward and all gradients together: among the
+            trees the optimizer and opt_einsum's other optimizers find (:mod:`einsgrad.trees`),
+            the one of fewest forward + gradient FLOPs under ``memory_limit``; :meth:`plan`
+            says what it saved against the optimizer's forward-only choice. Off by default.
         cache_size: how many shape signatures to keep compiled code for (at least 1), every
             mode, dtype and dialect of a signature included; sizes past ``sys.maxsize`` are
             clamped to it (unbounded in practice).
@@ -77,13 +81,16 @@ class Einsum:
 
     def __init__(self, spec: str, *, shapes: Sequence[Sequence[int]] | None = None,
                  sizes: Mapping[str, int] | None = None, optimize="auto",
-                 memory_limit: int | None = None, cache_size: int = 128):
+                 memory_limit: int | None = None, cache_size: int = 128, joint: bool = False):
         self.spec: Spec = parse(spec, sizes)
         self.sizes = normalize_sizes(self.spec, sizes)
         self.optimize = paths.check_optimizer(optimize, len(self.spec.inputs))
         if memory_limit is not None and not is_count(memory_limit, 1):
             raise EinsumSpecError(f"memory_limit must be a positive integer, got {memory_limit!r}")
         self.memory_limit = memory_limit
+        if not isinstance(joint, bool):
+            raise EinsumSpecError(f"joint must be True or False, got {joint!r}")
+        self.joint = joint
         if not is_count(cache_size, 1):
             raise EinsumSpecError(f"cache_size must be a positive integer, got {cache_size!r}")
         # One record per shape signature holds every mode's plans and code; a size beyond
@@ -431,7 +438,7 @@ class Einsum:
         shapes = self._shapes(shapes, "plan")
         record = self._signature_record(shapes)
         return PlanReport.of(str(self.spec), shapes, str(record.bound.spec),
-                             record.plans_of_every_operand(), record.slices)
+                             record.plans_of_every_operand(), record.slices, record.notes())
 
     # -- internals -----------------------------------------------------------------------
 
@@ -440,9 +447,9 @@ class Einsum:
         side effects): a class is planned for its representative, with shape-generic code."""
         if isinstance(shapes, ShapeClass):
             bound = bind(self.spec, shapes.representative, dict(self.sizes))
-            return SignatureRecord(self.spec, bound, self.optimize, self.memory_limit, generic=True)
+            return SignatureRecord(self.spec, bound, self.optimize, self.memory_limit, True, self.joint)
         bound = bind(self.spec, shapes, dict(self.sizes))
-        return SignatureRecord(self.spec, bound, self.optimize, self.memory_limit)
+        return SignatureRecord(self.spec, bound, self.optimize, self.memory_limit, joint=self.joint)
 
     def _classify(self, shapes) -> Classified:
         """The record key of a call of a shape-generic dialect (cached by ``_classes`` where

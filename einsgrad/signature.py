@@ -17,7 +17,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import codegen, derive, host, paths, plan, scalars, slicing, tables, torch_layout
+from . import codegen, derive, host, paths, plan, scalars, slicing, tables, torch_layout, trees
 from .errors import EinsumSpecError
 from .report import Plans
 from .shapes import BoundSpec
@@ -141,11 +141,17 @@ class SignatureRecord:
     pullback takes the operands' shapes too (``pullback(g, *saved, shapes=...)``).
     """
 
-    def __init__(self, spec: Spec, bound: BoundSpec, optimize, memory_limit, generic: bool = False):
+    def __init__(self, spec: Spec, bound: BoundSpec, optimize, memory_limit, generic: bool = False,
+                 joint: bool = False):
         self.spec, self.bound, self.generic = spec, bound, generic
         self.output_shape = bound.output_shape
+        self.choice: trees.TreeChoice | None = None  # the joint tree choice, where asked for
         with collector_paused():
-            self.tree = plan.forward_path(bound, optimize, memory_limit)
+            if joint:
+                self.choice = trees.choose(bound, optimize, memory_limit)
+                self.tree = self.choice.joint.path
+            else:
+                self.tree = plan.forward_path(bound, optimize, memory_limit)
         self.optimize = paths.auxiliary(optimize)
         self.memory_limit = memory_limit
         self.every = tuple(range(len(bound.spec.inputs)))
@@ -229,6 +235,17 @@ class SignatureRecord:
     def slices(self) -> slicing.Cuts:
         """Labels sliced, with their chunk sizes, to honour ``memory_limit`` (none without)."""
         return () if self.memory_limit is None else self.slicing.cuts
+
+    def notes(self) -> tuple[str, ...]:
+        """Lines for :meth:`einsgrad.Einsum.plan`: the slicing's cost, the joint tree choice."""
+        found = []
+        if self.slices:
+            s = self.slicing
+            found.append(f"slicing: {s.slices:,} chunks, {s.overhead:.3g}x the unsliced FLOPs of forward + all "
+                         f"gradients, largest intermediate {s.largest:,} elements (cuts by {s.finder})")
+        if self.choice is not None:
+            found.append(self.choice.describe())
+        return tuple(found)
 
     def runner(self, key: FunctionKey) -> Callable:
         """What a call of ``key`` runs: its generated function, or, where ``memory_limit``
