@@ -235,11 +235,15 @@ def run_terms(bound: BoundSpec, cuts: Cuts, function: Callable, arrays: Sequence
               terms: Sequence, outs: Sequence) -> tuple:
     """``function`` (one chunk's code) over every chunk of ``arrays`` (labelled ``terms``),
     its results (labelled ``outs``) written by pieces along sliced labels and summed over the
-    others. A short last chunk is padded with zeros and its results cut back."""
+    others. A short last chunk is padded with zeros and its results cut back. Where the
+    library's arrays are mutable (numpy, torch, cupy) each result is added in place into its
+    window of the total; jax's and dask's are summed per window, and the windows put in
+    place once at the end (one update per window, not per chunk: a dask graph stays linear)."""
     size = bound.size_of
     chunk_of = dict(cuts)
     ops = _ops(arrays[0])
     totals: list = [None] * len(outs)
+    pieces: list[dict] = [{} for _ in outs]  # jax, dask: window -> running sum
     for starts in itertools.product(*(range(0, size[l], c) for l, c in cuts)):
         window = {l: slice(i, min(i + c, size[l])) for (l, c), i in zip(cuts, starts)}
         short = {l: s.stop - s.start for l, s in window.items() if s.stop - s.start < chunk_of[l]}
@@ -249,10 +253,31 @@ def run_terms(bound: BoundSpec, cuts: Cuts, function: Callable, arrays: Sequence
             if short:
                 result = result[tuple(slice(0, short.get(l, size[l])) if l in chunk_of else slice(None)
                                       for l in labels)]
-            if totals[j] is None:
-                totals[j] = ops.zeros(tuple(size[l] for l in labels), result)
-            totals[j] = ops.add(totals[j], _index(window, labels), result)
-    return tuple(totals)
+            if ops.in_place:
+                if totals[j] is None:
+                    totals[j] = ops.zeros(tuple(size[l] for l in labels), result)
+                totals[j] = ops.add(totals[j], _index(window, labels), result)
+            else:
+                where = tuple((l, window[l].start, window[l].stop) for l in dict.fromkeys(labels) if l in window)
+                found = pieces[j].get(where)
+                pieces[j][where] = result if found is None else found + result
+    if ops.in_place:
+        return tuple(totals)
+    return tuple(_placed(ops, found, labels, size) for found, labels in zip(pieces, outs))
+
+
+def _placed(ops, pieces: dict, labels, size) -> object:
+    """The total of an output from its windows' sums: the one sum where no label of the
+    output is sliced, else each sum put in its window of zeros."""
+    if len(pieces) == 1 and not next(iter(pieces)):
+        return next(iter(pieces.values()))
+    total = None
+    for where, value in pieces.items():
+        if total is None:
+            total = ops.zeros(tuple(size[l] for l in labels), value)
+        window = {l: slice(start, stop) for l, start, stop in where}
+        total = ops.add(total, _index(window, labels), value)
+    return total
 
 
 def _index(window: dict, labels) -> tuple:
@@ -275,6 +300,7 @@ class _Ops:
 
     zeros: Callable
     add: Callable
+    in_place: bool = True
 
 
 def _added_in_place(total, index, value):
@@ -291,7 +317,7 @@ def _ops(array) -> _Ops:
         return _Ops(lambda shape, like: torch.zeros(shape, dtype=like.dtype, device=like.device), _added_in_place)
     if top in ("jax", "jaxlib"):
         jnp = sys.modules["jax.numpy"]
-        return _Ops(lambda shape, like: jnp.zeros(shape, like.dtype), lambda t, i, v: t.at[i].add(v))
+        return _Ops(lambda shape, like: jnp.zeros(shape, like.dtype), lambda t, i, v: t.at[i].add(v), False)
     if top == "dask":
         da = sys.modules["dask.array"]
 
@@ -299,7 +325,7 @@ def _ops(array) -> _Ops:
             total[index] = total[index] + value
             return total
 
-        return _Ops(lambda shape, like: da.zeros(shape, dtype=like.dtype), add)
+        return _Ops(lambda shape, like: da.zeros(shape, dtype=like.dtype), add, False)
     if top == "cupy":
         cp = sys.modules["cupy"]
         return _Ops(lambda shape, like: cp.zeros(shape, like.dtype), _added_in_place)
