@@ -182,6 +182,8 @@ def greedy(model: Model, memory_limit: int, start: dict | None = None) -> Slicin
 
 
 def _logsumexp(values: np.ndarray) -> float:
+    if not values.size:  # no step costs anything
+        return 0.0
     top = values.max()
     return float(top + np.log(np.exp(values - top).sum()))
 
@@ -193,7 +195,7 @@ def choose(bound: BoundSpec, memory_limit: int, path: Path) -> Slicing:
     greedily where the backward's intermediates need more), whichever costs less."""
     model = Model(bound, path)
     found = greedy(model, memory_limit)
-    if not found.cuts or "cotengra" not in sys.modules and not paths.has_cotengra():
+    if not found.cuts or not paths.has_cotengra():
         return found
     terms, core = forward_terms(bound)
     cut = paths.cotengra_slices(terms, core, bound.size_of, path, memory_limit)
