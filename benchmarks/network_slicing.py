@@ -31,7 +31,7 @@ CASES = [
     (random_regular(30, 3, 4), 2**10),
 ]
 PEAK_SYSTEMS = ("numpy unsliced", "numpy sliced", "torch sliced", "dask sliced")
-DASK_SLICES = 128  # dask's peak is measured up to this many chunks: each adds its own task graph
+DASK_SLICES = 64  # dask's peak is measured up to this many chunks: each adds its own task graph
 
 
 @dataclass

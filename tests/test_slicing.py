@@ -277,3 +277,17 @@ def test_forward_saving_and_pullback_run_sliced_keeping_the_operands():
     np.testing.assert_allclose(y, y_ref, rtol=1e-10)
     for got, want in zip(lin.pullback(G, ops, saved), grads_ref):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_the_slicing_benchmark_reports_both_finders():
+    """benchmarks.network_slicing's figures (no peaks) on a small grid: einsgrad's and the
+    chosen cuts, SliceFinder's where cotengra is installed, every overhead at least 1."""
+    from benchmarks import network_slicing
+
+    rows = network_slicing.measure([(grid(3, 3, 3), 20)], peaks=False)
+    text = network_slicing.table(rows)
+    assert "grid 3x3" in text
+    (row,) = rows
+    assert row.einsgrad[0] > 1 and row.einsgrad[1] >= 1 and row.chosen[1] <= row.einsgrad[1]
+    if row.cotengra is not None:
+        assert row.chosen[1] <= row.cotengra[1] + 1e-12
