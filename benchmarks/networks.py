@@ -12,7 +12,9 @@ networks, chains) it reports, float64:
   functions its first forward, vjp, ``value_and_pullback`` and pullback load (``source``), and
   compiling that source, not running it; ``ratio``: compile over ``path``;
 * ``forward``, ``vjp`` (all gradients in one shot) and ``pullback`` (all gradients after a
-  stored forward), and the two gradients' ratio to the forward.
+  stored forward), and the two gradients' ratio to the forward;
+* ``jax/vjp``, ``torch/vjp``: jax's and torch autograd's one-shot vjp on the same path, over
+  einsgrad's, timed interleaved with it (:func:`peer_vjps`).
 
 ``--slicing`` adds the slicing table of :mod:`benchmarks.network_slicing`: slices, FLOP overhead
 and peak memory under ``memory_limit``, against cotengra's ``SliceFinder`` on the same trees.
@@ -48,7 +50,6 @@ from benchmarks.report import duration, ratio_text
 from benchmarks.timing import medians
 
 LATER = {  # measures the issue asks for next, and where each plugs in (MEASURES)
-    "jax autograd, torch autograd": "jnp.einsum / torch.einsum gradients on the same path",
     "peak memory": "forward and gradients, each in a fresh process",
     "distributed": "a 2-worker dask LocalCluster against one process, and the largest task",
 }
@@ -69,6 +70,7 @@ class Measured:
     pullback: float | None = None
     check: float | None = None  # the largest relative error of Euler's identity
     note: str = ""
+    optimize: str = "greedy"  # the path optimizer of every column
     extra: dict = field(default_factory=dict)  # figures of MEASURES, by name
 
     @property
@@ -126,7 +128,7 @@ def euler_error(operands, cotangent, y, grads) -> float:
 
 def measure(network: Network, optimize="greedy", rounds: int = 5, repeats: int = 5) -> Measured:
     """Every figure of one network (see the module); ``repeats`` 0: the compile columns only."""
-    row = Measured(network.family, network.name, network.tensors)
+    row = Measured(network.family, network.name, network.tensors, optimize=str(optimize))
     operands = network.operands()
     try:
         e = einsum_of(network, optimize)
@@ -166,6 +168,74 @@ def measure(network: Network, optimize="greedy", rounds: int = 5, repeats: int =
     return row
 
 
+PEER_LIMIT = 200  # tensors: past this, jax's jit of one vjp takes minutes (18 s at 100-200)
+
+
+def peer_vjps(network: Network, row: Measured) -> dict:
+    """All gradients in one shot in jax and torch autograd against einsgrad's vjp, on one path:
+    opt_einsum's for the row's optimizer, which einsgrad is given as its tree. jax: ``jax.vjp``
+    of ``jnp.einsum(..., optimize=path)``, jit-compiled before timing; torch: autograd of
+    ``opt_einsum.contract(..., backend="torch")`` along the path. The three are timed
+    interleaved (:func:`benchmarks.timing.medians`), float64; the peers' gradients are checked
+    against einsgrad's (themselves checked by Euler's identity) first. Networks of more than
+    :data:`PEER_LIMIT` tensors, and rows without timings, are left out."""
+    if row.forward is None or network.tensors > PEER_LIMIT:
+        return {}
+    figures, kernels = {}, {}
+    operands = network.operands()
+    path, _ = opt_einsum.contract_path(network.spec, *network.shapes, shapes=True, optimize=row.optimize)
+    e = einsgrad.Einsum(network.spec, optimize=list(path))
+    cotangent = np.random.default_rng(1).standard_normal(np.shape(e(*operands)))
+    expected = e.vjp(cotangent, *operands)
+    kernels["einsgrad"] = lambda: e.vjp(cotangent, *operands)
+    for name, make in (("jax", _jax_vjp), ("torch", _torch_vjp)):
+        if importlib.util.find_spec(name) is None:
+            continue
+        run, grads = make(network.spec, path, operands, cotangent)
+        error = max(float(np.max(np.abs(g - x)) / max(np.max(np.abs(x)), 1e-300))
+                    for g, x in zip(grads, expected))
+        if error > 1e-8:
+            row.note = (row.note + f" {name}'s gradients off by {error:.2g}").strip()
+            continue
+        kernels[name] = run
+    steady = medians(kernels, repeats=5, min_seconds=0.01)
+    figures["vjp with peers"] = steady.pop("einsgrad")
+    figures.update((f"{name} vjp", seconds) for name, seconds in steady.items())
+    return figures
+
+
+def _jax_vjp(spec: str, path, operands, cotangent):
+    """A timed call of jax's jit-compiled one-shot vjp, and its gradients as numpy arrays."""
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    xs, g = [jnp.asarray(x) for x in operands], jnp.asarray(cotangent)
+
+    def forward(*arrays):
+        return jnp.einsum(spec, *arrays, optimize=list(path))
+
+    oneshot = jax.jit(lambda g, *a: jax.vjp(forward, *a)[1](g)).lower(g, *xs).compile()
+    return (lambda: jax.block_until_ready(oneshot(g, *xs)),
+            [np.asarray(d) for d in oneshot(g, *xs)])
+
+
+def _torch_vjp(spec: str, path, operands, cotangent):
+    """A timed call of torch autograd's one-shot vjp along the path, and its gradients."""
+    import torch
+
+    xs = [torch.tensor(x, requires_grad=True) for x in operands]
+    g = torch.tensor(cotangent)
+
+    def oneshot():
+        return torch.autograd.grad(opt_einsum.contract(spec, *xs, optimize=list(path), backend="torch"), xs, g)
+
+    return oneshot, [d.numpy() for d in oneshot()]
+
+
+MEASURES.append(peer_vjps)
+
+
 def _ms(seconds: float | None) -> str:
     return "" if seconds is None else duration(seconds)
 
@@ -174,13 +244,19 @@ def table(rows: list[Measured], optimize) -> str:
     lines = [f"# float64, optimize={optimize!r}; compile: a fresh Einsum's path, plans and source of forward, vjp, "
              "forward_saving and pullback, compiled; ratio: compile / opt_einsum's contract_path",
              f"{'network':<24} {'tensors':>7} {'path':>9} {'cotengra':>9} {'compile':>9} {'ratio':>7} "
-             f"{'forward':>9} {'vjp':>9} {'pullback':>9} {'vjp/fwd':>7} {'pb/fwd':>7}  note"]
+             f"{'forward':>9} {'vjp':>9} {'pullback':>9} {'vjp/fwd':>7} {'pb/fwd':>7} "
+             f"{'jax/vjp':>7} {'torch/vjp':>9}  note"]
     for r in rows:
         vjp = r.vjp / r.forward if r.vjp and r.forward else None
         pb = r.pullback / r.forward if r.pullback and r.forward else None
+        peers = [r.extra[f"{name} vjp"] / r.extra["vjp with peers"] if f"{name} vjp" in r.extra else None
+                 for name in ("jax", "torch")]
         lines.append(f"{r.name:<24} {r.tensors:>7} {_ms(r.path):>9} {_ms(r.cotengra):>9} {_ms(r.compile):>9} "
                      f"{ratio_text(r.ratio):>7} {_ms(r.forward):>9} {_ms(r.vjp):>9} {_ms(r.pullback):>9} "
-                     f"{ratio_text(vjp):>7} {ratio_text(pb):>7}  {r.note}")
+                     f"{ratio_text(vjp):>7} {ratio_text(pb):>7} {ratio_text(peers[0]):>7} "
+                     f"{ratio_text(peers[1]):>9}  {r.note}")
+    lines.append(f"# jax/vjp, torch/vjp: jax's and torch autograd's one-shot vjp over einsgrad's, timed interleaved "
+                 f"on one path (opt_einsum's), networks of at most {PEER_LIMIT} tensors (peer_vjps)")
     lines.append("# not measured yet: " + "; ".join(f"{k} ({v})" for k, v in LATER.items()))
     return "\n".join(lines)
 

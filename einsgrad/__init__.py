@@ -14,13 +14,17 @@ from .calls import as_call, as_einsum, is_spec
 from .compiled import Einsum
 from .errors import EinsumSpecError
 from .explanation import Explanation, explain
+from .matrix_notation import matrix
 from .program_explanation import ProgramExplanation
 from .programs import Program, program
 from .shapes import bind, check_shapes
 from .spec import looks_interleaved, normalize_sizes, parse
+from .stripped import LogGrad, Stripped
+from .tied import Tied
 
-__all__ = ["Einsum", "EinsumSpecError", "Explanation", "Program", "ProgramExplanation", "compile",
-           "einsum", "explain", "grad_spec", "jacobian_spec", "jvp_spec", "program", "vjp"]
+__all__ = ["Einsum", "EinsumSpecError", "Explanation", "LogGrad", "Program", "ProgramExplanation",
+           "Stripped", "Tied", "compile", "einsum", "explain", "grad_spec", "jacobian_spec", "jvp_spec",
+           "matrix", "program", "vjp"]
 __version__ = "0.1.0"
 
 
@@ -70,10 +74,15 @@ def jacobian_spec(spec: str, wrt: int, shapes=None, sizes: Mapping[str, int] | N
 
 
 def compile(spec: str, shapes=None, *, sizes=None, optimize="auto", memory_limit=None,
-            cache_size: int = 128, joint: bool = False) -> Einsum:
-    """Parses ``spec`` once and returns an :class:`Einsum` (forward, vjp, pullback, source)."""
-    return Einsum(spec, shapes=shapes, sizes=sizes, optimize=optimize,
-                  memory_limit=memory_limit, cache_size=cache_size, joint=joint)
+            cache_size: int = 128, tied=None, conjugate=None, joint: bool = False) -> Einsum | Tied:
+    """Parses ``spec`` once and returns an :class:`Einsum` (forward, vjp, pullback, source);
+    with ``tied`` or ``conjugate``, a :class:`Tied` over it (operands that read another's
+    tensor, or read it conjugated: one gradient per tensor)."""
+    compiled = Einsum(spec, shapes=shapes, sizes=sizes, optimize=optimize,
+                      memory_limit=memory_limit, cache_size=cache_size, joint=joint)
+    if tied is None and conjugate is None:
+        return compiled
+    return Tied(compiled, tied=tied, conjugate=() if conjugate is None else conjugate)
 
 
 def einsum(*args):

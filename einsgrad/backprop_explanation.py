@@ -7,9 +7,13 @@ For the tanh layer ``H[b,j] = X[b,k] * W[j,k] + c[j]; A[b,j] = tanh(H[b,j]); L =
        "L = 0.5 * t[b,j] * t[b,j]": t occurs twice; by the product rule ∂L/∂t_pq = ... = t_pq
        "A[b,j] = tanh(H[b,j])": tanh' = 1 - y^2, so ∂A_bj/∂H_bj = "1 - A[b,j]^2"
        "H[b,j] = X[b,k] * W[j,k] + c[j]": ∂H_bj/∂W_pq = Σ_k X_bk δ_jp δ_kq = X_bq δ_jp
-    2. The cotangents dS = ∂L/∂S, each the sum of what the steps reading S pass back:
+    3. The cotangents ∂L/∂S (the statements dS), each the sum of what the steps reading S pass back:
        "dH[b,j] = dA[b,j] * (1 - A[b,j]^2)", "dW[j,k] = dH[b,j] * X[b,k]"
-    3. The result: ...
+    4. The result: ...
+       In matrix form: ∂L/∂W = ((A - T) ∘ (1 - A∘A))ᵀ X, with A = tanh(H), H = X Wᵀ + 1 cᵀ
+
+With style "hessian" each gradient is followed by its Hessian, the Jacobian of the gradient
+program by reverse mode over its statements, rendered the same way.
 
 Every line is read from the :class:`~einsgrad.backprop.Backprop` that ``Program.grad`` made and
 its result keeps (each contraction's :class:`~einsgrad.derivation.Derivation`, each function's
@@ -20,65 +24,114 @@ from __future__ import annotations
 
 from .algebra import Product, Term
 from .expressions import sum_text
-from .program_explanation import ProgramExplanation, ProgramGradient, term_einsum
+from .matrix_differentials import differential_section
+from .matrix_statements import statement_form
+from .program_explanation import (ProgramExplanation, ProgramGradient, cotangent_symbol, gradient_lhs,
+                                  matrix_line, term_einsum)
 from .program_steps import Contraction, as_statement
 from .render import (Piece, equals, indexed, juxt, latex_escape, partial_of, product_piece, prose, punct,
                      quoted_code, spaced, tensor_name)
 
 
-def explain_statements(prog, names: tuple[str, ...], grads: tuple) -> ProgramExplanation:
+def explain_statements(prog, names: tuple[str, ...], grads: tuple, hessians: tuple = (),
+                       style: str = "index") -> ProgramExplanation:
     """The narration of ``prog``'s gradients ``grads`` by ``names`` (each ``prog.grad(name)``,
-    whose ``backprop`` holds the steps)."""
+    whose ``backprop`` holds the steps) and, with style "hessian", their Hessians ``hessians``
+    (each ``prog.hessian(name)``, the Jacobian of a gradient, with its own ``backprop``)."""
     out = prog.output_name
+    used = set(prog.inputs) | {s.name for s in prog.steps}
+    symbol = cotangent_symbol(used)
     head = (prose(f"has a scalar output {out}.") if not prog.output_indices else
-            spaced(prose(f"with L a scalar loss; the cotangent {prog.cotangent} ="),
-                   partial_of(tensor_name("L"), tensor_name(out)), prose(f"is an input, with {out}'s indices.")))
+            spaced(prose(f"with L a scalar loss; the cotangent {symbol} ="),
+                   partial_of(tensor_name("L"), tensor_name(out)),
+                   prose(f"(the input {prog.cotangent}) has {out}'s indices.")))
     lines = [spaced(prose("The program"), quoted_code(_one_line(prog.statements)), head)]
-    gradients = []
-    for name, g in zip(names, grads):
-        lines += [Piece("", ""), *_gradient(prog, name, g)]
-        einsums, matrix = _forms(g.statements[-1])
-        if matrix is not None:
-            lines.append(spaced(prose("   In matrix form:"), matrix))
-        gradients.append(ProgramGradient(name, str(g), einsums, None if matrix is None else matrix.text))
-    return ProgramExplanation(_one_line(prog.statements), "index", tuple(gradients), tuple(lines))
+    named = frozenset(s.name for s in prog.statements)
+    temporaries = frozenset(s.name for s in prog.steps) - named
+    shown_as = {prog.cotangent: tensor_name(symbol)} if prog.cotangent else {}
+    gradients, hessian_parts = [], []
+    for n, (name, g) in enumerate(zip(names, grads)):
+        form = _form(g, gradient_lhs("L", out, name, not prog.output_indices), named, shown_as, temporaries)
+        if style == "matrix":
+            title = f"Gradient with respect to {name}, by differentials in matrix notation:"
+            lines += [Piece("", ""), Piece(title, r"\textbf{" + latex_escape(title) + "}"), *differential_section(
+                prog.steps, g.backprop.locals, _step_cotangents(g.backprop), shown_as.get(prog.cotangent),
+                shown_as, form, str(g.statements[-1]))]
+        else:
+            lines += [Piece("", ""), *_gradient(prog, name, g)]
+            lines.append(matrix_line(form, str(g.statements[-1])))
+        gradients.append(ProgramGradient(name, str(g), _einsums(g.statements[-1]),
+                                         None if form is None else form.piece.text))
+        if n < len(hessians):
+            h = hessians[n]
+            lines += [Piece("", ""), *_gradient(prog, name, h, hessian=True)]
+            form = _form(h, gradient_lhs("L", out, name, True, order=2), named, shown_as, temporaries)
+            lines.append(matrix_line(form, str(h.statements[-1])))
+            hessian_parts.append(ProgramGradient(name, str(h), _einsums(h.statements[-1]),
+                                                 None if form is None else form.piece.text))
+    return ProgramExplanation(_one_line(prog.statements), style, tuple(gradients), tuple(lines),
+                              tuple(hessian_parts))
 
 
-def _gradient(prog, name: str, g) -> list[Piece]:
+def _step_cotangents(backprop) -> dict:
+    """Each step's summed cotangent statement, by step name: the backward pass sums one for
+    each step it passes through but the last, in the order of their local derivatives."""
+    last = backprop.locals[0].step.name if backprop.locals else None
+    steps = [n for n in dict.fromkeys(local.step.name for local in backprop.locals) if n != last]
+    return dict(zip(steps, backprop.cotangents[:-1]))
+
+
+def _form(result, lhs: Piece, named, shown_as, temporaries=()):
+    """The result statement in matrix notation (the others written in, but those the user
+    named and the ``temporaries`` of the forward read more than once), or None."""
+    if not result.statements[-1].terms:
+        return None
+    return statement_form(result.statements, lhs, named, shown_as, nameable=frozenset(temporaries))
+
+
+def _einsums(result) -> tuple[str | None, ...]:
+    if not result.is_polynomial:
+        return ()
+    return tuple(term_einsum(t, result.indices) for t in result.terms)
+
+
+def _gradient(prog, name: str, g, hessian: bool = False) -> list[Piece]:
     backprop = g.backprop
-    title = f"Gradient with respect to {name}, by reverse mode over the statements:"
+    title = (f"Hessian by {name}, the Jacobian of the gradient, by reverse mode over its statements:" if hessian
+             else f"Gradient with respect to {name}, by reverse mode over the statements:")
     lines = [Piece(title, r"\textbf{" + latex_escape(title) + "}")]
-    named = {s.name for s in prog.statements}
-    temporaries = [s.name for s in prog.steps if s.name not in named]
-    lines.append(spaced(prose("1. The program as steps" + (
-        f" ({', '.join(temporaries)} {'names' if len(temporaries) == 1 else 'name'} a function's "
-        f"argument, a power's base, a sum or a quotient)"
-        if temporaries else "") + ":"), *_listed([str(as_statement(s)) for s in prog.steps])))
+    if hessian:
+        steps = tuple(dict.fromkeys(local.step for local in reversed(backprop.locals)))
+        lines.append(spaced(prose(f"1. The gradient program's steps on the path from {name} (the last "
+                                  "is the gradient):"),
+                            *_listed([str(as_statement(s)) for s in steps])))
+    else:
+        named = {s.name for s in prog.statements}
+        temporaries = [s.name for s in prog.steps if s.name not in named]
+        lines.append(spaced(prose("1. The program as steps" + (
+            f" ({', '.join(temporaries)} {'names' if len(temporaries) == 1 else 'name'} a function's "
+            f"argument, a power's base, a sum or a quotient)"
+            if temporaries else "") + ":"), *_listed([str(as_statement(s)) for s in prog.steps])))
     lines.append(prose("2. Each step's local derivative by what it reads on the path to "
                        f"{name}, the last step first:"))
     if not backprop.locals:
-        lines.append(prose(f"   {name} is on no path to {prog.output_name}, so the gradient is 0."))
+        lines.append(prose(f"   {name} is on no path to {prog.output_name}, so the "
+                           f"{'Hessian' if hessian else 'gradient'} is 0."))
     for local in backprop.locals:
         lines.append(spaced(prose("  "), punct(quoted_code(str(as_statement(local.step))), ":"), _local(local)))
-    lines.append(spaced(prose("3. The cotangents dS ="), punct(partial_of(tensor_name("L"), tensor_name("S")), ","),
-                        prose("each the sum of what the steps reading S pass back (chain rule), like "
-                              "terms merged:")))
+    if hessian:
+        lines.append(prose("3. The cotangents, each with the gradient's entry index last (the seed is "
+                           "a delta: one gradient entry at a time), like terms merged:"))
+    else:
+        lines.append(spaced(prose("3. The cotangents"), partial_of(tensor_name("L"), tensor_name("S")),
+                            prose("(the statements dS), each the sum of what the steps reading S pass back "
+                                  "(chain rule), like terms merged:")))
     for s in backprop.cotangents:
         lines.append(spaced(prose("  "), quoted_code(str(s))))
     lines.append(spaced(prose("4. The result, with a cotangent that is a number or one tensor written "
                               "where it is read, and a forward temporary read once written in:"),
                         quoted_code(_one_line(g.statements))))
     return lines
-
-
-def _forms(result) -> tuple[tuple[str | None, ...], Piece | None]:
-    """The result statement's einsums, one a term, and its matrix form when every term has one."""
-    if not result.is_polynomial or not result.terms:
-        return (), None
-    einsums, forms = zip(*(term_einsum(t, result.indices) for t in result.terms))
-    if None in forms:
-        return einsums, None
-    return einsums, equals(tensor_name(result.name), _signed(zip((t.coefficient for t in result.terms), forms)))
 
 
 def _local(local) -> Piece:

@@ -8,6 +8,7 @@ Subcommands, each with ``--help``::
     einsgrad codegen SPEC [--shapes 4x3,5x3] [--backend torch] [-o FILE [--force]]  a standalone module
     einsgrad plan SPEC --shapes 4x3,5x3 [--optimize dp] [--memory-limit N]  paths and FLOPs
     einsgrad program PROGRAM [--wrt x] [--hessian] [--explain] [--latex]   a program's gradients
+    einsgrad matrix TEXT [--rank x=1,A=2] [--wrt x] [--hessian] [--explain] [--latex]  matrix notation
     einsgrad bench [ARGS...]                                     the benchmark suite
     einsgrad demo [SPEC [SHAPES...]]                             einsgrad at work on one spec
 
@@ -46,6 +47,7 @@ from einsgrad.cli_parser import COMMANDS, UsageError, build_parser, shape_list, 
 from einsgrad.errors import EinsumSpecError
 from einsgrad.shapes import bind
 from einsgrad.spec import ELLIPSIS, normalize_sizes, parse
+from einsgrad.statement_latex import statements_latex
 
 
 DEMO_SIZES = (4, 3, 5, 2, 6, 7, 8, 9)  # distinct sizes make a transposition bug visible
@@ -291,18 +293,58 @@ def _plan(args) -> int:
 
 def _program(args) -> int:
     """The canonical program and its gradients (Hessians), or their derivation."""
-    prog = einsgrad.program(args.spec)
+    return _show(einsgrad.program(args.spec), args)
+
+
+def _matrix(args) -> int:
+    """The index program that matrix text means, and its gradients, as ``program`` shows them."""
+    declared = {}
+    for group in args.rank:
+        for name, value in group.items():
+            if name in declared and declared[name] != value:
+                raise UsageError(f"--rank declares {name!r} twice, as {declared[name]!r} and {value!r}")
+            declared[name] = value
+    return _show(einsgrad.matrix(args.spec, **declared), args)
+
+
+def _show(prog, args) -> int:
+    """A program, then the gradient (and Hessian) by each input or ``--wrt``; or, with
+    ``--explain`` or ``--latex``, their derivation. All is derived before anything is printed,
+    so that an error comes alone."""
+    names = prog.inputs if args.wrt is None else (args.wrt,)
     if args.explain or args.latex:
-        explanation = prog.explain(args.wrt, style="hessian" if args.hessian else "index")
-        print(explanation.latex() if args.latex else explanation)
+        print(_derivation(prog, args.wrt, names, args.hessian, args.latex))
         return 0
-    lines = [str(prog)]  # all derived before anything is printed: an error comes alone
-    for name in prog.inputs if args.wrt is None else (args.wrt,):
-        lines.append(f"d/d{name}: {prog.grad(name)}")
+    lines = [str(prog)]
+    for name in names:
+        lines.append(_block(f"d/d{name}:", prog.grad(name)))
         if args.hessian:
-            lines.append(f"d2/d{name}2: {prog.hessian(name)}")
+            lines.append(_block(f"d2/d{name}2:", prog.hessian(name)))
     print("\n".join(lines))
     return 0
+
+
+def _derivation(prog, wrt, names, hessian: bool, latex: bool) -> str:
+    """``Program.explain``, as text or LaTeX. A program of statements has no derivation of its
+    Hessian yet: the gradient's derivation is followed by each Hessian program (in LaTeX, its
+    statements rendered by :func:`einsgrad.statement_latex.statements_latex`)."""
+    if not (hessian and prog.statements):
+        explanation = prog.explain(wrt, style="hessian" if hessian else "index")
+        return explanation.latex() if latex else str(explanation)
+    explanation = prog.explain(wrt)
+    hessians = [(name, prog.hessian(name)) for name in names]
+    if latex:
+        return "\n".join([explanation.latex(), *(statements_latex(h.statements) for _, h in hessians)])
+    return "\n\n".join([str(explanation), *(_block(f"The Hessian by {name}, by reverse mode over the "
+                                                    "gradient's statements:", h) for name, h in hessians)])
+
+
+def _block(title: str, prog) -> str:
+    """``title program`` on one line, or the title and the statements indented below it."""
+    text = str(prog)
+    if "\n" not in text:
+        return f"{title} {text}"
+    return title + "".join(f"\n  {line}" for line in text.splitlines())
 
 
 def _bench(argv: list[str]) -> int:
@@ -367,4 +409,4 @@ def _demo_shapes(spec) -> list[tuple[int, ...]]:
 
 
 HANDLERS = {"grad": _grad, "explain": _explain, "jacobian": _jacobian, "codegen": _codegen, "plan": _plan,
-            "program": _program, "demo": _demo}
+            "program": _program, "matrix": _matrix, "demo": _demo}

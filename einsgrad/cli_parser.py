@@ -32,8 +32,9 @@ examples:
   einsgrad plan 'ab,bc,cd->ad' --shapes 2x30,30x3,3x40
   einsgrad codegen 'ik,jk->ij' --shapes 4x3,5x3 -o linear.py
   einsgrad program 'f = x[i] * A[i,j] * x[j]' --hessian
+  einsgrad matrix 'L = 0.5 * norm(tanh(X @ W.T + b) - T)^2' --rank b=1 --wrt W
 """
-COMMANDS = ("grad", "explain", "jacobian", "codegen", "plan", "program", "bench", "demo")
+COMMANDS = ("grad", "explain", "jacobian", "codegen", "plan", "program", "matrix", "bench", "demo")
 
 
 class UsageError(Exception):
@@ -111,6 +112,25 @@ def optimizer(text: str):
                                          "each step contracts)") from None
 
 
+def declarations(text: str) -> dict[str, int | tuple[int, ...]]:
+    """``--rank``: ``"x=1,A=2"`` -> ``{"x": 1, "A": 2}``: a number is a rank, an example shape
+    is written ``256x512``, or in parentheses, ``(7)`` for a vector and ``()`` for a scalar."""
+    found = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, equals, value = (part.strip() for part in item.partition("="))
+        if not equals or not name or not value:
+            raise argparse.ArgumentTypeError(f"bad declaration {item!r}: write x=1,A=2 (ranks) or "
+                                             "X=256x512, x=(7) (example shapes)")
+        if value.startswith("(") and value.endswith(")") and value != "()":
+            value = value[1:-1].strip()
+            found[name] = _shape(value, text) if value else ()
+        elif "x" in value or value == "()":
+            found[name] = _shape(value, text)
+        else:
+            found[name] = _size(value, item)
+    return found
+
+
 def name_list(text: str) -> list[str]:
     """``"X,W"`` -> ``["X", "W"]``."""
     names = [part.strip() for part in text.split(",")]
@@ -120,6 +140,15 @@ def name_list(text: str) -> list[str]:
 
 
 # -- the parser -------------------------------------------------------------------------------
+
+
+def program_options(sub) -> None:
+    """The options ``program`` and ``matrix`` share: which gradients, and how they are shown."""
+    sub.add_argument("--wrt", metavar="NAME", help="only the gradient by this input")
+    sub.add_argument("--hessian", action="store_true",
+                     help="also the Hessian by each input (a scalar program)")
+    sub.add_argument("--explain", action="store_true", help="print the derivation instead")
+    sub.add_argument("--latex", action="store_true", help="print the derivation as LaTeX")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,11 +241,20 @@ def build_parser() -> argparse.ArgumentParser:
                                   "d<input>, with the cotangent d<output> as an input.")
     program.set_defaults(spec_option=None, default_spec=None)
     program.add_argument("spec", metavar="PROGRAM", help="e.g. 'f = x[i] * A[i,j] * x[j]'")
-    program.add_argument("--wrt", metavar="NAME", help="only the gradient by this input")
-    program.add_argument("--hessian", action="store_true",
-                         help="also the Hessian by each input (a scalar program)")
-    program.add_argument("--explain", action="store_true", help="print the derivation instead")
-    program.add_argument("--latex", action="store_true", help="print the derivation as LaTeX")
+    program_options(program)
+
+    matrix = commands.add_parser("matrix", help="matrix notation's index program and gradients "
+                                 "(einsgrad.matrix)",
+                                 description="Prints the index program that the matrix text means "
+                                 "(einsgrad.matrix), then the gradient of each input (or of --wrt "
+                                 "NAME) as programs, as 'einsgrad program' does. Ranks follow "
+                                 "matrixcalculus.org (a-g scalars, h-z vectors, capitals matrices) "
+                                 "unless declared with --rank.")
+    matrix.set_defaults(spec_option=None, default_spec=None)
+    matrix.add_argument("spec", metavar="TEXT", help="e.g. 'L = norm(X @ w - y)^2'")
+    matrix.add_argument("--rank", type=declarations, action="append", default=[], metavar="x=1,A=2",
+                        help="declare ranks (0, 1, 2) or example shapes (X=256x512); may repeat")
+    program_options(matrix)
 
     bench = command("bench", "the benchmark suite (python -m benchmarks)",
                     "Passes ARGS to the benchmark runner (einsgrad bench --help shows its options). "

@@ -10,11 +10,13 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from . import backends, code_request, codegen, derive, paths, scalars, vendor
+from . import stripped as stripping
 from .errors import EinsumSpecError
 from .report import Costs, PlanReport
 from .shapes import Classified, ShapeClass, bind, check_shapes, classify, differ, is_count
 from .signature import Mode, FunctionKey, SavingPair, SignatureRecord
 from .spec import Spec, ascii_text, normalize_sizes, parse
+from .stripped import LogGrad, Stripped
 
 JACOBIAN_LIMIT = 2**24  # elements: Einsum.jacobian is for small cases
 PAIRS_LIMIT = 1024  # saving pairs indexed per Einsum (one per exact shapes, dtypes and wrt)
@@ -422,6 +424,37 @@ class Einsum:
         return vendor.module(self.spec, record.bound, dtypes, functions, backend, record.generic,
                              dialect.helpers)
 
+    def stripped(self, *operands) -> Stripped:
+        """The forward as ``mantissa * 2**exponent`` (:class:`einsgrad.stripped.Stripped`):
+        every step rescaled by a power of two, so that a value past its dtype's range (a
+        float32 norm of a long chain) is still exact (see :mod:`einsgrad.stripped`).
+
+        >>> s = Einsum("ij,jk,kl->il").stripped(*[np.full((2, 2), 1e15, np.float32)] * 3)
+        >>> round(float(s.log10()[0, 0]), 3)  # 4e45: past float32's 3.4e38
+        45.602
+        """
+        arrays, record = self._numpy_record(operands, "stripped")
+        return stripping.forward(record, arrays)
+
+    def stripped_vjp(self, cotangent, *operands, wrt=None):
+        """:meth:`vjp`'s gradients, each a :class:`einsgrad.stripped.Stripped`; the cotangent
+        is an array or a ``Stripped`` (the forward's own, say)."""
+        arrays, record = self._numpy_record(operands, "stripped_vjp")
+        indices, single = self._wrt(wrt)
+        grads = stripping.vjp(record, cotangent if isinstance(cotangent, Stripped)
+                             else backends.as_numpy(cotangent, "the cotangent"), arrays, indices)
+        return grads[0] if single else grads
+
+    def log_grad(self, *operands, wrt=None) -> LogGrad:
+        """A scalar contraction's stripped value ``y`` and the gradients of ``log(y)`` (of
+        ``log|y|`` for real values: ``(dy/dx) / y``, as :meth:`vjp` does without conjugation),
+        exact and finite where ``y`` and ``dy/dx`` are past the dtype's range. One forward
+        keeps what the pullback reads, as :meth:`value_and_pullback` does."""
+        arrays, record = self._numpy_record(operands, "log_grad")
+        indices, single = self._wrt(wrt)
+        y, grads = stripping.log_grad(record, arrays, indices)
+        return LogGrad(y, grads[0] if single else grads)
+
     def costs(self, *shapes) -> Costs:
         """FLOPs and memory of forward and backward for these shapes (see :class:`Costs`)."""
         record = self._signature_record(self._shapes(shapes, "costs"))
@@ -532,6 +565,14 @@ class Einsum:
             common = scalars.result_type(*dtypes)
             arrays = [backend.cast(a, common) for a in arrays]
         return tuple(function(*arrays))
+
+    def _numpy_record(self, operands, caller: str) -> tuple[tuple, SignatureRecord]:
+        """The operands as numpy arrays and their signature's record, for a mode that runs on
+        numpy alone (exponent stripping)."""
+        arrays, backend = backends.intake(operands)
+        if backend is not None:
+            raise EinsumSpecError(f"{caller}() runs on numpy arrays, got {backend.name} arrays")
+        return arrays, self._signature_record(check_shapes([a.shape for a in arrays], len(self.spec.inputs)))
 
     def _cotangent_error(self, g, record: SignatureRecord) -> EinsumSpecError:
         return EinsumSpecError(f"the cotangent has shape {g.shape} but the output of {str(self.spec)!r} "

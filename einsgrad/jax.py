@@ -15,6 +15,15 @@ gets no term, so its gradient is never computed. Complex values follow jax's con
 which is einsgrad's (no conjugation). Integer operands are constants (their tangent is zero).
 bfloat16 and float16 compute in their own dtype, as ``jnp.einsum`` does, or accumulate in the
 ``preferred_element_type`` given.
+
+JAX's transpose of the jvp plan is the reverse sweep over the same tree: the products of
+einsgrad's own forward-saving plan and pullback, one for one (``tests/test_jax.py`` counts
+them), and for GEMM-shaped layers the program ``jnp.einsum``'s gradient compiles to. Handing
+JAX the pullback itself would add nothing and cost the rest: a ``custom_vjp`` einsum has no
+forward mode, a ``custom_vjp`` on the linear tangent map has no transpose rule, and
+``jax.custom_derivatives.linear_call`` (a linear map with its own transpose) has no batching
+rule (``vmap``, ``jacfwd``, ``jacrev``, ``hessian``) and cannot be differentiated in its
+residuals (grad of grad).
 """
 
 from __future__ import annotations

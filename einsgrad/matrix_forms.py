@@ -28,14 +28,16 @@ class Form:
     """A matrix formula over the operands of a spec.
 
     Attributes:
-        kind: "product", "trace", "hadamard", "diag", "identity", "rowsum" (an entrywise
-            product summed along its rows, ``(A ∘ B) 1``) or "colsum" (``(A ∘ B)ᵀ 1``).
+        kind: "product", "trace", "hadamard", "diag", "identity" (``scale`` times ``I``),
+            "rowsum" (an entrywise product summed along its rows, ``(A ∘ B) 1``) or "colsum"
+            (``(A ∘ B)ᵀ 1``).
         factors: (operand position, or None for a ones vector; transposed) in order.
         scalars: positions of 0-d operands, written in front.
         batch: labels every operand and the output share: "for each b: ...".
         summed: labels the operands share and the output lacks: "Σ_b ...".
         scaled: positions in ``factors`` of vectors written as diagonal matrices ``Diag(d)``.
         columns: a batched form holds vector slices, read as column vectors.
+        scale: an identity's scalar factor as a form of its own (``tr(B) I``), or None.
     """
 
     kind: str
@@ -45,13 +47,20 @@ class Form:
     summed: tuple[str, ...] = ()
     scaled: tuple[int, ...] = ()
     columns: bool = False
+    scale: "Form | None" = None
 
 
 def _identity_form(inputs, output, tensors):
-    """``"->ii"``: the scalars times the identity ``I`` (the backward of the trace)."""
-    if not tensors and len(output) == 2 and output[0] == output[1]:
+    """``"->ii"``: the scalars times the identity ``I`` (the backward of the trace); a scalar
+    of the other operands times it, ``"kk->ii"`` is ``tr(B) I``."""
+    if len(output) != 2 or output[0] != output[1]:
+        return None
+    if not tensors:
         return Form("identity")
-    return None
+    if any(output[0] in inputs[k] for k in tensors):
+        return None
+    scale = _plain_form(inputs, ())
+    return None if scale is None else Form("identity", scale=replace(scale, scalars=()))
 
 
 def _diag_form(inputs, output, tensors):
@@ -135,10 +144,44 @@ def _chain_kind(chain, output, count):
     return "product" if ends == output and all(count[l] == 1 for l in ends) else None
 
 
+def _followed(items, output, count):
+    """A chain of more than four factors, found by following each inner label to the one
+    other factor that holds it: from the output's row label (or, for a scalar, from each
+    vector and each orientation of the first factor, a trace), fewest transposes first."""
+    starts = []
+    if output:
+        starts = [(n, o) for n, (_, term) in enumerate(items) for o in _orientations(term)
+                  if o[0] == output[0]]
+    else:
+        starts = [(n, o) for n, (_, term) in enumerate(items) for o in _orientations(term)
+                  if o[0] is None or n == 0]
+    best = None
+    for n, start in starts:
+        chain, used = [(n, start)], {n}
+        while chain[-1][1][1] is not None and len(used) < len(items):
+            label = chain[-1][1][1]
+            nxt = [(m, o) for m, (_, term) in enumerate(items) if m not in used
+                   for o in _orientations(term) if o[0] == label]
+            if len(nxt) != 1:
+                break
+            chain.append(nxt[0])
+            used.add(nxt[0][0])
+        if len(used) != len(items):
+            continue
+        oriented = [o for _, o in chain]
+        kind = _chain_kind([(r, c) for r, c, _ in oriented], output, count)
+        flips = sum(t for _, _, t in oriented)
+        if kind is not None and (best is None or (flips, kind == "trace") < best[0]):
+            best = ((flips, kind == "trace"),
+                    Form(kind, tuple((items[m][0], o[2]) for m, o in chain)))
+    return None if best is None else best[1]
+
+
 def _chain_form(inputs, output, tensors):
-    """Products of up to four matrices and vectors with transposes, traces of them, and sums
-    and broadcasts as products with a ones vector ``1`` (``"ij->i"`` is ``A 1``)."""
-    if len(tensors) > 3 or any(len(inputs[k]) > 2 for k in tensors):
+    """Products of matrices and vectors with transposes, traces of them, and sums and
+    broadcasts as products with a ones vector ``1`` (``"ij->i"`` is ``A 1``). Up to four
+    factors every order is tried; longer chains are followed label by label."""
+    if any(len(inputs[k]) > 2 for k in tensors):
         return None
     if len(output) > 2 or len(set(output)) != len(output):
         return None
@@ -148,19 +191,21 @@ def _chain_form(inputs, output, tensors):
     items = [(k, inputs[k]) for k in tensors] + [(None, (l,)) for l in ones]
     if not items:
         return Form("product") if not output else None
-    if len(items) > 4:
-        return None
     count.update(ones)
-    best = None  # fewest transposes, then a product before a trace (xᵀ y, not tr(x yᵀ))
+    if len(items) > 4:
+        return _followed(items, output, count)
+    best = None  # fewest transposes, then a product before a trace (xᵀ y, not tr(x yᵀ)), then
+    # a transposed ones vector before a transposed tensor (a sum reads 1ᵀ x)
     for order in itertools.permutations(items):
         for oriented in itertools.product(*(_orientations(term) for _, term in order)):
             flips = sum(t for _, _, t in oriented)
             if best is not None and flips > best[0][0]:
                 continue
             kind = _chain_kind([(r, c) for r, c, _ in oriented], output, count)
-            if kind is not None and (best is None or (flips, kind == "trace") < best[0]):
+            own = sum(t for (k, _), (_, _, t) in zip(order, oriented) if k is not None)
+            if kind is not None and (best is None or (flips, kind == "trace", own) < best[0]):
                 factors = tuple((k, t) for (k, _), (_, _, t) in zip(order, oriented))
-                best = ((flips, kind == "trace"), Form(kind, factors))
+                best = ((flips, kind == "trace", own), Form(kind, factors))
     return None if best is None else best[1]
 
 
@@ -222,17 +267,18 @@ def matrix_form(spec: Spec) -> Form | None:
     return _plain_form(spec.inputs, spec.output) or _batched_form(spec.inputs, spec.output)
 
 
-def form_body(form: Form, names: Sequence[Piece], vary: int | None = None) -> Piece:
-    """The formula, ``vary`` (an operand position) written as a differential ``dX``."""
-    def leaf(position, transposed):
-        m = ONES if position is None else names[position]
-        m = differential_of(m) if position is not None and position == vary else m
-        return transpose_of(m) if transposed else m
+def form_body(form: Form, names: Sequence[Piece], vary: int | None = None,
+              inverse: frozenset[int] = frozenset()) -> Piece:
+    """The formula, ``vary`` (an operand position) written as a differential ``dX``.
 
-    parts = [applied("Diag", leaf(k, t)) if n in form.scaled else leaf(k, t)
-             for n, (k, t) in enumerate(form.factors)]
+    Operands at positions in ``inverse`` stand for their elementwise reciprocal: divided by
+    (a scalar, ``/ s``), in an entrywise quotient (``A ⊘ B``), a diagonal's inverse
+    (``Diag(d)⁻¹``), else ``(1 ⊘ B)``. ``names`` are written as given: a compound one comes
+    parenthesized."""
+    parts = form_parts(form, names, vary, inverse)
     if form.kind in ("hadamard", "rowsum", "colsum"):
-        body = Piece(" ∘ ".join(p.text for p in parts), r" \circ ".join(p.latex for p in parts))
+        body = hadamard([p for (k, _), p in zip(form.factors, parts) if k not in inverse],
+                        [p for (k, _), p in zip(form.factors, parts) if k in inverse])
         if form.kind != "hadamard":
             body = parenthesized(body)
             body = juxt([transpose_of(body) if form.kind == "colsum" else body, ONES])
@@ -242,15 +288,60 @@ def form_body(form: Form, names: Sequence[Piece], vary: int | None = None) -> Pi
         body = applied("diag", parts[0])
     elif form.kind == "identity":
         body = Piece("I", "I")
+        if form.scale is not None:
+            body = juxt([form_body(form.scale, names, vary, inverse), body])
     else:
         body = juxt(parts, empty="")
-    scalars = [leaf(k, False) for k in form.scalars]
+    scalars = [_leaf(names, k, False, vary) for k in form.scalars if k not in inverse]
     if scalars:
         body = juxt(scalars + ([parenthesized(body) if form.kind == "hadamard" else body]
                                 if body.text else []))
+    divisors = [_leaf(names, k, False, vary) for k in form.scalars if k in inverse]
+    if divisors:
+        over = juxt(divisors)
+        over = parenthesized(over) if len(divisors) > 1 else over
+        top = body if body.text else Piece("1", "1")
+        body = Piece(f"{top.text} / {over.text}", rf"{top.latex} / {over.latex}")
     if form.summed:
         body = summation(label_symbols(form.summed), body)
     return body
+
+
+def _leaf(names, position, transposed, vary) -> Piece:
+    m = ONES if position is None else names[position]
+    m = differential_of(m) if position is not None and position == vary else m
+    return transpose_of(m) if transposed else m
+
+
+def form_parts(form: Form, names: Sequence[Piece], vary: int | None = None,
+               inverse: frozenset[int] = frozenset()) -> list[Piece]:
+    """The factors of ``form`` as written, in order (a product's chain, a Hadamard product's
+    operands); a reciprocal as :func:`form_body` writes it outside an entrywise quotient."""
+    parts = []
+    for n, (k, t) in enumerate(form.factors):
+        m = _leaf(names, k, t, vary)
+        if n in form.scaled:
+            m = applied("Diag", _leaf(names, k, False, vary))
+            m = Piece(m.text + "⁻¹", m.latex + "^{-1}") if k in inverse else m
+        elif k in inverse and form.kind == "product":
+            m = Piece(f"(1 ⊘ {m.text})", rf"\left(1 \oslash {m.latex}\right)")
+        parts.append(m)
+    return parts
+
+
+def hadamard(numerators: Sequence[Piece], denominators: Sequence[Piece] = ()) -> Piece:
+    """``A ∘ B ⊘ C``; a square of a name tight, ``A∘A``, as a textbook writes it."""
+    tops = list(numerators) or [Piece("1", "1")]
+    tight = not denominators and len(tops) > 1 and len(set(tops)) == 1 and _name_like(tops[0].text)
+    joint = "∘" if tight else " ∘ "
+    body = Piece(joint.join(p.text for p in tops), r" \circ ".join(p.latex for p in tops))
+    for d in denominators:
+        body = Piece(f"{body.text}{'⊘' if tight else ' ⊘ '}{d.text}", rf"{body.latex} \oslash {d.latex}")
+    return body
+
+
+def _name_like(text: str) -> bool:
+    return text.isidentifier() or text.rstrip("ᵀ").isidentifier()
 
 
 def form_equation(lhs: Piece, form: Form, names: Sequence[Piece]) -> Piece:

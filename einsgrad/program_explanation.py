@@ -7,7 +7,12 @@ For ``f = x[i] * A[i,j] * x[j]`` and ``x`` the derivation reads::
     3. x occurs twice: ∂x_i/∂x_p = δ_ip, ∂x_j/∂x_p = δ_jp; by the product rule,
        ∂f/∂x_p = Σ_ij δ_ip A_ij x_j + Σ_ij x_i A_ij δ_jp
     4. Contracting the deltas: ∂f/∂x_p = Σ_j A_pj x_j + Σ_i x_i A_ip
-    5. Renaming p to i: g[i] = A[i,j] * x[j] + x[j] * A[j,i], in matrix form g = A x + Aᵀ x
+    5. Renaming p to i: g[i] = A[i,j] * x[j] + x[j] * A[j,i]
+       In matrix form: ∂f/∂x = (A + Aᵀ) x
+
+The cotangent of an indexed output ``Y`` is written ``G = ∂L/∂Y`` in every formula, as the
+einsum explanations write it (the program's input is named ``dY``), and ``d`` only marks a
+differential.
 
 Each step is read from the :class:`~einsgrad.derivation.Derivation` that ``Program.grad`` (or
 ``jacobian``) made and the result program keeps: nothing is derived here, only rendered, with
@@ -19,17 +24,19 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, replace
 
-from .algebra import Delta, Product, Term, decimal
+from .algebra import Delta, Factor, Product, Term, decimal, fresh_name
+from .backprop import Local
 from .derivation import loss_name
+from .matrix_differentials import differential_section
+from .program_steps import Contraction
 from .errors import EinsumSpecError
-from .matrix_forms import form_body, matrix_form
-from .render import (Piece, Rendered, equals, indexed, juxt, kronecker, listed,
-                     parenthesized, partial_of, product_piece, prose, punct, quoted_code,
-                     spaced, summation, tensor_name)
+from .expressions import Statement
+from .matrix_statements import statement_form
+from .render import (Piece, Rendered, equals, indexed, juxt, kronecker, listed, partial_of,
+                     product_piece, prose, punct, quoted_code, spaced, summation, tensor_name)
 from .spec_terms import einsum_of
 
-STYLES = ("index", "hessian")
-_MAX_FORM_INDICES = 6  # matrix forms are looked for in small terms only
+STYLES = ("index", "hessian", "matrix")
 MAX_SHOWN_TERMS = 24
 """Steps 1, 3 and 4 write at most this many terms of a sum, step 5 this many merges and
 einsums, then say how many more there are: the text of a large derivation (a Hessian of 30
@@ -47,7 +54,8 @@ class ProgramGradient:
         einsums: one einsum spec per term of the result (None for a constant term); a label
             repeated in the output is a delta that survives, a label only in the output a
             broadcast.
-        matrix_form: the gradient in matrix notation, e.g. ``"g = A x + Aᵀ x"``, or None.
+        matrix_form: the gradient in matrix notation, e.g. ``"∂f/∂x = (A + Aᵀ) x"``, with
+            the forward's named intermediates it reads defined after it, or None.
     """
 
     name: str
@@ -63,7 +71,8 @@ class ProgramExplanation(Rendered):
 
     Attributes:
         program: the program, canonical.
-        style: "index", or "hessian" (each gradient followed by its Jacobian).
+        style: "index", "hessian" (each gradient followed by its Jacobian) or "matrix"
+            (the differential derivation in matrix notation).
         gradients: one :class:`ProgramGradient` per explained tensor.
         lines: the rendered lines, each as its plain text and its LaTeX.
         hessians: with style "hessian", one per explained tensor (``result`` is
@@ -82,6 +91,30 @@ class ProgramExplanation(Rendered):
         return f"<ProgramExplanation of {self.program!r}: {grads}>"
 
 
+def cotangent_symbol(used) -> str:
+    """How formulas write the cotangent ``∂L/∂Y`` of an indexed output: ``G`` (as the einsum
+    explanations do), or ``G1``, ``G2``... if a tensor has the name."""
+    return fresh_name("G", used)
+
+
+def gradient_lhs(loss: str, out: str, name: str, scalar: bool, order: int = 1) -> Piece:
+    """``∂L/∂W`` (a loss chained through an indexed output), ``∂f/∂x`` (a scalar output) or,
+    with ``order`` 2, ``∂²f/∂x²``."""
+    top = out if scalar else loss
+    if order == 1:
+        return partial_of(tensor_name(top), tensor_name(name))
+    t, x = tensor_name(top), tensor_name(name)
+    return Piece(f"∂²{t.text}/∂{x.text}²", rf"\frac{{\partial^2 {t.latex}}}{{\partial {x.latex}^2}}")
+
+
+def matrix_line(form, result_text: str) -> Piece:
+    """``In matrix form: ...``, or the one line saying there is none, with the index form."""
+    if form is not None:
+        return spaced(prose("   In matrix form:"), form.piece)
+    return spaced(prose("   No matrix form (an index has no place in a product of matrices); "
+                        "in index form:"), quoted_code(result_text))
+
+
 def check_style(style: str) -> None:
     """Refuses a ``style=`` that is none of :data:`STYLES`."""
     if style not in STYLES:
@@ -95,22 +128,46 @@ def explain_program(prog, style: str, names: tuple[str, ...], grads: tuple, hess
     never imports it back), its gradients ``grads`` by ``names`` and, with style "hessian",
     their Jacobians ``hessians``, all derived by ``Program``: their derivations are rendered."""
     used = {f.name for t in prog.terms for f in t.factors} | {prog.output_name}
-    loss = loss_name(used)
+    loss, symbol = loss_name(used), cotangent_symbol(used)
     out, scalar = prog.output_name, not prog.output_indices
     lines = [spaced(prose("The program"), quoted_code(str(prog)), *(
         [prose(f"has a scalar output {out}.")] if scalar else
-        [prose(f"with {loss} a scalar loss; the cotangent {prog.cotangent} ="),
-         partial_of(tensor_name(loss), tensor_name(out)), prose(f"has {out}'s indices.")]))]
+        [prose(f"with {loss} a scalar loss; the cotangent {symbol} ="),
+         partial_of(tensor_name(loss), tensor_name(out)),
+         prose(f"(the input {prog.cotangent}) has {out}'s indices.")]))]
     gradients, hessian_parts = [], []
     for n, g, h in itertools.zip_longest(names, grads, hessians):
-        gradient, section = _derivative(prog, n, g, loss)
+        if style == "matrix":
+            gradient, section = _differentials(prog, n, g, symbol, gradient_lhs(loss, out, n, scalar))
+            gradients.append(gradient)
+            lines += [Piece("", ""), *section]
+            continue
+        gradient, section = _derivative(prog, n, g, loss, symbol=symbol,
+                                        lhs=gradient_lhs(loss, out, n, scalar))
         gradients.append(gradient)
         lines += [Piece("", ""), *section]
         if h is not None:
-            hessian, section = _derivative(g, n, h, loss, jacobian=True)
+            hessian, section = _derivative(g, n, h, loss, jacobian=True,
+                                           lhs=gradient_lhs(loss, out, n, True, order=2))
             hessian_parts.append(hessian)
             lines += [Piece("", ""), *section]
     return ProgramExplanation(str(prog), style, tuple(gradients), tuple(lines), tuple(hessian_parts))
+
+
+def _differentials(prog, name: str, result, symbol: str, lhs: Piece):
+    """Style "matrix": the gradient by differentials, the program one contraction."""
+    step = Contraction(prog.output_name, prog.output_indices, prog.terms)
+    shown_as = {prog.cotangent: tensor_name(symbol)} if prog.output_indices else {}
+    form = None
+    if result.terms:
+        statement = Statement(result.output_name, result.output_indices, result.terms)
+        form = statement_form((statement,), lhs, names=shown_as)
+    title = f"Gradient with respect to {name}, by differentials in matrix notation:"
+    locals_ = (Local(step, name),) if result.derivation.occurrences else ()
+    lines = [Piece(title, r"\textbf{" + title.replace("_", r"\_") + "}"), *differential_section(
+        (step,), locals_, {}, shown_as.get(prog.cotangent), shown_as, form, str(result))]
+    einsums = tuple(term_einsum(t, result.output_indices) for t in result.terms)
+    return ProgramGradient(name, str(result), einsums, None if form is None else form.piece.text), lines
 
 
 def _shown(items: list) -> tuple[list, int]:
@@ -144,13 +201,16 @@ def _signed(parts, more: int = 0) -> Piece:
     return Piece("".join(text) or "0", "".join(latex) or "0")
 
 
-def _derivative(prog, name: str, result, loss: str, jacobian: bool = False):
+def _derivative(prog, name: str, result, loss: str, jacobian: bool = False, symbol: str = "G",
+                lhs: Piece | None = None):
     """The gradient of a loss by ``name`` (``result`` is ``prog.grad(name)``), or with
-    ``jacobian`` the derivative of every entry (``result`` a Hessian, ``prog`` a gradient)."""
+    ``jacobian`` the derivative of every entry (``result`` a Hessian, ``prog`` a gradient);
+    the cotangent is written ``symbol``, the matrix form's left side ``lhs``."""
     out, index = prog.output_name, prog.output_indices
     chain, what = bool(index) and not jacobian, "the Hessian" if jacobian else "the gradient"
-    dy = prog.cotangent if chain else None
+    dy = symbol if chain else None
     derivation = result.derivation  # the steps of the product rule, rendered here
+    shown_as = {prog.cotangent: symbol} if chain else {}
     p = derivation.indices
     shown, more = _shown(list(prog.terms))
     forward = [(t.coefficient, product_piece(Product(tuple(i for i in t.indices() if i not in index),
@@ -175,7 +235,7 @@ def _derivative(prog, name: str, result, loss: str, jacobian: bool = False):
     occurrences = derivation.occurrences
     if not occurrences:
         lines.append(prose(f"3. {name} appears in no term, so {what} is 0."))
-        return _result(name, result, derivation, lines, step=4)
+        return _result(name, result, derivation, lines, lhs, shown_as, step=4)
     own: dict[Piece, int] = {}  # each occurrence's derivative, listed once with its count
     for o in occurrences:
         m = equals(partial_of(indexed(name, o.factor.indices), dx),
@@ -187,7 +247,8 @@ def _derivative(prog, name: str, result, loss: str, jacobian: bool = False):
                         *[punct(m, ",") for m in own[:-1]],
                         punct(own[-1], ";"), prose("by the product rule,"), equals(partial_of(y, dx), _signed(
                            [(o.coefficient, product_piece(o.jacobian)) for o in shown], more))))
-    chained, contracted = derivation.chained, derivation.contracted
+    chained = [(c, _written(s, shown_as)) for c, s in derivation.chained]
+    contracted = [(c, _written(s, shown_as)) for c, s in derivation.contracted]
     steps = [_signed([(c, product_piece(s)) for c, s in _shown(chained)[0]], more)] if chain else []
     if contracted != chained or not steps:
         steps.append(_signed([(c, product_piece(s)) for c, s in _shown(contracted)[0]], more))
@@ -208,7 +269,15 @@ def _derivative(prog, name: str, result, loss: str, jacobian: bool = False):
                  f"term {terms[0]} of step 4 is zero off that diagonal" if len(terms) == 1 else
                  f"terms {_and(terms)} of step 4 are zero off that diagonal")
         lines.append(spaced(prose("  "), kronecker(d.p, d.q), prose(f"survives: {where}.")))
-    return _result(name, result, derivation, lines)
+    return _result(name, result, derivation, lines, lhs, shown_as)
+
+
+def _written(product: Product, names: dict[str, str]) -> Product:
+    """``product`` with tensors renamed for display (the cotangent ``dY`` as ``G``)."""
+    if not names:
+        return product
+    return Product(product.over, tuple(Factor(names[f.name], f.indices) if not f.is_delta and f.name in names
+                                       else f for f in product.factors))
 
 
 def _times(n: int) -> str:
@@ -242,7 +311,8 @@ def _occurrence_notes(term: Term, k: int, part: Product, index, out: str, dy: st
     return notes
 
 
-def _result(name: str, result, derivation, lines: list[Piece], step: int = 5):
+def _result(name: str, result, derivation, lines: list[Piece], lhs: Piece | None, shown_as: dict[str, str],
+            step: int = 5):
     """Step 5: the result (``p`` renamed, like terms merged), its einsums and its matrix form."""
     p, xs = derivation.indices, derivation.result_indices[len(derivation.kept):]
     renaming = (f"{step}. Renaming {listed(p)} to {listed(xs)}:" if p and derivation.occurrences else
@@ -258,38 +328,29 @@ def _result(name: str, result, derivation, lines: list[Piece], step: int = 5):
             f"merge: {_text(result, [merged])}." if merged.coefficient else "cancel.")))
     if more:
         lines.append(spaced(prose("  "), _more(more, "merges")))
-    einsums, forms = zip(*(term_einsum(t, result.output_indices) for t in result.terms)) if result.terms else ((), ())
+    einsums = tuple(term_einsum(t, result.output_indices) for t in result.terms)
     if any(einsums):
         spelled, more = _shown([(t, s) for t, s in zip(result.terms, einsums) if s])
         pieces = [spaced(quoted_code(_text(result, [t])), prose("is"), quoted_code(s)) for t, s in spelled]
         pieces += [_more(more, "einsums")] if more else []
         lines.append(spaced(prose("   As einsums:" if len(pieces) > 1 else "   As an einsum:"),
                             *[punct(m, ";") for m in pieces[:-1]], pieces[-1]))
-    matrix = None
-    if result.terms and None not in forms:
-        matrix = equals(tensor_name(result.output_name),
-                        _signed([(t.coefficient, f) for t, f in zip(result.terms, forms)]))
-        lines.append(spaced(prose("   In matrix form:"), matrix))
-    return ProgramGradient(name, str(result), einsums,
-                           None if matrix is None else matrix.text), lines
+    form = None
+    if result.terms:
+        statement = Statement(result.output_name, result.output_indices, result.terms)
+        form = statement_form((statement,), lhs or tensor_name(result.output_name),
+                              names={k: tensor_name(v) for k, v in shown_as.items()})
+        lines.append(matrix_line(form, str(result)))
+    return ProgramGradient(name, str(result), einsums, None if form is None else form.piece.text), lines
 
 
-def term_einsum(term: Term, output) -> tuple[str | None, Piece | None]:
-    """The term as one einsum (:func:`einsgrad.spec_terms.einsum_of`) and its matrix form without
-    the coefficient, when :mod:`einsgrad.matrix_forms` finds one."""
+def term_einsum(term: Term, output) -> str | None:
+    """The term as one einsum (:func:`einsgrad.spec_terms.einsum_of`), or None for a term with
+    too many indices for one or a constant."""
     found = einsum_of(output, term)
     if found is None or not found.tensors and len(set(found.output)) == len(found.output):
-        return None, None  # too many indices for one einsum, or a constant
-    spec, operands = found.spec, found.tensors
-    form = None
-    if len(spec.labels) <= _MAX_FORM_INDICES:  # "->ii" has one 0-d operand, as parse() reads it
-        form = matrix_form(spec)
-    if form is None or form.batch:
-        return str(spec), None
-    if not operands:  # "->ii" reads as one 0-d operand, which this term does not have
-        form = replace(form, scalars=())
-    body = form_body(form, [tensor_name(f.name) for f in operands])
-    return str(spec), parenthesized(body) if form.kind == "hadamard" or form.summed else body
+        return None
+    return str(found.spec)
 
 
 def _text(prog, terms) -> str:

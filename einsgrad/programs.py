@@ -214,22 +214,21 @@ class Program:
         deltas, the deltas contracted, and the result with its einsums and matrix form.
 
         ``style="hessian"`` (scalar programs) follows each gradient with the Hessian derived
-        the same way, as the Jacobian of the gradient. Returns a
+        the same way, as the Jacobian of the gradient; ``style="matrix"`` adds the differential
+        derivation in matrix notation (``G : (X dWᵀ) = (Xᵀ G) : dWᵀ = (Gᵀ X) : dW``). Returns a
         :class:`~einsgrad.program_explanation.ProgramExplanation`: ``str()`` is plain text,
         ``.latex()`` LaTeX, and Jupyter shows it as math.
 
         >>> print(program("f = x[i] * A[i,j] * x[j]").explain("x").gradients[0].matrix_form)
-        g = A x + Aᵀ x
+        ∂f/∂x = (A + Aᵀ) x
         """
         check_style(style)
-        if self.statements and style == "hessian":
-            raise EinsumSpecError("style='hessian' is not yet derived for a program of statements; "
-                                  "style='index' is, and hessian() gives the Hessian", str(self))
         if style == "hessian":
             self._require_scalar("style='hessian'")
         names = self.inputs if name is None else (name,)
         if self.statements:
-            return explain_statements(self, names, tuple(self.grad(n) for n in names))
+            hessians = tuple(self.hessian(n) for n in names) if style == "hessian" else ()
+            return explain_statements(self, names, tuple(self.grad(n) for n in names), hessians, style)
         grads = tuple(self.grad(n) for n in names)  # refuses unknown names
         hessians = tuple(g.jacobian(n, out=self._new_name(None, "H", "the Hessian"))  # as hessian(n)
                          for n, g in zip(names, grads)) if style == "hessian" else ()

@@ -30,6 +30,12 @@ What works, as with ``torch.einsum``:
 * ``torch.compile`` puts the call in its graph as it is (registered when ``torch._dynamo``
   is first imported, so that importing this module does not import it) and traces the
   generated torch code of forward and backward.
+* Little Python a call: a call of spec text and tensors is worked out once per spec, shapes,
+  dtypes, devices, operands needing a gradient and grad mode, and a repeat call is a lookup
+  and then an autograd node whose ``apply`` runs no Python preamble (no argument binding, no
+  ``setup_context``) outside ``torch.func``'s transforms; with grad mode off, the plain
+  forward runs without a node. In a training step, where caches are cold after each GEMM,
+  that fixed Python is what einsgrad's call costs over ``torch.einsum``'s.
 
 The generated code is shown by ``Einsum.source(backend="torch")``; it runs on the tensors'
 device.
@@ -42,16 +48,69 @@ import inspect
 import itertools
 import sys
 import weakref
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 
 from . import torch_autocast
 from .calls import as_call, as_einsum, is_spec
 from .compiled import Einsum
+from .signature import SavingPair
 from .spec import ELLIPSIS, LETTERS, Spec, unused_labels
 
 __all__ = ["einsum"]
+
+
+CALLS_LIMIT = 1024
+"""How many call signatures :func:`einsum`'s fast path keeps; past it, the oldest goes."""
+
+
+class _CallKey(NamedTuple):
+    """What decides how a call of :func:`einsum` runs, all but the operands' strides (which
+    :func:`_run` reads each call).
+
+    Attributes:
+        spec: the spec text (only text: a compiled :class:`einsgrad.Einsum` takes the general
+            path, which notes the call for its ``source()``).
+        recording: whether grad mode is on.
+        operands: each operand's ``(type, shape, dtype, device, requires_grad)``. The type
+            keeps apart the fake tensors that ``torch.compile`` and ``export`` trace with
+            (they keep no calls: the general path runs while compiling).
+    """
+
+    spec: str
+    recording: bool
+    operands: tuple
+
+
+class _Call(NamedTuple):
+    """How one :class:`_CallKey` runs, worked out by the general path once.
+
+    Attributes:
+        compiled: the einsum.
+        wrt: the operands autograd wants gradients of (none where grad mode is off).
+        pair: their :class:`einsgrad.signature.SavingPair`, or None (no gradient wanted).
+        regrouped: the operands to make dense first where strided (see :func:`_dense`).
+        autocast: the device type, where autocast is available there (checked each call: the
+            fast path stands aside while it is on), else None.
+        forward: where grad mode is off, the plain forward (``(*operands) -> (y,)``), run
+            without an autograd node; else None.
+        placeholders: the operands not kept for a backward (see :func:`_placeholders`).
+        lean: the node is a :class:`_LeanFunction` where no ``torch.func`` transform is
+            active (not under ``torch.compile``, which runs :class:`_EinsumFunction`).
+    """
+
+    compiled: Einsum
+    wrt: tuple
+    pair: SavingPair | None
+    regrouped: frozenset
+    autocast: str | None
+    forward: Callable | None
+    placeholders: dict | None
+    lean: bool
+
+
+_CALLS: dict[_CallKey, _Call] = {}
 
 
 def einsum(*args) -> torch.Tensor:
@@ -68,16 +127,42 @@ def einsum(*args) -> torch.Tensor:
 
     Gradients follow torch's convention (for complex values, ``conj`` of einsgrad's
     non-conjugating vjp of ``conj(G)``), so they equal autograd of ``torch.einsum``.
+
+    A call of spec text and tensors is worked out once per :class:`_CallKey` (spec, shapes,
+    dtypes, devices, which operands need a gradient, grad mode): a repeat call is one lookup,
+    then the autograd node (none where grad mode is off: the plain forward runs, and forward
+    mode and ``vmap`` see its torch operations). Under ``torch.compile`` and ``export`` (fake
+    tensors), and while autocast is on, every call takes the general path.
     """
+    try:
+        key = _CallKey(args[0], torch.is_grad_enabled(),
+                       tuple([(t.__class__, t.shape, t.dtype, t.device, t.requires_grad) for t in args[1:]]))
+        call = _CALLS.get(key)
+    except (AttributeError, TypeError, IndexError):  # other forms, symbolic sizes: no key
+        key = call = None
+    if call is not None and not (call.autocast and torch.is_autocast_enabled(call.autocast)):
+        return _run(call, args[1:])
+    return _general(args, key)
+
+
+def _general(args: tuple, key: _CallKey | None) -> torch.Tensor:
+    """A call read from any of its forms; one of spec text and tensors, outside autocast, is
+    kept under ``key`` for the fast path."""
     compiled, tensors = _arguments(args)
     for t in tensors:
         if not isinstance(t, torch.Tensor):  # numpy arrays, numbers: converted (rarely)
-            tensors = tuple(t if isinstance(t, torch.Tensor) else _as_tensor(t, tensors) for t in tensors)
+            tensors, key = tuple(t if isinstance(t, torch.Tensor) else _as_tensor(t, tensors) for t in tensors), None
             break
     device = tensors[0].device.type if tensors else "cpu"
-    if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+    autocast = torch.amp.is_autocast_available(device)
+    if autocast and torch.is_autocast_enabled(device):
         return _autocast(compiled, tensors, device)
-    return _apply(compiled, tensors)
+    call = _call(compiled, tensors, device if autocast else None)
+    if key is not None and isinstance(key.spec, str) and not torch.compiler.is_compiling():
+        if len(_CALLS) >= CALLS_LIMIT:
+            _CALLS.pop(next(iter(_CALLS)), None)  # (another thread may have taken it)
+        _CALLS[key] = call
+    return _run(call, tensors)
 
 
 def _autocast(compiled: Einsum, tensors: tuple, device: str) -> torch.Tensor:
@@ -101,14 +186,45 @@ def _step(text: str, *tensors, sizes: dict) -> torch.Tensor:
 
 
 def _apply(compiled: Einsum, tensors: tuple) -> torch.Tensor:
-    recording = torch.is_grad_enabled()
-    wrt = tuple(k for k, t in enumerate(tensors) if recording and t.requires_grad)
+    """``compiled`` of torch tensors, autocast aside."""
+    device = tensors[0].device.type if tensors else "cpu"
+    return _run(_call(compiled, tensors, device if torch.amp.is_autocast_available(device) else None), tensors)
+
+
+def _call(compiled: Einsum, tensors: tuple, autocast: str | None) -> _Call:
+    """How a call of ``compiled`` on these tensors runs (see :class:`_Call`)."""
+    if not torch.is_grad_enabled():
+        # the plain forward; under a memory_limit the einsum's own call, which runs in slices
+        forward = compiled.saving_pair(*tensors, wrt=()).saving if compiled.memory_limit is None else None
+        return _Call(compiled, (), None, frozenset(), autocast, forward, None, False)
+    wrt = tuple(k for k, t in enumerate(tensors) if t.requires_grad)
     if not wrt:
-        return _EinsumFunction.apply(compiled, wrt, None, *tensors)[0]
+        return _Call(compiled, wrt, None, frozenset(), autocast, None, None, False)
     pair = compiled.saving_pair(*tensors, wrt=wrt)
-    if pair.regrouped and not torch.compiler.is_compiling():
-        tensors = tuple(_dense(t) if k in pair.regrouped else t for k, t in enumerate(tensors))
-    return _EinsumFunction.apply(compiled, wrt, pair, *tensors)[0]
+    compiling = torch.compiler.is_compiling()
+    return _Call(compiled, wrt, pair, frozenset() if compiling else pair.regrouped, autocast, None,
+                 _placeholders(pair, tensors), not compiling)
+
+
+def _run(call: _Call, tensors: tuple) -> torch.Tensor:
+    """One call as ``call`` says; the operands' strides are read here (:func:`_dense`)."""
+    if call.forward is not None:
+        return call.forward(*tensors)[0]
+    if call.regrouped:
+        tensors = tuple(_dense(t) if k in call.regrouped else t for k, t in enumerate(tensors))
+    if call.lean:
+        try:
+            return _LeanFunction.apply(call, *tensors)
+        except RuntimeError as e:  # a torch.func transform is active: the Function it can run
+            if _TRANSFORMS not in str(e):
+                raise
+    return _EinsumFunction.apply(call.compiled, call.wrt, call.pair, *tensors)[0]
+
+
+_TRANSFORMS = "autograd.Function with functorch transforms"
+"""What ``Function.apply`` says, before it runs anything, when a ``torch.func`` transform is
+active and the Function has no ``setup_context`` (documented in torch's "Extending torch.func
+with autograd.Function")."""
 
 
 def _dense(t: torch.Tensor) -> torch.Tensor:
@@ -122,13 +238,90 @@ def _dense(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous()
 
 
+def _placeholders(pair: SavingPair, tensors: tuple) -> dict | None:
+    """The operands that neither the pullback nor the vjp (a recorded backward) reads, by index,
+    each as ``(shape, dtype, device)``: they are not kept (as torch's matmul keeps only the
+    other side), and a recorded backward has a placeholder of that shape stand in. None where
+    every operand is kept."""
+    if len(pair.kept) == len(tensors):
+        return None
+    return {j: (t.shape, t.dtype, t.device) for j, t in enumerate(tensors) if j not in pair.kept}
+
+
+def _save(ctx, tensors: tuple, placeholders: dict | None, intermediates) -> None:
+    """Hands autograd what a backward may read: the operands kept, then the intermediates."""
+    if placeholders is None:
+        ctx.save_for_backward(*tensors, *intermediates)
+    else:
+        ctx.save_for_backward(*[None if j in placeholders else t for j, t in enumerate(tensors)], *intermediates)
+    ctx.save_for_forward(*tensors)
+
+
+def _gradients(ctx, g, pair: SavingPair | None) -> tuple:
+    """The gradients of ``ctx.wrt`` (in order) for the cotangent ``g``: the pair's pullback on
+    the saved values, or, where the backward is recorded (or nothing was saved), the vjp from
+    the operands. ``ctx`` holds ``compiled``, ``wrt``, ``count`` and ``placeholders``."""
+    values, count = ctx.saved_tensors, ctx.count
+    conjugate = g.is_complex()
+    if conjugate:
+        g = g.conj()
+    if pair is None or torch.is_grad_enabled():  # recorded: run it from the operands
+        operands = values[:count]
+        if ctx.placeholders:
+            operands = tuple(_placeholder(*ctx.placeholders[j]) if j in ctx.placeholders else t
+                             for j, t in enumerate(operands))
+        grads = ctx.compiled.vjp(g, *operands, wrt=ctx.wrt)
+    else:  # the saved values in the pullback's order: operands first, then intermediates
+        intermediates = iter(values[count:])
+        grads = pair.pullback(g, *[next(intermediates) if k is None else values[k] for k in pair.read])
+    if conjugate:
+        grads = [grad.conj().resolve_conj() if grad.is_complex() else grad for grad in grads]
+    return grads
+
+
+def _intermediates(pair: SavingPair, saved: list) -> list:
+    """The values ``pair.saving`` saved that are no operand's (the rest are the operands)."""
+    return [value for value, k in zip(saved, pair.read) if k is None]
+
+
+class _LeanFunction(torch.autograd.Function):
+    """The autograd node of a call outside ``torch.func``'s transforms (see :func:`_run`): a
+    Function without ``setup_context``, whose ``apply`` neither binds its arguments to
+    ``forward``'s signature nor calls a ``setup_context``, and whose forward saves the
+    intermediates itself, returning ``y`` alone. That fixed Python, ~50 us a call in a
+    training step where caches are cold after each GEMM, was most of what einsgrad's call
+    cost over ``torch.einsum``'s (issue 11). The gradients are :class:`_EinsumFunction`'s."""
+
+    @staticmethod
+    def forward(ctx, call: _Call, *tensors):
+        pair = call.pair
+        y, *saved = pair.saving(*tensors)
+        ctx.compiled, ctx.wrt, ctx.pair, ctx.count, ctx.placeholders = (
+            call.compiled, call.wrt, pair, len(tensors), call.placeholders)
+        _save(ctx, tensors, call.placeholders, _intermediates(pair, saved))
+        return y.detach()  # (see _EinsumFunction.forward)
+
+    @staticmethod
+    def backward(ctx, g):
+        result = [None] * (ctx.count + 1)
+        for k, grad in zip(ctx.wrt, _gradients(ctx, g, ctx.pair)):
+            result[k + 1] = grad
+        return tuple(result)
+
+    @staticmethod
+    def jvp(ctx, _call, *tangents):
+        return ctx.compiled.jvp(list(tangents), *ctx.saved_tensors[:ctx.count])
+
+
 class _EinsumFunction(torch.autograd.Function):
     """Forward: the forward-saving plan of ``pair``, the call's
     :class:`einsgrad.signature.SavingPair` (found by one lookup before the Function, the call
     checked there once), returning ``(y, pair, *intermediates)``; the backward runs the pair's
     pullback with no second lookup or check. None in place of the pair means nothing is
     saved (no gradient wanted, or a vmapped call): the backward then runs the vjp from the
-    operands. Every tensor the backward reads goes through ``save_for_backward``."""
+    operands. Every tensor the backward reads goes through ``save_for_backward``. It is the
+    Function ``torch.func``'s transforms and ``torch.compile`` run (:class:`_LeanFunction`
+    runs the others)."""
 
     @staticmethod
     def forward(compiled: Einsum, wrt: tuple, pair, *tensors):
@@ -137,50 +330,29 @@ class _EinsumFunction(torch.autograd.Function):
         y, *saved = pair.saving(*tensors)
         # a result left strided (as torch.einsum leaves it) is a view of the product: detached,
         # it is a tensor of its own, whose tangent forward mode may lay out as it likes
-        return y.detach(), pair, *[value for value, k in zip(saved, pair.read) if k is None]
+        return y.detach(), pair, *_intermediates(pair, saved)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        compiled, wrt, _, *tensors = inputs
-        _, pair, *intermediates = output
-        ctx.compiled, ctx.wrt, ctx.pair, ctx.count = compiled, wrt, pair, len(tensors)
-        ctx.intermediates = len(intermediates)
+        compiled, wrt, pair, *tensors = inputs
+        intermediates = output[2:]
+        ctx.compiled, ctx.wrt, ctx.pair, ctx.count, ctx.intermediates = (
+            compiled, wrt, pair, len(tensors), len(intermediates))
         if intermediates:
             ctx.mark_non_differentiable(*intermediates)
-        # the intermediates have no gradient: autograd would otherwise fill zeros of each
-        # one's shape (as large as an activation) for backward to ignore
-        ctx.set_materialize_grads(False)
-        # an operand that neither the pullback nor the vjp (a recorded backward) reads is not
-        # kept (as torch's matmul keeps only the other side): a placeholder of its shape stands in
-        if pair is None or len(pair.kept) == len(tensors):
-            ctx.placeholders = None
-            ctx.save_for_backward(*tensors, *intermediates)
-        else:
-            ctx.placeholders = {j: (t.shape, t.dtype, t.device) for j, t in enumerate(tensors) if j not in pair.kept}
-            ctx.save_for_backward(*[None if j in ctx.placeholders else t for j, t in enumerate(tensors)],
-                                  *intermediates)
-        ctx.save_for_forward(*tensors)
+            # the intermediates have no gradient: autograd would otherwise fill zeros of each
+            # one's shape (as large as an activation) for backward to ignore
+            ctx.set_materialize_grads(False)
+        ctx.placeholders = None if pair is None else _placeholders(pair, tensors)
+        _save(ctx, tensors, ctx.placeholders, intermediates)
 
     @staticmethod
     def backward(ctx, g, *_):
+        result = [None] * (ctx.count + 3)
         if g is None:  # the result took no part in what is differentiated
-            return (None,) * (ctx.count + 3)
-        values, count, pair = ctx.saved_tensors, ctx.count, ctx.pair
-        conjugate = g.is_complex()
-        if conjugate:
-            g = g.conj()
-        if pair is None or torch.is_grad_enabled():  # recorded: run it from the operands
-            operands = values[:count]
-            if ctx.placeholders:
-                operands = tuple(_placeholder(*ctx.placeholders[j]) if j in ctx.placeholders else t
-                                 for j, t in enumerate(operands))
-            grads = ctx.compiled.vjp(g, *operands, wrt=ctx.wrt)
-        else:  # the saved values in the pullback's order: operands first, then intermediates
-            intermediates = iter(values[count:])
-            grads = pair.pullback(g, *[next(intermediates) if k is None else values[k] for k in pair.read])
-        result = [None] * (count + 3)
-        for k, grad in zip(ctx.wrt, grads):
-            result[k + 3] = grad.conj().resolve_conj() if conjugate and grad.is_complex() else grad
+            return tuple(result)
+        for k, grad in zip(ctx.wrt, _gradients(ctx, g, ctx.pair)):
+            result[k + 3] = grad
         return tuple(result)
 
     @staticmethod

@@ -37,19 +37,23 @@ def test_the_tanh_layer_explained():
         '   "H[b,j] = X[b,k] * W[j,k] + c[j]": W occurs once; by the product rule '
         '∂H_bj/∂W_pq = Σ_k X_bk δ_jp δ_kq = X_bq δ_jp',
     ]
+    assert lines[9].startswith("3. The cotangents ∂L/∂S (the statements dS), each the sum")
     assert lines[10:14] == ['   "dt[b,j] = t[b,j]"', '   "dA[b,j] = t[b,j]"',
                             '   "dH[b,j] = t[b,j] * (1 - A[b,j]^2)"', '   "dW[j,k] = dH[b,j] * X[b,k]"']
     assert lines[14].endswith('"H[b,j] = X[b,k] * W[j,k] + c[j]; A[b,j] = tanh(H[b,j]); '
                               'dH[b,j] = (A[b,j] - T[b,j]) * (1 - A[b,j]^2); dW[j,k] = dH[b,j] * X[b,k]"')
-    assert lines[15:] == ["   In matrix form: dW = dHᵀ X"]
+    assert lines[15:] == ["   In matrix form: ∂L/∂W = ((A - T) ∘ (1 - A∘A))ᵀ X, with A = tanh(H), H = X Wᵀ + 1 cᵀ"]
 
 
 def test_matrix_forms_of_the_results():
     e = einsgrad.program(LAYER).explain()
+    where = ", with A = tanh(H), H = X Wᵀ + 1 cᵀ"
+    cotangent = "((A - T) ∘ (1 - A∘A))"  # ∂L/∂H, written where it is read
     assert [(g.name, g.einsums, g.matrix_form) for g in e.gradients] == [
-        ("X", ("bj,jk->bk",), "dX = dH W"), ("W", ("bj,bk->jk",), "dW = dHᵀ X"),
-        ("c", ("bj->j",), "dc = dHᵀ 1"),
-        ("T", (), None)]  # dT[b,j] = -(A[b,j] - T[b,j]): a parenthesized sum, no einsum
+        ("X", ("bj,jk->bk",), f"∂L/∂X = {cotangent} W{where}"),
+        ("W", ("bj,bk->jk",), f"∂L/∂W = {cotangent}ᵀ X{where}"),
+        ("c", ("bj->j",), f"∂L/∂c = {cotangent}ᵀ 1{where}"),
+        ("T", (), f"∂L/∂T = T - A{where}")]  # dT[b,j] = -(A[b,j] - T[b,j]): no einsum, a sum
 
 
 def test_every_input_is_explained_and_the_result_is_the_gradient():
@@ -81,7 +85,8 @@ def test_functions_by_their_rule_and_a_power():
 
 def test_an_indexed_output_names_its_cotangent():
     text = str(einsgrad.program("A[i,j] = tanh(sum[k](X[i,k] * W[j,k]))").explain("W"))
-    assert "with L a scalar loss; the cotangent dA = ∂L/∂A is an input, with A's indices." in text
+    assert "with L a scalar loss; the cotangent G = ∂L/∂A (the input dA) has A's indices." in text
+    assert "In matrix form: ∂L/∂W = (G ∘ (1 - A∘A))ᵀ X, with A = tanh(X Wᵀ)" in text
     assert '"dt[i,j] = dA[i,j] * (1 - A[i,j]^2)"' in text
 
 
@@ -95,9 +100,29 @@ def test_latex_escapes_powers():
     assert r"1 - y\^{}2" in latex and "y^2" not in latex
 
 
-def test_hessian_style_is_refused_for_statements():
-    with pytest.raises(EinsumSpecError, match=r"style='hessian' is not yet derived for a program of statements"):
-        einsgrad.program(LAYER).explain("W", style="hessian")
+def test_hessian_style_for_statements():
+    """Least squares: the Hessian is 2 Xᵀ X, derived as the Jacobian of the gradient program."""
+    p = einsgrad.program("L = (sum[k](X[i,k] * w[k]) - y[i])^2")
+    e = p.explain("w", style="hessian")
+    text = str(e)
+    assert "Hessian by w, the Jacobian of the gradient, by reverse mode over its statements:" in text
+    assert [g.matrix_form for g in e.gradients] == ["∂L/∂w = 2 Xᵀ (X w - y)"]
+    assert [(h.name, h.result, h.matrix_form) for h in e.hessians] == [
+        ("w", str(p.hessian("w")), "∂²L/∂w² = 2 Xᵀ X")]
+    assert repr(e).endswith("∂/∂w: ∂L/∂w = 2 Xᵀ (X w - y); ∂²/∂w²: ∂²L/∂w² = 2 Xᵀ X>")
+
+
+def test_hessian_style_without_a_matrix_form_says_so():
+    e = einsgrad.program(LAYER).explain("W", style="hessian")
+    assert e.hessians[0].matrix_form is None  # ∂²L/∂W∂W has four indices
+    last = str(e).splitlines()[-1]
+    assert last.startswith("   No matrix form (an index has no place in a product of matrices); in index form: \"")
+    assert last.endswith(str(e.hessians[0].result).splitlines()[-1] + '"')
+
+
+def test_hessian_style_needs_a_scalar_program():
+    with pytest.raises(EinsumSpecError, match=r"style='hessian' needs a scalar program"):
+        einsgrad.program("A[i,j] = tanh(sum[k](X[i,k] * W[j,k]))").explain("W", style="hessian")
 
 
 def test_softmax_cross_entropy_is_p_minus_y():

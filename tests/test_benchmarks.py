@@ -267,6 +267,26 @@ def test_storage_accounting_counts_what_ops_make_and_keep_once():
     assert storages.held() == 0
 
 
+def test_training_command_reexecutes_under_the_malloc_settings(monkeypatch):
+    """The command line re-executes itself with glibc's malloc settings (read at process start)
+    unless they are set already or --default-malloc keeps the defaults."""
+    from benchmarks import training
+
+    calls = []
+    monkeypatch.setattr(training.os, "execve", lambda path, argv, env: calls.append((argv, env)))
+    for name in training.MALLOC:
+        monkeypatch.delenv(name, raising=False)
+    training._under_malloc_settings(["--models", "grouped"])
+    training._under_malloc_settings(["--default-malloc"])
+    (argv, env), = calls
+    assert argv[1:] == ["-m", "benchmarks.training", "--models", "grouped"]
+    assert all(env[name] == value for name, value in training.MALLOC.items())
+    for name, value in training.MALLOC.items():
+        monkeypatch.setenv(name, value)
+    training._under_malloc_settings(["--models", "grouped"])
+    assert len(calls) == 1
+
+
 def test_training_quick_cli_writes_its_table_and_json(tmp_path, capsys):
     pytest.importorskip("torch")
     pytest.importorskip("jax")
@@ -353,6 +373,34 @@ def test_networks_wrong_gradients_are_flagged_and_not_timed(monkeypatch):
     monkeypatch.setattr(networks, "einsum_of", lambda network, optimize: Liar(real(network, optimize)))
     row = networks.measure(network_cases.chain(5, 3), rounds=1, repeats=1)
     assert row.note.startswith("WRONG") and row.compile is None and row.forward is None
+
+
+def test_networks_peer_columns_time_jax_and_torch_on_the_path_checked(monkeypatch):
+    """peer_vjps: jax and torch autograd timed beside einsgrad's vjp where their gradients
+    match; a peer whose gradients differ is named in the note and not timed."""
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    from benchmarks import network_cases, networks
+
+    network = network_cases.mps_norm(4, 3)
+    row = networks.measure(network, rounds=1, repeats=1)
+    assert set(row.extra) == {"vjp with peers", "jax vjp", "torch vjp"} and row.note == ""
+    assert all(seconds > 0 for seconds in row.extra.values())
+    line = next(l for l in networks.table([row], "greedy").splitlines() if l.startswith(network.name))
+    assert line.count("x") >= 4  # ratio, vjp/fwd, pb/fwd, and both peers' ratios
+
+    real = networks._torch_vjp
+
+    def wrong(*args):
+        run, grads = real(*args)
+        return run, [2 * g for g in grads]
+
+    monkeypatch.setattr(networks, "_torch_vjp", wrong)
+    timed = networks.Measured(network.family, network.name, network.tensors, forward=1.0)
+    figures = networks.peer_vjps(network, timed)
+    assert "torch vjp" not in figures and "jax vjp" in figures
+    assert "torch's gradients off by" in timed.note
+    assert networks.peer_vjps(network_cases.chain(networks.PEER_LIMIT + 1, 2), timed) == {}
 
 
 def test_network_cases_have_the_shapes_and_tensors_they_say():

@@ -178,7 +178,7 @@ def test_default_names_are_fresh():
     grad = layer.grad("x")
     assert str(grad) == "dx[i] = dY1[i] * dY[i]"
     np.testing.assert_allclose(grad(dY=y, x=x, dY1=x), x * y)
-    assert "the cotangent dY1 = ∂L/∂Y" in str(layer.explain("x"))
+    assert "the cotangent G = ∂L/∂Y (the input dY1)" in str(layer.explain("x"))
     q = einsgrad.program("f = x[i] * H[i,j] * x[j] + v[i] * x[i]")
     H = np.arange(9.0).reshape(3, 3)
     assert q.hessian("x").output_name == "H1"

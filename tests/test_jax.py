@@ -342,3 +342,102 @@ def test_float32_gradients_equal_jax(case: Case):
         assert np.all(np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64))
                       <= 1e-5 * np.asarray(bound) + 1e-30)
 
+
+
+def _pullback_einsum(compiled: einsgrad.Einsum):
+    """The einsum as a ``jax.custom_vjp`` on einsgrad's own forward-saving and pullback plans
+    (reverse mode only): what JAX's transpose of the jvp plan is compared with."""
+    @jax.custom_vjp
+    def f(*arrays):
+        return compiled(*arrays)
+
+    def forward(*arrays):
+        y, saved = compiled.forward_saving(*arrays)
+        return y, (arrays, saved)
+
+    def backward(residuals, g):
+        arrays, saved = residuals
+        return tuple(compiled.pullback(g, arrays, saved))
+
+    f.defvjp(forward, backward)
+    return f
+
+
+def _products(f, *args) -> dict:
+    """Each ``dot_general`` of ``f``'s jaxpr (nested ones too) by the element counts of its
+    operands (sorted) and of its result: the products and their FLOPs, layouts aside."""
+    from collections import Counter
+
+    found = Counter()
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "dot_general":
+                sizes = sorted(int(np.prod(v.aval.shape)) for v in eqn.invars)
+                found[(tuple(sizes), int(np.prod(eqn.outvars[0].aval.shape)))] += 1
+            for param in eqn.params.values():
+                for sub in param if isinstance(param, (list, tuple)) else [param]:
+                    inner = getattr(sub, "jaxpr", sub)
+                    if hasattr(inner, "eqns"):
+                        walk(inner)
+
+    walk(jax.make_jaxpr(f)(*args).jaxpr)
+    return dict(found)
+
+
+@pytest.mark.parametrize("spec, shapes", [
+    pytest.param("bi,oi->bo", [(3, 5), (8, 5)], id="mlp layer"),
+    pytest.param("bhqk,bhkd->bhqd", [(2, 2, 3, 5), (2, 2, 5, 4)], id="attention apply"),
+    pytest.param("bsi,hdi->bhsd", [(2, 3, 8), (2, 4, 8)], id="attention projection"),
+    pytest.param("bi,oij,bj->bo", [(5, 3), (4, 3, 6), (5, 6)], id="bilinear"),
+    pytest.param("ij,jk,kl,lm->im", [(2, 9), (9, 3), (3, 8), (8, 4)], id="chain"),
+    pytest.param("nabcd,aep,pbfq,qcgr,rdh->nefgh",
+                 [(3, 2, 3, 2, 2), (2, 3, 4), (4, 3, 2, 3), (3, 2, 3, 2), (2, 2, 3)], id="tensor train"),
+    pytest.param("ii,i->i", [(3, 3), (3,)], id="diagonal"),
+])
+def test_reverse_mode_is_the_pullback_plan(spec, shapes):
+    """JAX's transpose of einsgrad's jvp plan (the custom_jvp) makes the products of einsgrad's
+    own forward-saving plan and pullback (a custom_vjp on them), product for product: reverse
+    mode stays on einsgrad's tree, with forward mode kept. Values agree."""
+    compiled, arrays = einsgrad.compile(spec), operands(shapes)
+    every = tuple(range(len(arrays)))
+
+    def grad(f):
+        return jax.grad(lambda *a: jnp.sum(jnp.sin(f(*a))), every)
+
+    ours = grad(lambda *a: einsgrad.jax.einsum(compiled, *a))
+    pullback = grad(_pullback_einsum(compiled))
+    assert _products(ours, *arrays) == _products(pullback, *arrays)
+    assert_close(jax.jit(ours)(*arrays), pullback(*arrays))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("spec, shapes", [
+    pytest.param("bi,oi->bo", [(16, 32), (24, 32)], id="mlp layer"),
+    pytest.param("bhqk,bhkd->bhqd", [(2, 4, 16, 16), (2, 4, 16, 8)], id="attention apply"),
+])
+def test_jit_grad_compiles_to_jnp_einsums_program(spec, shapes, dtype):
+    """jit(grad) of the GEMM-shaped layers compiles to jnp.einsum's program, instruction for
+    instruction (names and source locations aside): no transposed product or copy."""
+    from benchmarks.jax_spellings import normalised_hlo
+
+    arrays = operands(shapes, dtype=dtype)
+    texts = []
+    for use in (einsgrad.jax.einsum, jnp.einsum):
+        step = jax.jit(jax.grad(lambda *a, use=use: jnp.sum(jnp.sin(use(spec, *a))), (0, 1)))
+        texts.append(normalised_hlo(step.lower(*arrays).compile().as_text()))
+    assert texts[0] == texts[1]
+
+
+def test_the_products_tell_two_trees_apart():
+    """The comparison above can fail: a chain's gradient on one contraction tree does not have
+    the products of the pullback on another, and has those of its own."""
+    spec, arrays = "ij,jk,kl,lm->im", operands([(2, 9), (9, 3), (3, 8), (8, 4)])
+    left, split = (einsgrad.compile(spec, optimize=path) for path in ([(0, 1), (0, 2), (0, 1)], [(2, 3), (0, 1), (0, 1)]))
+
+    def products(f):
+        return _products(jax.grad(lambda *a: jnp.sum(jnp.sin(f(*a))), (0, 1, 2, 3)), *arrays)
+
+    ours = products(lambda *a: einsgrad.jax.einsum(left, *a))
+    assert ours == products(_pullback_einsum(left))
+    assert ours != products(_pullback_einsum(split))

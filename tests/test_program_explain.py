@@ -31,13 +31,13 @@ def _einsum_sum(gradient, terms, arrays):
 def test_linear_layer_weight():
     text = str(einsgrad.program(LINEAR).explain("W"))
     for step in ["1. The program with its sums written out: Y_ij = Σ_k X_ik W_jk + b_j",
-                 "2. Chain rule for one entry: ∂L/∂W_pq = Σ_ij dY_ij ∂Y_ij/∂W_pq",
-                 "with dY = ∂L/∂Y",
+                 "2. Chain rule for one entry: ∂L/∂W_pq = Σ_ij G_ij ∂Y_ij/∂W_pq",
+                 "with G = ∂L/∂Y",
                  "3. W occurs once: ∂W_jk/∂W_pq = δ_jp δ_kq",
                  "∂Y_ij/∂W_pq = Σ_k X_ik δ_jp δ_kq",
-                 "4. Contracting the deltas: ∂L/∂W_pq = Σ_ijk dY_ij X_ik δ_jp δ_kq = Σ_i dY_ip X_iq",
+                 "4. Contracting the deltas: ∂L/∂W_pq = Σ_ijk G_ij X_ik δ_jp δ_kq = Σ_i G_ip X_iq",
                  '5. Renaming p, q to j, k: "dW[j,k] = dY[i,j] * X[i,k]"',
-                 '"ij,ik->jk"', "In matrix form: dW = dYᵀ X"]:
+                 '"ij,ik->jk"', "In matrix form: ∂L/∂W = Gᵀ X"]:
         assert step in text
     assert "Gradient with respect to X" not in text
 
@@ -47,7 +47,7 @@ def test_linear_layer_every_input_and_the_einsums_compute_the_gradients():
     e = prog.explain()
     assert [g.name for g in e.gradients] == ["X", "W", "b"]
     assert [g.result for g in e.gradients] == [str(prog.grad(n)) for n in "XWb"]
-    assert [g.matrix_form for g in e.gradients] == ["dX = dY W", "dW = dYᵀ X", "db = dYᵀ 1"]
+    assert [g.matrix_form for g in e.gradients] == ["∂L/∂X = G W", "∂L/∂W = Gᵀ X", "∂L/∂b = Gᵀ 1"]
     rng = np.random.default_rng(0)
     a = {"X": rng.standard_normal((3, 4)), "W": rng.standard_normal((5, 4)),
          "dY": rng.standard_normal((3, 5))}
@@ -60,9 +60,9 @@ def test_linear_layer_every_input_and_the_einsums_compute_the_gradients():
 def test_broadcast_bias_sums_the_cotangent():
     text = str(einsgrad.program(LINEAR).explain("b"))
     assert "∂b_j/∂b_p = δ_jp" in text
-    assert "∂L/∂b_p = Σ_ij dY_ij δ_jp = Σ_i dY_ip" in text
+    assert "∂L/∂b_p = Σ_ij G_ij δ_jp = Σ_i G_ip" in text
     assert "b_j lacks Y's index i: the forward broadcast b along i" in text
-    assert "sums dY over i: Σ_i dY_ip." in text
+    assert "sums G over i: Σ_i G_ip." in text
     assert '"db[j] = dY[i,j]"' in text and '"ij->j"' in text
 
 
@@ -82,7 +82,7 @@ def test_quadratic_form_two_occurrences():
     assert '"g[i] = A[i,j] * x[j] + x[j] * A[j,i]"' in text
     assert "merge" not in text  # A x and Aᵀ x differ unless A is symmetric
     (g,) = e.gradients
-    assert g.einsums == ("ij,j->i", "j,ji->i") and g.matrix_form == "g = A x + Aᵀ x"
+    assert g.einsums == ("ij,j->i", "j,ji->i") and g.matrix_form == "∂f/∂x = (A + Aᵀ) x"  # A x + Aᵀ x, factored
     rng = np.random.default_rng(1)
     a = {"A": rng.standard_normal((4, 4)), "x": rng.standard_normal(4)}
     got = _einsum_sum(g, einsgrad.program(QUADRATIC).grad("x").terms, a)
@@ -95,7 +95,7 @@ def test_like_terms_merge():
     assert "∂f/∂x_p = Σ_i δ_ip x_i + Σ_i x_i δ_ip" in text
     assert "= x_p + x_p" in text
     assert "Terms 1 and 2 of step 4 are equal up to renaming and merge: 2 * x[i]." in text
-    assert e.gradients[0].result == "g[i] = 2 * x[i]" and e.gradients[0].matrix_form == "g = 2 x"
+    assert e.gradients[0].result == "g[i] = 2 * x[i]" and e.gradients[0].matrix_form == "∂f/∂x = 2 x"
 
 
 def test_trace_keeps_its_delta():
@@ -105,7 +105,7 @@ def test_trace_keeps_its_delta():
     assert "∂f/∂X_pq = δ_pq" in text
     assert "δ_pq survives: the gradient is zero off that diagonal." in text
     assert e.gradients[0].result == "g[i,j] = delta[i,j] + 0 * X[i,k]"
-    assert e.gradients[0].einsums == ("->ii",) and e.gradients[0].matrix_form == "g = I"
+    assert e.gradients[0].einsums == ("->ii",) and e.gradients[0].matrix_form == "∂f/∂X = I"
 
 
 def test_a_tensor_in_no_term_has_a_zero_gradient():
@@ -124,8 +124,8 @@ def test_hessian_is_the_jacobian_of_the_gradient():
     assert "∂g_i/∂x_p = Σ_j A_ij δ_jp + Σ_j δ_jp A_ji" in text
     assert "∂g_i/∂x_p = A_ip + A_pi" in text
     (h,) = e.hessians
-    assert h.result == "H[i,j] = A[i,j] + A[j,i]" and h.matrix_form == "H = A + Aᵀ"
-    assert repr(e).endswith("∂/∂x: g = A x + Aᵀ x; ∂²/∂x²: H = A + Aᵀ>")
+    assert h.result == "H[i,j] = A[i,j] + A[j,i]" and h.matrix_form == "∂²f/∂x² = A + Aᵀ"
+    assert repr(e).endswith("∂/∂x: ∂f/∂x = (A + Aᵀ) x; ∂²/∂x²: ∂²f/∂x² = A + Aᵀ>")
 
 
 def test_hessian_keeps_deltas_between_the_gradient_and_the_tensor():
@@ -133,7 +133,7 @@ def test_hessian_keeps_deltas_between_the_gradient_and_the_tensor():
     e = prog.explain(style="hessian")
     assert e.gradients[0].result == "g[i,j] = 3 * X[j,k] * X[k,i]"
     assert "Terms 1, 2 and 3 of step 4 are equal up to renaming and merge" in str(e)
-    assert e.gradients[0].matrix_form == "g = 3 Xᵀ Xᵀ"
+    assert e.gradients[0].matrix_form == "∂f/∂X = 3 Xᵀ Xᵀ"
     assert "∂g_ij/∂X_pq = 3 δ_jp X_qi + 3 X_jp δ_iq" in str(e)
     assert e.hessians[0].result == str(prog.hessian("X"))
 
@@ -145,7 +145,7 @@ def test_renders_latex_and_a_one_line_repr():
     assert latex.isascii() and "\\partial" in latex and "\\delta_{ip}" in latex
     body = latex.removeprefix("\\begin{align*}").removesuffix("\\end{align*}")
     assert e._repr_latex_() == "$$\\begin{aligned}" + body + "\\end{aligned}$$"
-    assert repr(e) == "<ProgramExplanation of 'f = x[i] * A[i,j] * x[j]': ∂/∂x: g = A x + Aᵀ x>"
+    assert repr(e) == "<ProgramExplanation of 'f = x[i] * A[i,j] * x[j]': ∂/∂x: ∂f/∂x = (A + Aᵀ) x>"
     with pytest.raises(dataclasses.FrozenInstanceError):
         e.style = "other"
 
@@ -159,7 +159,7 @@ def test_einsgrad_explain_takes_a_program():
 @pytest.mark.parametrize("call, match", [
     (lambda p: p.explain("Z"), r"cannot differentiate by 'Z': it is not a tensor of the program"),
     (lambda p: p.explain("delta"), r"cannot differentiate by 'delta'"),
-    (lambda p: p.explain("W", style="matrix"), r"style must be one of 'index', 'hessian', got 'matrix'"),
+    (lambda p: p.explain("W", style="poetry"), r"style must be one of 'index', 'hessian', 'matrix', got 'poetry'"),
     (lambda p: p.explain("W", style="hessian"), r"style='hessian' needs a scalar program"),
     (lambda p: einsgrad.explain(p, "X,W"), r"names: not for a program"),
     (lambda p: einsgrad.explain(p, sizes={"i": 2}, elementwise=True), r"sizes, elementwise: not for"),

@@ -139,11 +139,11 @@ EPSILON = {torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11}
 ROUNDINGS = 16  # per product term: each operand's cast, each step's result, the cotangent's
 
 
-def _within(got, want, bound, low, what):
+def _within(got, want, bound, eps, what):
     """``|got - want| <= ROUNDINGS eps |bound|``: ``bound`` is the same einsum of absolute
     values, so each term's relative rounding error of at most ``ROUNDINGS eps`` stays below it."""
     error = (got.double() - want).abs()
-    limit = ROUNDINGS * EPSILON[low] * bound + 1e-6
+    limit = ROUNDINGS * eps * bound + 1e-6
     assert bool((error <= limit).all()), f"{what}: off by {float((error - limit).max()):.3g} beyond the limit"
 
 
@@ -170,15 +170,69 @@ def test_autocast_chains_like_torch_einsum(case, low, stored):
         found[name] = y.detach(), grads
     (y, grads), (y_torch, grads_torch) = found["einsgrad"], found["torch"]
     assert y.dtype == y_torch.dtype and y.shape == y_torch.shape
-    _within(y, y64.detach(), bound.detach(), low, "value against float64")
-    _within(y, y_torch.double(), 2 * bound.detach(), low, "value against torch.einsum")
+    # the coarsest rounding on the way: autocast's dtype, or bfloat16 where a step of bfloat16
+    # operands is not cast (fp16 autocast leaves a bfloat16 product in bfloat16)
+    eps = max(EPSILON.get(d, 0.0) for d in (low, y.dtype, *stored))
+    _within(y, y64.detach(), bound.detach(), eps, "value against float64")
+    _within(y, y_torch.double(), 2 * bound.detach(), eps, "value against torch.einsum")
     Gr = G.to(y.dtype).double()
     expected = torch.autograd.grad(y64, exact, Gr, allow_unused=True, materialize_grads=True)
     limits = torch.autograd.grad(bound, bounds, Gr.abs(), allow_unused=True, materialize_grads=True)
     for k, (g, g_torch, want, limit) in enumerate(zip(grads, grads_torch, expected, limits)):
         assert g.dtype == g_torch.dtype == ops[k].dtype and g.shape == ops[k].shape
-        _within(g, want, limit, low, f"gradient {k} against float64")
-        _within(g, g_torch.double(), 2 * limit, low, f"gradient {k} against torch.einsum")
+        _within(g, want, limit, eps, f"gradient {k} against float64")
+        _within(g, g_torch.double(), 2 * limit, eps, f"gradient {k} against torch.einsum")
+
+
+AUTOCAST_COMPILED = [
+    pytest.param("bij,bjk->bik", lambda n: [(2, n, 8), (2, 8, 5)], id="batched matmul"),
+    pytest.param("...ij,...jk->...ik", lambda n: [(3, n, 8), (8, 4)], id="broadcast batch"),
+    pytest.param("ij,j->ij", lambda n: [(n, 6), (6,)], id="product"),
+    pytest.param("ab,bc,cd->ad", lambda n: [(n, 6), (6, 7), (7, 5)], id="chain"),
+    pytest.param("ij,jk,l->ikl", lambda n: [(n, 6), (6, 7), (3,)], id="contraction then product"),
+]
+
+
+@pytest.mark.parametrize("spec, shapes", AUTOCAST_COMPILED)
+def test_autocast_under_torch_compile_dynamic(spec, shapes):
+    """torch.compile(dynamic=True) (AOT autograd traces the call) of a step under CPU bfloat16
+    autocast, over four sizes: the result's and the gradients' dtypes are those of
+    torch.einsum under the same compile and autocast, values and gradients within bfloat16's
+    precision of them, and at most one graph more than torch.einsum builds (three operands
+    and more: torch's opt_einsum path, which both follow, reads each size)."""
+    import torch._dynamo
+    from torch._dynamo.backends.debugging import aot_eager
+
+    found = {}
+    for name, use in (("einsgrad", einsgrad.torch.einsum), ("torch", torch.einsum)):
+        built = []
+
+        def counting(graph, example_inputs, built=built):
+            built.append(graph)
+            return aot_eager(graph, example_inputs)
+
+        def step(*xs, use=use):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = use(spec, *xs)
+            return y, (y.float() ** 2).sum()
+
+        torch._dynamo.reset()
+        compiled = torch.compile(step, backend=counting, dynamic=True)
+        results = []
+        for n in (4, 6, 9, 13):
+            xs = operands(shapes(n), torch.float32, seed=n)
+            y, loss = compiled(*xs)
+            results.append((y.detach(), torch.autograd.grad(loss, xs)))
+        found[name] = len(built), results
+    torch._dynamo.reset()
+    (graphs, mine), (their_graphs, theirs) = found["einsgrad"], found["torch"]
+    assert graphs <= their_graphs + 1
+    for (y, grads), (y_ref, grads_ref) in zip(mine, theirs):
+        assert y.dtype == y_ref.dtype
+        close(y, y_ref.float(), torch.bfloat16)
+        for g, want in zip(grads, grads_ref):
+            assert g.dtype == want.dtype == torch.float32
+            close(g, want, torch.bfloat16)
 
 
 def test_autocast_leaves_float64_and_integers():

@@ -1,0 +1,445 @@
+"""Statements in matrix notation: a derived program's result as a textbook writes it.
+
+The result statement of a gradient (or Hessian) program is rendered term by term: each term's
+operands (tensors, and the nodes of :mod:`einsgrad.expressions` as the tensors they are over
+their free indices) go through the rule table of :mod:`einsgrad.matrix_forms`, and every
+statement it reads is written where it is read, except the forward statements the user named,
+which stay names and are defined after it. For the tanh layer and ``W``::
+
+    ∂L/∂W = ((A - T) ∘ (1 - A∘A))ᵀ X, with A = tanh(H), H = X Wᵀ + 1 cᵀ
+
+Products are kept as chains, so that a transposed product reads as a textbook's (``(P Q)ᵀ =
+Qᵀ Pᵀ``) and a sum of chains with a common first or last factor is factored (``A x + Aᵀ x =
+(A + Aᵀ) x``, ``2 Xᵀ X w - 2 Xᵀ y = 2 Xᵀ (X w - y)``). Nothing is derived here. Pure: no numpy.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from typing import Mapping, Sequence
+
+from .algebra import Delta, Factor, Term, decimal
+from .expressions import Call, Group, Power, Scoped, Statement, free, term_free
+from .matrix_forms import ONES, form_body, hadamard, matrix_form
+from .render import Piece, applied, equals, juxt, spaced, tensor_name, transpose_of
+from .spec_terms import einsum_of
+
+MAX_WRITTEN_IN = 2000
+"""The longest text a statement written where it is read may have; a longer one has no
+matrix form here (a Hessian's cotangents may nest deeply)."""
+
+
+@dataclass(frozen=True)
+class Link:
+    """One factor of a product chain: ``base``, transposed or not; a symmetric one (a
+    diagonal matrix, a scalar) reads the same transposed."""
+
+    base: Piece
+    transposed: bool = False
+    symmetric: bool = False
+    scalar: bool = False
+
+    def flipped(self) -> "Link":
+        return self if self.symmetric else replace(self, transposed=not self.transposed)
+
+    @property
+    def piece(self) -> Piece:
+        return transpose_of(self.base) if self.transposed else self.base
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """``coefficient`` times ``body``, a matrix expression.
+
+    Attributes:
+        coefficient: a number in front, lifted out wherever the rendering is a factor.
+        body: the expression without its coefficient.
+        atomic: reads as one operand without parentheses (a name, a function's value).
+        chain: a product's factors (a trace's, inside it), when ``body`` is one; a
+            transposed chain is reversed.
+        terms: a sum's terms, (coefficient, rendering or None for a number), when it is one.
+        kind: "product", "trace", "hadamard" (``parts`` its operands) or "other".
+    """
+
+    coefficient: Fraction
+    body: Piece
+    atomic: bool
+    chain: tuple[Link, ...] | None = None
+    terms: tuple | None = None
+    kind: str = "other"
+    parts: tuple[Piece, ...] = ()
+
+    @property
+    def whole(self) -> Piece:
+        """The coefficient and the body, as one expression."""
+        return _scaled(self.coefficient, self.body)
+
+
+@dataclass(frozen=True)
+class StatementForm:
+    """A statement in matrix notation: ``equation`` and the named definitions it reads."""
+
+    equation: Piece
+    where: tuple[Piece, ...] = ()
+
+    @property
+    def piece(self) -> Piece:
+        if not self.where:
+            return self.equation
+        joined = Piece(", ".join(w.text for w in self.where), r",\ ".join(w.latex for w in self.where))
+        return spaced(Piece(self.equation.text + ",", self.equation.latex + ","), Piece("with", r"\text{with}"), joined)
+
+
+def statement_form(statements: Sequence[Statement], lhs: Piece, named: frozenset[str] = frozenset(),
+                   names: Mapping[str, Piece] | None = None,
+                   nameable: frozenset[str] = frozenset()) -> StatementForm | None:
+    """The last of ``statements`` as ``lhs = ...``, or None where a term has no matrix form.
+
+    The earlier statements are written where they are read, but those in ``named`` (the
+    forward's intermediates the user named), which stay names and are defined after the
+    equation, in the order they are first read; so does one of ``nameable`` (the forward's
+    temporaries) that would be written twice or more and is no plain call (``tanh(X Wᵀ + b)``
+    read twice is named once). ``names`` renders some inputs otherwise (the cotangent
+    ``dY`` as ``G``)."""
+    definitions = {s.name: s for s in statements[:-1]}
+    writer = Writer(definitions, named, dict(names or {}))
+    body = writer.statement(statements[-1], top=True)
+    if body is None:
+        return None
+    while True:  # the longest repeated one first: what it holds is then written once
+        repeated = [n for n, count in writer.multiplicities(statements[-1].name).items()
+                    if count > 1 and n in nameable and n not in named and writer.done.get(n) is not None
+                    and " " in writer.done[n].whole.text]
+        if not repeated:
+            break
+        named = named | {max(repeated, key=lambda n: len(writer.done[n].whole.text))}
+        writer = Writer(definitions, named, dict(names or {}))
+        body = writer.statement(statements[-1], top=True)
+    where, n = [], 0
+    while n < len(writer.used):
+        name = writer.used[n]
+        definition = writer.statement(writer.definitions[name], top=True)
+        if definition is None:
+            return None
+        where.append(equals(tensor_name(name), definition.whole))
+        n += 1
+    return StatementForm(equals(lhs, body.whole), tuple(where))
+
+
+class Writer:
+    """Renders statements, each once (a cache by name), collecting the named ones read.
+
+    ``definitions``: the statements that may be written where they are read, but those in
+    ``named``; ``names``: renderings of some tensors (a cotangent ``dY`` as ``G``)."""
+
+    def __init__(self, definitions: dict[str, Statement], named, names: dict[str, Piece]):
+        self.definitions, self.named, self.names = definitions, named, names
+        self.used: list[str] = []
+        self.done: dict[str, Rendering | None] = {}
+        self.reading: list[str] = []  # the statements being rendered, innermost last
+        self.reads: dict[str, Counter] = {}  # how often each statement writes in each other
+
+    def multiplicities(self, target: str) -> Counter:
+        """How many times each statement written in appears in the text of ``target``."""
+        count = Counter({target: 1})
+        order = [target] + [n for n in reversed(self.definitions) if n != target]
+        for reader in order:  # a statement reads only earlier ones
+            for name, k in self.reads.get(reader, {}).items():
+                count[name] += count[reader] * k
+        return count
+
+    def statement(self, s: Statement, top: bool = False) -> Rendering | None:
+        """``s`` rendered, once where it is read (``top``: as it stands, not cached)."""
+        if top:
+            self.reading.append(s.name)
+            found = self.sum(s.terms, s.indices, top=True)
+            self.reading.pop()
+            return found
+        if self.reading:
+            self.reads.setdefault(self.reading[-1], Counter())[s.name] += 1
+        if s.name not in self.done:
+            self.done[s.name] = None  # a statement reads only earlier ones: no cycle
+            self.reading.append(s.name)
+            found = self.sum(s.terms, s.indices)
+            self.reading.pop()
+            if found is not None and len(found.whole.text) > MAX_WRITTEN_IN:
+                found = None
+            self.done[s.name] = found
+        return self.done[s.name]
+
+    def tensor(self, name: str) -> Rendering | None:
+        if name in self.names:
+            return Rendering(Fraction(1), self.names[name], True, (Link(self.names[name]),), kind="product")
+        if name in self.definitions and name not in self.named:
+            return self.statement(self.definitions[name])
+        if name in self.definitions and name not in self.used:
+            self.used.append(name)
+        piece = tensor_name(name)
+        return Rendering(Fraction(1), piece, True, (Link(piece),), kind="product")
+
+    # -- sums and terms ----------------------------------------------------------------------
+
+    def sum(self, terms, indices, top: bool = False) -> Rendering | None:
+        """``Σ terms`` over ``indices``, each term's other indices summed over it; ``top``:
+        a statement written as it stands, not where it is read."""
+        rendered = []
+        for t in terms:
+            found = self.term(t, tuple(indices), top and len(terms) == 1)
+            if found is False:
+                return None
+            rendered.append(found)
+        return _sum(rendered)
+
+    def term(self, term: Term, indices: tuple[str, ...], top: bool = False):
+        """(coefficient, rendering) of one term over ``indices``, (c, None) for a number,
+        False where it has no matrix form; ``top``: a statement's only term, written as it
+        stands (its sign may then go into a sum it holds)."""
+        if not term.factors:
+            return term.coefficient, None
+        operands, proxies, inverse = [], [], set()
+        for f in term.factors:
+            if isinstance(f, Delta):
+                proxies.append(f)
+                continue
+            if isinstance(f, Factor):
+                r, labels, reciprocal = self.tensor(f.name), f.indices, False
+            else:
+                r, labels, reciprocal = self._node_operand(f)
+            if r is None:
+                return False
+            if reciprocal:
+                inverse.add(len(operands))
+            proxies.append(Factor(f"#{len(operands)}", tuple(labels)))
+            operands.append(r)
+        if len(operands) == 1 and not indices and isinstance(term.factors[0], Power) \
+                and term.factors[0].exponent == 2 and not inverse and not any(isinstance(p, Delta) for p in proxies):
+            base = self.sum(term.factors[0].base.terms, free(term.factors[0]))  # ‖B‖²: a sum of squares
+            if base is None:
+                return False
+            norm = Piece(f"‖{base.whole.text}‖²", rf"\left\|{base.whole.latex}\right\|^2")
+            return term.coefficient, Rendering(Fraction(1), norm, True)
+        proxies, operands, inverse = _merged(proxies, operands, inverse)
+        found = einsum_of(indices, Term(Fraction(1), tuple(proxies)))
+        if found is None:
+            return False
+        order = [int(f.name[1:]) for f in found.tensors]
+        form = matrix_form(found.spec)
+        if form is None or form.batch or form.summed:  # "Σ_k" of slices is no matrix notation
+            return False
+        if not order:  # "->ii": the spec reads one 0-d operand, which this term does not have
+            form = replace(form, scalars=())
+        used = [operands[k] for k in order]
+        flipped = frozenset(n for n, k in enumerate(order) if k in inverse)
+        coefficient = term.coefficient
+        for n, r in enumerate(used):
+            if n not in flipped:
+                coefficient *= r.coefficient
+        sums = [n for n, r in enumerate(used) if r.terms is not None and n not in flipped and r.coefficient == 1]
+        if top and coefficient < 0 and len(sums) == 1:  # -2 (T - U Vᵀ) V is 2 (U Vᵀ - T) V
+            coefficient, used[sums[0]] = -coefficient, _negated(used[sums[0]])
+        return coefficient, _formed(form, used, flipped)
+
+    def _node_operand(self, node):
+        """(rendering, labels, reciprocal) of a node as an operand of a term."""
+        if isinstance(node, Power) and node.exponent < 0:
+            r = self.node(Power(node.base, -node.exponent))
+            return r, free(node), True
+        return self.node(node), free(node), False
+
+    def node(self, node) -> Rendering | None:
+        """A node as the tensor it is over its free indices, in order."""
+        indices = free(node)
+        if isinstance(node, Group):
+            return self.sum(node.terms, indices)
+        if isinstance(node, Scoped):
+            if any(not set(node.over) <= set(term_free(t)) for t in node.body.terms):
+                return None  # a term constant along a summed index: times its size
+            return self.sum(node.body.terms, indices)
+        if isinstance(node, Call):
+            inner = self.sum(node.argument.terms, indices)
+            if inner is None:
+                return None
+            value = applied(node.function, inner.whole)
+            return Rendering(Fraction(1), value, True, (Link(value),), kind="product")
+        base = self.sum(node.base.terms, indices)  # a Power, exponent positive
+        if base is None:
+            return None
+        if node.exponent == 1:
+            return base
+        operand = _operand(base.whole)
+        if not indices:  # a scalar's power
+            e = decimal(node.exponent)
+            e = e if node.exponent.denominator == 1 and node.exponent > 0 else f"({e})"
+            return Rendering(Fraction(1), Piece(f"{operand.text}^{e}", f"{operand.latex}^{{{e}}}"), True)
+        if node.exponent == 2:
+            return Rendering(Fraction(1), hadamard([operand, operand]), False)
+        e = decimal(node.exponent)
+        e = e if node.exponent.denominator == 1 else f"({e})"
+        return Rendering(Fraction(1), Piece(f"{operand.text}^∘{e}", f"{operand.latex}^{{\\circ {e}}}"), True)
+
+
+# -- assembling ------------------------------------------------------------------------------
+
+
+def _merged(proxies, operands, inverse):
+    """Operands over the same indices (none repeated, not reciprocal), which another operand
+    also holds, merged into one entrywise product, so that ``X[i,p] * t[i] * (1 - t[i])``
+    reads ``Diag(t ∘ (1 - t)) X`` (``x[k] * x[k]`` alone stays a dot product ``xᵀ x``)."""
+    groups: dict[frozenset, list[int]] = {}
+    for n, p in enumerate(proxies):
+        if isinstance(p, Factor) and len(set(p.indices)) == len(p.indices) and int(p.name[1:]) not in inverse:
+            groups.setdefault(frozenset(p.indices), []).append(n)
+    joined = [g for key, g in groups.items() if len(g) > 1 and key and all(
+        any(label in p.indices for m, p in enumerate(proxies) if m not in g) for label in key)]
+    if not joined:
+        return proxies, operands, inverse
+    proxies, operands = list(proxies), list(operands)
+    for g in joined:
+        first = proxies[g[0]]
+        parts, coefficient = [], Fraction(1)
+        for n in g:
+            r = operands[int(proxies[n].name[1:])]
+            coefficient *= r.coefficient
+            part = _operand(r.body)
+            parts.append(part if proxies[n].indices == first.indices else transpose_of(part))
+        operands[int(first.name[1:])] = Rendering(coefficient, hadamard(parts), False)
+        for n in g[1:]:
+            proxies[n] = None
+    return [p for p in proxies if p is not None], operands, inverse
+
+
+def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering:
+    """The form's body over the operands' renderings: a product as a chain (operand chains
+    spliced in, reversed where transposed), any other kind by :func:`form_body`. A reciprocal
+    operand (in ``inverse``) keeps its coefficient; the others' are the term's."""
+    shown = [_operand(r.whole if n in inverse else r.body) for n, r in enumerate(used)]
+    if form.kind == "product" and form.factors in (((0, False),),) and not form.scalars and not inverse \
+            and not form.scaled and not form.summed:
+        return replace(used[0], coefficient=Fraction(1))  # the operand as it stands
+    if form.kind in ("product", "trace") and not form.summed and not any(k in inverse for k in form.scalars):
+        links = [Link(shown[k], scalar=True, symmetric=True) for k in form.scalars]
+        for n, (k, t) in enumerate(form.factors):
+            if k is None:
+                links.append(Link(ONES, t))
+            elif n in form.scaled:
+                d = applied("Diag", used[k].whole if k in inverse else used[k].body)
+                links.append(Link(Piece(d.text + "⁻¹", d.latex + "^{-1}") if k in inverse else d, symmetric=True))
+            elif k in inverse:
+                links.append(Link(Piece(f"(1 ⊘ {shown[k].text})", rf"\left(1 \oslash {shown[k].latex}\right)"), t))
+            elif used[k].kind == "product":
+                chain = used[k].chain
+                links.extend([x.flipped() for x in reversed(chain)] if t else chain)
+            else:
+                links.append(Link(shown[k], t))
+        if form.kind == "trace":
+            scalars = [x for x in links if x.scalar]
+            inside = [x for x in links if not x.scalar]
+            body = juxt([x.piece for x in scalars] + [applied("tr", juxt([x.piece for x in inside]))])
+            return Rendering(Fraction(1), body, not scalars, tuple(inside) if not scalars else None, kind="trace")
+        links = [x for x in links if x.scalar] + [x for x in links if not x.scalar]
+        body = juxt([x.piece for x in links], empty="1")
+        return Rendering(Fraction(1), body, _atomic_text(body.text), tuple(links), kind="product")
+    body = form_body(form, shown, inverse=inverse)
+    if form.kind == "hadamard" and not form.scalars and not inverse:
+        parts = tuple(transpose_of(shown[k]) if t else shown[k] for k, t in form.factors)
+        return Rendering(Fraction(1), body, False, kind="hadamard", parts=parts)
+    return Rendering(Fraction(1), body, _atomic_text(body.text))
+
+
+def _sum(rendered) -> Rendering:
+    """Terms (coefficient, rendering or None for a number) as one rendering: factored where
+    every term is a chain with a common first or last factor, a positive term first."""
+    rendered = [(c, r) for c, r in rendered if c != 0]
+    if not rendered:
+        return Rendering(Fraction(1), Piece("0", "0"), True)
+    if len(rendered) == 1:
+        c, r = rendered[0]
+        if r is None:
+            return Rendering(Fraction(1), _number(c), c >= 0)
+        return replace(r, coefficient=c * r.coefficient)
+    factored = _factored(rendered)
+    if factored is not None:
+        return factored
+    first = next((n for n, (c, _) in enumerate(rendered) if c > 0), 0)
+    rendered = [rendered[first]] + rendered[:first] + rendered[first + 1:]
+    magnitudes = {abs(c) for c, _ in rendered}
+    if len(magnitudes) == 1 and 1 not in magnitudes and all(r is not None for _, r in rendered):
+        common = magnitudes.pop()  # 2 Y - 2 X W is 2 (Y - X W)
+        inner = [(c / common, r) for c, r in rendered]
+        return Rendering(common, parenthesized_always(_signed(inner)), True, terms=tuple(inner))
+    return Rendering(Fraction(1), _signed(rendered), False, terms=tuple(rendered))
+
+
+def _factored(rendered) -> Rendering | None:
+    chains = [r.chain if r is not None and r.kind == "product" else None for _, r in rendered]
+    if any(ch is None or any(x.scalar for x in ch) for ch in chains):
+        return None
+    head = 0
+    while all(len(ch) > head + 1 and ch[head] == chains[0][head] for ch in chains):
+        head += 1
+    tail = 0
+    while all(len(ch) > head + tail + 1 and ch[-1 - tail] == chains[0][-1 - tail] for ch in chains):
+        tail += 1
+    if not head and not tail:
+        return None
+    magnitudes = {abs(c) for c, _ in rendered}
+    common = magnitudes.pop() if len(magnitudes) == 1 else Fraction(1)
+    inner = _sum([(c / common, Rendering(Fraction(1), juxt([x.piece for x in ch[head:len(ch) - tail]]),
+                                         len(ch) - tail - head == 1, ch[head:len(ch) - tail], kind="product"))
+                  for (c, _), ch in zip(rendered, chains)])
+    if inner.kind == "product":
+        middle, common = list(inner.chain), common * inner.coefficient
+    else:
+        middle = [Link(parenthesized_always(inner.whole))]
+    links = list(chains[0][:head]) + middle + list(chains[0][len(chains[0]) - tail:])
+    return Rendering(common, juxt([x.piece for x in links]), False, tuple(links), kind="product")
+
+
+def _negated(r: Rendering) -> Rendering:
+    return _sum([(-c, x) for c, x in r.terms])
+
+
+def _signed(parts) -> Piece:
+    text, latex = [], []
+    for n, (c, r) in enumerate(parts):
+        m = _number(abs(c)) if r is None else _scaled(abs(c), r.body if r.coefficient == 1 else r.whole)
+        lead = ("-" if c < 0 else "") if n == 0 else (" - " if c < 0 else " + ")
+        text += [lead, m.text]
+        latex += [lead, m.latex]
+    return Piece("".join(text), "".join(latex))
+
+
+def _scaled(c: Fraction, body: Piece) -> Piece:
+    if c == 1:
+        return body
+    if c == -1:
+        return Piece("-" + body.text, "-" + body.latex)
+    return juxt([_number(c), body])
+
+
+def _number(c: Fraction) -> Piece:
+    return Piece(decimal(c), decimal(c))
+
+
+def _operand(m: Piece) -> Piece:
+    """A piece as an operand: parenthesized unless one name or one call."""
+    return m if _atomic_text(m.text) else parenthesized_always(m)
+
+
+def _atomic_text(text: str) -> bool:
+    """No space, ∘, ⊘ or / outside parentheses and norms, and no leading minus."""
+    if text.startswith("-"):
+        return False
+    depth, norm = 0, False
+    for char in text:
+        norm = not norm if char == "‖" else norm
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and not norm and char in " ∘⊘/":
+            return False
+    return True
+
+
+def parenthesized_always(m: Piece) -> Piece:
+    return Piece(f"({m.text})", rf"\left({m.latex}\right)")

@@ -1,0 +1,458 @@
+"""Matrix forms of program gradients and Hessians, checked against textbook formulas.
+
+Each printed matrix form is read back by a small parser written here (independent of the
+renderer: it knows only the notation, ``Xᵀ``, juxtaposition, ``∘``, ``⊘``, ``/``, ``Diag``,
+``tr``, ``1`` and ``I``) and evaluated with numpy; the value must equal the textbook formula,
+written by hand in numpy, and so must the program's own gradient. The classic table is the
+issue's: tanh, sigmoid and relu layers with squared error, logistic regression, softmax
+cross-entropy, log-sum-exp, least squares, matrix factorization, xᵀAx and tr(AXB).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pytest
+
+import einsgrad
+
+# -- reading the notation back -----------------------------------------------------------------
+
+_TOKEN = re.compile(r"\s*(‖|\d+(?:\.\d+)?(?:/\d+)?|[A-Za-z_][A-Za-z_0-9]*|ᵀ|⁻¹|²|∘|⊘|[-+/()^])")
+_FUNCTIONS = {
+    "tanh": np.tanh, "exp": np.exp, "log": np.log, "sin": np.sin, "cos": np.cos, "sqrt": np.sqrt,
+    "abs": np.abs, "sigmoid": lambda u: 1 / (1 + np.exp(-u)), "relu": lambda u: np.maximum(u, 0),
+    "step": lambda u: (u > 0).astype(float), "sign": np.sign, "softplus": lambda u: np.log1p(np.exp(u)),
+}
+
+
+class _Ones:
+    """The ones vector ``1`` of a product, its size taken from its neighbour."""
+
+    def __init__(self, transposed=False):
+        self.transposed = transposed
+
+
+class _Identity:
+    pass
+
+
+def _tokens(text):
+    out, n = [], 0
+    while n < len(text):
+        m = _TOKEN.match(text, n)
+        assert m, f"cannot read {text[n:]!r}"
+        out.append(m.group(1))
+        n = m.end()
+    return out
+
+
+class _Reader:
+    """Values as 2-d arrays: a vector is a column, a scalar 1 x 1."""
+
+    def __init__(self, text, env, size, definitions=None):
+        self.tokens, self.n, self.env, self.size = _tokens(text), 0, env, size
+        self.definitions = {} if definitions is None else definitions
+
+    def peek(self):
+        return self.tokens[self.n] if self.n < len(self.tokens) else None
+
+    def take(self, expected=None):
+        token = self.tokens[self.n]
+        assert expected is None or token == expected, (token, expected, self.tokens)
+        self.n += 1
+        return token
+
+    def sum(self):
+        sign = -1.0 if self.peek() == "-" else 1.0
+        if sign < 0:
+            self.take()
+        value = sign * self.quotient()
+        while self.peek() in ("+", "-"):
+            s = 1.0 if self.take() == "+" else -1.0
+            value = value + s * self.quotient()
+        return value
+
+    def quotient(self):
+        value = self.product()
+        while self.peek() == "/":
+            self.take()
+            value = value / self.atom_postfix()
+        return value
+
+    def product(self):
+        factors = [self.hadamard()]
+        while self.peek() not in (None, "+", "-", ")", "/", ",", "‖"):
+            factors.append(self.hadamard())
+        if len(factors) == 1:
+            only = factors[0]
+            return 1.0 if isinstance(only, _Ones) else np.eye(self.size) if isinstance(only, _Identity) else only
+        return self.chain(factors)
+
+    def chain(self, factors):
+        values = []
+        for n, f in enumerate(factors):
+            if isinstance(f, _Identity):
+                continue  # s I: the scalar, times the identity at the end
+            if isinstance(f, _Ones):
+                if f.transposed:  # 1ᵀ M sums M's rows; v 1ᵀ broadcasts v along the columns
+                    nxt = next((x for x in factors[n + 1:] if not isinstance(x, (_Ones, _Identity))
+                                and x.shape != (1, 1)), None)
+                    f = None if nxt is None else np.ones((1, nxt.shape[0]))
+                elif any(v.shape != (1, 1) for v in values):
+                    f = np.ones(([v for v in values if v.shape != (1, 1)][-1].shape[1], 1))
+                else:
+                    f = None  # 1 vᵀ: a row broadcast along the rows
+            if f is not None:
+                values.append(f)
+        value = values[0]
+        for v in values[1:]:
+            value = value * v if value.shape == (1, 1) or v.shape == (1, 1) else value @ v
+        if any(isinstance(f, _Identity) for f in factors):
+            value = value * np.eye(self.size)
+        return value
+
+    def hadamard(self):
+        value = self.atom_postfix()
+        while self.peek() in ("∘", "⊘"):
+            op = self.take()
+            other = self.atom_postfix()
+            value = value * other if op == "∘" else value / other
+        return value
+
+    def atom_postfix(self):
+        value = self.atom()
+        while self.peek() in ("ᵀ", "⁻¹", "^"):
+            op = self.take()
+            if op == "^":  # a power: 2, or in parentheses (-1), (0.5), (1/3); ^∘ entrywise
+                if self.peek() == "∘":
+                    self.take()
+                wrapped = self.peek() == "("
+                if wrapped:
+                    self.take("(")
+                sign = -1.0 if self.peek() == "-" else 1.0
+                if sign < 0:
+                    self.take("-")
+                top, _, bottom = self.take().partition("/")
+                if wrapped:
+                    self.take(")")
+                value = value ** (sign * float(top) / float(bottom or 1))
+                continue
+            if isinstance(value, _Ones):
+                value = _Ones(not value.transposed)
+            elif op == "ᵀ":
+                value = value.T
+            else:
+                value = np.linalg.inv(value)
+        return value
+
+    def atom(self):
+        token = self.take()
+        if token == "(":
+            value = self.sum()
+            self.take(")")
+            return value
+        if token == "‖":
+            value = self.sum()
+            self.take("‖")
+            self.take("²")
+            return np.array([[np.sum(value ** 2)]])
+        if token == "1" and self.peek() not in ("∘", "⊘"):
+            return _Ones()
+        if token[0].isdigit():
+            top, _, bottom = token.partition("/")
+            return np.array([[float(top) / float(bottom or 1)]])
+        if token == "I":
+            return _Identity()
+        if token in ("tr", "diag", "Diag") or token in _FUNCTIONS:
+            self.take("(")
+            inner = self.sum()
+            self.take(")")
+            if token == "tr":
+                return np.array([[np.trace(inner)]])
+            if token == "diag":
+                return np.diag(inner)[:, None]
+            if token == "Diag":
+                return np.diag(inner[:, 0])
+            return _FUNCTIONS[token](inner)
+        if token in self.definitions:  # a name defined after the form: read when first used
+            self.env[token] = _Reader(self.definitions.pop(token), self.env, self.size, self.definitions).sum()
+        value = self.env[token]
+        return value if value.ndim == 2 else value.reshape(-1, 1) if value.ndim == 1 else value.reshape(1, 1)
+
+
+def evaluate(form: str, arrays: dict, shape) -> np.ndarray:
+    """The value of a printed ``lhs = body, with A = ..., H = ...`` for ``arrays``, as ``shape``."""
+    body, _, where = form.partition(", with ")
+    definitions = dict(d.partition(" = ")[::2] for d in re.split(r", (?=\w+ = )", where)) if where else {}
+    size = shape[0] if shape else 1
+    value = _Reader(body.partition(" = ")[2], dict(arrays), size, definitions).sum()
+    value = np.asarray(value, dtype=float)
+    if value.size == np.prod(shape):
+        return value.reshape(shape)
+    return np.broadcast_to(value.reshape(()) if value.size == 1 else value, shape)
+
+
+def test_the_reader_reads_the_notation():
+    a = {"A": np.array([[1.0, 2], [3, 4]]), "x": np.array([1.0, -1]), "d": np.array([2.0, 3])}
+    np.testing.assert_allclose(evaluate("g = (A + Aᵀ) x", a, (2,)), (a["A"] + a["A"].T) @ a["x"])
+    np.testing.assert_allclose(evaluate("g = A Diag(d)", a, (2, 2)), a["A"] * a["d"])
+    np.testing.assert_allclose(evaluate("g = (A ∘ A)ᵀ 1", a, (2,)), (a["A"] ** 2).sum(axis=0))
+    np.testing.assert_allclose(evaluate("g = 1ᵀ x", a, ()), a["x"].sum())
+    np.testing.assert_allclose(evaluate("g = tr(A) I - 2 A", a, (2, 2)), 5 * np.eye(2) - 2 * a["A"])
+    np.testing.assert_allclose(evaluate("g = x / (1ᵀ exp(x)) + 1 dᵀ", a, (2, 2)),
+                               a["x"][:, None] / np.exp(a["x"]).sum() + a["d"][None, :])
+
+
+# -- the classic table --------------------------------------------------------------------------
+
+
+def sigmoid(u):
+    return 1 / (1 + np.exp(-u))
+
+
+def softmax_rows(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+LAYER = "H[b,j] = X[b,k] * W[j,k] + c[j]\nA[b,j] = {f}(H[b,j])\nL = 0.5 * (A[b,j] - T[b,j])^2"
+
+
+def _layer(f, derivative):
+    def textbook(a):
+        H = a["X"] @ a["W"].T + a["c"]
+        A = f(H)
+        return ((A - a["T"]) * derivative(H, A)).T @ a["X"]
+    return textbook
+
+
+def _arrays(rng):
+    return {"X": rng.standard_normal((6, 4)), "W": rng.standard_normal((3, 4)), "c": rng.standard_normal(3),
+            "T": rng.standard_normal((6, 3)), "w": rng.standard_normal(4), "y": rng.random(6),
+            "Y": softmax_rows(rng.standard_normal((6, 3))), "z": rng.standard_normal(5),
+            "U": rng.standard_normal((6, 2)), "V": rng.standard_normal((3, 2)), "M": rng.standard_normal((6, 3)),
+            "S": rng.standard_normal((4, 4)), "x": rng.standard_normal(4), "B": rng.standard_normal((4, 6)),
+            "C": rng.standard_normal((6, 4)), "P": rng.standard_normal((3, 4)), "R": rng.standard_normal((4, 5)),
+            "Q": rng.standard_normal((5, 3)), "d": rng.standard_normal(3)}
+
+
+CLASSIC = [
+    # (case, program, tensor, textbook gradient)
+    ("tanh layer", LAYER.format(f="tanh"), "W", _layer(np.tanh, lambda H, A: 1 - A ** 2)),
+    ("sigmoid layer", LAYER.format(f="sigmoid"), "W", _layer(sigmoid, lambda H, A: A * (1 - A))),
+    ("relu layer", LAYER.format(f="relu"), "W", _layer(lambda u: np.maximum(u, 0), lambda H, A: (H > 0) * 1.0)),
+    ("tanh layer bias", LAYER.format(f="tanh"), "c",
+     lambda a: ((np.tanh(a["X"] @ a["W"].T + a["c"]) - a["T"]) * (1 - np.tanh(a["X"] @ a["W"].T + a["c"]) ** 2)).sum(0)),
+    ("logistic regression", "z[i] = X[i,k] * w[k]\nL = softplus(z[i]) - y[i] * z[i]", "w",
+     lambda a: a["X"].T @ (sigmoid(a["X"] @ a["w"]) - a["y"])),
+    ("tanh layer, nothing named", "L = 0.5 * (tanh(sum[k](X[b,k] * W[j,k]) + c[j]) - T[b,j])^2", "W",
+     _layer(np.tanh, lambda H, A: 1 - A ** 2)),
+    ("logistic regression, log loss",
+     "z[i] = X[i,k] * w[k]\np[i] = sigmoid(z[i])\nL = -sum[i](y[i] * log(p[i]) + (1 - y[i]) * log(1 - p[i]))", "w",
+     lambda a: a["X"].T @ (sigmoid(a["X"] @ a["w"]) - a["y"])),
+    ("softmax cross-entropy", "Z[b,j] = X[b,k] * W[j,k]\nL = log(sum[j](exp(Z[b,j]))) - Y[b,j] * Z[b,j]", "W",
+     lambda a: (softmax_rows(a["X"] @ a["W"].T) - a["Y"]).T @ a["X"]),
+    ("log-sum-exp", "L = log(sum[j](exp(z[j])))", "z", lambda a: softmax_rows(a["z"])),
+    ("least squares", "L = (sum[k](X[i,k] * w[k]) - y[i])^2", "w",
+     lambda a: 2 * a["X"].T @ (a["X"] @ a["w"] - a["y"])),
+    ("matrix factorization by U", "L = (M[i,j] - sum[a](U[i,a] * V[j,a]))^2", "U",
+     lambda a: 2 * (a["U"] @ a["V"].T - a["M"]) @ a["V"]),
+    ("matrix factorization by V", "L = (M[i,j] - sum[a](U[i,a] * V[j,a]))^2", "V",
+     lambda a: 2 * (a["U"] @ a["V"].T - a["M"]).T @ a["U"]),
+    ("quadratic form", "f = x[i] * S[i,j] * x[j]", "x", lambda a: (a["S"] + a["S"].T) @ a["x"]),
+    ("tr(AXB)", "f = P[i,j] * R[j,k] * Q[k,i]", "R", lambda a: a["P"].T @ a["Q"].T),
+]
+
+
+@pytest.mark.parametrize("case, text, name, textbook", CLASSIC, ids=[c[0] for c in CLASSIC])
+def test_classic_matrix_forms_are_the_textbook_gradients(case, text, name, textbook):
+    prog = einsgrad.program(text)
+    arrays = {k: v for k, v in _arrays(np.random.default_rng(7)).items() if k in prog.inputs}
+    form = prog.explain(name).gradients[0].matrix_form
+    assert form is not None, case
+    expected = textbook(arrays)
+    np.testing.assert_allclose(evaluate(form, arrays, expected.shape), expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(prog.grad(name)(**arrays), expected, rtol=1e-9, atol=1e-12)
+
+
+HESSIANS = [
+    ("least squares", "L = (sum[k](X[i,k] * w[k]) - y[i])^2", "w", lambda a: 2 * a["X"].T @ a["X"]),
+    ("quadratic form", "f = x[i] * S[i,j] * x[j]", "x", lambda a: a["S"] + a["S"].T),
+    ("logistic regression", "z[i] = X[i,k] * w[k]\nL = softplus(z[i]) - y[i] * z[i]", "w",
+     lambda a: a["X"].T @ np.diag(sigmoid(a["X"] @ a["w"]) * (1 - sigmoid(a["X"] @ a["w"]))) @ a["X"]),
+    ("log-sum-exp", "L = log(sum[j](exp(z[j])))", "z",
+     lambda a: np.diag(softmax_rows(a["z"])) - np.outer(softmax_rows(a["z"]), softmax_rows(a["z"]))),
+]
+
+
+@pytest.mark.parametrize("case, text, name, textbook", HESSIANS, ids=[c[0] for c in HESSIANS])
+def test_hessian_matrix_forms_are_the_textbook_hessians(case, text, name, textbook):
+    prog = einsgrad.program(text)
+    arrays = {k: v for k, v in _arrays(np.random.default_rng(8)).items() if k in prog.inputs}
+    (h,) = prog.explain(name, style="hessian").hessians
+    expected = textbook(arrays)
+    np.testing.assert_allclose(evaluate(h.matrix_form, arrays, expected.shape), expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(prog.hessian(name)(**arrays), expected, rtol=1e-9, atol=1e-12)
+
+
+# -- exact text -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, name, form", [
+    ("f = x[i] * A[i,j] * x[j]", "x", "∂f/∂x = (A + Aᵀ) x"),
+    ("L = (sum[k](X[i,k] * w[k]) - y[i])^2", "w", "∂L/∂w = 2 Xᵀ (X w - y)"),
+    ("f = A[i,j] * X[j,k] * B[k,i]", "X", "∂f/∂X = Aᵀ Bᵀ"),
+    ("Y[i,j] = M[i,j] * d[j]", "M", "∂L/∂M = G Diag(d)"),
+    ("f = X[i,i] * B[j,j]", "X", "∂f/∂X = tr(B) I"),
+    (LAYER.format(f="tanh"), "W", "∂L/∂W = ((A - T) ∘ (1 - A∘A))ᵀ X, with A = tanh(H), H = X Wᵀ + 1 cᵀ"),
+    ("Y[a,e] = A[a,b] * B[b,c] * C[c,d] * D[d,e]", "B", "∂L/∂B = Aᵀ G Dᵀ Cᵀ"),
+    ("Y[a,f] = A[a,b] * B[b,c] * C[c,d] * D[d,e] * E[e,f]", "C", "∂L/∂C = Bᵀ Aᵀ G Eᵀ Dᵀ"),
+    ("L = (M[i,j] - sum[a](U[i,a] * V[j,a]))^2", "U", "∂L/∂U = 2 (U Vᵀ - M) V"),
+    ("L = log(sum[j](exp(z[b,j]))) - y[b,j] * z[b,j]", "z", "∂L/∂z = Diag(exp(z) 1)⁻¹ exp(z) - y"),
+    ("z[i] = X[i,k] * w[k]\nL = softplus(z[i]) - y[i] * z[i]", "w", "∂L/∂w = Xᵀ (sigmoid(z) - y), with z = X w"),
+    ("L = 0.5 * (tanh(sum[k](X[b,k] * W[j,k]) + c[j]) - T[b,j])^2", "W",  # read twice: named once
+     "∂L/∂W = ((t2 - T) ∘ (1 - t2∘t2))ᵀ X, with t2 = tanh(X Wᵀ + 1 cᵀ)"),
+], ids=["xAx", "least squares", "tr(AXB)", "scaling", "tr(X) tr(B)", "tanh layer", "chain of four",
+        "chain of five", "factorization", "softmax", "logistic", "unnamed layer"])
+def test_textbook_forms_exactly(text, name, form):
+    assert einsgrad.program(text).explain(name).gradients[0].matrix_form == form
+
+
+def test_chains_evaluate_as_the_gradient():
+    """The chains of four and five (found label by label) read back as the vjp."""
+    rng = np.random.default_rng(2)
+    for text, name in [("Y[a,e] = A[a,b] * B[b,c] * C[c,d] * D[d,e]", "B"),
+                       ("Y[a,f] = A[a,b] * B[b,c] * C[c,d] * D[d,e] * E[e,f]", "C")]:
+        prog = einsgrad.program(text)
+        order = dict.fromkeys(i for f in prog.terms[0].factors for i in f.indices)
+        sizes = dict(zip(order, (2, 3, 4, 5, 6, 7)))
+        arrays = {f.name: rng.standard_normal([sizes[i] for i in f.indices]) for f in prog.terms[0].factors}
+        arrays["dY"] = rng.standard_normal([sizes[i] for i in prog.output_indices])
+        expected = prog.grad(name)(**arrays)
+        form = prog.explain(name).gradients[0].matrix_form
+        np.testing.assert_allclose(evaluate(form, {**arrays, "G": arrays["dY"]}, expected.shape), expected,
+                                   rtol=1e-10)
+
+
+def test_no_matrix_form_says_so_with_the_index_form():
+    prog = einsgrad.program(LAYER.format(f="tanh"))
+    e = prog.explain("W", style="hessian")
+    assert e.hessians[0].matrix_form is None
+    line = str(e).splitlines()[-1]
+    assert line == ("   No matrix form (an index has no place in a product of matrices); in index form: "
+                    f'"{str(prog.hessian("W")).splitlines()[-1]}"')
+
+
+# -- style="matrix" -------------------------------------------------------------------------------
+
+
+def test_differentials_show_why_the_cotangent_is_transposed():
+    text = str(einsgrad.program("Y[i,j] = X[i,k] * W[j,k]").explain("W", style="matrix"))
+    assert ('   "Y[i,j] = X[i,k] * W[j,k]": dY = X dWᵀ, so G : (X dWᵀ) = (Xᵀ G) : dWᵀ = (Gᵀ X) : dW'
+            in text.splitlines())
+    assert "       by M : (N P) = (Nᵀ M) : P, then M : Nᵀ = Mᵀ : N" in text.splitlines()
+    assert text.splitlines()[-1] == "3. Summing the shares: ∂L/∂W = Gᵀ X"
+
+
+def test_differentials_take_the_trace_cyclically():
+    lines = str(einsgrad.program("f = A[i,j] * X[j,k] * B[k,i]").explain("X", style="matrix")).splitlines()
+    assert '   "f = A[i,j] * X[j,k] * B[k,i]": df = tr(A dX B), so tr(A dX B) = tr(B A dX) = (Aᵀ Bᵀ) : dX' in lines
+    assert "       by tr(N P) = tr(P N), then tr(Mᵀ N) = M : N" in lines
+
+
+def test_differentials_of_the_tanh_layer():
+    e = einsgrad.program(LAYER.format(f="tanh")).explain("W", style="matrix")
+    lines = str(e).splitlines()
+    assert e.style == "matrix" and e.gradients[0].matrix_form.startswith("∂L/∂W = ((A - T) ∘ (1 - A∘A))ᵀ X")
+    assert lines[3] == "1. The steps in matrix notation: H = X Wᵀ + 1 cᵀ; A = tanh(H); t = A - T; L = 0.5 tr(t tᵀ)"
+    assert ('   "A[b,j] = tanh(H[b,j])": dA = (1 - A∘A) ∘ dH, so G_A : ((1 - A∘A) ∘ dH) = (G_A ∘ (1 - A∘A)) : dH'
+            in lines)
+    assert "   G_H = t ∘ (1 - A∘A)" in lines
+
+
+def _shares(text: str) -> list[str]:
+    """The ``M`` of each share's last ``M : dX`` in a style="matrix" text."""
+    found = []
+    for line in text.splitlines():
+        if line.startswith(("   \"", "      ")) and " : d" in line and not line.lstrip().startswith("by"):
+            last = line.rsplit(" = ", 1)[1]
+            found.append(last.rsplit(" : ", 1)[0])
+    return found
+
+
+@pytest.mark.parametrize("text, name, shape", [
+    ("Y[i,j] = X[i,k] * W[j,k]", "W", (3, 4)), ("f = x[i] * S[i,j] * x[j]", "x", (4,)),
+    ("f = P[i,j] * R[j,k] * Q[k,i]", "R", (4, 5)), ("Y[i,j] = X[i,k] * S[j,k] + X[i,j] * x[j]", "X", (6, 4)),
+    ("Y[i,j] = M[i,j] * d[j]", "d", (3,)),
+])
+def test_differential_shares_sum_to_the_gradient(text, name, shape):
+    """For one contraction the moved shares are the gradient, term by term."""
+    prog = einsgrad.program(text)
+    rng = np.random.default_rng(5)
+    arrays = {k: v for k, v in _arrays(rng).items() if k in prog.inputs}
+    if prog.cotangent:
+        arrays[prog.cotangent] = rng.standard_normal(np.shape(prog(**arrays)))
+    shares = _shares(str(prog.explain(name, style="matrix")))
+    assert shares
+    env = {**arrays, "G": arrays.get(prog.cotangent)}
+    total = sum(evaluate("s = " + m, env, shape) for m in shares)
+    np.testing.assert_allclose(total, prog.grad(name)(**arrays), rtol=1e-10)
+
+
+@pytest.mark.parametrize("style", ["index", "hessian", "matrix"])
+def test_every_style_renders_ascii_latex(style):
+    for case, text, name, _ in CLASSIC:
+        prog = einsgrad.program(text)
+        if style == "hessian" and prog.output_indices:
+            continue
+        latex = prog.explain(name, style=style).latex()
+        assert latex.isascii() and latex.count("{") == latex.count("}"), case
+
+
+# -- generated programs ---------------------------------------------------------------------------
+
+
+def _generated():
+    pytest.importorskip("torch")  # the generator's values are torch's
+    from test_program_statements import generated_programs
+    return generated_programs()
+
+
+@pytest.fixture(scope="module")
+def generated():
+    return _generated()
+
+
+def test_every_printed_form_of_generated_programs_is_the_gradient(generated):
+    """Programs with functions, powers, quotients, scoped sums and several statements: each
+    matrix form printed (gradients, and the Hessian by one tensor) reads back as the value."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    @settings(max_examples=GENERATED_FORMS, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(generated, st.integers(0, 2 ** 16))
+    def check(case, seed):
+        text, shapes, _ = case
+        p = einsgrad.program(text)
+        rng = np.random.default_rng(seed)
+        a = {n: rng.standard_normal(shapes[n]) * 0.7 for n in p.inputs}
+        with np.errstate(all="ignore"):
+            for n in p.inputs:
+                form = p.explain(n).gradients[0].matrix_form
+                expected = np.asarray(p.grad(n)(**a), dtype=float)
+                if form is not None and np.all(np.isfinite(expected)) and np.abs(expected).max(initial=0) < 1e6:
+                    np.testing.assert_allclose(evaluate(form, a, expected.shape), expected, rtol=1e-8, atol=1e-8,
+                                               err_msg=f"{text}\n{n}: {form}")
+            n = p.inputs[seed % len(p.inputs)]
+            (h,) = p.explain(n, style="hessian").hessians
+            expected = np.asarray(p.hessian(n)(**a), dtype=float)
+            if h.matrix_form is not None and np.all(np.isfinite(expected)) and np.abs(expected).max(initial=0) < 1e6:
+                np.testing.assert_allclose(evaluate(h.matrix_form, a, expected.shape), expected, rtol=1e-8,
+                                           atol=1e-8, err_msg=f"{text}\n{n}: {h.matrix_form}")
+    check()
+
+
+GENERATED_FORMS = int(os.environ.get("EINSGRAD_GENERATED_FORMS", "40"))
+"""Examples of the generated-program test: 40 in CI; set the variable (300) for a long hunt."""
