@@ -2,7 +2,7 @@
 what all gradients cost against the forward.
 
 Run: ``python -m benchmarks.networks [--quick] [--families a,b] [--optimize greedy]
-[--rounds N] [--compile-only] [--json PATH] [--plot PATH] [--slicing]``. For each network of :mod:`benchmarks.network_cases`
+[--rounds N] [--compile-only] [--distributed] [--json PATH] [--plot PATH] [--slicing]``. For each network of :mod:`benchmarks.network_cases`
 (MPS/TT norms, PEPS-like grids, random regular graphs, tree tensor networks, circuit-like
 networks, chains) it reports, float64:
 
@@ -14,7 +14,11 @@ networks, chains) it reports, float64:
 * ``forward``, ``vjp`` (all gradients in one shot) and ``pullback`` (all gradients after a
   stored forward), and the two gradients' ratio to the forward;
 * ``jax/vjp``, ``torch/vjp``: jax's and torch autograd's one-shot vjp on the same path, over
-  einsgrad's, timed interleaved with it (:func:`peer_vjps`).
+  einsgrad's, timed interleaved with it (:func:`peer_vjps`);
+* with ``--distributed``: each network (up to 64 tensors, 256 slices) sliced to a quarter of its
+  largest intermediate, its forward and all gradients on a 2-worker dask LocalCluster
+  (:func:`einsgrad.distributed.value_and_grads`) against one process, and the largest task
+  (:mod:`benchmarks.network_distributed`).
 
 ``--slicing`` adds the slicing table of :mod:`benchmarks.network_slicing`: slices, FLOP overhead
 and peak memory under ``memory_limit``, against cotengra's ``SliceFinder`` on the same trees.
@@ -51,7 +55,6 @@ from benchmarks.timing import medians
 
 LATER = {  # measures the issue asks for next, and where each plugs in (MEASURES)
     "peak memory": "forward and gradients, each in a fresh process",
-    "distributed": "a 2-worker dask LocalCluster against one process, and the largest task",
 }
 
 
@@ -257,8 +260,28 @@ def table(rows: list[Measured], optimize) -> str:
                      f"{ratio_text(peers[1]):>9}  {r.note}")
     lines.append(f"# jax/vjp, torch/vjp: jax's and torch autograd's one-shot vjp over einsgrad's, timed interleaved "
                  f"on one path (opt_einsum's), networks of at most {PEER_LIMIT} tensors (peer_vjps)")
+    lines += distributed_lines(rows)
     lines.append("# not measured yet: " + "; ".join(f"{k} ({v})" for k, v in LATER.items()))
     return "\n".join(lines)
+
+
+def distributed_lines(rows: list[Measured]) -> list[str]:
+    """The distributed column (``--distributed``, :mod:`benchmarks.network_distributed`)."""
+    done = [r for r in rows if isinstance(r.extra.get("cluster"), float)]
+    skipped = [f"{r.name} ({r.extra['distributed']})" for r in rows if "distributed" in r.extra]
+    if not done:
+        return ["# distributed, not run: " + "; ".join(skipped)] if skipped else []
+    lines = ["# distributed (--distributed): sliced to a quarter of the largest intermediate; forward and all "
+             "gradients on a 2-worker LocalCluster (processes, loopback) against one process; largest task: "
+             "the largest intermediate of one slice, elements",
+             f"{'network':<24} {'limit':>9} {'slices':>7} {'tasks':>5} {'1 process':>9} {'cluster':>9} "
+             f"{'ratio':>7} {'largest task':>12}"]
+    for r in done:
+        x = r.extra
+        lines.append(f"{r.name:<24} {x['memory_limit']:>9,} {x['slices']:>7} {x['tasks']:>5} "
+                     f"{_ms(x['one_process']):>9} {_ms(x['cluster']):>9} "
+                     f"{ratio_text(x['cluster'] / x['one_process']):>7} {x['largest_task']:>12,}")
+    return lines + (["# distributed, not run: " + "; ".join(skipped)] if skipped else [])
 
 
 def plot(rows: list[Measured], path: str) -> None:
@@ -292,6 +315,8 @@ def main(argv=None) -> int:
     parser.add_argument("--optimize", default="greedy", help="the path optimizer of every column")
     parser.add_argument("--rounds", type=int, help="compile rounds (default 5, quick 2)")
     parser.add_argument("--compile-only", action="store_true", help="no forward or gradient timings")
+    parser.add_argument("--distributed", action="store_true",
+                        help="also run each network's slices on a 2-worker dask LocalCluster (needs dask.distributed)")
     parser.add_argument("--json", metavar="PATH", help="write machine-readable results here")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG of compile times here (needs matplotlib)")
     parser.add_argument("--slicing", action="store_true", help="the slicing table against cotengra's SliceFinder")
@@ -302,10 +327,22 @@ def main(argv=None) -> int:
         parser.error(f"no network of the families {args.families!r}")
     rounds = args.rounds or (2 if args.quick else 5)
     rows = []
-    for i, network in enumerate(networks, 1):
-        print(f"[{i}/{len(networks)}] {network.name}", file=sys.stderr, flush=True)
-        repeats = 0 if args.compile_only else 3 if args.quick else 5
-        rows.append(measure(network, args.optimize, rounds, repeats))
+    cluster = None
+    if args.distributed:
+        from benchmarks import network_distributed
+
+        cluster, client = network_distributed.cluster()
+        MEASURES.append(network_distributed.measure_with(client, rounds))
+    try:
+        for i, network in enumerate(networks, 1):
+            print(f"[{i}/{len(networks)}] {network.name}", file=sys.stderr, flush=True)
+            repeats = 0 if args.compile_only else 3 if args.quick else 5
+            rows.append(measure(network, args.optimize, rounds, repeats))
+    finally:
+        if cluster is not None:
+            MEASURES.pop()
+            client.close()
+            cluster.close()
     print(table(rows, args.optimize))
     sliced = []
     if args.slicing:

@@ -35,6 +35,10 @@ class Backend:
         convert: a numpy value as an array of this library, like a given array of it.
         cast: an array cast to such a dtype; None where the library's operations promote
             mixed dtypes themselves (torch's matmul and einsum do not).
+        keep: what a forward-saving function returns, as the pullback will read it: dask's
+            lazy values persisted together (computed once, kept in memory, in the background
+            on a distributed scheduler), else the pullback's graph would run the forward
+            again; None: as they are.
     """
 
     name: str
@@ -42,6 +46,7 @@ class Backend:
     dtype: Callable[[object], object]
     convert: Callable[[object, object], object]
     cast: Callable[[object, object], object] | None = None
+    keep: Callable[..., tuple] | None = None
 
 
 def infer(values) -> str:
@@ -123,9 +128,11 @@ def _jax() -> Backend:
 
 @functools.cache
 def _dask() -> Backend:
+    import dask
     import dask.array as da
 
-    return Backend("dask", codegen.DASK, lambda x: np.dtype(x.dtype), lambda v, like: da.from_array(_numeric(v)))
+    return Backend("dask", codegen.DASK, lambda x: np.dtype(x.dtype), lambda v, like: da.from_array(_numeric(v)),
+                   keep=dask.persist)
 
 
 @functools.cache

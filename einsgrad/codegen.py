@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, replace
 
-from . import scalars
+from . import dask_dot, scalars
 from .spec import ascii_text
 from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Plan, Regroup, Step, Unary
 
@@ -126,6 +126,8 @@ class Dialect:
             dtype, its dimension numbers reading each operand as stored (no GEMM reshape, no
             swap, no broadcast), and the transpose of a dot is a dot (jax's reverse mode of the
             jvp: an outer product's is a batched matrix-vector product, not a product and a sum).
+            The dialect's helpers define ``_dot``: jax's is ``lax.dot_general``, dask's one
+            blockwise product of blocks (no chunked axis is reshaped).
     """
 
     name: str
@@ -203,9 +205,8 @@ step (``jax.jit(f).lower(...).compile().as_text()``, names and source locations 
 # for CPU BLAS).
 _CUPY_HELPERS = _STRIDED_PLACE.format(module="cupy", xp="cp")
 
-DASK = Dialect("dask", "da", "import numpy as np\nimport dask.array as da\n" + _PLACE_BY_MASKS.format(
-                   arange="np.arange(shape[g[0]])"),
-               diagonal="da.diagonal({x}, 0, {a}, {b})", cast="{x}.astype(np.{dtype})")
+DASK = Dialect("dask", "da", dask_dot.HELPERS + _PLACE_BY_MASKS.format(arange="np.arange(shape[g[0]])"),
+               diagonal="da.diagonal({x}, 0, {a}, {b})", cast="{x}.astype(np.{dtype})", dot_general=True)
 CUPY = Dialect("cupy", "cp", _CUPY_HELPERS, copy="cp.array({x})", contiguous="cp.ascontiguousarray({x})",
                cast="cp.array({x}, dtype=cp.{dtype})")
 DIALECTS = {d.name: d for d in (NUMPY, TORCH, JAX, DASK, CUPY)}

@@ -218,7 +218,10 @@ class Einsum:
         that the pullback costs twice the forward's FLOPs. With ``recompute=True`` (or when
         ``memory_limit`` makes the contraction run in slices) only the operands are kept and
         the pullback recomputes the intermediates: less memory, one more forward's FLOPs.
-        Do not modify the operands before calling the pullback.
+        Do not modify the operands before calling the pullback. On dask arrays the output and
+        what the pullback reads are persisted together (``dask.persist``: computed now, or in
+        the background on a distributed scheduler), so that the forward runs once; with
+        ``recompute=True`` everything stays lazy.
         """
         arrays, backend = backends.intake(operands)
         indices, single = self._wrt(wrt)
@@ -665,6 +668,8 @@ class Einsum:
             record = self._signature_record(self._backend_signature(backend, arrays).signature)
             function = self._run_in(backend, Mode.SAVING, arrays, wrt, None, record)
         y, *saved = function(*arrays)
+        if backend is not None and backend.keep is not None:  # dask: the forward runs once
+            y, *saved = backend.keep(y, *saved)
         shape = tuple(y.shape)
 
         def finish(cotangent, arrays, saved):

@@ -1,15 +1,23 @@
 """einsgrad on dask arrays (skipped without dask): lazy results of the dask dialect's code,
-checked against numpy, and a chunked contraction on a ``dask.distributed`` LocalCluster."""
+checked against numpy; chunked networks lowered block by block (no rechunk, about the tasks
+of opt_einsum's dask backend, no larger task); ``value_and_pullback`` running the forward once;
+and a chunked contraction on a ``dask.distributed`` LocalCluster."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 da = pytest.importorskip("dask.array")
 import dask  # noqa: E402  (after the skip)
+import opt_einsum  # noqa: E402
+from dask.callbacks import Callback  # noqa: E402
+from strategies import EXACT_DTYPES, einsum_cases  # noqa: E402
 
 import einsgrad  # noqa: E402
+from benchmarks.network_cases import grid, mps_norm  # noqa: E402
 
 CURATED = [
     pytest.param("ik,jk->ij", [(8, 6), (10, 6)], None, id="linear"),
@@ -54,16 +62,18 @@ def test_lazy_results_equal_numpy(spec, shapes, sizes):
     with dask.config.set(scheduler=counter):
         lazy_y = lin(*lazy_ops)
         grads = lin.vjp(lazy_G, *lazy_ops)
-        saved_y, pullback = lin.value_and_pullback(*lazy_ops)
-        pulled = pullback(lazy_G)
         assert counter.runs == 0
+        saved_y, pullback = lin.value_and_pullback(*lazy_ops)  # persists what the pullback reads
+        assert counter.runs == 1
+        pulled = pullback(lazy_G)
+        assert counter.runs == 1
         for value in (lazy_y, saved_y, *grads, *pulled):
             assert isinstance(value, da.Array)
         np.testing.assert_allclose(lazy_y.compute(), y, rtol=1e-12, atol=1e-12)
         for got in (dask.compute(*grads), dask.compute(*pulled)):
             for g, e in zip(got, expected):
                 np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
-    assert counter.runs == 3
+    assert counter.runs == 4
 
 
 def test_chunked_gradients_on_a_local_cluster():
@@ -83,3 +93,104 @@ def test_chunked_gradients_on_a_local_cluster():
         np.testing.assert_allclose(y.compute(), X @ W.T, rtol=1e-12)
     np.testing.assert_allclose(dX, expected[0], rtol=1e-12)
     np.testing.assert_allclose(dW, expected[1], rtol=1e-12)
+
+
+def executed(function) -> list:
+    """The keys of the tasks that ``function()`` runs on the synchronous scheduler, in order."""
+    keys: list = []
+    with Callback(pretask=lambda key, dsk, state: keys.append(key)), dask.config.set(scheduler="sync"):
+        function()
+    return keys
+
+
+def largest_task(*values) -> int:
+    """Bytes of the largest value a task returns while ``values`` are computed, unfused."""
+    sizes = [0]
+
+    def posttask(key, result, dsk, state, worker_id):
+        sizes[0] = max(sizes[0], getattr(result, "nbytes", 0))
+
+    with Callback(posttask=posttask), dask.config.set(scheduler="sync"):
+        dask.compute(*values, optimize_graph=False)
+    return sizes[0]
+
+
+def layers(*values) -> set[str]:
+    """The kinds of the graph layers of ``values`` (``rechunk-merge``, ``block_dot``...)."""
+    return {name.rsplit("-", 1)[0] for v in values for name in v.__dask_graph__().layers}
+
+
+NETWORKS = [pytest.param(mps_norm(4, 8), 4, id="mps norm"), pytest.param(grid(3, 3, 4), 2, id="3x3 grid")]
+
+
+@pytest.mark.parametrize("network, chunk", NETWORKS)
+def test_chunked_networks_are_lowered_block_by_block(network, chunk):
+    """Every operand chunked along every bond: the forward and all gradients equal numpy's,
+    no step rechunks (a reshape merging chunked axes did), and the forward has about the tasks
+    of opt_einsum's dask backend on the same path, none returning more than its largest."""
+    operands = network.operands()
+    lazy = [da.from_array(x, chunks=chunk) for x in operands]
+    path, _ = opt_einsum.contract_path(network.spec, *operands, optimize="greedy")
+    e = einsgrad.Einsum(network.spec, optimize=path)
+    y = e(*lazy)
+    theirs = opt_einsum.contract(network.spec, *lazy, optimize=path, backend="dask")
+    np.testing.assert_allclose(y.compute(), np.einsum(network.spec, *operands, optimize="greedy"), rtol=1e-10)
+    grads = e.vjp(np.ones(()), *lazy)
+    for got, expected in zip(dask.compute(*grads), e.vjp(np.ones(()), *operands)):
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+    assert not {kind for kind in layers(y, *grads) if kind.startswith("rechunk")}
+    ours, peer = len(y.__dask_graph__()), len(theirs.__dask_graph__())
+    assert ours <= 1.25 * peer, (ours, peer)
+    assert largest_task(y) <= largest_task(theirs)
+
+
+@settings(max_examples=30, deadline=None)  # each example builds and runs six dask graphs
+@given(einsum_cases(dtypes=EXACT_DTYPES, max_operands=3), st.data())
+def test_randomly_chunked_operands_give_numpy_results(case, data):
+    """Any spec, each operand split into chunks of its own sizes (operands disagreeing on a
+    shared label's chunks too): the forward is numpy's einsum, the gradients the numpy path's."""
+    operands = case.operands()
+    lazy = [da.from_array(x, chunks=tuple(data.draw(st.integers(1, max(n, 1))) for n in x.shape))
+            for x in operands]
+    e = einsgrad.compile(case.spec)
+    expected_y = np.einsum(case.spec, *operands)
+    np.testing.assert_allclose(e(*lazy).compute(), expected_y, rtol=1e-10, atol=1e-10)
+    G = case.cotangent(np.shape(expected_y))
+    expected = e.vjp(G, *operands)
+    y, pullback = e.value_and_pullback(*lazy)
+    np.testing.assert_allclose(y.compute(), expected_y, rtol=1e-10, atol=1e-10)
+    for got in (dask.compute(*e.vjp(da.from_array(G), *lazy)), dask.compute(*pullback(da.from_array(G)))):
+        for g, want in zip(got, expected):
+            np.testing.assert_allclose(g, want, rtol=1e-10, atol=1e-10)
+
+
+def test_value_and_pullback_runs_the_forward_once():
+    """``y`` and then the gradients: every task runs once (the forward's results persisted), and
+    fewer run than when the pullback recomputes the forward (``recompute=True``)."""
+    rng = np.random.default_rng(2)
+    ops = [da.from_array(rng.standard_normal(s), chunks=2) for s in [(8, 6), (6, 4), (4, 6)]]
+    e = einsgrad.compile("ab,bc,cd->ad")
+
+    def run(recompute):
+        y, pullback = e.value_and_pullback(*ops, recompute=recompute)
+        forward = executed(y.compute)
+        backward = executed(lambda: dask.compute(*pullback(da.ones_like(y))))
+        return y, forward, backward
+
+    y, forward, backward = run(False)
+    before = executed(lambda: e.value_and_pullback(*ops))  # the persisting forward itself
+    assert len(forward) <= y.npartitions  # y's blocks are in memory: at most one task each
+    assert not set(backward) & set(before)
+    every = before + forward + backward
+    assert len(every) == len(set(every))
+    _, again_forward, again_backward = run(True)
+    assert len(set(again_forward) & set(again_backward)) > 0  # recomputing: the forward runs twice
+    assert len(every) < len(again_forward) + len(again_backward)
+
+
+def test_the_dask_benchmark_runs_quick(capsys):
+    from benchmarks import dask_networks
+
+    assert dask_networks.main(["--quick", "--rounds", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[2:]] == ["mps", "grid"]
