@@ -2,7 +2,7 @@
 what all gradients cost against the forward.
 
 Run: ``python -m benchmarks.networks [--quick] [--families a,b] [--optimize greedy]
-[--rounds N] [--compile-only] [--distributed] [--json PATH] [--plot PATH]``. For each network of :mod:`benchmarks.network_cases`
+[--rounds N] [--compile-only] [--distributed] [--json PATH] [--plot PATH] [--slicing]``. For each network of :mod:`benchmarks.network_cases`
 (MPS/TT norms, PEPS-like grids, random regular graphs, tree tensor networks, circuit-like
 networks, chains) it reports, float64:
 
@@ -19,6 +19,9 @@ networks, chains) it reports, float64:
   largest intermediate, its forward and all gradients on a 2-worker dask LocalCluster
   (:func:`einsgrad.distributed.value_and_grads`) against one process, and the largest task
   (:mod:`benchmarks.network_distributed`).
+
+``--slicing`` adds the slicing table of :mod:`benchmarks.network_slicing`: slices, FLOP overhead
+and peak memory under ``memory_limit``, against cotengra's ``SliceFinder`` on the same trees.
 
 Compile times and path searches alternate round by round, and each figure is the median over
 the rounds (the machine may be shared). Every network's gradients are checked first by Euler's
@@ -52,7 +55,6 @@ from benchmarks.timing import medians
 
 LATER = {  # measures the issue asks for next, and where each plugs in (MEASURES)
     "peak memory": "forward and gradients, each in a fresh process",
-    "slices": "slices and FLOP overhead under memory_limit, against cotengra's SliceFinder",
 }
 
 
@@ -317,6 +319,7 @@ def main(argv=None) -> int:
                         help="also run each network's slices on a 2-worker dask LocalCluster (needs dask.distributed)")
     parser.add_argument("--json", metavar="PATH", help="write machine-readable results here")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG of compile times here (needs matplotlib)")
+    parser.add_argument("--slicing", action="store_true", help="the slicing table against cotengra's SliceFinder")
     args = parser.parse_args(argv)
     wanted = {f.strip() for f in args.families.split(",") if f.strip()}
     networks = [n for n in suite(args.quick) if not wanted or n.family in wanted]
@@ -341,10 +344,17 @@ def main(argv=None) -> int:
             client.close()
             cluster.close()
     print(table(rows, args.optimize))
+    sliced = []
+    if args.slicing:
+        from benchmarks import network_slicing
+
+        sliced = network_slicing.measure()
+        print(network_slicing.table(sliced))
     if args.json:
         doc = {"machine": platform.processor() or platform.machine(), "optimize": args.optimize,
                "numpy": np.__version__, "opt_einsum": opt_einsum.__version__, "rounds": rounds,
-               "later": LATER, "rows": [asdict(r) | {"ratio": r.ratio} for r in rows]}
+               "later": LATER, "rows": [asdict(r) | {"ratio": r.ratio} for r in rows],
+               "slicing": [asdict(r) for r in sliced]}
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=1)
     if args.plot:

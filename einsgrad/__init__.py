@@ -74,12 +74,12 @@ def jacobian_spec(spec: str, wrt: int, shapes=None, sizes: Mapping[str, int] | N
 
 
 def compile(spec: str, shapes=None, *, sizes=None, optimize="auto", memory_limit=None,
-            cache_size: int = 128, tied=None, conjugate=None) -> Einsum | Tied:
+            cache_size: int = 128, tied=None, conjugate=None, joint: bool = False) -> Einsum | Tied:
     """Parses ``spec`` once and returns an :class:`Einsum` (forward, vjp, pullback, source);
     with ``tied`` or ``conjugate``, a :class:`Tied` over it (operands that read another's
     tensor, or read it conjugated: one gradient per tensor)."""
     compiled = Einsum(spec, shapes=shapes, sizes=sizes, optimize=optimize,
-                      memory_limit=memory_limit, cache_size=cache_size)
+                      memory_limit=memory_limit, cache_size=cache_size, joint=joint)
     if tied is None and conjugate is None:
         return compiled
     return Tied(compiled, tied=tied, conjugate=() if conjugate is None else conjugate)

@@ -62,7 +62,15 @@ class Einsum:
             ``ContractionTree``. Other contractions (one direct contraction per
             gradient, the per-operand baseline of :meth:`costs`, the Jacobian) use a name as
             given, and opt_einsum's ``"auto"`` in place of an instance or a tree.
-        memory_limit: the largest intermediate, in elements, the path may create.
+        memory_limit: the largest intermediate, in elements, of the forward and of every
+            gradient. Where the tree's are larger, its labels are sliced and every call
+            (forward, vjp, jvp, the pullback; numpy, torch, jax, dask and cupy arrays) runs
+            chunk by chunk along the same tree (:mod:`einsgrad.slicing`); a sliced pullback
+            keeps the operands alone, and runs the sliced vjp.
+        joint: choose the forward tree for forward and all gradients together: among the
+            trees the optimizer and opt_einsum's other optimizers find (:mod:`einsgrad.trees`),
+            the one of fewest forward + gradient FLOPs under ``memory_limit``; :meth:`plan`
+            says what it saved against the optimizer's forward-only choice. Off by default.
         cache_size: how many shape signatures to keep compiled code for (at least 1), every
             mode, dtype and dialect of a signature included; sizes past ``sys.maxsize`` are
             clamped to it (unbounded in practice).
@@ -75,13 +83,16 @@ class Einsum:
 
     def __init__(self, spec: str, *, shapes: Sequence[Sequence[int]] | None = None,
                  sizes: Mapping[str, int] | None = None, optimize="auto",
-                 memory_limit: int | None = None, cache_size: int = 128):
+                 memory_limit: int | None = None, cache_size: int = 128, joint: bool = False):
         self.spec: Spec = parse(spec, sizes)
         self.sizes = normalize_sizes(self.spec, sizes)
         self.optimize = paths.check_optimizer(optimize, len(self.spec.inputs))
         if memory_limit is not None and not is_count(memory_limit, 1):
             raise EinsumSpecError(f"memory_limit must be a positive integer, got {memory_limit!r}")
         self.memory_limit = memory_limit
+        if not isinstance(joint, bool):
+            raise EinsumSpecError(f"joint must be True or False, got {joint!r}")
+        self.joint = joint
         if not is_count(cache_size, 1):
             raise EinsumSpecError(f"cache_size must be a positive integer, got {cache_size!r}")
         # One record per shape signature holds every mode's plans and code; a size beyond
@@ -134,12 +145,9 @@ class Einsum:
             return self._run_in(backend, Mode.FORWARD, arrays, None)(*arrays)[0]
         call = self._call(Mode.FORWARD, arrays, None, None)
         loaded = self._loaded.get(call)
-        if loaded is None:  # a first call, or one that runs in slices
+        if loaded is None:  # a first call
             key = FunctionKey._make(call)
-            record = self._signature_record(key.shapes)
-            if self.memory_limit is not None and record.slices:
-                return record.run_sliced(key, arrays)[0]
-            loaded = self._load(key, record)
+            loaded = self._load(key, self._signature_record(key.shapes))
         return loaded.function(*arrays)[0]
 
     def vjp(self, cotangent, *operands, wrt=None):
@@ -153,8 +161,8 @@ class Einsum:
 
         For complex values the result is the plain contraction of ``G`` with the other
         operands, without conjugation (JAX's convention); a real operand gets the real part.
-        torch, jax and dask arrays give arrays of their library; ``memory_limit`` then bounds
-        the path's intermediates but does not slice.
+        torch, jax and dask arrays give arrays of their library; all run in slices under a
+        ``memory_limit`` that needs them.
         """
         arrays, backend = backends.intake((cotangent, *operands), cotangent=True)
         g, arrays = arrays[0], arrays[1:]
@@ -168,15 +176,12 @@ class Einsum:
                 if g.shape != loaded.record.output_shape:
                     raise self._cotangent_error(g, loaded.record)
                 results = loaded.function(g, *arrays)
-            else:  # a first call, or one that runs in slices
+            else:  # a first call
                 key = FunctionKey._make(call)
                 record = self._signature_record(key.shapes)
                 if g.shape != record.output_shape:
                     raise self._cotangent_error(g, record)
-                if self.memory_limit is not None and record.slices:
-                    results = record.run_sliced(key, arrays, g)
-                else:
-                    results = self._load(key, record).function(g, *arrays)
+                results = self._load(key, record).function(g, *arrays)
         return results[0] if single else results
 
     def jvp(self, tangents, *operands):
@@ -192,7 +197,7 @@ class Einsum:
         primal intermediates shared (:func:`einsgrad.plan.jvp_plan`). Only the terms of the
         tangents given are computed; all None gives zeros. ``dY`` has the dtype of operands and
         tangents together (holomorphic: no conjugation). torch, jax and dask arrays give arrays
-        of their library; ``memory_limit`` bounds the path's intermediates but does not slice.
+        of their library; all run in slices under a ``memory_limit`` that needs them.
 
         >>> lin = Einsum("ik,jk->ij")
         >>> X, W = np.ones((2, 3)), np.ones((4, 3))
@@ -220,9 +225,7 @@ class Einsum:
         """
         arrays, backend = backends.intake(operands)
         indices, single = self._wrt(wrt)
-        sliced = backend is None and self.memory_limit is not None and self._signature_record(
-            tuple([a.shape for a in arrays])).slices
-        if recompute or sliced:
+        if recompute:
             y = self(*arrays)
 
             def pullback(cotangent):
@@ -240,8 +243,9 @@ class Einsum:
     def forward_saving(self, *operands, wrt=None) -> tuple[object, tuple]:
         """The forward value and what the pullback of the operands ``wrt`` reads, as arrays:
         the two halves of :meth:`value_and_pullback` for frameworks that keep residuals
-        themselves (``jax.custom_vjp``). Hand both to :meth:`pullback`. Unlike
-        :meth:`value_and_pullback`, it never runs in slices (``memory_limit`` bounds the path).
+        themselves (``jax.custom_vjp``). Hand both to :meth:`pullback`. Where ``memory_limit``
+        slices the contraction, the forward runs in slices and saves nothing but the operands
+        (``saved`` is them), and the pullback runs the sliced vjp.
 
         >>> lin = Einsum("ik,jk->ij")
         >>> X, W = np.ones((2, 3)), np.ones((4, 3))
@@ -277,7 +281,8 @@ class Einsum:
         pair, runs ``pair.saving``, and keeps the pair for its backward, which runs
         ``pair.pullback`` on the cotangent that autograd hands it (of the output's shape and
         dtype: it is not checked again) and the saved values. Its functions take arrays of
-        the operands' library; they never run in slices.
+        the operands' library; where ``memory_limit`` slices the contraction, they run in
+        slices, and the saved values are the operands (``read`` says so).
 
         >>> lin = Einsum("ik,jk->ij")
         >>> X, W = np.ones((2, 3)), np.ones((4, 3))
@@ -316,8 +321,8 @@ class Einsum:
         dtypes = tuple([dtype(a) for a in arrays])
         out = scalars.result_type(*dtypes)
         saving_key = FunctionKey(Mode.SAVING, signature, dtypes, indices, None, dialect)
-        saving = record.function(saving_key)
-        pullback = record.function(FunctionKey(Mode.PULLBACK, signature, dtypes, indices, out, dialect))
+        saving = record.runner(saving_key)
+        pullback = record.runner(FunctionKey(Mode.PULLBACK, signature, dtypes, indices, out, dialect))
         if backend is not None and backend.cast is not None and len(set(dtypes + (out,))) > 1:
             saving, pullback = _casting(saving, out, backend.cast), _casting(pullback, out, backend.cast)
         if record.generic:
@@ -469,7 +474,7 @@ class Einsum:
         shapes = self._shapes(shapes, "plan")
         record = self._signature_record(shapes)
         return PlanReport.of(str(self.spec), shapes, str(record.bound.spec),
-                             record.plans_of_every_operand(), record.slices)
+                             record.plans_of_every_operand(), record.slices, record.notes())
 
     # -- internals -----------------------------------------------------------------------
 
@@ -478,9 +483,9 @@ class Einsum:
         side effects): a class is planned for its representative, with shape-generic code."""
         if isinstance(shapes, ShapeClass):
             bound = bind(self.spec, shapes.representative, dict(self.sizes))
-            return SignatureRecord(self.spec, bound, self.optimize, self.memory_limit, generic=True)
+            return SignatureRecord(self.spec, bound, self.optimize, self.memory_limit, True, self.joint)
         bound = bind(self.spec, shapes, dict(self.sizes))
-        return SignatureRecord(self.spec, bound, self.optimize, self.memory_limit)
+        return SignatureRecord(self.spec, bound, self.optimize, self.memory_limit, joint=self.joint)
 
     def _classify(self, shapes) -> Classified:
         """The record key of a call of a shape-generic dialect (cached by ``_classes`` where
@@ -558,7 +563,7 @@ class Einsum:
                 zeros = zeros if backend is None else backend.convert(zeros, arrays[0])
             return (zeros,) if mode is Mode.JVP else (self(*arrays), zeros)
         key = FunctionKey(mode, signature, dtypes, wrt, None, _NUMPY if backend is None else backend.dialect)
-        function = record.function(key)
+        function = record.runner(key)
         if backend is not None and backend.cast is not None and len(set(dtypes)) > 1:
             common = scalars.result_type(*dtypes)
             arrays = [backend.cast(a, common) for a in arrays]
@@ -578,7 +583,7 @@ class Einsum:
 
     def _load(self, key: FunctionKey, record: SignatureRecord) -> Loaded:
         """``key``'s function from ``record`` (made on first use), indexed for later calls."""
-        loaded = self._loaded[key] = Loaded(record, record.function(key))
+        loaded = self._loaded[key] = Loaded(record, record.runner(key))
         return loaded
 
     def _wrt(self, wrt) -> derive.Wrt:
@@ -632,7 +637,7 @@ class Einsum:
             key = FunctionKey._make(call)
             if record is None:
                 return self._load(key, self._signature_record(key.shapes)).function
-            return record.function(key)  # a record pushed out of the cache since: not indexed
+            return record.runner(key)  # a record pushed out of the cache since: not indexed
         shapes, output_shape = self._backend_signature(backend, arrays)
         dtypes = tuple([backend.dtype(a) for a in arrays])
         cotangent_dtype = None if cotangent is None else backend.dtype(cotangent)
@@ -643,7 +648,7 @@ class Einsum:
                 f"the cotangent has shape {tuple(cotangent.shape)} but the output of "
                 f"{str(self.spec)!r} has shape {tuple(output_shape)}")
         key = self._last = FunctionKey(mode, shapes, dtypes, wrt, cotangent_dtype, backend.dialect)
-        function = record.function(key)
+        function = record.runner(key)
         every = dtypes if cotangent_dtype is None else dtypes + (cotangent_dtype,)
         if backend.cast is None or len(set(every)) == 1:
             return function

@@ -11,6 +11,8 @@ and asked through their public methods.
 from __future__ import annotations
 
 import copy
+import functools
+import importlib.util
 import inspect
 import sys
 from dataclasses import dataclass
@@ -139,7 +141,8 @@ def search(inputs: Sequence[Iterable], output: Iterable, size: dict, optimize, m
     ``ReusableHyperOptimizer`` keeps what it found). The answer is validated.
     Under ``memory_limit`` opt_einsum's optimizers may give up and leave one many-operand
     contraction (no intermediates, but no BLAS either); then the unconstrained path is taken,
-    and slicing (:func:`einsgrad.slicing.cuts`) bounds the memory. An empty dimension makes
+    and slicing (:func:`einsgrad.slicing.cuts`) bounds the memory of every call on every
+    library (:meth:`einsgrad.Einsum.plan` shows the cuts and their cost). An empty dimension makes
     every path cost nothing, so the search sees it as size 1 (opt_einsum's ``dp`` finds no
     path through a size 0).
     """
@@ -201,6 +204,66 @@ def _checked(path, count: int, optimize=None, given: str | None = None) -> Path:
     if left != 1:
         raise refuse(f"it leaves {left} operands, not one")
     return tuple(tuple(int(i) for i in step) for step in steps)
+
+
+JOINT_DP = 14  # operands up to which opt_einsum's "dp" is among the joint choice's candidates
+JOINT_OPTIMAL = 7  # ... and "optimal"
+
+
+def candidates(inputs: Sequence[Iterable], output: Iterable, size: dict, optimize,
+               memory_limit=None) -> tuple[tuple[str, Path], ...]:
+    """The trees the joint choice (:mod:`einsgrad.trees`) judges, each named: first the
+    optimizer's own answer (:func:`search`, the forward-only choice), then opt_einsum's
+    ``greedy``, random-greedy trials minimising FLOPs and minimising size, ``dp`` up to
+    :data:`JOINT_DP` operands and ``optimal`` up to :data:`JOINT_OPTIMAL`, and, under
+    ``memory_limit``, the optimizer's unconstrained tree. Duplicates are dropped."""
+    found = {search(inputs, output, size, optimize, memory_limit): "the optimizer"}
+    if isinstance(optimize, GivenPath):
+        return tuple((name, path) for path, name in found.items())
+    others: list[tuple[str, object]] = [("greedy", "greedy"),
+                                        ("random-greedy (flops)", opt_einsum.RandomGreedy(max_repeats=16)),
+                                        ("random-greedy (size)", opt_einsum.RandomGreedy(max_repeats=16,
+                                                                                         minimize="size"))]
+    if len(inputs) <= JOINT_DP:
+        others.append(("dp", "dp"))
+    if len(inputs) <= JOINT_OPTIMAL:
+        others.append(("optimal", "optimal"))
+    if memory_limit is not None:
+        others.append(("the optimizer, unconstrained", optimize))
+    for name, other in others:
+        try:
+            path = search(inputs, output, size, other)
+        except EinsumSpecError:  # an alternative that finds nothing is no candidate
+            continue
+        found.setdefault(path, name)
+    return tuple((name, path) for path, name in found.items())
+
+
+@functools.cache
+def has_cotengra() -> bool:
+    """Whether cotengra is installed (not imported: it costs 0.1 s)."""
+    return importlib.util.find_spec("cotengra") is not None
+
+
+def cotengra_slices(inputs: Sequence[Iterable], output: Iterable, size: dict, path: Path,
+                    memory_limit: int) -> tuple[str, ...] | None:
+    """The labels that cotengra's ``SliceFinder`` slices (whole, chunk 1) so that no
+    intermediate of the forward tree ``path`` exceeds ``memory_limit`` elements, or None
+    where it finds no such set. The tree is given, never searched again; the finder runs
+    in this process (no worker pool). cotengra is imported here, and only here; where it
+    fails, einsgrad's own search stands alone."""
+    import cotengra
+
+    terms = [tuple(term) for term in inputs]
+    used = {l for term in terms for l in term}
+    try:  # (an empty dimension as size 1, as for the path search)
+        tree = cotengra.ContractionTree.from_path(
+            terms, tuple(output), {l: max(d, 1) for l, d in size.items() if l in used},
+            path=[tuple(step) for step in path])
+        sliced, cost = cotengra.SliceFinder(tree, target_size=memory_limit, seed=0).search()
+    except Exception:  # noqa: BLE001 (no set of labels reaches the target, or cotengra fails: einsgrad's own search stands)
+        return None
+    return tuple(sliced) if cost.size <= memory_limit else None
 
 
 def contract_path(equation: str, shapes, optimize: str) -> Path:

@@ -13,6 +13,7 @@ How each step is computed (GEMM layouts, transposed copies, views) is
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Mapping, NamedTuple, Sequence
@@ -161,14 +162,20 @@ def _reduced(terms: Sequence[Labels], out: Labels) -> list[Labels]:
     return [tuple(dict.fromkeys(l for l in term if l in wanted or holders[l] > 1)) for term in terms]
 
 
+def forward_terms(bound: BoundSpec) -> tuple[list[Labels], Labels]:
+    """The operands' labels and the output's as the forward tree contracts them: each
+    operand without what only it has, the output without what no operand has."""
+    terms = _reduced(bound.spec.inputs, bound.spec.output)
+    return terms, tuple(dict.fromkeys(l for l in bound.spec.output if any(l in term for term in terms)))
+
+
 def forward_path(bound: BoundSpec, optimize="auto", memory_limit=None) -> Path:
     """The forward contraction tree: the one question asked of the path optimizer per shape
     signature. Every plan of the signature (forward, vjp, forward-saving, pullback, slicing)
     is built from it, so that no two of them disagree about the tree."""
-    terms = _reduced(bound.spec.inputs, bound.spec.output)
+    terms, core = forward_terms(bound)
     if len(terms) == 1:
         return ()
-    core = tuple(dict.fromkeys(l for l in bound.spec.output if any(l in term for term in terms)))
     return paths.search(terms, core, bound.size_of, optimize, memory_limit)
 
 
@@ -301,11 +308,16 @@ def vjp_plan(bound: BoundSpec, wrt: tuple[int, ...], tree: Sweep, optimize="auto
     Reverse mode over the forward tree (``tree``, the sweep for ``wrt``), or, when it costs
     fewer FLOPs, one direct contraction per requested gradient (typical when one gradient of
     many operands is wanted), whose paths ``optimize`` finds (see :func:`einsgrad.paths.auxiliary`).
+    Under ``memory_limit`` the direct contractions are taken only where no intermediate of
+    theirs exceeds it: the tree's are the ones slicing bounds.
     """
     reverse = tree.vjp()
     if len(wrt) == len(bound.spec.inputs) and len(wrt) > 2:
         return reverse
     direct = _direct_vjp(bound, wrt, optimize, memory_limit)
+    largest = direct.largest_intermediate()
+    if memory_limit is not None and largest is not None and math.prod(largest.shape) > memory_limit:
+        return reverse
     return direct if direct.flops < reverse.flops else reverse
 
 

@@ -133,6 +133,7 @@ class PlanReport:
         kept: the values ``forward_saving`` keeps besides its output (operands are ``x0``...).
         saved: elements of the kept intermediates (operands are kept by reference, not counted).
         slices: (label, chunk size) of each label sliced to honour ``memory_limit``.
+        notes: lines on how the tree and the slices were chosen (their costs).
     """
 
     spec: str
@@ -146,13 +147,14 @@ class PlanReport:
     kept: tuple[str, ...]
     saved: int
     slices: tuple[tuple[str, int], ...] = ()
+    notes: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, spec: str, shapes, bound: str, plans: Plans, slices=()) -> "PlanReport":
+    def of(cls, spec: str, shapes, bound: str, plans: Plans, slices=(), notes=()) -> "PlanReport":
         return cls(spec, tuple(shapes), bound, Direction.of("forward", plans.forward),
                    Direction.of("vjp", plans.vjp), Direction.of("forward_saving", plans.saving),
                    Direction.of("pullback", plans.pullback), plans.separate,
-                   plans.saving.returns[1:], Costs.of(plans).saved, tuple(slices))
+                   plans.saving.returns[1:], Costs.of(plans).saved, tuple(slices), tuple(notes))
 
     @property
     def directions(self) -> tuple[Direction, ...]:
@@ -177,6 +179,7 @@ class PlanReport:
                      f"({self.saved:,} elements besides the operands)")
         if self.slices:
             lines.append("sliced: " + ", ".join(f"{l} in chunks of {c}" for l, c in self.slices))
+        lines += self.notes
         for direction in self.directions:
             lines += ["", f"{direction.name}:"]
             target = max((len(s.target) for s in direction.steps), default=0)

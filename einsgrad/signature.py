@@ -17,7 +17,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import codegen, derive, host, paths, plan, scalars, slicing, tables, torch_layout
+from . import codegen, derive, host, paths, plan, scalars, slicing, tables, torch_layout, trees
 from .errors import EinsumSpecError
 from .report import Plans
 from .shapes import BoundSpec
@@ -141,11 +141,17 @@ class SignatureRecord:
     pullback takes the operands' shapes too (``pullback(g, *saved, shapes=...)``).
     """
 
-    def __init__(self, spec: Spec, bound: BoundSpec, optimize, memory_limit, generic: bool = False):
+    def __init__(self, spec: Spec, bound: BoundSpec, optimize, memory_limit, generic: bool = False,
+                 joint: bool = False):
         self.spec, self.bound, self.generic = spec, bound, generic
         self.output_shape = bound.output_shape
+        self.choice: trees.TreeChoice | None = None  # the joint tree choice, where asked for
         with collector_paused():
-            self.tree = plan.forward_path(bound, optimize, memory_limit)
+            if joint:
+                self.choice = trees.choose(bound, optimize, memory_limit)
+                self.tree = self.choice.joint.path
+            else:
+                self.tree = plan.forward_path(bound, optimize, memory_limit)
         self.optimize = paths.auxiliary(optimize)
         self.memory_limit = memory_limit
         self.every = tuple(range(len(bound.spec.inputs)))
@@ -155,7 +161,7 @@ class SignatureRecord:
         self.functions: dict[FunctionKey, Callable] = {}
         self.kernels = tables.Kernels()  # the step tables' kernels, shared by the functions
         self.lock = threading.RLock()
-        self._slices: slicing.Cuts | None = None
+        self._slicing: slicing.Slicing | None = None
 
     def plan(self, key: PlanKey) -> Plan:
         """The plan of ``key``, made on first use: a projection of the sweep of its operands
@@ -201,6 +207,8 @@ class SignatureRecord:
         """For each value the forward-saving plan of ``wrt`` saves, the operand it is or
         regroups (its index, else None); and the operands it saves as a
         :class:`~einsgrad.steps.Regroup`."""
+        if self.slices:  # the sliced forward saves the operands (see runner)
+            return tuple(range(len(self.every))), frozenset()
         saving = self.plan(PlanKey(Mode.SAVING, wrt))
         operand = {name: k for k, name in enumerate(saving.args)}
         operand.update((step.target, operand[step.args[0]]) for step in saving.steps
@@ -215,20 +223,59 @@ class SignatureRecord:
         return frozenset(k for k, name in enumerate(vjp.args[1:]) if name in read)
 
     @property
+    def slicing(self) -> slicing.Slicing | None:
+        """The cuts that honour ``memory_limit`` and what they cost (None without a limit)."""
+        if self._slicing is None and self.memory_limit is not None:
+            with self.lock, collector_paused():
+                if self._slicing is None:
+                    self._slicing = slicing.choose(self.bound, self.memory_limit, self.tree)
+        return self._slicing
+
+    @property
     def slices(self) -> slicing.Cuts:
         """Labels sliced, with their chunk sizes, to honour ``memory_limit`` (none without)."""
-        if self._slices is None:
-            self._slices = () if self.memory_limit is None else slicing.cuts(
-                self.bound, self.memory_limit, self.tree, self.optimize)
-        return self._slices
+        return () if self.memory_limit is None else self.slicing.cuts
+
+    def notes(self) -> tuple[str, ...]:
+        """Lines for :meth:`einsgrad.Einsum.plan`: the slicing's cost, the joint tree choice."""
+        found = []
+        if self.slices:
+            s = self.slicing
+            found.append(f"slicing: {s.slices:,} chunks, {s.overhead:.3g}x the unsliced FLOPs of forward + all "
+                         f"gradients, largest intermediate {s.largest:,} elements (cuts by {s.finder})")
+        if self.choice is not None:
+            found.append(self.choice.describe())
+        return tuple(found)
+
+    def runner(self, key: FunctionKey) -> Callable:
+        """What a call of ``key`` runs: its generated function, or, where ``memory_limit``
+        slices the signature, a run chunk by chunk with the same arguments and results. The
+        forward-saving function then saves the operands alone, and the pullback runs the
+        sliced vjp on them: a chunk's intermediates are never kept."""
+        if key.chunk or key.mode is Mode.JACOBIAN or not self.slices:
+            return self.function(key)
+        if key.mode is Mode.SAVING:
+            forward = key._replace(mode=Mode.FORWARD, wrt=None)
+            return lambda *arrays: (self.run_sliced(forward, arrays)[0], *arrays)
+        if key.mode in (Mode.VJP, Mode.PULLBACK):
+            vjp = key._replace(mode=Mode.VJP)
+            return lambda g, *arrays: self.run_sliced(vjp, arrays, g)
+        return lambda *arrays: self.run_sliced(key, arrays)
 
     def run_sliced(self, key: FunctionKey, arrays, g=None) -> tuple:
-        """``key``'s forward (``g`` None) or vjp, run chunk by chunk along :attr:`slices`,
-        each chunk by the code compiled for its label sizes (under ``key`` with its chunk)."""
-        if g is None:  # the gradients have their operands' shapes: they can exist
+        """``key``'s forward, jvp (``g`` None; the jvp's arrays are the operands, then the
+        tangents of ``key.wrt``) or vjp, run chunk by chunk along :attr:`slices`, each chunk by
+        the code compiled for the chunk's label sizes (under ``key`` with its chunk)."""
+        bound, cuts = self.bound, self.slices
+        inputs, output = bound.spec.inputs, bound.spec.output
+        if key.mode is Mode.FORWARD:  # the gradients have their operands' shapes: they can exist
             host.check_fits_shape(self.output_shape, scalars.itemsize(scalars.result_type(*key.dtypes)),
                                   f"the forward of {str(self.spec)!r}", "the output")
-        return slicing.run(self.bound, self.slices, lambda chunk: self.function(key._replace(chunk=chunk)),
+        if key.mode in (Mode.JVP, Mode.VALUE_AND_JVP):
+            outs = (output, output) if key.mode is Mode.VALUE_AND_JVP else (output,)
+            return slicing.run_terms(bound, cuts, self.function(key._replace(chunk=cuts)), arrays,
+                                     (*inputs, *(inputs[k] for k in key.wrt)), outs)
+        return slicing.run(bound, cuts, lambda chunk: self.function(key._replace(chunk=chunk)),
                            arrays, g, key.wrt)
 
     def plans_of_every_operand(self) -> Plans:

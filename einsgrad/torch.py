@@ -419,7 +419,7 @@ def _batched(compiled: Einsum, dims: tuple) -> Einsum:
         inputs = [(new,) + term if b else term for term, b in zip(spec.inputs, pattern)]
         per[pattern] = Einsum(str(Spec.of(inputs, (new,) + spec.output)),
                               sizes=dict(compiled.sizes), optimize=compiled.optimize,
-                              memory_limit=compiled.memory_limit)
+                              memory_limit=compiled.memory_limit, joint=compiled.joint)
     return per[pattern]
 
 
