@@ -253,12 +253,12 @@ def reads(terms) -> list[str]:
             if isinstance(f, Factor):
                 found.append(f.name)
             elif not isinstance(f, Delta):
-                found.extend(reads(_body(f).terms))
+                found.extend(reads(group_inside(f).terms))
     return found
 
 
-def _body(node: Node) -> Group:
-    """The group inside a node."""
+def group_inside(node: Node) -> Group:
+    """The group inside a function, a power or a scoped sum; a group is its own."""
     if isinstance(node, Call):
         return node.argument
     if isinstance(node, Power):

@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 from .algebra import CANONICAL_LETTERS, Delta, Factor, Fresh, Term, fresh_name
 from .errors import EinsumSpecError
-from .expressions import (Call, Power, Scoped, Statement, ambiguous_index, group, rebuilt, renamed,
-                          term_free)
+from .expressions import (Call, Power, Scoped, Statement, ambiguous_index, group, group_inside, rebuilt,
+                          renamed, term_free)
 from .matrix_parser import (Applied, Literal, Negated, Node, Operation, Raised, Symbol, Transposed,
                             parse_matrix)
 from .matrix_types import Checker, MatrixType, declared_types
@@ -156,7 +156,7 @@ class _Writer:
         constant = _constant(base)
         if constant is not None:
             if node.exponent.denominator != 1 or (constant == 0 and node.exponent < 0):
-                raise EinsumSpecError(f"this power of a number is not a rational number", self.text, node.column)
+                raise EinsumSpecError("this power of a number is not a rational number", self.text, node.column)
             return [Summand(Term(self.checked(constant ** int(node.exponent), node.column), ()))]
         return [Summand(Term(Fraction(1), (Power(group(_closed(base)), node.exponent),)))]
 
@@ -235,19 +235,8 @@ def _reading(term: Term, order: dict, bound: set) -> None:
             continue
         if isinstance(f, Scoped):
             bound.update(f.over)
-        for t in _inner(f).terms:
+        for t in group_inside(f).terms:
             _reading(t, order, bound)
-
-
-def _inner(node):
-    """The group inside a function, a power, a scoped sum, or the group itself."""
-    if isinstance(node, Call):
-        return node.argument
-    if isinstance(node, Power):
-        return node.base
-    if isinstance(node, Scoped):
-        return node.body
-    return node
 
 
 def _relabelled(term: Term, mapping: dict) -> Term:

@@ -37,6 +37,7 @@ import numpy as np
 from . import codegen
 from .errors import EinsumSpecError
 from .signature import Mode, PlanKey, SignatureRecord
+from .tables import slotted
 from .steps import Add, Copy, Einsum2, Matmul, Multiply, Plan, Regroup, Unary
 
 _LN2 = math.log(2.0)
@@ -218,19 +219,12 @@ def _program(plan: Plan, record: SignatureRecord) -> _Program:
     found = _PROGRAMS.get(id(plan))
     if found is not None and found.plan is plan:
         return found
-    slots = {arg: i for i, arg in enumerate(plan.args)}
-    for step in plan.steps:
-        slots.setdefault(step.target, len(slots))
-    ndims = dict(zip(plan.args, plan.arg_ranks))
-    ndims.update((step.target, len(step.shape)) for step in plan.steps)
-    last_use = {arg: i for i, step in enumerate(plan.steps) for arg in step.args}
-    kept = set(plan.args) | set(plan.returns)
+    slots, ndims, freed = slotted(plan)
     rows = []
     for i, step in enumerate(plan.steps):
         template, integers = record.kernels.of(step, ndims, codegen.NUMPY)
-        freed = tuple(slots[a] for a in dict.fromkeys(step.args) if last_use[a] == i and a not in kept)
         rows.append(_Row(_kernel(template), slots[step.target], tuple(slots[a] for a in step.args),
-                         tuple(integers), freed, _rule(step.operation)))
+                         tuple(integers), freed[i], _rule(step.operation)))
     program = _Program(plan, tuple(rows), len(slots), tuple(slots[r] for r in plan.returns))
     if len(_PROGRAMS) >= _PROGRAMS_LIMIT:
         _PROGRAMS.pop(next(iter(_PROGRAMS), None), None)  # the oldest

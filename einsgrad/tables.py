@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from typing import NamedTuple
 
 from . import codegen
 from .codegen import Dialect
@@ -61,13 +62,17 @@ class Kernels:
         return found[1], found[2]
 
 
-def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect = codegen.NUMPY,
-           casts: dict | None = None, kernels_of: Kernels | None = None) -> str:
-    """One Python function for ``plan`` as a loop over its step table, with the arguments of
-    :func:`einsgrad.codegen.render` (exact-shape code only); ``kernels_of`` keeps the steps'
-    kernels for the other functions of the signature."""
-    finish = finish or {}
-    kernels_of = kernels_of or Kernels()
+class Slotted(NamedTuple):
+    """A plan laid out as a step table: each value's slot (arguments first, then each step's
+    result), each value's rank, and the slots no later step reads, freed after each step."""
+
+    slots: dict[str, int]
+    ndims: dict[str, int]
+    freed: tuple[tuple[int, ...], ...]
+
+
+def slotted(plan: Plan) -> Slotted:
+    """``plan``'s :class:`Slotted` layout (the arguments and returns are never freed)."""
     slots = {arg: i for i, arg in enumerate(plan.args)}
     for step in plan.steps:
         slots.setdefault(step.target, len(slots))
@@ -75,13 +80,25 @@ def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect =
     ndims.update((step.target, len(step.shape)) for step in plan.steps)
     last_use = {arg: i for i, step in enumerate(plan.steps) for arg in step.args}
     kept = set(plan.args) | set(plan.returns)
+    freed = tuple(tuple(slots[a] for a in dict.fromkeys(step.args) if last_use[a] == i and a not in kept)
+                  for i, step in enumerate(plan.steps))
+    return Slotted(slots, ndims, freed)
+
+
+def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect = codegen.NUMPY,
+           casts: dict | None = None, kernels_of: Kernels | None = None) -> str:
+    """One Python function for ``plan`` as a loop over its step table, with the arguments of
+    :func:`einsgrad.codegen.render` (exact-shape code only); ``kernels_of`` keeps the steps'
+    kernels for the other functions of the signature."""
+    finish = finish or {}
+    kernels_of = kernels_of or Kernels()
+    slots, ndims, freed = slotted(plan)
     kernels: dict[str, int] = {}
     rows = []
     for i, step in enumerate(plan.steps):
         template, integers = kernels_of.of(step, ndims, dialect)
         kernel = kernels.setdefault(template, len(kernels))
-        freed = [slots[a] for a in dict.fromkeys(step.args) if last_use[a] == i and a not in kept]
-        rows.append([kernel, slots[step.target], freed, [slots[a] for a in step.args] + integers])
+        rows.append([kernel, slots[step.target], list(freed[i]), [slots[a] for a in step.args] + integers])
     returns = []
     for value in plan.returns:
         expr = codegen.finished("v[a]", value, finish, dialect)

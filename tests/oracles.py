@@ -213,3 +213,14 @@ def torch_vjp(spec: str, operands, G):
                                 allow_unused=True)
     return tuple(np.zeros_like(x) if g is None else np.conj(g.detach().numpy())
                  for x, g in zip(xs, grads))
+
+
+def central_gradient(f, x, h=1e-6):
+    """The gradient of a scalar function ``f`` at the array ``x``, by central differences, one
+    entry at a time."""
+    g = np.zeros_like(x)
+    for e in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[e] = h
+        g[e] = (f(x + step) - f(x - step)) / (2 * h)
+    return g

@@ -17,6 +17,7 @@ from dask.callbacks import Callback  # noqa: E402
 from strategies import EXACT_DTYPES, einsum_cases  # noqa: E402
 
 import einsgrad  # noqa: E402
+from benchmarks.dask_networks import largest_task  # noqa: E402
 from benchmarks.network_cases import grid, mps_norm  # noqa: E402
 
 CURATED = [
@@ -101,18 +102,6 @@ def executed(function) -> list:
     with Callback(pretask=lambda key, dsk, state: keys.append(key)), dask.config.set(scheduler="sync"):
         function()
     return keys
-
-
-def largest_task(*values) -> int:
-    """Bytes of the largest value a task returns while ``values`` are computed, unfused."""
-    sizes = [0]
-
-    def posttask(key, result, dsk, state, worker_id):
-        sizes[0] = max(sizes[0], getattr(result, "nbytes", 0))
-
-    with Callback(posttask=posttask), dask.config.set(scheduler="sync"):
-        dask.compute(*values, optimize_graph=False)
-    return sizes[0]
 
 
 def layers(*values) -> set[str]:

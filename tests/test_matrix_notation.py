@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import einsgrad
 from einsgrad import EinsumSpecError
+from oracles import central_gradient as _central
 from einsgrad import matrix_notation, matrix_types
 from einsgrad.matrix_notation import index_program
 
@@ -291,15 +292,6 @@ def test_classic_in_both_notations_against_torch(name, text, declared, index, sh
             np.testing.assert_allclose(prog.grad(n)(**a), expected, rtol=1e-10, atol=1e-12, err_msg=n)
     for n, expected in textbook(**a).items():
         np.testing.assert_allclose(m.grad(n)(**a), expected, rtol=1e-10, atol=1e-12, err_msg=n)
-
-
-def _central(f, x, h=1e-6):
-    g = np.zeros_like(x)
-    for e in np.ndindex(x.shape):
-        step = np.zeros_like(x)
-        step[e] = h
-        g[e] = (f(x + step) - f(x - step)) / (2 * h)
-    return g
 
 
 @pytest.mark.parametrize("name, text, declared, index, shapes, f, textbook", CLASSIC, ids=IDS)
