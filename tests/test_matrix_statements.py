@@ -172,9 +172,11 @@ class _Reader:
             self.take(")")
             if token == "tr":
                 return np.array([[np.trace(inner)]])
-            if token == "diag":
+            if token == "diag":  # the diagonal of a square matrix; of a vector it is Diag
+                assert inner.shape[0] == inner.shape[1], f"diag of a {inner.shape} value"
                 return np.diag(inner)[:, None]
-            if token == "Diag":
+            if token == "Diag":  # a column vector as a diagonal matrix
+                assert inner.shape[1] == 1, f"Diag of a {inner.shape} value"
                 return np.diag(inner[:, 0])
             return _FUNCTIONS[token](inner)
         if token in self.definitions:  # a name defined after the form: read when first used
@@ -236,7 +238,7 @@ def _arrays(rng):
             "U": rng.standard_normal((6, 2)), "V": rng.standard_normal((3, 2)), "M": rng.standard_normal((6, 3)),
             "S": rng.standard_normal((4, 4)), "x": rng.standard_normal(4), "B": rng.standard_normal((4, 6)),
             "C": rng.standard_normal((6, 4)), "P": rng.standard_normal((3, 4)), "R": rng.standard_normal((4, 5)),
-            "Q": rng.standard_normal((5, 3)), "d": rng.standard_normal(3)}
+            "Q": rng.standard_normal((5, 3)), "d": rng.standard_normal(3), "q": rng.standard_normal(4)}
 
 
 CLASSIC = [
@@ -285,6 +287,18 @@ HESSIANS = [
      lambda a: a["X"].T @ np.diag(sigmoid(a["X"] @ a["w"]) * (1 - sigmoid(a["X"] @ a["w"]))) @ a["X"]),
     ("log-sum-exp", "L = log(sum[j](exp(z[j])))", "z",
      lambda a: np.diag(softmax_rows(a["z"])) - np.outer(softmax_rows(a["z"]), softmax_rows(a["z"]))),
+    # diagonal Hessians of elementwise functions and powers: a delta "i->ii" is Diag(v), never
+    # diag(v), which is the diagonal of a matrix (read so, the first was a full matrix)
+    ("a power of exp", "S0[i] = exp(x[i])^-0.5\nL = S0[i] * q[i]", "x",
+     lambda a: np.diag(0.25 * a["q"] * np.exp(-0.5 * a["x"]))),
+    ("a cube of tanh", "L = q[i] * tanh(x[i])^3", "x",
+     lambda a: np.diag(6 * a["q"] * np.tanh(a["x"]) * (1 - np.tanh(a["x"]) ** 2) * (1 - 2 * np.tanh(a["x"]) ** 2))),
+    ("a quotient", "L = q[i] / (1 + x[i] * x[i])", "x",
+     lambda a: np.diag(-2 * a["q"] / (1 + a["x"] ** 2) ** 2 + 8 * a["q"] * a["x"] ** 2 / (1 + a["x"] ** 2) ** 3)),
+    ("a diagonal plus the identity", "L = q[i] * sin(x[i]) + x[i] * x[i]", "x",
+     lambda a: np.diag(-a["q"] * np.sin(a["x"])) + 2 * np.eye(4)),
+    ("a diagonal between matrices", "z[i] = X[i,k] * w[k]\nL = y[i] * exp(z[i])", "w",
+     lambda a: a["X"].T @ np.diag(a["y"] * np.exp(a["X"] @ a["w"])) @ a["X"]),
 ]
 
 
