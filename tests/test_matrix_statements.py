@@ -297,6 +297,8 @@ HESSIANS = [
      lambda a: np.diag(-2 * a["q"] / (1 + a["x"] ** 2) ** 2 + 8 * a["q"] * a["x"] ** 2 / (1 + a["x"] ** 2) ** 3)),
     ("a diagonal plus the identity", "L = q[i] * sin(x[i]) + x[i] * x[i]", "x",
      lambda a: np.diag(-a["q"] * np.sin(a["x"])) + 2 * np.eye(4)),
+    ("an identity in a chain", "S0[i] = abs(exp(x[i] * 0.5)^-0.5)\nL = S0[i] * q[i]", "x",  # was 0.5 Iᵀ (...)
+     lambda a: np.diag(a["q"] * np.exp(-0.25 * a["x"]) / 16)),
     ("a diagonal between matrices", "z[i] = X[i,k] * w[k]\nL = y[i] * exp(z[i])", "w",
      lambda a: a["X"].T @ np.diag(a["y"] * np.exp(a["X"] @ a["w"])) @ a["X"]),
 ]
@@ -349,6 +351,15 @@ def test_chains_evaluate_as_the_gradient():
         form = prog.explain(name).gradients[0].matrix_form
         np.testing.assert_allclose(evaluate(form, {**arrays, "G": arrays["dY"]}, expected.shape), expected,
                                    rtol=1e-10)
+
+
+def test_a_sum_of_a_constant_has_no_matrix_form():
+    """``Σ_i c`` is ``n c``: as ``c 1ᵀ 1`` nothing in the formula says what n is, so the
+    gradient has no matrix form (it printed ``∂L/∂s = 0.25 q 1ᵀ 1``)."""
+    prog = einsgrad.program("S0[i] = 0.5 * s + exp(x[i])\nS1 = sum[i](S0[i] * 0.5)\nL = S1 * q")
+    assert prog.explain("s").gradients[0].matrix_form is None
+    assert prog.explain("x").gradients[0].matrix_form == "∂L/∂x = 0.5 q exp(x)"
+    np.testing.assert_allclose(prog.grad("s")(x=np.zeros(3), s=1.0, q=2.0), 0.25 * 2.0 * 3)
 
 
 def test_no_matrix_form_says_so_with_the_index_form():
