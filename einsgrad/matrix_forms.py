@@ -283,8 +283,8 @@ def form_body(form: Form, names: Sequence[Piece], vary: int | None = None,
     if form.kind in ("hadamard", "rowsum", "colsum"):
         body = hadamard([p for (k, _), p in zip(form.factors, parts) if k not in inverse],
                         [p for (k, _), p in zip(form.factors, parts) if k in inverse])
-        if form.kind != "hadamard":
-            body = parenthesized(body)
+        if form.kind != "hadamard":  # always: A∘Aᵀ 1 would read as A ∘ (Aᵀ 1)
+            body = Piece(f"({body.text})", rf"\left({body.latex}\right)")
             body = juxt([transpose_of(body) if form.kind == "colsum" else body, ONES])
     elif form.kind == "trace":
         body = applied("tr", juxt(parts))

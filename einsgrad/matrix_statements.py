@@ -334,6 +334,8 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering |
         for n, (k, t) in enumerate(form.factors):
             if k is None:
                 links.append(Link(ONES, t))
+            elif n in form.scaled and k not in inverse and _broadcast(used[k]):  # Diag(c 1) is c I
+                links.extend([x for x in used[k].chain if x.scalar] + [Link(Piece("I", "I"), symmetric=True)])
             elif n in form.scaled:
                 d = applied("Diag", used[k].whole if k in inverse else used[k].body)
                 links.append(Link(Piece(d.text + "⁻¹", d.latex + "^{-1}") if k in inverse else d, symmetric=True))
@@ -363,6 +365,11 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering |
         parts = tuple(transpose_of(shown[k]) if t else shown[k] for k, t in form.factors)
         return Rendering(Fraction(1), body, False, kind="hadamard", parts=parts)
     return Rendering(Fraction(1), body, _atomic_text(body.text))
+
+
+def _broadcast(r: Rendering) -> bool:
+    """A scalar times the ones vector, ``c 1``."""
+    return r.kind == "product" and bool(r.chain) and [x for x in r.chain if not x.scalar] == [Link(ONES)]
 
 
 def _counts(links, traced: bool) -> bool:

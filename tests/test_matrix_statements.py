@@ -238,7 +238,8 @@ def _arrays(rng):
             "U": rng.standard_normal((6, 2)), "V": rng.standard_normal((3, 2)), "M": rng.standard_normal((6, 3)),
             "S": rng.standard_normal((4, 4)), "x": rng.standard_normal(4), "B": rng.standard_normal((4, 6)),
             "C": rng.standard_normal((6, 4)), "P": rng.standard_normal((3, 4)), "R": rng.standard_normal((4, 5)),
-            "Q": rng.standard_normal((5, 3)), "d": rng.standard_normal(3), "q": rng.standard_normal(4)}
+            "Q": rng.standard_normal((5, 3)), "d": rng.standard_normal(3), "q": rng.standard_normal(4),
+            "s": np.array(rng.standard_normal())}
 
 
 CLASSIC = [
@@ -246,6 +247,8 @@ CLASSIC = [
     ("tanh layer", LAYER.format(f="tanh"), "W", _layer(np.tanh, lambda H, A: 1 - A ** 2)),
     ("sigmoid layer", LAYER.format(f="sigmoid"), "W", _layer(sigmoid, lambda H, A: A * (1 - A))),
     ("relu layer", LAYER.format(f="relu"), "W", _layer(lambda u: np.maximum(u, 0), lambda H, A: (H > 0) * 1.0)),
+    ("a column sum of a square", "S2[j] = X[i,j] * X[i,j]\nL = S2[j] * w[j]", "w",  # was A∘Aᵀ 1
+     lambda a: (a["X"] ** 2).sum(axis=0)),
     ("tanh layer bias", LAYER.format(f="tanh"), "c",
      lambda a: ((np.tanh(a["X"] @ a["W"].T + a["c"]) - a["T"]) * (1 - np.tanh(a["X"] @ a["W"].T + a["c"]) ** 2)).sum(0)),
     ("logistic regression", "z[i] = X[i,k] * w[k]\nL = softplus(z[i]) - y[i] * z[i]", "w",
@@ -297,6 +300,8 @@ HESSIANS = [
      lambda a: np.diag(-2 * a["q"] / (1 + a["x"] ** 2) ** 2 + 8 * a["q"] * a["x"] ** 2 / (1 + a["x"] ** 2) ** 3)),
     ("a diagonal plus the identity", "L = q[i] * sin(x[i]) + x[i] * x[i]", "x",
      lambda a: np.diag(-a["q"] * np.sin(a["x"])) + 2 * np.eye(4)),
+    ("a scalar on the diagonal", "S0[j] = y[j] * y[j]\nL = s * sum[j](S0[j] * (s * s))", "y",  # was Diag(s s s 1)
+     lambda a: 2 * a["s"] ** 3 * np.eye(6)),
     ("an identity in a chain", "S0[i] = abs(exp(x[i] * 0.5)^-0.5)\nL = S0[i] * q[i]", "x",  # was 0.5 Iᵀ (...)
      lambda a: np.diag(a["q"] * np.exp(-0.25 * a["x"]) / 16)),
     ("a diagonal between matrices", "z[i] = X[i,k] * w[k]\nL = y[i] * exp(z[i])", "w",
