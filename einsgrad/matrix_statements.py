@@ -335,7 +335,7 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering |
             if k is None:
                 links.append(Link(ONES, t))
             elif n in form.scaled and k not in inverse and _broadcast(used[k]):  # Diag(c 1) is c I
-                links.extend([x for x in used[k].chain if x.scalar] + [Link(Piece("I", "I"), symmetric=True)])
+                links.extend(_scalar_links(used[k]) + [Link(Piece("I", "I"), symmetric=True)])
             elif n in form.scaled:
                 d = applied("Diag", used[k].whole if k in inverse else used[k].body)
                 links.append(Link(Piece(d.text + "⁻¹", d.latex + "^{-1}") if k in inverse else d, symmetric=True))
@@ -368,8 +368,19 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering |
 
 
 def _broadcast(r: Rendering) -> bool:
-    """A scalar times the ones vector, ``c 1``."""
+    """A scalar times the ones vector, ``c 1``, or a sum of them."""
+    if r.terms is not None:
+        return all(t is not None and _broadcast(t) for _, t in r.terms)
     return r.kind == "product" and bool(r.chain) and [x for x in r.chain if not x.scalar] == [Link(ONES)]
+
+
+def _scalar_links(r: Rendering) -> list[Link]:
+    """The scalar ``c`` of a broadcast ``c 1`` (:func:`_broadcast`) as chain links."""
+    if r.terms is None:
+        return [x for x in r.chain if x.scalar]
+    scalars = _sum([(c, Rendering(Fraction(1), juxt([x.piece for x in _scalar_links(t)], empty="1"), True))
+                    for c, t in r.terms])
+    return [Link(_operand(scalars.whole), scalar=True, symmetric=True)]
 
 
 def _counts(links, traced: bool) -> bool:

@@ -302,6 +302,8 @@ HESSIANS = [
      lambda a: np.diag(-a["q"] * np.sin(a["x"])) + 2 * np.eye(4)),
     ("a scalar on the diagonal", "S0[j] = y[j] * y[j]\nL = s * sum[j](S0[j] * (s * s))", "y",  # was Diag(s s s 1)
      lambda a: 2 * a["s"] ** 3 * np.eye(6)),
+    ("a sum of scalars on the diagonal", "S0[j] = y[j] * y[j]\nL = sum[j](S0[j]) * s + sum[j](S0[j] * exp(s))",
+     "y", lambda a: 2 * (a["s"] + np.exp(a["s"])) * np.eye(6)),  # was Diag(s 1 + exp(s) 1)
     ("an identity in a chain", "S0[i] = abs(exp(x[i] * 0.5)^-0.5)\nL = S0[i] * q[i]", "x",  # was 0.5 Iᵀ (...)
      lambda a: np.diag(a["q"] * np.exp(-0.25 * a["x"]) / 16)),
     ("a diagonal between matrices", "z[i] = X[i,k] * w[k]\nL = y[i] * exp(z[i])", "w",
