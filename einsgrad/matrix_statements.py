@@ -40,6 +40,7 @@ class Link:
     transposed: bool = False
     symmetric: bool = False
     scalar: bool = False
+    identity: bool = False  # the identity matrix I itself (not a tensor named I)
 
     def flipped(self) -> "Link":
         return self if self.symmetric else replace(self, transposed=not self.transposed)
@@ -335,7 +336,7 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering |
             if k is None:
                 links.append(Link(ONES, t))
             elif n in form.scaled and k not in inverse and _broadcast(used[k]):  # Diag(c 1) is c I
-                links.extend(_scalar_links(used[k]) + [Link(Piece("I", "I"), symmetric=True)])
+                links.extend(_scalar_links(used[k]) + [_IDENTITY])
             elif n in form.scaled:
                 d = applied("Diag", used[k].whole if k in inverse else used[k].body)
                 links.append(Link(Piece(d.text + "⁻¹", d.latex + "^{-1}") if k in inverse else d, symmetric=True))
@@ -347,7 +348,7 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering |
             else:
                 links.append(Link(shown[k], t and not used[k].diagonal, symmetric=used[k].diagonal))
         if sum(not x.scalar for x in links) > 1:  # I M is M
-            links = [x for x in links if x.base.text != "I"]
+            links = [x for x in links if not x.identity]
         if _counts([x for x in links if not x.scalar], form.kind == "trace"):
             return None
         if form.kind == "trace":
@@ -360,11 +361,15 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering |
         return Rendering(Fraction(1), body, _atomic_text(body.text), tuple(links), kind="product")
     body = form_body(form, shown, inverse=inverse)
     if form.kind == "identity":  # I, c I, tr(B) I: diagonal, the same transposed
-        return Rendering(Fraction(1), body, _atomic_text(body.text), (Link(body, symmetric=True),), kind="product")
+        link = _IDENTITY if body == _IDENTITY.base else Link(body, symmetric=True)
+        return Rendering(Fraction(1), body, _atomic_text(body.text), (link,), kind="product")
     if form.kind == "hadamard" and not form.scalars and not inverse:
         parts = tuple(transpose_of(shown[k]) if t else shown[k] for k, t in form.factors)
         return Rendering(Fraction(1), body, False, kind="hadamard", parts=parts)
     return Rendering(Fraction(1), body, _atomic_text(body.text))
+
+
+_IDENTITY = Link(Piece("I", "I"), symmetric=True, identity=True)
 
 
 def _broadcast(r: Rendering) -> bool:

@@ -338,8 +338,9 @@ def test_hessian_matrix_forms_are_the_textbook_hessians(case, text, name, textbo
     ("z[i] = X[i,k] * w[k]\nL = softplus(z[i]) - y[i] * z[i]", "w", "∂L/∂w = Xᵀ (sigmoid(z) - y), with z = X w"),
     ("L = 0.5 * (tanh(sum[k](X[b,k] * W[j,k]) + c[j]) - T[b,j])^2", "W",  # read twice: named once
      "∂L/∂W = ((t2 - T) ∘ (1 - t2∘t2))ᵀ X, with t2 = tanh(X Wᵀ + 1 cᵀ)"),
+    ("Y[i,j] = I[i,k] * W[k,j]", "W", "∂L/∂W = Iᵀ G"),  # a tensor named I is no identity: it stays
 ], ids=["xAx", "least squares", "tr(AXB)", "scaling", "tr(X) tr(B)", "tanh layer", "chain of four",
-        "chain of five", "factorization", "softmax", "logistic", "unnamed layer"])
+        "chain of five", "factorization", "softmax", "logistic", "unnamed layer", "a tensor named I"])
 def test_textbook_forms_exactly(text, name, form):
     assert einsgrad.program(text).explain(name).gradients[0].matrix_form == form
 
