@@ -28,9 +28,9 @@ class Form:
     """A matrix formula over the operands of a spec.
 
     Attributes:
-        kind: "product", "trace", "hadamard", "diag", "identity" (``scale`` times ``I``),
-            "rowsum" (an entrywise product summed along its rows, ``(A ∘ B) 1``) or "colsum"
-            (``(A ∘ B)ᵀ 1``).
+        kind: "product", "trace", "hadamard", "diag" (a square matrix's diagonal), "identity"
+            (``scale`` times ``I``), "rowsum" (an entrywise product summed along its rows,
+            ``(A ∘ B) 1``) or "colsum" (``(A ∘ B)ᵀ 1``).
         factors: (operand position, or None for a ones vector; transposed) in order.
         scalars: positions of 0-d operands, written in front.
         batch: labels every operand and the output share: "for each b: ...".
@@ -64,13 +64,17 @@ def _identity_form(inputs, output, tensors):
 
 
 def _diag_form(inputs, output, tensors):
-    """``"ii->i"`` takes the diagonal, ``"i->ii"`` makes a diagonal matrix: both ``diag(·)``."""
+    """``"ii->i"`` takes the diagonal, ``diag(A)``; ``"i->ii"`` makes a diagonal matrix,
+    ``Diag(d)``, the scaling of :func:`_scaling_form` with no matrix to scale. Two names, as
+    the Frobenius rule ``M : Diag(N) = diag(M) : N`` needs: one ``diag`` for both reads the
+    same text two ways (a reader sees ``Diag(q) diag(x)`` as two different things)."""
     if len(tensors) != 1:
         return None
     term = inputs[tensors[0]]
-    if (len(term) == 2 and term[0] == term[1] and output == term[:1]
-            or len(term) == 1 and output == term * 2):
+    if len(term) == 2 and term[0] == term[1] and output == term[:1]:
         return Form("diag", ((tensors[0], False),))
+    if len(term) == 1 and output == term * 2:
+        return Form("product", ((tensors[0], False),), scaled=(0,))
     return None
 
 
@@ -279,8 +283,8 @@ def form_body(form: Form, names: Sequence[Piece], vary: int | None = None,
     if form.kind in ("hadamard", "rowsum", "colsum"):
         body = hadamard([p for (k, _), p in zip(form.factors, parts) if k not in inverse],
                         [p for (k, _), p in zip(form.factors, parts) if k in inverse])
-        if form.kind != "hadamard":
-            body = parenthesized(body)
+        if form.kind != "hadamard":  # always: A∘Aᵀ 1 would read as A ∘ (Aᵀ 1)
+            body = Piece(f"({body.text})", rf"\left({body.latex}\right)")
             body = juxt([transpose_of(body) if form.kind == "colsum" else body, ONES])
     elif form.kind == "trace":
         body = applied("tr", juxt(parts))

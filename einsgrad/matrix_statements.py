@@ -40,6 +40,7 @@ class Link:
     transposed: bool = False
     symmetric: bool = False
     scalar: bool = False
+    identity: bool = False  # the identity matrix I itself (not a tensor named I)
 
     def flipped(self) -> "Link":
         return self if self.symmetric else replace(self, transposed=not self.transposed)
@@ -75,6 +76,14 @@ class Rendering:
     def whole(self) -> Piece:
         """The coefficient and the body, as one expression."""
         return _scaled(self.coefficient, self.body)
+
+    @property
+    def diagonal(self) -> bool:
+        """A product of diagonal matrices (the symmetric links) or a sum of them: diagonal,
+        so it reads the same transposed (a Hessian's ``Diag(a) Diag(b) - Diag(c)``)."""
+        if self.kind == "product" and self.chain:
+            return all(x.symmetric for x in self.chain)
+        return self.terms is not None and all(r is not None and r.diagonal for _, r in self.terms)
 
 
 @dataclass(frozen=True)
@@ -239,7 +248,8 @@ class Writer:
         sums = [n for n, r in enumerate(used) if r.terms is not None and n not in flipped and r.coefficient == 1]
         if top and coefficient < 0 and len(sums) == 1:  # -2 (T - U Vᵀ) V is 2 (U Vᵀ - T) V
             coefficient, used[sums[0]] = -coefficient, _negated(used[sums[0]])
-        return coefficient, _formed(form, used, flipped)
+        formed = _formed(form, used, flipped)
+        return False if formed is None else (coefficient, formed)
 
     def _node_operand(self, node):
         """(rendering, labels, reciprocal) of a node as an operand of a term."""
@@ -310,10 +320,12 @@ def _merged(proxies, operands, inverse):
     return [p for p in proxies if p is not None], operands, inverse
 
 
-def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering:
+def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering | None:
     """The form's body over the operands' renderings: a product as a chain (operand chains
-    spliced in, reversed where transposed), any other kind by :func:`form_body`. A reciprocal
-    operand (in ``inverse``) keeps its coefficient; the others' are the term's."""
+    spliced in, reversed where transposed), an identity as a symmetric one, any other kind by
+    :func:`form_body`. A reciprocal operand (in ``inverse``) keeps its coefficient; the
+    others' are the term's. None for a chain that counts (``1ᵀ 1``, a sum over an index that
+    no operand holds): nothing in the formula says the size it is."""
     shown = [_operand(r.whole if n in inverse else r.body) for n, r in enumerate(used)]
     if form.kind == "product" and form.factors in (((0, False),),) and not form.scalars and not inverse \
             and not form.scaled and not form.summed:
@@ -323,6 +335,8 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering:
         for n, (k, t) in enumerate(form.factors):
             if k is None:
                 links.append(Link(ONES, t))
+            elif n in form.scaled and k not in inverse and _broadcast(used[k]):  # Diag(c 1) is c I
+                links.extend(_scalar_links(used[k]) + [_IDENTITY])
             elif n in form.scaled:
                 d = applied("Diag", used[k].whole if k in inverse else used[k].body)
                 links.append(Link(Piece(d.text + "⁻¹", d.latex + "^{-1}") if k in inverse else d, symmetric=True))
@@ -332,7 +346,11 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering:
                 chain = used[k].chain
                 links.extend([x.flipped() for x in reversed(chain)] if t else chain)
             else:
-                links.append(Link(shown[k], t))
+                links.append(Link(shown[k], t and not used[k].diagonal, symmetric=used[k].diagonal))
+        if sum(not x.scalar for x in links) > 1:  # I M is M
+            links = [x for x in links if not x.identity]
+        if _counts([x for x in links if not x.scalar], form.kind == "trace"):
+            return None
         if form.kind == "trace":
             scalars = [x for x in links if x.scalar]
             inside = [x for x in links if not x.scalar]
@@ -342,10 +360,40 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering:
         body = juxt([x.piece for x in links], empty="1")
         return Rendering(Fraction(1), body, _atomic_text(body.text), tuple(links), kind="product")
     body = form_body(form, shown, inverse=inverse)
+    if form.kind == "identity":  # I, c I, tr(B) I: diagonal, the same transposed
+        link = _IDENTITY if body == _IDENTITY.base else Link(body, symmetric=True)
+        return Rendering(Fraction(1), body, _atomic_text(body.text), (link,), kind="product")
     if form.kind == "hadamard" and not form.scalars and not inverse:
         parts = tuple(transpose_of(shown[k]) if t else shown[k] for k, t in form.factors)
         return Rendering(Fraction(1), body, False, kind="hadamard", parts=parts)
     return Rendering(Fraction(1), body, _atomic_text(body.text))
+
+
+_IDENTITY = Link(Piece("I", "I"), symmetric=True, identity=True)
+
+
+def _broadcast(r: Rendering) -> bool:
+    """A scalar times the ones vector, ``c 1``, or a sum of them."""
+    if r.terms is not None:
+        return all(t is not None and _broadcast(t) for _, t in r.terms)
+    return r.kind == "product" and bool(r.chain) and [x for x in r.chain if not x.scalar] == [Link(ONES)]
+
+
+def _scalar_links(r: Rendering) -> list[Link]:
+    """The scalar ``c`` of a broadcast ``c 1`` (:func:`_broadcast`) as chain links."""
+    if r.terms is None:
+        return [x for x in r.chain if x.scalar]
+    scalars = _sum([(c, Rendering(Fraction(1), juxt([x.piece for x in _scalar_links(t)], empty="1"), True))
+                    for c, t in r.terms])
+    return [Link(_operand(scalars.whole), scalar=True, symmetric=True)]
+
+
+def _counts(links, traced: bool) -> bool:
+    """A chain (scalars aside) holding ``1ᵀ 1``, or a trace of ones alone: a size."""
+    if traced and links and all(x.base == ONES for x in links):
+        return True
+    return any(a.base == ONES and a.transposed and b.base == ONES and not b.transposed
+               for a, b in zip(links, links[1:]))
 
 
 def _sum(rendered) -> Rendering:
@@ -392,7 +440,7 @@ def _factored(rendered) -> Rendering | None:
     if inner.kind == "product":
         middle, common = list(inner.chain), common * inner.coefficient
     else:
-        middle = [Link(parenthesized_always(inner.whole))]
+        middle = [Link(parenthesized_always(inner.whole), symmetric=inner.diagonal)]
     links = list(chains[0][:head]) + middle + list(chains[0][len(chains[0]) - tail:])
     return Rendering(common, juxt([x.piece for x in links]), False, tuple(links), kind="product")
 

@@ -172,9 +172,11 @@ class _Reader:
             self.take(")")
             if token == "tr":
                 return np.array([[np.trace(inner)]])
-            if token == "diag":
+            if token == "diag":  # the diagonal of a square matrix; of a vector it is Diag
+                assert inner.shape[0] == inner.shape[1], f"diag of a {inner.shape} value"
                 return np.diag(inner)[:, None]
-            if token == "Diag":
+            if token == "Diag":  # a column vector as a diagonal matrix
+                assert inner.shape[1] == 1, f"Diag of a {inner.shape} value"
                 return np.diag(inner[:, 0])
             return _FUNCTIONS[token](inner)
         if token in self.definitions:  # a name defined after the form: read when first used
@@ -236,7 +238,8 @@ def _arrays(rng):
             "U": rng.standard_normal((6, 2)), "V": rng.standard_normal((3, 2)), "M": rng.standard_normal((6, 3)),
             "S": rng.standard_normal((4, 4)), "x": rng.standard_normal(4), "B": rng.standard_normal((4, 6)),
             "C": rng.standard_normal((6, 4)), "P": rng.standard_normal((3, 4)), "R": rng.standard_normal((4, 5)),
-            "Q": rng.standard_normal((5, 3)), "d": rng.standard_normal(3)}
+            "Q": rng.standard_normal((5, 3)), "d": rng.standard_normal(3), "q": rng.standard_normal(4),
+            "s": np.array(rng.standard_normal())}
 
 
 CLASSIC = [
@@ -244,6 +247,8 @@ CLASSIC = [
     ("tanh layer", LAYER.format(f="tanh"), "W", _layer(np.tanh, lambda H, A: 1 - A ** 2)),
     ("sigmoid layer", LAYER.format(f="sigmoid"), "W", _layer(sigmoid, lambda H, A: A * (1 - A))),
     ("relu layer", LAYER.format(f="relu"), "W", _layer(lambda u: np.maximum(u, 0), lambda H, A: (H > 0) * 1.0)),
+    ("a column sum of a square", "S2[j] = X[i,j] * X[i,j]\nL = S2[j] * w[j]", "w",  # was A∘Aᵀ 1
+     lambda a: (a["X"] ** 2).sum(axis=0)),
     ("tanh layer bias", LAYER.format(f="tanh"), "c",
      lambda a: ((np.tanh(a["X"] @ a["W"].T + a["c"]) - a["T"]) * (1 - np.tanh(a["X"] @ a["W"].T + a["c"]) ** 2)).sum(0)),
     ("logistic regression", "z[i] = X[i,k] * w[k]\nL = softplus(z[i]) - y[i] * z[i]", "w",
@@ -285,6 +290,24 @@ HESSIANS = [
      lambda a: a["X"].T @ np.diag(sigmoid(a["X"] @ a["w"]) * (1 - sigmoid(a["X"] @ a["w"]))) @ a["X"]),
     ("log-sum-exp", "L = log(sum[j](exp(z[j])))", "z",
      lambda a: np.diag(softmax_rows(a["z"])) - np.outer(softmax_rows(a["z"]), softmax_rows(a["z"]))),
+    # diagonal Hessians of elementwise functions and powers: a delta "i->ii" is Diag(v), never
+    # diag(v), which is the diagonal of a matrix (read so, the first was a full matrix)
+    ("a power of exp", "S0[i] = exp(x[i])^-0.5\nL = S0[i] * q[i]", "x",
+     lambda a: np.diag(0.25 * a["q"] * np.exp(-0.5 * a["x"]))),
+    ("a cube of tanh", "L = q[i] * tanh(x[i])^3", "x",
+     lambda a: np.diag(6 * a["q"] * np.tanh(a["x"]) * (1 - np.tanh(a["x"]) ** 2) * (1 - 2 * np.tanh(a["x"]) ** 2))),
+    ("a quotient", "L = q[i] / (1 + x[i] * x[i])", "x",
+     lambda a: np.diag(-2 * a["q"] / (1 + a["x"] ** 2) ** 2 + 8 * a["q"] * a["x"] ** 2 / (1 + a["x"] ** 2) ** 3)),
+    ("a diagonal plus the identity", "L = q[i] * sin(x[i]) + x[i] * x[i]", "x",
+     lambda a: np.diag(-a["q"] * np.sin(a["x"])) + 2 * np.eye(4)),
+    ("a scalar on the diagonal", "S0[j] = y[j] * y[j]\nL = s * sum[j](S0[j] * (s * s))", "y",  # was Diag(s s s 1)
+     lambda a: 2 * a["s"] ** 3 * np.eye(6)),
+    ("a sum of scalars on the diagonal", "S0[j] = y[j] * y[j]\nL = sum[j](S0[j]) * s + sum[j](S0[j] * exp(s))",
+     "y", lambda a: 2 * (a["s"] + np.exp(a["s"])) * np.eye(6)),  # was Diag(s 1 + exp(s) 1)
+    ("an identity in a chain", "S0[i] = abs(exp(x[i] * 0.5)^-0.5)\nL = S0[i] * q[i]", "x",  # was 0.5 Iᵀ (...)
+     lambda a: np.diag(a["q"] * np.exp(-0.25 * a["x"]) / 16)),
+    ("a diagonal between matrices", "z[i] = X[i,k] * w[k]\nL = y[i] * exp(z[i])", "w",
+     lambda a: a["X"].T @ np.diag(a["y"] * np.exp(a["X"] @ a["w"])) @ a["X"]),
 ]
 
 
@@ -315,8 +338,9 @@ def test_hessian_matrix_forms_are_the_textbook_hessians(case, text, name, textbo
     ("z[i] = X[i,k] * w[k]\nL = softplus(z[i]) - y[i] * z[i]", "w", "∂L/∂w = Xᵀ (sigmoid(z) - y), with z = X w"),
     ("L = 0.5 * (tanh(sum[k](X[b,k] * W[j,k]) + c[j]) - T[b,j])^2", "W",  # read twice: named once
      "∂L/∂W = ((t2 - T) ∘ (1 - t2∘t2))ᵀ X, with t2 = tanh(X Wᵀ + 1 cᵀ)"),
+    ("Y[i,j] = I[i,k] * W[k,j]", "W", "∂L/∂W = Iᵀ G"),  # a tensor named I is no identity: it stays
 ], ids=["xAx", "least squares", "tr(AXB)", "scaling", "tr(X) tr(B)", "tanh layer", "chain of four",
-        "chain of five", "factorization", "softmax", "logistic", "unnamed layer"])
+        "chain of five", "factorization", "softmax", "logistic", "unnamed layer", "a tensor named I"])
 def test_textbook_forms_exactly(text, name, form):
     assert einsgrad.program(text).explain(name).gradients[0].matrix_form == form
 
@@ -335,6 +359,15 @@ def test_chains_evaluate_as_the_gradient():
         form = prog.explain(name).gradients[0].matrix_form
         np.testing.assert_allclose(evaluate(form, {**arrays, "G": arrays["dY"]}, expected.shape), expected,
                                    rtol=1e-10)
+
+
+def test_a_sum_of_a_constant_has_no_matrix_form():
+    """``Σ_i c`` is ``n c``: as ``c 1ᵀ 1`` nothing in the formula says what n is, so the
+    gradient has no matrix form (it printed ``∂L/∂s = 0.25 q 1ᵀ 1``)."""
+    prog = einsgrad.program("S0[i] = 0.5 * s + exp(x[i])\nS1 = sum[i](S0[i] * 0.5)\nL = S1 * q")
+    assert prog.explain("s").gradients[0].matrix_form is None
+    assert prog.explain("x").gradients[0].matrix_form == "∂L/∂x = 0.5 q exp(x)"
+    np.testing.assert_allclose(prog.grad("s")(x=np.zeros(3), s=1.0, q=2.0), 0.25 * 2.0 * 3)
 
 
 def test_no_matrix_form_says_so_with_the_index_form():
