@@ -128,6 +128,11 @@ class Dialect:
             jvp: an outer product's is a batched matrix-vector product, not a product and a sum).
             The dialect's helpers define ``_dot``: jax's is ``lax.dot_general``, dask's one
             blockwise product of blocks (no chunked axis is reshaped).
+        gemm: the library's product of two matrices and of two batches of matrices, called
+            where both sides of a GEMM are read with that rank (a GEMM's sides share their
+            batch labels, so their batch sizes are equal: nothing broadcasts); None: ``@``.
+            torch's ``mm``/``bmm`` are what ``torch.einsum`` calls; ``@`` (``aten::matmul``)
+            adds an expand and reshapes of each side around the same ``bmm``.
     """
 
     name: str
@@ -146,6 +151,7 @@ class Dialect:
     result: str | None = None
     products_in_order: bool = False
     dot_general: bool = False
+    gemm: tuple[str, str] | None = None
 
 
 _DOT_GENERAL = '''
@@ -169,7 +175,7 @@ TORCH = Dialect("torch", "torch", "import torch\n" + _PLACE_IN_VIEW,
                 # transpose and expand, not swapaxes and broadcast_to: they have batching rules
                 # in the vmap of autograd.grad(..., is_grads_batched=True)
                 swap="{x}.transpose(-1, -2)", broadcast="{x}.expand({shape})",
-                result="{x}.contiguous()", products_in_order=True)
+                result="{x}.contiguous()", products_in_order=True, gemm=("torch.mm", "torch.bmm"))
 JAX = Dialect("jax", "jnp", "import jax.numpy as jnp\n" + _DOT_GENERAL + _PLACE_BY_MASKS.format(
                   arange="jnp.arange(shape[g[0]])"), dot_general=True)
 """The jax dialect: pairs as one ``dot_general`` over the labels as stored, in every dtype.
@@ -286,6 +292,18 @@ def _layout(expr: str, layout: Layout, ndim: int, dialect: Dialect, sizes: Sizes
     if layout.swap:
         expr = expr + ".T" if ndim == 2 else dialect.swap.format(x=expr)
     return expr
+
+
+def _product(a: tuple[str, Layout], b: tuple[str, Layout], ndims: dict[str, int], dialect: Dialect,
+             sizes: Sizes | None) -> str:
+    """The GEMM of two sides, each (value, how it is read): ``dialect.gemm`` where both are
+    read as matrices or both as batches of them (of one batch size: see :class:`Dialect`),
+    else ``@``."""
+    ranks = {len(layout.shape) if layout.shape is not None else ndims[name] for name, layout in (a, b)}
+    left, right = (_layout(name, layout, ndims[name], dialect, sizes) for name, layout in (a, b))
+    if dialect.gemm is not None and len(ranks) == 1 and ranks <= {2, 3}:
+        return f"{dialect.gemm[ranks.pop() - 2]}({left}, {right})"
+    return f"({left} @ {right})"
 
 
 def _transposes_product(step: Step, op: Matmul, ndims: dict[str, int]) -> bool:
@@ -407,14 +425,13 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, size
     elif isinstance(op, Matmul):
         a, b = step.args
         if dialect.products_in_order and _transposes_product(step, op, ndims):
-            swapped = (_layout(b, replace(op.b, swap=not op.b.swap), ndims[b], dialect, sizes),
-                       _layout(a, replace(op.a, swap=not op.a.swap), ndims[a], dialect, sizes))
-            expr = f"({swapped[0]} @ {swapped[1]})"
+            expr = _product((b, replace(op.b, swap=not op.b.swap)), (a, replace(op.a, swap=not op.a.swap)),
+                            ndims, dialect, sizes)
             if op.shape is None:
                 return expr
             shape = op.shape[:-2] + (op.shape[-1], op.shape[-2])
             return expr + f".reshape({_shape(shape, op.dims[:-2] + (op.dims[-1], op.dims[-2]), sizes)})"
-        expr = f"({_layout(a, op.a, ndims[a], dialect, sizes)} @ {_layout(b, op.b, ndims[b], dialect, sizes)})"
+        expr = _product((a, op.a), (b, op.b), ndims, dialect, sizes)
         if op.shape is not None:
             expr += f".reshape({_shape(op.shape, op.dims, sizes)})"
     elif isinstance(op, Multiply):
