@@ -213,8 +213,9 @@ class Reader:
         if kind == "call":
             try:
                 inner = self._sized(self.eval(node[2]), None)
-            except NeedShape:  # tr(1 1ᵀ X): the product inside a trace is square
-                inner = self._sized(self.eval(node[2], SQUARE), SQUARE)
+            except NeedShape:  # tr(1 1ᵀ X): a trace's argument is square; vec(I): of X's shape
+                shape = tuple(self.wrt_shape) if node[1] == "vec" else SQUARE
+                inner = self._sized(self.eval(node[2], shape), shape)
             if node[1] == "tr":
                 assert inner.shape[0] == inner.shape[1]
                 return np.array([[np.trace(inner)]])
@@ -227,8 +228,9 @@ class Reader:
             return inner.reshape(-1, 1, order="F")  # vec: the columns stacked
         if kind == "prod":
             return self._product([self._factor(f, expect) for f in node[1]], expect)
-        if kind == "kron":
-            return self._kron([self.eval(p) for p in node[1]], expect)
+        if kind == "kron":  # a side that cannot size itself is square: n x n on the left, m x m on the right
+            m, n = self.wrt_shape
+            return self._kron([self._factor(p, (n, n) if k == 0 else (m, m)) for k, p in enumerate(node[1])], expect)
         raise AssertionError(node)
 
     def _factor(self, node, expect):
@@ -289,12 +291,8 @@ class Reader:
         return scale * out
 
     def _kron(self, values, expect):
-        concrete = [v for v in values if not isinstance(v, Deferred)]
-        if len(concrete) != len(values):  # I ⊗ Q: I sized by the expected shape
-            if expect is None:
-                raise NeedShape
-            known = int(np.prod([v.shape[0] for v in concrete]))
-            values = [np.eye(expect[0] // known) if isinstance(v, Deferred) else v for v in values]
+        m, n = self.wrt_shape
+        values = [self._sized(v, (n, n) if k == 0 else (m, m)) for k, v in enumerate(values)]
         out = values[0]
         for v in values[1:]:
             out = np.kron(out, v)
@@ -312,7 +310,7 @@ def test_the_reader_reads_the_notation():
     assert np.allclose(r.value("G 1"), G.sum(1)[:, None])
     assert np.allclose(r.value("(g 1ᵀ) : X"), np.sum(g[:, None] * X))
     assert np.allclose(r.value("g 1ᵀ", (2, 5)), np.outer(g, np.ones(5)))
-    assert np.allclose(r.value("2 (I ⊗ Xᵀ X)", (9, 9)), 2 * np.kron(np.eye(3), X.T @ X))
+    assert np.allclose(Reader({"X": X}, (3, 3)).value("2 (I ⊗ Xᵀ X)"), 2 * np.kron(np.eye(3), X.T @ X))
     assert np.allclose(r.value("tr(X Wᵀ Gᵀ)"), np.trace(X @ W.T @ G.T))
     assert np.allclose(r.value("vec(X) vec(X)ᵀ"), np.outer(X.ravel("F"), X.ravel("F")))
     K = Reader({}, (2, 3)).value("K")
@@ -632,3 +630,128 @@ def test_the_command_line_refuses_a_bad_style(capsys):
 
     assert main(["explain", "ik,jk->ij", "--style", "matrixx"]) == 2
     assert "invalid choice: 'matrixx'" in capsys.readouterr().err
+
+
+# -- Kronecker forms of Hessians by a matrix ------------------------------------------------------
+
+def _vec(M: np.ndarray) -> np.ndarray:
+    return M.reshape(-1, order="F")
+
+
+def vec_hessian(gradient, X: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """``∂vec(g)/∂vec(X)ᵀ`` by central differences of a gradient written by hand in numpy."""
+    columns = []
+    for n in range(X.size):
+        e = np.zeros(X.size)
+        e[n] = h
+        E = e.reshape(X.shape, order="F")
+        columns.append(_vec(gradient(X + E) - gradient(X - E)) / (2 * h))
+    return np.stack(columns, axis=1)
+
+
+def _arrays(seed=3):
+    rng = np.random.default_rng(seed)
+    return {"A": rng.standard_normal((3, 3)), "B": rng.standard_normal((3, 3)), "X": rng.standard_normal((3, 3)),
+            "Xr": rng.standard_normal((5, 3)), "W": rng.standard_normal((3, 2)), "Y": rng.standard_normal((5, 2)),
+            "T": rng.standard_normal((4, 5)), "U": rng.standard_normal((4, 2)), "V": rng.standard_normal((5, 2))}
+
+
+# (id, how to build the program, the tensor, its gradient by hand, the printed form)
+KRONECKER = [
+    ("tr(Xᵀ A X)", lambda: einsgrad.program("f = X[i,j] * A[i,k] * X[k,j]"), "X",
+     lambda a: lambda X: (a["A"] + a["A"].T) @ X, "∂²f/∂X² = I ⊗ (A + Aᵀ)"),
+    ("least squares by W", lambda: einsgrad.matrix("L = norm(X @ W - Y)^2"), "W",
+     lambda a: lambda W: 2 * a["X"].T @ (a["X"] @ W - a["Y"]), "∂²L/∂W² = 2 (I ⊗ (Xᵀ X))"),
+    ("matrix factorization by U", lambda: einsgrad.program("L = (T[i,j] - sum[a](U[i,a] * V[j,a]))^2"), "U",
+     lambda a: lambda U: 2 * (U @ a["V"].T - a["T"]) @ a["V"], "∂²L/∂U² = 2 ((Vᵀ V) ⊗ I)"),
+    ("tr(X X B), commuted", lambda: einsgrad.program("f = X[i,j] * X[j,k] * B[k,i]"), "X",
+     lambda a: lambda X: a["B"].T @ X.T + X.T @ a["B"].T, None),
+    ("tr(A X B X), commuted", lambda: einsgrad.program("f = A[i,j] * X[j,k] * B[k,l] * X[l,i]"), "X",
+     lambda a: lambda X: a["A"].T @ X.T @ a["B"].T + a["B"].T @ X.T @ a["A"].T, None),
+    ("a square of the trace", lambda: einsgrad.program("f = X[i,i] * X[j,j]"), "X",
+     lambda a: lambda X: 2 * np.trace(X) * np.eye(3), "∂²f/∂X² = 2 vec(I) vec(I)ᵀ"),
+]
+
+
+def _env(prog) -> dict:
+    """The arrays by the names the program reads (``X`` of the least squares is 5 x 3)."""
+    a = _arrays()
+    env = {k: v for k, v in a.items() if k in prog.inputs}
+    if "W" in prog.inputs:
+        env["X"] = a["Xr"]
+    return env
+
+
+@pytest.mark.parametrize("case, build, name, gradient, printed", KRONECKER, ids=[c[0] for c in KRONECKER])
+def test_kronecker_forms_are_the_hessians(case, build, name, gradient, printed):
+    prog = build()
+    a = _env(prog)
+    explanation = prog.explain(name, style="hessian")
+    (h,) = explanation.hessians
+    assert h.matrix_form is None and h.vec_form is not None, h
+    if printed is not None:
+        assert h.vec_form == printed
+    text = str(explanation)
+    assert "vec stacking a matrix's columns, as in the Matrix Cookbook" in text
+    assert "No matrix form" not in text.split("Hessian by")[-1]
+    X = a[name]
+    by_hand = gradient(a)
+    np.testing.assert_allclose(prog.grad(name)(**a), by_hand(X), rtol=1e-10, atol=1e-10)  # the right function
+    expected = vec_hessian(by_hand, X)
+    got = Reader(a, X.shape).value(h.vec_form.partition(" = ")[2], expected.shape)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_a_commuted_kronecker_form_names_the_commutation_matrix():
+    text = str(einsgrad.program("f = X[i,j] * X[j,k] * B[k,i]").explain("X", style="hessian"))
+    assert "K the commutation matrix, K vec(V) = vec(Vᵀ)" in text
+    assert ") K" in text.splitlines()[-1]
+
+
+def test_a_hessian_with_no_kronecker_form_still_says_so():
+    text = str(einsgrad.matrix("L = 0.5 * norm(tanh(X @ W.T + b) - T)^2", b=1).explain("W", style="hessian"))
+    assert text.splitlines()[-1].strip().startswith("No matrix form")
+
+
+def test_kronecker_forms_render_latex():
+    latex = einsgrad.program("f = X[i,j] * A[i,k] * X[k,j]").explain("X", style="hessian").latex()
+    assert r"I \otimes" in latex and "⊗" not in latex
+
+
+@st.composite
+def quadratic_programs(draw):
+    """``f = X[..] * X[..] * A[..] (* B[..])``: X twice, one or two constant matrices, every
+    index read twice (a scalar); all of size 3, so any arrangement is a valid program."""
+    constants = draw(st.sampled_from([("A",), ("A", "B")]))
+    factors = ["X", "X", *constants]
+    slots = 2 * len(factors)
+    labels = [c for c in "ijklmn"[:slots // 2] for _ in range(2)]
+    order = draw(st.permutations(labels))
+    terms = [f"{name}[{order[2 * n]},{order[2 * n + 1]}]" for n, name in enumerate(factors)]
+    return "f = " + " * ".join(draw(st.permutations(terms)))
+
+
+def _polarized_hessian(f, shape) -> np.ndarray:
+    """The Hessian of a quadratic form ``f(X)`` (no linear part) by vec(X), exactly:
+    ``H_pq = f(E_p + E_q) - f(E_p) - f(E_q)``."""
+    size = int(np.prod(shape))
+    basis = [np.eye(size)[n].reshape(shape, order="F") for n in range(size)]
+    return np.array([[f(basis[p] + basis[q]) - f(basis[p]) - f(basis[q]) for q in range(size)]
+                     for p in range(size)])
+
+
+@settings(max_examples=40, deadline=None)
+@given(quadratic_programs())
+def test_generated_quadratic_forms_print_true_kronecker_forms(text):
+    prog = einsgrad.program(text)
+    rng = np.random.default_rng(len(text))
+    a = {"A": rng.standard_normal((3, 3)), "B": rng.standard_normal((3, 3))}
+    (h,) = prog.explain("X", style="hessian").hessians
+    if h.vec_form is None:
+        return
+    spec_terms = re.findall(r"(\w)\[(\w),(\w)\]", text)
+    spec = ",".join(i + j for _, i, j in spec_terms) + "->"
+    f = lambda X: np.einsum(spec, *[X if n == "X" else a[n] for n, _, _ in spec_terms])  # noqa: E731
+    expected = _polarized_hessian(f, (3, 3))
+    got = Reader(a, (3, 3)).value(h.vec_form.partition(" = ")[2], expected.shape)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9, err_msg=f"{text}: {h.vec_form}")
