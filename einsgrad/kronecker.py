@@ -167,6 +167,8 @@ def _written(pairing: _Pairing, p: Piece, q: Piece) -> Piece:
     if pairing == _Pairing.OUTER:
         return Piece(f"vec({p.text}) vec({q.text})ᵀ",
                      rf"\operatorname{{vec}}\left({p.latex}\right) \operatorname{{vec}}\left({q.latex}\right)^\top")
+    if pairing is _Pairing.KRONECKER and p.text == q.text == "I":
+        return p  # I ⊗ I is the identity of vec's size
     kron = Piece(f"{_wrapped(p).text} ⊗ {_wrapped(q).text}", rf"{_wrapped(p).latex} \otimes {_wrapped(q).latex}")
     if pairing == _Pairing.COMMUTED:
         return Piece(f"({kron.text}) K", rf"\left({kron.latex}\right) K")
@@ -177,7 +179,7 @@ def _signed(pieces: list[tuple[Fraction, _Pairing, Piece]]) -> Piece:
     """``c₁ (P₁ ⊗ Q₁) ± ...``: a number in front of a Kronecker product wraps it."""
     text, latex = [], []
     for n, (c, pairing, m) in enumerate(pieces):
-        wrap = abs(c) != 1 and pairing == _Pairing.KRONECKER
+        wrap = abs(c) != 1 and pairing is _Pairing.KRONECKER and " " in m.text
         whole = Rendering(abs(c), _wrapped(m) if wrap else m, False).whole
         lead = ("-" if c < 0 else "") if n == 0 else (" - " if c < 0 else " + ")
         text += [lead, whole.text]

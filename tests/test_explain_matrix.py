@@ -755,3 +755,9 @@ def test_generated_quadratic_forms_print_true_kronecker_forms(text):
     expected = _polarized_hessian(f, (3, 3))
     got = Reader(a, (3, 3)).value(h.vec_form.partition(" = ")[2], expected.shape)
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9, err_msg=f"{text}: {h.vec_form}")
+
+
+def test_the_hessian_of_a_sum_of_squares_is_twice_the_identity():
+    (h,) = einsgrad.program("f = X[i,j] * X[i,j]").explain("X", style="hessian").hessians
+    assert h.vec_form == "∂²f/∂X² = 2 I"
+    assert np.allclose(Reader({}, (2, 3)).value("2 I", (6, 6)), _polarized_hessian(lambda X: np.sum(X * X), (2, 3)))
