@@ -33,6 +33,7 @@ TRACE = "tr(Mᵀ N) = M : N"
 TRACE_T = "tr(M Nᵀ) = M : N"
 SCALAR = "a scalar is its trace"
 DIAG = "M : Diag(N) = diag(M) : N"
+DIAGONAL = "m : diag(N) = Diag(m) : N"
 
 _VARIED = "#d"  # the occurrence being varied, written dX
 
@@ -182,6 +183,8 @@ def _moved(c: Fraction, r: Rendering, cotangent: Piece | None, d_read: Piece, sc
             chain.append(_frob(transpose_of(m if c == 1 else _operand(m)), d_read))
             rules.append(TRANSPOSE)
         return chain, rules
+    if r.body.text == f"diag({d_read.text})" and cotangent is not None:  # g : diag(dX) = Diag(g) : dX
+        return [_frob(cotangent, _operand(term)), _frob(_operand(_scaled(c, applied("Diag", cotangent))), d_read)], [DIAGONAL]
     if r.kind not in ("product", "trace") or r.chain is None:
         return None, []
     links = list(r.chain)

@@ -29,6 +29,7 @@ from .spec import Spec
 from .spec_terms import term_of_spec
 
 SCALAR_OUT = "M : (a N) = (M : N) a"
+SCALED = "M : (a N) = a (M : N)"
 _PLACEHOLDER = re.compile(r"\b[MNP]\b")  # the matrices the rules are written with
 
 
@@ -71,6 +72,8 @@ def spec_differential(spec: Spec, names: Sequence[str], cotangent: str,
     shares, pieces = [], [tensor_name(n) for n in names]
     for k, name in enumerate(names):
         found = None if not spec.inputs[k] else moved_shares(step, name, g, {})
+        if found is None and spec.inputs[k]:  # the other 0-d operands factored out
+            found = _with_scalars(step, spec, names, k, g)
         share = form_body(forward, pieces, vary=k)
         if not spec.inputs[k]:
             shares.append((share, _scalar_moved(forward, pieces, k, g, share, not step.indices)))
@@ -79,6 +82,28 @@ def spec_differential(spec: Spec, names: Sequence[str], cotangent: str,
         else:
             shares.append((found[0], found[1][0]))
     return SpecDifferential(step, forward.batch, tuple(names), g, tuple(shares))
+
+
+def _with_scalars(step: Contraction, spec: Spec, names, k: int, g: Piece):
+    """The share of operand ``k`` moved with the 0-d operands but ``k`` factored out: for a
+    scalar output they join the cotangent (``G a tr(dX)`` moves as ``tr(dX)`` with ``G a`` in
+    front), else they scale every step (``G : (a R) = a (G : R) = ...``)."""
+    scalars = [tensor_name(n) for m, n in enumerate(names) if m != k and not spec.inputs[m]]
+    if not scalars:
+        return None
+    (term,) = step.terms
+    kept = tuple(f for f in term.factors if f.is_delta or f.name not in {s.text for s in scalars})
+    reduced = Contraction(step.name, step.indices, (Term(term.coefficient, kept),))
+    found = moved_shares(reduced, names[k], juxt([g, *scalars]) if not step.indices else g, {})
+    if found is None:
+        return None
+    share, ((chain, rules),) = juxt([*scalars, _operand(found[0])]), found[1]
+    if not step.indices:
+        return share, [(chain, rules)]
+    front = juxt(scalars)
+    scaled = [juxt([front, _operand(e)]) for e in chain]
+    start = Piece(f"{g.text} : {_operand(share).text}", f"{g.latex} : {_operand(share).latex}")
+    return share, [([start, *scaled], [SCALED, *rules])]
 
 
 def _scalar_moved(forward: Form, pieces, k: int, g: Piece, share: Piece, scalar: bool):

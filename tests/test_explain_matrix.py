@@ -761,3 +761,32 @@ def test_the_hessian_of_a_sum_of_squares_is_twice_the_identity():
     (h,) = einsgrad.program("f = X[i,j] * X[i,j]").explain("X", style="hessian").hessians
     assert h.vec_form == "∂²f/∂X² = 2 I"
     assert np.allclose(Reader({}, (2, 3)).value("2 I", (6, 6)), _polarized_hessian(lambda X: np.sum(X * X), (2, 3)))
+
+
+def _hardening():
+    import test_hardening_explain as hardening
+
+    return hardening
+
+
+@pytest.mark.parametrize("spec", [p.values[0] for p in _hardening().HARD_SPECS])
+def test_hard_specs_explain_in_matrix_style(spec):
+    """The hardening suite's hard specs (many labels, operands, repeats) in matrix style: each
+    explains, or is refused for its length with a way out."""
+    try:
+        result = einsgrad.explain(spec, style="matrix")
+    except einsgrad.EinsumSpecError as e:
+        assert "give wrt= fewer operands" in str(e)
+        result = einsgrad.explain(spec, style="matrix", wrt=0)
+    assert str(result) and result.latex().isascii()
+
+
+@pytest.mark.parametrize("spec", _hardening().CURATED)
+def test_matrix_style_latex_is_mathtext(spec):
+    mathtext = pytest.importorskip("matplotlib.mathtext")
+    parser = mathtext.MathTextParser("path")
+    latex = einsgrad.explain(spec, style="matrix").latex()
+    formulas = re.findall(r"\$([^$]+)\$", latex)
+    assert formulas and r"\text{" not in latex
+    for formula in formulas:
+        parser.parse(f"${formula}$")
