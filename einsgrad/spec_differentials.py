@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from .algebra import Factor, Fresh, Term
 from .matrix_differentials import moved_shares
@@ -33,6 +33,15 @@ SCALED = "M : (a N) = a (M : N)"
 _PLACEHOLDER = re.compile(r"\b[MNP]\b")  # the matrices the rules are written with
 
 
+class Share(NamedTuple):
+    """One operand's share of ``dY`` (``X dWᵀ``) and, where one-line rules move it, the chain of
+    equal expressions from ``G : share`` to ``M : dX`` and the rules used (else empty)."""
+
+    share: Piece
+    chain: tuple[Piece, ...] = ()
+    rules: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class SpecDifferential:
     """A spec's forward as the one step whose shares are moved.
@@ -42,15 +51,14 @@ class SpecDifferential:
         batch: the labels a batched form is written "for each" of.
         names: the operands' names.
         cotangent: ``G``, as the shares are written with it.
-        shares: each operand's share of ``dY`` (``X dWᵀ``), and the share moved into
-            ``M : dX`` with the rules used, or None where no one-line rule moves it.
+        shares: each operand's :class:`Share`.
     """
 
     step: Contraction
     batch: tuple[str, ...]
     names: tuple[str, ...]
     cotangent: Piece
-    shares: tuple[tuple[Piece, tuple | None], ...]
+    shares: tuple[Share, ...]
 
     @property
     def scalar(self) -> bool:
@@ -76,11 +84,11 @@ def spec_differential(spec: Spec, names: Sequence[str], cotangent: str,
             found = _with_scalars(step, spec, names, k, g)
         share = form_body(forward, pieces, vary=k)
         if not spec.inputs[k]:
-            shares.append((share, _scalar_moved(forward, pieces, k, g, share, not step.indices)))
+            shares.append(_scalar_moved(forward, pieces, k, g, share, not step.indices))
         elif found is None or len(found[1]) != 1:  # a name occurs once: one share each
-            shares.append((share, None))
+            shares.append(Share(share))
         else:
-            shares.append((found[0], found[1][0]))
+            shares.append(Share(found[0], *map(tuple, found[1][0])))
     return SpecDifferential(step, forward.batch, tuple(names), g, tuple(shares))
 
 
@@ -99,7 +107,7 @@ def _with_scalars(step: Contraction, spec: Spec, names, k: int, g: Piece):
         return None
     share, ((chain, rules),) = juxt([*scalars, _operand(found[0])]), found[1]
     if not step.indices:
-        return share, [(chain, rules)]
+        return share, [(chain, rules)]  # as moved_shares gives it
     front = juxt(scalars)
     scaled = [juxt([front, _operand(e)]) for e in chain]
     start = Piece(f"{g.text} : {_operand(share).text}", f"{g.latex} : {_operand(share).latex}")
@@ -115,7 +123,7 @@ def _scalar_moved(forward: Form, pieces, k: int, g: Piece, share: Piece, scalar:
     d = differential_of(pieces[k])
     start = juxt([g, share]) if scalar else Piece(f"{g.text} : {_operand(share).text}",
                                                    f"{g.latex} : {_operand(share).latex}")
-    return [start, juxt([_operand(inner), d])], ["scalars commute" if scalar else SCALAR_OUT]
+    return Share(share, (start, juxt([_operand(inner), d])), ("scalars commute" if scalar else SCALAR_OUT,))
 
 
 def _operand(m: Piece) -> Piece:
@@ -140,13 +148,13 @@ def whole_lines(diff: SpecDifferential, out: str, loss: str) -> list[Piece]:
     """``dY`` by the product rule, and ``dL = G : dY`` split into the operands' shares."""
     y, dl = tensor_name(out), differential_of(tensor_name(loss))
     dy = differential_of(y)
-    total = _sum([share for share, _ in diff.shares])
+    total = _sum([s.share for s in diff.shares])
     lines = [prose(f"By differentials in matrix notation, with M : N = Σ M_ij N_ij (the Frobenius "
                    f"product) and {diff.cotangent.text} = ∂{loss}/∂{out}:")]
     rule = "The product rule, one share per operand:" if len(diff.shares) > 1 else "The differential:"
     g_dy = juxt([diff.cotangent, dy]) if diff.scalar else Piece(
         f"{diff.cotangent.text} : {dy.text}", f"{diff.cotangent.latex} : {dy.latex}")
-    split = _sum([_frobenius(diff, share) for share, _ in diff.shares])
+    split = _sum([_frobenius(diff, s.share) for s in diff.shares])
     lines.append(spaced(prose("   " + _each(diff, rule)), punct(equals(dy, total), ","), prose("so"),
                         punct(equals(dl, g_dy, split), ".")))
     return lines
@@ -155,16 +163,15 @@ def whole_lines(diff: SpecDifferential, out: str, loss: str) -> list[Piece]:
 def operand_lines(diff: SpecDifferential, k: int, taken: frozenset, form_eq: Piece | None,
                   grad_spec: str) -> list[Piece]:
     """Operand ``k``'s share moved into ``M : dX``, the rules used, and the gradient read off."""
-    share, moved = diff.shares[k]
+    share, chain, rules = diff.shares[k]
     name = diff.names[k]
-    if moved is None:
+    if not chain:
         lines = [spaced(prose("1. " + _each(diff, "Its share of dL is")), punct(_frobenius(diff, share), ";"),
                         prose(f"no one-line matrix rule moves it into M : d{name} (style='index' "
                               f"derives it)."))]
     else:
-        chain, rules = moved
         lines = [spaced(prose("1. " + _each(diff, "Its share of dL, moved into M : d" + name + ":")),
-                        equals(*chain) if rules else equals(_frobenius(diff, share), *chain))]
+                        equals(*chain))]
         if rules:
             lines.append(prose("   by " + ", then ".join(_placeholders(rules, taken))))
     lines.append(spaced(prose("2. Read off the gradient:"), punct(form_eq, ","), prose("the backward einsum"),
