@@ -134,7 +134,7 @@ def vec_form(statements: Sequence[Statement], name: str, lhs: Piece, named: froz
             return None
         scalar = juxt([_wrapped(f) for f in factors]) if factors else None
         groups.setdefault((split.pairing, p.text, scalar and scalar.text), []).append((split, p, scalar))
-    pieces = []
+    pieces, commuted = [], []
     for (pairing, _, _), members in groups.items():
         first, p, scalar = members[0]
         common = first.q.coefficient if all(m.q.coefficient == first.q.coefficient for m, _, _ in members) else Fraction(1)
@@ -143,10 +143,17 @@ def vec_form(statements: Sequence[Statement], name: str, lhs: Piece, named: froz
             return None
         product = _written(pairing, p, q)
         if scalar is not None:
-            product = juxt([scalar, _wrapped(product) if pairing == _Pairing.KRONECKER else product])
-        pieces.append((common, pairing if scalar is None else _Pairing.OUTER, product))
-    body = _signed(pieces)
-    return StatementForm(equals(lhs, body), tuple(where.values()))
+            product = juxt([scalar, _wrapped(product) if pairing is not _Pairing.OUTER else product])
+        shown = _Pairing.OUTER if scalar is not None else pairing if pairing is _Pairing.OUTER else _Pairing.KRONECKER
+        (commuted if pairing is _Pairing.COMMUTED else pieces).append((common, shown, product))
+    if len(commuted) == 1:  # c (P ⊗ Q) K
+        c, _, product = commuted[0]
+        pieces.append((c, _Pairing.OUTER, _COMMUTATION if product.text == "I" else juxt([_wrapped(product), _COMMUTATION])))
+    elif commuted:  # c (P₁ ⊗ Q₁ + P₂ ⊗ Q₂) K
+        c = commuted[0][0] if len({c for c, _, _ in commuted}) == 1 else Fraction(1)
+        inner = _signed([(d / c, shown, product) for d, shown, product in commuted])
+        pieces.append((c, _Pairing.OUTER, juxt([_wrapped(inner), _COMMUTATION])))
+    return StatementForm(equals(lhs, _signed(pieces)), tuple(where.values()))
 
 
 _SIDE = "#side"  # the name a side is written under (no tensor's: not an identifier)
@@ -163,16 +170,17 @@ def _wrapped(m: Piece) -> Piece:
     return m if " " not in m.text else Piece(f"({m.text})", rf"\left({m.latex}\right)")
 
 
+_COMMUTATION = Piece("K", "K")
+
+
 def _written(pairing: _Pairing, p: Piece, q: Piece) -> Piece:
+    """``vec(P) vec(Q)ᵀ``, or ``P ⊗ Q`` (the commutation matrix is written after the sum)."""
     if pairing == _Pairing.OUTER:
         return Piece(f"vec({p.text}) vec({q.text})ᵀ",
                      rf"\operatorname{{vec}}\left({p.latex}\right) \operatorname{{vec}}\left({q.latex}\right)^\top")
-    if pairing is _Pairing.KRONECKER and p.text == q.text == "I":
+    if p.text == q.text == "I":
         return p  # I ⊗ I is the identity of vec's size
-    kron = Piece(f"{_wrapped(p).text} ⊗ {_wrapped(q).text}", rf"{_wrapped(p).latex} \otimes {_wrapped(q).latex}")
-    if pairing == _Pairing.COMMUTED:
-        return Piece(f"({kron.text}) K", rf"\left({kron.latex}\right) K")
-    return kron
+    return Piece(f"{_wrapped(p).text} ⊗ {_wrapped(q).text}", rf"{_wrapped(p).latex} \otimes {_wrapped(q).latex}")
 
 
 def _signed(pieces: list[tuple[Fraction, _Pairing, Piece]]) -> Piece:

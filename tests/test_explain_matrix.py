@@ -790,3 +790,19 @@ def test_matrix_style_latex_is_mathtext(spec):
     assert formulas and r"\text{" not in latex
     for formula in formulas:
         parser.parse(f"${formula}$")
+
+
+def test_the_hessian_of_tr_x_x_is_twice_the_commutation_matrix():
+    (h,) = einsgrad.program("f = X[i,j] * X[j,i]").explain("X", style="hessian").hessians
+    assert h.vec_form == "∂²f/∂X² = 2 K"
+    expected = _polarized_hessian(lambda X: np.trace(X @ X), (3, 3))
+    assert np.allclose(Reader({}, (3, 3)).value("2 K", expected.shape), expected)
+
+
+def test_a_cubic_trace_has_a_commuted_kronecker_hessian():
+    (h,) = einsgrad.program("f = X[i,j] * X[j,k] * X[k,i]").explain("X", style="hessian").hessians
+    assert h.vec_form == "∂²f/∂X² = 3 (I ⊗ Xᵀ + X ⊗ I) K"
+    X = np.random.default_rng(1).standard_normal((3, 3))
+    expected = vec_hessian(lambda X: 3 * (X @ X).T, X)  # ∂ tr(X³)/∂X = 3 (X²)ᵀ
+    got = Reader({"X": X}, X.shape).value(h.vec_form.partition(" = ")[2], expected.shape)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
