@@ -399,8 +399,9 @@ class Einsum:
                       f"{', '.join(map(str, signature.representative))}\n")
         else:
             header = f"# einsgrad: {ascii_text(str(self.spec))}  shapes {', '.join(map(str, signature))}\n"
-        sources = [record.source(key) for key in self._keys(record, signature, dtypes, dialect)]
-        return f"{dialect.helpers}\n\n{header}" + "\n\n".join(sources)
+        keys = self._keys(record, signature, dtypes, dialect)  # a chunk's program shown once, where sliced
+        sources = dict.fromkeys(block for key in keys for block in record.source_blocks(key))
+        return f"{record.helpers(dialect)}\n\n{header}" + "\n\n".join(sources)
 
     def module(self, *shapes, dtypes=None, backend: str = "numpy", generic: bool | None = None) -> str:
         """A standalone Python module that needs only ``backend`` (see :mod:`einsgrad.vendor`):
@@ -425,7 +426,7 @@ class Einsum:
         record = self._signature_record(signature)
         functions = [record.source(key, "_") for key in self._keys(record, signature, dtypes, dialect)]
         return vendor.module(self.spec, record.bound, dtypes, functions, backend, record.generic,
-                             dialect.helpers)
+                             record.helpers(dialect))
 
     def stripped(self, *operands) -> Stripped:
         """The forward as ``mantissa * 2**exponent`` (:class:`einsgrad.stripped.Stripped`):
