@@ -177,6 +177,55 @@ def test_value_and_pullback_runs_the_forward_once():
     assert len(every) < len(again_forward) + len(again_backward)
 
 
+@pytest.mark.parametrize("chunk", [2, 3])
+def test_a_sliced_contraction_is_one_graph_of_its_slices(chunk):
+    """Under a memory_limit of 512 slices (the 3x3 grid at bond 4, chunked every way): the
+    forward and all gradients equal numpy's unsliced ones; each slice is one task of the graph
+    (run once, as the graph computes once), the rest is a tree of sums and the operands
+    rechunked once into their slices; no task returns more than the largest of an input's dask
+    chunk, an operand's slice and a result's window, each sized here from the cuts (the operands' own tasks aside)."""
+    from einsgrad.dask_slices import FAN_IN
+
+    network = grid(3, 3, 4)
+    operands = network.operands()
+    lazy = [da.from_array(x, chunks=chunk) for x in operands]
+    limit = 16
+    e = einsgrad.Einsum(network.spec, optimize="greedy", memory_limit=limit)
+    cuts = dict(e.plan(*network.shapes).slices)
+    size = dict(network.sizes)
+    slices = int(np.prod([-(-size[l] // c) for l, c in cuts.items()]))
+    assert slices >= 256
+    y = e(*lazy)
+    reference = einsgrad.Einsum(network.spec, optimize="greedy")
+    np.testing.assert_allclose(y.compute(), reference(*operands), rtol=1e-10)
+    grads = e.vjp(np.ones(()), *lazy)
+    for got, want in zip(dask.compute(*grads), reference.vjp(np.ones(()), *operands)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    keys = executed(y.compute)
+    slice_tasks = [k for k in keys if isinstance(k, tuple) and str(k[0]).startswith("slice-")]
+    assert len(slice_tasks) == len(set(slice_tasks)) == slices
+    sums = sum(1 for k in keys if isinstance(k, tuple) and str(k[0]).startswith("sliced-"))
+    assert sums <= -(-slices // (FAN_IN - 1))  # a tree: each sum adds FAN_IN values at most
+    graph = y.__dask_graph__()
+    blocks = sum(x.npartitions + int(np.prod([-(-size[l] // cuts[l]) for l in t if l in cuts]))
+                 for x, t in zip(lazy, network.terms))  # each operand's dask chunks, then its slices
+    rest = len(graph) - slices - sums  # the operands' own tasks, and their rechunking
+    assert rest <= 3 * blocks, (len(graph), slices, sums, blocks)  # a split and a merge a block, about
+    piece = lambda labels: int(np.prod([cuts.get(l, size[l]) for l in labels]))  # noqa: E731
+    bound = max([chunk ** len(t) for t in network.terms] + [piece(t) for t in network.terms]
+                + [piece(network.output)]) * operands[0].itemsize
+    inputs = {k for x in lazy for k in x.__dask_graph__()}  # the operands as given: dask's own
+    returned: list[int] = []
+
+    def posttask(key, result, dsk, state, worker_id):
+        if key not in inputs and not str(key).startswith("finalize-"):  # (compute's own concatenation)
+            returned.append(getattr(result, "nbytes", 0))
+
+    with Callback(posttask=posttask), dask.config.set(scheduler="sync"):
+        dask.compute(y, *grads, optimize_graph=False)
+    assert max(returned) <= bound
+
+
 def test_the_dask_benchmark_runs_quick(capsys):
     from benchmarks import dask_networks
 
