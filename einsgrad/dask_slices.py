@@ -9,13 +9,15 @@ that write it, added as a tree of fan-in :data:`FAN_IN` inside the graph. A task
 most one slice of an operand or one window of a result; its intermediates are the chunk's,
 within ``memory_limit``. Building the graph costs a few dictionary entries per slice, where
 running the dask dialect's code slice by slice built a graph of every step of every slice
-(4,096 slices of a 3x3 grid: minutes).
+(4,096 slices of a 3x3 grid: minutes). Each task still costs dask's own scheduling (about a
+millisecond on a loaded 2-core machine), so slices of microseconds run slower than numpy's
+loop over them; slices worth slicing for (a large ``memory_limit``) take far longer than that.
 
 This is source text (the helpers of the code :meth:`einsgrad.Einsum.source` shows for dask
 under slicing, run after numpy's helpers and with the chunk's numpy program).
 """
 
-FAN_IN = 4  # slices (or partial sums) added by one task of the tree
+FAN_IN = 16  # slices (or partial sums) added by one task of the tree
 
 HELPERS = '''
 
@@ -36,8 +38,10 @@ def _sliced(function, token, arrays, axes, outs, grid):
     """
     counts = [-(-size // chunk) for size, chunk in grid]
     chunk_shapes = [tuple(grid[c][1] if c >= 0 else n for n, c in zip(a.shape, ax)) for a, ax in zip(arrays, axes)]
-    blocks = [a.rechunk(tuple(grid[c][1] if c >= 0 else n for n, c in zip(a.shape, ax)))
-              for a, ax in zip(arrays, axes)]
+    # the sliced axes cut first, then the others merged whole: no rechunk task holds more than
+    # a block of the operand as given or one of its slices
+    blocks = [a.rechunk({i: grid[c][1] for i, c in enumerate(ax) if c >= 0}).rechunk(
+        {i: n for i, (n, c) in enumerate(zip(a.shape, ax)) if c < 0}) for a, ax in zip(arrays, axes)]
     dtypes = _result_dtypes(function, chunk_shapes, [a.dtype for a in arrays])
     name = "slice-" + token + "-" + "-".join(b.name for b in blocks)
     layer, windows = {}, list(itertools.product(*[range(n) for n in counts]))

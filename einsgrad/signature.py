@@ -17,8 +17,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import (codegen, dask_slices, derive, host, paths, plan, scalars, sliced_code, slicing, tables,
-               torch_layout, trees)
+from . import codegen, derive, host, paths, plan, scalars, sliced_code, slicing, tables, torch_layout, trees
 from .errors import EinsumSpecError
 from .report import Plans
 from .shapes import BoundSpec
@@ -160,6 +159,7 @@ class SignatureRecord:
         self.plans: dict[PlanKey, Plan] = {}
         self.sources: dict[FunctionKey, Source] = {}
         self.functions: dict[FunctionKey, Callable] = {}
+        self.loops: dict[tuple, Callable] = {}  # the sliced loops, by key and window (see sliced)
         self.kernels = tables.Kernels()  # the step tables' kernels, shared by the functions
         self.lock = threading.RLock()
         self._slicing: slicing.Slicing | None = None
@@ -257,40 +257,41 @@ class SignatureRecord:
         compiled here, before it runs (``torch.compile`` traces the call alone)."""
         if key.chunk or key.mode is Mode.JACOBIAN or not self.slices:
             return self.function(key)
-        found = self.functions.get(key)
+        return self.sliced(key)
+
+    def sliced(self, key: FunctionKey, window: tuple[tuple[str, int], ...] = ()) -> Callable:
+        """``key``'s loop over the slices, loaded on first use, for the signature's label sizes
+        or a window of them (``window``: (label, size) of labels that are shorter there: a
+        group of slices that one task of :mod:`einsgrad.distributed` runs)."""
+        found = self.loops.get((key, window))
         if found is None:
             with self.lock, collector_paused():
-                if key not in self.functions:
-                    if key.mode is Mode.FORWARD:  # the gradients have their operands' shapes: they can exist
+                if (key, window) not in self.loops:
+                    if key.mode is Mode.FORWARD and not window:  # the gradients have their operands' shapes
                         host.check_fits_shape(self.output_shape,
                                               scalars.itemsize(scalars.result_type(*key.dtypes)),
                                               f"the forward of {str(self.spec)!r}", "the output")
                     self._check_fits(self._sliced_parts(key)[0])
-                    name = key.mode.value
-                    text = self.helpers(key.dialect) + "\n\n" + "\n\n".join(self.source_blocks(key))
-                    self.functions[key] = codegen.load(text, _chunk_dialect(key.dialect))[name]
-                found = self.functions[key]
+                    text = self.helpers(key.dialect) + "\n\n" + "\n\n".join(self.source_blocks(key, window=window))
+                    self.loops[key, window] = codegen.load(text, sliced_code.chunk_dialect(key.dialect))[key.mode.value]
+                found = self.loops[key, window]
         return found
 
     def helpers(self, dialect: codegen.Dialect) -> str:
-        """The helpers the code of this signature reads in ``dialect``: the dialect's, and under
-        slicing those of the loop over the slices (dask's: numpy's and its graph's)."""
-        if not self.slices:
-            return dialect.helpers
-        if dialect is codegen.DASK:
-            return codegen.NUMPY.helpers + dask_slices.HELPERS
-        return dialect.helpers + sliced_code.helpers(dialect.name)
+        """The helpers the code of this signature reads in ``dialect`` (more under slicing)."""
+        return sliced_code.helpers(dialect) if self.slices else dialect.helpers
 
-    def source_blocks(self, key: FunctionKey, prefix: str = "") -> tuple[str, ...]:
+    def source_blocks(self, key: FunctionKey, prefix: str = "", window: tuple = ()) -> tuple[str, ...]:
         """The generated text of ``key``'s function, by definitions: the function, or where
         the signature is sliced the chunk's program (numpy's for dask arrays: each slice is a
-        task of numpy blocks) and the loop over the slices that calls it."""
+        task of numpy blocks) and the loop over the slices that calls it (over a ``window``
+        of the labels' sizes: see :meth:`sliced`)."""
         if key.chunk or key.mode is Mode.JACOBIAN or not self.slices:
             return (self.source(key, prefix),)
         chunk, (args, outs) = self._sliced_parts(key)
         program = self._render(chunk, prefix) if prefix else self._rendered(chunk)
         loop = sliced_code.driver(prefix + key.mode.value, program.name, program.text, args, outs, self.slices,
-                                  self.bound.size_of, graph=key.dialect is codegen.DASK,
+                                  {**self.bound.size_of, **dict(window)}, graph=key.dialect is codegen.DASK,
                                   returns_arguments=key.mode is Mode.SAVING)
         return program.text, loop
 
@@ -300,7 +301,7 @@ class SignatureRecord:
         arguments and results."""
         inputs, output = self.bound.spec.inputs, self.bound.spec.output
         mode = {Mode.SAVING: Mode.FORWARD, Mode.PULLBACK: Mode.VJP}.get(key.mode, key.mode)
-        chunk = key._replace(mode=mode, chunk=self.slices, dialect=_chunk_dialect(key.dialect),
+        chunk = key._replace(mode=mode, chunk=self.slices, dialect=sliced_code.chunk_dialect(key.dialect),
                              wrt=None if mode is Mode.FORWARD else key.wrt)
         if mode is Mode.FORWARD:
             return chunk, (inputs, (output,))
@@ -404,12 +405,6 @@ class Composed(NamedTuple):
     name: str
     finish: dict
     casts: dict
-
-
-def _chunk_dialect(dialect: codegen.Dialect) -> codegen.Dialect:
-    """The dialect of a chunk's program: the call's, but numpy's for dask arrays, whose slices
-    are tasks on numpy blocks (:mod:`einsgrad.dask_slices`)."""
-    return codegen.NUMPY if dialect is codegen.DASK else dialect
 
 
 def _entry_casts(program: Plan, key: FunctionKey) -> dict:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 from typing import Sequence
 
+from . import codegen, dask_slices
 from .slicing import Cuts
 
 _IN_PLACE = '''
@@ -73,14 +74,22 @@ _ZEROS = {  # zeros of `shape` like the array `{like}` (its dtype, its device)
 }
 
 
-def helpers(dialect_name: str) -> str:
-    """The helpers a sliced call's loop reads, in the library ``dialect_name`` (dask's:
-    :data:`einsgrad.dask_slices.HELPERS`, which the caller adds)."""
-    if dialect_name == "jax":
-        return _FUNCTIONAL
-    zeros = _ZEROS[dialect_name]
-    return _IN_PLACE.replace("{zeros_part}", zeros.format(like="part")).replace(
+def helpers(dialect: codegen.Dialect) -> str:
+    """The helpers that sliced code in ``dialect`` reads: the dialect's and the loop's; for dask
+    arrays numpy's (the chunk's program runs on numpy blocks) and the graph's."""
+    if dialect is codegen.DASK:
+        return codegen.NUMPY.helpers + dask_slices.HELPERS
+    if dialect is codegen.JAX:
+        return dialect.helpers + _FUNCTIONAL
+    zeros = _ZEROS[dialect.name]
+    return dialect.helpers + _IN_PLACE.replace("{zeros_part}", zeros.format(like="part")).replace(
         "{zeros_value}", zeros.format(like="value"))
+
+
+def chunk_dialect(dialect: codegen.Dialect) -> codegen.Dialect:
+    """The dialect of a chunk's program: the call's, but numpy's for dask arrays, whose slices
+    are tasks on numpy blocks (:mod:`einsgrad.dask_slices`)."""
+    return codegen.NUMPY if dialect is codegen.DASK else dialect
 
 
 def driver(name: str, chunk: str, chunk_text: str, terms: Sequence[tuple], outs: Sequence[tuple], cuts: Cuts,
