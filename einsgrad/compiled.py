@@ -380,7 +380,9 @@ class Einsum:
 
         Four functions: ``forward`` and the all-operands ``vjp`` (one shot, from the cotangent
         and the operands), then the pair ``value_and_pullback`` runs: ``forward_saving``, which
-        returns the output and what the backward reads, and ``pullback(g, *saved)``.
+        returns the output and what the backward reads, and ``pullback(g, *saved)``. Where
+        ``memory_limit`` slices the shapes, each is the loop over the slices, after the chunk's
+        program it calls (``forward_chunk``, ``vjp_chunk``; for dask, one graph of the slices).
         Shapes come from the arguments, else from ``compile(..., shapes=)``, else from the
         last call (whose dtypes are used too; float64 otherwise). ``backend`` names the dialect:
         ``"numpy"``, ``"torch"``, ``"jax"`` or ``"dask"`` (the code those arrays run). Showing
@@ -612,6 +614,11 @@ class Einsum:
                  numpy: bool) -> code_request.CodeRequest:
         """What :meth:`source` and :meth:`module` write code for (see :func:`code_request`);
         ``numpy``: the last call's dtypes as numpy's (a torch call's where numpy has them)."""
+        if self.memory_limit is not None:  # calls run exact shapes, sliced where the limit asks
+            if generic:
+                raise EinsumSpecError(f"{caller}(generic=True): under a memory_limit every call runs code "
+                                      f"of its exact shapes (sliced where they need it); give shapes")
+            generic = False
         last = None if self._last is None else FunctionKey._make(self._last)
         return code_request.code_request(self.spec, self.sizes, shapes, dtypes, caller, generic,
                                          unshaped, self.shapes, last, numpy)

@@ -156,3 +156,40 @@ def test_sliced_torch_compile_has_no_cached_function_warning(monkeypatch):
     np.testing.assert_allclose(plain.numpy(), y_ref, rtol=1e-10)
     for t, want in zip(tensors, grads_ref):
         np.testing.assert_allclose(t.grad.numpy(), want, rtol=1e-10, atol=1e-12)
+
+
+def test_a_sliced_module_runs_the_loop_standalone():
+    """module() of a sliced einsum is the shown loop and chunk programs with their helpers:
+    its numpy functions and its torch einsum (an autograd.Function) give torch's value and
+    autograd's gradients, with einsgrad out of the picture."""
+    torch = pytest.importorskip("torch")
+    spec, shapes, limit = CASES[0].values
+    ops, G = _inputs(spec, shapes, seed=2)
+    y_ref, grads_ref = _oracle(spec, ops, G)
+    lin = einsgrad.compile(spec, memory_limit=limit)
+    close = dict(rtol=1e-10, atol=1e-12)
+    numpy_module: dict = {}
+    exec(compile(lin.module(*shapes), "<numpy module>", "exec"), numpy_module)
+    assert "_forward_chunk" in numpy_module
+    np.testing.assert_allclose(numpy_module["forward"](*ops), y_ref, **close)
+    for got, want in zip(numpy_module["vjp"](G, *ops), grads_ref):
+        np.testing.assert_allclose(got, want, **close)
+    torch_module: dict = {}
+    exec(compile(lin.module(*shapes, backend="torch"), "<torch module>", "exec"), torch_module)
+    tensors = [torch.tensor(o, requires_grad=True) for o in ops]
+    out = torch_module["einsum"](*tensors)
+    out.backward(torch.tensor(G))
+    np.testing.assert_allclose(out.detach().numpy(), y_ref, **close)
+    for t, want in zip(tensors, grads_ref):
+        np.testing.assert_allclose(t.grad.numpy(), want, **close)
+
+
+def test_shape_generic_code_is_refused_under_a_memory_limit():
+    """Under a memory_limit calls run exact-shape code (sliced where needed): generic code,
+    which no call would run, is refused, saying why."""
+    spec, shapes, limit = CASES[0].values
+    lin = einsgrad.compile(spec, memory_limit=limit)
+    with pytest.raises(einsgrad.EinsumSpecError, match=r"source\(generic=True\): under a memory_limit"):
+        lin.source(*shapes, generic=True)
+    with pytest.raises(einsgrad.EinsumSpecError, match=r"module\(generic=True\): under a memory_limit"):
+        lin.module(*shapes, generic=True)
