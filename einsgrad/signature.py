@@ -292,7 +292,7 @@ class SignatureRecord:
         program = self._render(chunk, prefix) if prefix else self._rendered(chunk)
         loop = sliced_code.driver(prefix + key.mode.value, program.name, program.text, args, outs, self.slices,
                                   {**self.bound.size_of, **dict(window)}, graph=key.dialect is codegen.DASK,
-                                  returns_arguments=key.mode is Mode.SAVING)
+                                  returns_arguments=key.mode is Mode.SAVING, budget=self.memory_limit)
         return program.text, loop
 
     def _sliced_parts(self, key: FunctionKey) -> tuple[FunctionKey, tuple]:

@@ -93,7 +93,7 @@ def chunk_dialect(dialect: codegen.Dialect) -> codegen.Dialect:
 
 
 def driver(name: str, chunk: str, chunk_text: str, terms: Sequence[tuple], outs: Sequence[tuple], cuts: Cuts,
-           size: dict, graph: bool = False, returns_arguments: bool = False) -> str:
+           size: dict, graph: bool = False, returns_arguments: bool = False, budget: int = 0) -> str:
     """The function ``name`` that runs the chunk's program ``chunk`` over every slice.
 
     Args:
@@ -104,6 +104,7 @@ def driver(name: str, chunk: str, chunk_text: str, terms: Sequence[tuple], outs:
         cuts: (label, chunk size) of each sliced label.
         size: each label's size.
         graph: a dask graph of the slices (else a loop).
+        budget: the graph's: elements a task may take or return (the memory limit).
         returns_arguments: the results then the arguments (a sliced ``forward_saving`` keeps
             the operands alone).
     """
@@ -119,7 +120,7 @@ def driver(name: str, chunk: str, chunk_text: str, terms: Sequence[tuple], outs:
         results = tuple((tuple(size[l] for l in labels), tuple(cut.get(l, -1) for l in labels)) for labels in outs)
         grid = tuple((size[label], c) for label, c in cuts)
         token = hashlib.sha1(chunk_text.encode()).hexdigest()[:16]
-        call = f"_sliced({chunk}, {token!r}, ({', '.join(args)},), {axes!r}, {results!r}, {grid!r})"
+        call = f"_sliced({chunk}, {token!r}, ({', '.join(args)},), {axes!r}, {results!r}, {grid!r}, {budget})"
         lines.append(f"    return (*{call}{kept},)" if kept else f"    return {call}")
         return "\n".join(lines)
     totals = [f"t{j}" for j in range(len(outs))]
