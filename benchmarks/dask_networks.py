@@ -10,7 +10,8 @@ the forward's values, persisted). Times are interleaved medians (the two alterna
 round). Both forwards are checked against numpy first.
 
 ``--sliced`` measures a sliced contraction of dask arrays instead (``memory_limit``: one graph
-of every slice, each a task of the chunk's numpy program, the sums a tree in the graph): for a
+of the slices, tasks running the chunk's numpy program over their slices, the sums a tree in the
+graph, :mod:`einsgrad.dask_slices`): for a
 3x3 grid at bond 8 in chunks of 4 under limits that make 256 and 4,096 slices, the forward and
 all gradients (one ``dask.compute`` of the value and the vjp), its tasks, the time to build the
 graph and to compute it (threaded scheduler), against the unsliced dask run and numpy's sliced
