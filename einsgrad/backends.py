@@ -11,13 +11,13 @@ libraries in one call are an error. A library is imported only when its arrays a
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from . import codegen
+from .memo import memoized
 from .errors import EinsumSpecError
 
 _PACKAGES = {"torch": "torch", "jax": "jax", "jaxlib": "jax", "dask": "dask", "cupy": "cupy"}
@@ -69,7 +69,7 @@ def infer(values) -> str:
     return found
 
 
-@functools.lru_cache(maxsize=256)
+@memoized
 def of_type(kind: type) -> Backend | None:
     """The backend whose arrays are of type ``kind`` (as :func:`infer` names it), or None for
     numpy's and other types; looked up once per type."""
@@ -109,7 +109,7 @@ def _numeric(array: np.ndarray) -> np.ndarray:
     return array
 
 
-@functools.cache
+@memoized
 def _torch() -> Backend:
     import torch
 
@@ -119,14 +119,14 @@ def _torch() -> Backend:
         lambda x, d: x.to(d))
 
 
-@functools.cache
+@memoized
 def _jax() -> Backend:
     import jax.numpy as jnp
 
     return Backend("jax", codegen.JAX, lambda x: np.dtype(x.dtype), lambda v, like: jnp.asarray(_numeric(v)))
 
 
-@functools.cache
+@memoized
 def _dask() -> Backend:
     import dask
     import dask.array as da
@@ -135,7 +135,7 @@ def _dask() -> Backend:
                    keep=dask.persist)
 
 
-@functools.cache
+@memoized
 def _cupy() -> Backend:
     import cupy as cp
 

@@ -380,7 +380,9 @@ class Einsum:
 
         Four functions: ``forward`` and the all-operands ``vjp`` (one shot, from the cotangent
         and the operands), then the pair ``value_and_pullback`` runs: ``forward_saving``, which
-        returns the output and what the backward reads, and ``pullback(g, *saved)``.
+        returns the output and what the backward reads, and ``pullback(g, *saved)``. Where
+        ``memory_limit`` slices the shapes, each is the loop over the slices, after the chunk's
+        program it calls (``forward_chunk``, ``vjp_chunk``; for dask, one graph of the slices).
         Shapes come from the arguments, else from ``compile(..., shapes=)``, else from the
         last call (whose dtypes are used too; float64 otherwise). ``backend`` names the dialect:
         ``"numpy"``, ``"torch"``, ``"jax"`` or ``"dask"`` (the code those arrays run). Showing
@@ -399,8 +401,9 @@ class Einsum:
                       f"{', '.join(map(str, signature.representative))}\n")
         else:
             header = f"# einsgrad: {ascii_text(str(self.spec))}  shapes {', '.join(map(str, signature))}\n"
-        sources = [record.source(key) for key in self._keys(record, signature, dtypes, dialect)]
-        return f"{dialect.helpers}\n\n{header}" + "\n\n".join(sources)
+        keys = self._keys(record, signature, dtypes, dialect)  # a chunk's program shown once, where sliced
+        sources = dict.fromkeys(block for key in keys for block in record.source_blocks(key))
+        return f"{record.helpers(dialect)}\n\n{header}" + "\n\n".join(sources)
 
     def module(self, *shapes, dtypes=None, backend: str = "numpy", generic: bool | None = None) -> str:
         """A standalone Python module that needs only ``backend`` (see :mod:`einsgrad.vendor`):
@@ -425,7 +428,7 @@ class Einsum:
         record = self._signature_record(signature)
         functions = [record.source(key, "_") for key in self._keys(record, signature, dtypes, dialect)]
         return vendor.module(self.spec, record.bound, dtypes, functions, backend, record.generic,
-                             dialect.helpers)
+                             record.helpers(dialect))
 
     def stripped(self, *operands) -> Stripped:
         """The forward as ``mantissa * 2**exponent`` (:class:`einsgrad.stripped.Stripped`):
@@ -611,6 +614,11 @@ class Einsum:
                  numpy: bool) -> code_request.CodeRequest:
         """What :meth:`source` and :meth:`module` write code for (see :func:`code_request`);
         ``numpy``: the last call's dtypes as numpy's (a torch call's where numpy has them)."""
+        if self.memory_limit is not None:  # calls run exact shapes, sliced where the limit asks
+            if generic:
+                raise EinsumSpecError(f"{caller}(generic=True): under a memory_limit every call runs code "
+                                      f"of its exact shapes (sliced where they need it); give shapes")
+            generic = False
         last = None if self._last is None else FunctionKey._make(self._last)
         return code_request.code_request(self.spec, self.sizes, shapes, dtypes, caller, generic,
                                          unshaped, self.shapes, last, numpy)

@@ -4,7 +4,7 @@
 slices of the operands along a few labels, each slice's intermediates within the limit. The
 slices are independent, so :func:`value_and_grads` splits their grid into rectangular groups
 and runs the forward and all gradients of each group as one task on the cluster
-(:func:`einsgrad.slicing.run` over the group's slices). Each task returns the output and
+(the sliced loops of :mod:`einsgrad.sliced_code` over the group's window). Each task returns the output and
 the gradients at their full shapes, zero outside its group's windows: summing the tasks'
 results, pairwise as a tree on the workers, places the pieces of values along a sliced label
 and adds up the sums over it. Only the operands, the cotangent and that tree of sums cross the
@@ -164,12 +164,11 @@ def run_group(job: Job, window: Window, arrays, g) -> tuple:
     take = lambda labels: tuple(span.get(l, slice(None)) for l in labels)  # noqa: E731
     inputs, output = job.bound.spec.inputs, job.bound.spec.output
     parts = tuple(a[take(labels)] for a, labels in zip(arrays, inputs))
-    local = job.bound.resized({label: stop - start for label, start, stop in window})
+    sizes = tuple((label, stop - start) for label, start, stop in window)
     forward = FunctionKey(Mode.FORWARD, job.bound.input_shapes, job.dtypes, None, None, codegen.NUMPY)
     vjp = FunctionKey(Mode.VJP, job.bound.input_shapes, job.dtypes, every, job.cotangent, codegen.NUMPY)
-    function = lambda key: lambda chunk: record.function(key._replace(chunk=chunk))  # noqa: E731
-    (y,) = slicing.run(local, job.cuts, function(forward), parts)
-    grads = slicing.run(local, job.cuts, function(vjp), parts, g[take(output)], every)
+    (y,) = record.sliced(forward, sizes)(*parts)
+    grads = record.sliced(vjp, sizes)(g[take(output)], *parts)
     results = []
     for piece, labels, shape in zip((y, *grads), (output, *inputs), (job.bound.output_shape, *job.bound.input_shapes)):
         whole = np.zeros(shape, piece.dtype)

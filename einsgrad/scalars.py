@@ -12,6 +12,8 @@ import functools
 
 import numpy as np
 
+from .memo import memoized
+
 _KINDS = (("bool", "b"), ("uint", "u"), ("int", "i"), ("float", "f"), ("bfloat", "f"), ("complex", "c"))
 
 
@@ -33,7 +35,7 @@ def kind(dtype) -> str:
     return _foreign_kind(dtype)
 
 
-@functools.cache
+@memoized
 def _foreign_kind(dtype) -> str:
     text = name(dtype)
     for prefix, found in _KINDS:
@@ -67,7 +69,7 @@ def result_type(*dtypes):
     return _promote(dtypes)
 
 
-@functools.cache
+@memoized
 def _promote(dtypes: tuple):
     import torch  # a torch dtype is at hand: torch is imported already
 

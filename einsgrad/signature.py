@@ -17,7 +17,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import codegen, derive, host, paths, plan, scalars, slicing, tables, torch_layout, trees
+from . import codegen, derive, host, paths, plan, scalars, sliced_code, slicing, tables, torch_layout, trees
 from .errors import EinsumSpecError
 from .report import Plans
 from .shapes import BoundSpec
@@ -159,6 +159,7 @@ class SignatureRecord:
         self.plans: dict[PlanKey, Plan] = {}
         self.sources: dict[FunctionKey, Source] = {}
         self.functions: dict[FunctionKey, Callable] = {}
+        self.loops: dict[tuple, Callable] = {}  # the sliced loops, by key and window (see sliced)
         self.kernels = tables.Kernels()  # the step tables' kernels, shared by the functions
         self.lock = threading.RLock()
         self._slicing: slicing.Slicing | None = None
@@ -249,34 +250,65 @@ class SignatureRecord:
 
     def runner(self, key: FunctionKey) -> Callable:
         """What a call of ``key`` runs: its generated function, or, where ``memory_limit``
-        slices the signature, a run chunk by chunk with the same arguments and results. The
+        slices the signature, generated code that runs the chunk's program over every slice
+        with the same arguments and results (:mod:`einsgrad.sliced_code`). The sliced
         forward-saving function then saves the operands alone, and the pullback runs the
-        sliced vjp on them: a chunk's intermediates are never kept."""
+        sliced vjp on them: a chunk's intermediates are never kept. Everything a call needs is
+        compiled here, before it runs (``torch.compile`` traces the call alone)."""
         if key.chunk or key.mode is Mode.JACOBIAN or not self.slices:
             return self.function(key)
-        if key.mode is Mode.SAVING:
-            forward = key._replace(mode=Mode.FORWARD, wrt=None)
-            return lambda *arrays: (self.run_sliced(forward, arrays)[0], *arrays)
-        if key.mode in (Mode.VJP, Mode.PULLBACK):
-            vjp = key._replace(mode=Mode.VJP)
-            return lambda g, *arrays: self.run_sliced(vjp, arrays, g)
-        return lambda *arrays: self.run_sliced(key, arrays)
+        return self.sliced(key)
 
-    def run_sliced(self, key: FunctionKey, arrays, g=None) -> tuple:
-        """``key``'s forward, jvp (``g`` None; the jvp's arrays are the operands, then the
-        tangents of ``key.wrt``) or vjp, run chunk by chunk along :attr:`slices`, each chunk by
-        the code compiled for the chunk's label sizes (under ``key`` with its chunk)."""
-        bound, cuts = self.bound, self.slices
-        inputs, output = bound.spec.inputs, bound.spec.output
-        if key.mode is Mode.FORWARD:  # the gradients have their operands' shapes: they can exist
-            host.check_fits_shape(self.output_shape, scalars.itemsize(scalars.result_type(*key.dtypes)),
-                                  f"the forward of {str(self.spec)!r}", "the output")
-        if key.mode in (Mode.JVP, Mode.VALUE_AND_JVP):
-            outs = (output, output) if key.mode is Mode.VALUE_AND_JVP else (output,)
-            return slicing.run_terms(bound, cuts, self.function(key._replace(chunk=cuts)), arrays,
-                                     (*inputs, *(inputs[k] for k in key.wrt)), outs)
-        return slicing.run(bound, cuts, lambda chunk: self.function(key._replace(chunk=chunk)),
-                           arrays, g, key.wrt)
+    def sliced(self, key: FunctionKey, window: tuple[tuple[str, int], ...] = ()) -> Callable:
+        """``key``'s loop over the slices, loaded on first use, for the signature's label sizes
+        or a window of them (``window``: (label, size) of labels that are shorter there: a
+        group of slices that one task of :mod:`einsgrad.distributed` runs)."""
+        found = self.loops.get((key, window))
+        if found is None:
+            with self.lock, collector_paused():
+                if (key, window) not in self.loops:
+                    if key.mode is Mode.FORWARD and not window:  # the gradients have their operands' shapes
+                        host.check_fits_shape(self.output_shape,
+                                              scalars.itemsize(scalars.result_type(*key.dtypes)),
+                                              f"the forward of {str(self.spec)!r}", "the output")
+                    self._check_fits(self._sliced_parts(key)[0])
+                    text = self.helpers(key.dialect) + "\n\n" + "\n\n".join(self.source_blocks(key, window=window))
+                    self.loops[key, window] = codegen.load(text, sliced_code.chunk_dialect(key.dialect))[key.mode.value]
+                found = self.loops[key, window]
+        return found
+
+    def helpers(self, dialect: codegen.Dialect) -> str:
+        """The helpers the code of this signature reads in ``dialect`` (more under slicing)."""
+        return sliced_code.helpers(dialect) if self.slices else dialect.helpers
+
+    def source_blocks(self, key: FunctionKey, prefix: str = "", window: tuple = ()) -> tuple[str, ...]:
+        """The generated text of ``key``'s function, by definitions: the function, or where
+        the signature is sliced the chunk's program (numpy's for dask arrays: each slice is a
+        task of numpy blocks) and the loop over the slices that calls it (over a ``window``
+        of the labels' sizes: see :meth:`sliced`)."""
+        if key.chunk or key.mode is Mode.JACOBIAN or not self.slices:
+            return (self.source(key, prefix),)
+        chunk, (args, outs) = self._sliced_parts(key)
+        program = self._render(chunk, prefix) if prefix else self._rendered(chunk)
+        loop = sliced_code.driver(prefix + key.mode.value, program.name, program.text, args, outs, self.slices,
+                                  {**self.bound.size_of, **dict(window)}, graph=key.dialect is codegen.DASK,
+                                  returns_arguments=key.mode is Mode.SAVING, budget=self.memory_limit)
+        return program.text, loop
+
+    def _sliced_parts(self, key: FunctionKey) -> tuple[FunctionKey, tuple]:
+        """The key of the chunk's program that ``key``'s sliced loop calls (a forward-saving
+        loop calls the forward's, a pullback's the vjp's), and the labels of the loop's
+        arguments and results."""
+        inputs, output = self.bound.spec.inputs, self.bound.spec.output
+        mode = {Mode.SAVING: Mode.FORWARD, Mode.PULLBACK: Mode.VJP}.get(key.mode, key.mode)
+        chunk = key._replace(mode=mode, chunk=self.slices, dialect=sliced_code.chunk_dialect(key.dialect),
+                             wrt=None if mode is Mode.FORWARD else key.wrt)
+        if mode is Mode.FORWARD:
+            return chunk, (inputs, (output,))
+        if mode is Mode.VJP:
+            return chunk, ((output, *inputs), tuple(inputs[k] for k in key.wrt))
+        tangents = (*inputs, *(inputs[k] for k in key.wrt))
+        return chunk, (tangents, (output, output) if mode is Mode.VALUE_AND_JVP else (output,))
 
     def plans_of_every_operand(self) -> Plans:
         """The plans :meth:`Einsum.costs` and :meth:`Einsum.plan` report (every operand wanted)."""
@@ -288,7 +320,10 @@ class SignatureRecord:
 
     def source(self, key: FunctionKey, prefix: str = "") -> str:
         """The generated text of ``key``'s function (its name after ``prefix``); rendering only,
-        so that showing code for a library never needs that library."""
+        so that showing code for a library never needs that library. Under slicing: the
+        chunk's program and the loop over the slices (:meth:`source_blocks`)."""
+        if self.slices and not key.chunk and key.mode is not Mode.JACOBIAN:
+            return "\n\n\n".join(self.source_blocks(key, prefix))
         if prefix:
             return self._render(key, prefix).text
         return self._rendered(key).text
@@ -306,7 +341,7 @@ class SignatureRecord:
     def _render(self, key: FunctionKey, prefix: str = "") -> Source:
         """The source of ``key``'s function, its name after ``prefix``."""
         composed = self.compose(key)
-        name = prefix + composed.name
+        name = prefix + composed.name + ("_chunk" if key.chunk else "")
         if not self.generic and len(composed.plan.steps) > tables.TABLE_STEPS:
             return Source(tables.render(composed.plan, name, composed.finish, key.dialect, composed.casts,
                                                self.kernels), name)
@@ -323,12 +358,16 @@ class SignatureRecord:
         with self.lock, collector_paused():
             if key not in self.functions:
                 source = self._rendered(key)
-                itemsize = scalars.itemsize(scalars.result_type(*key.dtypes, *[key.cotangent] * (key.cotangent is not None)))
-                if not self.generic:  # a generic plan's sizes are its class's, not a call's
-                    host.check_fits(self.plan(PlanKey(key.mode, key.wrt, key.chunk)), itemsize,
-                                    f"the {key.mode.value} of {str(self.spec)!r}")
+                self._check_fits(key)
                 self.functions[key] = codegen.load(source.text, key.dialect)[source.name]
             return self.functions[key]
+
+    def _check_fits(self, key: FunctionKey) -> None:
+        """Refuses ``key``'s function where a value it makes cannot exist on this host."""
+        itemsize = scalars.itemsize(scalars.result_type(*key.dtypes, *[key.cotangent] * (key.cotangent is not None)))
+        if not self.generic:  # a generic plan's sizes are its class's, not a call's
+            host.check_fits(self.plan(PlanKey(key.mode, key.wrt, key.chunk)), itemsize,
+                            f"the {key.mode.value} of {str(self.spec)!r}")
 
     def compose(self, key: FunctionKey) -> "Composed":
         """The plan of a function key, the name of its function, how it finishes results, and

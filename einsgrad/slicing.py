@@ -1,11 +1,12 @@
-"""``memory_limit`` honoured by slicing: which labels to cut, and the run chunk by chunk.
+"""``memory_limit`` honoured by slicing: which labels to cut, and what the cuts cost.
 
 A sliced contraction is the same contraction, along the same tree, on slices of the operands:
 outputs along a sliced label are written by pieces, sums over it accumulate. The tree is kept
 fixed (it is the signature's forward tree) and only its labels are cut, so no intermediate
 grows: a chunk's intermediates are the tree's with the sliced labels at their chunk sizes.
 
-Every chunk of a label has the same size, so one compiled function serves every slice. A
+Every chunk of a label has the same size, so one compiled function serves every slice (the
+loop over the slices is generated code too: :mod:`einsgrad.sliced_code`). A
 chunk size that does not divide its label leaves the last chunk short; that chunk is padded
 with zeros, which is exact for a multilinear contraction: a zero entry of a summed label adds
 nothing, and the padded part of an output or gradient is cut off. Chunk sizes that divide the
@@ -20,12 +21,8 @@ same tree, and its answer is taken where it costs fewer FLOPs (:func:`cuts`).
 
 from __future__ import annotations
 
-import itertools
 import math
-import sys
 from dataclasses import dataclass
-from typing import Callable, Sequence
-
 import numpy as np
 
 from . import paths
@@ -211,124 +208,3 @@ def cuts(bound: BoundSpec, memory_limit: int, path: Path, optimize="auto") -> Cu
     the backward along the tree ``path`` holds more than ``memory_limit`` elements (see
     :func:`choose`; ``optimize`` is not asked: the tree stays ``path``)."""
     return choose(bound, memory_limit, path).cuts
-
-
-def run(bound: BoundSpec, cuts: Cuts, function: Callable[[Cuts], Callable], arrays,
-        g=None, wrt: tuple[int, ...] = ()) -> tuple:
-    """The forward (``g`` None) or the gradients of the operands ``wrt``, chunk by chunk.
-
-    Args:
-        bound: the whole contraction.
-        cuts: the sliced labels and their chunk sizes (:func:`cuts`).
-        function: the compiled function of one chunk, given the chunk's label sizes (every
-            chunk has the same: it is asked once).
-        arrays: the operands (numpy, torch, jax, dask or cupy arrays).
-        g: the cotangent, for the gradients.
-        wrt: the operands whose gradients ``function``'s code returns, in order.
-    """
-    inputs = bound.spec.inputs
-    if g is None:
-        return run_terms(bound, cuts, function(cuts), arrays, inputs, (bound.spec.output,))
-    return run_terms(bound, cuts, function(cuts), (g, *arrays), (bound.spec.output, *inputs),
-                     tuple(inputs[k] for k in wrt))
-
-
-def run_terms(bound: BoundSpec, cuts: Cuts, function: Callable, arrays: Sequence,
-              terms: Sequence, outs: Sequence) -> tuple:
-    """``function`` (one chunk's code) over every chunk of ``arrays`` (labelled ``terms``),
-    its results (labelled ``outs``) written by pieces along sliced labels and summed over the
-    others. A short last chunk is padded with zeros and its results cut back. Where the
-    library's arrays are mutable (numpy, torch, cupy) each result is added in place into its
-    window of the total; jax's and dask's are summed per window, and the windows put in
-    place once at the end (one update per window, not per chunk: a dask graph stays linear)."""
-    size = bound.size_of
-    chunk_of = dict(cuts)
-    ops = _ops(arrays[0])
-    totals: list = [None] * len(outs)
-    pieces: list[dict] = [{} for _ in outs]  # jax, dask: window -> running sum
-    for starts in itertools.product(*(range(0, size[l], c) for l, c in cuts)):
-        window = {l: slice(i, min(i + c, size[l])) for (l, c), i in zip(cuts, starts)}
-        short = {l: s.stop - s.start for l, s in window.items() if s.stop - s.start < chunk_of[l]}
-        parts = [_padded(ops, a[_index(window, labels)], labels, chunk_of, short) for a, labels in zip(arrays, terms)]
-        results = function(*parts)
-        for j, (result, labels) in enumerate(zip(results, outs)):
-            if short:
-                result = result[tuple(slice(0, short.get(l, size[l])) if l in chunk_of else slice(None)
-                                      for l in labels)]
-            if ops.in_place:
-                if totals[j] is None:
-                    totals[j] = ops.zeros(tuple(size[l] for l in labels), result)
-                totals[j] = ops.add(totals[j], _index(window, labels), result)
-            else:
-                where = tuple((l, window[l].start, window[l].stop) for l in dict.fromkeys(labels) if l in window)
-                found = pieces[j].get(where)
-                pieces[j][where] = result if found is None else found + result
-    if ops.in_place:
-        return tuple(totals)
-    return tuple(_placed(ops, found, labels, size) for found, labels in zip(pieces, outs))
-
-
-def _placed(ops, pieces: dict, labels, size) -> object:
-    """The total of an output from its windows' sums: the one sum where no label of the
-    output is sliced, else each sum put in its window of zeros."""
-    if len(pieces) == 1 and not next(iter(pieces)):
-        return next(iter(pieces.values()))
-    total = None
-    for where, value in pieces.items():
-        if total is None:
-            total = ops.zeros(tuple(size[l] for l in labels), value)
-        window = {l: slice(start, stop) for l, start, stop in where}
-        total = ops.add(total, _index(window, labels), value)
-    return total
-
-
-def _index(window: dict, labels) -> tuple:
-    return tuple(window.get(l, slice(None)) for l in labels)
-
-
-def _padded(ops, part, labels, chunk_of: dict, short: dict):
-    """``part`` (a slice of an operand labelled ``labels``) padded with zeros to full chunks
-    along the labels whose chunk is ``short`` here."""
-    if not short or not any(l in short for l in labels):
-        return part
-    shape = tuple(chunk_of[l] if l in short else d for l, d in zip(labels, part.shape))
-    return ops.add(ops.zeros(shape, part), tuple(slice(0, d) for d in part.shape), part)
-
-
-@dataclass(frozen=True)
-class _Ops:
-    """Zeros like an array (its dtype and device), and a value added into a window of an
-    array (in place where the library allows, else a new array)."""
-
-    zeros: Callable
-    add: Callable
-    in_place: bool = True
-
-
-def _added_in_place(total, index, value):
-    total[index] += value
-    return total
-
-
-def _ops(array) -> _Ops:
-    """The two operations a sliced run needs, in the array's library (imported already:
-    its array is here)."""
-    top = type(array).__module__.partition(".")[0]
-    if top == "torch":
-        torch = sys.modules["torch"]
-        return _Ops(lambda shape, like: torch.zeros(shape, dtype=like.dtype, device=like.device), _added_in_place)
-    if top in ("jax", "jaxlib"):
-        jnp = sys.modules["jax.numpy"]
-        return _Ops(lambda shape, like: jnp.zeros(shape, like.dtype), lambda t, i, v: t.at[i].add(v), False)
-    if top == "dask":
-        da = sys.modules["dask.array"]
-
-        def add(total, index, value):
-            total[index] = total[index] + value
-            return total
-
-        return _Ops(lambda shape, like: da.zeros(shape, dtype=like.dtype), add, False)
-    if top == "cupy":
-        cp = sys.modules["cupy"]
-        return _Ops(lambda shape, like: cp.zeros(shape, like.dtype), _added_in_place)
-    return _Ops(lambda shape, like: np.zeros(shape, like.dtype), _added_in_place)

@@ -14,7 +14,7 @@ da = pytest.importorskip("dask.array")
 import dask  # noqa: E402  (after the skip)
 import opt_einsum  # noqa: E402
 from dask.callbacks import Callback  # noqa: E402
-from strategies import EXACT_DTYPES, einsum_cases  # noqa: E402
+from strategies import EXACT_DTYPES, FLOAT64, einsum_cases  # noqa: E402
 
 import einsgrad  # noqa: E402
 from benchmarks.dask_networks import largest_task  # noqa: E402
@@ -177,9 +177,97 @@ def test_value_and_pullback_runs_the_forward_once():
     assert len(every) < len(again_forward) + len(again_backward)
 
 
+@pytest.mark.parametrize("chunk", [2, 3])
+def test_a_sliced_contraction_is_one_graph_of_its_slices(chunk, monkeypatch):
+    """Under a memory_limit of 256 slices or more (the 3x3 grid at bond 4, chunked every way):
+    the forward and all gradients equal numpy's unsliced ones; computing the forward's graph
+    runs the chunk's program once per slice, in at most one task per slice and at least
+    dask_slices.TASKS (slices grouped into a task while its windows stay small); the rest is a
+    tree of sums and the operands rechunked into the tasks' windows; and no task returns more
+    than the largest of an input's dask chunk, the memory limit, an operand's slice and a
+    result's window, each sized here from the cuts (the operands' own tasks aside)."""
+    from einsgrad import codegen
+    from einsgrad.dask_slices import FAN_IN, TASKS
+
+    calls = [0]
+    real = codegen.load
+
+    def counting(function):
+        def counted(*args):
+            calls[0] += 1
+            return function(*args)
+
+        return counted
+
+    def load(text, dialect=codegen.NUMPY):
+        namespace = real(text, dialect)
+        for name in [n for n in namespace if n.endswith("_chunk")]:  # read by the loop at call time
+            namespace[name] = counting(namespace[name])
+        return namespace
+
+    monkeypatch.setattr(codegen, "load", load)
+    network = grid(3, 3, 4)
+    operands = network.operands()
+    lazy = [da.from_array(x, chunks=chunk) for x in operands]
+    limit = 16
+    e = einsgrad.Einsum(network.spec, optimize="greedy", memory_limit=limit)
+    cuts = dict(e.plan(*network.shapes).slices)
+    size = dict(network.sizes)
+    slices = int(np.prod([-(-size[l] // c) for l, c in cuts.items()]))
+    assert slices >= 256
+    y = e(*lazy)
+    before = calls[0]
+    keys = executed(y.compute)
+    assert calls[0] - before == slices
+    reference = einsgrad.Einsum(network.spec, optimize="greedy")
+    np.testing.assert_allclose(y.compute(), reference(*operands), rtol=1e-10)
+    grads = e.vjp(np.ones(()), *lazy)
+    for got, want in zip(dask.compute(*grads), reference.vjp(np.ones(()), *operands)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    groups = [k for k in keys if isinstance(k, tuple) and str(k[0]).startswith("slice-")]
+    assert len(groups) == len(set(groups)) and min(TASKS, slices) <= len(groups) <= slices
+    sums = sum(1 for k in keys if isinstance(k, tuple) and str(k[0]).startswith("sliced-"))
+    assert sums <= -(-len(groups) // (FAN_IN - 1))  # a tree: each sum adds FAN_IN values at most
+    graph = y.__dask_graph__()
+    blocks = sum(x.npartitions + int(np.prod([-(-size[l] // cuts[l]) for l in t if l in cuts]))
+                 for x, t in zip(lazy, network.terms))  # each operand's dask chunks, then its slices
+    rest = len(graph) - len(groups) - sums  # the operands' own tasks, and their rechunking
+    assert rest <= 4 * blocks, (len(graph), len(groups), sums, blocks)  # two rechunks: a split and a merge a block
+    piece = lambda labels: int(np.prod([cuts.get(l, size[l]) for l in labels]))  # noqa: E731
+    bound = max([chunk ** len(t) for t in network.terms] + [piece(t) for t in network.terms]
+                + [piece(network.output), limit]) * operands[0].itemsize
+    assert largest_task(y, *grads, given=lazy) <= bound
+
+
+@settings(max_examples=30, deadline=None)
+@given(einsum_cases(dtypes=(FLOAT64,), max_operands=3), st.sampled_from([2, 5, 17]), st.data())
+def test_sliced_dask_on_generated_specs_equals_unsliced_numpy(case, limit, data):
+    """Generated specs at small limits, each operand in chunks of any size (whole ones let a
+    task take many slices, short last chunks among them): the sliced graph's value and
+    gradients are the unsliced numpy path's (or the limit is refused, naming it)."""
+    operands = case.operands()
+    try:
+        e = einsgrad.compile(case.spec, memory_limit=limit)
+        e.costs(*case.shapes)
+    except einsgrad.EinsumSpecError as error:
+        assert f"memory_limit={limit} is too small" in str(error)
+        return
+    lazy = [da.from_array(x, chunks=tuple(data.draw(st.integers(1, max(n, 1))) for n in x.shape))
+            for x in operands]
+    whole = einsgrad.compile(case.spec)
+    expected_y = whole(*operands)
+    G = case.cotangent(np.shape(expected_y))
+    np.testing.assert_allclose(e(*lazy).compute(), expected_y, rtol=1e-10, atol=1e-10)
+    for got, want in zip(dask.compute(*e.vjp(da.from_array(G), *lazy)), whole.vjp(G, *operands)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
 def test_the_dask_benchmark_runs_quick(capsys):
     from benchmarks import dask_networks
 
     assert dask_networks.main(["--quick", "--rounds", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines[2:]] == ["mps", "grid"]
+    assert dask_networks.main(["--quick", "--rounds", "1", "--sliced"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split()[:2] == ["grid", "2x3"]

@@ -183,25 +183,6 @@ def test_sliced_torch_passes_gradcheck_and_gradgradcheck():
     assert torch.autograd.gradgradcheck(f, tensors)
 
 
-def test_sliced_torch_compile_equals_torch_autograd():
-    """Under torch.compile the sliced einsum runs (traced with fake tensors) and its value and
-    gradients are torch.einsum's."""
-    import einsgrad.torch
-
-    spec, shapes, limit = CHAIN
-    lin = einsgrad.compile(spec, memory_limit=limit)
-    rng = np.random.default_rng(6)
-    ops = [rng.standard_normal(s) for s in shapes]
-    G = rng.standard_normal((5, 3))
-    y_ref, grads_ref = _torch_oracle(spec, ops, G)
-    tensors = [torch.tensor(o, requires_grad=True) for o in ops]
-    out = torch.compile(lambda *xs: einsgrad.torch.einsum(lin, *xs), backend="eager")(*tensors)
-    out.backward(torch.tensor(G))
-    np.testing.assert_allclose(out.detach().numpy(), y_ref, rtol=1e-10)
-    for t, want in zip(tensors, grads_ref):
-        np.testing.assert_allclose(t.grad.numpy(), want, rtol=1e-10, atol=1e-12)
-
-
 def test_sliced_jax_under_jit_and_grad_equals_jax_autograd():
     """einsgrad.jax.einsum sliced, jitted, differentiated forward (jvp) and backward (its
     transpose): jnp.einsum's value and jax.grad's gradients."""
