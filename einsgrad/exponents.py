@@ -128,23 +128,30 @@ class ArrayExponents(Exponents):
                               f"integer {self.name} array, got {value!r}")
 
     def strip(self, x, exponent):
+        """As numpy's, with the exponent read from the bits of the largest magnitude (a few
+        integer operations, where ``frexp`` takes dozens under ``jax.jit``); an array whose
+        every entry lies below the dtype's normal range (subnormal) keeps its exponent too."""
         top = self.largest(x)
-        found = self.cast(self.xp.frexp(top)[1], self.int_dtype)
-        shift = self.xp.where((top > 0) & self.xp.isfinite(top), found, 0)
+        form = self.format(self.dtype(top))
+        field = self.bitcast(top, self.bit_dtype(form.bits)) >> form.mantissa_bits  # top >= 0: no sign bit
+        normal = (field > 0) & (field <= 2 * form.hi)  # neither 0, subnormal, inf nor nan
+        shift = self.xp.where(normal, self.cast(field, self.int_dtype) - (form.hi - 1), 0)
         return self.scaled(x, -shift, pieces=2), exponent + shift
 
     def scaled(self, x, shift, pieces: int = 3):
-        """``x * 2**shift`` as ``pieces`` exact powers of two in turn (see the module); two
-        reach the shifts :meth:`strip` makes."""
+        """``x * 2**shift`` as ``pieces`` exact powers of two in turn (see the module), each
+        as large as the dtype's normal range allows; two reach the shifts :meth:`strip` makes."""
         if isinstance(shift, int) and shift == 0:
             return x
         real = self.real_dtype(x)
         form = self.format(real)
-        rest = self.xp.clip(self.integer(shift, x), pieces * form.lo, pieces * form.hi)
+        integer = self.bit_dtype(form.bits)
+        rest = self.cast(self.integer(shift, x), integer)
+        if pieces > 2:
+            rest = self.xp.clip(rest, pieces * form.lo, pieces * form.hi)
         for left in range(pieces, 0, -1):
-            piece = rest // left  # rest in [left * lo, left * hi], so piece in [lo, hi]
-            bits = (self.cast(piece, self.bit_dtype(form.bits)) + form.hi) << form.mantissa_bits
-            x = x * self.bitcast(bits, real)
+            piece = self.xp.clip(rest, form.lo, form.hi) if left > 1 else rest  # the rest fits the last
+            x = x * self.bitcast((piece + form.hi) << form.mantissa_bits, real)
             rest = rest - piece
         return x
 
@@ -174,10 +181,11 @@ class ArrayExponents(Exponents):
 
 def _format(finfo) -> _Format:
     """The exponent range of a ``finfo`` (torch's and jax's spell the same attributes)."""
-    lo = round(math.log2(float(finfo.tiny)))
-    hi = math.floor(math.log2(float(finfo.max)))
-    form = _Format(lo, hi, round(-math.log2(float(finfo.eps))), finfo.bits)
-    assert form.mantissa_bits <= form.hi + 2 and form.lo <= 1 - form.hi, form  # two pieces strip
+    def power(x) -> int:  # x in [2**p, 2**(p + 1))
+        return math.frexp(float(x))[1] - 1
+
+    form = _Format(power(finfo.tiny), power(finfo.max), -power(finfo.eps), finfo.bits)
+    assert -(form.hi + 1) - form.lo >= form.lo, form  # strip's shifts, -(hi + 1) to -(lo + 1), take two pieces
     return form
 
 

@@ -1,0 +1,266 @@
+"""Exponent stripping on torch tensors and jax arrays (issue 14, overflow): float32 networks whose
+plain contraction is not finite give the float64 values and gradients, against torch autograd
+at float64, finite differences of the log-value and jax's own autograd; the differentiable
+log-value (``Einsum.log_value``) under torch autograd, ``jax.grad`` and ``jax.jit``; the
+exact power-of-two scaling against numpy's ``ldexp``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from opt_einsum import contract, get_symbol
+
+import einsgrad
+from einsgrad import EinsumSpecError, Stripped, exponents
+from devices import on_device
+from oracles import torch_vjp
+from strategies import EXACT_DTYPES, einsum_cases, random_array
+from test_strip import assert_close, chain_spec, matrices
+
+torch = pytest.importorskip("torch")
+jax = pytest.importorskip("jax")
+jnp = pytest.importorskip("jax.numpy")
+
+LIBRARIES = ["torch", "jax"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def x64():
+    """float64 in jax for these tests (float32 arrays stay float32); restored afterwards."""
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", before)
+
+
+def placed(library: str, arrays, device: str = "cpu") -> list:
+    """numpy ``arrays`` as torch tensors (on ``device``) or jax arrays, dtypes kept."""
+    if library == "torch":
+        return on_device(arrays, device) if device != "cpu" else [torch.from_numpy(np.array(a)) for a in arrays]
+    return [jnp.asarray(a) for a in arrays]
+
+
+def host(x) -> np.ndarray:
+    """A torch tensor (any device) or jax array as numpy."""
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def float64(s: Stripped) -> np.ndarray:
+    """A stripped value of any library at float64 (or complex128), which the cases do not overflow."""
+    m, e = host(s.mantissa), int(host(s.exponent)) if not isinstance(s.exponent, int) else s.exponent
+    if np.iscomplexobj(m):
+        return np.ldexp(m.real.astype(np.float64), e) + 1j * np.ldexp(m.imag.astype(np.float64), e)
+    return np.ldexp(m.astype(np.float64), e)
+
+
+def assert_library_stripped(s: Stripped, library: str, dtype: str) -> None:
+    """The mantissa is an array of ``library`` in ``dtype`` and the exponent a 0-d integer one."""
+    kind = torch.Tensor if library == "torch" else jax.Array
+    assert isinstance(s.mantissa, kind) and isinstance(s.exponent, kind)
+    assert str(s.mantissa.dtype).rpartition(".")[2] == dtype
+    assert tuple(s.exponent.shape) == () and "int" in str(s.exponent.dtype)
+
+
+def torch_log_gradients(spec: str, mats, complex_: bool = False):
+    """log|y| and its gradients by torch autograd of the plain contraction at float64/complex128."""
+    dtype = torch.complex128 if complex_ else torch.float64
+    leaves = [torch.tensor(m, dtype=dtype, requires_grad=True) for m in mats]
+    value = torch.log(torch.abs(torch.einsum(spec, *leaves)))
+    value.backward()
+    return value.item(), [leaf.grad.numpy() for leaf in leaves]
+
+
+# -- float32 networks past float32's range ---------------------------------------------------
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_float32_chain_past_float32_range(library, device):
+    n = 51
+    spec, mats = chain_spec(n), matrices(n, 32, scale=2.0)
+    ops = placed(library, mats, device)
+    e = einsgrad.compile(spec)
+    assert not np.isfinite(host(e(*ops))).all()
+    s = e.stripped(*ops)
+    assert_library_stripped(s, library, "float32")
+    assert 0.5 <= float(np.max(np.abs(host(s.mantissa)))) < 1
+    reference = contract(spec, *[m.astype(np.float64) for m in mats])
+    assert np.max(np.abs(reference)) > 1e40
+    assert_close(float64(s), reference, 1e-4, "value")
+    assert_close(host(s.log10()), np.log10(np.abs(reference)), 1e-4, "log10")
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_float32_stripped_vjp_against_torch_autograd(library, device):
+    n = 40
+    spec, mats = chain_spec(n), matrices(n, 16, scale=3.0)
+    g = random_array(np.random.default_rng(5), (16, 16), np.float32)
+    ops = placed(library, mats, device)
+    e = einsgrad.compile(spec)
+    assert not all(np.isfinite(host(d)).all() for d in e.vjp(placed(library, [g], device)[0], *ops))
+    grads = e.stripped_vjp(placed(library, [g], device)[0], *ops)
+    expected = torch_vjp(spec, mats, g)
+    assert max(np.max(np.abs(d)) for d in expected) > 1e40
+    for k, (d, r) in enumerate(zip(grads, expected)):
+        assert_library_stripped(d, library, "float32")
+        assert_close(float64(d), r, 1e-4, f"gradient {k}")
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_log_grad_of_an_overflowing_trace_against_torch_autograd(library, device):
+    n = 40
+    spec, mats = chain_spec(n, closed=True), matrices(n, 24, seed=3, scale=3.0)
+    ops = placed(library, mats, device)
+    e = einsgrad.compile(spec)
+    assert not np.isfinite(host(e(*ops)))
+    value, grads = e.log_grad(*ops)
+    expected_value, expected = torch_log_gradients(spec, mats)
+    assert expected_value > 40 * math.log(10)
+    assert float(host(value.log())) == pytest.approx(expected_value, rel=1e-5)
+    for k, (d, r) in enumerate(zip(grads, expected)):
+        assert str(d.dtype).endswith("float32") and np.isfinite(host(d)).all()
+        assert_close(host(d), r, 1e-3, f"log-gradient {k}")
+
+
+# -- the differentiable log-value --------------------------------------------------------------
+
+
+def overflowing_trace(n=24, size=12, seed=11, scale=20.0):
+    spec, mats = chain_spec(n, closed=True), matrices(n, size, seed=seed, scale=scale)
+    with np.errstate(all="ignore"):
+        assert not np.isfinite(einsgrad.einsum(spec, *mats))
+    return spec, mats
+
+
+def test_torch_log_value_backward_against_autograd_at_float64(device):
+    """log|tr(A_1...A_n)| of float32 tensors, where torch's own float32 log|einsum| is not finite:
+    the value and the gradients of backward() equal autograd of the float64 contraction."""
+    spec, mats = overflowing_trace()
+    leaves = [t.requires_grad_(True) for t in placed("torch", mats, device)]
+    assert not torch.isfinite(torch.log(torch.abs(torch.einsum(spec, *leaves))))
+    value = einsgrad.compile(spec).log_value(*leaves)
+    assert value.dtype == torch.float32 and value.requires_grad
+    value.backward()
+    expected_value, expected = torch_log_gradients(spec, mats)
+    assert value.item() == pytest.approx(expected_value, rel=1e-5)
+    for k, (leaf, r) in enumerate(zip(leaves, expected)):
+        assert leaf.grad.dtype == torch.float32
+        assert_close(host(leaf.grad), r, 1e-3, f"gradient {k}")
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_log_value_gradient_against_finite_differences(library):
+    """<grad log|y|, U> against the central difference of log|y(x + tU)| in float64 (opt_einsum),
+    y an overflowing float32 trace, every operand moved at once."""
+    spec, mats = overflowing_trace()
+    e = einsgrad.compile(spec)
+    if library == "torch":
+        leaves = [t.requires_grad_(True) for t in placed("torch", mats)]
+        e.log_value(*leaves).backward()
+        grads = [host(leaf.grad) for leaf in leaves]
+    else:
+        grads = [host(d) for d in jax.grad(e.log_value, argnums=tuple(range(len(mats))))(*placed("jax", mats))]
+    rng = np.random.default_rng(2)
+    xs = [m.astype(np.float64) for m in mats]
+    us = [rng.standard_normal(x.shape) for x in xs]
+
+    def log_value(t):
+        return math.log(abs(contract(spec, *[x + t * u for x, u in zip(xs, us)])))
+
+    h = 1e-5
+    expected = (log_value(h) - log_value(-h)) / (2 * h)
+    got = sum(float(np.sum(d.astype(np.float64) * u)) for d, u in zip(grads, us))
+    assert got == pytest.approx(expected, rel=1e-3, abs=1e-3)
+
+
+@pytest.mark.parametrize("spec, shapes", [("ij,jk,ki->", [(3, 4), (4, 2), (2, 3)]),
+                                          ("ab,bc,ca->", [(2, 2), (2, 2), (2, 2)]),
+                                          ("i,ij,j->", [(3,), (3, 4), (4,)]),
+                                          ("ii->", [(3, 3)])])
+def test_torch_log_value_gradcheck(spec, shapes):
+    """Finite differences of the stripped forward against the stripped backward, float64."""
+    rng = np.random.default_rng(4)
+    xs = [torch.tensor(1.0 + rng.random(s), requires_grad=True) for s in shapes]
+    e = einsgrad.compile(spec)
+    assert torch.autograd.gradcheck(e.log_value, xs)
+
+
+@pytest.mark.parametrize("spec, shapes", [("ij,jk,ki->", [(3, 4), (4, 2), (2, 3)]),
+                                          ("i,ij,j->", [(3,), (3, 4), (4,)])])
+def test_jax_log_value_against_jax_autograd_and_finite_differences(spec, shapes):
+    from jax.test_util import check_grads
+
+    rng = np.random.default_rng(6)
+    xs = [jnp.asarray(1.0 + rng.random(s)) for s in shapes]
+    e = einsgrad.compile(spec)
+    argnums = tuple(range(len(xs)))
+    check_grads(e.log_value, xs, order=1, modes=("fwd", "rev"))
+    got = jax.jit(jax.grad(e.log_value, argnums=argnums))(*xs)
+    expected = jax.grad(lambda *a: jnp.log(jnp.abs(jnp.einsum(spec, *a))), argnums=argnums)(*xs)
+    for d, r in zip(got, expected):
+        assert_close(np.asarray(d), np.asarray(r), 1e-12, "gradient")
+
+
+def test_jax_log_value_under_jit_and_value_and_grad():
+    """jit(value_and_grad) of an overflowing float32 trace: jax's float32 log|einsum| is not
+    finite, einsgrad's value and gradients are torch autograd's at float64, and equal the
+    eager ones."""
+    spec, mats = overflowing_trace()
+    ops = placed("jax", mats)
+    assert not np.isfinite(float(jnp.log(jnp.abs(jnp.einsum(spec, *ops)))))
+    e = einsgrad.compile(spec)
+    argnums = tuple(range(len(ops)))
+    value, grads = jax.jit(jax.value_and_grad(e.log_value, argnums=argnums))(*ops)
+    eager_value, eager = jax.value_and_grad(e.log_value, argnums=argnums)(*ops)
+    expected_value, expected = torch_log_gradients(spec, mats)
+    assert value.dtype == jnp.float32
+    assert float(value) == pytest.approx(expected_value, rel=1e-5)
+    assert float(value) == pytest.approx(float(eager_value), rel=1e-6)
+    for k, (d, eager_d, r) in enumerate(zip(grads, eager, expected)):
+        assert_close(np.asarray(d), r, 1e-3, f"gradient {k}")
+        assert_close(np.asarray(d), np.asarray(eager_d), 1e-5, f"jit gradient {k}")
+
+
+def test_jax_log_value_only_some_operands():
+    """argnums=1: one operand differentiated (the others have symbolic zero tangents)."""
+    spec, mats = overflowing_trace()
+    got = jax.grad(einsgrad.compile(spec).log_value, argnums=1)(*placed("jax", mats))
+    _, expected = torch_log_gradients(spec, mats)
+    assert_close(np.asarray(got), expected[1], 1e-3)
+
+
+def test_complex_tied_norm_log_value_against_autograd():
+    """log<psi|psi> of a complex64 MPS whose norm overflows complex64 (bra = conj(ket), one
+    tensor per site): torch backward() and jax.grad against each library's own autograd of the
+    plain complex128 contraction."""
+    n, bond, phys = 12, 16, 2
+    kets = [random_array(np.random.default_rng(k), (1 if k == 0 else bond, phys, 1 if k == n - 1 else bond),
+                         np.complex64) * 8 for k in range(n)]
+    letters = [get_symbol(i) for i in range(4 * n + 4)]
+    ket = [letters[k] + letters[2 * n + 2 + k] + letters[k + 1] for k in range(n)]
+    bra = [letters[n + 1 + k] + letters[2 * n + 2 + k] + letters[n + 2 + k] for k in range(n)]
+    spec = ",".join(ket + bra) + "->"
+    norm = einsgrad.compile(spec, tied={n + k: k for k in range(n)}, conjugate=set(range(n, 2 * n)))
+    plain = [torch.tensor(x, dtype=torch.complex128, requires_grad=True) for x in kets]
+    y = torch.einsum(spec, *plain, *[x.conj() for x in plain])
+    assert abs(y.item()) > 1e40
+    torch.log(torch.abs(y)).backward()
+    leaves = [t.requires_grad_(True) for t in placed("torch", kets)]
+    value = norm.log_value(*leaves)
+    value.backward()
+    assert value.item() == pytest.approx(math.log(abs(y.item())), rel=1e-5)
+    for k, (leaf, r) in enumerate(zip(leaves, plain)):
+        assert leaf.grad.dtype == torch.complex64
+        assert_close(host(leaf.grad), r.grad.numpy(), 1e-3, f"torch gradient {k}")
+
+    def plain_jax(*xs):
+        return jnp.log(jnp.abs(jnp.einsum(spec, *xs, *[jnp.conj(x) for x in xs])))
+
+    args = tuple(range(n))
+    got = jax.jit(jax.grad(norm.log_value, argnums=args))(*placed("jax", kets))
+    expected = jax.grad(plain_jax, argnums=args)(*[jnp.asarray(x, jnp.complex128) for x in kets])
+    for k, (d, r) in enumerate(zip(got, expected)):
+        assert d.dtype == jnp.complex64
+        assert_close(np.asarray(d), np.asarray(r), 1e-3, f"jax gradient {k}")
