@@ -151,9 +151,16 @@ class ArrayExponents(Exponents):
             rest = self.xp.clip(rest, pieces * form.lo, pieces * form.hi)
         for left in range(pieces, 0, -1):
             piece = self.xp.clip(rest, form.lo, form.hi) if left > 1 else rest  # the rest fits the last
-            x = x * self.bitcast((piece + form.hi) << form.mantissa_bits, real)
+            x = self.multiplied(x, self.bitcast((piece + form.hi) << form.mantissa_bits, real))
             rest = rest - piece
         return x
+
+    def multiplied(self, x, factor):
+        """``x * factor`` for a real ``factor``; a complex ``x`` by its parts (a complex product
+        would make ``inf * 0`` of a part that overflowed, nan in the other)."""
+        if scalars.kind(self.dtype(x)) != "c":
+            return x * factor
+        return self.complex(self.xp.real(x) * factor, self.xp.imag(x) * factor)
 
     def maximum(self, exponents):
         exponents = list(exponents)
@@ -222,6 +229,9 @@ class _TorchExponents(ArrayExponents):
     def dtype(self, x):
         return x.dtype
 
+    def complex(self, real, imag):
+        return self.xp.complex(real, imag)
+
     def result_type(self, dtypes):
         return scalars.result_type(*dtypes)
 
@@ -270,6 +280,9 @@ class _JaxExponents(ArrayExponents):
 
     def dtype(self, x):
         return np.dtype(x.dtype)
+
+    def complex(self, real, imag):
+        return self.lax.complex(real, imag)
 
     def cast(self, x, dtype):
         return x.astype(dtype)
