@@ -212,6 +212,8 @@ class _TorchExponents(ArrayExponents):
         return value
 
     def largest(self, x):
+        """The largest magnitude, outside autograd (the scale is a constant of every step)."""
+        x = x.detach()
         return x.abs().amax() if x.numel() else self.xp.zeros((), dtype=self.real_dtype(x), device=x.device)
 
     def real_dtype(self, x):
@@ -264,6 +266,8 @@ class _JaxExponents(ArrayExponents):
         return self.xp.asarray(value, dtype=self.int_dtype) if isinstance(value, int) else value
 
     def largest(self, x):
+        """The largest magnitude, outside differentiation (the scale is a constant of every step)."""
+        x = self.lax.stop_gradient(x)
         return self.xp.max(self.xp.abs(x)) if x.size else self.xp.zeros((), self.real_dtype(x))
 
     def real_dtype(self, x):

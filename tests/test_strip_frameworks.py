@@ -433,3 +433,57 @@ def test_numpy_log_value():
     spec, mats = overflowing_trace()
     expected_value, _ = torch_log_gradients(spec, mats)
     assert float(einsgrad.compile(spec).log_value(*mats)) == pytest.approx(expected_value, rel=1e-5)
+
+
+def test_jax_log_value_second_derivatives_against_jax_autograd():
+    """The tangent rule's log-gradients are jax code: jax.hessian differentiates them, and
+    equals the Hessian of the plain float64 log|einsum|."""
+    spec = "ij,jk,ki->"
+    rng = np.random.default_rng(0)
+    xs = [jnp.asarray(1 + rng.random(s)) for s in [(3, 4), (4, 2), (2, 3)]]
+    got = jax.hessian(einsgrad.compile(spec).log_value, argnums=(0, 1))(*xs)
+    expected = jax.hessian(lambda *a: jnp.log(jnp.abs(jnp.einsum(spec, *a))), argnums=(0, 1))(*xs)
+    for i in range(2):
+        for j in range(2):
+            assert_close(np.asarray(got[i][j]), np.asarray(expected[i][j]), 1e-12, f"d2/dx{i}dx{j}")
+
+
+@pytest.mark.parametrize("spec, shapes", [("ij,jk,ki->", [(3, 4), (4, 2), (2, 3)]),
+                                          ("ab,ab->", [(2, 3), (2, 3)]),
+                                          ("ii->", [(3, 3)])])
+def test_torch_log_value_gradgradcheck(spec, shapes):
+    """A recorded backward (create_graph=True) is differentiated again: finite differences of
+    the backward against its own backward, float64."""
+    rng = np.random.default_rng(5)
+    xs = [torch.tensor(1.0 + rng.random(s), requires_grad=True) for s in shapes]
+    assert torch.autograd.gradgradcheck(einsgrad.compile(spec).log_value, xs)
+
+
+def test_torch_gradient_penalty_against_autograd():
+    """|d log|y| / dx|^2, differentiated (a gradient penalty): the Hessian-vector product of
+    torch autograd of the plain contraction's log."""
+    spec, rng = "ij,jk,ki->", np.random.default_rng(9)
+    arrays = [1.0 + rng.random(s) for s in [(3, 4), (4, 2), (2, 3)]]
+
+    def penalised(f):
+        leaves = [torch.tensor(a, requires_grad=True) for a in arrays]
+        grads = torch.autograd.grad(f(*leaves), leaves, create_graph=True)
+        sum(grad.pow(2).sum() for grad in grads).backward()
+        return [leaf.grad.numpy() for leaf in leaves]
+
+    got = penalised(einsgrad.compile(spec).log_value)
+    expected = penalised(lambda *xs: torch.log(torch.abs(torch.einsum(spec, *xs))))
+    for d, r in zip(got, expected):
+        assert_close(d, r, 1e-12)
+
+
+def test_torch_log_value_without_gradients():
+    """No operand needs a gradient (or grad mode is off): the stripped forward alone."""
+    spec, mats = overflowing_trace()
+    expected_value, _ = torch_log_gradients(spec, mats)
+    e = einsgrad.compile(spec)
+    plain = e.log_value(*placed("torch", mats))
+    with torch.no_grad():
+        off = e.log_value(*[t.requires_grad_(True) for t in placed("torch", mats)])
+    for value in (plain, off):
+        assert not value.requires_grad and value.item() == pytest.approx(expected_value, rel=1e-5)
