@@ -487,3 +487,19 @@ def test_torch_log_value_without_gradients():
         off = e.log_value(*[t.requires_grad_(True) for t in placed("torch", mats)])
     for value in (plain, off):
         assert not value.requires_grad and value.item() == pytest.approx(expected_value, rel=1e-5)
+
+
+def test_the_stripping_benchmark_checks_its_rows(tmp_path):
+    """``python -m benchmarks.stripping --quick``: every row timed, and log_grad's gradients
+    equal to the plain ones over the plain value on the scalar networks."""
+    import json
+
+    from benchmarks import stripping
+
+    out = tmp_path / "stripping.json"
+    assert stripping.main(["--quick", "--rounds", "1", "--libraries", "numpy,torch,jax,jit", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["library"] for r in rows} == {"numpy", "torch", "jax", "jit"}
+    assert all(r["forward"] > 0 and r["stripped"] > 0 for r in rows)
+    scalar = [r for r in rows if r["log_grad"] is not None]
+    assert len(scalar) == 4 and all(r["check"] < 1e-5 for r in scalar)
