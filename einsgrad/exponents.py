@@ -145,10 +145,10 @@ class ArrayExponents(Exponents):
             return x
         real = self.real_dtype(x)
         form = self.format(real)
-        integer = self.bit_dtype(form.bits)
-        rest = self.cast(self.integer(shift, x), integer)
-        if pieces > 2:
+        rest = self.integer(shift, x)
+        if pieces > 2:  # clamped before it narrows to the dtype's width (float16's: int16)
             rest = self.xp.clip(rest, pieces * form.lo, pieces * form.hi)
+        rest = self.cast(rest, self.bit_dtype(form.bits))
         for left in range(pieces, 0, -1):
             piece = self.xp.clip(rest, form.lo, form.hi) if left > 1 else rest  # the rest fits the last
             x = self.multiplied(x, self.bitcast((piece + form.hi) << form.mantissa_bits, real))

@@ -381,6 +381,16 @@ def test_scaled_is_numpys_ldexp(library, dtype, shift, seed):
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
+def test_huge_shifts_of_narrow_types_are_clamped_not_wrapped(library):
+    """An exponent difference past the range of float16's 16-bit integers (a ratio of two
+    stripped values far apart) scales to inf or 0, as numpy's ldexp does."""
+    lib = exponents.get(library)
+    x = placed(library, [np.array([0.75, -0.5], np.float16)])[0]
+    for shift, expected in ((40000, [np.inf, -np.inf]), (-40000, [0.0, -0.0]), (70000, [np.inf, -np.inf])):
+        assert host(lib.scaled(x, lib.integer(shift, x))).tolist() == expected
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
 def test_strip_normalises_and_keeps_zeros_and_nonfinite(library):
     lib = exponents.get(library)
     m, e = lib.strip(placed(library, [np.array([3.0e38, -1.0], np.float32)])[0], 0)
