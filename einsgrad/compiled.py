@@ -599,7 +599,9 @@ class Einsum:
             raise EinsumSpecError(f"{caller}() runs on {', '.join(exponents.LIBRARIES[:-1])} and "
                                   f"{exponents.LIBRARIES[-1]} arrays, "
                                   f"got {backend.name} arrays")
-        shapes = check_shapes([tuple(map(int, a.shape)) for a in arrays], len(self.spec.inputs))
+        shapes = tuple([tuple(map(int, a.shape)) for a in arrays])
+        if len(shapes) != len(self.spec.inputs):
+            check_shapes(shapes, len(self.spec.inputs))  # says so
         return arrays, self._signature_record(shapes), backend
 
     def _cotangent_error(self, g, record: SignatureRecord) -> EinsumSpecError:
