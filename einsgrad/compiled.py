@@ -9,7 +9,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from . import backends, code_request, codegen, derive, paths, scalars, vendor
+from . import backends, code_request, codegen, derive, exponents, paths, scalars, vendor
 from . import stripped as stripping
 from .errors import EinsumSpecError
 from .report import Costs, PlanReport
@@ -433,22 +433,27 @@ class Einsum:
     def stripped(self, *operands) -> Stripped:
         """The forward as ``mantissa * 2**exponent`` (:class:`einsgrad.stripped.Stripped`):
         every step rescaled by a power of two, so that a value past its dtype's range (a
-        float32 norm of a long chain) is still exact (see :mod:`einsgrad.stripped`).
+        float32 norm of a long chain) is still exact (see :mod:`einsgrad.stripped`). numpy,
+        torch and jax arrays (under ``jax.jit`` too).
 
         >>> s = Einsum("ij,jk,kl->il").stripped(*[np.full((2, 2), 1e15, np.float32)] * 3)
         >>> round(float(s.log10()[0, 0]), 3)  # 4e45: past float32's 3.4e38
         45.602
         """
-        arrays, record = self._numpy_record(operands, "stripped")
+        arrays, record, _ = self._stripping(operands, "stripped")
         return stripping.forward(record, arrays)
 
     def stripped_vjp(self, cotangent, *operands, wrt=None):
         """:meth:`vjp`'s gradients, each a :class:`einsgrad.stripped.Stripped`; the cotangent
         is an array or a ``Stripped`` (the forward's own, say)."""
-        arrays, record = self._numpy_record(operands, "stripped_vjp")
+        arrays, record, backend = self._stripping(operands, "stripped_vjp")
         indices, single = self._wrt(wrt)
-        grads = stripping.vjp(record, cotangent if isinstance(cotangent, Stripped)
-                             else backends.as_numpy(cotangent, "the cotangent"), arrays, indices)
+        if isinstance(cotangent, Stripped):
+            g = Stripped(self._cotangent(cotangent.mantissa, arrays, backend, record.output_shape),
+                         cotangent.exponent)
+        else:
+            g = self._cotangent(cotangent, arrays, backend, record.output_shape)
+        grads = stripping.vjp(record, g, arrays, indices)
         return grads[0] if single else grads
 
     def log_grad(self, *operands, wrt=None) -> LogGrad:
@@ -456,10 +461,27 @@ class Einsum:
         ``log|y|`` for real values: ``(dy/dx) / y``, as :meth:`vjp` does without conjugation),
         exact and finite where ``y`` and ``dy/dx`` are past the dtype's range. One forward
         keeps what the pullback reads, as :meth:`value_and_pullback` does."""
-        arrays, record = self._numpy_record(operands, "log_grad")
+        arrays, record, _ = self._stripping(operands, "log_grad")
         indices, single = self._wrt(wrt)
         y, grads = stripping.log_grad(record, arrays, indices)
         return LogGrad(y, grads[0] if single else grads)
+
+    def log_value(self, *operands):
+        """``log|y|`` of a scalar contraction, from its stripped value: finite where ``y`` is
+        past the dtype's range. On torch tensors a torch autograd function, on jax arrays a
+        ``jax.custom_jvp`` function (``jax.grad``, ``jax.jit``), whose gradient is
+        :meth:`log_grad`'s, so that the log-norm of a network that overflows can be trained."""
+        arrays, record, backend = self._stripping(operands, "log_value")
+        stripping.check_scalar(record, "log_value")
+        if backend is None:
+            return stripping.forward(record, arrays).log()
+        if backend.name == "torch":
+            from . import stripped_torch
+
+            return stripped_torch.log_value(self, *arrays)
+        from . import stripped_jax
+
+        return stripped_jax.log_value(self, *arrays)
 
     def costs(self, *shapes) -> Costs:
         """FLOPs and memory of forward and backward for these shapes (see :class:`Costs`)."""
@@ -572,13 +594,18 @@ class Einsum:
             arrays = [backend.cast(a, common) for a in arrays]
         return tuple(function(*arrays))
 
-    def _numpy_record(self, operands, caller: str) -> tuple[tuple, SignatureRecord]:
-        """The operands as numpy arrays and their signature's record, for a mode that runs on
-        numpy alone (exponent stripping)."""
+    def _stripping(self, operands, caller: str) -> tuple[tuple, SignatureRecord, backends.Backend | None]:
+        """The operands as arrays of one library exponent stripping runs on, their signature's
+        record, and their backend (None: numpy)."""
         arrays, backend = backends.intake(operands)
-        if backend is not None:
-            raise EinsumSpecError(f"{caller}() runs on numpy arrays, got {backend.name} arrays")
-        return arrays, self._signature_record(check_shapes([a.shape for a in arrays], len(self.spec.inputs)))
+        if backend is not None and backend.name not in exponents.LIBRARIES:
+            raise EinsumSpecError(f"{caller}() runs on {', '.join(exponents.LIBRARIES[:-1])} and "
+                                  f"{exponents.LIBRARIES[-1]} arrays, "
+                                  f"got {backend.name} arrays")
+        shapes = tuple([tuple(map(int, a.shape)) for a in arrays])
+        if len(shapes) != len(self.spec.inputs):
+            check_shapes(shapes, len(self.spec.inputs))  # says so
+        return arrays, self._signature_record(shapes), backend
 
     def _cotangent_error(self, g, record: SignatureRecord) -> EinsumSpecError:
         return EinsumSpecError(f"the cotangent has shape {g.shape} but the output of {str(self.spec)!r} "

@@ -20,56 +20,50 @@ gradient of the log-value, ``d log(y) / dx = (dy/dx) / y``, is then a ratio of t
 values, exact and of ordinary magnitude (:func:`log_grad`).
 
 This is cotengra's ``strip_exponent`` (which keeps a base-10 exponent of the forward alone),
-extended to gradients. It runs on numpy arrays, and refuses a ``memory_limit`` that needs
-slices (the path alone is bounded by it).
+extended to gradients. It runs on numpy arrays, torch tensors (on their device) and jax arrays
+(under ``jax.jit`` too), each step in the library's own dialect; the exponents are Python
+integers for numpy and 0-d integer arrays of the library otherwise (:mod:`einsgrad.exponents`).
+It refuses a ``memory_limit`` that needs slices (the path alone is bounded by it).
 """
 
 from __future__ import annotations
 
 import enum
 import functools
-import math
-import numbers
 from typing import NamedTuple
 
-import numpy as np
-
-from . import codegen
+from . import codegen, exponents, scalars
 from .errors import EinsumSpecError
 from .signature import Mode, PlanKey, SignatureRecord
 from .tables import slotted
 from .steps import Add, Copy, Einsum2, Matmul, Multiply, Plan, Regroup, Unary
 
-_LN2 = math.log(2.0)
-_LOG10_2 = math.log10(2.0)
-
 
 class Stripped(NamedTuple):
     """``mantissa * 2**exponent``: an array whose largest magnitude lies in ``[0.5, 1)``
-    (or zero) and one integer exponent for all of it.
+    (or zero) and one integer exponent for all of it: a Python int for a numpy mantissa, a
+    0-d integer array of the mantissa's library for torch and jax.
 
+    >>> import numpy as np
     >>> s = Stripped(np.array([0.5, -0.75]), 300)
     >>> s.log10().round(3)
     array([90.008, 90.184])
     """
 
-    mantissa: np.ndarray
-    exponent: int
+    mantissa: object
+    exponent: object
 
-    def value(self) -> np.ndarray:
+    def value(self):
         """The value in the mantissa's dtype: ``inf`` where it overflows, 0 where it underflows."""
-        with np.errstate(over="ignore", under="ignore"):
-            return _scaled(self.mantissa, self.exponent)
+        return exponents.of(self.mantissa).scaled(self.mantissa, self.exponent)
 
-    def log(self) -> np.ndarray:
+    def log(self):
         """``log|value|``, elementwise (``-inf`` where the value is 0)."""
-        with np.errstate(divide="ignore"):
-            return np.log(np.abs(self.mantissa)) + self.exponent * _LN2
+        return exponents.of(self.mantissa).log(self.mantissa, self.exponent)
 
-    def log10(self) -> np.ndarray:
+    def log10(self):
         """``log10|value|``, elementwise, as cotengra's exponent counts."""
-        with np.errstate(divide="ignore"):
-            return np.log10(np.abs(self.mantissa)) + self.exponent * _LOG10_2
+        return exponents.of(self.mantissa).log(self.mantissa, self.exponent, base10=True)
 
 
 class LogGrad(NamedTuple):
@@ -80,79 +74,84 @@ class LogGrad(NamedTuple):
     grads: object  # one array (``wrt`` an int) or a tuple of them
 
 
-def strip(x: np.ndarray, exponent: int = 0) -> Stripped:
+def strip(x, exponent=0) -> Stripped:
     """``x * 2**exponent`` with ``x``'s largest magnitude moved into ``[0.5, 1)`` (exactly:
     by a power of two). Zeros, and arrays holding ``inf`` or ``nan``, keep their exponent."""
-    top = np.max(np.abs(x)) if x.size else 0.0
-    if top == 0 or not np.isfinite(top):
-        return Stripped(x, exponent)
-    shift = int(np.frexp(top)[1])  # top = f * 2**shift, 0.5 <= f < 1
-    return Stripped(_scaled(x, -shift), exponent + shift)
+    return Stripped(*exponents.of(x).strip(x, exponent))
 
 
 def added(terms) -> Stripped:
     """The sum of stripped values of one shape: each term brought to the largest exponent
     (exactly, but for digits below the largest term's last), then stripped again."""
-    top = max(term.exponent for term in terms)
-    total = _scaled(terms[0].mantissa, terms[0].exponent - top)
+    library = exponents.of(terms[0].mantissa)
+    top = library.maximum([term.exponent for term in terms])
+    total = library.scaled(terms[0].mantissa, terms[0].exponent - top)
     for term in terms[1:]:
-        total = total + _scaled(term.mantissa, term.exponent - top)
-    return strip(total, top)
+        total = total + library.scaled(term.mantissa, term.exponent - top)
+    return Stripped(*library.strip(total, top))
 
 
 def forward(record: SignatureRecord, arrays) -> Stripped:
-    """The stripped value of the contraction of ``arrays`` (numpy arrays of ``record``'s shapes)."""
+    """The stripped value of the contraction of ``arrays`` (arrays of one of
+    :data:`einsgrad.exponents.LIBRARIES`, of ``record``'s shapes)."""
     _check_unsliced(record)
-    dtype = _computed(arrays)
-    (y,) = run(record.plan(PlanKey(Mode.FORWARD, None)), _entered(arrays, dtype), record)
+    library = exponents.of(arrays[0])
+    dtype = _computed(library, arrays)
+    (y,) = run(record.plan(PlanKey(Mode.FORWARD, None)), _entered(library, arrays, dtype), record)
     return y
 
 
 def vjp(record: SignatureRecord, cotangent, arrays, wrt: tuple[int, ...]) -> tuple[Stripped, ...]:
-    """The stripped gradients of the operands ``wrt`` given the cotangent (an array or a
-    :class:`Stripped`), in the non-conjugating convention of :meth:`einsgrad.Einsum.vjp`."""
+    """The stripped gradients of the operands ``wrt`` given the cotangent (an array of the
+    operands' library, or a :class:`Stripped` of one), in the non-conjugating convention of
+    :meth:`einsgrad.Einsum.vjp`."""
     _check_unsliced(record)
+    library = exponents.of(arrays[0])
     if isinstance(cotangent, Stripped):
-        if not isinstance(cotangent.exponent, numbers.Integral) or isinstance(cotangent.exponent, bool):
-            raise EinsumSpecError(f"a stripped cotangent's exponent is an integer (a power of two), "
-                                  f"got {cotangent.exponent!r}")
-        g = Stripped(np.asarray(cotangent.mantissa), int(cotangent.exponent))
+        g = Stripped(cotangent.mantissa, library.exponent(cotangent.exponent, cotangent.mantissa))
     else:
-        g = strip(cotangent)
-    dtype = _computed(arrays, g.mantissa)
+        g = Stripped(*library.strip(cotangent, 0))
+    dtype = _computed(library, arrays, g.mantissa)
     if tuple(g.mantissa.shape) != tuple(record.output_shape):
         raise EinsumSpecError(f"the cotangent has shape {tuple(g.mantissa.shape)} but the output of "
                               f"{str(record.spec)!r} has shape {record.output_shape}")
-    entered = (Stripped(g.mantissa.astype(dtype, copy=False), g.exponent),) + _entered(arrays, dtype)
+    entered = (Stripped(library.cast(g.mantissa, dtype), g.exponent),) + _entered(library, arrays, dtype)
     grads = run(record.plan(PlanKey(Mode.VJP, wrt)), entered, record)
-    return tuple(_as_operand(d, arrays[k]) for k, d in zip(wrt, grads))
+    return tuple(Stripped(_finished(library, d.mantissa, arrays[k]), d.exponent) for k, d in zip(wrt, grads))
 
 
 def log_grad(record: SignatureRecord, arrays, wrt: tuple[int, ...]) -> tuple[Stripped, tuple]:
     """The stripped value ``y`` of a scalar contraction and ``d log(y) / dx_k`` for the operands
     ``wrt``: the forward-saving plan keeps every stripped value the pullback reads, the
     pullback runs from ``g = 1``, and each ratio ``(dy/dx_k) / y`` subtracts exponents."""
-    if record.output_shape != ():
-        raise EinsumSpecError(f"log_grad needs a scalar output, but {str(record.spec)!r} has shape "
-                              f"{record.output_shape}: use stripped_vjp with a cotangent")
+    check_scalar(record, "log_grad")
     _check_unsliced(record)
-    dtype = _computed(arrays)
-    y, *saved = run(record.plan(PlanKey(Mode.SAVING, wrt)), _entered(arrays, dtype), record)
-    one = Stripped(np.ones((), dtype), 0)
+    library = exponents.of(arrays[0])
+    dtype = _computed(library, arrays)
+    y, *saved = run(record.plan(PlanKey(Mode.SAVING, wrt)), _entered(library, arrays, dtype), record)
+    one = Stripped(library.ones(dtype, arrays[0]), 0)
     grads = run(record.plan(PlanKey(Mode.PULLBACK, wrt)), (one, *saved), record)
     ratios = []
-    for k, d in zip(wrt, grads):
-        with np.errstate(divide="ignore", invalid="ignore"):  # y == 0: log y has no gradient
-            ratio = _scaled(d.mantissa / y.mantissa, d.exponent - y.exponent)
-        ratios.append(_finished(ratio, arrays[k]))
+    for k, d in zip(wrt, grads):  # y == 0: log y has no gradient (inf or nan, quietly)
+        ratio = library.scaled(library.divide(d.mantissa, y.mantissa), d.exponent - y.exponent)
+        ratios.append(_finished(library, ratio, arrays[k]))
     return y, tuple(ratios)
+
+
+def check_scalar(record: SignatureRecord, caller: str) -> None:
+    """Refuses a contraction whose output is not a scalar: the gradient of a log-value is
+    that of one number."""
+    if record.output_shape != ():
+        raise EinsumSpecError(f"{caller} needs a scalar output, but {str(record.spec)!r} has shape "
+                              f"{record.output_shape}: use stripped_vjp with a cotangent")
 
 
 def run(plan: Plan, values: tuple[Stripped, ...], record: SignatureRecord) -> tuple[Stripped, ...]:
     """Runs ``plan`` on stripped arguments (one per ``plan.args``), rescaling after every step
     that can change magnitudes; returns its returned values, stripped. Each step is computed by
-    its kernel in the numpy dialect, the code its generated function runs."""
-    program = _program(plan, record)
+    its kernel in the dialect of the mantissas' library, the code its generated function runs."""
+    library = exponents.of(values[0].mantissa)
+    program = _program(plan, record, library.dialect)
     v = [value.mantissa for value in values] + [None] * (program.slots - len(values))
     e = [value.exponent for value in values] + [0] * (program.slots - len(values))
     for row in program.rows:
@@ -162,7 +161,7 @@ def run(plan: Plan, values: tuple[Stripped, ...], record: SignatureRecord) -> tu
             v[row.out] = row.kernel(v, *row.args, *row.integers)
             e[row.out] = sum([e[a] for a in row.args])
         if row.rule is _Rule.STRIP:
-            v[row.out], e[row.out] = strip(v[row.out], e[row.out])
+            v[row.out], e[row.out] = library.strip(v[row.out], e[row.out])
         for slot in row.freed:
             v[slot] = None
     return tuple(Stripped(v[s], e[s]) for s in program.returns)
@@ -210,44 +209,35 @@ def _rule(operation) -> _Rule:
     return _Rule.KEEP
 
 
-_PROGRAMS: dict[int, _Program] = {}  # id(plan) -> its program, the plan held (so its id is unique)
+_PROGRAMS: dict[tuple[int, str], _Program] = {}  # (id(plan), dialect) -> its program, the plan held
 _PROGRAMS_LIMIT = 64
 
 
-def _program(plan: Plan, record: SignatureRecord) -> _Program:
-    """``plan``'s rows, made once per plan (the record's plans live as long as its cache entry)."""
-    found = _PROGRAMS.get(id(plan))
+def _program(plan: Plan, record: SignatureRecord, dialect: codegen.Dialect) -> _Program:
+    """``plan``'s rows in ``dialect``, made once per plan and dialect (the record's plans live
+    as long as its cache entry; the program holds its plan, so that its id stays unique)."""
+    key = (id(plan), dialect.name)
+    found = _PROGRAMS.get(key)
     if found is not None and found.plan is plan:
         return found
     slots, ndims, freed = slotted(plan)
     rows = []
     for i, step in enumerate(plan.steps):
-        template, integers = record.kernels.of(step, ndims, codegen.NUMPY)
-        rows.append(_Row(_kernel(template), slots[step.target], tuple(slots[a] for a in step.args),
+        template, integers = record.kernels.of(step, ndims, dialect)
+        rows.append(_Row(_kernel(template, dialect.name), slots[step.target], tuple(slots[a] for a in step.args),
                          tuple(integers), freed[i], _rule(step.operation)))
     program = _Program(plan, tuple(rows), len(slots), tuple(slots[r] for r in plan.returns))
     if len(_PROGRAMS) >= _PROGRAMS_LIMIT:
         _PROGRAMS.pop(next(iter(_PROGRAMS), None), None)  # the oldest
-    _PROGRAMS[id(plan)] = program
+    _PROGRAMS[key] = program
     return program
 
 
 @functools.lru_cache(maxsize=512)
-def _kernel(template: str):
-    """A step kernel's ``lambda`` text compiled among the numpy dialect's helpers. The text is
-    :class:`einsgrad.tables.Kernels`' (value slots, integers and numpy calls only)."""
-    return codegen.load(f"kernel = {template}\n")["kernel"]
-
-
-def _scaled(x: np.ndarray, shift: int) -> np.ndarray:
-    """``x * 2**shift``, exactly (``ldexp``; complex values by their real and imaginary parts)."""
-    if shift == 0:
-        return x
-    if np.iscomplexobj(x):
-        out = np.empty(np.shape(x), x.dtype)
-        out.real, out.imag = np.ldexp(x.real, shift), np.ldexp(x.imag, shift)
-        return out
-    return np.ldexp(x, shift)
+def _kernel(template: str, dialect: str):
+    """A step kernel's ``lambda`` text compiled among its dialect's helpers. The text is
+    :class:`einsgrad.tables.Kernels`' (value slots, integers and the library's calls only)."""
+    return codegen.load(f"kernel = {template}\n", codegen.DIALECTS[dialect])["kernel"]
 
 
 def _check_unsliced(record: SignatureRecord) -> None:
@@ -259,29 +249,25 @@ def _check_unsliced(record: SignatureRecord) -> None:
                               f"{record.memory_limit} needs them ({cut}): raise or drop memory_limit")
 
 
-def _computed(arrays, *more) -> np.dtype:
+def _computed(library: exponents.Exponents, arrays, *more):
     """The dtype the stripped contraction computes in: the operands' common one, which must be
     a floating point or complex type (a mantissa of an integer has no meaning)."""
-    dtype = np.result_type(*arrays, *more)
-    if dtype.kind not in "fc":
+    dtypes = [library.dtype(a) for a in (*arrays, *more)]
+    dtype = library.result_type(dtypes)
+    if scalars.kind(dtype) not in "fc":
         raise EinsumSpecError(f"exponent stripping needs floating point or complex operands, got "
-                              f"{', '.join(str(a.dtype) for a in (*arrays, *more))}")
+                              f"{', '.join(scalars.name(d) for d in dtypes)}")
     return dtype
 
 
-def _entered(arrays, dtype) -> tuple[Stripped, ...]:
+def _entered(library: exponents.Exponents, arrays, dtype) -> tuple[Stripped, ...]:
     """The operands cast to ``dtype`` and stripped (an operand may hold huge values itself)."""
-    return tuple(strip(np.asarray(a, dtype)) for a in arrays)
+    return tuple(Stripped(*library.strip(library.cast(a, dtype), 0)) for a in arrays)
 
 
-def _finished(x: np.ndarray, operand: np.ndarray) -> np.ndarray:
+def _finished(library: exponents.Exponents, x, operand):
     """A gradient in its operand's dtype: the real part for a real operand."""
-    if operand.dtype.kind != "c" and np.iscomplexobj(x):
-        x = x.real
-    return x.astype(operand.dtype, copy=False) if operand.dtype.kind in "fc" else x
-
-
-def _as_operand(d: Stripped, operand: np.ndarray) -> Stripped:
-    """A stripped gradient in its operand's dtype (its mantissa's largest magnitude may fall
-    below 0.5 where a real part is taken)."""
-    return Stripped(_finished(d.mantissa, operand), d.exponent)
+    kind, target = scalars.kind(library.dtype(x)), library.dtype(operand)
+    if kind == "c" and scalars.kind(target) != "c":
+        x = library.real(x)
+    return library.cast(x, target) if scalars.kind(target) in "fc" else x

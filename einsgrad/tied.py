@@ -18,14 +18,21 @@ from __future__ import annotations
 
 import numbers
 import types
-from typing import Iterable, Mapping
-
-import numpy as np
+from typing import Iterable, Mapping, NamedTuple
 
 from . import derive, scalars
 from .compiled import Einsum
 from .errors import EinsumSpecError
 from .stripped import LogGrad, Stripped, added
+
+
+class _Wanted(NamedTuple):
+    """The tensors a gradient is wanted of (indices among the tensors, and whether one array
+    is returned), and the operands that read them, in operand order."""
+
+    indices: tuple[int, ...]
+    single: bool
+    occurrences: tuple[int, ...]
 
 
 class Tied:
@@ -82,19 +89,9 @@ class Tied:
         """One gradient per tensor in ``wrt`` (an index among the tensors: one array; a
         sequence or None, every tensor: a tuple): its occurrences' gradients summed, a
         conjugated occurrence's conjugated (see the module for torch's convention)."""
-        indices, single = self._wrt(wrt)
-        occurrences = self._occurrences(indices)
-        grads = self.einsum.vjp(cotangent, *self.operands(*tensors), wrt=occurrences)
-        found = dict(zip(occurrences, grads))
-        totals = []
-        for t in indices:
-            terms = [conjugated(found[k]) if k in self.conjugated else found[k]
-                     for k, s in enumerate(self.sources) if s == t]
-            total = terms[0]
-            for term in terms[1:]:
-                total = total + term
-            totals.append(total)
-        return totals[0] if single else tuple(totals)
+        wanted = self._wanted(wrt)
+        grads = self.einsum.vjp(cotangent, *self.operands(*tensors), wrt=wanted.occurrences)
+        return self._gathered(wanted, grads, conjugated, _summed)
 
     def stripped(self, *tensors) -> Stripped:
         """:meth:`einsgrad.Einsum.stripped` over the operands the tensors make."""
@@ -103,27 +100,36 @@ class Tied:
     def stripped_vjp(self, cotangent, *tensors, wrt=None):
         """:meth:`vjp`'s gradients as :class:`~einsgrad.stripped.Stripped` values, their
         occurrences' terms brought to one exponent and summed."""
-        indices, single = self._wrt(wrt)
-        occurrences = self._occurrences(indices)
-        grads = self.einsum.stripped_vjp(cotangent, *self.operands(*tensors), wrt=occurrences)
-        found = dict(zip(occurrences, grads))
-        totals = []
-        for t in indices:
-            totals.append(added([Stripped(np.conj(found[k].mantissa), found[k].exponent)
-                                 if k in self.conjugated else found[k]
-                                 for k, s in enumerate(self.sources) if s == t]))
-        return totals[0] if single else tuple(totals)
+        wanted = self._wanted(wrt)
+        grads = self.einsum.stripped_vjp(cotangent, *self.operands(*tensors), wrt=wanted.occurrences)
+        return self._gathered(wanted, grads, lambda d: Stripped(conjugated(d.mantissa), d.exponent), added)
 
     def log_grad(self, *tensors, wrt=None) -> LogGrad:
         """:meth:`einsgrad.Einsum.log_grad` with one gradient of ``log(y)`` per tensor: its
         occurrences' summed, a conjugated occurrence's conjugated."""
+        wanted = self._wanted(wrt)
+        value, grads = self.einsum.log_grad(*self.operands(*tensors), wrt=wanted.occurrences)
+        return LogGrad(value, self._gathered(wanted, grads, conjugated, _summed))
+
+    def log_value(self, *tensors):
+        """:meth:`einsgrad.Einsum.log_value` over the operands the tensors make: in torch and
+        jax, autograd sums the occurrences' gradients through the conjugation itself."""
+        return self.einsum.log_value(*self.operands(*tensors))
+
+    def _wanted(self, wrt) -> _Wanted:
+        """``wrt`` among the tensors, and the operands that read them."""
         indices, single = self._wrt(wrt)
-        occurrences = self._occurrences(indices)
-        value, grads = self.einsum.log_grad(*self.operands(*tensors), wrt=occurrences)
-        found = dict(zip(occurrences, grads))
-        totals = tuple(sum(np.conj(found[k]) if k in self.conjugated else found[k]
-                           for k, s in enumerate(self.sources) if s == t) for t in indices)
-        return LogGrad(value, totals[0] if single else totals)
+        chosen = set(indices)
+        return _Wanted(indices, single, tuple(k for k, s in enumerate(self.sources) if s in chosen))
+
+    def _gathered(self, wanted: _Wanted, grads, conjugate, combine):
+        """The occurrences' gradients ``grads`` (one per ``wanted.occurrences``) gathered into
+        one per wanted tensor: ``combine`` of its occurrences' in operand order, each passed
+        through ``conjugate`` where the occurrence is conjugated. The one gather of every mode."""
+        found = dict(zip(wanted.occurrences, grads))
+        totals = tuple(combine([conjugate(found[k]) if k in self.conjugated else found[k]
+                                for k, s in enumerate(self.sources) if s == t]) for t in wanted.indices)
+        return totals[0] if wanted.single else totals
 
     def _wrt(self, wrt) -> derive.Wrt:
         """``wrt`` among the tensors, as indices, and whether one array is returned."""
@@ -143,11 +149,6 @@ class Tied:
             raise EinsumSpecError(f"wrt {t!r} is not a tensor index: {self!r} takes {self.tensors} tensors")
         return int(t)
 
-    def _occurrences(self, indices: tuple[int, ...]) -> tuple[int, ...]:
-        """The operands that read the tensors ``indices``, in operand order."""
-        wanted = set(indices)
-        return tuple(k for k, s in enumerate(self.sources) if s in wanted)
-
 
 def conjugated(x):
     """``conj(x)`` of a numpy, torch, jax or dask array; a real array itself (no copy). A
@@ -156,6 +157,14 @@ def conjugated(x):
         return x
     result = x.conj()
     return result.resolve_conj() if hasattr(result, "resolve_conj") else result
+
+
+def _summed(terms):
+    """The sum of arrays of one library, in order (no zero to start from: a dtype kept)."""
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
 
 
 def _is_index(value) -> bool:

@@ -278,9 +278,12 @@ def test_a_stripped_cotangent_needs_an_integer_exponent():
 
 
 def test_other_libraries_are_refused():
-    torch = pytest.importorskip("torch")
-    with pytest.raises(EinsumSpecError, match=r"stripped\(\) runs on numpy arrays, got torch arrays"):
-        einsgrad.compile("ij,jk->ik").stripped(torch.ones(2, 2), torch.ones(2, 2))
+    da = pytest.importorskip("dask.array")
+    x = da.ones((2, 2))
+    with pytest.raises(EinsumSpecError, match=r"stripped\(\) runs on numpy, torch and jax arrays, got dask arrays"):
+        einsgrad.compile("ij,jk->ik").stripped(x, x)
+    with pytest.raises(EinsumSpecError, match=r"log_value\(\) runs on numpy, torch and jax arrays, got dask"):
+        einsgrad.compile("ij,ij->").log_value(x, x)
 
 
 def test_a_memory_limit_that_needs_slices_is_refused():
