@@ -341,6 +341,8 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering |
                 links.append(Link(ONES, t))
             elif n in form.scaled and k not in inverse and _broadcast(used[k]):  # Diag(c 1) is c I
                 links.extend(_scalar_links(used[k]) + [_IDENTITY])
+            elif k not in inverse and used[k].terms is not None and _broadcast(used[k]):
+                links.extend(_scalar_links(used[k]) + [Link(ONES, t)])  # (a 1 - b 1) is (a - b) 1
             elif n in form.scaled:
                 d = applied("Diag", used[k].whole if k in inverse else used[k].body)
                 links.append(Link(Piece(d.text + "⁻¹", d.latex + "^{-1}") if k in inverse else d, symmetric=True))
@@ -401,9 +403,13 @@ def _counts(links, traced: bool) -> bool:
 
 
 def _sum(rendered) -> Rendering:
-    """Terms (coefficient, rendering or None for a number) as one rendering: factored where
+    """Terms (coefficient, rendering or None for a number) as one rendering: terms written
+    alike merged (``1ᵀ A 1 + 1ᵀ A 1`` is ``2 1ᵀ A 1``, never ``1ᵀ A (1 + 1)``), factored where
     every term is a chain with a common first or last factor, a positive term first."""
-    rendered = [(c, r) for c, r in rendered if c != 0]
+    alike: dict = {}
+    for c, r in rendered:
+        alike[r] = alike.get(r, 0) + c
+    rendered = [(c, r) for r, c in alike.items() if c != 0]
     if not rendered:
         return Rendering(Fraction(1), Piece("0", "0"), True)
     if len(rendered) == 1:
