@@ -462,7 +462,8 @@ def _negated(r: Rendering) -> Rendering:
 def _signed(parts) -> Piece:
     text, latex = [], []
     for n, (c, r) in enumerate(parts):
-        m = _number(abs(c)) if r is None else _scaled(abs(c), r.body if r.coefficient == 1 else r.whole)
+        c = c if r is None else c * r.coefficient
+        m = _number(abs(c)) if r is None else _scaled(abs(c), r.body)
         lead = ("-" if c < 0 else "") if n == 0 else (" - " if c < 0 else " + ")
         text += [lead, m.text]
         latex += [lead, m.latex]
@@ -470,8 +471,11 @@ def _signed(parts) -> Piece:
 
 
 def _scaled(c: Fraction, body: Piece) -> Piece:
+    """``c body``; a sum (or a negated body) in parentheses, ``1/3 (a - b)``, never ``1/3 a - b``."""
     if c == 1:
         return body
+    if _summed_text(body.text):
+        body = parenthesized_always(body)
     if c == -1:
         return Piece("-" + body.text, "-" + body.latex)
     return juxt([_number(c), body])
@@ -484,6 +488,17 @@ def _number(c: Fraction) -> Piece:
 def _operand(m: Piece) -> Piece:
     """A piece as an operand: parenthesized unless one name or one call."""
     return m if _atomic_text(m.text) else parenthesized_always(m)
+
+
+def _summed_text(text: str) -> bool:
+    """A leading minus, or a ``+`` or ``-`` between terms outside parentheses and norms."""
+    depth, norm = 0, False
+    for n, char in enumerate(text):
+        norm = not norm if char == "‖" else norm
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and not norm and text[n:n + 3] in (" + ", " - "):
+            return True
+    return text.startswith("-")
 
 
 def _atomic_text(text: str) -> bool:

@@ -442,6 +442,39 @@ def test_a_sum_of_a_constant_has_no_matrix_form():
     np.testing.assert_allclose(prog.grad("s")(x=np.zeros(3), s=1.0, q=2.0), 0.25 * 2.0 * 3)
 
 
+def test_a_count_inside_a_sum_has_no_matrix_form():
+    """A cotangent that is a sum of broadcasts, ``(a 1 + b 1)``, is ``(a + b) 1``: summed again
+    (``1ᵀ (a 1 + b 1)``) it counts the ones, which the formula does not size (it printed
+    ``∂L/∂x = 1 1ᵀ (q exp(s) 1 + q s 1)``, read as ``q exp(s) + q s`` per entry, not twice that)."""
+    prog = einsgrad.program("S0[k] = x[i] + B[j,k]\nS1 = sum[k](S0[k] * s) + sum[k](S0[k] * exp(s))\nL = S1 * q")
+    assert prog.explain("x").gradients[0].matrix_form is None
+    form = prog.explain("B").gradients[0].matrix_form
+    assert form == "∂L/∂B = (q exp(s) + q s) 1 1ᵀ"
+    a = {"x": np.arange(3.0), "B": np.ones((4, 2)), "s": np.array(0.3), "q": np.array(2.0)}
+    np.testing.assert_allclose(evaluate(form, a, (4, 2)), prog.grad("B")(**a))
+    np.testing.assert_allclose(prog.grad("x")(**a), 2 * 2 * (np.exp(0.3) + 0.3) * np.ones(3))
+
+
+def test_a_scaled_sum_is_parenthesized():
+    """A sum scaled as a term of another sum keeps its parentheses: the chain rule through
+    ``S0 = 2 x`` scales the whole cotangent (it printed ``2 q ∘ (1 - tanh(S0) ∘ tanh(S0)) -
+    0.5 q ∘ sin(S0)``, the 2 on the first term alone)."""
+    prog = einsgrad.program("S0[i] = 2 * x[i]\nS1[i] = tanh(S0[i]) + 0.5 * cos(S0[i])\nL = q[i] * S1[i]")
+    form = prog.explain("x").gradients[0].matrix_form
+    assert form == "∂L/∂x = 2 (q ∘ (1 - tanh(S0) ∘ tanh(S0)) - 0.5 q ∘ sin(S0)), with S0 = 2 x"
+    a = {"x": np.array([0.3, -0.2, 0.5]), "q": np.array([1.0, 2.0, -1.0])}
+    textbook = 2 * a["q"] * (1 - np.tanh(2 * a["x"]) ** 2) - a["q"] * np.sin(2 * a["x"])
+    np.testing.assert_allclose(evaluate(form, a, (3,)), textbook)
+    np.testing.assert_allclose(prog.grad("x")(**a), textbook)
+
+
+def test_terms_written_alike_are_merged():
+    """``1ᵀ A 1 + 1ᵀ A 1`` is ``2 1ᵀ A 1`` (factored, it printed ``1ᵀ A (1 + 1)``, a sum of
+    ones vectors)."""
+    prog = einsgrad.program("S0 = A[i,j] + A[i,j]\nL = S0 * q")
+    assert prog.explain("q").gradients[0].matrix_form == "∂L/∂q = S0, with S0 = 2 1ᵀ A 1"
+
+
 def test_no_matrix_form_says_so_with_the_index_form():
     prog = einsgrad.program(LAYER.format(f="tanh"))
     e = prog.explain("W", style="hessian")
