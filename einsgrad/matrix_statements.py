@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Mapping, Sequence
 
-from .algebra import Delta, Factor, Term, decimal
+from .algebra import Factor, Term, decimal
 from .expressions import Call, Group, Power, Scoped, Statement, free, term_free
 from .matrix_forms import ONES, form_body, hadamard, matrix_form
 from .matrix_operands import term_operands
