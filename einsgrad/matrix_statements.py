@@ -20,9 +20,10 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Mapping, Sequence
 
-from .algebra import Delta, Factor, Term, decimal
+from .algebra import Factor, Term, decimal
 from .expressions import Call, Group, Power, Scoped, Statement, free, term_free
 from .matrix_forms import ONES, form_body, hadamard, matrix_form
+from .matrix_operands import term_operands
 from .render import Piece, applied, equals, juxt, spaced, tensor_name, transpose_of
 from .spec_terms import einsum_of
 
@@ -207,23 +208,19 @@ class Writer:
         stands (its sign may then go into a sum it holds)."""
         if not term.factors:
             return term.coefficient, None
+        read = term_operands(term, indices)
         operands, proxies, inverse = [], [], set()
-        for f in term.factors:
-            if isinstance(f, Delta):
-                proxies.append(f)
-                continue
-            if isinstance(f, Factor):
-                r, labels, reciprocal = self.tensor(f.name), f.indices, False
-            else:
-                r, labels, reciprocal = self._node_operand(f)
+        for f, labels in read.operands:
+            r, reciprocal = (self.tensor(f.name), False) if isinstance(f, Factor) else self._node_operand(f)
             if r is None:
                 return False
             if reciprocal:
                 inverse.add(len(operands))
-            proxies.append(Factor(f"#{len(operands)}", tuple(labels)))
+            proxies.append(Factor(f"#{len(operands)}", labels))
             operands.append(r)
+        proxies += read.deltas
         if len(operands) == 1 and not indices and isinstance(term.factors[0], Power) \
-                and term.factors[0].exponent == 2 and not inverse and not any(isinstance(p, Delta) for p in proxies):
+                and term.factors[0].exponent == 2 and not inverse and not read.deltas:
             base = self.sum(term.factors[0].base.terms, free(term.factors[0]))  # ‖B‖²: a sum of squares
             if base is None:
                 return False
@@ -252,11 +249,10 @@ class Writer:
         return False if formed is None else (coefficient, formed)
 
     def _node_operand(self, node):
-        """(rendering, labels, reciprocal) of a node as an operand of a term."""
+        """(rendering, reciprocal) of a node as an operand of a term."""
         if isinstance(node, Power) and node.exponent < 0:
-            r = self.node(Power(node.base, -node.exponent))
-            return r, free(node), True
-        return self.node(node), free(node), False
+            return self.node(Power(node.base, -node.exponent)), True
+        return self.node(node), False
 
     def node(self, node) -> Rendering | None:
         """A node as the tensor it is over its free indices, in order."""
@@ -294,29 +290,37 @@ class Writer:
 
 
 def _merged(proxies, operands, inverse):
-    """Operands over the same indices (none repeated, not reciprocal), which another operand
+    """Operands over the same indices (none repeated), which another operand (or a delta)
     also holds, merged into one entrywise product, so that ``X[i,p] * t[i] * (1 - t[i])``
-    reads ``Diag(t ∘ (1 - t)) X`` (``x[k] * x[k]`` alone stays a dot product ``xᵀ x``)."""
+    reads ``Diag(t ∘ (1 - t)) X`` and a diagonal ``q[i] x[i] / t[i] δ[i,j]`` reads
+    ``Diag(q ∘ x ⊘ t)`` (``x[k] * x[k]`` alone stays a dot product ``xᵀ x``). Reciprocals
+    divide (``⊘``); a group of reciprocals alone stays one, ``Diag(a ∘ b)⁻¹``."""
     groups: dict[frozenset, list[int]] = {}
     for n, p in enumerate(proxies):
-        if isinstance(p, Factor) and len(set(p.indices)) == len(p.indices) and int(p.name[1:]) not in inverse:
+        if isinstance(p, Factor) and len(set(p.indices)) == len(p.indices):
             groups.setdefault(frozenset(p.indices), []).append(n)
     joined = [g for key, g in groups.items() if len(g) > 1 and key and all(
         any(label in p.indices for m, p in enumerate(proxies) if m not in g) for label in key)]
     if not joined:
         return proxies, operands, inverse
-    proxies, operands = list(proxies), list(operands)
+    proxies, operands, inverse = list(proxies), list(operands), set(inverse)
     for g in joined:
-        first = proxies[g[0]]
-        parts, coefficient = [], Fraction(1)
+        tops = [n for n in g if int(proxies[n].name[1:]) not in inverse]
+        first = proxies[(tops or g)[0]]
+        numerators, denominators, coefficient = [], [], Fraction(1)
         for n in g:
             r = operands[int(proxies[n].name[1:])]
-            coefficient *= r.coefficient
-            part = _operand(r.body)
-            parts.append(part if proxies[n].indices == first.indices else transpose_of(part))
-        operands[int(first.name[1:])] = Rendering(coefficient, hadamard(parts), False)
-        for n in g[1:]:
-            proxies[n] = None
+            below = bool(tops) and int(proxies[n].name[1:]) in inverse
+            if not below:
+                coefficient *= r.coefficient
+            part = _operand(r.whole if below else r.body)
+            (denominators if below else numerators).append(
+                part if proxies[n].indices == first.indices else transpose_of(part))
+        operands[int(first.name[1:])] = Rendering(coefficient, hadamard(numerators, denominators), False)
+        for n in g:
+            if proxies[n] is not first:
+                inverse.discard(int(proxies[n].name[1:]))
+                proxies[n] = None
     return [p for p in proxies if p is not None], operands, inverse
 
 
@@ -337,6 +341,8 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering |
                 links.append(Link(ONES, t))
             elif n in form.scaled and k not in inverse and _broadcast(used[k]):  # Diag(c 1) is c I
                 links.extend(_scalar_links(used[k]) + [_IDENTITY])
+            elif k not in inverse and used[k].terms is not None and _broadcast(used[k]):
+                links.extend(_scalar_links(used[k]) + [Link(ONES, t)])  # (a 1 - b 1) is (a - b) 1
             elif n in form.scaled:
                 d = applied("Diag", used[k].whole if k in inverse else used[k].body)
                 links.append(Link(Piece(d.text + "⁻¹", d.latex + "^{-1}") if k in inverse else d, symmetric=True))
@@ -397,9 +403,13 @@ def _counts(links, traced: bool) -> bool:
 
 
 def _sum(rendered) -> Rendering:
-    """Terms (coefficient, rendering or None for a number) as one rendering: factored where
+    """Terms (coefficient, rendering or None for a number) as one rendering: terms written
+    alike merged (``1ᵀ A 1 + 1ᵀ A 1`` is ``2 1ᵀ A 1``, never ``1ᵀ A (1 + 1)``), factored where
     every term is a chain with a common first or last factor, a positive term first."""
-    rendered = [(c, r) for c, r in rendered if c != 0]
+    alike: dict = {}
+    for c, r in rendered:
+        alike[r] = alike.get(r, 0) + c
+    rendered = [(c, r) for r, c in alike.items() if c != 0]
     if not rendered:
         return Rendering(Fraction(1), Piece("0", "0"), True)
     if len(rendered) == 1:
@@ -452,7 +462,8 @@ def _negated(r: Rendering) -> Rendering:
 def _signed(parts) -> Piece:
     text, latex = [], []
     for n, (c, r) in enumerate(parts):
-        m = _number(abs(c)) if r is None else _scaled(abs(c), r.body if r.coefficient == 1 else r.whole)
+        c = c if r is None else c * r.coefficient
+        m = _number(abs(c)) if r is None else _scaled(abs(c), r.body)
         lead = ("-" if c < 0 else "") if n == 0 else (" - " if c < 0 else " + ")
         text += [lead, m.text]
         latex += [lead, m.latex]
@@ -460,8 +471,11 @@ def _signed(parts) -> Piece:
 
 
 def _scaled(c: Fraction, body: Piece) -> Piece:
+    """``c body``; a sum (or a negated body) in parentheses, ``1/3 (a - b)``, never ``1/3 a - b``."""
     if c == 1:
         return body
+    if _summed_text(body.text):
+        body = parenthesized_always(body)
     if c == -1:
         return Piece("-" + body.text, "-" + body.latex)
     return juxt([_number(c), body])
@@ -476,15 +490,27 @@ def _operand(m: Piece) -> Piece:
     return m if _atomic_text(m.text) else parenthesized_always(m)
 
 
+def _summed_text(text: str) -> bool:
+    """A leading minus, or a ``+`` or ``-`` between terms outside parentheses and norms."""
+    depth, norm = 0, False
+    for n, char in enumerate(text):
+        norm = not norm if char == "‖" else norm
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and not norm and text[n:n + 3] in (" + ", " - "):
+            return True
+    return text.startswith("-")
+
+
 def _atomic_text(text: str) -> bool:
-    """No space, ∘, ⊘ or / outside parentheses and norms, and no leading minus."""
+    """No space, ∘, ⊘ or / outside parentheses and norms, and no leading minus; the ∘ of an
+    entrywise power ``t^∘3`` is no product."""
     if text.startswith("-"):
         return False
     depth, norm = 0, False
-    for char in text:
+    for n, char in enumerate(text):
         norm = not norm if char == "‖" else norm
         depth += {"(": 1, ")": -1}.get(char, 0)
-        if depth == 0 and not norm and char in " ∘⊘/":
+        if depth == 0 and not norm and char in " ∘⊘/" and text[n - 1:n + 1] != "^∘":
             return False
     return True
 
