@@ -357,8 +357,7 @@ def _transpose(perm, dialect: Dialect) -> str:
 
 
 def _tuple(values) -> str:
-    values = tuple(int(v) for v in values)
-    return repr(values)
+    return repr(tuple(map(int, values)))
 
 
 def _pair_by_dot(step: Step, args: tuple[str, ...]) -> str:

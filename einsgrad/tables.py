@@ -37,28 +37,36 @@ _OPERANDS = tuple(f"v[{s}]" for s in _SLOTS)  # how a kernel reads its operands
 
 
 class Kernels:
-    """Each step's kernel template and integers, made once per step and dialect: the functions
-    of one signature share their steps (the forward's are in the forward, the vjp and the
-    forward-saving), so rendering them all costs each step once. Steps of one expression
-    (a chain's thousand GEMMs are a handful) share its template, split off its integers once."""
+    """Each step's kernel template and integers, made once per operation, dialect and ranks
+    of the values it reads: the functions of one signature share their steps (the forward's
+    are in the forward, the vjp and the forward-saving; the forward-saving and the pullback
+    rename some steps' arguments, keeping their operations), and steps of one lowering
+    pattern share operations, so rendering them all costs each operation once. Steps of one
+    expression (a chain's thousand GEMMs are a handful) share its template, split off its
+    integers once."""
 
     def __init__(self):
-        self.found: dict[tuple[int, str], tuple] = {}
+        self.found: dict[tuple, tuple] = {}
         self.templates: dict[str, tuple[str, list[int]]] = {}  # expression text -> (kernel, integers)
 
     def of(self, step: Step, ndims: dict[str, int], dialect: Dialect) -> tuple[str, list[int]]:
         """The kernel (a ``lambda`` text) and the integers it is called with for ``step``;
         ``ndims`` has the rank of every value it reads."""
-        key = (id(step), dialect.name)
+        op, args = step.operation, step.args
+        ranks = tuple([ndims[a] for a in args])
+        # The steps holding one operation are one step with its arguments renamed, or steps
+        # of one lowering pattern (einsgrad.lowering.Pattern), relabelled: their expressions
+        # are one text (an expression reads labels by position only). The operation is kept
+        # alive with its entry, so that its id is no other's.
+        key = (id(op), step.perm, ranks, dialect.name)
         found = self.found.get(key)
-        if found is None or found[0] is not step:
-            operands = _OPERANDS[:len(step.args)]
-            text = codegen.expression(step, {o: ndims[a] for o, a in zip(operands, step.args)}, dialect,
-                                      args=operands)
+        if found is None or found[0] is not op:
+            operands = _OPERANDS[:len(args)]
+            text = codegen.expression(step, dict(zip(operands, ranks)), dialect, args=operands)
             kernel = self.templates.get(text)
             if kernel is None:
                 kernel = self.templates[text] = _templated(text, len(operands))
-            found = self.found[key] = (step, *kernel)
+            found = self.found[key] = (op, *kernel)
         return found[1], found[2]
 
 
@@ -117,10 +125,11 @@ def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect =
     slots, ndims, freed = slotted(plan)
     kernels: dict[str, int] = {}
     rows = []
-    for i, step in enumerate(plan.steps):
-        template, integers = kernels_of.of(step, ndims, dialect)
+    of = kernels_of.of
+    for step, gone in zip(plan.steps, freed):
+        template, integers = of(step, ndims, dialect)
         kernel = kernels.setdefault(template, len(kernels))
-        rows.append([kernel, slots[step.target], list(freed[i]), [slots[a] for a in step.args] + integers])
+        rows.append([kernel, slots[step.target], list(gone), [slots[a] for a in step.args] + integers])
     returns = []
     for value in plan.returns:
         expr = codegen.finished("v[a]", value, finish, dialect)
