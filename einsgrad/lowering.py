@@ -62,12 +62,13 @@ class Lowering:
         self.fresh[name] = False
         return name
 
-    def _add(self, target, args, spec: str, operation, perm, labels, flops, fresh) -> str:
-        """Appends the step making ``target``; ``spec`` is its text over the bound labels."""
+    def _add(self, target, args, spec: str, operation, perm, labels, flops, fresh, kernel=None) -> str:
+        """Appends the step making ``target``; ``spec`` is its text over the bound labels,
+        ``kernel`` the operation of its pattern's first step (see :class:`~einsgrad.steps.Step`)."""
         size, known = self.size, self.labels
         shape = tuple([size[l] for l in labels])
         inputs = tuple([known[a] for a in args])
-        self.steps.append(Step(target, args, spec, operation, perm, labels, shape, flops, fresh, inputs))
+        self.steps.append(Step(target, args, spec, operation, perm, labels, shape, flops, fresh, inputs, kernel))
         self.labels[target] = labels
         self.fresh[target] = fresh
         return target
@@ -151,7 +152,8 @@ class Lowering:
         pattern's were its own: each copy made again of the same operand, the step itself
         reading the same values (the operands, their copies as they come in order)."""
         table = str.maketrans(pattern.names, "".join(names))
-        relabel = lambda labels: tuple("".join(labels).translate(table))  # noqa: E731
+        label = dict(zip(pattern.names, names)).__getitem__
+        relabel = lambda labels: tuple(map(label, labels))  # noqa: E731
         operands = (a_name, b_name)
         value = {}
         for old, (side, i) in pattern.sides.items():
@@ -163,8 +165,10 @@ class Lowering:
             value[copy.target] = name = self._add(self.name("t"), (source,), canonical_text((self.labels[source],), order),
                                                   copy.operation, None, order, 0, True)
             self.copies.setdefault(source, []).append(name)
-        return self._add(target, tuple([value[a] for a in step.args]), step.spec.translate(table),
-                         _relabelled(step.operation, relabel), step.perm, relabel(step.labels), step.flops, True)
+        operation = _relabelled(step.operation, relabel)
+        return self._add(target, tuple([value[a] for a in step.args]), step.spec.translate(table), operation,
+                         step.perm, relabel(step.labels), step.flops, True,
+                         None if operation is step.operation else step.operation)
 
     def fresh_binary(self, target: str, a_name: str, b_name: str, out: Labels, exact: bool) -> str:
         """:meth:`binary` lowered afresh, no pattern replayed: what every replay equals."""

@@ -436,7 +436,7 @@ def _finish(program: Plan, bound, wrt, cotangent_dtype, dtypes) -> dict:
     Promotion depends only on the set of dtypes promoted, so each gradient's computed dtype is
     that of the distinct dtypes of the others, which its own dtype decides: asked once per
     distinct dtype, linear in the operands."""
-    finish, shapes, fresh = {}, bound.input_shapes, program.fresh_values()
+    finish, inputs, fresh = {}, bound.spec.inputs, program.fresh_values()
     counts = Counter(dtypes)
     casts: dict = {}  # operand dtype -> its gradient's cast (None: none)
     for k, name in zip(wrt, program.returns):
@@ -445,7 +445,7 @@ def _finish(program: Plan, bound, wrt, cotangent_dtype, dtypes) -> dict:
             others = frozenset(d for d, n in counts.items() if d != target or n > 1)
             computed = scalars.result_type(cotangent_dtype, *others)
             casts[target] = target if scalars.kind(target) in "fc" and target != computed else None
-        finish[name] = (not fresh.get(name, False) or shapes[k] == (), casts[target])
+        finish[name] = (not fresh.get(name, False) or not inputs[k], casts[target])  # a scalar: copied
     return finish
 
 

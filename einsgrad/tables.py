@@ -52,12 +52,12 @@ class Kernels:
     def of(self, step: Step, ndims: dict[str, int], dialect: Dialect) -> tuple[str, list[int]]:
         """The kernel (a ``lambda`` text) and the integers it is called with for ``step``;
         ``ndims`` has the rank of every value it reads."""
-        op, args = step.operation, step.args
+        op, args = step.kernel or step.operation, step.args
         ranks = tuple([ndims[a] for a in args])
-        # The steps holding one operation are one step with its arguments renamed, or steps
-        # of one lowering pattern (einsgrad.lowering.Pattern), relabelled: their expressions
-        # are one text (an expression reads labels by position only). The operation is kept
-        # alive with its entry, so that its id is no other's.
+        # The steps holding (or naming as their kernel) one operation are one step with its
+        # arguments renamed, or steps of one lowering pattern (einsgrad.lowering.Pattern),
+        # relabelled: their expressions are one text (an expression reads labels by position
+        # only). The operation is kept alive with its entry, so that its id is no other's.
         key = (id(op), step.perm, ranks, dialect.name)
         found = self.found.get(key)
         if found is None or found[0] is not op:
