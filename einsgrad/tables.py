@@ -46,12 +46,16 @@ class Kernels:
     integers once."""
 
     def __init__(self):
+        self.steps: dict[tuple[int, str], tuple] = {}  # (id of a step, dialect) -> (step, kernel, integers)
         self.found: dict[tuple, tuple] = {}
         self.templates: dict[str, tuple[str, list[int]]] = {}  # expression text -> (kernel, integers)
 
     def of(self, step: Step, ndims: dict[str, int], dialect: Dialect) -> tuple[str, list[int]]:
         """The kernel (a ``lambda`` text) and the integers it is called with for ``step``;
         ``ndims`` has the rank of every value it reads."""
+        seen = self.steps.get((id(step), dialect.name))
+        if seen is not None and seen[0] is step:  # a step of the forward, in its third function
+            return seen[1], seen[2]
         op, args = step.kernel or step.operation, step.args
         ranks = tuple([ndims[a] for a in args])
         # The steps holding (or naming as their kernel) one operation are one step with its
@@ -67,6 +71,7 @@ class Kernels:
             if kernel is None:
                 kernel = self.templates[text] = _templated(text, len(operands))
             found = self.found[key] = (op, *kernel)
+        self.steps[id(step), dialect.name] = (step, found[1], found[2])
         return found[1], found[2]
 
 
