@@ -94,9 +94,10 @@ def compile_seconds(network: Network, optimize) -> float:
     """Seconds to compile a fresh Einsum's forward, vjp, forward-saving and pullback for the
     network's shapes: the path search, planning, code generation (``source``, the four
     functions the first calls make) and compiling that source, without running it."""
+    spec, shapes = network.spec, network.shapes  # made before the clock starts, as for path_seconds
     start = time.perf_counter()
-    e = einsum_of(network, optimize)
-    source = e.source(*network.shapes)
+    e = einsgrad.Einsum(spec, optimize=optimize)
+    source = e.source(*shapes)
     collecting = gc.isenabled()
     gc.disable()  # as einsgrad loads its functions: the cyclic collector paused
     try:
@@ -108,17 +109,19 @@ def compile_seconds(network: Network, optimize) -> float:
 
 
 def path_seconds(network: Network, optimize) -> float:
+    """Seconds of opt_einsum's ``contract_path`` for the network's spec text and shapes."""
+    spec, shapes = network.spec, network.shapes
     start = time.perf_counter()
-    opt_einsum.contract_path(network.spec, *network.shapes, shapes=True, optimize=optimize)
+    opt_einsum.contract_path(spec, *shapes, shapes=True, optimize=optimize)
     return time.perf_counter() - start
 
 
 def cotengra_seconds(network: Network, optimize) -> float:
     import cotengra
 
+    shapes = network.shapes
     start = time.perf_counter()
-    cotengra.array_contract_path(network.terms, network.output, shapes=network.shapes,
-                                 optimize=optimize, cache=False)
+    cotengra.array_contract_path(network.terms, network.output, shapes=shapes, optimize=optimize, cache=False)
     return time.perf_counter() - start
 
 
