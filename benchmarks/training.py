@@ -1,7 +1,7 @@
 """Training steps of five small models with einsgrad's einsum against the framework's own.
 
 Run: ``python -m benchmarks.training [--quick] [--repeats N] [--models a,b] [--dtypes ...]
-[--frameworks torch,jax] [--out DIR] [--default-malloc]``. Each model (see :mod:`benchmarks.training_models`) is
+[--frameworks torch,jax] [--out DIR] [--default-malloc] [--thread-clock]``. Each model (see :mod:`benchmarks.training_models`) is
 trained with ``einsgrad.torch.einsum`` and with ``torch.einsum``, and with
 ``einsgrad.jax.einsum`` and with ``jnp.einsum`` (the jax step jit-compiled for both), from the
 same initial weights. A step is forward, loss, backward and an SGD update. The first step's
@@ -160,8 +160,9 @@ def _difference(mine: list[np.ndarray], theirs: list[np.ndarray]) -> float:
     return max(float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)) for a, b in zip(mine, theirs))
 
 
-def pair(model: Model, framework: str, dtype: str, quick: bool, repeats: int) -> Pair:
-    """Checks and times einsgrad's step against the framework's einsum's."""
+def pair(model: Model, framework: str, dtype: str, quick: bool, repeats: int,
+         clock=time.perf_counter) -> Pair:
+    """Checks and times einsgrad's step against the framework's einsum's, by ``clock``."""
     cells, firsts, steps = {}, {}, {}
     try:
         variants = VARIANTS[framework](model, quick, dtype)
@@ -182,7 +183,7 @@ def pair(model: Model, framework: str, dtype: str, quick: bool, repeats: int) ->
     if steps:
         start = limits.cpu_clock()
         try:
-            times = medians(steps, repeats, warmup=2)
+            times = medians(steps, repeats, warmup=2, clock=clock)
         except Exception as e:  # noqa: BLE001
             cells.update({name: Cell("error", note=message(e)) for name in steps})
         else:
@@ -225,11 +226,12 @@ def _cell(cell: Cell) -> str:
     return duration(cell.seconds) if cell.status == "ok" else _SHOWN.get(cell.status, cell.status)
 
 
-def table(pairs, memory: dict, graphs: dict, repeats: int, quick: bool) -> str:
+def table(pairs, memory: dict, graphs: dict, repeats: int, quick: bool, thread_clock: bool = False) -> str:
     """The step times, the attention memory and graph counts and the targets, as text."""
     frameworks = list(dict.fromkeys(p.framework for p in pairs))
     lines = [f"# training step = forward + loss + backward + SGD update; median of {repeats} "
-             "interleaved rounds in one process; CPU only" + (" (quick sizes)" if quick else ""),
+             "interleaved rounds in one process; CPU only" + (" (quick sizes)" if quick else "")
+             + ("; one torch thread, timed by its CPU time" if thread_clock else ""),
              "# ratio: einsgrad's step time over the framework's own einsum's; check: largest"
              " first-step loss/gradient difference relative to the largest value; load: other"
              " processes' CPU share while timed (the higher of the row's two)"]
@@ -324,32 +326,44 @@ def main(argv=None) -> int:
     parser.add_argument("--out", metavar="DIR", help="write training.json and training.txt here")
     parser.add_argument("--default-malloc", action="store_true",
                         help="keep glibc's malloc settings (else the command runs under MALLOC's)")
+    parser.add_argument("--thread-clock", action="store_true",
+                        help="torch on one thread, timed by this thread's CPU time (time.thread_time), "
+                             "which other processes' load barely moves")
     args = parser.parse_args(argv)
     models = [m for m in MODELS if m.name in _names(args.models, [m.name for m in MODELS], parser, "model(s)")]
     dtypes = _names(args.dtypes, DTYPES, parser, "dtype(s)")
     frameworks = _names(args.frameworks, FRAMEWORKS, parser, "framework(s)")
     repeats = args.repeats or (3 if args.quick else 21)
+    clock = time.perf_counter
+    if args.thread_clock:
+        if frameworks != ["torch"]:
+            parser.error("--thread-clock times torch alone (XLA computes on threads of its own): "
+                         "add --frameworks torch")
+        import torch
+
+        torch.set_num_threads(1)
+        clock = time.thread_time
 
     start = time.perf_counter()
     jobs = [(m, f, d) for m in models for d in dtypes for f in frameworks]
     pairs = []
     for done, (model, framework, dtype) in enumerate(jobs):
         print(f"[{done}/{len(jobs)}] {model.name} {framework} {dtype}", file=sys.stderr, flush=True)
-        pairs.append(pair(model, framework, dtype, args.quick, repeats))
+        pairs.append(pair(model, framework, dtype, args.quick, repeats, clock))
     memory, graphs = {}, {}
     if "torch" in frameworks and any(m.name == "attention" for m in models):
         from benchmarks import training_memory
 
         print("attention memory and torch.compile graphs", file=sys.stderr, flush=True)
         memory, graphs = training_memory.memory(args.quick), training_memory.graphs(args.quick)
-    text = table(pairs, memory, graphs, repeats, args.quick)
+    text = table(pairs, memory, graphs, repeats, args.quick, args.thread_clock)
     wall = time.perf_counter() - start
     malloc = " ".join(f"{name}={os.environ[name]}" for name in MALLOC if name in os.environ) or "glibc's defaults"
     text += f"\n# wall time {wall:.0f} s; malloc: {malloc}"
     print(text)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
-        settings = {"quick": args.quick, "repeats": repeats, "learning_rate": LEARNING_RATE,
+        settings = {"quick": args.quick, "repeats": repeats, "thread_clock": args.thread_clock, "learning_rate": LEARNING_RATE,
                     "tolerance": TOLERANCE, "targets": TARGETS, "wall_seconds": wall,
                     "malloc": {name: os.environ.get(name) for name in MALLOC}}
         with open(os.path.join(args.out, "training.json"), "w") as f:

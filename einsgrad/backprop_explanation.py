@@ -25,6 +25,7 @@ from __future__ import annotations
 from .algebra import Product, Term
 from .expressions import sum_text
 from .matrix_differentials import differential_section
+from .kronecker import vec_form, vec_line
 from .matrix_statements import statement_form
 from .program_explanation import (ProgramExplanation, ProgramGradient, cotangent_symbol, gradient_lhs,
                                   matrix_line, term_einsum)
@@ -65,10 +66,13 @@ def explain_statements(prog, names: tuple[str, ...], grads: tuple, hessians: tup
         if n < len(hessians):
             h = hessians[n]
             lines += [Piece("", ""), *_gradient(prog, name, h, hessian=True)]
-            form = _form(h, gradient_lhs("L", out, name, True, order=2), named, shown_as, temporaries)
-            lines.append(matrix_line(form, str(h.statements[-1])))
+            lhs = gradient_lhs("L", out, name, True, order=2)
+            form = _form(h, lhs, named, shown_as, temporaries)
+            vec = None if form is not None else vec_form(h.statements, name, lhs, named, shown_as, temporaries)
+            lines.append(matrix_line(form, str(h.statements[-1])) if vec is None else vec_line(vec, name))
             hessian_parts.append(ProgramGradient(name, str(h), _einsums(h.statements[-1]),
-                                                 None if form is None else form.piece.text))
+                                                 None if form is None else form.piece.text,
+                                                 None if vec is None else vec.piece.text))
     return ProgramExplanation(_one_line(prog.statements), style, tuple(gradients), tuple(lines),
                               tuple(hessian_parts))
 

@@ -187,8 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "indices or as differentials, or as LaTeX.")
     explain.add_argument("--names", type=name_list, metavar="X,W", help="operand names")
     explain.add_argument("--out", metavar="Y", help="the output's name (default Y, or a letter no label uses)")
-    explain.add_argument("--style", choices=("index", "differential"), default="index",
-                         help="index notation or differentials (default index)")
+    explain.add_argument("--style", choices=("index", "differential", "matrix"), default="index",
+                         help="index notation, differentials, or the whole differential derivation "
+                              "in matrix notation (default index)")
     explain.add_argument("--latex", action="store_true", help="print LaTeX instead of text")
     explain.add_argument("--elementwise", action="store_true",
                          help="write out every entry (needs --sizes for every label)")

@@ -234,11 +234,14 @@ class Sizes:
         known = {f"x{k}": term for k, term in enumerate(operands)}  # the planner's operand names
         for step in plan.steps:
             known.update((a, labels) for a, labels in zip(step.args, step.inputs) if a not in known)
+        self.ranks: dict[str, int] = {}  # a shape's expression -> its length
         for arg in plan.args:
+            self.ranks[f"{arg}.shape"] = len(known.get(arg, ()))
             for axis, label in enumerate(known.get(arg, ())):
                 self.source.setdefault(label, (f"{arg}.shape", axis))
         held = {label for term in operands for label in term}
         for k, term in enumerate(operands):
+            self.ranks[f"shapes[{k}]"] = len(term)
             for axis, label in enumerate(term):
                 if label not in self.source and shapes:
                     self.source[label] = (f"shapes[{k}]", axis)
@@ -258,14 +261,13 @@ class Sizes:
         return f"({parts[0]},)" if len(parts) == 1 else f"({', '.join(parts)})"  # () for none
 
     def header(self) -> list[str]:
-        """Lines reading the used sizes, one per argument: ``n0, n1 = x0.shape[0], x0.shape[1]``."""
-        lines: dict[str, tuple[list, list]] = {}
+        """Lines reading the used sizes, one unpacking of each shape: ``n0, _, n2 = x0.shape``
+        (torch makes a new ``torch.Size`` each time ``.shape`` is read: once is enough)."""
+        lines: dict[str, list[str]] = {}
         for label, (arg, axis) in self.source.items():  # arg: x0.shape, or shapes[0]
             if label in self.used:
-                names, reads = lines.setdefault(arg, ([], []))
-                names.append(self.names[label])
-                reads.append(f"{arg}[{axis}]")
-        return [f"    {', '.join(names)} = {', '.join(reads)}" for names, reads in lines.values()]
+                lines.setdefault(arg, ["_"] * self.ranks[arg])[axis] = self.names[label]
+        return [f"    {', '.join(names)}{',' * (len(names) == 1)} = {arg}" for arg, names in lines.items()]
 
 
 def size_names(operands: tuple[tuple[str, ...], ...]) -> dict[str, str]:

@@ -16,7 +16,7 @@ from .errors import EinsumSpecError
 from .render import BATCH_SYMBOL, FRESH_BATCH
 from .spec import ELLIPSIS, Spec
 
-STYLES = ("index", "differential")
+STYLES = ("index", "differential", "matrix")
 # Each operand's section writes every factor of the forward a few times: n sections of a spec
 # with n operands are quadratic in n, so the text explain writes is bounded.
 MAX_WRITTEN = 20000  # sections times (operands + label occurrences)

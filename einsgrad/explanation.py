@@ -34,6 +34,7 @@ from .errors import EinsumSpecError
 from .explain_checks import Symbols, check_names, check_notation, check_readable, check_style, check_written
 from .matrix_forms import Form, form_body, form_equation, matrix_form
 from .programs import Program
+from .spec_differentials import SpecDifferential, operand_lines, spec_differential, whole_lines
 from .render import (BATCH_SYMBOL, FRESH_BATCH, Piece, Rendered, differential_of, equals,
                      indexed, juxt, kronecker, label_symbol, label_symbols, latex_escape, listed,
                      paragraph, parenthesized, partial_of, product_piece, prose, punct,
@@ -92,7 +93,7 @@ class Explanation(Rendered):
         spec: the spec with its output explicit.
         names: the operands' names.
         out: the output's name.
-        style: "index" or "differential".
+        style: "index", "differential" or "matrix".
         forward_form: the forward in matrix notation (``"Y = X Wᵀ"``), or None.
         gradients: one :class:`Gradient` per explained operand.
         lines: the rendered lines, each as its plain text and its LaTeX.
@@ -138,8 +139,11 @@ def explain(spec, names=None, out: str | None = None, *, wrt=None,
         wrt: an operand index or a list of them; default every operand.
         sizes: label sizes: those only the output has (as for ``compile``), and with
             ``elementwise=True`` every label's (``"..."``: a tuple, the batch shape).
-        style: "index" (Kronecker deltas) or "differential" (``dL = G : dY``, for specs
-            with a matrix form; the others fall back to the index derivation).
+        style: "index" (Kronecker deltas), "differential" (``dL = G : dY``, for specs
+            with a matrix form; the others fall back to the index derivation) or "matrix"
+            (the whole forward's differential, each operand's share moved into ``M : dX``
+            one Frobenius rule a line; a spec with no matrix form says so in one line and
+            gives the index form).
         elementwise: also write every scalar equation of each gradient (small sizes).
 
     >>> print(explain("ik,jk->ij", "X,W", wrt=1).gradients[0].matrix_form)
@@ -165,9 +169,14 @@ def explain(spec, names=None, out: str | None = None, *, wrt=None,
     forward_eq = None if forward is None else form_equation(
         lhs, forward, [tensor_name(n) for n in sym.names])
     lines = list(_header(parsed, sym, forward_eq))
+    differential = None
+    if style == "matrix":
+        differential = spec_differential(parsed, sym.names, sym.cotangent, forward)
+        if differential is not None:
+            lines.extend(whole_lines(differential, sym.out, sym.loss))
     gradients = []
     for k in chosen:
-        gradient, section, form, form_eq = _gradient(parsed, sym, k, style, forward)
+        gradient, section, form, form_eq = _gradient(parsed, sym, k, style, forward, differential)
         gradients.append(gradient)
         lines.append(Piece("", ""))
         lines.extend(section)
@@ -210,7 +219,8 @@ def _header(spec: Spec, sym: Symbols, forward_eq: Piece | None) -> list[Piece]:
     return lines
 
 
-def _gradient(spec: Spec, sym: Symbols, k: int, style: str, forward: Form | None):
+def _gradient(spec: Spec, sym: Symbols, k: int, style: str, forward: Form | None,
+              differential: SpecDifferential | None = None):
     name = sym.names[k]
     backward = derive.backward(spec, k)
     others = [n for m, n in enumerate(sym.names) if m != k]
@@ -226,7 +236,11 @@ def _gradient(spec: Spec, sym: Symbols, k: int, style: str, forward: Form | None
     gradient = Gradient(k, name, str(backward), jacobian, None if form_eq is None else form_eq.text)
     lines = [Piece(f"Gradient with respect to {name} (operand {k}):",
                    r"\textbf{" + latex_escape(f"Gradient with respect to {name} (operand {k}):") + "}")]
-    if style == "differential":
+    if style == "matrix":
+        lines.extend(operand_lines(differential, k, sym.taken, form_eq, gradient.grad_spec)
+                     if differential is not None and form_eq is not None else
+                     [_no_matrix_form(spec, sym, k, gradient)])
+    elif style == "differential":
         lines.extend(_differential_steps(spec, sym, k, forward, form, form_eq, gradient))
     else:
         lines.extend(_index_steps(spec, sym, k, form_eq, gradient))
@@ -279,6 +293,19 @@ def _index_steps(spec: Spec, sym: Symbols, k: int, form_eq: Piece | None, gradie
     lines.append(spaced(prose("   In matrix form:"), form_eq) if form_eq is not None else
                  prose("   No matrix form: the einsum above is the formula."))
     return lines
+
+
+def _no_matrix_form(spec: Spec, sym: Symbols, k: int, gradient: Gradient) -> Piece:
+    """Style "matrix" where the spec has none: why, in one line, and the index form."""
+    index, term = _forward(derive.backward(spec, k), (sym.cotangent, *(n for m, n in enumerate(sym.names) if m != k)))
+    wide = [(n, t) for n, t in (*zip(sym.names, spec.inputs), (sym.out, spec.output))
+            if len(set(t) - {ELLIPSIS}) > 2]
+    why = (f"{wide[0][0]} has {len(set(wide[0][1]) - {ELLIPSIS})} indices, more than a matrix's two" if wide
+           else "an index has no place in a product of matrices")
+    return spaced(prose(f"No matrix form ({why}); in index form:"),
+                  punct(equals(partial_of(tensor_name(sym.loss), indexed(sym.names[k], index)),
+                               product_piece(term)), ","),
+                  prose("the backward einsum"), quoted_code(gradient.grad_spec))
 
 
 def _order_words(n: int, batch: bool) -> str:

@@ -33,6 +33,7 @@ TRACE = "tr(Mᵀ N) = M : N"
 TRACE_T = "tr(M Nᵀ) = M : N"
 SCALAR = "a scalar is its trace"
 DIAG = "M : Diag(N) = diag(M) : N"
+DIAGONAL = "m : diag(N) = Diag(m) : N"
 
 _VARIED = "#d"  # the occurrence being varied, written dX
 
@@ -103,19 +104,12 @@ def _local(local, cotangent: Piece | None, names) -> list[Piece]:
     if not isinstance(step, Contraction):
         derivative = writer.sum(local.local, step.indices) if local.local else None
         return _elementwise(head, step, derivative, cotangent, d_step, d_read)
-    shares = []
-    for term in step.terms:
-        for n, f in enumerate(term.factors):
-            if isinstance(f, Factor) and f.name == read:
-                varied = term.factors[:n] + (Factor(_VARIED, f.indices),) + term.factors[n + 1:]
-                found = writer.term(Term(term.coefficient, varied), step.indices)
-                shares.append(None if found is False else found)
-    moved = [(None, []) if s is None else _moved(*s, cotangent, d_read, not step.indices) for s in shares]
-    if not shares or any(chain is None for chain, _ in moved):
+    found = moved_shares(step, read, cotangent, names)
+    if found is None:
         return [spaced(head, prose(f"no one-line matrix rule for d{step.name} by {read} here; its share "
                                    f"is in the index derivation (style='index')."))]
-    total = _signed_sum([(c, r.body) for c, r in shares])
-    if len(shares) == 1:
+    total, moved = found
+    if len(moved) == 1:
         chain, rules = moved[0]
         if not rules:  # dS = dX: the cotangent passes as it is
             return [spaced(head, punct(equals(d_step, total), ","), prose("so"),
@@ -125,6 +119,25 @@ def _local(local, cotangent: Piece | None, names) -> list[Piece]:
     for chain, rules in moved:
         lines += [spaced(prose("     "), equals(*chain))] + ([_rules(rules)] if rules else [])
     return lines
+
+
+def moved_shares(step: Contraction, read: str, cotangent: Piece | None, names: dict[str, Piece]):
+    """``dS`` by ``read`` (one share per occurrence, summed) and each share ``G_S : share``
+    moved into ``M : dX`` as (the chain of equal expressions, the rules used); None where a
+    share has no one-line rule. ``explain(spec, style="matrix")`` reads the shares too."""
+    d_read = differential_of(tensor_name(read))
+    writer = Writer({}, frozenset(), {**names, _VARIED: d_read})
+    shares = []
+    for term in step.terms:
+        for n, f in enumerate(term.factors):
+            if isinstance(f, Factor) and f.name == read:
+                varied = term.factors[:n] + (Factor(_VARIED, f.indices),) + term.factors[n + 1:]
+                found = writer.term(Term(term.coefficient, varied), step.indices)
+                shares.append(None if found is False else found)
+    moved = [(None, []) if s is None else _moved(*s, cotangent, d_read, not step.indices) for s in shares]
+    if not shares or any(chain is None for chain, _ in moved):
+        return None
+    return _signed_sum([(c, r.body) for c, r in shares]), moved
 
 
 def _elementwise(head, step, derivative: Rendering | None, cotangent: Piece | None, d_step, d_read) -> list[Piece]:
@@ -170,6 +183,8 @@ def _moved(c: Fraction, r: Rendering, cotangent: Piece | None, d_read: Piece, sc
             chain.append(_frob(transpose_of(m if c == 1 else _operand(m)), d_read))
             rules.append(TRANSPOSE)
         return chain, rules
+    if r.body.text == f"diag({d_read.text})" and cotangent is not None:  # g : diag(dX) = Diag(g) : dX
+        return [_frob(cotangent, _operand(term)), _frob(_operand(_scaled(c, applied("Diag", cotangent))), d_read)], [DIAGONAL]
     if r.kind not in ("product", "trace") or r.chain is None:
         return None, []
     links = list(r.chain)
@@ -219,6 +234,8 @@ def _traced(c, r, left, dx, right, g, d_read):
                                                                         rf"\operatorname{{tr}}\left({inside.latex}\right)")])))
         rules.append(CYCLIC)
     moved = front + (outer if dx.transposed else [x.flipped() for x in reversed(outer)])
+    if not outer and r.kind == "trace":  # tr(dX) = tr(Iᵀ dX) = I : dX
+        moved.append(Link(Piece("I", "I"), symmetric=True, identity=True))
     chain.append(_frob(_matrix(c, moved), d_read))
     rules.append(TRACE_T if dx.transposed else TRACE)
     return chain, rules

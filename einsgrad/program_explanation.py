@@ -31,6 +31,7 @@ from .matrix_differentials import differential_section
 from .program_steps import Contraction
 from .errors import EinsumSpecError
 from .expressions import Statement
+from .kronecker import vec_form, vec_line
 from .matrix_statements import statement_form
 from .render import (Piece, Rendered, equals, indexed, juxt, kronecker, listed, partial_of,
                      product_piece, prose, punct, quoted_code, spaced, summation, tensor_name)
@@ -56,12 +57,15 @@ class ProgramGradient:
             broadcast.
         matrix_form: the gradient in matrix notation, e.g. ``"∂f/∂x = (A + Aᵀ) x"``, with
             the forward's named intermediates it reads defined after it, or None.
+        vec_form: a Hessian by a matrix with no matrix form, as the matrix ``∂vec(g)/∂vec(X)ᵀ``
+            (``"∂²f/∂X² = I ⊗ (A + Aᵀ)"``, see :mod:`einsgrad.kronecker`), or None.
     """
 
     name: str
     result: str
     einsums: tuple[str | None, ...]
     matrix_form: str | None
+    vec_form: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ class ProgramExplanation(Rendered):
 
     def __repr__(self) -> str:
         grads = "; ".join([f"∂/∂{g.name}: {g.matrix_form or g.result}" for g in self.gradients]
-                          + [f"∂²/∂{h.name}²: {h.matrix_form or h.result}" for h in self.hessians])
+                          + [f"∂²/∂{h.name}²: {h.matrix_form or h.vec_form or h.result}" for h in self.hessians])
         return f"<ProgramExplanation of {self.program!r}: {grads}>"
 
 
@@ -158,7 +162,7 @@ def _differentials(prog, name: str, result, symbol: str, lhs: Piece):
     """Style "matrix": the gradient by differentials, the program one contraction."""
     step = Contraction(prog.output_name, prog.output_indices, prog.terms)
     shown_as = {prog.cotangent: tensor_name(symbol)} if prog.output_indices else {}
-    form = None
+    form = vec = None
     if result.terms:
         statement = Statement(result.output_name, result.output_indices, result.terms)
         form = statement_form((statement,), lhs, names=shown_as)
@@ -235,7 +239,7 @@ def _derivative(prog, name: str, result, loss: str, jacobian: bool = False, symb
     occurrences = derivation.occurrences
     if not occurrences:
         lines.append(prose(f"3. {name} appears in no term, so {what} is 0."))
-        return _result(name, result, derivation, lines, lhs, shown_as, step=4)
+        return _result(name, result, derivation, lines, lhs, shown_as, step=4, hessian=jacobian)
     own: dict[Piece, int] = {}  # each occurrence's derivative, listed once with its count
     for o in occurrences:
         m = equals(partial_of(indexed(name, o.factor.indices), dx),
@@ -269,7 +273,7 @@ def _derivative(prog, name: str, result, loss: str, jacobian: bool = False, symb
                  f"term {terms[0]} of step 4 is zero off that diagonal" if len(terms) == 1 else
                  f"terms {_and(terms)} of step 4 are zero off that diagonal")
         lines.append(spaced(prose("  "), kronecker(d.p, d.q), prose(f"survives: {where}.")))
-    return _result(name, result, derivation, lines, lhs, shown_as)
+    return _result(name, result, derivation, lines, lhs, shown_as, hessian=jacobian)
 
 
 def _written(product: Product, names: dict[str, str]) -> Product:
@@ -312,7 +316,7 @@ def _occurrence_notes(term: Term, k: int, part: Product, index, out: str, dy: st
 
 
 def _result(name: str, result, derivation, lines: list[Piece], lhs: Piece | None, shown_as: dict[str, str],
-            step: int = 5):
+            step: int = 5, hessian: bool = False):
     """Step 5: the result (``p`` renamed, like terms merged), its einsums and its matrix form."""
     p, xs = derivation.indices, derivation.result_indices[len(derivation.kept):]
     renaming = (f"{step}. Renaming {listed(p)} to {listed(xs)}:" if p and derivation.occurrences else
@@ -335,13 +339,15 @@ def _result(name: str, result, derivation, lines: list[Piece], lhs: Piece | None
         pieces += [_more(more, "einsums")] if more else []
         lines.append(spaced(prose("   As einsums:" if len(pieces) > 1 else "   As an einsum:"),
                             *[punct(m, ";") for m in pieces[:-1]], pieces[-1]))
-    form = None
+    form = vec = None
     if result.terms:
         statement = Statement(result.output_name, result.output_indices, result.terms)
         form = statement_form((statement,), lhs or tensor_name(result.output_name),
                               names={k: tensor_name(v) for k, v in shown_as.items()})
-        lines.append(matrix_line(form, str(result)))
-    return ProgramGradient(name, str(result), einsums, None if form is None else form.piece.text), lines
+        vec = vec_form((statement,), name, lhs) if hessian and form is None and lhs else None
+        lines.append(matrix_line(form, str(result)) if vec is None else vec_line(vec, name))
+    return ProgramGradient(name, str(result), einsums, None if form is None else form.piece.text,
+                           None if vec is None else vec.piece.text), lines
 
 
 def term_einsum(term: Term, output) -> str | None:

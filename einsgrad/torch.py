@@ -31,9 +31,10 @@ What works, as with ``torch.einsum``:
   is first imported, so that importing this module does not import it) and traces the
   generated torch code of forward and backward.
 * Little Python a call: a call of spec text and tensors is worked out once per spec, shapes,
-  dtypes, devices, operands needing a gradient and grad mode, and a repeat call is a lookup
-  and then an autograd node whose ``apply`` runs no Python preamble (no argument binding, no
-  ``setup_context``) outside ``torch.func``'s transforms; with grad mode off, the plain
+  dtypes, devices, operands needing a gradient and grad mode, into an autograd Function of
+  its own (which operands it keeps, where each gradient goes: settled then), and a repeat
+  call is a lookup and that Function, whose ``apply`` binds no arguments and calls no
+  ``setup_context`` outside ``torch.func``'s transforms; with grad mode off, the plain
   forward runs without a node. In a training step, where caches are cold after each GEMM,
   that fixed Python is what einsgrad's call costs over ``torch.einsum``'s.
 
@@ -96,8 +97,9 @@ class _Call(NamedTuple):
         forward: where grad mode is off, the plain forward (``(*operands) -> (y,)``), run
             without an autograd node; else None.
         placeholders: the operands not kept for a backward (see :func:`_placeholders`).
-        lean: the node is a :class:`_LeanFunction` where no ``torch.func`` transform is
-            active (not under ``torch.compile``, which runs :class:`_EinsumFunction`).
+        node: the call's own autograd Function (:func:`_node`), run where no ``torch.func``
+            transform is active; None under ``torch.compile`` (which runs
+            :class:`_EinsumFunction`) and where no node is made.
     """
 
     compiled: Einsum
@@ -107,7 +109,7 @@ class _Call(NamedTuple):
     autocast: str | None
     forward: Callable | None
     placeholders: dict | None
-    lean: bool
+    node: type | None
 
 
 _CALLS: dict[_CallKey, _Call] = {}
@@ -196,14 +198,16 @@ def _call(compiled: Einsum, tensors: tuple, autocast: str | None) -> _Call:
     if not torch.is_grad_enabled():
         # the plain forward; under a memory_limit the einsum's own call, which runs in slices
         forward = compiled.saving_pair(*tensors, wrt=()).saving if compiled.memory_limit is None else None
-        return _Call(compiled, (), None, frozenset(), autocast, forward, None, False)
+        return _Call(compiled, (), None, frozenset(), autocast, forward, None, None)
     wrt = tuple(k for k, t in enumerate(tensors) if t.requires_grad)
     if not wrt:
-        return _Call(compiled, wrt, None, frozenset(), autocast, None, None, False)
+        return _Call(compiled, wrt, None, frozenset(), autocast, None, None, None)
     pair = compiled.saving_pair(*tensors, wrt=wrt)
-    compiling = torch.compiler.is_compiling()
-    return _Call(compiled, wrt, pair, frozenset() if compiling else pair.regrouped, autocast, None,
-                 _placeholders(pair, tensors), not compiling)
+    placeholders = _placeholders(pair, tensors)
+    if torch.compiler.is_compiling():
+        return _Call(compiled, wrt, pair, frozenset(), autocast, None, placeholders, None)
+    return _Call(compiled, wrt, pair, pair.regrouped, autocast, None, placeholders,
+                 _node(compiled, wrt, pair, placeholders, len(tensors)))
 
 
 def _run(call: _Call, tensors: tuple) -> torch.Tensor:
@@ -212,9 +216,9 @@ def _run(call: _Call, tensors: tuple) -> torch.Tensor:
         return call.forward(*tensors)[0]
     if call.regrouped:
         tensors = tuple(_dense(t) if k in call.regrouped else t for k, t in enumerate(tensors))
-    if call.lean:
+    if call.node is not None:
         try:
-            return _LeanFunction.apply(call, *tensors)
+            return call.node.apply(*tensors)
         except RuntimeError as e:  # a torch.func transform is active: the Function it can run
             if _TRANSFORMS not in str(e):
                 raise
@@ -266,17 +270,23 @@ def _gradients(ctx, g, pair: SavingPair | None) -> tuple:
     if conjugate:
         g = g.conj()
     if pair is None or torch.is_grad_enabled():  # recorded: run it from the operands
-        operands = values[:count]
-        if ctx.placeholders:
-            operands = tuple(_placeholder(*ctx.placeholders[j]) if j in ctx.placeholders else t
-                             for j, t in enumerate(operands))
-        grads = ctx.compiled.vjp(g, *operands, wrt=ctx.wrt)
+        grads = ctx.compiled.vjp(g, *_operands(values[:count], ctx.placeholders), wrt=ctx.wrt)
     else:  # the saved values in the pullback's order: operands first, then intermediates
         intermediates = iter(values[count:])
         grads = pair.pullback(g, *[next(intermediates) if k is None else values[k] for k in pair.read])
-    if conjugate:
-        grads = [grad.conj().resolve_conj() if grad.is_complex() else grad for grad in grads]
-    return grads
+    return _conjugated(grads) if conjugate else grads
+
+
+def _operands(saved: tuple, placeholders: dict | None) -> tuple:
+    """The operands a recorded backward reads: those saved, a placeholder for each not kept."""
+    if not placeholders:
+        return saved
+    return tuple(_placeholder(*placeholders[j]) if j in placeholders else t for j, t in enumerate(saved))
+
+
+def _conjugated(grads) -> list:
+    """torch's gradients of complex operands from einsgrad's non-conjugating ones of ``conj(G)``."""
+    return [grad.conj().resolve_conj() if grad.is_complex() else grad for grad in grads]
 
 
 def _intermediates(pair: SavingPair, saved: list) -> list:
@@ -284,33 +294,55 @@ def _intermediates(pair: SavingPair, saved: list) -> list:
     return [value for value, k in zip(saved, pair.read) if k is None]
 
 
-class _LeanFunction(torch.autograd.Function):
-    """The autograd node of a call outside ``torch.func``'s transforms (see :func:`_run`): a
-    Function without ``setup_context``, whose ``apply`` neither binds its arguments to
-    ``forward``'s signature nor calls a ``setup_context``, and whose forward saves the
-    intermediates itself, returning ``y`` alone. That fixed Python, ~50 us a call in a
-    training step where caches are cold after each GEMM, was most of what einsgrad's call
-    cost over ``torch.einsum``'s (issue 11). The gradients are :class:`_EinsumFunction`'s."""
+def _node(compiled: Einsum, wrt: tuple, pair: SavingPair, placeholders: dict | None, count: int) -> type:
+    """The autograd Function of one call signature, run outside ``torch.func``'s transforms
+    (see :func:`_run`): its forward runs the pair's forward-saving function and saves what it
+    returns, its backward hands those to the pullback as they are; which operands are kept
+    and where each gradient goes are settled here, once. It has no ``setup_context``, so
+    ``apply`` neither binds arguments nor calls one. In a training step, where caches are
+    cold after each GEMM, every line of Python around the GEMMs counts: the general Function
+    (:class:`_EinsumFunction`) and working these out each call cost 4-5% of a grouped bf16
+    step (2.6 ms) over ``torch.einsum``'s, a Function of this shape 1-2% under it (issue 11).
 
-    @staticmethod
-    def forward(ctx, call: _Call, *tensors):
-        pair = call.pair
-        y, *saved = pair.saving(*tensors)
-        ctx.compiled, ctx.wrt, ctx.pair, ctx.count, ctx.placeholders = (
-            call.compiled, call.wrt, pair, len(tensors), call.placeholders)
-        _save(ctx, tensors, call.placeholders, _intermediates(pair, saved))
-        return y.detach()  # (see _EinsumFunction.forward)
+    Saved, each tensor once (saved-tensor hooks that offload or compress see each once), in
+    order: the operands a recorded backward (``create_graph``) reads from (None for those it
+    does not, see :func:`_placeholders`), then the intermediates the pullback reads."""
+    saving, pullback = pair.saving, pair.pullback
+    kept = None if placeholders is None else tuple(j not in placeholders for j in range(count))
+    fresh = [j for j, k in enumerate(pair.read) if k is None]
+    every = len(fresh) == len(pair.read)  # the pullback reads intermediates alone: saved as returned
+    where = iter(range(count, count + len(fresh)))
+    order = [next(where) if k is None else k for k in pair.read]  # the pullback's arguments in values
+    slot = {k: j for j, k in enumerate(wrt)}
+    spread = (tuple if wrt == tuple(range(count)) else
+              lambda grads: tuple(grads[slot[k]] if k in slot else None for k in range(count)))
 
-    @staticmethod
-    def backward(ctx, g):
-        result = [None] * (ctx.count + 1)
-        for k, grad in zip(ctx.wrt, _gradients(ctx, g, ctx.pair)):
-            result[k + 1] = grad
-        return tuple(result)
+    class Node(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *tensors):
+            y, *saved = saving(*tensors)
+            ctx.save_for_backward(*(tensors if kept is None else [t if keep else None for t, keep in zip(tensors, kept)]),
+                                  *(saved if every else [saved[j] for j in fresh]))
+            ctx.save_for_forward(*tensors)
+            return y.detach()  # (see _EinsumFunction.forward)
 
-    @staticmethod
-    def jvp(ctx, _call, *tangents):
-        return ctx.compiled.jvp(list(tangents), *ctx.saved_tensors[:ctx.count])
+        @staticmethod
+        def backward(ctx, g):
+            values = ctx.saved_tensors
+            conjugate = g.is_complex()
+            if conjugate:
+                g = g.conj()
+            if torch.is_grad_enabled():  # recorded: the vjp from the operands, differentiable
+                grads = compiled.vjp(g, *_operands(values[:count], placeholders), wrt=wrt)
+            else:
+                grads = pullback(g, *(values[count:] if every else [values[i] for i in order]))
+            return spread(_conjugated(grads) if conjugate else grads)
+
+        @staticmethod
+        def jvp(ctx, *tangents):
+            return compiled.jvp(list(tangents), *ctx.saved_tensors[:count])
+
+    return Node
 
 
 class _EinsumFunction(torch.autograd.Function):
@@ -320,8 +352,8 @@ class _EinsumFunction(torch.autograd.Function):
     pullback with no second lookup or check. None in place of the pair means nothing is
     saved (no gradient wanted, or a vmapped call): the backward then runs the vjp from the
     operands. Every tensor the backward reads goes through ``save_for_backward``. It is the
-    Function ``torch.func``'s transforms and ``torch.compile`` run (:class:`_LeanFunction`
-    runs the others)."""
+    Function ``torch.func``'s transforms and ``torch.compile`` run (:func:`_node`'s run
+    the others)."""
 
     @staticmethod
     def forward(compiled: Einsum, wrt: tuple, pair, *tensors):

@@ -330,7 +330,7 @@ def test_explain_any_spec(case, style):
     ({"names": "X,W", "out": "X"}, "distinct"),
     ({"names": 3}, "names must be"),
     ({"out": "Y Z"}, "out must be an identifier"),
-    ({"style": "matrix"}, "style must be"),
+    ({"style": "matrices"}, "style must be"),
     ({"wrt": 2}, "out of range"),
     ({"elementwise": True, "sizes": {"i": 2, "j": 2}}, "'k'"),
     ({"elementwise": True, "sizes": {"i": 20, "j": 20, "k": 20}}, "at most 200 equations"),
