@@ -308,7 +308,7 @@ def _product(a: tuple[str, Layout], b: tuple[str, Layout], ndims: dict[str, int]
     return f"({left} @ {right})"
 
 
-def _transposes_product(step: Step, op: Matmul, ndims: dict[str, int]) -> bool:
+def _transposes_product(step: Step, op: Matmul, ndims: dict[str, int], args: tuple[str, ...]) -> bool:
     """Whether the step is ``(a @ b)``, perhaps its batch axis split by a reshape, then its
     last two axes swapped, both sides matrices or batches of them: then it equals
     ``b^T @ a^T`` (reshaped alike), computed in the step's order with no transposed copy."""
@@ -316,7 +316,7 @@ def _transposes_product(step: Step, op: Matmul, ndims: dict[str, int]) -> bool:
     if n < 2 or step.perm != tuple(range(n - 2)) + (n - 1, n - 2):
         return False
     if not all(len(layout.shape) >= 2 if layout.shape is not None else ndims[name] >= 2
-               for name, layout in zip(step.args, (op.a, op.b))):
+               for name, layout in zip(args, (op.a, op.b))):
         return False
     if op.shape is None:
         return True
@@ -359,11 +359,10 @@ def _transpose(perm, dialect: Dialect) -> str:
 
 
 def _tuple(values) -> str:
-    values = tuple(int(v) for v in values)
-    return repr(values)
+    return repr(tuple(map(int, values)))
 
 
-def _pair_by_dot(step: Step) -> str:
+def _pair_by_dot(step: Step, args: tuple[str, ...]) -> str:
     """A pairwise step (a GEMM, an outer or Hadamard product, a batched dot) as one ``_dot``
     over the labels its operands hold as stored (``step.inputs``), as ``jnp.einsum`` spells a
     pair: labels both hold and the result keeps are the batch, in the result's order; labels
@@ -375,12 +374,12 @@ def _pair_by_dot(step: Step) -> str:
     innermost) stay: measured on CPU, XLA lays out the dots that read them better (the
     tensor-train step in bfloat16 0.86x ``jnp.einsum``'s with them, 1.07x without). No size
     is spelled."""
-    spelled = [_dot_in_order(step, first, second) for first, second in ((0, 1), (1, 0))]
+    spelled = [_dot_in_order(step, args, first, second) for first, second in ((0, 1), (1, 0))]
     return next((expr for expr, perm in spelled if perm is None), None) or \
         spelled[0][0] + _transpose(spelled[0][1], JAX)
 
 
-def _dot_in_order(step: Step, first: int, second: int) -> tuple[str, tuple[int, ...] | None]:
+def _dot_in_order(step: Step, args: tuple[str, ...], first: int, second: int) -> tuple[str, tuple[int, ...] | None]:
     """``_dot`` of the step's operands ``first`` and ``second``, and the transposition that
     takes its result into the step's labels (None: it is in them)."""
     out, a, b = step.labels, step.inputs[first], step.inputs[second]
@@ -392,16 +391,20 @@ def _dot_in_order(step: Step, first: int, second: int) -> tuple[str, tuple[int, 
     dims = (f"(({_tuple(a.index(l) for l in summed)}, {_tuple(b.index(l) for l in summed)}), "
             f"({_tuple(a.index(l) for l in batch)}, {_tuple(b.index(l) for l in batch)}))")
     perm = tuple(made.index(l) for l in out)
-    return f"_dot({step.args[first]}, {step.args[second]}, {dims})", (
+    return f"_dot({args[first]}, {args[second]}, {dims})", (
         None if perm == tuple(range(len(perm))) else perm)
 
 
-def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, sizes: Sizes | None = None) -> str:
+def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, sizes: Sizes | None = None,
+               args: tuple[str, ...] | None = None) -> str:
     """The right-hand side of one step; ``ndims`` gives the rank of every value it reads;
-    ``sizes`` (shape-generic code) spells the sizes it reshapes and broadcasts to."""
+    ``sizes`` (shape-generic code) spells the sizes it reshapes and broadcasts to; ``args``
+    names the values it reads in the text, in place of the step's own names (a step table's
+    kernel reads them from slots)."""
     op, xp = step.operation, dialect.xp
+    args = step.args if args is None else args
     if isinstance(op, Unary):
-        expr = step.args[0]
+        expr = args[0]
         for axis1, axis2 in op.diagonal or ():
             expr = dialect.diagonal.format(x=expr, a=int(axis1), b=int(axis2))
         if op.sum_axes:
@@ -418,15 +421,15 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, size
             labels = tuple((l,) for l in step.labels)
             expr = f"_place({expr}, {_shape(op.shape, labels, sizes)}, {op.place!r})"
     elif dialect.dot_general and isinstance(op, (Matmul, Multiply, Einsum2)):
-        return _pair_by_dot(step)
+        return _pair_by_dot(step, args)
     elif isinstance(op, Regroup):  # a dot_general reads the operand as stored: no reshape
-        x = step.args[0]
+        x = args[0]
         expr = x if dialect.dot_general else f"{x}.reshape({_shape(op.shape, op.dims, sizes)}).reshape({x}.shape)"
     elif isinstance(op, Copy):
-        expr = dialect.contiguous.format(x=f"{step.args[0]}.{dialect.permute}({_tuple(op.perm)})")
+        expr = dialect.contiguous.format(x=f"{args[0]}.{dialect.permute}({_tuple(op.perm)})")
     elif isinstance(op, Matmul):
-        a, b = step.args
-        if dialect.products_in_order and _transposes_product(step, op, ndims):
+        a, b = args
+        if dialect.products_in_order and _transposes_product(step, op, ndims, args):
             expr = _product((b, replace(op.b, swap=not op.b.swap)), (a, replace(op.a, swap=not op.a.swap)),
                             ndims, dialect, sizes)
             if op.shape is None:
@@ -437,16 +440,16 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, size
         if op.shape is not None:
             expr += f".reshape({_shape(op.shape, op.dims, sizes)})"
     elif isinstance(op, Multiply):
-        a, b = step.args
+        a, b = args
         expr = f"{xp}.multiply({_layout(a, op.a, ndims[a], dialect, sizes)}, {_layout(b, op.b, ndims[b], dialect, sizes)})"
     elif isinstance(op, Add):
-        expr = f"({step.args[0]} + {step.args[1]})"
+        expr = f"({args[0]} + {args[1]})"
     else:
         assert isinstance(op, Einsum2) and op.subscripts.replace(",", "").replace("->", "").isalpha()
         if dialect.dot_by_sum:
-            expr = _dot_by_sum(op.subscripts, *step.args, dialect)
+            expr = _dot_by_sum(op.subscripts, *args, dialect)
         else:
-            expr = f"{xp}.einsum({op.subscripts!r}, {step.args[0]}, {step.args[1]})"
+            expr = f"{xp}.einsum({op.subscripts!r}, {args[0]}, {args[1]})"
     if step.perm is not None:
         expr += _transpose(step.perm, dialect)
     return expr

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Mapping, NamedTuple
 
-from .spec import Labels, Spec
+from .spec import Labels, canonical_text
 from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Operation, Step, Unary
 
 
@@ -24,6 +24,12 @@ class Lowering:
     The planner decides which steps there are and in which order; this decides how each is
     computed. It also remembers each value's transposed copies, so that later steps (the
     backward, above all) read a copy made once instead of copying again. Used once per plan.
+
+    A network repeats a few pairwise steps up to the names of their labels (a chain's
+    thousand GEMMs are two or three patterns, a circuit's gates a few dozen), and how a step
+    is lowered depends on nothing but its operands', copies' and output's labels and sizes.
+    So each pattern is lowered once (:meth:`binary`) and its steps are replayed, relabelled,
+    for every step of the same pattern (:class:`Pattern`).
     """
 
     def __init__(self, size: Mapping[str, int]):
@@ -34,6 +40,7 @@ class Lowering:
         self.copies: dict[str, list[str]] = {}  # value -> its transposed copies
         self.count = 0
         self.products: dict[Labels, int] = {}  # labels -> the product of their sizes
+        self.patterns: dict[tuple, Pattern] = {}  # pairwise steps lowered, by their pattern
 
     def elements(self, labels) -> int:
         """The product of the sizes of ``labels`` (a value's element count), remembered: the
@@ -55,10 +62,13 @@ class Lowering:
         self.fresh[name] = False
         return name
 
-    def _add(self, target, args, spec, operation, perm, labels, flops, fresh) -> str:
-        shape = tuple(self.size[l] for l in labels)
-        inputs = tuple(self.labels[a] for a in args)
-        self.steps.append(Step(target, args, str(spec), operation, perm, labels, shape, flops, fresh, inputs))
+    def _add(self, target, args, spec: str, operation, perm, labels, flops, fresh, kernel=None) -> str:
+        """Appends the step making ``target``; ``spec`` is its text over the bound labels,
+        ``kernel`` the operation of its pattern's first step (see :class:`~einsgrad.steps.Step`)."""
+        size, known = self.size, self.labels
+        shape = tuple([size[l] for l in labels])
+        inputs = tuple([known[a] for a in args])
+        self.steps.append(Step(target, args, spec, operation, perm, labels, shape, flops, fresh, inputs, kernel))
         self.labels[target] = labels
         self.fresh[target] = fresh
         return target
@@ -105,7 +115,7 @@ class Lowering:
         # Views (diagonal, transpose, reshape, broadcast) cost nothing; sums read, places write.
         flops = (math.prod(size[l] for l in distinct) if sum_axes else 0) + (
             math.prod(size[l] for l in out_distinct) if place is not None else 0)
-        return self._add(target, (arg,), Spec((x,), tuple(out)),
+        return self._add(target, (arg,), canonical_text((x,), out),
                          Unary(diagonal, sum_axes, perm, reshape, broadcast, place, shape, own,
                                None if reshape is None else ones_dims,
                                None if broadcast is None else full_dims),
@@ -113,19 +123,67 @@ class Lowering:
 
     def binary(self, target: str, a_name: str, b_name: str, out: Labels, exact: bool) -> str:
         """A pairwise contraction; the result is in ``out`` order if ``exact``, else in the
-        order the GEMM produces (batch, then a's free labels, then b's)."""
+        order the GEMM produces (batch, then a's free labels, then b's). Lowered as the
+        first step of its pattern was, relabelled, where one was (:class:`Pattern`)."""
+        known, copies = self.labels, self.copies
+        a, b = known[a_name], known[b_name]
+        copies_a, copies_b = tuple(copies.get(a_name, ())), tuple(copies.get(b_name, ()))  # as they are now
+        if a_name == b_name or a_name in copies_b or b_name in copies_a:
+            return self.fresh_binary(target, a_name, b_name, out, exact)
+        names = tuple(dict.fromkeys(a + b))
+        index = {l: i for i, l in enumerate(names)}
+        size = self.size
+        key = (tuple([index[l] for l in a]), tuple([index[l] for l in b]), tuple([index[l] for l in out]), exact,
+               tuple([size[l] for l in names]), tuple([tuple([index[l] for l in known[c]]) for c in copies_a]),
+               tuple([tuple([index[l] for l in known[c]]) for c in copies_b]))
+        found = self.patterns.get(key)
+        if found is not None:
+            return self._replay(found, target, a_name, b_name, names)
+        start = len(self.steps)
+        self.fresh_binary(target, a_name, b_name, out, exact)
+        sides = {a_name: (0, -1), b_name: (1, -1)}
+        sides.update((c, (0, i)) for i, c in enumerate(copies_a))
+        sides.update((c, (1, i)) for i, c in enumerate(copies_b))
+        self.patterns[key] = Pattern("".join(names), sides, tuple(self.steps[start:]))
+        return target
+
+    def _replay(self, pattern: "Pattern", target: str, a_name: str, b_name: str, names: Labels) -> str:
+        """``pattern``'s steps for these operands, whose labels are ``names`` where the
+        pattern's were its own: each copy made again of the same operand, the step itself
+        reading the same values (the operands, their copies as they come in order)."""
+        table = str.maketrans(pattern.names, "".join(names))
+        label = dict(zip(pattern.names, names)).__getitem__
+        relabel = lambda labels: tuple(map(label, labels))  # noqa: E731
+        operands = (a_name, b_name)
+        value = {}
+        for old, (side, i) in pattern.sides.items():
+            value[old] = operands[side] if i < 0 else self.copies[operands[side]][i]
+        *made, step = pattern.steps
+        for copy in made:
+            source = value[copy.args[0]]
+            order = relabel(copy.labels)
+            value[copy.target] = name = self._add(self.name("t"), (source,), canonical_text((self.labels[source],), order),
+                                                  copy.operation, None, order, 0, True)
+            self.copies.setdefault(source, []).append(name)
+        operation = _relabelled(step.operation, relabel)
+        return self._add(target, tuple([value[a] for a in step.args]), step.spec.translate(table), operation,
+                         step.perm, relabel(step.labels), step.flops, True,
+                         None if operation is step.operation else step.operation)
+
+    def fresh_binary(self, target: str, a_name: str, b_name: str, out: Labels, exact: bool) -> str:
+        """:meth:`binary` lowered afresh, no pattern replayed: what every replay equals."""
         a, b, size = self.labels[a_name], self.labels[b_name], self.size
-        assert len(set(a)) == len(a) and len(set(b)) == len(b) and len(set(out)) == len(out)
-        assert set(out) <= set(a) | set(b)
-        assert all(l in b or l in out for l in a) and all(l in a or l in out for l in b)
-        big = a if self.elements(a) >= self.elements(b) else b
-        batch = [l for l in big if l in a and l in b and l in out]
-        contracted = [l for l in big if l in a and l in b and l not in out]
-        free_a = [l for l in a if l not in b]
-        free_b = [l for l in b if l not in a]
-        natural = tuple(batch + free_a + free_b)
+        sa, sb, so = set(a), set(b), set(out)
+        assert len(sa) == len(a) and len(sb) == len(b) and len(so) == len(out)
+        assert so <= sa | sb and sa <= sb | so and sb <= sa | so
         prod = self.elements
-        shape = tuple(size[l] for l in natural)
+        big = a if prod(a) >= prod(b) else b
+        both = sa & sb
+        batch = [l for l in big if l in both and l in so]
+        contracted = [l for l in big if l in both and l not in so]
+        free_a = [l for l in a if l not in sb]
+        free_b = [l for l in b if l not in sa]
+        natural = tuple(batch + free_a + free_b)
         if not contracted:
             ones_a, ones_b = ((),) * len(free_b), ((),) * len(free_a)
             singles = lambda labels: tuple((l,) for l in labels)  # noqa: E731
@@ -133,31 +191,33 @@ class Lowering:
                 _reshaped(a, batch + free_a, singles(batch + free_a) + ones_a, size),
                 _reshaped(b, batch + free_b, singles(batch) + ones_b + singles(free_b), size))
             flops = prod(natural)
-        elif not free_a and not free_b and len(set(a) | set(b)) <= 52:
+        elif not free_a and not free_b and len(sa | sb) <= 52:
             letters = {l: chr(97 + i) if i < 26 else chr(39 + i) for i, l in enumerate(dict.fromkeys(a + b))}
             spell = lambda labels: "".join(letters[l] for l in labels)  # noqa: E731
             operation = Einsum2(f"{spell(a)},{spell(b)}->{spell(natural)}")
             flops = 2 * prod(natural) * prod(contracted)
         else:
             first, second, lay_a, lay_b, batch, rows, cols = self._gemm_operands(
-                a_name, b_name, set(batch), set(contracted), tuple(out) if exact else None)
+                a_name, b_name, set(batch), set(contracted), set(free_a), set(free_b),
+                tuple(out) if exact else None)
             if first != a_name and first not in self.copies.get(a_name, ()):
                 a, b = b, a  # the roles were swapped: show the step as the GEMM runs it
             a_name, b_name = first, second
             natural = tuple(batch + rows + cols)
-            shape = tuple(size[l] for l in natural)
+            shape = tuple([size[l] for l in natural])
             made = (prod(batch),) * bool(batch) + (prod(rows), prod(cols))
             same = made == shape
             operation = Matmul(lay_a, lay_b, None if same else shape,
-                               None if same else tuple((l,) for l in natural))
+                               None if same else tuple([(l,) for l in natural]))
             flops = 2 * prod(natural) * prod(contracted)
         labels, perm = natural, None
         if exact and natural != tuple(out):
             labels, perm = tuple(out), _perm(natural, out)
-        return self._add(target, (a_name, b_name), Spec((a, b), labels), operation, perm, labels,
+        return self._add(target, (a_name, b_name), canonical_text((a, b), labels), operation, perm, labels,
                          flops, True)
 
-    def _gemm_operands(self, a_name: str, b_name: str, batch: set, contracted: set, out=None):
+    def _gemm_operands(self, a_name: str, b_name: str, batch: set, contracted: set, free_a: set, free_b: set,
+                       out=None):
         """Chooses how both sides of a GEMM are read: as stored, or from a transposed copy,
         and which operand goes first (the result is (batch, its free labels, the other's)).
 
@@ -168,23 +228,22 @@ class Lowering:
         their own, remembered per value, so that later steps (the backward, above all) read
         them too, transposed by BLAS where their blocks come swapped.
         """
-        a_labels, b_labels = self.labels[a_name], self.labels[b_name]
-        free_a = {l for l in a_labels if l not in contracted and l not in batch}
-        free_b = {l for l in b_labels if l not in contracted and l not in batch}
         reads_a = self._reads(a_name, batch, free_a, contracted)  # a first: rows its free labels
         reads_b = self._reads(b_name, batch, contracted, free_b)
         free = [(pair, (a_name, b_name)) for pair in _matching(reads_a, reads_b)]
         free += [(pair, (b_name, a_name)) for pair in _matching(self._reads(b_name, batch, free_b, contracted),
                                                                  self._reads(a_name, batch, contracted, free_a))]
-        if free:
-            elements = self.elements
+        if len(free) > 1:
+            elements, known = self.elements, self.labels
 
             def transposed(choice):
                 (_, ra), (_, rb) = choice[0]
                 late = out is not None and ra.batch + ra.rows + rb.cols != out
-                return sum(elements(self.labels[n]) for n, r in choice[0] if r.swap) + (elements(out) if late else 0)
+                return sum(elements(known[n]) for n, r in choice[0] if r.swap) + (elements(out) if late else 0)
 
             pair, _ = min(free, key=transposed)
+        elif free:
+            pair, _ = free[0]
         else:
             pair = self._copied_reads(a_name, b_name, batch, contracted, free_a, free_b, reads_a, reads_b)
         (a_name, ba), (b_name, bb) = pair
@@ -220,23 +279,30 @@ class Lowering:
 
     def _reads(self, name: str, batch: set, rows: set, cols: set) -> list:
         """(value, blocks) for ``name`` and its copies that read as (batch, rows, cols)."""
-        reads = [(n, _blocks(self.labels[n], batch, rows, cols)) for n in (name, *self.copies.get(name, ()))]
-        return [(n, r) for n, r in reads if r]
-
+        known, found = self.labels, []
+        blocks = _blocks(known[name], batch, rows, cols)
+        if blocks is not None:
+            found.append((name, blocks))
+        for copy in self.copies.get(name, ()):
+            blocks = _blocks(known[copy], batch, rows, cols)
+            if blocks is not None:
+                found.append((copy, blocks))
+        return found
 
     def _copy(self, name: str, order: Labels, batch, rows, cols):
         """A contiguous transposed copy of ``name`` with labels in ``order``, as a step."""
-        labels = self.labels[name]
-        target = self._add(self.name("t"), (name,), Spec((labels,), tuple(order)),
-                           Copy(tuple(labels.index(l) for l in order)), None, tuple(order), 0, True)
+        labels, order = self.labels[name], tuple(order)
+        target = self._add(self.name("t"), (name,), canonical_text((labels,), order),
+                           Copy(tuple([labels.index(l) for l in order])), None, order, 0, True)
         self.copies.setdefault(name, []).append(target)
-        return target, _blocks(tuple(order), batch, rows, cols)
+        return target, _blocks(order, batch, rows, cols)
 
     def _read(self, name: str, blocks: "Blocks") -> Layout:
         first, second = (blocks.cols, blocks.rows) if blocks.swap else (blocks.rows, blocks.cols)
         dims = ((blocks.batch,) if blocks.batch else ()) + (first, second)
-        shape = _sizes(dims, self.size)
-        if shape == tuple(self.size[l] for l in self.labels[name]):
+        prod, size = self.elements, self.size
+        shape = tuple([prod(group) for group in dims])
+        if shape == tuple([size[l] for l in self.labels[name]]):
             return Layout(None, None, blocks.swap)
         return Layout(None, shape, blocks.swap, dims)
 
@@ -244,7 +310,7 @@ class Lowering:
         """``a + b``, two values with the same labels in the same order."""
         labels = self.labels[a_name]
         assert labels == self.labels[b_name], (labels, self.labels[b_name])
-        return self._add(target, (a_name, b_name), Spec((labels, labels), labels), Add(), None,
+        return self._add(target, (a_name, b_name), canonical_text((labels, labels), labels), Add(), None,
                          labels, math.prod(self.size[l] for l in labels), True)
 
     def step(self, target: str, args: tuple[str, ...], out: Labels, exact: bool) -> str:
@@ -255,6 +321,43 @@ class Lowering:
             core = self.binary(self.name("t"), *args, tuple(dict.fromkeys(out)), False)
             return self.unary(target, core, out)
         return self.binary(target, *args, out, exact)
+
+
+class Pattern(NamedTuple):
+    """A pairwise step as it was first lowered: the transposed copies it made, then the step.
+
+    Attributes:
+        names: its operands' labels in order of first appearance, as one string (each label
+            is one character): a step of the same pattern has its own labels in their places.
+        sides: each value the steps read, as (0: the first operand, 1: the second; -1: the
+            operand itself, else the index of its copy among the operand's copies).
+        steps: the copies made (each of a value of ``sides``), then the step.
+    """
+
+    names: str
+    sides: dict[str, tuple[int, int]]
+    steps: tuple[Step, ...]
+
+
+def _relabelled(operation: Operation, relabel) -> Operation:
+    """``operation`` of a step of the same pattern: its :data:`Dims` relabelled (the rest of a
+    pairwise step's operation is positions and sizes)."""
+    if isinstance(operation, (Matmul, Multiply)):
+        a, b = _relabelled_layout(operation.a, relabel), _relabelled_layout(operation.b, relabel)
+        if isinstance(operation, Multiply):
+            return operation if a is operation.a and b is operation.b else Multiply(a, b)
+        dims = None if operation.dims is None else tuple([relabel(group) for group in operation.dims])
+        if a is operation.a and b is operation.b and dims is None:
+            return operation
+        return Matmul(a, b, operation.shape, dims)
+    assert isinstance(operation, Einsum2), operation  # its subscripts are letters by position
+    return operation
+
+
+def _relabelled_layout(layout: Layout, relabel) -> Layout:
+    if layout.dims is None:
+        return layout
+    return Layout(layout.perm, layout.shape, layout.swap, tuple([relabel(group) for group in layout.dims]))
 
 
 def _matching(reads_a: list, reads_b: list) -> list:
@@ -273,16 +376,19 @@ class Blocks(NamedTuple):
 
 
 def _blocks(order: Labels, batch: set, rows: set, cols: set) -> Blocks | None:
-    """How ``order`` reads as (batch, rows, cols) without a copy, or None if it cannot."""
+    """How ``order`` reads as (batch, rows, cols) without a copy, or None if it cannot.
+    ``order`` holds each label of the three sets once (a value's labels are distinct), so a
+    block's labels are its set when the set holds them all."""
     nb = len(batch)
-    if set(order[:nb]) != batch:
+    assert len(order) == nb + len(rows) + len(cols)
+    if not batch.issuperset(order[:nb]):
         return None
     rest = order[nb:]
     nr = len(rows)
-    if set(rest[:nr]) == rows:
+    if rows.issuperset(rest[:nr]):
         return Blocks(order[:nb], rest[:nr], rest[nr:], False)
     nc = len(cols)
-    if set(rest[:nc]) == cols:
+    if cols.issuperset(rest[:nc]):
         return Blocks(order[:nb], rest[nc:], rest[:nc], True)
     return None
 

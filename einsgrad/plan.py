@@ -15,24 +15,24 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, replace
 from typing import Mapping, NamedTuple, Sequence
 
 from . import paths
 from .lowering import Lowering
 from .paths import Path
 from .shapes import BoundSpec
-from .spec import Labels, Spec
+from .spec import Labels, canonical_text
 from .steps import Matmul, Multiply, Plan, Regroup, Step
 
 
-@dataclass(frozen=True)
-class Record:
-    """A forward step as the reverse pass needs it: its inputs' and output's labels."""
+class Record(NamedTuple):
+    """A forward step as the reverse pass needs it: its arguments' labels (``inputs``) and its
+    result's (``output``), as the spec of the step."""
 
     target: str
     args: tuple[str, ...]
-    spec: Spec
+    inputs: tuple[Labels, ...]
+    output: Labels
 
 
 class _Scheduler:
@@ -81,7 +81,7 @@ class _Scheduler:
         known = self.lowering.labels
         if len(args) == 1:
             self.lowering.unary(target, args[0], out)
-            records.append(Record(target, (args[0],), Spec((known[args[0]],), tuple(out))))
+            records.append(Record(target, (args[0],), (known[args[0]],), tuple(out)))
             return target
         wanted = set(out)
         operands = []
@@ -89,7 +89,7 @@ class _Scheduler:
             own = known[arg]
             if keep != own:
                 reduced = self.lowering.unary(self.lowering.name("t"), arg, keep)
-                records.append(Record(reduced, (arg,), Spec((own,), keep)))
+                records.append(Record(reduced, (arg,), (own,), keep))
                 arg = reduced
             operands.append(arg)
         # How many operands left hold each label: a pair's result keeps a label that the
@@ -114,13 +114,13 @@ class _Scheduler:
                     keep = tuple(l for l in dict.fromkeys(pair) if l in wanted or holders[l] > 0)
                 holders.update(keep)
                 name = self.lowering.binary(name, a_name, b_name, keep, exact)
-                records.append(Record(name, (a_name, b_name), Spec((known[a_name], known[b_name]), known[name])))
+                records.append(Record(name, (a_name, b_name), (known[a_name], known[b_name]), known[name]))
                 picked.append(name)
             operands.append(picked[0])
         (root,) = operands
         if root != target:
             self.lowering.unary(target, root, out)
-            records.append(Record(target, (root,), Spec((known[root],), tuple(out))))
+            records.append(Record(target, (root,), (known[root],), tuple(out)))
         return target
 
     def reverse(self, records: list[Record], cotangent: str, leaves: dict[str, Labels]) -> dict:
@@ -145,10 +145,10 @@ class _Scheduler:
                 if arg not in leads:
                     continue
                 args = (grads[record.target],) + record.args[:p] + record.args[p + 1:]
-                assert sorted(record.spec.output) == sorted(known[args[0]])
+                assert sorted(record.output) == sorted(known[args[0]])
                 exact = arg in leaves
                 target = "d" + arg if exact else self.lowering.name("dt")
-                grads[arg] = self.lowering.step(target, args, record.spec.inputs[p], exact)
+                grads[arg] = self.lowering.step(target, args, record.inputs[p], exact)
         return {leaf: grads[leaf] for leaf in leaves}
 
 
@@ -252,14 +252,15 @@ class Sweep(NamedTuple):
             i, layout = first[arg]
             labels = forward[i].inputs[forward[i].args.index(arg)]
             inserted.setdefault(i, []).append(
-                Step(names[arg], (arg,), str(Spec.of((labels,), labels)), Regroup(layout.shape, layout.dims),
+                Step(names[arg], (arg,), canonical_text((labels,), labels), Regroup(layout.shape, layout.dims),
                      None, labels, tuple(self.sizes[l] for l in labels), 0, False, (labels,)))
             ranks[names[arg]] = len(labels)
 
         def renamed(step: Step, mapping: dict) -> Step:
-            if not any(a in mapping for a in step.args):
+            args = step.args
+            if not any([a in mapping for a in args]):
                 return step
-            return replace(step, args=tuple(mapping.get(a, a) for a in step.args))
+            return Step(**vars(step) | {"args": tuple([mapping.get(a, a) for a in args])})  # replace(), faster
 
         regrouped, active = [], {}
         for i, step in enumerate(forward):

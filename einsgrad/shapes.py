@@ -159,6 +159,8 @@ def check_shapes(shapes, count: int) -> tuple[tuple[int, ...], ...]:
         checked = tuple(tuple(d for d in s) for s in shapes)
     except TypeError:
         raise EinsumSpecError(f"shapes must be one shape (a sequence of sizes) per operand, got {shapes!r}") from None
+    if len(checked) == count and all(type(d) is int and 0 <= d < SIZE_LIMIT for s in checked for d in s):
+        return checked  # plain ints, all valid: a network's thousands of sizes pass in one look
     for i, shape in enumerate(checked):
         if not all(is_count(d, 0) for d in shape):
             raise EinsumSpecError(f"shape {i} must hold non-negative integers, got {shape!r}")

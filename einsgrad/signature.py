@@ -473,18 +473,18 @@ def _finish(program: Plan, bound, wrt, cotangent_dtype, dtypes) -> dict:
     operand's dtype, when G and the other operands make a different one).
 
     Promotion depends only on the set of dtypes promoted, so each gradient's computed dtype is
-    that of the distinct dtypes of the others, asked once per set: linear in the operands."""
-    finish, shapes, fresh = {}, bound.input_shapes, program.fresh_values()
+    that of the distinct dtypes of the others, which its own dtype decides: asked once per
+    distinct dtype, linear in the operands."""
+    finish, inputs, fresh = {}, bound.spec.inputs, program.fresh_values()
     counts = Counter(dtypes)
-    promoted: dict[frozenset, object] = {}
+    casts: dict = {}  # operand dtype -> its gradient's cast (None: none)
     for k, name in zip(wrt, program.returns):
         target = dtypes[k]
-        others = frozenset(d for d, n in counts.items() if d != target or n > 1)
-        computed = promoted.get(others)
-        if computed is None:
-            computed = promoted[others] = scalars.result_type(cotangent_dtype, *others)
-        cast = target if scalars.kind(target) in "fc" and target != computed else None
-        finish[name] = (not fresh.get(name, False) or shapes[k] == (), cast)
+        if target not in casts:
+            others = frozenset(d for d, n in counts.items() if d != target or n > 1)
+            computed = scalars.result_type(cotangent_dtype, *others)
+            casts[target] = target if scalars.kind(target) in "fc" and target != computed else None
+        finish[name] = (not fresh.get(name, False) or not inputs[k], casts[target])  # a scalar: copied
     return finish
 
 
@@ -496,6 +496,9 @@ def check_dtypes(dtypes, cotangent=None, extension_floats: bool = False) -> None
     """Refuses, naming it, an operand dtype or the cotangent's (if any) that is not numeric:
     code is generated for numbers only. ml_dtypes' floats (``bfloat16``) are numbers where
     ``extension_floats`` (jax computes in them; numpy's own operations do not)."""
+    distinct = dict.fromkeys(dtypes if cotangent is None else (cotangent, *dtypes))
+    if all(_computable(dtype, extension_floats) for dtype in distinct):  # a thousand operands, one dtype
+        return
     named = [("the cotangent", cotangent)] * (cotangent is not None)
     for name, dtype in named + [(f"operand {i}", d) for i, d in enumerate(dtypes)]:
         kind = scalars.kind(dtype)
@@ -504,3 +507,9 @@ def check_dtypes(dtypes, cotangent=None, extension_floats: bool = False) -> None
         if isinstance(dtype, np.dtype) and kind != dtype.kind and not extension_floats:
             raise EinsumSpecError(f"{name} has dtype {dtype}, which numpy does not compute in "
                                   "(jax arrays of it run, through einsgrad.jax)")
+
+
+def _computable(dtype, extension_floats: bool) -> bool:
+    """Whether :func:`check_dtypes` lets ``dtype`` through."""
+    kind = scalars.kind(dtype)
+    return kind in "biufc" and not (isinstance(dtype, np.dtype) and kind != dtype.kind and not extension_floats)

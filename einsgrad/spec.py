@@ -62,7 +62,7 @@ class Spec:
         return cls(inputs, output, str(spec), tuple(columns), _columns(output, col))
 
     def __str__(self) -> str:
-        return ",".join("".join(term) for term in self.inputs) + "->" + "".join(self.output)
+        return canonical_text(self.inputs, self.output)
 
     @property
     def labels(self) -> Labels:
@@ -80,6 +80,12 @@ class Spec:
         else:
             column = columns[min(position, len(columns) - 1)]
         return EinsumSpecError(reason, text, column)
+
+
+def canonical_text(inputs, output) -> str:
+    """The canonical text of a spec of these label tuples (``str`` of its :class:`Spec`),
+    without making one: a planner writes one per step."""
+    return ",".join(["".join(term) for term in inputs]) + "->" + "".join(output)
 
 
 def _columns(term: Labels, start: int) -> tuple[int, ...]:

@@ -25,7 +25,7 @@ at run time (:func:`einsgrad.shapes.shape_class`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 from .spec import Labels
@@ -149,6 +149,11 @@ class Step:
         fresh: the result shares no memory with an argument (it may be a read-only
             broadcast view of memory it owns).
         inputs: the labels of each argument, in storage order.
+        kernel: the operation of the first step of this one's lowering pattern
+            (:class:`einsgrad.lowering.Pattern`), whose generated expression this one's is,
+            relabelled: expressions read labels by position only, so code generators may
+            spell it once; None where the step is the first (or of no pattern). A hint for
+            caches, outside equality.
     """
 
     target: str
@@ -161,6 +166,7 @@ class Step:
     flops: int
     fresh: bool
     inputs: tuple[Labels, ...] = ()
+    kernel: Operation | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ what runs: :func:`einsgrad.codegen.load` compiles this text.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from typing import NamedTuple
@@ -34,32 +33,56 @@ TABLE_STEPS = 128  # more steps than this: a loop over a step table (see the mod
 
 _INTEGER = re.compile(r"(?<![\w.])\d+(?![\w.])")  # an integer literal, not part of a name
 _SLOTS = ("a", "b")  # a kernel's parameters: the slots of its operands in the values ``v``
+_OPERANDS = tuple(f"v[{s}]" for s in _SLOTS)  # how a kernel reads its operands
 
 
 class Kernels:
-    """Each step's kernel template and integers, made once per step and dialect: the functions
-    of one signature share their steps (the forward's are in the forward, the vjp and the
-    forward-saving), so rendering them all costs each step once."""
+    """Each step's kernel template and integers, made once per operation, dialect and ranks
+    of the values it reads: the functions of one signature share their steps (the forward's
+    are in the forward, the vjp and the forward-saving; the forward-saving and the pullback
+    rename some steps' arguments, keeping their operations), and steps of one lowering
+    pattern share operations, so rendering them all costs each operation once. Steps of one
+    expression (a chain's thousand GEMMs are a handful) share its template, split off its
+    integers once."""
 
     def __init__(self):
-        self.found: dict[tuple[int, str], tuple] = {}
+        self.steps: dict[tuple[int, str], tuple] = {}  # (id of a step, dialect) -> (step, kernel, integers)
+        self.found: dict[tuple, tuple] = {}
+        self.templates: dict[str, tuple[str, list[int]]] = {}  # expression text -> (kernel, integers)
 
     def of(self, step: Step, ndims: dict[str, int], dialect: Dialect) -> tuple[str, list[int]]:
         """The kernel (a ``lambda`` text) and the integers it is called with for ``step``;
         ``ndims`` has the rank of every value it reads."""
-        key = (id(step), dialect.name)
+        seen = self.steps.get((id(step), dialect.name))
+        if seen is not None and seen[0] is step:  # a step of the forward, in its third function
+            return seen[1], seen[2]
+        op, args = step.kernel or step.operation, step.args
+        ranks = tuple([ndims[a] for a in args])
+        # The steps holding (or naming as their kernel) one operation are one step with its
+        # arguments renamed, or steps of one lowering pattern (einsgrad.lowering.Pattern),
+        # relabelled: their expressions are one text (an expression reads labels by position
+        # only). The operation is kept alive with its entry, so that its id is no other's.
+        key = (id(op), step.perm, ranks, dialect.name)
         found = self.found.get(key)
-        if found is None or found[0] is not step:
-            slots = _SLOTS[:len(step.args)]
-            operands = tuple(f"v[{s}]" for s in slots)
-            local = dataclasses.replace(step, args=operands)
-            text = codegen.expression(local, {o: ndims[a] for o, a in zip(operands, step.args)}, dialect)
-            integers = [int(n) for n in _INTEGER.findall(text)]
-            count = iter(range(len(integers)))
-            template = _INTEGER.sub(lambda _: f"c{next(count)}", text)
-            parameters = ", ".join(("v",) + slots + tuple(f"c{k}" for k in range(len(integers))))
-            found = self.found[key] = (step, f"lambda {parameters}: {template}", integers)
+        if found is None or found[0] is not op:
+            operands = _OPERANDS[:len(args)]
+            text = codegen.expression(step, dict(zip(operands, ranks)), dialect, args=operands)
+            kernel = self.templates.get(text)
+            if kernel is None:
+                kernel = self.templates[text] = _templated(text, len(operands))
+            found = self.found[key] = (op, *kernel)
+        self.steps[id(step), dialect.name] = (step, found[1], found[2])
         return found[1], found[2]
+
+
+def _templated(text: str, count: int) -> tuple[str, list[int]]:
+    """An expression reading ``count`` slots as a ``lambda`` with its integers as parameters,
+    and those integers."""
+    integers = [int(n) for n in _INTEGER.findall(text)]
+    numbered = iter(range(len(integers)))
+    template = _INTEGER.sub(lambda _: f"c{next(numbered)}", text)
+    parameters = ", ".join(("v",) + _SLOTS[:count] + tuple(f"c{k}" for k in range(len(integers))))
+    return f"lambda {parameters}: {template}", integers
 
 
 class Slotted(NamedTuple):
@@ -72,17 +95,29 @@ class Slotted(NamedTuple):
 
 
 def slotted(plan: Plan) -> Slotted:
-    """``plan``'s :class:`Slotted` layout (the arguments and returns are never freed)."""
-    slots = {arg: i for i, arg in enumerate(plan.args)}
-    for step in plan.steps:
-        slots.setdefault(step.target, len(slots))
-    ndims = dict(zip(plan.args, plan.arg_ranks))
-    ndims.update((step.target, len(step.shape)) for step in plan.steps)
-    last_use = {arg: i for i, step in enumerate(plan.steps) for arg in step.args}
-    kept = set(plan.args) | set(plan.returns)
-    freed = tuple(tuple(slots[a] for a in dict.fromkeys(step.args) if last_use[a] == i and a not in kept)
-                  for i, step in enumerate(plan.steps))
-    return Slotted(slots, ndims, freed)
+    """``plan``'s :class:`Slotted` layout (the arguments and returns are never freed). One
+    pass over the steps: each value's slot and rank, and the step that reads it last, which
+    frees it (after the others it frees, in the order the step reads them)."""
+    args, steps = plan.args, plan.steps
+    slots = {arg: i for i, arg in enumerate(args)}
+    ndims = dict(zip(args, plan.arg_ranks))
+    last_use: dict[str, int] = {}
+    for i, step in enumerate(steps):
+        target = step.target
+        if target not in slots:
+            slots[target] = len(slots)
+        ndims[target] = len(step.shape)
+        for arg in step.args:
+            last_use[arg] = i
+    kept = set(args).union(plan.returns)
+    freed: list[tuple[int, ...]] = [()] * len(steps)
+    for arg, i in last_use.items():
+        if arg not in kept:
+            freed[i] += (slots[arg],)
+    for i, slots_freed in enumerate(freed):
+        if len(slots_freed) > 1:  # found in order of first use: put them in the step's order
+            freed[i] = tuple(slots[a] for a in dict.fromkeys(steps[i].args) if slots[a] in slots_freed)
+    return Slotted(slots, ndims, tuple(freed))
 
 
 def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect = codegen.NUMPY,
@@ -95,10 +130,11 @@ def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect =
     slots, ndims, freed = slotted(plan)
     kernels: dict[str, int] = {}
     rows = []
-    for i, step in enumerate(plan.steps):
-        template, integers = kernels_of.of(step, ndims, dialect)
+    of = kernels_of.of
+    for step, gone in zip(plan.steps, freed):
+        template, integers = of(step, ndims, dialect)
         kernel = kernels.setdefault(template, len(kernels))
-        rows.append([kernel, slots[step.target], list(freed[i]), [slots[a] for a in step.args] + integers])
+        rows.append([kernel, slots[step.target], list(gone), [slots[a] for a in step.args] + integers])
     returns = []
     for value in plan.returns:
         expr = codegen.finished("v[a]", value, finish, dialect)
