@@ -6,8 +6,9 @@ trained with ``einsgrad.torch.einsum`` and with ``torch.einsum``, and with
 ``einsgrad.jax.einsum`` and with ``jnp.einsum`` (the jax step jit-compiled for both), from the
 same initial weights. A step is forward, loss, backward and an SGD update. The first step's
 loss and gradients of the two are compared (``check``: the largest difference relative to
-the largest value); then both steps are timed in alternate rounds in one process (A, B, B,
-A, ...) and each time is the median over the rounds. A case that raises is reported with its
+the largest value); then both steps, and a second copy of the framework's own built apart
+(the A/A control: how far two identical programs land apart in the run), are timed in
+rotating rounds in one process and each time is the median over the rounds. A case that raises is reported with its
 error, one that einsgrad refuses (an ``EinsumSpecError``, as for bfloat16 today) as refused.
 For the attention layer (torch, float32) it also reports the memory autograd holds and the
 graphs ``torch.compile(dynamic=True)`` builds over ten sequence lengths
@@ -68,6 +69,9 @@ class Pair:
         check: the largest difference between the two first steps' loss and gradients,
             relative to the largest value of each; None unless both ran.
         load: the share of the CPUs other processes used while the two were timed.
+        again: a second, separately built copy of the framework's own step, timed in the
+            same rounds: ``again / own`` (the A/A ratio) is how far two identical programs
+            land apart in this run, the noise any ratio carries.
     """
 
     model: str
@@ -77,12 +81,20 @@ class Pair:
     own: Cell
     check: float | None
     load: float | None
+    again: Cell | None = None
 
     @property
     def ratio(self) -> float | None:
         """einsgrad's step time over the framework's einsum's."""
         if self.einsgrad.seconds and self.own.seconds:
             return self.einsgrad.seconds / self.own.seconds
+        return None
+
+    @property
+    def spread(self) -> float | None:
+        """The A/A ratio: the own step's second copy over the first."""
+        if self.again is not None and self.again.seconds and self.own.seconds:
+            return self.again.seconds / self.own.seconds
         return None
 
 
@@ -98,7 +110,8 @@ def _torch_variants(model: Model, quick: bool, dtype: str) -> dict:
     params, batch = model.make(model.sized(quick))
     batch = {k: torch.from_numpy(v).to(torch_dtype) for k, v in batch.items()}
     return {name: functools.partial(_torch_variant, model, ops(einsum), params, batch, torch_dtype)
-            for name, einsum in (("einsgrad", einsgrad.torch.einsum), ("own", torch.einsum))}
+            for name, einsum in (("einsgrad", einsgrad.torch.einsum), ("own", torch.einsum),
+                                 ("again", torch.einsum))}
 
 
 def _torch_variant(model: Model, ops: Ops, params0: dict, batch: dict, dtype):
@@ -130,7 +143,8 @@ def _jax_variants(model: Model, quick: bool, dtype: str) -> dict:
     params, batch = model.make(model.sized(quick))
     batch = {k: jnp.asarray(v, dtype) for k, v in batch.items()}
     return {name: functools.partial(_jax_variant, model, ops(einsum), params, batch, dtype)
-            for name, einsum in (("einsgrad", einsgrad.jax.einsum), ("own", jnp.einsum))}
+            for name, einsum in (("einsgrad", einsgrad.jax.einsum), ("own", jnp.einsum),
+                                 ("again", jnp.einsum))}  # (jit-compiled apart: its own executable)
 
 
 def _jax_variant(model: Model, ops: Ops, params0: dict, batch: dict, dtype: str):
@@ -175,7 +189,7 @@ def pair(model: Model, framework: str, dtype: str, quick: bool, repeats: int,
         except Exception as e:  # noqa: BLE001 - a failing variant fails its own cell only
             status = "refused" if isinstance(e, einsgrad.EinsumSpecError) else "error"
             cells[name] = Cell(status, note=message(e))
-    check = _difference(firsts["einsgrad"], firsts["own"]) if len(firsts) == 2 else None
+    check = _difference(firsts["einsgrad"], firsts["own"]) if "einsgrad" in firsts and "own" in firsts else None
     if check is not None and not check <= TOLERANCE[dtype]:
         cells["einsgrad"] = Cell("wrong", note=f"first step off by {check:.2g} relative to the largest value")
         del steps["einsgrad"]
@@ -189,7 +203,7 @@ def pair(model: Model, framework: str, dtype: str, quick: bool, repeats: int,
         else:
             cells.update({name: Cell("ok", seconds) for name, seconds in times.items()})
         load = limits.others_load(start, limits.cpu_clock())
-    return Pair(model.name, framework, dtype, cells["einsgrad"], cells["own"], check, load)
+    return Pair(model.name, framework, dtype, cells["einsgrad"], cells["own"], check, load, cells.get("again"))
 
 
 def targets(pairs, memory: dict, graphs: dict) -> list[dict]:
@@ -232,12 +246,13 @@ def table(pairs, memory: dict, graphs: dict, repeats: int, quick: bool, thread_c
     lines = [f"# training step = forward + loss + backward + SGD update; median of {repeats} "
              "interleaved rounds in one process; CPU only" + (" (quick sizes)" if quick else "")
              + ("; one torch thread, timed by its CPU time" if thread_clock else ""),
-             "# ratio: einsgrad's step time over the framework's own einsum's; check: largest"
-             " first-step loss/gradient difference relative to the largest value; load: other"
-             " processes' CPU share while timed (the higher of the row's two)"]
+             "# ratio: einsgrad's step time over the framework's own einsum's; A/A: a second copy of"
+             " the framework's own step over the first, timed in the same rounds (the run's noise);"
+             " check: largest first-step loss/gradient difference relative to the largest value;"
+             " load: other processes' CPU share while timed (the higher of the row's two)"]
     head = f"{'model':<13} {'dtype':<9}"
     for f in frameworks:
-        head += f" {OWN[f]:>13} {'einsgrad.' + f:>15} {'ratio':>6} {'check':>8}"
+        head += f" {OWN[f]:>13} {'einsgrad.' + f:>15} {'ratio':>6} {'A/A':>6} {'check':>8}"
     lines.append(head + "   load")
     notes: dict = {}
     for model in dict.fromkeys(p.model for p in pairs):
@@ -249,10 +264,12 @@ def table(pairs, memory: dict, graphs: dict, repeats: int, quick: bool, thread_c
             for f in frameworks:
                 p = row.get(f)
                 if p is None:
-                    text += f" {'':>13} {'':>15} {'':>6} {'':>8}"
+                    text += f" {'':>13} {'':>15} {'':>6} {'':>6} {'':>8}"
                     continue
                 check = f"{p.check:.1e}" if p.check is not None else ""
-                text += f" {_cell(p.own):>13} {_cell(p.einsgrad):>15} {ratio_text(p.ratio):>6} {check:>8}"
+                spread = ratio_text(p.spread) if p.spread is not None else ""
+                text += (f" {_cell(p.own):>13} {_cell(p.einsgrad):>15} {ratio_text(p.ratio):>6} {spread:>6}"
+                         f" {check:>8}")
                 for who, cell in ((f"einsgrad.{f}", p.einsgrad), (OWN[f], p.own)):
                     if cell.note:
                         notes.setdefault((who, _SHOWN.get(cell.status), cell.note), []).append(f"{model} {dtype}")
@@ -300,7 +317,7 @@ def _sizes(name: str, quick: bool) -> str:
 
 def document(pairs, memory: dict, graphs: dict, settings: dict) -> dict:
     """Everything measured, JSON-ready, with the machine and the library versions."""
-    steps = [{**asdict(p), "ratio": p.ratio} for p in pairs]
+    steps = [{**asdict(p), "ratio": p.ratio, "spread": p.spread} for p in pairs]
     models = {m.name: {"specs": list(m.specs), "sizes": m.sized(settings["quick"])} for m in MODELS}
     return {"machine": limits.machine(), "versions": versions(), "settings": settings, "models": models,
             "steps": steps, "memory_bytes": memory, "graphs": graphs,

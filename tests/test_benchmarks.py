@@ -298,8 +298,8 @@ def test_training_quick_cli_writes_its_table_and_json(tmp_path, capsys):
     assert capsys.readouterr().out == text
     lines = text.splitlines()
     head = next(line for line in lines if line.startswith("model "))
-    assert head.split() == ["model", "dtype", "torch.einsum", "einsgrad.torch", "ratio", "check",
-                            "jnp.einsum", "einsgrad.jax", "ratio", "check", "load"]
+    assert head.split() == ["model", "dtype", "torch.einsum", "einsgrad.torch", "ratio", "A/A", "check",
+                            "jnp.einsum", "einsgrad.jax", "ratio", "A/A", "check", "load"]
     rows = [line.split()[:2] for line in lines[lines.index(head) + 1:] if line.split()[:1] in (["attention"], ["grouped"])]
     assert rows == [[m, d] for m in ("attention", "grouped") for d in ("float32", "bfloat16")]
     for measure in training_memory.MEASURES:
@@ -311,7 +311,9 @@ def test_training_quick_cli_writes_its_table_and_json(tmp_path, capsys):
     assert {"machine", "versions", "settings", "models", "steps", "memory_bytes", "graphs", "targets"} <= set(doc)
     assert len(doc["steps"]) == 8 and doc["settings"]["quick"] is True
     for step in doc["steps"]:
-        for side in ("einsgrad", "own"):
+        assert step["again"]["status"] == step["own"]["status"]  # the same step, built twice
+        assert (step["spread"] is not None) == (step["own"]["status"] == "ok")
+        for side in ("einsgrad", "own", "again"):
             cell = step[side]
             assert (cell["status"] == "ok") == (cell["seconds"] is not None and cell["seconds"] > 0)
             assert cell["status"] == "ok" or cell["note"]
