@@ -26,6 +26,7 @@ from functools import lru_cache
 
 from .algebra import (FRESH_INDEX_LETTERS, Delta, Factor, Fresh, Term, fresh_name, internal_summed, primed,
                       simplify)
+from .cancellation import cancelled
 from .derivation import Derivation, differentiate
 from .expressions import (DERIVATIVES, Group, Power, Statement, ambiguous_index, free, group, inlined,
                           is_polynomial, reads, rebuilt, renamed, substituted, term_free)
@@ -91,7 +92,7 @@ MAX_DELTA_TERMS = 4
 
 
 def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
-                  kept: tuple[str, ...] = (), named=None) -> Backprop:
+                  kept: tuple[str, ...] = (), named=None, cancel: bool = True) -> Backprop:
     """``out[xs] = ∂L/∂wrt`` for each target by one reverse sweep, ``L`` the last step chained
     with the input ``cotangent`` (None: the last step is the scalar loss itself); the targets
     share every cotangent, each computed once, and their results come last, in order.
@@ -103,7 +104,8 @@ def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
     (``dR[i,j,p,q] = -2 * V[j,q] * delta[i,p]``) is chained as those products, its deltas
     contracted or left as a diagonal of the result rather than stored dense. ``named``: the
     steps the user named (the others, temporaries, may be written where they are read); None:
-    all of them."""
+    all of them. ``cancel``: a gradient's statements simplified as a person simplifies them
+    (:mod:`einsgrad.cancellation`: ``dz = P * Σy - y`` for softmax cross-entropy)."""
     wrts = {t.wrt for t in targets}
     names = {s.name for s in steps} | {n for s in steps for n in s.reads()} | {t.out for t in targets}
     if cotangent:
@@ -122,6 +124,7 @@ def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
     taken |= set(kept)
     sizes = (Factor(steps[-1].name, kept),) if kept else ()  # the kept indices are the output's
     contributions: dict[str, list[Term]] = {}
+    of_temporaries: set[str] = set()  # the cotangents of steps the user did not name
     backward, locals_, summed = [], [], []
     last = steps[-1]
     for step in reversed(steps if last.name in relevant else ()):
@@ -145,6 +148,8 @@ def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
             if dS is None:
                 names.add(name)
                 backward.append(Statement(name, merged.indices, merged.terms, merged.witnesses))
+                if named is not None and step.name not in named:
+                    of_temporaries.add(name)
                 dS = (Term(Fraction(1), (Factor(name, merged.indices),)),)
         for name, terms, local in _pullback(step, dS, relevant, indices, names, taken):
             contributions.setdefault(name, []).extend(terms)
@@ -158,6 +163,8 @@ def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
                                   *((Factor(last.name, result_kept),) if kept else ())))
     summed.extend(results)
     backward = _inlined(backward + results, len(results))
+    if cancel and not kept:
+        backward = list(cancelled(backward, steps, named, len(results), of_temporaries))
     forward = _needed(steps, backward)
     temporaries = {s.name for s in steps} - (set(named) if named is not None else {s.name for s in steps})
     statements = _factored(forward + tuple(backward), temporaries, len(results))
