@@ -65,11 +65,13 @@ class Backprop:
         locals: each step's local derivative by each tensor it reads on the path, last step first.
         cotangents: each cotangent ``dS = ∂L/∂S`` as the sum of its steps' shares (like terms
             merged), then the result, before any is written where it is read.
+        simplified: whether some statement was simplified (:mod:`einsgrad.cancellation`).
     """
 
     statements: tuple[Statement, ...]
     locals: tuple[Local, ...]
     cotangents: tuple[Statement, ...]
+    simplified: bool = False
 
 
 @lru_cache(maxsize=None)
@@ -92,7 +94,7 @@ MAX_DELTA_TERMS = 4
 
 
 def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
-                  kept: tuple[str, ...] = (), named=None, cancel: bool = True) -> Backprop:
+                  kept: tuple[str, ...] = (), named=None) -> Backprop:
     """``out[xs] = ∂L/∂wrt`` for each target by one reverse sweep, ``L`` the last step chained
     with the input ``cotangent`` (None: the last step is the scalar loss itself); the targets
     share every cotangent, each computed once, and their results come last, in order.
@@ -104,7 +106,7 @@ def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
     (``dR[i,j,p,q] = -2 * V[j,q] * delta[i,p]``) is chained as those products, its deltas
     contracted or left as a diagonal of the result rather than stored dense. ``named``: the
     steps the user named (the others, temporaries, may be written where they are read); None:
-    all of them. ``cancel``: a gradient's statements simplified as a person simplifies them
+    all of them. A gradient's statements are then simplified as a person simplifies them
     (:mod:`einsgrad.cancellation`: ``dz = P * Σy - y`` for softmax cross-entropy)."""
     wrts = {t.wrt for t in targets}
     names = {s.name for s in steps} | {n for s in steps for n in s.reads()} | {t.out for t in targets}
@@ -163,12 +165,13 @@ def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
                                   *((Factor(last.name, result_kept),) if kept else ())))
     summed.extend(results)
     backward = _inlined(backward + results, len(results))
-    if cancel and not kept:
-        backward = list(cancelled(backward, steps, named, len(results), of_temporaries))
+    chained = tuple(backward)
+    if not kept:
+        backward = list(cancelled(chained, steps, named, len(results), of_temporaries))
     forward = _needed(steps, backward)
     temporaries = {s.name for s in steps} - (set(named) if named is not None else {s.name for s in steps})
     statements = _factored(forward + tuple(backward), temporaries, len(results))
-    return Backprop(statements, tuple(locals_), tuple(summed))
+    return Backprop(statements, tuple(locals_), tuple(summed), tuple(backward) != chained)
 
 
 def _deltas(merged: Statement) -> tuple[Term, ...] | None:

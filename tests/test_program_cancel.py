@@ -11,6 +11,7 @@ with quotients and powers, against the gradient as reverse mode writes it before
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numpy as np
 import pytest
@@ -23,6 +24,9 @@ import einsgrad.backprop
 torch = pytest.importorskip("torch")
 
 RNG = np.random.default_rng(13)
+
+GENERATED = int(os.environ.get("EINSGRAD_GENERATED_PROGRAMS", "40"))
+"""Examples of the generated test: 40 in CI; set the variable (500) for a long hunt."""
 
 SOFTMAX_CE = "E[b,j] = exp(z[b,j]); S[b] = sum[j](E[b,j]); P[b,j] = E[b,j] / S[b]; L = -y[b,j] * log(P[b,j])"
 LOG_SOFTMAX_CE = "M[b] = log(sum[j](exp(z[b,j]))); L = -y[b,j] * (z[b,j] - M[b])"
@@ -273,7 +277,7 @@ def programs_with_quotients(draw):
     return "\n".join(lines + [text]), shapes, loss
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=GENERATED, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(programs_with_quotients(), st.integers(0, 2 ** 16))
 def test_simplified_gradients_equal_the_chain_and_torch(case, seed):
     text, shapes, loss = case
@@ -291,3 +295,10 @@ def test_simplified_gradients_equal_the_chain_and_torch(case, seed):
         got = g(**given)
         np.testing.assert_allclose(got, chain(**given), rtol=1e-9, atol=1e-9 * scale, err_msg=f"{g}\n--\n{chain}")
         np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-8 * scale, err_msg=str(g))
+
+
+def test_the_explanation_says_where_it_simplified():
+    softmax = str(einsgrad.program(SOFTMAX_CE).explain("z"))
+    assert "then simplified" in softmax and "dz[b,j] = P[b,j] * sum[k](y[b,k]) - y[b,j]" in softmax
+    assert "then simplified" not in str(einsgrad.program(TANH_LAYER).explain("W"))
+    assert "simplified" in einsgrad.program(SOFTMAX_CE).explain("z").latex()
