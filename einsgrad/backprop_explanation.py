@@ -129,7 +129,7 @@ def _gradient(prog, name: str, g, hessian: bool = False) -> list[Piece]:
     for s in backprop.cotangents:
         lines.append(spaced(prose("  "), quoted_code(str(s))))
     simplified = (", then simplified: the forward's products and the cotangents written out, what "
-                  "cancels cancelled (E⁻¹ E = 1), like terms merged and the forward's names folded back"
+                  "cancels cancelled, like terms merged and the forward's names folded back"
                   if backprop.simplified else "")
     lines.append(spaced(prose("4. The result, with a cotangent that is a number or one tensor written "
                               f"where it is read, and a forward temporary read once written in{simplified}:"),

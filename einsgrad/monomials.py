@@ -108,7 +108,11 @@ def written(monomials, output) -> tuple[Term, ...]:
 
 def _term(m: Monomial, output) -> Term:
     kept = set(output)
-    order = sorted(range(len(m.powers)), key=lambda n: (m.powers[n][1] < 0, -len(kept & set(free(m.powers[n][0]))), n))
+
+    def place(n):  # divisors last, then the factors over more of the output first
+        a, e = m.powers[n]
+        return e < 0, -len(kept & set(free(a))), n
+    order = sorted(range(len(m.powers)), key=place)
     factors = []
     for n in order:
         atom, e = m.powers[n]

@@ -87,6 +87,10 @@ CASES = [
     ("logistic regression", LOGISTIC, "w", "dw[f] = dz[n] * X[n,f]",
      dict(X=(6, 3), w=(3,), y=(6,)), lambda X, w, y: -(y * torch.log(torch.sigmoid(X @ w))
                                                       + (1 - y) * torch.log(1 - torch.sigmoid(X @ w))).sum()),
+    # a unit vector u = x / |x| read along a: (a - u (u·a)) / |x|
+    ("unit vector", "n = sqrt(sum[i](x[i]^2)); u[i] = x[i] / n; L = u[i] * a[i]", "x",
+     "dx[i] = a[i] / n - u[i] * sum[j](u[j] * a[j]) / n",
+     dict(x=(5,), a=(5,)), lambda x, a: (x / torch.linalg.norm(x) * a).sum()),
     # the tanh layer: nothing cancels, the chain stays as backprop writes it
     ("tanh layer", TANH_LAYER, "W", "dW[j,k] = dH[b,j] * X[b,k]",
      dict(X=(4, 3), W=(5, 3), c=(5,), T=(4, 5)), lambda X, W, c, T: 0.5 * ((torch.tanh(X @ W.T + c) - T) ** 2).sum()),
@@ -280,11 +284,15 @@ def programs_with_quotients(draw):
 @settings(max_examples=GENERATED, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(programs_with_quotients(), st.integers(0, 2 ** 16))
 def test_simplified_gradients_equal_the_chain_and_torch(case, seed):
+    """Each gradient against the chain reverse mode writes and against torch autograd, within
+    a tolerance plus 100x the rounding noise of the reference (how far it moves when the inputs
+    move by a relative 1e-12: a chain through ``1 - s`` near ``s = 1`` is noisier than the
+    ``s - y`` it simplifies to)."""
     text, shapes, loss = case
     p = einsgrad.program(text)
     rng = np.random.default_rng(seed)
     a = {n: rng.standard_normal(s) * 0.7 for n, s in shapes.items()}
-    given = {n: a[n] for n in p.inputs}
+    moved = {n: x * (1 + 1e-12 * rng.standard_normal(np.shape(x))) for n, x in a.items()}
     for name in p.inputs:
         expected = _torch_grad(loss, a, name)
         assume(np.all(np.isfinite(expected)) and np.abs(expected).max(initial=0) < 1e6)
@@ -292,13 +300,9 @@ def test_simplified_gradients_equal_the_chain_and_torch(case, seed):
         with _as_reverse_mode_writes_it():
             chain = p.grad(name)
         scale = 1 + np.abs(expected).max(initial=0)
-        got = g(**given)
-        np.testing.assert_allclose(got, chain(**given), rtol=1e-9, atol=1e-9 * scale, err_msg=f"{g}\n--\n{chain}")
-        np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-8 * scale, err_msg=str(g))
-
-
-def test_the_explanation_says_where_it_simplified():
-    softmax = str(einsgrad.program(SOFTMAX_CE).explain("z"))
-    assert "then simplified" in softmax and "dz[b,j] = P[b,j] * sum[k](y[b,k]) - y[b,j]" in softmax
-    assert "then simplified" not in str(einsgrad.program(TANH_LAYER).explain("W"))
-    assert "simplified" in einsgrad.program(SOFTMAX_CE).explain("z").latex()
+        got, reference = g(**{n: a[n] for n in p.inputs}), chain(**{n: a[n] for n in p.inputs})
+        noise = np.abs(reference - chain(**{n: moved[n] for n in p.inputs})).max(initial=0)
+        torch_noise = np.abs(expected - _torch_grad(loss, moved, name)).max(initial=0)
+        np.testing.assert_allclose(got, reference, rtol=1e-9, atol=1e-9 * scale + 100 * noise,
+                                   err_msg=f"{g}\n--\n{chain}")
+        np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-8 * scale + 100 * torch_noise, err_msg=str(g))
