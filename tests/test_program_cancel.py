@@ -306,3 +306,24 @@ def test_simplified_gradients_equal_the_chain_and_torch(case, seed):
         np.testing.assert_allclose(got, reference, rtol=1e-9, atol=1e-9 * scale + 100 * noise,
                                    err_msg=f"{g}\n--\n{chain}")
         np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-8 * scale + 100 * torch_noise, err_msg=str(g))
+
+
+# -- monomials ------------------------------------------------------------------------------------
+
+
+def test_monomials_cancel_merge_and_write_as_a_person_does():
+    from fractions import Fraction
+
+    from einsgrad.algebra import Factor
+    from einsgrad.expressions import sum_text
+    from einsgrad.monomials import lost, merged, raised, written
+
+    E, S, y = Factor("E", ("b", "j")), Factor("S", ("b",)), Factor("y", ("b", "k"))
+    one = raised(E, Fraction(-1)).times(raised(E))
+    assert one.powers == () and one.coefficient == 1  # E⁻¹ E = 1
+    assert lost([one], ("b",))  # the sum over j would have lost its count
+    a = raised(E).times(raised(S, Fraction(-1))).times(raised(y))
+    b = raised(y.renamed({"k": "m"})).times(raised(S, Fraction(-1))).times(raised(E))
+    (m,) = merged([a, b], ("b", "j"))  # equal up to the order and the summed index's name
+    assert m.coefficient == 2
+    assert sum_text(written([m], ("b", "j"))) == "2 * E[b,j] * sum[k](y[b,k]) / S[b]"
