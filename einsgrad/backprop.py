@@ -26,6 +26,7 @@ from functools import lru_cache
 
 from .algebra import (FRESH_INDEX_LETTERS, Delta, Factor, Fresh, Term, fresh_name, internal_summed, primed,
                       simplify)
+from .cancellation import cancelled
 from .derivation import Derivation, differentiate
 from .expressions import (DERIVATIVES, Group, Power, Statement, ambiguous_index, free, group, inlined,
                           is_polynomial, reads, rebuilt, renamed, substituted, term_free)
@@ -64,11 +65,13 @@ class Backprop:
         locals: each step's local derivative by each tensor it reads on the path, last step first.
         cotangents: each cotangent ``dS = ∂L/∂S`` as the sum of its steps' shares (like terms
             merged), then the result, before any is written where it is read.
+        simplified: whether some statement was simplified (:mod:`einsgrad.cancellation`).
     """
 
     statements: tuple[Statement, ...]
     locals: tuple[Local, ...]
     cotangents: tuple[Statement, ...]
+    simplified: bool = False
 
 
 @lru_cache(maxsize=None)
@@ -103,7 +106,8 @@ def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
     (``dR[i,j,p,q] = -2 * V[j,q] * delta[i,p]``) is chained as those products, its deltas
     contracted or left as a diagonal of the result rather than stored dense. ``named``: the
     steps the user named (the others, temporaries, may be written where they are read); None:
-    all of them."""
+    all of them. A gradient's statements are then simplified as a person simplifies them
+    (:mod:`einsgrad.cancellation`: ``dz = P * Σy - y`` for softmax cross-entropy)."""
     wrts = {t.wrt for t in targets}
     names = {s.name for s in steps} | {n for s in steps for n in s.reads()} | {t.out for t in targets}
     if cotangent:
@@ -122,6 +126,7 @@ def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
     taken |= set(kept)
     sizes = (Factor(steps[-1].name, kept),) if kept else ()  # the kept indices are the output's
     contributions: dict[str, list[Term]] = {}
+    of_temporaries: set[str] = set()  # the cotangents of steps the user did not name
     backward, locals_, summed = [], [], []
     last = steps[-1]
     for step in reversed(steps if last.name in relevant else ()):
@@ -145,6 +150,8 @@ def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
             if dS is None:
                 names.add(name)
                 backward.append(Statement(name, merged.indices, merged.terms, merged.witnesses))
+                if named is not None and step.name not in named:
+                    of_temporaries.add(name)
                 dS = (Term(Fraction(1), (Factor(name, merged.indices),)),)
         for name, terms, local in _pullback(step, dS, relevant, indices, names, taken):
             contributions.setdefault(name, []).extend(terms)
@@ -158,10 +165,13 @@ def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
                                   *((Factor(last.name, result_kept),) if kept else ())))
     summed.extend(results)
     backward = _inlined(backward + results, len(results))
+    chained = tuple(backward)
+    if not kept:
+        backward = list(cancelled(chained, steps, named, len(results), of_temporaries))
     forward = _needed(steps, backward)
     temporaries = {s.name for s in steps} - (set(named) if named is not None else {s.name for s in steps})
     statements = _factored(forward + tuple(backward), temporaries, len(results))
-    return Backprop(statements, tuple(locals_), tuple(summed))
+    return Backprop(statements, tuple(locals_), tuple(summed), tuple(backward) != chained)
 
 
 def _deltas(merged: Statement) -> tuple[Term, ...] | None:

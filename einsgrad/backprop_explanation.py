@@ -132,8 +132,11 @@ def _gradient(prog, name: str, g, hessian: bool = False) -> list[Piece]:
                                   "(chain rule), like terms merged:")))
     for s in backprop.cotangents:
         lines.append(spaced(prose("  "), quoted_code(str(s))))
+    simplified = (", then simplified: the forward's products and the cotangents written out, what "
+                  "cancels cancelled, like terms merged and the forward's names folded back"
+                  if backprop.simplified else "")
     lines.append(spaced(prose("4. The result, with a cotangent that is a number or one tensor written "
-                              "where it is read, and a forward temporary read once written in:"),
+                              f"where it is read, and a forward temporary read once written in{simplified}:"),
                         quoted_code(_one_line(g.statements))))
     return lines
 

@@ -1,0 +1,376 @@
+"""Derived gradients simplified as a person simplifies them: inline, cancel, merge, fold back.
+
+Reverse mode writes one cotangent per step, which is right but not what a person writes: for
+``P[b,j] = E[b,j] / S[b]; L = -y[b,j] * log(P[b,j])`` it chains ``dP = -y / P``, ``dt = dP * E``,
+``dS = -dt / S^2``, ``dE = dP * t + dS``, ``dz = dE * E``. Here each cotangent is expanded into
+a sum of monomials, products of atoms with rational powers (:class:`Monomial`), the cotangents
+it reads and the forward's products, quotients and powers of named values written in
+(``P = E S⁻¹``); equal atoms cancel (``E⁻¹ E = 1``), like terms merge, and the forward's names
+are folded back (``E S⁻¹ = P``): ``dz[b,j] = P[b,j] * sum[k](y[b,k]) - y[b,j]``. A sum the forward
+computed (``t2 = 1 - s``) is an atom where the derivative rule writes it again, and written
+out where that shortens the result (``dz = s - y`` for a sigmoid's binary cross-entropy).
+
+A statement takes its simplified form only where that is smaller than it and the cotangents it
+reads together (:func:`size`) and something cancelled or nothing factored is lost (see
+:func:`cancelled`), so a chain that does not cancel, as through a tanh layer, stays as reverse
+mode wrote it. ``x⁻¹ x = 1`` and ``x^a x^b = x^(a+b)`` hold wherever the chained form
+is defined. A statement whose terms hold a delta, or that expands past :data:`MAX_MONOMIALS`,
+is left as it was. Pure: no numpy.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Mapping
+
+from .algebra import Delta, Factor, Term
+from .expressions import Call, Group, Power, Scoped, Statement, free, group, reads, term_free
+from .monomials import Monomial, lost, merged, opposite, over, raised, written
+from .program_steps import POWER, Contraction, Elementwise
+
+MAX_MONOMIALS = 64
+"""The most monomials one statement's expansion may reach; beyond, it is left as it was."""
+
+MAX_SUMS = 4
+"""The most forward sums whose every choice to write out is tried on one statement."""
+
+
+class _Unsimplified(Exception):
+    """A statement this module leaves as it was (a delta, a lost sum, too many terms)."""
+
+
+def _product(left: list[Monomial], right: list[Monomial]) -> list[Monomial]:
+    result = [a.times(b) for a in left for b in right]
+    if len(result) > MAX_MONOMIALS:
+        raise _Unsimplified("too many terms")
+    return result
+
+
+# -- the forward's definitions -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A forward step ``name[indices] = Σ monomials`` over atoms, nothing summed."""
+
+    name: str
+    indices: tuple[str, ...]
+    monomials: tuple[Monomial, ...]
+
+
+class _Forward:
+    """The forward's steps as the expansion reads them: products, quotients and powers of
+    named values (written in as monomials), elementwise sums (atoms, recognized where a rule
+    writes them again), and the names the user gave."""
+
+    def __init__(self, steps, named):
+        self.products: dict[str, Definition] = {}
+        self.sums: dict[str, Definition] = {}
+        self.named = frozenset(named)
+        for step in steps:
+            definition = self._definition(step)
+            if definition is None or not definition.monomials:
+                continue
+            target = self.products if len(definition.monomials) == 1 else self.sums
+            target[step.name] = definition
+
+    def _definition(self, step) -> Definition | None:
+        try:
+            if isinstance(step, Elementwise):
+                if step.function != POWER:
+                    return None
+                base = group([Term(Fraction(1), (step.argument,))])
+                monomials = _Expansion(self, {}).node(Power(base, step.exponent))
+            elif isinstance(step, Contraction) and step.terms and not step.witnesses and all(
+                    set(term_free(t)) <= set(step.indices) for t in step.terms):
+                monomials = _Expansion(self, {}).terms(step.terms)
+            else:
+                return None
+        except _Unsimplified:
+            return None
+        return Definition(step.name, step.indices, tuple(monomials))
+
+
+# -- expansion -------------------------------------------------------------------------------
+
+
+class _Expansion:
+    """Terms as monomials over atoms, the cotangents already expanded (``cotangents``: name ->
+    its indices and monomials) and the forward's products written in, sums recognized."""
+
+    def __init__(self, forward: _Forward, cotangents: Mapping[str, tuple[tuple[str, ...], tuple[Monomial, ...]]]):
+        self.forward = forward
+        self.cotangents = cotangents
+        self.counter = itertools.count()
+        self.cancelled = False
+        """Whether an atom met its inverse (``E⁻¹ E``) or like terms merged."""
+
+    def statement(self, s: Statement) -> list[Monomial]:
+        """The statement's terms as monomials, like terms merged; a sum that would be left over
+        an index nothing holds any more is refused."""
+        monomials = [m for t in s.terms for m in self.term(t)]
+        result = merged(monomials, s.indices)
+        self.cancelled |= len(result) < len(monomials)
+        if lost(result, s.indices):
+            raise _Unsimplified("a sum over an index that nothing holds")
+        return result
+
+    def terms(self, terms) -> list[Monomial]:
+        monomials = [m for t in terms for m in self.term(t)]
+        result = merged(monomials)
+        self.cancelled |= len(result) < len(monomials)
+        return result
+
+    def term(self, term: Term) -> list[Monomial]:
+        result = [Monomial(term.coefficient, (), frozenset())]
+        for f in term.factors:
+            factor = self.node(f)
+            self.cancelled |= any(opposite(a, b) for a in result for b in factor)
+            result = _product(result, factor)
+        return result
+
+    def node(self, node) -> list[Monomial]:
+        if isinstance(node, Delta):
+            raise _Unsimplified("a delta")
+        if isinstance(node, Factor):
+            return self.tensor(node)
+        if isinstance(node, Group):
+            named = self.recognized(node)
+            return [raised(named)] if named is not None else self.terms(node.terms)
+        if isinstance(node, Power):
+            return self.power(node)
+        return [raised(node)]
+
+    def tensor(self, f: Factor) -> list[Monomial]:
+        known = self.cotangents.get(f.name)
+        if known is not None:
+            indices, monomials = known
+            return [self.apart(m, indices, f.indices) for m in monomials]
+        definition = self.forward.products.get(f.name)
+        if definition is not None:
+            mapping = dict(zip(definition.indices, f.indices))
+            return [over(m, definition.indices).renamed(mapping) for m in definition.monomials]
+        return [raised(f)]
+
+    def apart(self, m: Monomial, indices, at) -> Monomial:
+        """``m`` (over ``indices``) read at ``at``, its summed indices named apart (``#n``)."""
+        mapping = dict(zip(indices, at))
+        mapping.update((i, f"#{next(self.counter)}") for i in sorted(m.held) if i not in indices)
+        return over(m, indices).renamed(mapping)
+
+    def power(self, node: Power) -> list[Monomial]:
+        """``(c Π a^x)^e = c^e Π a^(x e)`` for an integer ``e``, ``a^e`` for one atom; any other
+        power is an atom of its own, its base as written."""
+        base, e = self.node(node.base), node.exponent
+        if len(base) == 1:
+            (m,) = base
+            if m.coefficient == 0:
+                raise _Unsimplified("a power of zero")
+            if e.denominator == 1:
+                return [Monomial(m.coefficient ** int(e), tuple((a, x * e) for a, x in m.powers), m.held)]
+            if m.coefficient == 1 and len(m.powers) == 1 and m.powers[0][1] == 1:
+                return [raised(m.powers[0][0], e)]
+        return [raised(node.base, e)]  # a sum the forward has is one atom already
+
+    def recognized(self, node: Group) -> Factor | None:
+        """The forward's sum that ``node`` is, indexed as there (``(1 - s[i])`` is ``t2[i]``)."""
+        if not self.forward.sums:
+            return None
+        flag = self.cancelled
+        try:
+            mine = _canonical(self.terms(node.terms))
+        except _Unsimplified:
+            return None
+        finally:
+            self.cancelled = flag
+        indices = free(node)
+        for d in self.forward.sums.values():
+            if len(d.indices) != len(indices) or len(indices) > 4:
+                continue
+            for at in itertools.permutations(indices):
+                mapping = dict(zip(d.indices, at))
+                if _canonical([m.renamed(mapping) for m in d.monomials]) == mine:
+                    return Factor(d.name, at)
+        return None
+
+
+def _canonical(monomials) -> frozenset:
+    return frozenset((m.coefficient, frozenset(m.powers)) for m in monomials)
+
+
+# -- statements ------------------------------------------------------------------------------
+
+
+def cancelled(statements, steps, named, results: int, of_temporaries=frozenset()) -> tuple[Statement, ...]:
+    """The backward ``statements`` (cotangents, then the ``results`` results), each in its
+    simplified form where that is smaller than it with the cotangents it reads, and either
+    something cancelled, or it has no more terms than before and sums over no index of a
+    cotangent of a step the user named (but one that is a single tensor, ``dM[b] = y[b,j]``),
+    so that a named cotangent such as ``dH = (A - T) * (1 - A^2)`` stays the factor of
+    ``dW = dH[b,j] * X[b,k]`` it is; the cotangents no statement reads any more dropped.
+    ``named``: the forward steps the user named, which products fold back into (None: all);
+    ``of_temporaries``: the cotangents of the other steps."""
+    forward = _Forward(steps, {s.name for s in steps} if named is None else named)
+    expansions: dict[str, tuple[tuple[str, ...], tuple[Monomial, ...]]] = {}
+    sizes: dict[str, int] = {}
+    depends: dict[str, set[str]] = {}
+    written = []
+    by_name = {s.name: s for s in statements}
+    for s in statements:
+        sizes[s.name] = size(s.terms)
+        read = {n for n in reads(s.terms) if n in expansions}
+        depends[s.name] = read.union(*(depends[n] for n in read))
+        expansion = _Expansion(forward, expansions)
+        try:
+            monomials = expansion.statement(s)
+        except _Unsimplified:
+            written.append(s)
+            continue
+        shortened = _shortened(monomials, forward, s.indices)
+        expansions[s.name] = (s.indices, tuple(shortened))  # its readers see it as it is written
+        kept = {n for n in depends[s.name] if n not in of_temporaries and not _single(expansions[n][1])}
+        plain = not any(_summed_over(r, kept) for r in (s, *(by_name[n] for n in depends[s.name])))
+        if expansion.cancelled or shortened is not monomials or len(shortened) <= len(s.terms) and plain:
+            terms = _terms([_folded(m, forward) for m in shortened], s.indices, s)
+            if terms is not None and size(terms) < sizes[s.name] + sum(sizes[n] for n in depends[s.name]):
+                s = Statement(s.name, s.indices, terms, s.witnesses)
+        written.append(s)
+    return _read_only(written, results)
+
+
+def _summed_over(statement: Statement, names) -> bool:
+    """Whether ``statement`` sums over an index of a tensor of ``names`` (``dW = dH[b,j] *
+    X[b,k]``: the gradient is a product with ``dH``, which stays its factor)."""
+    return any(isinstance(f, Factor) and f.name in names and set(f.indices) - set(statement.indices)
+               for t in statement.terms for f in t.factors)
+
+
+def _single(monomials) -> bool:
+    """Whether a cotangent is one tensor (summed, perhaps), times a number."""
+    return len(monomials) == 1 and len(monomials[0].powers) == 1 and monomials[0].powers[0][1] == 1
+
+
+def size(terms) -> int:
+    """How much there is to read: a term and each tensor in it count one, a function one more
+    than its argument."""
+    return sum(1 + sum(_node_size(f) for f in t.factors) for t in terms)
+
+
+def _node_size(node) -> int:
+    if isinstance(node, (Factor, Delta)):
+        return 1
+    if isinstance(node, (Call, Scoped)):
+        return 1 + size((node.argument if isinstance(node, Call) else node.body).terms)
+    return size((node.base if isinstance(node, Power) else node).terms)
+
+
+def _read_only(statements, results: int) -> tuple[Statement, ...]:
+    """The statements, less the cotangents that no later one reads (the results stay)."""
+    kept, needed = [], set()
+    for n, s in enumerate(reversed(statements)):
+        if n < results or s.name in needed:
+            kept.append(s)
+            needed.update(reads(s.terms))
+            needed.update(w.name for w in s.witnesses)
+    return tuple(reversed(kept))
+
+
+def _shortened(monomials, forward: _Forward, output) -> list[Monomial]:
+    """The monomials with forward sums written out (``t2 = 1 - s``) where that leaves fewer of
+    them to read, the shortest choice of which (each subset of up to :data:`MAX_SUMS` sums;
+    beyond, each alone or all); the same list where none is shorter."""
+    names = tuple(dict.fromkeys(a.name for m in monomials for a, e in m.powers if isinstance(a, Factor)
+                                and a.name in forward.sums and e.denominator == 1 and e > 0))
+    if len(names) <= MAX_SUMS:
+        choices = [c for r in range(1, len(names) + 1) for c in itertools.combinations(names, r)]
+    else:
+        choices = [(n,) for n in names] + [names]
+    best = monomials
+    for choice in choices:
+        trial = monomials
+        try:
+            for name in choice:
+                trial = merged([x for m in trial for x in _written_out(m, forward.sums[name])], output)
+        except _Unsimplified:
+            continue
+        if _length(trial) < _length(best) and not lost(trial, output):
+            best = trial
+    return best
+
+
+def _length(monomials) -> int:
+    return sum(1 + len(m.powers) for m in monomials)
+
+
+def _written_out(m: Monomial, definition: Definition) -> list[Monomial]:
+    """``m`` with each positive integer power of the sum ``definition`` written out."""
+    result = [Monomial(m.coefficient, (), m.held)]
+    for a, e in m.powers:
+        if isinstance(a, Factor) and a.name == definition.name and e.denominator == 1 and e > 0:
+            mapping = dict(zip(definition.indices, a.indices))
+            for _ in range(int(e)):
+                result = _product(result, [over(d, definition.indices).renamed(mapping)
+                                           for d in definition.monomials])
+        else:
+            result = _product(result, [Monomial(Fraction(1), ((a, e),), frozenset())])
+    return result
+
+
+def _folded(m: Monomial, forward: _Forward) -> Monomial:
+    """``m`` with the forward's named products written as their names (``E S⁻¹ = P``), the
+    largest first, each as often as it divides ``m`` (negative powers too: ``E⁻¹ S = P⁻¹``)."""
+    definitions = sorted((d for name, d in forward.products.items() if name in forward.named),
+                         key=lambda d: -len(d.monomials[0].powers))
+    for d in definitions:
+        while True:
+            found = _divided(m, d)
+            if found is None:
+                break
+            m = found
+    return m
+
+
+def _divided(m: Monomial, d: Definition) -> Monomial | None:
+    """``m`` as ``d[K]^n`` times the rest, for the first match ``K`` and the largest ``|n|``."""
+    (dm,) = d.monomials
+    if (not dm.powers or not all(isinstance(a, Factor) for a, _ in dm.powers)
+            or not set(d.indices) <= {i for a, _ in dm.powers for i in a.indices} or dm.coefficient == 0):
+        return None
+    exponents = dict(m.powers)
+    for mapping in _matches(dm.powers, m.powers, {}):
+        ratios = [exponents[a.renamed(mapping)] / e for a, e in dm.powers]
+        if not all(r > 0 for r in ratios) and not all(r < 0 for r in ratios):
+            continue
+        n = min(int(abs(r)) for r in ratios) * (1 if ratios[0] > 0 else -1)
+        if n == 0:
+            continue
+        name = Factor(d.name, tuple(mapping[i] for i in d.indices))
+        rest = Monomial(Fraction(1) / dm.coefficient ** n,
+                        tuple((a.renamed(mapping), -e * n) for a, e in dm.powers), frozenset())
+        return Monomial(Fraction(1), ((name, Fraction(n)),), frozenset()).times(m.times(rest))
+    return None
+
+
+def _matches(wanted, powers, mapping):
+    """Each renaming of the definition's indices under which its atoms are atoms of ``powers``."""
+    if not wanted:
+        yield mapping
+        return
+    (a, _), rest = wanted[0], wanted[1:]
+    for b, _ in powers:
+        if not isinstance(b, Factor) or b.name != a.name or len(b.indices) != len(a.indices):
+            continue
+        extended = dict(mapping)
+        if all(extended.setdefault(i, j) == j for i, j in zip(a.indices, b.indices)):
+            yield from _matches(rest, powers, extended)
+
+
+def _terms(monomials, output, statement: Statement) -> tuple[Term, ...] | None:
+    """The monomials written as terms (:func:`monomials.written`); None where an index of
+    ``output`` is no longer sized."""
+    held = {i for m in monomials for i in m.indices()} | {i for w in statement.witnesses for i in w.indices}
+    if not set(output) <= held:
+        return None
+    return written(monomials, output)
