@@ -28,7 +28,7 @@ from .algebra import (FRESH_INDEX_LETTERS, Delta, Factor, Fresh, Term, fresh_nam
                       simplify)
 from .cancellation import cancelled
 from .derivation import Derivation, differentiate
-from .expressions import (DERIVATIVES, Group, Power, Statement, ambiguous_index, free, group, inlined,
+from .expressions import (DERIVATIVES, Group, Power, Statement, ambiguous_index, every_index, free, group, inlined,
                           is_polynomial, reads, rebuilt, renamed, substituted, term_free)
 from .program_parser import parse_expression
 from .program_steps import POWER, Contraction, Elementwise, Step, as_statement
@@ -268,25 +268,9 @@ def _contracted(term: Term, output) -> Term:
         term = renamed(Term(term.coefficient, rest), {gone: kept})
 
 
-def _every_index(term: Term) -> set[str]:
-    """Every index name in ``term``, bound ones of scoped sums too."""
-    found: set[str] = set()
-
-    def visit(t: Term) -> Term:
-        for f in t.factors:
-            if isinstance(f, (Factor, Delta)):
-                found.update(f.indices)
-            else:
-                found.update(getattr(f, "over", ()))
-                rebuilt(f, visit)
-        return t
-    visit(term)
-    return found
-
-
 def _named(term: Term, output, preferred) -> Term:
     summed = [i for i in term_free(term) if i not in output]
-    every = _every_index(term)
+    every = every_index(term)
     pool = (p for p in preferred if p not in output and p not in every or p in summed)
     chosen = {}
     for index in summed:

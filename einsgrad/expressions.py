@@ -281,6 +281,22 @@ def _renamed(node: Node, mapping) -> Node:
     return rebuilt(node, lambda t: renamed(t, mapping))
 
 
+def every_index(term: Term) -> set[str]:
+    """Every index name in ``term``, the bound ones of scoped sums too (names a fresh one must avoid)."""
+    found: set[str] = set()
+
+    def visit(t: Term) -> Term:
+        for f in t.factors:
+            if isinstance(f, (Factor, Delta)):
+                found.update(f.indices)
+            else:
+                found.update(getattr(f, "over", ()))
+                rebuilt(f, visit)
+        return t
+    visit(term)
+    return found
+
+
 # -- text ------------------------------------------------------------------------------------
 
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Mapping, Union
 
-from .algebra import Delta, Factor, Term, like_key
-from .expressions import Call, Group, Power, Scoped, free, group, node_text, rebuilt, renamed, term_free
+from .algebra import Factor, Term, like_key
+from .expressions import (Call, Group, Power, Scoped, every_index, free, group, node_text, renamed,
+                          term_free)
 
 Atom = Union[Factor, Group, Call, Scoped]
 """What a monomial is a product of powers of."""
@@ -155,7 +156,7 @@ def _named(term: Term, output) -> Term:
     apart = [i for i in term_free(term) if i.startswith("#")]
     if not apart:
         return term
-    taken = _every_index(term) | set(output)
+    taken = every_index(term) | set(output)
     letters = [i for i in output if len(i) == 1 and i in string.ascii_lowercase]
     start = string.ascii_lowercase.index(max(letters)) + 1 if letters else string.ascii_lowercase.index("i")
     pool = (c for c in string.ascii_lowercase[start:] + string.ascii_lowercase[:start] if c not in taken)
@@ -163,19 +164,3 @@ def _named(term: Term, output) -> Term:
     for i in apart:
         mapping[i] = next(pool, None) or i.replace("#", "s")
     return renamed(term, mapping)
-
-
-def _every_index(term: Term) -> set[str]:
-    """Every index name in ``term``, the bound ones of scoped sums too."""
-    found: set[str] = set()
-
-    def visit(t: Term) -> Term:
-        for f in t.factors:
-            if isinstance(f, (Factor, Delta)):
-                found.update(f.indices)
-            else:
-                found.update(getattr(f, "over", ()))
-                rebuilt(f, visit)
-        return t
-    visit(term)
-    return found

@@ -18,7 +18,7 @@ from einsgrad import EinsumSpecError, Stripped, exponents
 from devices import on_device
 from oracles import torch_vjp
 from strategies import EXACT_DTYPES, einsum_cases, random_array
-from test_strip import assert_close, chain_spec, matrices
+from test_strip import assert_close, assert_log_gradient, chain_spec, matrices
 
 torch = pytest.importorskip("torch")
 jax = pytest.importorskip("jax")
@@ -163,17 +163,7 @@ def test_log_value_gradient_against_finite_differences(library):
         grads = [host(leaf.grad) for leaf in leaves]
     else:
         grads = [host(d) for d in jax.grad(e.log_value, argnums=tuple(range(len(mats))))(*placed("jax", mats))]
-    rng = np.random.default_rng(2)
-    xs = [m.astype(np.float64) for m in mats]
-    us = [rng.standard_normal(x.shape) for x in xs]
-
-    def log_value(t):
-        return math.log(abs(contract(spec, *[x + t * u for x, u in zip(xs, us)])))
-
-    h = 1e-5
-    expected = (log_value(h) - log_value(-h)) / (2 * h)
-    got = sum(float(np.sum(d.astype(np.float64) * u)) for d, u in zip(grads, us))
-    assert got == pytest.approx(expected, rel=1e-3, abs=1e-3)
+    assert_log_gradient(spec, mats, grads)
 
 
 @pytest.mark.parametrize("spec, shapes", [("ij,jk,ki->", [(3, 4), (4, 2), (2, 3)]),
