@@ -62,6 +62,7 @@ class _Reader:
 
     def __init__(self, text, env, size, definitions=None):
         self.tokens, self.n, self.env, self.size = _tokens(text), 0, env, size
+        self.norms = 0  # how many ‖...‖ are open: a ‖ closes one only inside one
         self.definitions = {} if definitions is None else definitions
 
     def peek(self):
@@ -103,7 +104,7 @@ class _Reader:
 
     def product(self):
         factors = [self.hadamard()]
-        while self.peek() not in (None, "+", "-", ")", "/", ",", "‖"):
+        while self.peek() not in (None, "+", "-", ")", "/", ",") and not (self.peek() == "‖" and self.norms):
             factors.append(self.hadamard())
         if len(factors) == 1:
             return lambda want: _plain(factors[0](None if want == TRACE else want), self.size)
@@ -205,8 +206,10 @@ class _Reader:
             self.take(")")
             return inner
         if token == "‖":
+            self.norms += 1
             inner = self.sum()
             self.take("‖")
+            self.norms -= 1
             self.take("²")
             return lambda want: np.array([[np.sum(inner(None) ** 2)]])
         if token == "1" and self.peek() not in ("∘", "⊘"):
@@ -254,7 +257,10 @@ def evaluate(form: str, arrays: dict, shape) -> np.ndarray:
     definitions = dict(d.partition(" = ")[::2] for d in re.split(r", (?=\w+ = )", where)) if where else {}
     size = shape[0] if shape else 1
     want = (1, 1) if not shape else (shape[0], 1) if len(shape) == 1 else tuple(shape)
-    value = _Reader(body.partition(" = ")[2], dict(arrays), size, definitions).sum()(want)
+    reader = _Reader(body.partition(" = ")[2], dict(arrays), size, definitions)
+    read = reader.sum()
+    assert reader.peek() is None, f"left over {reader.tokens[reader.n:]} in {form!r}"
+    value = read(want)
     value = np.asarray(value, dtype=float)
     if value.size == np.prod(shape):
         return value.reshape(shape)
@@ -276,6 +282,9 @@ def test_the_reader_reads_the_notation():
                                a["A"].sum(axis=0)[None, :] + a["x"][:, None])
     np.testing.assert_allclose(evaluate("g = tr(1 1ᵀ Aᵀ) d", a, (2,)), a["A"].sum() * a["d"])
     np.testing.assert_allclose(evaluate("g = Diag(2 1) A", a, (2, 2)), 2 * a["A"])
+    # a norm after another factor is a factor of the product (it was read as the product's end)
+    np.testing.assert_allclose(evaluate("g = 4 x ‖A‖²", a, (2,)), 4 * a["x"] * (a["A"] ** 2).sum())
+    np.testing.assert_allclose(evaluate("g = ‖A‖² x ‖x‖²", a, (2,)), (a["A"] ** 2).sum() * a["x"] * 2)
 
 
 # -- the classic table --------------------------------------------------------------------------
