@@ -162,7 +162,7 @@ def _differentials(prog, name: str, result, symbol: str, lhs: Piece):
     """Style "matrix": the gradient by differentials, the program one contraction."""
     step = Contraction(prog.output_name, prog.output_indices, prog.terms)
     shown_as = {prog.cotangent: tensor_name(symbol)} if prog.output_indices else {}
-    form = vec = None
+    form = None
     if result.terms:
         statement = Statement(result.output_name, result.output_indices, result.terms)
         form = statement_form((statement,), lhs, names=shown_as)

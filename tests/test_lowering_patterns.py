@@ -14,11 +14,12 @@ from hypothesis import given, settings
 
 import einsgrad
 from benchmarks import network_cases as nc
-from einsgrad import plan, tables
+from einsgrad import plan
 from einsgrad.lowering import Lowering
 from einsgrad.shapes import bind
 from einsgrad.spec import parse
 from strategies import einsum_cases
+from test_tables import every_plan_a_table
 
 BACKENDS = ("numpy", "torch", "jax", "dask")
 NETWORKS = [nc.chain(60, 3), nc.mps_norm(12, 3), nc.tree(30), nc.circuit(5, 12), nc.grid(4, 5),
@@ -33,15 +34,6 @@ def lowered_afresh():
         yield
 
 
-@contextlib.contextmanager
-def every_plan_a_table():
-    """Within the block, every plan (of an Einsum compiled there) is rendered as a step table."""
-    before = tables.TABLE_STEPS
-    tables.TABLE_STEPS = 0
-    try:
-        yield
-    finally:
-        tables.TABLE_STEPS = before
 
 
 def sources(spec: str, shapes, sizes=None) -> dict[str, str]:

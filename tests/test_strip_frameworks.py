@@ -23,17 +23,11 @@ from test_strip import assert_close, assert_log_gradient, chain_spec, matrices
 torch = pytest.importorskip("torch")
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
+from test_jax import x64  # noqa: E402,F401  (autouse: float64 in jax here, restored afterwards)
 
 LIBRARIES = ["torch", "jax"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def x64():
-    """float64 in jax for these tests (float32 arrays stay float32); restored afterwards."""
-    before = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", before)
 
 
 def placed(library: str, arrays, device: str = "cpu") -> list:
