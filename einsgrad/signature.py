@@ -151,7 +151,9 @@ class SignatureRecord:
                 self.choice = trees.choose(bound, optimize, memory_limit)
                 self.tree = self.choice.joint.path
             else:
-                self.tree = plan.forward_path(bound, optimize, memory_limit)
+                self.tree, implied = plan.forward_tree(bound, optimize, memory_limit)
+                if implied is not None:  # a sliced cotengra tree: its bound, or the tighter one given
+                    memory_limit = implied if memory_limit is None else min(memory_limit, implied)
         self.optimize = paths.auxiliary(optimize)
         self.memory_limit = memory_limit
         self.every = tuple(range(len(bound.spec.inputs)))
