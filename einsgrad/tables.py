@@ -46,14 +46,17 @@ class Kernels:
     integers once."""
 
     def __init__(self):
-        self.steps: dict[tuple[int, str], tuple] = {}  # (id of a step, dialect) -> (step, kernel, integers)
+        self.steps: dict[str, dict[int, tuple]] = {}  # dialect -> id of a step -> (step, kernel, integers)
         self.found: dict[tuple, tuple] = {}
         self.templates: dict[str, tuple[str, list[int]]] = {}  # expression text -> (kernel, integers)
 
     def of(self, step: Step, ndims: dict[str, int], dialect: Dialect) -> tuple[str, list[int]]:
         """The kernel (a ``lambda`` text) and the integers it is called with for ``step``;
         ``ndims`` has the rank of every value it reads."""
-        seen = self.steps.get((id(step), dialect.name))
+        steps = self.steps.get(dialect.name)
+        if steps is None:
+            steps = self.steps[dialect.name] = {}
+        seen = steps.get(id(step))
         if seen is not None and seen[0] is step:  # a step of the forward, in its third function
             return seen[1], seen[2]
         op, args = step.kernel or step.operation, step.args
@@ -71,7 +74,7 @@ class Kernels:
             if kernel is None:
                 kernel = self.templates[text] = _templated(text, len(operands))
             found = self.found[key] = (op, *kernel)
-        self.steps[id(step), dialect.name] = (step, found[1], found[2])
+        steps[id(step)] = (step, found[1], found[2])
         return found[1], found[2]
 
 
@@ -130,11 +133,13 @@ def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect =
     slots, ndims, freed = slotted(plan)
     kernels: dict[str, int] = {}
     rows = []
-    of = kernels_of.of
+    of, slot = kernels_of.of, slots.__getitem__
     for step, gone in zip(plan.steps, freed):
         template, integers = of(step, ndims, dialect)
-        kernel = kernels.setdefault(template, len(kernels))
-        rows.append([kernel, slots[step.target], list(gone), [slots[a] for a in step.args] + integers])
+        kernel = kernels.get(template)
+        if kernel is None:
+            kernel = kernels[template] = len(kernels)
+        rows.append([kernel, slot(step.target), list(gone), [*map(slot, step.args), *integers]])
     returns = []
     for value in plan.returns:
         expr = codegen.finished("v[a]", value, finish, dialect)
