@@ -62,14 +62,11 @@ class Lowering:
         self.fresh[name] = False
         return name
 
-    def _add(self, target, args, spec: str, operation, perm, labels, flops, fresh, kernel=None,
-             shape=None) -> str:
+    def _add(self, target, args, spec: str, operation, perm, labels, flops, fresh, kernel=None) -> str:
         """Appends the step making ``target``; ``spec`` is its text over the bound labels,
-        ``kernel`` the operation of its pattern's first step (see :class:`~einsgrad.steps.Step`),
-        ``shape`` the result's (None: the sizes of ``labels``)."""
-        known = self.labels
-        if shape is None:
-            shape = tuple(map(self.size.__getitem__, labels))
+        ``kernel`` the operation of its pattern's first step (see :class:`~einsgrad.steps.Step`)."""
+        size, known = self.size, self.labels
+        shape = tuple([size[l] for l in labels])
         inputs = tuple([known[a] for a in args])
         self.steps.append(Step(target, args, spec, operation, perm, labels, shape, flops, fresh, inputs, kernel))
         self.labels[target] = labels
@@ -131,15 +128,14 @@ class Lowering:
         known, copies = self.labels, self.copies
         a, b = known[a_name], known[b_name]
         copies_a, copies_b = tuple(copies.get(a_name, ())), tuple(copies.get(b_name, ()))  # as they are now
-        names = "".join(dict.fromkeys(a + b))
-        if a_name == b_name or a_name in copies_b or b_name in copies_a or len(names) > len(_POSITIONS):
+        if a_name == b_name or a_name in copies_b or b_name in copies_a:
             return self.fresh_binary(target, a_name, b_name, out, exact)
-        # The pattern: every label tuple spelled by its labels' positions in ``names`` (one
-        # character each, so that str.translate spells it), and the labels' sizes.
-        positions = str.maketrans(names, _POSITIONS[:len(names)])
-        spelled = lambda labels: "".join(labels).translate(positions)  # noqa: E731
-        key = (spelled(a), spelled(b), spelled(out), exact, tuple(map(self.size.__getitem__, names)),
-               tuple([spelled(known[c]) for c in copies_a]), tuple([spelled(known[c]) for c in copies_b]))
+        names = tuple(dict.fromkeys(a + b))
+        index = {l: i for i, l in enumerate(names)}
+        size = self.size
+        key = (tuple([index[l] for l in a]), tuple([index[l] for l in b]), tuple([index[l] for l in out]), exact,
+               tuple([size[l] for l in names]), tuple([tuple([index[l] for l in known[c]]) for c in copies_a]),
+               tuple([tuple([index[l] for l in known[c]]) for c in copies_b]))
         found = self.patterns.get(key)
         if found is not None:
             return self._replay(found, target, a_name, b_name, names)
@@ -148,16 +144,16 @@ class Lowering:
         sides = {a_name: (0, -1), b_name: (1, -1)}
         sides.update((c, (0, i)) for i, c in enumerate(copies_a))
         sides.update((c, (1, i)) for i, c in enumerate(copies_b))
-        self.patterns[key] = Pattern(names, sides, tuple(self.steps[start:]))
+        self.patterns[key] = Pattern("".join(names), sides, tuple(self.steps[start:]))
         return target
 
-    def _replay(self, pattern: "Pattern", target: str, a_name: str, b_name: str, names: str) -> str:
+    def _replay(self, pattern: "Pattern", target: str, a_name: str, b_name: str, names: Labels) -> str:
         """``pattern``'s steps for these operands, whose labels are ``names`` where the
         pattern's were its own: each copy made again of the same operand, the step itself
-        reading the same values (the operands, their copies as they come in order). Sizes
-        are the pattern's (they are part of its key), and so are the steps' shapes."""
-        table = str.maketrans(pattern.names, names)
-        relabel = lambda labels: tuple("".join(labels).translate(table))  # noqa: E731
+        reading the same values (the operands, their copies as they come in order)."""
+        table = str.maketrans(pattern.names, "".join(names))
+        label = dict(zip(pattern.names, names)).__getitem__
+        relabel = lambda labels: tuple(map(label, labels))  # noqa: E731
         operands = (a_name, b_name)
         value = {}
         for old, (side, i) in pattern.sides.items():
@@ -165,14 +161,14 @@ class Lowering:
         *made, step = pattern.steps
         for copy in made:
             source = value[copy.args[0]]
-            value[copy.target] = name = self._add(self.name("t"), (source,), copy.spec.translate(table),
-                                                  copy.operation, None, relabel(copy.labels), 0, True,
-                                                  shape=copy.shape)
+            order = relabel(copy.labels)
+            value[copy.target] = name = self._add(self.name("t"), (source,), canonical_text((self.labels[source],), order),
+                                                  copy.operation, None, order, 0, True)
             self.copies.setdefault(source, []).append(name)
         operation = _relabelled(step.operation, relabel)
         return self._add(target, tuple([value[a] for a in step.args]), step.spec.translate(table), operation,
                          step.perm, relabel(step.labels), step.flops, True,
-                         None if operation is step.operation else step.operation, step.shape)
+                         None if operation is step.operation else step.operation)
 
     def fresh_binary(self, target: str, a_name: str, b_name: str, out: Labels, exact: bool) -> str:
         """:meth:`binary` lowered afresh, no pattern replayed: what every replay equals."""
@@ -325,11 +321,6 @@ class Lowering:
             core = self.binary(self.name("t"), *args, tuple(dict.fromkeys(out)), False)
             return self.unary(target, core, out)
         return self.binary(target, *args, out, exact)
-
-
-_POSITIONS = "".join(map(chr, range(0x20, 0x420)))
-"""Characters that spell a label's position in a pairwise step's labels, in a pattern's key
-(:meth:`Lowering.binary`): a step of more labels than this is lowered afresh."""
 
 
 class Pattern(NamedTuple):
