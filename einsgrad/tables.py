@@ -46,21 +46,32 @@ class Kernels:
     integers once."""
 
     def __init__(self):
-        self.steps: dict[str, dict[int, tuple]] = {}  # dialect -> id of a step -> (step, kernel, integers)
-        self.found: dict[tuple, tuple] = {}
+        self.steps: dict[str, dict[int, tuple]] = {}  # dialect -> id of a step -> (step, (kernel, integers))
+        self.found: dict[tuple, tuple] = {}  # (id of an operation, perm, ranks, dialect) -> (it, (kernel, integers))
         self.templates: dict[str, tuple[str, list[int]]] = {}  # expression text -> (kernel, integers)
 
     def of(self, step: Step, ndims: dict[str, int], dialect: Dialect) -> tuple[str, list[int]]:
         """The kernel (a ``lambda`` text) and the integers it is called with for ``step``;
         ``ndims`` has the rank of every value it reads."""
-        steps = self.steps.get(dialect.name)
-        if steps is None:
-            steps = self.steps[dialect.name] = {}
-        seen = steps.get(id(step))
-        if seen is not None and seen[0] is step:  # a step of the forward, in its third function
-            return seen[1], seen[2]
+        return self.every((step,), ndims, dialect)[0]
+
+    def every(self, steps, ndims: dict[str, int], dialect: Dialect) -> list[tuple[str, list[int]]]:
+        """:meth:`of` of each of ``steps``, in one loop (a table renders thousands)."""
+        seen = self.steps.get(dialect.name)
+        if seen is None:
+            seen = self.steps[dialect.name] = {}
+        found, known = [], seen.get
+        for step in steps:
+            entry = known(id(step))
+            if entry is None or entry[0] is not step:  # else a step of the forward, in its third function
+                entry = seen[id(step)] = (step, self._made(step, ndims, dialect))
+            found.append(entry[1])
+        return found
+
+    def _made(self, step: Step, ndims: dict[str, int], dialect: Dialect) -> tuple[str, list[int]]:
+        """:meth:`of` for a step not seen in ``dialect`` before."""
         op, args = step.kernel or step.operation, step.args
-        ranks = tuple([ndims[a] for a in args])
+        ranks = tuple(map(ndims.__getitem__, args))
         # The steps holding (or naming as their kernel) one operation are one step with its
         # arguments renamed, or steps of one lowering pattern (einsgrad.lowering.Pattern),
         # relabelled: their expressions are one text (an expression reads labels by position
@@ -73,9 +84,8 @@ class Kernels:
             kernel = self.templates.get(text)
             if kernel is None:
                 kernel = self.templates[text] = _templated(text, len(operands))
-            found = self.found[key] = (op, *kernel)
-        steps[id(step)] = (step, found[1], found[2])
-        return found[1], found[2]
+            found = self.found[key] = (op, kernel)
+        return found[1]
 
 
 def _templated(text: str, count: int) -> tuple[str, list[int]]:
@@ -133,10 +143,9 @@ def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect =
     slots, ndims, freed = slotted(plan)
     kernels: dict[str, int] = {}
     rows = []
-    of, slot = kernels_of.of, slots.__getitem__
-    for step, gone in zip(plan.steps, freed):
-        template, integers = of(step, ndims, dialect)
-        kernel = kernels.get(template)
+    slot, index = slots.__getitem__, kernels.get
+    for step, gone, (template, integers) in zip(plan.steps, freed, kernels_of.every(plan.steps, ndims, dialect)):
+        kernel = index(template)
         if kernel is None:
             kernel = kernels[template] = len(kernels)
         rows.append([kernel, slot(step.target), list(gone), [*map(slot, step.args), *integers]])
