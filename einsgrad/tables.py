@@ -112,16 +112,11 @@ def slotted(plan: Plan) -> Slotted:
     pass over the steps: each value's slot and rank, and the step that reads it last, which
     frees it (after the others it frees, in the order the step reads them)."""
     args, steps = plan.args, plan.steps
-    slots = {arg: i for i, arg in enumerate(args)}
+    targets = [step.target for step in steps]
+    slots = {value: i for i, value in enumerate(dict.fromkeys([*args, *targets]))}  # a value made twice: its first
     ndims = dict(zip(args, plan.arg_ranks))
-    last_use: dict[str, int] = {}
-    for i, step in enumerate(steps):
-        target = step.target
-        if target not in slots:
-            slots[target] = len(slots)
-        ndims[target] = len(step.shape)
-        for arg in step.args:
-            last_use[arg] = i
+    ndims.update(zip(targets, [len(step.shape) for step in steps]))
+    last_use = {arg: i for i, step in enumerate(steps) for arg in step.args}  # each value's last reader
     kept = set(args).union(plan.returns)
     freed: list[tuple[int, ...]] = [()] * len(steps)
     for arg, i in last_use.items():
