@@ -42,6 +42,7 @@ class Lowering:
         self.count = 0
         self.products: dict[Labels, int] = {}  # labels -> the product of their sizes
         self.patterns: dict[tuple, Pattern] = {}  # pairwise steps lowered, by their pattern
+        self.picks: dict[tuple, Picks] = {}  # how the replays of each pattern relabel, by the same key
 
     def elements(self, labels) -> int:
         """The product of the sizes of ``labels`` (a value's element count), remembered: the
@@ -142,36 +143,38 @@ class Lowering:
                tuple([tuple([index[l] for l in known[c]]) for c in copies_b]))
         found = self.patterns.get(key)
         if found is not None:
-            return self._replay(found, target, a_name, b_name, names)
+            picks = self.picks.get(key)
+            if picks is None:  # made at a pattern's first replay: most of a grid's are never replayed
+                picks = self.picks[key] = Picks.of(found)
+            return self._replay(found, picks, target, a_name, b_name, names)
         start = len(self.steps)
         self.fresh_binary(target, a_name, b_name, out, exact)
         sides = {a_name: (0, -1), b_name: (1, -1)}
         sides.update((c, (0, i)) for i, c in enumerate(copies_a))
         sides.update((c, (1, i)) for i, c in enumerate(copies_b))
         *made, step = self.steps[start:]
-        self.patterns[key] = Pattern("".join(names), sides, tuple(made), step,
-                                     tuple([_picker(copy.labels, names) for copy in made]),
-                                     _picker(step.labels, names), _dims_pickers(step.operation, names))
+        self.patterns[key] = Pattern("".join(names), sides, tuple(made), step)
         return target
 
-    def _replay(self, pattern: "Pattern", target: str, a_name: str, b_name: str, names: Labels) -> str:
+    def _replay(self, pattern: "Pattern", picks: "Picks", target: str, a_name: str, b_name: str,
+                names: Labels) -> str:
         """``pattern``'s steps for these operands, whose labels are ``names`` where the
         pattern's were its own: each copy made again of the same operand, the step itself
         reading the same values (the operands, their copies as they come in order). Sizes
         are part of the pattern, so each step's shape is its pattern step's."""
         operands, copies = (a_name, b_name), self.copies
         value = {old: operands[side] if i < 0 else copies[operands[side]][i] for old, (side, i) in pattern.sides.items()}
-        for copy, pick in zip(pattern.copies, pattern.copy_labels):
+        for copy, pick in zip(pattern.copies, picks.copy_labels):
             source = value[copy.args[0]]
             order = pick(names)
             value[copy.target] = name = self._add(self.name("t"), (source,), canonical_text((self.labels[source],), order),
                                                   copy.operation, None, order, 0, True, copy.shape)
             copies.setdefault(source, []).append(name)
         step = pattern.step
-        operation = _relabelled(step.operation, pattern.dims, names)
+        operation = _relabelled(step.operation, picks.dims, names)
         return self._add(target, tuple(map(value.__getitem__, step.args)),
                          step.spec.translate(str.maketrans(pattern.names, "".join(names))), operation,
-                         step.perm, pattern.labels(names), step.flops, True,
+                         step.perm, picks.labels(names), step.flops, True,
                          None if operation is step.operation else step.operation, step.shape)
 
     def fresh_binary(self, target: str, a_name: str, b_name: str, out: Labels, exact: bool) -> str:
@@ -328,8 +331,7 @@ class Lowering:
 
 
 class Pattern(NamedTuple):
-    """A pairwise step as it was first lowered: the transposed copies it made, then the step,
-    and how a step of the same pattern relabels them.
+    """A pairwise step as it was first lowered: the transposed copies it made, then the step.
 
     Attributes:
         names: its operands' labels in order of first appearance, as one string (each label
@@ -338,24 +340,38 @@ class Pattern(NamedTuple):
             operand itself, else the index of its copy among the operand's copies).
         copies: the copies made (each of a value of ``sides``).
         step: the step itself.
-        copy_labels: for each copy, its labels picked from a step's own ``names``
-            (:func:`_picker`).
-        labels: the step's labels, picked likewise.
-        dims: the pickers of the :data:`Dims` of the step's operation (:func:`_dims_pickers`).
     """
 
     names: str
     sides: dict[str, tuple[int, int]]
     copies: tuple[Step, ...]
     step: Step
+
+
+class Picks(NamedTuple):
+    """How a step of a :class:`Pattern` relabels the pattern's steps: each label tuple it
+    writes, picked from the step's own names by positions (:func:`_picker`).
+
+    Attributes:
+        copy_labels: each copy's labels.
+        labels: the step's labels.
+        dims: the pickers of the :data:`Dims` of the step's operation (:func:`_dims_pickers`).
+    """
+
     copy_labels: tuple[Callable[[Labels], Labels], ...]
     labels: Callable[[Labels], Labels]
     dims: tuple | None
 
+    @classmethod
+    def of(cls, pattern: Pattern) -> "Picks":
+        names = pattern.names
+        return cls(tuple([_picker(copy.labels, names) for copy in pattern.copies]), _picker(pattern.step.labels, names),
+                   _dims_pickers(pattern.step.operation, names))
 
-def _picker(labels: Labels, names: Labels) -> Callable[[Labels], Labels]:
-    """The function giving ``labels`` (each one of ``names``) of a step of the same pattern
-    from that step's own names: their positions in ``names``, picked by one C call."""
+
+def _picker(labels: Labels, names: str) -> Callable[[Labels], Labels]:
+    """The function giving ``labels`` (each one of ``names``, a pattern's) of a step of the
+    same pattern from that step's own names: their positions in ``names``, picked by one C call."""
     positions = [names.index(l) for l in labels]
     if len(positions) > 1:
         return operator.itemgetter(*positions)
@@ -365,7 +381,7 @@ def _picker(labels: Labels, names: Labels) -> Callable[[Labels], Labels]:
     return lambda own: ()
 
 
-def _dims_pickers(operation: Operation, names: Labels) -> tuple | None:
+def _dims_pickers(operation: Operation, names: str) -> tuple | None:
     """For a pairwise step's operation, the :func:`_picker` of each group of its
     :data:`Dims`: (its first layout's, its second's, a GEMM's own), each None where it has
     none; None for an operation without Dims (an Einsum2's subscripts are letters by position)."""
