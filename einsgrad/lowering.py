@@ -136,11 +136,11 @@ class Lowering:
         if a_name == b_name or a_name in copies_b or b_name in copies_a:
             return self.fresh_binary(target, a_name, b_name, out, exact)
         names = tuple(dict.fromkeys(a + b))
-        index = {l: i for i, l in enumerate(names)}
-        size = self.size
-        key = (tuple([index[l] for l in a]), tuple([index[l] for l in b]), tuple([index[l] for l in out]), exact,
-               tuple([size[l] for l in names]), tuple([tuple([index[l] for l in known[c]]) for c in copies_a]),
-               tuple([tuple([index[l] for l in known[c]]) for c in copies_b]))
+        at = {l: i for i, l in enumerate(names)}.__getitem__
+        # Every label tuple by its labels' positions in ``names`` (a's are 0, 1, ...: its length
+        # says them), and the labels' sizes.
+        key = (len(a), tuple(map(at, b)), tuple(map(at, out)), exact, tuple(map(self.size.__getitem__, names)),
+               tuple([tuple(map(at, known[c])) for c in copies_a]), tuple([tuple(map(at, known[c])) for c in copies_b]))
         found = self.patterns.get(key)
         if found is not None:
             picks = self.picks.get(key)
