@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import gc
+import sysconfig
 import threading
 from collections import Counter
 from typing import Callable, NamedTuple
@@ -40,7 +41,8 @@ def collector_paused():
     (``gc.freeze`` then ``gc.unfreeze``, which puts them all in the oldest generation), as
     the collector would after two passes; only full collections traverse them, as they do
     every long-lived object. Skipped where the process froze objects of its own (a server
-    that forks), whose frozen set this would undo."""
+    that forks), whose frozen set this would undo, and on a free-threaded Python, whose
+    ``gc.freeze`` visits every object instead of moving two lists."""
     if not gc.isenabled():
         yield
         return
@@ -48,10 +50,14 @@ def collector_paused():
     try:
         yield
     finally:
-        if not gc.get_freeze_count():
+        if _FREEZE_MOVES_LISTS and not gc.get_freeze_count():
             gc.freeze()
             gc.unfreeze()
         gc.enable()
+
+
+_FREEZE_MOVES_LISTS = not sysconfig.get_config_var("Py_GIL_DISABLED")
+"""Whether ``gc.freeze`` costs the same whatever the number of objects (see collector_paused)."""
 
 
 class Mode(enum.Enum):
