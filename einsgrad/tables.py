@@ -119,12 +119,15 @@ def slotted(plan: Plan) -> Slotted:
     last_use = {arg: i for i, step in enumerate(steps) for arg in step.args}  # each value's last reader
     kept = set(args).union(plan.returns)
     freed: list[tuple[int, ...]] = [()] * len(steps)
+    several = []  # the steps that free more than one value
     for arg, i in last_use.items():
         if arg not in kept:
+            if freed[i]:
+                several.append(i)
             freed[i] += (slots[arg],)
-    for i, slots_freed in enumerate(freed):
-        if len(slots_freed) > 1:  # found in order of first use: put them in the step's order
-            freed[i] = tuple(slots[a] for a in dict.fromkeys(steps[i].args) if slots[a] in slots_freed)
+    for i in several:  # found in order of first use: put them in the step's order
+        slots_freed = freed[i]
+        freed[i] = tuple(slots[a] for a in dict.fromkeys(steps[i].args) if slots[a] in slots_freed)
     return Slotted(slots, ndims, tuple(freed))
 
 
