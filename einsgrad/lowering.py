@@ -163,7 +163,8 @@ class Lowering:
         reading the same values (the operands, their copies as they come in order). Sizes
         are part of the pattern, so each step's shape is its pattern step's."""
         operands, copies = (a_name, b_name), self.copies
-        value = {old: operands[side] if i < 0 else copies[operands[side]][i] for old, (side, i) in pattern.sides.items()}
+        value = {old: operands[side] if i < 0 else copies[operands[side]][i]
+                 for old, (side, i) in pattern.sides.items()}
         for copy, pick in zip(pattern.copies, picks.copy_labels):
             source = value[copy.args[0]]
             order = pick(names)
