@@ -16,7 +16,11 @@ import pytest
 
 import einsgrad
 from benchmarks import network_cases as nc
+from einsgrad import plan
+from einsgrad.shapes import bind
 from einsgrad.signature import collector_paused
+from einsgrad.spec import parse
+from test_lowering_patterns import lowered_afresh
 
 
 @pytest.fixture
@@ -108,3 +112,26 @@ def test_two_networks_compiled_in_one_process_each_get_their_own_plan(first, sec
             moved[k] = operands[k] + d
             along = opt_einsum.contract(network.spec, *moved) - expected  # linear in each operand
             np.testing.assert_allclose(np.vdot(grads[k], d), np.vdot(g, along), rtol=1e-8, atol=1e-10)
+
+
+def _mixed_chain(n: int) -> nc.Network:
+    """A chain whose bonds alternate between sizes 3 and 4 at every position but one: steps
+    whose labels sit in the same places, of other sizes (one pattern key must not serve both)."""
+    base = nc.chain(n, 3)
+    sizes = tuple((label, 3 + (i % 2 and i != n // 2)) for i, (label, _) in enumerate(base.sizes))
+    return nc.Network(base.family, f"mixed {base.name}", base.terms, base.output, sizes)
+
+
+@pytest.mark.parametrize("network", [_mixed_chain(40), nc.tree(40, bond=3), nc.grid(3, 4)], ids=lambda n: n.name)
+def test_replayed_steps_are_the_steps_lowered_afresh_when_sizes_differ_by_position(network):
+    """Every step of the sweep, replayed or not, equals lowering it afresh (the pattern key
+    holds the labels' sizes, and the pickers a pattern relabels by are made for its key)."""
+    bound = bind(parse(network.spec), network.shapes, {})
+    path = plan.forward_path(bound, "greedy")
+    every = tuple(range(len(network.shapes)))
+    replayed = plan.sweep(bound, path, every)
+    with lowered_afresh():
+        fresh = plan.sweep(bound, path, every)
+    assert replayed.steps == fresh.steps
+    assert [s.target for s in replayed.steps] == [s.target for s in fresh.steps]
+    assert [s.shape for s in replayed.steps] == [s.shape for s in fresh.steps]
