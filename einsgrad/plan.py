@@ -264,7 +264,7 @@ class Sweep(NamedTuple):
 
         def renamed(step: Step, mapping: dict) -> Step:
             args = step.args
-            if not any([a in mapping for a in args]):
+            if mapping.keys().isdisjoint(args):
                 return step
             return Step(**vars(step) | {"args": tuple([mapping.get(a, a) for a in args])})  # replace(), faster
 

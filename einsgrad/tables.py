@@ -46,18 +46,32 @@ class Kernels:
     integers once."""
 
     def __init__(self):
-        self.steps: dict[tuple[int, str], tuple] = {}  # (id of a step, dialect) -> (step, kernel, integers)
-        self.found: dict[tuple, tuple] = {}
+        self.steps: dict[str, dict[int, tuple]] = {}  # dialect -> id of a step -> (step, (kernel, integers))
+        self.found: dict[tuple, tuple] = {}  # (id of an operation, perm, ranks, dialect) -> (it, (kernel, integers))
         self.templates: dict[str, tuple[str, list[int]]] = {}  # expression text -> (kernel, integers)
 
     def of(self, step: Step, ndims: dict[str, int], dialect: Dialect) -> tuple[str, list[int]]:
         """The kernel (a ``lambda`` text) and the integers it is called with for ``step``;
         ``ndims`` has the rank of every value it reads."""
-        seen = self.steps.get((id(step), dialect.name))
-        if seen is not None and seen[0] is step:  # a step of the forward, in its third function
-            return seen[1], seen[2]
+        return self.every((step,), ndims, dialect)[0]
+
+    def every(self, steps, ndims: dict[str, int], dialect: Dialect) -> list[tuple[str, list[int]]]:
+        """:meth:`of` of each of ``steps``, in one loop (a table renders thousands)."""
+        seen = self.steps.get(dialect.name)
+        if seen is None:
+            seen = self.steps[dialect.name] = {}
+        found, known = [], seen.get
+        for step in steps:
+            entry = known(id(step))
+            if entry is None or entry[0] is not step:  # else a step of the forward, in its third function
+                entry = seen[id(step)] = (step, self._made(step, ndims, dialect))
+            found.append(entry[1])
+        return found
+
+    def _made(self, step: Step, ndims: dict[str, int], dialect: Dialect) -> tuple[str, list[int]]:
+        """:meth:`of` for a step not seen in ``dialect`` before."""
         op, args = step.kernel or step.operation, step.args
-        ranks = tuple([ndims[a] for a in args])
+        ranks = tuple(map(ndims.__getitem__, args))
         # The steps holding (or naming as their kernel) one operation are one step with its
         # arguments renamed, or steps of one lowering pattern (einsgrad.lowering.Pattern),
         # relabelled: their expressions are one text (an expression reads labels by position
@@ -70,9 +84,8 @@ class Kernels:
             kernel = self.templates.get(text)
             if kernel is None:
                 kernel = self.templates[text] = _templated(text, len(operands))
-            found = self.found[key] = (op, *kernel)
-        self.steps[id(step), dialect.name] = (step, found[1], found[2])
-        return found[1], found[2]
+            found = self.found[key] = (op, kernel)
+        return found[1]
 
 
 def _templated(text: str, count: int) -> tuple[str, list[int]]:
@@ -99,24 +112,22 @@ def slotted(plan: Plan) -> Slotted:
     pass over the steps: each value's slot and rank, and the step that reads it last, which
     frees it (after the others it frees, in the order the step reads them)."""
     args, steps = plan.args, plan.steps
-    slots = {arg: i for i, arg in enumerate(args)}
+    targets = [step.target for step in steps]
+    slots = {value: i for i, value in enumerate(dict.fromkeys([*args, *targets]))}  # a value made twice: its first
     ndims = dict(zip(args, plan.arg_ranks))
-    last_use: dict[str, int] = {}
-    for i, step in enumerate(steps):
-        target = step.target
-        if target not in slots:
-            slots[target] = len(slots)
-        ndims[target] = len(step.shape)
-        for arg in step.args:
-            last_use[arg] = i
+    ndims.update(zip(targets, [len(step.shape) for step in steps]))
+    last_use = {arg: i for i, step in enumerate(steps) for arg in step.args}  # each value's last reader
     kept = set(args).union(plan.returns)
     freed: list[tuple[int, ...]] = [()] * len(steps)
+    several = []  # the steps that free more than one value
     for arg, i in last_use.items():
         if arg not in kept:
+            if freed[i]:
+                several.append(i)
             freed[i] += (slots[arg],)
-    for i, slots_freed in enumerate(freed):
-        if len(slots_freed) > 1:  # found in order of first use: put them in the step's order
-            freed[i] = tuple(slots[a] for a in dict.fromkeys(steps[i].args) if slots[a] in slots_freed)
+    for i in several:  # found in order of first use: put them in the step's order
+        slots_freed = freed[i]
+        freed[i] = tuple(slots[a] for a in dict.fromkeys(steps[i].args) if slots[a] in slots_freed)
     return Slotted(slots, ndims, tuple(freed))
 
 
@@ -130,11 +141,12 @@ def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect =
     slots, ndims, freed = slotted(plan)
     kernels: dict[str, int] = {}
     rows = []
-    of = kernels_of.of
-    for step, gone in zip(plan.steps, freed):
-        template, integers = of(step, ndims, dialect)
-        kernel = kernels.setdefault(template, len(kernels))
-        rows.append([kernel, slots[step.target], list(gone), [slots[a] for a in step.args] + integers])
+    slot, index = slots.__getitem__, kernels.get
+    for step, gone, (template, integers) in zip(plan.steps, freed, kernels_of.every(plan.steps, ndims, dialect)):
+        kernel = index(template)
+        if kernel is None:
+            kernel = kernels[template] = len(kernels)
+        rows.append([kernel, slot(step.target), list(gone), [*map(slot, step.args), *integers]])
     returns = []
     for value in plan.returns:
         expr = codegen.finished("v[a]", value, finish, dialect)
