@@ -1,7 +1,7 @@
 """Training steps of five small models with einsgrad's einsum against the framework's own.
 
 Run: ``python -m benchmarks.training [--quick] [--repeats N] [--models a,b] [--dtypes ...]
-[--frameworks torch,jax] [--out DIR] [--default-malloc] [--thread-clock]``. Each model (see :mod:`benchmarks.training_models`) is
+[--frameworks torch,jax] [--out DIR] [--default-malloc] [--thread-clock] [--hlo]``. Each model (see :mod:`benchmarks.training_models`) is
 trained with ``einsgrad.torch.einsum`` and with ``torch.einsum``, and with
 ``einsgrad.jax.einsum`` and with ``jnp.einsum`` (the jax step jit-compiled for both), from the
 same initial weights. A step is forward, loss, backward and an SGD update. The first step's
@@ -14,7 +14,8 @@ For the attention layer (torch, float32) it also reports the memory autograd hol
 graphs ``torch.compile(dynamic=True)`` builds over ten sequence lengths
 (:mod:`benchmarks.training_memory`). ``--out DIR`` writes ``training.json`` and
 ``training.txt`` there. The command runs under the glibc malloc settings of :data:`MALLOC`
-(it re-executes itself to set them; ``--default-malloc`` keeps glibc's defaults).
+(it re-executes itself to set them; ``--default-malloc`` keeps glibc's defaults). ``--hlo`` times
+nothing: it compares the compiled programs of the jax steps (:mod:`benchmarks.training_hlo`).
 """
 
 from __future__ import annotations
@@ -346,10 +347,17 @@ def main(argv=None) -> int:
     parser.add_argument("--thread-clock", action="store_true",
                         help="torch on one thread, timed by this thread's CPU time (time.thread_time), "
                              "which other processes' load barely moves")
+    parser.add_argument("--hlo", action="store_true",
+                        help="compare the compiled HLO of einsgrad's and jnp.einsum's jax steps, timing nothing")
     args = parser.parse_args(argv)
     models = [m for m in MODELS if m.name in _names(args.models, [m.name for m in MODELS], parser, "model(s)")]
     dtypes = _names(args.dtypes, DTYPES, parser, "dtype(s)")
     frameworks = _names(args.frameworks, FRAMEWORKS, parser, "framework(s)")
+    if args.hlo:
+        from benchmarks import training_hlo
+
+        print(training_hlo.table(models, dtypes))
+        return 0
     repeats = args.repeats or (3 if args.quick else 21)
     clock = time.perf_counter
     if args.thread_clock:
