@@ -205,10 +205,12 @@ The float32 gains come from GEMM blocks alone: merging each operand's side-by-si
 summed labels into one axis by a reshape (XLA's CPU dot otherwise transposes the operand into
 one free and one summed axis) measured 0.54 (grouped) and 0.78 (bilinear) of this spelling
 in float32, but 1.34 for tensor-train (float32), 1.60 for bilinear (bfloat16) and 1.06 for
-attention (float64), so no rule by dtype keeps it. For the mlp the compiled HLO of a training
-step (``jax.jit(f).lower(...).compile().as_text()``, names and source locations aside) is
-``jnp.einsum``'s in all three dtypes: its ratio to ``jnp.einsum`` (0.97-1.05 float64,
-0.87-1.50 float32, 0.98-1.34 bfloat16 over 7 runs) is the machine's noise.
+attention (float64), so no rule by dtype keeps it. For the mlp and the attention the compiled
+HLO of a training step (``jax.jit(f).lower(...).compile().as_text()``, names and source
+locations aside; ``python -m benchmarks.training --hlo``) is ``jnp.einsum``'s in all three
+dtypes (:mod:`einsgrad.dot_pairs`, ``tests/test_jax_hlo.py``): their ratio to ``jnp.einsum``
+(mlp: 0.97-1.05 float64, 0.87-1.50 float32, 0.98-1.34 bfloat16 over 7 runs) is the machine's
+noise.
 """
 
 # cupy: numpy's spelling on a GPU. Its helpers are numpy's _place (zeros, z written into the

@@ -9,11 +9,12 @@ In the jax dialect a pair is spelled as ``jnp.einsum`` spells it (its ``_einsum`
 operands in the plan's order where that makes the result's own order, else swapped; the
 contracted labels in sorted order), so that ``jax.jit`` of a gradient, JAX's transpose of
 einsgrad's jvp plan, compiles to the program of ``jnp.einsum``'s gradient. Measured
-(``python -m benchmarks.training_hlo``, the training benchmark's models in float32, float64
+(``python -m benchmarks.training --hlo``, the training benchmark's models in float32, float64
 and bfloat16): the MLP's and the attention's jitted training steps are then ``jnp.einsum``'s
 HLO, instruction for instruction; the plan's order with a transposition after (the spelling
-before, kept for dask) gave attention one more transposed copy than ``jnp.einsum``'s (13 to
-12). Two exceptions, each measured the other way:
+before, kept for dask) gave attention 13 transposes to ``jnp.einsum``'s 12. The bilinear,
+tensor-train and grouped steps compile to the same program as with that spelling, by two
+exceptions, each measured the other way:
 
 * a pair with batch labels keeps the plan's order where neither order makes the result's: the
   grouped matmul (``...ij,...jk->...ik``) then compiles to 3 transposed copies against
