@@ -1,7 +1,7 @@
 """Training steps of five small models with einsgrad's einsum against the framework's own.
 
 Run: ``python -m benchmarks.training [--quick] [--repeats N] [--models a,b] [--dtypes ...]
-[--frameworks torch,jax] [--out DIR] [--default-malloc] [--thread-clock] [--hlo]``. Each model (see :mod:`benchmarks.training_models`) is
+[--frameworks torch,jax] [--out DIR] [--default-malloc] [--thread-clock]``. Each model (see :mod:`benchmarks.training_models`) is
 trained with ``einsgrad.torch.einsum`` and with ``torch.einsum``, and with
 ``einsgrad.jax.einsum`` and with ``jnp.einsum`` (the jax step jit-compiled for both), from the
 same initial weights. A step is forward, loss, backward and an SGD update. The first step's
@@ -14,8 +14,9 @@ For the attention layer (torch, float32) it also reports the memory autograd hol
 graphs ``torch.compile(dynamic=True)`` builds over ten sequence lengths
 (:mod:`benchmarks.training_memory`). ``--out DIR`` writes ``training.json`` and
 ``training.txt`` there. The command runs under the glibc malloc settings of :data:`MALLOC`
-(it re-executes itself to set them; ``--default-malloc`` keeps glibc's defaults). ``--hlo`` times
-nothing: it compares the compiled programs of the jax steps (:mod:`benchmarks.training_hlo`).
+(it re-executes itself to set them; ``--default-malloc`` keeps glibc's defaults).
+``--hlo`` times nothing: it compares the compiled programs of the jax steps
+(:mod:`benchmarks.training_hlo`).
 """
 
 from __future__ import annotations
