@@ -15,6 +15,8 @@ graphs ``torch.compile(dynamic=True)`` builds over ten sequence lengths
 (:mod:`benchmarks.training_memory`). ``--out DIR`` writes ``training.json`` and
 ``training.txt`` there. The command runs under the glibc malloc settings of :data:`MALLOC`
 (it re-executes itself to set them; ``--default-malloc`` keeps glibc's defaults).
+``--hlo`` times nothing: it compares the compiled programs of the jax steps
+(:mod:`benchmarks.training_hlo`).
 """
 
 from __future__ import annotations
@@ -346,10 +348,17 @@ def main(argv=None) -> int:
     parser.add_argument("--thread-clock", action="store_true",
                         help="torch on one thread, timed by this thread's CPU time (time.thread_time), "
                              "which other processes' load barely moves")
+    parser.add_argument("--hlo", action="store_true",
+                        help="compare the compiled HLO of einsgrad's and jnp.einsum's jax steps, timing nothing")
     args = parser.parse_args(argv)
     models = [m for m in MODELS if m.name in _names(args.models, [m.name for m in MODELS], parser, "model(s)")]
     dtypes = _names(args.dtypes, DTYPES, parser, "dtype(s)")
     frameworks = _names(args.frameworks, FRAMEWORKS, parser, "framework(s)")
+    if args.hlo:
+        from benchmarks import training_hlo
+
+        print(training_hlo.table(models, dtypes))
+        return 0
     repeats = args.repeats or (3 if args.quick else 21)
     clock = time.perf_counter
     if args.thread_clock:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, replace
 
-from . import dask_dot, scalars
+from . import dask_dot, dot_pairs, scalars
 from .spec import ascii_text
 from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Plan, Regroup, Step, Unary
 
@@ -127,7 +127,11 @@ class Dialect:
             swap, no broadcast), and the transpose of a dot is a dot (jax's reverse mode of the
             jvp: an outer product's is a batched matrix-vector product, not a product and a sum).
             The dialect's helpers define ``_dot``: jax's is ``lax.dot_general``, dask's one
-            blockwise product of blocks (no chunked axis is reshaped).
+            blockwise product of blocks (no chunked axis is reshaped). How each pair is
+            spelled: :mod:`einsgrad.dot_pairs`.
+        jnp_pairs: the pairs are spelled as ``jnp.einsum`` spells them (its operand order and
+            contracted labels; a single pair's plan reads its operands, not their transposed
+            copies), so that jit-compiled gradients compile to ``jnp.einsum``'s program.
         gemm: the library's product of two matrices and of two batches of matrices, called
             where both sides of a GEMM are read with that rank (a GEMM's sides share their
             batch labels, so their batch sizes are equal: nothing broadcasts); None: ``@``.
@@ -151,6 +155,7 @@ class Dialect:
     result: str | None = None
     products_in_order: bool = False
     dot_general: bool = False
+    jnp_pairs: bool = False
     gemm: tuple[str, str] | None = None
 
 
@@ -177,7 +182,7 @@ TORCH = Dialect("torch", "torch", "import torch\n" + _PLACE_IN_VIEW,
                 swap="{x}.transpose(-1, -2)", broadcast="{x}.expand({shape})",
                 result="{x}.contiguous()", products_in_order=True, gemm=("torch.mm", "torch.bmm"))
 JAX = Dialect("jax", "jnp", "import jax.numpy as jnp\n" + _DOT_GENERAL + _PLACE_BY_MASKS.format(
-                  arange="jnp.arange(shape[g[0]])"), dot_general=True)
+                  arange="jnp.arange(shape[g[0]])"), dot_general=True, jnp_pairs=True)
 """The jax dialect: pairs as one ``dot_general`` over the labels as stored, in every dtype.
 
 Chosen by ``python -m benchmarks.jax_spellings`` (jit-compiled training steps of the training
@@ -200,10 +205,12 @@ The float32 gains come from GEMM blocks alone: merging each operand's side-by-si
 summed labels into one axis by a reshape (XLA's CPU dot otherwise transposes the operand into
 one free and one summed axis) measured 0.54 (grouped) and 0.78 (bilinear) of this spelling
 in float32, but 1.34 for tensor-train (float32), 1.60 for bilinear (bfloat16) and 1.06 for
-attention (float64), so no rule by dtype keeps it. For the mlp the compiled HLO of a training
-step (``jax.jit(f).lower(...).compile().as_text()``, names and source locations aside) is
-``jnp.einsum``'s in all three dtypes: its ratio to ``jnp.einsum`` (0.97-1.05 float64,
-0.87-1.50 float32, 0.98-1.34 bfloat16 over 7 runs) is the machine's noise.
+attention (float64), so no rule by dtype keeps it. For the mlp and the attention the compiled
+HLO of a training step (``jax.jit(f).lower(...).compile().as_text()``, names and source
+locations aside; ``python -m benchmarks.training --hlo``) is ``jnp.einsum``'s in all three
+dtypes (:mod:`einsgrad.dot_pairs`, ``tests/test_jax_hlo.py``): their ratio to ``jnp.einsum``
+(mlp: 0.97-1.05 float64, 0.87-1.50 float32, 0.98-1.34 bfloat16 over 7 runs) is the machine's
+noise.
 """
 
 # cupy: numpy's spelling on a GPU. Its helpers are numpy's _place (zeros, z written into the
@@ -362,39 +369,6 @@ def _tuple(values) -> str:
     return repr(tuple(map(int, values)))
 
 
-def _pair_by_dot(step: Step, args: tuple[str, ...]) -> str:
-    """A pairwise step (a GEMM, an outer or Hadamard product, a batched dot) as one ``_dot``
-    over the labels its operands hold as stored (``step.inputs``), as ``jnp.einsum`` spells a
-    pair: labels both hold and the result keeps are the batch, in the result's order; labels
-    both hold and it drops are contracted; the others are free. The dot makes (batch, the first
-    operand's free labels, the second's); the operands go in the order that makes the result's
-    own (no transpose after), else as the plan has them, transposed after. The plan's GEMM
-    layouts (reshapes into blocks, swaps) are BLAS's concern: XLA lays out a dot itself, and a
-    reshape of a transposed value is a copy. The plan's transposed copies (innermost axis kept
-    innermost) stay: measured on CPU, XLA lays out the dots that read them better (the
-    tensor-train step in bfloat16 0.86x ``jnp.einsum``'s with them, 1.07x without). No size
-    is spelled."""
-    spelled = [_dot_in_order(step, args, first, second) for first, second in ((0, 1), (1, 0))]
-    return next((expr for expr, perm in spelled if perm is None), None) or \
-        spelled[0][0] + _transpose(spelled[0][1], JAX)
-
-
-def _dot_in_order(step: Step, args: tuple[str, ...], first: int, second: int) -> tuple[str, tuple[int, ...] | None]:
-    """``_dot`` of the step's operands ``first`` and ``second``, and the transposition that
-    takes its result into the step's labels (None: it is in them)."""
-    out, a, b = step.labels, step.inputs[first], step.inputs[second]
-    assert all(l in b or l in out for l in a) and all(l in a or l in out for l in b), step.spec
-    batch = [l for l in out if l in a and l in b]
-    summed = [l for l in a if l in b and l not in out]
-    made = batch + [l for l in a if l not in b] + [l for l in b if l not in a]
-    assert sorted(made) == sorted(out), (step.spec, out)
-    dims = (f"(({_tuple(a.index(l) for l in summed)}, {_tuple(b.index(l) for l in summed)}), "
-            f"({_tuple(a.index(l) for l in batch)}, {_tuple(b.index(l) for l in batch)}))")
-    perm = tuple(made.index(l) for l in out)
-    return f"_dot({args[first]}, {args[second]}, {dims})", (
-        None if perm == tuple(range(len(perm))) else perm)
-
-
 def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, sizes: Sizes | None = None,
                args: tuple[str, ...] | None = None) -> str:
     """The right-hand side of one step; ``ndims`` gives the rank of every value it reads;
@@ -420,8 +394,9 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, size
         if op.place is not None:
             labels = tuple((l,) for l in step.labels)
             expr = f"_place({expr}, {_shape(op.shape, labels, sizes)}, {op.place!r})"
-    elif dialect.dot_general and isinstance(op, (Matmul, Multiply, Einsum2)):
-        return _pair_by_dot(step, args)
+    elif dialect.dot_general and isinstance(op, dot_pairs.PAIRS):
+        expr, perm = dot_pairs.pair_by_dot(step, args, dialect.jnp_pairs)
+        return expr if perm is None else expr + _transpose(perm, dialect)
     elif isinstance(op, Regroup):  # a dot_general reads the operand as stored: no reshape
         x = args[0]
         expr = x if dialect.dot_general else f"{x}.reshape({_shape(op.shape, op.dims, sizes)}).reshape({x}.shape)"
@@ -468,6 +443,8 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
     operands' shapes as the keyword ``shapes``, for sizes its other arguments lack (a
     generic pullback's)."""
     finish = finish or {}
+    if dialect.jnp_pairs:
+        plan = dot_pairs.read_through_copies(plan)
     ndims = dict(zip(plan.args, plan.arg_ranks))
     ndims.update((step.target, len(step.shape)) for step in plan.steps)
     sizes = None if operands is None else Sizes(plan, operands, shapes)
