@@ -68,7 +68,7 @@ ALLOWED = {
     "view", "strides", "zeros", "dtype", "tuple", "sum", "i",
     "forward", "vjp", "forward_saving", "pullback", "_forward", "_vjp", "_forward_saving",
     "_pullback", "g", "y", "saved",
-    "T", "transpose", "reshape", "swapaxes", "diagonal", "axis", "array", "broadcast_to",
+    "T", "transpose", "reshape", "swapaxes", "diagonal", "axis", "array", "broadcast_to", "dot",
     "ascontiguousarray", "multiply", "einsum", "real",
     "_sum", "x", "k", "n", "len", "ndim", "size", "char", "flags", "c_contiguous", "range", "kept",
     "rows", "cols", "int", "prod", "ones",
