@@ -7,8 +7,9 @@ to compile than the path search takes to find the tree. Past :data:`TABLE_STEPS`
 function is written instead as:
 
 * its kernels: one ``lambda`` per distinct step expression, each step's own code
-  (:func:`einsgrad.codegen.expression`) with its operands (slots of the list of values ``v``)
-  and its integers as parameters, so a chain of a thousand GEMMs has a handful of kernels;
+  (:func:`einsgrad.codegen.expression`) reading its operands' slots in the list of values
+  ``v`` and its integers from the row's parameters ``p``, so a chain of a thousand GEMMs has
+  a handful of kernels;
 * its step table, one row per step as JSON in one string (fast to compile and to read):
   ``[kernel, result slot, slots freed after it, [argument slots..., integers...]]``;
 * a loop that runs the rows over a list of values ``v`` (the arguments first, named in a
@@ -76,13 +77,16 @@ class Kernels:
 
 
 def _templated(text: str, count: int) -> tuple[str, list[int]]:
-    """An expression reading ``count`` slots as a ``lambda`` with its integers as parameters,
-    and those integers."""
+    """An expression reading ``count`` slots as a ``lambda`` of the values ``v`` and one tuple
+    ``p`` (the slots, then the expression's integers), and those integers. One tuple, not
+    a parameter each: a call spreading a row's dozen parameters (``f(v, *row)``) costs
+    CPython a new interpreter frame and an argument tuple, a call of two it runs inline."""
     integers = [int(n) for n in _INTEGER.findall(text)]
-    numbered = iter(range(len(integers)))
-    template = _INTEGER.sub(lambda _: f"c{next(numbered)}", text)
-    parameters = ", ".join(("v",) + _SLOTS[:count] + tuple(f"c{k}" for k in range(len(integers))))
-    return f"lambda {parameters}: {template}", integers
+    numbered = iter(range(count, count + len(integers)))
+    template = _INTEGER.sub(lambda _: f"p[{next(numbered)}]", text)
+    for k, operand in enumerate(_OPERANDS[:count]):
+        template = template.replace(operand, f"v[p[{k}]]")
+    return f"lambda v, p: {template}", integers
 
 
 class Slotted(NamedTuple):
@@ -155,7 +159,7 @@ def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect =
               f"    v = [*arguments] + [None] * {len(slots) - len(plan.args)}"]
     lines += [codegen.cast_line(f"v[{slots[arg]}]", dtype, dialect) for arg, dtype in (casts or {}).items()]
     lines += [f"    for kernel, out, freed, parameters in {steps_name}:",
-              f"        v[out] = {kernels_name}[kernel](v, *parameters)",
+              f"        v[out] = {kernels_name}[kernel](v, parameters)",
               "        for f in freed:",
               "            v[f] = None",
               f"    return tuple([v[s] if k < 0 else {kernels_name}[k](v, s) for s, k in {returns_name}])"]
