@@ -138,8 +138,8 @@ class Dialect:
             ``bmm``. numpy's ``ndarray.dot`` of two matrices calls the same BLAS GEMM as
             ``@`` at half its fixed cost (0.3-0.6 µs against 0.9-1.4 µs for 2x2 to 8x8
             float64 matrices), which the small steps of a network pay hundreds of times.
-        folds_copies: a small transposed copy read by one GEMM is read in that GEMM instead
-            (:mod:`einsgrad.fused_copies`): one call and one line fewer.
+        folds_copies: in straight-line code, a small transposed copy read by one GEMM is read
+            in that GEMM instead (:mod:`einsgrad.fused_copies`): one call and one line fewer.
     """
 
     name: str

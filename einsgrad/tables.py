@@ -26,7 +26,7 @@ import json
 import re
 from typing import NamedTuple
 
-from . import codegen, fused_copies
+from . import codegen
 from .codegen import Dialect
 from .steps import Plan, Step
 
@@ -137,8 +137,6 @@ def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect =
     :func:`einsgrad.codegen.render` (exact-shape code only); ``kernels_of`` keeps the steps'
     kernels for the other functions of the signature."""
     finish = finish or {}
-    if dialect.folds_copies:
-        plan = fused_copies.fused(plan)
     kernels_of = kernels_of or Kernels()
     slots, ndims, freed = slotted(plan)
     kernels: dict[str, int] = {}
