@@ -28,9 +28,9 @@ SMALL = 4096
 itself costs more than the call, and a GEMM may then read a transposed view strided."""
 
 
-def fused(plan: Plan) -> Plan:
-    """``plan`` with each small copy read once by a GEMM or product folded into that read
-    (see the module); the plan itself where there is none."""
+def folds(plan: Plan) -> dict[int, list[tuple[int, int]]]:
+    """The folds :func:`fused` makes: for each step that reads a foldable copy, by index, the
+    (side, index of the copy's step) of each copy it reads."""
     steps = plan.steps
     reads: dict[str, int] = {}
     for step in steps:
@@ -54,8 +54,16 @@ def fused(plan: Plan) -> Plan:
                 and math.prod(step.shape) <= SMALL):
             pending[step.target] = i
             of_source.setdefault(step.args[0], []).append(step.target)
+    return readers
+
+
+def fused(plan: Plan) -> Plan:
+    """``plan`` with each small copy read once by a GEMM or product folded into that read
+    (see the module); the plan itself where there is none."""
+    readers = folds(plan)
     if not readers:
         return plan
+    steps = plan.steps
     folded = {at for found in readers.values() for _, at in found}
     operations: dict = {}  # (id of an operation, side, perm) -> (it, it reading through perm)
     out = []

@@ -26,7 +26,7 @@ import json
 import re
 from typing import NamedTuple
 
-from . import codegen
+from . import codegen, fused_copies
 from .codegen import Dialect
 from .steps import Plan, Step
 
@@ -38,6 +38,17 @@ called a few hundred times, runs faster as lines: a 3-regular graph of 60 tensor
 steps) 0.80x the table's time, a 51-matrix chain's (149) 0.70x, compiled in the same time
 (grid 10x10 1.2x: its forward, forward-saving and pullback become lines). Networks of
 a thousand tensors have 1,000-7,000 steps per function: tables."""
+
+
+def tabled(plan: Plan, dialect: Dialect) -> bool:
+    """Whether ``plan`` is written as a step table: its straight-line code would have more than
+    :data:`TABLE_STEPS` lines (in a dialect that folds small copies into their reads, counted
+    after folding: :mod:`einsgrad.fused_copies`; a fold removes at most two copies a step)."""
+    count = len(plan.steps)
+    if count <= TABLE_STEPS or not dialect.folds_copies or count > 3 * TABLE_STEPS:
+        return count > TABLE_STEPS
+    return count - sum(map(len, fused_copies.folds(plan).values())) > TABLE_STEPS
+
 
 _INTEGER = re.compile(r"(?<![\w.])\d+(?![\w.])")  # an integer literal, not part of a name
 _SLOTS = ("a", "b")  # a kernel's parameters: the slots of its operands in the values ``v``
