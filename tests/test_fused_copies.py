@@ -181,3 +181,26 @@ def test_a_copy_of_a_value_made_again_before_its_read_is_kept():
     after = Plan(("x", "w"), (2, 2), (steps[0], steps[2]), ("y",))  # no value made again: folded
     assert kinds(fused_copies.fused(after)) == ["Multiply"]
     np.testing.assert_allclose(run(fused_copies.fused(after), [x, w])[0], x.T * w, rtol=1e-12)
+
+
+def test_a_plan_whose_folded_lines_fit_is_straight_line_code():
+    """A 10x10 grid's vjp has more steps than tables.TABLE_STEPS, but fewer once its copies
+    are folded: it is straight-line code, whose gradients obey Euler's identity for
+    multilinear maps (``<dL/dX_k, X_k> = <G, Y>``) and equal the step table's (unfolded)."""
+    network = nc.grid(10, 10)
+    ops = network.operands()
+    shapes = [x.shape for x in ops]
+    e = einsgrad.Einsum(network.spec, optimize="greedy")
+    source = e.source(*shapes)
+    assert "_steps_vjp" not in source and "def vjp(g, x0," in source
+    y = e(*ops)
+    G = np.random.default_rng(1).standard_normal(np.shape(y))
+    grads = e.vjp(G, *ops)
+    with nothing_folded():
+        tabled = einsgrad.Einsum(network.spec, optimize="greedy")
+        assert "_steps_vjp = json.loads" in tabled.source(*shapes)
+        expected = tabled.vjp(G, *ops)
+    total = np.vdot(G, y)
+    for k, (g, x, t) in enumerate(zip(grads, ops, expected)):
+        assert abs(np.vdot(g, x) - total) <= 1e-10 * np.linalg.norm(g) * np.linalg.norm(x), k
+        assert_close(g, t, f"vjp, operand {k}")
