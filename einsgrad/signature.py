@@ -361,7 +361,7 @@ class SignatureRecord:
         """The source of ``key``'s function, its name after ``prefix``."""
         composed = self.compose(key)
         name = prefix + composed.name + ("_chunk" if key.chunk else "")
-        if not self.generic and len(composed.plan.steps) > tables.TABLE_STEPS:
+        if not self.generic and tables.tabled(composed.plan, key.dialect):
             return Source(tables.render(composed.plan, name, composed.finish, key.dialect, composed.casts,
                                                self.kernels), name)
         operands = self.bound.spec.inputs if self.generic else None

@@ -7,8 +7,9 @@ to compile than the path search takes to find the tree. Past :data:`TABLE_STEPS`
 function is written instead as:
 
 * its kernels: one ``lambda`` per distinct step expression, each step's own code
-  (:func:`einsgrad.codegen.expression`) with its operands (slots of the list of values ``v``)
-  and its integers as parameters, so a chain of a thousand GEMMs has a handful of kernels;
+  (:func:`einsgrad.codegen.expression`) reading its operands' slots in the list of values
+  ``v`` and its integers from the row's parameters ``p``, so a chain of a thousand GEMMs has
+  a handful of kernels;
 * its step table, one row per step as JSON in one string (fast to compile and to read):
   ``[kernel, result slot, slots freed after it, [argument slots..., integers...]]``;
 * a loop that runs the rows over a list of values ``v`` (the arguments first, named in a
@@ -25,11 +26,29 @@ import json
 import re
 from typing import NamedTuple
 
-from . import codegen
+from . import codegen, fused_copies
 from .codegen import Dialect
 from .steps import Plan, Step
 
-TABLE_STEPS = 128  # more steps than this: a loop over a step table (see the module)
+TABLE_STEPS = 512
+"""More steps than this: a loop over a step table (see the module). A row costs about 0.2 µs
+more to run than a line of straight-line code (the kernel call, its integers read from the
+row), a line about 10 µs more to compile than a row, so a function of a few hundred steps,
+called a few hundred times, runs faster as lines: a 3-regular graph of 60 tensors' vjp (363
+steps) 0.80x the table's time, a 51-matrix chain's (149) 0.70x, compiled in the same time
+(grid 10x10 1.2x: its forward, forward-saving and pullback become lines). Networks of
+a thousand tensors have 1,000-7,000 steps per function: tables."""
+
+
+def tabled(plan: Plan, dialect: Dialect) -> bool:
+    """Whether ``plan`` is written as a step table: its straight-line code would have more than
+    :data:`TABLE_STEPS` lines (in a dialect that folds small copies into their reads, counted
+    after folding: :mod:`einsgrad.fused_copies`; a fold removes at most two copies a step)."""
+    count = len(plan.steps)
+    if count <= TABLE_STEPS or not dialect.folds_copies or count > 3 * TABLE_STEPS:
+        return count > TABLE_STEPS
+    return count - sum(map(len, fused_copies.folds(plan).values())) > TABLE_STEPS
+
 
 _INTEGER = re.compile(r"(?<![\w.])\d+(?![\w.])")  # an integer literal, not part of a name
 _SLOTS = ("a", "b")  # a kernel's parameters: the slots of its operands in the values ``v``
@@ -89,13 +108,16 @@ class Kernels:
 
 
 def _templated(text: str, count: int) -> tuple[str, list[int]]:
-    """An expression reading ``count`` slots as a ``lambda`` with its integers as parameters,
-    and those integers."""
+    """An expression reading ``count`` slots as a ``lambda`` of the values ``v`` and one tuple
+    ``p`` (the slots, then the expression's integers), and those integers. One tuple, not
+    a parameter each: a call spreading a row's dozen parameters (``f(v, *row)``) costs
+    CPython a new interpreter frame and an argument tuple, a call of two it runs inline."""
     integers = [int(n) for n in _INTEGER.findall(text)]
-    numbered = iter(range(len(integers)))
-    template = _INTEGER.sub(lambda _: f"c{next(numbered)}", text)
-    parameters = ", ".join(("v",) + _SLOTS[:count] + tuple(f"c{k}" for k in range(len(integers))))
-    return f"lambda {parameters}: {template}", integers
+    numbered = iter(range(count, count + len(integers)))
+    template = _INTEGER.sub(lambda _: f"p[{next(numbered)}]", text)
+    for k, operand in enumerate(_OPERANDS[:count]):
+        template = template.replace(operand, f"v[p[{k}]]")
+    return f"lambda v, p: {template}", integers
 
 
 class Slotted(NamedTuple):
@@ -165,7 +187,7 @@ def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect =
               f"    v = [*arguments] + [None] * {len(slots) - len(plan.args)}"]
     lines += [codegen.cast_line(f"v[{slots[arg]}]", dtype, dialect) for arg, dtype in (casts or {}).items()]
     lines += [f"    for kernel, out, freed, parameters in {steps_name}:",
-              f"        v[out] = {kernels_name}[kernel](v, *parameters)",
+              f"        v[out] = {kernels_name}[kernel](v, parameters)",
               "        for f in freed:",
               "            v[f] = None",
               f"    return tuple([v[s] if k < 0 else {kernels_name}[k](v, s) for s, k in {returns_name}])"]
