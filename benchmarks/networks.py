@@ -15,6 +15,9 @@ networks, chains) it reports, float64:
   stored forward), and the two gradients' ratio to the forward;
 * ``jax/vjp``, ``torch/vjp``: jax's and torch autograd's one-shot vjp on the same path, over
   einsgrad's, timed interleaved with it (:func:`peer_vjps`);
+* ``operands``, ``fwd peak``, ``vjp peak``, ``torch fwd``, ``torch vjp``: the operands' MiB, and
+  the peak resident memory above them of the forward and of the one-shot vjp, einsgrad's and
+  torch autograd's on the same path, a fresh process per figure (:mod:`benchmarks.network_memory`);
 * with ``--distributed``: each network (up to 64 tensors, 256 slices) sliced to a quarter of its
   largest intermediate, its forward and all gradients on a 2-worker dask LocalCluster
   (:func:`einsgrad.distributed.value_and_grads`) against one process, and the largest task
@@ -50,13 +53,12 @@ import numpy as np
 import opt_einsum
 
 import einsgrad
+from benchmarks import network_memory
 from benchmarks.network_cases import Network, suite
 from benchmarks.report import duration, ratio_text
 from benchmarks.timing import medians
 
-LATER = {  # measures the issue asks for next, and where each plugs in (MEASURES)
-    "peak memory": "forward and gradients, each in a fresh process",
-}
+LATER: dict[str, str] = {}  # measures the issue asks for next, and where each plugs in (MEASURES)
 
 
 @dataclass
@@ -241,10 +243,22 @@ def _torch_vjp(spec: str, path, operands, cotangent):
 
 
 MEASURES.append(peer_vjps)
+MEASURES.append(network_memory.peaks)
 
 
 def _ms(seconds: float | None) -> str:
     return "" if seconds is None else duration(seconds)
+
+
+def _mib(figure) -> str:
+    """A peak in MiB, or the first word of why it is missing."""
+    if figure is None:
+        return ""
+    return f"{figure:.2f}" if isinstance(figure, float) else str(figure).split()[0][:9]
+
+
+PEAK_COLUMNS = (("operands", "operands"), ("fwd peak", "peak forward"), ("vjp peak", "peak vjp"),
+                ("torch fwd", "peak torch forward"), ("torch vjp", "peak torch vjp"))
 
 
 def table(rows: list[Measured], optimize) -> str:
@@ -252,7 +266,7 @@ def table(rows: list[Measured], optimize) -> str:
              "forward_saving and pullback, compiled; ratio: compile / opt_einsum's contract_path",
              f"{'network':<24} {'tensors':>7} {'path':>9} {'cotengra':>9} {'compile':>9} {'ratio':>7} "
              f"{'forward':>9} {'vjp':>9} {'pullback':>9} {'vjp/fwd':>7} {'pb/fwd':>7} "
-             f"{'jax/vjp':>7} {'torch/vjp':>9}  note"]
+             f"{'jax/vjp':>7} {'torch/vjp':>9} " + " ".join(f"{h:>9}" for h, _ in PEAK_COLUMNS) + "  note"]
     for r in rows:
         vjp = r.vjp / r.forward if r.vjp and r.forward else None
         pb = r.pullback / r.forward if r.pullback and r.forward else None
@@ -261,11 +275,18 @@ def table(rows: list[Measured], optimize) -> str:
         lines.append(f"{r.name:<24} {r.tensors:>7} {_ms(r.path):>9} {_ms(r.cotengra):>9} {_ms(r.compile):>9} "
                      f"{ratio_text(r.ratio):>7} {_ms(r.forward):>9} {_ms(r.vjp):>9} {_ms(r.pullback):>9} "
                      f"{ratio_text(vjp):>7} {ratio_text(pb):>7} {ratio_text(peers[0]):>7} "
-                     f"{ratio_text(peers[1]):>9}  {r.note}")
+                     f"{ratio_text(peers[1]):>9} " + " ".join(f"{_mib(r.extra.get(k)):>9}" for _, k in PEAK_COLUMNS)
+                     + f"  {r.note}")
     lines.append(f"# jax/vjp, torch/vjp: jax's and torch autograd's one-shot vjp over einsgrad's, timed interleaved "
                  f"on one path (opt_einsum's), networks of at most {PEER_LIMIT} tensors (peer_vjps)")
+    lines.append("# MiB, a fresh process per figure: operands (float64; the gradients' size too); fwd peak, "
+                 "vjp peak: the peak resident memory of einsgrad's forward, and of its one-shot vjp (forward and "
+                 "all gradients, the gradients included), above the operands; torch fwd, torch vjp: the same for "
+                 "torch autograd on the same path (the forward records the graph), networks of at most "
+                 f"{network_memory.TORCH_LIMIT} tensors (benchmarks.network_memory)")
     lines += distributed_lines(rows)
-    lines.append("# not measured yet: " + "; ".join(f"{k} ({v})" for k, v in LATER.items()))
+    if LATER:
+        lines.append("# not measured yet: " + "; ".join(f"{k} ({v})" for k, v in LATER.items()))
     return "\n".join(lines)
 
 
