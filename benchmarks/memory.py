@@ -59,12 +59,13 @@ def peak_above_baseline(run: Callable[[], object]) -> float:
     return (_status_bytes("VmHWM:") - before) / 2**20
 
 
-def in_fresh_process(arguments: list[str], timeout: float = 300) -> float | str:
+def in_fresh_process(arguments: list[str], timeout: float = 300, unset=()) -> float | str:
     """The figure a fresh ``python *arguments`` prints (JSON, its last line of output), or the
     last line of the error it raised (``"timeout"`` past ``timeout`` seconds). The repository
-    root leads the child's ``PYTHONPATH``, so it imports these benchmarks and this einsgrad."""
+    root leads the child's ``PYTHONPATH``, so it imports these benchmarks and this einsgrad;
+    the variables named in ``unset`` are left out of its environment."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = os.environ.copy()
+    env = {name: value for name, value in os.environ.items() if name not in unset}
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
     try:
         result = subprocess.run([sys.executable, *arguments], capture_output=True, text=True, env=env,

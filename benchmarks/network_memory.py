@@ -6,7 +6,8 @@
 are made first, the call runs once to compile, and the figure is the peak resident memory of
 the next call above what the process held before it, in MiB, its results included (the
 gradients are the operands' size). All systems follow one tree, opt_einsum's path for the
-row's optimizer:
+row's optimizer, under glibc's default malloc settings (a user's process's, not the timings'
+:data:`benchmarks.malloc.MALLOC`):
 
 * ``forward``: einsgrad's forward; ``vjp``: einsgrad's one-shot vjp (forward and every
   gradient);
@@ -23,6 +24,7 @@ import json
 import math
 import sys
 
+from benchmarks.malloc import MALLOC
 from benchmarks.memory import in_fresh_process, peak_above_baseline
 from benchmarks.network_cases import Network
 
@@ -46,8 +48,8 @@ def peaks(network: Network, row) -> dict:
                or (network.tensors <= TORCH_LIMIT and importlib.util.find_spec("torch") is not None)]
     arguments = json.dumps({"family": network.family, "name": network.name, "terms": network.terms,
                             "output": network.output, "sizes": network.sizes, "optimize": row.optimize})
-    figures = {f"peak {s}": in_fresh_process(["-m", "benchmarks.network_memory", s, arguments], timeout=600)
-               for s in systems}
+    figures = {f"peak {s}": in_fresh_process(["-m", "benchmarks.network_memory", s, arguments], timeout=600,
+                                             unset=MALLOC) for s in systems}
     return {"operands": operand_mib(network), **figures}
 
 

@@ -26,7 +26,10 @@ networks, chains) it reports, float64:
 ``--slicing`` adds the slicing table of :mod:`benchmarks.network_slicing`: slices, FLOP overhead
 and peak memory under ``memory_limit``, against cotengra's ``SliceFinder`` on the same trees.
 
-Compile times and path searches alternate round by round, and each figure is the median over
+The command runs under the glibc malloc settings of :data:`benchmarks.malloc.MALLOC` (it
+re-executes itself to set them; ``--default-malloc`` keeps glibc's defaults): under the
+defaults a one-shot vjp that frees and allocates tens of MiB a call (a 16x16 grid's) faults
+its pages in again on every call, which its FLOPs do not count. Compile times and path searches alternate round by round, and each figure is the median over
 the rounds (the machine may be shared). Every network's gradients are checked first by Euler's
 identity for multilinear functions, ``<dL/dX_k, X_k> = <G, Y>`` for every operand ``k``, with no
 einsgrad code in the check.
@@ -53,7 +56,7 @@ import numpy as np
 import opt_einsum
 
 import einsgrad
-from benchmarks import network_memory
+from benchmarks import malloc, network_memory
 from benchmarks.network_cases import Network, suite
 from benchmarks.report import duration, ratio_text
 from benchmarks.timing import medians
@@ -362,6 +365,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="PATH", help="write machine-readable results here")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG of compile times here (needs matplotlib)")
     parser.add_argument("--slicing", action="store_true", help="the slicing table against cotengra's SliceFinder")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="keep glibc's malloc settings (else the command runs under benchmarks.malloc.MALLOC's)")
     args = parser.parse_args(argv)
     wanted = {f.strip() for f in args.families.split(",") if f.strip()}
     networks = [n for n in suite(args.quick) if not wanted or n.family in wanted]
@@ -386,6 +391,7 @@ def main(argv=None) -> int:
             client.close()
             cluster.close()
     print(table(rows, args.optimize))
+    print(f"# malloc: {malloc.settings_text()} (timings; the peaks run under glibc's defaults)")
     sliced = []
     if args.slicing:
         from benchmarks import network_slicing
@@ -395,6 +401,7 @@ def main(argv=None) -> int:
     if args.json:
         doc = {"machine": platform.processor() or platform.machine(), "optimize": args.optimize,
                "numpy": np.__version__, "opt_einsum": opt_einsum.__version__, "rounds": rounds,
+               "malloc": malloc.settings(),
                "later": LATER, "rows": [asdict(r) | {"ratio": r.ratio} for r in rows],
                "slicing": [asdict(r) for r in sliced]}
         with open(args.json, "w", encoding="utf-8") as f:
@@ -406,4 +413,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    malloc.reexecute_under("benchmarks.networks", sys.argv[1:])
     sys.exit(main())

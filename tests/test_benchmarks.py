@@ -267,24 +267,29 @@ def test_storage_accounting_counts_what_ops_make_and_keep_once():
     assert storages.held() == 0
 
 
-def test_training_command_reexecutes_under_the_malloc_settings(monkeypatch):
+@pytest.mark.parametrize("module", ["benchmarks.training", "benchmarks.networks"])
+def test_timing_commands_reexecute_under_the_malloc_settings(monkeypatch, module):
     """The command line re-executes itself with glibc's malloc settings (read at process start)
     unless they are set already or --default-malloc keeps the defaults."""
-    from benchmarks import training
+    from benchmarks import malloc
 
     calls = []
-    monkeypatch.setattr(training.os, "execve", lambda path, argv, env: calls.append((argv, env)))
-    for name in training.MALLOC:
+    monkeypatch.setattr(malloc.os, "execve", lambda path, argv, env: calls.append((argv, env)))
+    for name in malloc.MALLOC:
         monkeypatch.delenv(name, raising=False)
-    training._under_malloc_settings(["--models", "grouped"])
-    training._under_malloc_settings(["--default-malloc"])
+    malloc.reexecute_under(module, ["--quick"])
+    malloc.reexecute_under(module, ["--default-malloc"])
     (argv, env), = calls
-    assert argv[1:] == ["-m", "benchmarks.training", "--models", "grouped"]
-    assert all(env[name] == value for name, value in training.MALLOC.items())
-    for name, value in training.MALLOC.items():
+    assert argv[1:] == ["-m", module, "--quick"]
+    assert all(env[name] == value for name, value in malloc.MALLOC.items())
+    assert malloc.settings_text() == "glibc's defaults"
+    for name, value in malloc.MALLOC.items():
         monkeypatch.setenv(name, value)
-    training._under_malloc_settings(["--models", "grouped"])
+    malloc.reexecute_under(module, ["--quick"])
     assert len(calls) == 1
+    assert malloc.settings_text() == " ".join(f"{k}={v}" for k, v in malloc.MALLOC.items())
+    source = open(os.path.join(os.path.dirname(malloc.__file__), module.split(".")[1] + ".py")).read()
+    assert f'malloc.reexecute_under("{module}", sys.argv[1:])' in source  # what its __main__ runs
 
 
 def test_training_quick_cli_writes_its_table_and_json(tmp_path, capsys):
