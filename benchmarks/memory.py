@@ -55,8 +55,10 @@ def peak_above_baseline(run: Callable[[], object]) -> float:
     with open("/proc/self/clear_refs", "w") as refs:
         refs.write("5")
     before = _status_bytes("VmRSS:")
-    result = run()  # noqa: F841 (held: the results are part of the peak)
-    return (_status_bytes("VmHWM:") - before) / 2**20
+    result = run()  # held until the peak is read: the results are part of it
+    peak = _status_bytes("VmHWM:") - before
+    del result
+    return peak / 2**20
 
 
 def in_fresh_process(arguments: list[str], timeout: float = 300, unset=()) -> float | str:

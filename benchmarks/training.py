@@ -38,7 +38,6 @@ from benchmarks.report import duration, ratio_text  # noqa: E402
 from benchmarks.runner import Cell, message  # noqa: E402
 from benchmarks.systems import versions  # noqa: E402
 from benchmarks import malloc  # noqa: E402
-from benchmarks.malloc import MALLOC  # noqa: E402,F401 (the settings, for readers of this module)
 from benchmarks.timing import medians  # noqa: E402
 from benchmarks.training_models import MODELS, Model, Ops  # noqa: E402
 
