@@ -261,9 +261,11 @@ class Lowering:
     def _copied_reads(self, a_name, b_name, batch, contracted, free_a, free_b, reads_a, reads_b):
         """Reads of both GEMM operands when they cannot both be read as stored.
 
-        The larger operand is read as stored if it can be, else copied in the order cheapest
-        to transpose (:func:`_cheap_order`); the smaller one is read as stored if its batch
-        and contracted labels then come in the same order, else copied to match.
+        The larger operand is read as stored if it can be, else copied: to match the smaller
+        one where that reads as stored (or from a copy made before), so that one copy is made
+        and not two, else in the order cheapest to transpose (:func:`_cheap_order`); the
+        smaller one is read as stored if its batch and contracted labels then come in the
+        same order, else copied to match.
         """
         elements = lambda name: self.elements(self.labels[name])  # noqa: E731
         sides = {True: (a_name, free_a, reads_a), False: (b_name, free_b, reads_b)}  # True: a's role
@@ -276,8 +278,10 @@ class Lowering:
 
         lead_is_a = elements(a_name) >= elements(b_name)
         name, free, reads = sides[lead_is_a]
-        lead = reads[0] if reads else self._copy(
-            name, _cheap_order(self.labels[name], batch, *roles(lead_is_a, free)), batch, *roles(lead_is_a, free))
+        other = sides[not lead_is_a][2]
+        order = _cheap_order(self.labels[name], batch, *roles(lead_is_a, free)) if not other else _matching_order(
+            self.labels[name], other[0][1].batch, summed_order(not lead_is_a, other[0]), free)
+        lead = reads[0] if reads else self._copy(name, order, batch, *roles(lead_is_a, free))
         batch_order, summed = lead[1].batch, summed_order(lead_is_a, lead)
         name, free, reads = sides[not lead_is_a]
         matching = [r for r in reads if r[1].batch == batch_order and summed_order(not lead_is_a, r) == summed]
