@@ -77,6 +77,15 @@ def _dot_in_order(step: Step, args: tuple[str, ...], first: int, second: int,
         None if perm == tuple(range(len(perm))) else perm)
 
 
+def label_order(step: Step) -> tuple[int, ...]:
+    """The rank of each of the step's labels (its operands', then its result's) in sorted
+    order: what ``jnp.einsum``'s spelling reads of the label names beyond their positions.
+    Steps of one lowering pattern, relabelled, share a kernel only where it is equal."""
+    labels = [l for term in step.inputs for l in term] + list(step.labels)
+    rank = {l: k for k, l in enumerate(sorted(set(labels)))}
+    return tuple(rank[l] for l in labels)
+
+
 def _ints(values) -> str:
     return repr(tuple(map(int, values)))
 

@@ -26,7 +26,7 @@ import json
 import re
 from typing import NamedTuple
 
-from . import codegen, fused_copies
+from . import codegen, dot_pairs, fused_copies
 from .codegen import Dialect
 from .steps import Plan, Step
 
@@ -94,8 +94,10 @@ class Kernels:
         # The steps holding (or naming as their kernel) one operation are one step with its
         # arguments renamed, or steps of one lowering pattern (einsgrad.lowering.Pattern),
         # relabelled: their expressions are one text (an expression reads labels by position
-        # only). The operation is kept alive with its entry, so that its id is no other's.
-        key = (id(op), step.perm, ranks, dialect.name)
+        # only; jnp.einsum's spelling reads their sorted order too). The operation is kept
+        # alive with its entry, so that its id is no other's.
+        key = (id(op), step.perm, ranks, dialect.name,
+               dot_pairs.label_order(step) if dialect.jnp_pairs and len(step.inputs) == 2 else None)
         found = self.found.get(key)
         if found is None or found[0] is not op:
             operands = _OPERANDS[:len(args)]
