@@ -21,13 +21,14 @@ is left as it was. Pure: no numpy.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Mapping
 
 from .algebra import Delta, Factor, Term
 from .expressions import Call, Group, Power, Scoped, Statement, free, group, reads, term_free
-from .monomials import Monomial, lost, merged, opposite, over, raised, written
+from .monomials import Monomial, contracted, lost, merged, opposite, over, raised, written
 from .program_steps import POWER, Contraction, Elementwise
 
 MAX_MONOMIALS = 64
@@ -83,8 +84,9 @@ class _Forward:
                     return None
                 base = group([Term(Fraction(1), (step.argument,))])
                 monomials = _Expansion(self, {}).node(Power(base, step.exponent))
-            elif isinstance(step, Contraction) and step.terms and not step.witnesses and all(
-                    set(term_free(t)) <= set(step.indices) for t in step.terms):
+            elif isinstance(step, Contraction) and step.terms and all(
+                    set(term_free(t)) <= set(step.indices) and not any(f.is_delta for f in t.factors)
+                    and (not step.witnesses or set(term_free(t)) == set(step.indices)) for t in step.terms):
                 monomials = _Expansion(self, {}).terms(step.terms)
             else:
                 return None
@@ -110,7 +112,7 @@ class _Expansion:
     def statement(self, s: Statement) -> list[Monomial]:
         """The statement's terms as monomials, like terms merged; a sum that would be left over
         an index nothing holds any more is refused."""
-        monomials = [m for t in s.terms for m in self.term(t)]
+        monomials = [m for t in s.terms for m in self.term(t, s.indices)]
         result = merged(monomials, s.indices)
         self.cancelled |= len(result) < len(monomials)
         if lost(result, s.indices):
@@ -123,17 +125,22 @@ class _Expansion:
         self.cancelled |= len(result) < len(monomials)
         return result
 
-    def term(self, term: Term) -> list[Monomial]:
+    def term(self, term: Term, output=None) -> list[Monomial]:
+        """A term as monomials, its deltas contracted over ``output`` (None: in a group, where
+        nothing is summed)."""
         result = [Monomial(term.coefficient, (), frozenset())]
         for f in term.factors:
             factor = self.node(f)
             self.cancelled |= any(opposite(a, b) for a in result for b in factor)
             result = _product(result, factor)
-        return result
+        if not any(isinstance(a, Delta) for m in result for a, _ in m.powers):
+            return result
+        done = [contracted(m, output) for m in result]
+        if any(m is None for m in done):
+            raise _Unsimplified("a delta to a power")
+        return done
 
     def node(self, node) -> list[Monomial]:
-        if isinstance(node, Delta):
-            raise _Unsimplified("a delta")
         if isinstance(node, Factor):
             return self.tensor(node)
         if isinstance(node, Group):
@@ -203,7 +210,8 @@ def _canonical(monomials) -> frozenset:
 # -- statements ------------------------------------------------------------------------------
 
 
-def cancelled(statements, steps, named, results: int, of_temporaries=frozenset()) -> tuple[Statement, ...]:
+def cancelled(statements, steps, named, results: int, of_temporaries=frozenset(),
+              factored: bool = False) -> tuple[Statement, ...]:
     """The backward ``statements`` (cotangents, then the ``results`` results), each in its
     simplified form where that is smaller than it with the cotangents it reads, and either
     something cancelled, or it has no more terms than before and sums over no index of a
@@ -211,8 +219,38 @@ def cancelled(statements, steps, named, results: int, of_temporaries=frozenset()
     so that a named cotangent such as ``dH = (A - T) * (1 - A^2)`` stays the factor of
     ``dW = dH[b,j] * X[b,k]`` it is; the cotangents no statement reads any more dropped.
     ``named``: the forward steps the user named, which products fold back into (None: all);
-    ``of_temporaries``: the cotangents of the other steps."""
-    forward = _Forward(steps, {s.name for s in steps} if named is None else named)
+    ``of_temporaries``: the cotangents of the other steps. A product or power of a temporary
+    that the result reads anyway folds back too (``t2 = t1^-0.5`` read by ``sign(t2)``: the
+    result's ``t1^-0.5`` is ``t2``), so that no power is computed twice; but a reciprocal
+    (``a / n`` reads better than ``a * t1`` and costs the same). ``factored``: a statement of
+    several products over the same deltas is written as their common factor times a sum
+    (:func:`_common_factored`; a Hessian's two diagonals are one)."""
+    named = frozenset(s.name for s in steps) if named is None else frozenset(named)
+    forward = _Forward(steps, named)
+    first = _simplified(statements, forward, results, of_temporaries, factored)
+    held = {n for n in _kept(first, steps) & set(forward.products) - named
+            if not _reciprocal(forward.products[n])}
+    if not held:
+        return first
+    return _simplified(statements, _Forward(steps, named | held), results, of_temporaries, factored)
+
+
+def _reciprocal(definition: Definition) -> bool:
+    (m,) = definition.monomials
+    return m.coefficient == 1 and len(m.powers) == 1 and m.powers[0][1] == -1
+
+
+def _kept(statements, steps) -> set[str]:
+    """The forward steps that ``statements`` read, themselves or through other steps."""
+    needed = set(reads(t for s in statements for t in s.terms))
+    for step in reversed(steps):
+        if step.name in needed:
+            needed.update(step.reads())
+    return needed
+
+
+def _simplified(statements, forward: "_Forward", results: int, of_temporaries, factored) -> tuple[Statement, ...]:
+    """:func:`cancelled` with the forward's definitions read."""
     expansions: dict[str, tuple[tuple[str, ...], tuple[Monomial, ...]]] = {}
     sizes: dict[str, int] = {}
     depends: dict[str, set[str]] = {}
@@ -232,12 +270,51 @@ def cancelled(statements, steps, named, results: int, of_temporaries=frozenset()
         expansions[s.name] = (s.indices, tuple(shortened))  # its readers see it as it is written
         kept = {n for n in depends[s.name] if n not in of_temporaries and not _single(expansions[n][1])}
         plain = not any(_summed_over(r, kept) for r in (s, *(by_name[n] for n in depends[s.name])))
-        if expansion.cancelled or shortened is not monomials or len(shortened) <= len(s.terms) and plain:
-            terms = _terms([_folded(m, forward) for m in shortened], s.indices, s)
+        folded = [_folded(m, forward) for m in shortened]
+        common = _common_factored(folded, forward, s.indices) if factored else folded
+        if (expansion.cancelled or shortened is not monomials or common is not folded or folded != shortened
+                or len(shortened) <= len(s.terms) and plain):
+            terms = _terms(common, s.indices, s)
             if terms is not None and size(terms) < sizes[s.name] + sum(sizes[n] for n in depends[s.name]):
                 s = Statement(s.name, s.indices, terms, s.witnesses)
         written.append(s)
     return _read_only(written, results)
+
+
+def _common_factored(monomials, forward: _Forward, output) -> list[Monomial]:
+    """The monomials as their common factor times the sum of what is left, in which the
+    forward's sums are written out where that is shorter: ``6 q t t1² δ - 6 q t³ t1 δ`` is
+    ``6 q t t1 (1 - 2 t²) δ`` (``t1 = 1 - t²``). The common factor is every atom that all of
+    them hold, each to its least power, their deltas, and the coefficients' greatest common
+    divisor (negative where all are). The same list where they are fewer than two, sum over an
+    index, have other deltas (``Diag(p) - p pᵀ`` stays two terms) or share no atom."""
+    if len(monomials) < 2 or any((m.indices() | m.held) - set(output) for m in monomials):
+        return monomials
+    deltas = [frozenset(a for a, _ in m.powers if isinstance(a, Delta)) for m in monomials]
+    if len(set(deltas)) > 1:
+        return monomials
+    powers = [dict(m.powers) for m in monomials]
+    common = {a: min(p[a] for p in powers) for a in powers[0]
+              if not isinstance(a, Delta) and all(a in p for p in powers)}
+    if not common:
+        return monomials
+    numerators = [abs(m.coefficient.numerator) for m in monomials]
+    denominators = [m.coefficient.denominator for m in monomials]
+    coefficient = Fraction(math.gcd(*numerators), math.lcm(*denominators))
+    if all(m.coefficient < 0 for m in monomials):
+        coefficient = -coefficient
+    factor = Monomial(coefficient, tuple(common.items()), frozenset())
+    inverse = Monomial(1 / coefficient, tuple((a, -e) for a, e in common.items()), frozenset())
+    left = [Monomial(m.coefficient, tuple((a, e) for a, e in m.powers if not isinstance(a, Delta)), m.held)
+            .times(inverse) for m in monomials]
+    left = _shortened(merged(left, output), forward, output)
+    if not left:
+        return monomials
+    held = frozenset().union(*(m.held for m in monomials))
+    inner = left[0] if len(left) == 1 else Monomial(Fraction(1), ((group(written(left, output)), Fraction(1)),),
+                                                    frozenset())
+    return [factor.times(inner).times(Monomial(Fraction(1), tuple((d, Fraction(1)) for d in sorted(
+        deltas[0], key=lambda d: d.indices)), held))]
 
 
 def _summed_over(statement: Statement, names) -> bool:

@@ -32,7 +32,7 @@ from .derivation import Derivation, differentiate
 from .errors import EinsumSpecError
 from .backprop import Backprop, Target, backpropagate
 from .backprop_explanation import explain_statements
-from .expressions import Statement
+from .expressions import Statement, reads
 from .program_evaluation import Evaluation, StepsEvaluation
 from .program_steps import Elementwise, Step, lower
 from .program_explanation import ProgramExplanation, check_style, explain_program
@@ -205,20 +205,26 @@ class Program:
         """
         self._require_one_output("jacobian")
         rank = self._rank(name)
-        if self.statements:  # reverse mode seeded with Π δ(o, o′): the output's indices kept
+        if self.statements:
             out = self._new_name(out, "J", "the Jacobian", [s.name for s in self.steps])
-            first = self._first(name)
-            names = fresh_indices([*self.output_indices, *(first.indices if first else [None] * rank)], ())
-            kept, xs = names[:len(self.output_indices)], names[len(self.output_indices):]
-            backprop = backpropagate(self.steps, (Target(name, out, xs),), None, kept=kept, named=self._named)
-            return Program(out, names, (), accepts=self.accepts, statements=backprop.statements,
-                           backprop=backprop)
+            return self._reverse_jacobian(name, out, self._named)
         out = self._new_name(out, "J", "the Jacobian")
         xs = self._wrt_indices(name, self.output_indices)
         derivation = differentiate(self.terms, self.output_indices, name, cotangent=None, jacobian=True,
                             result_indices=self.output_indices + xs, names={self.output_name})
         return _derived(out, derivation, _witnesses(self.output_indices, self.terms, self.witnesses)
                         + (Factor(name, xs),), self.accepts, source=self)
+
+    def _reverse_jacobian(self, name: str, out: str, named, simplified: bool | None = None,
+                          sized_by: str | None = None) -> "Program":
+        """:meth:`jacobian` of a program of statements: reverse mode seeded with ``Π δ(o, o′)``,
+        the output's indices kept; the rest as :func:`backpropagate` takes them."""
+        first = self._first(name)
+        names = fresh_indices([*self.output_indices, *(first.indices if first else [None] * self._rank(name))], ())
+        kept, xs = names[:len(self.output_indices)], names[len(self.output_indices):]
+        backprop = backpropagate(self.steps, (Target(name, out, xs),), None, kept=kept, named=named,
+                                 simplified=simplified, sized_by=sized_by)
+        return Program(out, names, (), accepts=self.accepts, statements=backprop.statements, backprop=backprop)
 
     def hessian(self, name: str, other: str | None = None, *, out: str | None = None) -> "Program":
         """``H[x, z] = ∂²f/∂X[x]∂Z[z]`` of a scalar program (``Z`` is ``other``, default ``X``).
@@ -233,7 +239,9 @@ class Program:
             steps = {s.name for s in self.steps}
             out = self._new_name(out, "H", "the Hessian", steps)
             g = self.grad(name, out=fresh_name("g", {*dict(self.accepts), *steps, out}))
-            return g.jacobian(other or name, out=out)
+            g._rank(other or name)
+            named = self._named | ({g.output_name} if self._forward_value(g.statements[-1]) else set())
+            return g._reverse_jacobian(other or name, out, named, simplified=True, sized_by=name)
         out = self._new_name(out, "H", "the Hessian")
         return self._gradient(name, "#g", self._wrt_indices(name, ())).jacobian(other or name, out=out)
 
@@ -365,6 +373,15 @@ class Program:
     def _named(self) -> frozenset[str]:
         """The statements' own names (a step named otherwise is a temporary of the lowering)."""
         return frozenset(s.name for s in self.statements)
+
+    def _forward_value(self, statement: Statement) -> bool:
+        """Whether ``statement`` (a gradient) is a product of this program's steps alone, a value
+        of the forward's (log-sum-exp's gradient ``t[j] / t1`` is the softmax), which a Hessian
+        then reads by its name (``Diag(g) - g gᵀ``) rather than a scaled copy of other inputs."""
+        steps = {s.name for s in self.steps}
+        read = reads(statement.terms)
+        return (len(statement.terms) == 1 and statement.terms[0].coefficient == 1 and bool(read)
+                and all(n in steps for n in read))
 
     def _first(self, name) -> Factor | None:
         """The first occurrence of tensor ``name`` in a program's steps."""
