@@ -271,7 +271,8 @@ def _simplified(statements, forward: "_Forward", results: int, of_temporaries, f
         kept = {n for n in depends[s.name] if n not in of_temporaries and not _single(expansions[n][1])}
         plain = not any(_summed_over(r, kept) for r in (s, *(by_name[n] for n in depends[s.name])))
         folded = [_folded(m, forward) for m in shortened]
-        common = _common_factored(folded, forward, s.indices) if factored else folded
+        common = (_common_factored(folded, forward, s.indices)
+                  if factored and not _multiplied_over_sum(s, depends[s.name]) else folded)
         if (expansion.cancelled or shortened is not monomials or common is not folded or folded != shortened
                 or len(shortened) <= len(s.terms) and plain):
             terms = _terms(common, s.indices, s)
@@ -286,18 +287,24 @@ def _common_factored(monomials, forward: _Forward, output) -> list[Monomial]:
     forward's sums are written out where that is shorter: ``6 q t t1² δ - 6 q t³ t1 δ`` is
     ``6 q t t1 (1 - 2 t²) δ`` (``t1 = 1 - t²``). The common factor is every atom that all of
     them hold, each to its least power, their deltas, and the coefficients' greatest common
-    divisor (negative where all are). The same list where they are fewer than two, sum over an
-    index, have other deltas (``Diag(p) - p pᵀ`` stays two terms) or share no atom."""
-    if len(monomials) < 2 or any((m.indices() | m.held) - set(output) for m in monomials):
+    divisor (negative where all are). Summed indices are named alike first (:func:`_aligned`),
+    and the common factor must hold each of them in a tensor, so that the sum stays outside
+    the parentheses. The same list where they are fewer than two, have other deltas
+    (``Diag(p) - p pᵀ`` stays two terms) or share no atom."""
+    if len(monomials) < 2:
         return monomials
+    monomials_given, monomials = monomials, _aligned(monomials, output)
+    if monomials is None:
+        return monomials_given
     deltas = [frozenset(a for a, _ in m.powers if isinstance(a, Delta)) for m in monomials]
     if len(set(deltas)) > 1:
         return monomials
     powers = [dict(m.powers) for m in monomials]
     common = {a: min(p[a] for p in powers) for a in powers[0]
               if not isinstance(a, Delta) and all(a in p for p in powers)}
-    if not common:
-        return monomials
+    summed = (monomials[0].indices() | monomials[0].held) - set(output)
+    if not common or not summed <= {i for a in common if isinstance(a, Factor) for i in a.indices}:
+        return monomials_given
     numerators = [abs(m.coefficient.numerator) for m in monomials]
     denominators = [m.coefficient.denominator for m in monomials]
     coefficient = Fraction(math.gcd(*numerators), math.lcm(*denominators))
@@ -307,14 +314,55 @@ def _common_factored(monomials, forward: _Forward, output) -> list[Monomial]:
     inverse = Monomial(1 / coefficient, tuple((a, -e) for a, e in common.items()), frozenset())
     left = [Monomial(m.coefficient, tuple((a, e) for a, e in m.powers if not isinstance(a, Delta)), m.held)
             .times(inverse) for m in monomials]
-    left = _shortened(merged(left, output), forward, output)
+    every = tuple(output) + tuple(sorted(summed))  # inside the parentheses nothing is summed
+    left = _shortened(merged(left, every), forward, every)
     if not left:
-        return monomials
+        return monomials_given
     held = frozenset().union(*(m.held for m in monomials))
-    inner = left[0] if len(left) == 1 else Monomial(Fraction(1), ((group(written(left, output)), Fraction(1)),),
+    inner = left[0] if len(left) == 1 else Monomial(Fraction(1), ((group(written(left, every)), Fraction(1)),),
                                                     frozenset())
     return [factor.times(inner).times(Monomial(Fraction(1), tuple((d, Fraction(1)) for d in sorted(
         deltas[0], key=lambda d: d.indices)), held))]
+
+
+MAX_ALIGNED = 3
+"""The most summed indices of a monomial that :func:`_aligned` tries every naming of."""
+
+
+def _aligned(monomials, output) -> list[Monomial] | None:
+    """The monomials with their summed indices named as the first one's, each by the naming
+    under which it shares the most atoms with the first (``Σ_b X[b,k] a[b]`` and ``Σ_r X[r,k]
+    c[r]`` share ``X[b,k]``); None where they sum over different numbers of indices, or over
+    more than :data:`MAX_ALIGNED`."""
+    kept = set(output)
+    first = sorted((monomials[0].indices() | monomials[0].held) - kept)
+    if len(first) > MAX_ALIGNED:
+        return None
+    atoms = {a for a, _ in monomials[0].powers}
+    result = [monomials[0]]
+    for m in monomials[1:]:
+        mine = sorted((m.indices() | m.held) - kept)
+        if len(mine) != len(first):
+            return None
+        if not mine:
+            result.append(m)
+            continue
+        namings = (m.renamed(dict(zip(mine, order))) for order in itertools.permutations(first))
+        result.append(max(namings, key=lambda n: len(atoms & {a for a, _ in n.powers})))
+    return result
+
+
+def _multiplied_over_sum(statement: Statement, names) -> bool:
+    """Whether a term of ``statement`` multiplies a tensor of ``names`` with another over an
+    index it sums (``H[k,i] = dz1[j,k] * X[j,i]``: a matrix product, ``dz1ᵀ X``, which a
+    matrix form reads as a chain; factored into one product it would not)."""
+    for t in statement.terms:
+        for f in t.factors:
+            if isinstance(f, Factor) and f.name in names:
+                summed = set(f.indices) - set(statement.indices)
+                if any(g is not f and summed & set(free(g)) for g in t.factors):
+                    return True
+    return False
 
 
 def _summed_over(statement: Statement, names) -> bool:
