@@ -387,6 +387,11 @@ HESSIANS = [
      lambda a: np.diag(a["q"] * np.exp(-0.25 * a["x"]) / 16)),
     ("a diagonal between matrices", "z[i] = X[i,k] * w[k]\nL = y[i] * exp(z[i])", "w",
      lambda a: a["X"].T @ np.diag(a["y"] * np.exp(a["X"] @ a["w"])) @ a["X"]),
+    # ∂²L/∂c_j∂c_i = δ_ij Σ_b (1 - A²)((1 - A²) - 2 (A - T) A), the column sums of one product
+    ("a tanh layer by its bias", LAYER.format(f="tanh"), "c",
+     lambda a: np.diag(((1 - np.tanh(a["X"] @ a["W"].T + a["c"]) ** 2) * (
+         1 - np.tanh(a["X"] @ a["W"].T + a["c"]) ** 2
+         - 2 * (np.tanh(a["X"] @ a["W"].T + a["c"]) - a["T"]) * np.tanh(a["X"] @ a["W"].T + a["c"]))).sum(0))),
 ]
 
 
@@ -421,6 +426,9 @@ HESSIAN_FORMS = {
     # S0 = |t2|, t2 = exp(x/2)^-0.5 = exp(-x/4): S0'' = S0 / 16 = sign(t2) t2 / 16, t2 read, not computed again
     "an identity in a chain": "∂²L/∂x² = 0.0625 Diag(t2 ∘ q ∘ sign(t2)), with t2 = exp(0.5 x)^∘(-0.5)",
     "a diagonal between matrices": "∂²L/∂w² = Xᵀ Diag(y ∘ exp(z)) X, with z = X w",  # one Diag, was Diag(y) Diag(exp(z))
+    # the two products over b one (it had no matrix form)
+    "a tanh layer by its bias": "∂²L/∂c² = Diag(((1 - A∘A) ∘ (1 - A∘A - 2 (A - T) ∘ A))ᵀ 1), with A = tanh(H), "
+                                "H = X Wᵀ + 1 cᵀ",
 }
 
 

@@ -387,6 +387,18 @@ HESSIAN_CASES = [
     ("a norm", "L = sum[i](x[i]^2)^0.5", "x", "H[i,j] = delta[i,j] / t^0.5 - x[i] * x[j] / t^1.5",
      dict(x=(4,)), lambda x: torch.linalg.norm(x),
      lambda x: np.eye(4) / np.linalg.norm(x) - np.outer(x, x) / np.linalg.norm(x) ** 3),
+    # the tanh layer by c: δ_ij Σ_b (1 - A²)((1 - A²) - 2 (A - T) A), the two products over b one
+    ("a tanh layer by its bias", TANH_LAYER, "c",
+     "H1[j,i] = sum[b](t1[b,j] * (t1[b,j] - 2 * (A[b,j] - T[b,j]) * A[b,j])) * delta[j,i]",
+     dict(X=(4, 3), W=(5, 3), c=(5,), T=(4, 5)), lambda X, W, c, T: 0.5 * ((torch.tanh(X @ W.T + c) - T) ** 2).sum(),
+     lambda X, W, c, T: np.diag(((1 - np.tanh(X @ W.T + c) ** 2) * (
+         1 - np.tanh(X @ W.T + c) ** 2 - 2 * (np.tanh(X @ W.T + c) - T) * np.tanh(X @ W.T + c))).sum(0))),
+    # a sigmoid layer by W: Σ_r X_rk X_ri q σ'' δ_jl, σ'' = σ (1 - σ) (1 - 2σ), the two products over r one
+    ("a sigmoid layer by its weights", "Y[i,j] = X[i,k] * W[k,j]; L = sigmoid(Y[i,j]) * q[i,j]", "W",
+     "H[k,j,i,l] = sum[r](X[r,k] * q[r,j] * (1 - t[r,j]) * t[r,j] * X[r,i] * (1 - 2 * t[r,j])) * delta[j,l]",
+     dict(X=(5, 3), W=(3, 2), q=(5, 2)), lambda X, W, q: (torch.sigmoid(X @ W) * q).sum(),
+     lambda X, W, q: np.einsum("rk,rj,ri,jl->kjil", X, q / (1 + np.exp(-X @ W)) * (1 - 1 / (1 + np.exp(-X @ W)))
+                               * (1 - 2 / (1 + np.exp(-X @ W))), X, np.eye(2))),
     # logistic regression: Xᵀ Diag(σ (1 - σ)) X, the cotangent one product over X
     ("logistic regression", "z[i] = X[i,k] * w[k]\nL = softplus(z[i]) - y[i] * z[i]", "w",
      "H[k,i] = dz1[j,k] * X[j,i]", dict(X=(6, 3), w=(3,), y=(6,)),
