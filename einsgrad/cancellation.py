@@ -14,19 +14,25 @@ A statement takes its simplified form only where that is smaller than it and the
 reads together (:func:`size`) and something cancelled or nothing factored is lost (see
 :func:`cancelled`), so a chain that does not cancel, as through a tanh layer, stays as reverse
 mode wrote it. ``x⁻¹ x = 1`` and ``x^a x^b = x^(a+b)`` hold wherever the chained form
-is defined. A statement whose terms hold a delta, or that expands past :data:`MAX_MONOMIALS`,
-is left as it was. Pure: no numpy.
+is defined. A statement that expands past :data:`MAX_MONOMIALS` is left as it was.
+
+A Hessian (the Jacobian of a gradient program, its cotangents carrying deltas) is simplified
+the same way: each delta is contracted or ties two output indices, read as one elsewhere
+(:func:`monomials.contracted`: ``δ(j,i) t[j]^-1.5 t[j]`` is ``δ(i,j) t[i]^-0.5``), and the
+products over the same deltas are written as their common factor times a sum
+(:func:`common_factors.common_factored`), so that ``q[i] * tanh(x[i])^3`` has the one diagonal ``6 q t (1 -
+t²) (1 - 2 t²) δ``, not two. Pure: no numpy.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Mapping
 
 from .algebra import Delta, Factor, Term
+from .common_factors import common_factored
 from .expressions import Call, Group, Power, Scoped, Statement, free, group, reads, term_free
 from .monomials import Monomial, contracted, lost, merged, opposite, over, raised, written
 from .program_steps import POWER, Contraction, Elementwise
@@ -224,7 +230,7 @@ def cancelled(statements, steps, named, results: int, of_temporaries=frozenset()
     result's ``t1^-0.5`` is ``t2``), so that no power is computed twice; but a reciprocal
     (``a / n`` reads better than ``a * t1`` and costs the same). ``factored``: a statement of
     several products over the same deltas is written as their common factor times a sum
-    (:func:`_common_factored`; a Hessian's two diagonals are one)."""
+    (:func:`common_factors.common_factored`; a Hessian's two diagonals are one)."""
     named = frozenset(s.name for s in steps) if named is None else frozenset(named)
     forward = _Forward(steps, named)
     first = _simplified(statements, forward, results, of_temporaries, factored)
@@ -271,7 +277,7 @@ def _simplified(statements, forward: "_Forward", results: int, of_temporaries, f
         kept = {n for n in depends[s.name] if n not in of_temporaries and not _single(expansions[n][1])}
         plain = not any(_summed_over(r, kept) for r in (s, *(by_name[n] for n in depends[s.name])))
         folded = [_folded(m, forward) for m in shortened]
-        common = (_common_factored(folded, forward, s.indices)
+        common = (common_factored(folded, s.indices, lambda ms, out: _shortened(ms, forward, out))
                   if factored and not _multiplied_over_sum(s, depends[s.name]) else folded)
         if (expansion.cancelled or shortened is not monomials or common is not folded or folded != shortened
                 or len(shortened) <= len(s.terms) and plain):
@@ -280,76 +286,6 @@ def _simplified(statements, forward: "_Forward", results: int, of_temporaries, f
                 s = Statement(s.name, s.indices, terms, s.witnesses)
         written.append(s)
     return _read_only(written, results)
-
-
-def _common_factored(monomials, forward: _Forward, output) -> list[Monomial]:
-    """The monomials as their common factor times the sum of what is left, in which the
-    forward's sums are written out where that is shorter: ``6 q t t1² δ - 6 q t³ t1 δ`` is
-    ``6 q t t1 (1 - 2 t²) δ`` (``t1 = 1 - t²``). The common factor is every atom that all of
-    them hold, each to its least power, their deltas, and the coefficients' greatest common
-    divisor (negative where all are). Summed indices are named alike first (:func:`_aligned`),
-    and the common factor must hold each of them in a tensor, so that the sum stays outside
-    the parentheses. The same list where they are fewer than two, have other deltas
-    (``Diag(p) - p pᵀ`` stays two terms) or share no atom."""
-    if len(monomials) < 2:
-        return monomials
-    monomials_given, monomials = monomials, _aligned(monomials, output)
-    if monomials is None:
-        return monomials_given
-    deltas = [frozenset(a for a, _ in m.powers if isinstance(a, Delta)) for m in monomials]
-    if len(set(deltas)) > 1:
-        return monomials
-    powers = [dict(m.powers) for m in monomials]
-    common = {a: min(p[a] for p in powers) for a in powers[0]
-              if not isinstance(a, Delta) and all(a in p for p in powers)}
-    summed = (monomials[0].indices() | monomials[0].held) - set(output)
-    if not common or not summed <= {i for a in common if isinstance(a, Factor) for i in a.indices}:
-        return monomials_given
-    numerators = [abs(m.coefficient.numerator) for m in monomials]
-    denominators = [m.coefficient.denominator for m in monomials]
-    coefficient = Fraction(math.gcd(*numerators), math.lcm(*denominators))
-    if all(m.coefficient < 0 for m in monomials):
-        coefficient = -coefficient
-    factor = Monomial(coefficient, tuple(common.items()), frozenset())
-    inverse = Monomial(1 / coefficient, tuple((a, -e) for a, e in common.items()), frozenset())
-    left = [Monomial(m.coefficient, tuple((a, e) for a, e in m.powers if not isinstance(a, Delta)), m.held)
-            .times(inverse) for m in monomials]
-    every = tuple(output) + tuple(sorted(summed))  # inside the parentheses nothing is summed
-    left = _shortened(merged(left, every), forward, every)
-    if not left:
-        return monomials_given
-    held = frozenset().union(*(m.held for m in monomials))
-    inner = left[0] if len(left) == 1 else Monomial(Fraction(1), ((group(written(left, every)), Fraction(1)),),
-                                                    frozenset())
-    return [factor.times(inner).times(Monomial(Fraction(1), tuple((d, Fraction(1)) for d in sorted(
-        deltas[0], key=lambda d: d.indices)), held))]
-
-
-MAX_ALIGNED = 3
-"""The most summed indices of a monomial that :func:`_aligned` tries every naming of."""
-
-
-def _aligned(monomials, output) -> list[Monomial] | None:
-    """The monomials with their summed indices named as the first one's, each by the naming
-    under which it shares the most atoms with the first (``Σ_b X[b,k] a[b]`` and ``Σ_r X[r,k]
-    c[r]`` share ``X[b,k]``); None where they sum over different numbers of indices, or over
-    more than :data:`MAX_ALIGNED`."""
-    kept = set(output)
-    first = sorted((monomials[0].indices() | monomials[0].held) - kept)
-    if len(first) > MAX_ALIGNED:
-        return None
-    atoms = {a for a, _ in monomials[0].powers}
-    result = [monomials[0]]
-    for m in monomials[1:]:
-        mine = sorted((m.indices() | m.held) - kept)
-        if len(mine) != len(first):
-            return None
-        if not mine:
-            result.append(m)
-            continue
-        namings = (m.renamed(dict(zip(mine, order))) for order in itertools.permutations(first))
-        result.append(max(namings, key=lambda n: len(atoms & {a for a, _ in n.powers})))
-    return result
 
 
 def _multiplied_over_sum(statement: Statement, names) -> bool:

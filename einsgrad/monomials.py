@@ -1,9 +1,10 @@
 """Monomials: products of atoms with rational powers, the values :mod:`einsgrad.cancellation`
 computes with, and how they are written back as terms.
 
-An atom is a tensor, a sum that does not expand (the base of a power), a function's value or a
-scoped sum; ``E[b,j]^-1 * E[b,j]`` is the monomial ``1``. Like monomials (equal up to the order
-of their atoms and the names of summed indices) merge. Pure: no numpy.
+An atom is a tensor, a sum that does not expand (the base of a power), a function's value, a
+scoped sum or a Kronecker delta (a Hessian's); ``E[b,j]^-1 * E[b,j]`` is the monomial ``1``.
+Like monomials (equal up to the order of their atoms and the names of summed indices) merge.
+Pure: no numpy.
 """
 
 from __future__ import annotations

@@ -231,7 +231,10 @@ class Program:
 
         The Jacobian of :meth:`grad`, named ``out`` (default ``H``, made fresh if a tensor has
         it): ``q = program("f = x[i] * A[i,j] * x[j]")`` gives ``q.hessian("x")`` =
-        ``H[i,j] = A[i,j] + A[j,i]``.
+        ``H[i,j] = A[i,j] + A[j,i]``. A program of statements has its Hessian simplified as its
+        gradient is (:mod:`einsgrad.cancellation`), reading the forward's names and, where the
+        gradient ``g`` is a value of the forward's alone (log-sum-exp's softmax), ``g``:
+        ``H[j,i] = g[j] * delta[j,i] - g[i] * g[j]``.
         """
         self._require_scalar("hessian")
         self._rank(name)
