@@ -180,6 +180,16 @@ def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
     return Backprop(statements, tuple(locals_), tuple(summed), tuple(backward) != chained)
 
 
+def forward_value(statement: Statement, steps) -> bool:
+    """Whether ``statement`` (a gradient) is a product of ``steps`` alone, a value of the
+    forward's (log-sum-exp's gradient ``t[j] / t1`` is the softmax), which a Hessian then reads
+    by its name (``Diag(g) - g gᵀ``) rather than as a scaled copy of other inputs."""
+    names = {s.name for s in steps}
+    read = reads(statement.terms)
+    return (len(statement.terms) == 1 and statement.terms[0].coefficient == 1 and bool(read)
+            and all(n in names for n in read))
+
+
 def _deltas(merged: Statement) -> tuple[Term, ...] | None:
     """A Jacobian's cotangent as the products it sums, when it is a few products with a delta
     in each (a dense tensor that is mostly zeros), each over exactly the cotangent's indices

@@ -30,9 +30,9 @@ from functools import cached_property
 from .algebra import DELTA, Factor, Fresh, Term, decimal, fresh_indices, fresh_name, simplify
 from .derivation import Derivation, differentiate
 from .errors import EinsumSpecError
-from .backprop import Backprop, Target, backpropagate
+from .backprop import Backprop, Target, backpropagate, forward_value
 from .backprop_explanation import explain_statements
-from .expressions import Statement, reads
+from .expressions import Statement
 from .program_evaluation import Evaluation, StepsEvaluation
 from .program_steps import Elementwise, Step, lower
 from .program_explanation import ProgramExplanation, check_style, explain_program
@@ -243,7 +243,7 @@ class Program:
             out = self._new_name(out, "H", "the Hessian", steps)
             g = self.grad(name, out=fresh_name("g", {*dict(self.accepts), *steps, out}))
             g._rank(other or name)
-            named = self._named | ({g.output_name} if self._forward_value(g.statements[-1]) else set())
+            named = self._named | ({g.output_name} if forward_value(g.statements[-1], self.steps) else set())
             return g._reverse_jacobian(other or name, out, named, simplified=True, sized_by=name)
         out = self._new_name(out, "H", "the Hessian")
         return self._gradient(name, "#g", self._wrt_indices(name, ())).jacobian(other or name, out=out)
@@ -376,15 +376,6 @@ class Program:
     def _named(self) -> frozenset[str]:
         """The statements' own names (a step named otherwise is a temporary of the lowering)."""
         return frozenset(s.name for s in self.statements)
-
-    def _forward_value(self, statement: Statement) -> bool:
-        """Whether ``statement`` (a gradient) is a product of this program's steps alone, a value
-        of the forward's (log-sum-exp's gradient ``t[j] / t1`` is the softmax), which a Hessian
-        then reads by its name (``Diag(g) - g gᵀ``) rather than a scaled copy of other inputs."""
-        steps = {s.name for s in self.steps}
-        read = reads(statement.terms)
-        return (len(statement.terms) == 1 and statement.terms[0].coefficient == 1 and bool(read)
-                and all(n in steps for n in read))
 
     def _first(self, name) -> Factor | None:
         """The first occurrence of tensor ``name`` in a program's steps."""
