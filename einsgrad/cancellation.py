@@ -277,15 +277,23 @@ def _simplified(statements, forward: "_Forward", results: int, of_temporaries, f
         kept = {n for n in depends[s.name] if n not in of_temporaries and not _single(expansions[n][1])}
         plain = not any(_summed_over(r, kept) for r in (s, *(by_name[n] for n in depends[s.name])))
         folded = [_folded(m, forward) for m in shortened]
-        common = (common_factored(folded, s.indices, lambda ms, out: _shortened(ms, forward, out))
-                  if factored and not _multiplied_over_sum(s, depends[s.name]) else folded)
+        chained = factored and not _multiplied_over_sum(s, depends[s.name])  # a Hessian's, read as one
+        common = common_factored(folded, s.indices, lambda ms, out: _shortened(ms, forward, out)) if chained \
+            else folded
         if (expansion.cancelled or shortened is not monomials or common is not folded or folded != shortened
-                or len(shortened) <= len(s.terms) and plain):
+                or len(shortened) <= len(s.terms) and plain
+                or chained and any(_holds_delta(by_name[n]) for n in depends[s.name])):
             terms = _terms(common, s.indices, s)
             if terms is not None and size(terms) < sizes[s.name] + sum(sizes[n] for n in depends[s.name]):
                 s = Statement(s.name, s.indices, terms, s.witnesses)
         written.append(s)
     return _read_only(written, results)
+
+
+def _holds_delta(statement: Statement) -> bool:
+    """Whether a term of ``statement`` holds a delta (a Jacobian's cotangent, ``dt[j,p] = s *
+    delta[j,p] / t1 - ...``: a dense diagonal, which the Hessian reading it need not store)."""
+    return any(isinstance(f, Delta) for t in statement.terms for f in t.factors)
 
 
 def _multiplied_over_sum(statement: Statement, names) -> bool:

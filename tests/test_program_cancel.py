@@ -371,6 +371,11 @@ HESSIAN_CASES = [
     ("log-sum-exp", "L = log(sum[j](exp(z[j])))", "z", "H[j,i] = g[j] * delta[j,i] - g[i] * g[j]",
      dict(z=(5,)), lambda z: torch.logsumexp(z, 0),
      lambda z: np.diag(np.exp(z) / np.exp(z).sum()) - np.outer(np.exp(z), np.exp(z)) / np.exp(z).sum() ** 2),
+    # s times log-sum-exp: s (Diag(p) - p pᵀ), p = t / t1, the delta-bearing cotangent dt written in
+    ("a scaled log-sum-exp", "L = log(sum[j](exp(z[j]))) * s", "z",
+     "H[j,i] = t[j] * s * delta[j,i] / t1 - t[j] * t[i] * s / t1^2", dict(z=(5,), s=()),
+     lambda z, s: torch.logsumexp(z, 0) * s,
+     lambda z, s: s * (np.diag(np.exp(z) / np.exp(z).sum()) - np.outer(np.exp(z), np.exp(z)) / np.exp(z).sum() ** 2)),
     # S0 = |exp(x/2)^-0.5| = exp(-x/4): S0'' = S0 / 16; t2 = exp(x/2)^-0.5 read, not computed again
     ("an identity in a chain", "S0[i] = abs(exp(x[i] * 0.5)^-0.5)\nL = S0[i] * q[i]", "x",
      "H[i,j] = 0.0625 * t2[i] * q[i] * t3[i] * delta[i,j]", dict(x=(4,), q=(4,)),
