@@ -143,8 +143,8 @@ def _gradient(prog, name: str, g, hessian: bool = False) -> list[Piece]:
     for s in backprop.cotangents:
         lines.append(spaced(prose("  "), quoted_code(str(s))))
     simplified = (", then simplified: the forward's products and the cotangents written out, what "
-                  "cancels cancelled, like terms merged and the forward's names folded back"
-                  if backprop.simplified else "")
+                  "cancels cancelled, like terms merged" + (", common factors pulled out" if hessian else "")
+                  + " and the forward's names folded back" if backprop.simplified else "")
     lines.append(spaced(prose("4. The result, with a cotangent that is a number or one tensor written "
                               f"where it is read, and a forward temporary read once written in{simplified}:"),
                         quoted_code(_one_line(g.statements))))
