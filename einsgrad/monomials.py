@@ -193,7 +193,7 @@ def _scoped(term: Term, output) -> Term:
 def _named(term: Term, output) -> Term:
     """``term`` with its summed indices named apart (``#n``) given letters: those after the
     last letter of the output, then the others, skipping every index the term holds."""
-    apart = [i for i in term_free(term) if i.startswith("#")]
+    apart = [i for i in term_free(term) if i.startswith("#") and i not in output]
     if not apart:
         return term
     taken = every_index(term) | set(output)

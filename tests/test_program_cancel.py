@@ -518,3 +518,22 @@ def test_simplified_hessians_equal_the_chain_and_torch(case, seed, data):
     torch_noise = np.abs(expected - _torch_hessian(loss, moved, name)).max(initial=0)
     np.testing.assert_allclose(got, reference, rtol=1e-9, atol=1e-9 * scale + 100 * noise, err_msg=f"{h}\n--\n{chain}")
     np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-8 * scale + 100 * torch_noise, err_msg=str(h))
+
+
+def test_a_common_factor_over_a_summed_index():
+    """``Σ_s X[s,k] a[s] - Σ_r X[r,k] c[r]`` is ``Σ_l X[l,k] (a[l] - c[l])``: the summed
+    indices named alike, then one name inside the parentheses and out."""
+    from fractions import Fraction
+
+    from einsgrad.algebra import Factor
+    from einsgrad.common_factors import common_factored
+    from einsgrad.expressions import sum_text
+    from einsgrad.monomials import raised, written
+
+    first = raised(Factor("X", ("#0", "k"))).times(raised(Factor("a", ("#0",))))
+    second = raised(Factor("X", ("#1", "k"))).times(raised(Factor("c", ("#1",)), Fraction(1)))
+    second = type(second)(Fraction(-1), second.powers, second.held)
+    (m,) = common_factored([first, second], ("k",), lambda monomials, output: monomials)
+    assert sum_text(written([m], ("k",))) == "X[l,k] * (a[l] - c[l])"
+    apart = [first, raised(Factor("y", ("k",)))]  # no atom in common: as they were
+    assert common_factored(apart, ("k",), lambda monomials, output: monomials) is apart
