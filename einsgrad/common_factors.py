@@ -14,8 +14,8 @@ import math
 from fractions import Fraction
 from typing import Callable
 
-from .algebra import Delta, Factor
-from .expressions import group
+from .algebra import Delta, Factor, Term
+from .expressions import every_index, group
 from .monomials import Monomial, merged, written
 
 
@@ -70,8 +70,8 @@ MAX_ALIGNED = 3
 def aligned(monomials, output) -> list[Monomial] | None:
     """The monomials with their summed indices named as the first one's, each by the naming
     under which it shares the most atoms with the first (``Σ_b X[b,k] a[b]`` and ``Σ_r X[r,k]
-    c[r]`` share ``X[b,k]``); None where they sum over different numbers of indices, or over
-    more than :data:`MAX_ALIGNED`."""
+    c[r]`` share ``X[b,k]``); None where they sum over different numbers of indices, over
+    more than :data:`MAX_ALIGNED`, or where a name would be one a scoped sum binds."""
     kept = set(output)
     first = sorted((monomials[0].indices() | monomials[0].held) - kept)
     if len(first) > MAX_ALIGNED:
@@ -80,7 +80,8 @@ def aligned(monomials, output) -> list[Monomial] | None:
     result = [monomials[0]]
     for m in monomials[1:]:
         mine = sorted((m.indices() | m.held) - kept)
-        if len(mine) != len(first):
+        bound = set().union(*(every_index(Term(Fraction(1), (a,))) for a, _ in m.powers)) - set(mine) - kept
+        if len(mine) != len(first) or bound & set(first):  # a scoped sum's own name: no capture
             return None
         if not mine:
             result.append(m)
