@@ -12,14 +12,15 @@ the dask dialect's code slice by slice built a graph of every step of every slic
 slices of a 3x3 grid: minutes).
 
 Memory: the tasks form one chain per thread dask runs (counted when the graph is built: one
-under the synchronous scheduler, else `num_workers` or the CPUs),
-each a run of consecutive windows. A chain's task adds its window's totals into the running
-sums its predecessor returns (each result's blocks, a block no larger than a task's window of
-it), so a chain holds one copy of the results at most, however many slices it runs, like
-numpy's loop, which adds each slice in place. The chains' sums are added into one another
-(fan-in :data:`FAN_IN`), and each block of a result is read from the total. Independent tasks
-summed as a tree held every task's results until the sums that read them ran: 37-49 MiB
-against numpy's 3.7 MiB on a 4x4 grid at bond 16 in 1,024 slices, 5.6 MiB with the chains.
+under the synchronous scheduler, else `num_workers` or the CPUs), each a run of consecutive
+windows. A chain's task adds its window's totals into the running sums its predecessor
+returns (each result's blocks, a block no larger than a task's window of it), so a chain
+holds one copy of the results at most, however many slices it runs, like numpy's loop, which
+adds each slice in place. The chains' sums are added into one another (fan-in
+:data:`FAN_IN`), and each block of a result is read from the total. Independent tasks summed
+as a tree held every task's results until the sums that read them ran: 37 MiB against
+numpy's 3.7 MiB on a 4x4 grid at bond 16 in 1,024 slices; one chain (the synchronous
+scheduler) holds 5.6 MiB.
 
 This is source text (the helpers of the code :meth:`einsgrad.Einsum.source` shows for dask
 under slicing, run after numpy's helpers and with the chunk's numpy program).
