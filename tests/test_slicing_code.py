@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 from strategies import FLOAT64, LETTERS, einsum_cases, render
 
 import einsgrad
-from einsgrad import codegen
+from einsgrad import codegen, plan, slicing
+from einsgrad.shapes import bind
+from einsgrad.spec import parse
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from benchmarks.network_cases import grid  # noqa: E402
@@ -134,20 +136,31 @@ def _einsum_gradients(case, ops, G) -> list[np.ndarray]:
     return grads
 
 
-GENERATED_LIMITS = st.integers(1, 6)  # elements: below most generated intermediates
-
-
-def _check_generated(case, limit, library):
-    """The shown sliced source for ``library``, exec'd on a generated case: its forward is
-    np.einsum's unsliced value, and its vjp and pullback are the np.einsum gradients."""
-    ops = case.operands()
-    lin = einsgrad.compile(case.spec, memory_limit=limit)
+def sliced_case(case, draw):
+    """A memory_limit drawn below the largest intermediate of the case's forward and backward
+    on its unsliced greedy tree, and the einsum compiled under it, or None (the case keeps no
+    intermediate above one element, or the tree the optimizer finds under the limit fits it,
+    or the limit is refused as too small: the message is checked)."""
+    bound = bind(parse(case.spec), case.shapes)
+    largest = slicing.Model(bound, plan.forward_path(bound, "greedy")).measure({}).largest
+    if largest <= 1:
+        return None
+    limit = draw(st.integers(1, largest - 1), label="memory_limit")
+    lin = einsgrad.compile(case.spec, optimize="greedy", memory_limit=limit)
     try:
         cuts = lin.costs(*case.shapes).slices
     except einsgrad.EinsumSpecError as error:
         assert f"memory_limit={limit} is too small" in str(error)
-        return
-    assume(cuts)  # only sliced calls are this test's business
+        return None
+    return lin if cuts else None
+
+
+def _check_generated(case, data, library):
+    """The shown sliced source for ``library``, exec'd on a generated case: its forward is
+    np.einsum's unsliced value, and its vjp and pullback are the np.einsum gradients."""
+    lin = sliced_case(case, data.draw)
+    assume(lin is not None)  # only sliced calls are this test's business
+    ops = case.operands()
     y_ref = np.einsum(case.clean_spec, *ops)
     G = case.cotangent(np.shape(y_ref))
     grads_ref = _einsum_gradients(case, ops, G)
@@ -168,21 +181,21 @@ def _check_generated(case, limit, library):
 
 
 @settings(max_examples=60, deadline=None)
-@given(einsum_cases(dtypes=(FLOAT64,), min_operands=2), GENERATED_LIMITS)
-def test_the_shown_sliced_numpy_source_on_generated_specs(case, limit):
+@given(einsum_cases(dtypes=(FLOAT64,), min_operands=2), st.data())
+def test_the_shown_sliced_numpy_source_on_generated_specs(case, data):
     """Generated specs and limits that slice them: the shown numpy loop, exec'd, gives the
     unsliced value and the np.einsum gradients (padded short chunks, sliced outputs, size-1
     broadcasting, repeated labels and empty dimensions among them)."""
-    _check_generated(case, limit, "numpy")
+    _check_generated(case, data, "numpy")
 
 
 @settings(max_examples=15, deadline=None)
-@given(einsum_cases(dtypes=(FLOAT64,), min_operands=2), GENERATED_LIMITS, st.sampled_from(["torch", "dask"]))
-def test_the_shown_sliced_torch_and_dask_source_on_generated_specs(case, limit, library):
+@given(einsum_cases(dtypes=(FLOAT64,), min_operands=2), st.sampled_from(["torch", "dask"]), st.data())
+def test_the_shown_sliced_torch_and_dask_source_on_generated_specs(case, library, data):
     """The same for the torch loop and the dask graph (fewer examples: each builds a graph or
     runs torch)."""
     pytest.importorskip(library)
-    _check_generated(case, limit, library)
+    _check_generated(case, data, library)
 
 
 def test_the_gradient_oracle_is_numpys_einsum_derivative():
