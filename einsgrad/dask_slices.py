@@ -142,8 +142,11 @@ def _group(function, shapes, axes, outs, grid, extent, window, sums, *blocks):
     added into the task's window of it; then those added into the chain's running `sums`
     (for each result, its blocks by index; None: the chain's first task), which it returns.
 
-    The sums are the chain's own, read by its next task alone, so they grow in place; this
-    task's own totals are complete before they change (a task that fails leaves them whole).
+    No value another task returned is written: this task's own totals, fresh, take the
+    chain's sums of their blocks in place, and it returns new dicts of blocks (a block its
+    window does not cover is the predecessor's, shared). So a task run again (a retry, a
+    second compute of a persisted predecessor) adds what it adds once, and the memory held
+    is one copy of the results per chain.
     """
     totals = [None] * len(outs)
     for w in itertools.product(*[range(0, e, chunk) for e, (_, chunk) in zip(extent, grid)]):
@@ -159,28 +162,22 @@ def _group(function, shapes, axes, outs, grid, extent, window, sums, *blocks):
                 totals[j] = np.zeros(tuple(extent[c] if c >= 0 else n for n, c in zip(shape, ax)), r.dtype)
             cut = tuple(slice(0, stop[c] - w[c]) if c >= 0 else slice(None) for c in ax)
             totals[j][tuple(slice(w[c], stop[c]) if c >= 0 else slice(None) for c in ax)] += r[cut]
-    if sums is None:
-        sums = tuple({} for _ in outs)
+    sums = tuple({} for _ in outs) if sums is None else tuple(dict(blocks) for blocks in sums)
     for j, (total, (_, ax)) in enumerate(zip(totals, outs)):
-        _add(sums[j], tuple(window[c] if c >= 0 else 0 for c in ax), total)
+        index = tuple(window[c] if c >= 0 else 0 for c in ax)
+        if index in sums[j]:
+            total += sums[j][index]  # this task's own array; the predecessor's block is only read
+        sums[j][index] = total
     return sums
 
 
-def _add(blocks, index, value):
-    """`value` added into `blocks[index]` (taken as it is where that block is new)."""
-    if index in blocks:
-        blocks[index] += value
-    else:
-        blocks[index] = value
-
-
 def _merged(*chains):
-    """The first chain's sums, the other chains' added in (each chain's sums read here alone)."""
-    sums = chains[0]
+    """The chains' sums added, block by block, into new arrays (no chain's block written)."""
+    sums = tuple(dict(blocks) for blocks in chains[0])
     for other in chains[1:]:
         for mine, theirs in zip(sums, other):
             for index, value in theirs.items():
-                _add(mine, index, value)
+                mine[index] = value if index not in mine else mine[index] + value
     return sums
 
 
