@@ -95,8 +95,9 @@ class Einsum:
         self.joint = joint
         # Calls run code of their exact shapes where the contraction may be sliced: under a
         # memory_limit, or along a cotengra tree that its optimizer may slice (slicing_opts).
-        self._exact = memory_limit is not None or paths.may_slice(self.optimize)
-        if joint and paths.may_slice(self.optimize):
+        sliced_tree = paths.may_slice(self.optimize)
+        self._exact = memory_limit is not None or sliced_tree
+        if joint and sliced_tree:
             raise EinsumSpecError("joint=True judges trees by their own slicing under memory_limit=; "
                                   "give memory_limit= instead of a cotengra optimizer's slicing_opts "
                                   "or a sliced ContractionTree")
