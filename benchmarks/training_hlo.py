@@ -8,7 +8,8 @@ update), at the benchmark's sizes and with the batch an argument as there, is bu
 ``einsgrad.jax.einsum`` and with ``jnp.einsum``. The line says whether the two hand XLA the same
 module (the lowered StableHLO text, byte for byte), whether XLA makes the same program of them
 (the optimized HLO, ``jax.jit(f).lower(...).compile().as_text()``, with only the metadata and
-source-location tables taken out: instruction names and layouts kept), how many Python calls
+source-location tables taken out: instruction names and layouts kept) and assigns its buffers
+alike (``memory_analysis()``'s serialized buffer assignment), how many Python calls
 one jitted call of each makes (0: jax's C++ dispatch runs it, no Python wrapper in the way), and
 counts the instructions that cost time outside the arithmetic: the dots and the transposes and
 copies (data moved), fused computations included.
@@ -96,8 +97,8 @@ def step(model, dtype: str, einsum):
 
 def compare(model, dtype: str) -> dict:
     """Whether the model's training step hands XLA the same module and compiles to the same
-    program with both einsums, the Python calls of one jitted call of each after the first,
-    and the counts of :data:`COUNTED` in each."""
+    program, its buffers assigned alike (XLA's serialized buffer assignment), with both einsums;
+    the Python calls of one jitted call of each after the first; the counts of :data:`COUNTED`."""
     import jax.numpy as jnp
 
     import einsgrad.jax
@@ -106,27 +107,30 @@ def compare(model, dtype: str) -> dict:
     for name, einsum in (("einsgrad", einsgrad.jax.einsum), ("own", jnp.einsum)):
         update, params, batch = step(model, dtype, einsum)
         lowered = update.lower(params, batch)
-        text = lowered.compile().as_text()
+        executable = lowered.compile()
+        text = executable.as_text()
         update(params, batch)  # traced and compiled: the next call is dispatch alone
         found[name] = {"lowered": lowered.as_text(), "optimized": without_metadata(text),
+                       "buffers": executable.memory_analysis().serialized_buffer_assignment_proto,
                        "counts": opcodes(normalised_hlo(text)), "calls": python_calls(update, params, batch)}
     mine, theirs = found["einsgrad"], found["own"]
     return {"model": model.name, "dtype": dtype, "same module": mine["lowered"] == theirs["lowered"],
             "same program": mine["optimized"] == theirs["optimized"],
+            "same buffers": mine["buffers"] == theirs["buffers"],
             "python calls (einsgrad, jnp)": (mine["calls"], theirs["calls"]),
             **{f"{op} (einsgrad, jnp)": (mine["counts"][op], theirs["counts"][op]) for op in COUNTED}}
 
 
 def table(models, dtypes) -> str:
-    """One line per model and dtype: the same module and program or not, and the counts."""
+    """One line per model and dtype: the same module, program and buffers or not, and the counts."""
     import jax
 
     jax.config.update("jax_enable_x64", True)
     lines = ["# the jitted jax training step at the benchmark's sizes, einsgrad.jax.einsum's against"
              " jnp.einsum's: module = the lowered StableHLO XLA is handed; program = the optimized HLO"
-             " (metadata aside, names and layouts kept); calls = Python calls in one jitted call;"
-             " counts as einsgrad, jnp.einsum",
-             f"{'model':<13} {'dtype':<9} {'module':<8} {'program':<8} {'calls':>6} "
+             " (metadata aside, names and layouts kept); buffers = XLA's buffer assignment; calls = Python"
+             " calls in one jitted call; counts as einsgrad, jnp.einsum",
+             f"{'model':<13} {'dtype':<9} {'module':<8} {'program':<8} {'buffers':<8} {'calls':>6} "
              + " ".join(f"{plural:>11}" for plural in COUNTED.values())]
     for model in models:
         for dtype in dtypes:
@@ -134,6 +138,7 @@ def table(models, dtypes) -> str:
             counts = " ".join(f"{'%d, %d' % found[f'{op} (einsgrad, jnp)']:>11}" for op in COUNTED)
             lines.append(f"{model.name:<13} {dtype:<9} {'same' if found['same module'] else 'differs':<8} "
                          f"{'same' if found['same program'] else 'differs':<8} "
+                         f"{'same' if found['same buffers'] else 'differs':<8} "
                          f"{'%d, %d' % found['python calls (einsgrad, jnp)']:>6} {counts}")
     return "\n".join(lines)
 

@@ -115,10 +115,10 @@ def _step(model_name: str, dtype: str) -> dict:
 def test_training_step_is_jnp_einsums_program(model, dtype):
     """The MLP's and the attention's jitted training steps (forward, loss, gradient, update),
     at the benchmark's sizes: XLA is handed jnp.einsum's module byte for byte, so it compiles
-    jnp.einsum's program (checked too, names and layouts included); and each call is
-    dispatched by jax's C++ path alike, no Python function entered."""
+    jnp.einsum's program (checked too, names and layouts included) and assigns its buffers
+    alike; and each call is dispatched by jax's C++ path alike, no Python function entered."""
     found = _step(model, dtype)
-    assert found["same module"] and found["same program"]
+    assert found["same module"] and found["same program"] and found["same buffers"]
     assert found["python calls (einsgrad, jnp)"] == (0, 0)
 
 
