@@ -1,24 +1,38 @@
-"""The compiled programs of the training benchmark's jax steps: einsgrad's against ``jnp.einsum``'s.
+"""The programs of the training benchmark's jax steps, einsgrad's against ``jnp.einsum``'s, and
+what their executables alone time.
 
-Run: ``python -m benchmarks.training --hlo [--models a,b] [--dtypes ...]``. For each model and
-dtype, the jit-compiled training step of :mod:`benchmarks.training` (forward, loss, gradient,
-SGD update) is lowered and compiled with ``einsgrad.jax.einsum`` and with ``jnp.einsum``, and
-the optimized HLO texts (``jax.jit(f).lower(...).compile().as_text()``) are compared once
-instruction names and source locations are normalised away
-(:func:`benchmarks.jax_spellings.normalised_hlo`): the line says whether they are the same
-program and counts the instructions that cost time outside the arithmetic, the dots and the
-transposes and copies (data moved), fused computations included. Nothing is timed.
+Run: ``python -m benchmarks.training --hlo [--models a,b] [--dtypes ...]`` (or
+``python -m benchmarks.training_hlo``, which also takes ``--time [--repeats N]``). For each model
+and dtype, the jitted training step of :mod:`benchmarks.training` (forward, loss, gradient, SGD
+update), at the benchmark's sizes and with the batch an argument as there, is built with
+``einsgrad.jax.einsum`` and with ``jnp.einsum``. The line says whether the two hand XLA the same
+module (the lowered StableHLO text, byte for byte), whether XLA makes the same program of them
+(the optimized HLO, ``jax.jit(f).lower(...).compile().as_text()``, with only the metadata and
+source-location tables taken out: instruction names and layouts kept) and assigns its buffers
+alike (``memory_analysis()``'s serialized buffer assignment), how many Python calls
+one jitted call of each makes (0: jax's C++ dispatch runs it, no Python wrapper in the way), and
+counts the instructions that cost time outside the arithmetic: the dots and the transposes and
+copies (data moved), fused computations included.
+
+``--time`` then times the two ``.compile()`` executables, called directly, as the benchmark
+times its steps (:func:`benchmarks.timing.medians`: interleaved rotating rounds in one process,
+medians), built in the order jnp, einsgrad, einsgrad, jnp so that what the order of building
+does falls on both alike; each line gives both einsgrad/jnp ratios and both A/A ratios
+(the second copy of each over the first).
 """
 
 from __future__ import annotations
 
+import argparse
 import re
+import sys
 from collections import Counter
 
 from benchmarks.jax_spellings import normalised_hlo
 
 COUNTED = {"dot": "dots", "transpose": "transposes", "copy": "copies"}  # opcode: its plural
 _OPCODE = re.compile(r"%\S+ = .*? ([a-z][\w-]*)\(")  # the opcode after the result's shape
+_TABLES = ("FileNames", "FunctionNames", "FileLocations", "StackFrames")  # source-location tables
 
 
 def opcodes(lines: list[str]) -> Counter:
@@ -38,44 +52,158 @@ def compiled(step, *args) -> list[str]:
     return normalised_hlo(jax.jit(step).lower(*args).compile().as_text())
 
 
-def compare(model, dtype: str) -> dict:
-    """Whether the model's training step compiles to the same program with both einsums, and
-    the counts of :data:`COUNTED` in each."""
+def without_metadata(text: str) -> str:
+    """Optimized HLO text without its metadata and source-location tables, which say where in
+    Python an instruction was traced and nothing of what it does; names and layouts stay."""
+    blocks = [b for b in text.split("\n\n") if b.strip().split("\n")[0] not in _TABLES]
+    return re.sub(r", metadata=\{[^}]*\}", "", "\n\n".join(blocks))
+
+
+def python_calls(fn, *args) -> int:
+    """How many Python functions one call of ``fn(*args)`` enters (itself not counted)."""
+    import jax
+
+    seen = []
+    sys.setprofile(lambda frame, event, arg: seen.append(frame.f_code) if event == "call" else None)
+    try:
+        out = fn(*args)
+    finally:
+        sys.setprofile(None)
+    jax.block_until_ready(out)
+    return len(seen)
+
+
+def step(model, dtype: str, einsum):
+    """The benchmark's jitted training step of ``model`` over ``einsum`` (as
+    :func:`benchmarks.training._jax_variant` builds it), its initial parameters and the batch,
+    at the benchmark's sizes, in ``dtype``."""
     import jax
     import jax.numpy as jnp
 
-    import einsgrad.jax
     from benchmarks.training import LEARNING_RATE
     from benchmarks.training_models import Ops
 
     params, batch = model.make(model.sized(False))
     params = {k: jnp.asarray(v, dtype) for k, v in params.items()}
     batch = {k: jnp.asarray(v, dtype) for k, v in batch.items()}
-    programs = {}
+    ops = Ops(einsum, jax.nn.relu, lambda x: jax.nn.softmax(x, axis=-1), lambda x: jax.nn.logsumexp(x, axis=-1))
+
+    def update(params, batch):
+        loss, grads = jax.value_and_grad(lambda p: model.loss(ops, p, batch))(params)
+        return loss, grads, jax.tree.map(lambda p, g: p - LEARNING_RATE * g, params, grads)
+
+    return jax.jit(update), params, batch
+
+
+def compare(model, dtype: str) -> dict:
+    """Whether the model's training step hands XLA the same module and compiles to the same
+    program, its buffers assigned alike (XLA's serialized buffer assignment), with both einsums;
+    the Python calls of one jitted call of each after the first; the counts of :data:`COUNTED`."""
+    import jax.numpy as jnp
+
+    import einsgrad.jax
+
+    found = {}
     for name, einsum in (("einsgrad", einsgrad.jax.einsum), ("own", jnp.einsum)):
-        ops = Ops(einsum, jax.nn.relu, lambda x: jax.nn.softmax(x, axis=-1), lambda x: jax.nn.logsumexp(x, axis=-1))
-
-        def update(params, batch, ops=ops):
-            loss, grads = jax.value_and_grad(lambda p: model.loss(ops, p, batch))(params)
-            return loss, grads, jax.tree.map(lambda p, g: p - LEARNING_RATE * g, params, grads)
-
-        programs[name] = compiled(update, params, batch)
-    counts = {name: opcodes(lines) for name, lines in programs.items()}
-    return {"model": model.name, "dtype": dtype, "same": programs["einsgrad"] == programs["own"],
-            **{f"{op} (einsgrad, jnp)": (counts["einsgrad"][op], counts["own"][op]) for op in COUNTED}}
+        update, params, batch = step(model, dtype, einsum)
+        lowered = update.lower(params, batch)
+        executable = lowered.compile()
+        text = executable.as_text()
+        update(params, batch)  # traced and compiled: the next call is dispatch alone
+        found[name] = {"lowered": lowered.as_text(), "optimized": without_metadata(text),
+                       "buffers": executable.memory_analysis().serialized_buffer_assignment_proto,
+                       "counts": opcodes(normalised_hlo(text)), "calls": python_calls(update, params, batch)}
+    mine, theirs = found["einsgrad"], found["own"]
+    return {"model": model.name, "dtype": dtype, "same module": mine["lowered"] == theirs["lowered"],
+            "same program": mine["optimized"] == theirs["optimized"],
+            "same buffers": mine["buffers"] == theirs["buffers"],
+            "python calls (einsgrad, jnp)": (mine["calls"], theirs["calls"]),
+            **{f"{op} (einsgrad, jnp)": (mine["counts"][op], theirs["counts"][op]) for op in COUNTED}}
 
 
 def table(models, dtypes) -> str:
-    """One line per model and dtype: the same program or not, and the counts."""
+    """One line per model and dtype: the same module, program and buffers or not, and the counts."""
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    lines = ["# compiled HLO of the jitted jax training step: einsgrad.jax.einsum's against jnp.einsum's"
-             " (names and source locations aside); counts as einsgrad, jnp.einsum",
-             f"{'model':<13} {'dtype':<9} {'program':<9} " + " ".join(f"{plural:>11}" for plural in COUNTED.values())]
+    lines = ["# the jitted jax training step at the benchmark's sizes, einsgrad.jax.einsum's against"
+             " jnp.einsum's: module = the lowered StableHLO XLA is handed; program = the optimized HLO"
+             " (metadata aside, names and layouts kept); buffers = XLA's buffer assignment; calls = Python"
+             " calls in one jitted call; counts as einsgrad, jnp.einsum",
+             f"{'model':<13} {'dtype':<9} {'module':<8} {'program':<8} {'buffers':<8} {'calls':>6} "
+             + " ".join(f"{plural:>11}" for plural in COUNTED.values())]
     for model in models:
         for dtype in dtypes:
             found = compare(model, dtype)
             counts = " ".join(f"{'%d, %d' % found[f'{op} (einsgrad, jnp)']:>11}" for op in COUNTED)
-            lines.append(f"{model.name:<13} {dtype:<9} {'same' if found['same'] else 'differs':<9} {counts}")
+            lines.append(f"{model.name:<13} {dtype:<9} {'same' if found['same module'] else 'differs':<8} "
+                         f"{'same' if found['same program'] else 'differs':<8} "
+                         f"{'same' if found['same buffers'] else 'differs':<8} "
+                         f"{'%d, %d' % found['python calls (einsgrad, jnp)']:>6} {counts}")
     return "\n".join(lines)
+
+
+def executables(model, dtype: str) -> dict:
+    """One step function per copy (``own``, ``einsgrad``, ``einsgrad again``, ``own again``,
+    built in that order), each calling its ``.compile()`` executable directly on its own
+    parameters, the output's parameters the next call's input."""
+    import jax
+    import jax.numpy as jnp
+
+    import einsgrad.jax
+
+    steps = {}
+    for name, einsum in (("own", jnp.einsum), ("einsgrad", einsgrad.jax.einsum),
+                         ("einsgrad again", einsgrad.jax.einsum), ("own again", jnp.einsum)):
+        update, params, batch = step(model, dtype, einsum)
+        executable = update.lower(params, batch).compile()
+
+        def run(executable=executable, state=[params], batch=batch):
+            state[0] = jax.block_until_ready(executable(state[0], batch))[2]
+
+        steps[name] = run
+    return steps
+
+
+def timed(models, dtypes, repeats: int) -> str:
+    """For each model and dtype, the medians of the four executables of :func:`executables`
+    over ``repeats`` interleaved rounds, as ratios."""
+    import jax
+
+    from benchmarks.timing import medians
+
+    jax.config.update("jax_enable_x64", True)
+    lines = [f"# the .compile() executables of the jitted training steps, called directly; medians of {repeats}"
+             " interleaved rounds; built in the order jnp, einsgrad, einsgrad again, jnp again",
+             f"{'model':<13} {'dtype':<9} {'jnp':>9} {'einsgrad/jnp':>13} {'again/again':>12}"
+             f" {'A/A jnp':>8} {'A/A einsgrad':>13}"]
+    for model in models:
+        for dtype in dtypes:
+            t = medians(executables(model, dtype), repeats, warmup=2)
+            lines.append(f"{model.name:<13} {dtype:<9} {t['own'] * 1e3:7.2f}ms {t['einsgrad'] / t['own']:13.3f}"
+                         f" {t['einsgrad again'] / t['own again']:12.3f} {t['own again'] / t['own']:8.3f}"
+                         f" {t['einsgrad again'] / t['einsgrad']:13.3f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from benchmarks.training_models import MODELS
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.training_hlo", description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="mlp,attention")
+    parser.add_argument("--dtypes", default="float32,float64,bfloat16")
+    parser.add_argument("--time", action="store_true", help="also time the compiled executables, called directly")
+    parser.add_argument("--repeats", type=int, default=21, help="interleaved rounds with --time")
+    args = parser.parse_args(argv)
+    known = {m.name: m for m in MODELS}
+    if unknown := [n for n in args.models.split(",") if n not in known]:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    models, dtypes = [known[n] for n in args.models.split(",")], args.dtypes.split(",")
+    print(table(models, dtypes), flush=True)
+    if args.time:
+        print(timed(models, dtypes, args.repeats))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
