@@ -20,6 +20,8 @@ from . import codegen
 from .memo import memoized
 from .errors import EinsumSpecError
 
+NUMPY_DIALECT = codegen.NUMPY  # the dialect of every plain numpy call, looked up once
+
 _PACKAGES = {"torch": "torch", "jax": "jax", "jaxlib": "jax", "dask": "dask", "cupy": "cupy"}
 
 
@@ -180,3 +182,9 @@ def intake(values: tuple, cotangent: bool = False, names=None) -> tuple[tuple, B
 def library_name(backend: Backend | None) -> str:
     """The library of an :func:`intake`'s arrays, for messages."""
     return "numpy" if backend is None else backend.name
+
+
+def casting(function: Callable, dtype, cast: Callable) -> Callable:
+    """``function`` with every argument cast to ``dtype`` first (a library that does not
+    promote mixed dtypes itself, as torch's matmul and einsum do not)."""
+    return lambda *args, **shapes: function(*[cast(a, dtype) for a in args], **shapes)

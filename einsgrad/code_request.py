@@ -15,8 +15,8 @@ import numpy as np
 from . import codegen, scalars
 from .errors import EinsumSpecError
 from .shapes import UNKNOWN_SIZE, ShapeClass, check_shapes, shape_class
-from .signature import check_dtypes
-from .spec import ELLIPSIS, Spec
+from .signature import FunctionKey, Mode, check_dtypes
+from .spec import ELLIPSIS, Spec, ascii_text
 
 
 class CodeRequest(NamedTuple):
@@ -102,3 +102,21 @@ def dialect(backend, names) -> codegen.Dialect:
     if backend not in names:
         raise EinsumSpecError(f"backend must be one of {', '.join(names)}, got {backend!r}")
     return codegen.DIALECTS[backend]
+
+
+def function_keys(signature, dtypes, dialect: codegen.Dialect) -> tuple[FunctionKey, ...]:
+    """Keys of the four functions code is written for: forward, vjp, forward_saving and
+    pullback, every operand wanted."""
+    out, every = scalars.result_type(*dtypes), tuple(range(len(dtypes)))
+    return (FunctionKey(Mode.FORWARD, signature, dtypes, None, None, dialect),
+            FunctionKey(Mode.VJP, signature, dtypes, every, out, dialect),
+            FunctionKey(Mode.SAVING, signature, dtypes, every, None, dialect),
+            FunctionKey(Mode.PULLBACK, signature, dtypes, every, out, dialect))
+
+
+def header(spec: Spec, signature) -> str:
+    """The comment line above shown source: the spec and the shapes it was written for."""
+    if isinstance(signature, ShapeClass):
+        return (f"# einsgrad: {ascii_text(str(spec))}  shape-generic, planned for shapes "
+                f"{', '.join(map(str, signature.representative))}\n")
+    return f"# einsgrad: {ascii_text(str(spec))}  shapes {', '.join(map(str, signature))}\n"

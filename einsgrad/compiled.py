@@ -9,20 +9,18 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from . import backends, code_request, codegen, derive, exponents, paths, scalars, vendor
+from . import backends, code_request, codegen, derive, paths, saving_pairs, scalars, tangents, vendor
 from . import stripped as stripping
 from .errors import EinsumSpecError
 from .report import Costs, PlanReport
 from .shapes import Classified, ShapeClass, bind, check_shapes, classify, differ, is_count
 from .signature import Mode, FunctionKey, SavingPair, SignatureRecord
-from .spec import Spec, ascii_text, normalize_sizes, parse
+from .spec import Spec, normalize_sizes, parse
 from .stripped import LogGrad, Stripped
 
 JACOBIAN_LIMIT = 2**24  # elements: Einsum.jacobian is for small cases
-PAIRS_LIMIT = 1024  # saving pairs indexed per Einsum (one per exact shapes, dtypes and wrt)
 
-
-_NUMPY = codegen.NUMPY  # the dialect of every plain numpy call, looked up once
+_NUMPY = backends.NUMPY_DIALECT
 # Dialects whose calls run shape-generic code, one function per shape class: torch's sizes are
 # symbolic under torch.compile and torch.export. jax traces per shape anyway; dask is lazy.
 _GENERIC = (codegen.TORCH,)
@@ -109,7 +107,7 @@ class Einsum:
         # The calls' index of the cached records' loaded functions: one lookup per call. It
         # starts afresh whenever a signature enters the cache (and may push one out).
         self._loaded: dict[FunctionKey, Loaded] = {}
-        self._pairs: dict[tuple, SavingPair] = {}  # saving_pair's index, kept alike
+        self._pairs = saving_pairs.PairIndex()  # saving_pair's index, kept alike
         self._last: tuple | None = None  # the last call's FunctionKey fields, for source()
         self._classes = functools.lru_cache(maxsize=1024)(self._classify)
         self._every = tuple(range(len(self.spec.inputs)))
@@ -133,7 +131,7 @@ class Einsum:
         self.__dict__.update(state)
         self._records = functools.lru_cache(maxsize=state["_records"])(self._record)
         self._classes = functools.lru_cache(maxsize=1024)(self._classify)
-        self._loaded, self._pairs, self._last = {}, {}, None
+        self._loaded, self._pairs, self._last = {}, saving_pairs.PairIndex(), None
 
     @property
     def grad_specs(self) -> tuple[str, ...]:
@@ -277,7 +275,7 @@ class Einsum:
             classified = self._backend_signature(backend, arrays)
         record = self._signature_record(classified.signature)
         shape = record.output_shape if classified.output_shape is None else classified.output_shape
-        g = self._cotangent(cotangent, arrays, backend, shape)
+        g = tangents.cotangent(cotangent, arrays, backend, shape)
         results = self._pullback(backend, arrays, indices, g, record, saved)
         return results[0] if single else results
 
@@ -299,17 +297,11 @@ class Einsum:
         >>> [g.shape for g in pair.pullback(np.ones((2, 4)), *saved)]
         [(2, 3), (4, 3)]
         """
-        try:
-            key = (type(operands[0]), tuple([a.shape for a in operands]), tuple([a.dtype for a in operands]), wrt)
-            found = self._pairs.get(key)
-        except (TypeError, AttributeError, IndexError):  # symbolic sizes, scalars: no index
-            key = found = None
+        key = self._pairs.key(operands, wrt)
+        found = self._pairs.get(key)
         if found is None:
             found = self._pair(operands, wrt)
-            if key is not None:
-                if len(self._pairs) >= PAIRS_LIMIT:
-                    self._pairs.clear()
-                self._pairs[key] = found
+            self._pairs.put(key, found)
         self._last = found.key
         return found
 
@@ -319,25 +311,12 @@ class Einsum:
         if any(a is not o for a, o in zip(arrays, operands)):  # its functions take them as they are
             raise EinsumSpecError(f"saving_pair() takes arrays of one library, as its functions will, "
                                   f"got {', '.join(type(o).__name__ for o in operands)}")
-        indices = self._wrt(wrt).indices
         if backend is None:
-            signature, dtype, dialect = tuple([a.shape for a in arrays]), (lambda a: a.dtype), _NUMPY
+            signature = tuple([a.shape for a in arrays])
         else:
             signature = self._backend_signature(backend, arrays).signature
-            dtype, dialect = backend.dtype, backend.dialect
         record = self._signature_record(signature)
-        dtypes = tuple([dtype(a) for a in arrays])
-        out = scalars.result_type(*dtypes)
-        saving_key = FunctionKey(Mode.SAVING, signature, dtypes, indices, None, dialect)
-        saving = record.runner(saving_key)
-        pullback = record.runner(FunctionKey(Mode.PULLBACK, signature, dtypes, indices, out, dialect))
-        if backend is not None and backend.cast is not None and len(set(dtypes + (out,))) > 1:
-            saving, pullback = _casting(saving, out, backend.cast), _casting(pullback, out, backend.cast)
-        if record.generic:
-            pullback = functools.partial(pullback, shapes=tuple([tuple(a.shape) for a in arrays]))
-        read, regrouped = record.saved_operands(indices)
-        kept = frozenset(k for k in read if k is not None) | record.vjp_operands(indices)
-        return SavingPair(saving, pullback, read, regrouped, kept, saving_key)
+        return saving_pairs.pair(record, signature, arrays, backend, self._wrt(wrt).indices)
 
     def _pullback(self, backend, arrays, wrt, g, record: SignatureRecord, saved) -> tuple:
         """The pullback of ``record`` run; a generic one reads sizes from the operands' shapes."""
@@ -404,13 +383,9 @@ class Einsum:
         dialect = code_request.dialect(backend, codegen.DIALECTS)
         signature, dtypes = self._request(shapes, None, "source", generic, False, numpy=dialect is not codegen.TORCH)
         record = self._signature_record(signature)
-        if isinstance(signature, ShapeClass):
-            header = (f"# einsgrad: {ascii_text(str(self.spec))}  shape-generic, planned for shapes "
-                      f"{', '.join(map(str, signature.representative))}\n")
-        else:
-            header = f"# einsgrad: {ascii_text(str(self.spec))}  shapes {', '.join(map(str, signature))}\n"
-        keys = self._keys(record, signature, dtypes, dialect)  # a chunk's program shown once, where sliced
-        sources = dict.fromkeys(block for key in keys for block in record.source_blocks(key))
+        keys = code_request.function_keys(signature, dtypes, dialect)
+        sources = dict.fromkeys(block for key in keys for block in record.source_blocks(key))  # a chunk's once
+        header = code_request.header(self.spec, signature)
         return f"{record.helpers(dialect)}\n\n{header}" + "\n\n".join(sources)
 
     def module(self, *shapes, dtypes=None, backend: str = "numpy", generic: bool | None = None) -> str:
@@ -434,7 +409,7 @@ class Einsum:
             raise EinsumSpecError(f"a {backend} module takes one dtype for every operand, got "
                                   f"{', '.join(d.name for d in dtypes)}")
         record = self._signature_record(signature)
-        functions = [record.source(key, "_") for key in self._keys(record, signature, dtypes, dialect)]
+        functions = [record.source(key, "_") for key in code_request.function_keys(signature, dtypes, dialect)]
         return vendor.module(self.spec, record.bound, dtypes, functions, backend, record.generic,
                              record.helpers(dialect))
 
@@ -457,10 +432,10 @@ class Einsum:
         arrays, record, backend = self._stripping(operands, "stripped_vjp")
         indices, single = self._wrt(wrt)
         if isinstance(cotangent, Stripped):
-            g = Stripped(self._cotangent(cotangent.mantissa, arrays, backend, record.output_shape),
+            g = Stripped(tangents.cotangent(cotangent.mantissa, arrays, backend, record.output_shape),
                          cotangent.exponent)
         else:
-            g = self._cotangent(cotangent, arrays, backend, record.output_shape)
+            g = tangents.cotangent(cotangent, arrays, backend, record.output_shape)
         grads = stripping.vjp(record, g, arrays, indices)
         return grads[0] if single else grads
 
@@ -564,36 +539,21 @@ class Einsum:
                              _NUMPY, ())
         return call
 
-    def _jvp(self, mode: Mode, tangents, operands) -> tuple:
+    def _jvp(self, mode: Mode, tangent_values, operands) -> tuple:
         """The results of the jvp plan of ``mode`` for these tangents (None: zero) and operands."""
         count = len(self.spec.inputs)
-        if isinstance(tangents, (str, bytes)) or not hasattr(tangents, "__len__") or len(tangents) != count:
-            raise EinsumSpecError(f"tangents must be a sequence of one tangent (or None) per operand: "
-                                  f"{count} for {str(self.spec)!r}, got {_described(tangents)}")
-        wrt = tuple(k for k, t in enumerate(tangents) if t is not None)
-        names = [f"operand {i}" for i in range(len(operands))] + [f"the tangent of operand {k}" for k in wrt]
-        arrays, backend = backends.intake((*operands, *(tangents[k] for k in wrt)), names=names)
-        if len(operands) != count:
-            check_shapes([tuple(a.shape) for a in arrays[:len(operands)]], count)  # says so
+        wrt, arrays, backend = tangents.intake(tangent_values, operands, count, str(self.spec))
         if backend is None:
             signature, output_shape = tuple([a.shape for a in arrays[:count]]), None
         else:  # a shape class where the dialect's code is shape-generic, as its other calls
             signature, output_shape = self._backend_signature(backend, arrays[:count])
         record = self._signature_record(signature)
         output_shape = record.output_shape if output_shape is None else output_shape
-        for k, t in zip(wrt, arrays[count:]):
-            if differ(tuple(t.shape), tuple(arrays[k].shape)):
-                raise EinsumSpecError(f"the tangent of operand {k} has shape {tuple(t.shape)} but "
-                                      f"operand {k} has shape {tuple(arrays[k].shape)}")
+        tangents.check(wrt, arrays, count)
         dtype = (lambda a: a.dtype) if backend is None else backend.dtype
         dtypes = tuple([dtype(a) for a in arrays])
         if not wrt:
-            if backend is not None and backend.cast is not None:  # torch: its own dtypes
-                zeros = backend.cast(backend.convert(np.zeros(output_shape), arrays[0]),
-                                     scalars.result_type(*dtypes))
-            else:
-                zeros = np.zeros(output_shape, np.result_type(*dtypes))
-                zeros = zeros if backend is None else backend.convert(zeros, arrays[0])
+            zeros = tangents.zeros(output_shape, dtypes, backend, arrays[0])
             return (zeros,) if mode is Mode.JVP else (self(*arrays), zeros)
         key = FunctionKey(mode, signature, dtypes, wrt, None, _NUMPY if backend is None else backend.dialect)
         function = record.runner(key)
@@ -605,14 +565,7 @@ class Einsum:
     def _stripping(self, operands, caller: str) -> tuple[tuple, SignatureRecord, backends.Backend | None]:
         """The operands as arrays of one library exponent stripping runs on, their signature's
         record, and their backend (None: numpy)."""
-        arrays, backend = backends.intake(operands)
-        if backend is not None and backend.name not in exponents.LIBRARIES:
-            raise EinsumSpecError(f"{caller}() runs on {', '.join(exponents.LIBRARIES[:-1])} and "
-                                  f"{exponents.LIBRARIES[-1]} arrays, "
-                                  f"got {backend.name} arrays")
-        shapes = tuple([tuple(map(int, a.shape)) for a in arrays])
-        if len(shapes) != len(self.spec.inputs):
-            check_shapes(shapes, len(self.spec.inputs))  # says so
+        arrays, shapes, backend = stripping.intake(operands, caller, len(self.spec.inputs))
         return arrays, self._signature_record(shapes), backend
 
     def _cotangent_error(self, g, record: SignatureRecord) -> EinsumSpecError:
@@ -659,14 +612,6 @@ class Einsum:
         return code_request.code_request(self.spec, self.sizes, shapes, dtypes, caller, generic,
                                          unshaped, self.shapes, last, numpy)
 
-    def _keys(self, record: SignatureRecord, shapes, dtypes, dialect) -> tuple[FunctionKey, ...]:
-        """Keys of forward, vjp, forward_saving and pullback, every operand wanted."""
-        out, every = scalars.result_type(*dtypes), self._every
-        return (FunctionKey(Mode.FORWARD, shapes, dtypes, None, None, dialect),
-                FunctionKey(Mode.VJP, shapes, dtypes, every, out, dialect),
-                FunctionKey(Mode.SAVING, shapes, dtypes, every, None, dialect),
-                FunctionKey(Mode.PULLBACK, shapes, dtypes, every, out, dialect))
-
     def _run_in(self, backend: backends.Backend | None, mode: Mode, arrays, wrt, cotangent=None,
                 record: SignatureRecord | None = None):
         """The function of ``mode`` for these arrays (``backend`` None: numpy): its dialect's
@@ -696,7 +641,7 @@ class Einsum:
         every = dtypes if cotangent_dtype is None else dtypes + (cotangent_dtype,)
         if backend.cast is None or len(set(every)) == 1:
             return function
-        return _casting(function, scalars.result_type(*every), backend.cast)
+        return backends.casting(function, scalars.result_type(*every), backend.cast)
 
     def _forward_saving(self, arrays, wrt, backend=None) -> Saving:
         """The forward of the saving plan for the pullback of the operands ``wrt``, and its
@@ -717,34 +662,7 @@ class Einsum:
         shape = tuple(y.shape)
 
         def finish(cotangent, arrays, saved):
-            g = self._cotangent(cotangent, arrays, backend, shape)
+            g = tangents.cotangent(cotangent, arrays, backend, shape)
             return self._pullback(backend, arrays, wrt, g, record, saved)
 
         return Saving(y, tuple(saved), finish)
-
-    def _cotangent(self, cotangent, arrays, backend, shape):
-        """The cotangent as an array of the forward's library, checked against its shape."""
-        if backend is None and type(cotangent) is np.ndarray:
-            g = cotangent
-        else:
-            values, found = backends.intake((cotangent, *arrays), cotangent=True)
-            if found is not backend:
-                raise EinsumSpecError(f"the cotangent is a {backends.library_name(found)} array but the forward "
-                                      f"ran on {backends.library_name(backend)} arrays")
-            g = values[0]
-        if g.shape != shape and differ(tuple(g.shape), shape):
-            raise EinsumSpecError(f"the cotangent has shape {tuple(g.shape)} but the output has {shape}")
-        return g
-
-
-def _casting(function: Callable, dtype, cast: Callable) -> Callable:
-    """``function`` with every argument cast to ``dtype`` first (a library that does not
-    promote mixed dtypes itself)."""
-    return lambda *args, **shapes: function(*[cast(a, dtype) for a in args], **shapes)
-
-
-def _described(value) -> str:
-    """A value for a message: its length where it has one, else its type."""
-    if hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
-        return f"{len(value)}"
-    return repr(value) if isinstance(value, (str, bytes)) else type(value).__name__

@@ -32,8 +32,9 @@ import enum
 import functools
 from typing import NamedTuple
 
-from . import codegen, exponents, scalars
+from . import backends, codegen, exponents, scalars
 from .errors import EinsumSpecError
+from .shapes import check_shapes
 from .signature import Mode, PlanKey, SignatureRecord
 from .tables import slotted
 from .steps import Add, Copy, Einsum2, Matmul, Multiply, Plan, Regroup, Unary
@@ -89,6 +90,19 @@ def added(terms) -> Stripped:
     for term in terms[1:]:
         total = total + library.scaled(term.mantissa, term.exponent - top)
     return Stripped(*library.strip(total, top))
+
+
+def intake(operands, caller: str, count: int) -> tuple[tuple, tuple, backends.Backend | None]:
+    """The operands as arrays of one library that stripping runs on, their shapes, and their
+    library (None: numpy); ``caller`` names the method in messages."""
+    arrays, backend = backends.intake(operands)
+    if backend is not None and backend.name not in exponents.LIBRARIES:
+        raise EinsumSpecError(f"{caller}() runs on {', '.join(exponents.LIBRARIES[:-1])} and "
+                              f"{exponents.LIBRARIES[-1]} arrays, got {backend.name} arrays")
+    shapes = tuple([tuple(map(int, a.shape)) for a in arrays])
+    if len(shapes) != count:
+        check_shapes(shapes, count)  # says so
+    return arrays, shapes, backend
 
 
 def forward(record: SignatureRecord, arrays) -> Stripped:
