@@ -408,7 +408,11 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, size
         x = args[0]
         expr = x if dialect.dot_general else f"{x}.reshape({_shape(op.shape, op.dims, sizes)}).reshape({x}.shape)"
     elif isinstance(op, Copy):
-        expr = dialect.contiguous.format(x=f"{args[0]}.{dialect.permute}({_tuple(op.perm)})")
+        expr = f"{args[0]}.{dialect.permute}({_tuple(op.perm)})"
+        if op.shape is None:
+            expr = dialect.contiguous.format(x=expr)
+        else:  # numpy's reshape of a transposed array is one C-ordered copy
+            expr += f".reshape({_shape(op.shape, op.dims, sizes)})"
     elif isinstance(op, Matmul):
         a, b = args
         if dialect.products_in_order and _transposes_product(step, op, ndims, args):
@@ -453,7 +457,7 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
     if dialect.jnp_pairs:
         plan = dot_pairs.read_through_copies(plan)
     if dialect.folds_copies:
-        plan = fused_copies.fused(plan)
+        plan = fused_copies.shaped(fused_copies.fused(plan))
     ndims = dict(zip(plan.args, plan.arg_ranks))
     ndims.update((step.target, len(step.shape)) for step in plan.steps)
     sizes = None if operands is None else Sizes(plan, operands, shapes)

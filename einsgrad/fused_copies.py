@@ -15,6 +15,13 @@ code only: a step table (:mod:`einsgrad.tables`) spells one kernel per distinct 
 and folded reads made a 256-tensor grid's 239 kernels 377, compiling 1.3-1.4x as long, where
 a row saved is worth 0.2-0.5 µs a call. A pass over a finished plan, run where the plan is
 rendered (:func:`einsgrad.codegen.render`), so the code shown is the code that runs.
+
+A copy that is read more than once stays a step, and its readers are most often the two GEMMs
+of one backward step (a cotangent read as ``(rows, cols)`` by both), each reshaping it the same
+way. :func:`shaped` makes such a copy in that shape (``x.transpose(p).reshape(s)``, one copy)
+and its readers read it as it is: two calls fewer per copy. A product that only GEMMs read,
+each through a reshape, is left in the shape its GEMM made (no reshape to its labels' shape,
+which each reader's reshape would undo): one call fewer.
 """
 
 from __future__ import annotations
@@ -74,6 +81,70 @@ def fused(plan: Plan) -> Plan:
             step = _reading(step, side, steps[at], operations)
         out.append(step)
     return Plan(plan.args, plan.arg_ranks, tuple(out), plan.returns)
+
+
+def shaped(plan: Plan) -> Plan:
+    """``plan`` with each copy of at most :data:`SMALL` elements that only GEMMs read, all
+    through one reshape to one shape, made in that shape and read as it is, and each product
+    of at most as many that GEMMs read through reshapes alone left as its GEMM made it (see the
+    module); the plan itself where there is none. Step shapes stay their labels': only the
+    readers here read these values, each by the rank its reshape gives."""
+    readers: dict[str, list[int]] = {}
+    made: dict[str, int] = {}
+    for i, step in enumerate(plan.steps):
+        for arg in step.args:
+            readers.setdefault(arg, []).append(i)
+        made[step.target] = made.get(step.target, 0) + 1
+    kept, steps = set(plan.returns), list(plan.steps)
+    changed = False
+    for i in range(len(steps)):
+        step = steps[i]  # as earlier copies left it: it may read one of them
+        kind = type(step.operation)
+        if ((kind is not Copy and kind is not Matmul) or step.target in kept or made[step.target] != 1
+                or math.prod(step.shape) > SMALL):
+            continue
+        reads = [(j, side) for j in readers.get(step.target, ()) for side, arg in enumerate(steps[j].args)
+                 if arg == step.target]
+        layouts = [_side_layout(steps[j].operation, side) for j, side in reads]
+        if not layouts or None in layouts:
+            continue
+        if kind is Matmul:  # a product every reader reshapes: it skips its own reshape to its labels' shape
+            op = step.operation
+            if op.shape is not None and step.perm is None and all(
+                    layout.perm is None and layout.shape is not None for layout in layouts):
+                steps[i] = Step(step.target, step.args, step.spec, Matmul(op.a, op.b, None, None), None,
+                                step.labels, step.shape, step.flops, step.fresh, step.inputs, None)
+                changed = True
+            continue
+        reshapes = {(layout.perm, layout.shape, layout.dims) for layout in layouts}  # swapped or not
+        if len(reshapes) != 1:
+            continue
+        ((perm, shape, dims),) = reshapes
+        if perm is not None or shape is None:
+            continue
+        steps[i] = Step(step.target, step.args, step.spec, Copy(step.operation.perm, shape, dims),
+                        None, step.labels, shape, step.flops, step.fresh, step.inputs, None)
+        for j, side in reads:
+            steps[j] = _unshaped(steps[j], side)
+        changed = True
+    return Plan(plan.args, plan.arg_ranks, tuple(steps), plan.returns) if changed else plan
+
+
+def _side_layout(operation: Operation, side: int) -> Layout | None:
+    """The layout by which a GEMM reads its operand ``side``; None for another operation."""
+    if type(operation) is not Matmul:
+        return None
+    return operation.b if side else operation.a
+
+
+def _unshaped(step: Step, side: int) -> Step:
+    """``step``, a GEMM, reading its operand ``side`` as stored, no reshape (the copy is made so)."""
+    op = step.operation
+    layout = op.b if side else op.a
+    read = Layout(None, None, layout.swap)
+    a, b = (op.a, read) if side else (read, op.b)
+    return Step(step.target, step.args, step.spec, Matmul(a, b, op.shape, op.dims), step.perm, step.labels,
+                step.shape, step.flops, step.fresh, step.inputs, None)
 
 
 def _reading(step: Step, side: int, copy: Step, operations: dict) -> Step:

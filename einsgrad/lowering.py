@@ -126,21 +126,26 @@ class Lowering:
                                None if broadcast is None else full_dims),
                          None, tuple(out), flops, fresh)
 
-    def binary(self, target: str, a_name: str, b_name: str, out: Labels, exact: bool) -> str:
+    def binary(self, target: str, a_name: str, b_name: str, out: Labels, exact: bool,
+               hint: "Hint | None" = None) -> str:
         """A pairwise contraction; the result is in ``out`` order if ``exact``, else in the
-        order the GEMM produces (batch, then a's free labels, then b's). Lowered as the
-        first step of its pattern was, relabelled, where one was (:class:`Pattern`)."""
+        order the GEMM produces (batch, then a's free labels, then b's), arranged where it can
+        be as ``hint`` asks (:class:`Hint`, :func:`_arranged`). Lowered as the first step of
+        its pattern was, relabelled, where one was (:class:`Pattern`)."""
+        if exact:
+            hint = None
         known, copies = self.labels, self.copies
         a, b = known[a_name], known[b_name]
         copies_a, copies_b = tuple(copies.get(a_name, ())), tuple(copies.get(b_name, ()))  # as they are now
         if a_name == b_name or a_name in copies_b or b_name in copies_a:
-            return self.fresh_binary(target, a_name, b_name, out, exact)
+            return self.fresh_binary(target, a_name, b_name, out, exact, hint)
         names = tuple(dict.fromkeys(a + b))
         at = {l: i for i, l in enumerate(names)}.__getitem__
         # Every label tuple by its labels' positions in ``names`` (a's are 0, 1, ...: its length
         # says them), and the labels' sizes.
         key = (len(a), tuple(map(at, b)), tuple(map(at, out)), exact, tuple(map(self.size.__getitem__, names)),
-               tuple([tuple(map(at, known[c])) for c in copies_a]), tuple([tuple(map(at, known[c])) for c in copies_b]))
+               tuple([tuple(map(at, known[c])) for c in copies_a]), tuple([tuple(map(at, known[c])) for c in copies_b]),
+               None if hint is None else (tuple(map(at, hint.summed)), tuple(map(at, hint.order))))
         found = self.patterns.get(key)
         if found is not None:
             picks = self.picks.get(key)
@@ -148,7 +153,7 @@ class Lowering:
                 picks = self.picks[key] = Picks.of(found)
             return self._replay(found, picks, target, a_name, b_name, names)
         start = len(self.steps)
-        self.fresh_binary(target, a_name, b_name, out, exact)
+        self.fresh_binary(target, a_name, b_name, out, exact, hint)
         sides = {a_name: (0, -1), b_name: (1, -1)}
         sides.update((c, (0, i)) for i, c in enumerate(copies_a))
         sides.update((c, (1, i)) for i, c in enumerate(copies_b))
@@ -178,8 +183,11 @@ class Lowering:
                          step.perm, picks.labels(names), step.flops, True,
                          None if operation is step.operation else step.operation, step.shape)
 
-    def fresh_binary(self, target: str, a_name: str, b_name: str, out: Labels, exact: bool) -> str:
+    def fresh_binary(self, target: str, a_name: str, b_name: str, out: Labels, exact: bool,
+                     hint: "Hint | None" = None) -> str:
         """:meth:`binary` lowered afresh, no pattern replayed: what every replay equals."""
+        if exact:
+            hint = None
         a, b, size = self.labels[a_name], self.labels[b_name], self.size
         sa, sb, so = set(a), set(b), set(out)
         assert len(sa) == len(a) and len(sb) == len(b) and len(so) == len(out)
@@ -193,11 +201,11 @@ class Lowering:
         free_b = [l for l in b if l not in sa]
         natural = tuple(batch + free_a + free_b)
         if not contracted:
-            ones_a, ones_b = ((),) * len(free_b), ((),) * len(free_a)
-            singles = lambda labels: tuple((l,) for l in labels)  # noqa: E731
+            if hint is not None:  # a product of views makes any order alike: the one its readers read
+                natural = _multiplied_order(natural, hint)
             operation: Operation = Multiply(
-                _reshaped(a, batch + free_a, singles(batch + free_a) + ones_a, size),
-                _reshaped(b, batch + free_b, singles(batch) + ones_b + singles(free_b), size))
+                _reshaped(a, [l for l in natural if l in sa], tuple((l,) if l in sa else () for l in natural), size),
+                _reshaped(b, [l for l in natural if l in sb], tuple((l,) if l in sb else () for l in natural), size))
             flops = prod(natural)
         elif not free_a and not free_b and len(sa | sb) <= 52:
             letters = {l: chr(97 + i) if i < 26 else chr(39 + i) for i, l in enumerate(dict.fromkeys(a + b))}
@@ -207,7 +215,7 @@ class Lowering:
         else:
             first, second, lay_a, lay_b, batch, rows, cols = self._gemm_operands(
                 a_name, b_name, set(batch), set(contracted), set(free_a), set(free_b),
-                tuple(out) if exact else None)
+                tuple(out) if exact else None, hint)
             if first != a_name and first not in self.copies.get(a_name, ()):
                 a, b = b, a  # the roles were swapped: show the step as the GEMM runs it
             a_name, b_name = first, second
@@ -225,7 +233,7 @@ class Lowering:
                          flops, True)
 
     def _gemm_operands(self, a_name: str, b_name: str, batch: set, contracted: set, free_a: set, free_b: set,
-                       out=None):
+                       out=None, hint=None):
         """Chooses how both sides of a GEMM are read: as stored, or from a transposed copy,
         and which operand goes first (the result is (batch, its free labels, the other's)).
 
@@ -235,6 +243,11 @@ class Lowering:
         labels do not fall into (batch, rows, cols) blocks needs a copy. Copies are steps of
         their own, remembered per value, so that later steps (the backward, above all) read
         them too, transposed by BLAS where their blocks come swapped.
+
+        With a ``hint`` (see :meth:`binary`), a way whose result its readers read as stored
+        wins over every way whose result they must copy (:func:`_misfit`; BLAS reads a
+        transposed operand at little cost, a copy is a pass over the data and, on small steps,
+        a call as long), and copies order their free labels for it.
         """
         reads_a = self._reads(a_name, batch, free_a, contracted)  # a first: rows its free labels
         reads_b = self._reads(b_name, batch, contracted, free_b)
@@ -246,26 +259,32 @@ class Lowering:
 
             def transposed(choice):
                 (_, ra), (_, rb) = choice[0]
-                late = out is not None and ra.batch + ra.rows + rb.cols != out
-                return sum(elements(known[n]) for n, r in choice[0] if r.swap) + (elements(out) if late else 0)
+                made = ra.batch + ra.rows + rb.cols
+                late = out is not None and made != out
+                misfit = 0 if hint is None else _misfit(made, hint)
+                swapped = sum(elements(known[n]) for n, r in choice[0] if r.swap) + (elements(out) if late else 0)
+                return misfit if misfit > 1 else 0, swapped, misfit  # an order within blocks: a tie-break
 
             pair, _ = min(free, key=transposed)
         elif free:
             pair, _ = free[0]
         else:
-            pair = self._copied_reads(a_name, b_name, batch, contracted, free_a, free_b, reads_a, reads_b)
+            pair = self._copied_reads(a_name, b_name, batch, contracted, free_a, free_b, reads_a, reads_b, hint)
+            if hint is not None and out is None:
+                pair = self._hinted_roles(pair, batch, contracted, free_a, free_b, hint)
         (a_name, ba), (b_name, bb) = pair
         return (a_name, b_name, self._read(a_name, ba), self._read(b_name, bb),
                 list(ba.batch), list(ba.rows), list(bb.cols))
 
-    def _copied_reads(self, a_name, b_name, batch, contracted, free_a, free_b, reads_a, reads_b):
+    def _copied_reads(self, a_name, b_name, batch, contracted, free_a, free_b, reads_a, reads_b, hint=None):
         """Reads of both GEMM operands when they cannot both be read as stored.
 
         The larger operand is read as stored if it can be, else copied: to match the smaller
         one where that reads as stored (or from a copy made before), so that one copy is made
         and not two, else in the order cheapest to transpose (:func:`_cheap_order`); the
         smaller one is read as stored if its batch and contracted labels then come in the
-        same order, else copied to match.
+        same order, else copied to match. A copy's free labels go in the order
+        :func:`_arranged` gives for ``hint``.
         """
         elements = lambda name: self.elements(self.labels[name])  # noqa: E731
         sides = {True: (a_name, free_a, reads_a), False: (b_name, free_b, reads_b)}  # True: a's role
@@ -279,15 +298,39 @@ class Lowering:
         lead_is_a = elements(a_name) >= elements(b_name)
         name, free, reads = sides[lead_is_a]
         other = sides[not lead_is_a][2]
-        order = _cheap_order(self.labels[name], batch, *roles(lead_is_a, free)) if not other else _matching_order(
-            self.labels[name], other[0][1].batch, summed_order(not lead_is_a, other[0]), free)
-        lead = reads[0] if reads else self._copy(name, order, batch, *roles(lead_is_a, free))
+        if reads:
+            lead = reads[0]
+        else:
+            order = _cheap_order(self.labels[name], batch, *roles(lead_is_a, free)) if not other else _matching_order(
+                self.labels[name], other[0][1].batch, summed_order(not lead_is_a, other[0]), free)
+            order = _arranged(order, free, sides[not lead_is_a][1], lead_is_a, hint)
+            lead = self._copy(name, order, batch, *roles(lead_is_a, free))
         batch_order, summed = lead[1].batch, summed_order(lead_is_a, lead)
         name, free, reads = sides[not lead_is_a]
         matching = [r for r in reads if r[1].batch == batch_order and summed_order(not lead_is_a, r) == summed]
-        follow = matching[0] if matching else self._copy(
-            name, _matching_order(self.labels[name], batch_order, summed, free), batch, *roles(not lead_is_a, free))
+        if matching:
+            follow = matching[0]
+        else:
+            order = _arranged(_matching_order(self.labels[name], batch_order, summed, free), free,
+                              sides[lead_is_a][1], not lead_is_a, hint)
+            follow = self._copy(name, order, batch, *roles(not lead_is_a, free))
         return (lead, follow) if lead_is_a else (follow, lead)
+
+    def _hinted_roles(self, pair, batch: set, contracted: set, free_a: set, free_b: set, hint: Hint):
+        """``pair`` (the reads of a GEMM's first and second operand), or the same values with
+        their roles exchanged where that lays the result out better for ``hint`` (:func:`_misfit`;
+        copies read the same either way round: BLAS transposes)."""
+        (a_name, ba), (b_name, bb) = pair
+        misfit = _misfit(ba.batch + ba.rows + bb.cols, hint)
+        if not misfit:
+            return pair
+        known = self.labels
+        first = _blocks(known[b_name], batch, free_b, contracted)
+        second = _blocks(known[a_name], batch, contracted, free_a)
+        if (first is None or second is None or first.batch != second.batch or first.cols != second.rows
+                or _misfit(first.batch + first.rows + second.cols, hint) >= misfit):
+            return pair
+        return (b_name, first), (a_name, second)
 
     def _reads(self, name: str, batch: set, rows: set, cols: set) -> list:
         """(value, blocks) for ``name`` and its copies that read as (batch, rows, cols)."""
@@ -325,14 +368,25 @@ class Lowering:
         return self._add(target, (a_name, b_name), canonical_text((labels, labels), labels), Add(), None,
                          labels, math.prod(self.size[l] for l in labels), True)
 
-    def step(self, target: str, args: tuple[str, ...], out: Labels, exact: bool) -> str:
-        """A unary or pairwise step; pairwise needs distinct labels, else a unary fixes them."""
+    def step(self, target: str, args: tuple[str, ...], out: Labels, exact: bool, hint: "Hint | None" = None) -> str:
+        """A unary or pairwise step; pairwise needs distinct labels, else a unary fixes them.
+        ``hint``: see :meth:`binary`."""
         if len(args) == 1:
             return self.unary(target, args[0], out)
         if exact and len(set(out)) != len(out):
             core = self.binary(self.name("t"), *args, tuple(dict.fromkeys(out)), False)
             return self.unary(target, core, out)
-        return self.binary(target, *args, out, exact)
+        return self.binary(target, *args, out, exact, hint)
+
+
+class Hint(NamedTuple):
+    """How the steps reading a pairwise step's result would read it as stored: ``summed``, the
+    labels they contract, in one block at either end of the result, in this order (their
+    other operand's); ``order``, the order wanted for all of its labels, where one is (none:
+    any order of the others)."""
+
+    summed: Labels
+    order: Labels = ()
 
 
 class Pattern(NamedTuple):
@@ -464,6 +518,68 @@ def _matching_order(labels: Labels, batch_order: Labels, summed: Labels, free: s
     (``batch_order``, ``summed``); free labels keep their stored order, innermost block last."""
     own = tuple(l for l in labels if l in free)
     return batch_order + (summed + own if labels[-1] in free else own + summed)
+
+
+def _multiplied_order(natural: Labels, hint: Hint) -> Labels:
+    """The order of a product with nothing contracted for ``hint``: its own where it holds the
+    same labels, else ``natural`` with the labels ``hint.summed`` moved last, in that order."""
+    if set(hint.order) == set(natural) and len(hint.order) == len(natural):
+        return tuple(hint.order)
+    summed = set(hint.summed)
+    return tuple(l for l in natural if l not in summed) + tuple(l for l in hint.summed if l in natural)
+
+
+def _misfit(order: Labels, hint: Hint) -> int:
+    """How far a result in ``order`` is from what ``hint`` asks: 0, as asked (its ``summed``
+    labels one block at an end, in their order, and all in ``hint.order`` where it is given);
+    1, all but ``hint.order`` (where a block holds two labels or more: single labels read
+    either way round); 2, the block at an end in another order (a reader copies the other
+    operand or this); 3, no such block (a reader copies this)."""
+    summed = hint.summed
+    n = len(summed)
+    head, tail = order[:n], order[len(order) - n:]
+    if not _fits(order, hint):
+        return 3
+    if head != summed and tail != summed:
+        return 2
+    if len(order) - n < 2 and n < 2:  # one label a block: read either way round, as stored
+        return 0
+    return 1 if hint.order and tuple(order) != tuple(hint.order) else 0
+
+
+def _fits(order: Labels, hint: Hint) -> bool:
+    """Whether the labels ``hint.summed`` are one block at the start or the end of ``order``."""
+    n = len(hint.summed)
+    wanted = set(hint.summed)
+    return set(order[:n]) == wanted or set(order[len(order) - n:]) == wanted
+
+
+def _arranged(order: Labels, free: set, other_free: set, first: bool, hint: Hint | None) -> Labels:
+    """A GEMM operand's copy ``order`` with its free labels (``free``, the result's first block
+    if ``first``, else its last, beside the other operand's ``other_free``) arranged so that
+    the result's labels ``hint.summed`` make one block at one end, in that order, and the
+    others follow ``hint.order``: then the step reading the result reads it as stored. The free
+    block sits where it was; the order itself where no arrangement does it (the other
+    operand's free labels both in and out of ``summed``, or none of ``free`` in it)."""
+    if hint is None:
+        return order
+    wanted = set(hint.summed)
+    inside = [l for l in hint.summed if l in free]
+    if not inside:
+        return order
+    outside = [l for l in order if l in free and l not in wanted]
+    if hint.order:
+        rank = {l: i for i, l in enumerate(hint.order)}
+        outside.sort(key=lambda l: rank.get(l, len(rank)))  # stable: the rest keep their order
+    theirs = other_free & wanted
+    if theirs == other_free:  # the other block is all hint (or empty): ours ends beside it
+        block = outside + inside if first else inside + outside
+    elif not theirs:  # the other block is all outside: ours starts with the hint
+        block = inside + outside if first else outside + inside
+    else:
+        return order
+    arranged = iter(block)
+    return tuple(next(arranged) if l in free else l for l in order)
 
 
 def _perm(labels, order) -> tuple[int, ...] | None:

@@ -18,7 +18,7 @@ from collections import Counter
 from typing import Mapping, NamedTuple, Sequence
 
 from . import paths
-from .lowering import Lowering
+from .lowering import Hint, Lowering
 from .paths import Path
 from .shapes import BoundSpec
 from .spec import Labels, canonical_text
@@ -83,7 +83,6 @@ class _Scheduler:
             self.lowering.unary(target, args[0], out)
             records.append(Record(target, (args[0],), (known[args[0]],), tuple(out)))
             return target
-        wanted = set(out)
         operands = []
         for arg, keep in zip(args, _reduced([known[a] for a in args], out)):
             own = known[arg]
@@ -92,32 +91,36 @@ class _Scheduler:
                 records.append(Record(reduced, (arg,), (own,), keep))
                 arg = reduced
             operands.append(arg)
-        # How many operands left hold each label: a pair's result keeps a label that the
-        # output or another operand still has. Counted as operands come and go, so that each
-        # step costs its own labels, not the network's.
-        holders = Counter(l for a in operands for l in known[a])
-        core = tuple(dict.fromkeys(l for l in out if holders[l]))
         if path is None:
+            held = {l for a in operands for l in known[a]}
+            core = tuple(dict.fromkeys(l for l in out if l in held))
             path = paths.search([set(known[a]) for a in operands], set(core), self.lowering.size,
                                 self.optimize, self.memory_limit)
-        for contraction in path:
-            picked = [operands.pop(i) for i in sorted(contraction, reverse=True)]
-            while len(picked) > 1:
-                a_name, b_name = picked.pop(), picked.pop()
-                last = not operands and not picked
-                pair = known[a_name] + known[b_name]
-                holders.subtract(pair)
-                if last and core == tuple(out):
-                    name, keep, exact = target, tuple(out), True
-                else:
-                    name, exact = self.lowering.name("t"), False
-                    keep = tuple(l for l in dict.fromkeys(pair) if l in wanted or holders[l] > 0)
-                holders.update(keep)
-                name = self.lowering.binary(name, a_name, b_name, keep, exact)
-                records.append(Record(name, (a_name, b_name), (known[a_name], known[b_name]), known[name]))
-                picked.append(name)
-            operands.append(picked[0])
-        (root,) = operands
+        pairs, root = _pairings([known[a] for a in operands], out, path)
+        reader: dict[int, tuple[int, int]] = {}  # a value's id -> (the pairing reading it, the other operand)
+        for k, pairing in enumerate(pairs):
+            reader[pairing.a] = (k, pairing.b)
+            reader[pairing.b] = (k, pairing.a)
+        names = dict(enumerate(operands))  # ids: the operands', then each pairing's result
+        first = len(operands)
+        for k, pairing in enumerate(pairs):
+            a_name, b_name = names[pairing.a], names[pairing.b]
+            if pairing.final:
+                name, keep, exact = target, pairing.keep, True
+            else:  # the labels in the order the operands hold them now
+                kept = set(pairing.keep)
+                name, exact = self.lowering.name("t"), False
+                keep = tuple(l for l in dict.fromkeys(known[a_name] + known[b_name]) if l in kept)
+            hint = None
+            if first + k in reader:  # the labels the next step contracts, in its other operand's order
+                at, other = reader[first + k]
+                summed = set(pairing.keep).difference(pairs[at].keep)
+                order = known[names[other]] if other in names else pairs[other - first].keep
+                hint = Hint(tuple(l for l in order if l in summed)) if summed else None
+            name = self.lowering.binary(name, a_name, b_name, keep, exact, hint)
+            records.append(Record(name, (a_name, b_name), (known[a_name], known[b_name]), known[name]))
+            names[first + k] = name
+        root = names[root]
         if root != target:
             self.lowering.unary(target, root, out)
             records.append(Record(target, (root,), (known[root],), tuple(out)))
@@ -133,6 +136,7 @@ class _Scheduler:
         Branches that lead to none of ``leaves`` are skipped.
         """
         known = self.lowering.labels
+        made = {record.target: record for record in records}
         leads = set(leaves)
         for record in records:
             if leads.intersection(record.args):
@@ -148,8 +152,61 @@ class _Scheduler:
                 assert sorted(record.output) == sorted(known[args[0]])
                 exact = arg in leaves
                 target = "d" + arg if exact else self.lowering.name("dt")
-                grads[arg] = self.lowering.step(target, args, record.inputs[p], exact)
+                grads[arg] = self.lowering.step(target, args, record.inputs[p], exact,
+                                                None if exact else _cotangent_hint(made.get(arg), known[arg]))
         return {leaf: grads[leaf] for leaf in leaves}
+
+
+def _cotangent_hint(maker: Record | None, labels: Labels) -> Hint | None:
+    """The order wanted for the cotangent of a value with ``labels``, made by the pairwise
+    step ``maker``: the value's own, split as that step made it, so that the two steps of its
+    backward read the cotangent as stored, as the forward read the value's operands."""
+    if maker is None or len(maker.args) != 2:
+        return None
+    first, second = map(set, maker.inputs)
+    summed = tuple(l for l in labels if l in second and l not in first)
+    return Hint(summed, labels) if summed else None
+
+
+class Pairing(NamedTuple):
+    """One pairwise step of a contraction tree, by value ids (the operands are 0, 1, ...; the
+    ``k``-th pairing's result is the operands' count plus ``k``): it contracts ``a`` and ``b``
+    into ``keep``; ``final``: the last step, whose result is the output itself."""
+
+    a: int
+    b: int
+    keep: Labels
+    final: bool
+
+
+def _pairings(terms: list[Labels], out: Labels, path: Path) -> tuple[list[Pairing], int]:
+    """The pairwise steps of contracting ``terms`` along ``path`` into ``out``, and the id of
+    the tree's root: known before any is lowered, so that each step knows which step reads
+    its result. A pair's result keeps a label that the output or another operand still has."""
+    wanted = set(out)
+    # How many operands left hold each label: counted as operands come and go, so that each
+    # step costs its own labels, not the network's.
+    holders = Counter(l for term in terms for l in term)
+    core = tuple(dict.fromkeys(l for l in out if holders[l]))
+    labels = list(terms)
+    operands = list(range(len(terms)))
+    pairs: list[Pairing] = []
+    for contraction in path:
+        picked = [operands.pop(i) for i in sorted(contraction, reverse=True)]
+        while len(picked) > 1:
+            a, b = picked.pop(), picked.pop()
+            last = not operands and not picked
+            pair = labels[a] + labels[b]
+            holders.subtract(pair)
+            final = last and core == tuple(out)
+            keep = tuple(out) if final else tuple(l for l in dict.fromkeys(pair) if l in wanted or holders[l] > 0)
+            holders.update(keep)
+            pairs.append(Pairing(a, b, keep, final))
+            labels.append(keep)
+            picked.append(len(labels) - 1)
+        operands.append(picked[0])
+    (root,) = operands
+    return pairs, root
 
 
 def _reduced(terms: Sequence[Labels], out: Labels) -> list[Labels]:

@@ -99,9 +99,12 @@ class Multiply:
 
 @dataclass(frozen=True)
 class Copy:
-    """A transposed copy, stored contiguously, that GEMMs then read without copying."""
+    """A transposed copy, stored contiguously, that GEMMs then read without copying; stored
+    with ``shape`` (``dims`` as :data:`Dims`) where every GEMM reads it so (None: its own)."""
 
     perm: tuple[int, ...]
+    shape: tuple[int, ...] | None = None
+    dims: Dims | None = None
 
 
 @dataclass(frozen=True)

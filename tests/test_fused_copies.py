@@ -166,6 +166,24 @@ def test_a_copy_read_twice_a_large_copy_and_a_returned_copy_are_kept():
     np.testing.assert_allclose(y1, np.einsum("abc,be->ace", x0, x2), rtol=1e-12)
 
 
+def test_a_copy_two_gemms_read_through_one_reshape_is_made_in_that_shape():
+    """x0's copy (bac) is read by y0 and y1, each as a (b, ac) matrix: the copy is made as that
+    matrix (one reshape of the transposed view, one copy) and both read it as it is."""
+    twice = lowered()
+    shaped = fused_copies.shaped(twice)
+    copy, y0, y1 = shaped.steps[:3]
+    assert copy.operation == Copy((1, 0, 2), (3, 4), (("b",), ("a", "c")))
+    assert y0.operation.a.shape is None and y1.operation.a.shape is None
+    source = codegen.render(shaped, "f")
+    assert "t0 = x0.transpose((1, 0, 2)).reshape((3, 4))" in source and ".copy()" not in source
+    assert "t0.reshape" not in source
+    x0, x1, x2 = ops = operands()
+    for got, expected in zip(run(shaped, ops), run(twice, ops)):
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+    returned = Plan(twice.args, twice.arg_ranks, twice.steps, twice.returns + ("t0",))
+    assert fused_copies.shaped(returned) is returned  # a returned copy keeps its own shape
+
+
 def test_a_copy_of_a_value_made_again_before_its_read_is_kept():
     """``t = copy(x); x = x + x; y = t * w``: reading x transposed at y would read the new x."""
     plain = Layout(None, None, False)
