@@ -301,10 +301,14 @@ def test_hypothesis_specs_twice(case: Case, data):
     leaves = [ops[k] for k in sorted(wanted)]
     by_pullback = torch.autograd.grad(second, leaves, g, retain_graph=True)
     recorded = torch.autograd.grad(second, leaves, g, create_graph=True)
+    want = None
     if expected is not None and expected.shape == first.shape and expected.dtype == first.dtype:
         torch.testing.assert_close(first.detach(), expected.detach())
-        want = torch.autograd.grad(expected, [theirs[k] for k in sorted(wanted)], g)
-    else:  # torch refuses the spec or promotes otherwise: numpy's vjp in torch's convention
+        try:
+            want = torch.autograd.grad(expected, [theirs[k] for k in sorted(wanted)], g)
+        except RuntimeError:  # torch's own backward refuses: a real operand of a complex einsum
+            pass              # with an empty one (aab,,aa,c at sizes 0 of c, found by hypothesis)
+    if want is None:  # torch refuses the spec or promotes otherwise: numpy's vjp in torch's convention
         vjp = einsgrad.compile(case.spec).vjp(np.conj(g.numpy()), *arrays, wrt=tuple(sorted(wanted)))
         want = [torch.tensor(np.conj(v)) for v in vjp]
     for k, a, b, c in zip(sorted(wanted), by_pullback, recorded, want):
