@@ -34,7 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from benchmarks.training_memory import ops, systems
 from benchmarks.training_models import MODELS, Model
 
-GEMMS = frozenset({"mm", "bmm", "addmm", "baddbmm", "matmul", "dot", "mv"})
+GEMMS = {"mm": 0, "bmm": 0, "addmm": 1, "baddbmm": 1}  # each GEMM by the position of its first matrix
 COPIES = frozenset({"clone", "copy_", "_to_copy", "contiguous"})
 VIEWS = frozenset({"view", "_unsafe_view", "reshape", "_reshape_alias", "permute", "transpose", "t",
                    "unsqueeze", "squeeze", "expand", "as_strided", "detach", "alias", "select", "slice",
@@ -68,9 +68,10 @@ class Op:
     def gemm(self) -> tuple[str, int, tuple] | None:
         """A 2-d or batched GEMM's layout (``NN``, ``NT``, ``TN``, ``TT``), FLOPs and
         ``(batch, m, k, n)``; None for any other op."""
-        if self.name not in ("mm", "bmm") or len(self.shapes) < 2:
+        first = GEMMS.get(self.name)
+        if first is None or len(self.shapes) < first + 2:
             return None
-        (a, b), (sa, sb) = self.shapes[:2], self.strides[:2]
+        (a, b), (sa, sb) = self.shapes[first:first + 2], self.strides[first:first + 2]
         batch = a[0] if len(a) == 3 else 1
         m, k, n = a[-2], a[-1], b[-1]
         layout = "".join("N" if s[-1] == 1 and shape[-1] != 1 else "T" for s, shape in ((sa, a), (sb, b)))

@@ -33,6 +33,11 @@ def test_a_gemm_s_layout_says_which_operand_blas_reads_transposed(a_t, b_t, layo
     assert found.gemm() == (layout, 2 * 3 * 5 * 4, (1, 3, 5, 4))
 
 
+def test_an_addmm_is_a_gemm_of_its_two_matrices():
+    found = _op(torch.addmm, torch.randn(4), torch.randn(3, 5), torch.randn(4, 5).t())
+    assert found.gemm() == ("NT", 2 * 3 * 5 * 4, (1, 3, 5, 4))
+
+
 def test_the_summary_counts_gemms_copies_and_other_ops_and_leaves_views_out():
     x = torch.randn(2, 3, 4)
     recorder = training_ops.Recorder()
