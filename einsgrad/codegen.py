@@ -121,7 +121,10 @@ class Dialect:
         result: how a returned output or gradient is finished (torch: made contiguous, as
             ``torch.einsum`` returns it, so that ``.view()`` works); None: as it is.
         products_in_order: a GEMM whose result the step then transposes (``(a @ b).T``) is
-            spelled ``b.T @ a.T`` instead, which the library computes in place, contiguous.
+            spelled ``b.T @ a.T`` instead, which the library computes in place, contiguous;
+            not where the result is returned as it is, a transposed view as the library's
+            own einsum returns it, in the plan's orientation (torch's gradients, where that
+            is the GEMM torch runs: :mod:`einsgrad.torch_layout` says where and why).
         dot_general: pairwise products (GEMMs, outer and Hadamard products, batched dots)
             are one ``_dot(a, b, dimension_numbers)`` over the step's labels, as
             ``jnp.einsum`` spells a pair: ``lax.dot_general`` after promoting to a common
@@ -377,11 +380,12 @@ def _tuple(values) -> str:
 
 
 def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, sizes: Sizes | None = None,
-               args: tuple[str, ...] | None = None) -> str:
+               args: tuple[str, ...] | None = None, strided: bool = False) -> str:
     """The right-hand side of one step; ``ndims`` gives the rank of every value it reads;
     ``sizes`` (shape-generic code) spells the sizes it reshapes and broadcasts to; ``args``
     names the values it reads in the text, in place of the step's own names (a step table's
-    kernel reads them from slots)."""
+    kernel reads them from slots); ``strided``: the result is returned as it is, a view in
+    any layout (no product is reordered to make it contiguous)."""
     op, xp = step.operation, dialect.xp
     args = step.args if args is None else args
     if isinstance(op, Unary):
@@ -415,7 +419,7 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, size
             expr += f".reshape({_shape(op.shape, op.dims, sizes)})"
     elif isinstance(op, Matmul):
         a, b = args
-        if dialect.products_in_order and _transposes_product(step, op, ndims, args):
+        if dialect.products_in_order and not strided and _transposes_product(step, op, ndims, args):
             expr = _product((b, replace(op.b, swap=not op.b.swap)), (a, replace(op.a, swap=not op.a.swap)),
                             ndims, dialect, sizes)
             if op.shape is None:
@@ -461,7 +465,9 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
     ndims = dict(zip(plan.args, plan.arg_ranks))
     ndims.update((step.target, len(step.shape)) for step in plan.steps)
     sizes = None if operands is None else Sizes(plan, operands, shapes)
-    codes = [f"    {step.target} = {expression(step, ndims, dialect, sizes)}" for step in plan.steps]
+    strided = set(plan.returns) - set(finish) if dialect.result is not None else set()  # returned as they are
+    codes = [f"    {step.target} = {expression(step, ndims, dialect, sizes, strided=step.target in strided)}"
+             for step in plan.steps]
     width = max(map(len, codes), default=0)
     last_use = {name: i for i, step in enumerate(plan.steps) for name in step.args}
     lines = [f"def {name}({', '.join(plan.args + ('*', 'shapes') * shapes)}):"]

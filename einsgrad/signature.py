@@ -23,7 +23,7 @@ from .errors import EinsumSpecError
 from .report import Plans
 from .shapes import BoundSpec
 from .spec import Spec
-from .steps import Plan, Regroup
+from .steps import Matmul, Plan, Regroup
 
 
 @contextlib.contextmanager
@@ -407,7 +407,7 @@ class SignatureRecord:
         if mode is Mode.JACOBIAN:
             shape = bound.output_shape + bound.input_shapes[wrt[0]]
             return Composed(program, "jacobian", _jacobian_finish(program, wrt[0], dtypes, shape), casts)
-        return Composed(program, mode.value, _finish(program, bound, wrt, key.cotangent, dtypes), casts)
+        return Composed(program, mode.value, _finish(program, bound, wrt, key.cotangent, dtypes, key.dialect), casts)
 
 
 class Composed(NamedTuple):
@@ -487,9 +487,13 @@ def _jacobian_dtype(dtypes, k: int) -> np.dtype:
     return own
 
 
-def _finish(program: Plan, bound, wrt, cotangent_dtype, dtypes) -> dict:
+def _finish(program: Plan, bound, wrt, cotangent_dtype, dtypes, dialect: codegen.Dialect) -> dict:
     """What each returned gradient needs: a copy (it may alias an argument), a cast (to its
-    operand's dtype, when G and the other operands make a different one).
+    operand's dtype, when G and the other operands make a different one). A torch gradient
+    that is a product transposed after (:func:`_transposed_product`) is left that view where
+    ``torch.einsum``'s own is not contiguous either
+    (:func:`einsgrad.torch_layout.strided_gradient`): the product is then computed in the
+    plan's orientation (torch's, for attention's key gradient), with no copy.
 
     Promotion depends only on the set of dtypes promoted, so each gradient's computed dtype is
     that of the distinct dtypes of the others, which its own dtype decides: asked once per
@@ -504,7 +508,22 @@ def _finish(program: Plan, bound, wrt, cotangent_dtype, dtypes) -> dict:
             computed = scalars.result_type(cotangent_dtype, *others)
             casts[target] = target if scalars.kind(target) in "fc" and target != computed else None
         finish[name] = (not fresh.get(name, False) or not inputs[k], casts[target])  # a scalar: copied
+        if dialect is codegen.TORCH and finish[name] == (False, None) and _transposed_product(program, name) \
+                and torch_layout.strided_gradient(bound, k):
+            del finish[name]
     return finish
+
+
+def _transposed_product(program: Plan, name: str) -> bool:
+    """Whether ``name`` is made by a GEMM whose result is then transposed (its last two axes
+    swapped): a view either way round, which the torch dialect would otherwise reorder to
+    compute contiguous. Any other layout stays finished contiguous: leaving a permuted view
+    only moves its copy to the reads of the next pullback, which may read it twice."""
+    step = next((step for step in program.steps if step.target == name), None)
+    if step is None or not isinstance(step.operation, Matmul):
+        return False
+    n = len(step.labels)
+    return n >= 2 and step.perm == tuple(range(n - 2)) + (n - 1, n - 2)
 
 
 def _needs_copy(program: Plan, name: str, shape) -> bool:
