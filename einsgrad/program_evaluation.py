@@ -7,11 +7,16 @@ The plan is built once per program (:meth:`Evaluation.of`) and run per call: eve
 product of tensors (its deltas named away by :func:`einsgrad.algebra.without_deltas`) is one
 einsum, products equal up to index names run once, and each term adds its coefficient times
 its product into the output, transposed, broadcast, or into a diagonal view where deltas tie
-output indices. Sizes are checked against the tensors given, naming both sides of a mismatch.
+output indices. A product with nothing summed multiplies its factors smallest first
+(:func:`smallest_first`: ``X[i,p] * t[i] * s[i]`` is ``X * (t * s)``), and the first term's
+product, where it is the einsum's own new array, is the output itself, not copied. Sizes are
+checked against the tensors given, naming both sides of a mismatch.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -42,6 +47,32 @@ class _Product:
         if not self.names:
             return np.ones((), dtype=dtype)
         return self.einsum(*(arrays[n] for n in self.names))
+
+
+def _einsum(spec: str) -> Einsum:
+    """The einsum of one product; an elementwise one (nothing summed, no diagonal) multiplies
+    its factors smallest first (:func:`smallest_first`)."""
+    left, right = spec.split("->")
+    inputs = left.split(",")
+    elementwise = (len(inputs) > 2 and len(set(right)) == len(right)
+                   and all(len(set(t)) == len(t) and set(t) <= set(right) for t in inputs))
+    return Einsum(spec, optimize=smallest_first) if elementwise else Einsum(spec)
+
+
+def smallest_first(inputs, output, size_dict, memory_limit=None) -> list[tuple[int, int]]:
+    """The order of an elementwise product's pairwise products (an opt_einsum path): each time
+    the two factors whose product has the fewest elements, so that the small ones are
+    multiplied together before anything is broadcast against a large one (``X[i,p] * t[i] *
+    s[i]`` is ``X * (t * s)``; a product's scalars first). ``memory_limit`` is not needed: no
+    product is larger than the output."""
+    factors = [frozenset(t) for t in inputs]
+    path = []
+    while len(factors) > 1:
+        pairs = itertools.combinations(range(len(factors)), 2)
+        a, b = min(pairs, key=lambda ab: (math.prod(size_dict[i] for i in factors[ab[0]] | factors[ab[1]]), ab))
+        path.append((a, b))
+        factors = [f for n, f in enumerate(factors) if n not in (a, b)] + [factors[a] | factors[b]]
+    return path
 
 
 def _permutation(names, spec: str) -> tuple[int, ...] | None:
@@ -114,7 +145,7 @@ class Evaluation:
             sized_by.extend((f.name, i, axis, None) for axis, i in enumerate(f.indices)
                             if i in output)
         built = tuple(_Product(names, spec, None, axes) if (axes := _permutation(names, spec)) is not None
-                      else _Product(names, spec, Einsum(spec) if names else None) for (names, spec) in products)
+                      else _Product(names, spec, _einsum(spec) if names else None) for (names, spec) in products)
         uses = [p.product for p in placements]
         owned = tuple(uses.count(p.product) == 1 and built[p.product].einsum is not None
                       and p.order == tuple(range(len(p.order))) and not any(p.shape_of_view) and p.view is None
