@@ -8,7 +8,9 @@ it reads and the forward's products, quotients and powers of named values writte
 (``P = E S⁻¹``); equal atoms cancel (``E⁻¹ E = 1``), like terms merge, and the forward's names
 are folded back (``E S⁻¹ = P``): ``dz[b,j] = P[b,j] * sum[k](y[b,k]) - y[b,j]``. A sum the forward
 computed (``t2 = 1 - s``) is an atom where the derivative rule writes it again, and written
-out where that shortens the result (``dz = s - y`` for a sigmoid's binary cross-entropy).
+out where that shortens the result (``dz = s - y`` for a sigmoid's binary cross-entropy). The
+exact identities of sign, step and exp rewrite the monomials too (:mod:`einsgrad.function_identities`:
+``2 |t| sign(t)`` is ``2 t``, ``exp(x)^-0.5`` is ``exp(-0.5 * x)``).
 
 A statement takes its simplified form only where that is smaller than it and the cotangents it
 reads together (:func:`size`) and something cancelled or nothing factored is lost (see
@@ -34,7 +36,9 @@ from typing import Mapping
 from .algebra import Delta, Factor, Term
 from .common_factors import common_factored
 from .expressions import Call, Group, Power, Scoped, Statement, free, group, reads, term_free
-from .monomials import Monomial, contracted, lost, merged, opposite, over, raised, written
+from .function_identities import (Value, called, exponentials_joined, function_of, identified, step_of,
+                                 value)
+from .monomials import Atom, Monomial, contracted, lost, merged, opposite, over, raised, written
 from .program_steps import POWER, Contraction, Elementwise
 
 MAX_MONOMIALS = 64
@@ -75,8 +79,11 @@ class _Forward:
     def __init__(self, steps, named):
         self.products: dict[str, Definition] = {}
         self.sums: dict[str, Definition] = {}
+        self.functions: dict[str, Elementwise] = {}
         self.named = frozenset(named)
         for step in steps:
+            if isinstance(step, Elementwise) and step.function != POWER:
+                self.functions[step.name] = step
             definition = self._definition(step)
             if definition is None or not definition.monomials:
                 continue
@@ -99,6 +106,10 @@ class _Forward:
         except _Unsimplified:
             return None
         return Definition(step.name, step.indices, tuple(monomials))
+
+    def atom_of(self, function: str, argument: Factor, coefficient: Fraction) -> Atom:
+        """``function(coefficient * argument)``: the forward's step where it has one, else a call."""
+        return step_of(self.functions, function, argument, coefficient) or called(function, argument, coefficient)
 
 
 # -- expansion -------------------------------------------------------------------------------
@@ -139,12 +150,31 @@ class _Expansion:
             factor = self.node(f)
             self.cancelled |= any(opposite(a, b) for a in result for b in factor)
             result = _product(result, factor)
-        if not any(isinstance(a, Delta) for m in result for a, _ in m.powers):
-            return result
-        done = [contracted(m, output) for m in result]
-        if any(m is None for m in done):
-            raise _Unsimplified("a delta to a power")
-        return done
+        if any(isinstance(a, Delta) for m in result for a, _ in m.powers):
+            result = [contracted(m, output) for m in result]
+            if any(m is None for m in result):
+                raise _Unsimplified("a delta to a power")
+        return [self.identities(m) for m in result]
+
+    def identities(self, m: Monomial) -> Monomial:
+        """``m`` rewritten by the exact identities of sign and step
+        (:func:`function_identities.identified`: ``sign(u) |u| = u``)."""
+        if not any(function_of(a, self.forward.functions) in ("sign", "step") for a, _ in m.powers):
+            return m
+        found = identified(m, self.value, self.forward.atom_of)
+        if found is None:
+            return m
+        self.cancelled = True
+        return found
+
+    def value(self, atom) -> Value | None:
+        """What function of what tensor ``atom`` is (:func:`function_identities.value`)."""
+        def expanded(argument: Factor):
+            try:
+                return self.tensor(argument)
+            except _Unsimplified:
+                return None
+        return value(atom, self.forward.functions, expanded)
 
     def node(self, node) -> list[Monomial]:
         if isinstance(node, Factor):
@@ -154,6 +184,9 @@ class _Expansion:
             return [raised(named)] if named is not None else self.terms(node.terms)
         if isinstance(node, Power):
             return self.power(node)
+        if isinstance(node, Call):  # the forward's value where it computed this call
+            v = self.value(node)
+            return [raised(v and step_of(self.forward.functions, v.function, v.argument, v.coefficient) or node)]
         return [raised(node)]
 
     def tensor(self, f: Factor) -> list[Monomial]:
@@ -277,14 +310,25 @@ def _simplified(statements, forward: "_Forward", results: int, of_temporaries, f
         kept = {n for n in depends[s.name] if n not in of_temporaries and not _single(expansions[n][1])}
         plain = not any(_summed_over(r, kept) for r in (s, *(by_name[n] for n in depends[s.name])))
         folded = [_folded(m, forward) for m in shortened]
+        joined = [_joined(m, forward) for m in folded]  # exp(x)^-0.5 is exp(-0.5 * x)
+        textbook = joined != folded
+        joined = merged(joined, s.indices) if textbook else folded
         chained = factored and not _multiplied_over_sum(s, depends[s.name])  # a Hessian's, read as one
-        common = common_factored(folded, s.indices, lambda ms, out: _shortened(ms, forward, out)) if chained \
-            else folded
-        if (expansion.cancelled or shortened is not monomials or common is not folded or folded != shortened
+
+        def written_as(monomials):
+            common = common_factored(monomials, s.indices, lambda ms, out: _shortened(ms, forward, out)) \
+                if chained else monomials
+            return common is not monomials, _terms(common, s.indices, s)
+        factored_out, terms = written_as(folded)
+        if (expansion.cancelled or shortened is not monomials or factored_out or folded != shortened or textbook
                 or len(shortened) <= len(s.terms) and plain
                 or chained and any(_holds_delta(by_name[n]) for n in depends[s.name])):
-            terms = _terms(common, s.indices, s)
-            if terms is not None and size(terms) < sizes[s.name] + sum(sizes[n] for n in depends[s.name]):
+            budget = sizes[s.name] + sum(sizes[n] for n in depends[s.name])
+            small = terms is not None and size(terms) < budget
+            if textbook:  # the exponentials joined where either form is small enough
+                _, terms = written_as(joined)
+                small = terms is not None and (small or size(terms) < budget)
+            if small:
                 s = Statement(s.name, s.indices, terms, s.witnesses)
         written.append(s)
     return _read_only(written, results)
@@ -399,6 +443,16 @@ def _folded(m: Monomial, forward: _Forward) -> Monomial:
                 break
             m = found
     return m
+
+
+def _joined(m: Monomial, forward: _Forward) -> Monomial:
+    """``m`` with the powers of exponentials of one argument joined, after the forward's names
+    are folded back (:func:`function_identities.exponentials_joined`: ``exp(x)^-0.5`` is
+    ``exp(-0.5 * x)``; ``exp(x) / sqrt(exp(x))`` the forward's ``sqrt(exp(x))``)."""
+    if not any(function_of(a, forward.functions) in ("exp", "sqrt") for a, _ in m.powers):
+        return m
+    return exponentials_joined(m, _Expansion(forward, {}).value, forward.atom_of,
+                               lambda a: isinstance(a, Factor)) or m
 
 
 def _divided(m: Monomial, d: Definition) -> Monomial | None:

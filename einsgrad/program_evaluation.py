@@ -7,11 +7,16 @@ The plan is built once per program (:meth:`Evaluation.of`) and run per call: eve
 product of tensors (its deltas named away by :func:`einsgrad.algebra.without_deltas`) is one
 einsum, products equal up to index names run once, and each term adds its coefficient times
 its product into the output, transposed, broadcast, or into a diagonal view where deltas tie
-output indices. Sizes are checked against the tensors given, naming both sides of a mismatch.
+output indices. A product with nothing summed multiplies its factors smallest first
+(:func:`smallest_first`: ``X[i,p] * t[i] * s[i]`` is ``X * (t * s)``), and the first term's
+product, where it is the einsum's own new array, is the output itself, not copied. Sizes are
+checked against the tensors given, naming both sides of a mismatch.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -42,6 +47,32 @@ class _Product:
         if not self.names:
             return np.ones((), dtype=dtype)
         return self.einsum(*(arrays[n] for n in self.names))
+
+
+def _einsum(spec: str) -> Einsum:
+    """The einsum of one product; an elementwise one (nothing summed, no diagonal) multiplies
+    its factors smallest first (:func:`smallest_first`)."""
+    left, right = spec.split("->")
+    inputs = left.split(",")
+    elementwise = (len(inputs) > 2 and len(set(right)) == len(right)
+                   and all(len(set(t)) == len(t) and set(t) <= set(right) for t in inputs))
+    return Einsum(spec, optimize=smallest_first) if elementwise else Einsum(spec)
+
+
+def smallest_first(inputs, output, size_dict, memory_limit=None) -> list[tuple[int, int]]:
+    """The order of an elementwise product's pairwise products (an opt_einsum path): each time
+    the two factors whose product has the fewest elements, so that the small ones are
+    multiplied together before anything is broadcast against a large one (``X[i,p] * t[i] *
+    s[i]`` is ``X * (t * s)``; a product's scalars first). ``memory_limit`` is not needed: no
+    product is larger than the output."""
+    factors = [frozenset(t) for t in inputs]
+    path = []
+    while len(factors) > 1:
+        pairs = itertools.combinations(range(len(factors)), 2)
+        a, b = min(pairs, key=lambda ab: (math.prod(size_dict[i] for i in factors[ab[0]] | factors[ab[1]]), ab))
+        path.append((a, b))
+        factors = [f for n, f in enumerate(factors) if n not in (a, b)] + [factors[a] | factors[b]]
+    return path
 
 
 def _permutation(names, spec: str) -> tuple[int, ...] | None:
@@ -82,6 +113,9 @@ class Evaluation:
     sized_by: tuple[tuple[str, str, int, int | None], ...]
     numbers: tuple[int | float, ...]
     """Each placement's coefficient as numpy multiplies it, worked out once."""
+    owned: tuple[bool, ...]
+    """Whether a placement's product, as it stands, may be the output itself: an einsum's
+    result (no input's view) that no other term reads, the output's axes in order."""
 
     @classmethod
     def of(cls, prog) -> "Evaluation":
@@ -111,8 +145,12 @@ class Evaluation:
             sized_by.extend((f.name, i, axis, None) for axis, i in enumerate(f.indices)
                             if i in output)
         built = tuple(_Product(names, spec, None, axes) if (axes := _permutation(names, spec)) is not None
-                      else _Product(names, spec, Einsum(spec) if names else None) for (names, spec) in products)
-        return cls(built, tuple(placements), tuple(sized_by), tuple(p.number for p in placements))
+                      else _Product(names, spec, _einsum(spec) if names else None) for (names, spec) in products)
+        uses = [p.product for p in placements]
+        owned = tuple(uses.count(p.product) == 1 and built[p.product].einsum is not None
+                      and p.order == tuple(range(len(p.order))) and not any(p.shape_of_view) and p.view is None
+                      for p in placements)
+        return cls(built, tuple(placements), tuple(sized_by), tuple(p.number for p in placements), owned)
 
     def run(self, prog, given: dict):
         arrays = _inputs(prog, given)
@@ -131,19 +169,25 @@ class Evaluation:
                                   zip(place.shape_of_view, _fill(value.shape, place.shape_of_view))])
 
         # the terms over the whole output first: the first one (or two) written, not added into
-        # zeros; the products are never written into (one may be an input's view)
+        # zeros; a product is written into only where it is the einsum's own new array (see
+        # _fresh), else never (one may be an input's view)
         order = sorted(range(len(self.placements)), key=lambda k: self.placements[k].view is not None)
         whole = [k for k in order if self.placements[k].view is None]
-        result = np.empty(shape, dtype=dtype) if whole else np.zeros(shape, dtype=dtype)
+        result = np.zeros(shape, dtype=dtype) if not whole else None
         if whole:
-            first, number = placed(self.placements[whole[0]]), self.numbers[whole[0]]
+            first = placed(self.placements[whole[0]])
+            own = values[self.placements[whole[0]].product]
+            result = own if self.owned[whole[0]] and _fresh(own, shape, dtype, arrays.values()) else \
+                np.empty(shape, dtype=dtype)
+            number = self.numbers[whole[0]]
             second = self.numbers[whole[1]] if len(whole) > 1 else None
             if number == 1 and second in (1, -1):
                 (np.add if second == 1 else np.subtract)(first, placed(self.placements[whole[1]]), out=result)
                 order = order[2:]
             else:
                 if number == 1:
-                    np.copyto(result, first)
+                    if result is not own:
+                        np.copyto(result, first)
                 else:
                     np.multiply(first, number, out=result)
                 order = order[1:]
@@ -232,6 +276,14 @@ def _as_number(c: Fraction) -> int | float:
     inputs keep integer results), else the nearest float64, a normal number by
     :data:`einsgrad.program_parser.MAX_PLACES`."""
     return int(c) if c.denominator == 1 and abs(c) < 2 ** 63 else float(c)
+
+
+def _fresh(value: np.ndarray, shape, dtype, inputs) -> bool:
+    """Whether ``value`` may be the output itself, written into in place: an array of the
+    output's shape and dtype that owns its memory and is none of the inputs (an einsum that
+    only passes one through)."""
+    return (value.shape == tuple(shape) and value.dtype == dtype and value.flags.owndata
+            and value.flags.writeable and not any(value is a for a in inputs))
 
 
 def _fill(shape, new) -> tuple[int, ...]:

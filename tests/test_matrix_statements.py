@@ -423,8 +423,8 @@ HESSIAN_FORMS = {
     "a diagonal plus the identity": "∂²L/∂x² = 2 I - Diag(q ∘ sin(x))",
     "a scalar on the diagonal": "∂²L/∂y² = 2 s^3 I",  # L = s³ Σ y², the powers of s joined
     "a sum of scalars on the diagonal": "∂²L/∂y² = 2 (exp(s) + s) I",
-    # S0 = |t2|, t2 = exp(x/2)^-0.5 = exp(-x/4): S0'' = S0 / 16 = sign(t2) t2 / 16, t2 read, not computed again
-    "an identity in a chain": "∂²L/∂x² = 0.0625 Diag(t2 ∘ q ∘ sign(t2)), with t2 = exp(0.5 x)^∘(-0.5)",
+    # S0 = |t2|, t2 = exp(x/2)^-0.5 = exp(-x/4): S0'' = S0 / 16 (sign(t2) t2 = |t2| = S0, the named S0 read)
+    "an identity in a chain": "∂²L/∂x² = 0.0625 Diag(q ∘ S0), with S0 = abs(exp(0.5 x)^∘(-0.5))",
     "a diagonal between matrices": "∂²L/∂w² = Xᵀ Diag(y ∘ exp(z)) X, with z = X w",  # one Diag, was Diag(y) Diag(exp(z))
     # the two products over b one (it had no matrix form)
     "a tanh layer by its bias": "∂²L/∂c² = Diag(((1 - A∘A) ∘ (1 - A∘A - 2 (A - T) ∘ A))ᵀ 1), with A = tanh(H), "
