@@ -348,8 +348,10 @@ def test_the_plan_command_takes_a_path(capsys):
     shapes = ",".join("x".join(map(str, s)) for s in SHAPES)
     assert main(["plan", SPEC, "--shapes", shapes, "--optimize", "3,4 0,1 0,1 0,1"]) == 0
     out = capsys.readouterr().out
-    forward = out[out.index("forward:"):]
-    assert forward.index("de,ea->da") < forward.index("ab,bc->ac")  # operands 3 and 4 first
+    forward = out[out.index("forward:"):out.index("vjp:")]
+    steps = [line.rsplit("from ", 1)[1].replace(" ", "").split(",") for line in forward.splitlines()[1:] if "from " in line]
+    # the path's steps in order, whichever way round each pair is written: operands 3 and 4 first
+    assert [sorted(reads) for reads in steps] == [["x3", "x4"], ["x0", "x1"], ["t0", "x2"], ["t1", "t2"]]
     assert main(["plan", SPEC, "--shapes", shapes, "--optimize", "0,1 0,9"]) == 2
     assert "the step (0, 9) must name positions 0 to 3" in capsys.readouterr().err
     assert main(["plan", SPEC, "--shapes", shapes, "--optimize", "0,,1"]) == 2
