@@ -180,7 +180,9 @@ def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect =
     lines += [f"    {kernel}," for kernel in kernels]
     lines += [")", "# a step: [kernel, result slot, slots freed after it, [argument slots..., integers...]]",
               f'{steps_name} = json.loads("""[']
-    lines.append(",\n".join(map(repr, rows)))  # lists of ints: their repr is JSON
+    # Lists of ints: their repr is JSON. One repr of the table, a row a line: "]], [" ends a
+    # row and nothing else (a row's last list closes it; its freed list is followed by ", [").
+    lines.append(repr(rows)[1:-1].replace("]], [", "]],\n["))
     lines += [']""")', f"{returns_name} = json.loads({json.dumps(json.dumps(returns, separators=(',', ':')))})",
               "", "", f"def {name}(*arguments):",
               f"    # {', '.join(plan.args)}",  # a comment: compiling 1000 named parameters takes 15 ms
