@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from . import codegen, dot_pairs, fused_copies
 from .codegen import Dialect
-from .steps import Plan, Step
+from .steps import Copy, Plan, Step
 
 TABLE_STEPS = 512
 """More steps than this: a loop over a step table (see the module). A row costs about 0.2 µs
@@ -47,6 +47,8 @@ def tabled(plan: Plan, dialect: Dialect) -> bool:
     count = len(plan.steps)
     if count <= TABLE_STEPS or not dialect.folds_copies or count > 3 * TABLE_STEPS:
         return count > TABLE_STEPS
+    if count - sum([type(step.operation) is Copy for step in plan.steps]) > TABLE_STEPS:
+        return True  # folds remove copies alone: more steps than that stay, whatever is folded
     return count - sum(map(len, fused_copies.folds(plan).values())) > TABLE_STEPS
 
 
@@ -137,7 +139,7 @@ def slotted(plan: Plan) -> Slotted:
     frees it (after the others it frees, in the order the step reads them)."""
     args, steps = plan.args, plan.steps
     targets = [step.target for step in steps]
-    slots = {value: i for i, value in enumerate(dict.fromkeys([*args, *targets]))}  # a value made twice: its first
+    slots = dict(zip(dict.fromkeys([*args, *targets]), range(len(args) + len(targets))))  # made twice: its first
     ndims = dict(zip(args, plan.arg_ranks))
     ndims.update(zip(targets, [len(step.shape) for step in steps]))
     last_use = {arg: i for i, step in enumerate(steps) for arg in step.args}  # each value's last reader
