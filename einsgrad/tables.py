@@ -52,6 +52,7 @@ def tabled(plan: Plan, dialect: Dialect) -> bool:
     return count - sum(map(len, fused_copies.folds(plan).values())) > TABLE_STEPS
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), check_circular=False)  # a step table's rows: ints, no spaces
 _INTEGER = re.compile(r"(?<![\w.])\d+(?![\w.])")  # an integer literal, not part of a name
 _SLOTS = ("a", "b")  # a kernel's parameters: the slots of its operands in the values ``v``
 _OPERANDS = tuple(f"v[{s}]" for s in _SLOTS)  # how a kernel reads its operands
@@ -182,9 +183,9 @@ def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect =
     lines += [f"    {kernel}," for kernel in kernels]
     lines += [")", "# a step: [kernel, result slot, slots freed after it, [argument slots..., integers...]]",
               f'{steps_name} = json.loads("""[']
-    # Lists of ints: their repr is JSON. One repr of the table, a row a line: "]], [" ends a
-    # row and nothing else (a row's last list closes it; its freed list is followed by ", [").
-    lines.append(repr(rows)[1:-1].replace("]], [", "]],\n["))
+    # Compact JSON, made in one call and a row a line: "]],[" ends a row and nothing else (a
+    # row's last list closes it; its freed list is followed by ",[").
+    lines.append(_COMPACT.encode(rows)[1:-1].replace("]],[", "]],\n["))
     lines += [']""")', f"{returns_name} = json.loads({json.dumps(json.dumps(returns, separators=(',', ':')))})",
               "", "", f"def {name}(*arguments):",
               f"    # {', '.join(plan.args)}",  # a comment: compiling 1000 named parameters takes 15 ms
