@@ -236,12 +236,12 @@ def test_whether_a_plan_is_a_table_counts_its_steps_after_folding_copies(network
     bound = shapes.bind(spec.parse(net.spec), net.shapes)
     sweep = plan.sweep(bound, plan.forward_path(bound, "greedy"), tuple(range(net.tensors)))
     plans = [sweep.forward(), sweep.vjp(), *sweep.pair()]
+    assert any(len(fused_copies.fused(p).steps) < len(p.steps) for p in plans), "a network whose copies fold"
     before = tables.TABLE_STEPS
     try:
         for program in plans:
             count, folded = len(program.steps), len(fused_copies.fused(program).steps)
             copies = sum(type(s.operation).__name__ == "Copy" for s in program.steps)
-            assert folded < count and copies > 0, "a network whose copies fold"
             for threshold in sorted({count // 3, count - copies - 1, count - copies, folded - 1, folded, count - 1}):
                 tables.TABLE_STEPS = threshold
                 assert tables.tabled(program, codegen.NUMPY) == (folded > threshold), (threshold, count, folded)
