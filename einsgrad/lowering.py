@@ -140,7 +140,7 @@ class Lowering:
         if a_name == b_name or a_name in copies_b or b_name in copies_a:
             return self.fresh_binary(target, a_name, b_name, out, exact, hint)
         names = tuple(dict.fromkeys(a + b))
-        at = {l: i for i, l in enumerate(names)}.__getitem__
+        at = dict(zip(names, range(len(names)))).__getitem__
         # Every label tuple by its labels' positions in ``names`` (a's are 0, 1, ...: its length
         # says them), and the labels' sizes.
         key = (len(a), tuple(map(at, b)), tuple(map(at, out)), exact, tuple(map(self.size.__getitem__, names)),

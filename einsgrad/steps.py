@@ -25,7 +25,7 @@ at run time (:func:`einsgrad.shapes.shape_class`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Union
 
 from .spec import Labels
@@ -34,7 +34,30 @@ Dims = tuple[Labels, ...]
 """A shape as labels: each dimension is the product of its labels' sizes (none: size 1)."""
 
 
-@dataclass(frozen=True)
+def _frozen(cls):
+    """``dataclass(frozen=True)``, whose ``__init__`` sets every field in one call.
+
+    A frozen dataclass's own ``__init__`` sets each field by a call of
+    ``object.__setattr__``: 1.9 µs for a :class:`Step`'s eleven, against 0.8 µs for the whole
+    ``__dict__`` at once, and a network of a thousand tensors plans some 6,000 steps and as many
+    operations and layouts per signature. All else (fields, defaults, equality, hash, repr,
+    ``dataclasses.replace``) is the dataclass's. The ``__init__`` is written from the field
+    names alone."""
+    cls = dataclass(frozen=True)(cls)
+    names = [f.name for f in fields(cls)]
+    defaults = {f"_default_{f.name}": f.default for f in fields(cls) if f.default is not MISSING}
+    assert all(f.default_factory is MISSING for f in fields(cls)), cls
+    params = ", ".join(["self", *(n if f"_default_{n}" not in defaults else f"{n}=_default_{n}" for n in names)])
+    body = "{" + ", ".join(f"{n!r}: {n}" for n in names) + "}"
+    namespace = {"_set": object.__setattr__, **defaults}
+    exec(f"def __init__({params}):\n    _set(self, '__dict__', {body})\n", namespace)
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init
+    return cls
+
+
+@_frozen
 class Unary:
     """``x -> y`` for one operand, as a chain of numpy operations, each skipped when None.
 
@@ -64,7 +87,7 @@ class Unary:
     broadcast_dims: Dims | None = None
 
 
-@dataclass(frozen=True)
+@_frozen
 class Layout:
     """How one side of a matmul is read: transpose, reshape to (batch,) rows, cols, swap last two.
 
@@ -78,7 +101,7 @@ class Layout:
     dims: Dims | None = None
 
 
-@dataclass(frozen=True)
+@_frozen
 class Matmul:
     """A pairwise contraction as one (batched) GEMM, then a reshape to ``shape`` (None: none),
     ``dims`` as :data:`Dims`."""
@@ -89,7 +112,7 @@ class Matmul:
     dims: Dims | None = None
 
 
-@dataclass(frozen=True)
+@_frozen
 class Multiply:
     """A pairwise step with no contracted label: broadcast multiplication."""
 
@@ -97,7 +120,7 @@ class Multiply:
     b: Layout
 
 
-@dataclass(frozen=True)
+@_frozen
 class Copy:
     """A transposed copy, stored contiguously, that GEMMs then read without copying; stored
     with ``shape`` (``dims`` as :data:`Dims`) where every GEMM reads it so (None: its own)."""
@@ -107,7 +130,7 @@ class Copy:
     dims: Dims | None = None
 
 
-@dataclass(frozen=True)
+@_frozen
 class Regroup:
     """An operand reshaped to ``shape`` (``dims`` as :data:`Dims`) and back to its own shape:
     a copy where that reshape copies (a strided operand: heads stored (b, s, h, d) read as
@@ -120,14 +143,14 @@ class Regroup:
     dims: Dims
 
 
-@dataclass(frozen=True)
+@_frozen
 class Einsum2:
     """A pairwise step with no free label on either side (batched dot): numpy's own einsum."""
 
     subscripts: str
 
 
-@dataclass(frozen=True)
+@_frozen
 class Add:
     """``a + b`` of two values with the same labels in the same order: forward mode's product
     rule, ``d(AB) = dA B + A dB``, sums one term per operand that carries a tangent."""
@@ -136,7 +159,7 @@ class Add:
 Operation = Union[Unary, Matmul, Multiply, Einsum2, Copy, Add, Regroup]
 
 
-@dataclass(frozen=True)
+@_frozen
 class Step:
     """One line of a plan: ``target = operation(*args)``, then ``.transpose(perm)``.
 
@@ -171,8 +194,16 @@ class Step:
     inputs: tuple[Labels, ...] = ()
     kernel: Operation | None = field(default=None, compare=False, repr=False)
 
+    def reading(self, args: tuple[str, ...]) -> "Step":
+        """This step reading ``args`` in its arguments' places (values renamed), all else
+        its own: ``dataclasses.replace`` without its keyword call, for the thousands of
+        steps a forward-saving plan renames."""
+        step = object.__new__(Step)
+        object.__setattr__(step, "__dict__", {**self.__dict__, "args": args})
+        return step
 
-@dataclass(frozen=True)
+
+@_frozen
 class Plan:
     """A straight-line program: arguments (and their ranks), steps, returned values."""
 

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from . import codegen, dot_pairs, fused_copies
 from .codegen import Dialect
-from .steps import Plan, Step
+from .steps import Copy, Plan, Step
 
 TABLE_STEPS = 512
 """More steps than this: a loop over a step table (see the module). A row costs about 0.2 µs
@@ -47,9 +47,12 @@ def tabled(plan: Plan, dialect: Dialect) -> bool:
     count = len(plan.steps)
     if count <= TABLE_STEPS or not dialect.folds_copies or count > 3 * TABLE_STEPS:
         return count > TABLE_STEPS
+    if count - sum([type(step.operation) is Copy for step in plan.steps]) > TABLE_STEPS:
+        return True  # folds remove copies alone: more steps than that stay, whatever is folded
     return count - sum(map(len, fused_copies.folds(plan).values())) > TABLE_STEPS
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), check_circular=False)  # a step table's rows: ints, no spaces
 _INTEGER = re.compile(r"(?<![\w.])\d+(?![\w.])")  # an integer literal, not part of a name
 _SLOTS = ("a", "b")  # a kernel's parameters: the slots of its operands in the values ``v``
 _OPERANDS = tuple(f"v[{s}]" for s in _SLOTS)  # how a kernel reads its operands
@@ -137,7 +140,7 @@ def slotted(plan: Plan) -> Slotted:
     frees it (after the others it frees, in the order the step reads them)."""
     args, steps = plan.args, plan.steps
     targets = [step.target for step in steps]
-    slots = {value: i for i, value in enumerate(dict.fromkeys([*args, *targets]))}  # a value made twice: its first
+    slots = dict(zip(dict.fromkeys([*args, *targets]), range(len(args) + len(targets))))  # made twice: its first
     ndims = dict(zip(args, plan.arg_ranks))
     ndims.update(zip(targets, [len(step.shape) for step in steps]))
     last_use = {arg: i for i, step in enumerate(steps) for arg in step.args}  # each value's last reader
@@ -180,7 +183,9 @@ def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect =
     lines += [f"    {kernel}," for kernel in kernels]
     lines += [")", "# a step: [kernel, result slot, slots freed after it, [argument slots..., integers...]]",
               f'{steps_name} = json.loads("""[']
-    lines.append(",\n".join(map(repr, rows)))  # lists of ints: their repr is JSON
+    # Compact JSON, made in one call and a row a line: "]],[" ends a row and nothing else (a
+    # row's last list closes it; its freed list is followed by ",[").
+    lines.append(_COMPACT.encode(rows)[1:-1].replace("]],[", "]],\n["))
     lines += [']""")', f"{returns_name} = json.loads({json.dumps(json.dumps(returns, separators=(',', ':')))})",
               "", "", f"def {name}(*arguments):",
               f"    # {', '.join(plan.args)}",  # a comment: compiling 1000 named parameters takes 15 ms

@@ -220,3 +220,30 @@ def test_a_chain_of_unicode_labels_runs_as_a_table_with_no_label_in_its_code():
     total = np.vdot(G, y)
     for k, (g, x) in enumerate(zip(e.vjp(G, *ops), ops)):
         assert abs(np.vdot(g, x) - total) <= 1e-10 * np.linalg.norm(g) * np.linalg.norm(x), k
+
+
+@pytest.mark.parametrize("network", ["tree", "grid"])
+def test_whether_a_plan_is_a_table_counts_its_steps_after_folding_copies(network):
+    """``tabled`` for numpy (which folds small copies into their readers) says whether the
+    folded plan, as ``fused_copies.fused`` makes it, has more than ``TABLE_STEPS`` steps, at
+    every threshold around that count: its shortcut (a plan with more steps than its copies can
+    account for is a table) agrees with counting the folded plan's steps."""
+    from benchmarks.network_cases import grid, tree
+
+    from einsgrad import codegen, fused_copies, plan, shapes, spec
+
+    net = tree(40) if network == "tree" else grid(5, 5)
+    bound = shapes.bind(spec.parse(net.spec), net.shapes)
+    sweep = plan.sweep(bound, plan.forward_path(bound, "greedy"), tuple(range(net.tensors)))
+    plans = [sweep.forward(), sweep.vjp(), *sweep.pair()]
+    assert any(len(fused_copies.fused(p).steps) < len(p.steps) for p in plans), "a network whose copies fold"
+    before = tables.TABLE_STEPS
+    try:
+        for program in plans:
+            count, folded = len(program.steps), len(fused_copies.fused(program).steps)
+            copies = sum(type(s.operation).__name__ == "Copy" for s in program.steps)
+            for threshold in sorted({count // 3, count - copies - 1, count - copies, folded - 1, folded, count - 1}):
+                tables.TABLE_STEPS = threshold
+                assert tables.tabled(program, codegen.NUMPY) == (folded > threshold), (threshold, count, folded)
+    finally:
+        tables.TABLE_STEPS = before
