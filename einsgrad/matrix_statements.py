@@ -22,7 +22,8 @@ from typing import Mapping, Sequence
 
 from .algebra import Factor, Term, decimal
 from .expressions import Call, Group, Power, Scoped, Statement, free, term_free
-from .matrix_forms import ONES, form_body, hadamard, matrix_form
+from .form_search import matrix_form
+from .matrix_forms import ONES, form_body, hadamard
 from .matrix_operands import term_operands
 from .render import Piece, applied, equals, juxt, spaced, tensor_name, transpose_of
 from .spec_terms import einsum_of
@@ -334,7 +335,8 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering |
     if form.kind == "product" and form.factors in (((0, False),),) and not form.scalars and not inverse \
             and not form.scaled and not form.summed:
         return replace(used[0], coefficient=Fraction(1))  # the operand as it stands
-    if form.kind in ("product", "trace") and not form.summed and not any(k in inverse for k in form.scalars):
+    if form.kind in ("product", "trace") and not form.summed and not form.nested \
+            and not any(k in inverse for k in form.scalars):
         links = [Link(shown[k], scalar=True, symmetric=True) for k in form.scalars]
         for n, (k, t) in enumerate(form.factors):
             if k is None:
@@ -369,7 +371,7 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering |
     if form.kind == "identity":  # I, c I, tr(B) I: diagonal, the same transposed
         link = _IDENTITY if body == _IDENTITY.base else Link(body, symmetric=True)
         return Rendering(Fraction(1), body, _atomic_text(body.text), (link,), kind="product")
-    if form.kind == "hadamard" and not form.scalars and not inverse:
+    if form.kind == "hadamard" and not form.scalars and not inverse and not form.nested:
         parts = tuple(transpose_of(shown[k]) if t else shown[k] for k, t in form.factors)
         return Rendering(Fraction(1), body, False, kind="hadamard", parts=parts)
     return Rendering(Fraction(1), body, _atomic_text(body.text))
