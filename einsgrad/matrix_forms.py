@@ -295,25 +295,15 @@ def _leaf(names, position, transposed, vary, inverse=frozenset()) -> Piece:
 
 
 def grouped(m: Piece) -> Piece:
-    """``m`` as one operand: parenthesized unless it is a name or one call or group
-    (``tr(A B)``, ``(A ∘ B)ᵀ``), which read as one already."""
-    text = m.text.rstrip("ᵀ")
-    if " " not in m.text or _closes_at_end(text):
-        return m
-    return Piece(f"({m.text})", rf"\left({m.latex}\right)")
-
-
-def _closes_at_end(text: str) -> bool:
-    """``text`` is ``name(...)`` or ``(...)`` whose first parenthesis closes at its end."""
-    head = len(text) - len(text.lstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
-    if head >= len(text) or text[head] != "(":
-        return False
+    """``m`` as one operand: parenthesized unless it reads as one already, a name, a call or
+    a group (``tr(A B)``, ``(A ∘ B)ᵀ``): no space, ``∘``, ``⊘`` or ``/`` outside parentheses
+    (``x∘x`` transposed is ``(x∘x)ᵀ``), the ``∘`` of an entrywise power ``t^∘3`` aside."""
     depth = 0
-    for n, char in enumerate(text[head:], head):
+    for n, char in enumerate(m.text):
         depth += {"(": 1, ")": -1}.get(char, 0)
-        if depth == 0:
-            return n == len(text) - 1
-    return False
+        if depth == 0 and char in " ∘⊘/" and m.text[n - 1:n + 1] != "^∘":
+            return Piece(f"({m.text})", rf"\left({m.latex}\right)")
+    return m
 
 
 def form_parts(form: Form, names: Sequence[Piece], vary: int | None = None,
@@ -326,7 +316,7 @@ def form_parts(form: Form, names: Sequence[Piece], vary: int | None = None,
         if n in form.scaled:
             m = applied("Diag", _bare(names, k, vary, inverse))
             m = Piece(m.text + "⁻¹", m.latex + "^{-1}") if k in inverse else m
-        elif k in inverse and form.kind == "product":
+        elif k in inverse and form.kind not in ("hadamard", "rowsum", "colsum"):
             m = Piece(f"(1 ⊘ {m.text})", rf"\left(1 \oslash {m.latex}\right)")
         parts.append(m)
     return parts

@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 from .algebra import Factor, Term, decimal
 from .expressions import Call, Group, Power, Scoped, Statement, free, term_free
 from .form_search import matrix_form
-from .matrix_forms import ONES, form_body, hadamard
+from .matrix_forms import ONES, Form, form_body, hadamard
 from .matrix_operands import term_operands
 from .render import Piece, applied, equals, juxt, spaced, tensor_name, transpose_of
 from .spec_terms import einsum_of
@@ -331,12 +331,15 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering |
     :func:`form_body`. A reciprocal operand (in ``inverse``) keeps its coefficient; the
     others' are the term's. None for a chain that counts (``1ᵀ 1``, a sum over an index that
     no operand holds): nothing in the formula says the size it is."""
+    if form.nested:
+        form, used = _unnested(form, used, inverse)
+        if form is None:
+            return None
     shown = [_operand(r.whole if n in inverse else r.body) for n, r in enumerate(used)]
     if form.kind == "product" and form.factors in (((0, False),),) and not form.scalars and not inverse \
             and not form.scaled and not form.summed:
         return replace(used[0], coefficient=Fraction(1))  # the operand as it stands
-    if form.kind in ("product", "trace") and not form.summed and not form.nested \
-            and not any(k in inverse for k in form.scalars):
+    if form.kind in ("product", "trace") and not form.summed and not any(k in inverse for k in form.scalars):
         links = [Link(shown[k], scalar=True, symmetric=True) for k in form.scalars]
         for n, (k, t) in enumerate(form.factors):
             if k is None:
@@ -371,10 +374,30 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering |
     if form.kind == "identity":  # I, c I, tr(B) I: diagonal, the same transposed
         link = _IDENTITY if body == _IDENTITY.base else Link(body, symmetric=True)
         return Rendering(Fraction(1), body, _atomic_text(body.text), (link,), kind="product")
-    if form.kind == "hadamard" and not form.scalars and not inverse and not form.nested:
+    if form.kind == "hadamard" and not form.scalars and not inverse:
         parts = tuple(transpose_of(shown[k]) if t else shown[k] for k, t in form.factors)
         return Rendering(Fraction(1), body, False, kind="hadamard", parts=parts)
     return Rendering(Fraction(1), body, _atomic_text(body.text))
+
+
+def _unnested(form, used: list[Rendering], inverse: frozenset[int]):
+    """``form`` with each form it holds (``A B`` in ``(A B) ∘ C``) rendered by :func:`_formed`
+    as an operand of its own, after ``used``; (None, used) where one has no rendering."""
+    used = list(used)
+
+    def operand(k):
+        if not isinstance(k, Form):
+            return k
+        r = _formed(k, used[:count], inverse)
+        used.append(r)
+        return None if r is None else len(used) - 1
+
+    count = len(used)
+    factors = tuple((operand(k), t) for k, t in form.factors)
+    scalars = tuple(operand(k) for k in form.scalars)
+    if any(r is None for r in used[count:]):
+        return None, used
+    return replace(form, factors=factors, scalars=scalars), used
 
 
 _IDENTITY = Link(Piece("I", "I"), symmetric=True, identity=True)

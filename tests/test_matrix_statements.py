@@ -108,7 +108,16 @@ class _Reader:
             factors.append(self.hadamard())
         if len(factors) == 1:
             return lambda want: _plain(factors[0](None if want == TRACE else want), self.size)
-        return lambda want: self.chain([f(None) for f in factors], want)
+        return lambda want: self.chain(self.factors(factors), want)
+
+    def factors(self, factors):
+        """Each factor's value, the rows of one after a matrix wanted to be that matrix's
+        columns: a ones vector leading a sum in parentheses is sized by it, ``A (1 bᵀ + 1 cᵀ)``."""
+        values = []
+        for f in factors:
+            before = values[-1] if values and isinstance(values[-1], np.ndarray) else None
+            values.append(f(None if before is None else (before.shape[1], None)))
+        return values
 
     def chain(self, factors, want):
         """The product of ``factors``, scalars (1 x 1) in front; a ones vector takes its size
