@@ -68,8 +68,8 @@ def _composed(inputs: tuple[Labels, ...], output: Labels) -> Form | None:
     best = None
     for size in (1, 2):
         for chosen in itertools.combinations(range(len(inputs)), size):
-            if any(not inputs[k] for k in chosen):
-                continue
+            if size == 2 and not set(inputs[chosen[0]]) & set(inputs[chosen[1]]):
+                continue  # an outer product: the rules write one where it is read (x yᵀ)
             rest = tuple(k for k in range(len(inputs)) if k not in chosen)
             read = {l for k in rest for l in inputs[k]} | set(output)
             kept = tuple(l for l in dict.fromkeys(l for k in chosen for l in inputs[k]) if l in read)
