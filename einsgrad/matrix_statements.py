@@ -358,6 +358,10 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering |
                 links.extend([x.flipped() for x in reversed(chain)] if t else chain)
             else:
                 links.append(Link(shown[k], t and not used[k].diagonal, symmetric=used[k].diagonal))
+                if _unsized(used[k], "cols" if t else "rows", links[:-1], form.factors[n + 1:], "rows"):
+                    return None
+                if _unsized(used[k], "rows" if t else "cols", links[:-1], form.factors[n + 1:], "cols"):
+                    return None
         if sum(not x.scalar for x in links) > 1:  # I M is M
             links = [x for x in links if not x.identity]
         if _counts([x for x in links if not x.scalar], form.kind == "trace"):
@@ -417,6 +421,34 @@ def _scalar_links(r: Rendering) -> list[Link]:
     scalars = _sum([(c, Rendering(Fraction(1), juxt([x.piece for x in _scalar_links(t)], empty="1"), True))
                     for c, t in r.terms])
     return [Link(_operand(scalars.whole), scalar=True, symmetric=True)]
+
+
+def _unsized(r: Rendering, side: str, before: list[Link], after, which: str) -> bool:
+    """A sum whose every term is a broadcast along ``side`` (``1 aᵀ + c 1 bᵀ``: its rows
+    unsized; ``a 1ᵀ + ...``: its columns), next to a ones vector that sums along it
+    (``1ᵀ (1 aᵀ + 1 bᵀ) 1``): a count that nothing in the text sizes. ``which`` is the
+    side of ``r`` that the neighbour reads: its rows, read by the link before it, or its
+    columns, by the factor after it."""
+    if which == "rows":
+        own = [x for x in before if not x.scalar]
+        neighbour = own[-1] if own else None
+        sums = neighbour is not None and neighbour.base == ONES and neighbour.transposed
+    else:
+        nxt = next(iter(after), None)
+        sums = nxt is not None and nxt[0] is None and not nxt[1]
+    return sums and _broadcast_along(r, side)
+
+
+def _broadcast_along(r: Rendering | None, side: str) -> bool:
+    """Every term of ``r`` begins with a ones column (``side`` "rows") or ends with a ones
+    row ("cols")."""
+    if r is None:
+        return False
+    if r.terms is not None:
+        return all(_broadcast_along(t, side) for _, t in r.terms)
+    own = [x for x in r.chain or () if not x.scalar] if r.kind == "product" else []
+    end = own[0] if own and side == "rows" else own[-1] if own else None
+    return end is not None and end.base == ONES and end.transposed == (side == "cols")
 
 
 def _counts(links, traced: bool) -> bool:
