@@ -42,8 +42,8 @@ def matrix_form(spec: Spec) -> Form | None:
 def composed_form(inputs: tuple[Labels, ...], output: Labels) -> Form | None:
     """``inputs -> output`` as rules' forms nested in one another, or None where an operand
     or the output has more than two labels (or ``...``). The 0-d operands are written in
-    front; of the compositions, the one with the fewest nested forms, then the fewest
-    transposes, is taken."""
+    front; of the compositions, the one with the fewest nested forms, then the shortest, is
+    taken (:func:`_cost`)."""
     tensors = tuple(k for k, t in enumerate(inputs) if t)
     if ELLIPSIS in output or len(output) > 2 or any(ELLIPSIS in t or len(t) > 2 for t in inputs):
         return None
