@@ -155,3 +155,14 @@ def test_every_rank2_program_gradient_prints_a_true_form(case, seed):
                               dtype=float)
         got = evaluate(form, {**a, "G": a["dY"]}, expected.shape)
         np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9, err_msg=f"{text}: {form}")
+
+
+def test_a_gradient_that_is_zero_is_the_zero_matrix():
+    """An input on no path to the output has the gradient 0, a matrix form of its own."""
+    p = einsgrad.program("S0 = 0.5 * s\nS1[i] = 3 * x[i]\nL = S1[i] * q[i]")
+    (g,) = p.explain("s").gradients
+    assert g.matrix_form == "∂L/∂s = 0"
+    (h,) = p.explain("s", style="hessian").hessians
+    assert h.matrix_form == "∂²L/∂s² = 0"
+    a = {"s": np.array(0.3), "x": np.arange(3.0), "q": np.ones(3)}
+    assert evaluate(g.matrix_form, a, ()) == p.grad("s")(**a) == 0
