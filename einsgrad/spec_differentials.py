@@ -78,12 +78,13 @@ def spec_differential(spec: Spec, names: Sequence[str], cotangent: str,
     step = Contraction("Y", tuple(i for i in out if i not in batch), (sliced,))
     g = tensor_name(cotangent)
     shares, pieces = [], [tensor_name(n) for n in names]
+    scalar = [all(i in batch for i in t) for t in spec.inputs]  # 0-d in each slice: "kij,k,kl->kl"'s W
     for k, name in enumerate(names):
-        found = None if not spec.inputs[k] else moved_shares(step, name, g, {})
-        if found is None and spec.inputs[k]:  # the other 0-d operands factored out
-            found = _with_scalars(step, spec, names, k, g)
+        found = None if scalar[k] else moved_shares(step, name, g, {})
+        if found is None and not scalar[k]:  # the other 0-d operands factored out
+            found = _with_scalars(step, scalar, names, k, g)
         share = form_body(forward, pieces, vary=k)
-        if not spec.inputs[k]:
+        if scalar[k]:
             shares.append(_scalar_moved(forward, pieces, k, g, share, not step.indices))
         elif found is None or len(found[1]) != 1:  # a name occurs once: one share each
             shares.append(Share(share))
@@ -92,11 +93,11 @@ def spec_differential(spec: Spec, names: Sequence[str], cotangent: str,
     return SpecDifferential(step, forward.batch, tuple(names), g, tuple(shares))
 
 
-def _with_scalars(step: Contraction, spec: Spec, names, k: int, g: Piece):
+def _with_scalars(step: Contraction, scalar: Sequence[bool], names, k: int, g: Piece):
     """The share of operand ``k`` moved with the 0-d operands but ``k`` factored out: for a
     scalar output they join the cotangent (``G a tr(dX)`` moves as ``tr(dX)`` with ``G a`` in
     front), else they scale every step (``G : (a R) = a (G : R) = ...``)."""
-    scalars = [tensor_name(n) for m, n in enumerate(names) if m != k and not spec.inputs[m]]
+    scalars = [tensor_name(n) for m, n in enumerate(names) if m != k and scalar[m]]
     if not scalars:
         return None
     (term,) = step.terms

@@ -166,3 +166,11 @@ def test_a_gradient_that_is_zero_is_the_zero_matrix():
     assert h.matrix_form == "∂²L/∂s² = 0"
     a = {"s": np.array(0.3), "x": np.arange(3.0), "q": np.ones(3)}
     assert evaluate(g.matrix_form, a, ()) == p.grad("s")(**a) == 0
+
+
+@pytest.mark.parametrize("spec", ["kij,k,kl->kl", "bi,b,bj->bij", "kij,k->kij"])
+def test_an_operand_0d_in_each_slice_moves_as_a_scalar(spec):
+    """``W_k`` of ``"kij,k,kl->kl"`` is a scalar in each slice k: its share moves by
+    ``M : (a N) = (M : N) a``, not by a matrix product's rule (read back against np.einsum)."""
+    names = NAMES[:len(_spec_parts(spec)[0])]
+    assert check_matrix_explanation(spec, names) > 0
