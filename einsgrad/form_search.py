@@ -22,17 +22,17 @@ from .spec import ELLIPSIS, Labels, Spec
 
 # The matrix-form search budget: no rule covers more than four factors, and each batch label
 # adds one letter to every operand, so larger specs have no matrix form and are not searched.
-MAX_FORM_OPERANDS = 6  # operands, 0-d ones included
+MAX_FORM_OPERANDS = 6  # operands of one label or more (0-d ones are written in front, any number)
 MAX_FORM_LABELS = 8  # distinct labels (and at most twice this many label occurrences)
 MAX_FORM_CANDIDATES = 64  # sets of batch labels tried, fewest labels first
 
 
 def matrix_form(spec: Spec) -> Form | None:
     """The spec in matrix notation, or None; None at once for specs beyond the search budget
-    (more than :data:`MAX_FORM_OPERANDS` operands or :data:`MAX_FORM_LABELS` labels).
+    (more than :data:`MAX_FORM_OPERANDS` operands not 0-d, or :data:`MAX_FORM_LABELS` labels).
 
     One rule's form first, then a composition of rules, then a form of each batch slice."""
-    if len(spec.inputs) > MAX_FORM_OPERANDS or sum(map(len, spec.inputs)) + len(
+    if sum(map(bool, spec.inputs)) > MAX_FORM_OPERANDS or sum(map(len, spec.inputs)) + len(
             spec.output) > 2 * MAX_FORM_LABELS or len(spec.labels) > MAX_FORM_LABELS:
         return None
     return (plain_form(spec.inputs, spec.output) or composed_form(spec.inputs, spec.output)
