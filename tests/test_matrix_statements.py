@@ -111,12 +111,15 @@ class _Reader:
         return lambda want: self.chain(self.factors(factors), want)
 
     def factors(self, factors):
-        """Each factor's value, the rows of one after a matrix wanted to be that matrix's
-        columns: a ones vector leading a sum in parentheses is sized by it, ``A (1 bᵀ + 1 cᵀ)``."""
-        values = []
-        for f in factors:
-            before = values[-1] if values and isinstance(values[-1], np.ndarray) else None
-            values.append(f(None if before is None else (before.shape[1], None)))
+        """Each factor's value, wanted to have as many rows as the matrix before it has columns,
+        and as many columns as the one after it has rows: a ones vector that leads or ends a
+        sum in parentheses is sized by its neighbour, ``A (1 bᵀ + 1 cᵀ)``, ``(b 1ᵀ + c 1ᵀ) D``."""
+        values = [f(None) for f in factors]
+        for n, f in enumerate(factors):
+            before = values[n - 1] if n and isinstance(values[n - 1], np.ndarray) else None
+            after = values[n + 1] if n + 1 < len(values) and isinstance(values[n + 1], np.ndarray) else None
+            if before is not None or after is not None:
+                values[n] = f((None if before is None else before.shape[1], None if after is None else after.shape[0]))
         return values
 
     def chain(self, factors, want):
@@ -242,7 +245,7 @@ class _Reader:
                 return diagonal
             if token == "Diag":  # a column vector as a diagonal matrix
                 def scaling(want):
-                    v = inner((want[0], 1) if isinstance(want, tuple) else None)
+                    v = inner((want[0], 1) if isinstance(want, tuple) and want[0] is not None else None)
                     assert v.shape[1] == 1, f"Diag of a {v.shape} value"
                     return np.diag(v[:, 0])
                 return scaling
