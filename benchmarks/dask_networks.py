@@ -55,18 +55,27 @@ def tasks(*values) -> int:
 
 
 def largest_task(*values, given=()) -> int:
-    """Bytes of the largest value a task returns while ``values`` are computed (synchronously,
-    the graph as built: no task fused into another); the tasks of the dask arrays ``given``
-    (operands, as the caller made them) and compute's own concatenation of the results aside."""
+    """Bytes of the largest array a task returns while ``values`` are computed (synchronously,
+    the graph as built: no task fused into another), each array of a tuple, list or dict a
+    task returns counted alone (a chain's running sums: its blocks); the tasks of the dask
+    arrays ``given`` (operands, as the caller made them) and compute's own concatenation of
+    the results aside."""
     import dask
     from dask.callbacks import Callback
 
     sizes = [0]
     skipped = {key for x in given for key in x.__dask_graph__()}
 
+    def largest(value) -> int:
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, (tuple, list)):
+            return max([largest(v) for v in value] + [0])
+        return getattr(value, "nbytes", 0)
+
     def posttask(key, result, dsk, state, worker_id):
         if key not in skipped and not str(key).startswith("finalize-"):
-            sizes[0] = max(sizes[0], getattr(result, "nbytes", 0))
+            sizes[0] = max(sizes[0], largest(result))
 
     with Callback(posttask=posttask), dask.config.set(scheduler="sync"):
         dask.compute(*values, optimize_graph=False)

@@ -15,6 +15,9 @@ networks, chains) it reports, float64:
   stored forward), and the two gradients' ratio to the forward;
 * ``jax/vjp``, ``torch/vjp``: jax's and torch autograd's one-shot vjp on the same path, over
   einsgrad's, timed interleaved with it (:func:`peer_vjps`);
+* ``operands``, ``fwd peak``, ``vjp peak``, ``torch fwd``, ``torch vjp``: the operands' MiB, and
+  the peak resident memory above them of the forward and of the one-shot vjp, einsgrad's and
+  torch autograd's on the same path, a fresh process per figure (:mod:`benchmarks.network_memory`);
 * with ``--distributed``: each network (up to 64 tensors, 256 slices) sliced to a quarter of its
   largest intermediate, its forward and all gradients on a 2-worker dask LocalCluster
   (:func:`einsgrad.distributed.value_and_grads`) against one process, and the largest task
@@ -23,7 +26,10 @@ networks, chains) it reports, float64:
 ``--slicing`` adds the slicing table of :mod:`benchmarks.network_slicing`: slices, FLOP overhead
 and peak memory under ``memory_limit``, against cotengra's ``SliceFinder`` on the same trees.
 
-Compile times and path searches alternate round by round, and each figure is the median over
+The command runs under the glibc malloc settings of :data:`benchmarks.malloc.MALLOC` (it
+re-executes itself to set them; ``--default-malloc`` keeps glibc's defaults): under the
+defaults a one-shot vjp that frees and allocates tens of MiB a call (a 16x16 grid's) faults
+its pages in again on every call, which its FLOPs do not count. Compile times and path searches alternate round by round, and each figure is the median over
 the rounds (the machine may be shared). Every network's gradients are checked first by Euler's
 identity for multilinear functions, ``<dL/dX_k, X_k> = <G, Y>`` for every operand ``k``, with no
 einsgrad code in the check.
@@ -50,13 +56,12 @@ import numpy as np
 import opt_einsum
 
 import einsgrad
+from benchmarks import malloc, network_memory
 from benchmarks.network_cases import Network, suite
 from benchmarks.report import duration, ratio_text
 from benchmarks.timing import medians
 
-LATER = {  # measures the issue asks for next, and where each plugs in (MEASURES)
-    "peak memory": "forward and gradients, each in a fresh process",
-}
+LATER: dict[str, str] = {}  # measures the issue asks for next, and where each plugs in (MEASURES)
 
 
 @dataclass
@@ -241,10 +246,22 @@ def _torch_vjp(spec: str, path, operands, cotangent):
 
 
 MEASURES.append(peer_vjps)
+MEASURES.append(network_memory.peaks)
 
 
 def _ms(seconds: float | None) -> str:
     return "" if seconds is None else duration(seconds)
+
+
+def _mib(figure) -> str:
+    """A peak in MiB, or the first word of why it is missing."""
+    if figure is None:
+        return ""
+    return f"{figure:.2f}" if isinstance(figure, float) else str(figure).split()[0][:9]
+
+
+PEAK_COLUMNS = (("operands", "operands"), ("fwd peak", "peak forward"), ("vjp peak", "peak vjp"),
+                ("torch fwd", "peak torch forward"), ("torch vjp", "peak torch vjp"))
 
 
 def table(rows: list[Measured], optimize) -> str:
@@ -252,7 +269,7 @@ def table(rows: list[Measured], optimize) -> str:
              "forward_saving and pullback, compiled; ratio: compile / opt_einsum's contract_path",
              f"{'network':<24} {'tensors':>7} {'path':>9} {'cotengra':>9} {'compile':>9} {'ratio':>7} "
              f"{'forward':>9} {'vjp':>9} {'pullback':>9} {'vjp/fwd':>7} {'pb/fwd':>7} "
-             f"{'jax/vjp':>7} {'torch/vjp':>9}  note"]
+             f"{'jax/vjp':>7} {'torch/vjp':>9} " + " ".join(f"{h:>9}" for h, _ in PEAK_COLUMNS) + "  note"]
     for r in rows:
         vjp = r.vjp / r.forward if r.vjp and r.forward else None
         pb = r.pullback / r.forward if r.pullback and r.forward else None
@@ -261,11 +278,18 @@ def table(rows: list[Measured], optimize) -> str:
         lines.append(f"{r.name:<24} {r.tensors:>7} {_ms(r.path):>9} {_ms(r.cotengra):>9} {_ms(r.compile):>9} "
                      f"{ratio_text(r.ratio):>7} {_ms(r.forward):>9} {_ms(r.vjp):>9} {_ms(r.pullback):>9} "
                      f"{ratio_text(vjp):>7} {ratio_text(pb):>7} {ratio_text(peers[0]):>7} "
-                     f"{ratio_text(peers[1]):>9}  {r.note}")
+                     f"{ratio_text(peers[1]):>9} " + " ".join(f"{_mib(r.extra.get(k)):>9}" for _, k in PEAK_COLUMNS)
+                     + f"  {r.note}")
     lines.append(f"# jax/vjp, torch/vjp: jax's and torch autograd's one-shot vjp over einsgrad's, timed interleaved "
                  f"on one path (opt_einsum's), networks of at most {PEER_LIMIT} tensors (peer_vjps)")
+    lines.append("# MiB, a fresh process per figure: operands (float64; the gradients' size too); fwd peak, "
+                 "vjp peak: the peak resident memory of einsgrad's forward, and of its one-shot vjp (forward and "
+                 "all gradients, the gradients included), above the operands; torch fwd, torch vjp: the same for "
+                 "torch autograd on the same path (the forward records the graph), networks of at most "
+                 f"{network_memory.TORCH_LIMIT} tensors (benchmarks.network_memory)")
     lines += distributed_lines(rows)
-    lines.append("# not measured yet: " + "; ".join(f"{k} ({v})" for k, v in LATER.items()))
+    if LATER:
+        lines.append("# not measured yet: " + "; ".join(f"{k} ({v})" for k, v in LATER.items()))
     return "\n".join(lines)
 
 
@@ -341,6 +365,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="PATH", help="write machine-readable results here")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG of compile times here (needs matplotlib)")
     parser.add_argument("--slicing", action="store_true", help="the slicing table against cotengra's SliceFinder")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="keep glibc's malloc settings (else the command runs under benchmarks.malloc.MALLOC's)")
     args = parser.parse_args(argv)
     wanted = {f.strip() for f in args.families.split(",") if f.strip()}
     networks = [n for n in suite(args.quick) if not wanted or n.family in wanted]
@@ -365,6 +391,7 @@ def main(argv=None) -> int:
             client.close()
             cluster.close()
     print(table(rows, args.optimize))
+    print(f"# malloc: {malloc.settings_text()} (timings; the peaks run under glibc's defaults)")
     sliced = []
     if args.slicing:
         from benchmarks import network_slicing
@@ -374,6 +401,7 @@ def main(argv=None) -> int:
     if args.json:
         doc = {"machine": platform.processor() or platform.machine(), "optimize": args.optimize,
                "numpy": np.__version__, "opt_einsum": opt_einsum.__version__, "rounds": rounds,
+               "malloc": malloc.settings(),
                "later": LATER, "rows": [asdict(r) | {"ratio": r.ratio} for r in rows],
                "slicing": [asdict(r) for r in sliced]}
         with open(args.json, "w", encoding="utf-8") as f:
@@ -385,4 +413,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    malloc.reexecute_under("benchmarks.networks", sys.argv[1:])
     sys.exit(main())

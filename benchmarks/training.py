@@ -13,8 +13,10 @@ error, one that einsgrad refuses (an ``EinsumSpecError``, as for bfloat16 today)
 For the attention layer (torch, float32) it also reports the memory autograd holds and the
 graphs ``torch.compile(dynamic=True)`` builds over ten sequence lengths
 (:mod:`benchmarks.training_memory`). ``--out DIR`` writes ``training.json`` and
-``training.txt`` there. The command runs under the glibc malloc settings of :data:`MALLOC`
+``training.txt`` there. The command runs under the glibc malloc settings of :data:`benchmarks.malloc.MALLOC`
 (it re-executes itself to set them; ``--default-malloc`` keeps glibc's defaults).
+``--hlo`` times nothing: it compares the compiled programs of the jax steps
+(:mod:`benchmarks.training_hlo`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from benchmarks import limits  # noqa: E402
 from benchmarks.report import duration, ratio_text  # noqa: E402
 from benchmarks.runner import Cell, message  # noqa: E402
 from benchmarks.systems import versions  # noqa: E402
+from benchmarks import malloc  # noqa: E402
 from benchmarks.timing import medians  # noqa: E402
 from benchmarks.training_models import MODELS, Model, Ops  # noqa: E402
 
@@ -47,15 +50,6 @@ TOLERANCE = {"float64": 1e-9, "float32": 1e-3, "bfloat16": 0.1}  # relative to t
 LEARNING_RATE = 1e-3
 TARGETS = {"step": 1.0, "memory": 1.1, "graphs": 1}  # x own einsum; x torch.einsum; + torch's count
 MEMORY_TARGETS = ("after backward, output kept", "checkpointed: after forward")
-MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2**25), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
-"""glibc malloc settings for the timed process (read when it starts, so the command line
-re-executes itself with them): blocks up to 32 MiB (the most glibc allows) come from the heap,
-and the heap is not given back, so that each step reuses the last one's memory. Under glibc's
-defaults the heap is trimmed now and then and the next step faults its pages in again: over
-31 grouped bfloat16 steps, a mean of 65 minor faults a step for torch.einsum and 132-360 for
-einsgrad (up to 1500-3000 in one step), against 0-49 with both settings; noise on both sides,
-more on einsgrad's. Either setting alone is worse (the trim threshold alone fixes the mmap
-threshold at 128 KiB: 9354 faults every step)."""
 
 
 @dataclass(frozen=True)
@@ -346,10 +340,17 @@ def main(argv=None) -> int:
     parser.add_argument("--thread-clock", action="store_true",
                         help="torch on one thread, timed by this thread's CPU time (time.thread_time), "
                              "which other processes' load barely moves")
+    parser.add_argument("--hlo", action="store_true",
+                        help="compare the compiled HLO of einsgrad's and jnp.einsum's jax steps, timing nothing")
     args = parser.parse_args(argv)
     models = [m for m in MODELS if m.name in _names(args.models, [m.name for m in MODELS], parser, "model(s)")]
     dtypes = _names(args.dtypes, DTYPES, parser, "dtype(s)")
     frameworks = _names(args.frameworks, FRAMEWORKS, parser, "framework(s)")
+    if args.hlo:
+        from benchmarks import training_hlo
+
+        print(training_hlo.table(models, dtypes))
+        return 0
     repeats = args.repeats or (3 if args.quick else 21)
     clock = time.perf_counter
     if args.thread_clock:
@@ -375,14 +376,13 @@ def main(argv=None) -> int:
         memory, graphs = training_memory.memory(args.quick), training_memory.graphs(args.quick)
     text = table(pairs, memory, graphs, repeats, args.quick, args.thread_clock)
     wall = time.perf_counter() - start
-    malloc = " ".join(f"{name}={os.environ[name]}" for name in MALLOC if name in os.environ) or "glibc's defaults"
-    text += f"\n# wall time {wall:.0f} s; malloc: {malloc}"
+    text += f"\n# wall time {wall:.0f} s; malloc: {malloc.settings_text()}"
     print(text)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         settings = {"quick": args.quick, "repeats": repeats, "thread_clock": args.thread_clock, "learning_rate": LEARNING_RATE,
                     "tolerance": TOLERANCE, "targets": TARGETS, "wall_seconds": wall,
-                    "malloc": {name: os.environ.get(name) for name in MALLOC}}
+                    "malloc": malloc.settings()}
         with open(os.path.join(args.out, "training.json"), "w") as f:
             json.dump(document(pairs, memory, graphs, settings), f, indent=1)
         with open(os.path.join(args.out, "training.txt"), "w") as f:
@@ -390,15 +390,6 @@ def main(argv=None) -> int:
     return 0
 
 
-def _under_malloc_settings(argv: list[str]) -> None:
-    """Re-executes this command with :data:`MALLOC` in its environment, unless it is there
-    already or ``--default-malloc`` is given (glibc reads it only when the process starts)."""
-    if "--default-malloc" in argv or all(os.environ.get(k) == v for k, v in MALLOC.items()):
-        return
-    sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "benchmarks.training", *argv], {**os.environ, **MALLOC})
-
-
 if __name__ == "__main__":
-    _under_malloc_settings(sys.argv[1:])
+    malloc.reexecute_under("benchmarks.training", sys.argv[1:])
     sys.exit(main())

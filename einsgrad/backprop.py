@@ -28,8 +28,9 @@ from .algebra import (FRESH_INDEX_LETTERS, Delta, Factor, Fresh, Term, fresh_nam
                       simplify)
 from .cancellation import cancelled
 from .derivation import Derivation, differentiate
-from .expressions import (DERIVATIVES, Group, Power, Statement, ambiguous_index, every_index, free, group, inlined,
-                          is_polynomial, reads, rebuilt, renamed, substituted, term_free)
+from .expressions import (DERIVATIVES, Call, Group, Power, Scoped, Statement, ambiguous_index, every_index, free,
+                          group, group_inside, inlined, is_polynomial, reads, rebuilt, renamed, substituted,
+                          term_free)
 from .program_parser import parse_expression
 from .program_steps import POWER, Contraction, Elementwise, Step, as_statement
 
@@ -94,7 +95,8 @@ MAX_DELTA_TERMS = 4
 
 
 def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
-                  kept: tuple[str, ...] = (), named=None) -> Backprop:
+                  kept: tuple[str, ...] = (), named=None, simplified: bool | None = None,
+                  sized_by: str | None = None) -> Backprop:
     """``out[xs] = ∂L/∂wrt`` for each target by one reverse sweep, ``L`` the last step chained
     with the input ``cotangent`` (None: the last step is the scalar loss itself); the targets
     share every cotangent, each computed once, and their results come last, in order.
@@ -107,7 +109,11 @@ def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
     contracted or left as a diagonal of the result rather than stored dense. ``named``: the
     steps the user named (the others, temporaries, may be written where they are read); None:
     all of them. A gradient's statements are then simplified as a person simplifies them
-    (:mod:`einsgrad.cancellation`: ``dz = P * Σy - y`` for softmax cross-entropy)."""
+    (:mod:`einsgrad.cancellation`: ``dz = P * Σy - y`` for softmax cross-entropy), and a
+    Jacobian's where ``simplified`` (a Hessian's: ``6 q t (1 - t²) (1 - 2 t²) δ`` for ``q t³``,
+    ``t = tanh(x)``). ``sized_by``: an input with the last step's shape, which sizes the kept
+    indices where nothing else does (the gradient by it, for a Hessian), so that the result
+    need not compute the last step for its shape alone."""
     wrts = {t.wrt for t in targets}
     names = {s.name for s in steps} | {n for s in steps for n in s.reads()} | {t.out for t in targets}
     if cotangent:
@@ -162,16 +168,26 @@ def backpropagate(steps, targets: tuple[Target, ...], cotangent: str | None,
         results.append(_cotangent(t.out, result_kept + t.xs,
                                   [renamed(term, to_result) for term in contributions.get(t.wrt, [])],
                                   names_in_use, Factor(t.wrt, t.xs),
-                                  *((Factor(last.name, result_kept),) if kept else ())))
+                                  *((Factor(sized_by or last.name, result_kept),) if kept else ())))
     summed.extend(results)
     backward = _inlined(backward + results, len(results))
     chained = tuple(backward)
-    if not kept:
-        backward = list(cancelled(chained, steps, named, len(results), of_temporaries))
+    if not kept if simplified is None else simplified:
+        backward = list(cancelled(chained, steps, named, len(results), of_temporaries, factored=bool(kept)))
     forward = _needed(steps, backward)
     temporaries = {s.name for s in steps} - (set(named) if named is not None else {s.name for s in steps})
     statements = _factored(forward + tuple(backward), temporaries, len(results))
     return Backprop(statements, tuple(locals_), tuple(summed), tuple(backward) != chained)
+
+
+def forward_value(statement: Statement, steps) -> bool:
+    """Whether ``statement`` (a gradient) is a product of ``steps`` alone, a value of the
+    forward's (log-sum-exp's gradient ``t[j] / t1`` is the softmax), which a Hessian then reads
+    by its name (``Diag(g) - g gᵀ``) rather than as a scaled copy of other inputs."""
+    names = {s.name for s in steps}
+    read = reads(statement.terms)
+    return (len(statement.terms) == 1 and statement.terms[0].coefficient == 1 and bool(read)
+            and all(n in names for n in read))
 
 
 def _deltas(merged: Statement) -> tuple[Term, ...] | None:
@@ -328,9 +344,10 @@ def _inlined(backward: list[Statement], results: int) -> list[Statement]:
 
 def _factored(statements, temporaries, results: int = 1) -> tuple[Statement, ...]:
     """Each forward temporary (a step the user did not name) that is an elementwise sum of
-    products (nothing summed, every index held) and read once, written where it is read as
-    a parenthesized sum: ``t[b,j] = A[b,j] - T[b,j]; dH[b,j] = t[b,j] * ...`` is ``dH[b,j] =
-    (A[b,j] - T[b,j]) * ...``. Only where the reader's term then reads as it did (no sum
+    products (nothing summed, every index held) or a power of one tensor, and read once,
+    written where it is read as a parenthesized sum: ``t[b,j] = A[b,j] - T[b,j]; dH[b,j] =
+    t[b,j] * ...`` is ``dH[b,j] = (A[b,j] - T[b,j]) * ...``, ``t2 = 1 / t1; g[j] = t[j] * t2``
+    is ``g[j] = t[j] / t1``. Only where the reader's term then reads as it did (no sum
     becomes ambiguous), and never the ``results`` last statements."""
     statements = list(statements)
     n = 0
@@ -339,8 +356,8 @@ def _factored(statements, temporaries, results: int = 1) -> tuple[Statement, ...
         uses = Counter(reads(t for later in statements[n + 1:] for t in later.terms))
         sizes = any(w.name == s.name for later in statements[n + 1:] for w in later.witnesses)
         if not (s.name in temporaries and uses[s.name] == 1 and not sizes and not s.witnesses and s.terms
-                and all(is_polynomial(t) and set(term_free(t)) <= set(s.indices)
-                        and not any(f.is_delta for f in t.factors) for t in s.terms)
+                and (all(is_polynomial(t) and set(term_free(t)) <= set(s.indices)
+                         and not any(f.is_delta for f in t.factors) for t in s.terms) or _power_of_one(s))
                 and set(free(group(s.terms))) == set(s.indices)):
             n += 1
             continue
@@ -353,6 +370,16 @@ def _factored(statements, temporaries, results: int = 1) -> tuple[Statement, ...
         statements[reader] = Statement(later.name, later.indices, terms, later.witnesses)
         del statements[n]
     return tuple(statements)
+
+
+def _power_of_one(statement: Statement) -> bool:
+    """Whether ``statement`` is a power of one tensor (``t2 = 1 / t1``, an elementwise power step)."""
+    (only, *rest) = statement.terms
+    if rest or only.coefficient != 1 or len(only.factors) != 1 or not isinstance(only.factors[0], Power):
+        return False
+    base = only.factors[0].base.terms
+    return len(base) == 1 and base[0].coefficient == 1 and len(base[0].factors) == 1 \
+        and isinstance(base[0].factors[0], Factor)
 
 
 def _written_in(term: Term, temporary: Statement) -> Term:
@@ -369,8 +396,26 @@ def _written_in(term: Term, temporary: Statement) -> Term:
             else:
                 factors.append(group(renamed(t, mapping) for t in temporary.terms))
         else:
-            factors.append(rebuilt(f, lambda t: _written_in(t, temporary)))
+            factors.append(_unnested(rebuilt(f, lambda t: _written_in(t, temporary))))
     return Term(coefficient, tuple(factors))
+
+
+def _unnested(node):
+    """A power, call or scoped sum of ``((a + b))`` as of ``(a + b)``, as the parser reads it."""
+    if isinstance(node, (Power, Call, Scoped)):
+        (only, *rest) = group_inside(node).terms or (None,)
+        if not rest and only is not None and only.coefficient == 1 and len(only.factors) == 1 \
+                and isinstance(only.factors[0], Group):
+            return _with_inside(node, only.factors[0])
+    return node
+
+
+def _with_inside(node, inside: Group):
+    if isinstance(node, Power):
+        return Power(inside, node.exponent)
+    if isinstance(node, Call):
+        return Call(node.function, inside)
+    return Scoped(node.over, inside)
 
 
 def _needed(steps, backward) -> tuple[Statement, ...]:

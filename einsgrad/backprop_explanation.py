@@ -67,14 +67,24 @@ def explain_statements(prog, names: tuple[str, ...], grads: tuple, hessians: tup
             h = hessians[n]
             lines += [Piece("", ""), *_gradient(prog, name, h, hessian=True)]
             lhs = gradient_lhs("L", out, name, True, order=2)
-            form = _form(h, lhs, named, shown_as, temporaries)
-            vec = None if form is not None else vec_form(h.statements, name, lhs, named, shown_as, temporaries)
+            named_h = named | _gradient_read(h)
+            form = _form(h, lhs, named_h, shown_as, temporaries)
+            vec = None if form is not None else vec_form(h.statements, name, lhs, named_h, shown_as, temporaries)
             lines.append(matrix_line(form, str(h.statements[-1])) if vec is None else vec_line(vec, name))
             hessian_parts.append(ProgramGradient(name, str(h), _einsums(h.statements[-1]),
                                                  None if form is None else form.piece.text,
                                                  None if vec is None else vec.piece.text))
     return ProgramExplanation(_one_line(prog.statements), style, tuple(gradients), tuple(lines),
                               tuple(hessian_parts))
+
+
+def _gradient_read(h) -> frozenset[str]:
+    """The gradient, where a Hessian reads it by its name (log-sum-exp's: the softmax ``g``,
+    ``Diag(g) - g gᵀ``): the last step of the gradient program, the first local derivative."""
+    if not h.backprop.locals:
+        return frozenset()
+    gradient = h.backprop.locals[0].step.name
+    return frozenset({gradient}) & {s.name for s in h.statements[:-1]}
 
 
 def _step_cotangents(backprop) -> dict:
@@ -132,8 +142,8 @@ def _gradient(prog, name: str, g, hessian: bool = False) -> list[Piece]:
     for s in backprop.cotangents:
         lines.append(spaced(prose("  "), quoted_code(str(s))))
     simplified = (", then simplified: the forward's products and the cotangents written out, what "
-                  "cancels cancelled, like terms merged and the forward's names folded back"
-                  if backprop.simplified else "")
+                  "cancels cancelled, like terms merged" + (", common factors pulled out" if hessian else "")
+                  + " and the forward's names folded back" if backprop.simplified else "")
     lines.append(spaced(prose("4. The result, with a cotangent that is a number or one tensor written "
                               f"where it is read, and a forward temporary read once written in{simplified}:"),
                         quoted_code(_one_line(g.statements))))

@@ -14,8 +14,14 @@ A statement takes its simplified form only where that is smaller than it and the
 reads together (:func:`size`) and something cancelled or nothing factored is lost (see
 :func:`cancelled`), so a chain that does not cancel, as through a tanh layer, stays as reverse
 mode wrote it. ``x⁻¹ x = 1`` and ``x^a x^b = x^(a+b)`` hold wherever the chained form
-is defined. A statement whose terms hold a delta, or that expands past :data:`MAX_MONOMIALS`,
-is left as it was. Pure: no numpy.
+is defined. A statement that expands past :data:`MAX_MONOMIALS` is left as it was.
+
+A Hessian (the Jacobian of a gradient program, its cotangents carrying deltas) is simplified
+the same way: each delta is contracted or ties two output indices, read as one elsewhere
+(:func:`monomials.contracted`: ``δ(j,i) t[j]^-1.5 t[j]`` is ``δ(i,j) t[i]^-0.5``), and the
+products over the same deltas are written as their common factor times a sum
+(:func:`common_factors.common_factored`), so that ``q[i] * tanh(x[i])^3`` has the one diagonal ``6 q t (1 -
+t²) (1 - 2 t²) δ``, not two. Pure: no numpy.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ from fractions import Fraction
 from typing import Mapping
 
 from .algebra import Delta, Factor, Term
+from .common_factors import common_factored
 from .expressions import Call, Group, Power, Scoped, Statement, free, group, reads, term_free
-from .monomials import Monomial, lost, merged, opposite, over, raised, written
+from .monomials import Monomial, contracted, lost, merged, opposite, over, raised, written
 from .program_steps import POWER, Contraction, Elementwise
 
 MAX_MONOMIALS = 64
@@ -83,8 +90,9 @@ class _Forward:
                     return None
                 base = group([Term(Fraction(1), (step.argument,))])
                 monomials = _Expansion(self, {}).node(Power(base, step.exponent))
-            elif isinstance(step, Contraction) and step.terms and not step.witnesses and all(
-                    set(term_free(t)) <= set(step.indices) for t in step.terms):
+            elif isinstance(step, Contraction) and step.terms and all(
+                    set(term_free(t)) <= set(step.indices) and not any(f.is_delta for f in t.factors)
+                    and (not step.witnesses or set(term_free(t)) == set(step.indices)) for t in step.terms):
                 monomials = _Expansion(self, {}).terms(step.terms)
             else:
                 return None
@@ -110,7 +118,7 @@ class _Expansion:
     def statement(self, s: Statement) -> list[Monomial]:
         """The statement's terms as monomials, like terms merged; a sum that would be left over
         an index nothing holds any more is refused."""
-        monomials = [m for t in s.terms for m in self.term(t)]
+        monomials = [m for t in s.terms for m in self.term(t, s.indices)]
         result = merged(monomials, s.indices)
         self.cancelled |= len(result) < len(monomials)
         if lost(result, s.indices):
@@ -123,17 +131,22 @@ class _Expansion:
         self.cancelled |= len(result) < len(monomials)
         return result
 
-    def term(self, term: Term) -> list[Monomial]:
+    def term(self, term: Term, output=None) -> list[Monomial]:
+        """A term as monomials, its deltas contracted over ``output`` (None: in a group, where
+        nothing is summed)."""
         result = [Monomial(term.coefficient, (), frozenset())]
         for f in term.factors:
             factor = self.node(f)
             self.cancelled |= any(opposite(a, b) for a in result for b in factor)
             result = _product(result, factor)
-        return result
+        if not any(isinstance(a, Delta) for m in result for a, _ in m.powers):
+            return result
+        done = [contracted(m, output) for m in result]
+        if any(m is None for m in done):
+            raise _Unsimplified("a delta to a power")
+        return done
 
     def node(self, node) -> list[Monomial]:
-        if isinstance(node, Delta):
-            raise _Unsimplified("a delta")
         if isinstance(node, Factor):
             return self.tensor(node)
         if isinstance(node, Group):
@@ -203,7 +216,8 @@ def _canonical(monomials) -> frozenset:
 # -- statements ------------------------------------------------------------------------------
 
 
-def cancelled(statements, steps, named, results: int, of_temporaries=frozenset()) -> tuple[Statement, ...]:
+def cancelled(statements, steps, named, results: int, of_temporaries=frozenset(),
+              factored: bool = False) -> tuple[Statement, ...]:
     """The backward ``statements`` (cotangents, then the ``results`` results), each in its
     simplified form where that is smaller than it with the cotangents it reads, and either
     something cancelled, or it has no more terms than before and sums over no index of a
@@ -211,8 +225,38 @@ def cancelled(statements, steps, named, results: int, of_temporaries=frozenset()
     so that a named cotangent such as ``dH = (A - T) * (1 - A^2)`` stays the factor of
     ``dW = dH[b,j] * X[b,k]`` it is; the cotangents no statement reads any more dropped.
     ``named``: the forward steps the user named, which products fold back into (None: all);
-    ``of_temporaries``: the cotangents of the other steps."""
-    forward = _Forward(steps, {s.name for s in steps} if named is None else named)
+    ``of_temporaries``: the cotangents of the other steps. A product or power of a temporary
+    that the result reads anyway folds back too (``t2 = t1^-0.5`` read by ``sign(t2)``: the
+    result's ``t1^-0.5`` is ``t2``), so that no power is computed twice; but a reciprocal
+    (``a / n`` reads better than ``a * t1`` and costs the same). ``factored``: a statement of
+    several products over the same deltas is written as their common factor times a sum
+    (:func:`common_factors.common_factored`; a Hessian's two diagonals are one)."""
+    named = frozenset(s.name for s in steps) if named is None else frozenset(named)
+    forward = _Forward(steps, named)
+    first = _simplified(statements, forward, results, of_temporaries, factored)
+    held = {n for n in _kept(first, steps) & set(forward.products) - named
+            if not _reciprocal(forward.products[n])}
+    if not held:
+        return first
+    return _simplified(statements, _Forward(steps, named | held), results, of_temporaries, factored)
+
+
+def _reciprocal(definition: Definition) -> bool:
+    (m,) = definition.monomials
+    return m.coefficient == 1 and len(m.powers) == 1 and m.powers[0][1] == -1
+
+
+def _kept(statements, steps) -> set[str]:
+    """The forward steps that ``statements`` read, themselves or through other steps."""
+    needed = set(reads(t for s in statements for t in s.terms))
+    for step in reversed(steps):
+        if step.name in needed:
+            needed.update(step.reads())
+    return needed
+
+
+def _simplified(statements, forward: "_Forward", results: int, of_temporaries, factored) -> tuple[Statement, ...]:
+    """:func:`cancelled` with the forward's definitions read."""
     expansions: dict[str, tuple[tuple[str, ...], tuple[Monomial, ...]]] = {}
     sizes: dict[str, int] = {}
     depends: dict[str, set[str]] = {}
@@ -232,12 +276,37 @@ def cancelled(statements, steps, named, results: int, of_temporaries=frozenset()
         expansions[s.name] = (s.indices, tuple(shortened))  # its readers see it as it is written
         kept = {n for n in depends[s.name] if n not in of_temporaries and not _single(expansions[n][1])}
         plain = not any(_summed_over(r, kept) for r in (s, *(by_name[n] for n in depends[s.name])))
-        if expansion.cancelled or shortened is not monomials or len(shortened) <= len(s.terms) and plain:
-            terms = _terms([_folded(m, forward) for m in shortened], s.indices, s)
+        folded = [_folded(m, forward) for m in shortened]
+        chained = factored and not _multiplied_over_sum(s, depends[s.name])  # a Hessian's, read as one
+        common = common_factored(folded, s.indices, lambda ms, out: _shortened(ms, forward, out)) if chained \
+            else folded
+        if (expansion.cancelled or shortened is not monomials or common is not folded or folded != shortened
+                or len(shortened) <= len(s.terms) and plain
+                or chained and any(_holds_delta(by_name[n]) for n in depends[s.name])):
+            terms = _terms(common, s.indices, s)
             if terms is not None and size(terms) < sizes[s.name] + sum(sizes[n] for n in depends[s.name]):
                 s = Statement(s.name, s.indices, terms, s.witnesses)
         written.append(s)
     return _read_only(written, results)
+
+
+def _holds_delta(statement: Statement) -> bool:
+    """Whether a term of ``statement`` holds a delta (a Jacobian's cotangent, ``dt[j,p] = s *
+    delta[j,p] / t1 - ...``: a dense diagonal, which the Hessian reading it need not store)."""
+    return any(isinstance(f, Delta) for t in statement.terms for f in t.factors)
+
+
+def _multiplied_over_sum(statement: Statement, names) -> bool:
+    """Whether a term of ``statement`` multiplies a tensor of ``names`` with another over an
+    index it sums (``H[k,i] = dz1[j,k] * X[j,i]``: a matrix product, ``dz1ᵀ X``, which a
+    matrix form reads as a chain; factored into one product it would not)."""
+    for t in statement.terms:
+        for f in t.factors:
+            if isinstance(f, Factor) and f.name in names:
+                summed = set(f.indices) - set(statement.indices)
+                if any(g is not f and summed & set(free(g)) for g in t.factors):
+                    return True
+    return False
 
 
 def _summed_over(statement: Statement, names) -> bool:

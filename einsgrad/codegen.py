@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, replace
 
-from . import dask_dot, scalars
+from . import dask_dot, dot_pairs, fused_copies, scalars
 from .spec import ascii_text
 from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Plan, Regroup, Step, Unary
 
@@ -110,7 +110,9 @@ class Dialect:
         axis: the keyword of ``.sum`` (``axis`` or ``dim``).
         sum: the sum of ``{x}`` over the axes ``{axes}`` (numpy: the helper ``_sum``).
         copy: a copy of ``{x}`` that owns its memory; None where arrays are immutable or lazy.
-        contiguous: ``{x}`` stored contiguously (``{x}`` itself where the library decides).
+        contiguous: ``{x}`` stored contiguously (``{x}`` itself where the library decides;
+            numpy's ``ndarray.copy`` always copies, and costs a small array 20% less than
+            ``np.ascontiguousarray``).
         diagonal: the diagonal of ``{x}`` over axes ``{a}`` and ``{b}``, moved last.
         cast: ``{x}`` as the dtype named ``{dtype}``.
         dot_by_sum: a batched dot product is a product and a sum, not the library's einsum.
@@ -127,12 +129,21 @@ class Dialect:
             swap, no broadcast), and the transpose of a dot is a dot (jax's reverse mode of the
             jvp: an outer product's is a batched matrix-vector product, not a product and a sum).
             The dialect's helpers define ``_dot``: jax's is ``lax.dot_general``, dask's one
-            blockwise product of blocks (no chunked axis is reshaped).
-        gemm: the library's product of two matrices and of two batches of matrices, called
-            where both sides of a GEMM are read with that rank (a GEMM's sides share their
-            batch labels, so their batch sizes are equal: nothing broadcasts); None: ``@``.
-            torch's ``mm``/``bmm`` are what ``torch.einsum`` calls; ``@`` (``aten::matmul``)
-            adds an expand and reshapes of each side around the same ``bmm``.
+            blockwise product of blocks (no chunked axis is reshaped). How each pair is
+            spelled: :mod:`einsgrad.dot_pairs`.
+        jnp_pairs: the pairs are spelled as ``jnp.einsum`` spells them (its operand order and
+            contracted labels; a single pair's plan reads its operands, not their transposed
+            copies), so that jit-compiled gradients compile to ``jnp.einsum``'s program.
+        gemm: the library's product ``{a}`` by ``{b}`` of two matrices and of two batches of
+            matrices, used where both sides of a GEMM are read with that rank (a GEMM's sides
+            share their batch labels, so their batch sizes are equal: nothing broadcasts);
+            None: ``@``. torch's ``mm``/``bmm`` are what ``torch.einsum`` calls; ``@``
+            (``aten::matmul``) adds an expand and reshapes of each side around the same
+            ``bmm``. numpy's ``ndarray.dot`` of two matrices calls the same BLAS GEMM as
+            ``@`` at half its fixed cost (0.3-0.6 µs against 0.9-1.4 µs for 2x2 to 8x8
+            float64 matrices), which the small steps of a network pay hundreds of times.
+        folds_copies: in straight-line code, a small transposed copy read by one GEMM is read
+            in that GEMM instead (:mod:`einsgrad.fused_copies`): one call and one line fewer.
     """
 
     name: str
@@ -151,7 +162,9 @@ class Dialect:
     result: str | None = None
     products_in_order: bool = False
     dot_general: bool = False
-    gemm: tuple[str, str] | None = None
+    jnp_pairs: bool = False
+    gemm: tuple[str | None, str | None] | None = None
+    folds_copies: bool = False
 
 
 _DOT_GENERAL = '''
@@ -165,8 +178,8 @@ def _dot(a, b, dimension_numbers):
 '''
 
 
-NUMPY = Dialect("numpy", "np", HELPERS, sum="_sum({x}, {axes})", copy="np.array({x})", contiguous="np.ascontiguousarray({x})",
-                cast="np.array({x}, dtype=np.{dtype})")
+NUMPY = Dialect("numpy", "np", HELPERS, sum="_sum({x}, {axes})", copy="np.array({x})", contiguous="{x}.copy()",
+                cast="np.array({x}, dtype=np.{dtype})", gemm=("{a}.dot({b})", None), folds_copies=True)
 TORCH = Dialect("torch", "torch", "import torch\n" + _PLACE_IN_VIEW,
                 # a copy or cast is stored contiguously (clone and to keep a view's strides)
                 permute="permute", axis="dim", copy="{x}.clone(memory_format=torch.contiguous_format)",
@@ -175,9 +188,9 @@ TORCH = Dialect("torch", "torch", "import torch\n" + _PLACE_IN_VIEW,
                 # transpose and expand, not swapaxes and broadcast_to: they have batching rules
                 # in the vmap of autograd.grad(..., is_grads_batched=True)
                 swap="{x}.transpose(-1, -2)", broadcast="{x}.expand({shape})",
-                result="{x}.contiguous()", products_in_order=True, gemm=("torch.mm", "torch.bmm"))
+                result="{x}.contiguous()", products_in_order=True, gemm=("torch.mm({a}, {b})", "torch.bmm({a}, {b})"))
 JAX = Dialect("jax", "jnp", "import jax.numpy as jnp\n" + _DOT_GENERAL + _PLACE_BY_MASKS.format(
-                  arange="jnp.arange(shape[g[0]])"), dot_general=True)
+                  arange="jnp.arange(shape[g[0]])"), dot_general=True, jnp_pairs=True)
 """The jax dialect: pairs as one ``dot_general`` over the labels as stored, in every dtype.
 
 Chosen by ``python -m benchmarks.jax_spellings`` (jit-compiled training steps of the training
@@ -200,10 +213,12 @@ The float32 gains come from GEMM blocks alone: merging each operand's side-by-si
 summed labels into one axis by a reshape (XLA's CPU dot otherwise transposes the operand into
 one free and one summed axis) measured 0.54 (grouped) and 0.78 (bilinear) of this spelling
 in float32, but 1.34 for tensor-train (float32), 1.60 for bilinear (bfloat16) and 1.06 for
-attention (float64), so no rule by dtype keeps it. For the mlp the compiled HLO of a training
-step (``jax.jit(f).lower(...).compile().as_text()``, names and source locations aside) is
-``jnp.einsum``'s in all three dtypes: its ratio to ``jnp.einsum`` (0.97-1.05 float64,
-0.87-1.50 float32, 0.98-1.34 bfloat16 over 7 runs) is the machine's noise.
+attention (float64), so no rule by dtype keeps it. For the mlp and the attention the compiled
+HLO of a training step (``jax.jit(f).lower(...).compile().as_text()``, names and source
+locations aside; ``python -m benchmarks.training --hlo``) is ``jnp.einsum``'s in all three
+dtypes (:mod:`einsgrad.dot_pairs`, ``tests/test_jax_hlo.py``): their ratio to ``jnp.einsum``
+(mlp: 0.97-1.05 float64, 0.87-1.50 float32, 0.98-1.34 bfloat16 over 7 runs) is the machine's
+noise.
 """
 
 # cupy: numpy's spelling on a GPU. Its helpers are numpy's _place (zeros, z written into the
@@ -303,9 +318,8 @@ def _product(a: tuple[str, Layout], b: tuple[str, Layout], ndims: dict[str, int]
     else ``@``."""
     ranks = {len(layout.shape) if layout.shape is not None else ndims[name] for name, layout in (a, b)}
     left, right = (_layout(name, layout, ndims[name], dialect, sizes) for name, layout in (a, b))
-    if dialect.gemm is not None and len(ranks) == 1 and ranks <= {2, 3}:
-        return f"{dialect.gemm[ranks.pop() - 2]}({left}, {right})"
-    return f"({left} @ {right})"
+    gemm = dialect.gemm[ranks.pop() - 2] if dialect.gemm is not None and len(ranks) == 1 and ranks <= {2, 3} else None
+    return f"({left} @ {right})" if gemm is None else gemm.format(a=left, b=right)
 
 
 def _transposes_product(step: Step, op: Matmul, ndims: dict[str, int], args: tuple[str, ...]) -> bool:
@@ -362,39 +376,6 @@ def _tuple(values) -> str:
     return repr(tuple(map(int, values)))
 
 
-def _pair_by_dot(step: Step, args: tuple[str, ...]) -> str:
-    """A pairwise step (a GEMM, an outer or Hadamard product, a batched dot) as one ``_dot``
-    over the labels its operands hold as stored (``step.inputs``), as ``jnp.einsum`` spells a
-    pair: labels both hold and the result keeps are the batch, in the result's order; labels
-    both hold and it drops are contracted; the others are free. The dot makes (batch, the first
-    operand's free labels, the second's); the operands go in the order that makes the result's
-    own (no transpose after), else as the plan has them, transposed after. The plan's GEMM
-    layouts (reshapes into blocks, swaps) are BLAS's concern: XLA lays out a dot itself, and a
-    reshape of a transposed value is a copy. The plan's transposed copies (innermost axis kept
-    innermost) stay: measured on CPU, XLA lays out the dots that read them better (the
-    tensor-train step in bfloat16 0.86x ``jnp.einsum``'s with them, 1.07x without). No size
-    is spelled."""
-    spelled = [_dot_in_order(step, args, first, second) for first, second in ((0, 1), (1, 0))]
-    return next((expr for expr, perm in spelled if perm is None), None) or \
-        spelled[0][0] + _transpose(spelled[0][1], JAX)
-
-
-def _dot_in_order(step: Step, args: tuple[str, ...], first: int, second: int) -> tuple[str, tuple[int, ...] | None]:
-    """``_dot`` of the step's operands ``first`` and ``second``, and the transposition that
-    takes its result into the step's labels (None: it is in them)."""
-    out, a, b = step.labels, step.inputs[first], step.inputs[second]
-    assert all(l in b or l in out for l in a) and all(l in a or l in out for l in b), step.spec
-    batch = [l for l in out if l in a and l in b]
-    summed = [l for l in a if l in b and l not in out]
-    made = batch + [l for l in a if l not in b] + [l for l in b if l not in a]
-    assert sorted(made) == sorted(out), (step.spec, out)
-    dims = (f"(({_tuple(a.index(l) for l in summed)}, {_tuple(b.index(l) for l in summed)}), "
-            f"({_tuple(a.index(l) for l in batch)}, {_tuple(b.index(l) for l in batch)}))")
-    perm = tuple(made.index(l) for l in out)
-    return f"_dot({args[first]}, {args[second]}, {dims})", (
-        None if perm == tuple(range(len(perm))) else perm)
-
-
 def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, sizes: Sizes | None = None,
                args: tuple[str, ...] | None = None) -> str:
     """The right-hand side of one step; ``ndims`` gives the rank of every value it reads;
@@ -420,8 +401,9 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, size
         if op.place is not None:
             labels = tuple((l,) for l in step.labels)
             expr = f"_place({expr}, {_shape(op.shape, labels, sizes)}, {op.place!r})"
-    elif dialect.dot_general and isinstance(op, (Matmul, Multiply, Einsum2)):
-        return _pair_by_dot(step, args)
+    elif dialect.dot_general and isinstance(op, dot_pairs.PAIRS):
+        expr, perm = dot_pairs.pair_by_dot(step, args, dialect.jnp_pairs)
+        return expr if perm is None else expr + _transpose(perm, dialect)
     elif isinstance(op, Regroup):  # a dot_general reads the operand as stored: no reshape
         x = args[0]
         expr = x if dialect.dot_general else f"{x}.reshape({_shape(op.shape, op.dims, sizes)}).reshape({x}.shape)"
@@ -468,6 +450,10 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
     operands' shapes as the keyword ``shapes``, for sizes its other arguments lack (a
     generic pullback's)."""
     finish = finish or {}
+    if dialect.jnp_pairs:
+        plan = dot_pairs.read_through_copies(plan)
+    if dialect.folds_copies:
+        plan = fused_copies.fused(plan)
     ndims = dict(zip(plan.args, plan.arg_ranks))
     ndims.update((step.target, len(step.shape)) for step in plan.steps)
     sizes = None if operands is None else Sizes(plan, operands, shapes)

@@ -93,6 +93,14 @@ class Einsum:
         if not isinstance(joint, bool):
             raise EinsumSpecError(f"joint must be True or False, got {joint!r}")
         self.joint = joint
+        # Calls run code of their exact shapes where the contraction may be sliced: under a
+        # memory_limit, or along a cotengra tree that its optimizer may slice (slicing_opts).
+        sliced_tree = paths.may_slice(self.optimize)
+        self._exact = memory_limit is not None or sliced_tree
+        if joint and sliced_tree:
+            raise EinsumSpecError("joint=True judges trees by their own slicing under memory_limit=; "
+                                  "give memory_limit= instead of a cotengra optimizer's slicing_opts "
+                                  "or a sliced ContractionTree")
         if not is_count(cache_size, 1):
             raise EinsumSpecError(f"cache_size must be a positive integer, got {cache_size!r}")
         # One record per shape signature holds every mode's plans and code; a size beyond
@@ -516,7 +524,7 @@ class Einsum:
         """The record key of a call of a shape-generic dialect (cached by ``_classes`` where
         the sizes are ints): exact shapes under a ``memory_limit``, which bounds their own
         intermediates."""
-        return classify(self.spec, shapes, self.sizes, exact=self.memory_limit is not None)
+        return classify(self.spec, shapes, self.sizes, exact=self._exact)
 
     def _backend_signature(self, backend: backends.Backend, arrays) -> Classified:
         """The record key and output shape of a call on another library's arrays."""
@@ -641,10 +649,11 @@ class Einsum:
                  numpy: bool) -> code_request.CodeRequest:
         """What :meth:`source` and :meth:`module` write code for (see :func:`code_request`);
         ``numpy``: the last call's dtypes as numpy's (a torch call's where numpy has them)."""
-        if self.memory_limit is not None:  # calls run exact shapes, sliced where the limit asks
+        if self._exact:  # calls run exact shapes, sliced where the limit asks
             if generic:
-                raise EinsumSpecError(f"{caller}(generic=True): under a memory_limit every call runs code "
-                                      f"of its exact shapes (sliced where they need it); give shapes")
+                raise EinsumSpecError(f"{caller}(generic=True): under a memory_limit (or a cotengra "
+                                      f"optimizer's slicing) every call runs code of its exact shapes "
+                                      f"(sliced where they need it); give shapes")
             generic = False
         last = None if self._last is None else FunctionKey._make(self._last)
         return code_request.code_request(self.spec, self.sizes, shapes, dtypes, caller, generic,

@@ -124,7 +124,7 @@ def value_and_grads(spec, *operands, memory_limit: int, client=None, cotangent=N
     check_dtypes(dtypes, g.dtype)  # here, not in a task
     if tasks is not None and not is_count(tasks, 1):
         raise EinsumSpecError(f"tasks must be a positive integer, got {tasks!r}")
-    job = Job(e.spec, bound, record.tree, memory_limit, record.slices, dtypes, g.dtype)
+    job = Job(e.spec, bound, record.tree, record.memory_limit, record.slices, dtypes, g.dtype)
     count = tasks if tasks is not None else 2 * max(1, sum(client.nthreads().values()))
     windows = groups(bound, job.cuts, count)
     job_f, arrays_f, g_f = client.scatter([job, list(arrays), g], hash=False)  # keys of this call alone

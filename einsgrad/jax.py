@@ -18,7 +18,9 @@ bfloat16 and float16 compute in their own dtype, as ``jnp.einsum`` does, or accu
 
 JAX's transpose of the jvp plan is the reverse sweep over the same tree: the products of
 einsgrad's own forward-saving plan and pullback, one for one (``tests/test_jax.py`` counts
-them), and for GEMM-shaped layers the program ``jnp.einsum``'s gradient compiles to. Handing
+them), and for the GEMM-shaped layers and attention the program ``jnp.einsum``'s gradient
+compiles to (``tests/test_jax_hlo.py``: the pairs are spelled as ``jnp.einsum`` spells them,
+:mod:`einsgrad.dot_pairs`). Handing
 JAX the pullback itself would add nothing and cost the rest: a ``custom_vjp`` einsum has no
 forward mode, a ``custom_vjp`` on the linear tangent map has no transpose rule, and
 ``jax.custom_derivatives.linear_call`` (a linear map with its own transpose) has no batching

@@ -12,7 +12,8 @@ by BLAS, or from a transposed :class:`~einsgrad.steps.Copy`), a
 from __future__ import annotations
 
 import math
-from typing import Mapping, NamedTuple
+import operator
+from typing import Callable, Mapping, NamedTuple
 
 from .spec import Labels, canonical_text
 from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Operation, Step, Unary
@@ -41,6 +42,7 @@ class Lowering:
         self.count = 0
         self.products: dict[Labels, int] = {}  # labels -> the product of their sizes
         self.patterns: dict[tuple, Pattern] = {}  # pairwise steps lowered, by their pattern
+        self.picks: dict[tuple, Picks] = {}  # how the replays of each pattern relabel, by the same key
 
     def elements(self, labels) -> int:
         """The product of the sizes of ``labels`` (a value's element count), remembered: the
@@ -62,12 +64,15 @@ class Lowering:
         self.fresh[name] = False
         return name
 
-    def _add(self, target, args, spec: str, operation, perm, labels, flops, fresh, kernel=None) -> str:
+    def _add(self, target, args, spec: str, operation, perm, labels, flops, fresh, kernel=None,
+             shape=None) -> str:
         """Appends the step making ``target``; ``spec`` is its text over the bound labels,
-        ``kernel`` the operation of its pattern's first step (see :class:`~einsgrad.steps.Step`)."""
-        size, known = self.size, self.labels
-        shape = tuple([size[l] for l in labels])
-        inputs = tuple([known[a] for a in args])
+        ``kernel`` the operation of its pattern's first step (see :class:`~einsgrad.steps.Step`),
+        ``shape`` the result's, where known (else the sizes of ``labels``)."""
+        known = self.labels
+        if shape is None:
+            shape = tuple(map(self.size.__getitem__, labels))
+        inputs = tuple(map(known.__getitem__, args))
         self.steps.append(Step(target, args, spec, operation, perm, labels, shape, flops, fresh, inputs, kernel))
         self.labels[target] = labels
         self.fresh[target] = fresh
@@ -131,44 +136,47 @@ class Lowering:
         if a_name == b_name or a_name in copies_b or b_name in copies_a:
             return self.fresh_binary(target, a_name, b_name, out, exact)
         names = tuple(dict.fromkeys(a + b))
-        index = {l: i for i, l in enumerate(names)}
-        size = self.size
-        key = (tuple([index[l] for l in a]), tuple([index[l] for l in b]), tuple([index[l] for l in out]), exact,
-               tuple([size[l] for l in names]), tuple([tuple([index[l] for l in known[c]]) for c in copies_a]),
-               tuple([tuple([index[l] for l in known[c]]) for c in copies_b]))
+        at = {l: i for i, l in enumerate(names)}.__getitem__
+        # Every label tuple by its labels' positions in ``names`` (a's are 0, 1, ...: its length
+        # says them), and the labels' sizes.
+        key = (len(a), tuple(map(at, b)), tuple(map(at, out)), exact, tuple(map(self.size.__getitem__, names)),
+               tuple([tuple(map(at, known[c])) for c in copies_a]), tuple([tuple(map(at, known[c])) for c in copies_b]))
         found = self.patterns.get(key)
         if found is not None:
-            return self._replay(found, target, a_name, b_name, names)
+            picks = self.picks.get(key)
+            if picks is None:  # made at a pattern's first replay: most of a grid's are never replayed
+                picks = self.picks[key] = Picks.of(found)
+            return self._replay(found, picks, target, a_name, b_name, names)
         start = len(self.steps)
         self.fresh_binary(target, a_name, b_name, out, exact)
         sides = {a_name: (0, -1), b_name: (1, -1)}
         sides.update((c, (0, i)) for i, c in enumerate(copies_a))
         sides.update((c, (1, i)) for i, c in enumerate(copies_b))
-        self.patterns[key] = Pattern("".join(names), sides, tuple(self.steps[start:]))
+        *made, step = self.steps[start:]
+        self.patterns[key] = Pattern("".join(names), sides, tuple(made), step)
         return target
 
-    def _replay(self, pattern: "Pattern", target: str, a_name: str, b_name: str, names: Labels) -> str:
+    def _replay(self, pattern: "Pattern", picks: "Picks", target: str, a_name: str, b_name: str,
+                names: Labels) -> str:
         """``pattern``'s steps for these operands, whose labels are ``names`` where the
         pattern's were its own: each copy made again of the same operand, the step itself
-        reading the same values (the operands, their copies as they come in order)."""
-        table = str.maketrans(pattern.names, "".join(names))
-        label = dict(zip(pattern.names, names)).__getitem__
-        relabel = lambda labels: tuple(map(label, labels))  # noqa: E731
-        operands = (a_name, b_name)
-        value = {}
-        for old, (side, i) in pattern.sides.items():
-            value[old] = operands[side] if i < 0 else self.copies[operands[side]][i]
-        *made, step = pattern.steps
-        for copy in made:
+        reading the same values (the operands, their copies as they come in order). Sizes
+        are part of the pattern, so each step's shape is its pattern step's."""
+        operands, copies = (a_name, b_name), self.copies
+        value = {old: operands[side] if i < 0 else copies[operands[side]][i]
+                 for old, (side, i) in pattern.sides.items()}
+        for copy, pick in zip(pattern.copies, picks.copy_labels):
             source = value[copy.args[0]]
-            order = relabel(copy.labels)
+            order = pick(names)
             value[copy.target] = name = self._add(self.name("t"), (source,), canonical_text((self.labels[source],), order),
-                                                  copy.operation, None, order, 0, True)
-            self.copies.setdefault(source, []).append(name)
-        operation = _relabelled(step.operation, relabel)
-        return self._add(target, tuple([value[a] for a in step.args]), step.spec.translate(table), operation,
-                         step.perm, relabel(step.labels), step.flops, True,
-                         None if operation is step.operation else step.operation)
+                                                  copy.operation, None, order, 0, True, copy.shape)
+            copies.setdefault(source, []).append(name)
+        step = pattern.step
+        operation = _relabelled(step.operation, picks.dims, names)
+        return self._add(target, tuple(map(value.__getitem__, step.args)),
+                         step.spec.translate(str.maketrans(pattern.names, "".join(names))), operation,
+                         step.perm, picks.labels(names), step.flops, True,
+                         None if operation is step.operation else step.operation, step.shape)
 
     def fresh_binary(self, target: str, a_name: str, b_name: str, out: Labels, exact: bool) -> str:
         """:meth:`binary` lowered afresh, no pattern replayed: what every replay equals."""
@@ -253,9 +261,11 @@ class Lowering:
     def _copied_reads(self, a_name, b_name, batch, contracted, free_a, free_b, reads_a, reads_b):
         """Reads of both GEMM operands when they cannot both be read as stored.
 
-        The larger operand is read as stored if it can be, else copied in the order cheapest
-        to transpose (:func:`_cheap_order`); the smaller one is read as stored if its batch
-        and contracted labels then come in the same order, else copied to match.
+        The larger operand is read as stored if it can be, else copied: to match the smaller
+        one where that reads as stored (or from a copy made before), so that one copy is made
+        and not two, else in the order cheapest to transpose (:func:`_cheap_order`); the
+        smaller one is read as stored if its batch and contracted labels then come in the
+        same order, else copied to match.
         """
         elements = lambda name: self.elements(self.labels[name])  # noqa: E731
         sides = {True: (a_name, free_a, reads_a), False: (b_name, free_b, reads_b)}  # True: a's role
@@ -268,8 +278,10 @@ class Lowering:
 
         lead_is_a = elements(a_name) >= elements(b_name)
         name, free, reads = sides[lead_is_a]
-        lead = reads[0] if reads else self._copy(
-            name, _cheap_order(self.labels[name], batch, *roles(lead_is_a, free)), batch, *roles(lead_is_a, free))
+        other = sides[not lead_is_a][2]
+        order = _cheap_order(self.labels[name], batch, *roles(lead_is_a, free)) if not other else _matching_order(
+            self.labels[name], other[0][1].batch, summed_order(not lead_is_a, other[0]), free)
+        lead = reads[0] if reads else self._copy(name, order, batch, *roles(lead_is_a, free))
         batch_order, summed = lead[1].batch, summed_order(lead_is_a, lead)
         name, free, reads = sides[not lead_is_a]
         matching = [r for r in reads if r[1].batch == batch_order and summed_order(not lead_is_a, r) == summed]
@@ -331,33 +343,77 @@ class Pattern(NamedTuple):
             is one character): a step of the same pattern has its own labels in their places.
         sides: each value the steps read, as (0: the first operand, 1: the second; -1: the
             operand itself, else the index of its copy among the operand's copies).
-        steps: the copies made (each of a value of ``sides``), then the step.
+        copies: the copies made (each of a value of ``sides``).
+        step: the step itself.
     """
 
     names: str
     sides: dict[str, tuple[int, int]]
-    steps: tuple[Step, ...]
+    copies: tuple[Step, ...]
+    step: Step
 
 
-def _relabelled(operation: Operation, relabel) -> Operation:
-    """``operation`` of a step of the same pattern: its :data:`Dims` relabelled (the rest of a
-    pairwise step's operation is positions and sizes)."""
-    if isinstance(operation, (Matmul, Multiply)):
-        a, b = _relabelled_layout(operation.a, relabel), _relabelled_layout(operation.b, relabel)
-        if isinstance(operation, Multiply):
-            return operation if a is operation.a and b is operation.b else Multiply(a, b)
-        dims = None if operation.dims is None else tuple([relabel(group) for group in operation.dims])
-        if a is operation.a and b is operation.b and dims is None:
-            return operation
-        return Matmul(a, b, operation.shape, dims)
-    assert isinstance(operation, Einsum2), operation  # its subscripts are letters by position
-    return operation
+class Picks(NamedTuple):
+    """How a step of a :class:`Pattern` relabels the pattern's steps: each label tuple it
+    writes, picked from the step's own names by positions (:func:`_picker`).
+
+    Attributes:
+        copy_labels: each copy's labels.
+        labels: the step's labels.
+        dims: the pickers of the :data:`Dims` of the step's operation (:func:`_dims_pickers`).
+    """
+
+    copy_labels: tuple[Callable[[Labels], Labels], ...]
+    labels: Callable[[Labels], Labels]
+    dims: tuple | None
+
+    @classmethod
+    def of(cls, pattern: Pattern) -> "Picks":
+        names = pattern.names
+        return cls(tuple([_picker(copy.labels, names) for copy in pattern.copies]), _picker(pattern.step.labels, names),
+                   _dims_pickers(pattern.step.operation, names))
 
 
-def _relabelled_layout(layout: Layout, relabel) -> Layout:
-    if layout.dims is None:
-        return layout
-    return Layout(layout.perm, layout.shape, layout.swap, tuple([relabel(group) for group in layout.dims]))
+def _picker(labels: Labels, names: str) -> Callable[[Labels], Labels]:
+    """The function giving ``labels`` (each one of ``names``, a pattern's) of a step of the
+    same pattern from that step's own names: their positions in ``names``, picked by one C call."""
+    positions = [names.index(l) for l in labels]
+    if len(positions) > 1:
+        return operator.itemgetter(*positions)
+    if positions:
+        (position,) = positions
+        return lambda own: (own[position],)
+    return lambda own: ()
+
+
+def _dims_pickers(operation: Operation, names: str) -> tuple | None:
+    """For a pairwise step's operation, the :func:`_picker` of each group of its
+    :data:`Dims`: (its first layout's, its second's, a GEMM's own), each None where it has
+    none; None for an operation without Dims (an Einsum2's subscripts are letters by position)."""
+    kind = type(operation)
+    if kind is not Matmul and kind is not Multiply:
+        assert kind is Einsum2, operation
+        return None
+    groups = lambda dims: None if dims is None else tuple([_picker(g, names) for g in dims])  # noqa: E731
+    found = groups(operation.a.dims), groups(operation.b.dims), groups(operation.dims) if kind is Matmul else None
+    return None if found == (None, None, None) else found
+
+
+def _relabelled(operation: Operation, dims: tuple | None, names: Labels) -> Operation:
+    """``operation`` of a step of the same pattern, whose labels are ``names``: its
+    :data:`Dims` picked by ``dims`` (:func:`_dims_pickers`); the rest of a pairwise step's
+    operation is positions and sizes. The operation itself where it has no Dims."""
+    if dims is None:
+        return operation
+    pick_a, pick_b, pick_own = dims
+    a, b = operation.a, operation.b
+    if pick_a is not None:
+        a = Layout(a.perm, a.shape, a.swap, tuple([pick(names) for pick in pick_a]))
+    if pick_b is not None:
+        b = Layout(b.perm, b.shape, b.swap, tuple([pick(names) for pick in pick_b]))
+    if type(operation) is Multiply:
+        return Multiply(a, b)
+    return Matmul(a, b, operation.shape, None if pick_own is None else tuple([pick(names) for pick in pick_own]))
 
 
 def _matching(reads_a: list, reads_b: list) -> list:

@@ -211,8 +211,10 @@ class Writer:
             return term.coefficient, None
         read = term_operands(term, indices)
         operands, proxies, inverse = [], [], set()
+        alone = len(read.operands) == 1 and not read.deltas  # a root alone: t^∘(-0.5), not (1 ⊘ t^∘(0.5))
         for f, labels in read.operands:
-            r, reciprocal = (self.tensor(f.name), False) if isinstance(f, Factor) else self._node_operand(f)
+            r, reciprocal = ((self.tensor(f.name), False) if isinstance(f, Factor) else
+                             (self.node(f), False) if alone and _root(f) else self._node_operand(f))
             if r is None:
                 return False
             if reciprocal:
@@ -285,6 +287,11 @@ class Writer:
         e = decimal(node.exponent)
         e = e if node.exponent.denominator == 1 else f"({e})"
         return Rendering(Fraction(1), Piece(f"{operand.text}^∘{e}", f"{operand.latex}^{{\\circ {e}}}"), True)
+
+
+def _root(node) -> bool:
+    """A negative power that is no reciprocal of an integer power (``t^-0.5``)."""
+    return isinstance(node, Power) and node.exponent < 0 and node.exponent.denominator != 1
 
 
 # -- assembling ------------------------------------------------------------------------------

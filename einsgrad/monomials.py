@@ -1,9 +1,10 @@
 """Monomials: products of atoms with rational powers, the values :mod:`einsgrad.cancellation`
 computes with, and how they are written back as terms.
 
-An atom is a tensor, a sum that does not expand (the base of a power), a function's value or a
-scoped sum; ``E[b,j]^-1 * E[b,j]`` is the monomial ``1``. Like monomials (equal up to the order
-of their atoms and the names of summed indices) merge. Pure: no numpy.
+An atom is a tensor, a sum that does not expand (the base of a power), a function's value, a
+scoped sum or a Kronecker delta (a Hessian's); ``E[b,j]^-1 * E[b,j]`` is the monomial ``1``.
+Like monomials (equal up to the order of their atoms and the names of summed indices) merge.
+Pure: no numpy.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Mapping, Union
 
-from .algebra import Factor, Term, like_key
+from .algebra import Delta, Factor, Term, like_key
 from .expressions import (Call, Group, Power, Scoped, every_index, free, group, node_text, renamed,
                           term_free)
 
-Atom = Union[Factor, Group, Call, Scoped]
-"""What a monomial is a product of powers of."""
+Atom = Union[Factor, Delta, Group, Call, Scoped]
+"""What a monomial is a product of powers of (a delta only as :func:`contracted` leaves it)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,45 @@ def lost(monomials, output) -> bool:
     return any((m.held - m.indices()) - set(output) for m in monomials)
 
 
+def contracted(m: Monomial, output=None) -> Monomial | None:
+    """``m`` with its deltas contracted: ``Σ_s δ(s,j) f(s) = f(j)`` for a summed index ``s``,
+    and two indices of ``output`` a delta ties read as one (the first in ``output``) in every
+    other atom, the delta kept once: ``δ(j,i) t[j]^-1.5 t[i]`` is ``δ(i,j) t[i]^-0.5``, whose
+    powers then join. ``output`` None: every index is free (inside a group), the first by name
+    stands for its class. None where a delta has a power that is no positive integer."""
+    deltas = [(a, e) for a, e in m.powers if isinstance(a, Delta)]
+    if not deltas:
+        return m
+    if any(e <= 0 or e.denominator != 1 for _, e in deltas):
+        return None
+    position = {o: n for n, o in enumerate(output)} if output is not None else None
+
+    def rank(i):
+        if position is None:
+            return 0, 0, i
+        return (0, position[i], i) if i in position else (1, 0, i)
+    parent: dict[str, str] = {}
+
+    def root(i):
+        while parent.setdefault(i, i) != i:
+            i = parent[i]
+        return i
+    for a, _ in deltas:
+        p, q = root(a.p), root(a.q)
+        if p != q:
+            parent[max(p, q, key=rank)] = min(p, q, key=rank)
+    mapping = {i: root(i) for i in parent if root(i) != i}
+    kept = tuple(Delta(root(i), i) for i in sorted(parent, key=rank)
+                 if root(i) != i and (position is None or i in position))
+    held = frozenset(i if position is not None and i in position else mapping.get(i, i) for i in m.held)
+    result = Monomial(m.coefficient, (), held)
+    for a, e in m.powers:
+        if not isinstance(a, Delta):
+            result = result.times(Monomial(Fraction(1), ((_renamed_atom(a, mapping), e),), frozenset()))
+    return result.times(Monomial(Fraction(1), tuple((d, Fraction(1)) for d in kept),
+                                 frozenset(i for d in kept for i in d.indices)))
+
+
 def opposite(a: Monomial, b: Monomial) -> bool:
     """Whether some atom has powers of opposite signs in ``a`` and ``b`` (they cancel)."""
     powers = dict(a.powers)
@@ -77,7 +117,7 @@ def _key(m: Monomial, output) -> tuple:
     pseudo = []
     for atom, e in m.powers:
         indices = free(atom)
-        if isinstance(atom, Factor):
+        if isinstance(atom, (Factor, Delta)):
             name, indices = atom.name, atom.indices
         else:
             name = node_text(_renamed_atom(atom, {i: f"#{n}" for n, i in enumerate(indices)}))
@@ -110,9 +150,9 @@ def written(monomials, output) -> tuple[Term, ...]:
 def _term(m: Monomial, output) -> Term:
     kept = set(output)
 
-    def place(n):  # divisors last, then the factors over more of the output first
+    def place(n):  # divisors last, deltas before them, then the factors over more of the output first
         a, e = m.powers[n]
-        return e < 0, -len(kept & set(free(a))), n
+        return e < 0, isinstance(a, Delta), -len(kept & set(free(a))), n
     order = sorted(range(len(m.powers)), key=place)
     factors = []
     for n in order:
@@ -153,7 +193,7 @@ def _scoped(term: Term, output) -> Term:
 def _named(term: Term, output) -> Term:
     """``term`` with its summed indices named apart (``#n``) given letters: those after the
     last letter of the output, then the others, skipping every index the term holds."""
-    apart = [i for i in term_free(term) if i.startswith("#")]
+    apart = [i for i in term_free(term) if i.startswith("#") and i not in output]
     if not apart:
         return term
     taken = every_index(term) | set(output)

@@ -16,7 +16,7 @@ import importlib.util
 import inspect
 import sys
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 import opt_einsum
@@ -39,9 +39,20 @@ class GivenPath:
 
     steps: Path
     operands: int
+    limit: int | None = None  # a sliced tree's largest intermediate: the memory limit it implies
 
     def __repr__(self) -> str:
         return f"GivenPath({list(self.steps)!r})"
+
+
+class Tree(NamedTuple):
+    """The forward tree of one shape signature, and the memory limit that its optimizer's
+    slicing implies (None: none): a cotengra tree sliced by ``slicing_opts`` or given sliced
+    bounds its intermediates by its largest sliced one, and einsgrad's own slicing
+    (:mod:`einsgrad.slicing`) then honours that bound for the forward and every gradient."""
+
+    path: Path
+    limit: int | None = None
 
 
 def check_optimizer(optimize, operands: int | None = None):
@@ -68,8 +79,6 @@ def check_optimizer(optimize, operands: int | None = None):
     if isinstance(optimize, (list, tuple)):
         return _given_path(optimize, operands)
     if isinstance(optimize, opt_einsum.paths.PathOptimizer):
-        if _is_cotengra(optimize) and getattr(optimize, "slicing_opts", None) is not None:
-            raise _refuse_slicing(optimize)
         return optimize
     if callable(optimize):
         try:
@@ -95,20 +104,30 @@ def _is_tree(value) -> bool:
     return cotengra is not None and isinstance(value, cotengra.ContractionTree)
 
 
-def _refuse_slicing(source) -> EinsumSpecError:
-    return EinsumSpecError(
-        f"optimize={source!r} slices the contraction (cotengra's slicing_opts), and einsgrad does not "
-        "run cotengra's slices: drop slicing_opts and give memory_limit= instead (einsgrad slices "
-        "the tree the optimizer finds, forward and gradients alike)")
+def may_slice(optimize) -> bool:
+    """Whether the forward tree may come sliced, implying a memory limit (:class:`Tree`): a
+    sliced cotengra tree given directly, or a cotengra optimizer that is not known to leave its
+    trees unsliced (a ``HyperOptimizer`` without ``slicing_opts`` or ``slicing_reconf_opts``
+    is; a ``ReusableHyperOptimizer`` keeps its options to itself)."""
+    if isinstance(optimize, GivenPath):
+        return optimize.limit is not None
+    if not _is_cotengra(optimize):
+        return False
+    known = ("slicing_opts", "slicing_reconf_opts")
+    return not all(hasattr(optimize, name) for name in known) or any(getattr(optimize, name) for name in known)
+
+
+def _sliced_limit(tree) -> int | None:
+    """The largest intermediate of a sliced cotengra tree (None where it is not sliced)."""
+    return int(tree.max_size()) if tree.sliced_inds else None
 
 
 def _given_tree(tree, operands: int | None) -> GivenPath:
-    if tree.sliced_inds:
-        raise _refuse_slicing(tree)
     if operands is not None and tree.N != operands:
         raise EinsumSpecError(f"optimize= is a cotengra ContractionTree of {tree.N} inputs, "
                               f"but the spec has {operands} operands")
-    return GivenPath(_checked(tree.get_path(), tree.N, given="optimize= (a ContractionTree)"), tree.N)
+    return GivenPath(_checked(tree.get_path(), tree.N, given="optimize= (a ContractionTree)"), tree.N,
+                     _sliced_limit(tree))
 
 
 def _given_path(path, operands: int | None) -> GivenPath:
@@ -130,12 +149,19 @@ def auxiliary(optimize):
 
 
 def search(inputs: Sequence[Iterable], output: Iterable, size: dict, optimize, memory_limit=None) -> Path:
-    """One path search: the pairwise order for ``inputs`` -> ``output`` (labels in order).
+    """One path search: the pairwise order for ``inputs`` -> ``output`` (see :func:`tree`)."""
+    return tree(inputs, output, size, optimize, memory_limit).path
+
+
+def tree(inputs: Sequence[Iterable], output: Iterable, size: dict, optimize, memory_limit=None) -> Tree:
+    """One path search: the pairwise order for ``inputs`` -> ``output`` (labels in order), and
+    the memory limit its slicing implies.
 
     A :class:`GivenPath` is the answer itself, once its operand count is checked. cotengra's
     optimizers are asked for their tree (``search``) with the labels as ordered tuples, as
-    they expect; a tree that they sliced is refused, never run unsliced without a word. The
-    others get opt_einsum's interface (sets). An opt_einsum optimizer instance is searched with
+    they expect; a tree that they sliced (``slicing_opts``) gives its path and, as the limit,
+    its largest sliced intermediate, which einsgrad's slicing then honours for the forward and
+    every gradient: never run unsliced without a word. The others get opt_einsum's interface (sets). An opt_einsum optimizer instance is searched with
     a fresh deep copy, as stateful ones (``RandomGreedy``) refuse a second contraction; one
     that cannot be copied is called as it is; cotengra's are called as they are (a
     ``ReusableHyperOptimizer`` keeps what it found). The answer is validated.
@@ -150,16 +176,14 @@ def search(inputs: Sequence[Iterable], output: Iterable, size: dict, optimize, m
         if optimize.operands != len(inputs):
             raise EinsumSpecError(f"optimize={list(optimize.steps)!r} is a path for {optimize.operands} "
                                   f"operands, but the contraction has {len(inputs)}")
-        return optimize.steps
+        return Tree(optimize.steps, optimize.limit)
     if len(inputs) <= 2:
-        return (tuple(range(len(inputs))),)
+        return Tree((tuple(range(len(inputs))),))
     if 0 in size.values():
         size = {label: max(d, 1) for label, d in size.items()}
     if _is_cotengra(optimize) and hasattr(optimize, "search"):
-        tree = optimize.search([tuple(term) for term in inputs], tuple(output), size)
-        if tree.sliced_inds:
-            raise _refuse_slicing(optimize)
-        return _checked(tree.get_path(), len(inputs), optimize)
+        found = optimize.search([tuple(term) for term in inputs], tuple(output), size)
+        return Tree(_checked(found.get_path(), len(inputs), optimize), _sliced_limit(found))
     inputs, output = [set(term) for term in inputs], set(output)
     if isinstance(optimize, str):
         find = opt_einsum.paths.get_path_fn(optimize)
@@ -172,14 +196,14 @@ def search(inputs: Sequence[Iterable], output: Iterable, size: dict, optimize, m
         try:
             path = _checked(find(inputs, output, size, memory_limit), len(inputs), optimize)
             if all(len(step) <= 2 for step in path):
-                return path
+                return Tree(path)
         except RuntimeError:  # opt_einsum's "no contraction found for memory_limit"
             pass
     try:
         path = find(inputs, output, size, None)
     except RuntimeError as error:  # an optimizer that gives up even without a memory limit
         raise EinsumSpecError(f"the path optimizer {optimize!r} found no contraction path: {error}") from None
-    return _checked(path, len(inputs), optimize)
+    return Tree(_checked(path, len(inputs), optimize))
 
 
 def _checked(path, count: int, optimize=None, given: str | None = None) -> Path:

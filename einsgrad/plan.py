@@ -170,13 +170,19 @@ def forward_terms(bound: BoundSpec) -> tuple[list[Labels], Labels]:
 
 
 def forward_path(bound: BoundSpec, optimize="auto", memory_limit=None) -> Path:
+    """The forward contraction tree's path (see :func:`forward_tree`)."""
+    return forward_tree(bound, optimize, memory_limit).path
+
+
+def forward_tree(bound: BoundSpec, optimize="auto", memory_limit=None) -> paths.Tree:
     """The forward contraction tree: the one question asked of the path optimizer per shape
     signature. Every plan of the signature (forward, vjp, forward-saving, pullback, slicing)
-    is built from it, so that no two of them disagree about the tree."""
+    is built from it, so that no two of them disagree about the tree. Its ``limit`` is the
+    memory limit its slicing implies (a sliced cotengra tree's), if any."""
     terms, core = forward_terms(bound)
     if len(terms) == 1:
-        return ()
-    return paths.search(terms, core, bound.size_of, optimize, memory_limit)
+        return paths.Tree(())
+    return paths.tree(terms, core, bound.size_of, optimize, memory_limit)
 
 
 def _prune(steps, returns: tuple[str, ...]) -> tuple[Step, ...]:
@@ -258,7 +264,7 @@ class Sweep(NamedTuple):
 
         def renamed(step: Step, mapping: dict) -> Step:
             args = step.args
-            if not any([a in mapping for a in args]):
+            if mapping.keys().isdisjoint(args):
                 return step
             return Step(**vars(step) | {"args": tuple([mapping.get(a, a) for a in args])})  # replace(), faster
 

@@ -30,7 +30,7 @@ from functools import cached_property
 from .algebra import DELTA, Factor, Fresh, Term, decimal, fresh_indices, fresh_name, simplify
 from .derivation import Derivation, differentiate
 from .errors import EinsumSpecError
-from .backprop import Backprop, Target, backpropagate
+from .backprop import Backprop, Target, backpropagate, forward_value
 from .backprop_explanation import explain_statements
 from .expressions import Statement
 from .program_evaluation import Evaluation, StepsEvaluation
@@ -205,14 +205,9 @@ class Program:
         """
         self._require_one_output("jacobian")
         rank = self._rank(name)
-        if self.statements:  # reverse mode seeded with Π δ(o, o′): the output's indices kept
+        if self.statements:
             out = self._new_name(out, "J", "the Jacobian", [s.name for s in self.steps])
-            first = self._first(name)
-            names = fresh_indices([*self.output_indices, *(first.indices if first else [None] * rank)], ())
-            kept, xs = names[:len(self.output_indices)], names[len(self.output_indices):]
-            backprop = backpropagate(self.steps, (Target(name, out, xs),), None, kept=kept, named=self._named)
-            return Program(out, names, (), accepts=self.accepts, statements=backprop.statements,
-                           backprop=backprop)
+            return self._reverse_jacobian(name, out, self._named)
         out = self._new_name(out, "J", "the Jacobian")
         xs = self._wrt_indices(name, self.output_indices)
         derivation = differentiate(self.terms, self.output_indices, name, cotangent=None, jacobian=True,
@@ -220,12 +215,26 @@ class Program:
         return _derived(out, derivation, _witnesses(self.output_indices, self.terms, self.witnesses)
                         + (Factor(name, xs),), self.accepts, source=self)
 
+    def _reverse_jacobian(self, name: str, out: str, named, simplified: bool | None = None,
+                          sized_by: str | None = None) -> "Program":
+        """:meth:`jacobian` of a program of statements: reverse mode seeded with ``Π δ(o, o′)``,
+        the output's indices kept; the rest as :func:`backpropagate` takes them."""
+        first = self._first(name)
+        names = fresh_indices([*self.output_indices, *(first.indices if first else [None] * self._rank(name))], ())
+        kept, xs = names[:len(self.output_indices)], names[len(self.output_indices):]
+        backprop = backpropagate(self.steps, (Target(name, out, xs),), None, kept=kept, named=named,
+                                 simplified=simplified, sized_by=sized_by)
+        return Program(out, names, (), accepts=self.accepts, statements=backprop.statements, backprop=backprop)
+
     def hessian(self, name: str, other: str | None = None, *, out: str | None = None) -> "Program":
         """``H[x, z] = ∂²f/∂X[x]∂Z[z]`` of a scalar program (``Z`` is ``other``, default ``X``).
 
         The Jacobian of :meth:`grad`, named ``out`` (default ``H``, made fresh if a tensor has
         it): ``q = program("f = x[i] * A[i,j] * x[j]")`` gives ``q.hessian("x")`` =
-        ``H[i,j] = A[i,j] + A[j,i]``.
+        ``H[i,j] = A[i,j] + A[j,i]``. A program of statements has its Hessian simplified as its
+        gradient is (:mod:`einsgrad.cancellation`), reading the forward's names and, where the
+        gradient ``g`` is a value of the forward's alone (log-sum-exp's softmax), ``g``:
+        ``H[j,i] = g[j] * delta[j,i] - g[i] * g[j]``.
         """
         self._require_scalar("hessian")
         self._rank(name)
@@ -233,7 +242,9 @@ class Program:
             steps = {s.name for s in self.steps}
             out = self._new_name(out, "H", "the Hessian", steps)
             g = self.grad(name, out=fresh_name("g", {*dict(self.accepts), *steps, out}))
-            return g.jacobian(other or name, out=out)
+            g._rank(other or name)
+            named = self._named | ({g.output_name} if forward_value(g.statements[-1], self.steps) else set())
+            return g._reverse_jacobian(other or name, out, named, simplified=True, sized_by=name)
         out = self._new_name(out, "H", "the Hessian")
         return self._gradient(name, "#g", self._wrt_indices(name, ())).jacobian(other or name, out=out)
 

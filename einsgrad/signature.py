@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import gc
+import sysconfig
 import threading
 from collections import Counter
 from typing import Callable, NamedTuple
@@ -32,7 +33,16 @@ def collector_paused():
     Planning a network of a thousand tensors makes some million small objects (tuples, steps,
     strings), none in a cycle, all freed by reference counting; the collector's passes over
     them, triggered by the allocations alone, cost 1.4-1.8x the planning itself (measured on
-    1000-tensor chains, trees and circuits). A collector already off stays off."""
+    1000-tensor chains, trees and circuits). A collector already off stays off.
+
+    What the block made and keeps (plans, steps, kernels: a signature's cache) would then be
+    traversed by the first collection after it, and again by the next older one: 13% of the
+    compile of a 750-tensor tree. So the block ends by counting every object as old
+    (``gc.freeze`` then ``gc.unfreeze``, which puts them all in the oldest generation), as
+    the collector would after two passes; only full collections traverse them, as they do
+    every long-lived object. Skipped where the process froze objects of its own (a server
+    that forks), whose frozen set this would undo, and on a free-threaded Python, whose
+    ``gc.freeze`` visits every object instead of moving two lists."""
     if not gc.isenabled():
         yield
         return
@@ -40,7 +50,14 @@ def collector_paused():
     try:
         yield
     finally:
+        if _FREEZE_MOVES_LISTS and not gc.get_freeze_count():
+            gc.freeze()
+            gc.unfreeze()
         gc.enable()
+
+
+_FREEZE_MOVES_LISTS = not sysconfig.get_config_var("Py_GIL_DISABLED")
+"""Whether ``gc.freeze`` costs the same whatever the number of objects (see collector_paused)."""
 
 
 class Mode(enum.Enum):
@@ -151,7 +168,9 @@ class SignatureRecord:
                 self.choice = trees.choose(bound, optimize, memory_limit)
                 self.tree = self.choice.joint.path
             else:
-                self.tree = plan.forward_path(bound, optimize, memory_limit)
+                self.tree, implied = plan.forward_tree(bound, optimize, memory_limit)
+                if implied is not None:  # a sliced cotengra tree: its bound, or the tighter one given
+                    memory_limit = implied if memory_limit is None else min(memory_limit, implied)
         self.optimize = paths.auxiliary(optimize)
         self.memory_limit = memory_limit
         self.every = tuple(range(len(bound.spec.inputs)))
@@ -342,7 +361,7 @@ class SignatureRecord:
         """The source of ``key``'s function, its name after ``prefix``."""
         composed = self.compose(key)
         name = prefix + composed.name + ("_chunk" if key.chunk else "")
-        if not self.generic and len(composed.plan.steps) > tables.TABLE_STEPS:
+        if not self.generic and tables.tabled(composed.plan, key.dialect):
             return Source(tables.render(composed.plan, name, composed.finish, key.dialect, composed.casts,
                                                self.kernels), name)
         operands = self.bound.spec.inputs if self.generic else None

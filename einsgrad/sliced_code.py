@@ -11,8 +11,8 @@ Three ways to add the results, one per kind of library:
 * in place (numpy, torch, cupy): ``_slice_add`` adds into the window of a total of zeros;
 * functional (jax): the same with ``.at[window].add``, which ``jit`` traces;
 * a graph (dask): no loop in Python but one dask graph over every slice (``_sliced``, from
-  :mod:`einsgrad.dask_slices`): each slice a task of the chunk's numpy program, the slices'
-  sums reduced as a tree inside the graph.
+  :mod:`einsgrad.dask_slices`): tasks of the chunk's numpy program over windows of slices,
+  in one chain per thread, each adding into its chain's running sums in place.
 
 Generated code names its values itself (``a0``, ``s0``...), never by the user's labels: only
 integers of the bound spec reach the text.

@@ -158,7 +158,7 @@ def run(plan: Plan, values: tuple[Stripped, ...], record: SignatureRecord) -> tu
         if row.rule is _Rule.ALIGN:  # a sum of two terms
             v[row.out], e[row.out] = added([Stripped(v[a], e[a]) for a in row.args])
         else:
-            v[row.out] = row.kernel(v, *row.args, *row.integers)
+            v[row.out] = row.kernel(v, row.args + row.integers)
             e[row.out] = sum([e[a] for a in row.args])
         if row.rule is _Rule.STRIP:
             v[row.out], e[row.out] = library.strip(v[row.out], e[row.out])

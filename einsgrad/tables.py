@@ -7,8 +7,9 @@ to compile than the path search takes to find the tree. Past :data:`TABLE_STEPS`
 function is written instead as:
 
 * its kernels: one ``lambda`` per distinct step expression, each step's own code
-  (:func:`einsgrad.codegen.expression`) with its operands (slots of the list of values ``v``)
-  and its integers as parameters, so a chain of a thousand GEMMs has a handful of kernels;
+  (:func:`einsgrad.codegen.expression`) reading its operands' slots in the list of values
+  ``v`` and its integers from the row's parameters ``p``, so a chain of a thousand GEMMs has
+  a handful of kernels;
 * its step table, one row per step as JSON in one string (fast to compile and to read):
   ``[kernel, result slot, slots freed after it, [argument slots..., integers...]]``;
 * a loop that runs the rows over a list of values ``v`` (the arguments first, named in a
@@ -25,11 +26,29 @@ import json
 import re
 from typing import NamedTuple
 
-from . import codegen
+from . import codegen, dot_pairs, fused_copies
 from .codegen import Dialect
 from .steps import Plan, Step
 
-TABLE_STEPS = 128  # more steps than this: a loop over a step table (see the module)
+TABLE_STEPS = 512
+"""More steps than this: a loop over a step table (see the module). A row costs about 0.2 µs
+more to run than a line of straight-line code (the kernel call, its integers read from the
+row), a line about 10 µs more to compile than a row, so a function of a few hundred steps,
+called a few hundred times, runs faster as lines: a 3-regular graph of 60 tensors' vjp (363
+steps) 0.80x the table's time, a 51-matrix chain's (149) 0.70x, compiled in the same time
+(grid 10x10 1.2x: its forward, forward-saving and pullback become lines). Networks of
+a thousand tensors have 1,000-7,000 steps per function: tables."""
+
+
+def tabled(plan: Plan, dialect: Dialect) -> bool:
+    """Whether ``plan`` is written as a step table: its straight-line code would have more than
+    :data:`TABLE_STEPS` lines (in a dialect that folds small copies into their reads, counted
+    after folding: :mod:`einsgrad.fused_copies`; a fold removes at most two copies a step)."""
+    count = len(plan.steps)
+    if count <= TABLE_STEPS or not dialect.folds_copies or count > 3 * TABLE_STEPS:
+        return count > TABLE_STEPS
+    return count - sum(map(len, fused_copies.folds(plan).values())) > TABLE_STEPS
+
 
 _INTEGER = re.compile(r"(?<![\w.])\d+(?![\w.])")  # an integer literal, not part of a name
 _SLOTS = ("a", "b")  # a kernel's parameters: the slots of its operands in the values ``v``
@@ -46,23 +65,39 @@ class Kernels:
     integers once."""
 
     def __init__(self):
-        self.steps: dict[tuple[int, str], tuple] = {}  # (id of a step, dialect) -> (step, kernel, integers)
-        self.found: dict[tuple, tuple] = {}
+        self.steps: dict[str, dict[int, tuple]] = {}  # dialect -> id of a step -> (step, (kernel, integers))
+        self.found: dict[tuple, tuple] = {}  # (id of an operation, perm, ranks, dialect) -> (it, (kernel, integers))
         self.templates: dict[str, tuple[str, list[int]]] = {}  # expression text -> (kernel, integers)
 
     def of(self, step: Step, ndims: dict[str, int], dialect: Dialect) -> tuple[str, list[int]]:
         """The kernel (a ``lambda`` text) and the integers it is called with for ``step``;
         ``ndims`` has the rank of every value it reads."""
-        seen = self.steps.get((id(step), dialect.name))
-        if seen is not None and seen[0] is step:  # a step of the forward, in its third function
-            return seen[1], seen[2]
+        return self.every((step,), ndims, dialect)[0]
+
+    def every(self, steps, ndims: dict[str, int], dialect: Dialect) -> list[tuple[str, list[int]]]:
+        """:meth:`of` of each of ``steps``, in one loop (a table renders thousands)."""
+        seen = self.steps.get(dialect.name)
+        if seen is None:
+            seen = self.steps[dialect.name] = {}
+        found, known = [], seen.get
+        for step in steps:
+            entry = known(id(step))
+            if entry is None or entry[0] is not step:  # else a step of the forward, in its third function
+                entry = seen[id(step)] = (step, self._made(step, ndims, dialect))
+            found.append(entry[1])
+        return found
+
+    def _made(self, step: Step, ndims: dict[str, int], dialect: Dialect) -> tuple[str, list[int]]:
+        """:meth:`of` for a step not seen in ``dialect`` before."""
         op, args = step.kernel or step.operation, step.args
-        ranks = tuple([ndims[a] for a in args])
+        ranks = tuple(map(ndims.__getitem__, args))
         # The steps holding (or naming as their kernel) one operation are one step with its
         # arguments renamed, or steps of one lowering pattern (einsgrad.lowering.Pattern),
         # relabelled: their expressions are one text (an expression reads labels by position
-        # only). The operation is kept alive with its entry, so that its id is no other's.
-        key = (id(op), step.perm, ranks, dialect.name)
+        # only; jnp.einsum's spelling reads their sorted order too). The operation is kept
+        # alive with its entry, so that its id is no other's.
+        key = (id(op), step.perm, ranks, dialect.name,
+               dot_pairs.label_order(step) if dialect.jnp_pairs and len(step.inputs) == 2 else None)
         found = self.found.get(key)
         if found is None or found[0] is not op:
             operands = _OPERANDS[:len(args)]
@@ -70,19 +105,21 @@ class Kernels:
             kernel = self.templates.get(text)
             if kernel is None:
                 kernel = self.templates[text] = _templated(text, len(operands))
-            found = self.found[key] = (op, *kernel)
-        self.steps[id(step), dialect.name] = (step, found[1], found[2])
-        return found[1], found[2]
+            found = self.found[key] = (op, kernel)
+        return found[1]
 
 
 def _templated(text: str, count: int) -> tuple[str, list[int]]:
-    """An expression reading ``count`` slots as a ``lambda`` with its integers as parameters,
-    and those integers."""
+    """An expression reading ``count`` slots as a ``lambda`` of the values ``v`` and one tuple
+    ``p`` (the slots, then the expression's integers), and those integers. One tuple, not
+    a parameter each: a call spreading a row's dozen parameters (``f(v, *row)``) costs
+    CPython a new interpreter frame and an argument tuple, a call of two it runs inline."""
     integers = [int(n) for n in _INTEGER.findall(text)]
-    numbered = iter(range(len(integers)))
-    template = _INTEGER.sub(lambda _: f"c{next(numbered)}", text)
-    parameters = ", ".join(("v",) + _SLOTS[:count] + tuple(f"c{k}" for k in range(len(integers))))
-    return f"lambda {parameters}: {template}", integers
+    numbered = iter(range(count, count + len(integers)))
+    template = _INTEGER.sub(lambda _: f"p[{next(numbered)}]", text)
+    for k, operand in enumerate(_OPERANDS[:count]):
+        template = template.replace(operand, f"v[p[{k}]]")
+    return f"lambda v, p: {template}", integers
 
 
 class Slotted(NamedTuple):
@@ -99,24 +136,22 @@ def slotted(plan: Plan) -> Slotted:
     pass over the steps: each value's slot and rank, and the step that reads it last, which
     frees it (after the others it frees, in the order the step reads them)."""
     args, steps = plan.args, plan.steps
-    slots = {arg: i for i, arg in enumerate(args)}
+    targets = [step.target for step in steps]
+    slots = {value: i for i, value in enumerate(dict.fromkeys([*args, *targets]))}  # a value made twice: its first
     ndims = dict(zip(args, plan.arg_ranks))
-    last_use: dict[str, int] = {}
-    for i, step in enumerate(steps):
-        target = step.target
-        if target not in slots:
-            slots[target] = len(slots)
-        ndims[target] = len(step.shape)
-        for arg in step.args:
-            last_use[arg] = i
+    ndims.update(zip(targets, [len(step.shape) for step in steps]))
+    last_use = {arg: i for i, step in enumerate(steps) for arg in step.args}  # each value's last reader
     kept = set(args).union(plan.returns)
     freed: list[tuple[int, ...]] = [()] * len(steps)
+    several = []  # the steps that free more than one value
     for arg, i in last_use.items():
         if arg not in kept:
+            if freed[i]:
+                several.append(i)
             freed[i] += (slots[arg],)
-    for i, slots_freed in enumerate(freed):
-        if len(slots_freed) > 1:  # found in order of first use: put them in the step's order
-            freed[i] = tuple(slots[a] for a in dict.fromkeys(steps[i].args) if slots[a] in slots_freed)
+    for i in several:  # found in order of first use: put them in the step's order
+        slots_freed = freed[i]
+        freed[i] = tuple(slots[a] for a in dict.fromkeys(steps[i].args) if slots[a] in slots_freed)
     return Slotted(slots, ndims, tuple(freed))
 
 
@@ -130,11 +165,12 @@ def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect =
     slots, ndims, freed = slotted(plan)
     kernels: dict[str, int] = {}
     rows = []
-    of = kernels_of.of
-    for step, gone in zip(plan.steps, freed):
-        template, integers = of(step, ndims, dialect)
-        kernel = kernels.setdefault(template, len(kernels))
-        rows.append([kernel, slots[step.target], list(gone), [slots[a] for a in step.args] + integers])
+    slot, index = slots.__getitem__, kernels.get
+    for step, gone, (template, integers) in zip(plan.steps, freed, kernels_of.every(plan.steps, ndims, dialect)):
+        kernel = index(template)
+        if kernel is None:
+            kernel = kernels[template] = len(kernels)
+        rows.append([kernel, slot(step.target), list(gone), [*map(slot, step.args), *integers]])
     returns = []
     for value in plan.returns:
         expr = codegen.finished("v[a]", value, finish, dialect)
@@ -153,7 +189,7 @@ def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect =
               f"    v = [*arguments] + [None] * {len(slots) - len(plan.args)}"]
     lines += [codegen.cast_line(f"v[{slots[arg]}]", dtype, dialect) for arg, dtype in (casts or {}).items()]
     lines += [f"    for kernel, out, freed, parameters in {steps_name}:",
-              f"        v[out] = {kernels_name}[kernel](v, *parameters)",
+              f"        v[out] = {kernels_name}[kernel](v, parameters)",
               "        for f in freed:",
               "            v[f] = None",
               f"    return tuple([v[s] if k < 0 else {kernels_name}[k](v, s) for s, k in {returns_name}])"]

@@ -267,24 +267,29 @@ def test_storage_accounting_counts_what_ops_make_and_keep_once():
     assert storages.held() == 0
 
 
-def test_training_command_reexecutes_under_the_malloc_settings(monkeypatch):
+@pytest.mark.parametrize("module", ["benchmarks.training", "benchmarks.networks"])
+def test_timing_commands_reexecute_under_the_malloc_settings(monkeypatch, module):
     """The command line re-executes itself with glibc's malloc settings (read at process start)
     unless they are set already or --default-malloc keeps the defaults."""
-    from benchmarks import training
+    from benchmarks import malloc
 
     calls = []
-    monkeypatch.setattr(training.os, "execve", lambda path, argv, env: calls.append((argv, env)))
-    for name in training.MALLOC:
+    monkeypatch.setattr(malloc.os, "execve", lambda path, argv, env: calls.append((argv, env)))
+    for name in malloc.MALLOC:
         monkeypatch.delenv(name, raising=False)
-    training._under_malloc_settings(["--models", "grouped"])
-    training._under_malloc_settings(["--default-malloc"])
+    malloc.reexecute_under(module, ["--quick"])
+    malloc.reexecute_under(module, ["--default-malloc"])
     (argv, env), = calls
-    assert argv[1:] == ["-m", "benchmarks.training", "--models", "grouped"]
-    assert all(env[name] == value for name, value in training.MALLOC.items())
-    for name, value in training.MALLOC.items():
+    assert argv[1:] == ["-m", module, "--quick"]
+    assert all(env[name] == value for name, value in malloc.MALLOC.items())
+    assert malloc.settings_text() == "glibc's defaults"
+    for name, value in malloc.MALLOC.items():
         monkeypatch.setenv(name, value)
-    training._under_malloc_settings(["--models", "grouped"])
+    malloc.reexecute_under(module, ["--quick"])
     assert len(calls) == 1
+    assert malloc.settings_text() == " ".join(f"{k}={v}" for k, v in malloc.MALLOC.items())
+    source = open(os.path.join(os.path.dirname(malloc.__file__), module.split(".")[1] + ".py")).read()
+    assert f'malloc.reexecute_under("{module}", sys.argv[1:])' in source  # what its __main__ runs
 
 
 def test_training_quick_cli_writes_its_table_and_json(tmp_path, capsys):
@@ -343,7 +348,9 @@ def test_networks_quick_cli_reports_every_network_checked_and_timed(tmp_path, ca
     quick = network_cases.suite(quick=True)
     for network in quick:
         assert any(line.startswith(network.name + " ") for line in text.splitlines()), network.name
-    assert "# not measured yet: " in text  # the measures to come are named, not faked
+    assert "# not measured yet" not in text and networks.LATER == {}
+    header = next(line for line in text.splitlines() if line.startswith("network "))
+    assert all(column in header for column, _ in networks.PEAK_COLUMNS)
     doc = json.loads((tmp_path / "networks.json").read_text())
     assert [row["name"] for row in doc["rows"]] == [n.name for n in quick]
     assert {row["family"] for row in doc["rows"]} == {"chain", "mps", "grid", "regular", "tree", "circuit"}
@@ -353,6 +360,9 @@ def test_networks_quick_cli_reports_every_network_checked_and_timed(tmp_path, ca
         for figure in ("path", "compile", "forward", "vjp", "pullback"):
             assert row[figure] is not None and row[figure] >= 0, (row["name"], figure)
         assert row["ratio"] == (row["compile"] / row["path"] if row["compile"] else None)
+        peaks = {k: v for k, v in row["extra"].items() if k.startswith("peak ")}
+        assert set(peaks) == {"peak forward", "peak vjp", "peak torch forward", "peak torch vjp"}, row["name"]
+        assert all(isinstance(v, float) and v >= 0 for v in peaks.values()), (row["name"], peaks)
 
 
 def test_networks_wrong_gradients_are_flagged_and_not_timed(monkeypatch):
@@ -386,8 +396,9 @@ def test_networks_peer_columns_time_jax_and_torch_on_the_path_checked(monkeypatc
 
     network = network_cases.mps_norm(4, 3)
     row = networks.measure(network, rounds=1, repeats=1)
-    assert set(row.extra) == {"vjp with peers", "jax vjp", "torch vjp"} and row.note == ""
-    assert all(seconds > 0 for seconds in row.extra.values())
+    timings = {k: v for k, v in row.extra.items() if "vjp" in k and not k.startswith("peak")}
+    assert set(timings) == {"vjp with peers", "jax vjp", "torch vjp"} and row.note == ""
+    assert all(seconds > 0 for seconds in timings.values())
     line = next(l for l in networks.table([row], "greedy").splitlines() if l.startswith(network.name))
     assert line.count("x") >= 4  # ratio, vjp/fwd, pb/fwd, and both peers' ratios
 
@@ -403,6 +414,40 @@ def test_networks_peer_columns_time_jax_and_torch_on_the_path_checked(monkeypatc
     assert "torch vjp" not in figures and "jax vjp" in figures
     assert "torch's gradients off by" in timed.note
     assert networks.peer_vjps(network_cases.chain(networks.PEER_LIMIT + 1, 2), timed) == {}
+
+
+def test_peak_above_baseline_sees_what_a_call_holds_even_after_a_warm_up_freed_it():
+    """A call that returns 16 MiB peaks at 16 MiB above the baseline, though the warm-up call
+    left a freed 16 MiB block in glibc's heap (the dynamic mmap threshold rises past it): the
+    heap is trimmed before the measured call. A call that frees a 24 MiB temporary and returns
+    nothing still counts it."""
+    from benchmarks.memory import in_fresh_process
+
+    child = ("import json, numpy as np; from benchmarks.memory import peak_above_baseline; "
+             "print(json.dumps([peak_above_baseline(lambda: np.ones(2**21)), "
+             "peak_above_baseline(lambda: float(np.ones(3 * 2**20).sum()))]))")
+    kept, temporary = in_fresh_process(["-c", child])
+    assert 15.9 <= kept <= 17.5
+    assert 23.9 <= temporary <= 25.5
+
+
+def test_network_peaks_hold_the_gradients_and_torch_is_measured_on_the_same_path():
+    """On a chain of three 512x512 matrices (2 MiB each): the forward peaks at least at its
+    output (2 MiB), every vjp (einsgrad's and torch's) at least at its gradients (6 MiB); a
+    failing child is reported, not raised."""
+    pytest.importorskip("torch")
+    from types import SimpleNamespace
+
+    from benchmarks import network_cases, network_memory
+
+    network = network_cases.chain(3, 512)
+    figures = network_memory.peaks(network, SimpleNamespace(forward=1.0, optimize="greedy"))
+    assert figures["operands"] == 6.0
+    assert 2.0 <= figures["peak forward"] < 12 and 2.0 <= figures["peak torch forward"] < 12
+    assert 6.0 <= figures["peak vjp"] < 24 and 6.0 <= figures["peak torch vjp"] < 24
+    assert network_memory.peaks(network, SimpleNamespace(forward=None, optimize="greedy")) == {}
+    broken = network_memory.peaks(network, SimpleNamespace(forward=1.0, optimize="no such optimizer"))
+    assert all(isinstance(broken[f"peak {s}"], str) for s in network_memory.SYSTEMS)
 
 
 def test_network_cases_have_the_shapes_and_tensors_they_say():

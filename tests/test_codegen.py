@@ -68,8 +68,8 @@ ALLOWED = {
     "view", "strides", "zeros", "dtype", "tuple", "sum", "i",
     "forward", "vjp", "forward_saving", "pullback", "_forward", "_vjp", "_forward_saving",
     "_pullback", "g", "y", "saved",
-    "T", "transpose", "reshape", "swapaxes", "diagonal", "axis", "array", "broadcast_to",
-    "ascontiguousarray", "multiply", "einsum", "real",
+    "T", "transpose", "reshape", "swapaxes", "diagonal", "axis", "array", "broadcast_to", "dot",
+    "ascontiguousarray", "copy", "multiply", "einsum", "real",
     "_sum", "x", "k", "n", "len", "ndim", "size", "char", "flags", "c_contiguous", "range", "kept",
     "rows", "cols", "int", "prod", "ones",
     "_check", "_check_cotangent", "ValueError", "str", "join", "s",  # the shape check

@@ -5,9 +5,11 @@ and a chunked contraction on a ``dask.distributed`` LocalCluster."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 da = pytest.importorskip("dask.array")
@@ -15,6 +17,7 @@ import dask  # noqa: E402  (after the skip)
 import opt_einsum  # noqa: E402
 from dask.callbacks import Callback  # noqa: E402
 from strategies import EXACT_DTYPES, FLOAT64, einsum_cases  # noqa: E402
+from test_slicing_code import sliced_case  # noqa: E402
 
 import einsgrad  # noqa: E402
 from benchmarks.dask_networks import largest_task  # noqa: E402
@@ -182,12 +185,14 @@ def test_a_sliced_contraction_is_one_graph_of_its_slices(chunk, monkeypatch):
     """Under a memory_limit of 256 slices or more (the 3x3 grid at bond 4, chunked every way):
     the forward and all gradients equal numpy's unsliced ones; computing the forward's graph
     runs the chunk's program once per slice, in at most one task per slice and at least
-    dask_slices.TASKS (slices grouped into a task while its windows stay small); the rest is a
-    tree of sums and the operands rechunked into the tasks' windows; and no task returns more
-    than the largest of an input's dask chunk, the memory limit, an operand's slice and a
-    result's window, each sized here from the cuts (the operands' own tasks aside)."""
+    dask_slices.TASKS (slices grouped into a task while its windows stay small); the rest is
+    the chains' sums added together, each block of the result read from their total, and the
+    operands rechunked into the tasks' windows; and no task returns an array (alone or among
+    a chain's running sums) larger than the largest of an input's dask chunk, the memory limit,
+    an operand's slice and a result's window, each sized here from the cuts (the operands' own
+    tasks aside)."""
     from einsgrad import codegen
-    from einsgrad.dask_slices import FAN_IN, TASKS
+    from einsgrad.dask_slices import TASKS
 
     calls = [0]
     real = codegen.load
@@ -226,13 +231,13 @@ def test_a_sliced_contraction_is_one_graph_of_its_slices(chunk, monkeypatch):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
     groups = [k for k in keys if isinstance(k, tuple) and str(k[0]).startswith("slice-")]
     assert len(groups) == len(set(groups)) and min(TASKS, slices) <= len(groups) <= slices
-    sums = sum(1 for k in keys if isinstance(k, tuple) and str(k[0]).startswith("sliced-"))
-    assert sums <= -(-len(groups) // (FAN_IN - 1))  # a tree: each sum adds FAN_IN values at most
     graph = y.__dask_graph__()
+    picks = sum(1 for k in graph if isinstance(k, tuple) and str(k[0]).startswith("sliced-"))
+    assert picks == y.npartitions  # each block of the result read from the chains' total
     blocks = sum(x.npartitions + int(np.prod([-(-size[l] // cuts[l]) for l in t if l in cuts]))
                  for x, t in zip(lazy, network.terms))  # each operand's dask chunks, then its slices
-    rest = len(graph) - len(groups) - sums  # the operands' own tasks, and their rechunking
-    assert rest <= 4 * blocks, (len(graph), len(groups), sums, blocks)  # two rechunks: a split and a merge a block
+    rest = len(graph) - len(groups) - picks  # the operands' own tasks, and their rechunking
+    assert rest <= 4 * blocks, (len(graph), len(groups), picks, blocks)  # two rechunks: a split and a merge a block
     piece = lambda labels: int(np.prod([cuts.get(l, size[l]) for l in labels]))  # noqa: E731
     bound = max([chunk ** len(t) for t in network.terms] + [piece(t) for t in network.terms]
                 + [piece(network.output), limit]) * operands[0].itemsize
@@ -240,26 +245,78 @@ def test_a_sliced_contraction_is_one_graph_of_its_slices(chunk, monkeypatch):
 
 
 @settings(max_examples=30, deadline=None)
-@given(einsum_cases(dtypes=(FLOAT64,), max_operands=3), st.sampled_from([2, 5, 17]), st.data())
-def test_sliced_dask_on_generated_specs_equals_unsliced_numpy(case, limit, data):
-    """Generated specs at small limits, each operand in chunks of any size (whole ones let a
-    task take many slices, short last chunks among them): the sliced graph's value and
-    gradients are the unsliced numpy path's (or the limit is refused, naming it)."""
+@given(einsum_cases(dtypes=(FLOAT64,), max_operands=3, min_operands=2), st.sampled_from([1, 2, 3, 5]), st.data())
+def test_sliced_dask_on_generated_specs_equals_unsliced_numpy(case, threads, data):
+    """Generated specs at limits that slice them, each operand in chunks of any size (whole
+    ones let a task take many slices, short last chunks among them), the graph built for 1 to
+    5 threads (as many chains): the sliced graph's value, vjp and pullback are the unsliced
+    numpy path's."""
+    e = sliced_case(case, data.draw)
+    assume(e is not None)
     operands = case.operands()
-    try:
-        e = einsgrad.compile(case.spec, memory_limit=limit)
-        e.costs(*case.shapes)
-    except einsgrad.EinsumSpecError as error:
-        assert f"memory_limit={limit} is too small" in str(error)
-        return
     lazy = [da.from_array(x, chunks=tuple(data.draw(st.integers(1, max(n, 1))) for n in x.shape))
             for x in operands]
     whole = einsgrad.compile(case.spec)
     expected_y = whole(*operands)
     G = case.cotangent(np.shape(expected_y))
-    np.testing.assert_allclose(e(*lazy).compute(), expected_y, rtol=1e-10, atol=1e-10)
-    for got, want in zip(dask.compute(*e.vjp(da.from_array(G), *lazy)), whole.vjp(G, *operands)):
-        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    expected = whole.vjp(G, *operands)
+    with dask.config.set(scheduler="threads", num_workers=threads):
+        y, grads = e(*lazy), e.vjp(da.from_array(G), *lazy)
+        saved_y, pullback = e.value_and_pullback(*lazy)
+        pulled = pullback(da.from_array(G))
+        got_y, got_saved, *got = dask.compute(y, saved_y, *grads, *pulled)
+    np.testing.assert_allclose(got_y, expected_y, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(got_saved, expected_y, rtol=1e-10, atol=1e-10)
+    for got_one, want in zip(got, [*expected, *expected], strict=True):
+        np.testing.assert_allclose(got_one, want, rtol=1e-10, atol=1e-10)
+
+
+def _nbytes(value) -> int:
+    """Bytes of the arrays in a task's value (inside tuples, lists and dicts)."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (tuple, list)):
+        return sum(_nbytes(v) for v in value)
+    return 0
+
+
+class LiveBytes(Callback):
+    """The most bytes of task values dask holds at once (its cache, after each task)."""
+
+    def __init__(self):
+        super().__init__()
+        self.peak = 0
+
+    def _posttask(self, key, result, dsk, state, worker_id):
+        self.peak = max(self.peak, sum(_nbytes(v) for v in state["cache"].values()))
+
+
+@pytest.mark.parametrize("scheduler, threads", [("sync", 1), ("threads", 3)])
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_sliced_dask_holds_a_copy_of_the_results_per_chain(chunk, scheduler, threads):
+    """The gradients of the 3x3 grid at bond 4 in 256 slices or more, operands whole or in
+    chunks of 2: the values dask holds at once never pass one copy of the gradients per chain
+    (a chain per thread, one under the synchronous scheduler) plus the operands twice (as
+    given and cut into the tasks' windows), as numpy's loop holds its totals and the operands.
+    Independent tasks summed as a tree held 18 (whole) and 52 (chunks of 2) times the
+    gradients' bytes here."""
+    network = grid(3, 3, 4)
+    operands = network.operands()
+    lazy = [da.from_array(x, chunks=chunk or x.shape) for x in operands]
+    e = einsgrad.Einsum(network.spec, optimize="greedy", memory_limit=16)
+    assert math.prod(-(-dict(network.sizes)[l] // c) for l, c in e.plan(*network.shapes).slices) >= 256
+    with dask.config.set(scheduler=scheduler, num_workers=threads):
+        grads = e.vjp(np.ones(()), *lazy)
+        live = LiveBytes()
+        with live:
+            got = dask.compute(*grads)
+    for g, want in zip(got, einsgrad.Einsum(network.spec, optimize="greedy").vjp(np.ones(()), *operands)):
+        np.testing.assert_allclose(g, want, rtol=1e-10, atol=1e-12)
+    results = sum(g.nbytes for g in got)
+    given = sum(x.nbytes for x in operands)
+    assert live.peak <= threads * results + 2 * given, (live.peak, results)
 
 
 def test_the_dask_benchmark_runs_quick(capsys):

@@ -113,8 +113,8 @@ def test_auxiliary_contractions_of_an_instance_use_auto(monkeypatch):
     """One direct contraction per gradient (here ``wrt=0`` of a chain) is planned with
     opt_einsum's "auto", not with the user's instance; a name is used for both."""
     seen = []
-    search = paths.search
-    monkeypatch.setattr(paths, "search", lambda *a: seen.append(a[3]) or search(*a))
+    tree = paths.tree  # every search goes through it, the forward tree's and the others'
+    monkeypatch.setattr(paths, "tree", lambda *a: seen.append(a[3]) or tree(*a))
     Counting = counting([None])
     instance = Counting()
     ops = [np.ones((2, 3)), np.ones((3, 4)), np.ones((4, 5)), np.ones((5, 2))]
@@ -432,7 +432,7 @@ def test_plans_are_built_once_per_signature(monkeypatch):
     operands; plan() and costs() read the record's plans, and every tree plan is a projection:
     value_and_pullback builds the sweep of its operands once, and the forward comes from the
     sweep of every operand that vjp() and plan() use."""
-    builds = {name: [] for name in ("sweep", "vjp_plan", "forward_path")}
+    builds = {name: [] for name in ("sweep", "vjp_plan", "forward_tree")}
     for name, calls in builds.items():
         original = getattr(plan, name)
         monkeypatch.setattr(plan, name, lambda *a, _f=original, _c=calls: _c.append(a) or _f(*a))
@@ -441,7 +441,7 @@ def test_plans_are_built_once_per_signature(monkeypatch):
     lin.plan(*shapes_)
     first = {name: len(calls) for name, calls in builds.items()}
     # every operand, and each alone for the per-operand baseline of the report
-    assert first == {"sweep": 4, "vjp_plan": 4, "forward_path": 1}
+    assert first == {"sweep": 4, "vjp_plan": 4, "forward_tree": 1}
     assert sorted(call[2] for call in builds["sweep"]) == [(0,), (0, 1, 2), (1,), (2,)]
     lin.plan(*shapes_)
     lin.costs(*shapes_)

@@ -145,7 +145,7 @@ def test_curated_against_finite_differences(spec, shapes):
     for chosen in choices[:2] + [[None] * len(ops)]:
         y, dy = compiled.value_and_jvp(chosen, *ops)
         np.testing.assert_allclose(y, f(*ops), rtol=1e-12, atol=1e-12)
-        np.testing.assert_array_equal(dy, compiled.jvp(chosen, *ops))
+        np.testing.assert_allclose(dy, compiled.jvp(chosen, *ops), rtol=1e-12, atol=1e-14)
 
 
 @given(einsum_cases(dtypes=ALL_DTYPES + (np.dtype(np.float16),)), st.data())
@@ -162,8 +162,11 @@ def test_jvp_equals_finite_differences(case: Case, data):
     assert got.shape == expected.shape
     assert got.dtype == np.result_type(*ops, *present)
     y, dy = compiled.value_and_jvp(tangents, *ops)
-    np.testing.assert_array_equal(dy, got)
     rtol = max(RTOL[np.dtype(d)] for d in case.dtypes)
+    # its own plan (sharing the forward's intermediates) may lay a GEMM out otherwise, a
+    # transposed copy read in place by BLAS: equal within rounding, not bit for bit
+    assert dy.dtype == got.dtype and dy.shape == got.shape
+    assert_close(dy, expected, f, ops, tangents, rtol)
     assert y.dtype == compiled(*ops).dtype and y.shape == got.shape
     scale = np.abs(f(*(np.abs(upcast(x)) for x in ops)))
     assert (np.abs(upcast(y) - upcast(f(*(upcast(x) for x in ops)))) <= rtol * scale + 1e-300).all()

@@ -399,6 +399,11 @@ HESSIANS = [
      lambda a: np.diag(a["q"] * np.exp(-0.25 * a["x"]) / 16)),
     ("a diagonal between matrices", "z[i] = X[i,k] * w[k]\nL = y[i] * exp(z[i])", "w",
      lambda a: a["X"].T @ np.diag(a["y"] * np.exp(a["X"] @ a["w"])) @ a["X"]),
+    # ∂²L/∂c_j∂c_i = δ_ij Σ_b (1 - A²)((1 - A²) - 2 (A - T) A), the column sums of one product
+    ("a tanh layer by its bias", LAYER.format(f="tanh"), "c",
+     lambda a: np.diag(((1 - np.tanh(a["X"] @ a["W"].T + a["c"]) ** 2) * (
+         1 - np.tanh(a["X"] @ a["W"].T + a["c"]) ** 2
+         - 2 * (np.tanh(a["X"] @ a["W"].T + a["c"]) - a["T"]) * np.tanh(a["X"] @ a["W"].T + a["c"]))).sum(0))),
 ]
 
 
@@ -412,6 +417,42 @@ def test_hessian_matrix_forms_are_the_textbook_hessians(case, text, name, textbo
     assert h.matrix_form is not None, f"{case}: no matrix form printed"
     np.testing.assert_allclose(evaluate(h.matrix_form, arrays, expected.shape), expected, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(prog.hessian(name)(**arrays), expected, rtol=1e-9, atol=1e-12)
+
+
+HESSIAN_FORMS = {
+    # each worked out by hand from the program, simplified as a textbook writes it (issue 13):
+    # one factored form per Hessian, the forward's names (and log-sum-exp's softmax) read back
+    "least squares": "∂²L/∂w² = 2 Xᵀ X",
+    "quadratic form": "∂²f/∂x² = S + Sᵀ",
+    "logistic regression": "∂²L/∂w² = Xᵀ Diag(sigmoid(z) ∘ (1 - sigmoid(z))) X, with z = X w",
+    "log-sum-exp": "∂²L/∂z² = Diag(g) - g gᵀ, with g = exp(z) / (1ᵀ exp(z))",  # g = softmax(z)
+    # S0'' = (exp(x)^-0.5)'' = 0.25 S0: the named S0, its power joined (was t^-1.5 t)
+    "a power of exp": "∂²L/∂x² = 0.25 Diag(S0 ∘ q), with S0 = exp(x)^∘(-0.5)",
+    # (t³)'' = 3 (2 t t'² + t² t'') with t' = 1 - t², t'' = -2 t t': 6 t (1 - t²) (1 - 2 t²), one Diag
+    "a cube of tanh": "∂²L/∂x² = 6 Diag(q ∘ tanh(x) ∘ (1 - tanh(x) ∘ tanh(x)) ∘ (1 - 2 tanh(x) ∘ tanh(x)))",
+    # (1 / (1 + x²))'' = (8 x² - 2 (1 + x²)) / (1 + x²)³ = 2 (3 x² - 1) / (1 + x²)³, one Diag
+    "a quotient": "∂²L/∂x² = 2 Diag(q ∘ (3 x∘x - 1) ⊘ (1 + x∘x)^∘3)",
+    "a diagonal plus the identity": "∂²L/∂x² = 2 I - Diag(q ∘ sin(x))",
+    "a scalar on the diagonal": "∂²L/∂y² = 2 s^3 I",  # L = s³ Σ y², the powers of s joined
+    "a sum of scalars on the diagonal": "∂²L/∂y² = 2 (exp(s) + s) I",
+    # S0 = |t2|, t2 = exp(x/2)^-0.5 = exp(-x/4): S0'' = S0 / 16 = sign(t2) t2 / 16, t2 read, not computed again
+    "an identity in a chain": "∂²L/∂x² = 0.0625 Diag(t2 ∘ q ∘ sign(t2)), with t2 = exp(0.5 x)^∘(-0.5)",
+    "a diagonal between matrices": "∂²L/∂w² = Xᵀ Diag(y ∘ exp(z)) X, with z = X w",  # one Diag, was Diag(y) Diag(exp(z))
+    # the two products over b one (it had no matrix form)
+    "a tanh layer by its bias": "∂²L/∂c² = Diag(((1 - A∘A) ∘ (1 - A∘A - 2 (A - T) ∘ A))ᵀ 1), with A = tanh(H), "
+                                "H = X Wᵀ + 1 cᵀ",
+}
+
+
+@pytest.mark.parametrize("case, text, name", [c[:3] for c in HESSIANS], ids=[c[0] for c in HESSIANS])
+def test_hessian_matrix_forms_are_factored_as_a_textbook_writes_them(case, text, name):
+    """Each Hessian of the table prints one factored form, as written by hand above (the
+    test before this one evaluates it against the textbook formula)."""
+    assert einsgrad.program(text).explain(name, style="hessian").hessians[0].matrix_form == HESSIAN_FORMS[case]
+
+
+def test_every_hessian_of_the_table_has_its_text():
+    assert set(HESSIAN_FORMS) == {c[0] for c in HESSIANS}
 
 
 # -- exact text -----------------------------------------------------------------------------------

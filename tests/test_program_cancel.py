@@ -58,7 +58,7 @@ def _last(g) -> str:
 def _as_reverse_mode_writes_it():
     """Gradients without the simplification: each cotangent as the chain rule chains it."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(einsgrad.backprop, "cancelled", lambda statements, *rest: tuple(statements))
+        mp.setattr(einsgrad.backprop, "cancelled", lambda statements, *rest, **options: tuple(statements))
         yield
 
 
@@ -119,9 +119,11 @@ def test_softmax_cross_entropy_is_p_minus_y():
 
 
 def test_the_gradient_has_no_chain_left():
-    """The cotangents of P, t, S and E cancel away: what is left reads the forward's P."""
+    """The cotangents of P, t, S and E cancel away: what is left reads the forward's P, which
+    reads as the user wrote it (the reciprocal ``t = 1 / S``, read once, written in)."""
     g = einsgrad.program(SOFTMAX_CE).grad("z")
-    assert [s.name for s in g.statements] == ["E", "S", "t", "P", "dz"]
+    assert [s.name for s in g.statements] == ["E", "S", "P", "dz"]
+    assert str(g).splitlines()[2] == "P[b,j] = E[b,j] / S[b]"
     h = einsgrad.program(SIGMOID_BCE).grad("z")
     assert str(h) == "s[i] = sigmoid(z[i])\ndz[i] = s[i] - y[i]"
 
@@ -327,3 +329,211 @@ def test_monomials_cancel_merge_and_write_as_a_person_does():
     (m,) = merged([a, b], ("b", "j"))  # equal up to the order and the summed index's name
     assert m.coefficient == 2
     assert sum_text(written([m], ("b", "j"))) == "2 * E[b,j] * sum[k](y[b,k]) / S[b]"
+
+
+def test_deltas_contract_and_tie_output_indices():
+    """``Σ_s δ(s,j) A[s] = A[j]``; ``δ(j,i) t[j]^-1.5 t[i]`` over ``(i,j)`` is ``δ(i,j)
+    t[i]^-0.5``, the powers of one base joined; ``Σ_s δ(s,s)`` counts a size, which no atom
+    holds any more (a lost sum)."""
+    from fractions import Fraction
+
+    from einsgrad.algebra import Delta, Factor
+    from einsgrad.expressions import sum_text
+    from einsgrad.monomials import contracted, lost, raised, written
+
+    A, t = Factor("A", ("s",)), Factor("t", ("j",))
+    (m,) = [contracted(raised(Delta("s", "j")).times(raised(A)), ("j",))]
+    assert sum_text(written([m], ("j",))) == "A[j]"
+    m = contracted(raised(Delta("j", "i")).times(raised(t, Fraction(-3, 2))).times(raised(t.renamed({"j": "i"}))),
+                   ("i", "j"))
+    assert sum_text(written([m], ("i", "j"))) == "delta[i,j] / t[i]^0.5"
+    assert lost([contracted(raised(Delta("s", "s")), ())], ())
+    assert contracted(raised(Delta("i", "j"), Fraction(-1)), ("i", "j")) is None
+
+
+# -- Hessians, simplified as gradients are ------------------------------------------------------
+
+HESSIAN_CASES = [
+    # S0 = exp(x)^-0.5 = exp(-x/2): S0'' = S0 / 4, the forward's S0 read by its name
+    ("a power of exp", "S0[i] = exp(x[i])^-0.5\nL = S0[i] * q[i]", "x",
+     "H[i,j] = 0.25 * S0[i] * q[i] * delta[i,j]", dict(x=(4,), q=(4,)),
+     lambda x, q: (torch.exp(x) ** -0.5 * q).sum(), lambda x, q: np.diag(0.25 * q * np.exp(-x / 2))),
+    # (t³)'' with t = tanh: 6 t (1 - t²) (1 - 2 t²), the two diagonals one
+    ("a cube of tanh", "L = q[i] * tanh(x[i])^3", "x",
+     "H[i,j] = 6 * q[i] * t[i] * (1 - t[i] * t[i]) * (1 - 2 * t[i]^2) * delta[i,j]", dict(x=(4,), q=(4,)),
+     lambda x, q: (q * torch.tanh(x) ** 3).sum(),
+     lambda x, q: np.diag(6 * q * np.tanh(x) * (1 - np.tanh(x) ** 2) * (1 - 2 * np.tanh(x) ** 2))),
+    # (1 / (1 + x²))'' = 2 (3 x² - 1) / (1 + x²)³
+    ("a quotient", "L = q[i] / (1 + x[i] * x[i])", "x",
+     "H[i,j] = 2 * q[i] * (3 * x[i]^2 - 1) * delta[i,j] / (1 + x[i] * x[i])^3", dict(x=(4,), q=(4,)),
+     lambda x, q: (q / (1 + x * x)).sum(), lambda x, q: np.diag(2 * q * (3 * x ** 2 - 1) / (1 + x ** 2) ** 3)),
+    # log-sum-exp: Diag(p) - p pᵀ, p the softmax (the gradient, named g)
+    ("log-sum-exp", "L = log(sum[j](exp(z[j])))", "z", "H[j,i] = g[j] * delta[j,i] - g[i] * g[j]",
+     dict(z=(5,)), lambda z: torch.logsumexp(z, 0),
+     lambda z: np.diag(np.exp(z) / np.exp(z).sum()) - np.outer(np.exp(z), np.exp(z)) / np.exp(z).sum() ** 2),
+    # s times log-sum-exp: s (Diag(p) - p pᵀ), p = t / t1, the delta-bearing cotangent dt written in
+    ("a scaled log-sum-exp", "L = log(sum[j](exp(z[j]))) * s", "z",
+     "H[j,i] = t[j] * s * delta[j,i] / t1 - t[j] * t[i] * s / t1^2", dict(z=(5,), s=()),
+     lambda z, s: torch.logsumexp(z, 0) * s,
+     lambda z, s: s * (np.diag(np.exp(z) / np.exp(z).sum()) - np.outer(np.exp(z), np.exp(z)) / np.exp(z).sum() ** 2)),
+    # S0 = |exp(x/2)^-0.5| = exp(-x/4): S0'' = S0 / 16; t2 = exp(x/2)^-0.5 read, not computed again
+    ("an identity in a chain", "S0[i] = abs(exp(x[i] * 0.5)^-0.5)\nL = S0[i] * q[i]", "x",
+     "H[i,j] = 0.0625 * t2[i] * q[i] * t3[i] * delta[i,j]", dict(x=(4,), q=(4,)),
+     lambda x, q: (torch.abs(torch.exp(x * 0.5) ** -0.5) * q).sum(), lambda x, q: np.diag(q * np.exp(-x / 4) / 16)),
+    # σ'' = σ (1 - σ) (1 - 2σ); with e = exp(-x), σ = 1 / (1 + e): e (e - 1) / (1 + e)³
+    ("a sigmoid", "L = q[i] * sigmoid(x[i])", "x", "H[i,j] = q[i] * (1 - t[i]) * t[i] * (1 - 2 * t[i]) * delta[i,j]",
+     dict(x=(4,), q=(4,)), lambda x, q: (q * torch.sigmoid(x)).sum(),
+     lambda x, q: np.diag(q * np.exp(-x) * (np.exp(-x) - 1) / (1 + np.exp(-x)) ** 3)),
+    # softplus'' = σ' = eˣ / (1 + eˣ)²: the two diagonals one, 1 + eˣ - eˣ = 1 cancelled
+    ("softplus written out", "L = q[i] * log(1 + exp(x[i]))", "x", "H[i,j] = q[i] * t[i] * delta[i,j] / (1 + t[i])^2",
+     dict(x=(4,), q=(4,)), lambda x, q: (q * torch.log(1 + torch.exp(x))).sum(),
+     lambda x, q: np.diag(q * np.exp(x) / (1 + np.exp(x)) ** 2)),
+    # ‖x‖'' = I / ‖x‖ - x xᵀ / ‖x‖³
+    ("a norm", "L = sum[i](x[i]^2)^0.5", "x", "H[i,j] = delta[i,j] / t^0.5 - x[i] * x[j] / t^1.5",
+     dict(x=(4,)), lambda x: torch.linalg.norm(x),
+     lambda x: np.eye(4) / np.linalg.norm(x) - np.outer(x, x) / np.linalg.norm(x) ** 3),
+    # the tanh layer by c: δ_ij Σ_b (1 - A²)((1 - A²) - 2 (A - T) A), the two products over b one
+    ("a tanh layer by its bias", TANH_LAYER, "c",
+     "H1[j,i] = sum[b](t1[b,j] * (t1[b,j] - 2 * (A[b,j] - T[b,j]) * A[b,j])) * delta[j,i]",
+     dict(X=(4, 3), W=(5, 3), c=(5,), T=(4, 5)), lambda X, W, c, T: 0.5 * ((torch.tanh(X @ W.T + c) - T) ** 2).sum(),
+     lambda X, W, c, T: np.diag(((1 - np.tanh(X @ W.T + c) ** 2) * (
+         1 - np.tanh(X @ W.T + c) ** 2 - 2 * (np.tanh(X @ W.T + c) - T) * np.tanh(X @ W.T + c))).sum(0))),
+    # a sigmoid layer by W: Σ_r X_rk X_ri q σ'' δ_jl, σ'' = σ (1 - σ) (1 - 2σ), the two products over r one
+    ("a sigmoid layer by its weights", "Y[i,j] = X[i,k] * W[k,j]; L = sigmoid(Y[i,j]) * q[i,j]", "W",
+     "H[k,j,i,l] = sum[r](X[r,k] * q[r,j] * (1 - t[r,j]) * t[r,j] * X[r,i] * (1 - 2 * t[r,j])) * delta[j,l]",
+     dict(X=(5, 3), W=(3, 2), q=(5, 2)), lambda X, W, q: (torch.sigmoid(X @ W) * q).sum(),
+     lambda X, W, q: np.einsum("rk,rj,ri,jl->kjil", X, q / (1 + np.exp(-X @ W)) * (1 - 1 / (1 + np.exp(-X @ W)))
+                               * (1 - 2 / (1 + np.exp(-X @ W))), X, np.eye(2))),
+    # logistic regression: Xᵀ Diag(σ (1 - σ)) X, the cotangent one product over X
+    ("logistic regression", "z[i] = X[i,k] * w[k]\nL = softplus(z[i]) - y[i] * z[i]", "w",
+     "H[k,i] = dz1[j,k] * X[j,i]", dict(X=(6, 3), w=(3,), y=(6,)),
+     lambda X, w, y: (torch.nn.functional.softplus(X @ w) - y * (X @ w)).sum(),
+     lambda X, w, y: X.T @ np.diag(np.exp(-X @ w) / (1 + np.exp(-X @ w)) ** 2) @ X),
+]
+
+
+AS_CHAINED = {"logistic regression"}
+"""The Hessians that reverse mode writes as a textbook does already (nothing to simplify)."""
+
+
+def _torch_hessian(f, arrays, name):
+    ts = {n: torch.tensor(v) for n, v in arrays.items()}
+
+    def of(x):
+        return f(**{**ts, name: x})
+    return torch.func.hessian(of)(ts[name]).numpy()
+
+
+@pytest.mark.parametrize("case, text, wrt, expected, shapes, f, textbook", HESSIAN_CASES,
+                         ids=[c[0] for c in HESSIAN_CASES])
+def test_a_derived_hessian_reads_as_a_person_writes_it(case, text, wrt, expected, shapes, f, textbook):
+    """Each Hessian's result as written by hand above, equal to torch.func.hessian, to the
+    textbook formula, and to the Hessian as reverse mode chains it."""
+    p = einsgrad.program(text)
+    h = p.hessian(wrt)
+    assert _last(h) == expected
+    assert einsgrad.program(str(h)) == h  # it reads back as itself
+    a = _arrays(**shapes)
+    got = h(**a)
+    np.testing.assert_allclose(got, _torch_hessian(f, a, wrt), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got, textbook(**a), rtol=1e-10, atol=1e-12)
+    with _as_reverse_mode_writes_it():
+        chain = p.hessian(wrt)
+    assert (str(chain) == str(h)) == (case in AS_CHAINED)
+    np.testing.assert_allclose(got, chain(**a), rtol=1e-10, atol=1e-12)
+
+
+def test_hessians_against_jax():
+    """The same Hessians against jax.hessian, a second framework's autodiff."""
+    jax = pytest.importorskip("jax")
+    jnp = pytest.importorskip("jax.numpy")
+    functions = {
+        "a cube of tanh": lambda x, q: (q * jnp.tanh(x) ** 3).sum(),
+        "a quotient": lambda x, q: (q / (1 + x * x)).sum(),
+        "log-sum-exp": lambda z: jax.scipy.special.logsumexp(z),
+        "an identity in a chain": lambda x, q: (jnp.abs(jnp.exp(x * 0.5) ** -0.5) * q).sum(),
+    }
+    for case, text, wrt, _, shapes, _, _ in HESSIAN_CASES:
+        if case not in functions:
+            continue
+        a = _arrays(**shapes)
+        names = list(shapes)
+        k = names.index(wrt)
+
+        def of(x, f=functions[case]):
+            return f(*[x if n == k else jnp.asarray(a[m]) for n, m in enumerate(names)])
+        with jax.enable_x64(True):
+            expected = np.asarray(jax.hessian(of)(jnp.asarray(a[wrt])))
+        np.testing.assert_allclose(einsgrad.program(text).hessian(wrt)(**a), expected, rtol=1e-10, atol=1e-12,
+                                   err_msg=case)
+
+
+def test_a_power_held_by_a_temporary_is_not_computed_again():
+    """``t2 = exp(x/2)^-0.5`` is a step (``sign(t2)`` reads it): the gradient and the Hessian
+    read it rather than raise ``t1 = exp(x/2)`` to ``-0.5`` again (the gradient had
+    ``sign(t2[i]) / t1[i]^0.5``, two power steps)."""
+    from einsgrad.program_steps import POWER, Elementwise
+
+    p = einsgrad.program("S0[i] = abs(exp(x[i] * 0.5)^-0.5)\nL = S0[i] * q[i]")
+
+    def powers(prog):
+        return [s for s in prog.steps if isinstance(s, Elementwise) and s.function == POWER]
+    for derived in (p.grad("x"), p.hessian("x")):
+        assert len(powers(derived)) == 1, str(derived)
+    assert _last(p.grad("x")) == "dx[i] = -0.25 * t2[i] * q[i] * sign(t2[i])"
+    with _as_reverse_mode_writes_it():
+        assert len(powers(p.grad("x"))) == 2  # the case that showed it
+
+
+def test_hessian_statements_are_the_gradients_read_back():
+    """The softmax the log-sum-exp Hessian reads is the gradient's own statement, as written."""
+    h = einsgrad.program("L = log(sum[j](exp(z[j])))").hessian("z")
+    assert str(h) == "t[j] = exp(z[j])\nt1 = t[j]\ng[j] = t[j] / t1\nH[j,i] = g[j] * delta[j,i] - g[i] * g[j]"
+
+
+# -- generated programs: the simplified Hessian against the chain and torch ----------------------
+
+
+@settings(max_examples=max(10, GENERATED // 2), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs_with_quotients(), st.integers(0, 2 ** 16), st.data())
+def test_simplified_hessians_equal_the_chain_and_torch(case, seed, data):
+    """The Hessian by one input of a generated program, simplified, against the Hessian as
+    reverse mode chains it and against torch.func.hessian, with the tolerance of the gradient
+    test above (rounding noise measured by moving the inputs)."""
+    text, shapes, loss = case
+    p = einsgrad.program(text)
+    name = data.draw(st.sampled_from(p.inputs))
+    rng = np.random.default_rng(seed)
+    a = {n: rng.standard_normal(s) * 0.7 for n, s in shapes.items()}
+    moved = {n: x * (1 + 1e-12 * rng.standard_normal(np.shape(x))) for n, x in a.items()}
+    expected = _torch_hessian(loss, a, name)
+    assume(np.all(np.isfinite(expected)) and np.abs(expected).max(initial=0) < 1e6)
+    h = p.hessian(name)
+    with _as_reverse_mode_writes_it():
+        chain = p.hessian(name)
+    given_ = {n: a[n] for n in p.inputs}
+    scale = 1 + np.abs(expected).max(initial=0)
+    got, reference = h(**given_), chain(**given_)
+    noise = np.abs(reference - chain(**{n: moved[n] for n in p.inputs})).max(initial=0)
+    torch_noise = np.abs(expected - _torch_hessian(loss, moved, name)).max(initial=0)
+    np.testing.assert_allclose(got, reference, rtol=1e-9, atol=1e-9 * scale + 100 * noise, err_msg=f"{h}\n--\n{chain}")
+    np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-8 * scale + 100 * torch_noise, err_msg=str(h))
+
+
+def test_a_common_factor_over_a_summed_index():
+    """``Σ_s X[s,k] a[s] - Σ_r X[r,k] c[r]`` is ``Σ_l X[l,k] (a[l] - c[l])``: the summed
+    indices named alike, then one name inside the parentheses and out."""
+    from fractions import Fraction
+
+    from einsgrad.algebra import Factor
+    from einsgrad.common_factors import common_factored
+    from einsgrad.expressions import sum_text
+    from einsgrad.monomials import raised, written
+
+    first = raised(Factor("X", ("#0", "k"))).times(raised(Factor("a", ("#0",))))
+    second = raised(Factor("X", ("#1", "k"))).times(raised(Factor("c", ("#1",)), Fraction(1)))
+    second = type(second)(Fraction(-1), second.powers, second.held)
+    (m,) = common_factored([first, second], ("k",), lambda monomials, output: monomials)
+    assert sum_text(written([m], ("k",))) == "X[l,k] * (a[l] - c[l])"
+    apart = [first, raised(Factor("y", ("k",)))]  # no atom in common: as they were
+    assert common_factored(apart, ("k",), lambda monomials, output: monomials) is apart

@@ -544,12 +544,31 @@ def test_generated_programs_against_torch_autograd(case, seed):
     np.testing.assert_allclose(p.grad(n)(**given), expected, rtol=1e-5,
                                atol=1e-5 * (1 + np.abs(expected).max(initial=0)) + 10 * error,
                                err_msg=f"{n}\n{p.grad(n)}")
+    # torch's double backward is an oracle where it agrees with central differences of torch's
+    # own gradient; where it does not (found: a program whose terms cancel to rounding residues,
+    # where it gave 8.4e6 and the differences 13846), the differences are the reference.
+    arrays = {m: a[m] for m in shapes}
+    every = list(arrays)
+
+    def torch_gradient(x):
+        try:
+            return _torch_grads(loss, {**arrays, n: x}, every)[1][every.index(n)]
+        except RuntimeError:  # the value reads none of the inputs: no graph
+            return np.zeros_like(x)
+
+    torch_differences, torch_error = _differences(_central_jacobian, torch_gradient, a[n])
+    slack = 1e-5 * (1 + np.abs(torch_differences).max(initial=0)) + 10 * torch_error
+    rtol = 1e-7
+    if not np.allclose(H, torch_differences, rtol=1e-5, atol=slack):
+        rtol, H, H_noise = 1e-5, torch_differences, slack
+        hv_torch = np.tensordot(v, torch_differences, axes=v.ndim)
+        hv_noise = slack * np.abs(v).sum()
     hv = p.hvp(n)
-    np.testing.assert_allclose(hv(**given, v=v), hv_torch, rtol=1e-7, atol=1e-7 + 100 * hv_noise,
+    np.testing.assert_allclose(hv(**given, v=v), hv_torch, rtol=rtol, atol=1e-7 + 100 * hv_noise,
                                err_msg=f"{n}\n{hv}")
     got = p.hessian(n)
     hessian = got(**given)
-    np.testing.assert_allclose(hessian, H, rtol=1e-7, atol=1e-7 + 100 * H_noise, err_msg=f"{n}\n{got}")
+    np.testing.assert_allclose(hessian, H, rtol=rtol, atol=1e-7 + 100 * H_noise, err_msg=f"{n}\n{got}")
     gradient = p.grad(n)  # the Hessian is symmetric: the differences of the gradient, either way round
     differences, error = _differences(_central_jacobian, lambda x: gradient(**{**given, n: x}), a[n])
     np.testing.assert_allclose(hessian, differences, rtol=1e-5,

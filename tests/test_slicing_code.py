@@ -1,6 +1,7 @@
 """The code a sliced call runs is the code ``source()`` shows: the chunk's program and the loop
 over the slices, for numpy, torch, jax and dask; exec'd, it gives the call's results, which
-are checked against torch's autograd. Under ``torch.compile`` a sliced call traces with no
+are checked against torch's autograd on curated networks, and against numpy's unsliced
+einsum and its gradients taken with np.einsum alone on generated specs. Under ``torch.compile`` a sliced call traces with no
 dynamo warning about a cached function, and gives torch.einsum's value and gradients."""
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from strategies import FLOAT64, LETTERS, einsum_cases, render
 
 import einsgrad
-from einsgrad import codegen
+from einsgrad import codegen, plan, slicing
+from einsgrad.shapes import bind
+from einsgrad.spec import parse
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from benchmarks.network_cases import grid  # noqa: E402
@@ -113,6 +119,99 @@ def _check_shown_source(spec, shapes, limit, library, monkeypatch):
     for got, pulled_one, want in zip(grads, pulled, grads_ref):
         np.testing.assert_allclose(got, want, **close)
         np.testing.assert_allclose(pulled_one, want, **close)
+
+
+def _einsum_gradients(case, ops, G) -> list[np.ndarray]:
+    """Each operand's gradient ``<G, dy/dx_i>`` from np.einsum alone: the einsum with ``x_i``
+    replaced by all its unit tensors at once (stacked along a new label), contracted with G.
+    Exact for a multilinear map, size-1 broadcasting and repeated labels included."""
+    free = next(label for label in LETTERS if label not in case.clean_spec)
+    grads = []
+    for i, x in enumerate(ops):
+        units = np.eye(x.size).reshape((x.size, *x.shape))
+        inputs = [(free, *t) if k == i else t for k, t in enumerate(case.inputs)]
+        stacked = np.einsum(render(inputs, (free, *case.explicit_output)), *[units if k == i else o
+                                                                              for k, o in enumerate(ops)])
+        grads.append(np.tensordot(stacked, G, axes=G.ndim).reshape(x.shape))
+    return grads
+
+
+def sliced_case(case, draw):
+    """A memory_limit drawn below the largest intermediate of the case's forward and backward
+    on its unsliced greedy tree, and the einsum compiled under it, or None (the case keeps no
+    intermediate above one element, or the tree the optimizer finds under the limit fits it,
+    or the limit is refused as too small: the message is checked)."""
+    bound = bind(parse(case.spec), case.shapes)
+    largest = slicing.Model(bound, plan.forward_path(bound, "greedy")).measure({}).largest
+    if largest <= 1:
+        return None
+    limit = draw(st.integers(1, largest - 1), label="memory_limit")
+    lin = einsgrad.compile(case.spec, optimize="greedy", memory_limit=limit)
+    try:
+        cuts = lin.costs(*case.shapes).slices
+    except einsgrad.EinsumSpecError as error:
+        assert f"memory_limit={limit} is too small" in str(error)
+        return None
+    return lin if cuts else None
+
+
+def _check_generated(case, data, library):
+    """The shown sliced source for ``library``, exec'd on a generated case: its forward is
+    np.einsum's unsliced value, and its vjp and pullback are the np.einsum gradients."""
+    lin = sliced_case(case, data.draw)
+    assume(lin is not None)  # only sliced calls are this test's business
+    ops = case.operands()
+    y_ref = np.einsum(case.clean_spec, *ops)
+    G = case.cotangent(np.shape(y_ref))
+    grads_ref = _einsum_gradients(case, ops, G)
+    shown = lin.source(*case.shapes, backend=library)
+    assert "_chunk(" in shown
+    namespace: dict = {}
+    exec(compile(shown, "<shown>", "exec"), namespace)
+    make, back = LIBRARIES[library]
+    arrays, g = [make(o) for o in ops], make(G)
+    close = dict(rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(back(namespace["forward"](*arrays)[0]), y_ref, **close)
+    for got, want in zip(namespace["vjp"](g, *arrays), grads_ref, strict=True):
+        np.testing.assert_allclose(back(got), want, **close)
+    y_saved, *saved = namespace["forward_saving"](*arrays)
+    np.testing.assert_allclose(back(y_saved), y_ref, **close)
+    for got, want in zip(namespace["pullback"](g, *saved), grads_ref, strict=True):
+        np.testing.assert_allclose(back(got), want, **close)
+
+
+@settings(max_examples=60, deadline=None)
+@given(einsum_cases(dtypes=(FLOAT64,), min_operands=2), st.data())
+def test_the_shown_sliced_numpy_source_on_generated_specs(case, data):
+    """Generated specs and limits that slice them: the shown numpy loop, exec'd, gives the
+    unsliced value and the np.einsum gradients (padded short chunks, sliced outputs, size-1
+    broadcasting, repeated labels and empty dimensions among them)."""
+    _check_generated(case, data, "numpy")
+
+
+@settings(max_examples=15, deadline=None)
+@given(einsum_cases(dtypes=(FLOAT64,), min_operands=2), st.sampled_from(["torch", "dask"]), st.data())
+def test_the_shown_sliced_torch_and_dask_source_on_generated_specs(case, library, data):
+    """The same for the torch loop and the dask graph (fewer examples: each builds a graph or
+    runs torch)."""
+    pytest.importorskip(library)
+    _check_generated(case, data, library)
+
+
+def test_the_gradient_oracle_is_numpys_einsum_derivative():
+    """The np.einsum oracle above against a hand-written gradient: for ``ij,jk->ik``, dA = G Bᵀ
+    and dB = Aᵀ G; for the trace ``ii->`` the gradient is G times the identity."""
+    from strategies import Case
+
+    rng = np.random.default_rng(3)
+    A, B, G = rng.standard_normal((2, 3)), rng.standard_normal((3, 4)), rng.standard_normal((2, 4))
+    case = Case("ij,jk->ik", (("i", "j"), ("j", "k")), ("i", "k"), ((2, 3), (3, 4)), (FLOAT64,) * 2, 0)
+    dA, dB = _einsum_gradients(case, [A, B], G)
+    np.testing.assert_allclose(dA, G @ B.T, rtol=1e-12)
+    np.testing.assert_allclose(dB, A.T @ G, rtol=1e-12)
+    trace = Case("ii->", (("i", "i"),), (), ((3, 3),), (FLOAT64,), 0)
+    (dT,) = _einsum_gradients(trace, [rng.standard_normal((3, 3))], np.array(2.5))
+    np.testing.assert_allclose(dT, 2.5 * np.eye(3), rtol=1e-12)
 
 
 def test_the_shown_loop_names_no_user_label():

@@ -86,22 +86,24 @@ def test_table_code_of_extended_specs_matches_finite_differences(case):
 
 
 def chain(n: int, size: int = 3, seed: int = 0):
-    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+    from opt_einsum import get_symbol  # a-z, A-Z, then unicode
+
+    letters = [get_symbol(i) for i in range(n + 1)]
     spec = ",".join(letters[i] + letters[i + 1] for i in range(n)) + f"->{letters[0]}{letters[n]}"
     rng = np.random.default_rng(seed)
     return spec, [rng.standard_normal((size, size)) / np.sqrt(size) for _ in range(n)]
 
 
 def test_a_long_chain_is_a_compact_table_that_runs_as_shown():
-    """A 51-matrix chain's vjp has more steps than TABLE_STEPS: its source is a few kernels
+    """A 180-matrix chain's vjp has more steps than TABLE_STEPS: its source is a few kernels
     and a table, less than half the straight-line code; exec'd as shown, it gives what the
     Einsum gives, bit for bit, and both are numpy's product and torch's gradients."""
     torch = pytest.importorskip("torch")
-    spec, ops = chain(51)
+    spec, ops = chain(180)
     e = einsgrad.compile(spec)
     shapes = [x.shape for x in ops]
     source = e.source(*shapes)
-    assert "_steps_vjp = json.loads" in source and "_steps_forward " not in source  # 149 and 50 steps
+    assert "_steps_vjp = json.loads" in source and "_steps_forward " not in source  # 536 and 179 steps
     before, tables.TABLE_STEPS = tables.TABLE_STEPS, 10**9
     try:
         straight = einsgrad.Einsum(spec).source(*shapes)
@@ -189,7 +191,7 @@ def test_table_code_in_jax_matches_jax_autodiff(spec, shapes):
 
 
 def test_a_vendored_module_of_a_long_chain_runs_its_table_standalone():
-    spec, ops = chain(51)
+    spec, ops = chain(180)
     e = einsgrad.compile(spec)
     text = e.module(*[x.shape for x in ops])
     assert "_steps__vjp = json.loads" in text
@@ -201,12 +203,12 @@ def test_a_vendored_module_of_a_long_chain_runs_its_table_standalone():
 
 
 def test_a_chain_of_unicode_labels_runs_as_a_table_with_no_label_in_its_code():
-    """A 300-matrix chain (301 labels, most past Z): every function is a table, the user's
+    """A 520-matrix chain (521 labels, most past Z): every function is a table, the user's
     labels appear nowhere but in the ASCII header comment, and the gradients obey
     ``<dL/dX_k, X_k> = <G, Y>`` for every operand (Euler's identity for multilinear maps)."""
     from opt_einsum import get_symbol
 
-    n, rng = 300, np.random.default_rng(4)
+    n, rng = 520, np.random.default_rng(4)
     spec = ",".join(get_symbol(i) + get_symbol(i + 1) for i in range(n)) + f"->{get_symbol(0)}{get_symbol(n)}"
     ops = [rng.standard_normal((2, 2)) / np.sqrt(2) for _ in range(n)]
     e = einsgrad.compile(spec)

@@ -8,6 +8,7 @@ values and gradients against numpy and torch autograd; bad paths are refused by 
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 
 import numpy as np
@@ -229,23 +230,91 @@ def test_a_tree_for_another_operand_count_is_refused(ctg):
         einsgrad.compile(SPEC, optimize=tree)
 
 
-def test_cotengra_slicing_is_refused_never_dropped(ctg):
-    """einsgrad does not run cotengra's slices: a HyperOptimizer with slicing_opts is refused
-    at compile time, a reusable one (whose options are its own) at the first search, and a
-    sliced tree at compile time; memory_limit= is what slices."""
-    with pytest.raises(EinsumSpecError, match=r"slices the contraction .*give memory_limit= instead"):
-        einsgrad.compile(SPEC, optimize=ctg.HyperOptimizer(max_repeats=4, progbar=False,
-                                                           slicing_opts={"target_size": 8}))
-    lin = einsgrad.compile(SPEC, optimize=ctg.ReusableHyperOptimizer(max_repeats=4, progbar=False,
-                                                                     slicing_opts={"target_size": 8}))
-    with pytest.raises(EinsumSpecError, match=r"slices the contraction"):
-        lin(*operands())
+def path_of_report(report, count: int) -> tuple:
+    """The opt_einsum path that a plan report's forward steps follow (positions among the
+    values left, each result appended), read from the values each step reads."""
+    held, path = [f"x{k}" for k in range(count)], []
+    for step in report.forward.steps:
+        if not all(a in held for a in step.args):
+            continue
+        picked = tuple(sorted(held.index(a) for a in step.args))
+        for i in reversed(picked):
+            del held[i]
+        held.append(step.target)
+        path.append(picked)
+    return tuple(path)
+
+
+def _chunk_largest(lin, path=None) -> int:
+    """The largest intermediate that one chunk of ``lin``'s slices allocates, forward and every
+    gradient, along the tree ``path`` (default: the one its plan report follows): planned
+    here from the cuts ``lin`` reports."""
+    from einsgrad import plan
+    from einsgrad.shapes import bind
+
+    path = path_of_report(lin.plan(*SHAPES), len(SHAPES)) if path is None else path
+    bound = bind(lin.spec, SHAPES)
+    cuts = lin.costs(*SHAPES).slices
+    assert cuts, "the contraction is not sliced"
+    swept = plan.sweep(bound.resized(cuts), tuple(map(tuple, path)), tuple(range(len(SHAPES))))
+    kept = set(swept.returns) | {"y"}
+    return max(math.prod(s.shape) for s in swept.steps if s.fresh and s.target not in kept)
+
+
+def test_a_sliced_cotengra_tree_is_run_sliced_to_its_own_bound(ctg):
+    """A ContractionTree given sliced is run along its path, and einsgrad slices it so that no
+    intermediate of the forward or of any gradient passes the tree's largest sliced one."""
     tree = ctg.ContractionTree.from_path([tuple(t) for t in TERMS], (), SIZES,
                                          path=[(0, 1), (0, 1), (0, 1), (0, 1)])
-    sliced = tree.slice(target_slices=2)
-    assert sliced.sliced_inds
-    with pytest.raises(EinsumSpecError, match=r"slices the contraction"):
-        einsgrad.compile(SPEC, optimize=sliced)
+    sliced = tree.slice(target_size=tree.max_size() // 4)
+    assert sliced.sliced_inds and sliced.max_size() < tree.max_size()
+    lin = einsgrad.compile(SPEC, optimize=sliced)
+    check_values_and_gradients(lin, operands())
+    follows(lin.plan(*SHAPES), sliced.get_path(), 5)
+    assert set(tree_of_path(path_of_report(lin.plan(*SHAPES), 5), 5)) == set(tree_of_path(sliced.get_path(), 5))
+    assert _chunk_largest(lin, sliced.get_path()) <= sliced.max_size()
+    # the same as the tree unsliced under the memory limit it implies, and never looser than one given
+    same = einsgrad.compile(SPEC, optimize=tree, memory_limit=int(sliced.max_size()))
+    assert lin.costs(*SHAPES).slices == same.costs(*SHAPES).slices
+    tighter = einsgrad.compile(SPEC, optimize=sliced, memory_limit=4)
+    assert _chunk_largest(tighter, sliced.get_path()) <= 4
+
+
+@pytest.mark.parametrize("kind", ["HyperOptimizer", "ReusableHyperOptimizer"])
+def test_cotengra_slicing_opts_are_honoured_for_forward_and_gradients(ctg, kind):
+    """slicing_opts are never dropped: the optimizer's sliced tree bounds every intermediate of
+    the forward and of every gradient by its target, in numpy and torch (against autograd)."""
+    target = 8
+    optimizer = getattr(ctg, kind)(methods=["greedy"], max_repeats=4, parallel=False, progbar=False,
+                                   slicing_opts={"target_size": target})
+    lin = einsgrad.compile(SPEC, optimize=optimizer)
+    check_values_and_gradients(lin, operands())
+    assert lin.costs(*SHAPES).slices
+    assert _chunk_largest(lin) <= target
+    torch = pytest.importorskip("torch")
+    xs = [torch.tensor(x, requires_grad=True) for x in operands(1)]
+    ys = [torch.tensor(x, requires_grad=True) for x in operands(1)]
+    (einsgrad.compile(SPEC, optimize=optimizer)(*xs) * 0.7).backward()
+    (torch.einsum(SPEC, *ys) * 0.7).backward()
+    for x, y in zip(xs, ys):
+        torch.testing.assert_close(x.grad, y.grad)
+
+
+def test_joint_choice_with_cotengra_slicing_is_refused(ctg):
+    optimizer = ctg.HyperOptimizer(max_repeats=4, progbar=False, slicing_opts={"target_size": 8})
+    with pytest.raises(EinsumSpecError, match=r"joint=True .* give memory_limit= instead"):
+        einsgrad.compile(SPEC, optimize=optimizer, joint=True)
+
+
+def test_an_unsliced_hyperoptimizer_keeps_shape_generic_code(ctg):
+    """Only an optimizer that may slice makes calls run exact shapes: a HyperOptimizer without
+    slicing options keeps torch's shape-generic code."""
+    plain = einsgrad.compile(SPEC, optimize=ctg.HyperOptimizer(max_repeats=4, progbar=False))
+    assert "shapes" in plain.source(*SHAPES, backend="torch", generic=True)
+    sliced = einsgrad.compile(SPEC, optimize=ctg.HyperOptimizer(max_repeats=4, progbar=False,
+                                                                slicing_opts={"target_size": 8}))
+    with pytest.raises(EinsumSpecError, match=r"generic=True.*exact shapes"):
+        sliced.source(*SHAPES, backend="torch", generic=True)
 
 
 def test_cotengra_tree_on_a_unicode_network(ctg):
