@@ -813,10 +813,3 @@ def test_a_cubic_trace_has_a_commuted_kronecker_hessian():
     got = Reader({"X": X}, X.shape).value(h.vec_form.partition(" = ")[2], expected.shape)
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
 
-
-@pytest.mark.parametrize("spec", ["kij,k,kl->kl", "bi,b,bj->bij", "kij,k->kij"])
-def test_an_operand_0d_in_each_slice_moves_as_a_scalar(spec):
-    """``W_k`` of ``"kij,k,kl->kl"`` is a scalar in each slice k: its share moves by
-    ``M : (a N) = (M : N) a``, not by a matrix product's rule (read back against np.einsum)."""
-    names = ["X", "W", "V"][:len(_spec_parts(spec)[0])]
-    assert check_matrix_explanation(spec, names) > 0
