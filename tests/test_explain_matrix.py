@@ -12,6 +12,7 @@ finite differences of a numpy gradient written by hand.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import string
 from dataclasses import dataclass
@@ -604,6 +605,12 @@ def test_a_bad_style_is_refused():
         einsgrad.explain("ij->i", style="matrixx")
 
 
+
+def generated_examples(default: int) -> int:
+    """Examples of a generated-form test: ``default`` in CI; EINSGRAD_GENERATED_FORMS (300) for
+    a long hunt."""
+    return int(os.environ.get("EINSGRAD_GENERATED_FORMS", default))
+
 @st.composite
 def rank2_specs(draw):
     """Specs of one to three operands, each of at most two labels from ``ijk`` (a label may
@@ -615,7 +622,7 @@ def rank2_specs(draw):
     return ",".join(terms) + "->" + output
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=generated_examples(60), deadline=None)
 @given(rank2_specs(), st.integers(0, 3))
 def test_generated_rank2_specs_print_true_forms(spec, seed):
     names = ["X", "W", "V"][:len(_spec_parts(spec)[0])]
@@ -746,7 +753,7 @@ def _polarized_hessian(f, shape) -> np.ndarray:
                      for p in range(size)])
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=generated_examples(40), deadline=None)
 @given(quadratic_programs())
 def test_generated_quadratic_forms_print_true_kronecker_forms(text):
     prog = einsgrad.program(text)

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import einsgrad
-from test_explain_matrix import _sections, _spec_parts, check_matrix_explanation
+from test_explain_matrix import _sections, _spec_parts, check_matrix_explanation, generated_examples
 from test_matrix_statements import evaluate
 
 # (spec, names, the gradient wrt operand 0 a textbook writes, or the forward's form)
@@ -75,7 +75,7 @@ def rank2_specs(draw):
 NAMES = ["X", "W", "V", "U"]
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=generated_examples(80), deadline=None)
 @given(rank2_specs(), st.integers(0, 3))
 def test_every_rank2_spec_prints_a_form(spec, seed):
     names = NAMES[:len(_spec_parts(spec)[0])]
@@ -100,7 +100,7 @@ def wide_specs(draw):
     return ",".join(terms) + "->" + output
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=generated_examples(60), deadline=None)
 @given(wide_specs())
 def test_a_wide_spec_with_no_form_says_so_in_one_line(spec):
     """Three labels or more: a form for each batch slice where there is one (read back), else
@@ -140,7 +140,7 @@ def rank2_programs(draw):
     return text, shapes
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=generated_examples(60), deadline=None)
 @given(rank2_programs(), st.integers(0, 2 ** 16))
 def test_every_rank2_program_gradient_prints_a_true_form(case, seed):
     text, shapes = case
