@@ -97,9 +97,8 @@ def _step_cotangents(backprop) -> dict:
 
 def _form(result, lhs: Piece, named, shown_as, temporaries=()):
     """The result statement in matrix notation (the others written in, but those the user
-    named and the ``temporaries`` of the forward read more than once), or None."""
-    if not result.statements[-1].terms:
-        return None
+    named and the ``temporaries`` of the forward read more than once), or None; a gradient
+    that is 0 (an input on no path to the output) is the zero matrix, ``∂L/∂s = 0``."""
     return statement_form(result.statements, lhs, named, shown_as, nameable=frozenset(temporaries))
 
 

@@ -32,7 +32,8 @@ from .derivation import chain, differentiate
 from .elementwise import elementwise_lines, elementwise_sizes
 from .errors import EinsumSpecError
 from .explain_checks import Symbols, check_names, check_notation, check_readable, check_style, check_written
-from .matrix_forms import Form, form_body, form_equation, matrix_form
+from .form_search import matrix_form
+from .matrix_forms import Form, form_body, form_equation
 from .programs import Program
 from .spec_differentials import SpecDifferential, operand_lines, spec_differential, whole_lines
 from .render import (BATCH_SYMBOL, FRESH_BATCH, Piece, Rendered, differential_of, equals,

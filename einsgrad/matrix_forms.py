@@ -1,7 +1,8 @@
-"""Matrix forms: an einsum spec in matrix notation, found by a table of small rules.
+"""Matrix forms: an einsum spec in matrix notation, by a table of small rules.
 
 Each rule (:data:`_PLAIN_RULES`) is a function of the label tuples that returns a :class:`Form`
-or None; a batched form strips leading labels every operand shares and tries the rules again.
+or None; :func:`plain_form` tries them in turn. A form may hold forms of its own where an
+operand is one (``(A B) ∘ C``): :mod:`einsgrad.form_search` builds those, and batched ones.
 :func:`form_body` renders a form as text and LaTeX.
 """
 
@@ -14,25 +15,20 @@ from typing import Sequence
 
 from .render import (ONES, Piece, applied, differential_of, equals, juxt, label_symbols, listed,
                      parenthesized, spaced, summation, symbol_latex, transpose_of)
-from .spec import ELLIPSIS, Spec
-
-# The matrix-form search budget: no rule covers more than four factors, and each batch label
-# adds one letter to every operand, so larger specs have no matrix form and are not searched.
-MAX_FORM_OPERANDS = 6  # operands, 0-d ones included
-MAX_FORM_LABELS = 8  # distinct labels (and at most twice this many label occurrences)
-MAX_FORM_CANDIDATES = 64  # sets of batch labels tried, fewest labels first
-
+from .spec import ELLIPSIS
 
 @dataclass(frozen=True)
 class Form:
     """A matrix formula over the operands of a spec.
 
     Attributes:
-        kind: "product", "trace", "hadamard", "diag" (a square matrix's diagonal), "identity"
-            (``scale`` times ``I``), "rowsum" (an entrywise product summed along its rows,
-            ``(A ∘ B) 1``) or "colsum" (``(A ∘ B)ᵀ 1``).
-        factors: (operand position, or None for a ones vector; transposed) in order.
-        scalars: positions of 0-d operands, written in front.
+        kind: "product", "trace", "hadamard", "diag" (the diagonal of a square matrix or of a
+            product, ``diag(A B)``), "identity" (``scale`` times ``I``), "rowsum" (an
+            entrywise product summed along its rows, ``(A ∘ B) 1``) or "colsum"
+            (``(A ∘ B)ᵀ 1``).
+        factors: (operand, transposed) in order: an operand is a position, None for a ones
+            vector, or a form of operands (``A B`` in ``(A B) ∘ C``).
+        scalars: 0-d operands, written in front: positions, or forms (``tr(B)``).
         batch: labels every operand and the output share: "for each b: ...".
         summed: labels the operands share and the output lacks: "Σ_b ...".
         scaled: positions in ``factors`` of vectors written as diagonal matrices ``Diag(d)``.
@@ -41,13 +37,19 @@ class Form:
     """
 
     kind: str
-    factors: tuple[tuple[int | None, bool], ...] = ()
-    scalars: tuple[int, ...] = ()
+    factors: "tuple[tuple[int | Form | None, bool], ...]" = ()
+    scalars: "tuple[int | Form, ...]" = ()
     batch: tuple[str, ...] = ()
     summed: tuple[str, ...] = ()
     scaled: tuple[int, ...] = ()
     columns: bool = False
     scale: "Form | None" = None
+
+    @property
+    def nested(self) -> bool:
+        """Some operand is a form of its own (a scale aside)."""
+        return any(isinstance(k, Form) for k, _ in self.factors) or any(
+            isinstance(k, Form) for k in self.scalars)
 
 
 def _identity_form(inputs, output, tensors):
@@ -59,7 +61,7 @@ def _identity_form(inputs, output, tensors):
         return Form("identity")
     if any(output[0] in inputs[k] for k in tensors):
         return None
-    scale = _plain_form(inputs, ())
+    scale = plain_form(inputs, ())
     return None if scale is None else Form("identity", scale=replace(scale, scalars=()))
 
 
@@ -130,10 +132,12 @@ def _orientations(term):
 
 
 def _chain_kind(chain, output, count):
-    """"product" or "trace" if the oriented ``chain`` multiplies out to ``output``, else None.
+    """"product", "trace" or "diag" if the oriented ``chain`` multiplies out to ``output``,
+    else None.
 
     Adjacent factors share their inner label (or are an outer product, both None), an inner
-    label occurs nowhere else, the outer labels are the output (a vector is a column)."""
+    label occurs nowhere else, the outer labels are the output (a vector is a column), or
+    both are the output's one label: the diagonal of a product of matrices, ``diag(A B C)``."""
     for (_, cols), (rows, _) in zip(chain, chain[1:]):
         if cols != rows or cols is not None and (count[cols] != 2 or cols in output):
             return None
@@ -142,6 +146,9 @@ def _chain_kind(chain, output, count):
         if first is None and last is None:
             return "product"
         return "trace" if first == last and count[first] == 2 else None
+    if len(output) == 1 and first == last == output[0] and count[first] == 2 and len(chain) > 1 \
+            and all(cols is not None for _, cols in chain[:-1]):  # diag(x yᵀ) is x ∘ y
+        return "diag"
     if len(output) == 1 and (first, last) != (output[0], None):
         return None
     ends = tuple(label for label in (first, last) if label is not None)
@@ -217,7 +224,8 @@ _PLAIN_RULES = (_identity_form, _diag_form, _hadamard_form, _scaling_form, _rows
                 _chain_form)
 
 
-def _plain_form(inputs, output) -> Form | None:
+def plain_form(inputs, output) -> Form | None:
+    """The first rule's form of the spec ``inputs -> output`` (label tuples), or None."""
     if ELLIPSIS in output or any(ELLIPSIS in t for t in inputs):
         return None
     tensors = tuple(k for k, t in enumerate(inputs) if t)
@@ -227,48 +235,6 @@ def _plain_form(inputs, output) -> Form | None:
         if form is not None:
             return replace(form, scalars=scalars)
     return None
-
-
-def _leading(strip, term) -> bool:
-    """The stripped labels of ``term`` are its first axes (batch axes lead, as in "bij")."""
-    held = sum(label in strip for label in term)
-    return all(label in strip for label in term[:held])
-
-
-def _batched_form(inputs, output) -> Form | None:
-    """A plain form for each value of batch labels, fewest first: leading labels every operand
-    holds once (``...`` may be missing from some: they are the same for every batch). In the
-    output they read "for each b" (batched matmul); not in it, a sum over b. At most
-    :data:`MAX_FORM_CANDIDATES` sets of batch labels are tried.
-    """
-    tensors = [t for t in inputs if t]
-    candidates = [l for l in dict.fromkeys(l for t in tensors for l in t) if output.count(l) <= 1
-                  and (l == ELLIPSIS or all(t.count(l) == 1 for t in tensors))]
-    subsets = itertools.chain.from_iterable(
-        itertools.combinations(candidates, size) for size in range(1, len(candidates) + 1))
-    for strip in itertools.islice(subsets, MAX_FORM_CANDIDATES):
-        rest = tuple(tuple(l for l in t if l not in strip) for t in inputs)
-        if not any(rest) or not all(_leading(strip, t) for t in (*inputs, output)):
-            continue
-        kept = tuple(l for l in output if l not in strip)
-        form = _plain_form(rest, kept)
-        columns = any(len(t) == 1 for t in (*rest, kept))
-        if form is not None and (columns and not any(l in output for l in strip)):
-            continue  # "Σ_i a (G ∘ X)" of row slices: no reader would take it as meant
-        if form is not None:
-            return replace(form, batch=tuple(l for l in strip if l in output),
-                           summed=tuple(l for l in strip if l not in output),
-                           columns=columns)
-    return None
-
-
-def matrix_form(spec: Spec) -> Form | None:
-    """The spec in matrix notation, or None; None at once for specs beyond the search budget
-    (more than :data:`MAX_FORM_OPERANDS` operands or :data:`MAX_FORM_LABELS` labels)."""
-    if len(spec.inputs) > MAX_FORM_OPERANDS or sum(map(len, spec.inputs)) + len(
-            spec.output) > 2 * MAX_FORM_LABELS or len(spec.labels) > MAX_FORM_LABELS:
-        return None
-    return _plain_form(spec.inputs, spec.output) or _batched_form(spec.inputs, spec.output)
 
 
 def form_body(form: Form, names: Sequence[Piece], vary: int | None = None,
@@ -289,18 +255,20 @@ def form_body(form: Form, names: Sequence[Piece], vary: int | None = None,
     elif form.kind == "trace":
         body = applied("tr", juxt(parts))
     elif form.kind == "diag":
-        body = applied("diag", parts[0])
+        only = form.factors[0] if len(form.factors) == 1 else (None, True)
+        body = applied("diag", _bare(names, only[0], vary, inverse)
+                       if isinstance(only[0], Form) and not only[1] else juxt(parts))
     elif form.kind == "identity":
         body = Piece("I", "I")
         if form.scale is not None:
-            body = juxt([form_body(form.scale, names, vary, inverse), body])
+            body = juxt([grouped(form_body(form.scale, names, vary, inverse)), body])
     else:
         body = juxt(parts, empty="")
-    scalars = [_leaf(names, k, False, vary) for k in form.scalars if k not in inverse]
+    scalars = [_leaf(names, k, False, vary, inverse) for k in form.scalars if k not in inverse]
     if scalars:
         body = juxt(scalars + ([parenthesized(body) if form.kind == "hadamard" else body]
                                 if body.text else []))
-    divisors = [_leaf(names, k, False, vary) for k in form.scalars if k in inverse]
+    divisors = [_leaf(names, k, False, vary, inverse) for k in form.scalars if k in inverse]
     if divisors:
         over = juxt(divisors)
         over = parenthesized(over) if len(divisors) > 1 else over
@@ -311,10 +279,31 @@ def form_body(form: Form, names: Sequence[Piece], vary: int | None = None,
     return body
 
 
-def _leaf(names, position, transposed, vary) -> Piece:
+def _bare(names, position, vary, inverse) -> Piece:
+    """An operand as written inside a function's parentheses (``Diag(W 1)``): a form as is."""
+    if isinstance(position, Form):
+        return form_body(position, names, vary, inverse)
     m = ONES if position is None else names[position]
-    m = differential_of(m) if position is not None and position == vary else m
+    return differential_of(m) if position is not None and position == vary else m
+
+
+def _leaf(names, position, transposed, vary, inverse=frozenset()) -> Piece:
+    """An operand as a factor: a compound form parenthesized, ``(A B)ᵀ``."""
+    m = _bare(names, position, vary, inverse)
+    m = grouped(m) if isinstance(position, Form) else m
     return transpose_of(m) if transposed else m
+
+
+def grouped(m: Piece) -> Piece:
+    """``m`` as one operand: parenthesized unless it reads as one already, a name, a call or
+    a group (``tr(A B)``, ``(A ∘ B)ᵀ``): no space, ``∘``, ``⊘`` or ``/`` outside parentheses
+    (``x∘x`` transposed is ``(x∘x)ᵀ``), the ``∘`` of an entrywise power ``t^∘3`` aside."""
+    depth = 0
+    for n, char in enumerate(m.text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and char in " ∘⊘/" and m.text[n - 1:n + 1] != "^∘":
+            return Piece(f"({m.text})", rf"\left({m.latex}\right)")
+    return m
 
 
 def form_parts(form: Form, names: Sequence[Piece], vary: int | None = None,
@@ -323,11 +312,11 @@ def form_parts(form: Form, names: Sequence[Piece], vary: int | None = None,
     operands); a reciprocal as :func:`form_body` writes it outside an entrywise quotient."""
     parts = []
     for n, (k, t) in enumerate(form.factors):
-        m = _leaf(names, k, t, vary)
+        m = _leaf(names, k, t, vary, inverse)
         if n in form.scaled:
-            m = applied("Diag", _leaf(names, k, False, vary))
+            m = applied("Diag", _bare(names, k, vary, inverse))
             m = Piece(m.text + "⁻¹", m.latex + "^{-1}") if k in inverse else m
-        elif k in inverse and form.kind == "product":
+        elif k in inverse and form.kind not in ("hadamard", "rowsum", "colsum"):
             m = Piece(f"(1 ⊘ {m.text})", rf"\left(1 \oslash {m.latex}\right)")
         parts.append(m)
     return parts

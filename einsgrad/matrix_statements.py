@@ -22,7 +22,8 @@ from typing import Mapping, Sequence
 
 from .algebra import Factor, Term, decimal
 from .expressions import Call, Group, Power, Scoped, Statement, free, term_free
-from .matrix_forms import ONES, form_body, hadamard, matrix_form
+from .form_search import matrix_form
+from .matrix_forms import ONES, Form, form_body, hadamard
 from .matrix_operands import term_operands
 from .render import Piece, applied, equals, juxt, spaced, tensor_name, transpose_of
 from .spec_terms import einsum_of
@@ -337,6 +338,10 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering |
     :func:`form_body`. A reciprocal operand (in ``inverse``) keeps its coefficient; the
     others' are the term's. None for a chain that counts (``1ᵀ 1``, a sum over an index that
     no operand holds): nothing in the formula says the size it is."""
+    if form.nested:
+        form, used = _unnested(form, used, inverse)
+        if form is None:
+            return None
     shown = [_operand(r.whole if n in inverse else r.body) for n, r in enumerate(used)]
     if form.kind == "product" and form.factors in (((0, False),),) and not form.scalars and not inverse \
             and not form.scaled and not form.summed:
@@ -360,6 +365,10 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering |
                 links.extend([x.flipped() for x in reversed(chain)] if t else chain)
             else:
                 links.append(Link(shown[k], t and not used[k].diagonal, symmetric=used[k].diagonal))
+                if _unsized(used[k], "cols" if t else "rows", links[:-1], form.factors[n + 1:], "rows"):
+                    return None
+                if _unsized(used[k], "rows" if t else "cols", links[:-1], form.factors[n + 1:], "cols"):
+                    return None
         if sum(not x.scalar for x in links) > 1:  # I M is M
             links = [x for x in links if not x.identity]
         if _counts([x for x in links if not x.scalar], form.kind == "trace"):
@@ -382,6 +391,26 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering |
     return Rendering(Fraction(1), body, _atomic_text(body.text))
 
 
+def _unnested(form, used: list[Rendering], inverse: frozenset[int]):
+    """``form`` with each form it holds (``A B`` in ``(A B) ∘ C``) rendered by :func:`_formed`
+    as an operand of its own, after ``used``; (None, used) where one has no rendering."""
+    used = list(used)
+
+    def operand(k):
+        if not isinstance(k, Form):
+            return k
+        r = _formed(k, used[:count], inverse)
+        used.append(r)
+        return None if r is None else len(used) - 1
+
+    count = len(used)
+    factors = tuple((operand(k), t) for k, t in form.factors)
+    scalars = tuple(operand(k) for k in form.scalars)
+    if any(r is None for r in used[count:]):
+        return None, used
+    return replace(form, factors=factors, scalars=scalars), used
+
+
 _IDENTITY = Link(Piece("I", "I"), symmetric=True, identity=True)
 
 
@@ -399,6 +428,34 @@ def _scalar_links(r: Rendering) -> list[Link]:
     scalars = _sum([(c, Rendering(Fraction(1), juxt([x.piece for x in _scalar_links(t)], empty="1"), True))
                     for c, t in r.terms])
     return [Link(_operand(scalars.whole), scalar=True, symmetric=True)]
+
+
+def _unsized(r: Rendering, side: str, before: list[Link], after, which: str) -> bool:
+    """A sum whose every term is a broadcast along ``side`` (``1 aᵀ + c 1 bᵀ``: its rows
+    unsized; ``a 1ᵀ + ...``: its columns), next to a ones vector that sums along it
+    (``1ᵀ (1 aᵀ + 1 bᵀ) 1``): a count that nothing in the text sizes. ``which`` is the
+    side of ``r`` that the neighbour reads: its rows, read by the link before it, or its
+    columns, by the factor after it."""
+    if which == "rows":
+        own = [x for x in before if not x.scalar]
+        neighbour = own[-1] if own else None
+        sums = neighbour is not None and neighbour.base == ONES and neighbour.transposed
+    else:
+        nxt = next(iter(after), None)
+        sums = nxt is not None and nxt[0] is None and not nxt[1]
+    return sums and _broadcast_along(r, side)
+
+
+def _broadcast_along(r: Rendering | None, side: str) -> bool:
+    """Every term of ``r`` begins with a ones column (``side`` "rows") or ends with a ones
+    row ("cols")."""
+    if r is None:
+        return False
+    if r.terms is not None:
+        return all(_broadcast_along(t, side) for _, t in r.terms)
+    own = [x for x in r.chain or () if not x.scalar] if r.kind == "product" else []
+    end = own[0] if own and side == "rows" else own[-1] if own else None
+    return end is not None and end.base == ONES and end.transposed == (side == "cols")
 
 
 def _counts(links, traced: bool) -> bool:
