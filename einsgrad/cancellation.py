@@ -53,10 +53,9 @@ class _Unsimplified(Exception):
 
 
 def _product(left: list[Monomial], right: list[Monomial]) -> list[Monomial]:
-    result = [a.times(b) for a in left for b in right]
-    if len(result) > MAX_MONOMIALS:
+    if len(left) * len(right) > MAX_MONOMIALS:  # refused before it is multiplied out
         raise _Unsimplified("too many terms")
-    return result
+    return [a.times(b) for a in left for b in right]
 
 
 # -- the forward's definitions -------------------------------------------------------------
@@ -405,7 +404,12 @@ def _shortened(monomials, forward: _Forward, output) -> list[Monomial]:
         trial = monomials
         try:
             for name in choice:
-                trial = merged([x for m in trial for x in _written_out(m, forward.sums[name])], output)
+                written = []
+                for m in trial:
+                    written += _written_out(m, forward.sums[name])
+                    if len(written) > MAX_MONOMIALS:  # as one product past it: left as it was
+                        raise _Unsimplified("too many terms")
+                trial = merged(written, output)
         except _Unsimplified:
             continue
         if _length(trial) < _length(best) and not lost(trial, output):

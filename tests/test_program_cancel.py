@@ -537,3 +537,40 @@ def test_a_common_factor_over_a_summed_index():
     assert sum_text(written([m], ("k",))) == "X[l,k] * (a[l] - c[l])"
     apart = [first, raised(Factor("y", ("k",)))]  # no atom in common: as they were
     assert common_factored(apart, ("k",), lambda monomials, output: monomials) is apart
+
+
+# A program hypothesis drew (test_program_statements' generator, seed 2 of the long hunt) whose
+# Hessian spent 50 s writing forward sums out: each choice of sums multiplied out past the
+# budget before it was refused. The budget now bounds every choice as a whole, and a product is
+# refused before it is multiplied out.
+DEEP = ("S0[k,j] = (sigmoid(y[j]) * log(exp(s + y[j])) + (B[j,k]^3 * B[j,k]^3 * B[j,k])^2 * cos(1.5 + B[j,k] * y[j]))^3"
+        " * (s * 1.5 + 1/3 * sqrt(exp(y[j]^3 * y[j]^2 * s^3 + B[j,k]^2 * 1/3 * s)))^3\n"
+        "S1 = (softplus(s * s + 1/3 * s^3) * s^2 - 1/3)^3\n"
+        "S2[k] = sum[j](y[j] * (1.5 * S1^2)) + sum[j](y[j] * ((S1 * S1 * s - S1^3 * S1 * S1 * S1)^3))"
+        " * (sum[j](S0[k,j] * (S1 * s * 0.5 + S1^3 * S1 * S1 * S1)) + sum[i](x[i] * (s^3 * 1.5 + S1 * s)) * S1 * S1^2)^2"
+        " * B[j,k]^3 + sigmoid(S1^2) * softplus(S1 * 2 * S1)^-0.5 * (1 + (S1^3 + S1 * S1^2 * s * s)^2)^-1\n"
+        "L = S2[k] * q[k]")
+
+
+def test_writing_sums_out_stays_within_its_budget(monkeypatch):
+    from einsgrad import monomials
+
+    count = [0]
+    times = monomials.Monomial.times
+
+    def counted(self, other):
+        count[0] += 1
+        return times(self, other)
+
+    monkeypatch.setattr(monomials.Monomial, "times", counted)
+    p = einsgrad.program(DEEP)
+    hessian = p.hessian("s")
+    assert count[0] < 400_000  # 2,306,448 products before the budget bounded a choice
+    monkeypatch.undo()
+    rng = np.random.default_rng(3)
+    values = {"x": rng.uniform(-0.5, 0.5, 3), "y": rng.uniform(-0.5, 0.5, 4),
+              "B": rng.uniform(-0.5, 0.5, (4, 2)), "q": rng.uniform(-0.5, 0.5, 2)}
+    s, h = 0.3, 1e-4
+    gradient = p.grad("s")
+    by_differences = (float(gradient(**values, s=s + h)) - float(gradient(**values, s=s - h))) / (2 * h)
+    np.testing.assert_allclose(float(hessian(**values, s=s)), by_differences, rtol=1e-5, atol=1e-8)
