@@ -110,8 +110,7 @@ class Einsum:
         self._pairs = saving_pairs.PairIndex()  # saving_pair's index, kept alike
         self._last: tuple | None = None  # the last call's FunctionKey fields, for source()
         self._classes = functools.lru_cache(maxsize=1024)(self._classify)
-        self._every = tuple(range(len(self.spec.inputs)))
-        self._all = derive.Wrt(self._every, False)
+        self._all = derive.Wrt(tuple(range(len(self.spec.inputs))), False)
         self._wrts: dict[tuple, derive.Wrt] = {}  # checked tuples of indices (at most 2^n)
         self.shapes = None if shapes is None else check_shapes(shapes, len(self.spec.inputs))
         if self.shapes is not None:

@@ -24,23 +24,29 @@ class PairIndex:
 
     @staticmethod
     def key(operands, wrt) -> tuple | None:
-        """The index key of a call, or None where it has none (symbolic sizes, scalars)."""
+        """The index key of a call, or None where it has none (scalars); one of symbolic
+        sizes does not hash, and is found and kept by neither :meth:`get` nor :meth:`put`."""
         try:
-            key = (type(operands[0]), tuple([a.shape for a in operands]),
-                   tuple([a.dtype for a in operands]), wrt)
-            hash(key)
-        except (TypeError, AttributeError, IndexError):
+            return (type(operands[0]), tuple([a.shape for a in operands]),
+                    tuple([a.dtype for a in operands]), wrt)
+        except (AttributeError, IndexError):
             return None
-        return key
 
     def get(self, key: tuple | None) -> SavingPair | None:
-        return None if key is None else self.pairs.get(key)
+        try:  # hashed once, by the lookup itself: this is every call's path
+            return None if key is None else self.pairs.get(key)
+        except TypeError:
+            return None
 
     def put(self, key: tuple | None, pair: SavingPair) -> None:
-        if key is not None:
-            if len(self.pairs) >= PAIRS_LIMIT:
-                self.pairs.clear()
+        if key is None:
+            return
+        if len(self.pairs) >= PAIRS_LIMIT:
+            self.pairs.clear()
+        try:
             self.pairs[key] = pair
+        except TypeError:  # symbolic sizes: not kept
+            pass
 
     def clear(self) -> None:
         self.pairs.clear()
