@@ -1,8 +1,8 @@
 """What a torch training step runs with einsgrad's einsum and with ``torch.einsum``, op by op.
 
 Run: ``python -m benchmarks.training_ops [--models attention,grouped] [--dtypes float32,...]
-[--quick] [--time ROUNDS] [--default-malloc]``. For each model (:mod:`benchmarks.training_models`) and dtype, one
-step (forward, loss, backward, gradients set to None as the training benchmark does) is run
+[--quick] [--time ROUNDS] [--default-malloc]``. For each model
+(:mod:`benchmarks.training_models`) and dtype, one step (forward, loss, backward, gradients set to None as the training benchmark does) is run
 under a ``TorchDispatchMode`` with each einsum, after two warm-up steps. Every ATen op that
 reaches the dispatcher is recorded with its operands' shapes and strides, in the forward and in
 the backward; views (permute, reshape, transpose, ...) cost nothing and are left out of the
