@@ -1,4 +1,5 @@
-"""What the step reading a pairwise step's result wants of its layout, and what a copy costs.
+"""Where a transposed copy goes: what a step's reader wants of its result's layout, the
+orders copies are made in, and what a copy costs.
 
 The planner tells each pairwise step how its reader would read its result as stored
 (:class:`Hint`); the lowering then arranges the step's GEMM operands, or its operands' copies,
@@ -9,15 +10,18 @@ permutation that keeps a long innermost run moves memory at about copying speed,
 scatters short runs over many axes is several times slower (:func:`copy_cost`). So where a
 step's values hold :data:`WEIGHED` elements or more, the lowering weighs the step lowered with
 its hint against the step lowered without it, each with what its reader then pays
-(:func:`reading_cost`), and takes the cheaper.
+(:func:`reading_cost`), and takes the cheaper; and a large operand's copy is made in the
+cheapest of the orders that read as GEMM blocks (:func:`cheap_order`, :func:`matching_order`,
+each :func:`exchanged`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Mapping, NamedTuple
+from typing import Iterable, Mapping, NamedTuple
 
 from .spec import Labels
+from .steps import Copy, Multiply, Step
 
 WEIGHED = 2**16
 """Elements of a step's largest value from which its hint is weighed by cost. Below it a copy
@@ -73,6 +77,45 @@ def copy_cost(shape: tuple[int, ...], perm: tuple[int, ...], itemsize: int = 8) 
     per_run = SCATTERED_NS * min(1.0, (len(blocks) - 1) / 7)  # 2 blocks: a few ns; 8 or more: all of it
     strided = 1.5 * min(stride * itemsize, 64) / 64 if stride > 1 else 0.0
     return n * (itemsize * BYTE_NS + strided + per_run / inner)
+
+
+def copies_cost(steps: Iterable[Step], size: Mapping[str, int]) -> float:
+    """The estimated nanoseconds of the transposed copies among ``steps`` (a product's
+    transposed views are read as a copy would read them), from each step's input labels."""
+    total = 0.0
+    for step in steps:
+        op = step.operation
+        if type(op) is Copy:
+            total += copy_cost(tuple(size[l] for l in step.inputs[0]), op.perm)
+        elif type(op) is Multiply:
+            total += sum(copy_cost(tuple(size[l] for l in labels), layout.perm)
+                         for labels, layout in zip(step.inputs, (op.a, op.b)) if layout.perm is not None)
+    return total
+
+
+def cheap_order(labels: Labels, batch: set, first: set, second: set) -> Labels:
+    """A copy order of ``labels`` that reads as (batch, first, second) blocks, up to swapping
+    the last two, each block in stored order. The block holding the innermost stored label
+    goes last: a transposing copy that keeps the innermost axis innermost moves contiguous
+    runs, and runs several times faster than one that moves it outward."""
+    keep = lambda group: tuple(l for l in labels if l in group)  # noqa: E731
+    head, one, two = keep(batch), keep(first), keep(second)
+    return head + (two + one if labels[-1] in one else one + two)
+
+
+def matching_order(labels: Labels, batch_order: Labels, summed: Labels, free: set) -> Labels:
+    """A copy order of ``labels`` whose batch and contracted labels follow another operand's
+    (``batch_order``, ``summed``); free labels keep their stored order, innermost block last."""
+    own = tuple(l for l in labels if l in free)
+    return batch_order + (summed + own if labels[-1] in free else own + summed)
+
+
+def exchanged(order: Labels, free: set, batch: int) -> Labels:
+    """A GEMM operand's copy ``order`` with its free and contracted blocks in each other's
+    place after its ``batch`` leading labels: read the other way round (BLAS transposes)."""
+    head, rest = order[:batch], order[batch:]
+    lead = [l for l in rest if (l in free) == (rest[0] in free)] if rest else []
+    return head + tuple(l for l in rest if l not in lead) + tuple(lead)
 
 
 def reading_cost(order: Labels, hint: Hint, size: Mapping[str, int]) -> float:

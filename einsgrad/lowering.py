@@ -15,7 +15,8 @@ import math
 import operator
 from typing import Callable, Mapping, NamedTuple
 
-from .layout_hints import WEIGHED, Hint, arranged, copy_cost, misfit, multiplied_order, reading_cost
+from .layout_hints import (WEIGHED, Hint, arranged, cheap_order, copies_cost, copy_cost, exchanged, matching_order,
+                           misfit, multiplied_order, reading_cost)
 from .spec import Labels, canonical_text
 from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Operation, Step, Unary
 
@@ -167,41 +168,38 @@ class Lowering:
         """:meth:`fresh_binary` with ``hint``, or without it where that costs less: on a step
         whose largest value holds :data:`~einsgrad.layout_hints.WEIGHED` elements or more, the
         copies each way makes and the one its reader then makes (or none) are weighed by
-        :func:`~einsgrad.layout_hints.copy_cost`; a tie goes without the hint."""
+        :func:`~einsgrad.layout_hints.copy_cost`. A hint that costs nothing is kept; a tie
+        otherwise goes without it."""
         if hint is None or max(map(self.elements, (self.labels[a_name], self.labels[b_name], out))) < WEIGHED:
             return self.fresh_binary(target, a_name, b_name, out, exact, hint)
-        costs = []
-        for choice in (None, hint):
-            start, count = len(self.steps), self.count
-            held = {name: len(self.copies.get(name, ())) for name in (a_name, b_name)}
-            self.fresh_binary(target, a_name, b_name, out, exact, choice)
-            costs.append(self._copying(self.steps[start:]) + reading_cost(self.labels[target], hint, self.size))
-            if choice is None or costs[1] >= costs[0]:  # undone: lowered again as chosen
-                for step in self.steps[start:]:
-                    del self.labels[step.target], self.fresh[step.target]
-                del self.steps[start:]
-                for name, length in held.items():
-                    if length:
-                        del self.copies[name][length:]
-                    else:
-                        self.copies.pop(name, None)
-                self.count = count
-        if costs[1] >= costs[0]:
-            self.fresh_binary(target, a_name, b_name, out, exact)
+        start, count = len(self.steps), self.count
+        held = {name: len(self.copies.get(name, ())) for name in (a_name, b_name)}
+        hinted = self._costed(target, a_name, b_name, out, exact, hint, hint, start)
+        if hinted:
+            self._undo(start, count, held)
+            if self._costed(target, a_name, b_name, out, exact, None, hint, start) > hinted:
+                self._undo(start, count, held)
+                self.fresh_binary(target, a_name, b_name, out, exact, hint)
         return target
 
-    def _copying(self, steps) -> float:
-        """The estimated nanoseconds of the transposed copies among ``steps`` (a product's
-        transposed views are read as a copy would read them)."""
-        size, known, total = self.size, self.labels, 0.0
-        for step in steps:
-            op = step.operation
-            if type(op) is Copy:
-                total += copy_cost(tuple(size[l] for l in known[step.args[0]]), op.perm)
-            elif type(op) is Multiply:
-                total += sum(copy_cost(tuple(size[l] for l in known[arg]), layout.perm)
-                             for arg, layout in zip(step.args, (op.a, op.b)) if layout.perm is not None)
-        return total
+    def _costed(self, target, a_name, b_name, out, exact, choice: Hint | None, hint: Hint, start: int) -> float:
+        """Lowers the step with ``choice`` for a hint; returns the estimated cost of its copies
+        (the steps from ``start``) and of its reader's, which ``hint`` describes."""
+        self.fresh_binary(target, a_name, b_name, out, exact, choice)
+        return copies_cost(self.steps[start:], self.size) + reading_cost(self.labels[target], hint, self.size)
+
+    def _undo(self, start: int, count: int, held: dict[str, int]) -> None:
+        """Forgets the steps from ``start``: their values, the copies among them (each operand
+        holds ``held`` copies again) and the names they took (the counter was ``count``)."""
+        for step in self.steps[start:]:
+            del self.labels[step.target], self.fresh[step.target]
+        del self.steps[start:]
+        for name, length in held.items():
+            if length:
+                del self.copies[name][length:]
+            else:
+                self.copies.pop(name, None)
+        self.count = count
 
     def _replay(self, pattern: "Pattern", picks: "Picks", target: str, a_name: str, b_name: str,
                 names: Labels) -> str:
@@ -323,7 +321,7 @@ class Lowering:
 
         The larger operand is read as stored if it can be, else copied: to match the smaller
         one where that reads as stored (or from a copy made before), so that one copy is made
-        and not two, else in the order cheapest to transpose (:func:`_cheap_order`); the
+        and not two, else in the order cheapest to transpose (:func:`~einsgrad.layout_hints.cheap_order`); the
         smaller one is read as stored if its batch and contracted labels then come in the
         same order, else copied to match. A copy's free labels go in the order
         :func:`~einsgrad.layout_hints.arranged` gives for ``hint``.
@@ -339,7 +337,7 @@ class Lowering:
 
         def matched(is_a, batch_order, summed):  # a copy of that side matching the other's blocks
             name, free = sides[is_a][:2]
-            return arranged(_matching_order(self.labels[name], batch_order, summed, free), free,
+            return arranged(matching_order(self.labels[name], batch_order, summed, free), free,
                             sides[not is_a][1], is_a, hint, elements(name) >= WEIGHED)
 
         lead_is_a = elements(a_name) >= elements(b_name)
@@ -348,7 +346,7 @@ class Lowering:
         if reads:
             lead = reads[0]
         else:
-            orders = [arranged(_cheap_order(self.labels[name], batch, *roles(lead_is_a, free)), free,
+            orders = [arranged(cheap_order(self.labels[name], batch, *roles(lead_is_a, free)), free,
                                sides[not lead_is_a][1], lead_is_a, hint, elements(name) >= WEIGHED)]
             if other:  # one copy, not two: it matches the other side as stored
                 orders.insert(0, matched(lead_is_a, other[0][1].batch, summed_order(not lead_is_a, other[0])))
@@ -362,7 +360,7 @@ class Lowering:
                     return self._copy_cost(name, order) + self._copy_cost(
                         sides[not lead_is_a][0], matched(not lead_is_a, batch_order, summed))
 
-                order = min(orders + [_exchanged(o, free, len(batch)) for o in orders], key=cost)
+                order = min(orders + [exchanged(o, free, len(batch)) for o in orders], key=cost)
             lead = self._copy(name, order, batch, *roles(lead_is_a, free))
         batch_order, summed = lead[1].batch, summed_order(lead_is_a, lead)
         name, free, reads = sides[not lead_is_a]
@@ -372,7 +370,7 @@ class Lowering:
         else:
             order = matched(not lead_is_a, batch_order, summed)
             if elements(name) >= WEIGHED:
-                order = min((order, _exchanged(order, free, len(batch))), key=lambda o: self._copy_cost(name, o))
+                order = min((order, exchanged(order, free, len(batch))), key=lambda o: self._copy_cost(name, o))
             follow = self._copy(name, order, batch, *roles(not lead_is_a, free))
         return (lead, follow) if lead_is_a else (follow, lead)
 
@@ -556,31 +554,6 @@ def _blocks(order: Labels, batch: set, rows: set, cols: set) -> Blocks | None:
     if cols.issuperset(rest[:nc]):
         return Blocks(order[:nb], rest[nc:], rest[:nc], True)
     return None
-
-
-def _cheap_order(labels: Labels, batch: set, first: set, second: set) -> Labels:
-    """A copy order of ``labels`` that reads as (batch, first, second) blocks, up to swapping
-    the last two, each block in stored order. The block holding the innermost stored label
-    goes last: a transposing copy that keeps the innermost axis innermost moves contiguous
-    runs, and runs several times faster than one that moves it outward."""
-    keep = lambda group: tuple(l for l in labels if l in group)  # noqa: E731
-    head, one, two = keep(batch), keep(first), keep(second)
-    return head + (two + one if labels[-1] in one else one + two)
-
-
-def _matching_order(labels: Labels, batch_order: Labels, summed: Labels, free: set) -> Labels:
-    """A copy order of ``labels`` whose batch and contracted labels follow another operand's
-    (``batch_order``, ``summed``); free labels keep their stored order, innermost block last."""
-    own = tuple(l for l in labels if l in free)
-    return batch_order + (summed + own if labels[-1] in free else own + summed)
-
-
-def _exchanged(order: Labels, free: set, batch: int) -> Labels:
-    """A GEMM operand's copy ``order`` with its free and contracted blocks in each other's
-    place after its ``batch`` leading labels: read the other way round (BLAS transposes)."""
-    head, rest = order[:batch], order[batch:]
-    lead = [l for l in rest if (l in free) == (rest[0] in free)] if rest else []
-    return head + tuple(l for l in rest if l not in lead) + tuple(lead)
 
 
 def _perm(labels, order) -> tuple[int, ...] | None:
