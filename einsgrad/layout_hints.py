@@ -58,23 +58,14 @@ def copy_cost(shape: tuple[int, ...], perm: tuple[int, ...], itemsize: int = 8) 
     n = math.prod(shape)
     if n == 0:
         return 0.0
-    strides, step = [0] * len(shape), 1
-    for axis in reversed(range(len(shape))):
-        strides[axis], step = step, step * shape[axis]
-    rank = {axis: i for i, axis in enumerate(a for a in range(len(shape)) if shape[a] != 1)}
-    blocks: list[list[int]] = []  # [size, source stride, last source axis's rank] per block, outermost first
-    for axis in perm:
-        if axis not in rank:
-            continue
-        if blocks and blocks[-1][2] == rank[axis] - 1:
-            blocks[-1][0] *= shape[axis]
-            blocks[-1][1:] = [strides[axis], rank[axis]]
-        else:
-            blocks.append([shape[axis], strides[axis], rank[axis]])
-    if len(blocks) < 2:
+    longer = [axis for axis in range(len(shape)) if shape[axis] != 1]
+    after = dict(zip(longer, longer[1:]))  # the next source axis longer than 1
+    axes = [axis for axis in perm if shape[axis] != 1]
+    starts = [i for i in range(1, len(axes)) if after.get(axes[i - 1]) != axes[i]]  # where a block starts
+    if not starts:
         return n * itemsize * BYTE_NS
-    inner, stride, _ = blocks[-1]
-    per_run = SCATTERED_NS * min(1.0, (len(blocks) - 1) / 7)  # 2 blocks: a few ns; 8 or more: all of it
+    inner, stride = math.prod(shape[axis] for axis in axes[starts[-1]:]), math.prod(shape[axes[-1] + 1:])
+    per_run = SCATTERED_NS * min(1.0, len(starts) / 7)  # 2 blocks: a few ns; 8 or more: all of it
     strided = 1.5 * min(stride * itemsize, 64) / 64 if stride > 1 else 0.0
     return n * (itemsize * BYTE_NS + strided + per_run / inner)
 
@@ -128,7 +119,8 @@ def reading_cost(order: Labels, hint: Hint, size: Mapping[str, int]) -> float:
     shape = tuple(size[l] for l in order)
     summed = set(hint.summed)
     rest = tuple(i for i, l in enumerate(order) if l not in summed)
-    blocks = (tuple(order.index(l) for l in hint.summed), tuple(i for i, l in enumerate(order) if l in summed))
+    hinted, stored = tuple(order.index(l) for l in hint.summed), tuple(i for i, l in enumerate(order) if l in summed)
+    blocks = dict.fromkeys((hinted, stored))
     return min(min(copy_cost(shape, rest + block), copy_cost(shape, block + rest)) for block in blocks)
 
 
