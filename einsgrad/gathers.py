@@ -1,0 +1,157 @@
+"""Small transposed copies made by one gather through a precomputed index: ``x.take(index)``.
+
+numpy copies ``x.transpose(p).reshape(s)`` with a loop whose innermost run is the last axes
+of the transposed array that stay consecutive in ``x``. A network of bond-2 tensors transposes
+arrays of six to fourteen axes of size 2: the innermost run is 2 elements, and the copy costs
+one inner-loop call per pair of elements (a 2**12-element copy of 12 axes: 7.6-11 µs). The
+same copy as ``x.take(index)``, ``index`` the positions in ``x``'s C order of each element of
+the copy (made once, when the code is loaded), is one call that reads each element once:
+1.8 µs there, 0.22 µs against 0.42 µs for 2x2x2. Where the innermost run is longer the loop
+catches up (2**14 elements of runs of 8: 1.2x the loop's time, runs of 32: 2.5x), and an
+index costs 8 bytes an element to keep, so copies gather up to :data:`LIMIT` elements where
+their run is at most :data:`RUN`, up to :data:`SHORT_LIMIT` elements where it is longer
+(:func:`worth`).
+
+The result is the same array (same values, C-ordered) whatever the layout of ``x``: ``take``
+reads ``x`` in C order, as ``reshape`` does, and makes a strided ``x`` contiguous first. So a
+gather is used where ``x`` is known to be stored contiguously (an argument, or a value a GEMM
+or a copy made), and where the code's shapes are exact (an index is made for one shape):
+numpy's straight-line code, not a step table (whose kernels serve every step of one pattern)
+and not shape-generic code. Index arrays hold only integers of the plan's shapes.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .steps import Copy, Matmul, Plan
+
+LIMIT = 16384
+"""Elements of the largest copy made by a gather (its index: 128 KiB)."""
+
+RUN = 4
+"""The longest innermost run (elements) of a copy that gathers at any size up to :data:`LIMIT`
+(bond-2 axes, runs of 2 and 4: 0.23-0.43x the loop's time at 2**8 to 2**14 elements)."""
+
+SHORT_LIMIT = 1024
+"""Elements of the largest copy with a longer run that gathers: at 2**10 elements 0.5-0.85x
+the loop's time for runs of 8 to 128 (a 32 x 32 transposition 1.2x), at 2**12 0.9-2.0x."""
+
+HELPER = '''
+
+def _gather_index(shape, perm, out, swap):
+    """Where each element of x.transpose(perm).reshape(out) (then .T where swap) lies in x
+    read in C order, for an x of `shape`: x.take(it) makes that copy, contiguous, in one call."""
+    index = np.arange(int(np.prod(shape))).reshape(shape).transpose(perm).reshape(out)
+    return np.ascontiguousarray(index.T if swap else index)
+'''
+"""The numpy helper that makes each index when the code is loaded."""
+
+
+def inner_run(shape: tuple[int, ...], perm: tuple[int, ...]) -> int:
+    """Elements of the innermost run of copying ``x.transpose(perm)`` (``x`` of ``shape``, C
+    order): the trailing axes of the transposed array that are consecutive in ``x``."""
+    axes = [p for p in perm if shape[p] != 1]
+    run, k = 1, len(axes) - 1
+    while k >= 0:
+        run *= shape[axes[k]]
+        if k == 0 or axes[k - 1] != axes[k] - 1:
+            break
+        k -= 1
+    return run
+
+
+def reshape_copies(shape: tuple[int, ...], perm: tuple[int, ...], out: tuple[int, ...]) -> bool:
+    """Whether numpy's ``x.transpose(perm).reshape(out)`` copies a C-contiguous ``x`` of
+    ``shape`` (else it is a view): some dimension of ``out`` spans transposed axes that are
+    not consecutive in ``x``."""
+    strides = [1] * len(shape)
+    for i in range(len(shape) - 2, -1, -1):
+        strides[i] = strides[i + 1] * shape[i + 1]
+    old = [(shape[p], strides[p]) for p in perm if shape[p] != 1]
+    new = [n for n in out if n != 1]
+    i = j = 0
+    while i < len(old) and j < len(new):
+        have, want = old[i][0], new[j]
+        k, m = i + 1, j + 1
+        while have != want:
+            if have < want:
+                have *= old[k][0]
+                k += 1
+            else:
+                want *= new[m]
+                m += 1
+        if any(old[a][1] != old[a + 1][0] * old[a + 1][1] for a in range(i, k - 1)):
+            return True
+        i, j = k, m
+    return False
+
+
+def worth(shape: tuple[int, ...], perm: tuple[int, ...], out: tuple[int, ...] | None) -> bool:
+    """Whether ``x.transpose(perm).reshape(out)`` (``out`` None: ``x.transpose(perm).copy()``)
+    is made by a gather (see the module): it copies, and its innermost run is short enough for
+    its size."""
+    n = math.prod(shape)
+    if n == 0 or n > LIMIT:
+        return False
+    if out is not None and (math.prod(out) != n or not reshape_copies(shape, perm, out)):
+        return False
+    return n <= SHORT_LIMIT or inner_run(shape, perm) <= RUN
+
+
+class Gathers:
+    """The index arrays of one generated function, each named once (``_vjp_take0``) and
+    defined before it by :meth:`lines`.
+
+    Args:
+        function: the function's name (a name the planner made), which prefixes the indices'.
+        size_of: the size of every label of the plan.
+        contiguous: the values stored contiguously (arguments and values GEMMs and copies
+            make): only these are read by a gather.
+    """
+
+    def __init__(self, function: str, size_of: dict[str, int], contiguous: set[str]):
+        self.function = function
+        self.size_of = size_of
+        self.contiguous = contiguous
+        self.names: dict[tuple, str] = {}  # (shape, perm, out, swap) -> the index's name
+
+    def read(self, value: str, labels: tuple[str, ...], perm: tuple[int, ...], out: tuple[int, ...] | None,
+             swap: bool = False) -> str | None:
+        """``value`` (its labels ``labels``) transposed by ``perm``, reshaped to ``out`` (None:
+        not reshaped) and swapped where ``swap``, as a gather; None where a gather is not
+        worth it (:func:`worth`) or cannot be made (sizes unknown, the value strided)."""
+        if value not in self.contiguous or any(l not in self.size_of for l in labels):
+            return None
+        shape = tuple(self.size_of[l] for l in labels)
+        if len(perm) != len(shape) or (swap and (out is None or len(out) != 2)) or not worth(shape, perm, out):
+            return None
+        out = tuple(shape[p] for p in perm) if out is None else tuple(out)
+        key = (shape, tuple(perm), out, swap)
+        name = self.names.get(key)
+        if name is None:
+            name = self.names[key] = f"_{self.function}_take{len(self.names)}"
+        return f"{value}.take({name})"
+
+    def lines(self) -> list[str]:
+        """The definitions of the indices :meth:`read` named, in order of first use."""
+        return [f"{name} = _gather_index({_tuple(shape)}, {_tuple(perm)}, {_tuple(out)}, {swap})"
+                for (shape, perm, out, swap), name in self.names.items()]
+
+
+def _tuple(values) -> str:
+    return repr(tuple(map(int, values)))
+
+
+def contiguous(plan: Plan) -> set[str]:
+    """The values of ``plan`` stored contiguously by numpy's code: its arguments (as callers
+    pass them, most often) and the values of GEMMs and copies not transposed after; a name
+    made twice counts where every step making it qualifies."""
+    made = set(plan.args)
+    strided = set()
+    for step in plan.steps:
+        if step.perm is None and type(step.operation) in (Matmul, Copy):
+            made.add(step.target)
+        else:
+            strided.add(step.target)
+    return made - strided
