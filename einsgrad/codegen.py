@@ -490,6 +490,7 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
     gathering = None
     if dialect.gathers and sizes is None and size_of is not None:
         gathering = gathers.Gathers(name, size_of, gathers.contiguous(plan))
+        plan = gathers.unreshaped(plan, gathering)
     codes = [f"    {step.target} = {expression(step, ndims, dialect, sizes, strided=step.target in strided, gathering=gathering)}"
              for step in plan.steps]
     width = max(map(len, codes), default=0)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 
-from .steps import Copy, Matmul, Plan
+from .steps import Copy, Layout, Matmul, Multiply, Plan, Step
 
 LIMIT = 16384
 """Elements of the largest copy made by a gather (its index: 128 KiB)."""
@@ -43,7 +43,9 @@ def _gather_index(shape, perm, out, swap):
     """Where each element of x.transpose(perm).reshape(out) (then .T where swap) lies in x
     read in C order, for an x of `shape`: x.take(it) makes that copy, contiguous, in one call."""
     index = np.arange(int(np.prod(shape))).reshape(shape).transpose(perm).reshape(out)
-    return np.ascontiguousarray(index.T if swap else index)
+    index = np.ascontiguousarray(index.T if swap else index)
+    index.flags.writeable = False  # shared by every call
+    return index
 '''
 """The numpy helper that makes each index when the code is loaded."""
 
@@ -116,16 +118,23 @@ class Gathers:
         self.contiguous = contiguous
         self.names: dict[tuple, str] = {}  # (shape, perm, out, swap) -> the index's name
 
+    def gathers(self, value: str, labels: tuple[str, ...], perm: tuple[int, ...], out: tuple[int, ...] | None,
+                swap: bool = False) -> bool:
+        """Whether :meth:`read` makes this read a gather: it is worth it (:func:`worth`) and
+        can be made (sizes known, the value stored contiguously)."""
+        if value not in self.contiguous or any(l not in self.size_of for l in labels):
+            return False
+        shape = tuple(self.size_of[l] for l in labels)
+        return len(perm) == len(shape) and not (swap and (out is None or len(out) != 2)) and worth(shape, perm, out)
+
     def read(self, value: str, labels: tuple[str, ...], perm: tuple[int, ...], out: tuple[int, ...] | None,
              swap: bool = False) -> str | None:
         """``value`` (its labels ``labels``) transposed by ``perm``, reshaped to ``out`` (None:
-        not reshaped) and swapped where ``swap``, as a gather; None where a gather is not
-        worth it (:func:`worth`) or cannot be made (sizes unknown, the value strided)."""
-        if value not in self.contiguous or any(l not in self.size_of for l in labels):
+        not reshaped) and swapped where ``swap``, as a gather; None where :meth:`gathers` says
+        it is not one."""
+        if not self.gathers(value, labels, perm, out, swap):
             return None
         shape = tuple(self.size_of[l] for l in labels)
-        if len(perm) != len(shape) or (swap and (out is None or len(out) != 2)) or not worth(shape, perm, out):
-            return None
         out = tuple(shape[p] for p in perm) if out is None else tuple(out)
         key = (shape, tuple(perm), out, swap)
         name = self.names.get(key)
@@ -155,3 +164,44 @@ def contiguous(plan: Plan) -> set[str]:
         else:
             strided.add(step.target)
     return made - strided
+
+
+def unreshaped(plan: Plan, gathering: Gathers) -> Plan:
+    """``plan`` with each product that is read only by gathers and by GEMMs or products
+    through a reshape left in the shape its GEMM made: a gather reads its operand in C order
+    whatever its shape, and a reshape of the contiguous product is a view, so its own reshape
+    to its labels' shape is a call for nothing (most products of a bond-2 network are read
+    by one gathered copy). Step shapes stay their labels': the readers read these values by
+    the ranks of their own reads."""
+    readers: dict[str, list[tuple[Step, int]]] = {}
+    made: dict[str, int] = {}
+    for step in plan.steps:
+        for side, arg in enumerate(step.args):
+            readers.setdefault(arg, []).append((step, side))
+        made[step.target] = made.get(step.target, 0) + 1
+    kept, steps, changed = set(plan.returns), list(plan.steps), False
+    for i, step in enumerate(steps):
+        op = step.operation
+        if (type(op) is not Matmul or op.shape is None or step.perm is not None or step.target in kept
+                or made[step.target] != 1 or step.target not in readers):
+            continue
+        if all(_reads_any_shape(reader, side, gathering) for reader, side in readers[step.target]):
+            steps[i] = Step(step.target, step.args, step.spec, Matmul(op.a, op.b, None, None), None, step.labels,
+                            step.shape, step.flops, step.fresh, step.inputs, None)
+            changed = True
+    return Plan(plan.args, plan.arg_ranks, tuple(steps), plan.returns) if changed else plan
+
+
+def _reads_any_shape(step: Step, side: int, gathering: Gathers) -> bool:
+    """Whether ``step`` reads its operand ``side`` the same whatever that operand's shape (of
+    its elements in C order): by a gather, or as a GEMM's or a product's reshape."""
+    op, value = step.operation, step.args[side]
+    labels = step.inputs[side] if len(step.inputs) > side else ()
+    if type(op) is Copy:
+        return gathering.gathers(value, labels, op.perm, op.shape)
+    if type(op) is not Matmul and type(op) is not Multiply or step.args.count(value) != 1:
+        return False
+    layout: Layout = op.b if side else op.a
+    if layout.shape is None:
+        return False
+    return layout.perm is None or gathering.gathers(value, labels, layout.perm, layout.shape, layout.swap)

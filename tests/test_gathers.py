@@ -124,6 +124,22 @@ def test_a_network_gathers_its_copies_and_matches_torch(network):
         assert_close(p, p0, f"pullback, operand {k}, transposing")
 
 
+def test_products_read_only_by_gathers_and_reshapes_are_not_reshaped():
+    """A product whose every reader gathers it or reshapes it is left in its GEMM's shape
+    (no reshape to its labels' shape first), and the code still equals torch's."""
+    network = nc.grid(3, 4)
+    ops = network.operands()
+    shapes = [x.shape for x in ops]
+    e = einsgrad.Einsum(network.spec, optimize="greedy")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gathers, "unreshaped", lambda plan, gathering: plan)
+        reshaped = einsgrad.Einsum(network.spec, optimize="greedy").source(*shapes)
+    source = e.source(*shapes)
+    assert source.count(").reshape(") < reshaped.count(").reshape(")
+    for g, t in zip(e.vjp(np.ones(()), *ops), torch_vjp(network.spec, ops, np.ones(()))):
+        assert_close(g, t, "vjp")
+
+
 def test_strided_operands_gather_in_their_logical_order():
     """Operands passed as transposed and sliced views give the gradients of their copies."""
     network = nc.grid(3, 3)
@@ -172,7 +188,8 @@ def test_a_standalone_module_gathers():
 @settings(deadline=None, max_examples=60)
 @given(einsum_cases(dtypes=EXACT_DTYPES, min_operands=2, max_operands=5, max_rank=4))
 def test_gathered_code_of_generated_specs_matches_torch_and_the_transposing_code(case):
-    """numpy's forward, torch's gradients, and the transposing code's values, bit for bit."""
+    """numpy's forward, torch's gradients, and the transposing code's values (to rounding: a
+    GEMM may read a gathered side untransposed where it read a transposed view)."""
     pytest.importorskip("torch")
     ops = case.operands()
     G = case.cotangent(np.shape(np.einsum(case.clean_spec, *ops)))
@@ -181,11 +198,11 @@ def test_gathered_code_of_generated_specs_matches_torch_and_the_transposing_code
         _, y0, grads0, pulled0 = gradients(case.spec, ops, G)
     assert_close(y, np.einsum(case.clean_spec, *ops), "forward")
     expected = torch_vjp(case.clean_spec, ops, G) or torch_vjp(case.explicit_spec, ops, G)
-    np.testing.assert_array_equal(y, y0)
+    assert_close(y, y0, "forward, transposing")
     for k, (g, p, g0, p0) in enumerate(zip(grads, pulled, grads0, pulled0)):
         assert g.dtype == ops[k].dtype and g.shape == ops[k].shape, k
         assert not any(np.shares_memory(g, o) for o in ops), k
-        np.testing.assert_array_equal(g, g0)
-        np.testing.assert_array_equal(p, p0)
+        assert_close(g, g0, f"vjp, operand {k}, transposing")
+        assert_close(p, p0, f"pullback, operand {k}, transposing")
         if expected is not None:
             assert_close(g, expected[k], f"vjp, operand {k}")
