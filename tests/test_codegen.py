@@ -73,7 +73,7 @@ ALLOWED = {
     "_sum", "x", "k", "n", "len", "ndim", "size", "char", "flags", "c_contiguous", "range", "kept",
     "rows", "cols", "int", "prod", "ones",
     "_check", "_check_cotangent", "ValueError", "str", "join", "s",  # the shape check
-    "_gather_index", "perm", "swap", "index", "arange", "take", "writeable",  # gathers (einsgrad.gathers)
+    "_gather_index", "perm", "swap", "index", "arange", "take", "ravel", "writeable",  # gathers (einsgrad.gathers)
 }
 # planner names, shape-generic code's sizes (n0), the check's operand shapes (s0), dtype names,
 # a function's gather indices (_vjp_take0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 
 import numpy as np
 import pytest
@@ -26,6 +27,9 @@ from strategies import EXACT_DTYPES, einsum_cases
 from test_tables import assert_close
 
 NETWORKS = [nc.random_regular(12), nc.grid(3, 4), nc.circuit(4, 6), nc.grid(4, 4)]  # bond 2: they gather
+
+
+READ = re.compile(r"\.(take\(|ravel\(\)\[)_vjp_take0\b")  # a gather of the vjp's first index, either spelling
 
 
 @contextlib.contextmanager
@@ -80,9 +84,9 @@ def test_an_index_gathers_the_transposed_copy(case, swap, strided):
         x = np.random.default_rng(0).standard_normal((2,) + shape)[::2][0]
     expected = x.transpose(perm).reshape(out)
     expected = expected.T if swap else expected
-    got = x.take(index)
-    assert got.flags.c_contiguous
-    np.testing.assert_array_equal(got, expected)
+    for got in (x.take(index), x.ravel()[index]):  # both spellings of a gather
+        assert got.flags.c_contiguous
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_worth_refuses_views_large_copies_and_long_runs():
@@ -109,7 +113,7 @@ def test_a_network_gathers_its_copies_and_matches_torch(network):
     G = np.random.default_rng(1).standard_normal(np.shape(np.einsum(network.spec, *ops, optimize=True)))
     e, y, grads, pulled = gradients(network.spec, ops, G)
     source = e.source(*shapes)
-    assert ".take(_vjp_take0)" in source and "\n_pullback_take0 = _gather_index(" in source
+    assert READ.search(source) and "\n_pullback_take0 = _gather_index(" in source
     with nothing_gathered():
         plain, y0, grads0, pulled0 = gradients(network.spec, ops, G)
         assert "_take0" not in plain.source(*shapes)
@@ -140,6 +144,18 @@ def test_products_read_only_by_gathers_and_reshapes_are_not_reshaped():
         assert_close(g, t, "vjp")
 
 
+def test_a_network_spells_small_gathers_by_indexing_and_larger_ones_by_take():
+    """Copies of at most INDEXED elements index the raveled value; larger ones call take."""
+    network = nc.random_regular(30)  # copies of 8 to 1024 elements
+    source = einsgrad.Einsum(network.spec, optimize="greedy").source(*network.shapes)
+    sizes = {name: math.prod(map(int, re.findall(r"\d+", shape)))
+             for name, shape in re.findall(r"\n(_vjp_take\d+) = _gather_index\(\(([0-9, ]*)\)", source)}
+    indexed = set(re.findall(r"\.ravel\(\)\[(_vjp_take\d+)\]", source))
+    taken = set(re.findall(r"\.take\((_vjp_take\d+)\)", source))
+    assert indexed and taken and indexed | taken == set(sizes)
+    assert all(sizes[n] <= gathers.INDEXED for n in indexed) and all(sizes[n] > gathers.INDEXED for n in taken)
+
+
 def test_strided_operands_gather_in_their_logical_order():
     """Operands passed as transposed and sliced views give the gradients of their copies."""
     network = nc.grid(3, 3)
@@ -148,7 +164,7 @@ def test_strided_operands_gather_in_their_logical_order():
     assert not all(v.flags.c_contiguous for v in views)
     G = np.ones(())
     e = einsgrad.Einsum(network.spec, optimize="greedy")
-    assert ".take(_vjp_take0)" in e.source(*[x.shape for x in ops])
+    assert READ.search(e.source(*[x.shape for x in ops]))
     expected = e.vjp(G, *ops)
     for g, t in zip(e.vjp(G, *views), torch_vjp(network.spec, ops, G)):
         assert_close(g, t, "vjp of views")
@@ -178,7 +194,7 @@ def test_a_standalone_module_gathers():
     ops = network.operands()
     e = einsgrad.Einsum(network.spec, optimize="greedy")
     text = e.module(*[x.shape for x in ops])
-    assert "def _gather_index(" in text and ".take(__vjp_take0)" in text
+    assert "def _gather_index(" in text and re.search(r"\.(take\(|ravel\(\)\[)__vjp_take0", text)
     namespace: dict = {}
     exec(compile(text, "<module>", "exec"), namespace)  # noqa: S102
     for g, t in zip(namespace["vjp"](np.ones(()), *ops), e.vjp(np.ones(()), *ops)):
