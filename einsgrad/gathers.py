@@ -124,30 +124,42 @@ class Gathers:
         self.size_of = size_of
         self.contiguous = contiguous
         self.names: dict[tuple, str] = {}  # (shape, perm, out, swap) -> the index's name
+        self.decided: dict[tuple, tuple | None] = {}  # (shape, perm, out, swap) -> :meth:`_index`'s answer
 
     def gathers(self, value: str, labels: tuple[str, ...], perm: tuple[int, ...], out: tuple[int, ...] | None,
                 swap: bool = False) -> bool:
         """Whether :meth:`read` makes this read a gather: it is worth it (:func:`worth`) and
         can be made (sizes known, the value stored contiguously)."""
-        if value not in self.contiguous or any(l not in self.size_of for l in labels):
-            return False
-        shape = tuple(self.size_of[l] for l in labels)
-        return len(perm) == len(shape) and not (swap and (out is None or len(out) != 2)) and worth(shape, perm, out)
+        return value in self.contiguous and self._index(labels, perm, out, swap) is not None
 
     def read(self, value: str, labels: tuple[str, ...], perm: tuple[int, ...], out: tuple[int, ...] | None,
              swap: bool = False) -> str | None:
         """``value`` (its labels ``labels``) transposed by ``perm``, reshaped to ``out`` (None:
         not reshaped) and swapped where ``swap``, as a gather; None where :meth:`gathers` says
         it is not one."""
-        if not self.gathers(value, labels, perm, out, swap):
+        key = self._index(labels, perm, out, swap) if value in self.contiguous else None
+        if key is None:
             return None
-        shape = tuple(self.size_of[l] for l in labels)
-        out = tuple(shape[p] for p in perm) if out is None else tuple(out)
-        key = (shape, tuple(perm), out, swap)
         name = self.names.get(key)
         if name is None:
             name = self.names[key] = f"_{self.function}_take{len(self.names)}"
-        return f"{value}.ravel()[{name}]" if math.prod(shape) <= INDEXED else f"{value}.take({name})"
+        return f"{value}.ravel()[{name}]" if math.prod(key[0]) <= INDEXED else f"{value}.take({name})"
+
+    def _index(self, labels, perm, out, swap) -> tuple | None:
+        """The index of a gather reading a value of ``labels`` so, as (shape, perm, out, swap);
+        None where it is not one (decided once per shape read so: a network reads few)."""
+        try:
+            shape = tuple([self.size_of[l] for l in labels])
+        except KeyError:
+            return None
+        read = (shape, perm, out, swap)
+        if read in self.decided:
+            return self.decided[read]
+        found = None
+        if len(perm) == len(shape) and not (swap and (out is None or len(out) != 2)) and worth(shape, perm, out):
+            found = (shape, tuple(perm), tuple([shape[p] for p in perm]) if out is None else tuple(out), swap)
+        self.decided[read] = found
+        return found
 
     def lines(self) -> list[str]:
         """The definitions of the indices :meth:`read` named, in order of first use."""
