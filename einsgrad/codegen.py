@@ -491,7 +491,8 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
     if dialect.gathers and sizes is None and size_of is not None:
         gathering = gathers.Gathers(name, size_of, gathers.contiguous(plan))
         plan = gathers.unreshaped(plan, gathering)
-    codes = [f"    {step.target} = {expression(step, ndims, dialect, sizes, strided=step.target in strided, gathering=gathering)}"
+    codes = [f"    {step.target} = "
+             f"{expression(step, ndims, dialect, sizes, strided=step.target in strided, gathering=gathering)}"
              for step in plan.steps]
     width = max(map(len, codes), default=0)
     last_use = {name: i for i, step in enumerate(plan.steps) for name in step.args}
