@@ -21,7 +21,10 @@ reads ``x`` in C order, as ``reshape`` does, and makes a strided ``x`` contiguou
 gather is used where ``x`` is known to be stored contiguously (an argument, or a value a GEMM
 or a copy made), and where the code's shapes are exact (an index is made for one shape):
 numpy's straight-line code, not a step table (whose kernels serve every step of one pattern)
-and not shape-generic code. Index arrays hold only integers of the plan's shapes.
+and not shape-generic code. Index arrays hold only integers of the plan's shapes. Such code
+runs only on the shapes it was made for (an :class:`einsgrad.Einsum` call checks them, a
+module from ``Einsum.module()`` refuses others): a gather leaves no reshape that would refuse
+an array of another size, and would read a larger one's first elements.
 """
 
 from __future__ import annotations
