@@ -365,8 +365,9 @@ class SignatureRecord:
             return Source(tables.render(composed.plan, name, composed.finish, key.dialect, composed.casts,
                                                self.kernels), name)
         operands = self.bound.spec.inputs if self.generic else None
+        size_of = None if self.generic else self.bound.resized(key.chunk).size_of
         return Source(codegen.render(composed.plan, name, composed.finish, key.dialect, composed.casts,
-                                     operands, self.generic and key.mode is Mode.PULLBACK), name)
+                                     operands, self.generic and key.mode is Mode.PULLBACK, size_of), name)
 
     def function(self, key: FunctionKey) -> Callable:
         """The function ``key`` runs, loaded from its source on first use, after checking that
