@@ -63,15 +63,15 @@ def einsum(*args, precision=None, preferred_element_type=None) -> jax.Array:
             this ``preferred_element_type`` (bfloat16 products summed in float32, no float32
             copy of an operand), in the forward and in every derivative, and an operand summed
             alone is first cast to it where it is wider, as ``jnp.einsum`` does; without it
-            they accumulate in their common dtype. Integer and boolean operands are cast to
-            it first where it is wider (the same values).
+            they accumulate in their common dtype. Where an operand is an integer or boolean,
+            the operands are cast to it first where it is wider (the same values).
     """
     compiled, arrays = as_call(args)
     ops = tuple(_as_jax(a, i) for i, a in enumerate(arrays))
     preferred = None if preferred_element_type is None else _preferred(preferred_element_type)
     if all(jnp.issubdtype(a.dtype, jnp.inexact) for a in ops):
         accumulation = jnp.result_type(*ops) if preferred is None else preferred
-    else:  # exact: the plan's own dtypes (integer sums promote, as jnp.sum's), then cast
+    else:  # integer code sums in a wider type and casts its result to the operands': cast first
         accumulation = None
         if preferred is not None:
             ops = tuple(a if a.dtype == preferred or jnp.promote_types(a.dtype, preferred) != preferred
