@@ -173,14 +173,29 @@ class Dialect:
     gathers: bool = False
 
 
-_DOT_GENERAL = '''
+_DOT_GENERAL = '''import jax
+import jax.numpy as jnp
 from jax import lax
+
+# The dtype each _dot returns and each _sum adds in where it is wider, as jnp.einsum's
+# preferred_element_type (einsgrad.jax.einsum sets it while it traces); None: the operands'.
+accumulation = jax.make_user_context(default_value=None)
 
 
 def _dot(a, b, dimension_numbers):
-    """lax.dot_general of a and b, promoted to one dtype as jnp.matmul does."""
-    dtype = jnp.result_type(a, b)
-    return lax.dot_general(a.astype(dtype), b.astype(dtype), dimension_numbers)
+    """lax.dot_general of a and b as they are, accumulated in `accumulation`'s dtype, else in
+    their common one (jnp.einsum's dot)."""
+    dtype = accumulation.value
+    return lax.dot_general(a, b, dimension_numbers,
+                           preferred_element_type=jnp.result_type(a, b) if dtype is None else dtype)
+
+
+def _sum(x, axes):
+    """x summed over axes, cast first to `accumulation`'s dtype where that is wider (jnp.einsum's sum)."""
+    dtype = accumulation.value
+    if dtype is not None and jnp.result_type(x, dtype) != x.dtype:
+        x = x.astype(dtype)
+    return x.sum(axis=axes)
 '''
 
 
@@ -196,8 +211,8 @@ TORCH = Dialect("torch", "torch", "import torch\n" + _PLACE_IN_VIEW,
                 # in the vmap of autograd.grad(..., is_grads_batched=True)
                 swap="{x}.transpose(-1, -2)", broadcast="{x}.expand({shape})",
                 result="{x}.contiguous()", products_in_order=True, gemm=("torch.mm({a}, {b})", "torch.bmm({a}, {b})"))
-JAX = Dialect("jax", "jnp", "import jax.numpy as jnp\n" + _DOT_GENERAL + _PLACE_BY_MASKS.format(
-                  arange="jnp.arange(shape[g[0]])"), dot_general=True, jnp_pairs=True)
+JAX = Dialect("jax", "jnp", _DOT_GENERAL + _PLACE_BY_MASKS.format(
+                  arange="jnp.arange(shape[g[0]])"), sum="_sum({x}, {axes})", dot_general=True, jnp_pairs=True)
 """The jax dialect: pairs as one ``dot_general`` over the labels as stored, in every dtype.
 
 Chosen by ``python -m benchmarks.jax_spellings`` (jit-compiled training steps of the training
@@ -226,6 +241,15 @@ locations aside; ``python -m benchmarks.training --hlo``) is ``jnp.einsum``'s in
 dtypes (:mod:`einsgrad.dot_pairs`, ``tests/test_jax_hlo.py``): their ratio to ``jnp.einsum``
 (mlp: 0.97-1.05 float64, 0.87-1.50 float32, 0.98-1.34 bfloat16 over 7 runs) is the machine's
 noise.
+
+Each ``_dot`` is a ``dot_general`` of its operands as they are, whose ``preferred_element_type``
+is the helpers' ``accumulation`` (``jnp.einsum``'s own rule: the type asked for, else the
+operands' common one; :mod:`einsgrad.jax` sets it while it traces the forward and the jvp), and
+``_sum`` casts to it first where it is wider, as ``jnp.einsum`` sums. So bfloat16 operands
+accumulated in float32 are read as bfloat16, never copied to float32 first, and JAX's
+transposes of the jvp's dots (the gradients) carry it too: the mlp's and the attention's steps
+are then ``jnp.einsum``'s module in that case as well (``python -m benchmarks.training_hlo
+--dtypes bfloat16 --preferred float32``).
 """
 
 # cupy: numpy's spelling on a GPU. Its helpers are numpy's _place (zeros, z written into the
@@ -550,14 +574,21 @@ def load(source: str, dialect: Dialect = NUMPY) -> dict:
     helpers, run once per dialect, then ``source`` in a copy of their namespace: the same
     as running both, as :meth:`einsgrad.Einsum.source` shows them, without compiling the
     helpers for every function)."""
-    namespace = dict(_helpers(dialect))
+    namespace = dict(_helpers(dialect.helpers))
     exec(compile(source, "<einsgrad>", "exec"), namespace)
     return namespace
 
 
+def helper(dialect: Dialect, name: str):
+    """The object the dialect's helpers call ``name``: the one every function loaded in it
+    reads (the jax dialect's ``accumulation``, which :mod:`einsgrad.jax` sets)."""
+    return _helpers(dialect.helpers)[name]
+
+
 @functools.cache
-def _helpers(dialect: Dialect) -> dict:
-    """The namespace of the dialect's helpers, once per dialect (never mutated: copied)."""
+def _helpers(helpers: str) -> dict:
+    """The namespace of a dialect's helpers, once per text (never mutated: copied), so that
+    dialects that share their helpers share their objects."""
     namespace: dict = {}
-    exec(compile(dialect.helpers, "<einsgrad helpers>", "exec"), namespace)
+    exec(compile(helpers, "<einsgrad helpers>", "exec"), namespace)
     return namespace

@@ -291,7 +291,8 @@ class SignatureRecord:
                                               scalars.itemsize(scalars.result_type(*key.dtypes)),
                                               f"the forward of {str(self.spec)!r}", "the output")
                     self._check_fits(self._sliced_parts(key)[0])
-                    text = self.helpers(key.dialect) + "\n\n" + "\n\n".join(self.source_blocks(key, window=window))
+                    text = sliced_code.loop_helpers(key.dialect) + "\n\n" + "\n\n".join(
+                        self.source_blocks(key, window=window))
                     self.loops[key, window] = codegen.load(text, sliced_code.chunk_dialect(key.dialect))[key.mode.value]
                 found = self.loops[key, window]
         return found
