@@ -1,7 +1,7 @@
 """Training steps of five small models with einsgrad's einsum against the framework's own.
 
 Run: ``python -m benchmarks.training [--quick] [--repeats N] [--models a,b] [--dtypes ...]
-[--frameworks torch,jax] [--out DIR] [--default-malloc] [--thread-clock]``. Each model (see :mod:`benchmarks.training_models`) is
+[--frameworks torch,jax] [--preferred DTYPE] [--out DIR] [--default-malloc] [--thread-clock]``. Each model (see :mod:`benchmarks.training_models`) is
 trained with ``einsgrad.torch.einsum`` and with ``torch.einsum``, and with
 ``einsgrad.jax.einsum`` and with ``jnp.einsum`` (the jax step jit-compiled for both), from the
 same initial weights. A step is forward, loss, backward and an SGD update. The first step's
@@ -16,7 +16,8 @@ graphs ``torch.compile(dynamic=True)`` builds over ten sequence lengths
 ``training.txt`` there. The command runs under the glibc malloc settings of :data:`benchmarks.malloc.MALLOC`
 (it re-executes itself to set them; ``--default-malloc`` keeps glibc's defaults).
 ``--hlo`` times nothing: it compares the compiled programs of the jax steps
-(:mod:`benchmarks.training_hlo`).
+(:mod:`benchmarks.training_hlo`). ``--preferred float32`` (jax alone) gives every einsum of both
+jax steps ``preferred_element_type=float32``: bfloat16 operands accumulated in float32.
 """
 
 from __future__ import annotations
@@ -125,18 +126,21 @@ def _torch_variant(model: Model, ops: Ops, params0: dict, batch: dict, dtype):
     return [t.detach().to(torch.float64).numpy() for t in first], step
 
 
-def _jax_variants(model: Model, quick: bool, dtype: str) -> dict:
+def _jax_variants(model: Model, quick: bool, dtype: str, preferred: str | None = None) -> dict:
     import jax
     import jax.numpy as jnp
 
     import einsgrad.jax
+
+    def einsum_of(einsum):
+        return einsum if preferred is None else functools.partial(einsum, preferred_element_type=jnp.dtype(preferred))
 
     jax.config.update("jax_enable_x64", True)
     ops = functools.partial(Ops, relu=jax.nn.relu, softmax=functools.partial(jax.nn.softmax, axis=-1),
                             logsumexp=functools.partial(jax.nn.logsumexp, axis=-1))
     params, batch = model.make(model.sized(quick))
     batch = {k: jnp.asarray(v, dtype) for k, v in batch.items()}
-    return {name: functools.partial(_jax_variant, model, ops(einsum), params, batch, dtype)
+    return {name: functools.partial(_jax_variant, model, ops(einsum_of(einsum)), params, batch, dtype)
             for name, einsum in (("einsgrad", einsgrad.jax.einsum), ("own", jnp.einsum),
                                  ("again", jnp.einsum))}  # (jit-compiled apart: its own executable)
 
@@ -169,11 +173,13 @@ def _difference(mine: list[np.ndarray], theirs: list[np.ndarray]) -> float:
 
 
 def pair(model: Model, framework: str, dtype: str, quick: bool, repeats: int,
-         clock=time.perf_counter) -> Pair:
-    """Checks and times einsgrad's step against the framework's einsum's, by ``clock``."""
+         clock=time.perf_counter, preferred: str | None = None) -> Pair:
+    """Checks and times einsgrad's step against the framework's einsum's, by ``clock``;
+    ``preferred``: jax's einsums given that ``preferred_element_type``."""
     cells, firsts, steps = {}, {}, {}
     try:
-        variants = VARIANTS[framework](model, quick, dtype)
+        variants = (VARIANTS[framework](model, quick, dtype) if preferred is None
+                    else VARIANTS[framework](model, quick, dtype, preferred))
     except Exception as e:  # noqa: BLE001 - the framework is missing or cannot take the dtype
         failed = Cell("error", note=message(e))
         return Pair(model.name, framework, dtype, failed, failed, None, None)
@@ -234,12 +240,14 @@ def _cell(cell: Cell) -> str:
     return duration(cell.seconds) if cell.status == "ok" else _SHOWN.get(cell.status, cell.status)
 
 
-def table(pairs, memory: dict, graphs: dict, repeats: int, quick: bool, thread_clock: bool = False) -> str:
+def table(pairs, memory: dict, graphs: dict, repeats: int, quick: bool, thread_clock: bool = False,
+          preferred: str | None = None) -> str:
     """The step times, the attention memory and graph counts and the targets, as text."""
     frameworks = list(dict.fromkeys(p.framework for p in pairs))
     lines = [f"# training step = forward + loss + backward + SGD update; median of {repeats} "
              "interleaved rounds in one process; CPU only" + (" (quick sizes)" if quick else "")
-             + ("; one torch thread, timed by its CPU time" if thread_clock else ""),
+             + ("; one torch thread, timed by its CPU time" if thread_clock else "")
+             + ("" if preferred is None else f"; every jax einsum with preferred_element_type={preferred}"),
              "# ratio: einsgrad's step time over the framework's own einsum's; A/A: a second copy of"
              " the framework's own step over the first, timed in the same rounds (the run's noise);"
              " check: largest first-step loss/gradient difference relative to the largest value;"
@@ -340,16 +348,20 @@ def main(argv=None) -> int:
     parser.add_argument("--thread-clock", action="store_true",
                         help="torch on one thread, timed by this thread's CPU time (time.thread_time), "
                              "which other processes' load barely moves")
+    parser.add_argument("--preferred", metavar="DTYPE",
+                        help="jax alone: every einsum of both steps given preferred_element_type=DTYPE")
     parser.add_argument("--hlo", action="store_true",
                         help="compare the compiled HLO of einsgrad's and jnp.einsum's jax steps, timing nothing")
     args = parser.parse_args(argv)
     models = [m for m in MODELS if m.name in _names(args.models, [m.name for m in MODELS], parser, "model(s)")]
     dtypes = _names(args.dtypes, DTYPES, parser, "dtype(s)")
     frameworks = _names(args.frameworks, FRAMEWORKS, parser, "framework(s)")
+    if args.preferred is not None and frameworks != ["jax"] and not args.hlo:
+        parser.error("--preferred is jnp.einsum's preferred_element_type: add --frameworks jax")
     if args.hlo:
         from benchmarks import training_hlo
 
-        print(training_hlo.table(models, dtypes))
+        print(training_hlo.table(models, dtypes, args.preferred))
         return 0
     repeats = args.repeats or (3 if args.quick else 21)
     clock = time.perf_counter
@@ -367,20 +379,21 @@ def main(argv=None) -> int:
     pairs = []
     for done, (model, framework, dtype) in enumerate(jobs):
         print(f"[{done}/{len(jobs)}] {model.name} {framework} {dtype}", file=sys.stderr, flush=True)
-        pairs.append(pair(model, framework, dtype, args.quick, repeats, clock))
+        pairs.append(pair(model, framework, dtype, args.quick, repeats, clock, args.preferred))
     memory, graphs = {}, {}
     if "torch" in frameworks and any(m.name == "attention" for m in models):
         from benchmarks import training_memory
 
         print("attention memory and torch.compile graphs", file=sys.stderr, flush=True)
         memory, graphs = training_memory.memory(args.quick), training_memory.graphs(args.quick)
-    text = table(pairs, memory, graphs, repeats, args.quick, args.thread_clock)
+    text = table(pairs, memory, graphs, repeats, args.quick, args.thread_clock, args.preferred)
     wall = time.perf_counter() - start
     text += f"\n# wall time {wall:.0f} s; malloc: {malloc.settings_text()}"
     print(text)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
-        settings = {"quick": args.quick, "repeats": repeats, "thread_clock": args.thread_clock, "learning_rate": LEARNING_RATE,
+        settings = {"quick": args.quick, "repeats": repeats, "thread_clock": args.thread_clock,
+                    "preferred_element_type": args.preferred, "learning_rate": LEARNING_RATE,
                     "tolerance": TOLERANCE, "targets": TARGETS, "wall_seconds": wall,
                     "malloc": malloc.settings()}
         with open(os.path.join(args.out, "training.json"), "w") as f:

@@ -23,7 +23,7 @@ import functools
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from . import dask_dot, dot_pairs, fused_copies, scalars, torch_layout
+from . import dask_dot, dot_pairs, fused_copies, gathers, scalars, torch_layout
 from .spec import ascii_text
 from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Plan, Regroup, Step, Unary
 
@@ -42,7 +42,7 @@ def _place(z, shape, axes):
 '''
 """``_place`` for a library with numpy's ``as_strided`` (numpy, cupy)."""
 
-HELPERS = _STRIDED_PLACE.format(module="numpy", xp="np") + '''\
+HELPERS = _STRIDED_PLACE.format(module="numpy", xp="np") + gathers.HELPER + '''\
 
 
 def _sum(x, axes):
@@ -148,6 +148,8 @@ class Dialect:
             float64 matrices), which the small steps of a network pay hundreds of times.
         folds_copies: in straight-line code, a small transposed copy read by one GEMM is read
             in that GEMM instead (:mod:`einsgrad.fused_copies`): one call and one line fewer.
+        gathers: in straight-line exact-shape code, a small transposed copy whose innermost run
+            is short is one ``x.take(index)`` (:mod:`einsgrad.gathers`).
         right_transposed: the dtypes (by name) in which a tall GEMM reads its small right side
             from a transposed copy (NT), not as stored (NN): the library's BLAS runs NT faster
             there (:mod:`einsgrad.gemm_sides`).
@@ -178,24 +180,41 @@ class Dialect:
     jnp_pairs: bool = False
     gemm: tuple[str | None, str | None] | None = None
     folds_copies: bool = False
+    gathers: bool = False
     right_transposed: tuple[str, ...] = ()
     strided: Callable[..., bool] | None = None
     strided_gradient: Callable[..., bool] | None = None
 
 
-_DOT_GENERAL = '''
+_DOT_GENERAL = '''import jax
+import jax.numpy as jnp
 from jax import lax
+
+# The dtype each _dot returns and each _sum adds in where it is wider, as jnp.einsum's
+# preferred_element_type (einsgrad.jax.einsum sets it while it traces); None: the operands'.
+accumulation = jax.make_user_context(default_value=None)
 
 
 def _dot(a, b, dimension_numbers):
-    """lax.dot_general of a and b, promoted to one dtype as jnp.matmul does."""
-    dtype = jnp.result_type(a, b)
-    return lax.dot_general(a.astype(dtype), b.astype(dtype), dimension_numbers)
+    """lax.dot_general of a and b as they are, accumulated in `accumulation`'s dtype, else in
+    their common one (jnp.einsum's dot)."""
+    dtype = accumulation.value
+    return lax.dot_general(a, b, dimension_numbers,
+                           preferred_element_type=jnp.result_type(a, b) if dtype is None else dtype)
+
+
+def _sum(x, axes):
+    """x summed over axes, cast first to `accumulation`'s dtype where that is wider (jnp.einsum's sum)."""
+    dtype = accumulation.value
+    if dtype is not None and jnp.result_type(x, dtype) != x.dtype:
+        x = x.astype(dtype)
+    return x.sum(axis=axes)
 '''
 
 
 NUMPY = Dialect("numpy", "np", HELPERS, sum="_sum({x}, {axes})", copy="np.array({x})", contiguous="{x}.copy()",
-                cast="np.array({x}, dtype=np.{dtype})", gemm=("{a}.dot({b})", None), folds_copies=True)
+                cast="np.array({x}, dtype=np.{dtype})", gemm=("{a}.dot({b})", None), folds_copies=True,
+                gathers=True)
 TORCH = Dialect("torch", "torch", "import torch\n" + _PLACE_IN_VIEW,
                 # a copy or cast is stored contiguously (clone and to keep a view's strides)
                 permute="permute", axis="dim", copy="{x}.clone(memory_format=torch.contiguous_format)",
@@ -207,8 +226,8 @@ TORCH = Dialect("torch", "torch", "import torch\n" + _PLACE_IN_VIEW,
                 result="{x}.contiguous()", products_in_order=True, gemm=("torch.mm({a}, {b})", "torch.bmm({a}, {b})"),
                 right_transposed=("float64",), strided=torch_layout.strided,
                 strided_gradient=torch_layout.strided_gradient)
-JAX = Dialect("jax", "jnp", "import jax.numpy as jnp\n" + _DOT_GENERAL + _PLACE_BY_MASKS.format(
-                  arange="jnp.arange(shape[g[0]])"), dot_general=True, jnp_pairs=True)
+JAX = Dialect("jax", "jnp", _DOT_GENERAL + _PLACE_BY_MASKS.format(
+                  arange="jnp.arange(shape[g[0]])"), sum="_sum({x}, {axes})", dot_general=True, jnp_pairs=True)
 """The jax dialect: pairs as one ``dot_general`` over the labels as stored, in every dtype.
 
 Chosen by ``python -m benchmarks.jax_spellings`` (jit-compiled training steps of the training
@@ -237,6 +256,15 @@ locations aside; ``python -m benchmarks.training --hlo``) is ``jnp.einsum``'s in
 dtypes (:mod:`einsgrad.dot_pairs`, ``tests/test_jax_hlo.py``): their ratio to ``jnp.einsum``
 (mlp: 0.97-1.05 float64, 0.87-1.50 float32, 0.98-1.34 bfloat16 over 7 runs) is the machine's
 noise.
+
+Each ``_dot`` is a ``dot_general`` of its operands as they are, whose ``preferred_element_type``
+is the helpers' ``accumulation`` (``jnp.einsum``'s own rule: the type asked for, else the
+operands' common one; :mod:`einsgrad.jax` sets it while it traces the forward and the jvp), and
+``_sum`` casts to it first where it is wider, as ``jnp.einsum`` sums. So bfloat16 operands
+accumulated in float32 are read as bfloat16, never copied to float32 first, and JAX's
+transposes of the jvp's dots (the gradients) carry it too: the mlp's and the attention's steps
+are then ``jnp.einsum``'s module in that case as well (``python -m benchmarks.training_hlo
+--dtypes bfloat16 --preferred float32``).
 """
 
 # cupy: numpy's spelling on a GPU. Its helpers are numpy's _place (zeros, z written into the
@@ -318,7 +346,14 @@ def _shape(shape, dims: Dims | None, sizes: Sizes | None) -> str:
     return sizes.shape(dims)
 
 
-def _layout(expr: str, layout: Layout, ndim: int, dialect: Dialect, sizes: Sizes | None = None) -> str:
+def _layout(expr: str, layout: Layout, ndim: int, dialect: Dialect, sizes: Sizes | None = None,
+            labels: tuple[str, ...] = (), gathering: gathers.Gathers | None = None) -> str:
+    """``expr`` (a value of ``labels``) read as ``layout`` says; by a gather where ``gathering``
+    makes one (a small transposed copy: :mod:`einsgrad.gathers`)."""
+    if gathering is not None and layout.perm is not None and layout.shape is not None:
+        gathered = gathering.read(expr, labels, layout.perm, layout.shape, layout.swap)
+        if gathered is not None:
+            return gathered
     if layout.perm is not None:
         expr += _transpose(layout.perm, dialect)
     if layout.shape is not None:
@@ -330,12 +365,13 @@ def _layout(expr: str, layout: Layout, ndim: int, dialect: Dialect, sizes: Sizes
 
 
 def _product(a: tuple[str, Layout], b: tuple[str, Layout], ndims: dict[str, int], dialect: Dialect,
-             sizes: Sizes | None) -> str:
-    """The GEMM of two sides, each (value, how it is read): ``dialect.gemm`` where both are
-    read as matrices or both as batches of them (of one batch size: see :class:`Dialect`),
-    else ``@``."""
+             sizes: Sizes | None, inputs: tuple = ((), ()), gathering: gathers.Gathers | None = None) -> str:
+    """The GEMM of two sides, each (value, how it is read; ``inputs``: their labels):
+    ``dialect.gemm`` where both are read as matrices or both as batches of them (of one batch
+    size: see :class:`Dialect`), else ``@``."""
     ranks = {len(layout.shape) if layout.shape is not None else ndims[name] for name, layout in (a, b)}
-    left, right = (_layout(name, layout, ndims[name], dialect, sizes) for name, layout in (a, b))
+    left, right = (_layout(name, layout, ndims[name], dialect, sizes, labels, gathering)
+                   for (name, layout), labels in zip((a, b), inputs))
     gemm = dialect.gemm[ranks.pop() - 2] if dialect.gemm is not None and len(ranks) == 1 and ranks <= {2, 3} else None
     return f"({left} @ {right})" if gemm is None else gemm.format(a=left, b=right)
 
@@ -395,12 +431,14 @@ def _tuple(values) -> str:
 
 
 def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, sizes: Sizes | None = None,
-               args: tuple[str, ...] | None = None, strided: bool = False) -> str:
+               args: tuple[str, ...] | None = None, strided: bool = False,
+               gathering: gathers.Gathers | None = None) -> str:
     """The right-hand side of one step; ``ndims`` gives the rank of every value it reads;
     ``sizes`` (shape-generic code) spells the sizes it reshapes and broadcasts to; ``args``
     names the values it reads in the text, in place of the step's own names (a step table's
     kernel reads them from slots); ``strided``: the result is returned as it is, a view in
-    any layout (no product is reordered to make it contiguous)."""
+    any layout (no product is reordered to make it contiguous); ``gathering``: small
+    transposed copies are made by gathers it names (:mod:`einsgrad.gathers`)."""
     op, xp = step.operation, dialect.xp
     args = step.args if args is None else args
     if isinstance(op, Unary):
@@ -427,8 +465,11 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, size
         x = args[0]
         expr = x if dialect.dot_general else f"{x}.reshape({_shape(op.shape, op.dims, sizes)}).reshape({x}.shape)"
     elif isinstance(op, Copy):
+        gathered = None if gathering is None else gathering.read(args[0], step.inputs[0], op.perm, op.shape)
         expr = f"{args[0]}.{dialect.permute}({_tuple(op.perm)})"
-        if op.shape is None:
+        if gathered is not None:
+            expr = gathered
+        elif op.shape is None:
             expr = dialect.contiguous.format(x=expr)
         else:  # numpy's reshape of a transposed array is one C-ordered copy
             expr += f".reshape({_shape(op.shape, op.dims, sizes)})"
@@ -441,12 +482,14 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, size
                 return expr
             shape = op.shape[:-2] + (op.shape[-1], op.shape[-2])
             return expr + f".reshape({_shape(shape, op.dims[:-2] + (op.dims[-1], op.dims[-2]), sizes)})"
-        expr = _product((a, op.a), (b, op.b), ndims, dialect, sizes)
+        expr = _product((a, op.a), (b, op.b), ndims, dialect, sizes, step.inputs or ((), ()), gathering)
         if op.shape is not None:
             expr += f".reshape({_shape(op.shape, op.dims, sizes)})"
     elif isinstance(op, Multiply):
         a, b = args
-        expr = f"{xp}.multiply({_layout(a, op.a, ndims[a], dialect, sizes)}, {_layout(b, op.b, ndims[b], dialect, sizes)})"
+        left, right = (_layout(name, layout, ndims[name], dialect, sizes, labels, gathering)
+                       for name, layout, labels in zip((a, b), (op.a, op.b), step.inputs or ((), ())))
+        expr = f"{xp}.multiply({left}, {right})"
     elif isinstance(op, Add):
         expr = f"({args[0]} + {args[1]})"
     else:
@@ -462,7 +505,8 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, size
 
 def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None = None,
            dialect: Dialect = NUMPY, casts: dict | None = None,
-           operands: tuple[tuple[str, ...], ...] | None = None, shapes: bool = False) -> str:
+           operands: tuple[tuple[str, ...], ...] | None = None, shapes: bool = False,
+           size_of: dict[str, int] | None = None) -> str:
     """One Python function for ``plan`` in ``dialect``; ``finish`` maps a returned value to
     (copy, dtype): copy it (it may alias an argument), cast it (its operand has a narrower
     dtype). A real dtype takes the real part first. ``casts`` maps an argument to the dtype
@@ -471,7 +515,8 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
     from the arguments at run time (:class:`Sizes`), and each line's comment shows its
     result's shape in those sizes instead of its FLOPs. ``shapes``: the function takes the
     operands' shapes as the keyword ``shapes``, for sizes its other arguments lack (a
-    generic pullback's)."""
+    generic pullback's). ``size_of``, the size of every label of exact-shape code, lets a
+    dialect that gathers make small transposed copies so (:mod:`einsgrad.gathers`)."""
     finish = finish or {}
     if dialect.jnp_pairs:
         plan = dot_pairs.read_through_copies(plan)
@@ -481,7 +526,12 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
     ndims.update((step.target, len(step.shape)) for step in plan.steps)
     sizes = None if operands is None else Sizes(plan, operands, shapes)
     strided = set(plan.returns) - set(finish) if dialect.result is not None else set()  # returned as they are
-    codes = [f"    {step.target} = {expression(step, ndims, dialect, sizes, strided=step.target in strided)}"
+    gathering = None
+    if dialect.gathers and sizes is None and size_of is not None:
+        gathering = gathers.Gathers(name, size_of, gathers.contiguous(plan))
+        plan = gathers.unreshaped(plan, gathering)
+    codes = [f"    {step.target} = "
+             f"{expression(step, ndims, dialect, sizes, strided=step.target in strided, gathering=gathering)}"
              for step in plan.steps]
     width = max(map(len, codes), default=0)
     last_use = {name: i for i, step in enumerate(plan.steps) for name in step.args}
@@ -502,6 +552,8 @@ def render(plan: Plan, name: str, finish: dict[str, tuple[bool, object]] | None 
             lines.append(f"    del {', '.join(done)}")
     results = [finished(value, value, finish, dialect) for value in plan.returns]
     lines.append(f"    return ({''.join(r + ', ' for r in results).rstrip()})")
+    if gathering is not None and gathering.names:
+        lines = gathering.lines() + ["", ""] + lines
     return "\n".join(lines) + "\n"
 
 
@@ -537,14 +589,21 @@ def load(source: str, dialect: Dialect = NUMPY) -> dict:
     helpers, run once per dialect, then ``source`` in a copy of their namespace: the same
     as running both, as :meth:`einsgrad.Einsum.source` shows them, without compiling the
     helpers for every function)."""
-    namespace = dict(_helpers(dialect))
+    namespace = dict(_helpers(dialect.helpers))
     exec(compile(source, "<einsgrad>", "exec"), namespace)
     return namespace
 
 
+def helper(dialect: Dialect, name: str):
+    """The object the dialect's helpers call ``name``: the one every function loaded in it
+    reads (the jax dialect's ``accumulation``, which :mod:`einsgrad.jax` sets)."""
+    return _helpers(dialect.helpers)[name]
+
+
 @functools.cache
-def _helpers(dialect: Dialect) -> dict:
-    """The namespace of the dialect's helpers, once per dialect (never mutated: copied)."""
+def _helpers(helpers: str) -> dict:
+    """The namespace of a dialect's helpers, once per text (never mutated: copied), so that
+    dialects that share their helpers share their objects."""
     namespace: dict = {}
-    exec(compile(dialect.helpers, "<einsgrad helpers>", "exec"), namespace)
+    exec(compile(helpers, "<einsgrad helpers>", "exec"), namespace)
     return namespace

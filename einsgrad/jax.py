@@ -14,7 +14,9 @@ tangents stay symbolic: an operand that is not differentiated (``jax.grad(f, arg
 gets no term, so its gradient is never computed. Complex values follow jax's convention,
 which is einsgrad's (no conjugation). Integer operands are constants (their tangent is zero).
 bfloat16 and float16 compute in their own dtype, as ``jnp.einsum`` does, or accumulate in the
-``preferred_element_type`` given.
+``preferred_element_type`` given: every ``dot_general`` of the forward and of the jvp takes it,
+on the operands as they are, so JAX's transposes (the gradients) take it too and cast each
+gradient back to its operand's dtype, as in ``jnp.einsum``'s gradient.
 
 JAX's transpose of the jvp plan is the reverse sweep over the same tree: the products of
 einsgrad's own forward-saving plan and pullback, one for one (``tests/test_jax.py`` counts
@@ -37,6 +39,7 @@ import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
+from . import codegen
 from .calls import as_call
 from .compiled import Einsum
 from .errors import EinsumSpecError
@@ -55,20 +58,27 @@ def einsum(*args, precision=None, preferred_element_type=None) -> jax.Array:
         precision: as in ``jnp.einsum``: None, a ``jax.lax.Precision`` or its name, a
             ``jax.lax.DotAlgorithmPreset`` or its name, or a pair of equal ones; every matrix
             product of the forward and of its derivatives runs at it.
-        preferred_element_type: as in ``jnp.einsum``, the type to accumulate in and return:
-            operands of a narrower type are promoted to it first (bfloat16 products are exact
-            in float32, so the sums are those of an accumulation in float32).
+        preferred_element_type: as in ``jnp.einsum``, the type to accumulate in and return.
+            Floating operands stay as they are: each product is a ``dot_general`` of them with
+            this ``preferred_element_type`` (bfloat16 products summed in float32, no float32
+            copy of an operand), in the forward and in every derivative, and an operand summed
+            alone is first cast to it where it is wider, as ``jnp.einsum`` does; without it
+            they accumulate in their common dtype. Where an operand is an integer or boolean,
+            the operands are cast to it first where it is wider (the same values).
     """
     compiled, arrays = as_call(args)
     ops = tuple(_as_jax(a, i) for i, a in enumerate(arrays))
-    if preferred_element_type is not None:
-        preferred = _preferred(preferred_element_type)
-        ops = tuple(a if a.dtype == preferred or jnp.promote_types(a.dtype, preferred) != preferred
-                    else a.astype(preferred) for a in ops)
-    y = _einsum(compiled, _precision(precision), *ops)
-    if preferred_element_type is not None and y.dtype != preferred:
-        y = y.astype(preferred)
-    return y
+    preferred = None if preferred_element_type is None else _preferred(preferred_element_type)
+    if all(jnp.issubdtype(a.dtype, jnp.inexact) for a in ops):
+        accumulation = jnp.result_type(*ops) if preferred is None else preferred
+    else:  # integer code sums in a wider type and casts its result to the operands': cast first
+        accumulation = None
+        if preferred is not None:
+            ops = tuple(a if a.dtype == preferred or jnp.promote_types(a.dtype, preferred) != preferred
+                        else a.astype(preferred) for a in ops)
+    y = _einsum(compiled, _precision(precision), accumulation, *ops)
+    out = preferred if accumulation is None else accumulation
+    return y if out is None or y.dtype == out else y.astype(out)
 
 
 def _as_jax(value, i: int):
@@ -109,24 +119,33 @@ def _precision(precision) -> str | None:
                           "DotAlgorithmPreset, nor the name of one")
 
 
-def _precise(precision: str | None):
-    """The context the generated code is traced in: ``precision`` for every matrix product."""
-    return contextlib.nullcontext() if precision is None else jax.default_matmul_precision(precision)
+@contextlib.contextmanager
+def _traced(precision: str | None, accumulation):
+    """The context the generated code is traced in: ``precision`` for every matrix product,
+    and ``accumulation`` (a dtype or None) as every product's ``preferred_element_type``
+    and the dtype a narrower operand is summed in (the jax dialect's ``accumulation``, a
+    ``jax.make_user_context``: per thread, and part of jit's cache keys)."""
+    precise = contextlib.nullcontext() if precision is None else jax.default_matmul_precision(precision)
+    with precise, _ACCUMULATION(accumulation):
+        yield
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
-def _einsum(compiled: Einsum, precision: str | None, *arrays):
-    with _precise(precision):
+_ACCUMULATION = codegen.helper(codegen.JAX, "accumulation")
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
+def _einsum(compiled: Einsum, precision: str | None, accumulation, *arrays):
+    with _traced(precision, accumulation):
         return compiled(*arrays)
 
 
-def _tangent_rule(compiled: Einsum, precision: str | None, primals, tangents):
+def _tangent_rule(compiled: Einsum, precision: str | None, accumulation, primals, tangents):
     """The value and the tangent from one plan, the forward's intermediates shared."""
     given = [None if isinstance(t, SymbolicZero) else t for t in tangents]
     if all(t is None for t in given):
-        y = _einsum(compiled, precision, *primals)
+        y = _einsum(compiled, precision, accumulation, *primals)
         return y, SymbolicZero(jax.typeof(y).to_tangent_aval())
-    with _precise(precision):
+    with _traced(precision, accumulation):
         return compiled.value_and_jvp(given, *primals)
 
 

@@ -15,6 +15,8 @@ import math
 import operator
 from typing import Callable, Mapping, NamedTuple
 
+from .layout_hints import (WEIGHED, Hint, arranged, cheap_order, copies_cost, copy_cost, exchanged, matching_order,
+                           misfit, multiplied_order, reading_cost)
 from .spec import Labels, canonical_text
 from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Operation, Step, Unary
 
@@ -130,15 +132,15 @@ class Lowering:
                hint: "Hint | None" = None) -> str:
         """A pairwise contraction; the result is in ``out`` order if ``exact``, else in the
         order the GEMM produces (batch, then a's free labels, then b's), arranged where it can
-        be as ``hint`` asks (:class:`Hint`, :func:`_arranged`). Lowered as the first step of
-        its pattern was, relabelled, where one was (:class:`Pattern`)."""
+        be as ``hint`` asks (:class:`~einsgrad.layout_hints.Hint`, :meth:`weighed`). Lowered as the
+        first step of its pattern was, relabelled, where one was (:class:`Pattern`)."""
         if exact:
             hint = None
         known, copies = self.labels, self.copies
         a, b = known[a_name], known[b_name]
         copies_a, copies_b = tuple(copies.get(a_name, ())), tuple(copies.get(b_name, ()))  # as they are now
         if a_name == b_name or a_name in copies_b or b_name in copies_a:
-            return self.fresh_binary(target, a_name, b_name, out, exact, hint)
+            return self.weighed(target, a_name, b_name, out, exact, hint)
         names = tuple(dict.fromkeys(a + b))
         at = dict(zip(names, range(len(names)))).__getitem__
         # Every label tuple by its labels' positions in ``names`` (a's are 0, 1, ...: its length
@@ -153,13 +155,51 @@ class Lowering:
                 picks = self.picks[key] = Picks.of(found)
             return self._replay(found, picks, target, a_name, b_name, names)
         start = len(self.steps)
-        self.fresh_binary(target, a_name, b_name, out, exact, hint)
+        self.weighed(target, a_name, b_name, out, exact, hint)
         sides = {a_name: (0, -1), b_name: (1, -1)}
         sides.update((c, (0, i)) for i, c in enumerate(copies_a))
         sides.update((c, (1, i)) for i, c in enumerate(copies_b))
         *made, step = self.steps[start:]
         self.patterns[key] = Pattern("".join(names), sides, tuple(made), step)
         return target
+
+    def weighed(self, target: str, a_name: str, b_name: str, out: Labels, exact: bool,
+                hint: Hint | None) -> str:
+        """:meth:`fresh_binary` with ``hint``, or without it where that costs less: on a step
+        whose largest value holds :data:`~einsgrad.layout_hints.WEIGHED` elements or more, the
+        copies each way makes and the one its reader then makes (or none) are weighed by
+        :func:`~einsgrad.layout_hints.copy_cost`. A hint that costs nothing is kept; a tie
+        otherwise goes without it."""
+        if hint is None or max(map(self.elements, (self.labels[a_name], self.labels[b_name], out))) < WEIGHED:
+            return self.fresh_binary(target, a_name, b_name, out, exact, hint)
+        start, count = len(self.steps), self.count
+        held = {name: len(self.copies.get(name, ())) for name in (a_name, b_name)}
+        hinted = self._costed(target, a_name, b_name, out, exact, hint, hint, start)
+        if hinted:
+            self._undo(start, count, held)
+            if self._costed(target, a_name, b_name, out, exact, None, hint, start) > hinted:
+                self._undo(start, count, held)
+                self.fresh_binary(target, a_name, b_name, out, exact, hint)
+        return target
+
+    def _costed(self, target, a_name, b_name, out, exact, choice: Hint | None, hint: Hint, start: int) -> float:
+        """Lowers the step with ``choice`` for a hint; returns the estimated cost of its copies
+        (the steps from ``start``) and of its reader's, which ``hint`` describes."""
+        self.fresh_binary(target, a_name, b_name, out, exact, choice)
+        return copies_cost(self.steps[start:], self.size) + reading_cost(self.labels[target], hint, self.size)
+
+    def _undo(self, start: int, count: int, held: dict[str, int]) -> None:
+        """Forgets the steps from ``start``: their values, the copies among them (each operand
+        holds ``held`` copies again) and the names they took (the counter was ``count``)."""
+        for step in self.steps[start:]:
+            del self.labels[step.target], self.fresh[step.target]
+        del self.steps[start:]
+        for name, length in held.items():
+            if length:
+                del self.copies[name][length:]
+            else:
+                self.copies.pop(name, None)
+        self.count = count
 
     def _replay(self, pattern: "Pattern", picks: "Picks", target: str, a_name: str, b_name: str,
                 names: Labels) -> str:
@@ -202,7 +242,7 @@ class Lowering:
         natural = tuple(batch + free_a + free_b)
         if not contracted:
             if hint is not None:  # a product of views makes any order alike: the one its readers read
-                natural = _multiplied_order(natural, hint)
+                natural = multiplied_order(natural, hint)
             operation: Operation = Multiply(
                 _reshaped(a, [l for l in natural if l in sa], tuple((l,) if l in sa else () for l in natural), size),
                 _reshaped(b, [l for l in natural if l in sb], tuple((l,) if l in sb else () for l in natural), size))
@@ -245,7 +285,7 @@ class Lowering:
         them too, transposed by BLAS where their blocks come swapped.
 
         With a ``hint`` (see :meth:`binary`), a way whose result its readers read as stored
-        wins over every way whose result they must copy (:func:`_misfit`; BLAS reads a
+        wins over every way whose result they must copy (:func:`~einsgrad.layout_hints.misfit`; BLAS reads a
         transposed operand at little cost, a copy is a pass over the data and, on small steps,
         a call as long), and copies order their free labels for it.
         """
@@ -261,9 +301,9 @@ class Lowering:
                 (_, ra), (_, rb) = choice[0]
                 made = ra.batch + ra.rows + rb.cols
                 late = out is not None and made != out
-                misfit = 0 if hint is None else _misfit(made, hint)
+                off = 0 if hint is None else misfit(made, hint)
                 swapped = sum(elements(known[n]) for n, r in choice[0] if r.swap) + (elements(out) if late else 0)
-                return misfit if misfit > 1 else 0, swapped, misfit  # an order within blocks: a tie-break
+                return off if off > 1 else 0, swapped, off  # an order within blocks: a tie-break
 
             pair, _ = min(free, key=transposed)
         elif free:
@@ -281,10 +321,10 @@ class Lowering:
 
         The larger operand is read as stored if it can be, else copied: to match the smaller
         one where that reads as stored (or from a copy made before), so that one copy is made
-        and not two, else in the order cheapest to transpose (:func:`_cheap_order`); the
+        and not two, else in the order cheapest to transpose (:func:`~einsgrad.layout_hints.cheap_order`); the
         smaller one is read as stored if its batch and contracted labels then come in the
         same order, else copied to match. A copy's free labels go in the order
-        :func:`_arranged` gives for ``hint``.
+        :func:`~einsgrad.layout_hints.arranged` gives for ``hint``.
         """
         elements = lambda name: self.elements(self.labels[name])  # noqa: E731
         sides = {True: (a_name, free_a, reads_a), False: (b_name, free_b, reads_b)}  # True: a's role
@@ -295,15 +335,32 @@ class Lowering:
         def summed_order(is_a, read):
             return read[1].cols if is_a else read[1].rows
 
+        def matched(is_a, batch_order, summed):  # a copy of that side matching the other's blocks
+            name, free = sides[is_a][:2]
+            return arranged(matching_order(self.labels[name], batch_order, summed, free), free,
+                            sides[not is_a][1], is_a, hint, elements(name) >= WEIGHED)
+
         lead_is_a = elements(a_name) >= elements(b_name)
         name, free, reads = sides[lead_is_a]
         other = sides[not lead_is_a][2]
         if reads:
             lead = reads[0]
         else:
-            order = _cheap_order(self.labels[name], batch, *roles(lead_is_a, free)) if not other else _matching_order(
-                self.labels[name], other[0][1].batch, summed_order(not lead_is_a, other[0]), free)
-            order = _arranged(order, free, sides[not lead_is_a][1], lead_is_a, hint)
+            orders = [arranged(cheap_order(self.labels[name], batch, *roles(lead_is_a, free)), free,
+                               sides[not lead_is_a][1], lead_is_a, hint, elements(name) >= WEIGHED)]
+            if other:  # one copy, not two: it matches the other side as stored
+                orders.insert(0, matched(lead_is_a, other[0][1].batch, summed_order(not lead_is_a, other[0])))
+            order = orders[0]
+            if elements(name) >= WEIGHED:  # by cost, with the other side's copy where that needs one
+
+                def cost(order):
+                    batch_order, summed = order[:len(batch)], tuple(l for l in order if l in contracted)
+                    if any(r[1].batch == batch_order and summed_order(not lead_is_a, r) == summed for r in other):
+                        return self._copy_cost(name, order)
+                    return self._copy_cost(name, order) + self._copy_cost(
+                        sides[not lead_is_a][0], matched(not lead_is_a, batch_order, summed))
+
+                order = min(orders + [exchanged(o, free, len(batch)) for o in orders], key=cost)
             lead = self._copy(name, order, batch, *roles(lead_is_a, free))
         batch_order, summed = lead[1].batch, summed_order(lead_is_a, lead)
         name, free, reads = sides[not lead_is_a]
@@ -311,24 +368,30 @@ class Lowering:
         if matching:
             follow = matching[0]
         else:
-            order = _arranged(_matching_order(self.labels[name], batch_order, summed, free), free,
-                              sides[lead_is_a][1], not lead_is_a, hint)
+            order = matched(not lead_is_a, batch_order, summed)
+            if elements(name) >= WEIGHED:
+                order = min((order, exchanged(order, free, len(batch))), key=lambda o: self._copy_cost(name, o))
             follow = self._copy(name, order, batch, *roles(not lead_is_a, free))
         return (lead, follow) if lead_is_a else (follow, lead)
 
+    def _copy_cost(self, name: str, order: Labels) -> float:
+        """The estimated nanoseconds of copying ``name`` into ``order`` (:func:`~einsgrad.layout_hints.copy_cost`)."""
+        labels = self.labels[name]
+        return copy_cost(tuple(self.size[l] for l in labels), tuple(labels.index(l) for l in order))
+
     def _hinted_roles(self, pair, batch: set, contracted: set, free_a: set, free_b: set, hint: Hint):
         """``pair`` (the reads of a GEMM's first and second operand), or the same values with
-        their roles exchanged where that lays the result out better for ``hint`` (:func:`_misfit`;
+        their roles exchanged where that lays the result out better for ``hint`` (:func:`~einsgrad.layout_hints.misfit`;
         copies read the same either way round: BLAS transposes)."""
         (a_name, ba), (b_name, bb) = pair
-        misfit = _misfit(ba.batch + ba.rows + bb.cols, hint)
-        if not misfit:
+        off = misfit(ba.batch + ba.rows + bb.cols, hint)
+        if not off:
             return pair
         known = self.labels
         first = _blocks(known[b_name], batch, free_b, contracted)
         second = _blocks(known[a_name], batch, contracted, free_a)
         if (first is None or second is None or first.batch != second.batch or first.cols != second.rows
-                or _misfit(first.batch + first.rows + second.cols, hint) >= misfit):
+                or misfit(first.batch + first.rows + second.cols, hint) >= off):
             return pair
         return (b_name, first), (a_name, second)
 
@@ -377,16 +440,6 @@ class Lowering:
             core = self.binary(self.name("t"), *args, tuple(dict.fromkeys(out)), False)
             return self.unary(target, core, out)
         return self.binary(target, *args, out, exact, hint)
-
-
-class Hint(NamedTuple):
-    """How the steps reading a pairwise step's result would read it as stored: ``summed``, the
-    labels they contract, in one block at either end of the result, in this order (their
-    other operand's); ``order``, the order wanted for all of its labels, where one is (none:
-    any order of the others)."""
-
-    summed: Labels
-    order: Labels = ()
 
 
 class Pattern(NamedTuple):
@@ -501,85 +554,6 @@ def _blocks(order: Labels, batch: set, rows: set, cols: set) -> Blocks | None:
     if cols.issuperset(rest[:nc]):
         return Blocks(order[:nb], rest[nc:], rest[:nc], True)
     return None
-
-
-def _cheap_order(labels: Labels, batch: set, first: set, second: set) -> Labels:
-    """A copy order of ``labels`` that reads as (batch, first, second) blocks, up to swapping
-    the last two, each block in stored order. The block holding the innermost stored label
-    goes last: a transposing copy that keeps the innermost axis innermost moves contiguous
-    runs, and runs several times faster than one that moves it outward."""
-    keep = lambda group: tuple(l for l in labels if l in group)  # noqa: E731
-    head, one, two = keep(batch), keep(first), keep(second)
-    return head + (two + one if labels[-1] in one else one + two)
-
-
-def _matching_order(labels: Labels, batch_order: Labels, summed: Labels, free: set) -> Labels:
-    """A copy order of ``labels`` whose batch and contracted labels follow another operand's
-    (``batch_order``, ``summed``); free labels keep their stored order, innermost block last."""
-    own = tuple(l for l in labels if l in free)
-    return batch_order + (summed + own if labels[-1] in free else own + summed)
-
-
-def _multiplied_order(natural: Labels, hint: Hint) -> Labels:
-    """The order of a product with nothing contracted for ``hint``: its own where it holds the
-    same labels, else ``natural`` with the labels ``hint.summed`` moved last, in that order."""
-    if set(hint.order) == set(natural) and len(hint.order) == len(natural):
-        return tuple(hint.order)
-    summed = set(hint.summed)
-    return tuple(l for l in natural if l not in summed) + tuple(l for l in hint.summed if l in natural)
-
-
-def _misfit(order: Labels, hint: Hint) -> int:
-    """How far a result in ``order`` is from what ``hint`` asks: 0, as asked (its ``summed``
-    labels one block at an end, in their order, and all in ``hint.order`` where it is given);
-    1, all but ``hint.order`` (where a block holds two labels or more: single labels read
-    either way round); 2, the block at an end in another order (a reader copies the other
-    operand or this); 3, no such block (a reader copies this)."""
-    summed = hint.summed
-    n = len(summed)
-    head, tail = order[:n], order[len(order) - n:]
-    if not _fits(order, hint):
-        return 3
-    if head != summed and tail != summed:
-        return 2
-    if len(order) - n < 2 and n < 2:  # one label a block: read either way round, as stored
-        return 0
-    return 1 if hint.order and tuple(order) != tuple(hint.order) else 0
-
-
-def _fits(order: Labels, hint: Hint) -> bool:
-    """Whether the labels ``hint.summed`` are one block at the start or the end of ``order``."""
-    n = len(hint.summed)
-    wanted = set(hint.summed)
-    return set(order[:n]) == wanted or set(order[len(order) - n:]) == wanted
-
-
-def _arranged(order: Labels, free: set, other_free: set, first: bool, hint: Hint | None) -> Labels:
-    """A GEMM operand's copy ``order`` with its free labels (``free``, the result's first block
-    if ``first``, else its last, beside the other operand's ``other_free``) arranged so that
-    the result's labels ``hint.summed`` make one block at one end, in that order, and the
-    others follow ``hint.order``: then the step reading the result reads it as stored. The free
-    block sits where it was; the order itself where no arrangement does it (the other
-    operand's free labels both in and out of ``summed``, or none of ``free`` in it)."""
-    if hint is None:
-        return order
-    wanted = set(hint.summed)
-    inside = [l for l in hint.summed if l in free]
-    if not inside:
-        return order
-    outside = [l for l in order if l in free and l not in wanted]
-    if hint.order:
-        rank = {l: i for i, l in enumerate(hint.order)}
-        outside.sort(key=lambda l: rank.get(l, len(rank)))  # stable: the rest keep their order
-    theirs = other_free & wanted
-    if theirs == other_free:  # the other block is all hint (or empty): ours ends beside it
-        block = outside + inside if first else inside + outside
-    elif not theirs:  # the other block is all outside: ours starts with the hint
-        block = inside + outside if first else outside + inside
-    else:
-        return order
-    arranged = iter(block)
-    return tuple(next(arranged) if l in free else l for l in order)
 
 
 def _perm(labels, order) -> tuple[int, ...] | None:

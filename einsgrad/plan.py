@@ -18,7 +18,8 @@ from collections import Counter
 from typing import Mapping, NamedTuple, Sequence
 
 from . import paths
-from .lowering import Hint, Lowering
+from .layout_hints import Hint
+from .lowering import Lowering
 from .paths import Path
 from .shapes import BoundSpec
 from .spec import Labels, canonical_text

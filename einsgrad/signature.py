@@ -291,7 +291,8 @@ class SignatureRecord:
                                               scalars.itemsize(scalars.result_type(*key.dtypes)),
                                               f"the forward of {str(self.spec)!r}", "the output")
                     self._check_fits(self._sliced_parts(key)[0])
-                    text = self.helpers(key.dialect) + "\n\n" + "\n\n".join(self.source_blocks(key, window=window))
+                    text = sliced_code.loop_helpers(key.dialect) + "\n\n" + "\n\n".join(
+                        self.source_blocks(key, window=window))
                     self.loops[key, window] = codegen.load(text, sliced_code.chunk_dialect(key.dialect))[key.mode.value]
                 found = self.loops[key, window]
         return found
@@ -365,8 +366,9 @@ class SignatureRecord:
             return Source(tables.render(composed.plan, name, composed.finish, key.dialect, composed.casts,
                                                self.kernels), name)
         operands = self.bound.spec.inputs if self.generic else None
+        size_of = None if self.generic else self.bound.resized(key.chunk).size_of
         return Source(codegen.render(composed.plan, name, composed.finish, key.dialect, composed.casts,
-                                     operands, self.generic and key.mode is Mode.PULLBACK), name)
+                                     operands, self.generic and key.mode is Mode.PULLBACK, size_of), name)
 
     def function(self, key: FunctionKey) -> Callable:
         """The function ``key`` runs, loaded from its source on first use, after checking that

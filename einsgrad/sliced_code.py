@@ -77,12 +77,19 @@ _ZEROS = {  # zeros of `shape` like the array `{like}` (its dtype, its device)
 def helpers(dialect: codegen.Dialect) -> str:
     """The helpers that sliced code in ``dialect`` reads: the dialect's and the loop's; for dask
     arrays numpy's (the chunk's program runs on numpy blocks) and the graph's."""
+    return chunk_dialect(dialect).helpers + loop_helpers(dialect)
+
+
+def loop_helpers(dialect: codegen.Dialect) -> str:
+    """The loop's helpers alone: what sliced code reads beyond its chunk dialect's, loaded
+    among those (:func:`einsgrad.codegen.load`), whose objects it shares (the jax dialect's
+    ``accumulation``, which a second copy of them would hide)."""
     if dialect is codegen.DASK:
-        return codegen.NUMPY.helpers + dask_slices.HELPERS
+        return dask_slices.HELPERS
     if dialect is codegen.JAX:
-        return dialect.helpers + _FUNCTIONAL
+        return _FUNCTIONAL
     zeros = _ZEROS[dialect.name]
-    return dialect.helpers + _IN_PLACE.replace("{zeros_part}", zeros.format(like="part")).replace(
+    return _IN_PLACE.replace("{zeros_part}", zeros.format(like="part")).replace(
         "{zeros_value}", zeros.format(like="value"))
 
 

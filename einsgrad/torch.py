@@ -54,6 +54,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from . import torch_autocast
+from .torch_node import conjugated, signature_function, with_placeholders
 from .calls import as_call, as_einsum, is_spec
 from .compiled import Einsum
 from .signature import SavingPair
@@ -97,9 +98,12 @@ class _Call(NamedTuple):
         forward: where grad mode is off, the plain forward (``(*operands) -> (y,)``), run
             without an autograd node; else None.
         placeholders: the operands not kept for a backward (see :func:`_placeholders`).
-        node: the call's own autograd Function (:func:`_node`), run where no ``torch.func``
+        node: the call's own autograd Function
+            (:func:`einsgrad.torch_node.signature_function`), run where no ``torch.func``
             transform is active; None under ``torch.compile`` (which runs
             :class:`_EinsumFunction`) and where no node is made.
+        run: where there is a node, what a repeat call calls, ``(*operands) -> y``
+            (:func:`_runner`); else None.
     """
 
     compiled: Einsum
@@ -110,9 +114,14 @@ class _Call(NamedTuple):
     forward: Callable | None
     placeholders: dict | None
     node: type | None
+    run: Callable | None = None
 
 
 _CALLS: dict[_CallKey, _Call] = {}
+
+# Read on every call: bound once here, each a C function (one global lookup, not two).
+_grad_enabled = torch.is_grad_enabled
+_autocast_enabled = torch.is_autocast_enabled
 
 
 def einsum(*args) -> torch.Tensor:
@@ -136,15 +145,40 @@ def einsum(*args) -> torch.Tensor:
     mode and ``vmap`` see its torch operations). Under ``torch.compile`` and ``export`` (fake
     tensors), and while autocast is on, every call takes the general path.
     """
+    try:  # a plain tuple: it hashes and compares equal to the _CallKey the entry was kept under
+        if len(args) == 3:  # two operands, one operand: spelled out (no comprehension's frame)
+            a, b = args[1], args[2]
+            call = _CALLS.get((args[0], _grad_enabled(), ((a.__class__, a.shape, a.dtype, a.device, a.requires_grad),
+                                                          (b.__class__, b.shape, b.dtype, b.device, b.requires_grad))))
+        elif len(args) == 2:
+            a = args[1]
+            call = _CALLS.get((args[0], _grad_enabled(), ((a.__class__, a.shape, a.dtype, a.device, a.requires_grad),)))
+        else:
+            call = _CALLS.get((args[0], _grad_enabled(),
+                               tuple([(t.__class__, t.shape, t.dtype, t.device, t.requires_grad) for t in args[1:]])))
+    except (AttributeError, TypeError, IndexError):  # other forms, symbolic sizes: no key
+        return _general(args, None)
+    if call is None or call.autocast is not None and _autocast_enabled(call.autocast):
+        return _general(args, _key(args))
+    if call.forward is not None:
+        return call.forward(*args[1:])[0]
+    if call.run is not None:
+        try:
+            return call.run(*args[1:])
+        except RuntimeError as e:  # a torch.func transform is active, or the call failed
+            return _transformed(call, args[1:], e)
+    return _run(call, args[1:])
+
+
+def _key(args: tuple) -> _CallKey | None:
+    """The :class:`_CallKey` of a call of spec text and tensors, else None."""
     try:
         key = _CallKey(args[0], torch.is_grad_enabled(),
                        tuple([(t.__class__, t.shape, t.dtype, t.device, t.requires_grad) for t in args[1:]]))
-        call = _CALLS.get(key)
-    except (AttributeError, TypeError, IndexError):  # other forms, symbolic sizes: no key
-        key = call = None
-    if call is not None and not (call.autocast and torch.is_autocast_enabled(call.autocast)):
-        return _run(call, args[1:])
-    return _general(args, key)
+        hash(key)
+    except (AttributeError, TypeError, IndexError):
+        return None
+    return key
 
 
 def _general(args: tuple, key: _CallKey | None) -> torch.Tensor:
@@ -206,22 +240,47 @@ def _call(compiled: Einsum, tensors: tuple, autocast: str | None) -> _Call:
     placeholders = _placeholders(pair, tensors)
     if torch.compiler.is_compiling():
         return _Call(compiled, wrt, pair, frozenset(), autocast, None, placeholders, None)
-    return _Call(compiled, wrt, pair, pair.regrouped, autocast, None, placeholders,
-                 _node(compiled, wrt, pair, placeholders, len(tensors)))
+    node = signature_function(compiled, wrt, pair, placeholders, len(tensors), any(t.is_complex() for t in tensors))
+    return _Call(compiled, wrt, pair, pair.regrouped, autocast, None, placeholders, node,
+                 _runner(node, pair.regrouped))
 
 
 def _run(call: _Call, tensors: tuple) -> torch.Tensor:
-    """One call as ``call`` says; the operands' strides are read here (:func:`_dense`)."""
+    """One call as ``call`` says (a node's through :func:`_runner`, which reads the operands'
+    strides: :func:`_dense`)."""
     if call.forward is not None:
         return call.forward(*tensors)[0]
+    if call.run is not None:
+        try:
+            return call.run(*tensors)
+        except RuntimeError as e:
+            return _transformed(call, tensors, e)
+    return _EinsumFunction.apply(call.compiled, call.wrt, call.pair, *tensors)[0]
+
+
+def _runner(node: type, regrouped: frozenset) -> Callable:
+    """What a repeat call of a signature with a node calls: ``node``'s apply, the regrouped
+    operands made dense first (:func:`_dense`). Outside ``torch.func``'s transforms it runs the
+    node; under one, ``apply`` raises before running anything (:data:`_TRANSFORMS`), and the
+    caller runs :func:`_transformed` instead."""
+    apply = node.apply
+    if not regrouped:
+        return apply
+
+    def run(*tensors):
+        return apply(*[_dense(t) if k in regrouped else t for k, t in enumerate(tensors)])
+
+    return run
+
+
+def _transformed(call: _Call, tensors: tuple, error: RuntimeError) -> torch.Tensor:
+    """A call of a node's signature under a ``torch.func`` transform: :class:`_EinsumFunction`,
+    which ``torch.func`` runs (``error``, what ``apply`` raised, is raised again where it says
+    something else)."""
+    if _TRANSFORMS not in str(error):
+        raise error
     if call.regrouped:
         tensors = tuple(_dense(t) if k in call.regrouped else t for k, t in enumerate(tensors))
-    if call.node is not None:
-        try:
-            return call.node.apply(*tensors)
-        except RuntimeError as e:  # a torch.func transform is active: the Function it can run
-            if _TRANSFORMS not in str(e):
-                raise
     return _EinsumFunction.apply(call.compiled, call.wrt, call.pair, *tensors)[0]
 
 
@@ -270,79 +329,16 @@ def _gradients(ctx, g, pair: SavingPair | None) -> tuple:
     if conjugate:
         g = g.conj()
     if pair is None or torch.is_grad_enabled():  # recorded: run it from the operands
-        grads = ctx.compiled.vjp(g, *_operands(values[:count], ctx.placeholders), wrt=ctx.wrt)
+        grads = ctx.compiled.vjp(g, *with_placeholders(values[:count], ctx.placeholders), wrt=ctx.wrt)
     else:  # the saved values in the pullback's order: operands first, then intermediates
         intermediates = iter(values[count:])
         grads = pair.pullback(g, *[next(intermediates) if k is None else values[k] for k in pair.read])
-    return _conjugated(grads) if conjugate else grads
-
-
-def _operands(saved: tuple, placeholders: dict | None) -> tuple:
-    """The operands a recorded backward reads: those saved, a placeholder for each not kept."""
-    if not placeholders:
-        return saved
-    return tuple(_placeholder(*placeholders[j]) if j in placeholders else t for j, t in enumerate(saved))
-
-
-def _conjugated(grads) -> list:
-    """torch's gradients of complex operands from einsgrad's non-conjugating ones of ``conj(G)``."""
-    return [grad.conj().resolve_conj() if grad.is_complex() else grad for grad in grads]
+    return conjugated(grads) if conjugate else grads
 
 
 def _intermediates(pair: SavingPair, saved: list) -> list:
     """The values ``pair.saving`` saved that are no operand's (the rest are the operands)."""
     return [value for value, k in zip(saved, pair.read) if k is None]
-
-
-def _node(compiled: Einsum, wrt: tuple, pair: SavingPair, placeholders: dict | None, count: int) -> type:
-    """The autograd Function of one call signature, run outside ``torch.func``'s transforms
-    (see :func:`_run`): its forward runs the pair's forward-saving function and saves what it
-    returns, its backward hands those to the pullback as they are; which operands are kept
-    and where each gradient goes are settled here, once. It has no ``setup_context``, so
-    ``apply`` neither binds arguments nor calls one. In a training step, where caches are
-    cold after each GEMM, every line of Python around the GEMMs counts: with these worked out
-    on each call, a grouped bf16 step (2.6 ms) measured 1.03-1.04x ``torch.einsum``'s, with this
-    Function 1.015-1.02x, and a hand-written one 0.99-1.02x (issue 11).
-
-    Saved, each tensor once (saved-tensor hooks that offload or compress see each once), in
-    order: the operands a recorded backward (``create_graph``) reads from (None for those it
-    does not, see :func:`_placeholders`), then the intermediates the pullback reads."""
-    saving, pullback = pair.saving, pair.pullback
-    kept = None if placeholders is None else tuple(j not in placeholders for j in range(count))
-    fresh = [j for j, k in enumerate(pair.read) if k is None]
-    every = len(fresh) == len(pair.read)  # the pullback reads intermediates alone: saved as returned
-    where = iter(range(count, count + len(fresh)))
-    order = [next(where) if k is None else k for k in pair.read]  # the pullback's arguments in values
-    slot = {k: j for j, k in enumerate(wrt)}
-    spread = (tuple if wrt == tuple(range(count)) else
-              lambda grads: tuple(grads[slot[k]] if k in slot else None for k in range(count)))
-
-    class Node(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, *tensors):
-            y, *saved = saving(*tensors)
-            ctx.save_for_backward(*(tensors if kept is None else [t if keep else None for t, keep in zip(tensors, kept)]),
-                                  *(saved if every else [saved[j] for j in fresh]))
-            ctx.save_for_forward(*tensors)
-            return y.detach()  # (see _EinsumFunction.forward)
-
-        @staticmethod
-        def backward(ctx, g):
-            values = ctx.saved_tensors
-            conjugate = g.is_complex()
-            if conjugate:
-                g = g.conj()
-            if torch.is_grad_enabled():  # recorded: the vjp from the operands, differentiable
-                grads = compiled.vjp(g, *_operands(values[:count], placeholders), wrt=wrt)
-            else:
-                grads = pullback(g, *(values[count:] if every else [values[i] for i in order]))
-            return spread(_conjugated(grads) if conjugate else grads)
-
-        @staticmethod
-        def jvp(ctx, *tangents):
-            return compiled.jvp(list(tangents), *ctx.saved_tensors[:count])
-
-    return Node
 
 
 class _EinsumFunction(torch.autograd.Function):
@@ -352,8 +348,8 @@ class _EinsumFunction(torch.autograd.Function):
     pullback with no second lookup or check. None in place of the pair means nothing is
     saved (no gradient wanted, or a vmapped call): the backward then runs the vjp from the
     operands. Every tensor the backward reads goes through ``save_for_backward``. It is the
-    Function ``torch.func``'s transforms and ``torch.compile`` run (:func:`_node`'s run
-    the others)."""
+    Function ``torch.func``'s transforms and ``torch.compile`` run (the call signatures' own,
+    :func:`einsgrad.torch_node.signature_function`, run the others)."""
 
     @staticmethod
     def forward(compiled: Einsum, wrt: tuple, pair, *tensors):
@@ -428,11 +424,6 @@ class _Positional(inspect.Signature):
 
 
 _EinsumFunction.forward.__signature__ = _Positional()
-
-
-def _placeholder(shape, dtype, device) -> torch.Tensor:
-    """A tensor of this shape and dtype that holds no memory (its values are never read)."""
-    return torch.zeros((), dtype=dtype, device=device).expand(shape)
 
 
 _BATCHED: "weakref.WeakKeyDictionary[Einsum, dict]" = weakref.WeakKeyDictionary()

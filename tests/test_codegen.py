@@ -73,9 +73,11 @@ ALLOWED = {
     "_sum", "x", "k", "n", "len", "ndim", "size", "char", "flags", "c_contiguous", "range", "kept",
     "rows", "cols", "int", "prod", "ones",
     "_check", "_check_cotangent", "ValueError", "str", "join", "s",  # the shape check
+    "_gather_index", "perm", "swap", "index", "arange", "take", "ravel", "writeable",  # gathers (einsgrad.gathers)
 }
-# planner names, shape-generic code's sizes (n0), the check's operand shapes (s0), dtype names
-PLANNER_NAME = re.compile(r"(x|t|r|dx|dt|n|s)\d+|(float|complex|u?int)\d+|bool")
+# planner names, shape-generic code's sizes (n0), the check's operand shapes (s0), dtype names,
+# a function's gather indices (_vjp_take0)
+PLANNER_NAME = re.compile(r"(x|t|r|dx|dt|n|s)\d+|(float|complex|u?int)\d+|bool|_[a-z_]+_take\d+")
 # the check's message: the canonical spec, shapes of integers and size names
 CHECK_MESSAGE = re.compile(r"einsum '[a-zA-Z,.>-]*' takes operands of shapes [n0-9(), ]*; got |, |"
                            r"the cotangent g has shape | but the output has ")

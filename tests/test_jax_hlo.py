@@ -1,8 +1,10 @@
 """What ``jax.jit(jax.grad(...))`` of ``einsgrad.jax.einsum`` compiles to, against ``jnp.einsum``'s
 (skipped without jax): no more dots, transposes or copies in the optimized HLO, for the training
 benchmark's specs and for drawn pairs; the attention and MLP training steps, at the benchmark's
-sizes, are ``jnp.einsum``'s module and program, dispatched alike; and the comparison fails for
-the spelling before (so it can fail)."""
+sizes, are ``jnp.einsum``'s module and program, dispatched alike, in bfloat16 with
+``preferred_element_type=float32`` too (no bfloat16 operand converted to float32 before its dot
+where jnp.einsum's dot reads it as it is); and each comparison fails for the spelling before
+(so it can fail)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402  (after the skip)
 
 import einsgrad.jax  # noqa: E402
-from benchmarks.training_hlo import COUNTED, compare, compiled, opcodes  # noqa: E402
+from benchmarks.training_hlo import COUNTED, compare, compiled, opcodes, step, widened  # noqa: E402
+from benchmarks.training_models import MODELS  # noqa: E402
 from einsgrad import backends  # noqa: E402
 from test_jax import x64  # noqa: E402,F401  (the float64 fixture, module-scoped)
 
@@ -105,8 +108,6 @@ def test_drawn_pairs_compile_to_no_more_work(case, dtype):
 def _step(model_name: str, dtype: str) -> dict:
     """The benchmark's training step of a model (its sizes, the batch an argument) compared
     with each einsum (:func:`benchmarks.training_hlo.compare`)."""
-    from benchmarks.training_models import MODELS
-
     return compare(next(m for m in MODELS if m.name == model_name), dtype)
 
 
@@ -140,3 +141,68 @@ def test_the_comparison_tells_the_spellings_apart(plan_order_spelling):
     assert not found["same module"] and not found["same program"]
     mine, theirs = found["transpose (einsgrad, jnp)"]
     assert mine > theirs
+
+
+@pytest.mark.parametrize("model", ["mlp", "attention"])
+def test_bfloat16_step_accumulating_in_float32_is_jnp_einsums_program(model):
+    """Every einsum of the MLP's and the attention's steps with ``preferred_element_type=float32``
+    on bfloat16 parameters and batch: jnp.einsum's module, program and buffers, and so its dots
+    read the bfloat16 operands it reads (the converts left are those of a float32 value's
+    product with a bfloat16 one, which jax's lowering of such a dot makes in both)."""
+    found = compare(next(m for m in MODELS if m.name == model), "bfloat16", "float32")
+    assert found["same module"] and found["same program"] and found["same buffers"]
+    mine, theirs = found["widened (einsgrad, jnp)"]
+    assert mine == theirs
+
+
+def _lowered(f, *args) -> str:
+    return jax.jit(f).lower(*args).as_text()
+
+
+BENCHMARK_PAIRS = [  # the MLP's and the attention's einsums at the training benchmark's sizes
+    pytest.param("bi,oi->bo", [(256, 512), (1024, 512)], id="mlp layer"),
+    pytest.param("bi,oi->bo", [(256, 512), (10, 512)], id="mlp last layer"),
+    pytest.param("bsi,hdi->bhsd", [(32, 128, 256), (8, 32, 256)], id="attention projection"),
+    pytest.param("bhqd,bhkd->bhqk", [(32, 8, 128, 32), (32, 8, 128, 32)], id="attention scores"),
+    pytest.param("bhqk,bhkd->bhqd", [(32, 8, 128, 128), (32, 8, 128, 32)], id="attention apply"),
+    pytest.param("bhqd,ohd->bqo", [(32, 8, 128, 32), (256, 8, 32)], id="attention output"),
+]
+
+
+@pytest.mark.parametrize("spec, shapes", BENCHMARK_PAIRS)
+def test_bfloat16_pairs_accumulating_in_float32_lower_as_jnp_einsum(spec, shapes):
+    """The MLP's and the attention's einsums in bfloat16 accumulated in float32, at the
+    benchmark's sizes (lowered, not run): the forward is jnp.einsum's module, its dot reading
+    both bfloat16 operands as they are (none widened), and jit(grad) of a nonlinear loss in
+    each operand is jnp.einsum's module too (in both at once, the projection's two gradients
+    are emitted in another order, as in float32)."""
+    arrays = [jax.ShapeDtypeStruct(s, jnp.bfloat16) for s in shapes]
+    mine, theirs = ((lambda *a, f=f: f(spec, *a, preferred_element_type=jnp.float32))
+                    for f in (einsgrad.jax.einsum, jnp.einsum))
+    forward = _lowered(mine, *arrays)
+    assert forward == _lowered(theirs, *arrays)
+    assert widened(forward) == 0 and "stablehlo.dot_general" in forward
+    for k in range(len(arrays)):
+        grads = [_lowered(jax.grad(lambda *a, f=f: jnp.sum(jnp.sin(f(*a))), k), *arrays) for f in (mine, theirs)]
+        assert grads[0] == grads[1], k
+
+
+def _cast_first(spec, *operands, preferred_element_type):
+    """einsgrad's spelling before: every operand cast to the preferred type, then the einsum."""
+    return einsgrad.jax.einsum(spec, *[x.astype(preferred_element_type) for x in operands])
+
+
+def test_the_comparison_tells_a_float32_copy_apart():
+    """The checks above can fail: with the operands cast to float32 first, the attention step
+    is another module, whose dots read more widened operands than jnp.einsum's, and so is a
+    pair's forward."""
+    attention = next(m for m in MODELS if m.name == "attention")
+    found = {}
+    for einsum in (_cast_first, jnp.einsum):
+        update, params, batch = step(attention, "bfloat16", einsum, "float32")
+        found[einsum] = update.lower(params, batch).as_text()
+    assert found[_cast_first] != found[jnp.einsum]
+    assert widened(found[_cast_first]) > widened(found[jnp.einsum])
+    X, W = (jax.ShapeDtypeStruct(s, jnp.bfloat16) for s in [(256, 512), (1024, 512)])
+    forward = _lowered(lambda x, w: _cast_first("bi,oi->bo", x, w, preferred_element_type=jnp.float32), X, W)
+    assert widened(forward) == 2

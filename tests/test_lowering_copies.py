@@ -18,7 +18,8 @@ from hypothesis import given, settings
 import einsgrad
 from benchmarks import network_cases as nc
 from einsgrad import plan
-from einsgrad.lowering import Hint, Lowering
+from einsgrad.layout_hints import Hint
+from einsgrad.lowering import Lowering
 from einsgrad.shapes import bind
 from einsgrad.spec import parse
 from einsgrad.steps import Copy, Matmul, Multiply

@@ -229,6 +229,52 @@ def test_forward_mode_and_backward_of_a_hit():
             torch.testing.assert_close(a, b)
 
 
+def test_autocast_between_hits(general):
+    """A key made outside autocast is not run inside it: under CPU autocast the call takes the
+    general path and has torch.einsum's dtype (bfloat16) and gradients; outside it again, a
+    hit of float32, as torch.einsum's."""
+    spec, shapes = "...ij,...jk->...ik", [(2, 3, 4, 5), (3, 5, 6)]
+    for _ in range(2):
+        assert_like_torch(spec, operands(shapes, torch.float32))
+    assert len(general) == 1
+    for _ in range(2):
+        ops = operands(shapes, torch.float32, seed=4)
+        theirs = twins(ops)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y, expected = einsgrad.torch.einsum(spec, *ops), torch.einsum(spec, *theirs)
+        assert y.dtype == expected.dtype == torch.bfloat16
+        torch.testing.assert_close(y, expected)
+        for a, b in zip(torch.autograd.grad(y.float().sum(), ops), torch.autograd.grad(expected.float().sum(), theirs)):
+            assert a.dtype == b.dtype == torch.float32
+            torch.testing.assert_close(a, b)
+    assert len(general) == 3
+    assert assert_like_torch(spec, operands(shapes, torch.float32)).dtype == torch.float32
+    assert len(general) == 3
+
+
+def test_dead_wrappers_on_a_hit(general):
+    """An operand that escaped a ``torch.func`` transform (a dead wrapper, kept by the function
+    transformed) on a hit (the node's ``apply`` unwraps it; torch 2.13 would run this call alike
+    without): values and gradients are torch.einsum's of the plain operand."""
+    spec = "...ij,...jk->...ik"
+    x, w = operands([(2, 3, 4, 5), (3, 5, 6)], grads=())
+    escaped = []
+
+    def keep(a):
+        escaped.append(a * 1)
+        return a.square().sum()
+
+    grad(keep)(x)
+    (dead,) = escaped
+    for _ in range(3):
+        mine, theirs = w.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+        y, expected = einsgrad.torch.einsum(spec, dead, mine), torch.einsum(spec, x, theirs)
+        torch.testing.assert_close(y, expected)
+        g = torch.randn(expected.shape, generator=torch.Generator().manual_seed(2), dtype=expected.dtype)
+        torch.testing.assert_close(torch.autograd.grad(y, mine, g)[0], torch.autograd.grad(expected, theirs, g)[0])
+    assert len(general) == 1
+
+
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_torch_compile_after_and_before_hits(general, dynamic):
     """torch.compile of a function whose call signature is a key already (the general path

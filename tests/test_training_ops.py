@@ -100,3 +100,18 @@ def test_einsgrad_s_attention_computes_torch_einsum_s_products_the_same_way_roun
     head = sizes["d"] // sizes["h"]
     key = ("TN", (sizes["B"] * sizes["h"], head, sizes["S"], sizes["S"]))
     assert mine["backward"].gemms[key] == theirs["backward"].gemms[key] == 1
+
+
+def test_torch_calls_reports_each_part_against_torch_einsum(capsys):
+    """``benchmarks.torch_calls`` times a call and its backward per cache state and dtype, with
+    the A/A control (figures are the machine's: only the table's shape is checked)."""
+    from benchmarks import torch_calls
+
+    assert torch_calls.main(["--calls", "3", "--evict", "0,1", "--dtypes", "float32,bfloat16"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    heads = [line for line in lines if line.startswith("## ")]
+    assert heads == [f"## {torch_calls.SPEC} {d}, {c}" for d in ("float32", "bfloat16")
+                     for c in ("warm", "after 1 MiB streamed")]
+    parts = [line.split()[0] for line in lines if not line.startswith("## ")]
+    assert parts == list(torch_calls.PARTS) * 4
+    assert all(" A/A " in line and " over " in line for line in lines if not line.startswith("## "))
