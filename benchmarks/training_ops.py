@@ -1,8 +1,8 @@
 """What a torch training step runs with einsgrad's einsum and with ``torch.einsum``, op by op.
 
 Run: ``python -m benchmarks.training_ops [--models attention,grouped] [--dtypes float32,...]
-[--quick] [--time ROUNDS]``. For each model (:mod:`benchmarks.training_models`) and dtype, one
-step (forward, loss, backward, gradients set to None as the training benchmark does) is run
+[--quick] [--time ROUNDS] [--default-malloc]``. For each model
+(:mod:`benchmarks.training_models`) and dtype, one step (forward, loss, backward, gradients set to None as the training benchmark does) is run
 under a ``TorchDispatchMode`` with each einsum, after two warm-up steps. Every ATen op that
 reaches the dispatcher is recorded with its operands' shapes and strides, in the forward and in
 the backward; views (permute, reshape, transpose, ...) cost nothing and are left out of the
@@ -15,7 +15,9 @@ the Python around the ops (einsgrad's call, its autograd Function) and noise.
 ``--time ROUNDS`` also times the step in situ, split into the einsum calls themselves, the rest
 of the forward (loss included) and the backward: einsgrad, torch.einsum and a second torch.einsum
 copy (the A/A control), in random order each round, one torch thread, by this thread's CPU time;
-each figure is the median over the rounds.
+each figure is the median over the rounds. Timed runs re-execute under the training benchmark's
+glibc malloc settings (:data:`benchmarks.malloc.MALLOC`; ``--default-malloc`` keeps glibc's),
+so that the split is of the process that benchmark times.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from benchmarks import malloc
 from benchmarks.training_memory import ops, systems
 from benchmarks.training_models import MODELS, Model
 
@@ -246,6 +249,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dtypes", default="float32,float64,bfloat16")
     parser.add_argument("--quick", action="store_true", help="the models' quick sizes")
     parser.add_argument("--time", type=int, default=0, metavar="ROUNDS", help="also time the step in situ")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="keep glibc's malloc settings (else a timed run runs under MALLOC's)")
     args = parser.parse_args(argv)
     known = {m.name: m for m in MODELS}
     chosen = [t.strip() for t in args.models.split(",") if t.strip()]
@@ -253,6 +258,7 @@ def main(argv=None) -> int:
         parser.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(known)}")
     if args.time:
         torch.set_num_threads(1)
+        print(f"# malloc: {malloc.settings_text()}", flush=True)
     for name in chosen:
         for dtype in [t.strip() for t in args.dtypes.split(",") if t.strip()]:
             model, torch_dtype = known[name], getattr(torch, dtype)
@@ -264,4 +270,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    if "--time" in sys.argv[1:] or any(a.startswith("--time=") for a in sys.argv[1:]):
+        malloc.reexecute_under("benchmarks.training_ops", sys.argv[1:])
     sys.exit(main())

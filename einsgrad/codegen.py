@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
+from typing import Callable
 
-from . import dask_dot, dot_pairs, fused_copies, gathers, scalars
+from . import dask_dot, dot_pairs, fused_copies, gathers, scalars, torch_layout
 from .spec import ascii_text
 from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Plan, Regroup, Step, Unary
 
@@ -149,6 +150,15 @@ class Dialect:
             in that GEMM instead (:mod:`einsgrad.fused_copies`): one call and one line fewer.
         gathers: in straight-line exact-shape code, a small transposed copy whose innermost run
             is short is one ``x.take(index)`` (:mod:`einsgrad.gathers`).
+        right_transposed: the dtypes (by name) in which a tall GEMM reads its small right side
+            from a transposed copy (NT), not as stored (NN): the library's BLAS runs NT faster
+            there (:mod:`einsgrad.gemm_sides`).
+        strided: ``bound -> bool``, whether the library's own einsum returns a strided view;
+            then so does einsgrad's forward (no copy the library does not make); None: never.
+        strided_gradient: ``(bound, k) -> bool``, the same of its gradient of operand ``k``;
+            then such a gradient that a GEMM makes and transposes is returned as that view,
+            the product in the plan's orientation (others stay contiguous: a permuted view
+            would move its copy to the next pullback's reads, maybe two).
     """
 
     name: str
@@ -171,6 +181,9 @@ class Dialect:
     gemm: tuple[str | None, str | None] | None = None
     folds_copies: bool = False
     gathers: bool = False
+    right_transposed: tuple[str, ...] = ()
+    strided: Callable[..., bool] | None = None
+    strided_gradient: Callable[..., bool] | None = None
 
 
 _DOT_GENERAL = '''import jax
@@ -210,7 +223,9 @@ TORCH = Dialect("torch", "torch", "import torch\n" + _PLACE_IN_VIEW,
                 # transpose and expand, not swapaxes and broadcast_to: they have batching rules
                 # in the vmap of autograd.grad(..., is_grads_batched=True)
                 swap="{x}.transpose(-1, -2)", broadcast="{x}.expand({shape})",
-                result="{x}.contiguous()", products_in_order=True, gemm=("torch.mm({a}, {b})", "torch.bmm({a}, {b})"))
+                result="{x}.contiguous()", products_in_order=True, gemm=("torch.mm({a}, {b})", "torch.bmm({a}, {b})"),
+                right_transposed=("float64",), strided=torch_layout.strided,
+                strided_gradient=torch_layout.strided_gradient)
 JAX = Dialect("jax", "jnp", _DOT_GENERAL + _PLACE_BY_MASKS.format(
                   arange="jnp.arange(shape[g[0]])"), sum="_sum({x}, {axes})", dot_general=True, jnp_pairs=True)
 """The jax dialect: pairs as one ``dot_general`` over the labels as stored, in every dtype.

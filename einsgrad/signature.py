@@ -18,7 +18,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import codegen, derive, host, paths, plan, scalars, sliced_code, slicing, tables, torch_layout, trees
+from . import codegen, derive, gemm_sides, host, paths, plan, scalars, sliced_code, slicing, tables, trees
 from .errors import EinsumSpecError
 from .report import Plans
 from .shapes import BoundSpec
@@ -396,7 +396,8 @@ class SignatureRecord:
         mode, dtypes, wrt = key.mode, key.dtypes, key.wrt
         check_dtypes(dtypes, key.cotangent, extension_floats=key.dialect.name == "jax")
         bound = self.bound.resized(key.chunk)
-        program = self.plan(PlanKey(mode, wrt, key.chunk))
+        program = gemm_sides.in_dtype(self.plan(PlanKey(mode, wrt, key.chunk)), bound.size_of,
+                                      (*dtypes, key.cotangent), key.dialect.right_transposed)
         casts = _entry_casts(program, key)
         if mode is Mode.FORWARD:
             out = scalars.result_type(*dtypes)
@@ -448,11 +449,11 @@ def _entry_casts(program: Plan, key: FunctionKey) -> dict:
 
 def _forward_finish(program: Plan, bound, dialect: codegen.Dialect, dtype) -> dict:
     """How the forward returns ``y``: copied where it may alias an argument, cast to ``dtype``
-    (or not: None). A fresh torch result is left in the layout it was computed in where
-    ``torch.einsum``'s own is not contiguous either (:mod:`einsgrad.torch_layout`): no copy
-    that torch does not make (the dialect makes the others contiguous)."""
-    copy = _needs_copy(program, "y", bound.output_shape)
-    if dialect is codegen.TORCH and not copy and dtype is None and torch_layout.strided(bound):
+    (or not: None). A fresh result is left in the layout it was computed in where the
+    library's own einsum returns a strided view (the dialect's ``strided``): no copy that the
+    library does not make (the dialect finishes the others)."""
+    copy, strided = _needs_copy(program, "y", bound.output_shape), dialect.strided
+    if strided is not None and not copy and dtype is None and strided(bound):
         return {}
     return {"y": (copy, dtype)}
 
@@ -491,16 +492,15 @@ def _jacobian_dtype(dtypes, k: int) -> np.dtype:
 
 def _finish(program: Plan, bound, wrt, cotangent_dtype, dtypes, dialect: codegen.Dialect) -> dict:
     """What each returned gradient needs: a copy (it may alias an argument), a cast (to its
-    operand's dtype, when G and the other operands make a different one). A torch gradient
-    that is a product transposed after (:func:`_transposed_product`) is left that view where
-    ``torch.einsum``'s own is not contiguous either
-    (:func:`einsgrad.torch_layout.strided_gradient`): the product is then computed in the
-    plan's orientation (torch's, for attention's key gradient), with no copy.
+    operand's dtype, when G and the other operands make a different one). A gradient that is
+    a product transposed after (:func:`_transposed_product`) is left that view where the
+    library's own einsum returns a strided view too (the dialect's ``strided_gradient``): the
+    product is then computed in the plan's orientation, with no copy.
 
     Promotion depends only on the set of dtypes promoted, so each gradient's computed dtype is
     that of the distinct dtypes of the others, which its own dtype decides: asked once per
     distinct dtype, linear in the operands."""
-    finish, inputs, fresh = {}, bound.spec.inputs, program.fresh_values()
+    finish, inputs, fresh, strided = {}, bound.spec.inputs, program.fresh_values(), dialect.strided_gradient
     counts = Counter(dtypes)
     casts: dict = {}  # operand dtype -> its gradient's cast (None: none)
     for k, name in zip(wrt, program.returns):
@@ -510,17 +510,18 @@ def _finish(program: Plan, bound, wrt, cotangent_dtype, dtypes, dialect: codegen
             computed = scalars.result_type(cotangent_dtype, *others)
             casts[target] = target if scalars.kind(target) in "fc" and target != computed else None
         finish[name] = (not fresh.get(name, False) or not inputs[k], casts[target])  # a scalar: copied
-        if dialect is codegen.TORCH and finish[name] == (False, None) and _transposed_product(program, name) \
-                and torch_layout.strided_gradient(bound, k):
+        if strided is not None and finish[name] == (False, None) and _transposed_product(program, name) \
+                and strided(bound, k):
             del finish[name]
     return finish
 
 
 def _transposed_product(program: Plan, name: str) -> bool:
     """Whether ``name`` is made by a GEMM whose result is then transposed (its last two axes
-    swapped): a view either way round, which the torch dialect would otherwise reorder to
-    compute contiguous. Any other layout stays finished contiguous: leaving a permuted view
-    only moves its copy to the reads of the next pullback, which may read it twice."""
+    swapped): a view either way round, which a dialect that multiplies products in order
+    would otherwise reorder to compute contiguous. Any other layout stays finished contiguous:
+    leaving a permuted view only moves its copy to the reads of the next pullback, which may
+    read it twice."""
     step = next((step for step in program.steps if step.target == name), None)
     if step is None or not isinstance(step.operation, Matmul):
         return False
