@@ -230,7 +230,7 @@ def test_whether_a_plan_is_a_table_counts_its_steps_after_folding_copies(network
     account for is a table) agrees with counting the folded plan's steps."""
     from benchmarks.network_cases import grid, tree
 
-    from einsgrad import codegen, fused_copies, plan, shapes, spec
+    from einsgrad import dialects, fused_copies, plan, shapes, spec
 
     net = tree(40) if network == "tree" else grid(5, 5)
     bound = shapes.bind(spec.parse(net.spec), net.shapes)
@@ -244,6 +244,6 @@ def test_whether_a_plan_is_a_table_counts_its_steps_after_folding_copies(network
             copies = sum(type(s.operation).__name__ == "Copy" for s in program.steps)
             for threshold in sorted({count // 3, count - copies - 1, count - copies, folded - 1, folded, count - 1}):
                 tables.TABLE_STEPS = threshold
-                assert tables.tabled(program, codegen.NUMPY) == (folded > threshold), (threshold, count, folded)
+                assert tables.tabled(program, dialects.NUMPY) == (folded > threshold), (threshold, count, folded)
     finally:
         tables.TABLE_STEPS = before
