@@ -16,11 +16,11 @@ from typing import Callable
 
 import numpy as np
 
-from . import codegen
+from . import dialects
 from .memo import memoized
 from .errors import EinsumSpecError
 
-NUMPY_DIALECT = codegen.NUMPY  # the dialect of every plain numpy call, looked up once
+NUMPY_DIALECT = dialects.NUMPY  # the dialect of every plain numpy call, looked up once
 
 _PACKAGES = {"torch": "torch", "jax": "jax", "jaxlib": "jax", "dask": "dask", "cupy": "cupy"}
 
@@ -44,7 +44,7 @@ class Backend:
     """
 
     name: str
-    dialect: codegen.Dialect
+    dialect: dialects.Dialect
     dtype: Callable[[object], object]
     convert: Callable[[object, object], object]
     cast: Callable[[object, object], object] | None = None
@@ -116,7 +116,7 @@ def _torch() -> Backend:
     import torch
 
     return Backend(
-        "torch", codegen.TORCH, lambda x: x.dtype,
+        "torch", dialects.TORCH, lambda x: x.dtype,
         lambda v, like: torch.as_tensor(_numeric(v), device=like.device),
         lambda x, d: x.to(d))
 
@@ -125,7 +125,7 @@ def _torch() -> Backend:
 def _jax() -> Backend:
     import jax.numpy as jnp
 
-    return Backend("jax", codegen.JAX, lambda x: np.dtype(x.dtype), lambda v, like: jnp.asarray(_numeric(v)))
+    return Backend("jax", dialects.JAX, lambda x: np.dtype(x.dtype), lambda v, like: jnp.asarray(_numeric(v)))
 
 
 @memoized
@@ -133,7 +133,7 @@ def _dask() -> Backend:
     import dask
     import dask.array as da
 
-    return Backend("dask", codegen.DASK, lambda x: np.dtype(x.dtype), lambda v, like: da.from_array(_numeric(v)),
+    return Backend("dask", dialects.DASK, lambda x: np.dtype(x.dtype), lambda v, like: da.from_array(_numeric(v)),
                    keep=dask.persist)
 
 
@@ -145,7 +145,7 @@ def _cupy() -> Backend:
         with like.device:
             return cp.asarray(_numeric(v))
 
-    return Backend("cupy", codegen.CUPY, lambda x: np.dtype(x.dtype), convert)
+    return Backend("cupy", dialects.CUPY, lambda x: np.dtype(x.dtype), convert)
 
 
 _LOADERS = {"torch": _torch, "jax": _jax, "dask": _dask, "cupy": _cupy}

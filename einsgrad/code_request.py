@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import codegen, scalars
+from . import dialects, scalars
 from .errors import EinsumSpecError
 from .shapes import UNKNOWN_SIZE, ShapeClass, check_shapes, shape_class
 from .signature import FunctionKey, Mode, check_dtypes
@@ -97,14 +97,14 @@ def check_dtype_list(dtypes, count: int) -> tuple[np.dtype, ...]:
     return checked
 
 
-def dialect(backend, names) -> codegen.Dialect:
+def dialect(backend, names) -> dialects.Dialect:
     """The dialect called ``backend``, one of ``names``."""
     if backend not in names:
         raise EinsumSpecError(f"backend must be one of {', '.join(names)}, got {backend!r}")
-    return codegen.DIALECTS[backend]
+    return dialects.DIALECTS[backend]
 
 
-def function_keys(signature, dtypes, dialect: codegen.Dialect) -> tuple[FunctionKey, ...]:
+def function_keys(signature, dtypes, dialect: dialects.Dialect) -> tuple[FunctionKey, ...]:
     """Keys of the four functions code is written for: forward, vjp, forward_saving and
     pullback, every operand wanted."""
     out, every = scalars.result_type(*dtypes), tuple(range(len(dtypes)))

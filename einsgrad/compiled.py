@@ -9,7 +9,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from . import backends, code_request, codegen, derive, paths, saving_pairs, scalars, tangents, vendor
+from . import backends, code_request, derive, dialects, paths, saving_pairs, scalars, tangents, vendor
 from . import stripped as stripping
 from .errors import EinsumSpecError
 from .report import Costs, PlanReport
@@ -23,7 +23,7 @@ JACOBIAN_LIMIT = 2**24  # elements: Einsum.jacobian is for small cases
 _NUMPY = backends.NUMPY_DIALECT
 # Dialects whose calls run shape-generic code, one function per shape class: torch's sizes are
 # symbolic under torch.compile and torch.export. jax traces per shape anyway; dask is lazy.
-_GENERIC = (codegen.TORCH,)
+_GENERIC = (dialects.TORCH,)
 
 
 class Loaded(NamedTuple):
@@ -379,8 +379,8 @@ class Einsum:
         calls run it; its pullback takes ``shapes=``, the operands' shapes); None shows the
         kind the last call ran when its shapes are used, exact-shape code otherwise.
         """
-        dialect = code_request.dialect(backend, codegen.DIALECTS)
-        signature, dtypes = self._request(shapes, None, "source", generic, False, numpy=dialect is not codegen.TORCH)
+        dialect = code_request.dialect(backend, dialects.DIALECTS)
+        signature, dtypes = self._request(shapes, None, "source", generic, False, numpy=dialect is not dialects.TORCH)
         record = self._signature_record(signature)
         keys = code_request.function_keys(signature, dtypes, dialect)
         sources = dict.fromkeys(block for key in keys for block in record.source_blocks(key))  # a chunk's once

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import backends, codegen, paths, slicing
+from . import backends, dialects, paths, slicing
 from .compiled import Einsum
 from .errors import EinsumSpecError
 from .plan import Path
@@ -165,8 +165,8 @@ def run_group(job: Job, window: Window, arrays, g) -> tuple:
     inputs, output = job.bound.spec.inputs, job.bound.spec.output
     parts = tuple(a[take(labels)] for a, labels in zip(arrays, inputs))
     sizes = tuple((label, stop - start) for label, start, stop in window)
-    forward = FunctionKey(Mode.FORWARD, job.bound.input_shapes, job.dtypes, None, None, codegen.NUMPY)
-    vjp = FunctionKey(Mode.VJP, job.bound.input_shapes, job.dtypes, every, job.cotangent, codegen.NUMPY)
+    forward = FunctionKey(Mode.FORWARD, job.bound.input_shapes, job.dtypes, None, None, dialects.NUMPY)
+    vjp = FunctionKey(Mode.VJP, job.bound.input_shapes, job.dtypes, every, job.cotangent, dialects.NUMPY)
     (y,) = record.sliced(forward, sizes)(*parts)
     grads = record.sliced(vjp, sizes)(g[take(output)], *parts)
     results = []

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import backends, codegen, scalars
+from . import backends, dialects, scalars
 from .errors import EinsumSpecError
 
 LIBRARIES = ("numpy", "torch", "jax")
@@ -38,7 +38,7 @@ class Exponents:
     dtype questions of its operands. :class:`ArrayExponents` answers them for torch and jax."""
 
     name = "numpy"
-    dialect = codegen.NUMPY
+    dialect = dialects.NUMPY
 
     def exponent(self, value, like):
         """A user's exponent (a stripped cotangent's) as this library's, or an error."""
@@ -198,7 +198,7 @@ def _format(finfo) -> _Format:
 
 class _TorchExponents(ArrayExponents):
     name = "torch"
-    dialect = codegen.TORCH
+    dialect = dialects.TORCH
 
     def __init__(self):
         import torch
@@ -252,7 +252,7 @@ class _TorchExponents(ArrayExponents):
 
 class _JaxExponents(ArrayExponents):
     name = "jax"
-    dialect = codegen.JAX
+    dialect = dialects.JAX
 
     def __init__(self):
         import jax

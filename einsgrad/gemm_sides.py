@@ -1,5 +1,5 @@
 """A tall GEMM's small right side read from a transposed copy, in the dtypes where the
-dialect's BLAS multiplies faster so (:attr:`einsgrad.codegen.Dialect.right_transposed`).
+dialect's BLAS multiplies faster so (:attr:`einsgrad.dialects.Dialect.right_transposed`).
 
 A GEMM ``A @ B`` (each a matrix or a batch of them) can read each side as stored rows (``N``)
 or transposed (``T``). MKL's ``dgemm``, which torch calls on the CPU, runs ``A`` by ``B``

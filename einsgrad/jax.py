@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
-from . import codegen
+from . import codegen, dialects
 from .calls import as_call
 from .compiled import Einsum
 from .errors import EinsumSpecError
@@ -130,7 +130,7 @@ def _traced(precision: str | None, accumulation):
         yield
 
 
-_ACCUMULATION = codegen.helper(codegen.JAX, "accumulation")
+_ACCUMULATION = codegen.helper(dialects.JAX, "accumulation")
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))

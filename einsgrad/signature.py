@@ -18,7 +18,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import codegen, derive, gemm_sides, host, paths, plan, scalars, sliced_code, slicing, tables, trees
+from . import codegen, derive, dialects, gemm_sides, host, paths, plan, scalars, sliced_code, slicing, tables, trees
 from .errors import EinsumSpecError
 from .report import Plans
 from .shapes import BoundSpec
@@ -95,7 +95,7 @@ class FunctionKey(NamedTuple):
     dtypes: tuple
     wrt: tuple[int, ...] | None
     cotangent: object
-    dialect: codegen.Dialect
+    dialect: dialects.Dialect
     chunk: slicing.Cuts = ()
 
 
@@ -297,7 +297,7 @@ class SignatureRecord:
                 found = self.loops[key, window]
         return found
 
-    def helpers(self, dialect: codegen.Dialect) -> str:
+    def helpers(self, dialect: dialects.Dialect) -> str:
         """The helpers the code of this signature reads in ``dialect`` (more under slicing)."""
         return sliced_code.helpers(dialect) if self.slices else dialect.helpers
 
@@ -311,7 +311,7 @@ class SignatureRecord:
         chunk, (args, outs) = self._sliced_parts(key)
         program = self._render(chunk, prefix) if prefix else self._rendered(chunk)
         loop = sliced_code.driver(prefix + key.mode.value, program.name, program.text, args, outs, self.slices,
-                                  {**self.bound.size_of, **dict(window)}, graph=key.dialect is codegen.DASK,
+                                  {**self.bound.size_of, **dict(window)}, graph=key.dialect is dialects.DASK,
                                   returns_arguments=key.mode is Mode.SAVING, budget=self.memory_limit)
         return program.text, loop
 
@@ -435,7 +435,7 @@ def _entry_casts(program: Plan, key: FunctionKey) -> dict:
     otherwise be summed, and rounded, in its own dtype. Only for libraries whose operations
     promote; for the others :class:`einsgrad.Einsum` casts every argument before the call.
     The pullback's saved values come cast from ``forward_saving``."""
-    if key.dialect not in codegen.PROMOTING or key.mode is Mode.PULLBACK:
+    if key.dialect not in dialects.PROMOTING or key.mode is Mode.PULLBACK:
         return {}
     dtypes = ((key.cotangent,) if key.mode is Mode.VJP else ()) + key.dtypes
     if key.mode is Mode.JACOBIAN:  # its arguments are the other operands
@@ -447,7 +447,7 @@ def _entry_casts(program: Plan, key: FunctionKey) -> dict:
     return {arg: common for arg, dtype in zip(program.args, dtypes) if dtype != common}
 
 
-def _forward_finish(program: Plan, bound, dialect: codegen.Dialect, dtype) -> dict:
+def _forward_finish(program: Plan, bound, dialect: dialects.Dialect, dtype) -> dict:
     """How the forward returns ``y``: copied where it may alias an argument, cast to ``dtype``
     (or not: None). A fresh result is left in the layout it was computed in where the
     library's own einsum returns a strided view (the dialect's ``strided``): no copy that the
@@ -490,7 +490,7 @@ def _jacobian_dtype(dtypes, k: int) -> np.dtype:
     return own
 
 
-def _finish(program: Plan, bound, wrt, cotangent_dtype, dtypes, dialect: codegen.Dialect) -> dict:
+def _finish(program: Plan, bound, wrt, cotangent_dtype, dtypes, dialect: dialects.Dialect) -> dict:
     """What each returned gradient needs: a copy (it may alias an argument), a cast (to its
     operand's dtype, when G and the other operands make a different one). A gradient that is
     a product transposed after (:func:`_transposed_product`) is left that view where the

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 from typing import Sequence
 
-from . import codegen, dask_slices
+from . import dask_slices, dialects
 from .slicing import Cuts
 
 _IN_PLACE = '''
@@ -74,29 +74,29 @@ _ZEROS = {  # zeros of `shape` like the array `{like}` (its dtype, its device)
 }
 
 
-def helpers(dialect: codegen.Dialect) -> str:
+def helpers(dialect: dialects.Dialect) -> str:
     """The helpers that sliced code in ``dialect`` reads: the dialect's and the loop's; for dask
     arrays numpy's (the chunk's program runs on numpy blocks) and the graph's."""
     return chunk_dialect(dialect).helpers + loop_helpers(dialect)
 
 
-def loop_helpers(dialect: codegen.Dialect) -> str:
+def loop_helpers(dialect: dialects.Dialect) -> str:
     """The loop's helpers alone: what sliced code reads beyond its chunk dialect's, loaded
     among those (:func:`einsgrad.codegen.load`), whose objects it shares (the jax dialect's
     ``accumulation``, which a second copy of them would hide)."""
-    if dialect is codegen.DASK:
+    if dialect is dialects.DASK:
         return dask_slices.HELPERS
-    if dialect is codegen.JAX:
+    if dialect is dialects.JAX:
         return _FUNCTIONAL
     zeros = _ZEROS[dialect.name]
     return _IN_PLACE.replace("{zeros_part}", zeros.format(like="part")).replace(
         "{zeros_value}", zeros.format(like="value"))
 
 
-def chunk_dialect(dialect: codegen.Dialect) -> codegen.Dialect:
+def chunk_dialect(dialect: dialects.Dialect) -> dialects.Dialect:
     """The dialect of a chunk's program: the call's, but numpy's for dask arrays, whose slices
     are tasks on numpy blocks (:mod:`einsgrad.dask_slices`)."""
-    return codegen.NUMPY if dialect is codegen.DASK else dialect
+    return dialects.NUMPY if dialect is dialects.DASK else dialect
 
 
 def driver(name: str, chunk: str, chunk_text: str, terms: Sequence[tuple], outs: Sequence[tuple], cuts: Cuts,

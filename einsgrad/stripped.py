@@ -32,7 +32,7 @@ import enum
 import functools
 from typing import NamedTuple
 
-from . import backends, codegen, exponents, scalars
+from . import backends, codegen, dialects, exponents, scalars
 from .errors import EinsumSpecError
 from .shapes import check_shapes
 from .signature import Mode, PlanKey, SignatureRecord
@@ -227,7 +227,7 @@ _PROGRAMS: dict[tuple[int, str], _Program] = {}  # (id(plan), dialect) -> its pr
 _PROGRAMS_LIMIT = 64
 
 
-def _program(plan: Plan, record: SignatureRecord, dialect: codegen.Dialect) -> _Program:
+def _program(plan: Plan, record: SignatureRecord, dialect: dialects.Dialect) -> _Program:
     """``plan``'s rows in ``dialect``, made once per plan and dialect (the record's plans live
     as long as its cache entry; the program holds its plan, so that its id stays unique)."""
     key = (id(plan), dialect.name)
@@ -251,7 +251,7 @@ def _program(plan: Plan, record: SignatureRecord, dialect: codegen.Dialect) -> _
 def _kernel(template: str, dialect: str):
     """A step kernel's ``lambda`` text compiled among its dialect's helpers. The text is
     :class:`einsgrad.tables.Kernels`' (value slots, integers and the library's calls only)."""
-    return codegen.load(f"kernel = {template}\n", codegen.DIALECTS[dialect])["kernel"]
+    return codegen.load(f"kernel = {template}\n", dialects.DIALECTS[dialect])["kernel"]
 
 
 def _check_unsliced(record: SignatureRecord) -> None:

@@ -26,8 +26,8 @@ import json
 import re
 from typing import NamedTuple
 
-from . import codegen, dot_pairs, fused_copies
-from .codegen import Dialect
+from . import codegen, dialects, dot_pairs, fused_copies
+from .dialects import Dialect
 from .steps import Copy, Plan, Step
 
 TABLE_STEPS = 512
@@ -158,7 +158,7 @@ def slotted(plan: Plan) -> Slotted:
     return Slotted(slots, ndims, tuple(freed))
 
 
-def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect = codegen.NUMPY,
+def render(plan: Plan, name: str, finish: dict | None = None, dialect: Dialect = dialects.NUMPY,
            casts: dict | None = None, kernels_of: Kernels | None = None) -> str:
     """One Python function for ``plan`` as a loop over its step table, with the arguments of
     :func:`einsgrad.codegen.render` (exact-shape code only); ``kernels_of`` keeps the steps'

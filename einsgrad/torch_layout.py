@@ -1,5 +1,5 @@
 """Which layout ``torch.einsum`` gives its result, so that the torch dialect can match it
-(its ``strided`` and ``strided_gradient``: :class:`einsgrad.codegen.Dialect`).
+(its ``strided`` and ``strided_gradient``: :class:`einsgrad.dialects.Dialect`).
 
 ``torch.einsum`` of two operands runs one ``bmm`` whose operands it lays out as (labels of
 both, labels of the first alone, summed) and (labels of both, summed, labels of the second

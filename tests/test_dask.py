@@ -191,7 +191,7 @@ def test_a_sliced_contraction_is_one_graph_of_its_slices(chunk, monkeypatch):
     a chain's running sums) larger than the largest of an input's dask chunk, the memory limit,
     an operand's slice and a result's window, each sized here from the cuts (the operands' own
     tasks aside)."""
-    from einsgrad import codegen
+    from einsgrad import codegen, dialects
     from einsgrad.dask_slices import TASKS
 
     calls = [0]
@@ -204,7 +204,7 @@ def test_a_sliced_contraction_is_one_graph_of_its_slices(chunk, monkeypatch):
 
         return counted
 
-    def load(text, dialect=codegen.NUMPY):
+    def load(text, dialect=dialects.NUMPY):
         namespace = real(text, dialect)
         for name in [n for n in namespace if n.endswith("_chunk")]:  # read by the loop at call time
             namespace[name] = counting(namespace[name])

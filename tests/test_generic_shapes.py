@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 
 import einsgrad
-from einsgrad import EinsumSpecError, codegen
+from einsgrad import EinsumSpecError, codegen, dialects
 from einsgrad.shapes import UNKNOWN_SIZE, ShapeClass, shape_class
 from oracles import numeric_vjp_check, reference_einsum
 from strategies import EXACT_DTYPES, einsum_cases
@@ -55,7 +55,7 @@ def check_generic(spec, sizes, shapes, rng, backend="numpy"):
     compiled = einsgrad.compile(spec, sizes=sizes)
     source = compiled.source(*shapes, backend=backend, generic=True)
     assert "flops" not in source and "shape-generic" in source
-    namespace = load(source, codegen.DIALECTS[backend])
+    namespace = load(source, dialects.DIALECTS[backend])
     inputs, output = compiled.spec.inputs, compiled.spec.output
     for signature in (shapes, sibling(shapes)):
         xs = [rng.standard_normal(s) for s in signature]

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import einsgrad
-from einsgrad import EinsumSpecError, codegen, paths, plan, shapes
+from einsgrad import EinsumSpecError, codegen, dialects, paths, plan, shapes
 from oracles import numeric_vjp_check, reference_einsum
 from strategies import ELL, EXACT_DTYPES, einsum_cases, extended_cases
 
@@ -424,7 +424,7 @@ def test_source_needs_no_backend_library(monkeypatch, backend):
     for name in ("torch", "jax", "jax.numpy", "dask", "dask.array"):
         monkeypatch.setitem(sys.modules, name, None)  # an import of it now fails
     source = einsgrad.compile("abc,cd->abd", shapes=[(2, 3, 4), (4, 5)]).source(backend=backend)
-    assert codegen.DIALECTS[backend].helpers in source and "def pullback(" in source
+    assert dialects.DIALECTS[backend].helpers in source and "def pullback(" in source
 
 
 def test_plans_are_built_once_per_signature(monkeypatch):

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from strategies import FLOAT64, LETTERS, einsum_cases, render
 
 import einsgrad
-from einsgrad import codegen, plan, slicing
+from einsgrad import codegen, dialects, plan, slicing
 from einsgrad.shapes import bind
 from einsgrad.spec import parse
 
@@ -50,7 +50,7 @@ def _loaded(monkeypatch) -> list[str]:
     """The texts codegen.load runs from now on."""
     loads: list[str] = []
     real = codegen.load
-    monkeypatch.setattr(codegen, "load", lambda text, dialect=codegen.NUMPY: loads.append(text) or real(text, dialect))
+    monkeypatch.setattr(codegen, "load", lambda text, dialect=dialects.NUMPY: loads.append(text) or real(text, dialect))
     return loads
 
 

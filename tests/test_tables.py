@@ -39,12 +39,25 @@ def assert_close(got, expected, what: str) -> None:
     np.testing.assert_allclose(upcast(got), expected, rtol=RTOL, atol=RTOL * scale, err_msg=what)
 
 
+def _assert_rounding_apart(got, expected, what: str) -> None:
+    """Equal, or for inexact dtypes a few roundings apart. Straight-line numpy code reads a
+    small transposed copy inside its GEMM (:mod:`einsgrad.fused_copies`), where a step table
+    copies it first, and numpy's matmul sums a strided side in another order than a contiguous
+    one: ``abc,abdc,ad->`` at shapes (1,2,1), (1,2,3,1), (1,3) gives gradients 1 ulp apart."""
+    if not np.issubdtype(np.asarray(got).dtype, np.inexact):
+        np.testing.assert_array_equal(got, expected, err_msg=what)
+        return
+    eps = np.finfo(np.asarray(got).dtype).eps
+    scale = float(np.max(np.abs(expected), initial=0.0))
+    np.testing.assert_allclose(got, expected, rtol=16 * eps, atol=16 * eps * scale, err_msg=what)
+
+
 @settings(deadline=None, max_examples=60)
 @given(einsum_cases(dtypes=EXACT_DTYPES))
 def test_table_code_matches_numpy_and_torch_autograd(case):
     """Forward, vjp and pullback of table code: numpy's forward and torch's gradients, each
     gradient of its operand's dtype and shape, sharing no memory with the operands, and the
-    straight-line code's values, bit for bit."""
+    straight-line code's values within rounding (:func:`_assert_rounding_apart`)."""
     pytest.importorskip("torch")
     ops = case.operands()
     with every_plan_a_table():
@@ -65,7 +78,7 @@ def test_table_code_matches_numpy_and_torch_autograd(case):
         assert g.dtype == x.dtype and g.shape == x.shape, k
         assert g.flags.writeable == s.flags.writeable, k  # a broadcast is a read-only view in both
         assert not any(np.shares_memory(g, o) for o in ops), k
-        np.testing.assert_array_equal(g, s)  # the same expressions: the same bits
+        _assert_rounding_apart(g, s, f"table against straight-line code, operand {k}")
         assert_close(g, t, f"vjp, operand {k}")
         assert_close(p, t, f"pullback, operand {k}")
 
@@ -230,7 +243,7 @@ def test_whether_a_plan_is_a_table_counts_its_steps_after_folding_copies(network
     account for is a table) agrees with counting the folded plan's steps."""
     from benchmarks.network_cases import grid, tree
 
-    from einsgrad import codegen, fused_copies, plan, shapes, spec
+    from einsgrad import dialects, fused_copies, plan, shapes, spec
 
     net = tree(40) if network == "tree" else grid(5, 5)
     bound = shapes.bind(spec.parse(net.spec), net.shapes)
@@ -244,6 +257,6 @@ def test_whether_a_plan_is_a_table_counts_its_steps_after_folding_copies(network
             copies = sum(type(s.operation).__name__ == "Copy" for s in program.steps)
             for threshold in sorted({count // 3, count - copies - 1, count - copies, folded - 1, folded, count - 1}):
                 tables.TABLE_STEPS = threshold
-                assert tables.tabled(program, codegen.NUMPY) == (folded > threshold), (threshold, count, folded)
+                assert tables.tabled(program, dialects.NUMPY) == (folded > threshold), (threshold, count, folded)
     finally:
         tables.TABLE_STEPS = before
