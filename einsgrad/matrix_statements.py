@@ -229,12 +229,10 @@ class Writer:
                 return False
             norm = Piece(f"‖{base.whole.text}‖²", rf"\left\|{base.whole.latex}\right\|^2")
             return term.coefficient, Rendering(Fraction(1), norm, True)
-        proxies, operands, inverse = _merged(proxies, operands, inverse)
-        found = einsum_of(indices, Term(Fraction(1), tuple(proxies)))
+        found, form, operands, inverse = _read(indices, proxies, operands, inverse)
         if found is None:
             return False
         order = [int(f.name[1:]) for f in found.tensors]
-        form = matrix_form(found.spec)
         if form is None or form.batch or form.summed:  # "Σ_k" of slices is no matrix notation
             return False
         if not order:  # "->ii": the spec reads one 0-d operand, which this term does not have
@@ -297,18 +295,37 @@ def _root(node) -> bool:
 # -- assembling ------------------------------------------------------------------------------
 
 
-def _merged(proxies, operands, inverse):
+def _read(indices, proxies, operands, inverse):
+    """(einsum, form, operands, inverse) of a term's operands, operands over the same indices
+    merged (:func:`_merged`); where that spec has no form (more operands than a form is
+    searched for: ``"ki,ki,ki,ki,ki,i,ki->ki"``), every such group merged, so that it reads
+    ``(A ∘ B ∘ ...) Diag(x)``. The einsum is None where the notation has no spelling."""
+    merged = _merged(proxies, operands, inverse)
+    found = einsum_of(indices, Term(Fraction(1), tuple(merged[0])))
+    form = None if found is None else matrix_form(found.spec)
+    if found is not None and form is None:
+        every = _merged(proxies, operands, inverse, every=True)
+        if len(every[0]) < len(merged[0]):
+            wider = einsum_of(indices, Term(Fraction(1), tuple(every[0])))
+            if wider is not None and matrix_form(wider.spec) is not None:
+                return wider, matrix_form(wider.spec), every[1], every[2]
+    return found, form, merged[1], merged[2]
+
+
+def _merged(proxies, operands, inverse, every: bool = False):
     """Operands over the same indices (none repeated), which another operand (or a delta)
     also holds, merged into one entrywise product, so that ``X[i,p] * t[i] * (1 - t[i])``
     reads ``Diag(t ∘ (1 - t)) X`` and a diagonal ``q[i] x[i] / t[i] δ[i,j]`` reads
     ``Diag(q ∘ x ⊘ t)`` (``x[k] * x[k]`` alone stays a dot product ``xᵀ x``). Reciprocals
-    divide (``⊘``); a group of reciprocals alone stays one, ``Diag(a ∘ b)⁻¹``."""
+    divide (``⊘``); a group of reciprocals alone stays one, ``Diag(a ∘ b)⁻¹``. ``every``:
+    every group, whoever else holds its indices (``A[k,i] * B[k,i] * ... -> i`` is
+    ``(A ∘ B ∘ ...)ᵀ 1``)."""
     groups: dict[frozenset, list[int]] = {}
     for n, p in enumerate(proxies):
         if isinstance(p, Factor) and len(set(p.indices)) == len(p.indices):
             groups.setdefault(frozenset(p.indices), []).append(n)
-    joined = [g for key, g in groups.items() if len(g) > 1 and key and all(
-        any(label in p.indices for m, p in enumerate(proxies) if m not in g) for label in key)]
+    joined = [g for key, g in groups.items() if len(g) > 1 and key and (every or all(
+        any(label in p.indices for m, p in enumerate(proxies) if m not in g) for label in key))]
     if not joined:
         return proxies, operands, inverse
     proxies, operands, inverse = list(proxies), list(operands), set(inverse)
