@@ -4,7 +4,10 @@ Draws programs from the generator of tests/test_program_statements.py (hypothesi
 seed), keeps those where no tensor has three or more indices, and for each gradient and each
 Hessian that prints neither a matrix form nor a vec form, says why: the innermost reason the
 writer of :mod:`einsgrad.matrix_statements` gave up, found by watching its methods from here
-(a census, not a test: it patches nothing it does not restore).
+(a census, not a test: it patches nothing it does not restore, and reads the Kronecker
+split of :mod:`einsgrad.kronecker` to tell a Hessian of four indices that has no vec form).
+Each printed form is also read back and compared with the derived program's value, as
+tests/test_matrix_statements.py does: "checked" or "wrong".
 
     PYTHONPATH=$PWD python tests/form_census.py [--seed 1] [--examples 300] [--show 3]
 """
@@ -39,7 +42,7 @@ def classify_spec(spec) -> str:
 @contextmanager
 def watching(reasons: list):
     """Record, innermost first, why Writer.term/node/statement returned no rendering."""
-    term, node, statement, formed = ms.Writer.term, ms.Writer.node, ms.Writer.statement, ms._formed
+    term, node, statement = ms.Writer.term, ms.Writer.node, ms.Writer.statement
     matrix_form = ms.matrix_form
     last_spec = {}
 
@@ -83,7 +86,7 @@ def watching(reasons: list):
     try:
         yield
     finally:
-        ms.Writer.term, ms.Writer.node, ms.Writer.statement, ms._formed = term, node, statement, formed
+        ms.Writer.term, ms.Writer.node, ms.Writer.statement = term, node, statement
         ms.matrix_form = matrix_form
 
 
