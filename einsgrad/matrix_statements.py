@@ -34,11 +34,6 @@ MAX_WRITTEN_IN = 2000
 """The longest text a statement written where it is read may have; a longer one has no
 matrix form here (a Hessian's cotangents may nest deeply)."""
 
-MAX_NAMED_FOR_LENGTH = 8
-"""How many of the forward's temporaries are named to bring a written-in statement under
-:data:`MAX_WRITTEN_IN`; a result that needs more has no matrix form (it would not read as one,
-and each name renders the result again)."""
-
 
 @dataclass(frozen=True)
 class StatementForm:
@@ -66,18 +61,16 @@ def statement_form(statements: Sequence[Statement], lhs: Piece, named: frozenset
     temporaries) that would be written twice or more and is no plain call (``tanh(X Wᵀ + b)``
     read twice is named once), and so, where the text would be longer than
     :data:`MAX_WRITTEN_IN`, do those until it is not (a cotangent that writes in the forward's
-    temporaries several times each), at most :data:`MAX_NAMED_FOR_LENGTH` of them. ``names``
-    renders some inputs otherwise (the cotangent ``dY`` as ``G``)."""
+    temporaries several times each). ``names`` renders some inputs otherwise (the cotangent
+    ``dY`` as ``G``)."""
     definitions = {s.name: s for s in statements[:-1]}
     writer = Writer(definitions, named, dict(names or {}))
     body = writer.statement(statements[-1], top=True)
-    lengthy = 0  # names taken for the length alone
     while body is not None or writer.too_long:  # the longest repeated one first: what it holds is then written once
         repeated = [n for n, count in writer.multiplicities(statements[-1].name).items()
                     if count > 1 and n in nameable and n not in named and writer.done.get(n) is not None
                     and " " in writer.done[n].whole.text]
-        lengthy += body is None
-        if not repeated or lengthy > MAX_NAMED_FOR_LENGTH:
+        if not repeated:
             break
         named = named | {max(repeated, key=lambda n: len(writer.done[n].whole.text))}
         writer = Writer(definitions, named, dict(names or {}))

@@ -96,16 +96,3 @@ def test_a_long_written_in_cotangent_names_the_temporaries_it_repeats(monkeypatc
     arrays = _arrays({"A": (3, 4), "x": (3,), "y": (4,), "q": (3,), "s": ()})
     _check(_LONG, "s", "∂L/∂s = (t1ᵀ (q ∘ t1)) 1ᵀ y + 4 ((((s 1ᵀ y) (q ∘ t1)) ∘ x)ᵀ A 1), "
            "with t1 = S0 (x ∘ (A 1)) - 2, S0 = 2 s", _long_loss, arrays, _long_gradient)
-
-
-def test_a_result_that_needs_more_names_than_the_bound_has_no_form(monkeypatch):
-    """Naming for length stops at MAX_NAMED_FOR_LENGTH: past it the explanation says there is
-    no matrix form, in one line, and gives the index form."""
-    from einsgrad import matrix_statements
-
-    monkeypatch.setattr(matrix_statements, "MAX_WRITTEN_IN", 40)
-    monkeypatch.setattr(matrix_statements, "MAX_NAMED_FOR_LENGTH", 0)
-    explanation = einsgrad.program(_LONG).explain("s")
-    assert explanation.gradients[0].matrix_form is None
-    (line,) = [line for line in str(explanation).splitlines() if "matrix form" in line.lower()]
-    assert "No matrix form" in line and "ds = dt2 * y[i] + 2 * dS0" in line
