@@ -59,14 +59,14 @@ def statement_form(statements: Sequence[Statement], lhs: Piece, named: frozenset
     forward's intermediates the user named), which stay names and are defined after the
     equation, in the order they are first read; so does one of ``nameable`` (the forward's
     temporaries) that would be written twice or more and is no plain call (``tanh(X Wᵀ + b)``
-    read twice is named once), and so, where the text would be longer than
-    :data:`MAX_WRITTEN_IN`, do those until it is not (a cotangent that writes in the forward's
-    temporaries several times each). ``names`` renders some inputs otherwise (the cotangent
+    read twice is named once). ``names`` renders some inputs otherwise (the cotangent
     ``dY`` as ``G``)."""
     definitions = {s.name: s for s in statements[:-1]}
     writer = Writer(definitions, named, dict(names or {}))
     body = writer.statement(statements[-1], top=True)
-    while body is not None or writer.too_long:  # the longest repeated one first: what it holds is then written once
+    if body is None:
+        return None
+    while True:  # the longest repeated one first: what it holds is then written once
         repeated = [n for n, count in writer.multiplicities(statements[-1].name).items()
                     if count > 1 and n in nameable and n not in named and writer.done.get(n) is not None
                     and " " in writer.done[n].whole.text]
@@ -75,8 +75,6 @@ def statement_form(statements: Sequence[Statement], lhs: Piece, named: frozenset
         named = named | {max(repeated, key=lambda n: len(writer.done[n].whole.text))}
         writer = Writer(definitions, named, dict(names or {}))
         body = writer.statement(statements[-1], top=True)
-    if body is None:
-        return None
     where, n = [], 0
     while n < len(writer.used):
         name = writer.used[n]
@@ -100,7 +98,6 @@ class Writer:
         self.done: dict[str, Rendering | None] = {}
         self.reading: list[str] = []  # the statements being rendered, innermost last
         self.reads: dict[str, Counter] = {}  # how often each statement writes in each other
-        self.too_long = False  # a statement had no rendering for its length alone
 
     def multiplicities(self, target: str) -> Counter:
         """How many times each statement written in appears in the text of ``target``."""
@@ -126,7 +123,7 @@ class Writer:
             found = self.sum(s.terms, s.indices)
             self.reading.pop()
             if found is not None and len(found.whole.text) > MAX_WRITTEN_IN:
-                found, self.too_long = None, True
+                found = None
             self.done[s.name] = found
         return self.done[s.name]
 

@@ -67,32 +67,3 @@ def test_many_entrywise_factors_one_of_them_transposed():
     _check(text, "y", "∂L/∂y = (Q ∘ tanh(C) ∘ exp(C) ∘ sin(C) ∘ cos(C) ∘ D ∘ Pᵀ) x",
            lambda C, Q, D, P, x, y, **_: np.einsum("k,i,ki,ik->", y, x, _many(C, Q, D), P),
            _arrays(_SHAPES), lambda C, Q, D, P, x, **_: (_many(C, Q, D) * P.T) @ x)
-
-
-# -- a written-in cotangent too long to print: the forward's temporaries it repeats named ---------
-# L = c Σ_i q_i u_i², u = S0 (x ∘ A 1) - 2, S0 = 2 s, c = s 1ᵀ y. By hand:
-# dL/ds = (1ᵀ y) uᵀ (q ∘ u) + c Σ_i 2 q_i u_i (x_i (A 1)_i) dS0/ds = (uᵀ (q ∘ u)) 1ᵀ y + 4 ((c (q ∘ u)) ∘ x)ᵀ A 1.
-# Reverse mode keeps the cotangent dS0, which writes u in twice; where that is longer than the
-# writer prints in place (MAX_WRITTEN_IN), u is named instead of the form being refused.
-
-_LONG = "S0 = 2 * s\nS1[i] = (sum[j](A[i,j] * (S0 * x[i])) - 2)^2 * sum[j](y[j] * s)\nL = S1[i] * q[i]"
-
-
-def _long_loss(A, x, y, q, s, **_):
-    u = 2 * s * x * A.sum(axis=1) - 2
-    return np.sum(q * u ** 2) * s * y.sum()
-
-
-def _long_gradient(A, x, y, q, s, **_):
-    u = 2 * s * x * A.sum(axis=1) - 2
-    return u @ (q * u) * y.sum() + 4 * ((s * y.sum() * (q * u)) * x) @ A.sum(axis=1)
-
-
-@pytest.mark.parametrize("limit", [2000, 40])
-def test_a_long_written_in_cotangent_names_the_temporaries_it_repeats(monkeypatch, limit):
-    from einsgrad import matrix_statements
-
-    monkeypatch.setattr(matrix_statements, "MAX_WRITTEN_IN", limit)
-    arrays = _arrays({"A": (3, 4), "x": (3,), "y": (4,), "q": (3,), "s": ()})
-    _check(_LONG, "s", "∂L/∂s = (t1ᵀ (q ∘ t1)) 1ᵀ y + 4 ((((s 1ᵀ y) (q ∘ t1)) ∘ x)ᵀ A 1), "
-           "with t1 = S0 (x ∘ (A 1)) - 2, S0 = 2 s", _long_loss, arrays, _long_gradient)
