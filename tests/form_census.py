@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np  # noqa: E402
 import einsgrad  # noqa: E402
 from einsgrad import matrix_statements as ms  # noqa: E402
 
+SLOW = 20  # seconds for one program's explanations and checks: printed as it happens
 WIDE = re.compile(r"\[[a-z],[a-z],[a-z]")
 
 
@@ -147,6 +149,7 @@ def census(seed: int, examples: int, show: int, verbose: bool = False):
         if WIDE.search(text):
             tally["programs with a 3-index tensor (skipped)"] += 1
             return
+        started = time.perf_counter()
         p = einsgrad.program(text)
         tally["programs"] += 1
         rng = np.random.default_rng(value_seed)
@@ -174,6 +177,8 @@ def census(seed: int, examples: int, show: int, verbose: bool = False):
                 if kind == "hessian" and short(reason) == "wide term (3+ labels)":
                     reason = kronecker_reason(p.hessian(n))
                 classes[(kind, short(reason))].append((text, n, reason, part.result))
+        if time.perf_counter() - started > SLOW:
+            print(f"slow ({time.perf_counter() - started:.0f} s): " + text.replace("\n", "; "), flush=True)
 
     one()
     print(f"seed {seed}, {examples} examples")
