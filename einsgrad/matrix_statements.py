@@ -10,7 +10,8 @@ which stay names and are defined after it. For the tanh layer and ``W``::
 
 Products are kept as chains, so that a transposed product reads as a textbook's (``(P Q)ᵀ =
 Qᵀ Pᵀ``) and a sum of chains with a common first or last factor is factored (``A x + Aᵀ x =
-(A + Aᵀ) x``, ``2 Xᵀ X w - 2 Xᵀ y = 2 Xᵀ (X w - y)``). Nothing is derived here. Pure: no numpy.
+(A + Aᵀ) x``, ``2 Xᵀ X w - 2 Xᵀ y = 2 Xᵀ (X w - y)``, by :mod:`einsgrad.matrix_renderings`).
+Nothing is derived here. Pure: no numpy.
 """
 
 from __future__ import annotations
@@ -18,74 +19,20 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 from .algebra import Factor, Term, decimal
 from .expressions import Call, Group, Power, Scoped, Statement, free, term_free
 from .form_search import matrix_form
 from .matrix_forms import ONES, Form, form_body, hadamard
 from .matrix_operands import term_operands
+from .matrix_renderings import Link, Rendering, as_operand, atomic_text, negated, summed
 from .render import Piece, applied, equals, juxt, spaced, tensor_name, transpose_of
-from .spec_terms import einsum_of
+from .spec_terms import TermEinsum, einsum_of
 
 MAX_WRITTEN_IN = 2000
 """The longest text a statement written where it is read may have; a longer one has no
 matrix form here (a Hessian's cotangents may nest deeply)."""
-
-
-@dataclass(frozen=True)
-class Link:
-    """One factor of a product chain: ``base``, transposed or not; a symmetric one (a
-    diagonal matrix, a scalar) reads the same transposed."""
-
-    base: Piece
-    transposed: bool = False
-    symmetric: bool = False
-    scalar: bool = False
-    identity: bool = False  # the identity matrix I itself (not a tensor named I)
-
-    def flipped(self) -> "Link":
-        return self if self.symmetric else replace(self, transposed=not self.transposed)
-
-    @property
-    def piece(self) -> Piece:
-        return transpose_of(self.base) if self.transposed else self.base
-
-
-@dataclass(frozen=True)
-class Rendering:
-    """``coefficient`` times ``body``, a matrix expression.
-
-    Attributes:
-        coefficient: a number in front, lifted out wherever the rendering is a factor.
-        body: the expression without its coefficient.
-        atomic: reads as one operand without parentheses (a name, a function's value).
-        chain: a product's factors (a trace's, inside it), when ``body`` is one; a
-            transposed chain is reversed.
-        terms: a sum's terms, (coefficient, rendering or None for a number), when it is one.
-        kind: "product", "trace", "hadamard" (``parts`` its operands) or "other".
-    """
-
-    coefficient: Fraction
-    body: Piece
-    atomic: bool
-    chain: tuple[Link, ...] | None = None
-    terms: tuple | None = None
-    kind: str = "other"
-    parts: tuple[Piece, ...] = ()
-
-    @property
-    def whole(self) -> Piece:
-        """The coefficient and the body, as one expression."""
-        return _scaled(self.coefficient, self.body)
-
-    @property
-    def diagonal(self) -> bool:
-        """A product of diagonal matrices (the symmetric links) or a sum of them: diagonal,
-        so it reads the same transposed (a Hessian's ``Diag(a) Diag(b) - Diag(c)``)."""
-        if self.kind == "product" and self.chain:
-            return all(x.symmetric for x in self.chain)
-        return self.terms is not None and all(r is not None and r.diagonal for _, r in self.terms)
 
 
 @dataclass(frozen=True)
@@ -201,7 +148,7 @@ class Writer:
             if found is False:
                 return None
             rendered.append(found)
-        return _sum(rendered)
+        return summed(rendered)
 
     def term(self, term: Term, indices: tuple[str, ...], top: bool = False):
         """(coefficient, rendering) of one term over ``indices``, (c, None) for a number,
@@ -229,12 +176,10 @@ class Writer:
                 return False
             norm = Piece(f"‖{base.whole.text}‖²", rf"\left\|{base.whole.latex}\right\|^2")
             return term.coefficient, Rendering(Fraction(1), norm, True)
-        proxies, operands, inverse = _merged(proxies, operands, inverse)
-        found = einsum_of(indices, Term(Fraction(1), tuple(proxies)))
+        found, form, operands, inverse = _read(indices, proxies, operands, inverse)
         if found is None:
             return False
         order = [int(f.name[1:]) for f in found.tensors]
-        form = matrix_form(found.spec)
         if form is None or form.batch or form.summed:  # "Σ_k" of slices is no matrix notation
             return False
         if not order:  # "->ii": the spec reads one 0-d operand, which this term does not have
@@ -247,7 +192,7 @@ class Writer:
                 coefficient *= r.coefficient
         sums = [n for n, r in enumerate(used) if r.terms is not None and n not in flipped and r.coefficient == 1]
         if top and coefficient < 0 and len(sums) == 1:  # -2 (T - U Vᵀ) V is 2 (U Vᵀ - T) V
-            coefficient, used[sums[0]] = -coefficient, _negated(used[sums[0]])
+            coefficient, used[sums[0]] = -coefficient, negated(used[sums[0]])
         formed = _formed(form, used, flipped)
         return False if formed is None else (coefficient, formed)
 
@@ -277,7 +222,7 @@ class Writer:
             return None
         if node.exponent == 1:
             return base
-        operand = _operand(base.whole)
+        operand = as_operand(base.whole)
         if not indices:  # a scalar's power
             e = decimal(node.exponent)
             e = e if node.exponent.denominator == 1 and node.exponent > 0 else f"({e})"
@@ -297,18 +242,47 @@ def _root(node) -> bool:
 # -- assembling ------------------------------------------------------------------------------
 
 
-def _merged(proxies, operands, inverse):
+class _Read(NamedTuple):
+    """A term's operands as one einsum: its spec's form (None where it has none), and the
+    renderings and reciprocal positions of the operands it reads after merging."""
+
+    einsum: TermEinsum | None
+    form: Form | None
+    operands: list
+    inverse: set
+
+
+def _read(indices, proxies, operands, inverse) -> _Read:
+    """A term's operands over the same indices merged (:func:`_merged`) into one einsum, or
+    None where the notation has no spelling; where that einsum has no form (more operands than
+    a form is searched for: ``"ki,ki,ki,ki,ki,i,ki->ki"``), every such group merged, so that it
+    reads ``(A ∘ B ∘ ...) Diag(x)``."""
+    merged = _merged(proxies, operands, inverse)
+    found = einsum_of(indices, Term(Fraction(1), tuple(merged[0])))
+    form = None if found is None else matrix_form(found.spec)
+    if found is not None and form is None:
+        every = _merged(proxies, operands, inverse, every=True)
+        wider = einsum_of(indices, Term(Fraction(1), tuple(every[0]))) if len(every[0]) < len(merged[0]) else None
+        form = None if wider is None else matrix_form(wider.spec)
+        if form is not None:
+            return _Read(wider, form, every[1], every[2])
+    return _Read(found, form, merged[1], merged[2])
+
+
+def _merged(proxies, operands, inverse, every: bool = False):
     """Operands over the same indices (none repeated), which another operand (or a delta)
     also holds, merged into one entrywise product, so that ``X[i,p] * t[i] * (1 - t[i])``
     reads ``Diag(t ∘ (1 - t)) X`` and a diagonal ``q[i] x[i] / t[i] δ[i,j]`` reads
     ``Diag(q ∘ x ⊘ t)`` (``x[k] * x[k]`` alone stays a dot product ``xᵀ x``). Reciprocals
-    divide (``⊘``); a group of reciprocals alone stays one, ``Diag(a ∘ b)⁻¹``."""
+    divide (``⊘``); a group of reciprocals alone stays one, ``Diag(a ∘ b)⁻¹``. ``every``:
+    every group, whoever else holds its indices (``A[k,i] * B[k,i] * ... -> i`` is
+    ``(A ∘ B ∘ ...)ᵀ 1``)."""
     groups: dict[frozenset, list[int]] = {}
     for n, p in enumerate(proxies):
         if isinstance(p, Factor) and len(set(p.indices)) == len(p.indices):
             groups.setdefault(frozenset(p.indices), []).append(n)
-    joined = [g for key, g in groups.items() if len(g) > 1 and key and all(
-        any(label in p.indices for m, p in enumerate(proxies) if m not in g) for label in key)]
+    joined = [g for key, g in groups.items() if len(g) > 1 and key and (every or all(
+        any(label in p.indices for m, p in enumerate(proxies) if m not in g) for label in key))]
     if not joined:
         return proxies, operands, inverse
     proxies, operands, inverse = list(proxies), list(operands), set(inverse)
@@ -321,7 +295,7 @@ def _merged(proxies, operands, inverse):
             below = bool(tops) and int(proxies[n].name[1:]) in inverse
             if not below:
                 coefficient *= r.coefficient
-            part = _operand(r.whole if below else r.body)
+            part = as_operand(r.whole if below else r.body)
             (denominators if below else numerators).append(
                 part if proxies[n].indices == first.indices else transpose_of(part))
         operands[int(first.name[1:])] = Rendering(coefficient, hadamard(numerators, denominators), False)
@@ -342,7 +316,7 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering |
         form, used = _unnested(form, used, inverse)
         if form is None:
             return None
-    shown = [_operand(r.whole if n in inverse else r.body) for n, r in enumerate(used)]
+    shown = [as_operand(r.whole if n in inverse else r.body) for n, r in enumerate(used)]
     if form.kind == "product" and form.factors in (((0, False),),) and not form.scalars and not inverse \
             and not form.scaled and not form.summed:
         return replace(used[0], coefficient=Fraction(1))  # the operand as it stands
@@ -380,15 +354,15 @@ def _formed(form, used: list[Rendering], inverse: frozenset[int]) -> Rendering |
             return Rendering(Fraction(1), body, not scalars, tuple(inside) if not scalars else None, kind="trace")
         links = [x for x in links if x.scalar] + [x for x in links if not x.scalar]
         body = juxt([x.piece for x in links], empty="1")
-        return Rendering(Fraction(1), body, _atomic_text(body.text), tuple(links), kind="product")
+        return Rendering(Fraction(1), body, atomic_text(body.text), tuple(links), kind="product")
     body = form_body(form, shown, inverse=inverse)
     if form.kind == "identity":  # I, c I, tr(B) I: diagonal, the same transposed
         link = _IDENTITY if body == _IDENTITY.base else Link(body, symmetric=True)
-        return Rendering(Fraction(1), body, _atomic_text(body.text), (link,), kind="product")
+        return Rendering(Fraction(1), body, atomic_text(body.text), (link,), kind="product")
     if form.kind == "hadamard" and not form.scalars and not inverse:
         parts = tuple(transpose_of(shown[k]) if t else shown[k] for k, t in form.factors)
         return Rendering(Fraction(1), body, False, kind="hadamard", parts=parts)
-    return Rendering(Fraction(1), body, _atomic_text(body.text))
+    return Rendering(Fraction(1), body, atomic_text(body.text))
 
 
 def _unnested(form, used: list[Rendering], inverse: frozenset[int]):
@@ -425,9 +399,9 @@ def _scalar_links(r: Rendering) -> list[Link]:
     """The scalar ``c`` of a broadcast ``c 1`` (:func:`_broadcast`) as chain links."""
     if r.terms is None:
         return [x for x in r.chain if x.scalar]
-    scalars = _sum([(c, Rendering(Fraction(1), juxt([x.piece for x in _scalar_links(t)], empty="1"), True))
+    scalars = summed([(c, Rendering(Fraction(1), juxt([x.piece for x in _scalar_links(t)], empty="1"), True))
                     for c, t in r.terms])
-    return [Link(_operand(scalars.whole), scalar=True, symmetric=True)]
+    return [Link(as_operand(scalars.whole), scalar=True, symmetric=True)]
 
 
 def _unsized(r: Rendering, side: str, before: list[Link], after, which: str) -> bool:
@@ -464,120 +438,3 @@ def _counts(links, traced: bool) -> bool:
         return True
     return any(a.base == ONES and a.transposed and b.base == ONES and not b.transposed
                for a, b in zip(links, links[1:]))
-
-
-def _sum(rendered) -> Rendering:
-    """Terms (coefficient, rendering or None for a number) as one rendering: terms written
-    alike merged (``1ᵀ A 1 + 1ᵀ A 1`` is ``2 1ᵀ A 1``, never ``1ᵀ A (1 + 1)``), factored where
-    every term is a chain with a common first or last factor, a positive term first."""
-    alike: dict = {}
-    for c, r in rendered:
-        alike[r] = alike.get(r, 0) + c
-    rendered = [(c, r) for r, c in alike.items() if c != 0]
-    if not rendered:
-        return Rendering(Fraction(1), Piece("0", "0"), True)
-    if len(rendered) == 1:
-        c, r = rendered[0]
-        if r is None:
-            return Rendering(Fraction(1), _number(c), c >= 0)
-        return replace(r, coefficient=c * r.coefficient)
-    factored = _factored(rendered)
-    if factored is not None:
-        return factored
-    first = next((n for n, (c, _) in enumerate(rendered) if c > 0), 0)
-    rendered = [rendered[first]] + rendered[:first] + rendered[first + 1:]
-    magnitudes = {abs(c) for c, _ in rendered}
-    if len(magnitudes) == 1 and 1 not in magnitudes and all(r is not None for _, r in rendered):
-        common = magnitudes.pop()  # 2 Y - 2 X W is 2 (Y - X W)
-        inner = [(c / common, r) for c, r in rendered]
-        return Rendering(common, parenthesized_always(_signed(inner)), True, terms=tuple(inner))
-    return Rendering(Fraction(1), _signed(rendered), False, terms=tuple(rendered))
-
-
-def _factored(rendered) -> Rendering | None:
-    chains = [r.chain if r is not None and r.kind == "product" else None for _, r in rendered]
-    if any(ch is None or any(x.scalar for x in ch) for ch in chains):
-        return None
-    head = 0
-    while all(len(ch) > head + 1 and ch[head] == chains[0][head] for ch in chains):
-        head += 1
-    tail = 0
-    while all(len(ch) > head + tail + 1 and ch[-1 - tail] == chains[0][-1 - tail] for ch in chains):
-        tail += 1
-    if not head and not tail:
-        return None
-    magnitudes = {abs(c) for c, _ in rendered}
-    common = magnitudes.pop() if len(magnitudes) == 1 else Fraction(1)
-    inner = _sum([(c / common, Rendering(Fraction(1), juxt([x.piece for x in ch[head:len(ch) - tail]]),
-                                         len(ch) - tail - head == 1, ch[head:len(ch) - tail], kind="product"))
-                  for (c, _), ch in zip(rendered, chains)])
-    if inner.kind == "product":
-        middle, common = list(inner.chain), common * inner.coefficient
-    else:
-        middle = [Link(parenthesized_always(inner.whole), symmetric=inner.diagonal)]
-    links = list(chains[0][:head]) + middle + list(chains[0][len(chains[0]) - tail:])
-    return Rendering(common, juxt([x.piece for x in links]), False, tuple(links), kind="product")
-
-
-def _negated(r: Rendering) -> Rendering:
-    return _sum([(-c, x) for c, x in r.terms])
-
-
-def _signed(parts) -> Piece:
-    text, latex = [], []
-    for n, (c, r) in enumerate(parts):
-        c = c if r is None else c * r.coefficient
-        m = _number(abs(c)) if r is None else _scaled(abs(c), r.body)
-        lead = ("-" if c < 0 else "") if n == 0 else (" - " if c < 0 else " + ")
-        text += [lead, m.text]
-        latex += [lead, m.latex]
-    return Piece("".join(text), "".join(latex))
-
-
-def _scaled(c: Fraction, body: Piece) -> Piece:
-    """``c body``; a sum (or a negated body) in parentheses, ``1/3 (a - b)``, never ``1/3 a - b``."""
-    if c == 1:
-        return body
-    if _summed_text(body.text):
-        body = parenthesized_always(body)
-    if c == -1:
-        return Piece("-" + body.text, "-" + body.latex)
-    return juxt([_number(c), body])
-
-
-def _number(c: Fraction) -> Piece:
-    return Piece(decimal(c), decimal(c))
-
-
-def _operand(m: Piece) -> Piece:
-    """A piece as an operand: parenthesized unless one name or one call."""
-    return m if _atomic_text(m.text) else parenthesized_always(m)
-
-
-def _summed_text(text: str) -> bool:
-    """A leading minus, or a ``+`` or ``-`` between terms outside parentheses and norms."""
-    depth, norm = 0, False
-    for n, char in enumerate(text):
-        norm = not norm if char == "‖" else norm
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if depth == 0 and not norm and text[n:n + 3] in (" + ", " - "):
-            return True
-    return text.startswith("-")
-
-
-def _atomic_text(text: str) -> bool:
-    """No space, ∘, ⊘ or / outside parentheses and norms, and no leading minus; the ∘ of an
-    entrywise power ``t^∘3`` is no product."""
-    if text.startswith("-"):
-        return False
-    depth, norm = 0, False
-    for n, char in enumerate(text):
-        norm = not norm if char == "‖" else norm
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if depth == 0 and not norm and char in " ∘⊘/" and text[n - 1:n + 1] != "^∘":
-            return False
-    return True
-
-
-def parenthesized_always(m: Piece) -> Piece:
-    return Piece(f"({m.text})", rf"\left({m.latex}\right)")

@@ -173,3 +173,38 @@ def test_the_hessian_of_a_square_of_abs_is_two_at_zero_too():
     got = einsgrad.program("L = abs(t[i])^2").hessian("t")(t=t)
     np.testing.assert_allclose(got, fd, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(got, 2 * eye)
+
+
+# -- a power of exp the user wrote: the forward's value, printed as written ---------------------
+# The identities rewrite what the derivative rules make (exp(x)^-1.5 exp(x) is exp(-0.5 x)). A
+# factor the chain rule copies from the user's statement, ∂(y ∘ exp(x)^0.5)/∂y = exp(x)^0.5, is
+# the forward's own value, and prints as the user wrote it, as sqrt(exp(x)) does above; so does
+# a power that is a function's argument, the one spelling in the result and in the forward
+# (1.5 exp(x)^1.5 ∘ cos(exp(x)^1.5), never beside an exp(1.5 x) of the same value).
+
+USER_POWERS = [  # text, by, form, the gradient by hand (numpy), the loss (torch)
+    ("A[i] = exp(x[i])^0.5 * y[i]\nL = A[i] * q[i]", "y", "∂L/∂y = q ∘ exp(x)^∘(0.5)",
+     lambda x, y, q: q * np.exp(x) ** 0.5, lambda x, y, q: (torch.exp(x) ** 0.5 * y * q).sum()),
+    ("A[i] = exp(x[i])^0.5 * y[i]\nL = A[i] * q[i]", "x", "∂L/∂x = 0.5 A ∘ q, with A = exp(x)^∘(0.5) ∘ y",
+     lambda x, y, q: 0.5 * np.exp(x) ** 0.5 * y * q, lambda x, y, q: (torch.exp(x) ** 0.5 * y * q).sum()),
+    ("L = sin(exp(x[i])^1.5) * q[i]", "x", "∂L/∂x = 1.5 exp(x)^∘(1.5) ∘ q ∘ cos(exp(x)^∘(1.5))",
+     lambda x, q: 1.5 * np.exp(x) ** 1.5 * q * np.cos(np.exp(x) ** 1.5),
+     lambda x, q: (torch.sin(torch.exp(x) ** 1.5) * q).sum()),
+    # made by the power rule, not copied: one exp, as above
+    ("L = exp(x[i])^1.5 * q[i]", "x", "∂L/∂x = 1.5 q ∘ exp(1.5 x)", lambda x, q: 1.5 * q * np.exp(1.5 * x),
+     lambda x, q: (torch.exp(x) ** 1.5 * q).sum()),
+]
+
+
+@pytest.mark.parametrize("text, wrt, form, textbook, loss", USER_POWERS,
+                         ids=[f"{c[0]} by {c[1]}" for c in USER_POWERS])
+def test_a_power_of_exp_the_user_wrote_prints_as_written(text, wrt, form, textbook, loss):
+    prog = einsgrad.program(text)
+    assert prog.explain(wrt).gradients[0].matrix_form == form
+    rng = np.random.default_rng(13)
+    arrays = {n: rng.standard_normal(5) for n in prog.inputs}
+    expected = textbook(**arrays)
+    np.testing.assert_allclose(prog.grad(wrt)(**arrays), expected, rtol=1e-12)
+    tensors = {n: torch.tensor(v, requires_grad=n == wrt) for n, v in arrays.items()}
+    (grad,) = torch.autograd.grad(loss(**tensors), [tensors[wrt]])
+    np.testing.assert_allclose(expected, grad.numpy(), rtol=1e-12)
