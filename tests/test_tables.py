@@ -39,6 +39,22 @@ def assert_close(got, expected, what: str) -> None:
     np.testing.assert_allclose(upcast(got), expected, rtol=RTOL, atol=RTOL * scale, err_msg=what)
 
 
+def assert_network_agrees(spec: str, ops, G, got: tuple, other: tuple, other_name: str) -> None:
+    """``got`` and ``other``, each (forward, vjp gradients, pullback gradients) of ``spec``,
+    against numpy's forward and torch autograd's gradients, and against each other."""
+    y, grads, pulled = got
+    y0, grads0, pulled0 = other
+    expected = torch_vjp(spec, ops, G)
+    assert expected is not None
+    assert_close(y, np.einsum(spec, *ops, optimize=True), "forward")
+    assert_close(y, y0, f"forward, {other_name}")
+    for k, (g, p, g0, p0, t) in enumerate(zip(grads, pulled, grads0, pulled0, expected)):
+        assert_close(g, t, f"vjp, operand {k}")
+        assert_close(p, t, f"pullback, operand {k}")
+        assert_close(g, g0, f"vjp, operand {k}, {other_name}")
+        assert_close(p, p0, f"pullback, operand {k}, {other_name}")
+
+
 def _assert_rounding_apart(got, expected, what: str) -> None:
     """Equal, or for inexact dtypes a few roundings apart. Straight-line numpy code reads a
     small transposed copy inside its GEMM (:mod:`einsgrad.fused_copies`), where a step table
