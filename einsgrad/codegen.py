@@ -22,7 +22,7 @@ from dataclasses import replace
 from . import dot_pairs, fused_copies, gathers, scalars
 from .dialects import NUMPY, Dialect
 from .spec import ascii_text
-from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Plan, Regroup, Step, Unary
+from .steps import Add, Copy, Dims, Einsum2, Layout, Matmul, Multiply, Plan, Regroup, Step, Unary, tuple_text
 
 
 class Sizes:
@@ -86,7 +86,7 @@ def size_names(operands: tuple[tuple[str, ...], ...]) -> dict[str, str]:
 def _shape(shape, dims: Dims | None, sizes: Sizes | None) -> str:
     """A shape as integers, or (shape-generic code) as sizes read at run time."""
     if sizes is None:
-        return _tuple(shape)
+        return tuple_text(shape)
     assert dims is not None and len(dims) == len(shape)
     return sizes.shape(dims)
 
@@ -161,18 +161,14 @@ def _dot_by_sum(subscripts: str, a: str, b: str, dialect: Dialect) -> str:
     if perm != tuple(range(len(sb))):
         b += _transpose(perm, dialect)
     summed = tuple(i for i, c in enumerate(sa) if c not in out)
-    expr = dialect.sum.format(x=f"{dialect.xp}.multiply({a}, {b})", axis=dialect.axis, axes=_tuple(summed))
+    expr = dialect.sum.format(x=f"{dialect.xp}.multiply({a}, {b})", axis=dialect.axis, axes=tuple_text(summed))
     kept = [c for c in sa if c in out]
     order = tuple(kept.index(c) for c in out)
     return expr + (_transpose(order, dialect) if order != tuple(range(len(out))) else "")
 
 
 def _transpose(perm, dialect: Dialect) -> str:
-    return ".T" if tuple(perm) == (1, 0) else f".{dialect.permute}({_tuple(perm)})"
-
-
-def _tuple(values) -> str:
-    return repr(tuple(map(int, values)))
+    return ".T" if tuple(perm) == (1, 0) else f".{dialect.permute}({tuple_text(perm)})"
 
 
 def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, sizes: Sizes | None = None,
@@ -191,7 +187,7 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, size
         for axis1, axis2 in op.diagonal or ():
             expr = dialect.diagonal.format(x=expr, a=int(axis1), b=int(axis2))
         if op.sum_axes:
-            expr = dialect.sum.format(x=expr, axis=dialect.axis, axes=_tuple(op.sum_axes))
+            expr = dialect.sum.format(x=expr, axis=dialect.axis, axes=tuple_text(op.sum_axes))
         if op.perm is not None:
             expr += _transpose(op.perm, dialect)
         if op.reshape is not None:
@@ -211,7 +207,7 @@ def expression(step: Step, ndims: dict[str, int], dialect: Dialect = NUMPY, size
         expr = x if dialect.dot_general else f"{x}.reshape({_shape(op.shape, op.dims, sizes)}).reshape({x}.shape)"
     elif isinstance(op, Copy):
         gathered = None if gathering is None else gathering.read(args[0], step.inputs[0], op.perm, op.shape)
-        expr = f"{args[0]}.{dialect.permute}({_tuple(op.perm)})"
+        expr = f"{args[0]}.{dialect.permute}({tuple_text(op.perm)})"
         if gathered is not None:
             expr = gathered
         elif op.shape is None:

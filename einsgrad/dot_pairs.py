@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .steps import Copy, Einsum2, Matmul, Multiply, Plan, Step
+from .steps import Copy, Einsum2, Matmul, Multiply, Plan, Step, tuple_text
 
 PAIRS = (Matmul, Multiply, Einsum2)
 """The operations a ``dot_general`` dialect spells as one dot."""
@@ -70,8 +70,8 @@ def _dot_in_order(step: Step, args: tuple[str, ...], first: int, second: int,
     summed = sorted(summed) if sort else summed
     made = batch + [l for l in a if l not in b] + [l for l in b if l not in a]
     assert sorted(made) == sorted(out), (step.spec, out)
-    dims = (f"(({_ints(a.index(l) for l in summed)}, {_ints(b.index(l) for l in summed)}), "
-            f"({_ints(a.index(l) for l in batch)}, {_ints(b.index(l) for l in batch)}))")
+    dims = (f"(({tuple_text(a.index(l) for l in summed)}, {tuple_text(b.index(l) for l in summed)}), "
+            f"({tuple_text(a.index(l) for l in batch)}, {tuple_text(b.index(l) for l in batch)}))")
     perm = tuple(made.index(l) for l in out)
     return f"_dot({args[first]}, {args[second]}, {dims})", (
         None if perm == tuple(range(len(perm))) else perm)
@@ -84,10 +84,6 @@ def label_order(step: Step) -> tuple[int, ...]:
     labels = [l for term in step.inputs for l in term] + list(step.labels)
     rank = {l: k for k, l in enumerate(sorted(set(labels)))}
     return tuple(rank[l] for l in labels)
-
-
-def _ints(values) -> str:
-    return repr(tuple(map(int, values)))
 
 
 def read_through_copies(plan: Plan) -> Plan:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 
-from .steps import Copy, Layout, Matmul, Multiply, Plan, Step
+from .steps import Copy, Layout, Matmul, Multiply, Plan, Step, tuple_text
 
 LIMIT = 16384
 """Elements of the largest copy made by a gather (its index: 128 KiB)."""
@@ -166,12 +166,8 @@ class Gathers:
 
     def lines(self) -> list[str]:
         """The definitions of the indices :meth:`read` named, in order of first use."""
-        return [f"{name} = _gather_index({_tuple(shape)}, {_tuple(perm)}, {_tuple(out)}, {swap})"
+        return [f"{name} = _gather_index({tuple_text(shape)}, {tuple_text(perm)}, {tuple_text(out)}, {swap})"
                 for (shape, perm, out, swap), name in self.names.items()]
-
-
-def _tuple(values) -> str:
-    return repr(tuple(map(int, values)))
 
 
 def contiguous(plan: Plan) -> set[str]:

@@ -237,3 +237,8 @@ class Plan:
         """:meth:`fresh` of every value a step makes, by name, in one pass (a value made
         twice counts as its last step made it)."""
         return {step.target: step.fresh for step in self.steps}
+
+
+def tuple_text(values) -> str:
+    """Integers of a step (a permutation, a shape) as the source text of a tuple."""
+    return repr(tuple(map(int, values)))
